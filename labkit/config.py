@@ -1,0 +1,278 @@
+"""LabConfig: the one option table.
+
+Every setting the lab, the notebooks and the endpoint use lives here, in sections.
+It loads from YAML plus dotted overrides (``session.intra_op_threads=1``), and the
+environment is read in exactly one place: :func:`LabConfig.load` (see ``ENV_VARS``).
+Every stage record embeds ``cfg.to_dict()``, so a number always comes with the
+settings that produced it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+#: The only environment variables the project reads, and the setting each one sets.
+ENV_VARS: dict[str, str] = {
+    "KOKORO_LAB_CONFIG": "(a YAML file loaded before overrides)",
+    "KOKORO_LAB_ASSETS": "assets_dir",
+    "KOKORO_LAB_MODEL": "model_path",
+    "KOKORO_LAB_VOICES": "voices_path",
+    "KOKORO_LAB_ARTIFACTS": "artifacts_dir",
+    "KOKORO_LAB_API_KEY": "serve.api_key",
+}
+
+OPT_LEVELS = ("disable", "basic", "extended", "layout", "all")
+EXECUTION_MODES = ("sequential", "parallel")
+
+
+class ConfigError(ValueError):
+    """A setting is unknown or out of range; the message names it and what is allowed."""
+
+
+@dataclass
+class SessionConfig:
+    """ONNX Runtime session settings."""
+
+    providers: list[str] = field(default_factory=lambda: ["CPUExecutionProvider"])
+    #: provider name -> options dict (e.g. CoreML's MLComputeUnits)
+    provider_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    graph_optimization_level: str = "all"
+    intra_op_threads: int = 2
+    inter_op_threads: int = 1
+    execution_mode: str = "sequential"
+    enable_mem_arena: bool = True
+    enable_mem_pattern: bool = True
+    denormal_as_zero: bool = False
+    #: load from (and build if missing) a cached optimized model / ORT-format model
+    use_optimized_cache: bool = False
+    use_ort_format: bool = False
+
+    def validate(self) -> None:
+        if self.graph_optimization_level not in OPT_LEVELS:
+            raise ConfigError(
+                f"session.graph_optimization_level={self.graph_optimization_level!r}: "
+                f"allowed are {', '.join(OPT_LEVELS)}"
+            )
+        if self.execution_mode not in EXECUTION_MODES:
+            raise ConfigError(
+                f"session.execution_mode={self.execution_mode!r}: allowed are "
+                f"{', '.join(EXECUTION_MODES)}"
+            )
+        for name in ("intra_op_threads", "inter_op_threads"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"session.{name}={value!r}: must be an integer >= 1")
+        if not self.providers:
+            raise ConfigError("session.providers is empty: name at least CPUExecutionProvider")
+
+
+@dataclass
+class TextConfig:
+    """Sanitization before G2P (labkit.text)."""
+
+    max_chars: int = 200_000
+    markdown: bool = True
+    #: "drop" or "name" (read the emoji's name)
+    emoji: str = "drop"
+    #: "skip" (recorded in the report) or "espeak" (route to espeak's language)
+    non_latin: str = "skip"
+    urls: bool = True
+    code: bool = True
+
+
+@dataclass
+class ChunkingConfig:
+    """How text is cut into pieces for streaming (labkit.chunking)."""
+
+    #: "primer" (short first piece, then sentences), "sentence", "clause", "budget", "none"
+    strategy: str = "primer"
+    primer_max_words: int = 8
+    primer_max_tokens: int = 60
+    min_tokens: int = 40
+    max_tokens: int = 250
+    crossfade_ms: float = 10.0
+    trim_silence: bool = True
+
+
+@dataclass
+class PipelineConfig:
+    """Streaming scheduler (labkit.pipeline)."""
+
+    #: 1 or 2 sessions
+    sessions: int = 1
+    #: settings of the second session, when sessions == 2 (overrides of `session`)
+    second_session: dict[str, Any] = field(default_factory=dict)
+    second_variant: str | None = None
+    #: "first-fast" (first piece to session 0, rest to whichever is free) or "round-robin"
+    routing: str = "first-fast"
+    queue_depth: int = 4
+
+
+@dataclass
+class SelectionConfig:
+    """Rules the journal uses to pick the best configuration."""
+
+    max_lsd_db: float = 2.0
+    #: figures minimized in order (lexicographic with the tolerance below)
+    objectives: list[str] = field(default_factory=lambda: ["ttfa_s", "rtf"])
+    #: two candidates within this relative band on an objective count as tied on it
+    tie_band: float = 0.05
+
+
+@dataclass
+class ServeConfig:
+    host: str = "127.0.0.1"
+    port: int = 8880
+    max_input_chars: int = 4096
+    api_key: str | None = None
+    cors_origin: str | None = None
+    #: how long a request waits for the synthesis slot before a 429
+    queue_timeout_s: float = 10.0
+    max_concurrent: int = 1
+    primer_cache_items: int = 64
+    best_json: str = "artifacts/best.json"
+
+
+@dataclass
+class LabConfig:
+    """The one option table."""
+
+    #: "int8" (shipped), "fp32" (original), "fp16" (original), "fp32-recon", or a
+    #: variant name produced by a stage (looked up in the assets dir)
+    variant: str = "int8"
+    #: explicit model file; wins over the variant lookup
+    model_path: str | None = None
+    voices_path: str | None = None
+    assets_dir: str = "artifacts/assets"
+    artifacts_dir: str = "artifacts"
+    voice: str = "af_heart"
+    speed: float = 1.0
+    lang: str = "en-us"
+    session: SessionConfig = field(default_factory=SessionConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+
+    # -- construction -------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> "LabConfig":
+        return _build(cls, dict(data or {}), prefix="")
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike) -> "LabConfig":
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        return cls.from_dict(data.get("config", data))
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike | None = None,
+        overrides: Mapping[str, Any] | list[str] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> "LabConfig":
+        """Defaults < YAML file (argument or $KOKORO_LAB_CONFIG) < environment < overrides."""
+        env = os.environ if env is None else env
+        path = path or env.get("KOKORO_LAB_CONFIG")
+        cfg = cls.from_yaml(path) if path else cls()
+        env_overrides = {
+            key: env[var]
+            for var, key in ENV_VARS.items()
+            if var != "KOKORO_LAB_CONFIG" and env.get(var)
+        }
+        cfg = cfg.with_overrides(env_overrides)
+        if overrides:
+            cfg = cfg.with_overrides(overrides)
+        return cfg
+
+    def with_overrides(self, overrides: Mapping[str, Any] | list[str]) -> "LabConfig":
+        """A copy with dotted keys set: ``{"session.intra_op_threads": 1}`` or
+        ``["session.intra_op_threads=1"]`` (values parsed as YAML scalars)."""
+        if isinstance(overrides, list):
+            pairs = {}
+            for item in overrides:
+                if "=" not in item:
+                    raise ConfigError(f"override {item!r}: expected KEY=VALUE")
+                key, raw = item.split("=", 1)
+                pairs[key.strip()] = yaml.safe_load(raw)
+            overrides = pairs
+        data = self.to_dict()
+        for key, value in overrides.items():
+            node = data
+            parts = key.split(".")
+            for part in parts[:-1]:
+                if part not in node or not isinstance(node[part], dict):
+                    raise ConfigError(f"unknown setting {key!r}")
+                node = node[part]
+            if parts[-1] not in node:
+                raise ConfigError(f"unknown setting {key!r}")
+            node[parts[-1]] = value
+        return LabConfig.from_dict(data)
+
+    # -- output -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def resolve(self, path: str | os.PathLike) -> Path:
+        """A path from the config, relative paths taken from the repository root."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else REPO_ROOT / p
+
+    def validate(self) -> "LabConfig":
+        self.session.validate()
+        if not 0.5 <= float(self.speed) <= 2.0:
+            raise ConfigError(f"speed={self.speed}: Kokoro supports 0.5 to 2.0")
+        return self
+
+
+def _build(cls, data: dict[str, Any], prefix: str):
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"unknown setting(s) {', '.join(prefix + u for u in unknown)}; "
+            f"known in {prefix or 'the top level'}: {', '.join(sorted(known))}"
+        )
+    kwargs = {}
+    for name, f in known.items():
+        if name not in data:
+            continue
+        value = data[name]
+        sub = _section_type(f)
+        if sub is not None:
+            if value is None:
+                value = {}
+            if not isinstance(value, dict):
+                raise ConfigError(f"{prefix}{name}: expected a mapping, got {value!r}")
+            value = _build(sub, value, prefix=f"{prefix}{name}.")
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+_SECTIONS = {
+    "SessionConfig": SessionConfig,
+    "TextConfig": TextConfig,
+    "ChunkingConfig": ChunkingConfig,
+    "PipelineConfig": PipelineConfig,
+    "SelectionConfig": SelectionConfig,
+    "ServeConfig": ServeConfig,
+}
+
+
+def _section_type(f: dataclasses.Field):
+    t = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+    return _SECTIONS.get(t)

@@ -1,0 +1,218 @@
+"""ONNX Runtime sessions over LabConfig, and synthesis from phonemes.
+
+Kokoro's graph: ``tokens`` int64 [1, n + 2] (0-padded at both ends), ``style`` float
+[1, 256], ``speed`` float [1]; output ``audio`` float [samples] at 24 kHz. Position
+embeddings hold 512 rows, so at most 510 phoneme tokens per call. The style row is
+``voice[len(tokens) - 1]`` of the (510, 1, 256) voice pack.
+"""
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from . import assets
+from .config import ConfigError, LabConfig, SessionConfig
+from .g2p import MAX_TOKENS, clean_phonemes, tokenize
+
+SAMPLE_RATE = 24_000
+SPEED_RANGE = (0.5, 2.0)
+
+_OPT_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "layout": getattr(ort.GraphOptimizationLevel, "ORT_ENABLE_LAYOUT",
+                      ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED),
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+def session_options(s: SessionConfig, optimized_model_path: str | None = None) -> ort.SessionOptions:
+    """SessionOptions from the session section of LabConfig (validated first)."""
+    s.validate()
+    so = ort.SessionOptions()
+    so.graph_optimization_level = _OPT_LEVELS[s.graph_optimization_level]
+    so.intra_op_num_threads = s.intra_op_threads
+    so.inter_op_num_threads = s.inter_op_threads
+    so.execution_mode = (ort.ExecutionMode.ORT_PARALLEL if s.execution_mode == "parallel"
+                         else ort.ExecutionMode.ORT_SEQUENTIAL)
+    so.enable_cpu_mem_arena = s.enable_mem_arena
+    so.enable_mem_pattern = s.enable_mem_pattern
+    if s.denormal_as_zero:
+        so.add_session_config_entry("session.set_denormal_as_zero", "1")
+    if optimized_model_path:
+        so.optimized_model_filepath = str(optimized_model_path)
+    so.log_severity_level = 3
+    return so
+
+
+def providers_for(s: SessionConfig) -> list:
+    """The provider list ORT takes: names, with options where LabConfig gives some.
+
+    Unknown names get a clear error naming what this ONNX Runtime build has."""
+    available = ort.get_available_providers()
+    out = []
+    for name in s.providers:
+        if name not in available:
+            raise ConfigError(
+                f"provider {name!r} is not available in this onnxruntime build "
+                f"({ort.__version__}); available: {', '.join(available)}"
+            )
+        opts = s.provider_options.get(name)
+        out.append((name, {k: str(v) for k, v in opts.items()}) if opts else name)
+    return out
+
+
+def make_session(model: str | Path, s: SessionConfig) -> ort.InferenceSession:
+    path = Path(model)
+    assets.require(path, "model file")
+    return ort.InferenceSession(str(path), sess_options=session_options(s),
+                                providers=providers_for(s))
+
+
+# -- voices --------------------------------------------------------------------------
+_BLEND_TERM = re.compile(r"^\s*([a-z]{2}_[a-z0-9_]+)\s*(?:\(\s*([0-9]*\.?[0-9]+)\s*\))?\s*$")
+
+
+class VoiceError(ValueError):
+    """Unknown voice or malformed blend; the message names close matches."""
+
+
+def parse_blend(spec: str) -> list[tuple[str, float]]:
+    """``af_bella(2)+af_sky(1)`` -> [("af_bella", 2/3), ("af_sky", 1/3)] (weights normalised).
+    A plain id is a blend of one."""
+    terms = []
+    for part in spec.split("+"):
+        m = _BLEND_TERM.match(part)
+        if not m:
+            raise VoiceError(f"voice {spec!r}: cannot read {part.strip()!r}; "
+                             "expected an id like af_heart or a blend like af_bella(2)+af_sky(1)")
+        weight = float(m.group(2)) if m.group(2) else 1.0
+        terms.append((m.group(1), weight))
+    total = sum(w for _, w in terms)
+    if total <= 0:
+        raise VoiceError(f"voice {spec!r}: blend weights must add up to more than 0")
+    return [(name, w / total) for name, w in terms]
+
+
+class VoiceBank:
+    """The 54 voice packs, and blends of them resolved to one (510, 1, 256) pack."""
+
+    def __init__(self, voices: dict[str, np.ndarray]):
+        self.voices = voices
+        self._blends: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def load(cls, path: str | Path) -> "VoiceBank":
+        return cls(assets.load_voices(assets.require(Path(path), "voices file")))
+
+    @property
+    def ids(self) -> list[str]:
+        return sorted(self.voices)
+
+    def close_matches(self, name: str, n: int = 3) -> list[str]:
+        import difflib
+
+        return difflib.get_close_matches(name, self.ids, n=n, cutoff=0.5)
+
+    def pack(self, spec: str) -> np.ndarray:
+        if spec in self.voices:
+            return self.voices[spec]
+        if spec in self._blends:
+            return self._blends[spec]
+        terms = parse_blend(spec)
+        for name, _ in terms:
+            if name not in self.voices:
+                close = self.close_matches(name)
+                hint = f"; did you mean {', '.join(close)}?" if close else ""
+                raise VoiceError(f"unknown voice {name!r}{hint}")
+        pack = sum(w * self.voices[name] for name, w in terms).astype(np.float32)
+        self._blends[spec] = pack
+        return pack
+
+
+# -- synthesis -------------------------------------------------------------------------
+@dataclass
+class Synthesis:
+    audio: np.ndarray  # float32 mono, 24 kHz
+    tokens: int
+    seconds: float  # compute time
+
+    @property
+    def duration(self) -> float:
+        return len(self.audio) / SAMPLE_RATE
+
+    @property
+    def rtf(self) -> float:
+        return self.seconds / max(self.duration, 1e-9)
+
+
+class Engine:
+    """One ORT session plus the voice bank: phonemes in, audio out. Thread-safe."""
+
+    def __init__(self, cfg: LabConfig, variant: str | None = None,
+                 session: SessionConfig | None = None, voices: VoiceBank | None = None):
+        self.cfg = cfg
+        self.variant = variant or cfg.variant
+        self.model_path = assets.model_path(cfg, self.variant)
+        t0 = time.perf_counter()
+        self.session = make_session(self.model_path, session or cfg.session)
+        self.load_seconds = time.perf_counter() - t0
+        self.voices = voices or VoiceBank.load(assets.voices_path(cfg))
+        self._lock = threading.Lock()
+        self._input_names = {i.name for i in self.session.get_inputs()}
+
+    def style(self, voice: str, n_tokens: int) -> np.ndarray:
+        pack = self.voices.pack(voice)
+        return pack[min(max(n_tokens, 1), len(pack)) - 1].reshape(1, -1)
+
+    def run_tokens(self, tokens: list[int], voice: str, speed: float = 1.0) -> Synthesis:
+        if not tokens:
+            raise ValueError("nothing to synthesize: no phoneme tokens")
+        if len(tokens) > MAX_TOKENS:
+            raise ValueError(f"{len(tokens)} tokens: Kokoro takes at most {MAX_TOKENS} per call; "
+                             "chunk the text first (labkit.chunking)")
+        lo, hi = SPEED_RANGE
+        if not lo <= float(speed) <= hi:
+            raise ValueError(f"speed {speed}: Kokoro supports {lo} to {hi}")
+        feeds = {
+            "tokens": np.array([[0, *tokens, 0]], dtype=np.int64),
+            "style": self.style(voice, len(tokens)),
+            "speed": np.array([speed], dtype=np.float32),
+        }
+        if "input_ids" in self._input_names:
+            feeds["input_ids"] = feeds.pop("tokens")
+        t0 = time.perf_counter()
+        with self._lock:
+            out = self.session.run(None, feeds)
+        seconds = time.perf_counter() - t0
+        audio = np.asarray(out[0], dtype=np.float32).ravel()
+        return Synthesis(audio, len(tokens), seconds)
+
+    def synthesize_phonemes(self, phonemes: str, voice: str | None = None,
+                            speed: float | None = None) -> Synthesis:
+        cleaned, _ = clean_phonemes(phonemes)
+        return self.run_tokens(tokenize(cleaned), voice or self.cfg.voice,
+                               self.cfg.speed if speed is None else speed)
+
+    def warm_up(self, phonemes: str = "həlˈO wˈɜɹld.", repeats: int = 2) -> float:
+        """The first runs of a new session are much slower than later ones; pay it now."""
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            self.synthesize_phonemes(phonemes)
+        return time.perf_counter() - t0
+
+
+def synthesize_text(engine: Engine, text: str, voice: str | None = None,
+                    speed: float | None = None, lang: str | None = None) -> np.ndarray:
+    """Whole text to audio, cut into pieces by labkit.chunking and joined."""
+    from .pipeline import StreamingSynthesizer
+
+    synth = StreamingSynthesizer(engine)
+    return synth.synthesize(text, voice=voice, speed=speed, lang=lang)
