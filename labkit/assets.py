@@ -113,6 +113,7 @@ def _atomic_write(dest: Path, write: Callable[[io.BufferedWriter, "hashlib._Hash
                 f"{what}: sha256 {digest} does not match the expected {sha256}; "
                 f"nothing was written to {dest}. {fix}"
             )
+        os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
         return dest
     except BaseException:

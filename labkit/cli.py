@@ -1,0 +1,166 @@
+"""``labkit``: the lab's command line.
+
+    labkit assets [--provision] [--fetch-originals] [--voices-tarball F]
+    labkit say "TEXT" -o out.wav [--voice af_heart] [--variant int8] [--server URL]
+    labkit phonemize [TEXT | -]
+    labkit journal -f experiments/default.yaml [--only STAGE] [--resume RUN_ID]
+    labkit serve
+    labkit bench
+
+Every command takes ``-c CONFIG.yaml`` and ``-s key=value`` overrides of LabConfig.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import ConfigError, LabConfig
+
+
+def _config(args) -> LabConfig:
+    return LabConfig.load(args.config, args.set or None)
+
+
+def cmd_assets(args) -> int:
+    from . import assets
+
+    cfg = _config(args)
+    if args.provision or args.fetch_originals or args.voices_tarball:
+        assets.provision(cfg, voices_tarball=Path(args.voices_tarball) if args.voices_tarball else None,
+                         originals=args.fetch_originals)
+        marker = assets.assets_dir(cfg) / ".provisioned"
+        marker.touch()
+    print(f"assets dir: {assets.assets_dir(cfg)}")
+    ref = assets.reference(cfg)
+    for row in assets.describe(cfg):
+        state = "ok     " if row["present"] else "missing"
+        line = f"  {state} {row['what']:<16} {row['path']}"
+        if row["present"]:
+            line += f"\n          source: {row['source'] or 'unknown'}\n          sha256: {row['sha256'] or '(not recorded)'}"
+            if row.get("npm_integrity"):
+                line += f"\n          npm integrity: {row['npm_integrity']}"
+        print(line)
+    print(f"reference variant: {ref.variant} - {ref.note}")
+    return 0
+
+
+def cmd_say(args) -> int:
+    text = sys.stdin.read() if args.text == "-" else args.text
+    if args.server:
+        from .client import say_from_server
+
+        info = say_from_server(args.server, text, voice=args.voice, speed=args.speed,
+                               out_path=args.output)
+        print(json.dumps(info, indent=2), file=sys.stderr)
+        return 0
+    import soundfile as sf
+
+    from .pipeline import StreamingSynthesizer
+    from .runtime import SAMPLE_RATE, Engine
+
+    overrides = {}
+    if args.variant:
+        overrides["variant"] = args.variant
+    if args.voice:
+        overrides["voice"] = args.voice
+    if args.speed is not None:
+        overrides["speed"] = args.speed
+    cfg = _config(args).with_overrides(overrides).validate()
+    engine = Engine(cfg)
+    audio = StreamingSynthesizer(engine).synthesize(text)
+    out = args.output or "out.wav"
+    sf.write(out, audio, SAMPLE_RATE, subtype="PCM_16")
+    print(f"wrote {out}: {len(audio) / SAMPLE_RATE:.2f} s of audio "
+          f"({cfg.variant}, voice {cfg.voice}, speed {cfg.speed})", file=sys.stderr)
+    return 0
+
+
+def cmd_phonemize(args) -> int:
+    from .phonemize import phonemize_json
+
+    text = sys.stdin.read() if args.text in (None, "-") else args.text
+    print(json.dumps(phonemize_json(text, _config(args)), ensure_ascii=False, indent=2))
+    return 0
+
+
+def cmd_journal(args) -> int:
+    from .batch import run_batch
+
+    run_batch(args.file, only=args.only, resume=args.resume, cfg=_config(args),
+              parameters=dict(kv.split("=", 1) for kv in (args.param or [])))
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from serve.app import serve
+
+    serve(_config(args))
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .httpbench import run_bench
+
+    path = run_bench(_config(args), run_id=args.run_id)
+    print(f"bench record: {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="labkit", description="Kokoro Lab")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-c", "--config", help="LabConfig YAML file")
+    common.add_argument("-s", "--set", action="append", metavar="KEY=VALUE",
+                        help="override a LabConfig setting (repeatable), e.g. -s session.intra_op_threads=1")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    a = sub.add_parser("assets", parents=[common], help="show (and provision) the model and voices")
+    a.add_argument("--provision", action="store_true", help="provision what is missing")
+    a.add_argument("--fetch-originals", action="store_true",
+                   help="also download the kokoro-onnx fp32/fp16 originals (needs internet)")
+    a.add_argument("--voices-tarball", help="use this kokoro-js-1.2.1.tgz instead of `npm pack`")
+    a.set_defaults(fn=cmd_assets)
+
+    s = sub.add_parser("say", parents=[common], help="speak text to a wav file")
+    s.add_argument("text", help="the text, or - for stdin")
+    s.add_argument("-o", "--output", help="output file (default out.wav; with --server, none plays it)")
+    s.add_argument("--voice")
+    s.add_argument("--variant")
+    s.add_argument("--speed", type=float)
+    s.add_argument("--server", help="stream from a running endpoint, e.g. http://127.0.0.1:8880")
+    s.set_defaults(fn=cmd_say)
+
+    ph = sub.add_parser("phonemize", parents=[common], help="sanitize + G2P, printed as JSON")
+    ph.add_argument("text", nargs="?", help="the text, or - (default) for stdin")
+    ph.set_defaults(fn=cmd_phonemize)
+
+    j = sub.add_parser("journal", parents=[common], help="run a papermill batch and write the journal")
+    j.add_argument("-f", "--file", default="experiments/default.yaml")
+    j.add_argument("--only", action="append", help="run only this stage (repeatable)")
+    j.add_argument("--resume", metavar="RUN_ID", help="continue this run, skipping stages already ok")
+    j.add_argument("-p", "--param", action="append", metavar="STAGE.NAME=VALUE",
+                   help="override a notebook parameter, e.g. 03_quantization.fail=true")
+    j.set_defaults(fn=cmd_journal)
+
+    sv = sub.add_parser("serve", parents=[common], help="run the OpenAI-compatible endpoint")
+    sv.set_defaults(fn=cmd_serve)
+
+    b = sub.add_parser("bench", parents=[common], help="endpoint vs in-process baselines")
+    b.add_argument("--run-id")
+    b.set_defaults(fn=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (ConfigError, ValueError, RuntimeError, FileNotFoundError) as exc:
+        print(f"labkit {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

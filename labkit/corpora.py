@@ -1,0 +1,174 @@
+"""Text corpora under version control: calibration (static int8 ranges) and held-out
+evaluation (quality of every variant). The two must never share a sentence: a variant
+calibrated on the sentences it is judged on would look better than it is.
+
+Corpora are YAML files (``labkit/data/<name>.yaml``): a list of utterances, each with an
+id, a voice, a language (en-us / en-gb), an optional speed and, for held-out, a size band
+(short < 60 tokens, medium 60-200, long 200-510).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import yaml
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+NAMES = ("calibration", "heldout")
+SIZE_BANDS = {"short": (1, 59), "medium": (60, 199), "long": (200, 510)}
+
+
+class CorpusError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Utterance:
+    id: str
+    text: str
+    voice: str
+    lang: str = "en-us"
+    speed: float = 1.0
+    size: str | None = None
+
+
+@dataclass
+class Corpus:
+    name: str
+    utterances: list[Utterance]
+    purpose: str = ""
+    path: Path | None = None
+
+    def __iter__(self):
+        return iter(self.utterances)
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def ids(self) -> list[str]:
+        return [u.id for u in self.utterances]
+
+    def select(self, ids: Iterable[str] | None = None, sizes: Iterable[str] | None = None,
+               limit: int | None = None) -> "Corpus":
+        """A sub-corpus: only these ids / size bands, at most ``limit`` utterances."""
+        utts = list(self.utterances)
+        if ids is not None:
+            ids = list(ids)
+            unknown = sorted(set(ids) - set(self.ids()))
+            if unknown:
+                raise CorpusError(f"corpus {self.name}: unknown id(s) {unknown}; "
+                                  f"known: {self.ids()}")
+            utts = [u for u in utts if u.id in ids]
+        if sizes is not None:
+            sizes = set(sizes)
+            bad = sizes - set(SIZE_BANDS)
+            if bad:
+                raise CorpusError(f"size band(s) {sorted(bad)}: allowed are {list(SIZE_BANDS)}")
+            utts = [u for u in utts if u.size in sizes]
+        if limit is not None:
+            utts = utts[:limit]
+        return Corpus(self.name, utts, self.purpose, self.path)
+
+
+def load(name_or_path: str | Path) -> Corpus:
+    """``load("heldout")`` / ``load("calibration")`` or a YAML path."""
+    path = Path(name_or_path)
+    if str(name_or_path) in NAMES:
+        path = DATA_DIR / f"{name_or_path}.yaml"
+    if not path.exists():
+        raise CorpusError(f"corpus {name_or_path!r} not found: use one of {NAMES} or a YAML path")
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    utts = []
+    for i, item in enumerate(data.get("utterances") or []):
+        missing = {"id", "text", "voice"} - set(item)
+        if missing:
+            raise CorpusError(f"{path}: utterance #{i} lacks {sorted(missing)}")
+        size = item.get("size")
+        if size is not None and size not in SIZE_BANDS:
+            raise CorpusError(f"{path}: {item['id']}: size {size!r}; allowed are {list(SIZE_BANDS)}")
+        utts.append(Utterance(str(item["id"]), str(item["text"]), str(item["voice"]),
+                              str(item.get("lang", "en-us")), float(item.get("speed", 1.0)), size))
+    ids = [u.id for u in utts]
+    if len(set(ids)) != len(ids):
+        raise CorpusError(f"{path}: duplicate utterance ids")
+    if not utts:
+        raise CorpusError(f"{path}: no utterances")
+    return Corpus(str(data.get("name", path.stem)), utts, str(data.get("purpose", "")), path)
+
+
+# -- overlap ----------------------------------------------------------------------------
+def sentences(text: str) -> list[str]:
+    """Normalized sentences (lower case, letters/digits/spaces only)."""
+    parts = re.split(r"(?<=[.!?;:])\s+", text)
+    out = []
+    for p in parts:
+        norm = " ".join(re.sub(r"[^a-z0-9' ]+", " ", p.lower()).split())
+        if norm:
+            out.append(norm)
+    return out
+
+
+def shingles(text: str, n: int = 6) -> set[tuple[str, ...]]:
+    words = " ".join(sentences(text)).split()
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+def overlap(a: Corpus, b: Corpus, n: int = 6) -> dict[str, list]:
+    """What two corpora share: identical sentences, and runs of ``n`` identical words."""
+    sa = {s for u in a for s in sentences(u.text)}
+    sb = {s for u in b for s in sentences(u.text)}
+    ha = set().union(*(shingles(u.text, n) for u in a))
+    hb = set().union(*(shingles(u.text, n) for u in b))
+    return {"sentences": sorted(sa & sb), "shingles": sorted(" ".join(s) for s in ha & hb),
+            "ids": sorted(set(a.ids()) & set(b.ids()))}
+
+
+# -- preparation for the model -------------------------------------------------------------
+@dataclass
+class Prepared:
+    """An utterance ready for the graph: phonemes, token ids, and the model's inputs."""
+
+    utt: Utterance
+    phonemes: str
+    tokens: list[int]
+    report: dict = field(default_factory=dict)
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.tokens)
+
+    def feeds(self, voices) -> dict[str, np.ndarray]:
+        """ORT inputs: tokens [1, n+2] (0-padded), style = voice[n-1], speed [1]."""
+        pack = voices.pack(self.utt.voice)
+        n = len(self.tokens)
+        return {
+            "tokens": np.array([[0, *self.tokens, 0]], dtype=np.int64),
+            "style": pack[min(max(n, 1), len(pack)) - 1].reshape(1, -1).astype(np.float32),
+            "speed": np.array([self.utt.speed], dtype=np.float32),
+        }
+
+
+def prepare(corpus: Corpus | Iterable[Utterance]) -> list[Prepared]:
+    """Phonemize every utterance with its language's G2P (misaki, espeak fallback)."""
+    from .g2p import MAX_TOKENS, get_g2p, tokenize
+
+    out = []
+    for u in corpus:
+        ph = get_g2p(u.lang)(u.text)
+        tokens = tokenize(ph.phonemes)
+        if not tokens:
+            raise CorpusError(f"{u.id}: no phonemes from {u.text!r}")
+        if len(tokens) > MAX_TOKENS:
+            raise CorpusError(f"{u.id}: {len(tokens)} tokens > {MAX_TOKENS}; shorten it")
+        out.append(Prepared(u, ph.phonemes, tokens, ph.report()))
+    return out
+
+
+def size_of(n_tokens: int) -> str:
+    for name, (lo, hi) in SIZE_BANDS.items():
+        if lo <= n_tokens <= hi:
+            return name
+    raise CorpusError(f"{n_tokens} tokens is outside every size band {SIZE_BANDS}")

@@ -1,0 +1,294 @@
+"""The quality bench: how far a variant's audio is from the reference's.
+
+Kokoro's vocoder builds its harmonic source from a running phase, so two variants that
+sound the same drift apart in phase within a few hundred milliseconds: waveform SNR is
+about 0 dB for every variant and says nothing (a 1e-7 perturbation already drops it to
+~29 dB). What survives is the *magnitude* spectrum, hence the primary figure:
+
+* :func:`lsd_db` -- log-spectral distance. STFT magnitudes A (reference) and B (test)
+  with a 1024-point Hann window and hop 256; a floor ``f = 1e-5 * max(A, B)`` keeps
+  silent bins from dominating; the figure is ``mean |20*log10((A + f) / (B + f))|`` in dB
+  over all bins and frames. 0 dB is identical; a uniform gain g gives |20*log10 g|.
+
+Beside it: :func:`spectral_convergence` (relative Frobenius error of the magnitudes),
+:func:`pesq_wb` (ITU-T P.862.2 wideband, at 16 kHz), :func:`stoi` (intelligibility),
+:func:`dnsmos` (a no-reference MOS estimate from Microsoft's DNSMOS models, bundled in
+the PyPI package ``speechmos``), :func:`check_audio` (NaN, silence, clipping) and
+:func:`compare`, which gathers all of them plus the duration agreement.
+
+Durations: Kokoro predicts each phoneme's duration, so a variant may make audio a few
+frames longer or shorter than the reference. ``compare`` reports that agreement and,
+when the lengths differ, truncates both to the shorter one before the spectral figures
+(``allow_length_mismatch=True``); the record says so (``truncated``).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SAMPLE_RATE = 24_000
+N_FFT = 1024
+HOP = 256
+FLOOR = 1e-5
+#: a signal whose peak is below this is silence
+SILENCE_PEAK = 1e-4
+#: |x| at or above this counts as a clipped sample
+CLIP_LEVEL = 0.999
+#: more than this fraction of clipped samples is reported as clipping
+CLIP_FRACTION = 1e-3
+
+_DNSMOS_SR = 16_000
+_DNSMOS_SECONDS = 9.01
+# speechmos 0.0.1.1's polynomial fits (non-personalized DNSMOS P.835), from speechmos/dnsmos.py
+_DNSMOS_POLY = {
+    "sig": (-0.08397278, 1.22083953, 0.0052439),
+    "bak": (-0.13166888, 1.60915514, -0.39604546),
+    "ovrl": (-0.06766283, 1.11546468, 0.04602535),
+}
+#: Why DNSMOS is computed the way it is here (shown in the stage records).
+DNSMOS_NOTE = (
+    "DNSMOS P.835 (sig/bak/ovrl) from the sig_bak_ovr.onnx model bundled in the PyPI "
+    "package speechmos, run offline with onnxruntime over 9.01 s windows at 16 kHz exactly "
+    "as speechmos does. speechmos.dnsmos itself cannot be imported here because it imports "
+    "librosa, which speechmos does not declare and this environment does not install; "
+    "librosa is only needed for the P.808 mel model, so p808_mos is reported only when "
+    "librosa is importable."
+)
+
+
+class QualityError(ValueError):
+    """Audio that cannot be compared: NaN/inf, empty, or lengths that differ."""
+
+
+# -- validation -----------------------------------------------------------------------
+def _as_audio(x: Any, what: str) -> np.ndarray:
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim != 1:
+        a = a.squeeze()
+        if a.ndim != 1:
+            raise QualityError(f"{what}: expected mono audio (1-D), got shape {np.shape(x)}")
+    if a.size == 0:
+        raise QualityError(f"{what}: empty audio")
+    bad = ~np.isfinite(a)
+    if bad.any():
+        raise QualityError(f"{what}: {int(bad.sum())} NaN/inf samples of {a.size}; "
+                           "only finite audio can be compared")
+    return a
+
+
+def _pair(ref: Any, test: Any, allow_length_mismatch: bool) -> tuple[np.ndarray, np.ndarray]:
+    a = _as_audio(ref, "reference")
+    b = _as_audio(test, "test")
+    if a.size != b.size:
+        if not allow_length_mismatch:
+            raise QualityError(
+                f"length mismatch: reference {a.size} samples, test {b.size} samples "
+                f"({(b.size - a.size) / SAMPLE_RATE:+.3f} s at 24 kHz); pass "
+                "allow_length_mismatch=True to compare the common prefix")
+        n = min(a.size, b.size)
+        a, b = a[:n], b[:n]
+    return a, b
+
+
+def magnitude(x: np.ndarray, n_fft: int = N_FFT, hop: int = HOP) -> np.ndarray:
+    """|STFT| with a periodic Hann window of ``n_fft`` points, hop ``hop``; signals
+    shorter than one window are zero-padded to one frame. Shape (frames, n_fft//2+1)."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.size < n_fft:
+        x = np.pad(x, (0, n_fft - x.size))
+    n_frames = 1 + (x.size - n_fft) // hop
+    rest = x.size - (n_frames - 1) * hop - n_fft
+    if rest > 0:  # keep the tail: one more zero-padded frame
+        x = np.pad(x, (0, hop - rest))
+        n_frames += 1
+    window = np.hanning(n_fft + 1)[:-1]
+    frames = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop][:n_frames]
+    return np.abs(np.fft.rfft(frames * window, axis=-1))
+
+
+# -- figures --------------------------------------------------------------------------
+def lsd_db(ref: np.ndarray, test: np.ndarray, allow_length_mismatch: bool = False) -> float:
+    """Log-spectral distance in dB: mean |20 log10((A+f)/(B+f))|, f = 1e-5 * max(A, B)."""
+    a, b = _pair(ref, test, allow_length_mismatch)
+    A, B = magnitude(a), magnitude(b)
+    peak = max(float(A.max()), float(B.max()))
+    if peak == 0.0:
+        return 0.0  # both silent: identical
+    f = FLOOR * peak
+    return float(np.mean(np.abs(20.0 * np.log10((A + f) / (B + f)))))
+
+
+def spectral_convergence(ref: np.ndarray, test: np.ndarray,
+                         allow_length_mismatch: bool = False) -> float:
+    """||B - A||_F / ||A||_F on STFT magnitudes (0 is identical; 1 is as far as silence)."""
+    a, b = _pair(ref, test, allow_length_mismatch)
+    A, B = magnitude(a), magnitude(b)
+    norm = float(np.linalg.norm(A))
+    if norm == 0.0:
+        raise QualityError("spectral convergence: the reference is all zeros")
+    return float(np.linalg.norm(B - A) / norm)
+
+
+def _resample(x: np.ndarray, sr: int, target: int) -> np.ndarray:
+    if sr == target:
+        return np.asarray(x, dtype=np.float64)
+    from scipy.signal import resample_poly
+
+    g = math.gcd(int(sr), int(target))
+    return resample_poly(np.asarray(x, dtype=np.float64), target // g, sr // g)
+
+
+def pesq_wb(ref: np.ndarray, test: np.ndarray, sr: int = SAMPLE_RATE,
+            allow_length_mismatch: bool = True) -> float:
+    """Wideband PESQ (MOS-LQO, 1.0-4.64) after resampling to 16 kHz (scipy resample_poly).
+    Raises QualityError when PESQ finds no speech (silence)."""
+    from pesq import pesq
+    from pesq import PesqError
+
+    a, b = _pair(ref, test, allow_length_mismatch)
+    a16, b16 = _resample(a, sr, 16_000), _resample(b, sr, 16_000)
+    try:
+        return float(pesq(16_000, a16, b16, "wb"))
+    except PesqError as exc:
+        raise QualityError(f"PESQ failed: {type(exc).__name__}: {exc}") from exc
+
+
+def stoi(ref: np.ndarray, test: np.ndarray, sr: int = SAMPLE_RATE,
+         allow_length_mismatch: bool = True) -> float:
+    """Short-time objective intelligibility (0-1), pystoi (resamples to 10 kHz itself)."""
+    from pystoi import stoi as _stoi
+
+    a, b = _pair(ref, test, allow_length_mismatch)
+    return float(_stoi(a, b, sr, extended=False))
+
+
+_dnsmos_sessions: dict[str, Any] = {}
+
+
+def _dnsmos_session(name: str):
+    if name not in _dnsmos_sessions:
+        import onnxruntime as ort
+        import speechmos
+
+        path = Path(speechmos.__file__).parent / "dnsmos_models" / name
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: reinstall speechmos")
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        so.log_severity_level = 3
+        _dnsmos_sessions[name] = ort.InferenceSession(str(path), sess_options=so,
+                                                      providers=["CPUExecutionProvider"])
+    return _dnsmos_sessions[name]
+
+
+def dnsmos(audio: np.ndarray, sr: int = SAMPLE_RATE) -> dict[str, float] | None:
+    """DNSMOS P.835 estimate {sig, bak, ovrl[, p808]} (1-5, higher is better), or None
+    when the bundled models cannot be run (see DNSMOS_NOTE)."""
+    a = _as_audio(audio, "audio")
+    try:
+        sess = _dnsmos_session("sig_bak_ovr.onnx")
+    except (ImportError, FileNotFoundError):
+        return None
+    x = _resample(a, sr, _DNSMOS_SR)
+    peak = float(np.max(np.abs(x)))
+    if peak > 1.0:  # DNSMOS expects [-1, 1]
+        x = x / peak
+    n = int(_DNSMOS_SECONDS * _DNSMOS_SR)
+    while x.size < n:  # speechmos repeats short clips until one window is full
+        x = np.concatenate([x, x])
+    hops = int(np.floor(x.size / _DNSMOS_SR) - _DNSMOS_SECONDS) + 1
+    segs = [x[i * _DNSMOS_SR: i * _DNSMOS_SR + n] for i in range(hops)]
+    segs = np.stack([s for s in segs if s.size == n]).astype(np.float32)
+    raw = sess.run(None, {"input_1": segs})[0]  # (N, 3): sig, bak, ovr
+    out = {k: float(np.mean(np.poly1d(_DNSMOS_POLY[k])(raw[:, i])))
+           for i, k in enumerate(("sig", "bak", "ovrl"))}
+    p808 = _dnsmos_p808(segs)
+    if p808 is not None:
+        out["p808"] = p808
+    return out
+
+
+def _dnsmos_p808(segs: np.ndarray) -> float | None:
+    try:
+        import librosa
+    except ImportError:
+        return None
+    sess = _dnsmos_session("model_v8.onnx")
+    vals = []
+    for seg in segs:
+        mel = librosa.feature.melspectrogram(y=seg[:-160], sr=_DNSMOS_SR, n_fft=321,
+                                             hop_length=160, n_mels=120)
+        mel = ((librosa.power_to_db(mel, ref=np.max) + 40) / 40).T
+        vals.append(float(sess.run(None, {"input_1": mel[None].astype(np.float32)})[0][0][0]))
+    return float(np.mean(vals))
+
+
+def check_audio(audio: Any, sr: int = SAMPLE_RATE) -> list[str]:
+    """Problems that disqualify a variant's output: empty, NaN/inf, silence, clipping.
+    An empty list means none was found."""
+    a = np.asarray(audio, dtype=np.float64).ravel()
+    if a.size == 0:
+        return ["empty: no samples"]
+    problems = []
+    bad = ~np.isfinite(a)
+    if bad.any():
+        problems.append(f"nan: {int(bad.sum())} NaN/inf samples of {a.size} "
+                        f"(first at {np.argmax(bad) / sr:.3f} s)")
+        a = a[~bad]
+        if a.size == 0:
+            return problems
+    peak = float(np.max(np.abs(a)))
+    if peak < SILENCE_PEAK:
+        problems.append(f"silence: peak {peak:.2e} < {SILENCE_PEAK:g}")
+    clipped = float(np.mean(np.abs(a) >= CLIP_LEVEL))
+    if clipped > CLIP_FRACTION:
+        problems.append(f"clipping: {clipped:.2%} of samples at |x| >= {CLIP_LEVEL}")
+    return problems
+
+
+def duration_agreement(ref: np.ndarray, test: np.ndarray, sr: int = SAMPLE_RATE) -> dict:
+    n_ref, n_test = int(np.size(ref)), int(np.size(test))
+    return {
+        "ref_s": n_ref / sr,
+        "test_s": n_test / sr,
+        "diff_s": (n_test - n_ref) / sr,
+        "ratio": n_test / n_ref if n_ref else float("nan"),
+        # Kokoro's frames are 600 samples (hop of the 24 kHz iSTFT x upsampling)
+        "diff_frames": (n_test - n_ref) / 600.0,
+    }
+
+
+def compare(ref: np.ndarray, test: np.ndarray, sr: int = SAMPLE_RATE,
+            with_dnsmos: bool = True, with_pesq: bool = True) -> dict[str, Any]:
+    """Every figure for one (reference, test) pair. Never raises on bad test audio: a
+    test with problems gets ``ok: False``, its problems listed and the figures None."""
+    ref = np.asarray(ref, dtype=np.float32).ravel()
+    test = np.asarray(test, dtype=np.float32).ravel()
+    problems = check_audio(test, sr)
+    ref_problems = check_audio(ref, sr)
+    out: dict[str, Any] = {
+        "ok": not problems,
+        "problems": problems,
+        "ref_problems": ref_problems,
+        "duration": duration_agreement(ref, test, sr),
+        "truncated": ref.size != test.size,
+        "lsd_db": None, "spectral_convergence": None, "pesq_wb": None, "stoi": None,
+        "dnsmos": None, "dnsmos_ref": None,
+    }
+    if problems or ref_problems:
+        return out
+    out["lsd_db"] = lsd_db(ref, test, allow_length_mismatch=True)
+    out["spectral_convergence"] = spectral_convergence(ref, test, allow_length_mismatch=True)
+    if with_pesq:
+        try:
+            out["pesq_wb"] = pesq_wb(ref, test, sr)
+        except QualityError as exc:
+            out["pesq_error"] = str(exc)
+    out["stoi"] = stoi(ref, test, sr)
+    if with_dnsmos:
+        out["dnsmos"] = dnsmos(test, sr)
+        out["dnsmos_ref"] = dnsmos(ref, sr)
+    return out
