@@ -1,0 +1,172 @@
+"""Papermill batches: ``experiments/*.yaml`` -> executed notebooks -> the journal.
+
+A batch file::
+
+    name: default
+    config: {}                 # LabConfig settings every stage starts from (optional)
+    stages:
+      - name: 00_baseline
+        notebook: notebooks/00_baseline.ipynb
+        parameters: {repeats: 5}
+
+Each stage is executed into ``artifacts/<run_id>/<stage>/<stage>.ipynb``. A stage that
+fails is recorded as failed (its error and the executed notebook kept) and the batch goes
+on. ``only`` runs some stages (into the latest run unless ``resume`` names one);
+``resume`` continues a run, skipping stages whose record is already ``ok``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import REPO_ROOT, ConfigError, LabConfig
+from .stage import RECORD_NAME, new_run_id, read_record, stage_dir, write_record
+
+log = logging.getLogger(__name__)
+LATEST_NAME = "LATEST"
+
+
+@dataclass
+class StageSpec:
+    name: str
+    notebook: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Batch:
+    name: str
+    stages: list[StageSpec]
+    config: dict[str, Any] = field(default_factory=dict)
+    path: str = ""
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Batch":
+        path = Path(path)
+        if not path.is_absolute() and not path.exists():
+            path = REPO_ROOT / path
+        data = yaml.safe_load(path.read_text()) or {}
+        stages = []
+        for i, s in enumerate(data.get("stages") or []):
+            if "notebook" not in s:
+                raise ConfigError(f"{path}: stage #{i + 1} has no notebook")
+            name = s.get("name") or Path(s["notebook"]).stem
+            stages.append(StageSpec(name, s["notebook"], dict(s.get("parameters") or {})))
+        if not stages:
+            raise ConfigError(f"{path}: no stages")
+        names = [s.name for s in stages]
+        if len(names) != len(set(names)):
+            raise ConfigError(f"{path}: stage names repeat: {names}")
+        return cls(data.get("name") or path.stem, stages, dict(data.get("config") or {}), str(path))
+
+
+def latest_run(cfg: LabConfig) -> str | None:
+    marker = cfg.resolve(cfg.artifacts_dir) / LATEST_NAME
+    return marker.read_text().strip() if marker.exists() else None
+
+
+def _parse_value(raw: str) -> Any:
+    return yaml.safe_load(raw)
+
+
+def run_batch(file: str | Path, only: list[str] | None = None, resume: str | None = None,
+              cfg: LabConfig | None = None, parameters: dict[str, str] | None = None,
+              execute=None) -> str:
+    """Run a batch; returns the run id. ``parameters`` holds ``STAGE.NAME=VALUE`` overrides
+    (e.g. ``{"03_quantization.fail": "true"}``). ``execute`` replaces papermill (tests)."""
+    batch = Batch.load(file)
+    base = cfg or LabConfig.load()
+    cfg = base.with_overrides(_flatten(batch.config)) if batch.config else base
+    known = {s.name for s in batch.stages}
+    for name in only or []:
+        if name not in known:
+            raise ConfigError(f"--only {name}: no such stage in {batch.path}; stages: {', '.join(sorted(known))}")
+    run_id = resume or ((latest_run(cfg) if only else None) or new_run_id())
+    run_dir = cfg.resolve(cfg.artifacts_dir) / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_path = run_dir / "config.yaml"
+    config_path.write_text(cfg.to_yaml())
+    (run_dir / "batch.yaml").write_text(Path(batch.path).read_text())
+    extra = _stage_params(parameters or {})
+    execute = execute or _papermill
+
+    for spec in batch.stages:
+        if only and spec.name not in only:
+            continue
+        out_dir = stage_dir(cfg, run_id, spec.name)
+        record = out_dir / RECORD_NAME
+        if resume and record.exists() and read_record(record).get("status") == "ok":
+            print(f"[{spec.name}] already ok in {run_id}; skipped (resume)")
+            continue
+        out_dir.mkdir(parents=True, exist_ok=True)
+        record.unlink(missing_ok=True)  # a stale record must not pass for this run's
+        params = {**spec.parameters, **extra.get(spec.name, {}),
+                  "run_id": run_id, "config_path": str(config_path)}
+        output = out_dir / f"{spec.name}.ipynb"
+        print(f"[{spec.name}] running {spec.notebook} -> {output}", flush=True)
+        t0 = time.perf_counter()
+        error = None
+        try:
+            execute(REPO_ROOT / spec.notebook, output, params)
+        except Exception as exc:  # noqa: BLE001 - record it and go on with the batch
+            error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+        seconds = time.perf_counter() - t0
+        if not record.exists():
+            # the notebook died before its Stage wrote anything: leave a failed record
+            write_record(cfg, run_id, spec.name, f"failed: {error or 'no record written'}",
+                         metrics={}, params=params,
+                         notes=["the notebook failed before its stage record was written"])
+        status = read_record(record)["status"]
+        print(f"[{spec.name}] {status} ({seconds:.0f} s)", flush=True)
+
+    (cfg.resolve(cfg.artifacts_dir) / LATEST_NAME).write_text(run_id + "\n")
+    from .journal import write_journal
+
+    paths = write_journal(cfg, run_id)
+    for p in paths.values():
+        print(f"wrote {p}")
+    return run_id
+
+
+def _papermill(notebook: Path, output: Path, params: dict) -> None:
+    import papermill as pm
+
+    pm.execute_notebook(str(notebook), str(output), parameters=params, kernel_name="python3",
+                        cwd=str(REPO_ROOT), progress_bar=False, log_output=False)
+
+
+def _stage_params(pairs: dict[str, str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for key, raw in pairs.items():
+        if "." not in key:
+            raise ConfigError(f"parameter {key!r}: expected STAGE.NAME=VALUE")
+        stage, name = key.split(".", 1)
+        out.setdefault(stage, {})[name] = _parse_value(raw) if isinstance(raw, str) else raw
+    return out
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v and k not in ("provider_options", "second_session"):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def papermill_metadata(notebook: Path) -> dict:
+    """Parameters, duration and exception recorded by papermill in an executed notebook."""
+    try:
+        nb = json.loads(Path(notebook).read_text())
+    except (OSError, ValueError):
+        return {}
+    meta = nb.get("metadata", {}).get("papermill", {})
+    return {k: meta.get(k) for k in ("parameters", "duration", "exception", "start_time", "end_time")}

@@ -1,0 +1,220 @@
+"""The benchmark journal: stage records -> ``artifacts/journal/JOURNAL.md`` / ``.html``
+and ``artifacts/best.json``.
+
+One section per stage with its status, key figures (``metrics["headline"]``), notes,
+plots and audio, the papermill metadata of its executed notebook, and a comparison with
+the previous run (changes beyond the noise band flagged).
+"""
+from __future__ import annotations
+
+import html
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .config import LabConfig
+from .selection import best_json
+from .stage import RECORD_NAME, read_record
+
+#: relative change beyond which a figure counts as moved (the machines are noisy)
+NOISE_BAND = 0.15
+_LOWER_BETTER = ("_s", "seconds", "rtf", "ttfa", "lsd", "_db", "underrun", "load", "ms", "time")
+_HIGHER_BETTER = ("speedup", "x_sooner", "ratio", "pesq", "stoi", "mos", "coverage")
+
+
+def run_records(cfg: LabConfig, run_id: str) -> list[tuple[Path, dict]]:
+    run_dir = cfg.resolve(cfg.artifacts_dir) / run_id
+    out = []
+    for path in sorted(run_dir.glob(f"*/{RECORD_NAME}")):
+        try:
+            out.append((path, read_record(path)))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def previous_run(cfg: LabConfig, run_id: str) -> str | None:
+    root = cfg.resolve(cfg.artifacts_dir)
+    runs = sorted(p.name for p in root.glob("run-*") if p.is_dir() and p.name < run_id
+                  and any(p.glob(f"*/{RECORD_NAME}")))
+    return runs[-1] if runs else None
+
+
+def direction(key: str) -> int:
+    """-1: lower is better, 1: higher is better, 0: unknown."""
+    k = key.lower()
+    if any(t in k for t in _HIGHER_BETTER):
+        return 1
+    if any(t in k for t in _LOWER_BETTER):
+        return -1
+    return 0
+
+
+def compare_headlines(now: dict, before: dict, band: float = NOISE_BAND) -> dict[str, str]:
+    """key -> "" (within band), "improved", "REGRESSED", or "changed" (direction unknown)."""
+    out = {}
+    for key, v in now.items():
+        b = before.get(key)
+        if not isinstance(v, (int, float)) or not isinstance(b, (int, float)) or isinstance(v, bool):
+            continue
+        if b == 0:
+            continue
+        rel = (v - b) / abs(b)
+        if abs(rel) <= band:
+            out[key] = ""
+            continue
+        d = direction(key)
+        if d == 0:
+            out[key] = f"changed {rel:+.0%}"
+        else:
+            out[key] = f"{'improved' if rel * d > 0 else 'REGRESSED'} {rel:+.0%}"
+    return out
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+    if isinstance(v, (dict, list)):
+        return json.dumps(v)[:200]
+    return str(v)
+
+
+def _stage_files(stage_dir: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    return sorted(p for p in stage_dir.rglob("*") if p.suffix.lower() in suffixes and p.is_file())
+
+
+def build_sections(cfg: LabConfig, run_id: str) -> dict:
+    from .batch import papermill_metadata
+
+    records = run_records(cfg, run_id)
+    prev = previous_run(cfg, run_id)
+    prev_records = {r["stage"]: r for _, r in run_records(cfg, prev)} if prev else {}
+    sections = []
+    for path, rec in records:
+        sdir = path.parent
+        nb = sdir / f"{rec['stage']}.ipynb"
+        headline = rec.get("metrics", {}).get("headline") or {}
+        before = prev_records.get(rec["stage"], {}).get("metrics", {}).get("headline") or {}
+        sections.append({
+            "record": rec, "path": path, "dir": sdir, "headline": headline,
+            "changes": compare_headlines(headline, before) if before else {},
+            "papermill": papermill_metadata(nb) if nb.exists() else {},
+            "notebook": nb if nb.exists() else None,
+            "plots": _stage_files(sdir, (".png", ".svg")),
+            "audio": _stage_files(sdir, (".wav", ".mp3")),
+            "html": [p for p in _stage_files(sdir, (".html",))],
+        })
+    return {"run_id": run_id, "previous": prev, "sections": sections, "records": records}
+
+
+def _rel(p: Path, base: Path) -> str:
+    return os.path.relpath(p, base)
+
+
+def render_markdown(cfg: LabConfig, data: dict, best: dict, out_dir: Path) -> str:
+    run_id = data["run_id"]
+    lines = [f"# Kokoro Lab journal — {run_id}", ""]
+    env = data["records"][0][1].get("environment", {}) if data["records"] else {}
+    if env:
+        lines += ["## Environment", "",
+                  f"- machine: {env.get('machine')} · {env.get('cpu')} · {env.get('cpu_count')} cores",
+                  f"- OS: {env.get('platform')} · Python {env.get('python')}",
+                  f"- ONNX Runtime {env.get('onnxruntime')} · providers: {', '.join(env.get('providers') or [])}",
+                  f"- git commit: {env.get('git_commit')}",
+                  "- packages: " + ", ".join(f"{k} {v}" for k, v in (env.get("packages") or {}).items() if v),
+                  "- assets (sha256): " + ", ".join(f"{k} `{v[:12]}…`" for k, v in (env.get("asset_sha256") or {}).items()),
+                  ""]
+    lines += [f"Compared with the previous run: {data['previous'] or 'none (first run)'}; "
+              f"changes within ±{NOISE_BAND:.0%} count as noise.", ""]
+
+    lines += ["## Best configuration", ""]
+    if best.get("choices"):
+        lines += ["| stage | choice | TTFA s | RTF | LSD dB |", "|---|---|---|---|---|"]
+        for ch in best["choices"]:
+            lines.append(f"| {ch['stage']} | {ch['candidate']} | {_fmt(ch.get('ttfa_s', ''))} | "
+                         f"{_fmt(ch.get('rtf', ''))} | {_fmt(ch.get('lsd_db', ''))} |")
+        lines += ["", "Overrides in `artifacts/best.json`: `" + json.dumps(best["overrides"]) + "`", ""]
+        if best.get("runner_up"):
+            ru = best["runner_up"]
+            lines += [f"Runner-up differs in {ru['differs_in']}: {ru['choice']['candidate']}.", ""]
+    else:
+        lines += ["No stage offered candidates that met the rules; best.json holds the defaults.", ""]
+    if best.get("rejected"):
+        lines += ["Rejected candidates: " + "; ".join(
+            f"{r['stage']}/{r.get('candidate', '*')}: {r['reason']}" for r in best["rejected"]), ""]
+
+    for s in data["sections"]:
+        rec = s["record"]
+        pm = s["papermill"]
+        dur = pm.get("duration")
+        lines += [f"## {rec['stage']}", "",
+                  f"**status:** {rec['status']}" + (f" · ran {dur:.0f} s" if dur else "")
+                  + f" · finished {rec.get('finished')}", ""]
+        if s["headline"]:
+            lines += ["| figure | value | vs previous |", "|---|---|---|"]
+            for k, v in s["headline"].items():
+                lines.append(f"| {k} | {_fmt(v)} | {s['changes'].get(k, '')} |")
+            lines.append("")
+        for note in rec.get("notes") or []:
+            lines.append(f"- {note}")
+        if rec.get("notes"):
+            lines.append("")
+        if rec["status"].startswith("failed"):
+            tb = rec.get("metrics", {}).get("traceback")
+            if tb:
+                lines += ["```", tb.strip()[-1500:], "```", ""]
+        params = {k: v for k, v in (rec.get("params") or {}).items() if k not in ("config_path",)}
+        if params:
+            lines += ["Parameters: `" + json.dumps(params)[:600] + "`", ""]
+        for p in s["plots"]:
+            lines += [f"![{p.stem}]({_rel(p, out_dir)})", ""]
+        links = []
+        if s["notebook"]:
+            links.append(f"[executed notebook]({_rel(s['notebook'], out_dir)})")
+        links.append(f"[metrics.json]({_rel(s['path'], out_dir)})")
+        links += [f"[{p.name}]({_rel(p, out_dir)})" for p in s["html"]]
+        lines += [" · ".join(links), ""]
+    return "\n".join(lines)
+
+
+def render_html(markdown_text: str, data: dict, out_dir: Path) -> str:
+    import mistune
+
+    body = mistune.html(markdown_text)
+    players = []
+    for s in data["sections"]:
+        for a in s["audio"][:12]:
+            players.append(f"<figure><figcaption>{html.escape(s['record']['stage'])}: "
+                           f"{html.escape(a.name)}</figcaption><audio controls preload='none' "
+                           f"src='{html.escape(_rel(a, out_dir))}'></audio></figure>")
+    audio = ("<h2>Listen</h2>" + "\n".join(players)) if players else ""
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>Kokoro Lab journal</title>"
+            "<style>body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em}"
+            "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px}"
+            "img{max-width:100%}code{background:#f4f4f4}</style></head><body>"
+            + body + audio + "</body></html>")
+
+
+def write_journal(cfg: LabConfig, run_id: str) -> dict[str, Path]:
+    """Write JOURNAL.md/HTML for ``run_id`` and artifacts/best.json; returns their paths."""
+    root = cfg.resolve(cfg.artifacts_dir)
+    out_dir = root / "journal"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = build_sections(cfg, run_id)
+    records = [r for _, r in data["records"]]
+    run_cfg_path = root / run_id / "config.yaml"
+    base = LabConfig.from_yaml(run_cfg_path) if run_cfg_path.exists() else cfg
+    best = best_json(records, cfg.selection, base, run_id, [str(p) for p, _ in data["records"]])
+    md = render_markdown(cfg, data, best, out_dir)
+    paths = {"markdown": out_dir / "JOURNAL.md", "html": out_dir / "JOURNAL.html",
+             "best": root / "best.json"}
+    paths["markdown"].write_text(md)
+    paths["html"].write_text(render_html(md, data, out_dir))
+    tmp = paths["best"].with_suffix(".tmp")
+    tmp.write_text(json.dumps(best, indent=2))
+    os.replace(tmp, paths["best"])
+    # keep a copy of the run's journal beside its records
+    shutil.copy(paths["markdown"], root / run_id / "JOURNAL.md")
+    return paths

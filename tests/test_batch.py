@@ -1,0 +1,104 @@
+"""The papermill batch: records, a forced failure, --only, resume, journal, best.json."""
+import json
+
+import nbformat
+import pytest
+import yaml
+
+from labkit.batch import run_batch
+from labkit.config import ConfigError, LabConfig
+
+STAGE_CODE = """
+from labkit.config import LabConfig
+from labkit.stage import Stage
+cfg = LabConfig.load(config_path, overrides)
+with Stage(stage_name, cfg, run_id, {"value": value}) as st:
+    if fail:
+        raise RuntimeError("forced failure (fail=True)")
+    st.metrics["headline"] = {"ttfa_s": value, "rtf": 0.3}
+    st.metrics["candidates"] = [
+        {"name": "base", "overrides": {}, "ttfa_s": value, "rtf": 0.3, "lsd_db": 0.0},
+        {"name": "fast", "overrides": {"chunking.max_tokens": 123}, "ttfa_s": value / 2,
+         "rtf": 0.3, "lsd_db": 0.5},
+    ]
+"""
+
+
+def _notebook(path, stage_name, broken=False):
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell(
+        f"run_id = None\nconfig_path = None\noverrides = []\nfail = False\nvalue = 1.0\nstage_name = {stage_name!r}")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell("test stage"), params,
+                nbformat.v4.new_code_cell("import nonexistent_module_xyz" if broken else STAGE_CODE)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    root = tmp_path_factory.mktemp("batch")
+    stages = []
+    for name, broken in (("01_a", False), ("02_b", False), ("03_broken", True)):
+        nb = _notebook(root / f"{name}.ipynb", name, broken)
+        stages.append({"name": name, "notebook": str(nb), "parameters": {"value": 0.8}})
+    path = root / "batch.yaml"
+    path.write_text(yaml.safe_dump({"name": "t", "stages": stages}))
+    cfg = LabConfig().with_overrides({"artifacts_dir": str(root / "artifacts")})
+    run_id = run_batch(path, cfg=cfg, parameters={"02_b.fail": "true"})
+    return {"root": root, "path": path, "cfg": cfg, "run_id": run_id,
+            "art": root / "artifacts"}
+
+
+def _record(b, stage, run_id=None):
+    return json.loads((b["art"] / (run_id or b["run_id"]) / stage / "metrics.json").read_text())
+
+
+def test_each_stage_leaves_a_record(batch):
+    ok = _record(batch, "01_a")
+    assert ok["status"] == "ok" and ok["params"] == {"value": 0.8}
+    assert ok["environment"]["onnxruntime"] and ok["config"]["voice"] == "af_heart"
+    forced = _record(batch, "02_b")
+    assert forced["status"].startswith("failed: RuntimeError: forced failure")
+    assert "traceback" in forced["metrics"]
+    broken = _record(batch, "03_broken")
+    assert broken["status"].startswith("failed:") and "nonexistent_module_xyz" in broken["status"]
+    # the executed notebooks are kept, failed ones included
+    assert (batch["art"] / batch["run_id"] / "02_b" / "02_b.ipynb").exists()
+    assert (batch["art"] / batch["run_id"] / "03_broken" / "03_broken.ipynb").exists()
+
+
+def test_journal_and_best_json(batch):
+    md = (batch["art"] / "journal" / "JOURNAL.md").read_text()
+    assert batch["run_id"] in md
+    assert "## 01_a" in md and "## 02_b" in md and "failed: RuntimeError" in md
+    assert (batch["art"] / "journal" / "JOURNAL.html").read_text().startswith("<!doctype html>")
+    best = json.loads((batch["art"] / "best.json").read_text())
+    assert best["overrides"] == {"chunking.max_tokens": 123}
+    assert best["provenance"]["run_id"] == batch["run_id"]
+    assert best["config"]["chunking"]["max_tokens"] == 123
+
+
+def test_resume_skips_stages_already_ok_and_reruns_failed(batch, capsys):
+    run_batch(batch["path"], cfg=batch["cfg"], resume=batch["run_id"], only=["01_a", "02_b"])
+    out = capsys.readouterr().out
+    assert "[01_a] already ok" in out
+    # without the forced-failure parameter, 02_b's default fail=False applies: it now passes
+    assert "[02_b] ok" in out
+    assert _record(batch, "02_b")["status"] == "ok"
+    assert _record(batch, "03_broken")["status"].startswith("failed:")  # untouched
+
+
+def test_second_run_is_compared_with_the_first(batch):
+    second = run_batch(batch["path"], cfg=batch["cfg"], only=None,
+                       parameters={"01_a.value": "2.0"})
+    assert second != batch["run_id"]
+    md = (batch["art"] / "journal" / "JOURNAL.md").read_text()
+    assert f"previous run: {batch['run_id']}" in md
+    assert "REGRESSED +150%" in md  # ttfa_s went 0.8 -> 2.0
+
+
+def test_only_unknown_stage_is_an_error(batch):
+    with pytest.raises(ConfigError, match="no such stage"):
+        run_batch(batch["path"], cfg=batch["cfg"], only=["99_nope"])

@@ -1,0 +1,76 @@
+"""Synthesis from phonemes: real model, short inputs."""
+import numpy as np
+import pytest
+
+from labkit.config import ConfigError
+from labkit.runtime import SAMPLE_RATE, VoiceError, parse_blend, providers_for, session_options
+
+PHONEMES = "ðə kwˈɪk bɹˈWn fˈɑks."
+
+
+def test_synthesis_is_speech_not_silence(engine):
+    syn = engine.synthesize_phonemes(PHONEMES)
+    assert syn.audio.dtype == np.float32 and syn.audio.ndim == 1
+    assert np.isfinite(syn.audio).all()
+    assert 0.8 < syn.duration < 4.0
+    rms = np.sqrt(np.mean(syn.audio ** 2))
+    assert rms > 0.01
+    assert syn.tokens == len(PHONEMES)
+
+
+def test_duration_scales_with_speed(engine):
+    normal = engine.synthesize_phonemes(PHONEMES, speed=1.0).duration
+    fast = engine.synthesize_phonemes(PHONEMES, speed=2.0).duration
+    slow = engine.synthesize_phonemes(PHONEMES, speed=0.5).duration
+    assert fast < normal * 0.7
+    assert slow > normal * 1.5
+
+
+def test_style_row_is_token_count_minus_one(engine):
+    pack = engine.voices.pack("af_heart")
+    np.testing.assert_array_equal(engine.style("af_heart", 10), pack[9])
+    np.testing.assert_array_equal(engine.style("af_heart", 510), pack[509])
+
+
+def test_510_tokens_is_the_limit(engine):
+    assert engine.run_tokens([50] * 510, "af_heart").duration > 0
+    with pytest.raises(ValueError, match="at most 510"):
+        engine.run_tokens([50] * 511, "af_heart")
+
+
+@pytest.mark.parametrize("speed", [0.4, 2.1])
+def test_speed_out_of_range(engine, speed):
+    with pytest.raises(ValueError, match="0.5 to 2.0"):
+        engine.synthesize_phonemes(PHONEMES, speed=speed)
+
+
+def test_blend_weights_are_normalised():
+    assert parse_blend("af_bella(2)+af_sky(1)") == [("af_bella", 2 / 3), ("af_sky", 1 / 3)]
+    assert parse_blend("af_heart") == [("af_heart", 1.0)]
+
+
+def test_blend_is_the_weighted_mean(engine):
+    bank = engine.voices
+    mixed = bank.pack("af_bella(3)+am_adam(1)")
+    np.testing.assert_allclose(mixed, 0.75 * bank.pack("af_bella") + 0.25 * bank.pack("am_adam"), rtol=1e-6)
+    audio = engine.synthesize_phonemes(PHONEMES, voice="af_bella(3)+am_adam(1)").audio
+    assert np.sqrt(np.mean(audio ** 2)) > 0.01
+
+
+@pytest.mark.parametrize("spec,match", [("af_hart", "did you mean af_heart"),
+                                        ("af_bella(x)", "cannot read"),
+                                        ("af_bella(0)+af_sky(0)", "more than 0")])
+def test_bad_voices_are_explained(engine, spec, match):
+    with pytest.raises(VoiceError, match=match):
+        engine.voices.pack(spec)
+
+
+def test_bad_session_settings(cfg):
+    with pytest.raises(ConfigError, match="not available"):
+        providers_for(cfg.with_overrides({"session.providers": ["NopeExecutionProvider"]}).session)
+    with pytest.raises(ConfigError, match=">= 1"):
+        session_options(cfg.with_overrides({"session.intra_op_threads": 0}).session)
+
+
+def test_sample_rate():
+    assert SAMPLE_RATE == 24_000
