@@ -158,12 +158,27 @@ class Engine:
 
     def __init__(self, cfg: LabConfig, variant: str | None = None,
                  session: SessionConfig | None = None, voices: VoiceBank | None = None):
-        self.cfg = cfg
-        self.variant = variant or cfg.variant
-        self.model_path = assets.model_path(cfg, self.variant)
+        variant = variant or cfg.variant
+        model = assets.model_path(cfg, variant)
         t0 = time.perf_counter()
-        self.session = make_session(self.model_path, session or cfg.session)
-        self.load_seconds = time.perf_counter() - t0
+        sess = make_session(model, session or cfg.session)
+        self._setup(cfg, variant, model, sess, time.perf_counter() - t0, voices)
+
+    @classmethod
+    def from_session(cls, cfg: LabConfig, session: ort.InferenceSession, model_path: str | Path,
+                     load_seconds: float = 0.0, voices: VoiceBank | None = None,
+                     variant: str | None = None) -> "Engine":
+        """An Engine around a session made elsewhere (e.g. with verbose logging)."""
+        eng = cls.__new__(cls)
+        eng._setup(cfg, variant or str(model_path), Path(model_path), session, load_seconds, voices)
+        return eng
+
+    def _setup(self, cfg, variant, model_path, session, load_seconds, voices) -> None:
+        self.cfg = cfg
+        self.variant = variant
+        self.model_path = Path(model_path)
+        self.session = session
+        self.load_seconds = load_seconds
         self.voices = voices or VoiceBank.load(assets.voices_path(cfg))
         self._lock = threading.Lock()
         self._input_names = {i.name for i in self.session.get_inputs()}
