@@ -30,6 +30,8 @@ ENV_VARS: dict[str, str] = {
 
 OPT_LEVELS = ("disable", "basic", "extended", "layout", "all")
 EXECUTION_MODES = ("sequential", "parallel")
+#: labkit.rewrites.REWRITES, by name (checked there too)
+REWRITE_NAMES = ("pow2_mul", "instance_norm", "conv1d_as_2d", "snake_fold")
 
 
 class ConfigError(ValueError):
@@ -53,8 +55,16 @@ class SessionConfig:
     #: load from (and build if missing) a cached optimized model / ORT-format model
     use_optimized_cache: bool = False
     use_ort_format: bool = False
+    #: our own graph rewrites (labkit.rewrites), applied and checked once, then cached
+    #: (needs use_optimized_cache or use_ort_format): pow2_mul, instance_norm,
+    #: conv1d_as_2d, snake_fold
+    rewrites: list[str] = field(default_factory=list)
 
     def validate(self) -> None:
+        unknown = [r for r in self.rewrites if r not in REWRITE_NAMES]
+        if unknown:
+            raise ConfigError(f"session.rewrites: unknown {', '.join(map(repr, unknown))}; "
+                              f"allowed are {', '.join(REWRITE_NAMES)}")
         if self.graph_optimization_level not in OPT_LEVELS:
             raise ConfigError(
                 f"session.graph_optimization_level={self.graph_optimization_level!r}: "
@@ -85,6 +95,30 @@ class TextConfig:
     non_latin: str = "skip"
     urls: bool = True
     code: bool = True
+    #: sanitization rules switched off by name (see labkit.text.RULES)
+    disable: list[str] = field(default_factory=list)
+    #: a "word" longer than this (a hash, base64, a run of one letter) is left out, recorded
+    max_word_chars: int = 50
+    #: digit runs longer than this are read digit by digit (misaki spells huge numbers)
+    max_number_digits: int = 15
+    #: misaki's per-word espeak fallback for words it does not know
+    g2p_fallback: bool = True
+
+    def validate(self) -> None:
+        from .text import RULES  # the rule names live with the rules
+
+        if self.emoji not in ("drop", "name"):
+            raise ConfigError(f"text.emoji={self.emoji!r}: allowed are drop, name")
+        if self.non_latin not in ("skip", "espeak"):
+            raise ConfigError(f"text.non_latin={self.non_latin!r}: allowed are skip, espeak")
+        unknown = [r for r in self.disable if r not in RULES]
+        if unknown:
+            raise ConfigError(f"text.disable: unknown rule(s) {', '.join(map(repr, unknown))}; "
+                              f"rules are {', '.join(RULES)}")
+        for name in ("max_chars", "max_word_chars", "max_number_digits"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"text.{name}={value!r}: must be an integer >= 1")
 
 
 @dataclass
@@ -94,11 +128,23 @@ class ChunkingConfig:
     #: "primer" (short first piece, then sentences), "sentence", "clause", "budget", "none"
     strategy: str = "primer"
     primer_max_words: int = 8
+    #: the primer is cut at punctuation or a soft word between these word counts
+    primer_min_words: int = 3
     primer_max_tokens: int = 60
     min_tokens: int = 40
     max_tokens: int = 250
+    #: ramp after the primer: the next piece may hold growth x (tokens so far) - (tokens
+    #: after the first); growth ~ 1/RTF with a safety margin. 0 disables the ramp.
+    growth: float = 2.0
     crossfade_ms: float = 10.0
     trim_silence: bool = True
+    #: silence kept at a trimmed edge, and the level below the piece's peak counted as silence
+    trim_keep_ms: float = 15.0
+    trim_top_db: float = 40.0
+    #: pauses after a piece, by the punctuation that ended it (mid-sentence cuts crossfade)
+    sentence_pause_ms: float = 250.0
+    clause_pause_ms: float = 100.0
+    paragraph_pause_ms: float = 600.0
 
 
 @dataclass
@@ -110,9 +156,13 @@ class PipelineConfig:
     #: settings of the second session, when sessions == 2 (overrides of `session`)
     second_session: dict[str, Any] = field(default_factory=dict)
     second_variant: str | None = None
-    #: "first-fast" (first piece to session 0, rest to whichever is free) or "round-robin"
+    #: "first-fast" (first piece to the lowest-latency session, rest to whichever is
+    #: free) or "round-robin" (first piece likewise, the rest alternate)
     routing: str = "first-fast"
+    #: pieces synthesized or in flight ahead of the consumer, at most (bounds memory)
     queue_depth: int = 4
+    #: the lowest-latency session's index; None: measured at start-up (two sessions)
+    first_session: int | None = None
 
 
 @dataclass
@@ -128,16 +178,34 @@ class SelectionConfig:
 
 @dataclass
 class ServeConfig:
+    """The endpoint (serve/): where it listens, its limits, and what it accepts."""
+
     host: str = "127.0.0.1"
     port: int = 8880
+    #: longer inputs get 413 (never silently truncated)
     max_input_chars: int = 4096
+    #: when set, /v1/* wants ``Authorization: Bearer <api_key>``
     api_key: str | None = None
+    #: when set, CORS allows this origin ("*" for any)
     cors_origin: str | None = None
     #: how long a request waits for the synthesis slot before a 429
     queue_timeout_s: float = 10.0
+    #: the Retry-After seconds a 429 carries
+    retry_after_s: int = 2
     max_concurrent: int = 1
+    #: synthesized pieces kept for repeats (phrases, primers), by count and by size
     primer_cache_items: int = 64
+    primer_cache_mb: float = 64.0
     best_json: str = "artifacts/best.json"
+    #: speeds inside OpenAI's 0.25-4.0 but outside Kokoro's 0.5-2.0: "clamp" (and say so in
+    #: the X-Kokoro-Speed header) or "reject" (400)
+    speed_policy: str = "clamp"
+    #: OpenAI voice names -> Kokoro voices or blends
+    voice_aliases: dict[str, str] = field(default_factory=lambda: {
+        "alloy": "af_alloy", "ash": "am_michael", "ballad": "bm_george",
+        "coral": "af_heart", "echo": "am_echo", "fable": "bm_fable", "nova": "af_nova",
+        "onyx": "am_onyx", "sage": "af_sarah", "shimmer": "af_bella", "verse": "am_puck",
+        "marin": "af_kore", "cedar": "am_fenrir"})
 
 
 @dataclass
@@ -234,6 +302,7 @@ class LabConfig:
 
     def validate(self) -> "LabConfig":
         self.session.validate()
+        self.text.validate()
         if not 0.5 <= float(self.speed) <= 2.0:
             raise ConfigError(f"speed={self.speed}: Kokoro supports 0.5 to 2.0")
         return self

@@ -12,6 +12,7 @@ silent.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -53,10 +54,17 @@ class Phonemized:
     dropped: dict[str, int] = field(default_factory=dict)
     engine: str = "misaki"
     cached: bool = False
+    #: the words that produced phonemes, in order (what the listener hears)
+    words: list[str] = field(default_factory=list)
+    #: non-Latin runs read by espeak in their own language: {"text", "script", "lang"}
+    routed: list[dict] = field(default_factory=list)
+    #: Markdown-style phoneme overrides ``[word](/phonemes/)`` neutralized before misaki
+    overrides_blocked: int = 0
 
     def report(self) -> dict:
         return {"engine": self.engine, "fallbacks": self.fallbacks, "unknown": self.unknown,
-                "dropped": self.dropped, "cached": self.cached}
+                "dropped": self.dropped, "cached": self.cached, "routed": self.routed,
+                "overrides_blocked": self.overrides_blocked}
 
 
 def clean_phonemes(phonemes: str) -> tuple[str, dict[str, int]]:
@@ -102,32 +110,63 @@ class _Espeak:
         return ps
 
 
+class _MismatchFilter(logging.Filter):
+    """Drops phonemizer's "words count mismatch on N% of the lines" warning."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "words count mismatch" not in str(record.msg)
+
+
+_MISMATCH_FILTER = _MismatchFilter()
+
+
 def _silence_phonemizer_warnings() -> None:
     # phonemizer's espeak backend warns "words count mismatch on N% of the lines" for
     # misaki's one-token-per-call fallback: cosmetic, so keep it out of the user's log.
-    logging.getLogger("phonemizer").setLevel(logging.ERROR)
+    # phonemizer's get_logger() resets the logger's level and handlers each time a backend
+    # is built, but not its filters: a filter is what survives.
+    logger = logging.getLogger("phonemizer")
+    if _MISMATCH_FILTER not in logger.filters:
+        logger.addFilter(_MISMATCH_FILTER)
+
+
+# misaki reads "[word](/phonemes/)" as a pronunciation override; from arbitrary text
+# that lets "Say [hi](/ʁ🙂xyz/)" speak "ʁ🙂xyz". A space between "]" and "(" disarms it.
+_OVERRIDE = re.compile(r"\[([^\]]+)\]\(")
+_ALNUM = re.compile(r"[^\W_]+")
+_SAYABLE = re.compile(r"[a-zæðŋɑɔəɛɜɪʊʌθ]", re.I)
+_PUNCT_ONLY = re.compile(r"[\s!\"#'(),.:;?\[\]{}«»“”‘’—–…-]+")
+ENGINES = ("misaki", "espeak")
 
 
 class G2P:
     """Text -> phonemes for one language, with an LRU cache keyed by (text, language)."""
 
-    def __init__(self, lang: str = "en-us", fallback: bool = True, cache_size: int = 4096):
+    def __init__(self, lang: str = "en-us", fallback: bool = True, cache_size: int = 4096,
+                 engine: str = "misaki"):
+        if engine not in ENGINES:
+            raise ValueError(f"G2P engine {engine!r}: allowed are {', '.join(ENGINES)}")
         self.lang = normalize_lang(lang)
         self.fallback_enabled = fallback
-        self._cache: OrderedDict[str, Phonemized] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str], Phonemized] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
-        self.engine = "misaki"
+        self.engine = engine
         self.engine_note = ""
         _silence_phonemizer_warnings()
-        try:
-            self._misaki = self._build_misaki(self.lang == "en-gb", fallback)
-        except Exception as exc:  # noqa: BLE001 - any failure means: use espeak instead
-            self._misaki = None
-            self.engine = "espeak"
-            self.engine_note = f"misaki unavailable ({type(exc).__name__}: {exc}); espeak reads the whole text"
-            log.warning(self.engine_note)
+        self._misaki = None
+        if engine == "misaki":
+            try:
+                self._misaki = self._build_misaki(self.lang == "en-gb", fallback)
+            except Exception as exc:  # noqa: BLE001 - any failure means: use espeak instead
+                self.engine = "espeak"
+                self.engine_note = (f"misaki unavailable ({type(exc).__name__}: {exc}); "
+                                    "espeak reads the whole text")
+                log.warning(self.engine_note)
+        else:
+            self.engine_note = "espeak chosen: it reads the whole text"
         self._espeak = None
+        self._foreign: dict[str, _Espeak] = {}
 
     @staticmethod
     def _build_misaki(british: bool, fallback: bool):
@@ -154,8 +193,12 @@ class G2P:
             self._espeak = _Espeak(self.lang)
         return self._espeak
 
+    def cache_clear(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
     def __call__(self, text: str) -> Phonemized:
-        key = text
+        key = (text, self.lang)
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None:
@@ -168,31 +211,93 @@ class G2P:
                 self._cache.popitem(last=False)
         return _copy(result, cached=False)
 
+    def _foreign_g2p(self, lang: str) -> "_Espeak":
+        if lang not in self._foreign:
+            self._foreign[lang] = _Espeak(lang)
+        return self._foreign[lang]
+
     def _phonemize(self, text: str) -> Phonemized:
         if not text.strip():
             return Phonemized(text, "", self.lang, engine=self.engine)
+        from .text import NON_LATIN_RUN, script_runs
+
+        if not NON_LATIN_RUN.search(text):
+            return self._phonemize_latin(text)
+        # non-Latin runs (left in by text.non_latin=espeak) go to espeak in their language
+        parts: list[Phonemized] = []
+        routed: list[dict] = []
+        for seg, script, lang in script_runs(text):
+            if not seg.strip():
+                continue
+            if script is None:
+                parts.append(self._phonemize_latin(seg))
+                continue
+            if lang is None:
+                routed.append({"text": seg, "script": script, "lang": None,
+                               "note": "espeak has no voice for this script: left out"})
+                continue
+            raw = self._foreign_g2p(lang)(seg)
+            phonemes, dropped = clean_phonemes(raw)
+            routed.append({"text": seg, "script": script, "lang": lang})
+            parts.append(Phonemized(seg, phonemes, lang, dropped=dropped, engine="espeak",
+                                    words=_ALNUM.findall(seg) if phonemes else []))
+        out = Phonemized(text, " ".join(p.phonemes for p in parts if p.phonemes), self.lang,
+                         engine=self.engine, routed=routed)
+        for p in parts:
+            out.fallbacks += p.fallbacks
+            out.unknown += p.unknown
+            out.words += p.words
+            out.overrides_blocked += p.overrides_blocked
+            for k, v in p.dropped.items():
+                out.dropped[k] = out.dropped.get(k, 0) + v
+        return out
+
+    def _phonemize_latin(self, text: str) -> Phonemized:
         if self._misaki is None:
             raw = self._espeak_g2p()(text)
             phonemes, dropped = clean_phonemes(raw)
-            return Phonemized(text, phonemes, self.lang, dropped=dropped, engine="espeak")
-        raw, tokens = self._misaki(text)
-        fallbacks, unknown = [], []
+            return Phonemized(text, phonemes, self.lang, dropped=dropped, engine="espeak",
+                              words=[w.lower() for w in _ALNUM.findall(text)] if phonemes else [])
+        guarded, blocked = _OVERRIDE.subn(r"[\1] (", text)
+        raw, tokens = self._misaki(guarded)
+        fallbacks, unknown, words = [], [], []
+        glue = False
         for tk in tokens or []:
             rating = getattr(tk, "rating", None)
             if rating is None and getattr(tk, "_", None) is not None:
                 rating = tk._.rating
-            if getattr(tk, "phonemes", None) == UNKNOWN:
+            ps = getattr(tk, "phonemes", None)
+            spoken = _ALNUM.findall(tk.text)
+            if ps is None or UNKNOWN in ps:
                 unknown.append(tk.text)
             elif rating == 2 and self.fallback_enabled:
                 fallbacks.append(tk.text)
+            if spoken and ps and UNKNOWN not in ps:
+                word = "".join(spoken).lower()
+                if glue and words:
+                    words[-1] += word
+                else:
+                    words.append(word)
+                glue = not tk.whitespace
+            elif not spoken and ps and _SAYABLE.search(ps) and not tk.text.isspace() \
+                    and not _PUNCT_ONLY.fullmatch(tk.text):
+                words.append(tk.text)  # a symbol read as a word: "&" -> "and"
+                glue = False
+            elif spoken and ps == "" and words:
+                # a sub-token merged into its neighbour's phonemes (e.g. "n't", "'s")
+                words[-1] += "".join(spoken).lower()
+                glue = not tk.whitespace
+            else:
+                glue = False
         phonemes, dropped = clean_phonemes(raw)
         return Phonemized(text, phonemes, self.lang, fallbacks=fallbacks, unknown=unknown,
-                          dropped=dropped, engine="misaki")
+                          dropped=dropped, engine="misaki", words=words, overrides_blocked=blocked)
 
 
 def _copy(p: Phonemized, cached: bool) -> Phonemized:
     return Phonemized(p.text, p.phonemes, p.lang, list(p.fallbacks), list(p.unknown),
-                      dict(p.dropped), p.engine, cached)
+                      dict(p.dropped), p.engine, cached, list(p.words),
+                      [dict(r) for r in p.routed], p.overrides_blocked)
 
 
 _G2P_BY_LANG: dict[tuple[str, bool], G2P] = {}
