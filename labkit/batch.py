@@ -111,17 +111,17 @@ def run_batch(file: str | Path, only: list[str] | None = None, resume: str | Non
         output = out_dir / f"{spec.name}.ipynb"
         print(f"[{spec.name}] running {spec.notebook} -> {output}", flush=True)
         t0 = time.perf_counter()
-        error = None
+        error, tb = None, None
         try:
             execute(REPO_ROOT / spec.notebook, output, params)
         except Exception as exc:  # noqa: BLE001 - record it and go on with the batch
-            error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+            error, tb = _describe_failure(exc)
         seconds = time.perf_counter() - t0
-        if not record.exists():
-            # the notebook died before its Stage wrote anything: leave a failed record
+        if not record.exists() or (error and read_record(record).get("status") == "ok"):
+            # the notebook died before its Stage wrote its record: leave a failed one
             write_record(cfg, run_id, spec.name, f"failed: {error or 'no record written'}",
-                         metrics={}, params=params,
-                         notes=["the notebook failed before its stage record was written"])
+                         metrics={"traceback": tb} if tb else {}, params=params,
+                         notes=[f"the notebook failed; see {output.name}"])
         status = read_record(record)["status"]
         print(f"[{spec.name}] {status} ({seconds:.0f} s)", flush=True)
 
@@ -132,6 +132,21 @@ def run_batch(file: str | Path, only: list[str] | None = None, resume: str | Non
     for p in paths.values():
         print(f"wrote {p}")
     return run_id
+
+
+def _describe_failure(exc: Exception) -> tuple[str, str | None]:
+    """One line for the status, and the cell's traceback where papermill has it."""
+    ename = getattr(exc, "ename", None) or type(exc).__name__
+    evalue = getattr(exc, "evalue", None)
+    if evalue is None:
+        lines = str(exc).strip().splitlines()
+        evalue = lines[-1] if lines else ""
+    tb = getattr(exc, "traceback", None)
+    if isinstance(tb, list):
+        import re
+
+        tb = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(tb))[-4000:]
+    return f"{ename}: {evalue}", tb if isinstance(tb, str) else None
 
 
 def _papermill(notebook: Path, output: Path, params: dict) -> None:

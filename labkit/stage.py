@@ -6,11 +6,15 @@ fingerprint, and the stage's metrics (timings with their spread, quality figures
 Rerunning a stage with the same run id rewrites the same folder; a stage that raises
 leaves a ``failed`` record, never a missing one.
 
-In a notebook::
+In code, as a context manager::
 
     with Stage("02_ort_conversion", cfg, run_id, params) as st:
         st.metrics["warm"] = ...
         st.skip("CoreMLExecutionProvider not available on Linux")   # optional
+
+In a notebook whose stage spans cells: ``st = Stage(...).start()`` in the first cell and
+``st.finish()`` in the last. If a cell in between raises, papermill stops and the batch
+runner (labkit.batch) writes the ``failed`` record with the cell's error and traceback.
 """
 from __future__ import annotations
 
@@ -167,6 +171,13 @@ class Stage:
     def __enter__(self) -> "Stage":
         self.dir.mkdir(parents=True, exist_ok=True)
         return self
+
+    def start(self) -> "Stage":
+        return self.__enter__()
+
+    def finish(self) -> Path:
+        self.__exit__(None, None, None)
+        return self.record_path
 
     def path(self, name: str) -> Path:
         """A file in this stage's artifact folder."""

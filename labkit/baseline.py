@@ -1,0 +1,64 @@
+"""Stage 00: the stock path a user starts from, measured.
+
+kokoro-onnx 0.6.1's ``Kokoro.create`` (all audio at once) and ``Kokoro.create_stream``
+on the shipped int8 model, and labkit's own streaming synthesis, on the same session
+settings and texts: time to first audio, total time and RTF (median and p90 over
+repeats after warm-up), and session load time.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import assets, bench
+from .config import LabConfig
+from .pipeline import StreamingSynthesizer
+from .runtime import Engine, make_session
+from .timing import measure
+
+METHODS = ("create", "create_stream", "labkit")
+
+
+def load_time(cfg: LabConfig, repeats: int = 3) -> dict[str, Any]:
+    """In-process session creation for the config's model (the OS file cache is warm)."""
+    model = assets.model_path(cfg)
+    timing, _ = measure(lambda: make_session(model, cfg.session), repeats=repeats, warmup=1)
+    return timing.to_dict()
+
+
+def measure_texts(cfg: LabConfig, texts: list[str], repeats: int = 5
+                  ) -> tuple[dict[str, dict[str, dict]], dict[str, dict[str, np.ndarray]]]:
+    """{text name: {method: summary}} and one take of audio per text and method."""
+    engine = Engine(cfg)
+    engine.warm_up()
+    synth = StreamingSynthesizer(engine)
+    baseline = bench.KokoroBaseline(cfg)
+    baseline.warm_up()
+    runners = {
+        "create": lambda t, keep: baseline.run_create(t, keep_audio=keep),
+        "create_stream": lambda t, keep: baseline.run_create_stream(t, keep_audio=keep),
+        "labkit": lambda t, keep: bench.run_stream(synth, t, keep_audio=keep, name="labkit"),
+    }
+    results: dict[str, dict[str, dict]] = {}
+    audio: dict[str, dict[str, np.ndarray]] = {}
+    for name in texts:
+        text = bench.text(name)
+        results[name] = {"words": bench.word_count(text)}
+        audio[name] = {}
+        for method, run in runners.items():
+            first = run(text, True)  # warm-up take, kept for listening
+            audio[name][method] = first.audio
+            runs = [run(text, False) for _ in range(max(1, repeats))]
+            results[name][method] = bench.summarize(runs)
+    return results, audio
+
+
+def headline(results: dict[str, dict[str, dict]], load: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"session_load_s": load["median"]}
+    for name, by_method in results.items():
+        for method in METHODS:
+            s = by_method[method]
+            out[f"{name}: {method} ttfa_s"] = s["ttfa_s"]
+            out[f"{name}: {method} rtf"] = s["rtf"]
+    return out
