@@ -1,0 +1,391 @@
+"""Streaming benchmarks: a playback-clock simulator and in-process runners.
+
+The simulator answers "what would a listener hear?" from when chunks arrived and how long
+each one plays. A client starts playing once it holds ``startup_buffer_s`` of audio (or
+the stream has ended), then plays chunks back to back; if the next chunk is not there when
+the previous one ends, playback stalls (an *underrun*) until it arrives.
+
+Figures (the production targets from the user's brief: jitter < 20 % of the chunk
+duration, dropout < 0.1 %):
+
+* ``ttfa_s``: time to first audio, from the request to the first sample played;
+* ``underruns`` / ``underrun_s``: stalls after playback started, count and total silence;
+* ``jitter``: spread of chunk arrival relative to chunk duration - the standard deviation
+  over chunks k >= 1 of (inter-arrival gap_k / duration of chunk k-1). A stream that
+  arrives at a steady fraction of real time has jitter ~0; bursts and stalls raise it;
+* ``dropout``: underrun silence as a fraction of the playback time after start.
+
+Runners (the real code paths, in-process, on one model and its voices):
+
+* :func:`run_stream` - ``labkit.pipeline.StreamingSynthesizer.stream``;
+* :func:`run_create` / :func:`run_create_stream` - kokoro-onnx 0.6.1's ``Kokoro.create``
+  (all audio at once) and ``Kokoro.create_stream`` (balanced batches near 510 phonemes),
+  built with ``Kokoro.from_session`` on a session from :func:`labkit.runtime.make_session`,
+  so both sides use the same model and session settings.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .runtime import SAMPLE_RATE
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+
+# -- texts -------------------------------------------------------------------------------------
+def article() -> str:
+    """The ~1,500-word benchmark article (original prose; paragraphs split by blank lines)."""
+    return (DATA_DIR / "article.txt").read_text(encoding="utf-8").strip()
+
+
+def paragraph() -> str:
+    """The ~120-word benchmark paragraph."""
+    return (DATA_DIR / "paragraph.txt").read_text(encoding="utf-8").strip()
+
+
+def phrase() -> str:
+    return "Hello! The kettle is on."
+
+
+TEXTS: dict[str, Callable[[], str]] = {"phrase": phrase, "paragraph": paragraph, "article": article}
+
+
+def text(name_or_text: str) -> str:
+    """A named benchmark text ("phrase", "paragraph", "article", "sentence") or the text itself."""
+    if name_or_text == "sentence":
+        return paragraph().split(". ")[0] + "."
+    fn = TEXTS.get(name_or_text)
+    return fn() if fn else name_or_text
+
+
+def word_count(s: str) -> int:
+    return len(s.split())
+
+
+# -- the playback simulator ------------------------------------------------------------------------
+@dataclass
+class Playback:
+    ttfa_s: float
+    underruns: int
+    underrun_s: float
+    jitter: float
+    dropout: float
+    #: when the last sample played (request to end of audio)
+    finish_s: float
+    audio_s: float
+    chunks: int
+    #: the worst lateness of a chunk against its playback slot (negative: early)
+    max_late_s: float
+    #: per chunk: play start and stall before it
+    starts: list[float] = field(default_factory=list)
+    stalls: list[float] = field(default_factory=list)
+
+    def to_dict(self, detail: bool = False) -> dict[str, Any]:
+        d = asdict(self)
+        if not detail:
+            d.pop("starts")
+            d.pop("stalls")
+        return d
+
+
+def simulate_playback(arrivals: Sequence[float], durations: Sequence[float],
+                      startup_buffer_s: float = 0.0, min_stall_s: float = 1e-3) -> Playback:
+    """Play chunks that arrive at ``arrivals`` (seconds since the request, in stream order)
+    lasting ``durations`` seconds, with a client that waits for ``startup_buffer_s`` of
+    audio before it starts. Stalls shorter than ``min_stall_s`` are not counted."""
+    a = [float(x) for x in arrivals]
+    d = [float(x) for x in durations]
+    if len(a) != len(d):
+        raise ValueError(f"{len(a)} arrival times but {len(d)} durations: one of each per chunk")
+    if not a:
+        raise ValueError("no chunks to play")
+    if any(x < 0 for x in d):
+        raise ValueError("a chunk duration is negative")
+    if any(y < x for x, y in zip(a, a[1:])):
+        raise ValueError("arrival times must be in stream order (non-decreasing)")
+    # start: when the buffer holds startup_buffer_s of audio, or everything has arrived
+    buffered, start = 0.0, a[-1]
+    for t, dur in zip(a, d):
+        buffered += dur
+        if buffered >= startup_buffer_s - 1e-12:
+            start = t
+            break
+    cursor = start
+    starts, stalls = [], []
+    underruns, underrun_s, max_late = 0, 0.0, -float("inf")
+    for t, dur in zip(a, d):
+        late = t - cursor
+        max_late = max(max_late, late)
+        stall = max(0.0, late)
+        if stall >= min_stall_s:
+            underruns += 1
+            underrun_s += stall
+        else:
+            stall = 0.0
+        begin = cursor + stall
+        starts.append(begin)
+        stalls.append(stall)
+        cursor = begin + dur
+    audio_s = sum(d)
+    ratios = [(a[k] - a[k - 1]) / d[k - 1] for k in range(1, len(a)) if d[k - 1] > 0]
+    jitter = statistics.pstdev(ratios) if len(ratios) > 1 else 0.0
+    played = cursor - start
+    return Playback(start, underruns, underrun_s, jitter, underrun_s / played if played > 0 else 0.0,
+                    cursor, audio_s, len(a), max_late, starts, stalls)
+
+
+# -- CPU use -------------------------------------------------------------------------------------
+class CpuMeter:
+    """Process CPU seconds over wall seconds, as a fraction of all cores."""
+
+    def __enter__(self) -> "CpuMeter":
+        self.t0 = time.perf_counter()
+        self.c0 = _cpu_seconds()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall_s = time.perf_counter() - self.t0
+        self.cpu_s = _cpu_seconds() - self.c0
+        self.utilization = self.cpu_s / max(self.wall_s, 1e-9) / (os.cpu_count() or 1)
+
+
+def _cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+# -- runs ---------------------------------------------------------------------------------------------
+@dataclass
+class Run:
+    """One synthesis of one text: when each chunk arrived and how long it plays."""
+
+    name: str
+    arrivals: list[float]
+    durations: list[float]
+    total_s: float
+    audio_s: float
+    cpu_utilization: float = 0.0
+    #: per chunk details (pipeline runs): index, text, tokens, boundary, session, ...
+    chunks: list[dict[str, Any]] = field(default_factory=list)
+    words_present: bool | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    audio: np.ndarray | None = None
+
+    @property
+    def ttfa_s(self) -> float:
+        return self.arrivals[0]
+
+    @property
+    def rtf(self) -> float:
+        return self.total_s / max(self.audio_s, 1e-9)
+
+    def playback(self, startup_buffer_s: float = 0.0) -> Playback:
+        return simulate_playback(self.arrivals, self.durations, startup_buffer_s)
+
+    def summary(self, startup_buffer_s: float = 0.0) -> dict[str, Any]:
+        pb = self.playback(startup_buffer_s)
+        out = {"ttfa_s": self.ttfa_s, "total_s": self.total_s, "audio_s": self.audio_s,
+               "rtf": self.rtf, "chunks": len(self.arrivals), "cpu_utilization": self.cpu_utilization,
+               "underruns": pb.underruns, "underrun_s": pb.underrun_s, "jitter": pb.jitter,
+               "dropout": pb.dropout, "playback_ttfa_s": pb.ttfa_s}
+        if self.words_present is not None:
+            out["words_present"] = self.words_present
+        out.update(self.extra)
+        return out
+
+
+def run_stream(synth, text_: str, voice: str | None = None, speed: float | None = None,
+               lang: str | None = None, keep_audio: bool = False, name: str = "stream") -> Run:
+    """Consume ``synth.stream(text)`` as fast as it comes; record arrivals and durations."""
+    from .chunking import words_present
+
+    arrivals, durations, chunks, audio = [], [], [], []
+    with CpuMeter() as cpu:
+        s = synth.open_stream(text_, voice, speed, lang)
+        t0 = s.t0
+        with s:
+            for c in s:
+                arrivals.append(time.perf_counter() - t0)
+                durations.append(c.duration)
+                chunks.append({"index": c.index, "text": c.text, "tokens": c.tokens,
+                               "boundary": c.boundary, "session": c.session,
+                               "synth_s": c.synth_seconds, "started_at": c.started_at,
+                               "done_at": c.done_at, "ready_at": c.ready_at,
+                               "duration_s": c.duration, "attempts": c.attempts})
+                if keep_audio:
+                    audio.append(c.audio)
+    stats = s.stats
+    return Run(name, arrivals, durations, arrivals[-1] if arrivals else 0.0, sum(durations),
+               cpu.utilization, chunks,
+               words_present(s.source_text, [c["text"] for c in chunks]),
+               {"failures": len(stats.failures), "retries": stats.retries,
+                "max_ahead": stats.max_ahead,
+                "per_session": {str(k): v for k, v in stats.per_session.items()}},
+               np.concatenate(audio) if audio else None)
+
+
+class KokoroBaseline:
+    """kokoro-onnx's own ``create`` / ``create_stream`` on our model file and session settings."""
+
+    def __init__(self, cfg, variant: str | None = None, session=None):
+        from kokoro_onnx import Kokoro
+
+        from . import assets
+        from .runtime import make_session
+
+        model = assets.model_path(cfg, variant or cfg.variant)
+        sess = session or make_session(model, cfg.session)
+        self.kokoro = Kokoro.from_session(sess, str(assets.voices_path(cfg)))
+        self.cfg = cfg
+
+    def warm_up(self) -> None:
+        self.kokoro.create("Hello world.", self.cfg.voice, speed=self.cfg.speed, lang=self.cfg.lang)
+
+    def run_create(self, text_: str, voice: str | None = None, keep_audio: bool = False) -> Run:
+        with CpuMeter() as cpu:
+            t0 = time.perf_counter()
+            audio, sr = self.kokoro.create(text_, voice or self.cfg.voice, speed=self.cfg.speed,
+                                           lang=self.cfg.lang)
+            t = time.perf_counter() - t0
+        dur = len(audio) / sr
+        return Run("create", [t], [dur], t, dur, cpu.utilization,
+                   audio=np.asarray(audio, np.float32) if keep_audio else None)
+
+    def run_create_stream(self, text_: str, voice: str | None = None, keep_audio: bool = False) -> Run:
+        arrivals, durations, parts = [], [], []
+
+        async def consume():
+            t0 = time.perf_counter()
+            async for audio, sr in self.kokoro.create_stream(
+                    text_, voice or self.cfg.voice, speed=self.cfg.speed, lang=self.cfg.lang):
+                arrivals.append(time.perf_counter() - t0)
+                durations.append(len(audio) / sr)
+                if keep_audio:
+                    parts.append(np.asarray(audio, np.float32))
+
+        with CpuMeter() as cpu:
+            run_coroutine(consume())
+        return Run("create_stream", arrivals, durations, arrivals[-1], sum(durations), cpu.utilization,
+                   audio=np.concatenate(parts) if parts else None)
+
+
+def run_coroutine(coro):
+    """``asyncio.run`` that also works where a loop is already running (Jupyter): the
+    coroutine then runs to completion on its own loop in a worker thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def median_runs(fn: Callable[[], Run], repeats: int) -> tuple[Run, list[Run]]:
+    """Run ``fn`` ``repeats`` times; return the run with the median total time, and all."""
+    runs = [fn() for _ in range(max(1, repeats))]
+    order = sorted(runs, key=lambda r: r.total_s)
+    return order[len(order) // 2], runs
+
+
+def summarize(runs: list[Run], startup_buffer_s: float = 0.0) -> dict[str, Any]:
+    """Median and p90 of ttfa/total/rtf over repeats, and the worst playback figures."""
+    from .timing import Timing
+
+    ttfa = Timing.of([r.ttfa_s for r in runs])
+    total = Timing.of([r.total_s for r in runs])
+    pbs = [r.playback(startup_buffer_s) for r in runs]
+    out = {"ttfa_s": ttfa.median, "ttfa_p90_s": ttfa.p90, "total_s": total.median,
+           "total_p90_s": total.p90, "audio_s": runs[0].audio_s,
+           "rtf": statistics.median(r.rtf for r in runs), "chunks": len(runs[0].arrivals),
+           "repeats": len(runs), "cpu_utilization": statistics.median(r.cpu_utilization for r in runs),
+           "underruns_max": max(p.underruns for p in pbs),
+           "underrun_s_max": max(p.underrun_s for p in pbs),
+           "jitter_median": statistics.median(p.jitter for p in pbs),
+           "dropout_max": max(p.dropout for p in pbs)}
+    wp = [r.words_present for r in runs if r.words_present is not None]
+    if wp:
+        out["words_present"] = all(wp)
+    fails = [r.extra.get("failures", 0) for r in runs]
+    if any(fails):
+        out["failures"] = sum(fails)
+    return out
+
+
+# -- the cost at the seams -----------------------------------------------------------------------------
+def _frames(x: np.ndarray, n_fft: int = 512, hop: int = 240) -> np.ndarray:
+    if len(x) < n_fft:
+        x = np.pad(x, (0, n_fft - len(x)))
+    m = 1 + (len(x) - n_fft) // hop
+    idx = np.arange(n_fft)[None, :] + hop * np.arange(m)[:, None]
+    spec = np.abs(np.fft.rfft(x[idx] * np.hanning(n_fft), axis=1))
+    return np.log(spec + 1e-5)
+
+
+def align(ref: np.ndarray, segment: np.ndarray, guess: int, search_s: float = 2.0, hop: int = 240) -> int:
+    """Sample offset in ``ref`` where ``segment`` matches best (log-spectrum distance over
+    frames), searched within ``search_s`` of ``guess``."""
+    seg = _frames(segment, hop=hop)
+    rf = _frames(ref, hop=hop)
+    g = guess // hop
+    lo = max(0, g - int(search_s * SAMPLE_RATE / hop))
+    hi = min(len(rf) - len(seg), g + int(search_s * SAMPLE_RATE / hop))
+    if hi < lo:
+        return max(0, min(guess, len(ref) - len(segment)))
+    best = min(range(lo, hi + 1), key=lambda k: float(np.mean((rf[k:k + len(seg)] - seg) ** 2)))
+    return best * hop
+
+
+def seam_lsd(reference: np.ndarray, chunked: np.ndarray, seams: Sequence[int],
+             window_s: float = 0.25, lsd: Callable | None = None) -> list[dict[str, Any]]:
+    """Log-spectral distance (dB) of the chunked audio against the unchunked one in a
+    window around each seam, and around the midpoint between seams as the control: what
+    chunking changes everywhere (each piece has its own style row and prosody) vs what
+    the join adds. The chunked window is located in the reference by spectral alignment
+    (durations differ: pauses are re-sized, pieces are re-timed)."""
+    if lsd is None:
+        from .quality import lsd_db as lsd
+    w = int(window_s * SAMPLE_RATE)
+    ref = np.asarray(reference, np.float32)
+    out = []
+    points = [int(p) for p in seams if w <= p <= len(chunked) - w]
+    bounds = [0, *points, len(chunked)]
+    for k, p in enumerate(points):
+        row = {"position_s": p / SAMPLE_RATE}
+        for label, centre in (("seam", p), ("control", (bounds[k] + p) // 2)):
+            if centre - w < 0 or centre + w > len(chunked):
+                row[f"{label}_lsd_db"] = None
+                continue
+            seg = chunked[centre - w:centre + w]
+            guess = int(centre * len(ref) / max(len(chunked), 1)) - w
+            at = align(ref, seg, guess)
+            ref_seg = ref[at:at + len(seg)]
+            if len(ref_seg) < len(seg):
+                row[f"{label}_lsd_db"] = None
+                continue
+            row[f"{label}_lsd_db"] = float(lsd(ref_seg, seg, allow_length_mismatch=False))
+        out.append(row)
+    return out
+
+
+# -- the strategy sweep -------------------------------------------------------------------------------
+def pick(results: list[dict[str, Any]], max_underruns: int = 0, tie_band: float = 0.05) -> dict[str, Any] | None:
+    """The best row: every word present, at most ``max_underruns``; then the lowest
+    ttfa_s, ties (within ``tie_band``) broken by fewer chunks (fewer seams), then rtf."""
+    ok = [r for r in results if r.get("words_present", True)
+          and r.get("underruns_max", 0) <= max_underruns and r.get("ttfa_s") is not None]
+    if not ok:
+        return None
+    best_ttfa = min(r["ttfa_s"] for r in ok)
+    near = [r for r in ok if r["ttfa_s"] <= best_ttfa * (1 + tie_band)]
+    return min(near, key=lambda r: (r.get("chunks", 0), r.get("rtf", 0)))
