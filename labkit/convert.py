@@ -153,12 +153,69 @@ def to_ort_format(model_path: str | os.PathLike, dest: str | os.PathLike,
 
 # -- the cache --------------------------------------------------------------------
 def cache_format(session_cfg: SessionConfig) -> str | None:
-    """"ort", "onnx", or None when the config asks for no cached graph."""
+    """"ort", "onnx", or None when the config asks for no cached graph (rewrites alone
+    imply an optimized .onnx cache: a rewritten graph lives in the cache)."""
     if session_cfg.use_ort_format:
         return "ort"
-    if session_cfg.use_optimized_cache:
+    if session_cfg.use_optimized_cache or session_cfg.rewrites:
         return "onnx"
     return None
+
+
+def probe_feeds(n_tokens: int = 24, seed: int = 0) -> dict:
+    """Deterministic model inputs for shape probes and rewrite checks when no real
+    ones are given (token ids from the phoneme vocabulary, a plausible style row)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    ids = [16, 43, 156, 102, 4, 62, 61, 16, 83, 56, 156, 51, 158, 46, 16, 48, 156, 86,
+           123, 4, 57, 135, 156, 69]
+    toks = [ids[i % len(ids)] for i in range(n_tokens)]
+    return {"tokens": np.array([[0, *toks, 0]], dtype=np.int64),
+            "style": rng.normal(0.0, 0.15, size=(1, 256)).astype(np.float32),
+            "speed": np.array([1.0], dtype=np.float32)}
+
+
+def rewritten_model(model_path: str | os.PathLike, names: list[str],
+                    cache_dir: str | os.PathLike, feeds: list[dict] | None = None,
+                    site_rtol: float = 1e-4) -> tuple[Path, dict]:
+    """``model_path`` with our rewrites applied, checked against the original on
+    ``feeds`` (first rewritten site within ``site_rtol``, same output length) and cached
+    by model hash + rewrite list. Raises if the check fails: a rewrite that changes the
+    computation is never used."""
+    from . import rewrites as rw
+
+    names = list(names)
+    cache_dir = Path(cache_dir)
+    digest = model_sha256(model_path, memo_dir=cache_dir)
+    import onnx
+
+    key = hashlib.sha256(json.dumps({"model": digest, "rewrites": names,
+                                     "onnx": onnx.__version__}).encode()).hexdigest()[:20]
+    dest = cache_dir / f"{Path(model_path).stem}.rw-{key}.onnx"
+    meta_path = dest.with_name(dest.name + ".json")
+    if dest.exists() and meta_path.exists():
+        return dest, json.loads(meta_path.read_text())
+    feeds = feeds or [probe_feeds()]
+    model = onnx.load(str(model_path))
+    out, sites = rw.apply(model, names, feeds=feeds[0])
+    flat = [t for v in sites.values() for t in v]
+    result = rw.check(model, out, feeds, sites=flat, site_rtol=site_rtol)
+    if not result.passed:
+        raise rw.RewriteError(f"rewrites {names} on {model_path} failed their check: "
+                              f"{result.reason}; not used")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.stem}.", suffix=".onnx", dir=cache_dir)
+    os.close(fd)
+    try:
+        onnx.save(out, tmp)
+        os.replace(tmp, dest)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    meta = {"source": str(Path(model_path).resolve()), "rewrites": names,
+            "sites": {k: len(v) for k, v in sites.items()}, "check": result.to_dict()}
+    _atomic_text(meta_path, json.dumps(meta, indent=1))
+    return dest, meta
 
 
 def cache_entry(model_path: str | os.PathLike, session_cfg: SessionConfig,
@@ -177,11 +234,13 @@ def cached_model_for(model_path: str | os.PathLike, session_cfg: SessionConfig,
 
     With neither ``use_ort_format`` nor ``use_optimized_cache`` set: ``model_path`` itself.
     Otherwise the cached optimized graph (ORT format wins when both are set), built on
-    first use. Load the result with :func:`load_options` (optimizer off for cached graphs).
+    first use; with ``session_cfg.rewrites``, of the rewritten (and checked) model. Load the result with :func:`load_options` (optimizer off for cached graphs).
     """
     fmt = cache_format(session_cfg)
     if fmt is None:
         return Path(model_path)
+    if session_cfg.rewrites:
+        model_path, _ = rewritten_model(model_path, session_cfg.rewrites, cache_dir)
     entry = cache_entry(model_path, session_cfg, cache_dir, ort_version=ort_version)
     if not entry.exists():
         save_optimized(model_path, entry, session_cfg, fmt=fmt)
@@ -210,6 +269,7 @@ def make_cached_session(model_path: str | os.PathLike, session_cfg: SessionConfi
     """An InferenceSession for ``session_cfg``, through the cache where it asks for one."""
     from .runtime import providers_for, session_options
 
+    session_cfg.validate()
     path = cached_model_for(model_path, session_cfg, cache_dir)
     cached = path != Path(model_path)
     so = session_options(load_config(session_cfg, cached))

@@ -69,9 +69,21 @@ def providers_for(s: SessionConfig) -> list:
     return out
 
 
-def make_session(model: str | Path, s: SessionConfig) -> ort.InferenceSession:
+def ort_cache_dir(cfg: LabConfig) -> Path:
+    """Where optimized / ORT-format graphs are cached (labkit.convert)."""
+    return cfg.resolve(cfg.artifacts_dir) / "cache" / "ort"
+
+
+def make_session(model: str | Path, s: SessionConfig,
+                 cache_dir: str | Path | None = None) -> ort.InferenceSession:
+    """A session for ``model``; with ``use_optimized_cache`` / ``use_ort_format`` set and a
+    ``cache_dir``, through labkit.convert's cache of optimized graphs."""
     path = Path(model)
     assets.require(path, "model file")
+    if cache_dir is not None and (s.use_optimized_cache or s.use_ort_format):
+        from .convert import make_cached_session
+
+        return make_cached_session(path, s, cache_dir)
     return ort.InferenceSession(str(path), sess_options=session_options(s),
                                 providers=providers_for(s))
 
@@ -161,7 +173,7 @@ class Engine:
         variant = variant or cfg.variant
         model = assets.model_path(cfg, variant)
         t0 = time.perf_counter()
-        sess = make_session(model, session or cfg.session)
+        sess = make_session(model, session or cfg.session, cache_dir=ort_cache_dir(cfg))
         self._setup(cfg, variant, model, sess, time.perf_counter() - t0, voices)
 
     @classmethod

@@ -74,3 +74,16 @@ def test_bad_session_settings(cfg):
 
 def test_sample_rate():
     assert SAMPLE_RATE == 24_000
+
+
+def test_engine_loads_through_the_ort_format_cache(cfg, engine, tmp_path):
+    from labkit.runtime import Engine
+
+    cached_cfg = cfg.with_overrides({"session.use_ort_format": True,
+                                     "artifacts_dir": str(tmp_path)})
+    eng = Engine(cached_cfg, voices=engine.voices)
+    assert str(eng.session._model_path).endswith(".ort")
+    assert str(tmp_path) in str(eng.session._model_path)
+    a = engine.synthesize_phonemes(PHONEMES).audio
+    b = eng.synthesize_phonemes(PHONEMES).audio
+    assert len(a) == len(b)

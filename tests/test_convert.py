@@ -1,0 +1,138 @@
+"""ORT-format conversion, the optimized-graph cache, and bad session settings."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from labkit import convert
+from labkit.config import ConfigError, SessionConfig
+from labkit.runtime import providers_for, session_options
+
+
+def _tiny_model(path, scale=2.0):
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "k"], ["y"])], "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [numpy_helper.from_array(np.array(scale, np.float32), "k")])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, str(path))
+    return path
+
+
+def test_plain_config_loads_the_model_itself(tmp_path):
+    model = _tiny_model(tmp_path / "m.onnx")
+    assert convert.cached_model_for(model, SessionConfig(), tmp_path / "cache") == model
+    assert not (tmp_path / "cache").exists()
+
+
+def test_cache_builds_once_and_loads(tmp_path):
+    model = _tiny_model(tmp_path / "m.onnx")
+    s = SessionConfig(use_ort_format=True)
+    first = convert.cached_model_for(model, s, tmp_path / "cache")
+    assert first.suffix == ".ort" and first.exists()
+    mtime = first.stat().st_mtime_ns
+    assert convert.cached_model_for(model, s, tmp_path / "cache") == first
+    assert first.stat().st_mtime_ns == mtime  # reused, not rebuilt
+    sess = convert.make_cached_session(model, s, tmp_path / "cache")
+    x = np.arange(4, dtype=np.float32).reshape(1, 4)
+    np.testing.assert_allclose(sess.run(None, {"x": x})[0], 2 * x)
+
+
+def test_cache_invalidates_on_model_change(tmp_path):
+    model = _tiny_model(tmp_path / "m.onnx", scale=2.0)
+    s = SessionConfig(use_optimized_cache=True)
+    a = convert.cached_model_for(model, s, tmp_path / "cache")
+    _tiny_model(model, scale=3.0)  # same path, new content
+    b = convert.cached_model_for(model, s, tmp_path / "cache")
+    assert a != b
+    sess = convert.make_cached_session(model, s, tmp_path / "cache")
+    np.testing.assert_allclose(sess.run(None, {"x": np.ones((1, 4), np.float32)})[0], 3.0)
+
+
+def test_cache_invalidates_on_ort_version_and_settings(tmp_path):
+    model = _tiny_model(tmp_path / "m.onnx")
+    s = SessionConfig(use_ort_format=True)
+    here = convert.cache_entry(model, s, tmp_path / "c")
+    other = convert.cache_entry(model, s, tmp_path / "c", ort_version="0.0.1")
+    assert here != other
+    p = convert.cached_model_for(model, s, tmp_path / "c", ort_version="9.9.9")
+    assert p == convert.cache_entry(model, s, tmp_path / "c", ort_version="9.9.9") and p.exists()
+    level = convert.cache_entry(model, dataclasses.replace(s, graph_optimization_level="basic"),
+                                tmp_path / "c")
+    threads = convert.cache_entry(model, dataclasses.replace(s, intra_op_threads=1), tmp_path / "c")
+    assert level != here  # the level shapes the saved graph
+    assert threads == here  # threads do not
+    digest = convert.model_sha256(model)
+    assert convert.cache_key(digest, s, "ort", "1.0") != convert.cache_key(digest, s, "ort", "1.1")
+
+
+def test_optimize_every_level(tmp_path):
+    model = _tiny_model(tmp_path / "m.onnx")
+    out = convert.optimize(model, tmp_path / "opt", levels=("disable", "basic", "all"))
+    assert set(out) == {"disable", "basic", "all"}
+    for p in out.values():
+        onnx.load(str(p))
+    with pytest.raises(ConfigError, match="allowed are"):
+        convert.optimize(model, tmp_path / "opt", levels=("fastest",))
+
+
+def test_ort_format_round_trip_real_model(cfg, tmp_path):
+    """The shipped model as ORT format loads and makes the same-length audio."""
+    from labkit import assets
+
+    path = assets.model_path(cfg, "int8")
+    if not path.exists():
+        pytest.skip(f"{path} not provisioned")
+    ort_path = convert.to_ort_format(path, tmp_path / "k.ort")
+    assert ort_path.exists() and ort_path.stat().st_size > 0
+    feeds = convert.probe_feeds(10)
+    plain = convert.make_cached_session(path, SessionConfig(), tmp_path / "cache")
+    s = SessionConfig(use_ort_format=True)
+    cached = convert.make_cached_session(path, s, tmp_path / "cache")
+    a = plain.run(None, feeds)[0]
+    b = cached.run(None, feeds)[0]
+    assert a.size > 0 and a.size == b.size
+    assert np.isfinite(b).all()
+
+
+@pytest.mark.parametrize("threads", [0, -1])
+def test_bad_thread_count(threads):
+    with pytest.raises(ConfigError, match="intra_op_threads.*>= 1"):
+        session_options(SessionConfig(intra_op_threads=threads))
+    with pytest.raises(ConfigError, match="inter_op_threads.*>= 1"):
+        session_options(SessionConfig(inter_op_threads=threads))
+
+
+def test_unknown_provider_is_named():
+    with pytest.raises(ConfigError, match="NopeExecutionProvider.*available: .*CPUExecutionProvider"):
+        providers_for(SessionConfig(providers=["NopeExecutionProvider"]))
+
+
+def test_unknown_rewrite_and_format(tmp_path):
+    with pytest.raises(ConfigError, match="session.rewrites.*allowed are"):
+        SessionConfig(rewrites=["fast_math"]).validate()
+    with pytest.raises(ConfigError, match="allowed are onnx, ort"):
+        convert.cache_key("x", SessionConfig(), "tflite")
+    model = _tiny_model(tmp_path / "m.onnx")
+    with pytest.raises(ConfigError):
+        convert.make_cached_session(model, SessionConfig(intra_op_threads=0, use_ort_format=True),
+                                    tmp_path / "c")
+
+
+def test_cold_start_entry_point(cfg, tmp_path):
+    """``python -m labkit.convert cold`` in a fresh process reports its timings."""
+    from labkit import assets, ortbench
+
+    path = assets.model_path(cfg, "int8")
+    if not path.exists():
+        pytest.skip(f"{path} not provisioned")
+    toks = list(convert.probe_feeds(8)["tokens"][0, 1:-1])
+    out = ortbench.cold_once(path, SessionConfig(use_ort_format=True), tmp_path / "c", toks,
+                             assets.voices_path(cfg))
+    assert out["samples"] > 0 and out["first_audio_s"] >= out["create_s"] > 0
