@@ -357,6 +357,34 @@ def stage_selection(measured: dict, variants: list[str]) -> dict:
     return {**main, "by_variant": {v: measured[v]["selection"] for v in order}}
 
 
+def candidates(measured: dict, variants: list[str], base: SessionConfig) -> list[dict]:
+    """For the journal's selection (labkit.selection): the main variant's combined best
+    session first (the stage's recommendation on a tie), then its default session.
+    ttfa_s = warm time at the shortest length (a primer piece), rtf = median warm RTF
+    over the lengths, lsd_db = the worst distance from the default session's audio."""
+    import statistics
+
+    v = [x for x in variants if x in measured][0]
+    r = measured[v]
+    out = []
+    for label in ("best", "default"):
+        warm = r["warm"][label]
+        shortest = min(warm, key=lambda n: warm[n]["tokens"])
+        session = r["best_session"] if label == "best" else dataclasses.asdict(base)
+        changed = {f"session.{k}": val for k, val in session.items()
+                   if val != getattr(base, k)}
+        out.append({
+            "name": f"{v} {label} session" + (f" ({', '.join(r['taken'])})" if label == "best" and r["taken"] else ""),
+            "overrides": changed,
+            "ttfa_s": warm[shortest]["timing"]["median"],
+            "rtf": statistics.median(x["rtf"] for x in warm.values()),
+            "lsd_db": 0.0 if label == "default" else max(x["lsd_db"] for x in r["lsd"].values()),
+            "cold_first_audio_s": r["cold"][label]["first_audio"]["median"],
+            "failed_checks": [],
+        })
+    return out
+
+
 def headline(measured: dict) -> dict:
     out = {}
     for v, r in measured.items():
@@ -386,6 +414,7 @@ def record(st, records: dict, variants: list[str], plt) -> dict:
                 + "; ".join(r["skipped"] for r in records.values()))
         return measured
     st.metrics["selection"] = stage_selection(measured, variants)
+    st.metrics["candidates"] = candidates(measured, variants, st.cfg.session)
     st.metrics["headline"] = headline(measured)
     fig = plot(measured, plt)
     fig.savefig(st.path("speed.png"), dpi=110, bbox_inches="tight")
