@@ -56,6 +56,9 @@ class Corpus:
         """A sub-corpus: only these ids / size bands, at most ``limit`` utterances."""
         utts = list(self.utterances)
         if ids is not None:
+            if isinstance(ids, str):
+                raise CorpusError(f"corpus {self.name}: ids must be a list of ids, got the "
+                                  f"string {ids!r}")
             ids = list(ids)
             unknown = sorted(set(ids) - set(self.ids()))
             if unknown:

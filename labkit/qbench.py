@@ -1,0 +1,353 @@
+"""The variant bench of stage 03: size, load time, warm RTF and quality of each variant
+against the reference, measured side by side in one process; the Pareto front; the
+selection; the ORT profile that explains the speed; a listening page.
+
+Quality uses labkit.quality on the held-out corpus. A variant whose output has NaN,
+silence, clipping or a different length than the reference's on any held-out input is
+*failed*: it is reported, never selected.
+"""
+from __future__ import annotations
+
+import html
+import json
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import quality
+from .quantize import family_of
+from .runtime import SAMPLE_RATE, make_session
+from .timing import Timing, measure
+
+
+# -- inputs ----------------------------------------------------------------------------------
+def token_probe(prepared: Sequence, n_tokens: int, voices) -> dict[str, np.ndarray]:
+    """Feeds of exactly ``n_tokens`` tokens: held-out phonemes concatenated (with a space)
+    and cut, voice and speed of the first utterance. For RTF at a chosen length."""
+    from .g2p import VOCAB
+
+    if not 1 <= n_tokens <= 510:
+        raise ValueError(f"n_tokens={n_tokens}: Kokoro takes 1 to 510 tokens")
+    toks: list[int] = []
+    while len(toks) < n_tokens:
+        for p in prepared:
+            toks += p.tokens + [VOCAB[" "]]
+    toks = toks[:n_tokens]
+    first = prepared[0]
+    pack = voices.pack(first.utt.voice)
+    return {"tokens": np.array([[0, *toks, 0]], dtype=np.int64),
+            "style": pack[n_tokens - 1].reshape(1, -1).astype(np.float32),
+            "speed": np.array([1.0], dtype=np.float32)}
+
+
+# -- speed ------------------------------------------------------------------------------------
+def load_seconds(model: Path, session_cfg, repeats: int = 1) -> Timing:
+    samples = []
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        sess = make_session(model, session_cfg)
+        samples.append(time.perf_counter() - t0)
+        del sess
+    return Timing.of(samples)
+
+
+def warm_rtf(session, feeds: dict, repeats: int = 3, warmup: int = 1) -> dict[str, Any]:
+    timing, out = measure(lambda: session.run(None, feeds)[0], repeats=repeats, warmup=warmup)
+    audio_s = np.size(out) / SAMPLE_RATE
+    return {"seconds": timing.to_dict(), "audio_s": audio_s,
+            "rtf": timing.median / max(audio_s, 1e-9), "rtf_p90": timing.p90 / max(audio_s, 1e-9)}
+
+
+def speed_side_by_side(sessions: dict[str, Any], probes: dict[int, dict], repeats: int = 3
+                       ) -> dict[str, dict[int, dict]]:
+    """Warm RTF of every session at every probe length, interleaved (reference and
+    variants alternate per length, so drift on a noisy machine hits them alike)."""
+    out: dict[str, dict[int, dict]] = {name: {} for name in sessions}
+    for n, feeds in probes.items():
+        for name, sess in sessions.items():
+            out[name][n] = warm_rtf(sess, feeds, repeats=repeats)
+    return out
+
+
+# -- quality ---------------------------------------------------------------------------------
+def reference_audio(session, prepared: Sequence, voices) -> dict[str, np.ndarray]:
+    return {p.utt.id: np.asarray(session.run(None, p.feeds(voices))[0]).ravel() for p in prepared}
+
+
+def evaluate(session, prepared: Sequence, voices, ref_audio: dict[str, np.ndarray],
+             with_dnsmos: bool = True) -> dict[str, Any]:
+    """Quality of one variant on the held-out set: per utterance and summarized."""
+    per: dict[str, Any] = {}
+    audio: dict[str, np.ndarray] = {}
+    for p in prepared:
+        try:
+            out = np.asarray(session.run(None, p.feeds(voices))[0]).ravel()
+        except Exception as exc:  # noqa: BLE001 - a variant that cannot run is a failed variant
+            per[p.utt.id] = {"ok": False, "problems": [f"run failed: {type(exc).__name__}: {exc}"]}
+            continue
+        audio[p.utt.id] = out
+        rec = quality.compare(ref_audio[p.utt.id], out, with_dnsmos=with_dnsmos)
+        if rec["duration"]["diff_s"] != 0:
+            rec["ok"] = False
+            rec["problems"].append(f"length change: {rec['duration']['diff_s']:+.3f} s")
+        rec["n_tokens"] = p.n_tokens
+        per[p.utt.id] = rec
+    return {"per_utterance": per, "summary": summarize(per), "_audio": audio}
+
+
+def _mean(values) -> float | None:
+    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return statistics.fmean(vals) if vals else None
+
+
+def summarize(per: dict[str, dict]) -> dict[str, Any]:
+    recs = list(per.values())
+    problems = {k: r["problems"] for k, r in per.items() if r.get("problems")}
+    return {
+        "ok": all(r.get("ok") for r in recs) and bool(recs),
+        "problems": problems,
+        "lsd_db": _mean(r.get("lsd_db") for r in recs),
+        "lsd_db_max": max((r["lsd_db"] for r in recs if r.get("lsd_db") is not None), default=None),
+        "spectral_convergence": _mean(r.get("spectral_convergence") for r in recs),
+        "pesq_wb": _mean(r.get("pesq_wb") for r in recs),
+        "stoi": _mean(r.get("stoi") for r in recs),
+        "dnsmos_ovrl": _mean((r.get("dnsmos") or {}).get("ovrl") for r in recs),
+        "dnsmos_ovrl_ref": _mean((r.get("dnsmos_ref") or {}).get("ovrl") for r in recs),
+        "length_changes": sum(1 for r in recs if r.get("duration", {}).get("diff_s")),
+        "truncated": sum(1 for r in recs if r.get("truncated")),
+        "n": len(recs),
+    }
+
+
+# -- the whole bench ---------------------------------------------------------------------------
+@dataclass
+class Candidate:
+    name: str
+    path: Path
+    note: str = ""
+
+
+def run_bench(reference: Candidate, candidates: Sequence[Candidate], session_cfg, heldout: Sequence,
+              voices, token_lengths: Sequence[int], repeats: int = 3, with_dnsmos: bool = True,
+              speed_min_tokens: int = 120) -> dict[str, Any]:
+    """Size, load time, quality on ``heldout`` and warm RTF at ``token_lengths`` for the
+    reference and every candidate, in one process. ``speedup`` = median over the lengths
+    >= ``speed_min_tokens`` of reference RTF / candidate RTF (same session settings)."""
+    rows: dict[str, dict] = {}
+    sessions: dict[str, Any] = {}
+    audio: dict[str, dict] = {}
+    for c in [reference, *candidates]:
+        row = {"path": str(c.path), "note": c.note, "size_mb": Path(c.path).stat().st_size / 1e6}
+        try:
+            row["load_s"] = load_seconds(c.path, session_cfg).median
+            sessions[c.name] = make_session(c.path, session_cfg)
+        except Exception as exc:  # noqa: BLE001 - a variant that does not load is failed
+            row.update(ok=False, problems={"load": [f"{type(exc).__name__}: {exc}"]})
+        rows[c.name] = row
+    ref_sess = sessions[reference.name]
+    ref_audio = reference_audio(ref_sess, heldout, voices)
+    audio[reference.name] = ref_audio
+    for name, sess in sessions.items():
+        ev = evaluate(sess, heldout, voices, ref_audio, with_dnsmos=with_dnsmos)
+        audio[name] = ev.pop("_audio")
+        rows[name].update(ev["summary"])
+        rows[name]["per_utterance"] = ev["per_utterance"]
+    probes = {n: token_probe(heldout, n, voices) for n in token_lengths}
+    speed = speed_side_by_side(sessions, probes, repeats=repeats)
+    for name, per_len in speed.items():
+        rows[name]["rtf"] = {n: r["rtf"] for n, r in per_len.items()}
+        rows[name]["speed_detail"] = per_len
+        ratios = [speed[reference.name][n]["rtf"] / r["rtf"] for n, r in per_len.items()
+                  if n >= speed_min_tokens] or [
+            speed[reference.name][n]["rtf"] / r["rtf"] for n, r in per_len.items()]
+        rows[name]["speedup"] = statistics.median(ratios)
+        rows[name]["speedup_by_len"] = {n: speed[reference.name][n]["rtf"] / r["rtf"]
+                                        for n, r in per_len.items()}
+    for name, row in rows.items():
+        row.setdefault("ok", False)
+        row.setdefault("speedup", None)
+    return {"rows": rows, "audio": audio}
+
+
+def sensitivity(builder, families: Sequence[str], base_spec: dict, session_cfg, heldout: Sequence,
+                voices, ref_audio: dict) -> dict[str, dict]:
+    """Quantize one family at a time (``base_spec`` with ``families=[f]``) and measure the
+    distance each costs on ``heldout`` (no DNSMOS: quick)."""
+    from .quantize import VariantSpec
+
+    out: dict[str, dict] = {}
+    for fam in families:
+        spec = VariantSpec(**{**base_spec, "name": f"sens-{base_spec.get('recipe')}-{fam}",
+                              "families": [fam]}).validate()
+        try:
+            built = builder.build(spec)
+            sess = make_session(built.path, session_cfg)
+            ev = evaluate(sess, heldout, voices, ref_audio, with_dnsmos=False)
+            s = ev["summary"]
+            out[fam] = {"ok": s["ok"], "lsd_db": s["lsd_db"], "pesq_wb": s["pesq_wb"],
+                        "length_changes": s["length_changes"], "problems": s["problems"],
+                        "nodes_quantized": built.nodes_quantized}
+        except Exception as exc:  # noqa: BLE001 - reported, the family stays float
+            out[fam] = {"ok": False, "lsd_db": None, "error": f"{type(exc).__name__}: {exc}"}
+    return out
+
+
+# -- choosing -----------------------------------------------------------------------------------
+def pareto_front(points: dict[str, tuple[float, float]]) -> list[str]:
+    """Names not dominated on (speed ratio: higher is better, lsd: lower is better)."""
+    front = []
+    for name, (speed, lsd) in points.items():
+        dominated = any(s >= speed and l <= lsd and (s > speed or l < lsd)
+                        for other, (s, l) in points.items() if other != name)
+        if not dominated:
+            front.append(name)
+    return sorted(front, key=lambda n: -points[n][0])
+
+
+@dataclass
+class Targets:
+    fast_speedup: float = 1.5
+    fast_max_lsd_db: float = 2.0
+    lossless_max_lsd_db: float = 1.0
+
+
+def select(rows: dict[str, dict], baseline: str | None, targets: Targets = Targets()) -> dict:
+    """Pick the fast variant and the near-lossless variant from bench rows
+    {name: {"ok", "speedup", "lsd_db", "pesq_wb", "dnsmos_ovrl"}}. Failed variants are
+    never chosen; each choice says which targets it meets."""
+    ok = {n: r for n, r in rows.items() if r.get("ok") and r.get("lsd_db") is not None}
+    base = rows.get(baseline) if baseline else None
+    out: dict[str, Any] = {"failed": sorted(n for n, r in rows.items() if not r.get("ok"))}
+
+    def no_worse(r):
+        if not base:
+            return None
+        checks = []
+        for k in ("pesq_wb", "dnsmos_ovrl"):
+            if r.get(k) is not None and base.get(k) is not None:
+                checks.append(r[k] >= base[k] - 1e-9)
+        return all(checks) if checks else None
+
+    fast = [n for n, r in ok.items() if r["lsd_db"] <= targets.fast_max_lsd_db]
+    if fast:
+        name = max(fast, key=lambda n: ok[n]["speedup"])
+        r = ok[name]
+        out["fast"] = {"variant": name, "lsd_db": r["lsd_db"], "speedup": r["speedup"],
+                       "meets_speed_target": r["speedup"] >= targets.fast_speedup,
+                       "no_worse_than_baseline": no_worse(r)}
+    else:
+        out["fast"] = None
+    lossless = [n for n, r in ok.items() if r["lsd_db"] <= targets.lossless_max_lsd_db]
+    if lossless:
+        name = max(lossless, key=lambda n: ok[n]["speedup"])
+        r = ok[name]
+        out["near_lossless"] = {"variant": name, "lsd_db": r["lsd_db"], "speedup": r["speedup"],
+                                "faster_than_reference": r["speedup"] > 1.0}
+    else:
+        out["near_lossless"] = None
+    return out
+
+
+def choose_families(sensitivity: dict[str, dict], budget_db: float) -> dict[str, Any]:
+    """Mixed precision from per-family sensitivity {family: {"ok", "lsd_db"}}: quantize the
+    families that keep their output valid and cost least, while the sum of their costs
+    stays within ``budget_db`` (a rough, additive model; the mixed variant is measured)."""
+    usable = sorted(((f, r["lsd_db"]) for f, r in sensitivity.items()
+                     if r.get("ok") and r.get("lsd_db") is not None), key=lambda x: x[1])
+    chosen, total = [], 0.0
+    for fam, cost in usable:
+        if total + cost <= budget_db:
+            chosen.append(fam)
+            total += cost
+    kept = sorted(set(sensitivity) - set(chosen))
+    return {"quantize": chosen, "keep_float": kept, "estimated_lsd_db": total,
+            "budget_db": budget_db}
+
+
+# -- profile ---------------------------------------------------------------------------------------
+def profile(model: Path, session_cfg, feeds: dict, out_dir: Path, runs: int = 2) -> dict[str, Any]:
+    """ORT's profiler (enable_profiling) on warm runs: time by op type and by module family."""
+    import onnxruntime as ort
+
+    from .runtime import providers_for, session_options
+
+    so = session_options(session_cfg)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    so.enable_profiling = True
+    so.profile_file_prefix = str(out_dir / Path(model).stem)
+    sess = ort.InferenceSession(str(model), sess_options=so, providers=providers_for(session_cfg))
+    sess.run(None, feeds)  # the first run is the slow one; it is in the file but skipped below
+    for _ in range(runs):
+        sess.run(None, feeds)
+    path = Path(sess.end_profiling())
+    events = json.loads(path.read_text())
+    runs_seen, by_op, by_fam, total = -1, {}, {}, 0.0
+    for ev in events:
+        if ev.get("cat") == "Session" and ev.get("name") == "model_run":
+            runs_seen += 1
+        if ev.get("cat") != "Node" or not ev.get("name", "").endswith("_kernel_time"):
+            continue
+        args = ev.get("args", {})
+        op = args.get("op_name", "?")
+        node = ev["name"][: -len("_kernel_time")]
+        dur = ev.get("dur", 0) / 1e6
+        by_op[op] = by_op.get(op, 0.0) + dur
+        fam = family_of(node)
+        by_fam[fam] = by_fam.get(fam, 0.0) + dur
+        total += dur
+    scale = 1.0 / (runs + 1)
+    return {
+        "file": str(path),
+        "total_kernel_s": total * scale,
+        "by_op": {k: v * scale for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])},
+        "by_family": {k: v * scale for k, v in sorted(by_fam.items(), key=lambda kv: -kv[1])},
+        "note": "kernel time summed over all runs of the session (first run included) / runs",
+    }
+
+
+def share(d: dict[str, float], top: int = 12) -> list[tuple[str, float, float]]:
+    total = sum(d.values()) or 1.0
+    return [(k, v, v / total) for k, v in list(d.items())[:top]]
+
+
+# -- listening page --------------------------------------------------------------------------------
+def listening_page(out_dir: Path, sentence: str, utt_id: str, clips: dict[str, np.ndarray],
+                   figures: dict[str, dict]) -> Path:
+    """Write one wav per variant and an HTML table (reference first) to ``out_dir``."""
+    import soundfile as sf
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name, audio in clips.items():
+        wav = out_dir / f"{utt_id}.{name}.wav"
+        sf.write(str(wav), np.asarray(audio, dtype=np.float32), SAMPLE_RATE)
+        f = figures.get(name, {})
+        cells = "".join(f"<td>{_fmt(f.get(k))}</td>" for k in ("lsd_db", "pesq_wb", "dnsmos_ovrl", "speedup"))
+        rows.append(f"<tr><td>{html.escape(name)}</td><td><audio controls src='{wav.name}'></audio>"
+                    f"</td>{cells}</tr>")
+    page = out_dir / "listening.html"
+    page.write_text(
+        "<!doctype html><meta charset='utf-8'><title>Kokoro variants</title>"
+        f"<h1>Listening table: {html.escape(utt_id)}</h1><p>{html.escape(sentence)}</p>"
+        "<table border=1 cellpadding=4><tr><th>variant</th><th>audio</th><th>LSD dB</th>"
+        "<th>PESQ</th><th>DNSMOS</th><th>speed-up</th></tr>" + "".join(rows) + "</table>",
+        encoding="utf-8")
+    return page
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.2f}"
+    return html.escape(str(v))
+
+
+__all__ = ["token_probe", "load_seconds", "warm_rtf", "speed_side_by_side", "reference_audio",
+           "evaluate", "summarize", "pareto_front", "select", "Targets", "choose_families",
+           "profile", "share", "listening_page", "field"]

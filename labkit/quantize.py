@@ -1,0 +1,415 @@
+"""Quantized and half-precision variants built from the reference fp32 graph.
+
+Recipes (each writes one ``.onnx`` under a folder the caller names, normally the stage's
+artifact folder; nothing here ever writes into git):
+
+* :func:`build_fp16` -- onnxconverter-common's float16 conversion with the block lists
+  that make it work on Kokoro: the generator's harmonic source, STFT and iSTFT stay fp32
+  (the phase cumsum reaches 57,440, past fp16's 65,504 once summed further, and atan2 of
+  magnitudes rounded to 0 gives NaN), every ``Cast(to=float)`` is blocked *by name*
+  (blocking the op type hangs the converter; converting them breaks attention's types),
+  ``max_finite_val`` is raised so the 24000.0 sample-rate constant is not clamped to 1e4,
+  and the graph's inputs and outputs stay fp32.
+* :func:`build_dynamic` -- ``quantize_dynamic`` after ``quant_pre_process``, op types
+  limited (MatMul, Conv by default) so the int8 embedding ``Gather`` cannot appear:
+  activations are quantized at run time at every site.
+* :func:`build_static` -- ``quantize_static`` in QDQ format with activation ranges
+  calibrated (MinMax, Entropy or Percentile) on the calibration corpus, fed by a
+  :class:`CorpusReader` of real tokens/style/speed. Calibration is run once per method
+  and cached (ORT's calibration cache), so per-family variants reuse it.
+* mixed precision -- any recipe takes ``families``: only the nodes of those module
+  families are quantized, the rest stay float. :data:`FAMILIES` names Kokoro's modules by
+  node-name prefix; the stage measures each family's cost alone and keeps the sensitive
+  ones float (labkit.qbench.choose_families).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import onnx
+
+#: module family -> node-name prefixes (the exporter's module paths survive in the names).
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "bert": ("/encoder/bert/", "/encoder/bert_encoder/", "FastGelu", "SkipLayerNormalization",
+             "Gather_token_", "Transpose_token_"),
+    "text_encoder": ("/encoder/text_encoder/",),
+    "prosody_lstm": ("/encoder/predictor/", "/encoder/shared/"),
+    "prosody_f0n": ("/encoder/F0.", "/encoder/N.", "/encoder/F0_proj", "/encoder/N_proj"),
+    "decoder": ("/decoder/decoder/encode/", "/decoder/decoder/decode.",
+                "/decoder/decoder/asr_res", "/decoder/decoder/F0_conv", "/decoder/decoder/N_conv"),
+    "gen_resblocks": ("/decoder/decoder/generator/resblocks.",
+                      "/decoder/decoder/generator/noise_res."),
+    "gen_upsample": ("/decoder/decoder/generator/ups.", "/decoder/decoder/generator/noise_convs.",
+                     "/decoder/decoder/generator/conv_post"),
+}
+#: never quantized, and kept fp32 in fp16 variants: harmonic source, STFT, iSTFT.
+SOURCE_PREFIX = "/decoder/decoder/generator/"
+#: families upstream of the duration predictor's Round: changing them can change lengths
+DURATION_FAMILIES = ("bert", "text_encoder", "prosody_lstm")
+#: op types quantized by default (Gather must not be: int8/uint8 mismatch at the embedding)
+DEFAULT_OP_TYPES = ("MatMul", "Conv")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+RECIPES = ("fp16", "dynamic", "static")
+
+
+class QuantizeError(ValueError):
+    pass
+
+
+def family_of(node_name: str) -> str:
+    """The module family a node belongs to ("gen_source_istft" for the generator's
+    source/STFT/iSTFT path, "other" for glue)."""
+    for fam, prefixes in FAMILIES.items():
+        if node_name.startswith(prefixes):
+            return fam
+    if node_name.startswith(SOURCE_PREFIX):
+        return "gen_source_istft"
+    return "other"
+
+
+def nodes_by_family(model: onnx.ModelProto | str | Path) -> dict[str, list[str]]:
+    if not isinstance(model, onnx.ModelProto):
+        model = onnx.load(str(model), load_external_data=False)
+    out: dict[str, list[str]] = {}
+    for n in model.graph.node:
+        out.setdefault(family_of(n.name), []).append(n.name)
+    return out
+
+
+def check_families(families: Iterable[str] | None) -> list[str] | None:
+    if families is None:
+        return None
+    families = list(families)
+    bad = [f for f in families if f not in FAMILIES]
+    if bad:
+        raise QuantizeError(f"unknown module family {bad}; quantizable families are "
+                            f"{list(FAMILIES)} (the source/STFT/iSTFT path always stays float)")
+    return families
+
+
+def _nodes_for(model_path: Path, families: list[str] | None, op_types: Sequence[str]) -> list[str] | None:
+    """Node names of ``op_types`` in ``families`` (None: every family but the source path)."""
+    model = onnx.load(str(model_path), load_external_data=False)
+    fams = set(families) if families is not None else set(FAMILIES)
+    return [n.name for n in model.graph.node
+            if n.op_type in op_types and family_of(n.name) in fams]
+
+
+# -- variant description --------------------------------------------------------------------
+@dataclass
+class VariantSpec:
+    """One variant to build: a name, a recipe and its options."""
+
+    name: str
+    recipe: str  # fp16 | dynamic | static
+    per_channel: bool = False
+    #: dynamic: "qint8" | "quint8" (uint8 conv weights run ConvInteger ~4x faster here)
+    weight_type: str = "qint8"
+    #: static: activation type
+    activation_type: str = "quint8"
+    calibration: str = "minmax"
+    families: list[str] | None = None
+    op_types: list[str] = field(default_factory=lambda: list(DEFAULT_OP_TYPES))
+    #: fp16: families kept fp32 besides the source/STFT/iSTFT path
+    keep_float: list[str] = field(default_factory=list)
+
+    def validate(self) -> "VariantSpec":
+        if self.recipe not in RECIPES:
+            raise QuantizeError(f"variant {self.name}: recipe {self.recipe!r}; allowed are {RECIPES}")
+        if self.calibration not in CALIBRATION_METHODS:
+            raise QuantizeError(f"variant {self.name}: calibration {self.calibration!r}; "
+                                f"allowed are {CALIBRATION_METHODS}")
+        for t in (self.weight_type, self.activation_type):
+            if t not in ("qint8", "quint8"):
+                raise QuantizeError(f"variant {self.name}: type {t!r}; allowed are qint8, quint8")
+        check_families(self.families)
+        check_families(self.keep_float)
+        return self
+
+    @classmethod
+    def parse(cls, item: str | dict) -> "VariantSpec":
+        """From a dict, or a short name: fp16, dyn-pt, dyn-pc, dyn-u8, qdq-minmax,
+        qdq-entropy, qdq-percentile (suffix ``-pc`` for per-channel)."""
+        if isinstance(item, dict):
+            return cls(**item).validate()
+        presets = {
+            "fp16": dict(recipe="fp16"),
+            "dyn-pt": dict(recipe="dynamic"),
+            "dyn-pc": dict(recipe="dynamic", per_channel=True),
+            "dyn-u8": dict(recipe="dynamic", weight_type="quint8"),
+            "qdq-minmax": dict(recipe="static", calibration="minmax"),
+            "qdq-entropy": dict(recipe="static", calibration="entropy"),
+            "qdq-percentile": dict(recipe="static", calibration="percentile"),
+            "qdq-minmax-pc": dict(recipe="static", calibration="minmax", per_channel=True),
+            "qdq-percentile-pc": dict(recipe="static", calibration="percentile", per_channel=True),
+        }
+        if item not in presets:
+            raise QuantizeError(f"variant {item!r}: unknown preset; known are {list(presets)} "
+                                "(or pass a dict of VariantSpec fields)")
+        return cls(name=item, **presets[item]).validate()
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Built:
+    spec: VariantSpec
+    path: Path
+    seconds: float
+    nodes_quantized: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"spec": self.spec.to_dict(), "path": str(self.path), "seconds": self.seconds,
+                "nodes_quantized": self.nodes_quantized, "notes": self.notes}
+
+
+# -- fp16 ---------------------------------------------------------------------------------
+#: op types kept fp32 everywhere (tried: blocking the decomposed norm statistics
+#: ReduceMean/Pow/Sqrt/Div/Sub makes the converter miss casts at an LSTM Add, so empty)
+FP16_STATS_OPS: tuple[str, ...] = ()
+
+
+def fp16_block_list(model: onnx.ModelProto, keep_float: Iterable[str] = ()) -> list[str]:
+    """Node names that must stay fp32: the source/STFT/iSTFT path, every Cast(to=float),
+    and the nodes of ``keep_float`` families."""
+    keep = set(keep_float) | {"gen_source_istft"}
+    block = []
+    consumers: dict[str, list] = {}
+    for n in model.graph.node:
+        for x in n.input:
+            consumers.setdefault(x, []).append(n)
+    for n in model.graph.node:
+        if family_of(n.name) in keep or n.op_type in FP16_STATS_OPS:
+            block.append(n.name)
+        elif n.op_type == "Cast" and any(
+                a.name == "to" and a.i == onnx.TensorProto.FLOAT for a in n.attribute):
+            block.append(n.name)
+            # the attention scale 1/sqrt(d) computed from a Cast: scalar, keep it fp32 too
+            # (converted, its constant and the Cast's output disagree in type)
+            frontier = [c for o in n.output for c in consumers.get(o, [])]
+            while frontier:
+                c = frontier.pop()
+                if c.op_type in ("Sqrt", "Div", "Reciprocal") and c.name not in block:
+                    block.append(c.name)
+                    frontier += [d for o in c.output for d in consumers.get(o, [])]
+    return block
+
+
+def build_fp16(reference: Path, out: Path, keep_float: Iterable[str] = ()) -> Path:
+    from onnxconverter_common import float16
+
+    model = onnx.load(str(reference))
+    block = fp16_block_list(model, keep_float)
+    converted = float16.convert_float_to_float16(
+        model, keep_io_types=True, node_block_list=block,
+        max_finite_val=65504.0, min_positive_val=1e-7, disable_shape_infer=False)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(converted, str(out))
+    return out
+
+
+# -- pre-processing and dynamic int8 ---------------------------------------------------------
+def preprocess(reference: Path, out: Path) -> Path:
+    """ORT's quant_pre_process (symbolic shape inference + optimization); cached by path."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if out.exists() and out.stat().st_mtime >= reference.stat().st_mtime:
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp.onnx")
+    quant_pre_process(str(reference), str(tmp), skip_symbolic_shape=not has_sympy())
+    tmp.replace(out)
+    return out
+
+
+def has_sympy() -> bool:
+    """ORT's symbolic shape inference needs sympy (not installed here): without it
+    quant_pre_process runs ONNX shape inference and the optimizer only."""
+    try:
+        import sympy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _qtype(name: str):
+    from onnxruntime.quantization import QuantType
+
+    return QuantType.QInt8 if name == "qint8" else QuantType.QUInt8
+
+
+def build_dynamic(pre: Path, out: Path, spec: VariantSpec) -> int:
+    from onnxruntime.quantization import quantize_dynamic
+
+    nodes = _nodes_for(pre, spec.families, spec.op_types)
+    quantize_dynamic(str(pre), str(out), op_types_to_quantize=list(spec.op_types),
+                     per_channel=spec.per_channel, weight_type=_qtype(spec.weight_type),
+                     nodes_to_quantize=nodes, extra_options={"MatMulConstBOnly": True,
+                                    "DefaultTensorType": onnx.TensorProto.FLOAT})
+    return len(nodes)
+
+
+# -- static QDQ int8 ----------------------------------------------------------------------------
+class CorpusReader:
+    """ORT CalibrationDataReader over prepared utterances (real tokens, style, speed)."""
+
+    def __init__(self, prepared: Sequence, voices):
+        self._feeds = [p.feeds(voices) for p in prepared]
+        self._it = iter(self._feeds)
+
+    def get_next(self) -> dict | None:
+        return next(self._it, None)
+
+    def rewind(self) -> None:
+        self._it = iter(self._feeds)
+
+    def __len__(self) -> int:
+        return len(self._feeds)
+
+
+class _One:
+    def __init__(self, feeds):
+        self._feeds = [feeds]
+
+    def get_next(self):
+        return self._feeds.pop() if self._feeds else None
+
+
+def _method(name: str):
+    from onnxruntime.quantization import CalibrationMethod
+
+    return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+            "percentile": CalibrationMethod.Percentile}[name]
+
+
+def calibrate(pre: Path, cache: Path, method: str, prepared: Sequence, voices,
+              op_types: Sequence[str] = DEFAULT_OP_TYPES, percentile: float = 99.999) -> Path:
+    """Run the calibration corpus through an augmented graph, one utterance at a time (so
+    only one utterance's activations are ever held), and save ORT's calibration cache."""
+    import tempfile
+
+    from onnxruntime.quantization.calibrate import create_calibrator
+    from onnxruntime.quantization.calibrate import save_tensors_data
+
+    if cache.exists():
+        return cache
+    if method not in CALIBRATION_METHODS:
+        raise QuantizeError(f"calibration {method!r}; allowed are {CALIBRATION_METHODS}")
+    extra = {"percentile": percentile} if method == "percentile" else {}
+    # (one utterance per collect_data call: MinMax merges ranges after each call and the
+    # histogram methods merge histograms, so memory holds one utterance's activations.
+    # ORT's max_intermediate_outputs is not used: in 1.31 it drops data before computing it.)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="kokoro-calib.", dir=cache.parent) as tmp:
+        calibrator = create_calibrator(
+            pre, list(op_types), augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+            calibrate_method=_method(method), extra_options=extra)
+        for p in prepared:
+            calibrator.collect_data(_One(p.feeds(voices)))
+        data = calibrator.compute_data()
+        del calibrator
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    save_tensors_data(data, cache)
+    return cache
+
+
+def build_static(pre: Path, out: Path, spec: VariantSpec, cache: Path) -> int:
+    from onnxruntime.quantization import QuantFormat, quantize_static
+
+    nodes = _nodes_for(pre, spec.families, spec.op_types)
+    quantize_static(
+        str(pre), str(out), calibration_data_reader=None, quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=list(spec.op_types), per_channel=spec.per_channel,
+        activation_type=_qtype(spec.activation_type), weight_type=QuantType_int8(),
+        nodes_to_quantize=nodes, calibrate_method=_method(spec.calibration),
+        calibration_cache_path=str(cache),
+        extra_options={"MatMulConstBOnly": True,
+                                    "DefaultTensorType": onnx.TensorProto.FLOAT})
+    return len(nodes)
+
+
+def QuantType_int8():  # noqa: N802 - weights are signed int8 (VNNI's u8s8 kernels)
+    from onnxruntime.quantization import QuantType
+
+    return QuantType.QInt8
+
+
+# -- one entry point ------------------------------------------------------------------------------
+class Builder:
+    """Builds variants of one reference into ``out_dir``, sharing the pre-processed graph
+    and the calibration caches between them."""
+
+    def __init__(self, reference: str | Path, out_dir: str | Path, calibration=None, voices=None):
+        self.reference = Path(reference)
+        if not self.reference.exists():
+            raise QuantizeError(f"reference model {self.reference} is missing: run `labkit assets`")
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.calibration = calibration  # list of corpora.Prepared
+        self.voices = voices
+        self._pre: Path | None = None
+
+    def pre(self) -> Path:
+        if self._pre is None:
+            self._pre = preprocess(self.reference, self.out_dir / "_work" / "preprocessed.onnx")
+        return self._pre
+
+    def calibration_cache(self, method: str, op_types: Sequence[str] = DEFAULT_OP_TYPES) -> Path:
+        cache = self.out_dir / "_work" / f"calibration-{method}-{'-'.join(op_types)}.json"
+        if cache.exists():
+            return cache
+        if not self.calibration or self.voices is None:
+            raise QuantizeError("static quantization needs the calibration corpus: pass "
+                                "calibration=corpora.prepare(corpora.load('calibration')) and voices")
+        return calibrate(self.pre(), cache, method, self.calibration, self.voices, op_types)
+
+    def build(self, spec: VariantSpec | str | dict, force: bool = False) -> Built:
+        spec = spec if isinstance(spec, VariantSpec) else VariantSpec.parse(spec)
+        spec.validate()
+        out = self.out_dir / f"{spec.name}.onnx"
+        meta = out.with_suffix(".json")
+        if out.exists() and meta.exists() and not force:
+            rec = json.loads(meta.read_text())
+            if rec.get("spec") == spec.to_dict():
+                return Built(spec, out, rec["seconds"], rec.get("nodes_quantized"),
+                             rec.get("notes", []) + ["reused an existing build"])
+        t0 = time.perf_counter()
+        notes: list[str] = []
+        n = None
+        if spec.recipe == "fp16":
+            build_fp16(self.reference, out, spec.keep_float)
+        elif spec.recipe == "dynamic":
+            n = build_dynamic(self.pre(), out, spec)
+        else:
+            cache = self.calibration_cache(spec.calibration, spec.op_types)
+            n = build_static(self.pre(), out, spec, cache)
+            notes.append(f"calibrated on {len(self.calibration or [])} utterances "
+                         f"({spec.calibration})")
+        built = Built(spec, out, time.perf_counter() - t0, n, notes)
+        meta.write_text(json.dumps(built.to_dict(), indent=2))
+        return built
+
+
+def op_histogram(model: str | Path) -> dict[str, int]:
+    """Op type -> count (to show what a recipe did to the graph)."""
+    m = onnx.load(str(model), load_external_data=False)
+    out: dict[str, int] = {}
+    for n in m.graph.node:
+        out[n.op_type] = out.get(n.op_type, 0) + 1
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def file_mb(path: str | Path) -> float:
+    return Path(path).stat().st_size / 1e6
+
+
+__all__ = ["FAMILIES", "VariantSpec", "Builder", "Built", "CorpusReader", "family_of",
+           "nodes_by_family", "op_histogram", "calibrate", "build_fp16", "build_dynamic",
+           "build_static", "preprocess", "QuantizeError", "DURATION_FAMILIES", "Any", "np"]

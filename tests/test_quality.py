@@ -1,0 +1,120 @@
+"""The quality bench on known signals, and the corpora it is fed."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from labkit import corpora, quality
+from labkit.quality import QualityError
+
+SR = quality.SAMPLE_RATE
+
+
+@pytest.fixture(scope="module")
+def noise() -> np.ndarray:
+    return (np.random.default_rng(0).standard_normal(SR) * 0.1).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def voiced() -> np.ndarray:
+    """A speech-like signal: harmonics of 140 Hz, syllable-rate envelope, a little noise."""
+    t = np.arange(2 * SR) / SR
+    tone = sum(np.sin(2 * np.pi * 140 * k * t) / k for k in range(1, 12))
+    env = np.clip(np.sin(2 * np.pi * 3 * t), 0, None)
+    rng = np.random.default_rng(1)
+    return (0.2 * tone * env + 0.002 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def test_lsd_identical_is_zero(noise):
+    assert quality.lsd_db(noise, noise.copy()) == 0.0
+    assert quality.spectral_convergence(noise, noise) == 0.0
+
+
+@pytest.mark.parametrize("gain", [2.0, 0.5, 10 ** (3 / 20)])
+def test_lsd_known_gain(noise, gain):
+    # white noise: almost no bin sits near the 1e-5 floor, so a uniform gain g gives |20 log10 g|
+    expected = abs(20 * math.log10(gain))
+    assert quality.lsd_db(noise, noise * gain) == pytest.approx(expected, abs=0.01)
+    assert quality.spectral_convergence(noise, noise * gain) == pytest.approx(abs(gain - 1), rel=1e-6)
+
+
+def test_lsd_is_symmetric(noise, voiced):
+    a, b = voiced[: noise.size], noise
+    assert quality.lsd_db(a, b) == pytest.approx(quality.lsd_db(b, a))
+
+
+def test_nan_and_inf_are_rejected(noise):
+    bad = noise.copy()
+    bad[100] = np.nan
+    with pytest.raises(QualityError, match="NaN"):
+        quality.lsd_db(noise, bad)
+    bad[100] = np.inf
+    with pytest.raises(QualityError, match="NaN/inf"):
+        quality.lsd_db(bad, noise)
+    assert isinstance(QualityError("x"), ValueError)
+
+
+def test_length_mismatch_reported_or_truncated(noise):
+    with pytest.raises(QualityError, match="length mismatch.*allow_length_mismatch"):
+        quality.lsd_db(noise, noise[:-600])
+    assert quality.lsd_db(noise, noise[:-600], allow_length_mismatch=True) == 0.0
+
+
+def test_check_audio_finds_problems(voiced):
+    assert quality.check_audio(voiced) == []
+    nan = voiced.copy()
+    nan[SR:] = np.nan
+    assert any(p.startswith("nan") for p in quality.check_audio(nan))
+    assert any(p.startswith("silence") for p in quality.check_audio(np.zeros(SR)))
+    assert any(p.startswith("clipping") for p in quality.check_audio(np.sign(voiced)))
+    assert quality.check_audio(np.array([])) == ["empty: no samples"]
+
+
+def test_pesq_and_stoi_identical_are_maximal(voiced):
+    assert quality.pesq_wb(voiced, voiced) > 4.5
+    assert quality.stoi(voiced, voiced) == pytest.approx(1.0, abs=1e-6)
+    noisy = voiced + 0.05 * np.random.default_rng(2).standard_normal(voiced.size).astype(np.float32)
+    assert quality.pesq_wb(voiced, noisy) < quality.pesq_wb(voiced, voiced)
+
+
+def test_dnsmos_runs_offline(voiced):
+    mos = quality.dnsmos(voiced)
+    assert mos is not None, quality.DNSMOS_NOTE
+    assert set(mos) >= {"sig", "bak", "ovrl"}
+    assert all(0.5 < v < 5.5 for v in mos.values())
+
+
+def test_compare_reports_duration_and_failures(voiced):
+    rec = quality.compare(voiced, voiced[:-1200], with_dnsmos=False)
+    assert rec["ok"] and rec["truncated"]
+    assert rec["duration"]["diff_s"] == pytest.approx(-0.05)
+    assert rec["lsd_db"] == 0.0
+    bad = quality.compare(voiced, np.full_like(voiced, np.nan), with_dnsmos=False)
+    assert not bad["ok"] and bad["lsd_db"] is None and bad["problems"]
+
+
+# -- corpora ---------------------------------------------------------------------------
+def test_calibration_and_heldout_do_not_overlap():
+    cal, held = corpora.load("calibration"), corpora.load("heldout")
+    shared = corpora.overlap(cal, held)
+    assert shared == {"sentences": [], "shingles": [], "ids": []}
+    # and the check does find overlap when there is some
+    assert corpora.overlap(held, held)["sentences"]
+
+
+def test_corpora_cover_voices_accents_and_lengths():
+    for name in corpora.NAMES:
+        c = corpora.load(name)
+        langs = {u.lang for u in c}
+        assert langs == {"en-us", "en-gb"}, name
+        assert len({u.voice for u in c}) >= 5, name
+    held = corpora.load("heldout")
+    assert {u.size for u in held} == set(corpora.SIZE_BANDS)
+
+
+@pytest.mark.model
+def test_heldout_size_bands_match_token_counts():
+    for p in corpora.prepare(corpora.load("heldout")):
+        assert corpora.size_of(p.n_tokens) == p.utt.size, (p.utt.id, p.n_tokens)
