@@ -389,3 +389,286 @@ def pick(results: list[dict[str, Any]], max_underruns: int = 0, tie_band: float 
     best_ttfa = min(r["ttfa_s"] for r in ok)
     near = [r for r in ok if r["ttfa_s"] <= best_ttfa * (1 + tie_band)]
     return min(near, key=lambda r: (r.get("chunks", 0), r.get("rtf", 0)))
+
+
+# -- stage 05/06 helpers (the notebooks stay thin) -------------------------------------------------
+def chunking_label(overrides: dict[str, Any]) -> str:
+    return ",".join(f"{k}={v}" for k, v in overrides.items()) or "default"
+
+
+def chunking_sweep(engine, text_: str, variants: list[dict[str, Any]], repeats: int = 3,
+                   startup_buffer_s: float = 0.0, engines=None) -> list[dict[str, Any]]:
+    """Stream ``text_`` with each chunking variant (overrides of ``cfg.chunking``): one
+    row per variant with the medians, the worst playback figures and the first piece."""
+    import dataclasses
+
+    from .pipeline import StreamingSynthesizer
+
+    rows = []
+    for overrides in variants:
+        ccfg = dataclasses.replace(engine.cfg.chunking, **overrides)
+        synth = StreamingSynthesizer(engine, engines, chunking_cfg=ccfg)
+        runs = [run_stream(synth, text_, name=chunking_label(overrides)) for _ in range(max(1, repeats))]
+        row = summarize(runs, startup_buffer_s)
+        row.update(label=chunking_label(overrides), overrides=dict(overrides),
+                   chunking=dataclasses.asdict(ccfg), first_piece=runs[0].chunks[0]["text"],
+                   first_tokens=runs[0].chunks[0]["tokens"],
+                   tokens=[c["tokens"] for c in runs[0].chunks])
+        rows.append(row)
+    return rows
+
+
+def side_by_side(synth, baseline: "KokoroBaseline", text_: str, repeats: int = 3,
+                 startup_buffer_s: float = 0.0, keep_audio: bool = False) -> dict[str, Any]:
+    """ours / create / create_stream on one text, interleaved in each repeat so that the
+    machine's noise hits all three alike; medians and the ratios the issue asks for."""
+    runs: dict[str, list[Run]] = {"labkit": [], "create": [], "create_stream": []}
+    for r in range(max(1, repeats)):
+        keep = keep_audio and r == 0
+        runs["labkit"].append(run_stream(synth, text_, keep_audio=keep, name="labkit"))
+        runs["create"].append(baseline.run_create(text_, keep_audio=keep))
+        runs["create_stream"].append(baseline.run_create_stream(text_, keep_audio=keep))
+    out: dict[str, Any] = {"words": word_count(text_)}
+    for name, rs in runs.items():
+        out[name] = summarize(rs, startup_buffer_s)
+    ours, create, cstream = out["labkit"], out["create"], out["create_stream"]
+    out["ratios"] = {
+        "ttfa_create_over_labkit": create["ttfa_s"] / ours["ttfa_s"],
+        "ttfa_create_stream_over_labkit": cstream["ttfa_s"] / ours["ttfa_s"],
+        "total_labkit_over_create": ours["total_s"] / create["total_s"],
+    }
+    out["_audio"] = {k: rs[0].audio for k, rs in runs.items() if rs[0].audio is not None}
+    out["_runs"] = runs
+    return out
+
+
+def seam_report(engine, chunking_cfg, text_: str, voice: str | None = None) -> dict[str, Any]:
+    """The cost at the seams of ``chunking_cfg`` on ``text_``: log-spectral distance to
+    the unchunked audio around each seam vs around mid-piece points (the control), the
+    discontinuity at each join, and pause lengths (ours vs the model's own)."""
+    import dataclasses
+
+    from . import joining
+    from .pipeline import StreamingSynthesizer
+
+    ref_synth = StreamingSynthesizer(engine, chunking_cfg=dataclasses.replace(chunking_cfg, strategy="none"))
+    reference = ref_synth.synthesize(text_, voice)
+    stream = StreamingSynthesizer(engine, chunking_cfg=chunking_cfg).open_stream(text_, voice)
+    with stream:
+        chunks = list(stream)
+    chunked = np.concatenate([c.audio for c in chunks])
+    seams = stream.joiner.seams
+    positions = [s.position for s in seams]
+    lsd_rows = seam_lsd(reference, chunked, positions)
+    for row, seam in zip(lsd_rows, [s for s in seams if int(0.25 * SAMPLE_RATE) <= s.position
+                                    <= len(chunked) - int(0.25 * SAMPLE_RATE)]):
+        row["kind"] = seam.kind
+    checks = joining.continuity(chunked, positions)
+    natural = joining.silence_runs(reference)
+    seam_vals = [r["seam_lsd_db"] for r in lsd_rows if r.get("seam_lsd_db") is not None]
+    ctrl_vals = [r["control_lsd_db"] for r in lsd_rows if r.get("control_lsd_db") is not None]
+    return {
+        "seams": len(seams),
+        "seam_lsd_db_median": statistics.median(seam_vals) if seam_vals else None,
+        "control_lsd_db_median": statistics.median(ctrl_vals) if ctrl_vals else None,
+        "seam_cost_db": (statistics.median(seam_vals) - statistics.median(ctrl_vals))
+        if seam_vals and ctrl_vals else None,
+        "max_discontinuity_ratio": max((c.ratio for c in checks), default=0.0),
+        "rows": lsd_rows,
+        "continuity": [asdict(c) for c in checks],
+        "inserted_pauses_s": {k: [s.pause_s for s in seams if s.kind == "pause" and
+                                  chunks[s.piece - 1].boundary == k]
+                              for k in ("clause", "sentence", "paragraph")},
+        "natural_pauses_s": [round(length, 3) for _, length in natural],
+        "reference_s": len(reference) / SAMPLE_RATE,
+        "chunked_s": len(chunked) / SAMPLE_RATE,
+        "_reference": reference,
+        "_chunked": chunked,
+    }
+
+
+def public(d: dict[str, Any]) -> dict[str, Any]:
+    """A record without the keys that hold audio or run objects (``_``-prefixed)."""
+    return {k: (public(v) if isinstance(v, dict) else v) for k, v in d.items() if not str(k).startswith("_")}
+
+
+# -- stage 06: one session or two --------------------------------------------------------------------
+def candidate_config(cfg, candidate: dict[str, Any]):
+    """``cfg`` with a session-pair candidate applied: ``session`` (overrides of
+    cfg.session), ``sessions``, ``second_session``, ``second_variant``, ``routing``,
+    ``queue_depth``."""
+    over: dict[str, Any] = {f"session.{k}": v for k, v in candidate.get("session", {}).items()}
+    for key in ("sessions", "second_session", "second_variant", "routing", "queue_depth"):
+        if key in candidate:
+            over[f"pipeline.{key}"] = candidate[key]
+    return cfg.with_overrides(over)
+
+
+def unavailable_providers(candidate: dict[str, Any]) -> list[str]:
+    """Execution providers a candidate names that this ONNX Runtime build lacks."""
+    import onnxruntime as ort
+
+    have = set(ort.get_available_providers())
+    wanted = list(candidate.get("session", {}).get("providers", []))
+    wanted += list(candidate.get("second_session", {}).get("providers", []))
+    return sorted({p for p in wanted if p not in have})
+
+
+def compare_sessions(cfg, candidates: list[dict[str, Any]], texts: list[str], repeats: int = 2,
+                     startup_buffer_s: float = 0.0) -> list[dict[str, Any]]:
+    """Stream each text with each candidate (one session or two): one row per
+    (candidate, text); candidates whose providers are missing are recorded as skipped."""
+    import gc
+
+    from .pipeline import StreamingSynthesizer, build_engines, fastest
+
+    from .quality import lsd_db
+
+    rows = []
+    first_audio: dict[str, np.ndarray] = {}  # text -> the first measured candidate's take
+    for cand in candidates:
+        name = cand.get("name") or chunking_label({k: v for k, v in cand.items() if k != "name"})
+        missing = unavailable_providers(cand)
+        if missing:
+            import onnxruntime as ort
+
+            for t in texts:
+                rows.append({"candidate": name, "text": t, "status":
+                             f"skipped: {', '.join(missing)} not available in onnxruntime "
+                             f"{ort.__version__} on this machine (available: "
+                             f"{', '.join(ort.get_available_providers())})"})
+            continue
+        ccfg = candidate_config(cfg, cand)
+        engines = build_engines(ccfg)
+        for e in engines:
+            e.warm_up(repeats=2)
+        first = fastest(engines) if len(engines) > 1 else 0
+        synth = StreamingSynthesizer(engines[0], engines, first_session=first)
+        for t in texts:
+            runs = [run_stream(synth, text(t), name=name, keep_audio=(i == 0))
+                    for i in range(max(1, repeats))]
+            take = runs[0].audio
+            runs[0].audio = None
+            row = summarize(runs, startup_buffer_s)
+            # same pieces, same model: the audio should not change; measured, not assumed
+            first_audio.setdefault(t, take)
+            ref = first_audio[t]
+            row["lsd_db_vs_first"] = (lsd_db(ref, take) if take is not None and len(take) == len(ref)
+                                      else None)
+            row["length_matches_first"] = take is not None and len(take) == len(ref)
+            row.update(candidate=name, text=t, status="ok", sessions=len(engines), first_session=first,
+                       routing=ccfg.pipeline.routing, queue_depth=ccfg.pipeline.queue_depth,
+                       threads=[e.session.get_session_options().intra_op_num_threads for e in engines],
+                       per_session=runs[-1].extra.get("per_session"),
+                       pipeline={"sessions": ccfg.pipeline.sessions,
+                                 "second_session": dict(ccfg.pipeline.second_session),
+                                 "second_variant": ccfg.pipeline.second_variant,
+                                 "routing": ccfg.pipeline.routing,
+                                 "queue_depth": ccfg.pipeline.queue_depth},
+                       session=dict(cand.get("session", {})))
+            rows.append(row)
+        del synth, engines
+        gc.collect()
+    return rows
+
+
+def dual_rule(rows: list[dict[str, Any]], band: float = 0.05) -> dict[str, Any]:
+    """Single vs dual, per text: the best single-session row against the best dual one
+    (lowest total time among those with no more underruns), as ratios; dual sessions are
+    used only where they win on total time by more than ``band`` without losing on TTFA
+    (beyond ``band``) or adding underruns on every text measured."""
+    texts = sorted({r["text"] for r in rows if r.get("status") == "ok"})
+    per_text, wins = {}, []
+    best_single = None
+    for t in texts:
+        ok = [r for r in rows if r.get("status") == "ok" and r["text"] == t]
+        singles = [r for r in ok if r["sessions"] == 1]
+        duals = [r for r in ok if r["sessions"] == 2]
+        if not singles or not duals:
+            continue
+        s = min(singles, key=lambda r: (r["underruns_max"], r["total_s"]))
+        d = min(duals, key=lambda r: (r["underruns_max"], r["total_s"]))
+        best_single = best_single or s
+        ratios = {"single": s["candidate"], "dual": d["candidate"],
+                  "ttfa_dual_over_single": d["ttfa_s"] / s["ttfa_s"],
+                  "total_dual_over_single": d["total_s"] / s["total_s"],
+                  "underruns_single": s["underruns_max"], "underruns_dual": d["underruns_max"],
+                  "cpu_single": s["cpu_utilization"], "cpu_dual": d["cpu_utilization"]}
+        win = (ratios["total_dual_over_single"] < 1 - band and ratios["ttfa_dual_over_single"] <= 1 + band
+               and d["underruns_max"] <= s["underruns_max"])
+        ratios["dual_pays"] = win
+        per_text[t] = ratios
+        wins.append((win, d))
+    use_dual = bool(wins) and all(w for w, _ in wins)
+    chosen = wins[0][1] if use_dual else None
+    if not per_text:
+        rule = "no single-vs-dual pair was measured here; single session kept"
+    elif use_dual:
+        rule = (f"use two sessions ({chosen['candidate']}): on every text measured they finish "
+                f">{band:.0%} sooner without later first audio or more underruns")
+    else:
+        rule = ("keep one session: two sessions did not finish more than "
+                f"{band:.0%} sooner without a later first audio or more underruns on every text "
+                "measured (on 2 shared cores the sessions compete for the same cores)")
+    return {"use_dual": use_dual, "rule": rule, "per_text": per_text,
+            "pipeline": chosen["pipeline"] if chosen else {"sessions": 1},
+            "session": chosen["session"] if chosen else (best_single or {}).get("session"),
+            "candidate": chosen["candidate"] if chosen else (best_single or {}).get("candidate")}
+
+
+# -- candidates for the journal's selection (labkit.selection) ---------------------------------------
+def _stream_checks(row: dict[str, Any]) -> list[str]:
+    failed = []
+    if row.get("underruns_max", 0) > 0:
+        failed.append("underruns")
+    if row.get("words_present") is False:
+        failed.append("words missing")
+    if row.get("failures"):
+        failed.append("session failures")
+    return failed
+
+
+def chunking_candidates(rows: list[dict[str, Any]], chosen_label: str | None, base_chunking,
+                        seam_cost_db: float | None) -> list[dict[str, Any]]:
+    """Stage 05's sweep rows as candidates, the stage's choice first. Chunking changes the
+    audio only at the seams; that cost (seam LSD minus mid-piece LSD) is measured for the
+    chosen variant, so only it carries ``lsd_db`` (the others are listed, not eligible)."""
+    import dataclasses
+
+    base = dataclasses.asdict(base_chunking)
+    out = []
+    for r in sorted(rows, key=lambda r: r["label"] != chosen_label):
+        chosen = r["label"] == chosen_label
+        out.append({
+            "name": f"chunking {r['label']}",
+            "overrides": {f"chunking.{k}": v for k, v in r["chunking"].items() if base.get(k) != v},
+            "ttfa_s": r["ttfa_s"], "rtf": r["rtf"],
+            "lsd_db": (max(0.0, seam_cost_db) if chosen and seam_cost_db is not None else None),
+            "lsd_basis": "seam cost (LSD at the seams minus mid-piece) vs unchunked audio" if chosen
+                         else "seam cost not measured for this variant",
+            "failed_checks": _stream_checks(r),
+        })
+    return out
+
+
+def session_candidates(rows: list[dict[str, Any]], rule: dict[str, Any]) -> list[dict[str, Any]]:
+    """Stage 06's measured rows on its first text as candidates, the stage's rule's choice
+    first; ``lsd_db`` is each one's measured distance from the first candidate's audio."""
+    ok = [r for r in rows if r.get("status") == "ok"]
+    if not ok:
+        return []
+    main_text = ok[0]["text"]
+    chosen = rule.get("candidate")
+    out = []
+    for r in sorted((r for r in ok if r["text"] == main_text), key=lambda r: r["candidate"] != chosen):
+        overrides = {f"session.{k}": v for k, v in (r.get("session") or {}).items()}
+        overrides.update({f"pipeline.{k}": v for k, v in r["pipeline"].items()
+                          if k in ("sessions", "second_session", "routing")})
+        if r["sessions"] == 1:
+            overrides = {k: v for k, v in overrides.items()
+                         if k not in ("pipeline.second_session", "pipeline.routing")}
+        out.append({"name": r["candidate"], "overrides": overrides, "ttfa_s": r["ttfa_s"],
+                    "rtf": r["rtf"], "lsd_db": r.get("lsd_db_vs_first"),
+                    "failed_checks": _stream_checks(r) + ([] if r.get("length_matches_first", True)
+                                                          else ["length"])})
+    return out

@@ -1,55 +1,455 @@
 """Cutting sanitized text into pieces Kokoro can take (<= 510 tokens each).
 
-(Minimal first version: paragraphs, then sentences, long sentences halved at word
-boundaries. Stage 05 adds clause/budget/primer strategies and joining.)
+Kokoro is not a streaming model: audio comes sooner only if the text is cut into pieces
+that are synthesized in order while earlier ones play. Where we cut decides three things:
+
+* time to first audio: the first piece should be short (the *primer*: a few words that
+  end at a natural break), because nothing plays until it is synthesized;
+* no gaps: each later piece must be ready before the audio already queued runs out. With
+  compute time ~ RTF x duration, piece k+1 may be at most about ``growth`` times the
+  audio queued so far (the *ramp*: see :func:`ramp_budget`);
+* prosody: Kokoro was trained on whole utterances, so cuts at sentence ends are best,
+  then at clause punctuation, then between words; never inside a word.
+
+Strategies (``ChunkingConfig.strategy``):
+
+``primer``   a short first piece, then whole sentences packed up to a budget that ramps
+             from the primer's size up to ``max_tokens`` (the shipped default);
+``sentence`` one piece per sentence (short ones merged up to ``min_tokens``);
+``clause``   one piece per clause (split at , ; : and dashes too);
+``budget``   whole sentences packed greedily up to ``max_tokens``;
+``none``     as few pieces as possible (sentences packed up to the 510-token limit): the
+             unchunked reference.
+
+Invariants (tests prove them on long and hostile inputs): every word of the input is in
+exactly one piece, in order (pieces are spans of the text, cut only at whitespace); a
+paragraph break ("\\n\\n") always ends a piece; no piece is over 510 tokens. The one
+exception to "never inside a word" is a single "word" that alone phonemizes to more than
+510 tokens (e.g. a 60-digit number): it is cut between characters and the pieces say so
+(``boundary == "split-word"``) instead of dropping the tail.
+
+Pieces are produced lazily (:func:`iter_pieces`): the streaming pipeline phonemizes the
+primer and starts synthesizing before the rest of the text has been looked at.
 """
 from __future__ import annotations
 
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
 
 from .config import ChunkingConfig
 from .g2p import MAX_TOKENS, G2P
+
+STRATEGIES = ("primer", "sentence", "clause", "budget", "none")
+#: what ended a piece, from the longest pause to none
+BOUNDARIES = ("paragraph", "sentence", "clause", "word", "split-word")
+
+
+class ChunkingError(ValueError):
+    """A chunking setting is out of range; the message names it and what is allowed."""
 
 
 @dataclass
 class Piece:
     text: str
     phonemes: str
-    #: what ended it: "paragraph", "sentence", "clause" or "word" (mid-sentence cut)
+    #: what ended it: "paragraph", "sentence", "clause", "word" (a cut between words with
+    #: no punctuation) or "split-word" (inside an over-long word)
     boundary: str = "sentence"
+    #: character span in the sanitized text: text == source[start:end]
+    start: int = 0
+    end: int = 0
+    index: int = 0
 
     @property
     def tokens(self) -> int:
         return len(self.phonemes)
 
-
-_SENTENCE = re.compile(r"(?<=[.!?…])[\"')\]]*\s+")
-
-
-def split_sentences(paragraph: str) -> list[str]:
-    return [s.strip() for s in _SENTENCE.split(paragraph) if s.strip()]
+    @property
+    def words(self) -> list[str]:
+        return self.text.split()
 
 
-def _fit(text: str, g2p: G2P, limit: int, boundary: str) -> list[Piece]:
-    ph = g2p(text).phonemes
-    if len(ph) <= limit:
-        return [Piece(text, ph, boundary)] if ph else []
-    words = text.split()
-    if len(words) < 2:
-        raise ValueError(f"one word phonemizes to {len(ph)} tokens (limit {limit}): {text[:60]!r}")
-    mid = len(words) // 2
-    return (_fit(" ".join(words[:mid]), g2p, limit, "word")
-            + _fit(" ".join(words[mid:]), g2p, limit, boundary))
+# -- words, sentences, clauses --------------------------------------------------------------
+_CLOSERS = "\"'”’»)]}"
+_SENTENCE_END = re.compile(r"[.!?…]+[" + re.escape(_CLOSERS) + r"]*$")
+_CLAUSE_END = re.compile(r"[,;:—–]+[" + re.escape(_CLOSERS) + r"]*$")
+_DASH_WORD = re.compile(r"^[—–-]+$")
+#: abbreviations whose full stop does not end a sentence
+ABBREVIATIONS = frozenset(
+    "mr mrs ms dr prof sr jr st vs etc e.g i.e cf fig no vol ca approx dept est inc ltd co "
+    "jan feb mar apr jun jul aug sep sept oct nov dec mt ft".split())
+#: words before which a cut between words sounds least abrupt (primer without punctuation)
+SOFT_BREAK_BEFORE = frozenset(
+    "and but or nor so yet because although though while whereas when whenever where "
+    "which who whom whose that if unless until since as after before than then to of in "
+    "on at by for from with without into onto over under about through during".split())
 
 
-def split(text: str, g2p: G2P, cfg: ChunkingConfig | None = None) -> list[Piece]:
+@dataclass
+class Word:
+    start: int
+    end: int
+    text: str
+    #: "sentence", "clause" or "" (no punctuation) after this word
+    mark: str = ""
+    paragraph_end: bool = False
+
+
+def words_of(text: str) -> list[Word]:
+    """Whitespace-delimited words with their spans and what punctuation ends them."""
+    words: list[Word] = []
+    para_breaks = [m.start() for m in re.finditer(r"\n[^\S\n]*\n", text)]
+    matches = list(re.finditer(r"\S+", text))
+    bi = 0
+    for i, m in enumerate(matches):
+        w = Word(m.start(), m.end(), m.group())
+        nxt = matches[i + 1] if i + 1 < len(matches) else None
+        while bi < len(para_breaks) and para_breaks[bi] < w.end:
+            bi += 1
+        w.paragraph_end = nxt is None or (bi < len(para_breaks) and para_breaks[bi] < nxt.start())
+        w.mark = _mark(w.text, nxt.group() if nxt else None)
+        words.append(w)
+    return words
+
+
+def _mark(word: str, next_word: str | None) -> str:
+    if _SENTENCE_END.search(word):
+        core = word.rstrip(_CLOSERS)
+        if core.endswith(".") and not core.endswith(".."):
+            stem = core[:-1].lower().lstrip("(\"'“‘")
+            if stem in ABBREVIATIONS or re.fullmatch(r"[a-z]", stem):
+                return ""  # "Dr." / "J." / "e.g.": not a sentence end
+            if next_word is not None and next_word[:1].islower():
+                return ""  # "... e.g. something", "approx. five"
+        if next_word is not None and next_word[:1].islower():
+            return "clause"  # '"Where?" asked Tom': the sentence goes on
+        return "sentence"
+    if _CLAUSE_END.search(word) or (next_word is not None and _DASH_WORD.match(next_word)):
+        return "clause"
+    return ""
+
+
+def sentences_of(words: list[Word]) -> list[tuple[int, int]]:
+    """Word index ranges [i, j) of sentences; a paragraph end also ends a sentence."""
+    out, start = [], 0
+    for i, w in enumerate(words):
+        if w.mark == "sentence" or w.paragraph_end:
+            out.append((start, i + 1))
+            start = i + 1
+    if start < len(words):
+        out.append((start, len(words)))
+    return out
+
+
+def clauses_of(words: list[Word], i: int, j: int) -> list[tuple[int, int]]:
+    """Word ranges of the clauses of words[i:j]."""
+    out, start = [], i
+    for k in range(i, j):
+        if words[k].mark in ("clause", "sentence") or k == j - 1:
+            out.append((start, k + 1))
+            start = k + 1
+    return out
+
+
+# -- the splitter ---------------------------------------------------------------------------
+class _Splitter:
+    def __init__(self, text: str, g2p: G2P | Callable, cfg: ChunkingConfig):
+        self.text = text
+        self.g2p = g2p
+        self.cfg = cfg
+        self.words = words_of(text)
+        self.limit = MAX_TOKENS if cfg.strategy == "none" else min(cfg.max_tokens, MAX_TOKENS)
+
+    # phonemes of a word range (cached by the G2P's LRU)
+    def span(self, i: int, j: int) -> str:
+        return self.text[self.words[i].start:self.words[j - 1].end]
+
+    def phonemes(self, i: int, j: int) -> str:
+        return self.g2p(self.span(i, j)).phonemes
+
+    def piece(self, i: int, j: int, phonemes: str | None = None) -> Piece:
+        last = self.words[j - 1]
+        boundary = ("paragraph" if last.paragraph_end else last.mark or "word")
+        ph = self.phonemes(i, j) if phonemes is None else phonemes
+        return Piece(self.span(i, j), ph, boundary, self.words[i].start, last.end)
+
+    # fitting a word range under a budget -------------------------------------------------
+    def fit(self, i: int, j: int, budget: int) -> list[Piece]:
+        """words[i:j] as pieces of <= budget tokens: whole if it fits, else at clause
+        marks (packed), else between words (balanced), else inside one over-long word."""
+        ph = self.phonemes(i, j)
+        if len(ph) <= budget:
+            return [self.piece(i, j, ph)]
+        if j - i == 1:
+            return self.split_word(i, budget)
+        clauses = clauses_of(self.words, i, j)
+        if len(clauses) > 1:
+            return self.pack(clauses, budget)
+        # no punctuation: n balanced parts cut between words, soft breaks preferred
+        parts = max(2, math.ceil(len(ph) / budget))
+        cuts = self.balanced_cuts(i, j, parts)
+        out: list[Piece] = []
+        for a, b in zip([i, *cuts], [*cuts, j]):
+            out.extend(self.fit(a, b, budget))
+        return out
+
+    def balanced_cuts(self, i: int, j: int, parts: int) -> list[int]:
+        n_chars = self.words[j - 1].end - self.words[i].start
+        cuts = []
+        for p in range(1, parts):
+            target = self.words[i].start + n_chars * p / parts
+            best = min(range(i + 1, j), key=lambda k: abs(self.words[k].start - target)
+                       - (0.5 * n_chars / parts / 4 if self.words[k].text.lower() in SOFT_BREAK_BEFORE
+                          else 0))
+            if (not cuts or best > cuts[-1]) and best < j:
+                cuts.append(best)
+        return cuts
+
+    def pack(self, ranges: list[tuple[int, int]], budget: int) -> list[Piece]:
+        """Consecutive word ranges packed greedily under budget (each fitted first)."""
+        out: list[Piece] = []
+        cur: tuple[int, int] | None = None
+        cur_ph = ""
+        for a, b in ranges:
+            if cur is not None:
+                merged = self.phonemes(cur[0], b)
+                if len(merged) <= budget:
+                    cur, cur_ph = (cur[0], b), merged
+                    continue
+                out.append(self.piece(*cur, cur_ph))
+                cur = None
+            ph = self.phonemes(a, b)
+            if len(ph) <= budget:
+                cur, cur_ph = (a, b), ph
+            else:
+                out.extend(self.fit(a, b, budget))
+        if cur is not None:
+            out.append(self.piece(*cur, cur_ph))
+        return out
+
+    def split_word(self, i: int, budget: int) -> list[Piece]:
+        """One word over the budget: cut between characters so nothing is dropped."""
+        w = self.words[i]
+        out: list[Piece] = []
+        pos = w.start
+        while pos < w.end:
+            lo, hi = pos + 1, w.end
+            while lo < hi:  # the longest run from pos that fits
+                mid = (lo + hi + 1) // 2
+                if len(self.g2p(self.text[pos:mid]).phonemes) <= budget:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            end = lo
+            ph = self.g2p(self.text[pos:end]).phonemes
+            if len(ph) > MAX_TOKENS:  # one character over the limit: cannot happen with Kokoro's G2P
+                raise ChunkingError(f"{self.text[pos:end]!r} phonemizes to {len(ph)} tokens")
+            boundary = "split-word" if end < w.end else ("paragraph" if w.paragraph_end
+                                                         else w.mark or "word")
+            out.append(Piece(self.text[pos:end], ph, boundary, pos, end))
+            pos = end
+        return out
+
+    # the primer ------------------------------------------------------------------------------
+    def primer_end(self, i: int, j: int) -> int:
+        """Where the primer ends in the first sentence words[i:j]: the longest prefix of at
+        most primer_max_words ending at punctuation, else before a soft word, else the
+        word limit; then shortened until it fits primer_max_tokens."""
+        cfg = self.cfg
+        n_max = cfg.primer_max_words
+        if j - i <= n_max:
+            end = j
+        else:
+            lo = i + max(1, min(cfg.primer_min_words, n_max))
+            candidates = range(lo, i + n_max + 1)
+            punct = [k for k in candidates if self.words[k - 1].mark]
+            soft = [k for k in candidates if self.words[k].text.lower() in SOFT_BREAK_BEFORE]
+            end = (punct or soft or [i + n_max])[-1]
+        while end - i > 1 and len(self.phonemes(i, end)) > cfg.primer_max_tokens:
+            end -= 1
+        return end
+
+    # strategies --------------------------------------------------------------------------------
+    def iter(self) -> Iterator[Piece]:
+        cfg = self.cfg
+        sentences = sentences_of(self.words)
+        if not sentences:
+            return
+        strategy = cfg.strategy
+        if strategy == "clause":
+            ranges = [c for s in sentences for c in clauses_of(self.words, *s)]
+            yield from self.merge_small(ranges)
+            return
+        if strategy == "sentence":
+            yield from self.merge_small(sentences)
+            return
+        if strategy in ("budget", "none"):
+            for para in self.paragraphs(sentences):
+                yield from self.pack(para, self.limit)
+            return
+        # primer + ramp
+        i, j = sentences[0]
+        end = self.primer_end(i, j)
+        primer = self.fit(i, end, MAX_TOKENS)
+        yield from primer
+        history = [p.tokens for p in primer]
+        rest = ([(end, j)] if end < j else []) + sentences[1:]
+        for para in self.paragraphs(rest):
+            while para:
+                budget = ramp_budget(history, cfg.growth, cfg.min_tokens, self.limit)
+                # the budget grows with each piece, so take one piece (or the parts of one
+                # over-long word) and recompute it
+                candidates = self.pack_prefix(para, budget)
+                taken = [candidates[0]]
+                while taken[-1].boundary == "split-word":
+                    taken.append(candidates[len(taken)])
+                for p in taken:
+                    history.append(p.tokens)
+                    yield p
+                para = self.remaining(taken[-1].end, para)
+
+    def pack_prefix(self, ranges: list[tuple[int, int]], budget: int) -> list[Piece]:
+        """The next piece(s) from the front of ranges: whole ranges packed under the
+        budget, or the first range fitted under it."""
+        a, b = ranges[0]
+        ph = self.phonemes(a, b)
+        if len(ph) > budget:
+            return self.fit(a, b, budget)
+        for k in range(1, len(ranges)):
+            merged = self.phonemes(a, ranges[k][1])
+            if len(merged) > budget:
+                break
+            ph, b = merged, ranges[k][1]
+        return [self.piece(a, b, ph)]
+
+    def remaining(self, consumed: int, ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """The ranges after character ``consumed`` (a piece may have cut a range)."""
+        first_end = consumed
+        out = []
+        for a, b in ranges:
+            if self.words[b - 1].end <= first_end:
+                continue
+            if self.words[a].start < first_end:
+                a = next(k for k in range(a, b) if self.words[k].start >= first_end)
+            out.append((a, b))
+        return out
+
+    def paragraphs(self, ranges: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
+        out: list[list[tuple[int, int]]] = [[]]
+        for a, b in ranges:
+            out[-1].append((a, b))
+            if self.words[b - 1].paragraph_end:
+                out.append([])
+        return [p for p in out if p]
+
+    def merge_small(self, ranges: list[tuple[int, int]]) -> Iterator[Piece]:
+        """One piece per range, but a range under min_tokens joins the next one (same
+        paragraph) while the result stays under the limit."""
+        for para in self.paragraphs(ranges):
+            k = 0
+            while k < len(para):
+                a, b = para[k]
+                ph = self.phonemes(a, b)
+                while len(ph) < self.cfg.min_tokens and k + 1 < len(para):
+                    merged = self.phonemes(a, para[k + 1][1])
+                    if len(merged) > self.limit:
+                        break
+                    k += 1
+                    b, ph = para[k][1], merged
+                yield from (self.fit(a, b, self.limit) if len(ph) > self.limit
+                            else [self.piece(a, b, ph)])
+                k += 1
+
+
+def ramp_budget(history: list[int], growth: float, min_tokens: int, limit: int) -> int:
+    """Token budget of the next piece so it is ready before the queued audio runs out.
+
+    Tokens stand in for both audio duration and compute (compute ~ RTF x duration). With
+    ``growth`` = the assumed 1/RTF safety factor, the next piece may hold
+    ``growth x (all tokens so far) - (tokens of the pieces after the first)``: the audio
+    queued when the first piece starts playing pays for everything synthesized after it.
+    ``growth <= 0`` disables the ramp (budget = limit)."""
+    if growth <= 0 or not history:
+        return limit
+    budget = growth * sum(history) - sum(history[1:])
+    return int(max(min_tokens, min(limit, budget)))
+
+
+def validate(cfg: ChunkingConfig) -> None:
+    if cfg.strategy not in STRATEGIES:
+        raise ChunkingError(f"chunking.strategy={cfg.strategy!r}: allowed are {', '.join(STRATEGIES)}")
+    if not 1 <= cfg.max_tokens <= MAX_TOKENS:
+        raise ChunkingError(f"chunking.max_tokens={cfg.max_tokens}: must be 1..{MAX_TOKENS} "
+                            "(Kokoro's position table)")
+    if not 0 <= cfg.min_tokens <= cfg.max_tokens:
+        raise ChunkingError(f"chunking.min_tokens={cfg.min_tokens}: must be 0..max_tokens "
+                            f"({cfg.max_tokens})")
+    if cfg.primer_max_words < 1 or cfg.primer_max_tokens < 1:
+        raise ChunkingError("chunking.primer_max_words and primer_max_tokens must be >= 1")
+    if cfg.crossfade_ms < 0:
+        raise ChunkingError(f"chunking.crossfade_ms={cfg.crossfade_ms}: must be >= 0")
+
+
+def iter_pieces(text: str, g2p: G2P | Callable, cfg: ChunkingConfig | None = None) -> Iterator[Piece]:
+    """Pieces of sanitized text, lazily, numbered in text order."""
     cfg = cfg or ChunkingConfig()
-    limit = min(cfg.max_tokens, MAX_TOKENS)
-    pieces: list[Piece] = []
-    for paragraph in [p for p in text.split("\n\n") if p.strip()]:
-        sentences = split_sentences(paragraph)
-        for i, sentence in enumerate(sentences):
-            last = i == len(sentences) - 1
-            pieces.extend(_fit(sentence, g2p, limit, "paragraph" if last else "sentence"))
-    return pieces
+    validate(cfg)
+    for index, piece in enumerate(_Splitter(text, g2p, cfg).iter()):
+        piece.index = index
+        yield piece
+
+
+def split(text: str, g2p: G2P | Callable, cfg: ChunkingConfig | None = None) -> list[Piece]:
+    """All pieces of sanitized text (see the module docstring for the strategies)."""
+    return list(iter_pieces(text, g2p, cfg))
+
+
+# -- checks -----------------------------------------------------------------------------------
+@dataclass
+class Coverage:
+    ok: bool
+    words_in: int
+    words_out: int
+    #: the first difference found, for the error message
+    problem: str = ""
+    pieces_over_limit: list[int] = field(default_factory=list)
+
+
+def coverage(text: str, pieces: list[Piece]) -> Coverage:
+    """Every word of ``text`` in exactly one piece, in order; no piece over 510 tokens.
+
+    Checks both the spans (contiguous, in order, cut only at whitespace except marked
+    split words) and the words themselves."""
+    words = text.split()
+    over = [p.index for p in pieces if p.tokens > MAX_TOKENS]
+    rebuilt: list[str] = []
+    glue = False
+    pos = 0
+    for p in pieces:
+        if text[p.start:p.end] != p.text:
+            return Coverage(False, len(words), len(rebuilt), f"piece {p.index} span does not match its text", over)
+        gap = text[pos:p.start]
+        if gap.strip():
+            return Coverage(False, len(words), len(rebuilt), f"text skipped before piece {p.index}: {gap[:40]!r}", over)
+        if glue and gap:
+            return Coverage(False, len(words), len(rebuilt), f"piece {p.index} does not continue a split word", over)
+        ws = p.text.split()
+        if glue and rebuilt and ws:
+            rebuilt[-1] += ws.pop(0)
+        rebuilt.extend(ws)
+        glue = p.boundary == "split-word"
+        pos = p.end
+    if text[pos:].strip():
+        return Coverage(False, len(words), len(rebuilt), f"text after the last piece: {text[pos:pos + 40]!r}", over)
+    if rebuilt != words:
+        first = next((k for k, (a, b) in enumerate(zip(words, rebuilt)) if a != b), min(len(words), len(rebuilt)))
+        return Coverage(False, len(words), len(rebuilt), f"word {first} differs", over)
+    return Coverage(not over, len(words), len(rebuilt), "" if not over else "pieces over the limit", over)
+
+
+def words_present(text: str, chunk_texts: list[str]) -> bool:
+    """The words of ``text`` are exactly the words of the chunks, in order (split words
+    rejoined)."""
+    return "".join(text.split()) == "".join("".join(t.split()) for t in chunk_texts)

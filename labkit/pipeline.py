@@ -1,20 +1,54 @@
-"""Streaming synthesis: text in, PCM chunks out, piece by piece.
+"""Streaming synthesis: text in, PCM chunks out, piece by piece, in text order.
 
-(Minimal first version: sequential, one session. Stage 05 adds primer chunking, joins
-and cancellation semantics; stage 06 the look-ahead scheduler over two sessions.)
+``StreamingSynthesizer(engine).stream(text, voice, speed, lang, cancel)`` yields
+:class:`Chunk` s (joined audio, the piece's text and phonemes, timings). Behind it:
+
+* :mod:`labkit.chunking` cuts the sanitized text lazily (primer first), so synthesis of
+  the first piece starts after only the first few words have been phonemized;
+* a look-ahead scheduler runs synthesis in background threads, one per session, and keeps
+  at most ``pipeline.queue_depth`` pieces synthesized or in flight ahead of the consumer
+  (bounded memory), so the next piece is usually ready before the current one finishes;
+* :mod:`labkit.joining` trims each piece, adds the pause its punctuation calls for, and
+  crossfades mid-sentence joins - in text order, in the consumer's thread.
+
+Over two sessions (``pipeline.sessions: 2``; e.g. CoreML ALL + CPU on the Mac, or two CPU
+sessions with split thread budgets), the first piece goes to the lowest-latency session
+and the rest round-robin or to whichever session is free (``pipeline.routing``). Output
+order is always text order. A piece that fails on one session is retried on the other
+(the failure is counted in the stream's stats, never dropped); a piece that fails on
+every session ends the stream with :class:`PipelineError`.
+
+Cancellation (the ``cancel`` event, closing the iterator, or ``ChunkStream.close()``)
+takes effect between pieces: no new piece is started, the one running finishes, and
+``close()`` returns only when every worker thread has ended - no running work is left.
+
+The pinned interface (serve/ and the bench use it): ``StreamingSynthesizer(engine)``,
+``.stream(...) -> Iterator[Chunk]``, ``.synthesize(...) -> np.ndarray``,
+``.pieces(text, lang, voice)``, ``Chunk(index, text, phonemes, audio, synth_seconds,
+ready_at, is_last, .duration)``.
 """
 from __future__ import annotations
 
+import asyncio
+import collections
+import dataclasses
 import threading
 import time
-from dataclasses import dataclass
-from typing import Iterator
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Iterator, Sequence
 
 import numpy as np
 
-from . import chunking, text as textmod
+from . import chunking, joining, text as textmod
+from .config import ChunkingConfig, ConfigError, LabConfig, PipelineConfig, SessionConfig
 from .g2p import get_g2p, normalize_lang
-from .runtime import SAMPLE_RATE, Engine
+from .runtime import SAMPLE_RATE, SPEED_RANGE, Engine
+
+ROUTINGS = ("first-fast", "round-robin")
+
+
+class PipelineError(RuntimeError):
+    """A piece could not be synthesized on any session."""
 
 
 @dataclass
@@ -24,38 +58,404 @@ class Chunk:
     phonemes: str
     audio: np.ndarray
     synth_seconds: float
-    #: seconds since the stream started when this chunk was ready
+    #: seconds since the stream started when this chunk was handed to the caller
     ready_at: float
     is_last: bool
+    #: what ended the piece ("paragraph", "sentence", "clause", "word", "split-word")
+    boundary: str = ""
+    #: which session synthesized it (index into the synthesizer's engines)
+    session: int = 0
+    #: seconds since the stream started: synthesis began / finished
+    started_at: float = 0.0
+    done_at: float = 0.0
+    #: 1, or more when a session failed on it and another retried it
+    attempts: int = 1
+    #: silence the joiner appended after the piece
+    pause_s: float = 0.0
 
     @property
     def duration(self) -> float:
         return len(self.audio) / SAMPLE_RATE
 
+    @property
+    def tokens(self) -> int:
+        return len(self.phonemes)
+
+
+@dataclass
+class StreamStats:
+    pieces: int = 0
+    #: (piece index, session, "Type: message") of every failed attempt
+    failures: list[tuple[int, int, str]] = field(default_factory=list)
+    retries: int = 0
+    cancelled: bool = False
+    #: the most pieces ever synthesized-or-in-flight ahead of the consumer
+    max_ahead: int = 0
+    #: pieces and busy seconds per session
+    per_session: dict[int, dict[str, float]] = field(default_factory=dict)
+    wall_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class _Task:
+    index: int
+    piece: chunking.Piece
+    attempts: int = 0
+    excluded: set[int] = field(default_factory=set)
+
+
+@dataclass
+class _Result:
+    task: _Task
+    audio: np.ndarray | None
+    seconds: float
+    session: int
+    started_at: float
+    done_at: float
+    error: BaseException | None = None
+
+
+class ChunkStream:
+    """One stream: an iterator of :class:`Chunk` in text order, fed by worker threads."""
+
+    def __init__(self, engines: Sequence[Any], pieces: Iterator[chunking.Piece], *,
+                 voice: str, speed: float, chunking_cfg: ChunkingConfig,
+                 routing: str = "first-fast", queue_depth: int = 4, first_session: int = 0,
+                 cancel: threading.Event | None = None, max_attempts: int | None = None,
+                 source_text: str = ""):
+        if routing not in ROUTINGS:
+            raise ConfigError(f"pipeline.routing={routing!r}: allowed are {', '.join(ROUTINGS)}")
+        if queue_depth < 1:
+            raise ConfigError(f"pipeline.queue_depth={queue_depth}: must be >= 1")
+        if not engines:
+            raise ConfigError("no sessions to synthesize on")
+        self.engines = list(engines)
+        self.voice, self.speed = voice, speed
+        self.routing, self.queue_depth = routing, queue_depth
+        self.first = first_session % len(self.engines)
+        self.cancel_event = cancel
+        self.max_attempts = max_attempts or max(2, len(self.engines))
+        self.source_text = source_text
+        self.joiner = joining.Joiner(chunking_cfg)
+        self.stats = StreamStats(per_session={i: {"pieces": 0, "busy_s": 0.0, "failures": 0}
+                                              for i in range(len(self.engines))})
+        self._source = pieces
+        self._cv = threading.Condition()
+        self._pulled: collections.deque[_Task] = collections.deque()  # pulled, not claimed
+        self._retry: list[_Task] = []
+        self._results: dict[int, _Result] = {}
+        self._n_pulled = 0
+        self._exhausted = False
+        self._in_flight = 0
+        self._emit = 0  # index of the next chunk for the consumer
+        self._stop = False
+        self._error: BaseException | None = None
+        self._done = False
+        self.t0 = time.perf_counter()
+        self._threads = [threading.Thread(target=self._work, args=(i,), daemon=True,
+                                          name=f"kokoro-session-{i}")
+                         for i in range(len(self.engines))]
+        for t in self._threads:
+            t.start()
+
+    # -- source (call with the lock held) ------------------------------------------------
+    def _pull(self) -> bool:
+        """One more piece from the lazy chunker; False when there are no more."""
+        if self._exhausted:
+            return False
+        try:
+            piece = next(self._source)
+        except StopIteration:
+            self._exhausted = True
+            return False
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            self._exhausted = True
+            self._error = exc
+            return False
+        self._pulled.append(_Task(self._n_pulled, piece))
+        self._n_pulled += 1
+        return True
+
+    def _claim(self, lane: int) -> _Task | None:
+        for k, task in enumerate(self._retry):
+            if lane not in task.excluded:
+                return self._retry.pop(k)
+        if not self._pulled and not self._pull():
+            return None
+        task = self._pulled[0]
+        if task.index >= self._emit + self.queue_depth:
+            return None  # the queue ahead of the consumer is full
+        if task.index == 0 and lane != self.first:
+            return None  # the first piece goes to the lowest-latency session
+        if (self.routing == "round-robin" and task.index > 0
+                and lane != (self.first + task.index) % len(self.engines)):
+            return None
+        return self._pulled.popleft()
+
+    def _all_claimed(self) -> bool:
+        return self._exhausted and not self._pulled and not self._retry
+
+    # -- workers -----------------------------------------------------------------------
+    def _cancelled(self) -> bool:
+        return self._stop or (self.cancel_event is not None and self.cancel_event.is_set())
+
+    def _work(self, lane: int) -> None:
+        engine = self.engines[lane]
+        while True:
+            with self._cv:
+                task = None
+                while task is None:
+                    if self._cancelled() or self._error is not None:
+                        return
+                    task = self._claim(lane)
+                    if task is None:
+                        if self._all_claimed() and self._in_flight == 0:
+                            return
+                        self._cv.wait(0.05)
+                self._in_flight += 1
+                ahead = self._in_flight + len(self._results)
+                self.stats.max_ahead = max(self.stats.max_ahead, ahead)
+            started = time.perf_counter() - self.t0
+            audio, seconds, error = None, 0.0, None
+            try:
+                if task.piece.phonemes:
+                    syn = engine.synthesize_phonemes(task.piece.phonemes, self.voice, self.speed)
+                    audio, seconds = syn.audio, syn.seconds
+                else:  # punctuation only: nothing to say, only its pause
+                    audio = np.zeros(0, np.float32)
+            except Exception as exc:  # noqa: BLE001 - retried on another session, counted
+                error = exc
+            done = time.perf_counter() - self.t0
+            with self._cv:
+                self._in_flight -= 1
+                task.attempts += 1
+                per = self.stats.per_session[lane]
+                per["busy_s"] += done - started
+                if error is None:
+                    per["pieces"] += 1
+                    self._results[task.index] = _Result(task, audio, seconds, lane, started, done)
+                else:
+                    per["failures"] += 1
+                    self.stats.failures.append((task.index, lane, f"{type(error).__name__}: {error}"))
+                    if task.attempts < self.max_attempts:
+                        self.stats.retries += 1
+                        task.excluded.add(lane)
+                        if len(task.excluded) >= len(self.engines):
+                            task.excluded = set()  # every session tried: try them again
+                        self._retry.append(task)
+                    else:
+                        self._results[task.index] = _Result(task, None, 0.0, lane, started, done, error)
+                self._cv.notify_all()
+
+    # -- consumer ----------------------------------------------------------------------
+    def __iter__(self) -> "ChunkStream":
+        return self
+
+    def __next__(self) -> Chunk:
+        with self._cv:
+            while True:
+                if self._done:
+                    raise StopIteration
+                if self._error is not None:
+                    error = self._error
+                    self._close_locked()
+                    raise PipelineError(f"chunking failed: {type(error).__name__}: {error}") from error
+                if self._cancelled():
+                    self.stats.cancelled = True
+                    self._close_locked()
+                    raise StopIteration
+                if self._emit in self._results:
+                    result = self._results.pop(self._emit)
+                    break
+                if self._all_claimed() and self._emit >= self._n_pulled and self._in_flight == 0:
+                    self._close_locked()
+                    raise StopIteration
+                self._cv.wait(0.05)
+            if result.error is not None:
+                self._close_locked()
+                raise PipelineError(
+                    f"piece {result.task.index} failed on every session "
+                    f"({result.task.attempts} attempts): {self.stats.failures[-1][2]}"
+                ) from result.error
+            # is it the last one? (look one piece ahead in the chunker if needed)
+            is_last = self._n_pulled <= self._emit + 1 and not self._pull() and self._exhausted
+            if self._error is not None:
+                is_last = False  # the chunker failed after this piece: the next call raises
+            self._emit += 1
+            self.stats.pieces += 1
+            self._cv.notify_all()
+        piece = result.task.piece
+        audio = self.joiner.push(result.audio, piece.boundary, is_last)
+        pause = 0.0 if is_last else joining.pause_seconds(piece.boundary, self.joiner.cfg)
+        chunk = Chunk(result.task.index, piece.text, piece.phonemes, audio, result.seconds,
+                      time.perf_counter() - self.t0, is_last, piece.boundary, result.session,
+                      result.started_at, result.done_at, result.task.attempts, pause)
+        if is_last:
+            self.close()
+        return chunk
+
+    # -- stopping ------------------------------------------------------------------------
+    def _close_locked(self) -> None:
+        self._stop = True
+        self._done = True
+        self._cv.notify_all()
+
+    def close(self) -> None:
+        """Stop starting pieces and wait until every worker has ended."""
+        with self._cv:
+            if not self._done and self._emit < self._n_pulled + (0 if self._exhausted else 1):
+                self.stats.cancelled = True
+            self._close_locked()
+        for t in self._threads:
+            if t is not threading.current_thread():
+                t.join()
+        self.stats.wall_s = time.perf_counter() - self.t0
+
+    @property
+    def running(self) -> bool:
+        """True while any worker thread is alive."""
+        return any(t.is_alive() for t in self._threads)
+
+    def __enter__(self) -> "ChunkStream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # an abandoned stream stops its workers
+        try:
+            with self._cv:
+                self._close_locked()
+        except Exception:  # noqa: BLE001
+            pass
+
 
 class StreamingSynthesizer:
-    def __init__(self, engine: Engine):
-        self.engine = engine
-        self.cfg = engine.cfg
+    """Text -> chunks over one engine (or several: ``engines=[...]``)."""
 
-    def pieces(self, text: str, lang: str | None = None, voice: str | None = None):
+    def __init__(self, engine: Engine, engines: Sequence[Engine] | None = None,
+                 pipeline: PipelineConfig | None = None, chunking_cfg: ChunkingConfig | None = None,
+                 first_session: int | None = None):
+        self.engine = engine
+        self.engines = list(engines) if engines else [engine]
+        self.cfg = engine.cfg
+        self.pipeline_cfg = pipeline or self.cfg.pipeline
+        self.chunking_cfg = chunking_cfg or self.cfg.chunking
+        chunking.validate(self.chunking_cfg)
+        fs = self.pipeline_cfg.first_session if first_session is None else first_session
+        self.first_session = int(fs) if fs is not None else 0
+        #: stats of the most recent stream (failures, retries, per-session load)
+        self.last_stats: StreamStats | None = None
+
+    @classmethod
+    def from_config(cls, cfg: LabConfig, engine: Engine | None = None) -> "StreamingSynthesizer":
+        """One or two sessions as ``cfg.pipeline`` says (the second session's settings
+        are ``cfg.session`` with ``pipeline.second_session`` applied)."""
+        engines = build_engines(cfg, engine)
+        first = cfg.pipeline.first_session
+        if first is None:
+            first = fastest(engines) if len(engines) > 1 else 0
+        return cls(engines[0], engines, first_session=first)
+
+    # -- text -> pieces -------------------------------------------------------------------
+    def sanitize(self, text: str) -> str:
+        return textmod.sanitize(text, self.cfg.text).text
+
+    def iter_pieces(self, text: str, lang: str | None = None, voice: str | None = None,
+                    sanitized: bool = False) -> Iterator[chunking.Piece]:
         lang = normalize_lang(lang or self.cfg.lang, voice or self.cfg.voice)
-        clean = textmod.sanitize(text, self.cfg.text)
-        return chunking.split(clean.text, get_g2p(lang), self.cfg.chunking)
+        clean = text if sanitized else self.sanitize(text)
+        return chunking.iter_pieces(clean, get_g2p(lang), self.chunking_cfg)
+
+    def pieces(self, text: str, lang: str | None = None, voice: str | None = None) -> list[chunking.Piece]:
+        return list(self.iter_pieces(text, lang, voice))
+
+    # -- streaming -----------------------------------------------------------------------
+    def open_stream(self, text: str, voice: str | None = None, speed: float | None = None,
+                    lang: str | None = None, cancel: threading.Event | None = None,
+                    queue_depth: int | None = None) -> ChunkStream:
+        """Start synthesizing now; iterate the returned stream for chunks; close it (or
+        use it as a context manager) to stop early."""
+        voice = voice or self.cfg.voice
+        speed = self.cfg.speed if speed is None else float(speed)
+        lo, hi = SPEED_RANGE
+        if not lo <= speed <= hi:
+            raise ValueError(f"speed {speed}: Kokoro supports {lo} to {hi}")
+        voices = getattr(self.engine, "voices", None)
+        if voices is not None:
+            voices.pack(voice)  # an unknown voice fails here, with close matches named
+        clean = self.sanitize(text)
+        stream = ChunkStream(self.engines, self.iter_pieces(clean, lang, voice, sanitized=True),
+                             voice=voice, speed=speed, chunking_cfg=self.chunking_cfg,
+                             routing=self.pipeline_cfg.routing,
+                             queue_depth=queue_depth or self.pipeline_cfg.queue_depth,
+                             first_session=self.first_session, cancel=cancel, source_text=clean)
+        self.last_stats = stream.stats
+        return stream
 
     def stream(self, text: str, voice: str | None = None, speed: float | None = None,
                lang: str | None = None, cancel: threading.Event | None = None) -> Iterator[Chunk]:
-        t0 = time.perf_counter()
-        voice = voice or self.cfg.voice
-        pieces = self.pieces(text, lang, voice)
-        for i, piece in enumerate(pieces):
-            if cancel is not None and cancel.is_set():
-                return
-            syn = self.engine.synthesize_phonemes(piece.phonemes, voice, speed)
-            yield Chunk(i, piece.text, piece.phonemes, syn.audio, syn.seconds,
-                        time.perf_counter() - t0, i == len(pieces) - 1)
+        s = self.open_stream(text, voice, speed, lang, cancel)
+        try:
+            yield from s
+        finally:
+            s.close()
+
+    async def astream(self, text: str, voice: str | None = None, speed: float | None = None,
+                      lang: str | None = None, cancel: threading.Event | None = None) -> AsyncIterator[Chunk]:
+        """The same chunks as an async generator (waits run in a thread, not the loop)."""
+        s = self.open_stream(text, voice, speed, lang, cancel)
+        done = object()
+        try:
+            while True:
+                chunk = await asyncio.to_thread(next, s, done)
+                if chunk is done:
+                    break
+                yield chunk
+        finally:
+            await asyncio.to_thread(s.close)
 
     def synthesize(self, text: str, voice: str | None = None, speed: float | None = None,
                    lang: str | None = None) -> np.ndarray:
         chunks = [c.audio for c in self.stream(text, voice, speed, lang)]
         return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+
+
+# -- sessions -----------------------------------------------------------------------------
+def second_session_config(cfg: LabConfig) -> SessionConfig:
+    """``cfg.session`` with ``pipeline.second_session`` applied (unknown keys rejected)."""
+    base = dataclasses.asdict(cfg.session)
+    unknown = sorted(set(cfg.pipeline.second_session) - set(base))
+    if unknown:
+        raise ConfigError(f"pipeline.second_session: unknown setting(s) {', '.join(unknown)}; "
+                          f"known: {', '.join(sorted(base))}")
+    base.update(cfg.pipeline.second_session)
+    s = SessionConfig(**base)
+    s.validate()
+    return s
+
+
+def build_engines(cfg: LabConfig, engine: Engine | None = None) -> list[Engine]:
+    """The engines ``cfg.pipeline`` asks for: 1, or 2 sharing one voice bank."""
+    if cfg.pipeline.sessions not in (1, 2):
+        raise ConfigError(f"pipeline.sessions={cfg.pipeline.sessions}: allowed are 1 or 2")
+    first = engine or Engine(cfg)
+    if cfg.pipeline.sessions == 1:
+        return [first]
+    second = Engine(cfg, variant=cfg.pipeline.second_variant or cfg.variant,
+                    session=second_session_config(cfg), voices=first.voices)
+    return [first, second]
+
+
+def fastest(engines: Sequence[Engine], phonemes: str = "həlˈO wˈɜɹld.", repeats: int = 2) -> int:
+    """Index of the engine with the lowest latency on a short phrase (each warmed first)."""
+    best, best_t = 0, float("inf")
+    for i, e in enumerate(engines):
+        e.synthesize_phonemes(phonemes)
+        t = min(e.synthesize_phonemes(phonemes).seconds for _ in range(repeats))
+        if t < best_t:
+            best, best_t = i, t
+    return best

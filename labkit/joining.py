@@ -1,0 +1,216 @@
+"""Joining synthesized pieces into one stream without clicks, odd pauses or gaps.
+
+Each piece comes out of Kokoro with its own lead-in and tail of near-silence whose length
+has nothing to do with the text around it. The joiner:
+
+1. trims that silence (frames quieter than ``trim_top_db`` below the piece's peak), keeping
+   ``trim_keep_ms`` so consonant onsets and releases survive;
+2. after a piece that ended at punctuation, adds a pause sized by it (paragraph >
+   sentence > clause), with a short fade so the cut edge does not click;
+3. where pieces meet mid-sentence (a cut between words), overlaps the last
+   ``crossfade_ms`` of one with the start of the next using an equal-power crossfade
+   (cos/sin curves, so the summed power stays constant across the overlap).
+
+For streaming, the joiner holds back only the crossfade tail of a piece that ended
+mid-sentence (10 ms by default) until the next piece arrives.
+
+:func:`continuity` measures joins: the sample-to-sample jump at each seam relative to the
+jumps around it. A click is a jump far above its neighbourhood.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .config import ChunkingConfig
+
+SAMPLE_RATE = 24_000
+_FADE_MS = 3.0
+
+
+def pause_seconds(boundary: str, cfg: ChunkingConfig) -> float:
+    """The silence after a piece that ended with ``boundary`` (0 for mid-sentence cuts)."""
+    return {"paragraph": cfg.paragraph_pause_ms, "sentence": cfg.sentence_pause_ms,
+            "clause": cfg.clause_pause_ms}.get(boundary, 0.0) / 1000.0
+
+
+def trim_bounds(audio: np.ndarray, top_db: float = 40.0, keep_ms: float = 15.0,
+                frame_ms: float = 5.0, sample_rate: int = SAMPLE_RATE) -> tuple[int, int]:
+    """(start, end) of the audible part: frames whose RMS is within ``top_db`` of the
+    loudest frame, widened by ``keep_ms`` on both sides."""
+    n = len(audio)
+    frame = max(1, int(sample_rate * frame_ms / 1000))
+    if n < frame:
+        return 0, n
+    m = n // frame
+    rms = np.sqrt(np.mean(np.square(audio[:m * frame].reshape(m, frame), dtype=np.float64), axis=1))
+    peak = rms.max()
+    if peak <= 0:
+        return 0, 0
+    loud = np.nonzero(rms >= peak * 10 ** (-top_db / 20))[0]
+    keep = int(sample_rate * keep_ms / 1000)
+    start = max(0, loud[0] * frame - keep)
+    end = min(n, (loud[-1] + 1) * frame + keep)
+    return int(start), int(end)
+
+
+def trim(audio: np.ndarray, top_db: float = 40.0, keep_ms: float = 15.0) -> np.ndarray:
+    start, end = trim_bounds(audio, top_db, keep_ms)
+    return audio[start:end]
+
+
+def _ramp(n: int) -> np.ndarray:
+    """Quarter-sine 0 -> 1 over n samples (the equal-power fade-in curve)."""
+    return np.sin(0.5 * np.pi * (np.arange(n, dtype=np.float32) + 0.5) / n).astype(np.float32)
+
+
+def fade(audio: np.ndarray, fade_in: bool, ms: float = _FADE_MS) -> np.ndarray:
+    n = min(len(audio), int(SAMPLE_RATE * ms / 1000))
+    if n == 0:
+        return audio
+    out = audio.copy()
+    if fade_in:
+        out[:n] *= _ramp(n)
+    else:
+        out[-n:] *= _ramp(n)[::-1]
+    return out
+
+
+def crossfade(tail: np.ndarray, head: np.ndarray) -> np.ndarray:
+    """Equal-power crossfade of two equal-length segments (cos^2 + sin^2 = 1)."""
+    n = len(tail)
+    if n == 0:
+        return tail
+    up = _ramp(n)
+    down = np.sqrt(np.clip(1.0 - up * up, 0.0, 1.0)).astype(np.float32)
+    return tail * down + head * up
+
+
+@dataclass
+class Seam:
+    #: sample position in the joined stream where the second piece starts
+    position: int
+    #: "crossfade" (mid-sentence) or "pause" (after punctuation; pause_s of silence)
+    kind: str
+    pause_s: float = 0.0
+    #: index of the piece after the seam
+    piece: int = 0
+
+
+@dataclass
+class Joiner:
+    """Streaming joiner: push each piece's audio in text order, get what can play now."""
+
+    cfg: ChunkingConfig = field(default_factory=ChunkingConfig)
+    seams: list[Seam] = field(default_factory=list)
+    emitted: int = 0
+    _held: np.ndarray | None = None
+    _count: int = 0
+
+    def push(self, audio: np.ndarray, boundary: str, is_last: bool) -> np.ndarray:
+        """Audio for this piece (and the held crossfade tail of the previous one)."""
+        cfg = self.cfg
+        a = np.asarray(audio, dtype=np.float32)
+        if cfg.trim_silence and len(a):
+            start, end = trim_bounds(a, cfg.trim_top_db, cfg.trim_keep_ms)
+            a = a[start:end]
+        parts: list[np.ndarray] = []
+        if self._held is not None:
+            held = self._held
+            self._held = None
+            n = min(len(held), len(a))
+            # where the next piece is shorter than the overlap, what is left of the tail fades out
+            parts.append(crossfade(held[:n], a[:n]))
+            if n < len(held):
+                parts.append(fade(held[n:], fade_in=False))
+            a = a[n:]
+        elif self._count:
+            a = fade(a, fade_in=True)
+        self._count += 1
+        if is_last:
+            parts.append(fade(a, fade_in=False))
+        elif boundary in ("word", "split-word") and cfg.crossfade_ms > 0:
+            n = min(len(a), int(SAMPLE_RATE * cfg.crossfade_ms / 1000))
+            parts.append(a[:len(a) - n])
+            self._held = a[len(a) - n:].copy()
+            position = self.emitted + sum(len(p) for p in parts)
+            self.seams.append(Seam(position, "crossfade", 0.0, self._count))
+        else:
+            pause = pause_seconds(boundary, cfg)
+            parts.append(fade(a, fade_in=False))
+            parts.append(np.zeros(int(round(pause * SAMPLE_RATE)), np.float32))
+            position = self.emitted + sum(len(p) for p in parts)
+            self.seams.append(Seam(position, "pause", pause, self._count))
+        out = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        self.emitted += len(out)
+        return out
+
+    def flush(self) -> np.ndarray:
+        """What is still held (only after a stream ended early)."""
+        held, self._held = self._held, None
+        if held is None:
+            return np.zeros(0, np.float32)
+        out = fade(held, fade_in=False)
+        self.emitted += len(out)
+        return out
+
+
+def join(pieces: list[tuple[np.ndarray, str]], cfg: ChunkingConfig | None = None) -> tuple[np.ndarray, list[Seam]]:
+    """Join (audio, boundary) pairs at once: the joined audio and its seams."""
+    joiner = Joiner(cfg or ChunkingConfig())
+    out = [joiner.push(a, b, i == len(pieces) - 1) for i, (a, b) in enumerate(pieces)]
+    out.append(joiner.flush())
+    return np.concatenate(out) if out else np.zeros(0, np.float32), joiner.seams
+
+
+# -- measures ------------------------------------------------------------------------------
+@dataclass
+class SeamCheck:
+    position: int
+    #: |x[p] - x[p-1]| at the seam
+    jump: float
+    #: 99th percentile of |x[n] - x[n-1]| in the window around the seam (seam excluded)
+    local: float
+    #: jump / max(local, floor): above ~2 is a click you can hear
+    ratio: float
+
+
+def continuity(audio: np.ndarray, positions: list[int], window_ms: float = 20.0,
+               floor: float = 1e-3) -> list[SeamCheck]:
+    """The discontinuity at each seam, relative to the signal's own sample-to-sample
+    movement around it (a click is a jump far above its neighbourhood). ``floor`` keeps
+    seams inside silence from dividing by ~0."""
+    x = np.asarray(audio, dtype=np.float64)
+    d = np.abs(np.diff(x))
+    w = int(SAMPLE_RATE * window_ms / 1000)
+    out = []
+    for p in positions:
+        if p <= 0 or p >= len(x):
+            continue
+        jumps = d[max(0, p - 4):min(len(d), p + 3)]  # the seam sample and its neighbours
+        jump = float(jumps.max()) if len(jumps) else 0.0
+        around = np.concatenate([d[max(0, p - w):max(0, p - 4)], d[p + 3:p + w]])
+        local = float(np.percentile(around, 99)) if len(around) else 0.0
+        out.append(SeamCheck(int(p), jump, local, jump / max(local, floor)))
+    return out
+
+
+def silence_runs(audio: np.ndarray, top_db: float = 40.0, min_ms: float = 30.0,
+                 frame_ms: float = 5.0) -> list[tuple[float, float]]:
+    """(start_s, length_s) of the silent stretches inside the audio (pause lengths)."""
+    frame = int(SAMPLE_RATE * frame_ms / 1000)
+    m = len(audio) // frame
+    if m == 0:
+        return []
+    rms = np.sqrt(np.mean(np.square(np.asarray(audio[:m * frame], np.float64).reshape(m, frame)), axis=1))
+    quiet = rms < rms.max() * 10 ** (-top_db / 20)
+    runs, start = [], None
+    for k, q in enumerate(quiet):
+        if q and start is None:
+            start = k
+        elif not q and start is not None:
+            if start > 0 and (k - start) * frame_ms >= min_ms:
+                runs.append((start * frame_ms / 1000, (k - start) * frame_ms / 1000))
+            start = None
+    return runs

@@ -1,0 +1,171 @@
+"""Chunking: every word in exactly one piece, in order; the 510 limit; the primer."""
+from __future__ import annotations
+
+import random
+from types import SimpleNamespace
+
+import pytest
+
+from labkit import bench, chunking
+from labkit.chunking import ChunkingError, coverage, ramp_budget, split
+from labkit.config import ChunkingConfig
+from labkit.g2p import MAX_TOKENS
+from labkit.text import sanitize
+
+STRATEGIES = chunking.STRATEGIES
+
+
+def fake_g2p(text: str):
+    """One token per letter/punctuation, spaces kept: fast and predictable."""
+    return SimpleNamespace(phonemes=" ".join(text.split()))
+
+
+def hostile_texts() -> dict[str, str]:
+    rng = random.Random(7)
+    vocab = ["the", "a", "harbor", "and", "which", "supercalifragilistic", "Dr.", "e.g.",
+             "x", "—", "...", "?!", "'quoted'", "(aside)", "3.14", "U.S.", "ok,", "end."]
+    return {
+        "no punctuation": " ".join(rng.choice(["word", "another", "and", "then", "river"])
+                                   for _ in range(900)),
+        "random soup": " ".join(rng.choice(vocab) for _ in range(1200)),
+        "one giant word": "z" * 1400,
+        "giant word inside": "Start here. " + "ab" * 700 + " and the end.",
+        "punctuation only": "... !!! ,,, ;;; ??",
+        "paragraphs": "One.\n\nTwo two.\n\n\n\nThree three three, four.\n\nFive",
+        "abbreviations": "Dr. Smith met Mr. J. Jones at 5 p.m. on St. Mark's Sq. today. Then left.",
+        "long sentence commas": ", ".join(["a short clause here"] * 200) + ".",
+    }
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("name", list(hostile_texts()))
+def test_every_word_once_in_order_on_hostile_inputs(strategy, name):
+    text = sanitize(hostile_texts()[name]).text
+    cfg = ChunkingConfig(strategy=strategy, max_tokens=120, min_tokens=10)
+    pieces = split(text, fake_g2p, cfg)
+    cov = coverage(text, pieces)
+    assert cov.ok, cov.problem
+    assert cov.words_out == len(text.split())
+    assert all(p.tokens <= MAX_TOKENS for p in pieces)
+    limit = MAX_TOKENS if strategy == "none" else cfg.max_tokens
+    assert all(p.tokens <= limit for p in pieces), [p.tokens for p in pieces]
+    assert [p.index for p in pieces] == list(range(len(pieces)))
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_article_coverage_and_limit_with_real_g2p(strategy, g2p_us):
+    text = sanitize(bench.article()).text
+    pieces = split(text, g2p_us, ChunkingConfig(strategy=strategy))
+    cov = coverage(text, pieces)
+    assert cov.ok, cov.problem
+    assert cov.words_in > 1400
+    assert max(p.tokens for p in pieces) <= MAX_TOKENS
+
+
+def test_overlong_number_is_cut_not_dropped(g2p_us):
+    text = "Call " + "1234567890" * 6 + " now."
+    pieces = split(text, g2p_us, ChunkingConfig(strategy="sentence"))
+    assert coverage(text, pieces).ok
+    assert any(p.boundary == "split-word" for p in pieces)
+    assert all(0 < p.tokens <= MAX_TOKENS for p in pieces)
+
+
+def test_paragraph_break_always_ends_a_piece():
+    text = "First paragraph has words.\n\nSecond one too.\n\nThird"
+    for strategy in STRATEGIES:
+        pieces = split(text, fake_g2p, ChunkingConfig(strategy=strategy, min_tokens=200))
+        assert all("\n\n" not in p.text for p in pieces)
+        assert [p.boundary for p in pieces if p.text.endswith(("words.", "too."))] == ["paragraph"] * 2
+
+
+def test_never_cuts_inside_a_word():
+    text = " ".join(["extraordinarily"] * 100)
+    pieces = split(text, fake_g2p, ChunkingConfig(strategy="budget", max_tokens=50, min_tokens=0))
+    assert all(set(p.text.split()) == {"extraordinarily"} for p in pieces)
+    assert sum(len(p.words) for p in pieces) == 100
+
+
+def test_abbreviations_and_initials_do_not_end_sentences():
+    words = chunking.words_of("Dr. Smith met J. Jones, e.g. at home. Then left.")
+    marks = {w.text: w.mark for w in words}
+    assert marks["Dr."] == "" and marks["J."] == "" and marks["e.g."] == ""
+    assert marks["Jones,"] == "clause" and marks["home."] == "sentence"
+
+
+def test_question_followed_by_lowercase_is_a_clause():
+    words = chunking.words_of('"Where is it?" asked Tom.')
+    assert words[2].mark == "clause"
+
+
+# -- the primer ----------------------------------------------------------------------------
+def test_primer_one_word(g2p_us):
+    pieces = split("Hello", g2p_us)
+    assert [p.text for p in pieces] == ["Hello"]
+    assert pieces[0].boundary == "paragraph"
+
+
+def test_primer_short_sentence_is_one_piece(g2p_us):
+    pieces = split("The kettle is on.", g2p_us)
+    assert [p.text for p in pieces] == ["The kettle is on."]
+
+
+def test_primer_cuts_at_punctuation(g2p_us):
+    text = "At the edge of the harbor, the old ferry still leaves at seven every morning."
+    pieces = split(text, g2p_us)
+    assert pieces[0].text == "At the edge of the harbor,"
+    assert pieces[0].boundary == "clause"
+    assert coverage(text, pieces).ok
+
+
+def test_primer_without_punctuation_cuts_before_a_soft_word(g2p_us):
+    text = ("people who live near the river walk with their dogs along the bank and talk "
+            "about the weather for hours without ever getting bored of it")
+    cfg = ChunkingConfig(primer_max_words=8)
+    pieces = split(text, g2p_us, cfg)
+    first = pieces[0].words
+    assert cfg.primer_min_words <= len(first) <= cfg.primer_max_words
+    nxt = pieces[1].words[0]
+    assert nxt in chunking.SOFT_BREAK_BEFORE
+    assert pieces[0].boundary == "word"
+    assert coverage(text, pieces).ok
+
+
+def test_primer_respects_its_token_cap(g2p_us):
+    text = "Incomprehensibilities notwithstanding, internationalization works, mostly."
+    cfg = ChunkingConfig(primer_max_tokens=20)
+    pieces = split(text, g2p_us, cfg)
+    assert pieces[0].tokens <= 20 or len(pieces[0].words) == 1
+    assert coverage(text, pieces).ok
+
+
+def test_ramp_grows_from_the_primer():
+    assert ramp_budget([30], 2.0, 10, 250) == 60
+    assert ramp_budget([30, 60], 2.0, 10, 250) == 120
+    assert ramp_budget([30, 60, 120], 2.0, 10, 250) == 240
+    assert ramp_budget([30, 60, 120, 240], 2.0, 10, 250) == 250
+    assert ramp_budget([30], 0, 10, 250) == 250
+
+
+def test_ramped_pieces_stay_within_their_budget(g2p_us):
+    text = sanitize(bench.paragraph()).text
+    cfg = ChunkingConfig()
+    pieces = split(text, g2p_us, cfg)
+    history = [pieces[0].tokens]
+    for p in pieces[1:]:
+        assert p.tokens <= ramp_budget(history, cfg.growth, cfg.min_tokens, cfg.max_tokens)
+        history.append(p.tokens)
+
+
+def test_bad_settings_are_named():
+    with pytest.raises(ChunkingError, match="strategy"):
+        split("Hi.", fake_g2p, ChunkingConfig(strategy="paragraphs"))
+    with pytest.raises(ChunkingError, match="max_tokens"):
+        split("Hi.", fake_g2p, ChunkingConfig(max_tokens=600))
+
+
+def test_coverage_catches_a_dropped_word():
+    text = "one two three. four five."
+    pieces = split(text, fake_g2p, ChunkingConfig(strategy="sentence", min_tokens=0))
+    assert coverage(text, pieces).ok
+    assert not coverage(text, pieces[:-1]).ok
+    assert not chunking.words_present(text, [p.text for p in pieces[:-1]])

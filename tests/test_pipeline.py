@@ -1,0 +1,202 @@
+"""Streaming pipeline: the pinned interface, order, failover, bounded queue, cancellation."""
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from labkit import chunking
+from labkit.config import ChunkingConfig, LabConfig, PipelineConfig
+from labkit.pipeline import Chunk, PipelineError, StreamingSynthesizer, build_engines
+
+TEXT = ("At the edge of the harbor, the old ferry leaves at seven. The captain waves. "
+        "Most passengers sleep, some read, and a few watch the sea.")
+CLAUSES = ChunkingConfig(strategy="clause", min_tokens=0)
+
+
+class FakeEngine:
+    """Stands in for an Engine: a tone per piece after a delay; can fail."""
+
+    def __init__(self, cfg, delay=0.0, fail=False):
+        self.cfg = cfg
+        self.delay = delay
+        self.fail = fail
+        self.calls: list[str] = []
+        self.active = 0
+        self.lock = threading.Lock()
+
+    def synthesize_phonemes(self, phonemes, voice=None, speed=None):
+        with self.lock:
+            self.calls.append(phonemes)
+            self.active += 1
+        try:
+            time.sleep(self.delay(phonemes) if callable(self.delay) else self.delay)
+            if self.fail:
+                raise RuntimeError("session lost")
+            n = 240 * max(1, len(phonemes))
+            audio = (0.2 * np.sin(np.arange(n) * 0.05)).astype(np.float32)
+            return SimpleNamespace(audio=audio, seconds=0.0)
+        finally:
+            with self.lock:
+                self.active -= 1
+
+
+def session_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("kokoro-session-") and t.is_alive()]
+
+
+def synth(engines, routing="first-fast", depth=4, chunk_cfg=CLAUSES) -> StreamingSynthesizer:
+    cfg = engines[0].cfg
+    return StreamingSynthesizer(engines[0], engines, PipelineConfig(routing=routing, queue_depth=depth),
+                                chunk_cfg, first_session=0)
+
+
+# -- the real model -------------------------------------------------------------------------
+def test_stream_real_model_in_order_with_all_words(engine):
+    s = StreamingSynthesizer(engine)
+    chunks = list(s.stream(TEXT))
+    assert [c.index for c in chunks] == list(range(len(chunks))) and len(chunks) >= 3
+    assert [c.is_last for c in chunks] == [False] * (len(chunks) - 1) + [True]
+    assert chunking.words_present(TEXT, [c.text for c in chunks])
+    for c in chunks:
+        assert isinstance(c, Chunk) and c.audio.dtype == np.float32 and c.duration > 0
+        assert c.phonemes and c.synth_seconds > 0 and c.ready_at >= c.done_at >= c.started_at
+    assert all(a.ready_at <= b.ready_at for a, b in zip(chunks, chunks[1:]))
+    assert [p.text for p in s.pieces(TEXT)] == [c.text for c in chunks]
+
+
+def test_synthesize_and_astream_match_stream(engine):
+    s = StreamingSynthesizer(engine)
+    text = "Hello there. How are you?"
+    whole = s.synthesize(text)
+    assert len(whole) == sum(len(c.audio) for c in s.stream(text))
+
+    async def collect():
+        return [c async for c in s.astream(text)]
+
+    assert [c.text for c in asyncio.run(collect())] == ["Hello there.", "How are you?"]
+
+
+def test_bad_voice_and_speed_fail_before_any_work(engine):
+    s = StreamingSynthesizer(engine)
+    with pytest.raises(ValueError, match="af_heart|unknown voice"):
+        list(s.stream("Hi.", voice="af_hart"))
+    with pytest.raises(ValueError, match="speed"):
+        list(s.stream("Hi.", speed=3.0))
+
+
+def test_two_real_sessions_split_threads(cfg, engine):
+    dual = cfg.with_overrides({"pipeline.sessions": 2, "pipeline.first_session": 0,
+                               "pipeline.second_session": {"intra_op_threads": 1}})
+    engines = build_engines(dual, engine)
+    assert len(engines) == 2 and engines[0] is engine
+    assert engines[1].session.get_session_options().intra_op_num_threads == 1
+    s = StreamingSynthesizer(engines[0], engines, PipelineConfig(routing="round-robin"), CLAUSES, 0)
+    chunks = list(s.stream(TEXT))
+    assert chunks[0].session == 0
+    assert {c.session for c in chunks} == {0, 1}
+    assert chunking.words_present(TEXT, [c.text for c in chunks])
+
+
+# -- the scheduler with stand-in sessions ---------------------------------------------------------
+def test_output_in_text_order_under_out_of_order_completion(cfg):
+    slow, fast = FakeEngine(cfg, delay=0.4), FakeEngine(cfg, delay=0.01)
+    chunks = list(synth([slow, fast]).stream(TEXT))
+    assert [c.index for c in chunks] == list(range(len(chunks)))
+    assert chunks[0].session == 0
+    # later pieces finished before the first one: order was restored, not given
+    assert any(c.done_at < chunks[0].done_at for c in chunks[1:])
+
+
+def test_round_robin_alternates_sessions(cfg):
+    a, b = FakeEngine(cfg), FakeEngine(cfg)
+    chunks = list(synth([a, b], routing="round-robin").stream(TEXT))
+    assert [c.session for c in chunks] == [i % 2 for i in range(len(chunks))]
+
+
+def test_failover_retries_on_the_other_session_and_counts(cfg):
+    good, bad = FakeEngine(cfg, delay=0.02), FakeEngine(cfg, fail=True)
+    s = synth([good, bad], routing="round-robin")
+    chunks = list(s.stream(TEXT))
+    assert chunking.words_present(TEXT, [c.text for c in chunks])
+    assert all(c.session == 0 for c in chunks)
+    stats = s.last_stats
+    assert len(stats.failures) == len(bad.calls) > 0
+    assert stats.retries == len(stats.failures)
+    assert any(c.attempts == 2 for c in chunks)
+    assert stats.per_session[1]["failures"] == len(bad.calls)
+
+
+def test_failure_on_every_session_raises(cfg):
+    s = synth([FakeEngine(cfg, fail=True), FakeEngine(cfg, fail=True)])
+    with pytest.raises(PipelineError, match="failed on every session"):
+        list(s.stream(TEXT))
+    assert not session_threads()
+
+
+def test_single_session_retries_once(cfg):
+    calls = {"n": 0}
+
+    class Flaky(FakeEngine):
+        def synthesize_phonemes(self, phonemes, voice=None, speed=None):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise RuntimeError("transient")
+            return super().synthesize_phonemes(phonemes, voice, speed)
+
+    s = synth([Flaky(cfg)])
+    chunks = list(s.stream(TEXT))
+    assert chunking.words_present(TEXT, [c.text for c in chunks])
+    assert len(s.last_stats.failures) == 1
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_queue_stays_bounded_with_a_slow_consumer(cfg, depth):
+    engines = [FakeEngine(cfg), FakeEngine(cfg)]
+    s = synth(engines, depth=depth)
+    stream = s.open_stream(TEXT)
+    with stream:
+        for _ in stream:
+            time.sleep(0.05)  # the consumer is the bottleneck
+    assert stream.stats.max_ahead <= depth
+    assert stream.stats.pieces == len(s.pieces(TEXT))
+
+
+def test_cancel_event_mid_stream_leaves_no_running_work(cfg):
+    engines = [FakeEngine(cfg, delay=0.1), FakeEngine(cfg, delay=0.1)]
+    cancel = threading.Event()
+    s = synth(engines)
+    got = []
+    for c in s.stream(TEXT, cancel=cancel):
+        got.append(c)
+        cancel.set()
+    assert len(got) == 1
+    assert s.last_stats.cancelled
+    assert not session_threads()
+    assert all(e.active == 0 for e in engines)
+    started = sum(len(e.calls) for e in engines)
+    time.sleep(0.3)
+    assert sum(len(e.calls) for e in engines) == started  # nothing starts afterwards
+
+
+def test_closing_the_iterator_early_stops_workers(cfg):
+    engines = [FakeEngine(cfg, delay=0.05)]
+    s = synth(engines)
+    gen = s.stream(TEXT)
+    next(gen)
+    gen.close()
+    assert not session_threads()
+    assert engines[0].active == 0
+    assert len(engines[0].calls) < len(s.pieces(TEXT))
+
+
+def test_close_while_a_piece_is_running_waits_for_it(cfg):
+    engine = FakeEngine(cfg, delay=lambda ph: 0.5)
+    stream = synth([engine]).open_stream(TEXT)
+    time.sleep(0.1)  # the first piece is running
+    stream.close()
+    assert not stream.running and engine.active == 0
