@@ -139,3 +139,46 @@ def test_coreml_candidates_are_skipped_with_the_reason_where_missing(cfg):
     dual = bench.candidate_config(cfg, {"sessions": 2, "session": {"intra_op_threads": 1},
                                         "second_session": {"intra_op_threads": 1}})
     assert dual.pipeline.sessions == 2 and dual.session.intra_op_threads == 1
+
+
+# -- candidates offered to the journal's selection -------------------------------------------
+def _row(label, ttfa, rtf, chunking, underruns=0, words=True):
+    return {"label": label, "ttfa_s": ttfa, "rtf": rtf, "chunking": chunking,
+            "underruns_max": underruns, "words_present": words}
+
+
+def test_chunking_candidates_put_the_choice_first_with_its_seam_cost():
+    from labkit.bench import chunking_candidates
+    from labkit.config import ChunkingConfig
+
+    base = ChunkingConfig()
+    rows = [_row("default", 0.5, 0.3, dict(vars(base))),
+            _row("max_tokens=400", 0.5, 0.29, {**vars(base), "max_tokens": 400}, underruns=2)]
+    out = chunking_candidates(rows, "max_tokens=400", base, seam_cost_db=-0.2)
+    assert [c["name"] for c in out] == ["chunking max_tokens=400", "chunking default"]
+    assert out[0]["overrides"] == {"chunking.max_tokens": 400}
+    assert out[0]["lsd_db"] == 0.0  # a negative seam cost is no cost
+    assert out[0]["failed_checks"] == ["underruns"]
+    assert out[1]["overrides"] == {} and out[1]["lsd_db"] is None
+
+
+def test_session_candidates_from_measured_rows():
+    from labkit.bench import session_candidates
+
+    common = {"status": "ok", "text": "paragraph", "underruns_max": 0, "words_present": True}
+    rows = [
+        {**common, "candidate": "single 2", "sessions": 1, "ttfa_s": 0.4, "rtf": 0.3,
+         "session": {"intra_op_threads": 2}, "pipeline": {"sessions": 1, "second_session": {},
+                                                         "routing": "first-fast"},
+         "lsd_db_vs_first": 0.0, "length_matches_first": True},
+        {**common, "candidate": "dual 1+1", "sessions": 2, "ttfa_s": 0.6, "rtf": 0.35,
+         "session": {"intra_op_threads": 1}, "pipeline": {"sessions": 2, "second_session": {"intra_op_threads": 1},
+                                                         "routing": "first-fast"},
+         "lsd_db_vs_first": 0.01, "length_matches_first": True},
+        {"candidate": "coreml", "text": "paragraph", "status": "skipped: no CoreML"},
+    ]
+    out = session_candidates(rows, {"candidate": "single 2"})
+    assert [c["name"] for c in out] == ["single 2", "dual 1+1"]
+    assert out[0]["overrides"] == {"session.intra_op_threads": 2, "pipeline.sessions": 1}
+    assert out[1]["overrides"]["pipeline.second_session"] == {"intra_op_threads": 1}
+    assert out[1]["lsd_db"] == 0.01 and out[1]["failed_checks"] == []
