@@ -1,0 +1,102 @@
+"""One speech synthesis in a worker thread, handing encoded bytes to the event loop.
+
+The thread runs ``StreamingSynthesizer.stream(text, voice, speed, lang, cancel)`` and the
+response's encoder, and puts ``("audio", bytes, chunk)``, then ``("end", tail)`` or
+``("error", exc)`` on an asyncio queue. Synthesis is not held back by a slow client: it
+runs at full speed, so the synthesis slot frees as early as it can. When the client goes
+away the response sets ``cancel``; the pipeline stops at its next piece and the thread
+ends without encoding the rest.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from typing import Callable
+
+from labkit.pipeline import StreamingSynthesizer
+
+from .encoders import Encoder
+
+log = logging.getLogger("serve")
+
+
+class SpeechJob:
+    def __init__(self, synth: StreamingSynthesizer, text: str, voice: str, speed: float,
+                 lang: str, encoder: Encoder, loop: asyncio.AbstractEventLoop,
+                 on_finished: Callable[["SpeechJob"], None] | None = None):
+        self.synth = synth
+        self.text = text
+        self.voice = voice
+        self.speed = speed
+        self.lang = lang
+        self.encoder = encoder
+        self.loop = loop
+        self.on_finished = on_finished
+        self.cancel = threading.Event()
+        self.queue: asyncio.Queue = asyncio.Queue()
+        # what it did (read after it finished)
+        self.pieces = 0
+        self.tokens = 0
+        self.audio_seconds = 0.0
+        self.synth_seconds = 0.0
+        self.completed = False
+        self.cancelled = False
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="kokoro-speech", daemon=True)
+
+    def start(self) -> "SpeechJob":
+        self._thread.start()
+        return self
+
+    def join(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def rtf(self) -> float | None:
+        return self.synth_seconds / self.audio_seconds if self.audio_seconds > 0 else None
+
+    def _emit(self, *item) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+        except RuntimeError:  # the event loop is gone (server shutting down)
+            self.cancel.set()
+
+    def _run(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            stream = self.synth.stream(self.text, self.voice, self.speed, self.lang, self.cancel)
+            try:
+                for chunk in stream:
+                    if self.cancel.is_set():
+                        break
+                    data = self.encoder.encode(chunk.audio)
+                    self.pieces += 1
+                    self.tokens += len(chunk.phonemes)
+                    self.audio_seconds += chunk.duration
+                    self.synth_seconds += chunk.synth_seconds
+                    self._emit("audio", data, chunk)
+            finally:
+                close = getattr(stream, "close", None)
+                if close is not None:
+                    close()
+            if self.cancel.is_set():
+                self.cancelled = True
+                self.encoder.close()
+            else:
+                tail = self.encoder.finish()
+                self.completed = True
+                self._emit("end", tail, None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the response, which decides
+            self.error = exc
+            self.encoder.close()
+            self._emit("error", exc, None)
+        finally:
+            self.wall_seconds = time.perf_counter() - t0
+            if self.on_finished is not None:
+                try:
+                    self.on_finished(self)
+                except Exception:  # noqa: BLE001
+                    log.exception("speech job clean-up failed")

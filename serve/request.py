@@ -1,0 +1,137 @@
+"""Reading and checking a ``POST /v1/audio/speech`` body (OpenAI's shape).
+
+Fields: ``model`` (tts-1, tts-1-hd, gpt-4o-mini-tts, kokoro; default kokoro), ``input``
+(required, at most ``serve.max_input_chars``), ``voice`` (Kokoro id, blend, or OpenAI
+name; default the configured voice), ``response_format`` (mp3 default, opus, aac, flac,
+wav, pcm), ``speed`` (0.25-4.0, see below), ``stream_format`` (audio default, or sse),
+``instructions`` (accepted, ignored: Kokoro has no style prompt). Extensions: ``lang``
+(or ``lang_code``): en-us / en-gb (default: en-gb for ``b*`` voices, else the config's).
+
+Speed: OpenAI accepts 0.25-4.0, Kokoro 0.5-2.0. Outside 0.25-4.0 is a 400 (as OpenAI
+does). Inside it but outside 0.5-2.0, ``serve.speed_policy`` decides: ``clamp``
+(default) synthesizes at the nearest Kokoro speed and says so in ``X-Kokoro-Speed``;
+``reject`` answers 400.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+from labkit.config import ServeConfig
+from labkit.runtime import SPEED_RANGE
+
+from .encoders import FORMATS
+from .errors import APIError
+
+MODELS = ("kokoro", "tts-1", "tts-1-hd", "gpt-4o-mini-tts")
+STREAM_FORMATS = ("audio", "sse")
+OPENAI_SPEED_RANGE = (0.25, 4.0)
+_KNOWN = {"model", "input", "voice", "response_format", "speed", "stream_format",
+          "instructions", "lang", "lang_code"}
+
+
+@dataclass
+class SpeechRequest:
+    model: str
+    input: str
+    voice: str
+    response_format: str
+    speed: float
+    #: what the client asked for, when it was clamped
+    requested_speed: float
+    stream_format: str
+    lang: str | None
+    ignored: list[str]
+
+    @property
+    def speed_clamped(self) -> bool:
+        return self.speed != self.requested_speed
+
+
+def _bad(message: str, param: str | None, code: str = "invalid_value", status: int = 400):
+    return APIError(status, message, param=param, code=code)
+
+
+def parse_body(raw: bytes, content_type: str | None) -> dict:
+    """JSON object from the body, or a 4xx saying what was wrong with it."""
+    ctype = (content_type or "").split(";")[0].strip().lower()
+    if ctype != "application/json":
+        raise APIError(415, f"Content-Type {content_type or '(none)'!r} is not supported; "
+                            "send the request as application/json",
+                       code="unsupported_media_type")
+    try:
+        data = json.loads(raw or b"")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _bad(f"the body is not valid JSON: {exc}", None, code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise _bad(f"the body must be a JSON object, got {type(data).__name__}", None,
+                   code="invalid_json")
+    return data
+
+
+def _string(data: dict, name: str, default: str | None) -> str | None:
+    value = data.get(name, default)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise _bad(f"{name} must be a string, got {type(value).__name__}", name,
+                   code="invalid_type")
+    return value
+
+
+def check_speech(data: dict, serve: ServeConfig, default_voice: str) -> SpeechRequest:
+    model = _string(data, "model", "kokoro")
+    if model not in MODELS:
+        raise _bad(f"model {model!r} is not served here; use one of {', '.join(MODELS)} "
+                   "(all of them are Kokoro-82M)", "model", code="model_not_found")
+
+    if "input" not in data:
+        raise _bad("input is required: the text to speak", "input", code="missing_required")
+    text = _string(data, "input", None)
+    if not text or not text.strip():
+        raise _bad("input is empty (or only whitespace): nothing to speak", "input",
+                   code="empty_input")
+    if len(text) > serve.max_input_chars:
+        raise _bad(f"input is {len(text):,} characters; the limit is {serve.max_input_chars:,} "
+                   "(split the text, or raise serve.max_input_chars)", "input",
+                   code="input_too_long", status=413)
+
+    voice = data.get("voice", default_voice)
+    if isinstance(voice, dict):  # newer OpenAI SDKs may send {"id": "..."}
+        voice = voice.get("id")
+    if not isinstance(voice, str) or not voice.strip():
+        raise _bad("voice must be a non-empty string: a Kokoro id (af_heart), a blend "
+                   "(af_bella(2)+af_sky(1)) or an OpenAI name (alloy, nova, ...)", "voice",
+                   code="invalid_type")
+
+    fmt = _string(data, "response_format", "mp3")
+    if fmt not in FORMATS:
+        raise _bad(f"response_format {fmt!r}: allowed are {', '.join(FORMATS)}",
+                   "response_format")
+
+    stream_format = _string(data, "stream_format", "audio")
+    if stream_format not in STREAM_FORMATS:
+        raise _bad(f"stream_format {stream_format!r}: allowed are {', '.join(STREAM_FORMATS)}",
+                   "stream_format")
+
+    speed = data.get("speed", 1.0)
+    if speed is None:
+        speed = 1.0
+    if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not math.isfinite(speed):
+        raise _bad(f"speed must be a number, got {speed!r}", "speed", code="invalid_type")
+    lo, hi = OPENAI_SPEED_RANGE
+    klo, khi = SPEED_RANGE
+    if not lo <= speed <= hi:
+        raise _bad(f"speed {speed} is out of range: allowed are {lo} to {hi} "
+                   f"(Kokoro itself speaks {klo} to {khi})", "speed")
+    used = float(min(max(speed, klo), khi))
+    if used != speed and serve.speed_policy == "reject":
+        raise _bad(f"speed {speed}: Kokoro speaks {klo} to {khi} (this server rejects "
+                   "speeds outside that; serve.speed_policy=clamp would clamp them)", "speed")
+
+    _string(data, "instructions", None)  # accepted, ignored
+    lang = _string(data, "lang", None) or _string(data, "lang_code", None)
+    ignored = sorted(set(data) - _KNOWN) + (["instructions"] if data.get("instructions") else [])
+    return SpeechRequest(model, text, voice.strip(), fmt, used, float(speed), stream_format,
+                         lang, ignored)

@@ -1,0 +1,102 @@
+"""Which configuration the endpoint serves: artifacts/best.json under explicit settings.
+
+``best.json`` (written by the journal) holds ``{"config": <LabConfig dict>, "provenance":
+{...}, "runner_up": {...}}``. The server builds ``LabConfig.from_dict(best["config"])``
+and lays over it every setting of the config it was started with that differs from
+LabConfig's defaults (a YAML file, ``-s key=value``, the environment): what you say
+explicitly wins over what the journal picked. The ``serve`` section always comes from
+the start-up config, never from best.json. Without best.json: the start-up config, with
+a logged warning.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from labkit.config import ConfigError, LabConfig
+
+log = logging.getLogger("serve")
+
+
+@dataclass
+class Served:
+    cfg: LabConfig
+    #: "best.json" or "defaults"
+    source: str
+    best_path: str | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+    #: the settings laid over best.json (dotted keys)
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def public_config(self) -> dict[str, Any]:
+        """The config without secrets (the API key)."""
+        data = self.cfg.to_dict()
+        data["serve"] = {k: v for k, v in data["serve"].items() if k != "api_key"}
+        return data
+
+    @property
+    def config_hash(self) -> str:
+        data = self.cfg.to_dict()
+        data.pop("serve")  # where it listens does not change the audio
+        blob = json.dumps(data, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    @property
+    def header(self) -> str:
+        """The ``X-Kokoro-Config`` value: hash and where the config came from."""
+        run = self.provenance.get("run_id") if isinstance(self.provenance, dict) else None
+        tail = f"; run={run}" if run else ""
+        return f"{self.config_hash}; source={self.source}{tail}"
+
+
+_SECTIONS = ("session", "text", "chunking", "pipeline", "selection", "serve")
+
+
+def _flatten(data: dict[str, Any]) -> dict[str, Any]:
+    """Top-level sections to dotted keys; dict-valued settings inside them stay whole."""
+    out = {}
+    for key, value in data.items():
+        if key in _SECTIONS and isinstance(value, dict):
+            out.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            out[key] = value
+    return out
+
+
+def explicit_settings(cfg: LabConfig) -> dict[str, Any]:
+    """Dotted settings of ``cfg`` that differ from LabConfig's defaults."""
+    given = _flatten(cfg.to_dict())
+    default = _flatten(LabConfig().to_dict())
+    return {k: v for k, v in given.items() if default.get(k, object()) != v}
+
+
+def resolve(cfg: LabConfig, best_json: str | None = None) -> Served:
+    """The config to serve. ``best_json``: a path, None for ``cfg.serve.best_json``,
+    or "" to ignore best.json."""
+    path_str = cfg.serve.best_json if best_json is None else best_json
+    if not path_str:
+        log.warning("best.json disabled: serving the start-up configuration")
+        return Served(cfg, "defaults")
+    path = cfg.resolve(path_str)
+    if not path.exists():
+        log.warning("%s not found: serving the start-up configuration (defaults plus explicit "
+                    "settings); run `make journal` to have the lab pick the best one", path)
+        return Served(cfg, "defaults", str(path))
+    try:
+        best = json.loads(Path(path).read_text())
+        if not isinstance(best, dict) or not isinstance(best.get("config"), dict):
+            raise ConfigError('expected {"config": {...}, "provenance": {...}}')
+        base = LabConfig.from_dict(best["config"])
+    except (json.JSONDecodeError, ConfigError) as exc:
+        raise ConfigError(f"{path}: cannot use it as the served configuration: {exc}") from None
+    overrides = {k: v for k, v in explicit_settings(cfg).items() if not k.startswith("serve.")}
+    merged = base.with_overrides(overrides) if overrides else base
+    merged.serve = cfg.serve
+    log.info("serving %s (run %s)%s", path, (best.get("provenance") or {}).get("run_id", "?"),
+             f" with explicit settings {overrides}" if overrides else "")
+    return Served(merged, "best.json", str(path), best.get("provenance") or {}, overrides)

@@ -1,0 +1,75 @@
+"""Voice names a request may use: Kokoro ids, blends, and OpenAI's names.
+
+OpenAI's names (alloy, nova, ...) map to Kokoro voices through ``serve.voice_aliases``
+(a setting: point ``nova`` at a blend if you like). Aliases also work inside a blend:
+``nova(2)+af_sky(1)``. Unknown names get a 400 naming close matches.
+
+Only English G2P is installed (misaki en-us / en-gb): every voice reads English text;
+``b*`` voices default to British pronunciation, all others to the configured language.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+
+from labkit.runtime import VoiceBank, VoiceError
+
+from .errors import APIError
+
+_LANGUAGES = {"a": "American English", "b": "British English", "e": "Spanish", "f": "French",
+              "h": "Hindi", "i": "Italian", "j": "Japanese", "p": "Brazilian Portuguese",
+              "z": "Mandarin Chinese"}
+_GENDERS = {"f": "female", "m": "male"}
+
+
+_TERM = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*)\s*(\(.*\))?\s*$")
+
+
+def resolve(spec: str, aliases: dict[str, str], bank: VoiceBank) -> str:
+    """The Kokoro voice (id or blend) a request's ``voice`` names; checks it exists."""
+    key = spec.strip()
+    if key.lower() in aliases:
+        key = aliases[key.lower()]
+    elif "+" in key or "(" in key:  # a blend: aliases may stand for its terms
+        parts = []
+        for term in key.split("+"):
+            m = _TERM.match(term)
+            if m and m.group(1).lower() in aliases:
+                term = aliases[m.group(1).lower()] + (m.group(2) or "")
+            parts.append(term.strip())
+        key = "+".join(parts)
+    try:
+        bank.pack(key)
+    except VoiceError as exc:
+        raise APIError(400, _unknown_message(spec, str(exc), aliases, bank), param="voice",
+                       code="voice_not_found") from None
+    return key
+
+
+def _unknown_message(spec: str, message: str, aliases: dict[str, str], bank: VoiceBank) -> str:
+    hint = ""
+    if "did you mean" not in message:
+        names = bank.ids + sorted(aliases)
+        close = difflib.get_close_matches(spec.strip().lower(), names, n=4, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return (f"voice {spec!r}: {message}{hint} (GET /v1/audio/voices lists the "
+            f"{len(bank.ids)} voices and the OpenAI names)")
+
+
+def lang_for(voice: str, default: str) -> str:
+    """en-gb for British voices (first term of a blend), else ``default``."""
+    first = voice.split("+")[0].strip()
+    return "en-gb" if first.startswith("b") else default
+
+
+def describe(bank: VoiceBank, aliases: dict[str, str]) -> dict:
+    """The ``GET /v1/audio/voices`` body."""
+    voices = []
+    for vid in bank.ids:
+        voices.append({"id": vid, "name": vid, "object": "voice",
+                       "language": _LANGUAGES.get(vid[:1], "unknown"),
+                       "gender": _GENDERS.get(vid[1:2], "unknown")})
+    for name, target in sorted(aliases.items()):
+        voices.append({"id": name, "name": name, "object": "voice", "alias_of": target})
+    return {"object": "list", "voices": voices, "aliases": dict(sorted(aliases.items())),
+            "blends": "any weighted sum of ids, e.g. af_bella(2)+af_sky(1)"}

@@ -1,0 +1,370 @@
+"""serve/: the endpoint, driven over real HTTP (one server for the module), plus its
+parts (encoders, request checks, best.json merging, voices, auth) on their own."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import struct
+import time
+
+import av
+import httpx
+import numpy as np
+import pytest
+
+from labkit.config import ConfigError, LabConfig
+from serve import encoders
+from serve.errors import APIError
+from serve.request import check_speech, parse_body
+
+TEXT = "Hello there. This is a short test of the streaming endpoint."
+LONG = " ".join(
+    f"Sentence number {w} goes on for a while, so that the whole text needs many pieces "
+    f"and several seconds to synthesize." for w in
+    ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"))
+
+
+def decoded_seconds(data: bytes, fmt: str) -> float:
+    if fmt == "pcm":
+        return len(data) / (2 * encoders.SAMPLE_RATE)
+    with av.open(io.BytesIO(data)) as c:
+        stream = c.streams.audio[0]
+        samples = sum(f.samples for f in c.decode(stream))
+        return samples / stream.rate
+
+
+def error_of(resp: httpx.Response) -> dict:
+    body = resp.json()
+    assert set(body) == {"error"}, body
+    assert {"message", "type", "param", "code"} <= set(body["error"]), body
+    assert body["error"]["message"]
+    return body["error"]
+
+
+def metric(url: str, name: str) -> float:
+    text = httpx.get(url + "/metrics").text
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and not line.startswith("#"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+# -- parts, no server ---------------------------------------------------------------------------
+@pytest.mark.parametrize("fmt", encoders.FORMATS)
+def test_encoder_streams_decode_to_the_input_duration(fmt):
+    sr = encoders.SAMPLE_RATE
+    chunks = [0.3 * np.sin(np.arange(n) * 2 * np.pi * 220 / sr).astype(np.float32)
+              for n in (sr // 2, sr + 123, 7000)]
+    enc = encoders.make_encoder(fmt)
+    out = b"".join(enc.encode(c) for c in chunks) + enc.finish()
+    expected = sum(len(c) for c in chunks) / sr
+    # mp3/aac add an encoder delay of one frame or so (~50 ms at 24 kHz)
+    assert decoded_seconds(out, fmt) == pytest.approx(expected, abs=0.1)
+    assert enc.content_type.startswith("audio/")
+
+
+def test_streamed_wav_header_says_unknown_length():
+    enc = encoders.make_encoder("wav")
+    head = enc.encode(np.zeros(100, np.float32))[:44]
+    assert head[:4] == b"RIFF" and head[8:12] == b"WAVE" and head[36:40] == b"data"
+    assert struct.unpack("<I", head[4:8])[0] == 0xFFFFFFFF
+    assert struct.unpack("<I", head[40:44])[0] == 0xFFFFFFFF
+    channels, rate = struct.unpack("<HI", head[22:28])
+    assert (channels, rate) == (1, 24000)
+
+
+def test_unknown_format_is_named():
+    with pytest.raises(ValueError, match="allowed are mp3"):
+        encoders.make_encoder("ogg")
+
+
+def test_request_checks(cfg):
+    s = cfg.serve
+    ok = check_speech({"input": "hi", "voice": "nova", "speed": 3.0}, s, "af_heart")
+    assert (ok.model, ok.response_format, ok.stream_format) == ("kokoro", "mp3", "audio")
+    assert ok.speed == 2.0 and ok.requested_speed == 3.0 and ok.speed_clamped
+    assert check_speech({"input": "hi", "speed": 0.3}, s, "af_heart").speed == 0.5
+    cases = [
+        ({"input": ""}, 400, "input"), ({"input": "  \n"}, 400, "input"),
+        ({}, 400, "input"), ({"input": 5}, 400, "input"),
+        ({"input": "x" * (s.max_input_chars + 1)}, 413, "input"),
+        ({"input": "hi", "speed": 4.5}, 400, "speed"), ({"input": "hi", "speed": "fast"}, 400, "speed"),
+        ({"input": "hi", "speed": True}, 400, "speed"),
+        ({"input": "hi", "response_format": "ogg"}, 400, "response_format"),
+        ({"input": "hi", "stream_format": "chunks"}, 400, "stream_format"),
+        ({"input": "hi", "model": "gpt-4"}, 400, "model"),
+        ({"input": "hi", "voice": ""}, 400, "voice"),
+    ]
+    for body, status, param in cases:
+        with pytest.raises(APIError) as err:
+            check_speech(body, s, "af_heart")
+        assert (err.value.status, err.value.param) == (status, param), body
+    reject = s.__class__(speed_policy="reject")
+    with pytest.raises(APIError, match="0.5 to 2.0"):
+        check_speech({"input": "hi", "speed": 3.0}, reject, "af_heart")
+
+
+def test_body_parsing_errors():
+    with pytest.raises(APIError) as err:
+        parse_body(b'{"input": ', "application/json")
+    assert err.value.status == 400 and err.value.code == "invalid_json"
+    with pytest.raises(APIError) as err:
+        parse_body(b"[1, 2]", "application/json")
+    assert err.value.status == 400
+    with pytest.raises(APIError) as err:
+        parse_body(b"input=hi", "application/x-www-form-urlencoded")
+    assert err.value.status == 415
+    assert parse_body(b'{"input": "hi"}', "application/json; charset=utf-8") == {"input": "hi"}
+
+
+def test_best_json_is_merged_under_explicit_settings(tmp_path, caplog):
+    from serve.settings import resolve
+
+    best = LabConfig().with_overrides({"variant": "fp32-recon", "chunking.primer_max_words": 5,
+                                       "session.intra_op_threads": 1})
+    path = tmp_path / "best.json"
+    path.write_text(json.dumps({"config": best.to_dict(), "provenance": {"run_id": "run-x"},
+                                "runner_up": {}}))
+    explicit = LabConfig().with_overrides({"session.intra_op_threads": 2 + 1,
+                                           "serve.port": 9999})
+    served = resolve(explicit, str(path))
+    assert served.source == "best.json"
+    assert served.cfg.variant == "fp32-recon" and served.cfg.chunking.primer_max_words == 5
+    assert served.cfg.session.intra_op_threads == 3  # explicit wins
+    assert served.cfg.serve.port == 9999  # serve section always from the start-up config
+    assert "source=best.json" in served.header and "run=run-x" in served.header
+
+    with caplog.at_level("WARNING", logger="serve"):
+        missing = resolve(LabConfig(), str(tmp_path / "nope.json"))
+    assert missing.source == "defaults" and "not found" in caplog.text
+
+    path.write_text(json.dumps({"config": {"no_such_setting": 1}}))
+    with pytest.raises(ConfigError, match="no_such_setting"):
+        resolve(LabConfig(), str(path))
+
+
+def test_voice_names(cfg):
+    from labkit import assets
+    from labkit.runtime import VoiceBank
+    from serve import voices
+
+    bank = VoiceBank.load(assets.voices_path(cfg))
+    aliases = cfg.serve.voice_aliases
+    assert all(target in bank.voices for target in aliases.values()), "an alias points nowhere"
+    assert voices.resolve("nova", aliases, bank) == "af_nova"
+    assert voices.resolve("Alloy", aliases, bank) == "af_alloy"
+    assert voices.resolve("af_bella(2)+af_sky(1)", aliases, bank) == "af_bella(2)+af_sky(1)"
+    assert voices.resolve("nova(2)+af_sky", aliases, bank) == "af_nova(2)+af_sky"
+    with pytest.raises(APIError) as err:
+        voices.resolve("af_hart", aliases, bank)
+    assert err.value.status == 400 and "af_heart" in err.value.message
+    assert voices.lang_for("bf_emma+af_sky", "en-us") == "en-gb"
+
+
+def test_auth_cors_and_not_ready_without_loading_the_model():
+    from fastapi.testclient import TestClient
+
+    from serve import create_app
+
+    cfg = LabConfig().with_overrides({"serve.api_key": "s3cret",
+                                      "serve.cors_origin": "https://example.org"})
+    client = TestClient(create_app(cfg, best_json=""))  # no `with`: start-up never runs
+    assert client.get("/health").status_code == 503
+    r = client.get("/v1/models")
+    assert r.status_code == 401 and error_of(r)["code"] == "invalid_api_key"
+    r = client.get("/v1/models", headers={"Authorization": "Bearer wrong"})
+    assert r.status_code == 401
+    r = client.get("/v1/models", headers={"Authorization": "Bearer s3cret"})
+    assert r.status_code == 200 and "tts-1" in {m["id"] for m in r.json()["data"]}
+    r = client.post("/v1/audio/speech", json={"input": "hi"},
+                    headers={"Authorization": "Bearer s3cret"})
+    assert r.status_code == 503 and error_of(r)["code"] == "model_loading"
+    r = client.options("/v1/audio/speech", headers={
+        "Origin": "https://example.org", "Access-Control-Request-Method": "POST"})
+    assert r.headers.get("access-control-allow-origin") == "https://example.org"
+    assert client.get("/metrics").status_code == 200  # open, like /health
+    assert error_of(client.get("/nope"))["code"] == "not_found"
+
+
+# -- the real server -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def server():
+    from labkit.httpbench import ServerProcess
+
+    with ServerProcess(LabConfig.load(env={}), overrides=["serve.queue_timeout_s=0.5"]) as s:
+        yield s
+
+
+def speak(url: str, **body) -> httpx.Response:
+    return httpx.post(url + "/v1/audio/speech", json={"model": "kokoro", **body}, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def pcm_reference(server):
+    r = speak(server.url, input=TEXT, voice="af_heart", response_format="pcm")
+    assert r.status_code == 200 and r.headers["content-type"] == "audio/pcm"
+    return r.content
+
+
+@pytest.mark.model
+def test_health_models_voices(server):
+    h = httpx.get(server.url + "/health")
+    assert h.status_code == 200 and h.json()["status"] == "ok"
+    assert h.headers["x-kokoro-variant"] == "int8"
+    assert "source=defaults" in h.headers["x-kokoro-config"]
+    models = httpx.get(server.url + "/v1/models").json()
+    assert {"kokoro", "tts-1", "tts-1-hd", "gpt-4o-mini-tts"} <= {m["id"] for m in models["data"]}
+    voices = httpx.get(server.url + "/v1/audio/voices").json()
+    ids = {v["id"] for v in voices["voices"]}
+    assert {"af_heart", "bm_george", "alloy", "nova"} <= ids
+    assert voices["aliases"]["nova"] == "af_nova"
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("fmt", ["mp3", "opus", "aac", "flac", "wav"])
+def test_every_format_decodes_to_the_pcm_duration(server, pcm_reference, fmt):
+    r = speak(server.url, input=TEXT, voice="af_heart", response_format=fmt)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == encoders.CONTENT_TYPES[fmt]
+    assert r.headers["x-kokoro-variant"] == "int8" and r.headers["x-kokoro-voice"] == "af_heart"
+    expected = decoded_seconds(pcm_reference, "pcm")
+    assert expected > 1.0
+    assert decoded_seconds(r.content, fmt) == pytest.approx(expected, abs=0.1)
+    if fmt == "wav":
+        assert struct.unpack("<I", r.content[40:44])[0] == 0xFFFFFFFF
+        assert r.content[44:] == pcm_reference  # same synthesis (cached), same samples
+
+
+@pytest.mark.model
+def test_httpx_streaming_delivers_audio_in_parts(server):
+    parts = []
+    with httpx.stream("POST", server.url + "/v1/audio/speech", timeout=300,
+                      json={"input": "One. Two, three. Four five six seven. Eight nine.",
+                            "voice": "am_michael", "response_format": "pcm",
+                            "speed": 1.2}) as r:
+        assert r.status_code == 200
+        assert r.headers["x-kokoro-speed"] == "1.2"
+        for data in r.iter_raw():
+            parts.append((time.perf_counter(), len(data)))
+    assert sum(n for _, n in parts) > 24000  # > 0.5 s of audio
+    assert len(parts) >= 2  # pieces leave as they are ready, not all at the end
+
+
+@pytest.mark.model
+def test_sse_stream(server, pcm_reference):
+    r = speak(server.url, input=TEXT, voice="af_heart", response_format="pcm",
+              stream_format="sse")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    events = [json.loads(line[len("data: "):]) for line in r.text.splitlines()
+              if line.startswith("data: ")]
+    assert events[-1]["type"] == "speech.audio.done" and events[-1]["usage"]["input_tokens"] > 0
+    deltas = [e for e in events if e["type"] == "speech.audio.delta"]
+    assert deltas and all(e["type"] == "speech.audio.delta" for e in events[:-1])
+    audio = b"".join(base64.b64decode(e["audio"]) for e in deltas)
+    assert audio == pcm_reference
+
+
+@pytest.mark.model
+def test_voices_blends_aliases_and_clamped_speed(server):
+    r = speak(server.url, input="Blend.", voice="af_bella(2)+af_sky(1)", response_format="pcm")
+    assert r.status_code == 200 and r.headers["x-kokoro-voice"] == "af_bella(2)+af_sky(1)"
+    r = speak(server.url, input="Alias.", voice="onyx", response_format="pcm")
+    assert r.status_code == 200 and r.headers["x-kokoro-voice"] == "am_onyx"
+    r = speak(server.url, input="British.", voice="bm_george", response_format="pcm")
+    assert r.headers["x-kokoro-lang"] == "en-gb"
+    r = speak(server.url, input="Fast.", voice="af_heart", response_format="pcm", speed=3.5)
+    assert r.status_code == 200
+    assert r.headers["x-kokoro-speed"].startswith("2; requested=3.5; clamped")
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("body,status,param", [
+    ({"input": ""}, 400, "input"),
+    ({"input": " \t\n "}, 400, "input"),
+    ({"input": "a" * 4097}, 413, "input"),
+    ({"input": "hi", "voice": "af_hart"}, 400, "voice"),
+    ({"input": "hi", "voice": "af_bella(2)+nobody"}, 400, "voice"),
+    ({"input": "hi", "response_format": "ogg"}, 400, "response_format"),
+    ({"input": "hi", "speed": 0.1}, 400, "speed"),
+    ({"input": "hi", "speed": 9}, 400, "speed"),
+    ({"input": "hi", "model": "whisper-1"}, 400, "model"),
+    ({"input": "hi", "lang": "fr"}, 400, "lang"),
+    ({"input": "\u0000\u0001\u0002"}, 400, "input"),  # nothing speakable after clean-up
+])
+def test_bad_input_gets_openai_shaped_4xx(server, body, status, param):
+    r = speak(server.url, **body)
+    assert r.status_code == status, r.text
+    err = error_of(r)
+    assert err["param"] == param
+    if body.get("voice") == "af_hart":
+        assert "af_heart" in err["message"]  # close matches named
+
+
+@pytest.mark.model
+def test_malformed_requests(server):
+    url = server.url + "/v1/audio/speech"
+    r = httpx.post(url, content=b'{"input": "hi"', headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and error_of(r)["code"] == "invalid_json"
+    r = httpx.post(url, content=b"hi", headers={"Content-Type": "text/plain"})
+    assert r.status_code == 415 and error_of(r)["code"] == "unsupported_media_type"
+    r = httpx.get(url)
+    assert r.status_code == 405 and error_of(r)
+    assert httpx.get(server.url + "/health").status_code == 200
+
+
+@pytest.mark.model
+def test_repeats_come_from_the_cache(server):
+    text = "Cache me if you can."
+    hits = metric(server.url, "kokoro_cache_hits_total")
+    first = speak(server.url, input=text, voice="af_heart", response_format="pcm")
+    again = speak(server.url, input=text, voice="af_heart", response_format="pcm")
+    assert first.content == again.content
+    assert metric(server.url, "kokoro_cache_hits_total") > hits
+    fresh = httpx.post(server.url + "/v1/audio/speech", timeout=300,
+                       json={"input": text, "voice": "af_heart", "response_format": "pcm"},
+                       headers={"Cache-Control": "no-cache"})
+    assert fresh.status_code == 200 and len(fresh.content) == len(first.content)
+
+
+def _wait_idle(url: str, timeout: float = 120.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        h = httpx.get(url + "/health").json()
+        if h["busy"] == 0:
+            return h
+        time.sleep(0.1)
+    raise AssertionError("the server stayed busy")
+
+
+@pytest.mark.model
+def test_busy_gets_429_and_disconnect_stops_the_synthesis(server):
+    _wait_idle(server.url)
+    cancelled = metric(server.url, "kokoro_cancelled_total")
+    with httpx.Client(timeout=300) as client:
+        with client.stream("POST", server.url + "/v1/audio/speech",
+                           json={"input": LONG, "voice": "af_sky", "response_format": "mp3"}) as r:
+            assert r.status_code == 200
+            next(r.iter_raw())  # the first piece is out; the rest is being synthesized
+            busy = httpx.post(server.url + "/v1/audio/speech", timeout=60,
+                              json={"input": "Me too.", "response_format": "pcm"})
+            assert busy.status_code == 429
+            assert int(busy.headers["retry-after"]) >= 1
+            assert error_of(busy)["code"] == "rate_limit_exceeded"
+        # leaving the block closes the connection mid-stream
+    health = _wait_idle(server.url)
+    assert health["status"] == "ok"
+    assert metric(server.url, "kokoro_cancelled_total") == cancelled + 1
+    after = speak(server.url, input="Still here.", voice="af_heart", response_format="pcm")
+    assert after.status_code == 200 and len(after.content) > 0
+    assert metric(server.url, 'kokoro_errors_total{kind="client_disconnect"}') >= 1
+
+
+@pytest.mark.model
+def test_metrics_exposition(server):
+    text = httpx.get(server.url + "/metrics").text
+    for name in ("kokoro_requests_total", "kokoro_ttfa_seconds_bucket", "kokoro_rtf_bucket",
+                 "kokoro_cache_hits_total", "kokoro_errors_total", "kokoro_ready 1.0"):
+        assert name in text, name
+    assert metric(server.url, "kokoro_ttfa_seconds_count") >= 1
