@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from .config import REPO_ROOT, ConfigError, LabConfig
+from .journal import write_journal
 from .stage import RECORD_NAME, new_run_id, read_record, stage_dir, write_record
 
 log = logging.getLogger(__name__)
@@ -124,10 +125,12 @@ def run_batch(file: str | Path, only: list[str] | None = None, resume: str | Non
                          notes=[f"the notebook failed; see {output.name}"])
         status = read_record(record)["status"]
         print(f"[{spec.name}] {status} ({seconds:.0f} s)", flush=True)
+        # the journal and best.json after every stage: a later stage (the endpoint bench)
+        # measures what the earlier ones selected
+        (cfg.resolve(cfg.artifacts_dir) / LATEST_NAME).write_text(run_id + "\n")
+        write_journal(cfg, run_id)
 
     (cfg.resolve(cfg.artifacts_dir) / LATEST_NAME).write_text(run_id + "\n")
-    from .journal import write_journal
-
     paths = write_journal(cfg, run_id)
     for p in paths.values():
         print(f"wrote {p}")

@@ -52,7 +52,7 @@ def cmd_say(args) -> int:
         from .client import say_from_server
 
         info = say_from_server(args.server, text, voice=args.voice, speed=args.speed,
-                               out_path=args.output)
+                               out_path=args.output, api_key=_config(args).serve.api_key)
         print(json.dumps(info, indent=2), file=sys.stderr)
         return 0
     import soundfile as sf
@@ -101,10 +101,16 @@ def cmd_serve(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    from .batch import latest_run
     from .httpbench import run_bench
+    from .journal import write_journal
 
-    path = run_bench(_config(args), run_id=args.run_id)
+    cfg = _config(args)
+    run_id = args.run_id or latest_run(cfg)  # into the latest journal run, when there is one
+    path = run_bench(cfg, run_id=run_id)
     print(f"bench record: {path}")
+    for p in write_journal(cfg, path.parent.parent.name).values():
+        print(f"wrote {p}")
     return 0
 
 

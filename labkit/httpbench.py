@@ -218,7 +218,8 @@ def soak(server: ServerProcess, texts: dict[str, str], n: int, voice: str,
 
 def run_bench(cfg: LabConfig, run_id: str | None = None, texts: dict[str, str] | None = None,
               repeats: int = 3, long_repeats: int = 1, soak_requests: int = 200,
-              buffer_s: float = 0.25, runners: tuple[str, ...] = RUNNERS) -> Path:
+              buffer_s: float = 0.25, runners: tuple[str, ...] = RUNNERS,
+              stage_name: str = "bench") -> Path:
     """Run the side-by-side bench and the soak; write ``bench.md`` and the record under
     ``artifacts/<run>/bench/``; return the record's path. ``repeats`` timed runs (after
     one warm-up) per text and runner; the article gets ``long_repeats`` and no warm-up."""
@@ -232,7 +233,7 @@ def run_bench(cfg: LabConfig, run_id: str | None = None, texts: dict[str, str] |
     params = {"texts": {k: len(v) for k, v in texts.items()}, "repeats": repeats,
               "long_repeats": long_repeats, "soak_requests": soak_requests,
               "buffer_s": buffer_s, "runners": list(runners)}
-    with Stage("bench", scfg, run_id, params) as st:
+    with Stage(stage_name, scfg, run_id, params) as st:
         st.note(f"served configuration: {served.header}")
         voice, speed, lang = scfg.voice, scfg.speed, scfg.lang
         results: dict[str, dict[str, dict]] = {name: {} for name in texts}
