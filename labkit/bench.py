@@ -247,14 +247,20 @@ class KokoroBaseline:
         self.kokoro = Kokoro.from_session(sess, str(assets.voices_path(cfg)))
         self.cfg = cfg
 
+    def _lang(self, voice: str | None) -> str:
+        from .g2p import normalize_lang
+
+        return normalize_lang(self.cfg.lang, voice or self.cfg.voice)
+
     def warm_up(self) -> None:
-        self.kokoro.create("Hello world.", self.cfg.voice, speed=self.cfg.speed, lang=self.cfg.lang)
+        self.kokoro.create("Hello world.", self.cfg.voice, speed=self.cfg.speed,
+                           lang=self._lang(self.cfg.voice))
 
     def run_create(self, text_: str, voice: str | None = None, keep_audio: bool = False) -> Run:
         with CpuMeter() as cpu:
             t0 = time.perf_counter()
             audio, sr = self.kokoro.create(text_, voice or self.cfg.voice, speed=self.cfg.speed,
-                                           lang=self.cfg.lang)
+                                           lang=self._lang(voice))
             t = time.perf_counter() - t0
         dur = len(audio) / sr
         return Run("create", [t], [dur], t, dur, cpu.utilization,
@@ -266,7 +272,7 @@ class KokoroBaseline:
         async def consume():
             t0 = time.perf_counter()
             async for audio, sr in self.kokoro.create_stream(
-                    text_, voice or self.cfg.voice, speed=self.cfg.speed, lang=self.cfg.lang):
+                    text_, voice or self.cfg.voice, speed=self.cfg.speed, lang=self._lang(voice)):
                 arrivals.append(time.perf_counter() - t0)
                 durations.append(len(audio) / sr)
                 if keep_audio:

@@ -73,7 +73,8 @@ def stream_speech(url: str, text: str, voice: str | None = None, speed: float | 
     """POST the text and read the streamed answer, recording when each part arrived.
     ``on_bytes(data, t)`` sees every part as it comes. Error statuses are returned, not
     raised (``body`` holds the JSON error)."""
-    body = {"model": "kokoro", "input": text, "response_format": response_format, **extra}
+    body = {"model": "kokoro", "input": text, "response_format": response_format,
+            **{k: v for k, v in extra.items() if v is not None}}
     if voice:
         body["voice"] = voice
     if speed is not None:

@@ -222,7 +222,8 @@ class LabConfig:
     artifacts_dir: str = "artifacts"
     voice: str = "af_heart"
     speed: float = 1.0
-    lang: str = "en-us"
+    #: "en-us", "en-gb" (or "en"); None: by the voice (bf_/bm_ voices en-gb, others en-us)
+    lang: str | None = None
     session: SessionConfig = field(default_factory=SessionConfig)
     text: TextConfig = field(default_factory=TextConfig)
     chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
