@@ -65,12 +65,26 @@ def warm_rtf(session, feeds: dict, repeats: int = 3, warmup: int = 1) -> dict[st
 
 def speed_side_by_side(sessions: dict[str, Any], probes: dict[int, dict], repeats: int = 3
                        ) -> dict[str, dict[int, dict]]:
-    """Warm RTF of every session at every probe length, interleaved (reference and
-    variants alternate per length, so drift on a noisy machine hits them alike)."""
+    """Warm RTF of every session at every probe length, interleaved run by run (one
+    warm-up each, then reference and variants take turns for every repeat), so load from
+    other processes on a shared machine hits them alike."""
     out: dict[str, dict[int, dict]] = {name: {} for name in sessions}
     for n, feeds in probes.items():
+        samples: dict[str, list[float]] = {name: [] for name in sessions}
+        sizes: dict[str, int] = {}
         for name, sess in sessions.items():
-            out[name][n] = warm_rtf(sess, feeds, repeats=repeats)
+            sizes[name] = int(np.size(sess.run(None, feeds)[0]))  # warm-up
+        for _ in range(max(1, repeats)):
+            for name, sess in sessions.items():
+                t0 = time.perf_counter()
+                sess.run(None, feeds)
+                samples[name].append(time.perf_counter() - t0)
+        for name in sessions:
+            timing = Timing.of(samples[name])
+            audio_s = sizes[name] / SAMPLE_RATE
+            out[name][n] = {"seconds": timing.to_dict(), "audio_s": audio_s,
+                            "rtf": timing.median / max(audio_s, 1e-9),
+                            "rtf_p90": timing.p90 / max(audio_s, 1e-9)}
     return out
 
 
@@ -269,6 +283,73 @@ def choose_families(sensitivity: dict[str, dict], budget_db: float) -> dict[str,
             "budget_db": budget_db}
 
 
+# -- candidates for the journal's selection (labkit.selection) --------------------------------------
+#: problem string prefix (labkit.quality.check_audio, evaluate, run_bench) -> check name
+_CHECKS = (("nan", "NaN"), ("empty", "silence"), ("silence", "silence"), ("clipping", "clipping"),
+           ("length", "length"), ("run failed", "load"))
+
+
+def failed_checks(row: dict[str, Any]) -> list[str]:
+    """Names of the checks a bench row failed (NaN, silence, clipping, length, load), in
+    that order, each once; empty when the variant is usable."""
+    problems = row.get("problems") or {}
+    found = set()
+    if "load" in problems:
+        found.add("load")
+    for key, msgs in problems.items():
+        for msg in msgs if isinstance(msgs, list) else [msgs]:
+            text = str(msg).lower()
+            for prefix, name in _CHECKS:
+                if text.startswith(prefix):
+                    found.add(name)
+    if row.get("length_changes"):
+        found.add("length")
+    if not found and row.get("ok") is False:
+        found.add("load")  # not ok without a named problem: never measured
+    order = ["NaN", "silence", "clipping", "length", "load"]
+    return [n for n in order if n in found]
+
+
+def _by_len(d: dict | None) -> dict[int, Any]:
+    return {int(k): v for k, v in (d or {}).items()}  # JSON turns int keys into strings
+
+
+def candidates(rows: dict[str, dict], reference_name: str, reference_variant: str = "fp32-recon",
+               baseline_name: str | None = "int8") -> list[dict[str, Any]]:
+    """Bench rows as the journal's candidates: the reference first, then the shipped
+    baseline, then every variant in bench order. ``ttfa_s`` is the warm median seconds at
+    the shortest probe length (the whole utterance is one chunk, so compute time is the
+    time to first audio); ``rtf`` the median warm RTF over the probe lengths; ``lsd_db``
+    and ``pesq_wb`` the held-out means against the reference (0.0 / None for the
+    reference itself); variants are selected by their model file (``model_path``)."""
+    if reference_name not in rows:
+        raise KeyError(f"reference row {reference_name!r} missing; rows are {list(rows)}")
+    order = [reference_name] + ([baseline_name] if baseline_name in rows else [])
+    order += [n for n in rows if n not in order]
+    out = []
+    for name in order:
+        r = rows[name]
+        detail = _by_len(r.get("speed_detail"))
+        rtf = _by_len(r.get("rtf"))
+        shortest = min(detail) if detail else None
+        if name == reference_name:
+            overrides: dict[str, Any] = {"variant": reference_variant}
+        elif name == baseline_name:
+            overrides = {"variant": baseline_name}
+        else:
+            overrides = {"variant": name, "model_path": str(Path(r["path"]).resolve())}
+        out.append({
+            "name": name,
+            "overrides": overrides,
+            "ttfa_s": (detail[shortest]["seconds"]["median"] if shortest is not None else None),
+            "rtf": statistics.median(rtf.values()) if rtf else None,
+            "lsd_db": 0.0 if name == reference_name else r.get("lsd_db"),
+            "pesq_wb": None if name == reference_name else r.get("pesq_wb"),
+            "failed_checks": [] if name == reference_name else failed_checks(r),
+        })
+    return out
+
+
 # -- profile ---------------------------------------------------------------------------------------
 def profile(model: Path, session_cfg, feeds: dict, out_dir: Path, runs: int = 2) -> dict[str, Any]:
     """ORT's profiler (enable_profiling) on warm runs: time by op type and by module family."""
@@ -308,6 +389,34 @@ def profile(model: Path, session_cfg, feeds: dict, out_dir: Path, runs: int = 2)
         "by_family": {k: v * scale for k, v in sorted(by_fam.items(), key=lambda kv: -kv[1])},
         "note": "kernel time summed over all runs of the session (first run included) / runs",
     }
+
+
+#: op types a QDQ/int8 recipe replaces (float side) and the int8 kernels that replace them
+FLOAT_HEAVY_OPS = ("Conv", "MatMul", "FusedMatMul", "FusedConv")
+INT8_OPS = ("QLinearConv", "ConvInteger", "MatMulInteger", "QLinearMatMul", "DynamicQuantizeLinear",
+            "QuantizeLinear", "DequantizeLinear", "MatMulIntegerToFloat", "DynamicQuantizeMatMul")
+
+
+def speed_bound(ref_profile: dict, var_profile: dict | None = None) -> dict[str, Any]:
+    """Why the speed-up is what it is, from two ORT profiles (labkit.qbench.profile):
+    the share of the reference's kernel time in float Conv/MatMul (what int8 can touch),
+    and Amdahl's bound on the whole-run speed-up if that share ran 2x / 4x faster; with a
+    variant's profile, the measured kernel-time ratio of what replaced it."""
+    total = ref_profile["total_kernel_s"] or 1e-12
+    heavy = sum(v for k, v in ref_profile["by_op"].items() if k in FLOAT_HEAVY_OPS)
+    p = heavy / total
+    out: dict[str, Any] = {"heavy_share": p,
+                           "bound_if_2x": 1.0 / (1.0 - p + p / 2.0),
+                           "bound_if_4x": 1.0 / (1.0 - p + p / 4.0)}
+    if var_profile is not None:
+        v_heavy = sum(v for k, v in var_profile["by_op"].items()
+                      if k in FLOAT_HEAVY_OPS or k in INT8_OPS)
+        out["replaced_kernel_ratio"] = heavy / v_heavy if v_heavy else None
+        out["qdq_overhead_s"] = sum(v for k, v in var_profile["by_op"].items()
+                                    if k in ("QuantizeLinear", "DequantizeLinear",
+                                             "DynamicQuantizeLinear"))
+        out["total_ratio"] = total / (var_profile["total_kernel_s"] or 1e-12)
+    return out
 
 
 def share(d: dict[str, float], top: int = 12) -> list[tuple[str, float, float]]:
@@ -350,4 +459,4 @@ def _fmt(v) -> str:
 
 __all__ = ["token_probe", "load_seconds", "warm_rtf", "speed_side_by_side", "reference_audio",
            "evaluate", "summarize", "pareto_front", "select", "Targets", "choose_families",
-           "profile", "share", "listening_page", "field"]
+           "profile", "share", "listening_page", "candidates", "failed_checks", "speed_bound", "field"]
