@@ -32,3 +32,18 @@ def test_batch_file_is_consistent(path):
 def test_default_batch_runs_every_stage_notebook():
     names = {s.notebook for s in Batch.load(REPO_ROOT / "experiments/default.yaml").stages}
     assert names == {f"notebooks/{p.name}" for p in (REPO_ROOT / "notebooks").glob("*.ipynb")}
+
+
+NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_papermill_reads_every_parameter(notebook):
+    """papermill's own inspection (``papermill --help-notebook``) lists each parameter the
+    cell assigns: a comment it cannot parse hides that parameter from the user."""
+    from papermill.translators import PythonTranslator
+
+    nb = json.loads(notebook.read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    seen = {p.name for p in PythonTranslator.inspect({"source": "".join(cell["source"])})}
+    assert seen == _declared(notebook.relative_to(REPO_ROOT))
