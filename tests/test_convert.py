@@ -136,3 +136,24 @@ def test_cold_start_entry_point(cfg, tmp_path):
     out = ortbench.cold_once(path, SessionConfig(use_ort_format=True), tmp_path / "c", toks,
                              assets.voices_path(cfg))
     assert out["samples"] > 0 and out["first_audio_s"] >= out["create_s"] > 0
+
+
+def test_missed_targets_are_explained_from_the_record():
+    from labkit import ortbench
+
+    def t(median):
+        return {"median": median}
+
+    cold = {"default": {"first_audio": t(2.0), "create": t(1.1), "first_run": t(0.9)},
+            "best": {"first_audio": t(1.6), "create": t(0.7), "first_run": t(0.9)}}
+    assert ortbench.cold_ceiling(cold) == pytest.approx(2.0 / 0.9)
+    r = {"cold": cold, "cold_speedup": 1.25, "cold_ceiling": ortbench.cold_ceiling(cold),
+         "targets": {"cold_start_2x": False, "faster_at_every_length": False, "lsd_within": True},
+         "speedup": {30: 1.08, 500: 0.98},
+         "warm": {"best": {30: {"tokens": 28}, 500: {"tokens": 494}}}}
+    notes = ortbench.missed_target_notes("int8", r)
+    assert len(notes) == 2
+    assert "1.25x" in notes[0] and "at most 2.22x" in notes[0]
+    assert "494 tok 0.98x" in notes[1] and "28 tok" not in notes[1]
+    r["targets"] = {"cold_start_2x": True, "faster_at_every_length": True, "lsd_within": True}
+    assert ortbench.missed_target_notes("int8", r) == []
