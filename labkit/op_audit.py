@@ -151,6 +151,14 @@ class OpAudit:
             return "none"
         return max(self.initializers.items(), key=lambda kv: kv[1]["bytes"])[0]
 
+    @property
+    def precision_mix(self) -> dict[str, float]:
+        """Share of the initializer bytes per element type, largest first (a mixed fp16
+        graph is about half float16, half float)."""
+        total = sum(v["bytes"] for v in self.initializers.values()) or 1
+        return {k: round(v["bytes"] / total, 3) for k, v in
+                sorted(self.initializers.items(), key=lambda kv: -kv[1]["bytes"]) if v["bytes"]}
+
     def unsupported(self, fmt: str) -> set[str]:
         return set(self.coreml[fmt].unsupported_ops)
 
@@ -159,6 +167,7 @@ class OpAudit:
         for fmt, fa in self.coreml.items():
             d["coreml"][fmt]["coverage_pct"] = fa.coverage_pct
         d["precision"] = self.precision
+        d["precision_mix"] = self.precision_mix
         return d
 
     def table(self) -> list[dict[str, Any]]:
@@ -329,16 +338,17 @@ def compare_tables(pinned: dict[str, dict[str, str]] | None = None,
 
 
 def audit_variants(cfg, variants) -> tuple[dict[str, OpAudit], dict[str, str]]:
-    """Audit each variant whose model file exists; the others come back with the path that
-    is missing (reported, never guessed)."""
-    from . import assets
+    """Audit each variant whose model file exists or can be built without calibration
+    (``quantize.provide_variant``: fp16-dec, dyn-*); the others come back with the path
+    that is missing (reported, never guessed)."""
+    from . import assets, quantize
 
     audits: dict[str, OpAudit] = {}
     missing: dict[str, str] = {}
     for variant in variants:
-        path = assets.model_path(cfg, variant)
-        if path.exists():
+        path = quantize.provide_variant(cfg, variant)
+        if path is not None:
             audits[variant] = audit(path)
         else:
-            missing[variant] = f"{path} not found"
+            missing[variant] = f"{assets.model_path(cfg, variant)} not found"
     return audits, missing

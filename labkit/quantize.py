@@ -292,6 +292,7 @@ def build_fp16(reference: Path, out: Path, keep_float: Iterable[str] = (),
             model, keep_io_types=True, node_block_list=block,
             max_finite_val=65504.0, min_positive_val=1e-7, disable_shape_infer=False)
     drop_roundtrip_casts(converted)
+    restore_float_outputs(converted, model)
     out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(converted, str(out))
     return out
@@ -322,6 +323,38 @@ def unshare_initializers(model: onnx.ModelProto, block: set[str]) -> int:
             n.input[k] = twin.name
         copied += 1
     return copied
+
+
+def restore_float_outputs(converted: onnx.ModelProto, original: onnx.ModelProto) -> list[str]:
+    """Give every graph output the converter turned fp16 its original fp32 type back:
+    ``keep_io_types`` leaves an output fp16 when a blocked (fp32) node feeds it through a
+    ``Cast(to=float16)`` (Kokoro's ``audio``, fed by the iSTFT's last Gather), so the audio
+    would be rounded to fp16 on its way out. That Cast becomes ``Cast(to=float)``, or a
+    Cast to float is appended. Returns the outputs changed."""
+    was_float = {o.name for o in original.graph.output
+                 if o.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
+    g = converted.graph
+    prod = {o: n for n in g.node for o in n.output}
+    changed = []
+    for out in g.output:
+        if out.name not in was_float or out.type.tensor_type.elem_type != onnx.TensorProto.FLOAT16:
+            continue
+        node = prod.get(out.name)
+        if node is not None and node.op_type == "Cast":
+            for a in node.attribute:
+                if a.name == "to":
+                    a.i = onnx.TensorProto.FLOAT
+        else:  # rename the fp16 value and cast it under the output's name
+            inner = f"{out.name}_fp16"
+            for n in g.node:
+                n.output[:] = [inner if o == out.name else o for o in n.output]
+                n.input[:] = [inner if i == out.name else i for i in n.input]
+            g.node.append(onnx.helper.make_node("Cast", [inner], [out.name],
+                                                to=onnx.TensorProto.FLOAT,
+                                                name=f"{out.name}_to_float"))
+        out.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+        changed.append(out.name)
+    return changed
 
 
 def drop_roundtrip_casts(model: onnx.ModelProto) -> int:
@@ -554,3 +587,29 @@ def file_mb(path: str | Path) -> float:
 __all__ = ["FAMILIES", "FINE_FAMILIES", "prefixes_of", "drop_roundtrip_casts", "VariantSpec", "Builder", "Built", "CorpusReader", "family_of",
            "nodes_by_family", "op_histogram", "calibrate", "build_fp16", "build_dynamic",
            "build_static", "preprocess", "QuantizeError", "DURATION_FAMILIES", "Any", "np"]
+
+
+#: recipes a missing variant can be built from without a calibration corpus
+UNCALIBRATED_RECIPES = ("fp16", "dynamic")
+
+
+def provide_variant(cfg, name: str) -> Path | None:
+    """The model file for ``name``: the provisioned one where it exists, else (for a preset
+    whose recipe needs no calibration: fp16, fp16-dec, dyn-*) built once from the quality
+    reference into the assets folder, where later lookups find it. None when it is
+    neither provisioned nor buildable (the caller reports it missing)."""
+    from . import assets
+
+    path = assets.model_path(cfg, name)
+    if path.exists():
+        return path
+    if name in assets.VARIANT_FILES:  # a release file (fp32, fp16): fetched, never faked
+        return None
+    try:
+        spec = VariantSpec.parse(name)
+    except QuantizeError:
+        return None
+    if spec.recipe not in UNCALIBRATED_RECIPES:
+        return None
+    built = Builder(assets.reference(cfg).path, path.parent).build(spec)
+    return built.path if built.path == path else None

@@ -53,6 +53,32 @@ def test_drop_roundtrip_casts():
     assert m.graph.node[1].input[0] == "a"
 
 
+def test_restore_float_outputs():
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    def model(nodes, out_type):
+        g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", out_type, [2])])
+        return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+    original = model([helper.make_node("Relu", ["x"], ["y"])], TensorProto.FLOAT)
+    # the converter's shape: a blocked fp32 node, then a Cast to fp16 under the output's name
+    via_cast = model([helper.make_node("Relu", ["x"], ["r"]),
+                      helper.make_node("Cast", ["r"], ["y"], to=TensorProto.FLOAT16)], TensorProto.FLOAT16)
+    # an fp16 node writing the output directly
+    direct = model([helper.make_node("Cast", ["x"], ["x16"], to=TensorProto.FLOAT16),
+                    helper.make_node("Relu", ["x16"], ["y"])], TensorProto.FLOAT16)
+    x = np.array([-1.0, 1.0001], dtype=np.float32)
+    for m in (via_cast, direct):
+        assert quantize.restore_float_outputs(m, original) == ["y"]
+        assert m.graph.output[0].type.tensor_type.elem_type == TensorProto.FLOAT
+        y = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        assert y.dtype == np.float32
+    assert quantize.restore_float_outputs(original, original) == []
+
+
 def test_family_of():
     assert quantize.family_of("/decoder/decoder/generator/resblocks.3/convs1.0/Conv") == "gen_resblocks"
     assert quantize.family_of("/decoder/decoder/generator/m_source/l_linear/MatMul") == "gen_source_istft"
@@ -179,8 +205,8 @@ def _speaks(built, cfg, voices, held, ref_audio, bound):
 def test_fp16_recipe(builder, cfg, voices, held, ref_audio):
     built = builder.build("fp16-dec")
     model = onnx.load(str(built.path), load_external_data=False)
-    types = {i.type.tensor_type.elem_type for i in model.graph.input}
-    assert onnx.TensorProto.FLOAT16 not in types  # fp32 I/O
+    types = {i.type.tensor_type.elem_type for i in [*model.graph.input, *model.graph.output]}
+    assert onnx.TensorProto.FLOAT16 not in types  # fp32 I/O: the audio is not rounded to fp16
     assert quantize.op_histogram(built.path).get("Cast", 0) > 0
     # no fp32 -> fp16 -> fp32 round trip left between two fp32 nodes
     prod = {o: n for n in model.graph.node for o in n.output}
