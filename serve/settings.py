@@ -97,6 +97,12 @@ def resolve(cfg: LabConfig, best_json: str | None = None) -> Served:
     overrides = {k: v for k, v in explicit_settings(cfg).items() if not k.startswith("serve.")}
     merged = base.with_overrides(overrides) if overrides else base
     merged.serve = cfg.serve
-    log.info("serving %s (run %s)%s", path, (best.get("provenance") or {}).get("run_id", "?"),
+    run = (best.get("provenance") or {}).get("run_id", "?")
+    if merged.model_path and not merged.resolve(merged.model_path).exists():
+        raise ConfigError(
+            f"{path} (run {run}) serves the model file {merged.model_path}, which no longer "
+            "exists (its run folder was removed?): rerun `make journal`, or start with "
+            "`-s serve.best_json=` to serve the defaults (the shipped int8 model)")
+    log.info("serving %s (run %s)%s", path, run,
              f" with explicit settings {overrides}" if overrides else "")
     return Served(merged, "best.json", str(path), best.get("provenance") or {}, overrides)

@@ -144,6 +144,16 @@ def test_best_json_is_merged_under_explicit_settings(tmp_path, caplog):
     with pytest.raises(ConfigError, match="no_such_setting"):
         resolve(LabConfig(), str(path))
 
+    # a best.json whose model file (a stage's build) is gone: one clear sentence, and
+    # the way out it names (best.json switched off) starts on the defaults
+    gone = LabConfig().with_overrides({"variant": "qdq-x", "model_path": str(tmp_path / "qdq-x.onnx")})
+    path.write_text(json.dumps({"config": gone.to_dict(), "provenance": {"run_id": "run-y"}}))
+    with pytest.raises(ConfigError, match=r"run run-y.*no longer exists.*make journal"):
+        resolve(LabConfig(), str(path))
+    off = LabConfig().with_overrides(["serve.best_json="])
+    ok = resolve(off)
+    assert ok.source == "defaults" and ok.cfg.variant == "int8" and ok.cfg.model_path is None
+
 
 def test_voice_names(cfg):
     from labkit import assets
