@@ -127,6 +127,9 @@ def summarize(per: dict[str, dict]) -> dict[str, Any]:
         "problems": problems,
         "lsd_db": _mean(r.get("lsd_db") for r in recs),
         "lsd_db_max": max((r["lsd_db"] for r in recs if r.get("lsd_db") is not None), default=None),
+        # time-aligned where a length changed (labkit.quality.aligned_lsd_db): the spectral
+        # part of the distance without the timing shift
+        "lsd_db_aligned": _mean(r.get("lsd_db_aligned") for r in recs),
         "spectral_convergence": _mean(r.get("spectral_convergence") for r in recs),
         "pesq_wb": _mean(r.get("pesq_wb") for r in recs),
         "stoi": _mean(r.get("stoi") for r in recs),

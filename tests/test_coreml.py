@@ -207,3 +207,20 @@ def test_cpu_point_measures_placement_latency_and_quality(cfg, engine, tmp_path)
     rec = coreml.recommend(rows)
     assert rec["short"]["label"] == "int8/CPU" and rec["long"] is None
     json.dumps(r)  # the record is JSON-serializable as is
+
+
+def test_recommendation_bounds_quality_by_the_time_aligned_distance():
+    """A configuration whose durations moved by a frame has a large common-prefix LSD; the
+    bound is applied to its time-aligned LSD, so a timing shift alone does not exclude it,
+    while real spectral damage does."""
+    def row(label, tokens, s, lsd, aligned=None):
+        return {"label": label, "tokens": tokens, "status": "ok", "warm_median_s": s,
+                "rtf": s, "lsd_db": lsd, "lsd_db_aligned": aligned}
+
+    rows = [row("cpu", 25, 0.30, 0.0), row("cpu", 244, 2.0, 0.0),
+            row("ane", 25, 0.20, 6.5, aligned=0.9),   # a frame longer, same sound
+            row("ane", 244, 1.0, 7.0, aligned=1.1),
+            row("gpu", 25, 0.10, 5.0, aligned=4.8)]   # fast, but damaged
+    rec = coreml.recommend(rows, short_max_tokens=60, max_lsd_db=2.0)
+    assert rec["short"]["label"] == "ane" and rec["long"]["label"] == "ane"
+    assert coreml.recommend(rows, short_max_tokens=60)["short"]["label"] == "gpu"  # no bound

@@ -62,6 +62,26 @@ def test_length_mismatch_reported_or_truncated(noise):
     assert quality.lsd_db(noise, noise[:-600], allow_length_mismatch=True) == 0.0
 
 
+def test_aligned_lsd_sees_through_a_timing_change(noise, voiced):
+    """A stretch of the signal repeated (a phoneme held one frame longer, in effect) or cut:
+    the common-prefix LSD reports a big spectral change, the aligned one almost none."""
+    hop = quality.HOP
+    cut = hop * (voiced.size // hop // 2)
+    longer = np.concatenate([voiced[:cut], voiced[cut - 19 * hop:cut], voiced[cut:]])
+    shorter = np.concatenate([voiced[:cut], voiced[cut + 19 * hop:]])
+    for test in (longer, shorter):
+        prefix = quality.lsd_db(voiced, test, allow_length_mismatch=True)
+        aligned = quality.aligned_lsd_db(voiced, test)
+        assert aligned < 1.0 < prefix and aligned < prefix / 4
+    assert quality.aligned_lsd_db(voiced, voiced) == 0.0
+    # a pure gain is not a timing change: the aligned figure is the plain one
+    assert quality.aligned_lsd_db(noise, noise * 2.0) == pytest.approx(quality.lsd_db(noise, noise * 2.0))
+    with pytest.raises(QualityError, match="no alignment within the band"):
+        quality.aligned_lsd_db(voiced, np.concatenate([voiced, voiced, voiced]), band_s=0.05)
+    report = quality.compare(voiced, longer, with_dnsmos=False, with_pesq=False)
+    assert report["truncated"] and report["lsd_db_aligned"] < report["lsd_db"]
+
+
 def test_check_audio_finds_problems(voiced):
     assert quality.check_audio(voiced) == []
     nan = voiced.copy()
