@@ -28,6 +28,9 @@ from .timing import Timing
 SAMPLE_RATE = 24_000
 #: a candidate must beat the default by more than this (relative) to count as faster
 NOISE_BAND = 0.02
+#: a second, identical default session in the screen: its distance from the default is the
+#: screen's own noise, and a change must beat it to be taken
+CONTROL = "default again (A/A control)"
 
 
 @dataclass
@@ -76,7 +79,7 @@ def screen_candidates(base: SessionConfig, levels=(), threads=(), modes=(),
                       ort_format: bool = True) -> list[Candidate]:
     """The default plus one change at a time. ``toggles``: boolean SessionConfig fields
     to flip (enable_mem_arena, enable_mem_pattern, denormal_as_zero)."""
-    out = [Candidate("default", base, {})]
+    out = [Candidate("default", base, {}), Candidate(CONTROL, base, {})]
 
     def add(label, **changes):
         s = dataclasses.replace(base, **changes)
@@ -182,18 +185,26 @@ def speedups(results: dict, ref_label: str = "default") -> dict:
     return out
 
 
+def screen_noise(speed: dict) -> float:
+    """How far the A/A control (a second default session) landed from the default: the
+    noise of this screen, measured rather than assumed."""
+    return max((abs(v - 1.0) for v in speed.get(CONTROL, {}).values()), default=0.0)
+
+
 def combine(base: SessionConfig, candidates: list[Candidate], speed: dict, lsd: dict,
             max_lsd_db: float = 1.0, band: float = NOISE_BAND) -> tuple[SessionConfig, list[str]]:
     """The default with every change that screened faster than the default by more than
-    ``band`` at every screened length and stayed within ``max_lsd_db``; ORT format is
-    kept when within ``max_lsd_db`` (it is for the cold start). Conflicting changes of
-    one field keep the fastest. Returns the settings and the labels taken."""
+    the noise (``band``, or the A/A control's distance from the default where larger) at
+    every screened length and stayed within ``max_lsd_db``; ORT format is kept when within
+    ``max_lsd_db`` (it is for the cold start). Conflicting changes of one field keep the
+    fastest. Returns the settings and the labels taken."""
     fields: dict[str, tuple[float, object]] = {}
     taken = []
     by_label = {c.label: c for c in candidates}
+    band = max(band, screen_noise(speed))
     for label, by_n in speed.items():
         c = by_label.get(label)
-        if c is None or label == "default" or label not in lsd:
+        if c is None or label in ("default", CONTROL) or label not in lsd:
             continue
         worst_lsd = max(v["lsd_db"] for v in lsd[label].values())
         worst_speed = min(by_n.values())
@@ -305,8 +316,9 @@ def run_variant(cfg: LabConfig, variant: str, *, levels=(), thread_counts=(), mo
         for o, c in ((o, o.candidate) for o in opened)}
     best, taken = combine(base, cands, s_speed, s_lsd, max_lsd_db=max_lsd_db)
     rec["taken"] = taken
+    rec["screen_noise"] = screen_noise(s_speed)
     rec["rejected"] = {label: v for label, v in rec["screen"].items()
-                       if label != "default" and label not in taken}
+                       if label not in ("default", CONTROL) and label not in taken}
     del opened, screen
 
     log(f"[{variant}] default vs best at {list(token_lengths)} tokens")
@@ -427,6 +439,7 @@ def headline(measured: dict) -> dict:
         out[f"{v} max LSD best vs default (dB)"] = round(max(x["lsd_db"] for x in r["lsd"].values()), 3)
         out[f"{v} vocoder share of kernel time"] = round(r["profile"]["default"]["share"]["vocoder"], 3)
         out[f"{v} taken"] = ", ".join(r["taken"]) or "none"
+        out[f"{v} screen noise, A/A control (x)"] = round(1.0 + r.get("screen_noise", 0.0), 3)
         for name, ok in r["targets"].items():
             out[f"{v} target {name}"] = "met" if ok else "NOT met"
     return out

@@ -157,3 +157,27 @@ def test_missed_targets_are_explained_from_the_record():
     assert "494 tok 0.98x" in notes[1] and "28 tok" not in notes[1]
     r["targets"] = {"cold_start_2x": True, "faster_at_every_length": True, "lsd_within": True}
     assert ortbench.missed_target_notes("int8", r) == []
+
+
+def test_screen_takes_only_changes_that_beat_its_own_noise():
+    from labkit import ortbench
+
+    base = SessionConfig()
+    cands = ortbench.screen_candidates(base, toggles=["denormal_as_zero", "enable_mem_pattern"],
+                                       rewrites=["pow2_mul"])
+    labels = [c.label for c in cands]
+    assert labels[:2] == ["default", ortbench.CONTROL] and cands[1].session == base
+    lsd = {c.label: {60: {"lsd_db": 0.0}} for c in cands}
+    speed = {"default": {60: 1.0}, ortbench.CONTROL: {60: 1.10},  # this screen is 10 % noisy
+             "denormal_as_zero=True": {60: 1.08}, "enable_mem_pattern=False": {60: 1.25},
+             "ort_format": {60: 0.97}, "rewrite=pow2_mul": {60: 1.05}}
+    assert ortbench.screen_noise(speed) == pytest.approx(0.10)
+    best, taken = ortbench.combine(base, cands, speed, lsd)
+    assert taken == ["enable_mem_pattern=False", "ort_format"]  # ORT format: for the cold start
+    assert best.enable_mem_pattern is False and best.denormal_as_zero is False and not best.rewrites
+    # a quiet screen takes the 8 % and 5 % wins too
+    speed[ortbench.CONTROL] = {60: 1.01}
+    best, taken = ortbench.combine(base, cands, speed, lsd)
+    assert set(taken) == {"denormal_as_zero=True", "enable_mem_pattern=False", "ort_format",
+                          "rewrite=pow2_mul"}
+    assert best.rewrites == ["pow2_mul"] and best.use_ort_format
