@@ -659,7 +659,13 @@ def chunking_candidates(rows: list[dict[str, Any]], chosen_label: str | None, ba
 
 def session_candidates(rows: list[dict[str, Any]], rule: dict[str, Any]) -> list[dict[str, Any]]:
     """Stage 06's measured rows on its first text as candidates, the stage's rule's choice
-    first; ``lsd_db`` is each one's measured distance from the first candidate's audio."""
+    first; ``lsd_db`` is each one's measured distance from the first candidate's audio.
+
+    The rule weighed single against dual on first audio, total time and underruns over
+    every text; the journal's ranking sees one text and its hard checks. So the rows the
+    rule did not choose carry the failed check ``not the stage's rule``: the journal can
+    never ship the dual pair the stage measured as worse (a one-off underrun of the single
+    session on a noisy machine once made it pick a pair with 1.65x later first audio)."""
     ok = [r for r in rows if r.get("status") == "ok"]
     if not ok:
         return []
@@ -676,5 +682,6 @@ def session_candidates(rows: list[dict[str, Any]], rule: dict[str, Any]) -> list
         out.append({"name": r["candidate"], "overrides": overrides, "ttfa_s": r["ttfa_s"],
                     "rtf": r["rtf"], "lsd_db": r.get("lsd_db_vs_first"),
                     "failed_checks": _stream_checks(r) + ([] if r.get("length_matches_first", True)
-                                                          else ["length"])})
+                                                          else ["length"])
+                    + ([] if r["candidate"] == chosen else ["not the stage's rule"])})
     return out

@@ -181,4 +181,12 @@ def test_session_candidates_from_measured_rows():
     assert [c["name"] for c in out] == ["single 2", "dual 1+1"]
     assert out[0]["overrides"] == {"session.intra_op_threads": 2, "pipeline.sessions": 1}
     assert out[1]["overrides"]["pipeline.second_session"] == {"intra_op_threads": 1}
-    assert out[1]["lsd_db"] == 0.01 and out[1]["failed_checks"] == []
+    assert out[1]["lsd_db"] == 0.01 and out[1]["failed_checks"] == ["not the stage's rule"]
+    assert out[0]["failed_checks"] == []
+    # the rule kept one session although it underran once: the journal may drop that
+    # candidate (an honest check) but never swaps in the pair the rule measured as worse
+    rows[0]["underruns_max"] = 1
+    out = session_candidates(rows, {"candidate": "single 2"})
+    from labkit.config import SelectionConfig
+    from labkit.selection import rank
+    assert out[0]["failed_checks"] == ["underruns"] and rank(out, SelectionConfig()) == []
