@@ -340,7 +340,8 @@ def restore_float_outputs(converted: onnx.ModelProto, original: onnx.ModelProto)
         if out.name not in was_float or out.type.tensor_type.elem_type != onnx.TensorProto.FLOAT16:
             continue
         node = prod.get(out.name)
-        if node is not None and node.op_type == "Cast":
+        consumed = any(out.name in n.input for n in g.node)  # fp16 nodes may read it too
+        if node is not None and node.op_type == "Cast" and not consumed:
             for a in node.attribute:
                 if a.name == "to":
                     a.i = onnx.TensorProto.FLOAT

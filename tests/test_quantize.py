@@ -70,7 +70,20 @@ def test_restore_float_outputs():
     # an fp16 node writing the output directly
     direct = model([helper.make_node("Cast", ["x"], ["x16"], to=TensorProto.FLOAT16),
                     helper.make_node("Relu", ["x16"], ["y"])], TensorProto.FLOAT16)
+    # the output is also read by an fp16 node: that node keeps its fp16 input
+    shared = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["r"]),
+         helper.make_node("Cast", ["r"], ["y"], to=TensorProto.FLOAT16),
+         helper.make_node("Neg", ["y"], ["z"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [2]),
+         helper.make_tensor_value_info("z", TensorProto.FLOAT16, [2])])
+    shared = helper.make_model(shared, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
     x = np.array([-1.0, 1.0001], dtype=np.float32)
+    assert quantize.restore_float_outputs(shared, original) == ["y"]
+    y, z = ort.InferenceSession(shared.SerializeToString(),
+                                providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    assert y.dtype == np.float32 and z.dtype == np.float16
     for m in (via_cast, direct):
         assert quantize.restore_float_outputs(m, original) == ["y"]
         assert m.graph.output[0].type.tensor_type.elem_type == TensorProto.FLOAT
