@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from .config import ConfigError, LabConfig
+from labkit.config import ConfigError, LabConfig
 
 
 def _config(args) -> LabConfig:
@@ -24,7 +24,7 @@ def _config(args) -> LabConfig:
 
 
 def cmd_assets(args) -> int:
-    from . import assets
+    from labkit.engine import assets
 
     cfg = _config(args)
     if args.provision or args.fetch_originals or args.voices_tarball:
@@ -49,7 +49,7 @@ def cmd_assets(args) -> int:
 def cmd_say(args) -> int:
     text = sys.stdin.read() if args.text == "-" else args.text
     if args.server:
-        from .client import say_from_server
+        from labkit.measure.client import say_from_server
 
         info = say_from_server(args.server, text, voice=args.voice, speed=args.speed,
                                out_path=args.output, api_key=_config(args).serve.api_key)
@@ -57,8 +57,8 @@ def cmd_say(args) -> int:
         return 0
     import soundfile as sf
 
-    from .pipeline import StreamingSynthesizer
-    from .runtime import SAMPLE_RATE, Engine
+    from labkit.engine.pipeline import StreamingSynthesizer
+    from labkit.engine.runtime import SAMPLE_RATE, Engine
 
     overrides = {}
     if args.variant:
@@ -78,7 +78,7 @@ def cmd_say(args) -> int:
 
 
 def cmd_phonemize(args) -> int:
-    from .phonemize import phonemize_json
+    from labkit.engine.phonemize import phonemize_json
 
     text = sys.stdin.read() if args.text in (None, "-") else args.text
     print(json.dumps(phonemize_json(text, _config(args)), ensure_ascii=False, indent=2))
@@ -86,7 +86,7 @@ def cmd_phonemize(args) -> int:
 
 
 def cmd_journal(args) -> int:
-    from .batch import run_batch
+    from labkit.lab.batch import run_batch
 
     run_batch(args.file, only=args.only, resume=args.resume, cfg=_config(args),
               parameters=dict(kv.split("=", 1) for kv in (args.param or [])))
@@ -101,9 +101,9 @@ def cmd_serve(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .batch import latest_run
-    from .httpbench import run_bench
-    from .journal import write_journal
+    from labkit.lab.batch import latest_run
+    from labkit.measure.httpbench import run_bench
+    from labkit.lab.journal import write_journal
 
     cfg = _config(args)
     run_id = args.run_id or latest_run(cfg)  # into the latest journal run, when there is one

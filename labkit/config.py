@@ -17,6 +17,8 @@ from typing import Any, Mapping
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+#: texts and tables that ship with the package (corpora, the article, CoreML op tables)
+DATA_DIR = Path(__file__).resolve().parent / "data"
 
 #: The only environment variables the project reads, and the setting each one sets.
 ENV_VARS: dict[str, str] = {
@@ -30,7 +32,7 @@ ENV_VARS: dict[str, str] = {
 
 OPT_LEVELS = ("disable", "basic", "extended", "layout", "all")
 EXECUTION_MODES = ("sequential", "parallel")
-#: labkit.rewrites.REWRITES, by name (checked there too)
+#: labkit.engine.rewrites.REWRITES, by name (checked there too)
 REWRITE_NAMES = ("pow2_mul", "instance_norm", "conv1d_as_2d", "snake_fold")
 
 
@@ -55,7 +57,7 @@ class SessionConfig:
     #: load from (and build if missing) a cached optimized model / ORT-format model
     use_optimized_cache: bool = False
     use_ort_format: bool = False
-    #: our own graph rewrites (labkit.rewrites), applied and checked once, then cached
+    #: our own graph rewrites (labkit.engine.rewrites), applied and checked once, then cached
     #: (needs use_optimized_cache or use_ort_format): pow2_mul, instance_norm,
     #: conv1d_as_2d, snake_fold
     rewrites: list[str] = field(default_factory=list)
@@ -85,7 +87,7 @@ class SessionConfig:
 
 @dataclass
 class TextConfig:
-    """Sanitization before G2P (labkit.text)."""
+    """Sanitization before G2P (labkit.engine.text)."""
 
     max_chars: int = 200_000
     markdown: bool = True
@@ -95,7 +97,7 @@ class TextConfig:
     non_latin: str = "skip"
     urls: bool = True
     code: bool = True
-    #: sanitization rules switched off by name (see labkit.text.RULES)
+    #: sanitization rules switched off by name (see labkit.engine.text.RULES)
     disable: list[str] = field(default_factory=list)
     #: a "word" longer than this (a hash, base64, a run of one letter) is left out, recorded
     max_word_chars: int = 50
@@ -105,7 +107,7 @@ class TextConfig:
     g2p_fallback: bool = True
 
     def validate(self) -> None:
-        from .text import RULES  # the rule names live with the rules
+        from labkit.engine.text import RULES  # the rule names live with the rules
 
         if self.emoji not in ("drop", "name"):
             raise ConfigError(f"text.emoji={self.emoji!r}: allowed are drop, name")
@@ -123,7 +125,7 @@ class TextConfig:
 
 @dataclass
 class ChunkingConfig:
-    """How text is cut into pieces for streaming (labkit.chunking)."""
+    """How text is cut into pieces for streaming (labkit.engine.chunking)."""
 
     #: "primer" (short first piece, then sentences), "sentence", "clause", "budget", "none"
     strategy: str = "primer"
@@ -149,7 +151,7 @@ class ChunkingConfig:
 
 @dataclass
 class PipelineConfig:
-    """Streaming scheduler (labkit.pipeline)."""
+    """Streaming scheduler (labkit.engine.pipeline)."""
 
     #: 1 or 2 sessions
     sessions: int = 1

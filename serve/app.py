@@ -36,8 +36,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from labkit.config import ConfigError, LabConfig
-from labkit.g2p import normalize_lang
-from labkit.runtime import VoiceError
+from labkit.engine.g2p import normalize_lang
+from labkit.engine.runtime import VoiceError
 
 from . import voices as voicemod
 from .cache import CachingEngine, PieceCache
@@ -133,10 +133,10 @@ class ServerState:
 
 def build_synthesizer(cfg: LabConfig, cache: PieceCache, on_lookup=None):
     """The pipeline over caching engines: one session, or two when ``cfg.pipeline``
-    says so (as labkit.pipeline.StreamingSynthesizer.from_config builds them), all in
+    says so (as labkit.engine.pipeline.StreamingSynthesizer.from_config builds them), all in
     front of the one piece cache (off until the caller turns it on, so warm-ups and
     the choice of the faster session time real runs)."""
-    from labkit import pipeline
+    from labkit.engine import pipeline
 
     first = CachingEngine(cfg, cache=cache, on_lookup=on_lookup)
     engines = [first]
@@ -393,7 +393,7 @@ class _NoJob:
 
 def _input_error(exc: BaseException) -> APIError:
     """An error before the first audio: the input's fault (4xx) or ours (500)."""
-    from labkit.text import InputTooLong
+    from labkit.engine.text import InputTooLong
 
     if isinstance(exc, APIError):
         return exc

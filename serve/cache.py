@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from labkit.runtime import Engine, Synthesis
+from labkit.engine.runtime import Engine, Synthesis
 
 
 class PieceCache:

@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Callable
 
-from labkit.pipeline import StreamingSynthesizer
+from labkit.engine.pipeline import StreamingSynthesizer
 
 from .encoders import Encoder
 

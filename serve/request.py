@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 
 from labkit.config import ServeConfig
-from labkit.runtime import SPEED_RANGE
+from labkit.engine.runtime import SPEED_RANGE
 
 from .encoders import FORMATS
 from .errors import APIError

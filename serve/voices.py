@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import re
 
-from labkit.runtime import VoiceBank, VoiceError
+from labkit.engine.runtime import VoiceBank, VoiceError
 
 from .errors import APIError
 

@@ -13,7 +13,7 @@ def cfg() -> LabConfig:
 
 @pytest.fixture(scope="session")
 def engine(cfg):
-    from labkit.runtime import Engine
+    from labkit.engine.runtime import Engine
 
     eng = Engine(cfg)
     eng.warm_up(repeats=1)
@@ -22,6 +22,6 @@ def engine(cfg):
 
 @pytest.fixture(scope="session")
 def g2p_us():
-    from labkit.g2p import get_g2p
+    from labkit.engine.g2p import get_g2p
 
     return get_g2p("en-us")

@@ -8,8 +8,8 @@ import tarfile
 import numpy as np
 import pytest
 
-from labkit import assets
-from labkit.assets import AssetError
+from labkit.engine import assets
+from labkit.engine.assets import AssetError
 
 
 def _parts(tmp_path, blobs):

@@ -5,12 +5,12 @@ import nbformat
 import pytest
 import yaml
 
-from labkit.batch import run_batch
+from labkit.lab.batch import run_batch
 from labkit.config import ConfigError, LabConfig
 
 STAGE_CODE = """
 from labkit.config import LabConfig
-from labkit.stage import Stage
+from labkit.lab.stage import Stage
 cfg = LabConfig.load(config_path, overrides)
 with Stage(stage_name, cfg, run_id, {"value": value}) as st:
     if fail:

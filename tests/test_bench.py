@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from labkit import bench
-from labkit.bench import simulate_playback
+from labkit.measure import streaming as bench
+from labkit.measure.streaming import simulate_playback
 
 
 def test_early_chunks_play_without_underruns():
@@ -106,7 +106,7 @@ def test_baselines_run_on_our_session(cfg, engine):
 
 
 def test_run_stream_records_every_chunk(engine):
-    from labkit.pipeline import StreamingSynthesizer
+    from labkit.engine.pipeline import StreamingSynthesizer
 
     run = bench.run_stream(StreamingSynthesizer(engine), "One, two. Three four five.", keep_audio=True)
     assert run.words_present and len(run.arrivals) == len(run.chunks) >= 2
@@ -148,7 +148,7 @@ def _row(label, ttfa, rtf, chunking, underruns=0, words=True):
 
 
 def test_chunking_candidates_put_the_choice_first_with_its_seam_cost():
-    from labkit.bench import chunking_candidates
+    from labkit.measure.streaming import chunking_candidates
     from labkit.config import ChunkingConfig
 
     base = ChunkingConfig()
@@ -163,7 +163,7 @@ def test_chunking_candidates_put_the_choice_first_with_its_seam_cost():
 
 
 def test_session_candidates_from_measured_rows():
-    from labkit.bench import session_candidates
+    from labkit.measure.streaming import session_candidates
 
     common = {"status": "ok", "text": "paragraph", "underruns_max": 0, "words_present": True}
     rows = [
@@ -188,5 +188,5 @@ def test_session_candidates_from_measured_rows():
     rows[0]["underruns_max"] = 1
     out = session_candidates(rows, {"candidate": "single 2"})
     from labkit.config import SelectionConfig
-    from labkit.selection import rank
+    from labkit.lab.selection import rank
     assert out[0]["failed_checks"] == ["underruns"] and rank(out, SelectionConfig()) == []

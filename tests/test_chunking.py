@@ -6,11 +6,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from labkit import bench, chunking
-from labkit.chunking import ChunkingError, coverage, ramp_budget, split
+from labkit.measure import streaming as bench
+from labkit.engine import chunking
+from labkit.engine.chunking import ChunkingError, coverage, ramp_budget, split
 from labkit.config import ChunkingConfig
-from labkit.g2p import MAX_TOKENS
-from labkit.text import sanitize
+from labkit.engine.g2p import MAX_TOKENS
+from labkit.engine.text import sanitize
 
 STRATEGIES = chunking.STRATEGIES
 

@@ -8,9 +8,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from labkit import convert
+from labkit.optimize import convert
 from labkit.config import ConfigError, SessionConfig
-from labkit.runtime import providers_for, session_options
+from labkit.engine.runtime import providers_for, session_options
 
 
 def _tiny_model(path, scale=2.0):
@@ -84,7 +84,7 @@ def test_optimize_every_level(tmp_path):
 
 def test_ort_format_round_trip_real_model(cfg, tmp_path):
     """The shipped model as ORT format loads and makes the same-length audio."""
-    from labkit import assets
+    from labkit.engine import assets
 
     path = assets.model_path(cfg, "int8")
     if not path.exists():
@@ -126,8 +126,9 @@ def test_unknown_rewrite_and_format(tmp_path):
 
 
 def test_cold_start_entry_point(cfg, tmp_path):
-    """``python -m labkit.convert cold`` in a fresh process reports its timings."""
-    from labkit import assets, ortbench
+    """``python -m labkit.optimize.convert cold`` in a fresh process reports its timings."""
+    from labkit.engine import assets
+    from labkit.lab import s02_ort_conversion as ortbench
 
     path = assets.model_path(cfg, "int8")
     if not path.exists():
@@ -139,7 +140,7 @@ def test_cold_start_entry_point(cfg, tmp_path):
 
 
 def test_missed_targets_are_explained_from_the_record():
-    from labkit import ortbench
+    from labkit.lab import s02_ort_conversion as ortbench
 
     def t(median):
         return {"median": median}
@@ -160,7 +161,7 @@ def test_missed_targets_are_explained_from_the_record():
 
 
 def test_screen_takes_only_changes_that_beat_its_own_noise():
-    from labkit import ortbench
+    from labkit.lab import s02_ort_conversion as ortbench
 
     base = SessionConfig()
     cands = ortbench.screen_candidates(base, toggles=["denormal_as_zero", "enable_mem_pattern"],

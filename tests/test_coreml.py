@@ -12,7 +12,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from labkit import coreml
+from labkit.optimize import coreml
 from labkit.config import ConfigError, LabConfig
 
 # onnxruntime issue #28022 (ORT 1.24.4, M3 Max, MLProgram), Python-style prefix

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from labkit.batch import Batch, _flatten
+from labkit.lab.batch import Batch, _flatten
 from labkit.config import REPO_ROOT, LabConfig
 
 FILES = sorted((REPO_ROOT / "experiments").glob("*.yaml"))

@@ -1,4 +1,4 @@
-"""labkit.g2p and labkit.phonemize: what the listener hears from messy text.
+"""labkit.engine.g2p and labkit.engine.phonemize: what the listener hears from messy text.
 
 Every corpus case (labkit/data/messy_corpus.yaml) asserts the words heard in order, the
 pauses where paragraphs were, the refusals with their message, and that no unknown or
@@ -11,10 +11,10 @@ import logging
 
 import pytest
 
-from labkit.g2p import UNKNOWN, VOCAB, G2P, clean_phonemes, get_g2p, normalize_lang, tokenize
-from labkit.phonemize import (case_input, load_corpus, missing_in_order, phonemize_json,
+from labkit.engine.g2p import UNKNOWN, VOCAB, G2P, clean_phonemes, get_g2p, normalize_lang, tokenize
+from labkit.engine.phonemize import (case_input, load_corpus, missing_in_order, phonemize_json,
                               run_case)
-from labkit.text import InputTooLong, sanitize
+from labkit.engine.text import InputTooLong, sanitize
 
 CORPUS = load_corpus()
 #: the 20,000-character case goes through chunking's halving (~20 s on 2 cores): checked

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from labkit import joining
+from labkit.engine import joining
 from labkit.config import ChunkingConfig
-from labkit.joining import SAMPLE_RATE, Joiner, continuity, crossfade, join, trim_bounds
+from labkit.engine.joining import SAMPLE_RATE, Joiner, continuity, crossfade, join, trim_bounds
 
 MS = SAMPLE_RATE // 1000
 

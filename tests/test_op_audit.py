@@ -7,7 +7,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from labkit import assets, op_audit
+from labkit.engine import assets
+from labkit.optimize import op_audit
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +20,7 @@ def int8(cfg):
 def recon(cfg):
     path = assets.model_path(cfg, "fp32-recon")
     if not path.exists():
-        pytest.skip(f"{path} not built yet (labkit.recon)")
+        pytest.skip(f"{path} not built yet (labkit.optimize.recon)")
     return op_audit.audit(path)
 
 
@@ -80,7 +81,7 @@ def test_fp32_recon_is_dequantized(recon):
 def test_fp16_variant_is_built_and_audited(cfg, recon):
     """"Any fp16 variant": without the release's fp16 file, fp16-dec is built from the
     reference (decoder in fp16; the source/STFT/iSTFT path and the I/O stay fp32)."""
-    from labkit import quantize
+    from labkit.optimize import quantize
 
     audits, missing = op_audit.audit_variants(cfg, ["fp16-dec", "qdq-minmax"])
     assert "qdq-minmax" in missing  # needs calibration: reported, not built behind the user's back

@@ -9,9 +9,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from labkit import chunking
+from labkit.engine import chunking
 from labkit.config import ChunkingConfig, LabConfig, PipelineConfig
-from labkit.pipeline import Chunk, PipelineError, StreamingSynthesizer, build_engines
+from labkit.engine.pipeline import Chunk, PipelineError, StreamingSynthesizer, build_engines
 
 TEXT = ("At the edge of the harbor, the old ferry leaves at seven. The captain waves. "
         "Most passengers sleep, some read, and a few watch the sea.")

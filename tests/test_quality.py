@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from labkit import corpora, quality
+from labkit.measure import corpora
+from labkit import quality
 from labkit.quality import QualityError
 
 SR = quality.SAMPLE_RATE

@@ -9,8 +9,12 @@ import numpy as np
 import onnx
 import pytest
 
-from labkit import assets, corpora, qbench, quality, quantize
-from labkit.quantize import QuantizeError, VariantSpec
+from labkit.engine import assets
+from labkit.measure import corpora
+from labkit.lab import s03_quantization as qbench
+from labkit import quality
+from labkit.optimize import quantize
+from labkit.optimize.quantize import QuantizeError, VariantSpec
 
 #: LSD (dB) to the reference on the short held-out sentences, measured with these tests'
 #: settings (1 calibration utterance) and given headroom; a recipe that gets worse fails.
@@ -162,7 +166,7 @@ def ref(cfg):
 
 @pytest.fixture(scope="module")
 def voices(cfg):
-    from labkit.runtime import VoiceBank
+    from labkit.engine.runtime import VoiceBank
 
     return VoiceBank.load(assets.voices_path(cfg))
 
@@ -181,7 +185,7 @@ def builder(ref, voices, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ref_audio(ref, cfg, voices, held):
-    from labkit.runtime import make_session
+    from labkit.engine.runtime import make_session
 
     return qbench.reference_audio(make_session(ref.path, cfg.session), held, voices)
 
@@ -203,7 +207,7 @@ def test_families_cover_the_heavy_ops(ref):
 
 
 def _speaks(built, cfg, voices, held, ref_audio, bound):
-    from labkit.runtime import make_session
+    from labkit.engine.runtime import make_session
 
     ev = qbench.evaluate(make_session(built.path, cfg.session), held, voices, ref_audio,
                          with_dnsmos=False)

@@ -5,8 +5,8 @@ import numpy as np
 import onnx
 import pytest
 
-from labkit import assets
-from labkit.runtime import Engine
+from labkit.engine import assets
+from labkit.engine.runtime import Engine
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from labkit import rewrites
+from labkit.engine import rewrites
 
 RNG = np.random.default_rng(0)
 
@@ -146,7 +146,8 @@ def test_shape_needing_rewrite_wants_feeds():
 def test_real_model_rewrites_preserve_output(cfg):
     """pow2_mul and conv1d_as_2d on the shipped int8 graph, on a real input: the first
     rewritten site agrees to float rounding and the audio keeps its length."""
-    from labkit import assets, convert
+    from labkit.engine import assets
+    from labkit.optimize import convert
 
     path = assets.model_path(cfg, "int8")
     if not path.exists():

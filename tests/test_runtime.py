@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from labkit.config import ConfigError
-from labkit.runtime import SAMPLE_RATE, VoiceError, parse_blend, providers_for, session_options
+from labkit.engine.runtime import SAMPLE_RATE, VoiceError, parse_blend, providers_for, session_options
 
 PHONEMES = "ðə kwˈɪk bɹˈWn fˈɑks."
 
@@ -77,7 +77,7 @@ def test_sample_rate():
 
 
 def test_engine_loads_through_the_ort_format_cache(cfg, engine, tmp_path):
-    from labkit.runtime import Engine
+    from labkit.engine.runtime import Engine
 
     cached_cfg = cfg.with_overrides({"session.use_ort_format": True,
                                      "artifacts_dir": str(tmp_path)})

@@ -1,6 +1,6 @@
 """Selection rules on synthetic records."""
 from labkit.config import LabConfig, SelectionConfig
-from labkit.selection import compare, eligible, rank, select
+from labkit.lab.selection import compare, eligible, rank, select
 
 RULES = SelectionConfig(max_lsd_db=2.0, objectives=["ttfa_s", "rtf"], tie_band=0.05)
 

@@ -156,8 +156,8 @@ def test_best_json_is_merged_under_explicit_settings(tmp_path, caplog):
 
 
 def test_voice_names(cfg):
-    from labkit import assets
-    from labkit.runtime import VoiceBank
+    from labkit.engine import assets
+    from labkit.engine.runtime import VoiceBank
     from serve import voices
 
     bank = VoiceBank.load(assets.voices_path(cfg))
@@ -201,7 +201,7 @@ def test_auth_cors_and_not_ready_without_loading_the_model():
 # -- the real server -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def server():
-    from labkit.httpbench import ServerProcess
+    from labkit.measure.httpbench import ServerProcess
 
     with ServerProcess(LabConfig.load(env={}), overrides=["serve.queue_timeout_s=0.5"]) as s:
         yield s

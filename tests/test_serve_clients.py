@@ -1,6 +1,6 @@
 """Real clients against the real server (one for the module, with an API key set): the
 official openai SDK, a Node fetch script shaped like a Raycast extension, and
-labkit.client (``labkit say --server``)."""
+labkit.measure.client (``labkit say --server``)."""
 from __future__ import annotations
 
 import io
@@ -13,7 +13,7 @@ from pathlib import Path
 import av
 import pytest
 
-from labkit.client import ServerError, say_from_server, simulate_playback, speech_url
+from labkit.measure.client import ServerError, say_from_server, simulate_playback, speech_url
 from labkit.config import LabConfig
 
 KEY = "test-key-123"
@@ -50,7 +50,7 @@ def test_playback_simulator_counts_underruns():
 # -- the real server -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def server():
-    from labkit.httpbench import ServerProcess
+    from labkit.measure.httpbench import ServerProcess
 
     with ServerProcess(LabConfig.load(env={}), overrides=[f"serve.api_key={KEY}"]) as s:
         yield s
@@ -141,7 +141,7 @@ def test_say_from_server_to_files(server, tmp_path):
 
 
 def test_bench_texts_fit_the_endpoint():
-    from labkit.httpbench import TEXT_NAMES, bench_texts
+    from labkit.measure.httpbench import TEXT_NAMES, bench_texts
 
     texts = bench_texts(4096)
     assert tuple(texts) == TEXT_NAMES

@@ -1,10 +1,10 @@
-"""labkit.text: each sanitization rule, the report, the cap."""
+"""labkit.engine.text: each sanitization rule, the report, the cap."""
 from __future__ import annotations
 
 import pytest
 
 from labkit.config import ConfigError, TextConfig
-from labkit.text import RULES, InputTooLong, sanitize, script_runs
+from labkit.engine.text import RULES, InputTooLong, sanitize, script_runs
 
 
 def test_nul_and_control_characters_separate_words():

@@ -1,12 +1,12 @@
 """``make bench``: our endpoint over HTTP beside kokoro-onnx in process, in one run.
 
-On the same texts (labkit.bench's phrase, sentence, paragraph and article; the article
+On the same texts (labkit.measure.streaming's phrase, sentence, paragraph and article; the article
 cut at a paragraph boundary to the endpoint's input cap, ``serve.max_input_chars``, since
 OpenAI's API takes no more either), the same model variant and session settings (the
 configuration the endpoint serves: best.json when there is one), five ways to get speech:
 
-- ``kokoro-onnx create`` / ``create_stream``: labkit.bench.KokoroBaseline, in process;
-- ``pipeline``: our StreamingSynthesizer in process (labkit.bench.run_stream, no cache);
+- ``kokoro-onnx create`` / ``create_stream``: labkit.measure.streaming.KokoroBaseline, in process;
+- ``pipeline``: our StreamingSynthesizer in process (labkit.measure.streaming.run_stream, no cache);
 - ``http``: our endpoint, the real server in a subprocess on a free loopback port, read
   as raw PCM so the first body byte is the first audio sample, with ``Cache-Control:
   no-cache`` so every repeat synthesizes (G2P's own cache stays warm, as it does for the
@@ -16,7 +16,7 @@ configuration the endpoint serves: best.json when there is one), five ways to ge
 For each: time to first audio (TTFA: request to the first audio sample in the client's
 hands), total time, RTF (total time over audio seconds: with streaming, the wall clock
 is what the listener waits on), and underruns of a player that starts after
-``buffer_s`` of audio (labkit.bench.simulate_playback). Then a soak: ``soak_requests``
+``buffer_s`` of audio (labkit.measure.streaming.simulate_playback). Then a soak: ``soak_requests``
 sequential requests of mixed lengths and formats, counting errors and the server's
 resident memory growth after the first 20. Ratios are taken within the run.
 """
@@ -32,16 +32,16 @@ from pathlib import Path
 
 import httpx
 
-from . import bench
-from .client import BYTES_PER_SECOND, stream_speech
-from .config import REPO_ROOT, LabConfig
-from .stage import Stage
+from labkit.measure import streaming as bench
+from labkit.measure.client import BYTES_PER_SECOND, stream_speech
+from labkit.config import REPO_ROOT, LabConfig
+from labkit.lab.stage import Stage
 
 TEXT_NAMES = ("phrase", "sentence", "paragraph", "article")
 
 
 def bench_texts(max_chars: int, names=TEXT_NAMES) -> dict[str, str]:
-    """labkit.bench's texts, each cut at a paragraph (else sentence) boundary to
+    """labkit.measure.streaming's texts, each cut at a paragraph (else sentence) boundary to
     ``max_chars``, so the endpoint takes them whole."""
     out = {}
     for name in names:
@@ -159,7 +159,7 @@ class ServerProcess:
             self._tmp = None
 
 
-# -- the HTTP runner (the in-process ones are labkit.bench's) ---------------------------------------
+# -- the HTTP runner (the in-process ones are labkit.measure.streaming's) ---------------------------------------
 def run_http(url: str, text: str, voice: str, speed: float, lang: str, *, cache: bool,
              api_key: str | None = None, client: httpx.Client | None = None) -> bench.Run:
     """One request, read as raw PCM; a part's arrival is when the client got it."""
@@ -225,7 +225,7 @@ def run_bench(cfg: LabConfig, run_id: str | None = None, texts: dict[str, str] |
     one warm-up) per text and runner; the article gets ``long_repeats`` and no warm-up."""
     from serve.settings import resolve
 
-    from .pipeline import StreamingSynthesizer
+    from labkit.engine.pipeline import StreamingSynthesizer
 
     served = resolve(cfg)  # the configuration the endpoint ships, for every runner alike
     scfg = served.cfg

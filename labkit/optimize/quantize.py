@@ -29,7 +29,7 @@ artifact folder; nothing here ever writes into git):
 * mixed precision -- any recipe takes ``families``: only the nodes of those module
   families are quantized, the rest stay float. :data:`FAMILIES` names Kokoro's modules by
   node-name prefix; the stage measures each family's cost alone and keeps the sensitive
-  ones float (labkit.qbench.choose_families).
+  ones float (labkit.lab.s03_quantization.choose_families).
 """
 from __future__ import annotations
 
@@ -599,7 +599,7 @@ def provide_variant(cfg, name: str) -> Path | None:
     whose recipe needs no calibration: fp16, fp16-dec, dyn-*) built once from the quality
     reference into the assets folder, where later lookups find it. None when it is
     neither provisioned nor buildable (the caller reports it missing)."""
-    from . import assets
+    from labkit.engine import assets
 
     path = assets.model_path(cfg, name)
     if path.exists():

@@ -14,7 +14,7 @@ In code, as a context manager::
 
 In a notebook whose stage spans cells: ``st = Stage(...).start()`` in the first cell and
 ``st.finish()`` in the last. If a cell in between raises, papermill stops and the batch
-runner (labkit.batch) writes the ``failed`` record with the cell's error and traceback.
+runner (labkit.lab.batch) writes the ``failed`` record with the cell's error and traceback.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import REPO_ROOT, LabConfig
+from labkit.config import REPO_ROOT, LabConfig
 
 RECORD_NAME = "metrics.json"
 _PACKAGES = ("onnxruntime", "onnx", "numpy", "kokoro-onnx", "misaki", "spacy", "phonemizer",
@@ -82,7 +82,7 @@ def fingerprint(cfg: LabConfig | None = None) -> dict[str, Any]:
     asset hashes: what a number depends on besides the config."""
     import onnxruntime as ort
 
-    from . import assets
+    from labkit.engine import assets
 
     versions = {}
     for name in _PACKAGES:

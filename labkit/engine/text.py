@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 from urllib.parse import urlsplit
 
-from .config import TextConfig
+from labkit.config import TextConfig
 
 
 class InputTooLong(ValueError):

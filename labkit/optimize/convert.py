@@ -18,7 +18,7 @@ that is where the start-up time goes.
 
 Entry points: :func:`cached_model_for` (the path to load for a SessionConfig),
 :func:`make_cached_session`, :func:`optimize`, :func:`to_ort_format`, and
-``python -m labkit.convert cold ...`` (one cold start in this fresh process, as JSON).
+``python -m labkit.optimize.convert cold ...`` (one cold start in this fresh process, as JSON).
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from .config import OPT_LEVELS, ConfigError, SessionConfig
+from labkit.config import OPT_LEVELS, ConfigError, SessionConfig
 
 #: settings that change the saved graph (threads, arena etc. do not)
 GRAPH_SETTINGS = ("graph_optimization_level", "providers")
@@ -91,7 +91,7 @@ def cache_key(model_hash: str, session_cfg: SessionConfig, fmt: str,
 
 # -- offline optimization -----------------------------------------------------------
 def _save_options(session_cfg: SessionConfig, dest: Path, fmt: str) -> ort.SessionOptions:
-    from .runtime import session_options
+    from labkit.engine.runtime import session_options
 
     so = session_options(session_cfg, optimized_model_path=str(dest))
     if fmt == "ort":
@@ -107,7 +107,7 @@ def save_optimized(model_path: str | os.PathLike, dest: str | os.PathLike,
                    session_cfg: SessionConfig, fmt: str = "onnx") -> Path:
     """Optimize ``model_path`` at ``session_cfg.graph_optimization_level`` for its providers
     and save the result to ``dest`` (atomically) as .onnx or ORT format."""
-    from .runtime import providers_for
+    from labkit.engine.runtime import providers_for
 
     if fmt not in FORMATS:
         raise ConfigError(f"format {fmt!r}: allowed are {', '.join(FORMATS)}")
@@ -183,7 +183,7 @@ def rewritten_model(model_path: str | os.PathLike, names: list[str],
     ``feeds`` (first rewritten site within ``site_rtol``, same output length) and cached
     by model hash + rewrite list. Raises if the check fails: a rewrite that changes the
     computation is never used."""
-    from . import rewrites as rw
+    from labkit.engine import rewrites as rw
 
     names = list(names)
     cache_dir = Path(cache_dir)
@@ -267,7 +267,7 @@ def load_config(session_cfg: SessionConfig, cached: bool) -> SessionConfig:
 def make_cached_session(model_path: str | os.PathLike, session_cfg: SessionConfig,
                         cache_dir: str | os.PathLike) -> ort.InferenceSession:
     """An InferenceSession for ``session_cfg``, through the cache where it asks for one."""
-    from .runtime import providers_for, session_options
+    from labkit.engine.runtime import providers_for, session_options
 
     session_cfg.validate()
     path = cached_model_for(model_path, session_cfg, cache_dir)
@@ -321,7 +321,7 @@ def cold_start(model_path: str, session_cfg: SessionConfig, cache_dir: str,
 
 
 def _main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m labkit.convert")
+    parser = argparse.ArgumentParser(prog="python -m labkit.optimize.convert")
     sub = parser.add_subparsers(dest="cmd", required=True)
     cold = sub.add_parser("cold", help="time one cold start in this process; prints JSON")
     cold.add_argument("--model", required=True)

@@ -3,12 +3,12 @@
 ``StreamingSynthesizer(engine).stream(text, voice, speed, lang, cancel)`` yields
 :class:`Chunk` s (joined audio, the piece's text and phonemes, timings). Behind it:
 
-* :mod:`labkit.chunking` cuts the sanitized text lazily (primer first), so synthesis of
+* :mod:`labkit.engine.chunking` cuts the sanitized text lazily (primer first), so synthesis of
   the first piece starts after only the first few words have been phonemized;
 * a look-ahead scheduler runs synthesis in background threads, one per session, and keeps
   at most ``pipeline.queue_depth`` pieces synthesized or in flight ahead of the consumer
   (bounded memory), so the next piece is usually ready before the current one finishes;
-* :mod:`labkit.joining` trims each piece, adds the pause its punctuation calls for, and
+* :mod:`labkit.engine.joining` trims each piece, adds the pause its punctuation calls for, and
   crossfades mid-sentence joins - in text order, in the consumer's thread.
 
 Over two sessions (``pipeline.sessions: 2``; e.g. CoreML ALL + CPU on the Mac, or two CPU
@@ -39,10 +39,12 @@ from typing import Any, AsyncIterator, Iterator, Sequence
 
 import numpy as np
 
-from . import chunking, joining, text as textmod
-from .config import ChunkingConfig, ConfigError, LabConfig, PipelineConfig, SessionConfig
-from .g2p import get_g2p, normalize_lang
-from .runtime import SAMPLE_RATE, SPEED_RANGE, Engine
+from labkit.engine import chunking
+from labkit.engine import joining
+from labkit.engine import text as textmod
+from labkit.config import ChunkingConfig, ConfigError, LabConfig, PipelineConfig, SessionConfig
+from labkit.engine.g2p import get_g2p, normalize_lang
+from labkit.engine.runtime import SAMPLE_RATE, SPEED_RANGE, Engine
 
 ROUTINGS = ("first-fast", "round-robin")
 

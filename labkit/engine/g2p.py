@@ -219,7 +219,7 @@ class G2P:
     def _phonemize(self, text: str) -> Phonemized:
         if not text.strip():
             return Phonemized(text, "", self.lang, engine=self.engine)
-        from .text import NON_LATIN_RUN, script_runs
+        from labkit.engine.text import NON_LATIN_RUN, script_runs
 
         if not NON_LATIN_RUN.search(text):
             return self._phonemize_latin(text)

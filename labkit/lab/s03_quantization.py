@@ -19,17 +19,17 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import quality
-from .quantize import family_of
-from .runtime import SAMPLE_RATE, make_session
-from .timing import Timing, measure
+from labkit import quality
+from labkit.optimize.quantize import family_of
+from labkit.engine.runtime import SAMPLE_RATE, make_session
+from labkit.timing import Timing, measure
 
 
 # -- inputs ----------------------------------------------------------------------------------
 def token_probe(prepared: Sequence, n_tokens: int, voices) -> dict[str, np.ndarray]:
     """Feeds of exactly ``n_tokens`` tokens: held-out phonemes concatenated (with a space)
     and cut, voice and speed of the first utterance. For RTF at a chosen length."""
-    from .g2p import VOCAB
+    from labkit.engine.g2p import VOCAB
 
     if not 1 <= n_tokens <= 510:
         raise ValueError(f"n_tokens={n_tokens}: Kokoro takes 1 to 510 tokens")
@@ -195,7 +195,7 @@ def sensitivity(builder, families: Sequence[str], base_spec: dict, session_cfg, 
                 voices, ref_audio: dict) -> dict[str, dict]:
     """Quantize one family at a time (``base_spec`` with ``families=[f]``) and measure the
     distance each costs on ``heldout`` (no DNSMOS: quick)."""
-    from .quantize import VariantSpec
+    from labkit.optimize.quantize import VariantSpec
 
     out: dict[str, dict] = {}
     for fam in families:
@@ -286,7 +286,7 @@ def choose_families(sensitivity: dict[str, dict], budget_db: float) -> dict[str,
             "budget_db": budget_db}
 
 
-# -- candidates for the journal's selection (labkit.selection) --------------------------------------
+# -- candidates for the journal's selection (labkit.lab.selection) --------------------------------------
 #: problem string prefix (labkit.quality.check_audio, evaluate, run_bench) -> check name
 _CHECKS = (("nan", "NaN"), ("empty", "silence"), ("silence", "silence"), ("clipping", "clipping"),
            ("length", "length"), ("run failed", "load"))
@@ -358,7 +358,7 @@ def profile(model: Path, session_cfg, feeds: dict, out_dir: Path, runs: int = 2)
     """ORT's profiler (enable_profiling) on warm runs: time by op type and by module family."""
     import onnxruntime as ort
 
-    from .runtime import providers_for, session_options
+    from labkit.engine.runtime import providers_for, session_options
 
     so = session_options(session_cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -401,7 +401,7 @@ INT8_OPS = ("QLinearConv", "ConvInteger", "MatMulInteger", "QLinearMatMul", "Dyn
 
 
 def speed_bound(ref_profile: dict, var_profile: dict | None = None) -> dict[str, Any]:
-    """Why the speed-up is what it is, from two ORT profiles (labkit.qbench.profile):
+    """Why the speed-up is what it is, from two ORT profiles (labkit.lab.s03_quantization.profile):
     the share of the reference's kernel time in float Conv/MatMul (what int8 can touch),
     and Amdahl's bound on the whole-run speed-up if that share ran 2x / 4x faster; with a
     variant's profile, the measured kernel-time ratio of what replaced it."""

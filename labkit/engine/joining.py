@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import ChunkingConfig
+from labkit.config import ChunkingConfig
 
 SAMPLE_RATE = 24_000
 _FADE_MS = 3.0

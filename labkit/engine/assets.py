@@ -34,7 +34,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .config import LabConfig
+from labkit.config import LabConfig
 
 INT8_NAME = "kokoro-v1.0.int8.onnx"
 INT8_SHA256 = "6e742170d309016e5891a994e1ce1559c702a2ccd0075e67ef7157974f6406cb"
@@ -398,7 +398,7 @@ def provision(cfg: LabConfig, voices_tarball: Path | None = None, originals: boo
         log(f"voices     {vpath}")
 
     if recon:
-        from .recon import build_fp32_recon  # heavy import (onnx); only when needed
+        from labkit.optimize.recon import build_fp32_recon  # heavy import (onnx); only when needed
 
         rpath = adir / FP32_RECON_NAME
         entry = entries.get(FP32_RECON_NAME, {})

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from . import assets
-from .config import ConfigError, LabConfig, SessionConfig
-from .g2p import MAX_TOKENS, clean_phonemes, tokenize
+from labkit.engine import assets
+from labkit.config import ConfigError, LabConfig, SessionConfig
+from labkit.engine.g2p import MAX_TOKENS, clean_phonemes, tokenize
 
 SAMPLE_RATE = 24_000
 SPEED_RANGE = (0.5, 2.0)
@@ -70,18 +70,18 @@ def providers_for(s: SessionConfig) -> list:
 
 
 def ort_cache_dir(cfg: LabConfig) -> Path:
-    """Where optimized / ORT-format graphs are cached (labkit.convert)."""
+    """Where optimized / ORT-format graphs are cached (labkit.optimize.convert)."""
     return cfg.resolve(cfg.artifacts_dir) / "cache" / "ort"
 
 
 def make_session(model: str | Path, s: SessionConfig,
                  cache_dir: str | Path | None = None) -> ort.InferenceSession:
     """A session for ``model``; with ``use_optimized_cache`` / ``use_ort_format`` set and a
-    ``cache_dir``, through labkit.convert's cache of optimized graphs."""
+    ``cache_dir``, through labkit.optimize.convert's cache of optimized graphs."""
     path = Path(model)
     assets.require(path, "model file")
     if cache_dir is not None and (s.use_optimized_cache or s.use_ort_format):
-        from .convert import make_cached_session
+        from labkit.optimize.convert import make_cached_session
 
         return make_cached_session(path, s, cache_dir)
     return ort.InferenceSession(str(path), sess_options=session_options(s),
@@ -204,7 +204,7 @@ class Engine:
             raise ValueError("nothing to synthesize: no phoneme tokens")
         if len(tokens) > MAX_TOKENS:
             raise ValueError(f"{len(tokens)} tokens: Kokoro takes at most {MAX_TOKENS} per call; "
-                             "chunk the text first (labkit.chunking)")
+                             "chunk the text first (labkit.engine.chunking)")
         lo, hi = SPEED_RANGE
         if not lo <= float(speed) <= hi:
             raise ValueError(f"speed {speed}: Kokoro supports {lo} to {hi}")
@@ -238,8 +238,8 @@ class Engine:
 
 def synthesize_text(engine: Engine, text: str, voice: str | None = None,
                     speed: float | None = None, lang: str | None = None) -> np.ndarray:
-    """Whole text to audio, cut into pieces by labkit.chunking and joined."""
-    from .pipeline import StreamingSynthesizer
+    """Whole text to audio, cut into pieces by labkit.engine.chunking and joined."""
+    from labkit.engine.pipeline import StreamingSynthesizer
 
     synth = StreamingSynthesizer(engine)
     return synth.synthesize(text, voice=voice, speed=speed, lang=lang)

@@ -3,7 +3,7 @@
 The same path as synthesis (sanitize -> chunking -> G2P), stopped before the model:
 the sanitized text, the phonemes per piece, what the listener will hear, and a report of
 everything changed, fallen back or dropped. Input it refuses (over the cap, nothing to
-read) raises :class:`labkit.text.InputTooLong` / :class:`ValueError` with a clear message.
+read) raises :class:`labkit.engine.text.InputTooLong` / :class:`ValueError` with a clear message.
 
 The stage-01 corpus (``labkit/data/messy_corpus.yaml``) is checked through the same
 function: :func:`run_case` says which expected words were not heard, in order, and
@@ -17,12 +17,12 @@ from typing import Any
 
 import yaml
 
-from . import chunking
-from .config import LabConfig
-from .g2p import UNKNOWN, VOCAB, G2P, get_g2p, normalize_lang
-from .text import InputTooLong, sanitize
+from labkit.engine import chunking
+from labkit.config import DATA_DIR, LabConfig
+from labkit.engine.g2p import UNKNOWN, VOCAB, G2P, get_g2p, normalize_lang
+from labkit.engine.text import InputTooLong, sanitize
 
-CORPUS_PATH = Path(__file__).resolve().parent / "data" / "messy_corpus.yaml"
+CORPUS_PATH = DATA_DIR / "messy_corpus.yaml"
 _ALNUM = re.compile(r"[^\W_]+")
 
 
@@ -236,7 +236,7 @@ def g2p_timings(cfg: LabConfig, texts: dict[str, str], repeats: int = 5,
                 espeak_baseline: bool = True) -> list[dict[str, Any]]:
     """Per input: misaki alone on the raw text, labkit (sanitize + G2P, cache bypassed) and
     kokoro-onnx's espeak-only tokenizer, median seconds, measured side by side."""
-    from .timing import measure
+    from labkit.timing import measure
 
     lang = normalize_lang(cfg.lang, cfg.voice)
     g2p = get_g2p(lang, cfg.text.g2p_fallback)
@@ -267,7 +267,7 @@ def g2p_timings(cfg: LabConfig, texts: dict[str, str], repeats: int = 5,
 
 def cache_hit_seconds(cfg: LabConfig, text: str, repeats: int = 50) -> float:
     """Median time of a repeated sentence served from the G2P cache."""
-    from .timing import measure
+    from labkit.timing import measure
 
     g2p = get_g2p(normalize_lang(cfg.lang, cfg.voice), cfg.text.g2p_fallback)
     g2p(text)

@@ -15,8 +15,8 @@ from typing import Iterable
 
 import numpy as np
 import yaml
+from labkit.config import DATA_DIR
 
-DATA_DIR = Path(__file__).resolve().parent / "data"
 NAMES = ("calibration", "heldout")
 SIZE_BANDS = {"short": (1, 59), "medium": (60, 199), "long": (200, 510)}
 
@@ -156,7 +156,7 @@ class Prepared:
 
 def prepare(corpus: Corpus | Iterable[Utterance]) -> list[Prepared]:
     """Phonemize every utterance with its language's G2P (misaki, espeak fallback)."""
-    from .g2p import MAX_TOKENS, get_g2p, tokenize
+    from labkit.engine.g2p import MAX_TOKENS, get_g2p, tokenize
 
     out = []
     for u in corpus:

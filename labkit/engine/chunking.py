@@ -38,8 +38,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from .config import ChunkingConfig
-from .g2p import MAX_TOKENS, G2P
+from labkit.config import ChunkingConfig
+from labkit.engine.g2p import MAX_TOKENS, G2P
 
 STRATEGIES = ("primer", "sentence", "clause", "budget", "none")
 #: what ended a piece, from the longest pause to none

@@ -508,7 +508,7 @@ def _with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
 def _run(model, feeds_list, session_cfg, extra: list[str]):
     import onnxruntime as ort
 
-    from .runtime import providers_for, session_options
+    from labkit.engine.runtime import providers_for, session_options
 
     if not isinstance(model, onnx.ModelProto):
         model = onnx.load(str(model))
@@ -535,7 +535,7 @@ def check(original, rewritten, feeds_list: list[dict], sites: list[str] | None =
     """Run both graphs (same session settings) on every feed and compare: the first
     and last of ``sites`` (tensor names both graphs keep), the output length, and for
     audio its log-spectral distance (gating only when ``max_lsd_db`` is given)."""
-    from .config import SessionConfig
+    from labkit.config import SessionConfig
 
     session_cfg = session_cfg or SessionConfig()
     if not isinstance(original, onnx.ModelProto):
@@ -564,7 +564,7 @@ def check(original, rewritten, feeds_list: list[dict], sites: list[str] | None =
             continue
         res.max_abs.append(float(np.max(np.abs(ya - yb))) if ya.size else 0.0)
         if audio:
-            from .quality import lsd_db
+            from labkit.quality import lsd_db
 
             d = lsd_db(ya.astype(np.float32), yb.astype(np.float32))
             res.lsd_db.append(d)

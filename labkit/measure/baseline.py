@@ -11,11 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from . import assets, bench
-from .config import LabConfig
-from .pipeline import StreamingSynthesizer
-from .runtime import Engine, make_session
-from .timing import measure
+from labkit.engine import assets
+from labkit.measure import streaming as bench
+from labkit.config import LabConfig
+from labkit.engine.pipeline import StreamingSynthesizer
+from labkit.engine.runtime import Engine, make_session
+from labkit.timing import measure
 
 METHODS = ("create", "create_stream", "labkit")
 

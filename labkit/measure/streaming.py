@@ -17,10 +17,10 @@ duration, dropout < 0.1 %):
 
 Runners (the real code paths, in-process, on one model and its voices):
 
-* :func:`run_stream` - ``labkit.pipeline.StreamingSynthesizer.stream``;
+* :func:`run_stream` - ``labkit.engine.pipeline.StreamingSynthesizer.stream``;
 * :func:`run_create` / :func:`run_create_stream` - kokoro-onnx 0.6.1's ``Kokoro.create``
   (all audio at once) and ``Kokoro.create_stream`` (balanced batches near 510 phonemes),
-  built with ``Kokoro.from_session`` on a session from :func:`labkit.runtime.make_session`,
+  built with ``Kokoro.from_session`` on a session from :func:`labkit.engine.runtime.make_session`,
   so both sides use the same model and session settings.
 """
 from __future__ import annotations
@@ -36,9 +36,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .runtime import SAMPLE_RATE
+from labkit.engine.runtime import SAMPLE_RATE
+from labkit.config import DATA_DIR
 
-DATA_DIR = Path(__file__).resolve().parent / "data"
 
 
 # -- texts -------------------------------------------------------------------------------------
@@ -206,7 +206,7 @@ class Run:
 def run_stream(synth, text_: str, voice: str | None = None, speed: float | None = None,
                lang: str | None = None, keep_audio: bool = False, name: str = "stream") -> Run:
     """Consume ``synth.stream(text)`` as fast as it comes; record arrivals and durations."""
-    from .chunking import words_present
+    from labkit.engine.chunking import words_present
 
     arrivals, durations, chunks, audio = [], [], [], []
     with CpuMeter() as cpu:
@@ -239,8 +239,8 @@ class KokoroBaseline:
     def __init__(self, cfg, variant: str | None = None, session=None):
         from kokoro_onnx import Kokoro
 
-        from . import assets
-        from .runtime import make_session
+        from labkit.engine import assets
+        from labkit.engine.runtime import make_session
 
         model = assets.model_path(cfg, variant or cfg.variant)
         sess = session or make_session(model, cfg.session)
@@ -248,7 +248,7 @@ class KokoroBaseline:
         self.cfg = cfg
 
     def _lang(self, voice: str | None) -> str:
-        from .g2p import normalize_lang
+        from labkit.engine.g2p import normalize_lang
 
         return normalize_lang(self.cfg.lang, voice or self.cfg.voice)
 
@@ -306,7 +306,7 @@ def median_runs(fn: Callable[[], Run], repeats: int) -> tuple[Run, list[Run]]:
 
 def summarize(runs: list[Run], startup_buffer_s: float = 0.0) -> dict[str, Any]:
     """Median and p90 of ttfa/total/rtf over repeats, and the worst playback figures."""
-    from .timing import Timing
+    from labkit.timing import Timing
 
     ttfa = Timing.of([r.ttfa_s for r in runs])
     total = Timing.of([r.total_s for r in runs])
@@ -360,7 +360,7 @@ def seam_lsd(reference: np.ndarray, chunked: np.ndarray, seams: Sequence[int],
     the join adds. The chunked window is located in the reference by spectral alignment
     (durations differ: pauses are re-sized, pieces are re-timed)."""
     if lsd is None:
-        from .quality import lsd_db as lsd
+        from labkit.quality import lsd_db as lsd
     w = int(window_s * SAMPLE_RATE)
     ref = np.asarray(reference, np.float32)
     out = []
@@ -408,7 +408,7 @@ def chunking_sweep(engine, text_: str, variants: list[dict[str, Any]], repeats: 
     row per variant with the medians, the worst playback figures and the first piece."""
     import dataclasses
 
-    from .pipeline import StreamingSynthesizer
+    from labkit.engine.pipeline import StreamingSynthesizer
 
     rows = []
     for overrides in variants:
@@ -454,8 +454,8 @@ def seam_report(engine, chunking_cfg, text_: str, voice: str | None = None) -> d
     discontinuity at each join, and pause lengths (ours vs the model's own)."""
     import dataclasses
 
-    from . import joining
-    from .pipeline import StreamingSynthesizer
+    from labkit.engine import joining
+    from labkit.engine.pipeline import StreamingSynthesizer
 
     ref_synth = StreamingSynthesizer(engine, chunking_cfg=dataclasses.replace(chunking_cfg, strategy="none"))
     reference = ref_synth.synthesize(text_, voice)
@@ -526,9 +526,9 @@ def compare_sessions(cfg, candidates: list[dict[str, Any]], texts: list[str], re
     (candidate, text); candidates whose providers are missing are recorded as skipped."""
     import gc
 
-    from .pipeline import StreamingSynthesizer, build_engines, fastest
+    from labkit.engine.pipeline import StreamingSynthesizer, build_engines, fastest
 
-    from .quality import lsd_db
+    from labkit.quality import lsd_db
 
     rows = []
     first_audio: dict[str, np.ndarray] = {}  # text -> the first measured candidate's take
@@ -622,7 +622,7 @@ def dual_rule(rows: list[dict[str, Any]], band: float = 0.05) -> dict[str, Any]:
             "candidate": chosen["candidate"] if chosen else (best_single or {}).get("candidate")}
 
 
-# -- candidates for the journal's selection (labkit.selection) ---------------------------------------
+# -- candidates for the journal's selection (labkit.lab.selection) ---------------------------------------
 def _stream_checks(row: dict[str, Any]) -> list[str]:
     failed = []
     if row.get("underruns_max", 0) > 0:

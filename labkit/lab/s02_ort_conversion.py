@@ -5,7 +5,7 @@
 * :func:`warm_side_by_side` -- every candidate's session alive at once, runs interleaved
   round-robin (this machine is shared and noisy: a ratio from interleaved runs is
   trustworthy, two separate medians are not).
-* :func:`cold_side_by_side` -- fresh processes (``python -m labkit.convert cold``),
+* :func:`cold_side_by_side` -- fresh processes (``python -m labkit.optimize.convert cold``),
   alternating configurations: session creation + first inference.
 * :func:`combine` / :func:`selection` -- the winning settings and their ratios.
 """
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import convert
-from .config import REPO_ROOT, LabConfig, SessionConfig
-from .timing import Timing
+from labkit.optimize import convert
+from labkit.config import REPO_ROOT, LabConfig, SessionConfig
+from labkit.timing import Timing
 
 SAMPLE_RATE = 24_000
 #: a candidate must beat the default by more than this (relative) to count as faster
@@ -43,11 +43,11 @@ class Candidate:
 
 def token_inputs(cfg: LabConfig, lengths: list[int], voice: str | None = None) -> dict[int, dict]:
     """Model inputs of about each length (cut at a word boundary) from the held-out
-    corpus's US-English sentences, phonemized by labkit.g2p."""
-    from . import corpora
-    from .g2p import VOCAB, get_g2p, tokenize
-    from .runtime import VoiceBank
-    from . import assets
+    corpus's US-English sentences, phonemized by labkit.engine.g2p."""
+    from labkit.measure import corpora
+    from labkit.engine.g2p import VOCAB, get_g2p, tokenize
+    from labkit.engine.runtime import VoiceBank
+    from labkit.engine import assets
 
     corpus = corpora.load("heldout")
     g2p = get_g2p("en-us")
@@ -164,7 +164,7 @@ def warm_side_by_side(opened: list[Opened], feeds_by_len: dict[int, dict],
 def lsd_table(audio: dict[str, dict[int, np.ndarray]], ref_label: str = "default") -> dict:
     """label -> n -> log-spectral distance (dB) to the reference label's audio; lengths
     that differ are truncated to the shorter (recorded as ``length_diff``)."""
-    from .quality import lsd_db
+    from labkit.quality import lsd_db
 
     out = {}
     for label, by_n in audio.items():
@@ -232,7 +232,7 @@ def combine(base: SessionConfig, candidates: list[Candidate], speed: dict, lsd: 
 def cold_once(model_path: Path, session_cfg: SessionConfig, cache_dir: Path, tokens: list[int],
               voices_path: Path, voice: str = "af_heart", timeout: float = 300) -> dict:
     fields = {k: v for k, v in dataclasses.asdict(session_cfg).items()}
-    cmd = [sys.executable, "-m", "labkit.convert", "cold", "--model", str(model_path),
+    cmd = [sys.executable, "-m", "labkit.optimize.convert", "cold", "--model", str(model_path),
            "--session", json.dumps(fields), "--cache-dir", str(cache_dir),
            "--tokens", ",".join(map(str, tokens)), "--voices", str(voices_path),
            "--voice", voice]
@@ -288,8 +288,9 @@ def run_variant(cfg: LabConfig, variant: str, *, levels=(), thread_counts=(), mo
     """Screen one-change candidates at ``screen_length``, combine the winners, then
     measure default vs best side by side at every length, cold (fresh processes), and
     profile both. Returns a JSON-able record (plus ``_audio`` for players)."""
-    from . import assets, profiling
-    from .runtime import ort_cache_dir
+    from labkit.engine import assets
+    from labkit.measure import profile as profiling
+    from labkit.engine.runtime import ort_cache_dir
 
     model = assets.model_path(cfg, variant)
     if not model.exists():
@@ -399,7 +400,7 @@ def stage_selection(measured: dict, variants: list[str]) -> dict:
 
 
 def candidates(measured: dict, variants: list[str], base: SessionConfig) -> list[dict]:
-    """For the journal's selection (labkit.selection): the main variant's combined best
+    """For the journal's selection (labkit.lab.selection): the main variant's combined best
     session first (the stage's recommendation on a tie), then its default session.
     ttfa_s = warm time at the shortest length (a primer piece), rtf = median warm RTF
     over the lengths, lsd_db = the worst distance from the default session's audio."""

@@ -14,9 +14,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .config import LabConfig
-from .selection import best_json
-from .stage import RECORD_NAME, read_record
+from labkit.config import LabConfig
+from labkit.lab.selection import best_json
+from labkit.lab.stage import RECORD_NAME, read_record
 
 #: relative change beyond which a figure counts as moved (the machines are noisy)
 NOISE_BAND = 0.15
@@ -86,7 +86,7 @@ def _stage_files(stage_dir: Path, suffixes: tuple[str, ...]) -> list[Path]:
 
 
 def build_sections(cfg: LabConfig, run_id: str) -> dict:
-    from .batch import papermill_metadata
+    from labkit.lab.batch import papermill_metadata
 
     records = run_records(cfg, run_id)
     prev = previous_run(cfg, run_id)

@@ -7,7 +7,7 @@ NeuralNetwork (``labkit/data/coreml_ops.json``, with the ONNX Runtime version th
 from). The partition estimate uses ONNX Runtime's own partitioning algorithm
 (``onnxruntime.tools.mobile_helpers.usability_checker.check_partitioning``) over those
 tables: an *estimate* from op types only, which the placement log of a real CoreML session
-(:mod:`labkit.coreml`) confirms or corrects on the Mac.
+(:mod:`labkit.optimize.coreml`) confirms or corrects on the Mac.
 
 Beside it, the checks of a cross-runtime op audit: how attention is expressed, which
 activations and normalizations the graph uses (and whether CoreML has them), layout
@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import onnx
+from labkit.config import DATA_DIR
 
-DATA_FILE = Path(__file__).resolve().parent / "data" / "coreml_ops.json"
+DATA_FILE = DATA_DIR / "coreml_ops.json"
 FORMATS = ("MLProgram", "NeuralNetwork")
 DEFAULT_DOMAIN = "ai.onnx"
 
@@ -276,7 +277,7 @@ def _checks(model: onnx.ModelProto, ops: Counter, tables: dict[str, dict[str, st
         "path": ("batched only: one call maps all tokens to all audio; the recurrent layers run over "
                  "the whole sequence and the output length is data-dependent (predicted durations), "
                  "so there is no incremental state to carry between calls; streaming happens "
-                 "outside the graph, by chunking text (labkit.chunking)") if recurrent or data_dependent
+                 "outside the graph, by chunking text (labkit.engine.chunking)") if recurrent or data_dependent
                 else "no recurrent or data-dependent ops found",
     }
     return {"attention": attention, "activations": activations, "normalization": norms,
@@ -341,7 +342,8 @@ def audit_variants(cfg, variants) -> tuple[dict[str, OpAudit], dict[str, str]]:
     """Audit each variant whose model file exists or can be built without calibration
     (``quantize.provide_variant``: fp16-dec, dyn-*); the others come back with the path
     that is missing (reported, never guessed)."""
-    from . import assets, quantize
+    from labkit.engine import assets
+    from labkit.optimize import quantize
 
     audits: dict[str, OpAudit] = {}
     missing: dict[str, str] = {}

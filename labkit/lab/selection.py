@@ -24,7 +24,7 @@ import functools
 import math
 from typing import Any
 
-from .config import LabConfig, SelectionConfig
+from labkit.config import LabConfig, SelectionConfig
 
 
 def _value(c: dict, key: str) -> float:

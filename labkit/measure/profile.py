@@ -114,7 +114,7 @@ def profile_engine_session(model_path: str | os.PathLike, session_cfg, feeds: di
     """Profile a session of ``model_path`` with the LabConfig session settings."""
     import onnxruntime as ort
 
-    from .runtime import providers_for, session_options
+    from labkit.engine.runtime import providers_for, session_options
 
     def make(enable):
         so = enable(session_options(session_cfg))

@@ -25,9 +25,9 @@ from typing import Any
 
 import yaml
 
-from .config import REPO_ROOT, ConfigError, LabConfig
-from .journal import write_journal
-from .stage import RECORD_NAME, new_run_id, read_record, stage_dir, write_record
+from labkit.config import REPO_ROOT, ConfigError, LabConfig
+from labkit.lab.journal import write_journal
+from labkit.lab.stage import RECORD_NAME, new_run_id, read_record, stage_dir, write_record
 
 log = logging.getLogger(__name__)
 LATEST_NAME = "LATEST"

@@ -35,7 +35,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from .config import ConfigError, LabConfig, SessionConfig
+from labkit.config import ConfigError, LabConfig, SessionConfig
 
 PROVIDER = "CoreMLExecutionProvider"
 CPU = "CPUExecutionProvider"
@@ -370,7 +370,7 @@ PASSAGE = ("ðə nˈɔɹθ wˈɪnd ænd ðə sˈʌn wɜɹ dɪspjˈuːtɪŋ wˌɪ
 
 def tokens_of_length(n: int) -> list[int]:
     """``n`` phoneme tokens from :data:`PASSAGE` (repeated as needed), 1..510."""
-    from .g2p import MAX_TOKENS, clean_phonemes, tokenize
+    from labkit.engine.g2p import MAX_TOKENS, clean_phonemes, tokenize
 
     if not 1 <= int(n) <= MAX_TOKENS:
         raise ValueError(f"token length {n}: Kokoro takes 1 to {MAX_TOKENS} tokens per call")
@@ -406,7 +406,7 @@ def _make_engine(cfg: LabConfig, model: Path, scfg: SessionConfig, voices, verbo
     VERBOSE log level and the log is returned."""
     import onnxruntime as ort
 
-    from . import runtime
+    from labkit.engine import runtime
 
     so = runtime.session_options(scfg)
     if verbose:
@@ -433,7 +433,10 @@ def run_config(cfg: LabConfig, point: SweepPoint, token_lengths: Iterable[int],
     model), the second session reuses it. Raises :class:`CoreMLOptionError` for a bad
     option before anything runs; returns ``{"status": "skipped: ..."}`` where the provider
     does not exist."""
-    from . import assets, quality, runtime, timing
+    from labkit.engine import assets
+    from labkit import quality
+    from labkit.engine import runtime
+    from labkit import timing
 
     lengths = [int(n) for n in token_lengths]
     voice = voice or cfg.voice
@@ -517,7 +520,7 @@ def profile_run(cfg: LabConfig, model: Path, scfg: SessionConfig, voices, n_toke
     """One profiled run (separate session: profiling costs time) -> :func:`parse_profile`."""
     import onnxruntime as ort
 
-    from . import runtime
+    from labkit.engine import runtime
 
     prefix.parent.mkdir(parents=True, exist_ok=True)
     so = runtime.session_options(scfg)
@@ -541,7 +544,8 @@ def profile_run(cfg: LabConfig, model: Path, scfg: SessionConfig, voices, n_toke
 def reference_audio(cfg: LabConfig, token_lengths: Iterable[int], voice: str | None = None
                     ) -> tuple[dict[int, np.ndarray], dict[str, str]]:
     """The reference variant's audio (CPU provider) for each token length, and what it is."""
-    from . import assets, runtime
+    from labkit.engine import assets
+    from labkit.engine import runtime
 
     ref = assets.reference(cfg)
     assets.require(ref.path, f"reference model {ref.variant!r}")
