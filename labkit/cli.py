@@ -25,11 +25,12 @@ def _config(args) -> LabConfig:
 
 def cmd_assets(args) -> int:
     from labkit.engine import assets
+    from labkit.optimize import recon
 
     cfg = _config(args)
     if args.provision or args.fetch_originals or args.voices_tarball:
         assets.provision(cfg, voices_tarball=Path(args.voices_tarball) if args.voices_tarball else None,
-                         originals=args.fetch_originals)
+                         originals=args.fetch_originals, build_recon=recon.build_fp32_recon)
         marker = assets.assets_dir(cfg) / ".provisioned"
         marker.touch()
     print(f"assets dir: {assets.assets_dir(cfg)}")

@@ -34,6 +34,10 @@ OPT_LEVELS = ("disable", "basic", "extended", "layout", "all")
 EXECUTION_MODES = ("sequential", "parallel")
 #: labkit.engine.rewrites.REWRITES, by name (checked there too)
 REWRITE_NAMES = ("pow2_mul", "instance_norm", "conv1d_as_2d", "snake_fold")
+#: sanitization rules of labkit.engine.text, in the order they run
+TEXT_RULES = ("line_endings", "ansi", "control", "unicode", "zero_width", "markdown", "urls",
+              "emails", "code", "emoji", "symbols", "non_latin", "numbers", "long_words",
+              "punctuation", "paragraphs")
 
 
 class ConfigError(ValueError):
@@ -97,7 +101,7 @@ class TextConfig:
     non_latin: str = "skip"
     urls: bool = True
     code: bool = True
-    #: sanitization rules switched off by name (see labkit.engine.text.RULES)
+    #: sanitization rules switched off by name (TEXT_RULES)
     disable: list[str] = field(default_factory=list)
     #: a "word" longer than this (a hash, base64, a run of one letter) is left out, recorded
     max_word_chars: int = 50
@@ -107,16 +111,14 @@ class TextConfig:
     g2p_fallback: bool = True
 
     def validate(self) -> None:
-        from labkit.engine.text import RULES  # the rule names live with the rules
-
         if self.emoji not in ("drop", "name"):
             raise ConfigError(f"text.emoji={self.emoji!r}: allowed are drop, name")
         if self.non_latin not in ("skip", "espeak"):
             raise ConfigError(f"text.non_latin={self.non_latin!r}: allowed are skip, espeak")
-        unknown = [r for r in self.disable if r not in RULES]
+        unknown = [r for r in self.disable if r not in TEXT_RULES]
         if unknown:
             raise ConfigError(f"text.disable: unknown rule(s) {', '.join(map(repr, unknown))}; "
-                              f"rules are {', '.join(RULES)}")
+                              f"rules are {', '.join(TEXT_RULES)}")
         for name in ("max_chars", "max_word_chars", "max_number_digits"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from labkit.config import LabConfig
+from serve.app import serve
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -17,8 +18,6 @@ def main(argv: list[str] | None = None) -> None:
     cfg = LabConfig.load(args.config, args.set or None)
     if args.best_json is not None:
         cfg = cfg.with_overrides({"serve.best_json": args.best_json})
-    from .app import serve
-
     serve(cfg)
 
 

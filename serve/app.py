@@ -46,7 +46,9 @@ from .errors import APIError, error_body, install_handlers
 from .job import SpeechJob
 from .metrics import Metrics
 from .request import MODELS, check_speech, parse_body
-from .settings import Served, resolve
+from labkit.served import Served, resolve
+from labkit.engine import pipeline
+from labkit.engine.text import InputTooLong
 
 log = logging.getLogger("serve")
 
@@ -136,8 +138,6 @@ def build_synthesizer(cfg: LabConfig, cache: PieceCache, on_lookup=None):
     says so (as labkit.engine.pipeline.StreamingSynthesizer.from_config builds them), all in
     front of the one piece cache (off until the caller turns it on, so warm-ups and
     the choice of the faster session time real runs)."""
-    from labkit.engine import pipeline
-
     first = CachingEngine(cfg, cache=cache, on_lookup=on_lookup)
     engines = [first]
     if cfg.pipeline.sessions == 2:
@@ -393,8 +393,6 @@ class _NoJob:
 
 def _input_error(exc: BaseException) -> APIError:
     """An error before the first audio: the input's fault (4xx) or ours (500)."""
-    from labkit.engine.text import InputTooLong
-
     if isinstance(exc, APIError):
         return exc
     if isinstance(exc, InputTooLong):

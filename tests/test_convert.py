@@ -8,9 +8,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from labkit.engine import cache
+from labkit.engine import ort as ort_kokoro
 from labkit.optimize import convert
 from labkit.config import ConfigError, SessionConfig
-from labkit.engine.runtime import providers_for, session_options
+from labkit.engine.ort import providers_for, session_options
 
 
 def _tiny_model(path, scale=2.0):
@@ -27,19 +29,19 @@ def _tiny_model(path, scale=2.0):
 
 def test_plain_config_loads_the_model_itself(tmp_path):
     model = _tiny_model(tmp_path / "m.onnx")
-    assert convert.cached_model_for(model, SessionConfig(), tmp_path / "cache") == model
+    assert cache.cached_model_for(model, SessionConfig(), tmp_path / "cache") == model
     assert not (tmp_path / "cache").exists()
 
 
 def test_cache_builds_once_and_loads(tmp_path):
     model = _tiny_model(tmp_path / "m.onnx")
     s = SessionConfig(use_ort_format=True)
-    first = convert.cached_model_for(model, s, tmp_path / "cache")
+    first = cache.cached_model_for(model, s, tmp_path / "cache")
     assert first.suffix == ".ort" and first.exists()
     mtime = first.stat().st_mtime_ns
-    assert convert.cached_model_for(model, s, tmp_path / "cache") == first
+    assert cache.cached_model_for(model, s, tmp_path / "cache") == first
     assert first.stat().st_mtime_ns == mtime  # reused, not rebuilt
-    sess = convert.make_cached_session(model, s, tmp_path / "cache")
+    sess = cache.make_cached_session(model, s, tmp_path / "cache")
     x = np.arange(4, dtype=np.float32).reshape(1, 4)
     np.testing.assert_allclose(sess.run(None, {"x": x})[0], 2 * x)
 
@@ -47,29 +49,29 @@ def test_cache_builds_once_and_loads(tmp_path):
 def test_cache_invalidates_on_model_change(tmp_path):
     model = _tiny_model(tmp_path / "m.onnx", scale=2.0)
     s = SessionConfig(use_optimized_cache=True)
-    a = convert.cached_model_for(model, s, tmp_path / "cache")
+    a = cache.cached_model_for(model, s, tmp_path / "cache")
     _tiny_model(model, scale=3.0)  # same path, new content
-    b = convert.cached_model_for(model, s, tmp_path / "cache")
+    b = cache.cached_model_for(model, s, tmp_path / "cache")
     assert a != b
-    sess = convert.make_cached_session(model, s, tmp_path / "cache")
+    sess = cache.make_cached_session(model, s, tmp_path / "cache")
     np.testing.assert_allclose(sess.run(None, {"x": np.ones((1, 4), np.float32)})[0], 3.0)
 
 
 def test_cache_invalidates_on_ort_version_and_settings(tmp_path):
     model = _tiny_model(tmp_path / "m.onnx")
     s = SessionConfig(use_ort_format=True)
-    here = convert.cache_entry(model, s, tmp_path / "c")
-    other = convert.cache_entry(model, s, tmp_path / "c", ort_version="0.0.1")
+    here = cache.cache_entry(model, s, tmp_path / "c")
+    other = cache.cache_entry(model, s, tmp_path / "c", ort_version="0.0.1")
     assert here != other
-    p = convert.cached_model_for(model, s, tmp_path / "c", ort_version="9.9.9")
-    assert p == convert.cache_entry(model, s, tmp_path / "c", ort_version="9.9.9") and p.exists()
-    level = convert.cache_entry(model, dataclasses.replace(s, graph_optimization_level="basic"),
+    p = cache.cached_model_for(model, s, tmp_path / "c", ort_version="9.9.9")
+    assert p == cache.cache_entry(model, s, tmp_path / "c", ort_version="9.9.9") and p.exists()
+    level = cache.cache_entry(model, dataclasses.replace(s, graph_optimization_level="basic"),
                                 tmp_path / "c")
-    threads = convert.cache_entry(model, dataclasses.replace(s, intra_op_threads=1), tmp_path / "c")
+    threads = cache.cache_entry(model, dataclasses.replace(s, intra_op_threads=1), tmp_path / "c")
     assert level != here  # the level shapes the saved graph
     assert threads == here  # threads do not
-    digest = convert.model_sha256(model)
-    assert convert.cache_key(digest, s, "ort", "1.0") != convert.cache_key(digest, s, "ort", "1.1")
+    digest = cache.model_sha256(model)
+    assert cache.cache_key(digest, s, "ort", "1.0") != cache.cache_key(digest, s, "ort", "1.1")
 
 
 def test_optimize_every_level(tmp_path):
@@ -91,10 +93,10 @@ def test_ort_format_round_trip_real_model(cfg, tmp_path):
         pytest.skip(f"{path} not provisioned")
     ort_path = convert.to_ort_format(path, tmp_path / "k.ort")
     assert ort_path.exists() and ort_path.stat().st_size > 0
-    feeds = convert.probe_feeds(10)
-    plain = convert.make_cached_session(path, SessionConfig(), tmp_path / "cache")
+    feeds = ort_kokoro.probe_feeds(10)
+    plain = cache.make_cached_session(path, SessionConfig(), tmp_path / "cache")
     s = SessionConfig(use_ort_format=True)
-    cached = convert.make_cached_session(path, s, tmp_path / "cache")
+    cached = cache.make_cached_session(path, s, tmp_path / "cache")
     a = plain.run(None, feeds)[0]
     b = cached.run(None, feeds)[0]
     assert a.size > 0 and a.size == b.size
@@ -118,10 +120,10 @@ def test_unknown_rewrite_and_format(tmp_path):
     with pytest.raises(ConfigError, match="session.rewrites.*allowed are"):
         SessionConfig(rewrites=["fast_math"]).validate()
     with pytest.raises(ConfigError, match="allowed are onnx, ort"):
-        convert.cache_key("x", SessionConfig(), "tflite")
+        cache.cache_key("x", SessionConfig(), "tflite")
     model = _tiny_model(tmp_path / "m.onnx")
     with pytest.raises(ConfigError):
-        convert.make_cached_session(model, SessionConfig(intra_op_threads=0, use_ort_format=True),
+        cache.make_cached_session(model, SessionConfig(intra_op_threads=0, use_ort_format=True),
                                     tmp_path / "c")
 
 
@@ -133,7 +135,7 @@ def test_cold_start_entry_point(cfg, tmp_path):
     path = assets.model_path(cfg, "int8")
     if not path.exists():
         pytest.skip(f"{path} not provisioned")
-    toks = list(convert.probe_feeds(8)["tokens"][0, 1:-1])
+    toks = list(ort_kokoro.probe_feeds(8)["tokens"][0, 1:-1])
     out = ortbench.cold_once(path, SessionConfig(use_ort_format=True), tmp_path / "c", toks,
                              assets.voices_path(cfg))
     assert out["samples"] > 0 and out["first_audio_s"] >= out["create_s"] > 0

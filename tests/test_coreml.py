@@ -12,6 +12,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
+from labkit.lab import s04_coreml as s04
+from labkit.measure import placement, profile
 from labkit.optimize import coreml
 from labkit.config import ConfigError, LabConfig
 
@@ -108,7 +110,7 @@ def test_availability_and_skip_reason():
 
 # -- ORT's placement log --------------------------------------------------------------------
 def test_parse_partial_placement():
-    p = coreml.parse_placement_log(SAMPLE_PARTIAL)
+    p = placement.parse_placement_log(SAMPLE_PARTIAL)
     cov = p.coverage()
     assert (cov["nodes_in_graph"], cov["nodes_on_ep"], cov["partitions"]) == (226, 212, 14)
     assert cov["nodes_fallback"] == 14 and cov["coverage_pct"] == pytest.approx(93.81)
@@ -119,19 +121,19 @@ def test_parse_partial_placement():
 
 
 def test_parse_rust_prefix_and_message_only():
-    p = coreml.parse_placement_log(SAMPLE_RUST)
+    p = placement.parse_placement_log(SAMPLE_RUST)
     assert [(c.partitions, c.nodes_in_graph, c.nodes_supported) for c in p.capabilities] == [
         (64, 1799, 262), (2, 5, 4)]
     assert p.coverage()["nodes_in_graph"] == 1799  # the main graph, not the small one
-    k = coreml.parse_placement_log(SAMPLE_KOKORO).coverage()
+    k = placement.parse_placement_log(SAMPLE_KOKORO).coverage()
     assert (k["partitions"], k["nodes_in_graph"], k["nodes_on_ep"]) == (129, 2478, 1051)
     assert k["coverage_pct"] == pytest.approx(42.41)
 
 
 def test_parse_all_nodes_on_one_provider():
-    p = coreml.parse_placement_log(SAMPLE_ALL)
+    p = placement.parse_placement_log(SAMPLE_ALL)
     assert p.all_on == coreml.PROVIDER and p.coverage()["partitions"] == 1
-    assert coreml.parse_placement_log("nothing of interest\n").coverage()["nodes_on_ep"] is None
+    assert placement.parse_placement_log("nothing of interest\n").coverage()["nodes_on_ep"] is None
 
 
 def _tiny_model(tmp_path):
@@ -154,13 +156,13 @@ def test_live_cpu_log_and_profile(tmp_path):
     so.log_severity_level = 0
     so.enable_profiling = True
     so.profile_file_prefix = str(tmp_path / "prof")
-    with coreml.capture_ort_log() as log:
+    with placement.capture_ort_log() as log:
         sess = ort.InferenceSession(str(path), so, providers=[coreml.CPU])
-    p = coreml.parse_placement_log("".join(log))
+    p = placement.parse_placement_log("".join(log))
     assert p.all_on == coreml.CPU and p.nodes_by_provider == {coreml.CPU: 3}
     assert p.coverage()["coverage_pct"] == 0.0
     sess.run(None, {"X": np.ones((1, 3), np.float32)})
-    prof = coreml.parse_profile(sess.end_profiling())
+    prof = profile.summarize(profile.read_trace(sess.end_profiling()))
     assert prof["by_provider"][coreml.CPU]["nodes"] == 3
     assert prof["by_provider"][coreml.CPU]["time_share"] == 1.0
     assert set(prof["cpu_top_ops_us"]) == {"Sin", "CumSum", "Relu"}
@@ -172,29 +174,29 @@ def test_parse_profile_coreml_events():
           {"cat": "Node", "name": "/dur/CumSum_kernel_time", "dur": 100,
            "args": {"provider": coreml.CPU, "op_name": "CumSum"}},
           {"cat": "Session", "name": "model_run", "dur": 5000, "args": {}}]
-    prof = coreml.parse_profile(ev)
+    prof = profile.summarize(profile.read_trace(ev))
     assert prof["by_provider"][coreml.PROVIDER] == {"nodes": 1, "kernel_us": 900.0, "time_share": 0.9}
     assert prof["cpu_top_ops_us"] == {"CumSum": 100.0}
 
 
 # -- the harness ----------------------------------------------------------------------------
 def test_tokens_of_length():
-    assert len(coreml.tokens_of_length(1)) == 1 and len(coreml.tokens_of_length(510)) == 510
+    assert len(s04.tokens_of_length(1)) == 1 and len(s04.tokens_of_length(510)) == 510
     with pytest.raises(ValueError, match="1 to 510"):
-        coreml.tokens_of_length(511)
+        s04.tokens_of_length(511)
 
 
 @pytest.mark.skipif(coreml.coreml_available(), reason="CoreML exists here: the sweep runs for real")
 def test_coreml_point_is_skipped_here(cfg, tmp_path):
-    r = coreml.run_config(cfg, coreml.SweepPoint("int8"), [8], cache_root=tmp_path)
+    r = s04.run_config(cfg, coreml.SweepPoint("int8"), [8], cache_root=tmp_path)
     assert r["status"] == f"skipped: {coreml.skip_reason()}"
     assert r["provider_options"]["MLComputeUnits"] == "ALL"
-    assert coreml.summarize([r]) == [{"label": "int8/MLProgram/ALL", "status": r["status"]}]
+    assert s04.summarize([r]) == [{"label": "int8/MLProgram/ALL", "status": r["status"]}]
 
 
 def test_cpu_point_measures_placement_latency_and_quality(cfg, engine, tmp_path):
-    ref = engine.run_tokens(coreml.tokens_of_length(8), cfg.voice).audio
-    r = coreml.run_config(cfg, coreml.SweepPoint("int8", coreml.CPU), [8], repeats=1, warmup=0,
+    ref = engine.run_tokens(s04.tokens_of_length(8), cfg.voice).audio
+    r = s04.run_config(cfg, coreml.SweepPoint("int8", coreml.CPU), [8], repeats=1, warmup=0,
                           cache_root=tmp_path, reference={8: ref})
     assert r["status"] == "ok"
     cov = r["placement"]["all"]["coverage"]
@@ -202,9 +204,9 @@ def test_cpu_point_measures_placement_latency_and_quality(cfg, engine, tmp_path)
     row = r["by_length"]["8"]
     assert row["warm_s"]["n"] == 1 and row["audio_s"] > 0
     assert row["lsd_db"] == pytest.approx(0.0, abs=0.05)  # same model, same provider
-    rows = coreml.summarize([r])
+    rows = s04.summarize([r])
     assert rows[0]["label"] == "int8/CPU" and rows[0]["tokens"] == 8
-    rec = coreml.recommend(rows)
+    rec = s04.recommend(rows)
     assert rec["short"]["label"] == "int8/CPU" and rec["long"] is None
     json.dumps(r)  # the record is JSON-serializable as is
 
@@ -221,6 +223,6 @@ def test_recommendation_bounds_quality_by_the_time_aligned_distance():
             row("ane", 25, 0.20, 6.5, aligned=0.9),   # a frame longer, same sound
             row("ane", 244, 1.0, 7.0, aligned=1.1),
             row("gpu", 25, 0.10, 5.0, aligned=4.8)]   # fast, but damaged
-    rec = coreml.recommend(rows, short_max_tokens=60, max_lsd_db=2.0)
+    rec = s04.recommend(rows, short_max_tokens=60, max_lsd_db=2.0)
     assert rec["short"]["label"] == "ane" and rec["long"]["label"] == "ane"
-    assert coreml.recommend(rows, short_max_tokens=60)["short"]["label"] == "gpu"  # no bound
+    assert s04.recommend(rows, short_max_tokens=60)["short"]["label"] == "gpu"  # no bound

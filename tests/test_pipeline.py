@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from labkit.engine import chunking
-from labkit.config import ChunkingConfig, LabConfig, PipelineConfig
+from labkit.config import ChunkingConfig, PipelineConfig
 from labkit.engine.pipeline import Chunk, PipelineError, StreamingSynthesizer, build_engines
 
 TEXT = ("At the edge of the harbor, the old ferry leaves at seven. The captain waves. "

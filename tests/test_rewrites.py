@@ -8,7 +8,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from labkit.engine import rewrites
+from labkit.engine import assets, rewrites
+from labkit.engine import ort as ort_kokoro
 
 RNG = np.random.default_rng(0)
 
@@ -146,16 +147,13 @@ def test_shape_needing_rewrite_wants_feeds():
 def test_real_model_rewrites_preserve_output(cfg):
     """pow2_mul and conv1d_as_2d on the shipped int8 graph, on a real input: the first
     rewritten site agrees to float rounding and the audio keeps its length."""
-    from labkit.engine import assets
-    from labkit.optimize import convert
-
     path = assets.model_path(cfg, "int8")
     if not path.exists():
         pytest.skip(f"{path} not provisioned")
     model = onnx.load(str(path))
     out, sites = rewrites.apply(model, ["pow2_mul", "conv1d_as_2d"])
     assert len(sites["pow2_mul"]) == 50 and len(sites["conv1d_as_2d"]) >= 87
-    feeds = convert.probe_feeds(12)
+    feeds = ort_kokoro.probe_feeds(12)
     res = rewrites.check(model, out, [feeds], sites=[s for v in sites.values() for s in v])
     assert res.passed, res.reason
     assert res.same_length == [True]

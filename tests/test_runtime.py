@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from labkit.config import ConfigError
-from labkit.engine.runtime import SAMPLE_RATE, VoiceError, parse_blend, providers_for, session_options
+from labkit.engine.runtime import VoiceError, parse_blend
+from labkit.engine.ort import SAMPLE_RATE, providers_for, session_options
 
 PHONEMES = "ðə kwˈɪk bɹˈWn fˈɑks."
 

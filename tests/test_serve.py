@@ -120,7 +120,7 @@ def test_body_parsing_errors():
 
 
 def test_best_json_is_merged_under_explicit_settings(tmp_path, caplog):
-    from serve.settings import resolve
+    from labkit.served import resolve
 
     best = LabConfig().with_overrides({"variant": "fp32-recon", "chunking.primer_max_words": 5,
                                        "session.intra_op_threads": 1})

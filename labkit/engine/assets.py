@@ -34,6 +34,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from labkit import files
 from labkit.config import LabConfig
 
 INT8_NAME = "kokoro-v1.0.int8.onnx"
@@ -101,11 +102,9 @@ def _atomic_write(dest: Path, write: Callable[[io.BufferedWriter, "hashlib._Hash
                   sha256: str | None, what: str, fix: str) -> Path:
     """Run ``write(fh, hasher)`` into a temp file next to ``dest``; rename it into place
     only if its sha256 matches. Anything else removes the temp file."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
+    with files.atomic_path(dest, suffix=".part") as tmp:
         hasher = hashlib.sha256()
-        with os.fdopen(fd, "wb") as fh:
+        with open(tmp, "wb") as fh:
             write(fh, hasher)
         digest = hasher.hexdigest()
         if sha256 is not None and digest != sha256:
@@ -114,11 +113,7 @@ def _atomic_write(dest: Path, write: Callable[[io.BufferedWriter, "hashlib._Hash
                 f"nothing was written to {dest}. {fix}"
             )
         os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-        return dest
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    return dest
 
 
 # -- the int8 model from PyPI ---------------------------------------------------------
@@ -359,16 +354,17 @@ def read_manifest(cfg: LabConfig) -> dict:
 
 
 def _write_manifest(cfg: LabConfig, manifest: dict) -> None:
-    path = assets_dir(cfg) / MANIFEST_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    files.write_json(assets_dir(cfg) / MANIFEST_NAME, manifest, indent=2, sort_keys=True)
 
 
 def provision(cfg: LabConfig, voices_tarball: Path | None = None, originals: bool = False,
-              recon: bool = True, log: Callable[[str], None] = print) -> dict:
-    """Provision everything the lab needs; returns (and stores) the manifest."""
+              build_recon: Callable[[Path, Path], dict] | None = None,
+              log: Callable[[str], None] = print) -> dict:
+    """Provision everything the lab needs; returns (and stores) the manifest.
+
+    ``build_recon(int8_path, out_path)`` rebuilds the fp32 reference from the int8 model
+    (:func:`labkit.optimize.recon.build_fp32_recon`, passed in by the CLI: building models
+    is the optimize layer's job); None skips it."""
     adir = assets_dir(cfg)
     adir.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(cfg)
@@ -397,13 +393,11 @@ def provision(cfg: LabConfig, voices_tarball: Path | None = None, originals: boo
                                     "npm_integrity": integrity, "sha256": sha256_file(vpath)}
         log(f"voices     {vpath}")
 
-    if recon:
-        from labkit.optimize.recon import build_fp32_recon  # heavy import (onnx); only when needed
-
+    if build_recon is not None:
         rpath = adir / FP32_RECON_NAME
         entry = entries.get(FP32_RECON_NAME, {})
         if not rpath.exists() or entry.get("sha256") != _safe_sha(rpath):
-            stats = build_fp32_recon(int8, rpath)
+            stats = build_recon(int8, rpath)
             entries[FP32_RECON_NAME] = {
                 "source": f"rebuilt from {INT8_NAME} (dequantized weights)",
                 "sha256": sha256_file(rpath), "stats": stats}

@@ -18,6 +18,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from kokoro_onnx.config import DEFAULT_VOCAB
+from labkit.engine.text import NON_LATIN_RUN
+from labkit.engine.text import script_runs
 
 log = logging.getLogger(__name__)
 
@@ -219,8 +221,6 @@ class G2P:
     def _phonemize(self, text: str) -> Phonemized:
         if not text.strip():
             return Phonemized(text, "", self.lang, engine=self.engine)
-        from labkit.engine.text import NON_LATIN_RUN, script_runs
-
         if not NON_LATIN_RUN.search(text):
             return self._phonemize_latin(text)
         # non-Latin runs (left in by text.non_latin=espeak) go to espeak in their language

@@ -21,6 +21,7 @@ from labkit.engine import chunking
 from labkit.config import DATA_DIR, LabConfig
 from labkit.engine.g2p import UNKNOWN, VOCAB, G2P, get_g2p, normalize_lang
 from labkit.engine.text import InputTooLong, sanitize
+from labkit.timing import measure
 
 CORPUS_PATH = DATA_DIR / "messy_corpus.yaml"
 _ALNUM = re.compile(r"[^\W_]+")
@@ -236,8 +237,6 @@ def g2p_timings(cfg: LabConfig, texts: dict[str, str], repeats: int = 5,
                 espeak_baseline: bool = True) -> list[dict[str, Any]]:
     """Per input: misaki alone on the raw text, labkit (sanitize + G2P, cache bypassed) and
     kokoro-onnx's espeak-only tokenizer, median seconds, measured side by side."""
-    from labkit.timing import measure
-
     lang = normalize_lang(cfg.lang, cfg.voice)
     g2p = get_g2p(lang, cfg.text.g2p_fallback)
     tokenizer = None
@@ -267,8 +266,6 @@ def g2p_timings(cfg: LabConfig, texts: dict[str, str], repeats: int = 5,
 
 def cache_hit_seconds(cfg: LabConfig, text: str, repeats: int = 50) -> float:
     """Median time of a repeated sentence served from the G2P cache."""
-    from labkit.timing import measure
-
     g2p = get_g2p(normalize_lang(cfg.lang, cfg.voice), cfg.text.g2p_fallback)
     g2p(text)
     t, result = measure(lambda: g2p(text), repeats=repeats, warmup=1)

@@ -1,12 +1,11 @@
-"""ONNX Runtime sessions over LabConfig, and synthesis from phonemes.
+"""The Engine: one ORT session plus the voice bank, phonemes in, audio out.
 
-Kokoro's graph: ``tokens`` int64 [1, n + 2] (0-padded at both ends), ``style`` float
-[1, 256], ``speed`` float [1]; output ``audio`` float [samples] at 24 kHz. Position
-embeddings hold 512 rows, so at most 510 phoneme tokens per call. The style row is
-``voice[len(tokens) - 1]`` of the (510, 1, 256) voice pack.
+Sessions come from :mod:`labkit.engine.cache` (through the cache of optimized graphs
+where the config asks for it); inputs from :func:`labkit.engine.ort.kokoro_feeds`.
 """
 from __future__ import annotations
 
+import difflib
 import re
 import threading
 import time
@@ -16,77 +15,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from labkit.config import LabConfig, SessionConfig
 from labkit.engine import assets
-from labkit.config import ConfigError, LabConfig, SessionConfig
+from labkit.engine.cache import make_session, ort_cache_dir
 from labkit.engine.g2p import MAX_TOKENS, clean_phonemes, tokenize
-
-SAMPLE_RATE = 24_000
-SPEED_RANGE = (0.5, 2.0)
-
-_OPT_LEVELS = {
-    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-    "layout": getattr(ort.GraphOptimizationLevel, "ORT_ENABLE_LAYOUT",
-                      ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED),
-    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-}
-
-
-def session_options(s: SessionConfig, optimized_model_path: str | None = None) -> ort.SessionOptions:
-    """SessionOptions from the session section of LabConfig (validated first)."""
-    s.validate()
-    so = ort.SessionOptions()
-    so.graph_optimization_level = _OPT_LEVELS[s.graph_optimization_level]
-    so.intra_op_num_threads = s.intra_op_threads
-    so.inter_op_num_threads = s.inter_op_threads
-    so.execution_mode = (ort.ExecutionMode.ORT_PARALLEL if s.execution_mode == "parallel"
-                         else ort.ExecutionMode.ORT_SEQUENTIAL)
-    so.enable_cpu_mem_arena = s.enable_mem_arena
-    so.enable_mem_pattern = s.enable_mem_pattern
-    if s.denormal_as_zero:
-        so.add_session_config_entry("session.set_denormal_as_zero", "1")
-    if optimized_model_path:
-        so.optimized_model_filepath = str(optimized_model_path)
-    so.log_severity_level = 3
-    return so
-
-
-def providers_for(s: SessionConfig) -> list:
-    """The provider list ORT takes: names, with options where LabConfig gives some.
-
-    Unknown names get a clear error naming what this ONNX Runtime build has."""
-    available = ort.get_available_providers()
-    out = []
-    for name in s.providers:
-        if name not in available:
-            raise ConfigError(
-                f"provider {name!r} is not available in this onnxruntime build "
-                f"({ort.__version__}); available: {', '.join(available)}"
-            )
-        opts = s.provider_options.get(name)
-        out.append((name, {k: str(v) for k, v in opts.items()}) if opts else name)
-    return out
-
-
-def ort_cache_dir(cfg: LabConfig) -> Path:
-    """Where optimized / ORT-format graphs are cached (labkit.optimize.convert)."""
-    return cfg.resolve(cfg.artifacts_dir) / "cache" / "ort"
-
-
-def make_session(model: str | Path, s: SessionConfig,
-                 cache_dir: str | Path | None = None) -> ort.InferenceSession:
-    """A session for ``model``; with ``use_optimized_cache`` / ``use_ort_format`` set and a
-    ``cache_dir``, through labkit.optimize.convert's cache of optimized graphs."""
-    path = Path(model)
-    assets.require(path, "model file")
-    if cache_dir is not None and (s.use_optimized_cache or s.use_ort_format):
-        from labkit.optimize.convert import make_cached_session
-
-        return make_cached_session(path, s, cache_dir)
-    return ort.InferenceSession(str(path), sess_options=session_options(s),
-                                providers=providers_for(s))
-
+from labkit.engine.ort import SAMPLE_RATE, SPEED_RANGE, kokoro_feeds, style_row
 
 # -- voices --------------------------------------------------------------------------
 _BLEND_TERM = re.compile(r"^\s*([a-z]{2}_[a-z0-9_]+)\s*(?:\(\s*([0-9]*\.?[0-9]+)\s*\))?\s*$")
@@ -129,8 +62,6 @@ class VoiceBank:
         return sorted(self.voices)
 
     def close_matches(self, name: str, n: int = 3) -> list[str]:
-        import difflib
-
         return difflib.get_close_matches(name, self.ids, n=n, cutoff=0.5)
 
     def pack(self, spec: str) -> np.ndarray:
@@ -196,8 +127,7 @@ class Engine:
         self._input_names = {i.name for i in self.session.get_inputs()}
 
     def style(self, voice: str, n_tokens: int) -> np.ndarray:
-        pack = self.voices.pack(voice)
-        return pack[min(max(n_tokens, 1), len(pack)) - 1].reshape(1, -1)
+        return style_row(self.voices.pack(voice), n_tokens)
 
     def run_tokens(self, tokens: list[int], voice: str, speed: float = 1.0) -> Synthesis:
         if not tokens:
@@ -208,13 +138,7 @@ class Engine:
         lo, hi = SPEED_RANGE
         if not lo <= float(speed) <= hi:
             raise ValueError(f"speed {speed}: Kokoro supports {lo} to {hi}")
-        feeds = {
-            "tokens": np.array([[0, *tokens, 0]], dtype=np.int64),
-            "style": self.style(voice, len(tokens)),
-            "speed": np.array([speed], dtype=np.float32),
-        }
-        if "input_ids" in self._input_names:
-            feeds["input_ids"] = feeds.pop("tokens")
+        feeds = kokoro_feeds(tokens, self.style(voice, len(tokens)), speed, names=self._input_names)
         t0 = time.perf_counter()
         with self._lock:
             out = self.session.run(None, feeds)
@@ -234,12 +158,3 @@ class Engine:
         for _ in range(repeats):
             self.synthesize_phonemes(phonemes)
         return time.perf_counter() - t0
-
-
-def synthesize_text(engine: Engine, text: str, voice: str | None = None,
-                    speed: float | None = None, lang: str | None = None) -> np.ndarray:
-    """Whole text to audio, cut into pieces by labkit.engine.chunking and joined."""
-    from labkit.engine.pipeline import StreamingSynthesizer
-
-    synth = StreamingSynthesizer(engine)
-    return synth.synthesize(text, voice=voice, speed=speed, lang=lang)

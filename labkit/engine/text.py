@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 from urllib.parse import urlsplit
 
-from labkit.config import TextConfig
+from labkit.config import TEXT_RULES, TextConfig
 
 
 class InputTooLong(ValueError):
@@ -41,9 +41,7 @@ class Sanitized:
 
 
 #: rule names in the order they run (``TextConfig.disable`` takes these)
-RULES = ("line_endings", "ansi", "control", "unicode", "zero_width", "markdown", "urls",
-         "emails", "code", "emoji", "symbols", "non_latin", "numbers", "long_words",
-         "punctuation", "paragraphs")
+RULES = TEXT_RULES
 
 _MAX_RECORDS = 100  # items listed in report["removed"]; the count is always complete
 

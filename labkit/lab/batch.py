@@ -16,7 +16,6 @@ on. ``only`` runs some stages (into the latest run unless ``resume`` names one);
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -178,13 +177,3 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
         else:
             out[key] = v
     return out
-
-
-def papermill_metadata(notebook: Path) -> dict:
-    """Parameters, duration and exception recorded by papermill in an executed notebook."""
-    try:
-        nb = json.loads(Path(notebook).read_text())
-    except (OSError, ValueError):
-        return {}
-    meta = nb.get("metadata", {}).get("papermill", {})
-    return {k: meta.get(k) for k in ("parameters", "duration", "exception", "start_time", "end_time")}

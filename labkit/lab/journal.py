@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from labkit import files
 from labkit.config import LabConfig
 from labkit.lab.selection import best_json
 from labkit.lab.stage import RECORD_NAME, read_record
@@ -86,8 +87,6 @@ def _stage_files(stage_dir: Path, suffixes: tuple[str, ...]) -> list[Path]:
 
 
 def build_sections(cfg: LabConfig, run_id: str) -> dict:
-    from labkit.lab.batch import papermill_metadata
-
     records = run_records(cfg, run_id)
     prev = previous_run(cfg, run_id)
     prev_records = {r["stage"]: r for _, r in run_records(cfg, prev)} if prev else {}
@@ -212,9 +211,17 @@ def write_journal(cfg: LabConfig, run_id: str) -> dict[str, Path]:
              "best": root / "best.json"}
     paths["markdown"].write_text(md)
     paths["html"].write_text(render_html(md, data, out_dir))
-    tmp = paths["best"].with_suffix(".tmp")
-    tmp.write_text(json.dumps(best, indent=2))
-    os.replace(tmp, paths["best"])
+    files.write_json(paths["best"], best, indent=2)
     # keep a copy of the run's journal beside its records
     shutil.copy(paths["markdown"], root / run_id / "JOURNAL.md")
     return paths
+
+
+def papermill_metadata(notebook: Path) -> dict:
+    """Parameters, duration and exception recorded by papermill in an executed notebook."""
+    try:
+        nb = json.loads(Path(notebook).read_text())
+    except (OSError, ValueError):
+        return {}
+    meta = nb.get("metadata", {}).get("papermill", {})
+    return {k: meta.get(k) for k in ("parameters", "duration", "exception", "start_time", "end_time")}

@@ -21,9 +21,19 @@ from pathlib import Path
 
 import numpy as np
 
-from labkit.optimize import convert
+from labkit.engine import cache
+from labkit.engine.ort import kokoro_feeds, n_tokens, style_row
 from labkit.config import REPO_ROOT, LabConfig, SessionConfig
 from labkit.timing import Timing
+from labkit.engine import assets
+from labkit.engine.cache import ort_cache_dir
+from labkit.engine.g2p import VOCAB
+from labkit.engine.g2p import get_g2p
+from labkit.engine.g2p import tokenize
+from labkit.engine.runtime import VoiceBank
+from labkit.measure import corpora
+from labkit.measure import profile as profiling
+from labkit.quality import lsd_db
 
 SAMPLE_RATE = 24_000
 #: a candidate must beat the default by more than this (relative) to count as faster
@@ -44,11 +54,6 @@ class Candidate:
 def token_inputs(cfg: LabConfig, lengths: list[int], voice: str | None = None) -> dict[int, dict]:
     """Model inputs of about each length (cut at a word boundary) from the held-out
     corpus's US-English sentences, phonemized by labkit.engine.g2p."""
-    from labkit.measure import corpora
-    from labkit.engine.g2p import VOCAB, get_g2p, tokenize
-    from labkit.engine.runtime import VoiceBank
-    from labkit.engine import assets
-
     corpus = corpora.load("heldout")
     g2p = get_g2p("en-us")
     stream: list[int] = []
@@ -64,14 +69,8 @@ def token_inputs(cfg: LabConfig, lengths: list[int], voice: str | None = None) -
         spaces = [i for i, t in enumerate(toks) if t == VOCAB[" "]]
         if spaces and spaces[-1] > 0.8 * n:
             toks = toks[:spaces[-1]]
-        out[n] = {"tokens": np.array([[0, *toks, 0]], dtype=np.int64),
-                  "style": pack[len(toks) - 1].reshape(1, -1).astype(np.float32),
-                  "speed": np.array([1.0], dtype=np.float32)}
+        out[n] = kokoro_feeds(toks, style_row(pack, len(toks)))
     return out
-
-
-def n_tokens(feeds: dict) -> int:
-    return int(feeds["tokens"].shape[1]) - 2
 
 
 def screen_candidates(base: SessionConfig, levels=(), threads=(), modes=(),
@@ -122,9 +121,9 @@ def open_sessions(model_path: Path, candidates: list[Candidate], cache_dir: Path
     out = []
     for c in candidates:
         try:
-            convert.cached_model_for(model_path, c.session, cache_dir)  # build, untimed
+            cache.cached_model_for(model_path, c.session, cache_dir)  # build, untimed
             t0 = time.perf_counter()
-            sess = convert.make_cached_session(model_path, c.session, cache_dir)
+            sess = cache.make_cached_session(model_path, c.session, cache_dir)
             out.append(Opened(c, sess, time.perf_counter() - t0))
         except Exception as exc:  # recorded, never hidden
             log(f"{c.label}: {type(exc).__name__}: {exc}")
@@ -164,8 +163,6 @@ def warm_side_by_side(opened: list[Opened], feeds_by_len: dict[int, dict],
 def lsd_table(audio: dict[str, dict[int, np.ndarray]], ref_label: str = "default") -> dict:
     """label -> n -> log-spectral distance (dB) to the reference label's audio; lengths
     that differ are truncated to the shorter (recorded as ``length_diff``)."""
-    from labkit.quality import lsd_db
-
     out = {}
     for label, by_n in audio.items():
         out[label] = {}
@@ -252,7 +249,7 @@ def cold_side_by_side(model_path: Path, configs: dict[str, SessionConfig], cache
     """label -> {first_audio: Timing, create: Timing, first_run: Timing, process_wall: Timing}.
     Cached graphs are built before timing starts; configurations alternate."""
     for s in configs.values():
-        convert.cached_model_for(model_path, s, cache_dir)
+        cache.cached_model_for(model_path, s, cache_dir)
     samples = {label: [] for label in configs}
     for r in range(repeats):
         labels = list(configs)
@@ -288,10 +285,6 @@ def run_variant(cfg: LabConfig, variant: str, *, levels=(), thread_counts=(), mo
     """Screen one-change candidates at ``screen_length``, combine the winners, then
     measure default vs best side by side at every length, cold (fresh processes), and
     profile both. Returns a JSON-able record (plus ``_audio`` for players)."""
-    from labkit.engine import assets
-    from labkit.measure import profile as profiling
-    from labkit.engine.runtime import ort_cache_dir
-
     model = assets.model_path(cfg, variant)
     if not model.exists():
         return {"skipped": f"model file {model} for variant {variant!r} is not provisioned"}
@@ -339,9 +332,9 @@ def run_variant(cfg: LabConfig, variant: str, *, levels=(), thread_counts=(), mo
     rec["profile"] = {}
     for o in final:
         label = o.candidate.label
-        path = convert.cached_model_for(model, o.candidate.session, cache_dir)
-        s = convert.load_config(o.candidate.session, path != model)
-        rec["profile"][label] = profiling.profile_engine_session(
+        path = cache.cached_model_for(model, o.candidate.session, cache_dir)
+        s = cache.load_config(o.candidate.session, path != model)
+        rec["profile"][label] = profiling.profile_session(
             path, s, feeds[profile_tokens], runs=1, warmup=1, out_dir=prof_dir / label)
     del final
 

@@ -9,7 +9,6 @@ silence, clipping or a different length than the reference's on any held-out inp
 from __future__ import annotations
 
 import html
-import json
 import math
 import statistics
 import time
@@ -20,8 +19,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from labkit import quality
-from labkit.optimize.quantize import family_of
-from labkit.engine.runtime import SAMPLE_RATE, make_session
+from labkit.engine.cache import make_session
+from labkit.engine.g2p import VOCAB
+from labkit.engine.ort import SAMPLE_RATE, kokoro_feeds, style_row
+from labkit.measure import profile as profiling
+from labkit.optimize.quantize import VariantSpec, family_of
 from labkit.timing import Timing, measure
 
 
@@ -29,8 +31,6 @@ from labkit.timing import Timing, measure
 def token_probe(prepared: Sequence, n_tokens: int, voices) -> dict[str, np.ndarray]:
     """Feeds of exactly ``n_tokens`` tokens: held-out phonemes concatenated (with a space)
     and cut, voice and speed of the first utterance. For RTF at a chosen length."""
-    from labkit.engine.g2p import VOCAB
-
     if not 1 <= n_tokens <= 510:
         raise ValueError(f"n_tokens={n_tokens}: Kokoro takes 1 to 510 tokens")
     toks: list[int] = []
@@ -40,9 +40,7 @@ def token_probe(prepared: Sequence, n_tokens: int, voices) -> dict[str, np.ndarr
     toks = toks[:n_tokens]
     first = prepared[0]
     pack = voices.pack(first.utt.voice)
-    return {"tokens": np.array([[0, *toks, 0]], dtype=np.int64),
-            "style": pack[n_tokens - 1].reshape(1, -1).astype(np.float32),
-            "speed": np.array([1.0], dtype=np.float32)}
+    return kokoro_feeds(toks, style_row(pack, n_tokens))
 
 
 # -- speed ------------------------------------------------------------------------------------
@@ -195,8 +193,6 @@ def sensitivity(builder, families: Sequence[str], base_spec: dict, session_cfg, 
                 voices, ref_audio: dict) -> dict[str, dict]:
     """Quantize one family at a time (``base_spec`` with ``families=[f]``) and measure the
     distance each costs on ``heldout`` (no DNSMOS: quick)."""
-    from labkit.optimize.quantize import VariantSpec
-
     out: dict[str, dict] = {}
     for fam in families:
         spec = VariantSpec(**{**base_spec, "name": f"sens-{base_spec.get('recipe')}-{fam}",
@@ -355,43 +351,10 @@ def candidates(rows: dict[str, dict], reference_name: str, reference_variant: st
 
 # -- profile ---------------------------------------------------------------------------------------
 def profile(model: Path, session_cfg, feeds: dict, out_dir: Path, runs: int = 2) -> dict[str, Any]:
-    """ORT's profiler (enable_profiling) on warm runs: time by op type and by module family."""
-    import onnxruntime as ort
-
-    from labkit.engine.runtime import providers_for, session_options
-
-    so = session_options(session_cfg)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    so.enable_profiling = True
-    so.profile_file_prefix = str(out_dir / Path(model).stem)
-    sess = ort.InferenceSession(str(model), sess_options=so, providers=providers_for(session_cfg))
-    sess.run(None, feeds)  # the first run is the slow one; it is in the file but skipped below
-    for _ in range(runs):
-        sess.run(None, feeds)
-    path = Path(sess.end_profiling())
-    events = json.loads(path.read_text())
-    runs_seen, by_op, by_fam, total = -1, {}, {}, 0.0
-    for ev in events:
-        if ev.get("cat") == "Session" and ev.get("name") == "model_run":
-            runs_seen += 1
-        if ev.get("cat") != "Node" or not ev.get("name", "").endswith("_kernel_time"):
-            continue
-        args = ev.get("args", {})
-        op = args.get("op_name", "?")
-        node = ev["name"][: -len("_kernel_time")]
-        dur = ev.get("dur", 0) / 1e6
-        by_op[op] = by_op.get(op, 0.0) + dur
-        fam = family_of(node)
-        by_fam[fam] = by_fam.get(fam, 0.0) + dur
-        total += dur
-    scale = 1.0 / (runs + 1)
-    return {
-        "file": str(path),
-        "total_kernel_s": total * scale,
-        "by_op": {k: v * scale for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])},
-        "by_family": {k: v * scale for k, v in sorted(by_fam.items(), key=lambda kv: -kv[1])},
-        "note": "kernel time summed over all runs of the session (first run included) / runs",
-    }
+    """ORT's profiler on warm runs (labkit.measure.profile): time by op type and by module
+    family (labkit.optimize.quantize.family_of)."""
+    return profiling.profile_session(model, session_cfg, feeds, runs=runs, warmup=1,
+                                     out_dir=out_dir, family_of=family_of)
 
 
 #: op types a QDQ/int8 recipe replaces (float side) and the int8 kernels that replace them
@@ -405,7 +368,7 @@ def speed_bound(ref_profile: dict, var_profile: dict | None = None) -> dict[str,
     the share of the reference's kernel time in float Conv/MatMul (what int8 can touch),
     and Amdahl's bound on the whole-run speed-up if that share ran 2x / 4x faster; with a
     variant's profile, the measured kernel-time ratio of what replaced it."""
-    total = ref_profile["total_kernel_s"] or 1e-12
+    total = ref_profile["kernel_seconds"] or 1e-12
     heavy = sum(v for k, v in ref_profile["by_op"].items() if k in FLOAT_HEAVY_OPS)
     p = heavy / total
     out: dict[str, Any] = {"heavy_share": p,
@@ -418,7 +381,7 @@ def speed_bound(ref_profile: dict, var_profile: dict | None = None) -> dict[str,
         out["qdq_overhead_s"] = sum(v for k, v in var_profile["by_op"].items()
                                     if k in ("QuantizeLinear", "DequantizeLinear",
                                              "DynamicQuantizeLinear"))
-        out["total_ratio"] = total / (var_profile["total_kernel_s"] or 1e-12)
+        out["total_ratio"] = total / (var_profile["kernel_seconds"] or 1e-12)
     return out
 
 

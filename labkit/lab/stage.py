@@ -32,7 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from labkit import files
 from labkit.config import REPO_ROOT, LabConfig
+from labkit.engine import assets
 
 RECORD_NAME = "metrics.json"
 _PACKAGES = ("onnxruntime", "onnx", "numpy", "kokoro-onnx", "misaki", "spacy", "phonemizer",
@@ -81,8 +83,6 @@ def fingerprint(cfg: LabConfig | None = None) -> dict[str, Any]:
     """Machine, OS, CPU, ONNX Runtime and its providers, package versions, git commit,
     asset hashes: what a number depends on besides the config."""
     import onnxruntime as ort
-
-    from labkit.engine import assets
 
     versions = {}
     for name in _PACKAGES:
@@ -141,11 +141,7 @@ def write_record(cfg: LabConfig, run_id: str, stage: str, status: str,
         "metrics": metrics or {},
         "notes": notes or [],
     }
-    path = out / RECORD_NAME
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(to_jsonable(record), indent=2, allow_nan=False))
-    os.replace(tmp, path)
-    return path
+    return files.write_json(out / RECORD_NAME, to_jsonable(record), indent=2, allow_nan=False)
 
 
 def read_record(path: str | Path) -> dict:

@@ -16,6 +16,10 @@ from typing import Iterable
 import numpy as np
 import yaml
 from labkit.config import DATA_DIR
+from labkit.engine.ort import kokoro_feeds, style_row
+from labkit.engine.g2p import MAX_TOKENS
+from labkit.engine.g2p import get_g2p
+from labkit.engine.g2p import tokenize
 
 NAMES = ("calibration", "heldout")
 SIZE_BANDS = {"short": (1, 59), "medium": (60, 199), "long": (200, 510)}
@@ -146,18 +150,11 @@ class Prepared:
     def feeds(self, voices) -> dict[str, np.ndarray]:
         """ORT inputs: tokens [1, n+2] (0-padded), style = voice[n-1], speed [1]."""
         pack = voices.pack(self.utt.voice)
-        n = len(self.tokens)
-        return {
-            "tokens": np.array([[0, *self.tokens, 0]], dtype=np.int64),
-            "style": pack[min(max(n, 1), len(pack)) - 1].reshape(1, -1).astype(np.float32),
-            "speed": np.array([self.utt.speed], dtype=np.float32),
-        }
+        return kokoro_feeds(self.tokens, style_row(pack, len(self.tokens)), self.utt.speed)
 
 
 def prepare(corpus: Corpus | Iterable[Utterance]) -> list[Prepared]:
     """Phonemize every utterance with its language's G2P (misaki, espeak fallback)."""
-    from labkit.engine.g2p import MAX_TOKENS, get_g2p, tokenize
-
     out = []
     for u in corpus:
         ph = get_g2p(u.lang)(u.text)

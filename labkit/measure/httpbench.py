@@ -36,6 +36,8 @@ from labkit.measure import streaming as bench
 from labkit.measure.client import BYTES_PER_SECOND, stream_speech
 from labkit.config import REPO_ROOT, LabConfig
 from labkit.lab.stage import Stage
+from labkit.engine.pipeline import StreamingSynthesizer
+from labkit.served import resolve
 
 TEXT_NAMES = ("phrase", "sentence", "paragraph", "article")
 
@@ -223,10 +225,6 @@ def run_bench(cfg: LabConfig, run_id: str | None = None, texts: dict[str, str] |
     """Run the side-by-side bench and the soak; write ``bench.md`` and the record under
     ``artifacts/<run>/bench/``; return the record's path. ``repeats`` timed runs (after
     one warm-up) per text and runner; the article gets ``long_repeats`` and no warm-up."""
-    from serve.settings import resolve
-
-    from labkit.engine.pipeline import StreamingSynthesizer
-
     served = resolve(cfg)  # the configuration the endpoint ships, for every runner alike
     scfg = served.cfg
     texts = dict(texts or bench_texts(scfg.serve.max_input_chars))

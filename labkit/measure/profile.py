@@ -1,20 +1,23 @@
-"""ONNX Runtime's profiler: where the time of one inference goes.
+"""ONNX Runtime's profiler: where the time of an inference goes. The one profile parser.
 
 ``SessionOptions.enable_profiling`` makes ORT write a Chrome-trace JSON with one
-``"cat": "Node"`` event per kernel run (``dur`` in microseconds, ``args.op_name``).
-We summarize it two ways: by operator type (Conv, Sin, Mul, ...) and by node-name
-prefix (``/decoder/decoder/generator`` is the vocoder, ``/decoder`` the whole decoder,
-``/encoder``, ``/text_encoder``, ``/predictor`` the rest).
+``"cat": "Node"`` event per kernel run (``dur`` in microseconds, ``args.op_name``,
+``args.provider``). :func:`summarize` reads it every way the lab asks: by operator type
+(Conv, Sin, Mul, ...), by node-name prefix (``/decoder/decoder/generator`` is the vocoder,
+``/decoder`` the whole decoder, ``/encoder``, ``/text_encoder``, ``/predictor`` the rest),
+by module family (a caller's grouping, e.g. labkit.optimize.quantize.family_of) and by
+execution provider (a CoreML partition runs as one fused node).
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Callable
+
+from labkit.engine.ort import for_session, new_session
 
 #: node-name prefixes reported as shares of total kernel time
 DEFAULT_PREFIXES = {
@@ -24,17 +27,23 @@ DEFAULT_PREFIXES = {
     "text_encoder": "/text_encoder",
     "bert": "/encoder",
 }
+CPU = "CPUExecutionProvider"
 
 
-def read_trace(path: str | os.PathLike, last_runs: int | None = None) -> list[dict]:
-    """Kernel events (``cat == "Node"``, ``*_kernel_time``) of an ORT profile JSON.
+def _events(trace: str | os.PathLike | list[dict]) -> list[dict]:
+    if isinstance(trace, list):
+        return trace
+    data = json.loads(Path(trace).read_text())
+    return data if isinstance(data, list) else data.get("traceEvents", [])
 
-    With ``last_runs``, only those inside the last ``last_runs`` ``model_run`` spans
-    (warm-up runs are in the same trace)."""
-    data = json.loads(Path(path).read_text())
-    events = data if isinstance(data, list) else data.get("traceEvents", [])
+
+def read_trace(trace: str | os.PathLike | list[dict], last_runs: int | None = None) -> list[dict]:
+    """Kernel events (``cat == "Node"``, ``*_kernel_time``) of an ORT profile (a path or
+    its events). With ``last_runs``, only those inside the last ``last_runs``
+    ``model_run`` spans (warm-up runs are in the same trace)."""
+    events = _events(trace)
     kernels = [e for e in events if e.get("cat") == "Node" and "dur" in e
-               and e.get("name", "").endswith("_kernel_time")]
+               and str(e.get("name", "")).endswith("_kernel_time")]
     if last_runs:
         spans = sorted((float(e["ts"]), float(e["ts"]) + float(e["dur"])) for e in events
                        if e.get("cat") == "Session" and e.get("name") == "model_run")
@@ -45,85 +54,90 @@ def read_trace(path: str | os.PathLike, last_runs: int | None = None) -> list[di
     return kernels
 
 
-def _node_name(event: dict) -> str:
+def node_name(event: dict) -> str:
     name = event.get("name", "")
     return name[: -len("_kernel_time")] if name.endswith("_kernel_time") else name
 
 
-def summarize(events: list[dict], prefixes: dict[str, str] | None = None,
-              top: int = 12, runs: int = 1) -> dict:
-    """Top operator types by time, and the share of time under each name prefix.
-
-    ``runs`` divides totals so that a profile of several runs reads per inference."""
+def summarize(events: list[dict], prefixes: dict[str, str] | None = None, top: int = 12,
+              runs: int = 1, family_of: Callable[[str], str] | None = None) -> dict:
+    """Kernel time of ``events`` (from :func:`read_trace`), per inference (``runs``
+    divides the totals): ``kernel_seconds``; ``top_ops`` and ``by_op`` (seconds by operator
+    type); ``share`` (fraction of time under each name prefix); ``by_family`` (seconds by
+    ``family_of(node name)``, when given); ``by_provider`` ({nodes, kernel_us, time_share});
+    ``cpu_top_ops_us`` (the CPU provider's slowest operator types, µs)."""
     prefixes = DEFAULT_PREFIXES if prefixes is None else prefixes
+    runs = max(int(runs), 1)
     by_op: dict[str, float] = defaultdict(float)
-    by_prefix: dict[str, float] = defaultdict(float)
     count: dict[str, int] = defaultdict(int)
+    by_prefix: dict[str, float] = defaultdict(float)
+    by_family: dict[str, float] = defaultdict(float)
+    providers: dict[str, dict] = {}
+    cpu_ops: dict[str, float] = defaultdict(float)
     total = 0.0
     for e in events:
         dur = float(e["dur"]) / 1e6
-        op = e.get("args", {}).get("op_name", "?")
+        args = e.get("args", {})
+        op = args.get("op_name", "?")
+        node = node_name(e)
         by_op[op] += dur
         count[op] += 1
         total += dur
-        node = _node_name(e)
         for label, prefix in prefixes.items():
             if node.startswith(prefix):
                 by_prefix[label] += dur
-    total = max(total, 1e-12)
+        if family_of is not None:
+            by_family[family_of(node)] += dur
+        ep = args.get("provider", "unknown")
+        entry = providers.setdefault(ep, {"nodes": set(), "seconds": 0.0})
+        entry["nodes"].add(node)
+        entry["seconds"] += dur
+        if ep == CPU:
+            cpu_ops[op] += dur
+    denom = max(total, 1e-12)
     ranked = sorted(by_op.items(), key=lambda kv: kv[1], reverse=True)
-    return {
+    out = {
         "kernel_seconds": total / runs,
-        "top_ops": [{"op": op, "seconds": s / runs, "share": s / total,
-                     "calls": count[op] // max(runs, 1)} for op, s in ranked[:top]],
-        "share": {label: by_prefix.get(label, 0.0) / total for label in prefixes},
+        "top_ops": [{"op": op, "seconds": s / runs, "share": s / denom,
+                     "calls": count[op] // runs} for op, s in ranked[:top]],
+        "by_op": {op: s / runs for op, s in ranked},
+        "share": {label: by_prefix.get(label, 0.0) / denom for label in prefixes},
+        "by_provider": {ep: {"nodes": len(e["nodes"]),
+                             "kernel_us": round(e["seconds"] * 1e6 / runs, 1),
+                             "time_share": round(e["seconds"] / denom, 4)}
+                        for ep, e in sorted(providers.items())},
+        "cpu_top_ops_us": {op: round(s * 1e6 / runs, 1)
+                           for op, s in sorted(cpu_ops.items(), key=lambda kv: -kv[1])[:10]},
     }
+    if family_of is not None:
+        out["by_family"] = {k: v / runs for k, v in sorted(by_family.items(), key=lambda kv: -kv[1])}
+    return out
 
 
-def profile_session(make_session: Callable[[object], object], feeds: dict,
-                    runs: int = 1, warmup: int = 1, out_dir: str | os.PathLike | None = None,
-                    prefixes: dict[str, str] | None = None, top: int = 12) -> dict:
-    """Profile ``runs`` inferences of a session made by ``make_session(sess_options_hook)``.
-
-    ``make_session`` receives a function that turns profiling on for a SessionOptions; it
-    must apply it before the session is created. Warm-up runs are excluded from the
-    summary (only events after them are counted)."""
+def profile_session(model: str | os.PathLike, session_cfg, feeds: dict, runs: int = 1,
+                    warmup: int = 1, out_dir: str | os.PathLike | None = None,
+                    prefixes: dict[str, str] | None = None, top: int = 12,
+                    family_of: Callable[[str], str] | None = None) -> dict:
+    """Profile ``runs`` inferences of a fresh session of ``model`` (LabConfig session
+    settings) after ``warmup`` untimed ones (excluded from the summary); the summary of
+    :func:`summarize` plus ``trace`` (the profile file)."""
     out_dir = Path(out_dir or tempfile.mkdtemp(prefix="ortprof-"))
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    def enable(so):
+    def enable(so) -> None:
         so.enable_profiling = True
-        so.profile_file_prefix = str(out_dir / "ort-profile")
-        return so
+        so.profile_file_prefix = str(out_dir / f"{Path(model).stem}-profile")
 
-    sess = make_session(enable)
-    for _ in range(warmup):
-        sess.run(None, feeds)
-    for _ in range(runs):
+    sess = new_session(model, session_cfg, configure=enable)
+    feeds = for_session(feeds, sess)
+    for _ in range(warmup + runs):
         sess.run(None, feeds)
     path = Path(sess.end_profiling())
-    events = read_trace(path, last_runs=runs)
-    out = summarize(events, prefixes, top=top, runs=runs)
+    out = summarize(read_trace(path, last_runs=runs), prefixes, top=top, runs=runs,
+                    family_of=family_of)
     out["trace"] = str(path)
     return out
 
 
-def profile_engine_session(model_path: str | os.PathLike, session_cfg, feeds: dict,
-                           runs: int = 1, warmup: int = 1,
-                           out_dir: str | os.PathLike | None = None) -> dict:
-    """Profile a session of ``model_path`` with the LabConfig session settings."""
-    import onnxruntime as ort
-
-    from labkit.engine.runtime import providers_for, session_options
-
-    def make(enable):
-        so = enable(session_options(session_cfg))
-        return ort.InferenceSession(str(model_path), sess_options=so,
-                                    providers=providers_for(session_cfg))
-
-    return profile_session(make, feeds, runs=runs, warmup=warmup, out_dir=out_dir)
-
-
 def as_rows(summary: dict) -> list[dict]:
-    return [dataclasses.asdict(r) if dataclasses.is_dataclass(r) else r
-            for r in summary.get("top_ops", [])]
+    return list(summary.get("top_ops", []))

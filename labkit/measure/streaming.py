@@ -31,13 +31,23 @@ import resource
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from labkit.engine.runtime import SAMPLE_RATE
+from labkit import quality
 from labkit.config import DATA_DIR
+from labkit.engine import assets
+from labkit.engine import joining
+from labkit.engine.cache import make_session
+from labkit.engine.chunking import words_present
+from labkit.engine.g2p import normalize_lang
+from labkit.engine.pipeline import StreamingSynthesizer
+from labkit.engine.pipeline import build_engines
+from labkit.engine.pipeline import fastest
+from labkit.quality import lsd_db
+from labkit.timing import Timing
 
 
 
@@ -206,8 +216,6 @@ class Run:
 def run_stream(synth, text_: str, voice: str | None = None, speed: float | None = None,
                lang: str | None = None, keep_audio: bool = False, name: str = "stream") -> Run:
     """Consume ``synth.stream(text)`` as fast as it comes; record arrivals and durations."""
-    from labkit.engine.chunking import words_present
-
     arrivals, durations, chunks, audio = [], [], [], []
     with CpuMeter() as cpu:
         s = synth.open_stream(text_, voice, speed, lang)
@@ -239,17 +247,12 @@ class KokoroBaseline:
     def __init__(self, cfg, variant: str | None = None, session=None):
         from kokoro_onnx import Kokoro
 
-        from labkit.engine import assets
-        from labkit.engine.runtime import make_session
-
         model = assets.model_path(cfg, variant or cfg.variant)
         sess = session or make_session(model, cfg.session)
         self.kokoro = Kokoro.from_session(sess, str(assets.voices_path(cfg)))
         self.cfg = cfg
 
     def _lang(self, voice: str | None) -> str:
-        from labkit.engine.g2p import normalize_lang
-
         return normalize_lang(self.cfg.lang, voice or self.cfg.voice)
 
     def warm_up(self) -> None:
@@ -306,8 +309,6 @@ def median_runs(fn: Callable[[], Run], repeats: int) -> tuple[Run, list[Run]]:
 
 def summarize(runs: list[Run], startup_buffer_s: float = 0.0) -> dict[str, Any]:
     """Median and p90 of ttfa/total/rtf over repeats, and the worst playback figures."""
-    from labkit.timing import Timing
-
     ttfa = Timing.of([r.ttfa_s for r in runs])
     total = Timing.of([r.total_s for r in runs])
     pbs = [r.playback(startup_buffer_s) for r in runs]
@@ -359,8 +360,7 @@ def seam_lsd(reference: np.ndarray, chunked: np.ndarray, seams: Sequence[int],
     chunking changes everywhere (each piece has its own style row and prosody) vs what
     the join adds. The chunked window is located in the reference by spectral alignment
     (durations differ: pauses are re-sized, pieces are re-timed)."""
-    if lsd is None:
-        from labkit.quality import lsd_db as lsd
+    lsd = lsd or quality.lsd_db
     w = int(window_s * SAMPLE_RATE)
     ref = np.asarray(reference, np.float32)
     out = []
@@ -408,8 +408,6 @@ def chunking_sweep(engine, text_: str, variants: list[dict[str, Any]], repeats: 
     row per variant with the medians, the worst playback figures and the first piece."""
     import dataclasses
 
-    from labkit.engine.pipeline import StreamingSynthesizer
-
     rows = []
     for overrides in variants:
         ccfg = dataclasses.replace(engine.cfg.chunking, **overrides)
@@ -453,9 +451,6 @@ def seam_report(engine, chunking_cfg, text_: str, voice: str | None = None) -> d
     the unchunked audio around each seam vs around mid-piece points (the control), the
     discontinuity at each join, and pause lengths (ours vs the model's own)."""
     import dataclasses
-
-    from labkit.engine import joining
-    from labkit.engine.pipeline import StreamingSynthesizer
 
     ref_synth = StreamingSynthesizer(engine, chunking_cfg=dataclasses.replace(chunking_cfg, strategy="none"))
     reference = ref_synth.synthesize(text_, voice)
@@ -525,10 +520,6 @@ def compare_sessions(cfg, candidates: list[dict[str, Any]], texts: list[str], re
     """Stream each text with each candidate (one session or two): one row per
     (candidate, text); candidates whose providers are missing are recorded as skipped."""
     import gc
-
-    from labkit.engine.pipeline import StreamingSynthesizer, build_engines, fastest
-
-    from labkit.quality import lsd_db
 
     rows = []
     first_audio: dict[str, np.ndarray] = {}  # text -> the first measured candidate's take

@@ -24,6 +24,8 @@ from typing import Any
 
 import onnx
 from labkit.config import DATA_DIR
+from labkit.engine import assets
+from labkit.optimize import quantize
 
 DATA_FILE = DATA_DIR / "coreml_ops.json"
 FORMATS = ("MLProgram", "NeuralNetwork")
@@ -342,9 +344,6 @@ def audit_variants(cfg, variants) -> tuple[dict[str, OpAudit], dict[str, str]]:
     """Audit each variant whose model file exists or can be built without calibration
     (``quantize.provide_variant``: fp16-dec, dyn-*); the others come back with the path
     that is missing (reported, never guessed)."""
-    from labkit.engine import assets
-    from labkit.optimize import quantize
-
     audits: dict[str, OpAudit] = {}
     missing: dict[str, str] = {}
     for variant in variants:

@@ -41,6 +41,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 import onnx
+from labkit.engine import assets
 
 #: module family -> node-name prefixes (the exporter's module paths survive in the names).
 FAMILIES: dict[str, tuple[str, ...]] = {
@@ -599,8 +600,6 @@ def provide_variant(cfg, name: str) -> Path | None:
     whose recipe needs no calibration: fp16, fp16-dec, dyn-*) built once from the quality
     reference into the assets folder, where later lookups find it. None when it is
     neither provisioned nor buildable (the caller reports it missing)."""
-    from labkit.engine import assets
-
     path = assets.model_path(cfg, name)
     if path.exists():
         return path

@@ -27,6 +27,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from labkit import files
+
 
 class ReconError(RuntimeError):
     pass
@@ -215,12 +217,7 @@ def build_fp32_recon(int8_path: str | os.PathLike, out_path: str | os.PathLike) 
     model, stats = rebuild_fp32(model)
     onnx.checker.check_model(model)
     out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.part")
-    try:
+    with files.atomic_path(out) as tmp:
         onnx.save(model, str(tmp))
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     stats["bytes"] = out.stat().st_size
     return stats

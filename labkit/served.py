@@ -19,7 +19,7 @@ from typing import Any
 
 from labkit.config import ConfigError, LabConfig
 
-log = logging.getLogger("serve")
+log = logging.getLogger("labkit.served")
 
 
 @dataclass

@@ -1,0 +1,143 @@
+"""ONNX Runtime for Kokoro: session options, providers, the one session factory and the
+one feeds builder. Every ``InferenceSession`` in labkit is made by :func:`new_session`.
+
+Kokoro's graph: ``tokens`` int64 [1, n + 2] (0-padded at both ends; some exports name it
+``input_ids``), ``style`` float [1, 256], ``speed`` float [1]; output ``audio`` float
+[samples] at 24 kHz. Position embeddings hold 512 rows, so at most 510 phoneme tokens
+per call. The style row is ``voice[len(tokens) - 1]`` of the (510, 1, 256) voice pack.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from labkit.config import ConfigError, SessionConfig
+
+SAMPLE_RATE = 24_000
+SPEED_RANGE = (0.5, 2.0)
+#: names the token input goes by in Kokoro exports (kokoro-onnx: tokens; others: input_ids)
+TOKEN_INPUTS = ("tokens", "input_ids")
+
+_OPT_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "layout": getattr(ort.GraphOptimizationLevel, "ORT_ENABLE_LAYOUT",
+                      ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED),
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+def session_options(s: SessionConfig, optimized_model_path: str | None = None) -> ort.SessionOptions:
+    """SessionOptions from the session section of LabConfig (validated first)."""
+    s.validate()
+    so = ort.SessionOptions()
+    so.graph_optimization_level = _OPT_LEVELS[s.graph_optimization_level]
+    so.intra_op_num_threads = s.intra_op_threads
+    so.inter_op_num_threads = s.inter_op_threads
+    so.execution_mode = (ort.ExecutionMode.ORT_PARALLEL if s.execution_mode == "parallel"
+                         else ort.ExecutionMode.ORT_SEQUENTIAL)
+    so.enable_cpu_mem_arena = s.enable_mem_arena
+    so.enable_mem_pattern = s.enable_mem_pattern
+    if s.denormal_as_zero:
+        so.add_session_config_entry("session.set_denormal_as_zero", "1")
+    if optimized_model_path:
+        so.optimized_model_filepath = str(optimized_model_path)
+    so.log_severity_level = 3
+    return so
+
+
+def providers_for(s: SessionConfig) -> list:
+    """The provider list ORT takes: names, with options where LabConfig gives some.
+
+    Unknown names get a clear error naming what this ONNX Runtime build has."""
+    available = ort.get_available_providers()
+    out = []
+    for name in s.providers:
+        if name not in available:
+            raise ConfigError(
+                f"provider {name!r} is not available in this onnxruntime build "
+                f"({ort.__version__}); available: {', '.join(available)}"
+            )
+        opts = s.provider_options.get(name)
+        out.append((name, {k: str(v) for k, v in opts.items()}) if opts else name)
+    return out
+
+
+def new_session(model: str | os.PathLike | bytes | onnx.ModelProto,
+                s: SessionConfig | None = None, *,
+                configure: Callable[[ort.SessionOptions], Any] | None = None,
+                ) -> ort.InferenceSession:
+    """THE session factory: an InferenceSession of ``model`` (a path, serialized bytes or
+    a ModelProto) with the settings of ``s`` (default: LabConfig's session defaults).
+    ``configure(so)`` may adjust the options before the session is made (profiling, an
+    ORT-format load, a saved optimized graph, verbose logging)."""
+    s = s or SessionConfig()
+    so = session_options(s)
+    if configure is not None:
+        configure(so)
+    if isinstance(model, onnx.ModelProto):
+        model = model.SerializeToString()
+    elif not isinstance(model, bytes):
+        model = str(model)
+    return ort.InferenceSession(model, sess_options=so, providers=providers_for(s))
+
+
+def probe_config(threads: int = 1) -> SessionConfig:
+    """Settings for probing a graph's values: optimizer off (the graph as written), CPU."""
+    return SessionConfig(graph_optimization_level="disable", intra_op_threads=threads)
+
+
+def input_names(session_or_names: ort.InferenceSession | Iterable[str]) -> set[str]:
+    if hasattr(session_or_names, "get_inputs"):
+        return {i.name for i in session_or_names.get_inputs()}
+    return set(session_or_names)
+
+
+def kokoro_feeds(tokens: Sequence[int], style: np.ndarray, speed: float = 1.0,
+                 names: Iterable[str] | ort.InferenceSession = ("tokens",)) -> dict[str, np.ndarray]:
+    """THE feeds builder: Kokoro's inputs for phoneme ``tokens`` (without the pads), a
+    style row (any shape holding 256 floats) and ``speed``, keyed by the names the model
+    uses (``names``: its input names or the session itself)."""
+    have = input_names(names)
+    token_name = next((n for n in TOKEN_INPUTS if n in have), "tokens")
+    return {token_name: np.array([[0, *[int(t) for t in tokens], 0]], dtype=np.int64),
+            "style": np.asarray(style, dtype=np.float32).reshape(1, -1),
+            "speed": np.array([speed], dtype=np.float32)}
+
+
+def for_session(feeds: dict[str, np.ndarray], session: ort.InferenceSession) -> dict[str, np.ndarray]:
+    """``feeds`` with the token input under the name ``session``'s model uses."""
+    have = input_names(session)
+    name = next((n for n in TOKEN_INPUTS if n in feeds), None)
+    want = next((n for n in TOKEN_INPUTS if n in have), name)
+    if name is None or name == want:
+        return feeds
+    out = dict(feeds)
+    out[want] = out.pop(name)
+    return out
+
+
+def style_row(pack: np.ndarray, n_tokens: int) -> np.ndarray:
+    """The style row a voice pack gives ``n_tokens`` phoneme tokens: ``pack[n - 1]``."""
+    return np.asarray(pack[min(max(int(n_tokens), 1), len(pack)) - 1], dtype=np.float32).reshape(1, -1)
+
+
+def n_tokens(feeds: dict[str, np.ndarray]) -> int:
+    """Phoneme tokens in a feeds dict (without the two pads)."""
+    name = next(n for n in TOKEN_INPUTS if n in feeds)
+    return int(feeds[name].shape[1]) - 2
+
+
+def probe_feeds(n: int = 24, seed: int = 0) -> dict[str, np.ndarray]:
+    """Deterministic inputs for shape probes and rewrite checks when no real ones are
+    given (token ids from the phoneme vocabulary, a plausible style row)."""
+    rng = np.random.default_rng(seed)
+    ids = [16, 43, 156, 102, 4, 62, 61, 16, 83, 56, 156, 51, 158, 46, 16, 48, 156, 86,
+           123, 4, 57, 135, 156, 69]
+    return kokoro_feeds([ids[i % len(ids)] for i in range(n)],
+                        rng.normal(0.0, 0.15, size=(1, 256)))

@@ -1,0 +1,275 @@
+"""Stage 04: the CoreML execution provider, configuration by configuration.
+
+For each sweep point (labkit.optimize.coreml): cold start (empty model cache), cached
+start, warm latency by token length, placement (labkit.measure.placement) and quality
+against the reference. It runs the same way on the CPU provider, which is what this lab
+does where CoreML does not exist (``coreml_available``, ``skip_reason``).
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from labkit import quality, timing
+from labkit.config import LabConfig, SessionConfig
+from labkit.engine import assets, runtime
+from labkit.engine.g2p import MAX_TOKENS, clean_phonemes, tokenize
+from labkit.engine.ort import kokoro_feeds, new_session, style_row
+from labkit.measure import profile as profiling
+from labkit.measure.placement import capture_ort_log, parse_placement_log
+from labkit.config import ConfigError
+from labkit.optimize.coreml import (CPU, PROVIDER, CoreMLOptionError, SweepPoint,
+                                    coreml_available, cpu_session_config, session_config,
+                                    skip_reason, static_model)
+
+
+# -- the harness ---------------------------------------------------------------------------
+#: a phoneme passage (misaki's US set) cut to the requested token count
+PASSAGE = ("ðə nˈɔɹθ wˈɪnd ænd ðə sˈʌn wɜɹ dɪspjˈuːtɪŋ wˌɪʧ wʌz ðə stɹˈɔŋɡɚ, wˌɛn ə tɹˈævəlɚ "
+           "kˈeɪm əlˈɔŋ ɹˈæpt ɪn ə wˈɔɹm klˈOk. ðeɪ əɡɹˈiːd ðæt ðə wˈʌn hˌuː fˈɜːst səksˈiːdᵻd ɪn "
+           "mˈeɪkɪŋ ðə tɹˈævəlɚ tˈeɪk hɪz klˈOk ˈɔf ʃʊd bi kənsˈɪdɚd stɹˈɔŋɡɚ ðɐn ðɪ ˈʌðɚ. ")
+
+
+def tokens_of_length(n: int) -> list[int]:
+    """``n`` phoneme tokens from :data:`PASSAGE` (repeated as needed), 1..510."""
+    if not 1 <= int(n) <= MAX_TOKENS:
+        raise ValueError(f"token length {n}: Kokoro takes 1 to {MAX_TOKENS} tokens per call")
+    cleaned, _ = clean_phonemes(PASSAGE)
+    base = tokenize(cleaned)
+    reps = -(-int(n) // len(base))
+    return (base * reps)[: int(n)]
+
+
+def _make_engine(cfg: LabConfig, model: Path, scfg: SessionConfig, voices, verbose: bool):
+    """An Engine on ``model`` with ``scfg``; with ``verbose`` the session is created at
+    VERBOSE log level and the log is returned."""
+    def verbose_log(so) -> None:
+        if verbose:
+            so.log_severity_level = 0
+            so.log_verbosity_level = 0
+
+    t0 = time.perf_counter()
+    with capture_ort_log() as log:
+        session = new_session(model, scfg, configure=verbose_log)
+    load_s = time.perf_counter() - t0
+    eng = runtime.Engine.from_session(cfg, session, model, load_s, voices)
+    return eng, "".join(log)
+
+
+def run_config(cfg: LabConfig, point: SweepPoint, token_lengths: Iterable[int],
+               repeats: int = 3, warmup: int = 1, cache_root: str | os.PathLike | None = None,
+               reference: Mapping[int, np.ndarray] | None = None, voice: str | None = None,
+               profile_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Measure one configuration: cold start, cached (second) start, first-run and warm
+    latency by token length, placement (from ORT's log) and, where ``reference`` audio is
+    given per token length, the log-spectral distance to it.
+
+    For CoreML points: the model cache starts empty (cold start compiles the CoreML
+    model), the second session reuses it. Raises :class:`CoreMLOptionError` for a bad
+    option before anything runs; returns ``{"status": "skipped: ..."}`` where the provider
+    does not exist."""
+    lengths = [int(n) for n in token_lengths]
+    voice = voice or cfg.voice
+    model = assets.require(assets.model_path(cfg, point.variant), f"model {point.variant!r}")
+    out: dict[str, Any] = {"label": point.label, "point": asdict(point), "model": str(model)}
+    cache_dir = None
+    if point.provider == PROVIDER:
+        cache_dir = Path(cache_root or tempfile.mkdtemp(prefix="coreml-cache-")) / re.sub(
+            r"[^\w.-]+", "_", point.label)
+        scfg = session_config(cfg, point.model_format, point.compute_units, point.static_shapes,
+                              cache_dir=cache_dir)
+        if not coreml_available():
+            out["status"] = f"skipped: {skip_reason()}"
+            out["provider_options"] = scfg.provider_options[PROVIDER]
+            return out
+        if cache_dir.exists():
+            shutil.rmtree(cache_dir)  # cold means cold
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        out["provider_options"] = scfg.provider_options[PROVIDER]
+    elif point.provider == CPU:
+        scfg = cpu_session_config(cfg)
+    else:
+        raise ConfigError(f"provider {point.provider!r}: the sweep runs {PROVIDER} or {CPU}")
+
+    voices = runtime.VoiceBank.load(assets.voices_path(cfg))
+    models = {n: model for n in lengths}
+    if point.static_shapes:
+        static_dir = Path(cache_root or tempfile.gettempdir()) / "static-models"
+        models = {n: static_model(model, n, static_dir) for n in lengths}
+
+    per_length: dict[str, Any] = {}
+    placements: dict[str, Any] = {}
+    starts: dict[str, Any] = {}
+    for model_file in dict.fromkeys(models.values()):
+        ns = [n for n in lengths if models[n] == model_file]
+        key = "all" if len(models) == 1 or not point.static_shapes else str(ns[0])
+        cold, log = _make_engine(cfg, model_file, scfg, voices, verbose=True)
+        placement = parse_placement_log(log)
+        placements[key] = {"coverage": placement.coverage(PROVIDER),
+                           "log": placement.to_dict()}
+        t0 = time.perf_counter()
+        cold.run_tokens(tokens_of_length(ns[0]), voice)
+        cold_first = time.perf_counter() - t0
+        cold_create = cold.load_seconds
+        del cold
+        eng, _ = _make_engine(cfg, model_file, scfg, voices, verbose=False)
+        t0 = time.perf_counter()
+        eng.run_tokens(tokens_of_length(ns[0]), voice)
+        second_first = time.perf_counter() - t0
+        starts[key] = {"cold_create_s": round(cold_create, 4),
+                       "cold_first_run_s": round(cold_first, 4),
+                       "second_create_s": round(eng.load_seconds, 4),
+                       "second_first_run_s": round(second_first, 4)}
+        for n in ns:
+            toks = tokens_of_length(n)
+            t, syn = timing.measure(lambda: eng.run_tokens(toks, voice), repeats=repeats,
+                                    warmup=warmup)
+            row: dict[str, Any] = {"tokens": n, "warm_s": t.to_dict(),
+                                   "audio_s": round(syn.duration, 4),
+                                   "rtf": round(t.median / max(syn.duration, 1e-9), 4)}
+            problems = quality.check_audio(syn.audio)
+            if problems:
+                row["audio_problems"] = problems
+            if reference is not None and n in reference:
+                row["lsd_db"] = round(quality.lsd_db(reference[n], syn.audio,
+                                                     allow_length_mismatch=True), 3)
+                row["duration"] = quality.duration_agreement(reference[n], syn.audio)
+                if reference[n].size != syn.audio.size:  # timing shift vs spectral change
+                    row["lsd_db_aligned"] = round(quality.aligned_lsd_db(reference[n], syn.audio), 3)
+            per_length[str(n)] = row
+        if profile_dir is not None:
+            starts[key]["profile"] = profile_run(cfg, model_file, scfg, voices, ns[0], voice,
+                                                 Path(profile_dir) / re.sub(r"[^\w.-]+", "_", point.label))
+        del eng
+    out.update(status="ok", starts=starts, placement=placements, by_length=per_length)
+    return out
+
+
+def profile_run(cfg: LabConfig, model: Path, scfg: SessionConfig, voices, n_tokens: int,
+                voice: str, prefix: Path) -> dict[str, Any]:
+    """One profiled run (separate session: profiling costs time): kernel time per
+    provider and the CPU's slowest op types (labkit.measure.profile)."""
+    toks = tokens_of_length(n_tokens)
+    feeds = kokoro_feeds(toks, style_row(voices.pack(voice), len(toks)))
+    prof = profiling.profile_session(model, scfg, feeds, runs=1, warmup=0, out_dir=prefix.parent)
+    return {"by_provider": prof["by_provider"], "cpu_top_ops_us": prof["cpu_top_ops_us"],
+            "file": prof["trace"]}
+
+
+def reference_audio(cfg: LabConfig, token_lengths: Iterable[int], voice: str | None = None
+                    ) -> tuple[dict[int, np.ndarray], dict[str, str]]:
+    """The reference variant's audio (CPU provider) for each token length, and what it is."""
+    ref = assets.reference(cfg)
+    assets.require(ref.path, f"reference model {ref.variant!r}")
+    eng = runtime.Engine(cfg, variant=ref.variant, session=cpu_session_config(cfg))
+    voice = voice or cfg.voice
+    audio = {int(n): eng.run_tokens(tokens_of_length(int(n)), voice).audio for n in token_lengths}
+    return audio, {"variant": ref.variant, "path": str(ref.path), "note": ref.note}
+
+
+def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One flat row per (configuration, token length) for tables and plots."""
+    rows = []
+    for r in results:
+        if not str(r.get("status", "")).startswith("ok"):
+            rows.append({"label": r.get("label"), "status": r.get("status")})
+            continue
+        cov = next(iter(r["placement"].values()))["coverage"]
+        start = next(iter(r["starts"].values()))
+        for n, row in r["by_length"].items():
+            rows.append({"label": r["label"], "tokens": int(n), "status": "ok",
+                         "warm_median_s": round(row["warm_s"]["median"], 4),
+                         "warm_p90_s": round(row["warm_s"]["p90"], 4), "rtf": row["rtf"],
+                         "lsd_db": row.get("lsd_db"),
+                         "lsd_db_aligned": row.get("lsd_db_aligned"),
+                         "cold_first_run_s": start["cold_first_run_s"],
+                         "second_create_s": start["second_create_s"],
+                         "nodes_on_ep": cov.get("nodes_on_ep"),
+                         "nodes_on_cpu": cov.get("nodes_on_cpu"),
+                         "nodes_in_graph": cov.get("nodes_in_graph"),
+                         "partitions": cov.get("partitions")})
+    return rows
+
+
+def _quality_lsd(row: dict[str, Any]) -> float | None:
+    aligned = row.get("lsd_db_aligned")
+    return aligned if aligned is not None else row.get("lsd_db")
+
+
+def recommend(rows: list[dict[str, Any]], short_max_tokens: int = 60,
+              max_lsd_db: float | None = None) -> dict[str, Any]:
+    """Fastest measured configuration (warm median) for short inputs (<= ``short_max_tokens``)
+    and for long ones, among rows within ``max_lsd_db`` of the reference when given (the
+    time-aligned distance where the lengths differ: a duration rounded one frame the other
+    way is not the numeric degradation this bound is about)."""
+    ok = [r for r in rows if r.get("status") == "ok"]
+    if max_lsd_db is not None:
+        ok = [r for r in ok if _quality_lsd(r) is None or _quality_lsd(r) <= max_lsd_db]
+    out: dict[str, Any] = {}
+    for band, pred in (("short", lambda n: n <= short_max_tokens),
+                       ("long", lambda n: n > short_max_tokens)):
+        cands = [r for r in ok if pred(r["tokens"])]
+        if not cands:
+            out[band] = None
+            continue
+        by_label: dict[str, list[float]] = {}
+        for r in cands:
+            by_label.setdefault(r["label"], []).append(r["rtf"])
+        best = min(by_label, key=lambda k: float(np.median(by_label[k])))
+        out[band] = {"label": best, "median_rtf": round(float(np.median(by_label[best])), 4),
+                     "tokens": sorted({r["tokens"] for r in cands if r["label"] == best})}
+    return out
+
+
+def run_sweep(cfg: LabConfig, points: Iterable[SweepPoint], token_lengths: Iterable[int],
+              repeats: int = 3, warmup: int = 1, cache_root: str | os.PathLike | None = None,
+              reference: Mapping[int, np.ndarray] | None = None,
+              profile_dir: str | os.PathLike | None = None,
+              log: Any = print) -> list[dict[str, Any]]:
+    """:func:`run_config` for every point; a point that fails is recorded as failed and the
+    sweep goes on (one bad compute unit must not lose the others' numbers)."""
+    results = []
+    lengths = list(token_lengths)
+    for point in points:
+        try:
+            r = run_config(cfg, point, lengths, repeats=repeats, warmup=warmup,
+                           cache_root=cache_root, reference=reference, profile_dir=profile_dir)
+        except CoreMLOptionError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded, not hidden
+            r = {"label": point.label, "point": asdict(point),
+                 "status": f"failed: {type(exc).__name__}: {exc}"}
+        if log:
+            log(f"{r['label']}: {r['status']}")
+        results.append(r)
+    return results
+
+
+def headline(audits: Mapping[str, Any], rows: list[dict[str, Any]],
+             sweep_status: str) -> dict[str, Any]:
+    """The journal's key figures: audit coverage per variant and format, measured RTF per
+    configuration and length, and the sweep's status."""
+    out: dict[str, Any] = {"coreml sweep": sweep_status}
+    for variant, a in audits.items():
+        d = a.to_dict() if hasattr(a, "to_dict") else a
+        out[f"{variant} nodes"] = d["nodes"]
+        for fmt, fa in d["coreml"].items():
+            out[f"{variant} {fmt} table coverage %"] = fa["coverage_pct"]
+            out[f"{variant} {fmt} est. partitions"] = fa["estimated_partitions"]
+    for r in rows:
+        if r.get("status") == "ok":
+            out[f"{r['label']} RTF @{r['tokens']} tok"] = r["rtf"]
+            if r.get("lsd_db") is not None:
+                out[f"{r['label']} LSD dB @{r['tokens']} tok"] = r["lsd_db"]
+            if r.get("lsd_db_aligned") is not None:
+                out[f"{r['label']} LSD dB time-aligned @{r['tokens']} tok"] = r["lsd_db_aligned"]
+    return out
+

@@ -1,0 +1,166 @@
+"""The package's shape: layers that import downwards only, no circles, no project
+imports hidden inside functions, and one of each instrument."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("labkit", "serve")
+
+#: layer of each module prefix; a module may import its own layer or lower ones
+#: (measure and optimize are siblings: neither imports the other)
+LAYERS = {"labkit.engine": 1, "labkit.measure": 2, "labkit.optimize": 2, "labkit.lab": 3,
+          "labkit.cli": 4, "serve": 4}
+SIBLINGS = {("labkit.measure", "labkit.optimize"), ("labkit.optimize", "labkit.measure")}
+#: serve/ ships the engine: it may import nothing of the lab
+SERVE_MAY_IMPORT = ("labkit.engine", "labkit.config", "labkit.served", "labkit.files", "labkit.machine", "serve")
+#: the CLI may defer loading a subcommand's module (start-up time)
+LAZY_ALLOWED = {"labkit.cli"}
+
+
+def modules() -> dict[str, Path]:
+    out = {}
+    for pkg in PACKAGES:
+        for path in (ROOT / pkg).rglob("*.py"):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            out[".".join(parts)] = path
+    return out
+
+
+MODULES = modules()
+
+
+def group(name: str) -> str:
+    for prefix in sorted(LAYERS, key=len, reverse=True):
+        if name == prefix or name.startswith(prefix + "."):
+            return prefix
+    return "labkit"  # the bottom layer: config, quality, timing, files, ...
+
+
+def layer(name: str) -> int:
+    return LAYERS.get(group(name), 0)
+
+
+def _resolve(module: str, node: ast.ImportFrom) -> list[str]:
+    base = node.module or ""
+    if node.level:
+        pkg = module.split(".")
+        if not MODULES[module].name == "__init__.py":
+            pkg = pkg[:-1]
+        pkg = pkg[: len(pkg) - (node.level - 1)]
+        base = ".".join(pkg + ([base] if base else []))
+    targets = []
+    for alias in node.names:
+        sub = f"{base}.{alias.name}"
+        targets.append(sub if sub in MODULES else base)
+    return [t for t in targets if t in MODULES]
+
+
+def imports(module: str) -> tuple[set[str], list[tuple[int, str]]]:
+    """(project modules imported at module level, (line, target) of those imported inside
+    function bodies)."""
+    tree = ast.parse(MODULES[module].read_text())
+    top: set[str] = set()
+    inner: list[tuple[int, str]] = []
+    funcs = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    in_func = {id(s) for f in funcs for s in ast.walk(f)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            targets = _resolve(module, node)
+        elif isinstance(node, ast.Import):
+            targets = [a.name for a in node.names if a.name in MODULES]
+        else:
+            continue
+        if id(node) in in_func:
+            inner += [(node.lineno, t) for t in targets]
+        else:
+            top.update(t for t in targets if t != module)
+    return top, inner
+
+
+GRAPH = {m: imports(m)[0] for m in MODULES}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_circles():
+    assert cycles(GRAPH) == []
+
+
+def test_the_cycle_finder_finds_a_circle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_imports_point_down():
+    wrong = []
+    for m, targets in GRAPH.items():
+        for t in targets:
+            if layer(t) > layer(m) or (group(m), group(t)) in SIBLINGS:
+                wrong.append(f"{m} -> {t}")
+    assert wrong == []
+
+
+def test_serve_imports_only_the_engine_and_config():
+    wrong = [f"{m} -> {t}" for m, targets in GRAPH.items() if m.startswith("serve")
+             for t in targets if not t.startswith(SERVE_MAY_IMPORT)]
+    assert wrong == []
+
+
+def test_no_project_imports_inside_functions():
+    hidden = [f"{MODULES[m].relative_to(ROOT)}:{line} imports {t}"
+              for m in MODULES if m not in LAZY_ALLOWED for line, t in imports(m)[1]]
+    assert hidden == []
+
+
+def test_labkit_has_its_layers():
+    subpackages = {m for m in MODULES if m.count(".") == 1 and MODULES[m].name == "__init__.py"}
+    assert {"labkit.engine", "labkit.measure", "labkit.optimize", "labkit.lab"} <= subpackages
+
+
+@pytest.mark.parametrize("needle, allowed", [
+    ("InferenceSession(", {"labkit/engine/ort.py"}),
+    ("os.replace(", {"labkit/files.py"}),
+    ("mkstemp(", {"labkit/files.py"}),
+])
+def test_one_of_each_instrument(needle, allowed):
+    """Sessions are made by engine.ort.new_session; files are written by labkit.files."""
+    sites = {str(p.relative_to(ROOT)) for p in MODULES.values() if needle in p.read_text()}
+    assert sites <= allowed
