@@ -4,8 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from labkit.measure import streaming as bench
-from labkit.measure.streaming import simulate_playback
+from labkit.measure import baseline
+from labkit.lab import s05_chunking as s05
+from labkit.lab import s06_dual_sessions as s06
+from labkit.measure import seams
+from labkit.measure import streaming
+from labkit.measure import texts
+from labkit.measure.playback import simulate_playback
 
 
 def test_early_chunks_play_without_underruns():
@@ -60,12 +65,12 @@ def test_bad_schedules_are_named(arrivals, durations):
 
 
 def test_run_summary_and_pick():
-    fast = bench.Run("a", [0.5, 1.0], [2.0, 2.0], 1.0, 4.0, words_present=True)
-    slow = bench.Run("b", [2.0, 2.5], [2.0, 2.0], 2.5, 4.0, words_present=True)
-    gappy = bench.Run("c", [0.1, 5.0], [1.0, 1.0], 5.0, 2.0, words_present=True)
-    rows = [dict(bench.summarize([r]), name=r.name) for r in (fast, slow, gappy)]
+    fast = streaming.Run("a", [0.5, 1.0], [2.0, 2.0], 1.0, 4.0, words_present=True)
+    slow = streaming.Run("b", [2.0, 2.5], [2.0, 2.0], 2.5, 4.0, words_present=True)
+    gappy = streaming.Run("c", [0.1, 5.0], [1.0, 1.0], 5.0, 2.0, words_present=True)
+    rows = [dict(streaming.summarize_runs([r]), name=r.name) for r in (fast, slow, gappy)]
     assert rows[2]["underruns_max"] == 1
-    assert bench.pick(rows)["name"] == "a"
+    assert s05.pick(rows)["name"] == "a"
     assert fast.rtf == pytest.approx(0.25)
 
 
@@ -73,7 +78,7 @@ def test_align_finds_a_shifted_segment():
     rng = np.random.default_rng(1)
     ref = (rng.standard_normal(48000) * np.repeat(rng.random(200), 240)).astype(np.float32)
     seg = ref[20000:26000]
-    assert abs(bench.align(ref, seg, guess=18000) - 20000) <= 240
+    assert abs(seams.align(ref, seg, guess=18000) - 20000) <= 240
 
 
 def test_seam_lsd_is_zero_for_identical_audio():
@@ -85,19 +90,19 @@ def test_seam_lsd_is_zero_for_identical_audio():
         return float(np.sqrt(np.mean((np.log(np.abs(np.fft.rfft(a)) + 1e-5)
                                       - np.log(np.abs(np.fft.rfft(b)) + 1e-5)) ** 2)))
 
-    rows = bench.seam_lsd(x, x, [24000, 48000], window_s=0.1, lsd=fake_lsd)
+    rows = seams.seam_lsd(x, x, [24000, 48000], window_s=0.1, lsd=fake_lsd)
     assert len(rows) == 2
     assert all(r["seam_lsd_db"] < 1e-6 and r["control_lsd_db"] < 1e-6 for r in rows)
 
 
 def test_texts_have_the_advertised_sizes():
-    assert 1400 <= bench.word_count(bench.article()) <= 1600
-    assert 100 <= bench.word_count(bench.paragraph()) <= 140
-    assert "\n\n" in bench.article()
+    assert 1400 <= texts.word_count(texts.article()) <= 1600
+    assert 100 <= texts.word_count(texts.paragraph()) <= 140
+    assert "\n\n" in texts.article()
 
 
 def test_baselines_run_on_our_session(cfg, engine):
-    base = bench.KokoroBaseline(cfg, session=engine.session)
+    base = baseline.KokoroBaseline(cfg, session=engine.session)
     text = "Hello there. How are you today?"
     create = base.run_create(text)
     assert len(create.arrivals) == 1 and create.audio_s > 0.5
@@ -108,7 +113,7 @@ def test_baselines_run_on_our_session(cfg, engine):
 def test_run_stream_records_every_chunk(engine):
     from labkit.engine.pipeline import StreamingSynthesizer
 
-    run = bench.run_stream(StreamingSynthesizer(engine), "One, two. Three four five.", keep_audio=True)
+    run = streaming.run_stream(StreamingSynthesizer(engine), "One, two. Three four five.", keep_audio=True)
     assert run.words_present and len(run.arrivals) == len(run.chunks) >= 2
     assert run.audio is not None and len(run.audio) / 24000 == pytest.approx(run.audio_s)
     assert run.summary()["underruns"] >= 0
@@ -119,9 +124,9 @@ def test_dual_rule_keeps_single_unless_dual_clearly_wins():
         return {"candidate": name, "text": "t", "status": "ok", "sessions": sessions, "ttfa_s": ttfa,
                 "total_s": total, "underruns_max": underruns, "cpu_utilization": 0.9,
                 "pipeline": {"sessions": sessions}, "session": {}}
-    lose = bench.dual_rule([row("one", 1, 1.0, 10.0), row("two", 2, 1.5, 9.0)])
+    lose = s06.dual_rule([row("one", 1, 1.0, 10.0), row("two", 2, 1.5, 9.0)])
     assert not lose["use_dual"] and lose["pipeline"] == {"sessions": 1} and lose["candidate"] == "one"
-    win = bench.dual_rule([row("one", 1, 1.0, 10.0), row("two", 2, 1.0, 8.0)])
+    win = s06.dual_rule([row("one", 1, 1.0, 10.0), row("two", 2, 1.0, 8.0)])
     assert win["use_dual"] and win["candidate"] == "two"
     assert win["per_text"]["t"]["total_dual_over_single"] == pytest.approx(0.8)
 
@@ -130,13 +135,13 @@ def test_coreml_candidates_are_skipped_with_the_reason_where_missing(cfg):
     import onnxruntime as ort
 
     cand = {"name": "coreml", "sessions": 2, "session": {"providers": ["CoreMLExecutionProvider"]}}
-    missing = bench.unavailable_providers(cand)
+    missing = s06.unavailable_providers(cand)
     if "CoreMLExecutionProvider" in ort.get_available_providers():
         pytest.skip("CoreML is available here")
     assert missing == ["CoreMLExecutionProvider"]
-    rows = bench.compare_sessions(cfg, [cand], ["phrase"], repeats=1)
+    rows = s06.compare_sessions(cfg, [cand], ["phrase"], repeats=1)
     assert rows[0]["status"].startswith("skipped: CoreMLExecutionProvider not available")
-    dual = bench.candidate_config(cfg, {"sessions": 2, "session": {"intra_op_threads": 1},
+    dual = s06.candidate_config(cfg, {"sessions": 2, "session": {"intra_op_threads": 1},
                                         "second_session": {"intra_op_threads": 1}})
     assert dual.pipeline.sessions == 2 and dual.session.intra_op_threads == 1
 
@@ -148,13 +153,12 @@ def _row(label, ttfa, rtf, chunking, underruns=0, words=True):
 
 
 def test_chunking_candidates_put_the_choice_first_with_its_seam_cost():
-    from labkit.measure.streaming import chunking_candidates
     from labkit.config import ChunkingConfig
 
     base = ChunkingConfig()
     rows = [_row("default", 0.5, 0.3, dict(vars(base))),
             _row("max_tokens=400", 0.5, 0.29, {**vars(base), "max_tokens": 400}, underruns=2)]
-    out = chunking_candidates(rows, "max_tokens=400", base, seam_cost_db=-0.2)
+    out = s05.chunking_candidates(rows, "max_tokens=400", base, seam_cost_db=-0.2)
     assert [c["name"] for c in out] == ["chunking max_tokens=400", "chunking default"]
     assert out[0]["overrides"] == {"chunking.max_tokens": 400}
     assert out[0]["lsd_db"] == 0.0  # a negative seam cost is no cost
@@ -163,7 +167,6 @@ def test_chunking_candidates_put_the_choice_first_with_its_seam_cost():
 
 
 def test_session_candidates_from_measured_rows():
-    from labkit.measure.streaming import session_candidates
 
     common = {"status": "ok", "text": "paragraph", "underruns_max": 0, "words_present": True}
     rows = [
@@ -177,7 +180,7 @@ def test_session_candidates_from_measured_rows():
          "lsd_db_vs_first": 0.01, "length_matches_first": True},
         {"candidate": "coreml", "text": "paragraph", "status": "skipped: no CoreML"},
     ]
-    out = session_candidates(rows, {"candidate": "single 2"})
+    out = s06.session_candidates(rows, {"candidate": "single 2"})
     assert [c["name"] for c in out] == ["single 2", "dual 1+1"]
     assert out[0]["overrides"] == {"session.intra_op_threads": 2, "pipeline.sessions": 1}
     assert out[1]["overrides"]["pipeline.second_session"] == {"intra_op_threads": 1}
@@ -186,7 +189,7 @@ def test_session_candidates_from_measured_rows():
     # the rule kept one session although it underran once: the journal may drop that
     # candidate (an honest check) but never swaps in the pair the rule measured as worse
     rows[0]["underruns_max"] = 1
-    out = session_candidates(rows, {"candidate": "single 2"})
+    out = s06.session_candidates(rows, {"candidate": "single 2"})
     from labkit.config import SelectionConfig
     from labkit.lab.selection import rank
     assert out[0]["failed_checks"] == ["underruns"] and rank(out, SelectionConfig()) == []

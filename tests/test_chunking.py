@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from labkit.measure import streaming as bench
+from labkit.measure import texts
 from labkit.engine import chunking
 from labkit.engine.chunking import ChunkingError, coverage, ramp_budget, split
 from labkit.config import ChunkingConfig
@@ -55,7 +55,7 @@ def test_every_word_once_in_order_on_hostile_inputs(strategy, name):
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_article_coverage_and_limit_with_real_g2p(strategy, g2p_us):
-    text = sanitize(bench.article()).text
+    text = sanitize(texts.article()).text
     pieces = split(text, g2p_us, ChunkingConfig(strategy=strategy))
     cov = coverage(text, pieces)
     assert cov.ok, cov.problem
@@ -148,7 +148,7 @@ def test_ramp_grows_from_the_primer():
 
 
 def test_ramped_pieces_stay_within_their_budget(g2p_us):
-    text = sanitize(bench.paragraph()).text
+    text = sanitize(texts.paragraph()).text
     cfg = ChunkingConfig()
     pieces = split(text, g2p_us, cfg)
     history = [pieces[0].tokens]

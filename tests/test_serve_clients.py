@@ -141,9 +141,10 @@ def test_say_from_server_to_files(server, tmp_path):
 
 
 def test_bench_texts_fit_the_endpoint():
-    from labkit.measure.httpbench import TEXT_NAMES, bench_texts
+    from labkit.lab.s07_endpoint import TEXT_NAMES
+    from labkit.measure.texts import capped
 
-    texts = bench_texts(4096)
+    texts = capped(TEXT_NAMES, 4096)
     assert tuple(texts) == TEXT_NAMES
     assert all(0 < len(t) <= 4096 for t in texts.values())
     assert len(texts["phrase"]) < len(texts["sentence"]) < len(texts["paragraph"]) < len(texts["article"])

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from labkit.engine import cache
+from labkit.tables import fixed
 from labkit.engine.ort import kokoro_feeds, n_tokens, style_row
 from labkit.config import REPO_ROOT, LabConfig, SessionConfig
 from labkit.timing import Timing
@@ -478,16 +479,12 @@ def plot(measured: dict, plt):
     return fig
 
 
-def _fmt(x, nd=3):
-    return "—" if x is None or (isinstance(x, float) and x != x) else f"{x:.{nd}f}"
-
-
 def screen_table(r: dict) -> str:
     rows = ["| candidate | median s | speedup | LSD dB | create s | taken | note |",
             "|---|---|---|---|---|---|---|"]
     for label, v in r["screen"].items():
-        rows.append(f"| {label} | {_fmt(v.get('median_s'))} | {_fmt(v.get('speedup'))} | "
-                    f"{_fmt(v.get('lsd_db'))} | {_fmt(v.get('create_s'), 2)} | "
+        rows.append(f"| {label} | {fixed(v.get('median_s'))} | {fixed(v.get('speedup'))} | "
+                    f"{fixed(v.get('lsd_db'))} | {fixed(v.get('create_s'), 2)} | "
                     f"{'yes' if label in r['taken'] else ''} | {v.get('error') or ''} |")
     return "\n".join(rows)
 
@@ -497,10 +494,10 @@ def final_table(r: dict) -> str:
             "speedup | RTF default | RTF best | LSD dB |", "|---" * 9 + "|"]
     for n in sorted(r["speedup"], key=int):
         d, b = r["warm"]["default"][n], r["warm"]["best"][n]
-        rows.append(f"| {b['tokens']} | {_fmt(d['timing']['median'])} | {_fmt(d['timing']['p90'])} | "
-                    f"{_fmt(b['timing']['median'])} | {_fmt(b['timing']['p90'])} | "
-                    f"{_fmt(r['speedup'][n])} | {_fmt(d['rtf'])} | {_fmt(b['rtf'])} | "
-                    f"{_fmt(r['lsd'][n]['lsd_db'])} |")
+        rows.append(f"| {b['tokens']} | {fixed(d['timing']['median'])} | {fixed(d['timing']['p90'])} | "
+                    f"{fixed(b['timing']['median'])} | {fixed(b['timing']['p90'])} | "
+                    f"{fixed(r['speedup'][n])} | {fixed(d['rtf'])} | {fixed(b['rtf'])} | "
+                    f"{fixed(r['lsd'][n]['lsd_db'])} |")
     return "\n".join(rows)
 
 
@@ -521,8 +518,8 @@ def cold_table(r: dict) -> str:
     rows = ["| config | first audio median s | p90 | create s | first run s | process wall s |",
             "|---|---|---|---|---|---|"]
     for label, c in r["cold"].items():
-        rows.append(f"| {label} | {_fmt(c['first_audio']['median'])} | {_fmt(c['first_audio']['p90'])} | "
-                    f"{_fmt(c['create']['median'])} | {_fmt(c['first_run']['median'])} | "
-                    f"{_fmt(c['process_wall']['median'])} |")
+        rows.append(f"| {label} | {fixed(c['first_audio']['median'])} | {fixed(c['first_audio']['p90'])} | "
+                    f"{fixed(c['create']['median'])} | {fixed(c['first_run']['median'])} | "
+                    f"{fixed(c['process_wall']['median'])} |")
     rows.append(f"\ncold-start speedup (default / best, first audio): **{r['cold_speedup']:.2f}x**")
     return "\n".join(rows)

@@ -24,6 +24,7 @@ from labkit.engine.g2p import VOCAB
 from labkit.engine.ort import SAMPLE_RATE, kokoro_feeds, style_row
 from labkit.measure import profile as profiling
 from labkit.optimize.quantize import VariantSpec, family_of
+from labkit.tables import cell, fixed
 from labkit.timing import Timing, measure
 
 
@@ -416,11 +417,7 @@ def listening_page(out_dir: Path, sentence: str, utt_id: str, clips: dict[str, n
 
 
 def _fmt(v) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, float):
-        return f"{v:.2f}"
-    return html.escape(str(v))
+    return html.escape(fixed(v, 2) if isinstance(v, float) else cell(v))
 
 
 __all__ = ["token_probe", "load_seconds", "warm_rtf", "speed_side_by_side", "reference_audio",

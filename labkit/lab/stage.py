@@ -193,3 +193,8 @@ class Stage:
         self.record_path = write_record(self.cfg, self.run_id, self.name, self.status,
                                         self.metrics, self.params, self.notes, self.started)
         return False
+
+
+def public(d: dict[str, Any]) -> dict[str, Any]:
+    """A record without the keys that hold audio or run objects (``_``-prefixed)."""
+    return {k: (public(v) if isinstance(v, dict) else v) for k, v in d.items() if not str(k).startswith("_")}

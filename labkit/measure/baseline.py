@@ -1,24 +1,22 @@
-"""Stage 00: the stock path a user starts from, measured.
-
-kokoro-onnx 0.6.1's ``Kokoro.create`` (all audio at once) and ``Kokoro.create_stream``
-on the shipped int8 model, and labkit's own streaming synthesis, on the same session
-settings and texts: time to first audio, total time and RTF (median and p90 over
-repeats after warm-up), and session load time.
-"""
+"""kokoro-onnx's own ``create`` (all audio at once) and ``create_stream`` (balanced batches
+near 510 phonemes), built with ``Kokoro.from_session`` on a session of our own factory, so
+both sides of a comparison use the same model and session settings."""
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import time
 from typing import Any
 
 import numpy as np
+from kokoro_onnx import Kokoro
 
-from labkit.engine import assets
-from labkit.measure import streaming as bench
 from labkit.config import LabConfig
-from labkit.engine.pipeline import StreamingSynthesizer
-from labkit.engine.runtime import Engine, make_session
+from labkit.engine import assets
+from labkit.engine.cache import make_session
+from labkit.engine.g2p import normalize_lang
+from labkit.measure.streaming import CpuMeter, Run
 from labkit.timing import measure
-
-METHODS = ("create", "create_stream", "labkit")
 
 
 def load_time(cfg: LabConfig, repeats: int = 3) -> dict[str, Any]:
@@ -28,38 +26,56 @@ def load_time(cfg: LabConfig, repeats: int = 3) -> dict[str, Any]:
     return timing.to_dict()
 
 
-def measure_texts(cfg: LabConfig, texts: list[str], repeats: int = 5
-                  ) -> tuple[dict[str, dict[str, dict]], dict[str, dict[str, np.ndarray]]]:
-    """{text name: {method: summary}} and one take of audio per text and method."""
-    engine = Engine(cfg)
-    engine.warm_up()
-    synth = StreamingSynthesizer(engine)
-    baseline = bench.KokoroBaseline(cfg)
-    baseline.warm_up()
-    runners = {
-        "create": lambda t, keep: baseline.run_create(t, keep_audio=keep),
-        "create_stream": lambda t, keep: baseline.run_create_stream(t, keep_audio=keep),
-        "labkit": lambda t, keep: bench.run_stream(synth, t, keep_audio=keep, name="labkit"),
-    }
-    results: dict[str, dict[str, dict]] = {}
-    audio: dict[str, dict[str, np.ndarray]] = {}
-    for name in texts:
-        text = bench.text(name)
-        results[name] = {"words": bench.word_count(text)}
-        audio[name] = {}
-        for method, run in runners.items():
-            first = run(text, True)  # warm-up take, kept for listening
-            audio[name][method] = first.audio
-            runs = [run(text, False) for _ in range(max(1, repeats))]
-            results[name][method] = bench.summarize(runs)
-    return results, audio
+class KokoroBaseline:
+    """kokoro-onnx's own ``create`` / ``create_stream`` on our model file and session settings."""
+
+    def __init__(self, cfg, variant: str | None = None, session=None):
+        model = assets.model_path(cfg, variant or cfg.variant)
+        sess = session or make_session(model, cfg.session)
+        self.kokoro = Kokoro.from_session(sess, str(assets.voices_path(cfg)))
+        self.cfg = cfg
+
+    def _lang(self, voice: str | None) -> str:
+        return normalize_lang(self.cfg.lang, voice or self.cfg.voice)
+
+    def warm_up(self) -> None:
+        self.kokoro.create("Hello world.", self.cfg.voice, speed=self.cfg.speed,
+                           lang=self._lang(self.cfg.voice))
+
+    def run_create(self, text_: str, voice: str | None = None, keep_audio: bool = False) -> Run:
+        with CpuMeter() as cpu:
+            t0 = time.perf_counter()
+            audio, sr = self.kokoro.create(text_, voice or self.cfg.voice, speed=self.cfg.speed,
+                                           lang=self._lang(voice))
+            t = time.perf_counter() - t0
+        dur = len(audio) / sr
+        return Run("create", [t], [dur], t, dur, cpu.utilization,
+                   audio=np.asarray(audio, np.float32) if keep_audio else None)
+
+    def run_create_stream(self, text_: str, voice: str | None = None, keep_audio: bool = False) -> Run:
+        arrivals, durations, parts = [], [], []
+
+        async def consume():
+            t0 = time.perf_counter()
+            async for audio, sr in self.kokoro.create_stream(
+                    text_, voice or self.cfg.voice, speed=self.cfg.speed, lang=self._lang(voice)):
+                arrivals.append(time.perf_counter() - t0)
+                durations.append(len(audio) / sr)
+                if keep_audio:
+                    parts.append(np.asarray(audio, np.float32))
+
+        with CpuMeter() as cpu:
+            run_coroutine(consume())
+        return Run("create_stream", arrivals, durations, arrivals[-1], sum(durations), cpu.utilization,
+                   audio=np.concatenate(parts) if parts else None)
 
 
-def headline(results: dict[str, dict[str, dict]], load: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {"session_load_s": load["median"]}
-    for name, by_method in results.items():
-        for method in METHODS:
-            s = by_method[method]
-            out[f"{name}: {method} ttfa_s"] = s["ttfa_s"]
-            out[f"{name}: {method} rtf"] = s["rtf"]
-    return out
+def run_coroutine(coro):
+    """``asyncio.run`` that also works where a loop is already running (Jupyter): the
+    coroutine then runs to completion on its own loop in a worker thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()

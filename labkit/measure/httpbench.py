@@ -1,25 +1,8 @@
-"""``make bench``: our endpoint over HTTP beside kokoro-onnx in process, in one run.
-
-On the same texts (labkit.measure.streaming's phrase, sentence, paragraph and article; the article
-cut at a paragraph boundary to the endpoint's input cap, ``serve.max_input_chars``, since
-OpenAI's API takes no more either), the same model variant and session settings (the
-configuration the endpoint serves: best.json when there is one), five ways to get speech:
-
-- ``kokoro-onnx create`` / ``create_stream``: labkit.measure.streaming.KokoroBaseline, in process;
-- ``pipeline``: our StreamingSynthesizer in process (labkit.measure.streaming.run_stream, no cache);
-- ``http``: our endpoint, the real server in a subprocess on a free loopback port, read
-  as raw PCM so the first body byte is the first audio sample, with ``Cache-Control:
-  no-cache`` so every repeat synthesizes (G2P's own cache stays warm, as it does for the
-  in-process pipeline, so "first time" here is if anything flattered);
-- ``http repeat``: the same request again, served from the phrase/primer cache.
-
-For each: time to first audio (TTFA: request to the first audio sample in the client's
-hands), total time, RTF (total time over audio seconds: with streaming, the wall clock
-is what the listener waits on), and underruns of a player that starts after
-``buffer_s`` of audio (labkit.measure.streaming.simulate_playback). Then a soak: ``soak_requests``
-sequential requests of mixed lengths and formats, counting errors and the server's
-resident memory growth after the first 20. Ratios are taken within the run.
-"""
+"""The endpoint over HTTP, as a client sees it: the real server in a subprocess on a free
+loopback port (:class:`ServerProcess`), one request read as raw PCM so the first body
+byte is the first audio sample (:func:`run_http`), and a soak of sequential mixed
+requests that counts errors and the server's memory growth (:func:`soak`). Stage 07
+(labkit.lab.s07_endpoint) and ``make bench`` put it beside kokoro-onnx in process."""
 from __future__ import annotations
 
 import os
@@ -32,33 +15,9 @@ from pathlib import Path
 
 import httpx
 
-from labkit.measure import streaming as bench
+from labkit.measure.streaming import Run
 from labkit.measure.client import BYTES_PER_SECOND, stream_speech
 from labkit.config import REPO_ROOT, LabConfig
-from labkit.lab.stage import Stage
-from labkit.engine.pipeline import StreamingSynthesizer
-from labkit.served import resolve
-
-TEXT_NAMES = ("phrase", "sentence", "paragraph", "article")
-
-
-def bench_texts(max_chars: int, names=TEXT_NAMES) -> dict[str, str]:
-    """labkit.measure.streaming's texts, each cut at a paragraph (else sentence) boundary to
-    ``max_chars``, so the endpoint takes them whole."""
-    out = {}
-    for name in names:
-        text = bench.text(name)
-        if len(text) > max_chars:
-            kept = ""
-            for para in text.split("\n\n"):
-                joined = f"{kept}\n\n{para}" if kept else para
-                if len(joined) > max_chars:
-                    break
-                kept = joined
-            text = kept or text[:max_chars].rsplit(". ", 1)[0] + "."
-        out[name] = text
-    return out
-
 
 RUNNERS = ("kokoro-onnx create", "kokoro-onnx create_stream", "pipeline", "http", "http repeat")
 
@@ -163,7 +122,7 @@ class ServerProcess:
 
 # -- the HTTP runner (the in-process ones are labkit.measure.streaming's) ---------------------------------------
 def run_http(url: str, text: str, voice: str, speed: float, lang: str, *, cache: bool,
-             api_key: str | None = None, client: httpx.Client | None = None) -> bench.Run:
+             api_key: str | None = None, client: httpx.Client | None = None) -> Run:
     """One request, read as raw PCM; a part's arrival is when the client got it."""
     headers = None if cache else {"Cache-Control": "no-cache"}
     res = stream_speech(url, text, voice, speed, "pcm", api_key, client=client,
@@ -172,22 +131,8 @@ def run_http(url: str, text: str, voice: str, speed: float, lang: str, *, cache:
         raise RuntimeError(f"HTTP {res.status}: {res.body[:300]!r}")
     arrivals = [a.t for a in res.arrivals]
     durations = [a.nbytes / BYTES_PER_SECOND for a in res.arrivals]
-    return bench.Run("http repeat" if cache else "http", arrivals, durations, res.total_s,
+    return Run("http repeat" if cache else "http", arrivals, durations, res.total_s,
                      sum(durations), extra={"headers_s": res.headers_s})
-
-
-# -- the bench -------------------------------------------------------------------------------
-def _table(results: dict[str, dict[str, dict]]) -> str:
-    lines = ["| text | runner | TTFA median s | TTFA p90 s | total s | audio s | RTF | "
-             "underruns (max) | underrun s (max) | chunks |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for text, by_runner in results.items():
-        for runner, s in by_runner.items():
-            lines.append(
-                f"| {text} | {runner} | {s['ttfa_s']:.3f} | {s['ttfa_p90_s']:.3f} | "
-                f"{s['total_s']:.2f} | {s['audio_s']:.2f} | {s['rtf']:.3f} | "
-                f"{s['underruns_max']} | {s['underrun_s_max']:.2f} | {s['chunks']} |")
-    return "\n".join(lines)
 
 
 def soak(server: ServerProcess, texts: dict[str, str], n: int, voice: str,
@@ -216,106 +161,3 @@ def soak(server: ServerProcess, texts: dict[str, str], n: int, voice: str,
             "rss_after_first_mb": base / 2**20, "rss_end_mb": end / 2**20,
             "rss_growth_pct": 100.0 * (end - base) / base if n > baseline_after else None,
             "seconds": time.perf_counter() - t0, "server_alive": server.alive()}
-
-
-def run_bench(cfg: LabConfig, run_id: str | None = None, texts: dict[str, str] | None = None,
-              repeats: int = 3, long_repeats: int = 1, soak_requests: int = 200,
-              buffer_s: float = 0.25, runners: tuple[str, ...] = RUNNERS,
-              stage_name: str = "bench") -> Path:
-    """Run the side-by-side bench and the soak; write ``bench.md`` and the record under
-    ``artifacts/<run>/bench/``; return the record's path. ``repeats`` timed runs (after
-    one warm-up) per text and runner; the article gets ``long_repeats`` and no warm-up."""
-    served = resolve(cfg)  # the configuration the endpoint ships, for every runner alike
-    scfg = served.cfg
-    texts = dict(texts or bench_texts(scfg.serve.max_input_chars))
-    params = {"texts": {k: len(v) for k, v in texts.items()}, "repeats": repeats,
-              "long_repeats": long_repeats, "soak_requests": soak_requests,
-              "buffer_s": buffer_s, "runners": list(runners)}
-    with Stage(stage_name, scfg, run_id, params) as st:
-        st.note(f"served configuration: {served.header}")
-        voice, speed, lang = scfg.voice, scfg.speed, scfg.lang
-        results: dict[str, dict[str, dict]] = {name: {} for name in texts}
-
-        def reps(name):
-            return (long_repeats, 0) if name == "article" else (repeats, 1)
-
-        # all runners stay loaded and take turns (text by text, repeat by repeat), so a
-        # change in the machine's load hits them alike; the server idles while others run
-        soak_result = None
-        with ServerProcess(scfg, log_path=st.path("server.log")) as server, \
-                httpx.Client(timeout=600.0) as client:
-            key = scfg.serve.api_key
-            fns: dict[str, object] = {}
-            if any(r.startswith("kokoro-onnx") for r in runners):
-                base = bench.KokoroBaseline(scfg)
-                base.warm_up()
-                fns["kokoro-onnx create"] = lambda text: base.run_create(text, voice)
-                fns["kokoro-onnx create_stream"] = lambda text: base.run_create_stream(text, voice)
-            if "pipeline" in runners:
-                synth = StreamingSynthesizer.from_config(scfg)
-                for e in synth.engines:
-                    e.warm_up()
-                fns["pipeline"] = lambda text: bench.run_stream(synth, text, voice, speed, lang,
-                                                                name="pipeline")
-            fns["http"] = lambda text: run_http(server.url, text, voice, speed, lang,
-                                                cache=False, api_key=key, client=client)
-            fns["http repeat"] = lambda text: run_http(server.url, text, voice, speed, lang,
-                                                       cache=True, api_key=key, client=client)
-            order = [r for r in runners if r in fns]
-            for name, text in texts.items():
-                n, warm = reps(name)
-                runs: dict[str, list] = {r: [] for r in order}
-                for r in order:
-                    # a warm-up each; "http repeat" always gets one: it fills the cache
-                    for _ in range(max(warm, 1 if r == "http repeat" else 0)):
-                        fns[r](text)
-                for _ in range(max(1, n)):
-                    for r in order:
-                        runs[r].append(fns[r](text))
-                results[name] = {r: bench.summarize(runs[r], buffer_s) for r in order}
-            fns.clear()
-            st.metrics["server_health"] = client.get(server.url + "/health").json()
-            if soak_requests:
-                soak_result = soak(server, texts, soak_requests, voice, key)
-            st.metrics["server_metrics"] = client.get(server.url + "/metrics").text[-6000:]
-
-        st.metrics["results"] = results
-        st.metrics["soak"] = soak_result
-        ratios = _ratios(results)
-        st.metrics["ratios"] = ratios
-        table = _table(results)
-        st.metrics["table_md"] = table
-        st.path("bench.md").write_text(
-            f"# bench ({st.run_id})\n\nserved configuration: {served.header}; variant "
-            f"{scfg.variant}, voice {voice}; start-up buffer {buffer_s} s\n\n{table}\n\n"
-            + "\n".join(f"- {k}: {v:.2f}" if v is not None else f"- {k}: n/a"
-                         for k, v in ratios.items())
-            + f"\n\nsoak: {soak_result}\n")
-        head = {k: round(v, 2) for k, v in ratios.items() if v is not None}
-        para = results.get("paragraph", {})
-        for runner in ("http", "pipeline", "kokoro-onnx create_stream", "http repeat"):
-            if runner in para:
-                head[f"paragraph TTFA {runner} (s)"] = round(para[runner]["ttfa_s"], 3)
-        if soak_result:
-            head["soak errors"] = soak_result["errors"]
-            if soak_result["rss_growth_pct"] is not None:
-                head["soak RSS growth after 20 (%)"] = round(soak_result["rss_growth_pct"], 1)
-        st.metrics["headline"] = head
-    return st.record_path
-
-
-def _ratios(results: dict[str, dict[str, dict]]) -> dict[str, float | None]:
-    def ratio(text, a, b):
-        try:
-            return results[text][a]["ttfa_s"] / results[text][b]["ttfa_s"]
-        except (KeyError, ZeroDivisionError, TypeError):
-            return None
-
-    out = {
-        "paragraph: create_stream TTFA / http TTFA (goal >= 6)":
-            ratio("paragraph", "kokoro-onnx create_stream", "http"),
-        "paragraph: http TTFA / pipeline TTFA (goal <= 1.3)": ratio("paragraph", "http", "pipeline"),
-    }
-    for text in results:
-        out[f"{text}: first / repeat TTFA (goal >= 10)"] = ratio(text, "http", "http repeat")
-    return out

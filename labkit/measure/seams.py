@@ -1,0 +1,114 @@
+"""The cost at the seams: what chunking does to the audio where pieces are joined.
+
+The chunked audio is compared with the unchunked synthesis of the same text, in a window
+around each seam and around mid-piece points (the control): chunking changes prosody
+everywhere (each piece has its own style row), the join adds only at the seam.
+"""
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from dataclasses import asdict
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from labkit import quality
+from labkit.engine import joining
+from labkit.engine.ort import SAMPLE_RATE
+from labkit.engine.pipeline import StreamingSynthesizer
+
+
+def _frames(x: np.ndarray, n_fft: int = 512, hop: int = 240) -> np.ndarray:
+    if len(x) < n_fft:
+        x = np.pad(x, (0, n_fft - len(x)))
+    m = 1 + (len(x) - n_fft) // hop
+    idx = np.arange(n_fft)[None, :] + hop * np.arange(m)[:, None]
+    spec = np.abs(np.fft.rfft(x[idx] * np.hanning(n_fft), axis=1))
+    return np.log(spec + 1e-5)
+
+
+def align(ref: np.ndarray, segment: np.ndarray, guess: int, search_s: float = 2.0, hop: int = 240) -> int:
+    """Sample offset in ``ref`` where ``segment`` matches best (log-spectrum distance over
+    frames), searched within ``search_s`` of ``guess``."""
+    seg = _frames(segment, hop=hop)
+    rf = _frames(ref, hop=hop)
+    g = guess // hop
+    lo = max(0, g - int(search_s * SAMPLE_RATE / hop))
+    hi = min(len(rf) - len(seg), g + int(search_s * SAMPLE_RATE / hop))
+    if hi < lo:
+        return max(0, min(guess, len(ref) - len(segment)))
+    best = min(range(lo, hi + 1), key=lambda k: float(np.mean((rf[k:k + len(seg)] - seg) ** 2)))
+    return best * hop
+
+
+def seam_lsd(reference: np.ndarray, chunked: np.ndarray, seams: Sequence[int],
+             window_s: float = 0.25, lsd: Callable | None = None) -> list[dict[str, Any]]:
+    """Log-spectral distance (dB) of the chunked audio against the unchunked one in a
+    window around each seam, and around the midpoint between seams as the control: what
+    chunking changes everywhere (each piece has its own style row and prosody) vs what
+    the join adds. The chunked window is located in the reference by spectral alignment
+    (durations differ: pauses are re-sized, pieces are re-timed)."""
+    lsd = lsd or quality.lsd_db
+    w = int(window_s * SAMPLE_RATE)
+    ref = np.asarray(reference, np.float32)
+    out = []
+    points = [int(p) for p in seams if w <= p <= len(chunked) - w]
+    bounds = [0, *points, len(chunked)]
+    for k, p in enumerate(points):
+        row = {"position_s": p / SAMPLE_RATE}
+        for label, centre in (("seam", p), ("control", (bounds[k] + p) // 2)):
+            if centre - w < 0 or centre + w > len(chunked):
+                row[f"{label}_lsd_db"] = None
+                continue
+            seg = chunked[centre - w:centre + w]
+            guess = int(centre * len(ref) / max(len(chunked), 1)) - w
+            at = align(ref, seg, guess)
+            ref_seg = ref[at:at + len(seg)]
+            if len(ref_seg) < len(seg):
+                row[f"{label}_lsd_db"] = None
+                continue
+            row[f"{label}_lsd_db"] = float(lsd(ref_seg, seg, allow_length_mismatch=False))
+        out.append(row)
+    return out
+
+
+
+def seam_report(engine, chunking_cfg, text_: str, voice: str | None = None) -> dict[str, Any]:
+    """The cost at the seams of ``chunking_cfg`` on ``text_``: log-spectral distance to
+    the unchunked audio around each seam vs around mid-piece points (the control), the
+    discontinuity at each join, and pause lengths (ours vs the model's own)."""
+    ref_synth = StreamingSynthesizer(engine, chunking_cfg=dataclasses.replace(chunking_cfg, strategy="none"))
+    reference = ref_synth.synthesize(text_, voice)
+    stream = StreamingSynthesizer(engine, chunking_cfg=chunking_cfg).open_stream(text_, voice)
+    with stream:
+        chunks = list(stream)
+    chunked = np.concatenate([c.audio for c in chunks])
+    seams = stream.joiner.seams
+    positions = [s.position for s in seams]
+    lsd_rows = seam_lsd(reference, chunked, positions)
+    for row, seam in zip(lsd_rows, [s for s in seams if int(0.25 * SAMPLE_RATE) <= s.position
+                                    <= len(chunked) - int(0.25 * SAMPLE_RATE)]):
+        row["kind"] = seam.kind
+    checks = joining.continuity(chunked, positions)
+    natural = joining.silence_runs(reference)
+    seam_vals = [r["seam_lsd_db"] for r in lsd_rows if r.get("seam_lsd_db") is not None]
+    ctrl_vals = [r["control_lsd_db"] for r in lsd_rows if r.get("control_lsd_db") is not None]
+    return {
+        "seams": len(seams),
+        "seam_lsd_db_median": statistics.median(seam_vals) if seam_vals else None,
+        "control_lsd_db_median": statistics.median(ctrl_vals) if ctrl_vals else None,
+        "seam_cost_db": (statistics.median(seam_vals) - statistics.median(ctrl_vals))
+        if seam_vals and ctrl_vals else None,
+        "max_discontinuity_ratio": max((c.ratio for c in checks), default=0.0),
+        "rows": lsd_rows,
+        "continuity": [asdict(c) for c in checks],
+        "inserted_pauses_s": {k: [s.pause_s for s in seams if s.kind == "pause" and
+                                  chunks[s.piece - 1].boundary == k]
+                              for k in ("clause", "sentence", "paragraph")},
+        "natural_pauses_s": [round(length, 3) for _, length in natural],
+        "reference_s": len(reference) / SAMPLE_RATE,
+        "chunked_s": len(chunked) / SAMPLE_RATE,
+        "_reference": reference,
+        "_chunked": chunked,
+    }
