@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit.config import LabConfig
+from labkit.lab.results import choices_table
 from labkit.lab.selection import best_json
 from labkit.lab.stage import RECORD_NAME, read_record
 
@@ -131,16 +132,10 @@ def render_markdown(cfg: LabConfig, data: dict, best: dict, out_dir: Path) -> st
 
     lines += ["## Best configuration", ""]
     if best.get("choices"):
-        lines += ["| stage | choice | TTFA s | RTF | LSD dB |", "|---|---|---|---|---|"]
-        for ch in best["choices"]:
-            lines.append(f"| {ch['stage']} | {ch['candidate']} | {_fmt(ch.get('ttfa_s', ''))} | "
-                         f"{_fmt(ch.get('rtf', ''))} | {_fmt(ch.get('lsd_db', ''))} |")
+        lines += choices_table(best["choices"])
         lines += ["", "Overrides in `artifacts/best.json`: `" + json.dumps(best["overrides"]) + "`", ""]
-        if best.get("runner_up"):
-            ru = best["runner_up"]
-            lines += [f"Runner-up differs in {ru['differs_in']}: {ru['choice']['candidate']}.", ""]
     else:
-        lines += ["No stage offered candidates that met the rules; best.json holds the defaults.", ""]
+        lines += ["No stage offered candidates; best.json holds the defaults.", ""]
     if best.get("rejected"):
         lines += ["Rejected candidates: " + "; ".join(
             f"{r['stage']}/{r.get('candidate', '*')}: {r['reason']}" for r in best["rejected"]), ""]
