@@ -235,6 +235,8 @@ class LabConfig:
     voices_path: str | None = None
     assets_dir: str = "artifacts/assets"
     artifacts_dir: str = "artifacts"
+    #: the results page the README links, rewritten by the journal from a run's records
+    results_md: str = "docs/results.md"
     voice: str = "af_heart"
     speed: float = 1.0
     #: "en-us", "en-gb" (or "en"); None: by the voice (bf_/bm_ voices en-gb, others en-us)

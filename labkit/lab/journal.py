@@ -1,5 +1,5 @@
-"""The benchmark journal: stage records -> ``artifacts/journal/JOURNAL.md`` / ``.html``
-and ``artifacts/best.json``.
+"""The benchmark journal: stage records -> ``artifacts/journal/JOURNAL.md`` / ``.html``,
+``artifacts/best.json`` and ``docs/results.md`` (labkit.lab.results).
 
 One section per stage with its status, key figures (``metrics["headline"]``), notes,
 plots and audio, the papermill metadata of its executed notebook, and a comparison with
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit.config import LabConfig
-from labkit.lab.results import choices_table
+from labkit.lab.results import choices_table, write_results
 from labkit.lab.selection import best_json
 from labkit.lab.stage import RECORD_NAME, read_record
 
@@ -193,7 +193,8 @@ def render_html(markdown_text: str, data: dict, out_dir: Path) -> str:
 
 
 def write_journal(cfg: LabConfig, run_id: str) -> dict[str, Path]:
-    """Write JOURNAL.md/HTML for ``run_id`` and artifacts/best.json; returns their paths."""
+    """Write JOURNAL.md/HTML for ``run_id``, artifacts/best.json and the results page
+    (``cfg.results_md``, docs/results.md); returns their paths."""
     root = cfg.resolve(cfg.artifacts_dir)
     out_dir = root / "journal"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -212,4 +213,5 @@ def write_journal(cfg: LabConfig, run_id: str) -> dict[str, Path]:
     os.replace(tmp, paths["best"])
     # keep a copy of the run's journal beside its records
     shutil.copy(paths["markdown"], root / run_id / "JOURNAL.md")
+    paths["results"] = write_results(cfg.resolve(cfg.results_md), run_id, records, best)
     return paths
