@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from labkit.measure.compare import (bootstrap_median_ci, compare, compare_cold, control_name,
-                                    run_json)
+                                    run_json, schedule)
 
 
 class Machine:
@@ -60,7 +60,7 @@ def test_an_equal_engine_under_40_percent_noise_is_not_separated_from_1(seed):
     assert cmp.noise_band[0] <= 1.0 <= cmp.noise_band[1]
 
 
-def test_an_order_effect_cancels_by_rotation():
+def test_a_position_effect_cancels():
     # whatever runs first in a round takes 1.5x as long; with the baseline always first a
     # 1.3x engine would look 1.95x faster, with it never first 0.87x
     entries = 4  # base, its A/A control, fast, other
@@ -77,6 +77,52 @@ def test_an_order_effect_cancels_by_rotation():
     # per round the ratio was distorted both ways: rotation, not luck, cancelled it
     assert max(cmp.entries["fast"].round_ratios) == pytest.approx(1.95)
     assert min(cmp.entries["fast"].round_ratios) == pytest.approx(1.3 / 1.5)
+
+
+class CarryOver:
+    """A fake machine where a call right after "heavy" (its cache pollution) takes 1.5x."""
+
+    def __init__(self):
+        self.t, self.prev = 0.0, None
+
+    def clock(self) -> float:
+        return self.t
+
+    def engine(self, name: str, cost: float):
+        def run():
+            self.t += cost * (1.5 if self.prev == "heavy" else 1.0)
+            self.prev = name
+        return run
+
+
+def test_a_carry_over_effect_cancels_too():
+    # with plain rotation (base, fast, heavy, A/A, then shifted) the A/A control would
+    # always run right after heavy and measure the baseline 1.5x slower than itself
+    m = CarryOver()
+    cmp = compare({"base": m.engine("base", 1.0), "fast": m.engine("fast", 1 / 1.3),
+                   "heavy": m.engine("heavy", 1.0)}, "base", rounds=8, max_rounds=8, clock=m.clock)
+    assert cmp.ratio(control_name("base")) == pytest.approx(1.0)
+    assert cmp.ratio("fast") == pytest.approx(1.3)
+    assert cmp.ratio("heavy") == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("n", range(2, 8))
+def test_the_schedule_balances_positions_and_neighbours(n):
+    rows = schedule(n)
+    assert len(rows) == (n if n % 2 == 0 else 2 * n)
+    assert all(sorted(r) == list(range(n)) for r in rows)
+    per_position = [[r[p] for r in rows].count(x) for p in range(n) for x in range(n)]
+    assert len(set(per_position)) == 1  # every entry in every position equally often
+    pairs = [(r[i], r[i + 1]) for r in rows for i in range(n - 1)]
+    counts = {(a, b): pairs.count((a, b)) for a in range(n) for b in range(n) if a != b}
+    assert len(set(counts.values())) == 1  # every entry right after every other equally often
+
+
+def test_default_rounds_are_whole_squares():
+    cmp = compare({"base": lambda: 1.0, "x": lambda: 1.0}, "base", measure=float)
+    assert cmp.rounds == 6  # 3 entries: a square of 6 rows
+    cmp = compare({"base": lambda: 1.0, "x": lambda: 1.0, "y": lambda: 1.0}, "base", measure=float)
+    assert cmp.rounds == 8  # 4 entries: two squares of 4
 
 
 def test_a_noisy_machine_gets_extra_rounds_up_to_the_cap():

@@ -22,9 +22,12 @@ better (throughput).
 How:
 
 - every candidate is called ``warmup`` times (untimed), in order, before any timing;
-- then rounds: each round calls every candidate once; the order is rotated by one place
-  each round (ABC, BCA, CAB, ...), so a position effect (whatever runs first is slowed,
-  a neighbour's cache pollution) falls on every candidate equally;
+- then rounds: each round calls every candidate once, in an order that changes each round
+  (:func:`schedule`: the rows of a Williams Latin square, ABC BCA CAB CBA ACB BAC for
+  three entries). Over a whole square every candidate runs in every position equally
+  often -- a position effect (whatever runs first is slowed) falls on all alike -- and
+  right after every other candidate equally often, so a carry-over effect (the previous
+  call's cache pollution or heat) cancels too, which plain rotation does not do;
 - an A/A control -- the baseline a second time, as its own entry ``"<baseline> (A/A)"`` --
   is always in the set; its interval is the noise band of this machine right now;
 - per candidate, per round, a paired ratio to the baseline in that same round; the
@@ -32,8 +35,9 @@ How:
   percentile bootstrap over rounds (``resamples`` resamples);
 - convention: ``ratio > 1`` means the candidate is better than the baseline. For times
   (lower is better) it is baseline / candidate, i.e. a speed-up;
-- if the A/A interval is wider than ``noise_width`` (hi - lo), whole rotations of rounds
-  are added up to ``max_rounds``; ``extra_rounds`` records how many, and ``noisy`` stays
+- ``rounds`` defaults to whole squares, at least 6; if the A/A interval is wider than
+  ``noise_width`` (hi - lo), whole squares of rounds are added up to ``max_rounds``
+  (default 3 x ``rounds``); ``extra_rounds`` records how many, and ``noisy`` stays
   True when the cap was reached and the band was still too wide.
 
 Cold starts (fresh processes) go through :func:`compare_cold` the same way: each command
@@ -165,6 +169,23 @@ def bootstrap_median_ci(values: Sequence[float], resamples: int = 2000, seed: in
     return float(lo), float(hi)
 
 
+def schedule(n: int) -> list[list[int]]:
+    """The round orders of ``n`` entries (indices): a Williams Latin square, ``n`` rows for
+    even ``n`` and ``2n`` (the rows and their mirror images) for odd ``n``. Each entry is
+    in each position equally often and follows each other entry equally often."""
+    if n < 1:
+        raise ValueError(f"need at least one entry, got {n}")
+    first, lo, hi = [0], 1, n - 1
+    while len(first) < n:
+        first.append(lo)
+        lo += 1
+        if len(first) < n:
+            first.append(hi)
+            hi -= 1
+    rows = [[(x + r) % n for x in first] for r in range(n)]
+    return rows + [row[::-1] for row in rows] if n % 2 else rows
+
+
 def _value(name: str, v: Any) -> float:
     try:
         f = float(v)
@@ -177,7 +198,7 @@ def _value(name: str, v: Any) -> float:
 
 
 def compare(candidates: Mapping[str, Callable[[], Any]], baseline: str, *, warmup: int = 1,
-            rounds: int = 7, max_rounds: int = 21, noise_width: float = 0.10,
+            rounds: int | None = None, max_rounds: int | None = None, noise_width: float = 0.10,
             lower_is_better: bool = True, measure: Callable[[Any], float] | None = None,
             keep: Callable[[Any], Any] | None = None, criterion: str | None = None,
             seed: int = 0, resamples: int = 2000,
@@ -192,6 +213,14 @@ def compare(candidates: Mapping[str, Callable[[], Any]], baseline: str, *, warmu
     control = control_name(baseline)
     if control in candidates:
         raise ValueError(f"{control!r} is reserved for the A/A control; rename that candidate")
+    fns: dict[str, Callable[[], Any]] = dict(candidates)
+    fns[control] = candidates[baseline]
+    names = list(fns)
+    square = schedule(len(names))
+    if rounds is None:
+        rounds = len(square) * -(-6 // len(square))
+    if max_rounds is None:
+        max_rounds = 3 * rounds
     if warmup < 0:
         raise ValueError(f"warmup must be >= 0, got {warmup}")
     if rounds < 1 or max_rounds < rounds:
@@ -200,9 +229,6 @@ def compare(candidates: Mapping[str, Callable[[], Any]], baseline: str, *, warmu
         raise ValueError(f"noise_width must be > 0, got {noise_width}")
     if resamples < 1:
         raise ValueError(f"resamples must be >= 1, got {resamples}")
-    fns: dict[str, Callable[[], Any]] = dict(candidates)
-    fns[control] = candidates[baseline]
-    names = list(fns)
     criterion = criterion or ("seconds" if measure is None else "value")
 
     def call(name: str) -> tuple[float, Any]:
@@ -228,8 +254,7 @@ def compare(candidates: Mapping[str, Callable[[], Any]], baseline: str, *, warmu
 
     def run_rounds(k: int) -> None:
         for _ in range(k):
-            shift = len(order) % len(names)
-            this = names[shift:] + names[:shift]
+            this = [names[i] for i in square[len(order) % len(square)]]
             for name in this:
                 v, out = call(name)
                 samples[name].append(v)
@@ -254,7 +279,7 @@ def compare(candidates: Mapping[str, Callable[[], Any]], baseline: str, *, warmu
         lo, hi = entries[control].ci95
         if hi - lo <= noise_width or len(order) >= max_rounds:
             break
-        k = min(len(names), max_rounds - len(order))
+        k = min(len(square), max_rounds - len(order))
         run_rounds(k)
         extra += k
         entries = summarize()
@@ -286,11 +311,11 @@ def run_json(cmd: Sequence[str], timeout: float = 300, cwd: str | Path = REPO_RO
 
 
 def compare_cold(commands: Mapping[str, Sequence[str]], baseline: str, *,
-                 key: str = "first_audio_s", warmup: int = 1, rounds: int = 5,
-                 max_rounds: int = 15, noise_width: float = 0.10, timeout: float = 300,
+                 key: str = "first_audio_s", warmup: int = 1, rounds: int | None = None,
+                 max_rounds: int | None = None, noise_width: float = 0.10, timeout: float = 300,
                  cwd: str | Path = REPO_ROOT, seed: int = 0, resamples: int = 2000,
                  runner: Callable[[Sequence[str]], dict[str, Any]] | None = None) -> Comparison:
-    """Cold starts: each call runs a command in a fresh process (interleaved and rotated
+    """Cold starts: each call runs a command in a fresh process (interleaved
     like :func:`compare`); the figure is ``key`` of the JSON it prints (lower is better);
     every process's whole JSON is kept in ``Comparison.kept``. ``warmup`` processes per
     command run first, untimed (they fill the OS file cache and any graph cache)."""
