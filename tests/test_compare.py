@@ -169,6 +169,8 @@ def test_calls_that_measure_their_own_figure():
     assert cmp.criterion == "ttfa_s"
     assert cmp.selection_fields("primer") == {"criterion": "ttfa_s", "ratio": cmp.ratio("primer"),
                                               "ci95": list(cmp.ci95("primer"))}
+    assert cmp.baseline_fields() == {"baseline": True, "criterion": "ttfa_s",
+                                     "ci95": list(cmp.noise_band)}
     floats = compare({"base": lambda: 0.3, "half": lambda: 0.15}, "base", measure=float)
     assert floats.ratio("half") == pytest.approx(2.0) and floats.criterion == "value"
 

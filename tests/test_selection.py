@@ -187,3 +187,27 @@ def test_selection_rules_are_validated():
         LabConfig().with_overrides({"selection.criteria": {"02_ort": ""}}).validate()
     cfg = LabConfig().with_overrides({"selection.criteria": {"05_chunking": "ttfa_s"}}).validate()
     assert cfg.selection.criteria == {"05_chunking": "ttfa_s"}
+
+
+def test_from_the_instrument_to_the_choice():
+    # a 1.3x faster fake is taken; a 1.0x fake under 40 % noise is not
+    import numpy as np
+
+    from labkit.measure.compare import compare
+
+    rng = np.random.default_rng(0)
+
+    def engine(cost, noise):
+        return lambda: cost * (1 + rng.uniform(-noise, noise))
+
+    for cost, noise, taken in ((1 / 1.3, 0.05, True), (1.0, 0.40, False)):
+        cmp = compare({"default": engine(1.0, noise), "new": engine(cost, noise)}, "default",
+                      measure=float)
+        cands = [{"name": "default", "overrides": {}, "measured": ["seconds"], "lsd_db": 0.0,
+                  "failed_checks": [], **cmp.baseline_fields()},
+                 {"name": "new", "overrides": {"voice": "new"}, "measured": ["seconds", "lsd_db"],
+                  "lsd_db": 0.1, "failed_checks": [], **cmp.selection_fields("new")}]
+        ch, _ = one(cands)
+        assert (ch["choice"] == "new") is taken
+        if not taken:
+            assert ch["ci95"] == list(cmp.noise_band) and ch["ratio"] == 1.0

@@ -10,8 +10,16 @@ Usage::
     cmp.ci95("ort-format")           # (1.05, 1.19): bootstrap 95 % interval of that ratio
     cmp.beats_baseline("ort-format") # True: the interval lies wholly above 1.0
     cmp.noise_band                   # the A/A control's interval, e.g. (0.98, 1.03)
-    st.metrics["candidates"][i].update(cmp.selection_fields("ort-format"))
-    st.metrics.setdefault("comparisons", {})["warm 120 tok"] = cmp.to_dict()
+
+    # what a stage records (labkit.lab.selection reads the candidates, labkit.lab.results
+    # renders the comparisons)
+    st.metrics["candidates"] = [
+        {"name": "default", "overrides": {}, "measured": ["seconds"], "lsd_db": 0.0,
+         "failed_checks": [], **cmp.baseline_fields()},
+        {"name": "ort-format", "overrides": {"session.use_ort_format": True},
+         "measured": ["seconds", "lsd_db"], "lsd_db": 0.02, "failed_checks": [],
+         **cmp.selection_fields("ort-format")}]
+    st.metrics.setdefault("comparisons", {})["warm, 120 tokens"] = cmp.to_dict()
 
 What is measured: by default the wall time of each call (``clock`` around it). When a
 call measures its own figure (time to first audio inside a stream, RTF), pass
@@ -135,6 +143,11 @@ class Comparison:
         """The fields a stage's candidate carries for labkit.lab.selection."""
         e = self._entry(name)
         return {"criterion": self.criterion, "ratio": e.ratio, "ci95": list(e.ci95)}
+
+    def baseline_fields(self) -> dict[str, Any]:
+        """The fields the stage's baseline candidate carries: the flag, the criterion, and
+        the A/A control's interval (the noise band)."""
+        return {"baseline": True, "criterion": self.criterion, "ci95": list(self.noise_band)}
 
     def _entry(self, name: str) -> Entry:
         if name not in self.entries:
