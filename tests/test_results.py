@@ -3,7 +3,7 @@ import json
 import random
 
 from labkit.config import LabConfig, SelectionConfig
-from labkit.lab.journal import write_journal
+from labkit.lab.journal import compare_headlines, write_journal
 from labkit.lab.results import fmt, fmt_ci, render_results
 from labkit.lab.selection import select
 from labkit.measure.compare import compare
@@ -94,4 +94,13 @@ def test_write_journal_writes_the_results_page(tmp_path):
     assert "# Results — run-1" in page and "| 02_ort | fast | default |" in page
     best = json.loads(paths["best"].read_text())
     assert best["choices"][0]["choice"] == "fast" and best["overrides"] == {"session.use_ort_format": True}
-    assert "| 02_ort | fast | default |" in paths["markdown"].read_text()
+    journal = paths["markdown"].read_text()
+    assert "| 02_ort | fast | default |" in journal
+    assert "| warm speedup 120 tok (x) | 1.12 | [1.05, 1.19] |  |" in journal
+    assert "**warm, 120 tokens** — seconds" in journal
+
+
+def test_figures_with_intervals_are_compared_with_the_previous_run():
+    now = {"speedup (x)": {"ratio": 1.5, "ci95": [1.4, 1.6]}, "ttfa_s": 0.5}
+    before = {"speedup (x)": {"ratio": 1.0, "ci95": [0.9, 1.1]}, "ttfa_s": 0.5}
+    assert compare_headlines(now, before) == {"speedup (x)": "improved +50%", "ttfa_s": ""}

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from labkit.config import LabConfig
-from labkit.lab.results import choices_table, write_results
+from labkit.lab.results import (choices_table, comparison_lines, fmt_ci, headline_rows,
+                                write_results)
 from labkit.lab.selection import best_json
 from labkit.lab.stage import RECORD_NAME, read_record
 
@@ -53,9 +54,15 @@ def direction(key: str) -> int:
     return 0
 
 
+def _values(headline: dict) -> dict:
+    """Headline figures with ``{"value"|"ratio": x, "ci95": [...]}`` entries unwrapped to x."""
+    return {k: v for k, v, _ in headline_rows({"headline": headline})}
+
+
 def compare_headlines(now: dict, before: dict, band: float = NOISE_BAND) -> dict[str, str]:
     """key -> "" (within band), "improved", "REGRESSED", or "changed" (direction unknown)."""
     out = {}
+    now, before = _values(now), _values(before)
     for key, v in now.items():
         b = before.get(key)
         if not isinstance(v, (int, float)) or not isinstance(b, (int, float)) or isinstance(v, bool):
@@ -148,10 +155,12 @@ def render_markdown(cfg: LabConfig, data: dict, best: dict, out_dir: Path) -> st
                   f"**status:** {rec['status']}" + (f" · ran {dur:.0f} s" if dur else "")
                   + f" · finished {rec.get('finished')}", ""]
         if s["headline"]:
-            lines += ["| figure | value | vs previous |", "|---|---|---|"]
-            for k, v in s["headline"].items():
-                lines.append(f"| {k} | {_fmt(v)} | {s['changes'].get(k, '')} |")
+            lines += ["| figure | value | 95 % interval | vs previous |", "|---|---|---|---|"]
+            for k, v, ci in headline_rows(rec.get("metrics") or {}):
+                lines.append(f"| {k} | {_fmt(v)} | {fmt_ci(ci)} | {s['changes'].get(k, '')} |")
             lines.append("")
+        for title, cmp in (rec.get("metrics", {}).get("comparisons") or {}).items():
+            lines += comparison_lines(title, cmp)
         for note in rec.get("notes") or []:
             lines.append(f"- {note}")
         if rec.get("notes"):
