@@ -171,13 +171,26 @@ class PipelineConfig:
 
 @dataclass
 class SelectionConfig:
-    """Rules the journal uses to pick the best configuration."""
+    """Rules the journal uses to make each stage's choice (labkit.lab.selection): a
+    candidate replaces its stage's baseline only when it passed every check, was measured
+    on every criterion the baseline was, and the 95 % interval of its ratio to the baseline
+    on the stage's criterion lies wholly above 1.0 (ratio > 1: better). Among several, the
+    highest low end wins; an exact tie, or no such candidate, keeps the baseline."""
 
+    #: the quality check: a candidate further than this from the reference (log-spectral
+    #: distance, dB) fails it, as does one whose distance was not measured
     max_lsd_db: float = 2.0
-    #: figures minimized in order (lexicographic with the tolerance below)
-    objectives: list[str] = field(default_factory=lambda: ["ttfa_s", "rtf"])
-    #: two candidates within this relative band on an objective count as tied on it
-    tie_band: float = 0.05
+    #: stage -> the criterion its choice is made on (e.g. {"05_chunking": "ttfa_s"}); a stage
+    #: not listed uses the criterion its baseline candidate names
+    criteria: dict[str, str] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if not self.max_lsd_db > 0:
+            raise ConfigError(f"selection.max_lsd_db={self.max_lsd_db!r}: must be > 0")
+        for stage, crit in self.criteria.items():
+            if not isinstance(crit, str) or not crit:
+                raise ConfigError(f"selection.criteria[{stage!r}]={crit!r}: must name a figure, "
+                                  "e.g. ttfa_s or rtf")
 
 
 @dataclass
@@ -224,6 +237,8 @@ class LabConfig:
     voices_path: str | None = None
     assets_dir: str = "artifacts/assets"
     artifacts_dir: str = "artifacts"
+    #: the results page the README links, rewritten by the journal from a run's records
+    results_md: str = "docs/results.md"
     voice: str = "af_heart"
     speed: float = 1.0
     #: "en-us", "en-gb" (or "en"); None: by the voice (bf_/bm_ voices en-gb, others en-us)
@@ -308,6 +323,7 @@ class LabConfig:
     def validate(self) -> "LabConfig":
         self.session.validate()
         self.text.validate()
+        self.selection.validate()
         if not 0.5 <= float(self.speed) <= 2.0:
             raise ConfigError(f"speed={self.speed}: Kokoro supports 0.5 to 2.0")
         return self

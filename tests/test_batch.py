@@ -17,9 +17,11 @@ with Stage(stage_name, cfg, run_id, {"value": value}) as st:
         raise RuntimeError("forced failure (fail=True)")
     st.metrics["headline"] = {"ttfa_s": value, "rtf": 0.3}
     st.metrics["candidates"] = [
-        {"name": "base", "overrides": {}, "ttfa_s": value, "rtf": 0.3, "lsd_db": 0.0},
-        {"name": "fast", "overrides": {"chunking.max_tokens": 123}, "ttfa_s": value / 2,
-         "rtf": 0.3, "lsd_db": 0.5},
+        {"name": "base", "baseline": True, "overrides": {}, "criterion": "ttfa_s",
+         "measured": ["ttfa_s", "rtf"], "ttfa_s": value, "rtf": 0.3, "lsd_db": 0.0},
+        {"name": "fast", "overrides": {"chunking.max_tokens": 123}, "criterion": "ttfa_s",
+         "ratio": 2.0, "ci95": [1.8, 2.2], "measured": ["ttfa_s", "rtf", "lsd_db"],
+         "ttfa_s": value / 2, "rtf": 0.3, "lsd_db": 0.5},
     ]
 """
 
@@ -45,7 +47,8 @@ def batch(tmp_path_factory):
         stages.append({"name": name, "notebook": str(nb), "parameters": {"value": 0.8}})
     path = root / "batch.yaml"
     path.write_text(yaml.safe_dump({"name": "t", "stages": stages}))
-    cfg = LabConfig().with_overrides({"artifacts_dir": str(root / "artifacts")})
+    cfg = LabConfig().with_overrides({"artifacts_dir": str(root / "artifacts"),
+                                      "results_md": str(root / "docs" / "results.md")})
     run_id = run_batch(path, cfg=cfg, parameters={"02_b.fail": "true"})
     return {"root": root, "path": path, "cfg": cfg, "run_id": run_id,
             "art": root / "artifacts"}
@@ -78,6 +81,9 @@ def test_journal_and_best_json(batch):
     assert best["overrides"] == {"chunking.max_tokens": 123}
     assert best["provenance"]["run_id"] == batch["run_id"]
     assert best["config"]["chunking"]["max_tokens"] == 123
+    assert [(c["stage"], c["choice"], c["ci95"]) for c in best["choices"]] == [("01_a", "fast", [1.8, 2.2])]
+    results = (batch["root"] / "docs" / "results.md").read_text()
+    assert batch["run_id"] in results and "| 01_a | fast | base | ttfa_s | 2 | [1.8, 2.2] |" in results
 
 
 def test_resume_skips_stages_already_ok_and_reruns_failed(batch, capsys):

@@ -1,69 +1,213 @@
-"""Selection rules on synthetic records."""
-from labkit.config import LabConfig, SelectionConfig
-from labkit.lab.selection import compare, eligible, rank, select
+"""Selection rules (labkit.lab.selection) on synthetic records: a pick is earned."""
+import json
+import random
 
-RULES = SelectionConfig(max_lsd_db=2.0, objectives=["ttfa_s", "rtf"], tie_band=0.05)
+import pytest
+
+from labkit.config import ConfigError, LabConfig, SelectionConfig
+from labkit.lab.selection import best_json, check_failures, rank, select
+
+RULES = SelectionConfig(max_lsd_db=2.0)
+CHOICE_FIELDS = {"stage", "choice", "baseline", "criterion", "ratio", "ci95", "failed_checks",
+                 "run_id", "reason"}
 
 
 def rec(stage, cands, status="ok"):
     return {"stage": stage, "run_id": "run-x", "status": status, "metrics": {"candidates": cands}}
 
 
-def cand(name, ttfa, rtf, lsd=0.5, **kw):
-    return {"name": name, "overrides": kw.pop("overrides", {}), "ttfa_s": ttfa, "rtf": rtf,
-            "lsd_db": lsd, **kw}
+def base(name="default", criterion="rtf", measured=("rtf", "ttfa_s", "lsd_db"), **kw):
+    return {"name": name, "baseline": True, "overrides": kw.pop("overrides", {}),
+            "criterion": criterion, "measured": list(measured), "lsd_db": 0.0,
+            "failed_checks": [], **kw}
 
 
-def test_quality_bound_and_failed_checks_exclude():
-    assert eligible(cand("a", 1, 1, lsd=2.0), RULES)[0]
-    assert not eligible(cand("a", 1, 1, lsd=2.01), RULES)[0]
-    assert not eligible(cand("a", 1, 1, lsd=None), RULES)[0]
-    assert not eligible(cand("a", 1, 1, failed_checks=["nan"]), RULES)[0]
+def cand(name, ci, ratio=None, criterion="rtf", measured=("rtf", "ttfa_s", "lsd_db"), lsd=0.5,
+         **kw):
+    return {"name": name, "overrides": kw.pop("overrides", {"voice": name}), "criterion": criterion,
+            "ratio": ratio if ratio is not None else (sum(ci) / 2 if ci else None),
+            "ci95": list(ci) if ci else None, "measured": list(measured), "lsd_db": lsd,
+            "failed_checks": kw.pop("failed_checks", []), **kw}
 
 
-def test_ttfa_first_then_rtf():
-    a, b = cand("a", 0.50, 0.40), cand("b", 0.60, 0.20)
-    assert compare(a, b, RULES) == -1
-    # within the tie band on TTFA, RTF decides
-    c, d = cand("c", 0.50, 0.40), cand("d", 0.51, 0.20)
-    assert compare(c, d, RULES) == 1
-    assert [x["name"] for x in rank([a, b, c, d], RULES)] == ["d", "a", "c", "b"]
+def one(cands, rules=RULES, stage="02_x"):
+    out = select([rec(stage, cands)], rules)
+    return out["choices"][0], out
 
 
-def test_full_tie_keeps_the_stage_order():
-    base, other = cand("baseline", 0.5, 0.3), cand("other", 0.505, 0.301)
-    assert [x["name"] for x in rank([base, other], RULES)] == ["baseline", "other"]
+def test_an_interval_wholly_above_1_is_taken():
+    ch, out = one([base(), cand("fast", (1.05, 1.20))])
+    assert ch["choice"] == "fast" and ch["baseline"] == "default"
+    assert ch["ci95"] == [1.05, 1.20] and ch["criterion"] == "rtf"
+    assert out["overrides"] == {"voice": "fast"}
+    assert "wholly above 1.0" in ch["reason"]
+    assert set(ch) >= CHOICE_FIELDS
 
 
-def test_best_merges_stage_winners_in_order():
+@pytest.mark.parametrize("ci", [(0.97, 1.30), (1.0, 1.2), (0.8, 0.95)])
+def test_an_interval_touching_or_below_1_keeps_the_baseline(ci):
+    ch, out = one([base(overrides={"variant": "int8"}), cand("maybe", ci, ratio=1.1)])
+    assert ch["choice"] == ch["baseline"] == "default"
+    assert ch["ratio"] == 1.0 and "not wholly above 1.0" in ch["reason"]
+    assert out["overrides"] == {"variant": "int8"}  # the baseline's own settings ship
+    assert out["rejected"][0]["candidate"] == "maybe"
+
+
+def test_the_stage02_bug_a_candidate_listed_first_does_not_win_a_tie():
+    # "best" first in the list, measured 0.83x at 494 tokens: list order must not ship it
+    ch, _ = one([cand("best", (0.78, 1.02), ratio=0.83), base()])
+    assert ch["choice"] == "default"
+
+
+@pytest.mark.parametrize("bad,why", [
+    (dict(failed_checks=["NaN"]), "failed checks: NaN"),
+    (dict(lsd=2.5), "lsd 2.50 dB > bound"),
+    (dict(lsd=None), "quality not measured"),
+    (dict(measured=("rtf", "lsd_db")), "not measured on ttfa_s"),
+    (dict(criterion="ttfa_s"), "the stage's criterion is 'rtf'"),
+])
+def test_each_rule_refuses_a_candidate_that_breaks_it(bad, why):
+    ch, out = one([base(), cand("fast", (1.5, 1.9), **bad)])
+    assert ch["choice"] == "default"
+    assert why in out["rejected"][0]["reason"] and why in ch["reason"]
+
+
+def test_a_candidate_without_an_interval_is_not_taken():
+    for c in (cand("a", None, ratio=1.5), cand("b", (1.3,)), cand("c", (1.4, 1.2))):
+        ch, out = one([base(), c])
+        assert ch["choice"] == "default"
+        assert "no ratio with a 95 % interval" in out["rejected"][0]["reason"]
+
+
+def test_the_stage_criterion_can_be_set_by_the_rules():
+    rules = SelectionConfig(criteria={"05_chunk": "ttfa_s"})
+    cands = [base(), cand("rtf-win", (1.2, 1.3)), cand("ttfa-win", (1.1, 1.2), criterion="ttfa_s")]
+    ch, _ = one(cands, rules, stage="05_chunk")
+    assert ch["choice"] == "ttfa-win" and ch["criterion"] == "ttfa_s"
+    ch, _ = one(cands, RULES, stage="05_chunk")
+    assert ch["choice"] == "rtf-win"
+
+
+def test_among_earned_the_highest_low_end_wins_not_the_ratio_or_list_order():
+    cands = [base(), cand("big-but-wide", (1.01, 1.9), ratio=1.6), cand("sure", (1.10, 1.15))]
+    ch, out = one(cands)
+    assert ch["choice"] == "sure"
+    assert [c["name"] for c in rank(cands, RULES)] == ["sure", "big-but-wide"]
+    assert "below" in out["rejected"][0]["reason"]
+
+
+def test_an_exact_tie_keeps_the_baseline():
+    ch, out = one([base(), cand("a", (1.1, 1.3)), cand("b", (1.1, 1.2))])
+    assert ch["choice"] == "default" and "tie exactly" in ch["reason"]
+    assert {r["candidate"] for r in out["rejected"]} == {"a", "b"}
+
+
+def test_a_stage_that_did_not_finish_changes_nothing():
+    out = select([rec("04_coreml", [base(overrides={"v": 1}), cand("ane", (2, 3))],
+                      status="skipped: no Mac")], RULES)
+    ch = out["choices"][0]
+    assert ch["choice"] == ch["baseline"] == "default" and ch["reason"].startswith("stage skipped")
+    assert out["overrides"] == {} and ch["overrides"] == {}
+
+
+@pytest.mark.parametrize("cands,why", [
+    ([cand("a", (1.2, 1.3))], "no candidate is marked as the baseline"),
+    ([base("a"), base("b")], "several candidates are marked as the baseline: a, b"),
+    ([base(), cand("default", (1.2, 1.3))], "candidate names repeat: default"),
+])
+def test_a_stage_without_one_clear_baseline_changes_nothing(cands, why):
+    ch, out = one(cands)
+    assert ch["choice"] is None and why in ch["reason"] and out["overrides"] == {}
+
+
+def test_best_merges_stage_choices_in_stage_order():
     records = [
-        rec("02_ort", [cand("default", 1.0, 0.4, overrides={"session.use_ort_format": False}),
-                       cand("ort", 0.4, 0.4, overrides={"session.use_ort_format": True})]),
-        rec("03_quant", [cand("int8", 0.4, 0.35, lsd=4.0, overrides={"variant": "int8"}),
-                         cand("fp32", 0.4, 0.30, lsd=0.0, overrides={"variant": "fp32-recon"}),
-                         cand("fp16", 0.4, 0.31, lsd=1.0, overrides={"variant": "fp16"})]),
-        rec("05_chunk", [cand("primer", 0.2, 0.3, overrides={"chunking.strategy": "primer"})]),
-        rec("04_coreml", [cand("ane", 0.1, 0.1, overrides={"variant": "x"})], status="skipped: no Mac"),
+        rec("03_quant", [base("int8", overrides={"variant": "int8"}),
+                         cand("fp16", (1.02, 1.1), overrides={"variant": "fp16"})]),
+        rec("02_ort", [base(), cand("ort", (1.1, 1.2), overrides={"session.use_ort_format": True,
+                                                                   "variant": "int8"})]),
+        rec("05_chunk", [base("first sentence")]),
     ]
-    out = select(records, RULES, LabConfig())
-    assert out["overrides"] == {"session.use_ort_format": True, "variant": "fp32-recon",
-                                "chunking.strategy": "primer"}
-    assert out["config"]["variant"] == "fp32-recon"
-    assert [c["candidate"] for c in out["choices"]] == ["ort", "fp32", "primer"]
-    reasons = {(r["stage"], r.get("candidate")): r["reason"] for r in out["rejected"]}
-    assert "bound" in reasons[("03_quant", "int8")]
-    assert reasons[("04_coreml", None)].startswith("stage skipped")
-    # runner-up: the cheapest swap is fp16 for fp32 (same TTFA)
-    assert out["runner_up"]["differs_in"] == "03_quant"
-    assert out["runner_up"]["overrides"]["variant"] == "fp16"
+    out = best_json(records, RULES, LabConfig(), "run-x", ["a", "b"])
+    assert [c["stage"] for c in out["choices"]] == ["02_ort", "03_quant", "05_chunk"]
+    assert [c["choice"] for c in out["choices"]] == ["ort", "fp16", "first sentence"]
+    assert out["overrides"] == {"session.use_ort_format": True, "variant": "fp16"}
+    assert LabConfig.from_dict(out["config"]).variant == "fp16"  # what serve/settings reads
+    assert out["provenance"]["run_id"] == "run-x"
+    assert out["choices"][2]["reason"] == "baseline stays: no other candidate was offered"
+    json.dumps(out, allow_nan=False)
 
 
-def test_same_records_same_choice():
-    records = [rec("s", [cand("a", 0.5, 0.3), cand("b", 0.49, 0.31), cand("c", 0.9, 0.1)])]
-    assert select(records, RULES)["choices"] == select(records, RULES)["choices"]
+def test_every_change_shipped_was_earned():
+    rng = random.Random(0)
+    records = []
+    for s in range(30):
+        cands = [base()]
+        for i in range(rng.randint(0, 4)):
+            lo = rng.uniform(0.8, 1.3)
+            cands.append(cand(f"c{i}", (lo, lo + rng.uniform(0, 0.3)), lsd=rng.uniform(0, 3),
+                              failed_checks=["NaN"] if rng.random() < 0.2 else []))
+        records.append(rec(f"{s:02d}_s", cands))
+    out = select(records, RULES)
+    changed = [c for c in out["choices"] if c["choice"] != c["baseline"]]
+    assert changed and len(changed) < len(out["choices"])  # both kinds occur
+    for c in changed:
+        assert c["ci95"][0] > 1.0 and c["failed_checks"] == [] and c["lsd_db"] <= RULES.max_lsd_db
 
 
-def test_no_candidates_gives_defaults():
-    out = select([rec("s", [cand("bad", 0.1, 0.1, lsd=9.0)])], RULES, LabConfig())
-    assert out["overrides"] == {} and out["config"] == LabConfig().to_dict()
-    assert out["runner_up"] is None
+def test_recorded_measurements_shuffled_give_the_same_answer():
+    records = [
+        rec("02_ort", [base(), cand("a", (1.01, 1.2)), cand("b", (1.03, 1.1)),
+                       cand("c", (0.9, 1.4), ratio=1.3)]),
+        rec("03_quant", [base("int8"), cand("fp16", (1.1, 1.2), failed_checks=["NaN"]),
+                         cand("qdq", (1.05, 1.2))]),
+        rec("05_chunk", [base("primer"), cand("x", (1.1, 1.2)), cand("y", (1.1, 1.3))]),
+        rec("06_dual", [base("single"), cand("dual", (0.95, 1.05))]),
+    ]
+    first = select(records, RULES)
+    rng = random.Random(1)
+    for _ in range(2):
+        shuffled = [dict(r, metrics={"candidates": rng.sample(r["metrics"]["candidates"],
+                                                               len(r["metrics"]["candidates"]))})
+                    for r in rng.sample(records, len(records))]
+        assert select(shuffled, RULES) == first
+    assert [c["choice"] for c in first["choices"]] == ["b", "qdq", "primer", "single"]
+
+
+def test_check_failures_lists_every_failed_check():
+    assert check_failures(cand("a", (1, 2), lsd=3.0, failed_checks=["NaN"]), RULES) == [
+        "NaN", "lsd 3.00 dB > bound 2.00 dB"]
+    assert check_failures(cand("a", (1, 2), lsd=2.0), RULES) == []
+
+
+def test_selection_rules_are_validated():
+    with pytest.raises(ConfigError, match="max_lsd_db"):
+        LabConfig().with_overrides({"selection.max_lsd_db": 0}).validate()
+    with pytest.raises(ConfigError, match="criteria"):
+        LabConfig().with_overrides({"selection.criteria": {"02_ort": ""}}).validate()
+    cfg = LabConfig().with_overrides({"selection.criteria": {"05_chunking": "ttfa_s"}}).validate()
+    assert cfg.selection.criteria == {"05_chunking": "ttfa_s"}
+
+
+def test_from_the_instrument_to_the_choice():
+    # a 1.3x faster fake is taken; a 1.0x fake under 40 % noise is not
+    import numpy as np
+
+    from labkit.measure.compare import compare
+
+    rng = np.random.default_rng(0)
+
+    def engine(cost, noise):
+        return lambda: cost * (1 + rng.uniform(-noise, noise))
+
+    for cost, noise, taken in ((1 / 1.3, 0.05, True), (1.0, 0.40, False)):
+        cmp = compare({"default": engine(1.0, noise), "new": engine(cost, noise)}, "default",
+                      measure=float)
+        cands = [{"name": "default", "overrides": {}, "measured": ["seconds"], "lsd_db": 0.0,
+                  "failed_checks": [], **cmp.baseline_fields()},
+                 {"name": "new", "overrides": {"voice": "new"}, "measured": ["seconds", "lsd_db"],
+                  "lsd_db": 0.1, "failed_checks": [], **cmp.selection_fields("new")}]
+        ch, _ = one(cands)
+        assert (ch["choice"] == "new") is taken
+        if not taken:
+            assert ch["ci95"] == list(cmp.noise_band) and ch["ratio"] == 1.0

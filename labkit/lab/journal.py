@@ -1,5 +1,5 @@
-"""The benchmark journal: stage records -> ``artifacts/journal/JOURNAL.md`` / ``.html``
-and ``artifacts/best.json``.
+"""The benchmark journal: stage records -> ``artifacts/journal/JOURNAL.md`` / ``.html``,
+``artifacts/best.json`` and ``docs/results.md`` (labkit.lab.results).
 
 One section per stage with its status, key figures (``metrics["headline"]``), notes,
 plots and audio, the papermill metadata of its executed notebook, and a comparison with
@@ -16,6 +16,8 @@ from typing import Any
 
 from labkit import files
 from labkit.config import LabConfig
+from labkit.lab.results import (choices_table, comparison_lines, fmt_ci, headline_rows,
+                                write_results)
 from labkit.lab.selection import best_json
 from labkit.lab.stage import RECORD_NAME, read_record
 
@@ -53,9 +55,15 @@ def direction(key: str) -> int:
     return 0
 
 
+def _values(headline: dict) -> dict:
+    """Headline figures with ``{"value"|"ratio": x, "ci95": [...]}`` entries unwrapped to x."""
+    return {k: v for k, v, _ in headline_rows({"headline": headline})}
+
+
 def compare_headlines(now: dict, before: dict, band: float = NOISE_BAND) -> dict[str, str]:
     """key -> "" (within band), "improved", "REGRESSED", or "changed" (direction unknown)."""
     out = {}
+    now, before = _values(now), _values(before)
     for key, v in now.items():
         b = before.get(key)
         if not isinstance(v, (int, float)) or not isinstance(b, (int, float)) or isinstance(v, bool):
@@ -130,16 +138,10 @@ def render_markdown(cfg: LabConfig, data: dict, best: dict, out_dir: Path) -> st
 
     lines += ["## Best configuration", ""]
     if best.get("choices"):
-        lines += ["| stage | choice | TTFA s | RTF | LSD dB |", "|---|---|---|---|---|"]
-        for ch in best["choices"]:
-            lines.append(f"| {ch['stage']} | {ch['candidate']} | {_fmt(ch.get('ttfa_s', ''))} | "
-                         f"{_fmt(ch.get('rtf', ''))} | {_fmt(ch.get('lsd_db', ''))} |")
+        lines += choices_table(best["choices"])
         lines += ["", "Overrides in `artifacts/best.json`: `" + json.dumps(best["overrides"]) + "`", ""]
-        if best.get("runner_up"):
-            ru = best["runner_up"]
-            lines += [f"Runner-up differs in {ru['differs_in']}: {ru['choice']['candidate']}.", ""]
     else:
-        lines += ["No stage offered candidates that met the rules; best.json holds the defaults.", ""]
+        lines += ["No stage offered candidates; best.json holds the defaults.", ""]
     if best.get("rejected"):
         lines += ["Rejected candidates: " + "; ".join(
             f"{r['stage']}/{r.get('candidate', '*')}: {r['reason']}" for r in best["rejected"]), ""]
@@ -152,10 +154,12 @@ def render_markdown(cfg: LabConfig, data: dict, best: dict, out_dir: Path) -> st
                   f"**status:** {rec['status']}" + (f" · ran {dur:.0f} s" if dur else "")
                   + f" · finished {rec.get('finished')}", ""]
         if s["headline"]:
-            lines += ["| figure | value | vs previous |", "|---|---|---|"]
-            for k, v in s["headline"].items():
-                lines.append(f"| {k} | {_fmt(v)} | {s['changes'].get(k, '')} |")
+            lines += ["| figure | value | 95 % interval | vs previous |", "|---|---|---|---|"]
+            for k, v, ci in headline_rows(rec.get("metrics") or {}):
+                lines.append(f"| {k} | {_fmt(v)} | {fmt_ci(ci)} | {s['changes'].get(k, '')} |")
             lines.append("")
+        for title, cmp in (rec.get("metrics", {}).get("comparisons") or {}).items():
+            lines += comparison_lines(title, cmp)
         for note in rec.get("notes") or []:
             lines.append(f"- {note}")
         if rec.get("notes"):
@@ -197,7 +201,8 @@ def render_html(markdown_text: str, data: dict, out_dir: Path) -> str:
 
 
 def write_journal(cfg: LabConfig, run_id: str) -> dict[str, Path]:
-    """Write JOURNAL.md/HTML for ``run_id`` and artifacts/best.json; returns their paths."""
+    """Write JOURNAL.md/HTML for ``run_id``, artifacts/best.json and the results page
+    (``cfg.results_md``, docs/results.md); returns their paths."""
     root = cfg.resolve(cfg.artifacts_dir)
     out_dir = root / "journal"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -214,6 +219,7 @@ def write_journal(cfg: LabConfig, run_id: str) -> dict[str, Path]:
     files.write_json(paths["best"], best, indent=2)
     # keep a copy of the run's journal beside its records
     shutil.copy(paths["markdown"], root / run_id / "JOURNAL.md")
+    paths["results"] = write_results(cfg.resolve(cfg.results_md), run_id, records, best)
     return paths
 
 

@@ -1,128 +1,211 @@
-"""Choosing the best configuration from stage records, by rules that are data.
+"""Each stage's choice, by rules that are data (``SelectionConfig``), the same in every stage.
 
-A stage offers the settings it compared as ``metrics["candidates"]``::
+A stage offers what it compared as ``metrics["candidates"]``; exactly one of them is its
+baseline (what ships when nothing earns its place)::
 
-    {"name": "ort-format+2 threads",
+    {"name": "ort-format",
      "overrides": {"session.use_ort_format": true},      # dotted LabConfig settings
-     "ttfa_s": 0.41, "rtf": 0.28,                        # objectives (lower is better)
-     "lsd_db": 0.3,                                      # quality cost vs the reference
-     "failed_checks": []}                                # e.g. ["nan", "length"]
+     "baseline": false,                                  # true on the stage's baseline
+     "criterion": "rtf", "ratio": 1.12, "ci95": [1.05, 1.19],  # Comparison.selection_fields
+     "measured": ["rtf", "ttfa_s", "lsd_db"],            # every criterion measured on it
+     "ttfa_s": 0.41, "rtf": 0.28, "lsd_db": 0.3,         # its figures, for the journal
+     "failed_checks": []}                                # e.g. ["NaN", "length"]
 
-Per stage, a candidate is eligible when its stage is ``ok``, it has a measured
-``lsd_db`` within ``SelectionConfig.max_lsd_db`` and no failed checks. Eligible ones are
-ranked lexicographically by ``SelectionConfig.objectives``: on each objective two
-candidates within ``tie_band`` (relative) count as tied and the next objective decides;
-a full tie keeps the stage's own order (its first candidate is its baseline), so a
-rerun on a noisy machine keeps its choice. The winners' overrides, applied in stage
-order over the run's config, are the best configuration; the runner-up swaps in the
-second-best candidate of the stage where it costs least.
+``ratio`` is how many times better than the baseline the candidate measured on
+``criterion`` (labkit.measure.compare: > 1 is better, whatever the figure's direction) and
+``ci95`` its bootstrap 95 % interval.
+
+A candidate replaces the baseline only when
+
+(a) it passed every check: ``failed_checks`` is empty and its ``lsd_db`` was measured and
+    is within ``max_lsd_db``;
+(b) it was measured on every criterion the baseline was (``measured``);
+(c) its ratio is on the stage's criterion (``SelectionConfig.criteria[stage]``, else the
+    baseline's ``criterion``) and its 95 % interval lies wholly above 1.0.
+
+Among several such candidates the one whose interval's low end is highest wins; an exact
+tie keeps the baseline. Nothing depends on the order of the records or candidates, and no
+secondary figure breaks a tie. A stage that was not ``ok`` changes nothing. The chosen
+candidates' overrides, applied in stage-name order over the run's config, are the best
+configuration.
 """
 from __future__ import annotations
 
 import datetime as _dt
-import functools
 import math
 from typing import Any
 
 from labkit.config import LabConfig, SelectionConfig
 
-
-def _value(c: dict, key: str) -> float:
-    v = c.get(key)
-    return math.inf if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+#: the figures a choice entry carries beside its ratio (for the journal's table)
+FIGURES = ("ttfa_s", "rtf", "lsd_db")
 
 
-def eligible(candidate: dict, rules: SelectionConfig) -> tuple[bool, str]:
-    if candidate.get("failed_checks"):
-        return False, f"failed checks: {', '.join(candidate['failed_checks'])}"
+def _interval(c: dict) -> tuple[float, float] | None:
+    ci = c.get("ci95")
+    if not isinstance(ci, (list, tuple)) or len(ci) != 2:
+        return None
+    try:
+        lo, hi = float(ci[0]), float(ci[1])
+    except (TypeError, ValueError):
+        return None
+    if math.isnan(lo) or math.isnan(hi) or lo > hi:
+        return None
+    return lo, hi
+
+
+def check_failures(candidate: dict, rules: SelectionConfig) -> list[str]:
+    """Rule (a): the checks a candidate failed, its own ``failed_checks`` plus the quality
+    bound; empty when it passed every one."""
+    out = [str(x) for x in candidate.get("failed_checks") or []]
     lsd = candidate.get("lsd_db")
-    if lsd is None:
-        return False, "quality not measured"
-    if lsd > rules.max_lsd_db:
-        return False, f"lsd {lsd:.2f} dB > bound {rules.max_lsd_db:.2f} dB"
-    return True, ""
+    if lsd is None or (isinstance(lsd, float) and math.isnan(lsd)):
+        out.append("quality not measured")
+    elif lsd > rules.max_lsd_db:
+        out.append(f"lsd {lsd:.2f} dB > bound {rules.max_lsd_db:.2f} dB")
+    return out
 
 
-def compare(a: dict, b: dict, rules: SelectionConfig) -> int:
-    """-1 if a is better, 1 if b is, 0 if tied on every objective within the band."""
-    for key in rules.objectives:
-        va, vb = _value(a, key), _value(b, key)
-        if va == vb:
-            continue
-        if math.isinf(va) or math.isinf(vb):
-            return -1 if va < vb else 1
-        scale = max(abs(va), abs(vb), 1e-12)
-        if abs(va - vb) / scale > rules.tie_band:
-            return -1 if va < vb else 1
-    return 0
+def why_not(candidate: dict, baseline: dict, criterion: str | None, rules: SelectionConfig) -> str:
+    """Why ``candidate`` may not replace ``baseline`` ("" when it earned it): rules (a)-(c)."""
+    failed = check_failures(candidate, rules)
+    if failed:
+        return "failed checks: " + ", ".join(failed)
+    missing = sorted(set(baseline.get("measured") or []) - set(candidate.get("measured") or []))
+    if missing:
+        return f"not measured on {', '.join(missing)} (the baseline was)"
+    if not criterion:
+        return "the stage names no criterion (selection.criteria or the baseline's criterion)"
+    if candidate.get("criterion") != criterion:
+        return f"its ratio is on {candidate.get('criterion')!r}, the stage's criterion is {criterion!r}"
+    ci = _interval(candidate)
+    if candidate.get("ratio") is None or ci is None:
+        return f"no ratio with a 95 % interval on {criterion}"
+    if not ci[0] > 1.0:
+        return (f"{criterion} ratio {float(candidate['ratio']):.3f}, 95 % interval "
+                f"[{ci[0]:.3f}, {ci[1]:.3f}] not wholly above 1.0")
+    return ""
 
 
-def rank(candidates: list[dict], rules: SelectionConfig) -> list[dict]:
-    ok = [c for c in candidates if eligible(c, rules)[0]]
-    # sorted() is stable, so full ties keep the stage's order
-    return sorted(ok, key=functools.cmp_to_key(lambda a, b: compare(a, b, rules)))
+def find_baseline(candidates: list[dict]) -> tuple[dict | None, str]:
+    """The stage's baseline candidate, or None and why."""
+    marked = [c for c in candidates if c.get("baseline") is True]
+    if len(marked) == 1:
+        return marked[0], ""
+    if not marked:
+        return None, 'no candidate is marked as the baseline ("baseline": true)'
+    return None, "several candidates are marked as the baseline: " + ", ".join(
+        sorted(str(c.get("name")) for c in marked))
 
 
-def _loss(winner: dict, second: dict, rules: SelectionConfig) -> float:
-    key = rules.objectives[0]
-    w, s = _value(winner, key), _value(second, key)
-    if math.isinf(w) or math.isinf(s):
-        return math.inf
-    return (s - w) / max(abs(w), 1e-12)
+def stage_criterion(stage: str, baseline: dict, rules: SelectionConfig) -> str | None:
+    return rules.criteria.get(stage) or baseline.get("criterion")
+
+
+def rank(candidates: list[dict], rules: SelectionConfig, stage: str = "") -> list[dict]:
+    """The candidates that earned a place over the stage's baseline, best first (highest
+    low end of the interval; equal ones by name, for a stable listing)."""
+    baseline, _ = find_baseline(candidates)
+    if baseline is None:
+        return []
+    crit = stage_criterion(stage, baseline, rules)
+    ok = [c for c in candidates if c is not baseline and not why_not(c, baseline, crit, rules)]
+    return sorted(ok, key=lambda c: (-_interval(c)[0], str(c.get("name"))))
+
+
+def _entry(rec: dict, choice: dict | None, baseline: dict | None, criterion: str | None,
+           reason: str, apply: bool = True) -> dict:
+    c = choice or {}
+    stays = choice is not None and choice is baseline
+    entry = {
+        "stage": rec.get("stage"),
+        "run_id": rec.get("run_id"),
+        "choice": c.get("name"),
+        "baseline": baseline.get("name") if baseline else None,
+        "criterion": criterion,
+        "ratio": 1.0 if stays else c.get("ratio"),
+        # the baseline against itself: its A/A interval when the stage gave one
+        "ci95": list(_interval(c)) if _interval(c) else None,
+        "failed_checks": list(c.get("failed_checks") or []),
+        "reason": reason,
+        "overrides": dict(c.get("overrides") or {}) if apply else {},
+    }
+    entry.update({k: c[k] for k in FIGURES if k in c})
+    return entry
+
+
+def judge(rec: dict, rules: SelectionConfig) -> tuple[dict, list[dict]]:
+    """One stage record -> its choice entry and the candidates not taken with their reasons."""
+    stage = rec.get("stage")
+    cands = list(rec.get("metrics", {}).get("candidates") or [])
+    baseline, problem = find_baseline(cands)
+    names = [str(c.get("name")) for c in cands]
+    if not problem and len(set(names)) != len(names):
+        problem = "candidate names repeat: " + ", ".join(sorted({n for n in names if names.count(n) > 1}))
+        baseline = None
+    if problem:
+        return _entry(rec, None, None, None, problem + "; nothing changes", apply=False), []
+    crit = stage_criterion(stage, baseline, rules)
+    if rec.get("status") != "ok":
+        return _entry(rec, baseline, baseline, crit, f"stage {rec.get('status')}; nothing changes",
+                      apply=False), []
+    others = sorted((c for c in cands if c is not baseline), key=lambda c: str(c.get("name")))
+    rejected = []
+    for c in others:
+        why = why_not(c, baseline, crit, rules)
+        if why:
+            rejected.append({"stage": stage, "candidate": c.get("name"), "reason": why})
+    earned = rank(cands, rules, stage)
+    if not earned:
+        if not others:
+            reason = "baseline stays: no other candidate was offered"
+        else:
+            reason = "baseline stays: " + "; ".join(f"{r['candidate']}: {r['reason']}" for r in rejected)
+        return _entry(rec, baseline, baseline, crit, reason), rejected
+    top = _interval(earned[0])[0]
+    tied = [c for c in earned if _interval(c)[0] == top]
+    if len(tied) > 1:
+        reason = (f"baseline stays: {', '.join(str(c.get('name')) for c in tied)} tie exactly on "
+                  f"the low end of their {crit} interval ({top:.3f})")
+        for c in earned:
+            rejected.append({"stage": stage, "candidate": c.get("name"), "reason": reason if c in tied
+                             else f"earned, but its interval's low end is below {top:.3f}"})
+        return _entry(rec, baseline, baseline, crit, reason), rejected
+    win = earned[0]
+    lo, hi = _interval(win)
+    reason = (f"{win.get('name')}: {crit} ratio {float(win['ratio']):.3f}, 95 % interval "
+              f"[{lo:.3f}, {hi:.3f}] wholly above 1.0, all checks passed")
+    for c in earned[1:]:
+        clo = _interval(c)[0]
+        rejected.append({"stage": stage, "candidate": c.get("name"),
+                         "reason": f"earned, but its interval's low end {clo:.3f} is below "
+                                   f"{win.get('name')}'s {lo:.3f}"})
+        reason += f"; beats {c.get('name')} (low end {clo:.3f})"
+    return _entry(rec, win, baseline, crit, reason), rejected
 
 
 def select(records: list[dict], rules: SelectionConfig, base: LabConfig | None = None) -> dict:
-    """The best configuration (and runner-up) from stage records; see the module doc."""
+    """The best configuration from stage records; see the module doc."""
     base = base or LabConfig()
-    choices, rejected, seconds = [], [], []
-    for rec in records:
-        cands = rec.get("metrics", {}).get("candidates") or []
-        if not cands:
+    choices, rejected = [], []
+    for rec in sorted(records, key=lambda r: str(r.get("stage"))):
+        if not rec.get("metrics", {}).get("candidates"):
             continue
-        if rec.get("status") != "ok":
-            rejected.append({"stage": rec.get("stage"), "reason": f"stage {rec.get('status')}"})
-            continue
-        for c in cands:
-            ok, why = eligible(c, rules)
-            if not ok:
-                rejected.append({"stage": rec["stage"], "candidate": c.get("name"), "reason": why})
-        ranked = rank(cands, rules)
-        if not ranked:
-            continue
-        choices.append(_choice(rec, ranked[0]))
-        if len(ranked) > 1:
-            seconds.append((_loss(ranked[0], ranked[1], rules), rec, ranked[1]))
-
+        entry, rej = judge(rec, rules)
+        choices.append(entry)
+        rejected += rej
     overrides: dict[str, Any] = {}
     for ch in choices:
         overrides.update(ch["overrides"])
-    best_cfg = base.with_overrides(overrides)
-    result = {
-        "config": best_cfg.to_dict(),
+    return {
+        "config": base.with_overrides(overrides).to_dict(),
         "overrides": overrides,
         "choices": choices,
         "rejected": rejected,
-        "rules": {"max_lsd_db": rules.max_lsd_db, "objectives": list(rules.objectives),
-                  "tie_band": rules.tie_band},
-        "runner_up": None,
+        "rules": {"max_lsd_db": rules.max_lsd_db, "criteria": dict(rules.criteria),
+                  "earned_when": "no failed checks, measured on every criterion the baseline "
+                                 "was, 95 % interval of the ratio wholly above 1.0"},
     }
-    if seconds:
-        seconds.sort(key=lambda t: t[0])
-        _, rec, cand = seconds[0]
-        ru_choices = [(_choice(rec, cand) if ch["stage"] == rec["stage"] else ch) for ch in choices]
-        ru_overrides: dict[str, Any] = {}
-        for ch in ru_choices:
-            ru_overrides.update(ch["overrides"])
-        result["runner_up"] = {"config": base.with_overrides(ru_overrides).to_dict(),
-                               "overrides": ru_overrides, "differs_in": rec["stage"],
-                               "choice": _choice(rec, cand)}
-    return result
-
-
-def _choice(rec: dict, cand: dict) -> dict:
-    figures = {k: cand.get(k) for k in ("ttfa_s", "rtf", "lsd_db") if k in cand}
-    return {"stage": rec.get("stage"), "run_id": rec.get("run_id"), "candidate": cand.get("name"),
-            "overrides": dict(cand.get("overrides") or {}), **figures}
 
 
 def best_json(records: list[dict], rules: SelectionConfig, base: LabConfig, run_id: str,
