@@ -8,7 +8,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from labkit.engine import cache
+from labkit.engine import assets, cache
+from labkit.lab import s02_ort_conversion as s02
+from labkit.measure.compare import run_json
 from labkit.engine import ort as ort_kokoro
 from labkit.optimize import convert
 from labkit.config import ConfigError, SessionConfig
@@ -129,58 +131,64 @@ def test_unknown_rewrite_and_format(tmp_path):
 
 def test_cold_start_entry_point(cfg, tmp_path):
     """``python -m labkit.optimize.convert cold`` in a fresh process reports its timings."""
-    from labkit.engine import assets
-    from labkit.lab import s02_ort_conversion as ortbench
-
     path = assets.model_path(cfg, "int8")
     if not path.exists():
         pytest.skip(f"{path} not provisioned")
     toks = list(ort_kokoro.probe_feeds(8)["tokens"][0, 1:-1])
-    out = ortbench.cold_once(path, SessionConfig(use_ort_format=True), tmp_path / "c", toks,
-                             assets.voices_path(cfg))
+    cmd = s02.cold_command(path, SessionConfig(use_ort_format=True), tmp_path / "c", toks,
+                           assets.voices_path(cfg))
+    out = run_json(cmd)
     assert out["samples"] > 0 and out["first_audio_s"] >= out["create_s"] > 0
 
 
 def test_missed_targets_are_explained_from_the_record():
-    from labkit.lab import s02_ort_conversion as ortbench
-
-    def t(median):
-        return {"median": median}
-
-    cold = {"default": {"first_audio": t(2.0), "create": t(1.1), "first_run": t(0.9)},
-            "best": {"first_audio": t(1.6), "create": t(0.7), "first_run": t(0.9)}}
-    assert ortbench.cold_ceiling(cold) == pytest.approx(2.0 / 0.9)
-    r = {"cold": cold, "cold_speedup": 1.25, "cold_ceiling": ortbench.cold_ceiling(cold),
+    cold = {"default": {"first_audio": 2.0, "create": 1.1, "first_run": 0.9},
+            "best": {"first_audio": 1.6, "create": 0.7, "first_run": 0.9}}
+    assert s02.cold_ceiling(cold) == pytest.approx(2.0 / 0.9)
+    r = {"cold": cold, "cold_ratio": {"best": {"ratio": 1.25, "ci95": [1.2, 1.3]}},
+         "cold_ceiling": s02.cold_ceiling(cold), "taken": ["ort_format"],
          "targets": {"cold_start_2x": False, "faster_at_every_length": False, "lsd_within": True},
-         "speedup": {30: 1.08, 500: 0.98},
-         "warm": {"best": {30: {"tokens": 28}, 500: {"tokens": 494}}}}
-    notes = ortbench.missed_target_notes("int8", r)
+         "warm": {"30": {"tokens": 28, "speedup": 1.08, "ci95": [1.02, 1.12]},
+                  "500": {"tokens": 494, "speedup": 0.98, "ci95": [0.95, 1.01]}}}
+    notes = s02.missed_target_notes("int8", r)
     assert len(notes) == 2
     assert "1.25x" in notes[0] and "at most 2.22x" in notes[0]
     assert "494 tok 0.98x" in notes[1] and "28 tok" not in notes[1]
     r["targets"] = {"cold_start_2x": True, "faster_at_every_length": True, "lsd_within": True}
-    assert ortbench.missed_target_notes("int8", r) == []
+    assert s02.missed_target_notes("int8", r) == []
 
 
-def test_screen_takes_only_changes_that_beat_its_own_noise():
-    from labkit.lab import s02_ort_conversion as ortbench
-
+def test_screen_takes_only_changes_whose_interval_clears_one():
     base = SessionConfig()
-    cands = ortbench.screen_candidates(base, toggles=["denormal_as_zero", "enable_mem_pattern"],
-                                       rewrites=["pow2_mul"])
-    labels = [c.label for c in cands]
-    assert labels[:2] == ["default", ortbench.CONTROL] and cands[1].session == base
-    lsd = {c.label: {60: {"lsd_db": 0.0}} for c in cands}
-    speed = {"default": {60: 1.0}, ortbench.CONTROL: {60: 1.10},  # this screen is 10 % noisy
-             "denormal_as_zero=True": {60: 1.08}, "enable_mem_pattern=False": {60: 1.25},
-             "ort_format": {60: 0.97}, "rewrite=pow2_mul": {60: 1.05}}
-    assert ortbench.screen_noise(speed) == pytest.approx(0.10)
-    best, taken = ortbench.combine(base, cands, speed, lsd)
-    assert taken == ["enable_mem_pattern=False", "ort_format"]  # ORT format: for the cold start
-    assert best.enable_mem_pattern is False and best.denormal_as_zero is False and not best.rewrites
-    # a quiet screen takes the 8 % and 5 % wins too
-    speed[ortbench.CONTROL] = {60: 1.01}
-    best, taken = ortbench.combine(base, cands, speed, lsd)
-    assert set(taken) == {"denormal_as_zero=True", "enable_mem_pattern=False", "ort_format",
-                          "rewrite=pow2_mul"}
+    cands = s02.screen_candidates(base, toggles=["denormal_as_zero", "enable_mem_pattern"],
+                                  rewrites=["pow2_mul"])
+    assert [c.label for c in cands][0] == "default" and cands[0].session == base
+    rows = {"default": {"ci95": [0.97, 1.03], "lsd_db": 0.0},
+            # a high median whose interval still touches 1.0 (a noisy screen): not taken
+            "denormal_as_zero=True": {"ci95": [0.99, 1.20], "lsd_db": 0.0},
+            "enable_mem_pattern=False": {"ci95": [1.10, 1.30], "lsd_db": 0.0},
+            "ort_format": {"ci95": [0.95, 1.02], "lsd_db": 0.0},
+            # earned on speed, but its audio moved too far
+            "rewrite=pow2_mul": {"ci95": [1.05, 1.10], "lsd_db": 1.5}}
+    best, taken = s02.combine(base, cands, rows, max_lsd_db=1.0)
+    assert taken == ["enable_mem_pattern=False"]
+    assert best.enable_mem_pattern is False and not best.use_ort_format and not best.rewrites
+    rows["rewrite=pow2_mul"]["lsd_db"] = 0.1
+    best, taken = s02.combine(base, cands, rows, max_lsd_db=1.0)
+    assert set(taken) == {"enable_mem_pattern=False", "rewrite=pow2_mul"}
     assert best.rewrites == ["pow2_mul"] and best.use_ort_format
+
+
+def test_candidates_mark_the_default_as_baseline_and_judge_the_worst_length():
+    warm = {"30": {"tokens": 28, "default_s": 0.2, "best_s": 0.18, "rtf_default": 0.3, "rtf_best": 0.27,
+                   "speedup": 1.11, "ci95": [1.05, 1.15], "noise_band": [0.98, 1.02], "lsd_db": 0.1},
+            "500": {"tokens": 494, "default_s": 2.0, "best_s": 1.9, "rtf_default": 0.3, "rtf_best": 0.28,
+                    "speedup": 1.05, "ci95": [0.99, 1.08], "noise_band": [0.97, 1.03], "lsd_db": 0.2}}
+    r = {"warm": warm, "taken": ["enable_mem_pattern=False"],
+         "best_session": {**dataclasses.asdict(SessionConfig()), "enable_mem_pattern": False},
+         "cold": {"default": {"first_audio": 1.0}, "best": {"first_audio": 0.9}}}
+    base, best = s02.candidates({"int8": r}, ["int8"], SessionConfig())
+    assert base["baseline"] is True and base["overrides"] == {}
+    assert best["overrides"] == {"session.enable_mem_pattern": False}
+    assert best["ci95"] == [0.99, 1.08] and best["ratio"] == 1.05  # the least favourable length
+    assert best["lsd_db"] == 0.2

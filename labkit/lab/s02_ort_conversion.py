@@ -1,61 +1,46 @@
-"""Stage 02's measurements: session settings side by side, warm and cold.
+"""Stage 02: which graph and session settings are fastest, warm and cold.
 
-* :func:`token_inputs` -- real inputs of ~N tokens (held-out text through G2P).
+* :func:`token_inputs` -- real inputs of ~N tokens (development text through G2P).
 * :func:`screen_candidates` -- the default session plus one change at a time.
-* :func:`warm_side_by_side` -- every candidate's session alive at once, runs interleaved
-  round-robin (this machine is shared and noisy: a ratio from interleaved runs is
-  trustworthy, two separate medians are not).
-* :func:`cold_side_by_side` -- fresh processes (``python -m labkit.optimize.convert cold``),
-  alternating configurations: session creation + first inference.
-* :func:`combine` / :func:`selection` -- the winning settings and their ratios.
+* :func:`screen` -- every candidate's session alive at once, timed by the one instrument
+  (labkit.measure.compare: interleaved rounds, paired ratios, bootstrap intervals, an A/A
+  control); a change is taken only when its interval lies wholly above 1.0.
+* :func:`final` -- the default against the combination of what was taken, at every length,
+  warm and cold (fresh processes, ``python -m labkit.optimize.convert cold``), profiled.
+* :func:`run` / :func:`record` -- what the notebook calls.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from labkit.engine import cache
-from labkit.tables import fixed
-from labkit.engine.ort import kokoro_feeds, n_tokens, style_row
-from labkit.config import REPO_ROOT, LabConfig, SessionConfig
-from labkit.timing import Timing
-from labkit.engine import assets
-from labkit.engine.cache import ort_cache_dir
-from labkit.engine.g2p import VOCAB
-from labkit.engine.g2p import get_g2p
-from labkit.engine.g2p import tokenize
+from labkit.config import LabConfig, SessionConfig
+from labkit.engine import assets, cache
+from labkit.engine.g2p import VOCAB, get_g2p, tokenize
+from labkit.engine.ort import SAMPLE_RATE, kokoro_feeds, n_tokens, style_row
 from labkit.engine.runtime import VoiceBank
 from labkit.measure import corpora
 from labkit.measure import profile as profiling
+from labkit.measure.compare import Comparison, compare, compare_cold
 from labkit.quality import lsd_db
+from labkit.tables import fixed
 
-SAMPLE_RATE = 24_000
-#: a candidate must beat the default by more than this (relative) to count as faster
-NOISE_BAND = 0.02
-#: a second, identical default session in the screen: its distance from the default is the
-#: screen's own noise, and a change must beat it to be taken
-CONTROL = "default again (A/A control)"
-
-
-@dataclass
-class Candidate:
-    label: str
-    session: SessionConfig
-    #: which SessionConfig fields differ from the default (for the table)
-    changes: dict = field(default_factory=dict)
+NAME = "02_ort_conversion"
+#: the stage's criterion for the journal: warm seconds per inference, judged at the length
+#: where the combination's interval is least favourable
+CRITERION = "seconds"
 
 
 def token_inputs(cfg: LabConfig, lengths: list[int], voice: str | None = None) -> dict[int, dict]:
-    """Model inputs of about each length (cut at a word boundary) from the held-out
+    """Model inputs of about each length (cut at a word boundary) from the development
     corpus's US-English sentences, phonemized by labkit.engine.g2p."""
-    corpus = corpora.load("heldout")
+    corpus = corpora.load("calibration")
     g2p = get_g2p("en-us")
     stream: list[int] = []
     for u in corpus:
@@ -74,12 +59,20 @@ def token_inputs(cfg: LabConfig, lengths: list[int], voice: str | None = None) -
     return out
 
 
+@dataclass
+class Candidate:
+    label: str
+    session: SessionConfig
+    #: which SessionConfig fields differ from the default (for the table)
+    changes: dict = field(default_factory=dict)
+
+
 def screen_candidates(base: SessionConfig, levels=(), threads=(), modes=(),
                       toggles=(), rewrites=(), all_rewrites: bool = False,
                       ort_format: bool = True) -> list[Candidate]:
     """The default plus one change at a time. ``toggles``: boolean SessionConfig fields
     to flip (enable_mem_arena, enable_mem_pattern, denormal_as_zero)."""
-    out = [Candidate("default", base, {}), Candidate(CONTROL, base, {})]
+    out = [Candidate("default", base, {})]
 
     def add(label, **changes):
         s = dataclasses.replace(base, **changes)
@@ -107,116 +100,64 @@ def screen_candidates(base: SessionConfig, levels=(), threads=(), modes=(),
     return out
 
 
-@dataclass
-class Opened:
-    candidate: Candidate
-    session: object
-    create_s: float
-    error: str = ""
+def open_session(model_path: Path, session: SessionConfig, cache_dir: Path):
+    """A session for ``session`` (its cached graph built first)."""
+    cache.cached_model_for(model_path, session, cache_dir)
+    return cache.make_cached_session(model_path, session, cache_dir)
 
 
-def open_sessions(model_path: Path, candidates: list[Candidate], cache_dir: Path,
-                  log=print) -> list[Opened]:
-    """One session per candidate (cached graphs built first, outside the timing);
-    a candidate that cannot be built (a rewrite failing its check) is kept with its error."""
-    out = []
+def _runner(sess, feeds):
+    return lambda: np.asarray(sess.run(None, feeds)[0], dtype=np.float32).ravel()
+
+
+def screen(model_path: Path, candidates: list[Candidate], feeds: dict, cache_dir: Path,
+           rounds: int | None, warmup: int, log=print) -> dict[str, Any]:
+    """Every candidate's warm time at one length against the default (the one instrument),
+    and its audio's distance from the default's. A candidate whose session cannot be made
+    (a rewrite failing its check) is kept with its error."""
+    sessions, errors = {}, {}
     for c in candidates:
         try:
-            cache.cached_model_for(model_path, c.session, cache_dir)  # build, untimed
-            t0 = time.perf_counter()
-            sess = cache.make_cached_session(model_path, c.session, cache_dir)
-            out.append(Opened(c, sess, time.perf_counter() - t0))
-        except Exception as exc:  # recorded, never hidden
+            sessions[c.label] = open_session(model_path, c.session, cache_dir)
+        except Exception as exc:  # noqa: BLE001 - recorded, never hidden
             log(f"{c.label}: {type(exc).__name__}: {exc}")
-            out.append(Opened(c, None, float("nan"), f"{type(exc).__name__}: {exc}"))
-    return out
+            errors[c.label] = f"{type(exc).__name__}: {exc}"
+    cmp = compare({k: _runner(s, feeds) for k, s in sessions.items()}, "default",
+                  warmup=warmup, rounds=rounds, keep=lambda y: y)
+    audio = {k: v[-1] for k, v in cmp.kept.items()}
+    cmp.kept = {}
+    rows = {}
+    for c in candidates:
+        if c.label in errors:
+            rows[c.label] = {"changes": c.changes, "error": errors[c.label]}
+            continue
+        rows[c.label] = {"changes": c.changes, "median_s": cmp.median(c.label),
+                         "speedup": cmp.ratio(c.label), "ci95": list(cmp.ci95(c.label)),
+                         "lsd_db": lsd_db(audio["default"], audio[c.label], allow_length_mismatch=True)}
+    return {"comparison": cmp, "rows": rows}
 
 
-def warm_side_by_side(opened: list[Opened], feeds_by_len: dict[int, dict],
-                      repeats: int = 3, warmup: int = 1) -> dict:
-    """label -> n_tokens -> {timing, audio_s, rtf} and the last audio (``audio``).
-    Each round runs every (length, candidate) once, candidates in rotating order."""
-    live = [o for o in opened if o.session is not None]
-    samples = {o.candidate.label: {n: [] for n in feeds_by_len} for o in live}
-    audio: dict[str, dict[int, np.ndarray]] = {o.candidate.label: {} for o in live}
-    for r in range(warmup + repeats):
-        for n, feeds in feeds_by_len.items():
-            k = r % max(len(live), 1)
-            for o in live[k:] + live[:k]:
-                t0 = time.perf_counter()
-                y = o.session.run(None, feeds)[0]
-                dt = time.perf_counter() - t0
-                if r >= warmup:
-                    samples[o.candidate.label][n].append(dt)
-                audio[o.candidate.label][n] = np.asarray(y, dtype=np.float32).ravel()
-    out = {}
-    for label, by_n in samples.items():
-        out[label] = {}
-        for n, s in by_n.items():
-            t = Timing.of(s)
-            secs = audio[label][n].size / SAMPLE_RATE
-            out[label][n] = {"timing": t.to_dict(), "audio_s": secs,
-                             "rtf": t.median / max(secs, 1e-9),
-                             "tokens": n_tokens(feeds_by_len[n])}
-    return {"results": out, "audio": audio}
-
-
-def lsd_table(audio: dict[str, dict[int, np.ndarray]], ref_label: str = "default") -> dict:
-    """label -> n -> log-spectral distance (dB) to the reference label's audio; lengths
-    that differ are truncated to the shorter (recorded as ``length_diff``)."""
-    out = {}
-    for label, by_n in audio.items():
-        out[label] = {}
-        for n, y in by_n.items():
-            ref = audio[ref_label][n]
-            out[label][n] = {"lsd_db": lsd_db(ref, y, allow_length_mismatch=True),
-                             "length_diff": int(y.size) - int(ref.size)}
-    return out
-
-
-def speedups(results: dict, ref_label: str = "default") -> dict:
-    """label -> n -> default median / candidate median (> 1 is faster)."""
-    out = {}
-    for label, by_n in results.items():
-        out[label] = {n: results[ref_label][n]["timing"]["median"] / r["timing"]["median"]
-                      for n, r in by_n.items()}
-    return out
-
-
-def screen_noise(speed: dict) -> float:
-    """How far the A/A control (a second default session) landed from the default: the
-    noise of this screen, measured rather than assumed."""
-    return max((abs(v - 1.0) for v in speed.get(CONTROL, {}).values()), default=0.0)
-
-
-def combine(base: SessionConfig, candidates: list[Candidate], speed: dict, lsd: dict,
-            max_lsd_db: float = 1.0, band: float = NOISE_BAND) -> tuple[SessionConfig, list[str]]:
-    """The default with every change that screened faster than the default by more than
-    the noise (``band``, or the A/A control's distance from the default where larger) at
-    every screened length and stayed within ``max_lsd_db``; ORT format is kept when within
-    ``max_lsd_db`` (it is for the cold start). Conflicting changes of one field keep the
-    fastest. Returns the settings and the labels taken."""
+def combine(base: SessionConfig, candidates: list[Candidate], rows: dict[str, dict],
+            max_lsd_db: float = 1.0) -> tuple[SessionConfig, list[str]]:
+    """The default with every change that was earned in the screen: its 95 % interval wholly
+    above 1.0 and its audio within ``max_lsd_db`` of the default's. Changes of one field
+    keep the one with the highest low end. Returns the settings and the labels taken."""
     fields: dict[str, tuple[float, object]] = {}
     taken = []
-    by_label = {c.label: c for c in candidates}
-    band = max(band, screen_noise(speed))
-    for label, by_n in speed.items():
-        c = by_label.get(label)
-        if c is None or label in ("default", CONTROL) or label not in lsd:
+    for c in candidates:
+        r = rows.get(c.label, {})
+        if c.label == "default" or "ci95" not in r:
             continue
-        worst_lsd = max(v["lsd_db"] for v in lsd[label].values())
-        worst_speed = min(by_n.values())
-        keep = worst_lsd <= max_lsd_db and (worst_speed > 1.0 + band or label == "ort_format")
-        if not keep:
+        if not (r["ci95"][0] > 1.0 and r["lsd_db"] <= max_lsd_db):
             continue
-        taken.append(label)
+        taken.append(c.label)
         for name, value in c.changes.items():
             if name == "rewrites":
                 continue
-            if name not in fields or worst_speed > fields[name][0]:
-                fields[name] = (worst_speed, value)
-    rewrites = [r for label in taken if label.startswith("rewrite=") and label != "rewrite=all"
-                for r in by_label[label].changes["rewrites"]]
+            if name not in fields or r["ci95"][0] > fields[name][0]:
+                fields[name] = (r["ci95"][0], value)
+    rewrites = [r for c in candidates if c.label in taken and c.label.startswith("rewrite=")
+                and c.label != "rewrite=all" for r in c.changes["rewrites"]]
     changes = {k: v for k, (_, v) in fields.items()}
     if rewrites:
         changes["rewrites"] = rewrites
@@ -226,134 +167,24 @@ def combine(base: SessionConfig, candidates: list[Candidate], speed: dict, lsd: 
     return best, taken
 
 
-# -- cold starts in fresh processes -----------------------------------------------------
-def cold_once(model_path: Path, session_cfg: SessionConfig, cache_dir: Path, tokens: list[int],
-              voices_path: Path, voice: str = "af_heart", timeout: float = 300) -> dict:
-    fields = {k: v for k, v in dataclasses.asdict(session_cfg).items()}
-    cmd = [sys.executable, "-m", "labkit.optimize.convert", "cold", "--model", str(model_path),
-           "--session", json.dumps(fields), "--cache-dir", str(cache_dir),
-           "--tokens", ",".join(map(str, tokens)), "--voices", str(voices_path),
-           "--voice", voice]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"cold start failed: {proc.stderr.strip()[-800:]}")
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    out["process_wall_s"] = wall
-    return out
+def cold_command(model_path: Path, session_cfg: SessionConfig, cache_dir: Path, tokens: list[int],
+                 voices_path: Path, voice: str = "af_heart") -> list[str]:
+    """One cold start in a fresh process (``python -m labkit.optimize.convert cold``)."""
+    fields = dataclasses.asdict(session_cfg)
+    return [sys.executable, "-m", "labkit.optimize.convert", "cold", "--model", str(model_path),
+            "--session", json.dumps(fields), "--cache-dir", str(cache_dir),
+            "--tokens", ",".join(map(str, tokens)), "--voices", str(voices_path), "--voice", voice]
 
 
-def cold_side_by_side(model_path: Path, configs: dict[str, SessionConfig], cache_dir: Path,
-                      tokens: list[int], voices_path: Path, voice: str = "af_heart",
-                      repeats: int = 3) -> dict:
-    """label -> {first_audio: Timing, create: Timing, first_run: Timing, process_wall: Timing}.
-    Cached graphs are built before timing starts; configurations alternate."""
-    for s in configs.values():
-        cache.cached_model_for(model_path, s, cache_dir)
-    samples = {label: [] for label in configs}
-    for r in range(repeats):
-        labels = list(configs)
-        if r % 2:
-            labels.reverse()
-        for label in labels:
-            samples[label].append(cold_once(model_path, configs[label], cache_dir, tokens,
-                                            voices_path, voice))
+def cold_summary(cmp: Comparison) -> dict[str, dict[str, float]]:
+    """label -> median of each cold-start figure (first audio, create, first run)."""
     out = {}
-    for label, runs in samples.items():
-        out[label] = {key: Timing.of([run[f"{key}_s"] for run in runs]).to_dict()
-                      for key in ("first_audio", "create", "first_run", "process_wall")}
+    for label, runs in cmp.kept.items():
+        if label == cmp.control:
+            continue
+        out[label] = {k: float(np.median([r[f"{k}_s"] for r in runs]))
+                      for k in ("first_audio", "create", "first_run", "process_wall")}
     return out
-
-
-def selection(best: SessionConfig, variant: str, speed_by_n: dict, lsd_by_n: dict,
-              cold_ratio: float | None) -> dict:
-    fields = {k: v for k, v in dataclasses.asdict(best).items()}
-    return {"variant": variant, "session": fields,
-            "lsd_db": max(v["lsd_db"] for v in lsd_by_n.values()),
-            "lsd_db_by_tokens": {str(n): v["lsd_db"] for n, v in lsd_by_n.items()},
-            "speedup_by_tokens": {str(n): v for n, v in speed_by_n.items()},
-            "cold_start_speedup": cold_ratio}
-
-
-# -- one variant, end to end (what the notebook calls) -------------------------------------
-def run_variant(cfg: LabConfig, variant: str, *, levels=(), thread_counts=(), modes=(),
-                toggles=(), rewrites=(), token_lengths=(30, 120, 250, 500),
-                screen_length: int = 120, screen_repeats: int = 2, repeats: int = 3,
-                warmup: int = 1, cold_repeats: int = 3, cold_tokens: int = 30,
-                profile_tokens: int = 250, max_lsd_db: float = 1.0,
-                cache_dir: Path | None = None, out_dir: Path | None = None, log=print) -> dict:
-    """Screen one-change candidates at ``screen_length``, combine the winners, then
-    measure default vs best side by side at every length, cold (fresh processes), and
-    profile both. Returns a JSON-able record (plus ``_audio`` for players)."""
-    model = assets.model_path(cfg, variant)
-    if not model.exists():
-        return {"skipped": f"model file {model} for variant {variant!r} is not provisioned"}
-    cache_dir = Path(cache_dir or ort_cache_dir(cfg))
-    base = cfg.session
-    lengths = sorted(set(token_lengths) | {screen_length, cold_tokens, profile_tokens})
-    feeds = token_inputs(cfg, lengths)
-    rec: dict = {"model": str(model), "tokens": {str(n): n_tokens(feeds[n]) for n in lengths}}
-
-    log(f"[{variant}] screening at ~{screen_length} tokens")
-    cands = screen_candidates(base, levels=levels, threads=thread_counts, modes=modes,
-                              toggles=toggles, rewrites=rewrites, all_rewrites=True)
-    opened = open_sessions(model, cands, cache_dir, log=log)
-    screen = warm_side_by_side(opened, {screen_length: feeds[screen_length]},
-                               repeats=screen_repeats, warmup=warmup)
-    s_speed = speedups(screen["results"])
-    s_lsd = lsd_table(screen["audio"])
-    rec["screen"] = {
-        c.label: {"changes": c.changes, "create_s": o.create_s, "error": o.error or None,
-                  **({"median_s": screen["results"][c.label][screen_length]["timing"]["median"],
-                      "speedup": s_speed[c.label][screen_length],
-                      "lsd_db": s_lsd[c.label][screen_length]["lsd_db"]} if not o.error else {})}
-        for o, c in ((o, o.candidate) for o in opened)}
-    best, taken = combine(base, cands, s_speed, s_lsd, max_lsd_db=max_lsd_db)
-    rec["taken"] = taken
-    rec["screen_noise"] = screen_noise(s_speed)
-    rec["rejected"] = {label: v for label, v in rec["screen"].items()
-                       if label not in ("default", CONTROL) and label not in taken}
-    del opened, screen
-
-    log(f"[{variant}] default vs best at {list(token_lengths)} tokens")
-    final = open_sessions(model, [Candidate("default", base), Candidate("best", best)],
-                          cache_dir, log=log)
-    warm = warm_side_by_side(final, {n: feeds[n] for n in token_lengths},
-                             repeats=repeats, warmup=warmup)
-    f_speed = speedups(warm["results"])
-    f_lsd = lsd_table(warm["audio"])
-    rec["warm"] = warm["results"]
-    rec["speedup"] = f_speed["best"]
-    rec["lsd"] = f_lsd["best"]
-    rec["_audio"] = warm["audio"]
-
-    log(f"[{variant}] profiling at ~{profile_tokens} tokens")
-    prof_dir = Path(out_dir or cache_dir) / f"profile-{variant}"
-    rec["profile"] = {}
-    for o in final:
-        label = o.candidate.label
-        path = cache.cached_model_for(model, o.candidate.session, cache_dir)
-        s = cache.load_config(o.candidate.session, path != model)
-        rec["profile"][label] = profiling.profile_session(
-            path, s, feeds[profile_tokens], runs=1, warmup=1, out_dir=prof_dir / label)
-    del final
-
-    log(f"[{variant}] cold starts in fresh processes x{cold_repeats}")
-    toks = [int(t) for t in feeds[cold_tokens]["tokens"][0, 1:-1]]
-    cold = cold_side_by_side(model, {"default": base, "best": best}, cache_dir, toks,
-                             assets.voices_path(cfg), cfg.voice, repeats=cold_repeats)
-    rec["cold"] = cold
-    rec["cold_speedup"] = cold["default"]["first_audio"]["median"] / cold["best"]["first_audio"]["median"]
-    rec["cold_ceiling"] = cold_ceiling(cold)
-    rec["best_session"] = dataclasses.asdict(best)
-    rec["selection"] = selection(best, variant, f_speed["best"], f_lsd["best"], rec["cold_speedup"])
-    rec["targets"] = {
-        "cold_start_2x": rec["cold_speedup"] >= 2.0,
-        "faster_at_every_length": all(v > 1.0 for v in f_speed["best"].values()),
-        "lsd_within": all(v["lsd_db"] <= max_lsd_db for v in f_lsd["best"].values()),
-    }
-    return rec
 
 
 def cold_ceiling(cold: dict) -> float:
@@ -361,118 +192,217 @@ def cold_ceiling(cold: dict) -> float:
     first inference alone (as if its session cost nothing to create). First audio is
     create + one inference of the primer, and no graph or session setting removes the
     inference."""
-    return cold["default"]["first_audio"]["median"] / cold["best"]["first_run"]["median"]
+    return cold["default"]["first_audio"] / cold["best"]["first_run"]
+
+
+def run_variant(cfg: LabConfig, variant: str, *, levels=(), thread_counts=(), modes=(),
+                toggles=(), rewrites=(), token_lengths=(30, 120, 250, 500),
+                screen_length: int = 120, rounds: int | None = None, warmup: int = 1,
+                cold_rounds: int | None = None, cold_tokens: int = 30,
+                profile_tokens: int = 250, max_lsd_db: float = 1.0,
+                out_dir: Path | None = None, log=print) -> dict:
+    """Screen one-change candidates at ``screen_length``, combine what was earned, then
+    time default vs best at every length (warm) and in fresh processes (cold), and profile
+    both. Returns a JSON-able record (plus ``_audio`` for players)."""
+    model = assets.model_path(cfg, variant)
+    if not model.exists():
+        return {"skipped": f"model file {model} for variant {variant!r} is not provisioned"}
+    cache_dir = cache.ort_cache_dir(cfg)
+    base = cfg.session
+    lengths = sorted(set(token_lengths) | {screen_length, cold_tokens, profile_tokens})
+    feeds = token_inputs(cfg, lengths)
+    rec: dict = {"model": str(model), "tokens": {str(n): n_tokens(feeds[n]) for n in lengths}}
+    comparisons: dict[str, dict] = {}
+
+    log(f"[{variant}] screening at ~{screen_length} tokens")
+    cands = screen_candidates(base, levels=levels, threads=thread_counts, modes=modes,
+                              toggles=toggles, rewrites=rewrites, all_rewrites=True)
+    scr = screen(model, cands, feeds[screen_length], cache_dir, rounds, warmup, log)
+    comparisons[f"{variant}: screen at {n_tokens(feeds[screen_length])} tokens"] = scr["comparison"].to_dict()
+    rec["screen"] = scr["rows"]
+    rec["screen_noise_band"] = list(scr["comparison"].noise_band)
+    best, taken = combine(base, cands, scr["rows"], max_lsd_db=max_lsd_db)
+    rec["taken"] = taken
+    rec["rejected"] = {k: v for k, v in scr["rows"].items() if k != "default" and k not in taken}
+
+    log(f"[{variant}] default vs best at {list(token_lengths)} tokens")
+    sessions = {"default": open_session(model, base, cache_dir),
+                "best": open_session(model, best, cache_dir)}
+    rec["warm"], rec["_audio"] = {}, {"default": {}, "best": {}}
+    for n in token_lengths:
+        cmp = compare({k: _runner(s, feeds[n]) for k, s in sessions.items()}, "default",
+                      warmup=warmup, rounds=rounds, keep=lambda y: y)
+        for label in ("default", "best"):
+            rec["_audio"][label][n] = cmp.kept[label][-1]
+        secs = rec["_audio"]["default"][n].size / SAMPLE_RATE
+        rec["warm"][str(n)] = {
+            "tokens": n_tokens(feeds[n]), "audio_s": secs,
+            "default_s": cmp.median("default"), "best_s": cmp.median("best"),
+            "rtf_default": cmp.median("default") / max(secs, 1e-9),
+            "rtf_best": cmp.median("best") / max(secs, 1e-9),
+            "speedup": cmp.ratio("best"), "ci95": list(cmp.ci95("best")),
+            "noise_band": list(cmp.noise_band),
+            "lsd_db": lsd_db(rec["_audio"]["default"][n], rec["_audio"]["best"][n],
+                             allow_length_mismatch=True)}
+        cmp.kept = {}
+        comparisons[f"{variant}: default vs best, {n_tokens(feeds[n])} tokens"] = cmp.to_dict()
+    del sessions
+
+    log(f"[{variant}] profiling at ~{profile_tokens} tokens")
+    prof_dir = Path(out_dir or cache_dir) / f"profile-{variant}"
+    rec["profile"] = {}
+    for label, s in (("default", base), ("best", best)):
+        path = cache.cached_model_for(model, s, cache_dir)
+        rec["profile"][label] = profiling.profile_session(
+            path, cache.load_config(s, path != model), feeds[profile_tokens], runs=1, warmup=1,
+            out_dir=prof_dir / label)
+
+    log(f"[{variant}] cold starts in fresh processes")
+    toks = [int(t) for t in next(iter(feeds[cold_tokens].values()))[0, 1:-1]]
+    configs = {"default": base, "best": best}
+    if best == base:  # the cold start's own question: does the ORT format help?
+        configs["ort_format"] = dataclasses.replace(base, use_ort_format=True)
+    for s in configs.values():
+        cache.cached_model_for(model, s, cache_dir)
+    cold_cmp = compare_cold({k: cold_command(model, s, cache_dir, toks, assets.voices_path(cfg),
+                                             cfg.voice) for k, s in configs.items()},
+                            "default", rounds=cold_rounds)
+    rec["cold"] = cold_summary(cold_cmp)
+    rec["cold_ratio"] = {k: {"ratio": cold_cmp.ratio(k), "ci95": list(cold_cmp.ci95(k))}
+                         for k in configs if k != "default"}
+    rec["cold_ceiling"] = cold_ceiling({"default": rec["cold"]["default"],
+                                        "best": rec["cold"]["best"]})
+    cold_cmp.kept = {}
+    comparisons[f"{variant}: cold start (first audio, fresh processes)"] = cold_cmp.to_dict()
+    rec["comparisons"] = comparisons
+    rec["best_session"] = dataclasses.asdict(best)
+    rec["max_lsd_db"] = max_lsd_db
+    lows = [w["ci95"][0] for w in rec["warm"].values()]
+    rec["targets"] = {
+        "cold_start_2x": rec["cold_ratio"]["best"]["ratio"] >= 2.0 if "best" in rec["cold_ratio"] else False,
+        "faster_at_every_length": bool(lows) and min(lows) > 1.0,
+        "lsd_within": all(w["lsd_db"] <= max_lsd_db for w in rec["warm"].values()),
+    }
+    return rec
+
+
+def run(cfg: LabConfig, st, *, variants=("int8",), levels=(), thread_counts=(), modes=(),
+        toggles=(), rewrites=(), token_lengths=(30, 120, 250, 500), screen_length: int = 120,
+        rounds: int | None = None, warmup: int = 1, cold_rounds: int | None = None,
+        cold_tokens: int = 30, profile_tokens: int = 250, max_lsd_db: float = 1.0) -> dict:
+    """Every variant through :func:`run_variant`; variant -> its record."""
+    return {v: run_variant(cfg, v, levels=levels, thread_counts=thread_counts, modes=modes,
+                           toggles=toggles, rewrites=rewrites, token_lengths=token_lengths,
+                           screen_length=screen_length, rounds=rounds, warmup=warmup,
+                           cold_rounds=cold_rounds, cold_tokens=cold_tokens,
+                           profile_tokens=profile_tokens, max_lsd_db=max_lsd_db, out_dir=st.dir)
+            for v in variants}
 
 
 def missed_target_notes(variant: str, r: dict) -> list[str]:
     """Why a target was missed, in the record's own figures."""
     notes = []
-    if not r["targets"]["cold_start_2x"]:
+    if not r["targets"]["cold_start_2x"] and "best" in r["cold"]:
         c = r["cold"]
         notes.append(
-            f"{variant}: cold start {r['cold_speedup']:.2f}x, not 2x: first audio is session "
-            f"creation ({c['default']['create']['median']:.2f} s default, "
-            f"{c['best']['create']['median']:.2f} s best) plus one inference of the primer "
-            f"({c['best']['first_run']['median']:.2f} s); even a session that cost nothing to "
-            f"create would give at most {r['cold_ceiling']:.2f}x")
+            f"{variant}: cold start {r['cold_ratio']['best']['ratio']:.2f}x, not 2x: first audio is "
+            f"session creation ({c['default']['create']:.2f} s default, {c['best']['create']:.2f} s "
+            f"best) plus one inference of the primer ({c['best']['first_run']:.2f} s); even a "
+            f"session that cost nothing to create would give at most {r['cold_ceiling']:.2f}x")
     if not r["targets"]["faster_at_every_length"]:
-        slow = [f"{r['warm']['best'][n]['tokens']} tok {s:.2f}x" for n, s in r["speedup"].items()
-                if s <= 1.0]
-        notes.append(f"{variant}: the best session is not faster at every length ({', '.join(slow)}): "
-                     f"no screened setting or rewrite beat the default beyond the machine's noise "
-                     f"(see the screen table and the profile's top ops)")
+        slow = [f"{w['tokens']} tok {w['speedup']:.2f}x [{w['ci95'][0]:.2f}, {w['ci95'][1]:.2f}]"
+                for w in r["warm"].values() if not w["ci95"][0] > 1.0]
+        notes.append(f"{variant}: the best session is not faster beyond the noise at every length "
+                     f"({', '.join(slow)}): " + ("nothing screened was earned, so best is the default"
+                                                 if not r["taken"] else "see the screen table"))
     return notes
 
 
-# -- the stage record, tables and the plot -------------------------------------------------
-def stage_selection(measured: dict, variants: list[str]) -> dict:
-    """The winning settings: the first measured variant in ``variants`` order (the config's
-    variant first when it was measured), with the others' selections beside it."""
-    order = [v for v in variants if v in measured]
-    main = measured[order[0]]["selection"]
-    return {**main, "by_variant": {v: measured[v]["selection"] for v in order}}
-
-
 def candidates(measured: dict, variants: list[str], base: SessionConfig) -> list[dict]:
-    """For the journal's selection (labkit.lab.selection): the main variant's combined best
-    session first (the stage's recommendation on a tie), then its default session.
-    ttfa_s = warm time at the shortest length (a primer piece), rtf = median warm RTF
-    over the lengths, lsd_db = the worst distance from the default session's audio."""
-    import statistics
-
+    """For the journal's selection (labkit.lab.selection): the main variant's default
+    session (the baseline) and its combined best session. The best session's ratio and
+    interval are those at the length where its interval's low end is lowest (it must be
+    faster everywhere); lsd_db is its worst distance from the default's audio."""
     v = [x for x in variants if x in measured][0]
     r = measured[v]
-    out = []
-    for label in ("best", "default"):
-        warm = r["warm"][label]
-        shortest = min(warm, key=lambda n: warm[n]["tokens"])
-        session = r["best_session"] if label == "best" else dataclasses.asdict(base)
-        changed = {f"session.{k}": val for k, val in session.items()
-                   if val != getattr(base, k)}
-        out.append({
-            "name": f"{v} {label} session" + (f" ({', '.join(r['taken'])})" if label == "best" and r["taken"] else ""),
-            "overrides": changed,
-            "ttfa_s": warm[shortest]["timing"]["median"],
-            "rtf": statistics.median(x["rtf"] for x in warm.values()),
-            "lsd_db": 0.0 if label == "default" else max(x["lsd_db"] for x in r["lsd"].values()),
-            "cold_first_audio_s": r["cold"][label]["first_audio"]["median"],
-            "failed_checks": [],
-        })
+    warm = r["warm"]
+    worst = min(warm, key=lambda n: warm[n]["ci95"][0])
+    shortest = min(warm, key=lambda n: warm[n]["tokens"])
+    changed = {f"session.{k}": val for k, val in r["best_session"].items() if val != getattr(base, k)}
+    measured_on = [CRITERION, "lsd_db", "cold_first_audio_s"]
+    common = {"measured": measured_on, "failed_checks": []}
+    default = {"name": f"{v} default session", "overrides": {}, "lsd_db": 0.0,
+               "ttfa_s": warm[shortest]["default_s"],
+               "rtf": float(np.median([w["rtf_default"] for w in warm.values()])),
+               "cold_first_audio_s": r["cold"]["default"]["first_audio"],
+               "baseline": True, "criterion": CRITERION, "ci95": warm[worst]["noise_band"], **common}
+    out = [default]
+    if changed:
+        out.append({"name": f"{v} best session ({', '.join(r['taken'])})", "overrides": changed,
+                    "lsd_db": max(w["lsd_db"] for w in warm.values()),
+                    "ttfa_s": warm[shortest]["best_s"],
+                    "rtf": float(np.median([w["rtf_best"] for w in warm.values()])),
+                    "cold_first_audio_s": r["cold"]["best"]["first_audio"],
+                    "criterion": CRITERION, "ratio": warm[worst]["speedup"],
+                    "ci95": warm[worst]["ci95"], **common})
     return out
 
 
 def headline(measured: dict) -> dict:
     out = {}
     for v, r in measured.items():
-        out[f"{v} cold start speedup (x)"] = round(r["cold_speedup"], 3)
-        out[f"{v} cold first audio default (s)"] = round(r["cold"]["default"]["first_audio"]["median"], 3)
-        out[f"{v} cold first audio best (s)"] = round(r["cold"]["best"]["first_audio"]["median"], 3)
+        for label, c in r["cold_ratio"].items():
+            out[f"{v} cold start {label} / default (x)"] = {"value": round(c["ratio"], 3),
+                                                            "ci95": [round(x, 3) for x in c["ci95"]]}
+        out[f"{v} cold first audio default (s)"] = round(r["cold"]["default"]["first_audio"], 3)
         out[f"{v} cold start ceiling, create free (x)"] = round(r["cold_ceiling"], 3)
-        for n, s in r["speedup"].items():
-            tok = r["warm"]["best"][n]["tokens"]
-            out[f"{v} warm speedup {tok} tok (x)"] = round(s, 3)
-        out[f"{v} max LSD best vs default (dB)"] = round(max(x["lsd_db"] for x in r["lsd"].values()), 3)
+        for w in r["warm"].values():
+            out[f"{v} warm speedup {w['tokens']} tok (x)"] = {
+                "value": round(w["speedup"], 3), "ci95": [round(x, 3) for x in w["ci95"]]}
+        out[f"{v} max LSD best vs default (dB)"] = round(max(w["lsd_db"] for w in r["warm"].values()), 3)
         out[f"{v} vocoder share of kernel time"] = round(r["profile"]["default"]["share"]["vocoder"], 3)
         out[f"{v} taken"] = ", ".join(r["taken"]) or "none"
-        out[f"{v} screen noise, A/A control (x)"] = round(1.0 + r.get("screen_noise", 0.0), 3)
+        out[f"{v} screen noise band (A/A)"] = [round(x, 3) for x in r["screen_noise_band"]]
         for name, ok in r["targets"].items():
             out[f"{v} target {name}"] = "met" if ok else "NOT met"
     return out
 
 
-def record(st, records: dict, variants: list[str], plt) -> dict:
-    """Fill the stage record from ``run_variant`` results (skips noted, selection,
-    headline, the plot saved as speed.png); returns the measured variants."""
-    measured = {v: r for v, r in records.items() if "skipped" not in r}
-    for v, r in records.items():
+def record(st, result: dict) -> dict:
+    """Fill the stage record from :func:`run`'s result (skips noted, candidates, headline,
+    comparisons, notes on missed targets); returns the measured variants."""
+    measured = {v: r for v, r in result.items() if "skipped" not in r}
+    for v, r in result.items():
         if "skipped" in r:
             st.note(f"{v}: skipped: {r['skipped']}")
     if not measured:
-        st.skip("no variant could be measured: "
-                + "; ".join(r["skipped"] for r in records.values()))
+        st.skip("no variant could be measured: " + "; ".join(r["skipped"] for r in result.values()))
         return measured
-    st.metrics["selection"] = stage_selection(measured, variants)
+    variants = list(result)
+    st.metrics["variants"] = {v: {k: x for k, x in r.items() if not k.startswith("_") and k != "comparisons"}
+                              for v, r in measured.items()}
+    st.metrics["comparisons"] = {k: c for r in measured.values() for k, c in r["comparisons"].items()}
     st.metrics["candidates"] = candidates(measured, variants, st.cfg.session)
     st.metrics["headline"] = headline(measured)
     for v, r in measured.items():
         for note in missed_target_notes(v, r):
             st.note(note)
-    fig = plot(measured, plt)
-    fig.savefig(st.path("speed.png"), dpi=110, bbox_inches="tight")
     return measured
 
 
 def plot(measured: dict, plt):
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     for v, r in measured.items():
-        ns = sorted(r["speedup"], key=int)
-        toks = [r["warm"]["best"][n]["tokens"] for n in ns]
-        axes[0].plot(toks, [r["speedup"][n] for n in ns], "o-", label=v)
-        for label, style in (("default", "--"), ("best", "-")):
-            axes[1].plot(toks, [r["warm"][label][n]["rtf"] for n in ns], "o" + style,
-                         label=f"{v} {label}")
+        ws = sorted(r["warm"].values(), key=lambda w: w["tokens"])
+        toks = [w["tokens"] for w in ws]
+        axes[0].errorbar(toks, [w["speedup"] for w in ws],
+                         yerr=[[w["speedup"] - w["ci95"][0] for w in ws],
+                               [w["ci95"][1] - w["speedup"] for w in ws]], fmt="o-", label=v)
+        axes[1].plot(toks, [w["rtf_default"] for w in ws], "o--", label=f"{v} default")
+        axes[1].plot(toks, [w["rtf_best"] for w in ws], "o-", label=f"{v} best")
     axes[0].axhline(1.0, color="grey", lw=0.8)
-    axes[0].set(xlabel="tokens", ylabel="default / best (x)", title="warm speedup (side by side)")
+    axes[0].set(xlabel="tokens", ylabel="default / best (x), 95 % interval",
+                title="warm speed-up (paired, interleaved)")
     axes[1].set(xlabel="tokens", ylabel="RTF (median)", title="real-time factor")
     for ax in axes:
         ax.legend(fontsize=8)
@@ -480,46 +410,42 @@ def plot(measured: dict, plt):
 
 
 def screen_table(r: dict) -> str:
-    rows = ["| candidate | median s | speedup | LSD dB | create s | taken | note |",
+    rows = ["| candidate | median s | speed-up | 95 % interval | LSD dB | taken | note |",
             "|---|---|---|---|---|---|---|"]
     for label, v in r["screen"].items():
+        ci = v.get("ci95")
         rows.append(f"| {label} | {fixed(v.get('median_s'))} | {fixed(v.get('speedup'))} | "
-                    f"{fixed(v.get('lsd_db'))} | {fixed(v.get('create_s'), 2)} | "
+                    f"{'—' if not ci else f'[{ci[0]:.3f}, {ci[1]:.3f}]'} | {fixed(v.get('lsd_db'))} | "
                     f"{'yes' if label in r['taken'] else ''} | {v.get('error') or ''} |")
     return "\n".join(rows)
 
 
 def final_table(r: dict) -> str:
-    rows = ["| tokens | default median s | default p90 | best median s | best p90 | "
-            "speedup | RTF default | RTF best | LSD dB |", "|---" * 9 + "|"]
-    for n in sorted(r["speedup"], key=int):
-        d, b = r["warm"]["default"][n], r["warm"]["best"][n]
-        rows.append(f"| {b['tokens']} | {fixed(d['timing']['median'])} | {fixed(d['timing']['p90'])} | "
-                    f"{fixed(b['timing']['median'])} | {fixed(b['timing']['p90'])} | "
-                    f"{fixed(r['speedup'][n])} | {fixed(d['rtf'])} | {fixed(b['rtf'])} | "
-                    f"{fixed(r['lsd'][n]['lsd_db'])} |")
+    rows = ["| tokens | default s | best s | speed-up | 95 % interval | A/A band | RTF best | LSD dB |",
+            "|---|---|---|---|---|---|---|---|"]
+    for w in sorted(r["warm"].values(), key=lambda w: w["tokens"]):
+        rows.append(f"| {w['tokens']} | {fixed(w['default_s'])} | {fixed(w['best_s'])} | "
+                    f"{fixed(w['speedup'])} | [{w['ci95'][0]:.3f}, {w['ci95'][1]:.3f}] | "
+                    f"[{w['noise_band'][0]:.3f}, {w['noise_band'][1]:.3f}] | {fixed(w['rtf_best'])} | "
+                    f"{fixed(w['lsd_db'])} |")
     return "\n".join(rows)
 
 
 def profile_table(r: dict) -> str:
-    out = []
+    rows = ["| session | kernel s | vocoder share | top ops |", "|---|---|---|---|"]
     for label, p in r["profile"].items():
-        out.append(f"**{label}**: kernel time {p['kernel_seconds']:.3f} s; shares "
-                   + ", ".join(f"{k} {v:.1%}" for k, v in p["share"].items()))
-        out.append("")
-        out.append("| op | seconds | share | calls |\n|---|---|---|---|")
-        out += [f"| {o['op']} | {o['seconds']:.3f} | {o['share']:.1%} | {o['calls']} |"
-                for o in p["top_ops"]]
-        out.append("")
-    return "\n".join(out)
+        tops = ", ".join(f"{o['op']} {o['share']:.0%}" for o in p["top_ops"][:5])
+        rows.append(f"| {label} | {fixed(p['kernel_seconds'])} | {p['share']['vocoder']:.0%} | {tops} |")
+    return "\n".join(rows)
 
 
 def cold_table(r: dict) -> str:
-    rows = ["| config | first audio median s | p90 | create s | first run s | process wall s |",
+    rows = ["| config | first audio s | create s | first run s | vs default (x) | 95 % interval |",
             "|---|---|---|---|---|---|"]
     for label, c in r["cold"].items():
-        rows.append(f"| {label} | {fixed(c['first_audio']['median'])} | {fixed(c['first_audio']['p90'])} | "
-                    f"{fixed(c['create']['median'])} | {fixed(c['first_run']['median'])} | "
-                    f"{fixed(c['process_wall']['median'])} |")
-    rows.append(f"\ncold-start speedup (default / best, first audio): **{r['cold_speedup']:.2f}x**")
+        ratio = r["cold_ratio"].get(label)
+        vs = fixed(ratio["ratio"]) if ratio else "1 (baseline)"
+        ci = f"[{ratio['ci95'][0]:.3f}, {ratio['ci95'][1]:.3f}]" if ratio else ""
+        rows.append(f"| {label} | {fixed(c['first_audio'])} | {fixed(c['create'])} | "
+                    f"{fixed(c['first_run'])} | {vs} | {ci} |")
     return "\n".join(rows)

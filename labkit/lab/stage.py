@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from labkit import files
+from labkit.tables import cell
 from labkit.config import REPO_ROOT, LabConfig
 from labkit.engine import assets
 
@@ -198,3 +199,21 @@ class Stage:
 def public(d: dict[str, Any]) -> dict[str, Any]:
     """A record without the keys that hold audio or run objects (``_``-prefixed)."""
     return {k: (public(v) if isinstance(v, dict) else v) for k, v in d.items() if not str(k).startswith("_")}
+
+
+def figure_text(v: Any) -> str:
+    """A headline figure as text: a value with its interval where it has one."""
+    if isinstance(v, dict) and ("value" in v or "ratio" in v) and "ci95" in v:
+        x = v.get("value", v.get("ratio"))
+        lo, hi = v["ci95"]
+        return f"{cell(x)} [{cell(lo)}, {cell(hi)}]"
+    return cell(v)
+
+
+def headline_md(headline: dict) -> str:
+    """A stage's headline figures as a two-column Markdown table."""
+    if not headline:
+        return "(no headline figures)"
+    rows = ["| figure | value |", "|---|---|"]
+    rows += [f"| {k} | {figure_text(v)} |" for k, v in headline.items()]
+    return "\n".join(rows)
