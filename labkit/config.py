@@ -38,6 +38,8 @@ REWRITE_NAMES = ("pow2_mul", "instance_norm", "conv1d_as_2d", "snake_fold")
 TEXT_RULES = ("line_endings", "ansi", "control", "unicode", "zero_width", "markdown", "urls",
               "emails", "code", "emoji", "symbols", "non_latin", "numbers", "long_words",
               "punctuation", "paragraphs")
+#: session.intra_op_threads = "auto": from the machine (labkit.machine.thread_plan)
+AUTO_THREADS = "auto"
 
 
 class ConfigError(ValueError):
@@ -52,7 +54,9 @@ class SessionConfig:
     #: provider name -> options dict (e.g. CoreML's MLComputeUnits)
     provider_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     graph_optimization_level: str = "all"
-    intra_op_threads: int = 2
+    #: a number, or "auto": Apple silicon's performance cores, else the physical cores
+    #: (labkit.machine.thread_plan, resolved where session options are built)
+    intra_op_threads: int | str = AUTO_THREADS
     inter_op_threads: int = 1
     execution_mode: str = "sequential"
     enable_mem_arena: bool = True
@@ -83,8 +87,11 @@ class SessionConfig:
             )
         for name in ("intra_op_threads", "inter_op_threads"):
             value = getattr(self, name)
+            if name == "intra_op_threads" and value == AUTO_THREADS:
+                continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"session.{name}={value!r}: must be an integer >= 1")
+                also = f" or {AUTO_THREADS!r}" if name == "intra_op_threads" else ""
+                raise ConfigError(f"session.{name}={value!r}: must be an integer >= 1{also}")
         if not self.providers:
             raise ConfigError("session.providers is empty: name at least CPUExecutionProvider")
 

@@ -16,6 +16,7 @@ import onnx
 import onnxruntime as ort
 
 from labkit.config import ConfigError, SessionConfig
+from labkit.machine import session_threads
 
 SAMPLE_RATE = 24_000
 SPEED_RANGE = (0.5, 2.0)
@@ -37,7 +38,7 @@ def session_options(s: SessionConfig, optimized_model_path: str | None = None) -
     s.validate()
     so = ort.SessionOptions()
     so.graph_optimization_level = _OPT_LEVELS[s.graph_optimization_level]
-    so.intra_op_num_threads = s.intra_op_threads
+    so.intra_op_num_threads = session_threads(s)  # "auto": from the machine
     so.inter_op_num_threads = s.inter_op_threads
     so.execution_mode = (ort.ExecutionMode.ORT_PARALLEL if s.execution_mode == "parallel"
                          else ort.ExecutionMode.ORT_SEQUENTIAL)

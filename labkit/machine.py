@@ -1,0 +1,165 @@
+"""The machine the lab runs on: platform facts, and how many threads a session uses and why.
+
+ONNX Runtime's intra-op pool runs best with one thread per core that can take the work:
+on Apple silicon the performance cores (``sysctl hw.perflevel0.physicalcpu``: 8 on an
+M1 Max, whose 2 efficiency cores would only slow the pool's slowest member), elsewhere the
+physical cores (``psutil.cpu_count(logical=False)``), never more than this process may run
+on. ``session.intra_op_threads`` in LabConfig wins; its default ``"auto"`` asks this module.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import subprocess
+from dataclasses import asdict, dataclass
+
+import psutil
+
+from labkit.config import AUTO_THREADS, ConfigError, SessionConfig
+
+
+def sysctl(name: str) -> str | None:
+    """``sysctl -n NAME`` (macOS/BSD), or None where there is no such key or no sysctl."""
+    try:
+        out = subprocess.run(["sysctl", "-n", name], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    value = out.stdout.strip()
+    return value if out.returncode == 0 and value else None
+
+
+def _sysctl_int(name: str) -> int | None:
+    value = sysctl(name)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _usable_cpus() -> int | None:
+    """CPUs this process may run on (a container's or `taskset`'s limit), where the OS says."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # macOS has no sched_getaffinity
+        return None
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the thread count and the doctor's checks depend on."""
+
+    system: str  # platform.system(): Darwin, Linux, Windows
+    machine: str  # platform.machine(): arm64, x86_64
+    os_version: str  # macOS's product version (14.5) on Darwin, else the kernel release
+    cpu: str
+    logical_cores: int | None
+    physical_cores: int | None
+    #: Apple silicon: performance and efficiency cores (hw.perflevel0/1.physicalcpu)
+    performance_cores: int | None = None
+    efficiency_cores: int | None = None
+    #: CPUs this process may use (affinity), where the OS tells
+    usable_cpus: int | None = None
+
+    @property
+    def apple_silicon(self) -> bool:
+        return self.system == "Darwin" and self.machine == "arm64"
+
+    def cores_phrase(self) -> str:
+        """``8 performance + 2 efficiency cores (Apple M1 Max)``, ``2 cores (AMD EPYC ...)``:
+        the words rule texts use for the machine something was measured on."""
+        if self.performance_cores:
+            words = f"{self.performance_cores} performance"
+            if self.efficiency_cores:
+                words += f" + {self.efficiency_cores} efficiency"
+            words += " cores"
+        else:
+            n = self.usable_cpus or self.physical_cores or self.logical_cores
+            words = f"{n} cores" if n else "an unknown number of cores"
+        return f"{words} ({self.cpu})" if self.cpu else words
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "apple_silicon": self.apple_silicon}
+
+
+def facts() -> Facts:
+    """This machine's facts, read now (see :func:`current` for the cached copy)."""
+    system, arch = platform.system(), platform.machine()
+    perf = eff = None
+    if system == "Darwin":
+        os_version = platform.mac_ver()[0] or platform.release()
+        cpu = sysctl("machdep.cpu.brand_string") or arch
+        if arch == "arm64":
+            perf = _sysctl_int("hw.perflevel0.physicalcpu")
+            eff = _sysctl_int("hw.perflevel1.physicalcpu")
+    else:
+        os_version = platform.release()
+        cpu = _linux_cpu_name() or platform.processor() or arch
+    return Facts(system=system, machine=arch, os_version=os_version, cpu=cpu,
+                 logical_cores=psutil.cpu_count(logical=True),
+                 physical_cores=psutil.cpu_count(logical=False),
+                 performance_cores=perf, efficiency_cores=eff, usable_cpus=_usable_cpus())
+
+
+def _linux_cpu_name() -> str | None:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def current() -> Facts:
+    """:func:`facts`, read once per process (sessions are made often; the machine stays)."""
+    return facts()
+
+
+@dataclass(frozen=True)
+class ThreadPlan:
+    """The intra-op thread count a session uses, and why."""
+
+    threads: int
+    #: "setting", "performance cores", "physical cores", "logical cores" or "fallback"
+    source: str
+    why: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def thread_plan(setting: int | str = AUTO_THREADS, machine: Facts | None = None) -> ThreadPlan:
+    """The thread count for ``session.intra_op_threads = setting``: the setting when it is
+    a number, else from the machine (performance cores on Apple silicon, physical cores
+    elsewhere, capped by the CPUs this process may use)."""
+    if setting != AUTO_THREADS:
+        if not isinstance(setting, int) or isinstance(setting, bool) or setting < 1:
+            raise ConfigError(f"session.intra_op_threads={setting!r}: must be an integer >= 1 "
+                              f"or {AUTO_THREADS!r}")
+        return ThreadPlan(setting, "setting",
+                          f"session.intra_op_threads={setting} is set explicitly")
+    m = machine or current()
+    if m.apple_silicon and m.performance_cores:
+        n, source = m.performance_cores, "performance cores"
+        why = (f"Apple silicon: {m.performance_cores} performance cores "
+               f"(hw.perflevel0.physicalcpu); the efficiency cores would slow the pool")
+    elif m.physical_cores:
+        n, source = m.physical_cores, "physical cores"
+        why = f"{m.physical_cores} physical cores (psutil.cpu_count(logical=False))"
+    elif m.logical_cores:
+        n, source = m.logical_cores, "logical cores"
+        why = f"the physical core count is unknown: {m.logical_cores} logical cores"
+    else:
+        return ThreadPlan(1, "fallback", "the core count is unknown: 1 thread")
+    if m.usable_cpus and m.usable_cpus < n:
+        why += f", capped at the {m.usable_cpus} CPUs this process may use"
+        n = m.usable_cpus
+    return ThreadPlan(n, source, why)
+
+
+def session_threads(s: SessionConfig, machine: Facts | None = None) -> int:
+    """``s.intra_op_threads`` with ``"auto"`` resolved (what session options are built with)."""
+    return thread_plan(s.intra_op_threads, machine).threads
