@@ -16,6 +16,7 @@ import onnx
 import onnxruntime as ort
 
 from labkit.config import ConfigError, SessionConfig
+from labkit.engine.provider_options import ort_option_values
 from labkit.machine import session_threads
 
 SAMPLE_RATE = 24_000
@@ -55,7 +56,8 @@ def session_options(s: SessionConfig, optimized_model_path: str | None = None) -
 def providers_for(s: SessionConfig) -> list:
     """The provider list ORT takes: names, with options where LabConfig gives some.
 
-    Unknown names get a clear error naming what this ONNX Runtime build has."""
+    Unknown names get a clear error naming what this ONNX Runtime build has; option values
+    become ORT's strings ("1"/"0" for flags) and CoreML's are checked first."""
     available = ort.get_available_providers()
     out = []
     for name in s.providers:
@@ -65,7 +67,7 @@ def providers_for(s: SessionConfig) -> list:
                 f"({ort.__version__}); available: {', '.join(available)}"
             )
         opts = s.provider_options.get(name)
-        out.append((name, {k: str(v) for k, v in opts.items()}) if opts else name)
+        out.append((name, ort_option_values(name, opts)) if opts else name)
     return out
 
 

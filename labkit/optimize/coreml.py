@@ -15,29 +15,16 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from labkit import files
-from labkit.config import ConfigError, LabConfig, SessionConfig
+from labkit.config import LabConfig, SessionConfig
+from labkit.engine.provider_options import COREML_OPTIONS, CoreMLOptionError, validate_coreml
 
 PROVIDER = "CoreMLExecutionProvider"
 CPU = "CPUExecutionProvider"
 
-#: Every provider option the CoreML EP accepts (ORT's CoreMLOptions::ValidateAndParseProviderOption,
-#: plus ModelCacheDirectory) and its allowed values; ``None`` means a free-form path.
-OPTIONS: dict[str, tuple[str, ...] | None] = {
-    "ModelFormat": ("MLProgram", "NeuralNetwork"),
-    "MLComputeUnits": ("CPUOnly", "CPUAndGPU", "CPUAndNeuralEngine", "ALL"),
-    "RequireStaticInputShapes": ("0", "1"),
-    "EnableOnSubgraphs": ("0", "1"),
-    "SpecializationStrategy": ("Default", "FastPrediction"),
-    "ProfileComputePlan": ("0", "1"),
-    "AllowLowPrecisionAccumulationOnGPU": ("0", "1"),
-    "ModelCacheDirectory": None,
-}
+#: the CoreML EP's options and allowed values (they live with the conversion ORT's sessions use)
+OPTIONS = COREML_OPTIONS
 MODEL_FORMATS = OPTIONS["ModelFormat"]
 COMPUTE_UNITS = OPTIONS["MLComputeUnits"]
-
-
-class CoreMLOptionError(ConfigError):
-    """A CoreML provider option is unknown or has a value the EP does not accept."""
 
 
 # -- availability ------------------------------------------------------------------------
@@ -57,43 +44,10 @@ def skip_reason() -> str:
 
 
 # -- options -------------------------------------------------------------------------------
-def _as_flag(key: str, value: Any) -> str:
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, int) and value in (0, 1):
-        return str(value)
-    text = str(value).strip()
-    if text.lower() in ("true", "yes", "on"):
-        return "1"
-    if text.lower() in ("false", "no", "off"):
-        return "0"
-    if text in ("0", "1"):
-        return text
-    raise CoreMLOptionError(
-        f"{PROVIDER} option {key}={value!r}: allowed are 0/1 (or true/false)")
-
-
 def validate_options(options: Mapping[str, Any] | None) -> dict[str, str]:
     """The options as the strings ORT takes, or a :class:`CoreMLOptionError` that names the
     unknown key (with the allowed keys) or the bad value (with the allowed values)."""
-    out: dict[str, str] = {}
-    for key, value in (options or {}).items():
-        if key not in OPTIONS:
-            raise CoreMLOptionError(
-                f"unknown {PROVIDER} option {key!r}; allowed keys: {', '.join(OPTIONS)}")
-        allowed = OPTIONS[key]
-        if allowed is None:  # a path
-            if value is None or not str(value).strip():
-                raise CoreMLOptionError(f"{PROVIDER} option {key}: expected a directory path")
-            out[key] = str(value)
-        elif allowed == ("0", "1"):
-            out[key] = _as_flag(key, value)
-        else:
-            if str(value) not in allowed:
-                raise CoreMLOptionError(
-                    f"{PROVIDER} option {key}={value!r}: allowed are {', '.join(allowed)}")
-            out[key] = str(value)
-    return out
+    return validate_coreml(options)
 
 
 def provider_options(cfg: LabConfig) -> dict[str, str]:
