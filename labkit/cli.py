@@ -4,7 +4,7 @@
     labkit say "TEXT" -o out.wav [--voice af_heart] [--variant int8] [--server URL]
     labkit phonemize [TEXT | -]
     labkit journal -f experiments/default.yaml [--only STAGE] [--resume RUN_ID]
-    labkit serve
+    labkit serve [--host ADDRESS] [--port N]
     labkit bench
 
 Every command takes ``-c CONFIG.yaml`` and ``-s key=value`` overrides of LabConfig.
@@ -94,10 +94,16 @@ def cmd_journal(args) -> int:
     return 0
 
 
+def serve_config(args) -> LabConfig:
+    """The config ``labkit serve`` runs: settings, then ``--host``/``--port`` (flags win)."""
+    flags = {f"serve.{k}": v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    return _config(args).with_overrides(flags) if flags else _config(args)
+
+
 def cmd_serve(args) -> int:
     from serve.app import serve
 
-    serve(_config(args))
+    serve(serve_config(args))
     return 0
 
 
@@ -113,6 +119,16 @@ def cmd_bench(args) -> int:
     for p in write_journal(cfg, path.parent.parent.name).values():
         print(f"wrote {p}")
     return 0
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
+    return port
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     j.set_defaults(fn=cmd_journal)
 
     sv = sub.add_parser("serve", parents=[common], help="run the OpenAI-compatible endpoint")
+    sv.add_argument("--host", help="listen on this address (default: serve.host, 127.0.0.1)")
+    sv.add_argument("--port", type=_port, help="listen on this port (default: serve.port, 8880)")
     sv.set_defaults(fn=cmd_serve)
 
     b = sub.add_parser("bench", parents=[common], help="endpoint vs in-process baselines")
