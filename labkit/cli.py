@@ -50,10 +50,14 @@ def cmd_assets(args) -> int:
 def cmd_say(args) -> int:
     text = sys.stdin.read() if args.text == "-" else args.text
     if args.server:
-        from labkit.measure.client import say_from_server
+        from labkit.measure.client import Stopped, say_from_server
 
-        info = say_from_server(args.server, text, voice=args.voice, speed=args.speed,
-                               out_path=args.output, api_key=_config(args).serve.api_key)
+        try:
+            info = say_from_server(args.server, text, voice=args.voice, speed=args.speed,
+                                   out_path=args.output, api_key=_config(args).serve.api_key)
+        except Stopped as exc:
+            print(f"labkit say: {exc}", file=sys.stderr)
+            return 128 + exc.signum
         print(json.dumps(info, indent=2), file=sys.stderr)
         return 0
     import soundfile as sf

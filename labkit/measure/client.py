@@ -6,13 +6,17 @@ after a start-up buffer (``buffer_s`` seconds of audio, or the whole stream if i
 shorter); from then on a chunk that arrives after the audio before it has finished
 playing is an underrun (a gap the listener hears), counted and summed.
 
-Speakers: the ``sounddevice`` package when installed (recommended on the Mac), else the
-first of ``ffplay``, ``play`` (SoX), ``aplay`` on the PATH.
+Speakers: the ``sounddevice`` package (a dependency on macOS) through one output stream for
+the whole answer, else the first of ``ffplay``, ``play`` (SoX), ``aplay`` on the PATH.
+SIGINT/SIGTERM stop playback at once and close the request, which stops the synthesis.
 """
 from __future__ import annotations
 
+import contextlib
 import shutil
+import signal
 import subprocess
+import threading
 import time
 import wave
 from dataclasses import asdict, dataclass, field
@@ -138,24 +142,81 @@ def simulate_playback(arrivals: list[tuple[float, float]], buffer_s: float = DEF
 
 
 # -- speakers ---------------------------------------------------------------------------
+class Stopped(Exception):
+    """SIGINT or SIGTERM asked playback to stop (``labkit say`` then exits 128 + signum)."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_on_signals(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
+    """Inside the block SIGINT/SIGTERM raise :class:`Stopped` (so the player is aborted and the
+    request closed, which stops the server's synthesis); the old handlers come back after.
+    Only the main thread can take signals: elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, _frame):
+        raise Stopped(signum)
+
+    old = {sig: signal.signal(sig, handler) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
+
+
 class _Player:
+    name = "none"
+    _done = False
+
     def write(self, pcm: bytes) -> None: ...
-    def close(self) -> None: ...
+
+    def close(self) -> None:
+        """Play what was written to the end, then release the device."""
+
+    def abort(self) -> None:
+        """Stop now, dropping what is queued."""
+        self.close()
 
 
 class _SoundDevicePlayer(_Player):
-    def __init__(self):
-        import sounddevice as sd
+    """One output stream for the whole answer: parts are written into it as they arrive,
+    so consecutive parts play without a gap (the device never restarts between them)."""
 
-        self._stream = sd.RawOutputStream(samplerate=SAMPLE_RATE, channels=1, dtype="int16")
+    name = "sounddevice"
+
+    def __init__(self):
+        import sounddevice as sd  # third-party, with PortAudio: loaded only to play
+
+        self._stream = sd.RawOutputStream(samplerate=SAMPLE_RATE, channels=1, dtype="int16",
+                                          latency="high")
         self._stream.start()
 
     def write(self, pcm: bytes) -> None:
-        self._stream.write(pcm)
+        self._stream.write(pcm)  # blocks while the device's buffer is full
 
     def close(self) -> None:
-        self._stream.stop()
-        self._stream.close()
+        if self._done:
+            return
+        try:
+            self._stream.stop()  # PortAudio plays the pending buffers before it returns
+        finally:
+            self._done = True
+            self._stream.close()
+
+    def abort(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        try:
+            self._stream.abort()
+        finally:
+            self._stream.close()
 
 
 _PLAYER_COMMANDS = (
@@ -169,6 +230,7 @@ _PLAYER_COMMANDS = (
 
 class _PipePlayer(_Player):
     def __init__(self, argv: list[str]):
+        self.name = argv[0]
         self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE)
 
     def write(self, pcm: bytes) -> None:
@@ -176,15 +238,50 @@ class _PipePlayer(_Player):
         self._proc.stdin.flush()
 
     def close(self) -> None:
+        if self._done:
+            return
         self._proc.stdin.close()
         self._proc.wait()
+        self._done = True
+
+    def abort(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._proc.kill()
+        self._proc.wait()
+        with contextlib.suppress(OSError):
+            self._proc.stdin.close()
+
+
+def _sounddevice_output() -> str | None:
+    """The default output device's name when sounddevice can play here, else None."""
+    try:
+        import sounddevice as sd  # third-party, with PortAudio: loaded only to ask
+    except (ImportError, OSError):  # not installed, or no PortAudio library
+        return None
+    try:
+        return str(sd.query_devices(kind="output")["name"])
+    except Exception:  # noqa: BLE001 - PortAudio's errors: no output device
+        return None
+
+
+def player_choice() -> dict:
+    """What ``labkit say --server`` will play through: ``{"player": name or None, "detail"}``."""
+    device = _sounddevice_output()
+    if device is not None:
+        return {"player": "sounddevice", "detail": f"one stream to {device}"}
+    for name, argv in _PLAYER_COMMANDS:
+        path = shutil.which(name)
+        if path:
+            return {"player": name, "detail": path}
+    return {"player": None,
+            "detail": "no sounddevice output, ffplay, play or aplay: `pip install sounddevice`"}
 
 
 def open_player() -> _Player:
-    try:
+    if _sounddevice_output() is not None:
         return _SoundDevicePlayer()
-    except ImportError:
-        pass
     for name, argv in _PLAYER_COMMANDS:
         if shutil.which(name):
             return _PipePlayer(argv)
@@ -204,12 +301,15 @@ def _chunks(data: bytes, odd: bytearray) -> Iterator[bytes]:
 
 def say_from_server(url: str, text: str, voice: str | None = None, speed: float | None = None,
                     out_path: str | Path | None = None, buffer_s: float = DEFAULT_BUFFER_S,
-                    api_key: str | None = None, timeout: float = 300.0) -> dict:
+                    api_key: str | None = None, timeout: float = 300.0,
+                    client: httpx.Client | None = None) -> dict:
     """Speak ``text`` through the endpoint at ``url``: to the speakers, or into
     ``out_path`` (``.wav``; ``.pcm`` for raw s16le; ``.mp3``/``.opus``/``.aac``/``.flac``
     are requested in that format and written as received). Returns what happened:
     status, TTFA, total time, audio seconds, underruns and stall seconds with the
-    start-up buffer, the model variant and config the server used."""
+    start-up buffer, the model variant and config the server used. An error status raises
+    :class:`ServerError` with the server's message (its body is never played); SIGINT or
+    SIGTERM raises :class:`Stopped` after cutting the sound and closing the request."""
     suffix = Path(out_path).suffix.lower().lstrip(".") if out_path else ""
     encoded = suffix in ("mp3", "opus", "aac", "flac")
     fmt = suffix if encoded else "pcm"
@@ -234,17 +334,23 @@ def say_from_server(url: str, text: str, voice: str | None = None, speed: float 
             else:
                 player.write(pcm)
 
+    finished = False
     try:
-        res = stream_speech(url, text, voice, speed, fmt, api_key, timeout, on_bytes=play)
-        if res.status != 200:
-            raise ServerError(res.status, _error_message(res.body))
-        if out_path is None and pending:  # shorter than the start-up buffer
-            player = open_player()
-            for part in pending:
-                player.write(part)
+        with stop_on_signals():
+            res = stream_speech(url, text, voice, speed, fmt, api_key, timeout, on_bytes=play,
+                                client=client)
+            if res.status != 200:
+                raise ServerError(res.status, _error_message(res.body))
+            if out_path is None and pending:  # shorter than the start-up buffer
+                player = open_player()
+                for part in pending:
+                    player.write(part)
+            if player is not None:
+                player.close()  # plays to the end (a signal now still cuts it)
+            finished = True
     finally:
-        if player is not None:
-            player.close()
+        if player is not None and not finished:
+            player.abort()
 
     audio_bytes = sum(a.nbytes for a in res.arrivals)
     info = {
