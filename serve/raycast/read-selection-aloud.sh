@@ -11,21 +11,67 @@
 # @raycast.description Reads the selected text (or the clipboard) aloud through the Kokoro Lab endpoint. Run it again to stop.
 # @raycast.argument1 { "type": "text", "placeholder": "voice (af_heart)", "optional": true }
 
-# Settings: edit here, or export them in ~/.zshenv.
-KOKORO_URL="${KOKORO_URL:-http://127.0.0.1:8880}"
-KOKORO_VOICE="${1:-${KOKORO_VOICE:-af_heart}}"
-KOKORO_SPEED="${KOKORO_SPEED:-1.0}"
-KOKORO_API_KEY="${KOKORO_API_KEY:-}"
+# Settings: ~/.config/kokoro-lab/raycast.env (Raycast does not read your shell profile),
+# one KEY=value a line, all optional (see serve/raycast/README.md):
+#   KOKORO_LAB_DIR=~/src/kokoro-lab   the clone whose .venv/bin/labkit plays (default: two folders up)
+#   KOKORO_URL=http://127.0.0.1:8880
+#   KOKORO_VOICE=af_heart
+#   KOKORO_SPEED=1.0
+#   KOKORO_API_KEY=                   when the endpoint has serve.api_key set
+set -u
 
-export PATH="/opt/homebrew/bin:/usr/local/bin:$PATH"
-PIDFILE="${TMPDIR:-/tmp}/kokoro-read-aloud.pid"
+CONFIG="${KOKORO_RAYCAST_CONFIG:-${XDG_CONFIG_HOME:-$HOME/.config}/kokoro-lab/raycast.env}"
+KOKORO_LAB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+KOKORO_URL="http://127.0.0.1:8880"
+KOKORO_VOICE="af_heart"
+KOKORO_SPEED="1.0"
+KOKORO_API_KEY=""
 
-# Running it while it speaks stops the speech.
-if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
-  kill -- -"$(cat "$PIDFILE")" 2>/dev/null || kill "$(cat "$PIDFILE")"
+read_config() {  # KEY=value lines (known keys only; nothing is executed)
+  local key value
+  while IFS='=' read -r key value || [ -n "$key" ]; do
+    key="${key//[[:space:]]/}"
+    case "$key" in
+      KOKORO_LAB_DIR|KOKORO_URL|KOKORO_VOICE|KOKORO_SPEED|KOKORO_API_KEY) ;;
+      *) continue ;;
+    esac
+    value="${value%$'\r'}"
+    value="${value#"${value%%[![:space:]]*}"}"
+    value="${value%"${value##*[![:space:]]}"}"
+    case "$value" in
+      \"*\") value="${value:1:${#value}-2}" ;;
+      \'*\') value="${value:1:${#value}-2}" ;;
+    esac
+    case "$value" in
+      "~") value="$HOME" ;;
+      "~/"*) value="$HOME/${value:2}" ;;
+    esac
+    printf -v "$key" '%s' "$value"
+  done < "$1"
+}
+[ -f "$CONFIG" ] && read_config "$CONFIG"
+[ -n "${1:-}" ] && KOKORO_VOICE="$1"
+KOKORO_URL="${KOKORO_URL%/}"
+
+LABKIT="$KOKORO_LAB_DIR/.venv/bin/labkit"
+PYTHON="$KOKORO_LAB_DIR/.venv/bin/python"
+if [ ! -x "$LABKIT" ]; then
+  echo "No $LABKIT: set KOKORO_LAB_DIR in $CONFIG to your clone (and run make setup there)"
+  exit 1
+fi
+TMP="${TMPDIR:-/tmp}"
+PIDFILE="$TMP/kokoro-read-aloud.pid"
+
+# Running it while it speaks stops the speech (labkit say cuts the sound and closes the
+# request, which stops the synthesis on the server).
+if [ -f "$PIDFILE" ]; then
+  pid="$(cat "$PIDFILE")"
   rm -f "$PIDFILE"
-  echo "Stopped"
-  exit 0
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && ps -p "$pid" -o command= | grep -q labkit; then
+    kill -TERM "$pid"
+    echo "Stopped"
+    exit 0
+  fi
 fi
 
 # The selection: copy it with Cmd-C in the frontmost app; fall back to the clipboard.
@@ -34,43 +80,64 @@ osascript -e 'tell application "System Events" to keystroke "c" using command do
 sleep 0.2
 text="$(pbpaste)"
 [ -n "$text" ] || text="$saved"
+printf '%s' "$saved" | pbcopy   # leave the clipboard as it was
 if [ -z "$(printf '%s' "$text" | tr -d '[:space:]')" ]; then
   echo "Nothing selected"
   exit 1
 fi
-printf '%s' "$saved" | pbcopy   # leave the clipboard as it was
 
-if ! curl -fsS -m 2 "$KOKORO_URL/health" >/dev/null; then
-  echo "Kokoro endpoint not running at $KOKORO_URL (make serve)"
-  exit 1
-fi
-
-body_for() {  # the JSON request body for response format $1
-  python3 -c 'import json, sys; print(json.dumps({"model": "kokoro", "input": sys.argv[1], "voice": sys.argv[2], "speed": float(sys.argv[3]), "response_format": sys.argv[4]}))' "$text" "$KOKORO_VOICE" "$KOKORO_SPEED" "$1"
+message_of() {  # the message in a JSON body ({"error": {"message"}} or /health's), else its start
+  "$PYTHON" -c '
+import json, sys
+raw = sys.stdin.read()
+try:
+    d = json.loads(raw)
+    e = d.get("error")
+    print(e.get("message") if isinstance(e, dict) else e or d.get("status") or raw[:200])
+except (ValueError, AttributeError):
+    print(raw[:200])' 2>/dev/null
 }
-body="$(body_for pcm)"
-auth=()
-[ -n "$KOKORO_API_KEY" ] && auth=(-H "Authorization: Bearer $KOKORO_API_KEY")
 
-# Stream raw 24 kHz PCM into a player that starts on the first bytes: ffplay (brew
-# install ffmpeg) or SoX's play (brew install sox). Without either, fetch the whole
-# file as WAV and play it with afplay (starts only once everything is synthesized).
-speak() {
-  if command -v ffplay >/dev/null; then
-    curl -sN "${auth[@]}" -H "Content-Type: application/json" -d "$body" "$KOKORO_URL/v1/audio/speech" |
-      ffplay -nodisp -autoexit -loglevel error -f s16le -ar 24000 -ch_layout mono -i -
-  elif command -v play >/dev/null; then
-    curl -sN "${auth[@]}" -H "Content-Type: application/json" -d "$body" "$KOKORO_URL/v1/audio/speech" |
-      play -q -t raw -r 24000 -e signed -b 16 -c 1 -
-  else
-    tmp="$(mktemp -t kokoro).wav"
-    curl -s "${auth[@]}" -H "Content-Type: application/json" -d "$(body_for wav)" \
-      "$KOKORO_URL/v1/audio/speech" -o "$tmp" && afplay "$tmp"
-    rm -f "$tmp"
+resp="$(curl -s -m 2 -w $'\n%{http_code}' "$KOKORO_URL/health")"
+code="${resp##*$'\n'}"
+case "$code" in
+  200) ;;
+  000|"")
+    echo "Kokoro endpoint not running at $KOKORO_URL (start it: labkit serve, or labkit service install)"
+    exit 1 ;;
+  *)
+    echo "Kokoro endpoint not ready (HTTP $code): $(printf '%s' "${resp%$'\n'*}" | message_of)"
+    exit 1 ;;
+esac
+
+# Stream: labkit plays raw PCM through one output stream as it arrives; an error status
+# comes back as "labkit say: HTTP 4xx: <the server's message>" and is shown here.
+log="$(mktemp "$TMP/kokoro-say.XXXXXX")"
+KOKORO_LAB_API_KEY="$KOKORO_API_KEY" "$LABKIT" say --server "$KOKORO_URL" \
+  --voice "$KOKORO_VOICE" --speed "$KOKORO_SPEED" - <<<"$text" >/dev/null 2>"$log" &
+pid=$!
+echo "$pid" > "$PIDFILE"
+
+for _ in $(seq 20); do  # an error answers within a moment; speech keeps it running
+  if ! kill -0 "$pid" 2>/dev/null; then
+    wait "$pid"
+    rc=$?
+    msg="$(grep '^labkit say: ' "$log" | tail -n 1)"
+    rm -f "$log" "$PIDFILE"
+    if [ "$rc" -ne 0 ]; then
+      if [ -n "$msg" ]; then echo "${msg#labkit say: }"; else echo "labkit say failed (exit $rc)"; fi
+      exit 1
+    fi
+    echo "Read aloud"
+    exit 0
   fi
-}
+  sleep 0.1
+done
 
-set -m  # its own process group, so a second run can stop the whole pipeline
-speak >/dev/null 2>&1 &
-echo $! > "$PIDFILE"
+# Still speaking: clean up after it ends, and return to Raycast now.
+(
+  while kill -0 "$pid" 2>/dev/null && ! ps -p "$pid" -o stat= | grep -q Z; do sleep 0.5; done
+  rm -f "$log"
+  [ "$(cat "$PIDFILE" 2>/dev/null)" = "$pid" ] && rm -f "$PIDFILE"
+) >/dev/null 2>&1 </dev/null &
 echo "Reading aloud (${#text} characters)"
