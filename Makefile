@@ -5,9 +5,15 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ASSETS := artifacts/assets/.provisioned
+UNAME  := $(shell uname -s)
+# On the Mac, the Mac batch (CoreML and dual-session sweeps) unless EXPERIMENT is given.
+ifeq ($(UNAME),Darwin)
+EXPERIMENT ?= experiments/m1max.yaml
+else
 EXPERIMENT ?= experiments/default.yaml
+endif
 
-.PHONY: setup assets journal test lab serve bench clean-artifacts
+.PHONY: setup assets journal test lab serve bench doctor clean-artifacts
 
 setup: $(STAMP)
 
@@ -15,6 +21,11 @@ $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 (or run make PYTHON=/path/to/python3.11)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+ifeq ($(UNAME),Darwin)
+	@# labkit doctor's install-time checks first (macOS version, Python, Xcode tools for pesq)
+	$(BIN)/python -m pip install --quiet pyyaml psutil
+	$(BIN)/python -m labkit.preflight
+endif
 	$(BIN)/python -m pip install --quiet -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (kokoro-lab)" >/dev/null
 	touch $(STAMP)
@@ -38,6 +49,9 @@ serve: $(ASSETS)
 
 bench: $(ASSETS)
 	$(BIN)/labkit bench
+
+doctor: $(STAMP)
+	$(BIN)/labkit doctor
 
 clean-artifacts:
 	rm -rf artifacts/*/ artifacts/best.json

@@ -6,6 +6,7 @@
     labkit journal -f experiments/default.yaml [--only STAGE] [--resume RUN_ID]
     labkit serve [--host ADDRESS] [--port N]
     labkit bench
+    labkit doctor [--json]
 
 Every command takes ``-c CONFIG.yaml`` and ``-s key=value`` overrides of LabConfig.
 """
@@ -111,6 +112,12 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_doctor(args) -> int:
+    from labkit import doctor
+
+    return doctor.main(_config(args), as_json=args.json)
+
+
 def cmd_bench(args) -> int:
     from labkit.lab.batch import latest_run
     from labkit.measure.httpbench import run_bench
@@ -175,6 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--host", help="listen on this address (default: serve.host, 127.0.0.1)")
     sv.add_argument("--port", type=_port, help="listen on this port (default: serve.port, 8880)")
     sv.set_defaults(fn=cmd_serve)
+
+    d = sub.add_parser("doctor", parents=[common],
+                       help="check this machine: OS, Python, compiler, ORT, threads, audio, assets, endpoint")
+    d.add_argument("--json", action="store_true", help="print the report as JSON")
+    d.set_defaults(fn=cmd_doctor)
 
     b = sub.add_parser("bench", parents=[common], help="endpoint vs in-process baselines")
     b.add_argument("--run-id")

@@ -1,0 +1,193 @@
+"""labkit.preflight and labkit doctor, with the Mac's facts faked: every requirement has a
+case where it fails with its one sentence, and the JSON report carries the chosen threads."""
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from labkit import cli, doctor, machine, preflight
+from labkit.config import REPO_ROOT, LabConfig
+
+M1_MAX = machine.Facts("Darwin", "arm64", "14.5", "Apple M1 Max", 10, 10, 8, 2)
+LINUX = machine.Facts("Linux", "x86_64", "6.1", "EPYC", 2, 2, usable_cpus=2)
+
+
+@pytest.mark.parametrize("version, ok", [("14.0", True), ("15.1.1", True), ("13.6.7", False),
+                                         ("12", False), ("", False)])
+def test_macos_version_against_the_onnxruntime_wheels(version, ok):
+    c = preflight.check_os(machine.Facts("Darwin", "arm64", version, "Apple M1 Max", 10, 10, 8, 2))
+    assert c.ok is ok
+    if not ok:
+        assert "onnxruntime 1.31.1" in c.problem and "macOS 14.0" in c.problem
+        assert c.problem.count(". ") == 0 and c.problem.endswith(".")  # one sentence
+
+
+def test_linux_has_no_os_minimum():
+    assert preflight.check_os(LINUX).ok
+
+
+def test_pinned_versions_come_from_pyproject():
+    assert preflight.pinned("onnxruntime") == "1.31.1"
+    assert preflight.pinned("no-such-package") is None
+
+
+def test_python_must_be_3_11():
+    assert preflight.check_python((3, 11, 9)).ok
+    bad = preflight.check_python((3, 12, 1))
+    assert not bad.ok and "Python 3.12.1 is not 3.11" in bad.problem
+
+
+def test_compiler_on_the_mac_needs_the_command_line_tools(monkeypatch, tmp_path):
+    monkeypatch.setattr(preflight, "package_version", lambda name: None)
+    monkeypatch.setattr(preflight, "xcode_clt", lambda: None)
+    c = preflight.check_compiler(M1_MAX)
+    assert not c.ok and "xcode-select --install" in c.problem and "pesq" in c.problem
+    monkeypatch.setattr(preflight, "xcode_clt", lambda: "/Library/Developer/CommandLineTools")
+    assert preflight.check_compiler(M1_MAX).ok
+    monkeypatch.setattr(preflight, "package_version", lambda name: "0.0.4")
+    monkeypatch.setattr(preflight, "xcode_clt", lambda: None)
+    assert "not needed" in preflight.check_compiler(M1_MAX).found  # pesq is already built
+
+
+def test_compiler_elsewhere(monkeypatch):
+    monkeypatch.setattr(preflight, "package_version", lambda name: None)
+    monkeypatch.setattr(preflight.shutil, "which", lambda n: "/usr/bin/gcc" if n == "gcc" else None)
+    assert preflight.check_compiler(LINUX).ok
+    monkeypatch.setattr(preflight.shutil, "which", lambda n: None)
+    c = preflight.check_compiler(LINUX)
+    assert not c.ok and "no C compiler" in c.problem
+
+
+def test_xcode_select_probe(monkeypatch, tmp_path):
+    import subprocess
+
+    def run(argv, **kw):
+        assert argv == ["xcode-select", "-p"]
+        return subprocess.CompletedProcess(argv, 0, f"{tmp_path}\n", "")
+
+    monkeypatch.setattr(preflight.subprocess, "run", run)
+    assert preflight.xcode_clt() == str(tmp_path)
+
+    def missing(argv, **kw):
+        return subprocess.CompletedProcess(argv, 2, "", "xcode-select: error: unable to get "
+                                           "active developer directory")
+
+    monkeypatch.setattr(preflight.subprocess, "run", missing)
+    assert preflight.xcode_clt() is None
+
+
+def test_onnxruntime_version_and_coreml_note(monkeypatch):
+    import onnxruntime as ort
+
+    assert doctor.check_onnxruntime(LINUX).ok
+    mac = doctor.check_onnxruntime(M1_MAX)
+    assert mac.ok and "stage 04 will record its CoreML sweep as skipped" in mac.found
+    monkeypatch.setattr(ort, "__version__", "1.20.0")
+    bad = doctor.check_onnxruntime(LINUX)
+    assert not bad.ok and "1.20.0 is installed but the lab pins 1.31.1" in bad.problem
+
+
+def test_threads_check_says_why():
+    c = doctor.check_threads(LabConfig(), M1_MAX)
+    assert c.data == {"threads": 8, "source": "performance cores", "why": c.data["why"]}
+    fixed = doctor.check_threads(LabConfig().with_overrides({"session.intra_op_threads": 2}), M1_MAX)
+    assert fixed.data["threads"] == 2 and fixed.data["source"] == "setting"
+
+
+def test_no_player_fails_only_on_the_mac():
+    none = {"player": None, "detail": "no sounddevice output, ffplay, play or aplay"}
+    mac = doctor.check_player(none, M1_MAX)
+    assert not mac.ok and mac.required and "Nothing can play audio" in mac.problem
+    linux = doctor.check_player(none, LINUX)
+    assert not linux.ok and not linux.required
+    assert doctor.check_player({"player": "sounddevice", "detail": "one stream"}, M1_MAX).ok
+
+
+def test_missing_assets_name_the_file_and_the_fix(tmp_path):
+    cfg = LabConfig().with_overrides({"assets_dir": str(tmp_path)})
+    c = doctor.check_assets(cfg)
+    assert not c.ok and "model:int8" in c.problem and "voices" in c.problem
+    assert "make assets" in c.problem
+    missing = LabConfig().with_overrides({"model_path": str(tmp_path / "mine.onnx")})
+    assert "mine.onnx" in doctor.check_assets(missing).problem
+
+
+@pytest.mark.model
+def test_provisioned_assets_pass():
+    assert doctor.check_assets(LabConfig()).ok
+
+
+class Health(BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802
+        data = json.dumps({"status": "ok", "variant": "qdq-cheap-blocks"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *a):
+        pass
+
+
+def test_endpoint_running_or_not():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        cfg = LabConfig().with_overrides({"serve.port": server.server_port, "serve.host": "0.0.0.0"})
+        c = doctor.check_endpoint(cfg)
+        assert c.ok and c.found.endswith(": ok, variant qdq-cheap-blocks")
+        assert c.data["url"] == f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+    down = doctor.check_endpoint(cfg, timeout=0.5)
+    assert not down.ok and not down.required and "not running" in down.found
+
+
+def test_doctor_json_reports_threads_and_exits_1_with_one_sentence_per_problem(monkeypatch, capsys,
+                                                                                tmp_path):
+    old_mac = machine.Facts("Darwin", "arm64", "13.6", "Apple M1 Max", 10, 10, 8, 2)
+    monkeypatch.setattr(machine, "current", lambda: old_mac)
+    monkeypatch.setattr(preflight, "package_version", lambda name: None)
+    monkeypatch.setattr(preflight, "xcode_clt", lambda: None)
+    monkeypatch.setattr(doctor, "player_choice", lambda: {"player": "sounddevice", "detail": "x"})
+    rc = cli.main(["doctor", "--json", "-s", f"assets_dir={tmp_path}", "-s", "serve.port=9"])
+    out = capsys.readouterr()
+    rep = json.loads(out.out)
+    assert rc == 1 and rep["ok"] is False
+    assert rep["threads"]["threads"] == 8 and rep["platform"]["apple_silicon"]
+    assert [c["name"] for c in rep["checks"] if c["required"] and not c["ok"]] == [
+        "os", "compiler", "assets"]
+    assert len(rep["problems"]) == 3 and out.err.strip().splitlines() == rep["problems"]
+    text = doctor.format_report(rep)
+    assert "8 performance + 2 efficiency cores (Apple M1 Max)" in text and "FAILED" in text
+
+
+def test_doctor_passes_on_a_ready_machine(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(machine, "current", lambda: M1_MAX)
+    monkeypatch.setattr(preflight, "xcode_clt", lambda: "/Library/Developer/CommandLineTools")
+    monkeypatch.setattr(doctor, "player_choice", lambda: {"player": "sounddevice", "detail": "x"})
+    monkeypatch.setattr(doctor, "check_assets", lambda cfg: preflight.Check("assets", True, "ok"))
+    assert cli.main(["doctor", "-s", "serve.port=9"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("ready.")
+
+
+def test_preflight_runs_with_only_yaml_and_psutil():
+    """make setup runs it before the project's dependencies are installed."""
+    import ast
+
+    tree = ast.parse((REPO_ROOT / "labkit" / "preflight.py").read_text())
+    imported = {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    third_party = imported - {"__future__", "importlib", "re", "shutil", "subprocess", "sys",
+                              "tomllib", "dataclasses", "pathlib", "typing", "labkit"}
+    assert third_party == set()
+    for module in ("machine.py", "config.py"):
+        tree = ast.parse((REPO_ROOT / "labkit" / module).read_text())
+        tops = {(n.module or "").split(".")[0] for n in tree.body if isinstance(n, ast.ImportFrom)}
+        tops |= {a.name.split(".")[0] for n in tree.body if isinstance(n, ast.Import) for a in n.names}
+        assert tops - {"__future__", "dataclasses", "os", "pathlib", "typing", "functools",
+                       "platform", "subprocess", "labkit"} <= {"yaml", "psutil"}

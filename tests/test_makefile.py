@@ -1,0 +1,32 @@
+"""The Makefile on the Mac (``uname -s`` = Darwin, set on make's command line here)."""
+import shutil
+import subprocess
+
+import pytest
+
+from labkit.config import REPO_ROOT
+
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+
+
+def dry_run(*args: str) -> list[str]:
+    out = subprocess.run(["make", "-n", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.splitlines()
+
+
+def test_journal_runs_the_mac_batch_on_darwin_unless_told_otherwise():
+    assert dry_run("journal", "UNAME=Darwin")[-1].endswith("labkit journal -f experiments/m1max.yaml")
+    assert dry_run("journal", "UNAME=Linux")[-1].endswith("labkit journal -f experiments/default.yaml")
+    assert dry_run("journal", "UNAME=Darwin", "EXPERIMENT=experiments/full.yaml")[-1].endswith(
+        "-f experiments/full.yaml")
+
+
+def test_setup_checks_the_mac_before_installing():
+    mac = dry_run("-W", "pyproject.toml", "setup", "UNAME=Darwin")
+    preflight = mac.index(".venv/bin/python -m labkit.preflight")
+    install = next(i for i, line in enumerate(mac) if line.endswith("pip install --quiet -e ."))
+    assert preflight < install
+    assert not any("labkit.preflight" in line for line in dry_run("-W", "pyproject.toml", "setup",
+                                                                  "UNAME=Linux"))
