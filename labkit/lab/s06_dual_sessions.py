@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from labkit import machine
 from labkit.engine.pipeline import StreamingSynthesizer, build_engines, fastest
 from labkit.lab.s05_chunking import chunking_label
 from labkit.measure.texts import named
@@ -85,11 +86,13 @@ def compare_sessions(cfg, candidates: list[dict[str, Any]], texts: list[str], re
     return rows
 
 
-def dual_rule(rows: list[dict[str, Any]], band: float = 0.05) -> dict[str, Any]:
+def dual_rule(rows: list[dict[str, Any]], band: float = 0.05,
+              facts: machine.Facts | None = None) -> dict[str, Any]:
     """Single vs dual, per text: the best single-session row against the best dual one
     (lowest total time among those with no more underruns), as ratios; dual sessions are
     used only where they win on total time by more than ``band`` without losing on TTFA
-    (beyond ``band``) or adding underruns on every text measured."""
+    (beyond ``band``) or adding underruns on every text measured. The rule text names the
+    machine measured (``facts``, default this one)."""
     texts = sorted({r["text"] for r in rows if r.get("status") == "ok"})
     per_text, wins = {}, []
     best_single = None
@@ -122,7 +125,8 @@ def dual_rule(rows: list[dict[str, Any]], band: float = 0.05) -> dict[str, Any]:
     else:
         rule = ("keep one session: two sessions did not finish more than "
                 f"{band:.0%} sooner without a later first audio or more underruns on every text "
-                "measured (on 2 shared cores the sessions compete for the same cores)")
+                f"measured (on {(facts or machine.current()).cores_phrase()} the sessions "
+                "compete for the same cores)")
     return {"use_dual": use_dual, "rule": rule, "per_text": per_text,
             "pipeline": chosen["pipeline"] if chosen else {"sessions": 1},
             "session": chosen["session"] if chosen else (best_single or {}).get("session"),
