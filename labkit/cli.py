@@ -7,6 +7,7 @@
     labkit serve [--host ADDRESS] [--port N]
     labkit bench
     labkit doctor [--json]
+    labkit service install|uninstall|status [--dry-run]
 
 Every command takes ``-c CONFIG.yaml`` and ``-s key=value`` overrides of LabConfig.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -118,6 +120,26 @@ def cmd_doctor(args) -> int:
     return doctor.main(_config(args), as_json=args.json)
 
 
+def cmd_service(args) -> int:
+    from labkit import service
+
+    cfg = _config(args)
+    if args.dry_run:
+        text, commands = service.dry_run(args.action, cfg, args.config, args.set)
+        print(text, end="")
+        for argv in commands:
+            print(f"# would run: {shlex.join(argv)}", file=sys.stderr)
+        return 0
+    if args.action == "install":
+        result = service.install(cfg, args.config, args.set)
+    elif args.action == "uninstall":
+        result = service.uninstall()
+    else:
+        result = service.status()
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def cmd_bench(args) -> int:
     from labkit.lab.batch import latest_run
     from labkit.measure.httpbench import run_bench
@@ -187,6 +209,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="check this machine: OS, Python, compiler, ORT, threads, audio, assets, endpoint")
     d.add_argument("--json", action="store_true", help="print the report as JSON")
     d.set_defaults(fn=cmd_doctor)
+
+    sc = sub.add_parser("service", parents=[common],
+                        help="run the endpoint at login (macOS launchd LaunchAgent)")
+    sc.add_argument("action", choices=("install", "uninstall", "status"))
+    sc.add_argument("--dry-run", action="store_true",
+                    help="print the plist and the launchctl commands; change nothing (any platform)")
+    sc.set_defaults(fn=cmd_service)
 
     b = sub.add_parser("bench", parents=[common], help="endpoint vs in-process baselines")
     b.add_argument("--run-id")
