@@ -197,8 +197,14 @@ class _SoundDevicePlayer(_Player):
                                           latency="high")
         self._stream.start()
 
+    #: written in slices of 0.1 s: a write blocks while the device's buffer is full, and a
+    #: signal is handled only between writes, so a stop never waits for a long piece
+    SLICE_BYTES = BYTES_PER_SECOND // 10
+
     def write(self, pcm: bytes) -> None:
-        self._stream.write(pcm)  # blocks while the device's buffer is full
+        view = memoryview(pcm)
+        for start in range(0, len(view), self.SLICE_BYTES):
+            self._stream.write(view[start:start + self.SLICE_BYTES])
 
     def close(self) -> None:
         if self._done:
