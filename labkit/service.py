@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from labkit import files
 from labkit.config import REPO_ROOT, LabConfig
 
 LABEL = "com.kokoro-lab.serve"
@@ -110,9 +111,8 @@ def install(cfg: LabConfig, config_file: str | None = None, overrides: list[str]
     _require_macos(system or platform.system())
     run = run or subprocess.run
     path = plist_path(home)
-    path.parent.mkdir(parents=True, exist_ok=True)
     log_dir(home).mkdir(parents=True, exist_ok=True)
-    path.write_bytes(plist_bytes(cfg, config_file, overrides, home))
+    files.write_bytes(path, plist_bytes(cfg, config_file, overrides, home))
     bootout, enable, bootstrap = commands("install", home)
     run(bootout, capture_output=True, text=True)  # not loaded yet: nothing to stop
     run(enable, capture_output=True, text=True)

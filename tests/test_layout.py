@@ -13,7 +13,7 @@ PACKAGES = ("labkit", "serve")
 #: layer of each module prefix; a module may import its own layer or lower ones
 #: (measure and optimize are siblings: neither imports the other)
 LAYERS = {"labkit.engine": 1, "labkit.measure": 2, "labkit.optimize": 2, "labkit.lab": 3,
-          "labkit.cli": 4, "serve": 4}
+          "labkit.cli": 4, "labkit.doctor": 4, "serve": 4}
 SIBLINGS = {("labkit.measure", "labkit.optimize"), ("labkit.optimize", "labkit.measure")}
 #: serve/ ships the engine: it may import nothing of the lab
 SERVE_MAY_IMPORT = ("labkit.engine", "labkit.config", "labkit.served", "labkit.files", "labkit.machine", "serve")
