@@ -64,14 +64,32 @@ def test_bad_schedules_are_named(arrivals, durations):
         simulate_playback(arrivals, durations)
 
 
-def test_run_summary_and_pick():
+def test_run_summary_counts_underruns_and_rtf():
     fast = streaming.Run("a", [0.5, 1.0], [2.0, 2.0], 1.0, 4.0, words_present=True)
-    slow = streaming.Run("b", [2.0, 2.5], [2.0, 2.0], 2.5, 4.0, words_present=True)
     gappy = streaming.Run("c", [0.1, 5.0], [1.0, 1.0], 5.0, 2.0, words_present=True)
-    rows = [dict(streaming.summarize_runs([r]), name=r.name) for r in (fast, slow, gappy)]
-    assert rows[2]["underruns_max"] == 1
-    assert s05.pick(rows)["name"] == "a"
+    rows = [streaming.summarize_runs([r]) for r in (fast, gappy)]
+    assert rows[0]["underruns_max"] == 0 and rows[1]["underruns_max"] == 1
+    assert streaming.stream_failures(rows[1]) == ["underruns"]
     assert fast.rtf == pytest.approx(0.25)
+
+
+def _sweep_row(label, ci, underruns=0, words=True):
+    return {"label": label, "ttfa_ci95": ci, "ttfa_ratio": sum(ci) / 2, "underruns_max": underruns,
+            "words_present": words}
+
+
+def test_a_chunking_variant_is_taken_only_when_earned():
+    rows = [_sweep_row("default", [0.97, 1.03]),
+            # faster by its median, but the interval touches 1.0: noise, not taken
+            _sweep_row("primer_max_words=5", [0.99, 1.30]),
+            # earned on TTFA but it underran: not taken
+            _sweep_row("max_tokens=400", [1.10, 1.20], underruns=1)]
+    assert s05.earned(rows) is None
+    rows.append(_sweep_row("strategy=clause", [1.02, 1.10]))
+    assert s05.earned(rows)["label"] == "strategy=clause"
+    # two with the same low end: a tie keeps the default (no tie-break by list order)
+    rows.append(_sweep_row("growth=3.0", [1.02, 1.40]))
+    assert s05.earned(rows) is None
 
 
 def test_align_finds_a_shifted_segment():
@@ -147,23 +165,31 @@ def test_coreml_candidates_are_skipped_with_the_reason_where_missing(cfg):
 
 
 # -- candidates offered to the journal's selection -------------------------------------------
-def _row(label, ttfa, rtf, chunking, underruns=0, words=True):
-    return {"label": label, "ttfa_s": ttfa, "rtf": rtf, "chunking": chunking,
-            "underruns_max": underruns, "words_present": words}
+def _row(label, ttfa, rtf, chunking, ci, underruns=0, words=True):
+    return {"label": label, "ttfa_s": ttfa, "rtf": rtf, "chunking": chunking, "ttfa_ratio": 1.0,
+            "ttfa_ci95": ci, "underruns_max": underruns, "words_present": words}
 
 
-def test_chunking_candidates_put_the_choice_first_with_its_seam_cost():
-    from labkit.config import ChunkingConfig
+def test_chunking_candidates_mark_the_default_and_carry_seam_excess():
+    from labkit.config import ChunkingConfig, SelectionConfig
+    from labkit.lab.selection import rank
 
     base = ChunkingConfig()
-    rows = [_row("default", 0.5, 0.3, dict(vars(base))),
-            _row("max_tokens=400", 0.5, 0.29, {**vars(base), "max_tokens": 400}, underruns=2)]
-    out = s05.chunking_candidates(rows, "max_tokens=400", base, seam_cost_db=-0.2)
-    assert [c["name"] for c in out] == ["chunking max_tokens=400", "chunking default"]
-    assert out[0]["overrides"] == {"chunking.max_tokens": 400}
-    assert out[0]["lsd_db"] == 0.0  # a negative seam cost is no cost
-    assert out[0]["failed_checks"] == ["underruns"]
-    assert out[1]["overrides"] == {} and out[1]["lsd_db"] is None
+    rows = [_row("default", 0.5, 0.3, dict(vars(base)), [0.97, 1.03]),
+            _row("max_tokens=400", 0.5, 0.29, {**vars(base), "max_tokens": 400}, [1.1, 1.2], underruns=2),
+            _row("primer_max_words=5", 0.4, 0.3, {**vars(base), "primer_max_words": 5}, [1.1, 1.3])]
+    seam = {"default": {"seam_excess_db": 0.4}, "primer_max_words=5": {"seam_excess_db": -0.2}}
+    out = s05.candidates(rows, seam, base)
+    by = {c["name"]: c for c in out}
+    assert by["chunking default"]["baseline"] is True and by["chunking default"]["overrides"] == {}
+    assert by["chunking default"]["lsd_db"] == 0.4
+    assert by["chunking max_tokens=400"]["failed_checks"] == ["underruns"]
+    assert by["chunking max_tokens=400"]["lsd_db"] is None  # seams not measured: not choosable
+    assert by["chunking primer_max_words=5"]["lsd_db"] == 0.0  # a negative excess is no cost
+    assert [c["name"] for c in rank(out, SelectionConfig())] == ["chunking primer_max_words=5"]
+    seam["primer_max_words=5"]["seam_excess_db"] = 2.5  # a click at the seams fails the check
+    out = s05.candidates(rows, seam, base)
+    assert rank(out, SelectionConfig()) == []
 
 
 def test_session_candidates_from_measured_rows():

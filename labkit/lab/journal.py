@@ -219,7 +219,8 @@ def write_journal(cfg: LabConfig, run_id: str) -> dict[str, Path]:
     files.write_json(paths["best"], best, indent=2)
     # keep a copy of the run's journal beside its records
     shutil.copy(paths["markdown"], root / run_id / "JOURNAL.md")
-    paths["results"] = write_results(cfg.resolve(cfg.results_md), run_id, records, best)
+    if cfg.results_md:  # "" for batches whose figures are not for the README (smoke runs)
+        paths["results"] = write_results(cfg.resolve(cfg.results_md), run_id, records, best)
     return paths
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from labkit import machine
 from labkit.config import LabConfig, SessionConfig
 from labkit.engine import assets, cache
 from labkit.engine.g2p import VOCAB, get_g2p, tokenize
@@ -83,7 +84,7 @@ def screen_candidates(base: SessionConfig, levels=(), threads=(), modes=(),
         if level != base.graph_optimization_level:
             add(f"level={level}", graph_optimization_level=level)
     for n in threads:
-        if n != base.intra_op_threads:
+        if n != machine.session_threads(base):
             add(f"threads={n}", intra_op_threads=n)
     for mode in modes:
         if mode != base.execution_mode:

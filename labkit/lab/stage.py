@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from labkit import files
+from labkit import files, machine
 from labkit.tables import cell
 from labkit.config import REPO_ROOT, LabConfig
 from labkit.engine import assets
@@ -98,6 +98,8 @@ def fingerprint(cfg: LabConfig | None = None) -> dict[str, Any]:
         "python": platform.python_version(),
         "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
+        "cores": machine.current().cores_phrase(),
+        "threads": machine.thread_plan((cfg or LabConfig()).session.intra_op_threads).to_dict(),
         "onnxruntime": ort.__version__,
         "providers": ort.get_available_providers(),
         "packages": versions,

@@ -98,7 +98,7 @@ def seam_report(engine, chunking_cfg, text_: str, voice: str | None = None) -> d
         "seams": len(seams),
         "seam_lsd_db_median": statistics.median(seam_vals) if seam_vals else None,
         "control_lsd_db_median": statistics.median(ctrl_vals) if ctrl_vals else None,
-        "seam_cost_db": (statistics.median(seam_vals) - statistics.median(ctrl_vals))
+        "seam_excess_db": (statistics.median(seam_vals) - statistics.median(ctrl_vals))
         if seam_vals and ctrl_vals else None,
         "max_discontinuity_ratio": max((c.ratio for c in checks), default=0.0),
         "rows": lsd_rows,

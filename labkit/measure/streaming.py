@@ -108,6 +108,15 @@ def run_stream(synth, text_: str, voice: str | None = None, speed: float | None 
                np.concatenate(audio) if audio else None)
 
 
+def first_audio(synth, text_: str, voice: str | None = None) -> float:
+    """Seconds from opening a stream of ``text_`` to its first chunk; the stream is then
+    closed (its workers stopped and joined), so the next call starts on an idle engine."""
+    s = synth.open_stream(text_, voice)
+    with s:
+        next(iter(s))
+        return time.perf_counter() - s.t0
+
+
 def median_runs(fn: Callable[[], Run], repeats: int) -> tuple[Run, list[Run]]:
     """Run ``fn`` ``repeats`` times; return the run with the median total time, and all."""
     runs = [fn() for _ in range(max(1, repeats))]
