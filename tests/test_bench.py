@@ -138,13 +138,18 @@ def test_run_stream_records_every_chunk(engine):
 
 
 def test_dual_rule_keeps_single_unless_dual_clearly_wins():
-    def row(name, sessions, ttfa, total, underruns=0):
+    def row(name, sessions, ttfa, total, ci, underruns=0):
         return {"candidate": name, "text": "t", "status": "ok", "sessions": sessions, "ttfa_s": ttfa,
-                "total_s": total, "underruns_max": underruns, "cpu_utilization": 0.9,
+                "total_s": total, "ci95": ci, "underruns_max": underruns, "cpu_utilization": 0.9,
                 "pipeline": {"sessions": sessions}, "session": {}}
-    lose = s06.dual_rule([row("one", 1, 1.0, 10.0), row("two", 2, 1.5, 9.0)])
+    single = row("one", 1, 1.0, 10.0, [0.98, 1.02])
+    # faster overall, but first audio 1.5x later
+    lose = s06.dual_rule([single, row("two", 2, 1.5, 9.0, [1.05, 1.15])])
     assert not lose["use_dual"] and lose["pipeline"] == {"sessions": 1} and lose["candidate"] == "one"
-    win = s06.dual_rule([row("one", 1, 1.0, 10.0), row("two", 2, 1.0, 8.0)])
+    # faster by its median, but the interval touches 1.0: noise, single kept
+    noisy = s06.dual_rule([single, row("two", 2, 1.0, 8.0, [0.99, 1.4])])
+    assert not noisy["use_dual"]
+    win = s06.dual_rule([single, row("two", 2, 1.0, 8.0, [1.15, 1.3])])
     assert win["use_dual"] and win["candidate"] == "two"
     assert win["per_text"]["t"]["total_dual_over_single"] == pytest.approx(0.8)
 
@@ -157,8 +162,9 @@ def test_coreml_candidates_are_skipped_with_the_reason_where_missing(cfg):
     if "CoreMLExecutionProvider" in ort.get_available_providers():
         pytest.skip("CoreML is available here")
     assert missing == ["CoreMLExecutionProvider"]
-    rows = s06.compare_sessions(cfg, [cand], ["phrase"], repeats=1)
+    rows, comparisons = s06.compare_sessions(cfg, [cand], ["phrase"], rounds=1)
     assert rows[0]["status"].startswith("skipped: CoreMLExecutionProvider not available")
+    assert comparisons == {}
     dual = s06.candidate_config(cfg, {"sessions": 2, "session": {"intra_op_threads": 1},
                                         "second_session": {"intra_op_threads": 1}})
     assert dual.pipeline.sessions == 2 and dual.session.intra_op_threads == 1
@@ -199,11 +205,11 @@ def test_session_candidates_from_measured_rows():
         {**common, "candidate": "single 2", "sessions": 1, "ttfa_s": 0.4, "rtf": 0.3,
          "session": {"intra_op_threads": 2}, "pipeline": {"sessions": 1, "second_session": {},
                                                          "routing": "first-fast"},
-         "lsd_db_vs_first": 0.0, "length_matches_first": True},
+         "lsd_db_vs_first": 0.0, "length_matches_first": True, "ci95": [0.97, 1.03]},
         {**common, "candidate": "dual 1+1", "sessions": 2, "ttfa_s": 0.6, "rtf": 0.35,
          "session": {"intra_op_threads": 1}, "pipeline": {"sessions": 2, "second_session": {"intra_op_threads": 1},
                                                          "routing": "first-fast"},
-         "lsd_db_vs_first": 0.01, "length_matches_first": True},
+         "lsd_db_vs_first": 0.01, "length_matches_first": True, "ratio": 0.9, "ci95": [0.85, 0.95]},
         {"candidate": "coreml", "text": "paragraph", "status": "skipped: no CoreML"},
     ]
     out = s06.session_candidates(rows, {"candidate": "single 2"})
@@ -211,7 +217,8 @@ def test_session_candidates_from_measured_rows():
     assert out[0]["overrides"] == {"session.intra_op_threads": 2, "pipeline.sessions": 1}
     assert out[1]["overrides"]["pipeline.second_session"] == {"intra_op_threads": 1}
     assert out[1]["lsd_db"] == 0.01 and out[1]["failed_checks"] == ["not the stage's rule"]
-    assert out[0]["failed_checks"] == []
+    assert out[0]["failed_checks"] == [] and out[0]["baseline"] is True
+    assert out[1]["ratio"] == 0.9 and out[1]["ci95"] == [0.85, 0.95]
     # the rule kept one session although it underran once: the journal may drop that
     # candidate (an honest check) but never swaps in the pair the rule measured as worse
     rows[0]["underruns_max"] = 1

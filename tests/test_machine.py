@@ -112,15 +112,15 @@ def test_this_machine_gives_a_plan():
 
 
 def test_dual_rule_names_the_measured_machine():
-    from labkit.lab import s06_dual_sessions as streaming
+    from labkit.lab import s06_dual_sessions as s06
 
     def row(name, sessions, ttfa, total):
         return {"candidate": name, "text": "t", "status": "ok", "sessions": sessions, "ttfa_s": ttfa,
-                "total_s": total, "underruns_max": 0, "cpu_utilization": 0.9,
+                "total_s": total, "ci95": [0.9, 1.2], "underruns_max": 0, "cpu_utilization": 0.9,
                 "pipeline": {"sessions": sessions}, "session": {}}
     rows = [row("one", 1, 1.0, 10.0), row("two", 2, 1.5, 9.0)]
     m = machine.Facts("Darwin", "arm64", "14.5", "Apple M1 Max", 10, 10, 8, 2)
-    rule = streaming.dual_rule(rows, facts=m)["rule"]
+    rule = s06.dual_rule(rows, facts=m)["rule"]
     assert "on 8 performance + 2 efficiency cores (Apple M1 Max) the sessions" in rule
     assert "2 shared cores" not in rule
-    assert machine.current().cores_phrase() in streaming.dual_rule(rows)["rule"]
+    assert machine.current().cores_phrase() in s06.dual_rule(rows)["rule"]

@@ -1,20 +1,32 @@
-"""Stage 06: one session or two: does a second session keep the stream fed?"""
+"""Stage 06: one session or two: does a second session keep the stream fed?
+
+Every candidate (one session, or two with a routing rule) streams each text; the streams
+are timed by the one instrument (labkit.measure.compare: interleaved rounds, paired ratios
+of the whole stream's time to the first candidate's, bootstrap intervals, an A/A control),
+and each stream's first audio and underruns are kept beside it. A candidate that cannot be
+built or run (a provider missing, a CoreML error) is recorded as skipped or failed and the
+others go on.
+"""
 from __future__ import annotations
 
 import gc
 from typing import Any
 
 import numpy as np
+
 import onnxruntime as ort
 
 from labkit import machine
 from labkit.engine.pipeline import StreamingSynthesizer, build_engines, fastest
 from labkit.lab.s05_chunking import chunking_label
 from labkit.measure.texts import named
-from labkit.measure.streaming import run_stream, stream_failures, summarize_runs
+from labkit.measure.compare import compare
+from labkit.measure.streaming import run_stream, stream_failures
 from labkit.quality import lsd_db
 
 NAME = "06_dual_sessions"
+#: the stage's criterion for the journal: the time to stream the whole text
+CRITERION = "total_s"
 
 
 def candidate_config(cfg, candidate: dict[str, Any]):
@@ -36,63 +48,106 @@ def unavailable_providers(candidate: dict[str, Any]) -> list[str]:
     return sorted({p for p in wanted if p not in have})
 
 
-def compare_sessions(cfg, candidates: list[dict[str, Any]], texts: list[str], repeats: int = 2,
-                     startup_buffer_s: float = 0.0) -> list[dict[str, Any]]:
-    """Stream each text with each candidate (one session or two): one row per
-    (candidate, text); candidates whose providers are missing are recorded as skipped."""
-    rows = []
-    first_audio: dict[str, np.ndarray] = {}  # text -> the first measured candidate's take
+def _skip_reason(missing: list[str]) -> str:
+    return (f"skipped: {', '.join(missing)} not available in onnxruntime {ort.__version__} on "
+            f"this machine (available: {', '.join(ort.get_available_providers())})")
+
+
+def build(cfg, cand: dict[str, Any]) -> StreamingSynthesizer:
+    """The candidate's synthesizer over warmed-up engines (the faster session first)."""
+    ccfg = candidate_config(cfg, cand)
+    engines = build_engines(ccfg)
+    for e in engines:
+        e.warm_up(repeats=2)
+    first = fastest(engines) if len(engines) > 1 else 0
+    return StreamingSynthesizer(engines[0], engines, first_session=first)
+
+
+def _describe(cfg, cand: dict[str, Any], synth: StreamingSynthesizer) -> dict[str, Any]:
+    ccfg = candidate_config(cfg, cand)
+    return {"sessions": len(synth.engines), "first_session": synth.first_session,
+            "routing": ccfg.pipeline.routing, "queue_depth": ccfg.pipeline.queue_depth,
+            "threads": [e.session.get_session_options().intra_op_num_threads for e in synth.engines],
+            "pipeline": {"sessions": ccfg.pipeline.sessions,
+                         "second_session": dict(ccfg.pipeline.second_session),
+                         "second_variant": ccfg.pipeline.second_variant,
+                         "routing": ccfg.pipeline.routing, "queue_depth": ccfg.pipeline.queue_depth},
+            "session": dict(cand.get("session", {}))}
+
+
+def compare_sessions(cfg, candidates: list[dict[str, Any]], texts: list[str],
+                     rounds: int | None = None, startup_buffer_s: float = 0.0
+                     ) -> tuple[list[dict[str, Any]], dict[str, dict]]:
+    """One row per (candidate, text) and the comparisons (text -> Comparison.to_dict()).
+    The first candidate that could be built is the baseline of every ratio."""
+    rows: list[dict[str, Any]] = []
+    synths: dict[str, StreamingSynthesizer] = {}
+    info: dict[str, dict] = {}
     for cand in candidates:
         name = cand.get("name") or chunking_label({k: v for k, v in cand.items() if k != "name"})
         missing = unavailable_providers(cand)
         if missing:
-            for t in texts:
-                rows.append({"candidate": name, "text": t, "status":
-                             f"skipped: {', '.join(missing)} not available in onnxruntime "
-                             f"{ort.__version__} on this machine (available: "
-                             f"{', '.join(ort.get_available_providers())})"})
+            rows += [{"candidate": name, "text": t, "status": _skip_reason(missing)} for t in texts]
             continue
-        ccfg = candidate_config(cfg, cand)
-        engines = build_engines(ccfg)
-        for e in engines:
-            e.warm_up(repeats=2)
-        first = fastest(engines) if len(engines) > 1 else 0
-        synth = StreamingSynthesizer(engines[0], engines, first_session=first)
-        for t in texts:
-            runs = [run_stream(synth, named(t), name=name, keep_audio=(i == 0))
-                    for i in range(max(1, repeats))]
-            take = runs[0].audio
-            runs[0].audio = None
-            row = summarize_runs(runs, startup_buffer_s)
-            # same pieces, same model: the audio should not change; measured, not assumed
-            first_audio.setdefault(t, take)
-            ref = first_audio[t]
-            row["lsd_db_vs_first"] = (lsd_db(ref, take) if take is not None and len(take) == len(ref)
-                                      else None)
-            row["length_matches_first"] = take is not None and len(take) == len(ref)
-            row.update(candidate=name, text=t, status="ok", sessions=len(engines), first_session=first,
-                       routing=ccfg.pipeline.routing, queue_depth=ccfg.pipeline.queue_depth,
-                       threads=[e.session.get_session_options().intra_op_num_threads for e in engines],
-                       per_session=runs[-1].extra.get("per_session"),
-                       pipeline={"sessions": ccfg.pipeline.sessions,
-                                 "second_session": dict(ccfg.pipeline.second_session),
-                                 "second_variant": ccfg.pipeline.second_variant,
-                                 "routing": ccfg.pipeline.routing,
-                                 "queue_depth": ccfg.pipeline.queue_depth},
-                       session=dict(cand.get("session", {})))
+        try:
+            synths[name] = build(cfg, cand)
+            info[name] = _describe(cfg, cand, synths[name])
+        except Exception as exc:  # noqa: BLE001 - one candidate's error must not lose the others
+            rows += [{"candidate": name, "text": t, "status": f"failed: {type(exc).__name__}: {exc}"}
+                     for t in texts]
+    comparisons: dict[str, dict] = {}
+    if not synths:
+        return rows, comparisons
+    baseline = next(iter(synths))
+    for t in texts:
+        text = named(t)
+        keep_audio = {n: True for n in synths}
+
+        def streamer(name):
+            def go():
+                r = run_stream(synths[name], text, name=name, keep_audio=keep_audio[name])
+                keep_audio[name] = False  # one take per candidate is enough to compare audio
+                return r
+            return go
+
+        try:
+            cmp = compare({n: streamer(n) for n in synths}, baseline, rounds=rounds, warmup=0,
+                          measure=lambda r: r.total_s, keep=lambda r: r, criterion=CRITERION)
+        except Exception as exc:  # noqa: BLE001 - recorded with the text it failed on
+            rows += [{"candidate": n, "text": t, "status": f"failed: {type(exc).__name__}: {exc}"}
+                     for n in synths]
+            continue
+        takes = {n: next((r.audio for r in cmp.kept[n] if r.audio is not None), None) for n in synths}
+        for name in synths:
+            runs = cmp.kept[name]
+            pbs = [r.playback(startup_buffer_s) for r in runs]
+            ref, take = takes[baseline], takes[name]
+            same = take is not None and ref is not None and len(take) == len(ref)
+            row = {"candidate": name, "text": t, "status": "ok", **info[name],
+                   "total_s": cmp.median(name), "ratio": cmp.ratio(name), "ci95": list(cmp.ci95(name)),
+                   "ttfa_s": float(np.median([r.ttfa_s for r in runs])),
+                   "rtf": float(np.median([r.rtf for r in runs])),
+                   "underruns_max": max(p.underruns for p in pbs),
+                   "jitter_median": float(np.median([p.jitter for p in pbs])),
+                   "cpu_utilization": float(np.median([r.cpu_utilization for r in runs])),
+                   "words_present": all(r.words_present is not False for r in runs),
+                   "failures": sum(r.extra.get("failures", 0) for r in runs),
+                   "per_session": runs[-1].extra.get("per_session"),
+                   "lsd_db_vs_first": lsd_db(ref, take) if same else None,
+                   "length_matches_first": same}
             rows.append(row)
-        del synth, engines
-        gc.collect()
-    return rows
+        cmp.kept = {}
+        comparisons[f"whole-stream time, {t}"] = cmp.to_dict()
+    return rows, comparisons
 
 
 def dual_rule(rows: list[dict[str, Any]], band: float = 0.05,
               facts: machine.Facts | None = None) -> dict[str, Any]:
-    """Single vs dual, per text: the best single-session row against the best dual one
-    (lowest total time among those with no more underruns), as ratios; dual sessions are
-    used only where they win on total time by more than ``band`` without losing on TTFA
-    (beyond ``band``) or adding underruns on every text measured. The rule text names the
-    machine measured (``facts``, default this one)."""
+    """Single vs dual, per text: the best single-session row (the baseline of the ratios)
+    against the dual pair whose interval's low end is highest. Two sessions are used only
+    where, on every text measured, the pair streams faster beyond the noise (its interval
+    wholly above 1.0), its first audio is not later by more than ``band``, and it has no more
+    underruns. The rule text names the machine measured (``facts``, default this one)."""
     texts = sorted({r["text"] for r in rows if r.get("status") == "ok"})
     per_text, wins = {}, []
     best_single = None
@@ -103,14 +158,15 @@ def dual_rule(rows: list[dict[str, Any]], band: float = 0.05,
         if not singles or not duals:
             continue
         s = min(singles, key=lambda r: (r["underruns_max"], r["total_s"]))
-        d = min(duals, key=lambda r: (r["underruns_max"], r["total_s"]))
+        d = max(duals, key=lambda r: r["ci95"][0] / max(s["ci95"][0], 1e-9))
         best_single = best_single or s
         ratios = {"single": s["candidate"], "dual": d["candidate"],
                   "ttfa_dual_over_single": d["ttfa_s"] / s["ttfa_s"],
                   "total_dual_over_single": d["total_s"] / s["total_s"],
+                  "dual_speedup_ci95": d["ci95"],
                   "underruns_single": s["underruns_max"], "underruns_dual": d["underruns_max"],
                   "cpu_single": s["cpu_utilization"], "cpu_dual": d["cpu_utilization"]}
-        win = (ratios["total_dual_over_single"] < 1 - band and ratios["ttfa_dual_over_single"] <= 1 + band
+        win = (d["ci95"][0] > 1.0 and ratios["ttfa_dual_over_single"] <= 1 + band
                and d["underruns_max"] <= s["underruns_max"])
         ratios["dual_pays"] = win
         per_text[t] = ratios
@@ -120,13 +176,13 @@ def dual_rule(rows: list[dict[str, Any]], band: float = 0.05,
     if not per_text:
         rule = "no single-vs-dual pair was measured here; single session kept"
     elif use_dual:
-        rule = (f"use two sessions ({chosen['candidate']}): on every text measured they finish "
-                f">{band:.0%} sooner without later first audio or more underruns")
+        rule = (f"use two sessions ({chosen['candidate']}): on every text measured they stream "
+                "faster beyond the noise without later first audio or more underruns")
     else:
-        rule = ("keep one session: two sessions did not finish more than "
-                f"{band:.0%} sooner without a later first audio or more underruns on every text "
-                f"measured (on {(facts or machine.current()).cores_phrase()} the sessions "
-                "compete for the same cores)")
+        rule = ("keep one session: two sessions did not stream faster beyond the noise (interval "
+                f"wholly above 1.0) without a first audio later by more than {band:.0%} or more "
+                f"underruns on every text measured (on {(facts or machine.current()).cores_phrase()} "
+                "the sessions compete for the same cores)")
     return {"use_dual": use_dual, "rule": rule, "per_text": per_text,
             "pipeline": chosen["pipeline"] if chosen else {"sessions": 1},
             "session": chosen["session"] if chosen else (best_single or {}).get("session"),
@@ -134,30 +190,95 @@ def dual_rule(rows: list[dict[str, Any]], band: float = 0.05,
 
 
 def session_candidates(rows: list[dict[str, Any]], rule: dict[str, Any]) -> list[dict[str, Any]]:
-    """Stage 06's measured rows on its first text as candidates, the stage's rule's choice
-    first; ``lsd_db`` is each one's measured distance from the first candidate's audio.
+    """Stage 06's measured rows on its first text as candidates for the journal: the first
+    (the baseline of the ratios) marked as the baseline, each with its ratio and interval
+    on the whole-stream time; ``lsd_db`` is each one's distance from the baseline's audio.
 
     The rule weighed single against dual on first audio, total time and underruns over
-    every text; the journal's ranking sees one text and its hard checks. So the rows the
-    rule did not choose carry the failed check ``not the stage's rule``: the journal can
-    never ship the dual pair the stage measured as worse (a one-off underrun of the single
-    session on a noisy machine once made it pick a pair with 1.65x later first audio)."""
+    every text; the journal's rules see one criterion. So the rows the rule did not choose
+    carry the failed check ``not the stage's rule``: the journal never ships a pair the stage
+    measured as worse on another criterion."""
     ok = [r for r in rows if r.get("status") == "ok"]
     if not ok:
         return []
     main_text = ok[0]["text"]
     chosen = rule.get("candidate")
     out = []
-    for r in sorted((r for r in ok if r["text"] == main_text), key=lambda r: r["candidate"] != chosen):
+    for i, r in enumerate(x for x in ok if x["text"] == main_text):
         overrides = {f"session.{k}": v for k, v in (r.get("session") or {}).items()}
         overrides.update({f"pipeline.{k}": v for k, v in r["pipeline"].items()
                           if k in ("sessions", "second_session", "routing")})
         if r["sessions"] == 1:
             overrides = {k: v for k, v in overrides.items()
                          if k not in ("pipeline.second_session", "pipeline.routing")}
-        out.append({"name": r["candidate"], "overrides": overrides, "ttfa_s": r["ttfa_s"],
-                    "rtf": r["rtf"], "lsd_db": r.get("lsd_db_vs_first"),
-                    "failed_checks": stream_failures(r) + ([] if r.get("length_matches_first", True)
-                                                          else ["length"])
-                    + ([] if r["candidate"] == chosen else ["not the stage's rule"])})
+        c = {"name": r["candidate"], "overrides": overrides, "ttfa_s": r["ttfa_s"], "rtf": r["rtf"],
+             "lsd_db": r.get("lsd_db_vs_first"), "criterion": CRITERION, "ci95": r["ci95"],
+             "measured": [CRITERION, "ttfa_s", "underruns", "lsd_db"],
+             "failed_checks": stream_failures(r) + ([] if r.get("length_matches_first", True)
+                                                   else ["length"])
+             + ([] if r["candidate"] == chosen else ["not the stage's rule"])}
+        if i == 0:
+            c.update(baseline=True, lsd_db=0.0)
+        else:
+            c["ratio"] = r["ratio"]
+        out.append(c)
     return out
+
+
+def run(cfg, st, *, candidates: list[dict[str, Any]], texts: list[str], rounds: int | None = None,
+        queue_depth: int = 4, startup_buffer_s: float = 0.0, band: float = 0.05) -> dict[str, Any]:
+    cfg = cfg.with_overrides({"pipeline.queue_depth": queue_depth})
+    rows, comparisons = compare_sessions(cfg, candidates, texts, rounds, startup_buffer_s)
+    gc.collect()
+    return {"rows": rows, "comparisons": comparisons, "rule": dual_rule(rows, band)}
+
+
+def record(st, result: dict[str, Any]) -> None:
+    rows, rule = result["rows"], result["rule"]
+    st.metrics["comparison"] = rows
+    st.metrics["comparisons"] = result["comparisons"]
+    skipped = sorted({r["status"] for r in rows if r["status"] != "ok"})
+    for s in skipped:
+        st.note(s)
+    st.metrics["selection"] = {"use_dual": rule["use_dual"], "rule": rule["rule"],
+                               "pipeline": rule["pipeline"], "session": rule["session"],
+                               "candidate": rule["candidate"], "ratios": rule["per_text"],
+                               "skipped": skipped}
+    st.metrics["candidates"] = session_candidates(rows, rule)
+    head: dict[str, Any] = {"rule": rule["rule"], "dual used": rule["use_dual"]}
+    for t, r in rule["per_text"].items():
+        head[f"{t} whole stream, dual vs single (x)"] = {
+            "value": round(1 / r["total_dual_over_single"], 3),
+            "ci95": [round(x, 3) for x in r["dual_speedup_ci95"]]}
+        head[f"{t} TTFA dual/single"] = round(r["ttfa_dual_over_single"], 3)
+        head[f"{t} underruns single/dual"] = f"{r['underruns_single']}/{r['underruns_dual']}"
+    head["CoreML pairs"] = ("skipped: " + skipped[0].split(": ", 1)[-1]) if skipped else "measured"
+    st.metrics["headline"] = head
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    out = ["| candidate | text | threads | TTFA med s | total s | vs first (x) | 95 % interval | "
+           "underruns | CPU util | pieces per session |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r["status"] != "ok":
+            out.append(f"| {r['candidate']} | {r['text']} | {r['status']} |  |  |  |  |  |  |  |")
+            continue
+        per = {k: int(v["pieces"]) for k, v in (r["per_session"] or {}).items()}
+        out.append(f"| {r['candidate']} | {r['text']} | {r['threads']} | {r['ttfa_s']:.3f} | "
+                   f"{r['total_s']:.2f} | {r['ratio']:.3f} | [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}] | "
+                   f"{r['underruns_max']} | {r['cpu_utilization']:.2f} | {per} |")
+    return "\n".join(out)
+
+
+def plot(rows: list[dict[str, Any]], texts: list[str], plt):
+    ok = [r for r in rows if r["status"] == "ok"]
+    fig, axes = plt.subplots(1, len(texts), figsize=(5.5 * len(texts), 3.5), squeeze=False)
+    for ax, t in zip(axes[0], texts):
+        sel = [r for r in ok if r["text"] == t]
+        ax.barh([r["candidate"] for r in sel], [r["total_s"] for r in sel], color="tab:orange", label="total")
+        ax.barh([r["candidate"] for r in sel], [r["ttfa_s"] for r in sel], color="tab:blue", label="first audio")
+        ax.set_title(t)
+        ax.set_xlabel("seconds (median)")
+    axes[0][0].legend()
+    fig.tight_layout()
+    return fig

@@ -25,9 +25,12 @@ TEXTS: dict[str, Callable[[], str]] = {"phrase": phrase, "paragraph": paragraph,
 
 
 def named(name_or_text: str) -> str:
-    """A named benchmark text ("phrase", "paragraph", "article", "sentence") or the text itself."""
+    """A named benchmark text ("phrase", "sentence", "passage": the paragraph's first three
+    sentences, "paragraph", "article") or the text itself."""
     if name_or_text == "sentence":
         return paragraph().split(". ")[0] + "."
+    if name_or_text == "passage":
+        return ". ".join(paragraph().split(". ")[:3]) + "."
     fn = TEXTS.get(name_or_text)
     return fn() if fn else name_or_text
 
