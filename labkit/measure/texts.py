@@ -25,12 +25,12 @@ TEXTS: dict[str, Callable[[], str]] = {"phrase": phrase, "paragraph": paragraph,
 
 
 def named(name_or_text: str) -> str:
-    """A named benchmark text ("phrase", "sentence", "passage": the paragraph's first three
+    """A named benchmark text ("phrase", "sentence", "passage": the paragraph's first two
     sentences, "paragraph", "article") or the text itself."""
     if name_or_text == "sentence":
         return paragraph().split(". ")[0] + "."
     if name_or_text == "passage":
-        return ". ".join(paragraph().split(". ")[:3]) + "."
+        return ". ".join(paragraph().split(". ")[:2]) + "."
     fn = TEXTS.get(name_or_text)
     return fn() if fn else name_or_text
 
