@@ -154,7 +154,7 @@ def test_chunking_candidates_put_the_choice_first_with_its_seam_cost():
     base = ChunkingConfig()
     rows = [_row("default", 0.5, 0.3, dict(vars(base))),
             _row("max_tokens=400", 0.5, 0.29, {**vars(base), "max_tokens": 400}, underruns=2)]
-    out = chunking_candidates(rows, "max_tokens=400", base, seam_cost_db=-0.2)
+    out = chunking_candidates(rows, "max_tokens=400", base, seam_excess_db=-0.2)
     assert [c["name"] for c in out] == ["chunking max_tokens=400", "chunking default"]
     assert out[0]["overrides"] == {"chunking.max_tokens": 400}
     assert out[0]["lsd_db"] == 0.0  # a negative seam cost is no cost
@@ -170,11 +170,11 @@ def test_session_candidates_from_measured_rows():
         {**common, "candidate": "single 2", "sessions": 1, "ttfa_s": 0.4, "rtf": 0.3,
          "session": {"intra_op_threads": 2}, "pipeline": {"sessions": 1, "second_session": {},
                                                          "routing": "first-fast"},
-         "lsd_db_vs_first": 0.0, "length_matches_first": True},
+         "change_vs_first_db": 0.0, "length_matches_first": True},
         {**common, "candidate": "dual 1+1", "sessions": 2, "ttfa_s": 0.6, "rtf": 0.35,
          "session": {"intra_op_threads": 1}, "pipeline": {"sessions": 2, "second_session": {"intra_op_threads": 1},
                                                          "routing": "first-fast"},
-         "lsd_db_vs_first": 0.01, "length_matches_first": True},
+         "change_vs_first_db": 0.01, "length_matches_first": True},
         {"candidate": "coreml", "text": "paragraph", "status": "skipped: no CoreML"},
     ]
     out = session_candidates(rows, {"candidate": "single 2"})

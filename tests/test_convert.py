@@ -149,14 +149,14 @@ def test_missed_targets_are_explained_from_the_record():
             "best": {"first_audio": t(1.6), "create": t(0.7), "first_run": t(0.9)}}
     assert ortbench.cold_ceiling(cold) == pytest.approx(2.0 / 0.9)
     r = {"cold": cold, "cold_speedup": 1.25, "cold_ceiling": ortbench.cold_ceiling(cold),
-         "targets": {"cold_start_2x": False, "faster_at_every_length": False, "lsd_within": True},
+         "targets": {"cold_start_2x": False, "faster_at_every_length": False, "drift_within": True},
          "speedup": {30: 1.08, 500: 0.98},
          "warm": {"best": {30: {"tokens": 28}, 500: {"tokens": 494}}}}
     notes = ortbench.missed_target_notes("int8", r)
     assert len(notes) == 2
     assert "1.25x" in notes[0] and "at most 2.22x" in notes[0]
     assert "494 tok 0.98x" in notes[1] and "28 tok" not in notes[1]
-    r["targets"] = {"cold_start_2x": True, "faster_at_every_length": True, "lsd_within": True}
+    r["targets"] = {"cold_start_2x": True, "faster_at_every_length": True, "drift_within": True}
     assert ortbench.missed_target_notes("int8", r) == []
 
 
@@ -168,7 +168,7 @@ def test_screen_takes_only_changes_that_beat_its_own_noise():
                                        rewrites=["pow2_mul"])
     labels = [c.label for c in cands]
     assert labels[:2] == ["default", ortbench.CONTROL] and cands[1].session == base
-    lsd = {c.label: {60: {"lsd_db": 0.0}} for c in cands}
+    lsd = {c.label: {60: {"drift_vs_default_db": 0.0}} for c in cands}
     speed = {"default": {60: 1.0}, ortbench.CONTROL: {60: 1.10},  # this screen is 10 % noisy
              "denormal_as_zero=True": {60: 1.08}, "enable_mem_pattern=False": {60: 1.25},
              "ort_format": {60: 0.97}, "rewrite=pow2_mul": {60: 1.05}}

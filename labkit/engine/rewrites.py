@@ -40,6 +40,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from labkit.quality import lsd_db
+
 
 # -- a small graph index ------------------------------------------------------------
 class Graph:
@@ -564,8 +566,6 @@ def check(original, rewritten, feeds_list: list[dict], sites: list[str] | None =
             continue
         res.max_abs.append(float(np.max(np.abs(ya - yb))) if ya.size else 0.0)
         if audio:
-            from labkit.quality import lsd_db
-
             d = lsd_db(ya.astype(np.float32), yb.astype(np.float32))
             res.lsd_db.append(d)
             if max_lsd_db is not None and not d <= max_lsd_db:

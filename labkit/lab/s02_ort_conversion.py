@@ -171,7 +171,7 @@ def lsd_table(audio: dict[str, dict[int, np.ndarray]], ref_label: str = "default
         out[label] = {}
         for n, y in by_n.items():
             ref = audio[ref_label][n]
-            out[label][n] = {"lsd_db": lsd_db(ref, y, allow_length_mismatch=True),
+            out[label][n] = {"drift_vs_default_db": lsd_db(ref, y, allow_length_mismatch=True),
                              "length_diff": int(y.size) - int(ref.size)}
     return out
 
@@ -206,7 +206,7 @@ def combine(base: SessionConfig, candidates: list[Candidate], speed: dict, lsd: 
         c = by_label.get(label)
         if c is None or label in ("default", CONTROL) or label not in lsd:
             continue
-        worst_lsd = max(v["lsd_db"] for v in lsd[label].values())
+        worst_lsd = max(v["drift_vs_default_db"] for v in lsd[label].values())
         worst_speed = min(by_n.values())
         keep = worst_lsd <= max_lsd_db and (worst_speed > 1.0 + band or label == "ort_format")
         if not keep:
@@ -272,8 +272,8 @@ def selection(best: SessionConfig, variant: str, speed_by_n: dict, lsd_by_n: dic
               cold_ratio: float | None) -> dict:
     fields = {k: v for k, v in dataclasses.asdict(best).items()}
     return {"variant": variant, "session": fields,
-            "lsd_db": max(v["lsd_db"] for v in lsd_by_n.values()),
-            "lsd_db_by_tokens": {str(n): v["lsd_db"] for n, v in lsd_by_n.items()},
+            "drift_vs_default_db": max(v["drift_vs_default_db"] for v in lsd_by_n.values()),
+            "drift_vs_default_db_by_tokens": {str(n): v["drift_vs_default_db"] for n, v in lsd_by_n.items()},
             "speedup_by_tokens": {str(n): v for n, v in speed_by_n.items()},
             "cold_start_speedup": cold_ratio}
 
@@ -313,7 +313,7 @@ def run_variant(cfg: LabConfig, variant: str, *, levels=(), thread_counts=(), mo
         c.label: {"changes": c.changes, "create_s": o.create_s, "error": o.error or None,
                   **({"median_s": screen["results"][c.label][screen_length]["timing"]["median"],
                       "speedup": s_speed[c.label][screen_length],
-                      "lsd_db": s_lsd[c.label][screen_length]["lsd_db"]} if not o.error else {})}
+                      "drift_vs_default_db": s_lsd[c.label][screen_length]["drift_vs_default_db"]} if not o.error else {})}
         for o, c in ((o, o.candidate) for o in opened)}
     best, taken = combine(base, cands, s_speed, s_lsd, max_lsd_db=max_lsd_db)
     rec["taken"] = taken
@@ -357,7 +357,7 @@ def run_variant(cfg: LabConfig, variant: str, *, levels=(), thread_counts=(), mo
     rec["targets"] = {
         "cold_start_2x": rec["cold_speedup"] >= 2.0,
         "faster_at_every_length": all(v > 1.0 for v in f_speed["best"].values()),
-        "lsd_within": all(v["lsd_db"] <= max_lsd_db for v in f_lsd["best"].values()),
+        "drift_within": all(v["drift_vs_default_db"] <= max_lsd_db for v in f_lsd["best"].values()),
     }
     return rec
 
@@ -420,7 +420,9 @@ def candidates(measured: dict, variants: list[str], base: SessionConfig) -> list
             "overrides": changed,
             "ttfa_s": warm[shortest]["timing"]["median"],
             "rtf": statistics.median(x["rtf"] for x in warm.values()),
-            "lsd_db": 0.0 if label == "default" else max(x["lsd_db"] for x in r["lsd"].values()),
+            # selection's quality field; here it is the drift from the default session
+            "lsd_db": 0.0 if label == "default" else max(x["drift_vs_default_db"] for x in r["lsd"].values()),
+            "quality_basis": "drift_vs_default_db: LSD of this session's audio vs the default session's",
             "cold_first_audio_s": r["cold"][label]["first_audio"]["median"],
             "failed_checks": [],
         })
@@ -437,7 +439,7 @@ def headline(measured: dict) -> dict:
         for n, s in r["speedup"].items():
             tok = r["warm"]["best"][n]["tokens"]
             out[f"{v} warm speedup {tok} tok (x)"] = round(s, 3)
-        out[f"{v} max LSD best vs default (dB)"] = round(max(x["lsd_db"] for x in r["lsd"].values()), 3)
+        out[f"{v} max drift best vs default session (LSD dB)"] = round(max(x["drift_vs_default_db"] for x in r["lsd"].values()), 3)
         out[f"{v} vocoder share of kernel time"] = round(r["profile"]["default"]["share"]["vocoder"], 3)
         out[f"{v} taken"] = ", ".join(r["taken"]) or "none"
         out[f"{v} screen noise, A/A control (x)"] = round(1.0 + r.get("screen_noise", 0.0), 3)
@@ -490,24 +492,24 @@ def _fmt(x, nd=3):
 
 
 def screen_table(r: dict) -> str:
-    rows = ["| candidate | median s | speedup | LSD dB | create s | taken | note |",
+    rows = ["| candidate | median s | speedup | drift vs default (LSD dB) | create s | taken | note |",
             "|---|---|---|---|---|---|---|"]
     for label, v in r["screen"].items():
         rows.append(f"| {label} | {_fmt(v.get('median_s'))} | {_fmt(v.get('speedup'))} | "
-                    f"{_fmt(v.get('lsd_db'))} | {_fmt(v.get('create_s'), 2)} | "
+                    f"{_fmt(v.get('drift_vs_default_db'))} | {_fmt(v.get('create_s'), 2)} | "
                     f"{'yes' if label in r['taken'] else ''} | {v.get('error') or ''} |")
     return "\n".join(rows)
 
 
 def final_table(r: dict) -> str:
     rows = ["| tokens | default median s | default p90 | best median s | best p90 | "
-            "speedup | RTF default | RTF best | LSD dB |", "|---" * 9 + "|"]
+            "speedup | RTF default | RTF best | drift vs default (LSD dB) |", "|---" * 9 + "|"]
     for n in sorted(r["speedup"], key=int):
         d, b = r["warm"]["default"][n], r["warm"]["best"][n]
         rows.append(f"| {b['tokens']} | {_fmt(d['timing']['median'])} | {_fmt(d['timing']['p90'])} | "
                     f"{_fmt(b['timing']['median'])} | {_fmt(b['timing']['p90'])} | "
                     f"{_fmt(r['speedup'][n])} | {_fmt(d['rtf'])} | {_fmt(b['rtf'])} | "
-                    f"{_fmt(r['lsd'][n]['lsd_db'])} |")
+                    f"{_fmt(r['lsd'][n]['drift_vs_default_db'])} |")
     return "\n".join(rows)
 
 

@@ -120,13 +120,20 @@ def _mean(values) -> float | None:
 
 
 def summarize(per: dict[str, dict]) -> dict[str, Any]:
+    """Over utterances: ``lsd_db`` is the worst utterance's standard LSD (None when any
+    utterance could not be measured), ``lsd_db_mean`` the mean beside it; the other
+    figures are means."""
     recs = list(per.values())
+    lsd = (quality.summary({k: r.get("lsd_db") for k, r in per.items()}) if per
+           else {"worst": None, "worst_id": None, "mean": None})
     problems = {k: r["problems"] for k, r in per.items() if r.get("problems")}
     return {
         "ok": all(r.get("ok") for r in recs) and bool(recs),
         "problems": problems,
-        "lsd_db": _mean(r.get("lsd_db") for r in recs),
-        "lsd_db_max": max((r["lsd_db"] for r in recs if r.get("lsd_db") is not None), default=None),
+        # the standard LSD of the worst utterance (bounds apply to it), the mean beside it
+        "lsd_db": lsd["worst"],
+        "lsd_db_worst_id": lsd["worst_id"],
+        "lsd_db_mean": lsd["mean"],
         # time-aligned where a length changed (labkit.quality.aligned_lsd_db): the spectral
         # part of the distance without the timing shift
         "lsd_db_aligned": _mean(r.get("lsd_db_aligned") for r in recs),
@@ -323,7 +330,7 @@ def candidates(rows: dict[str, dict], reference_name: str, reference_variant: st
     baseline, then every variant in bench order. ``ttfa_s`` is the warm median seconds at
     the shortest probe length (the whole utterance is one chunk, so compute time is the
     time to first audio); ``rtf`` the median warm RTF over the probe lengths; ``lsd_db``
-    and ``pesq_wb`` the held-out means against the reference (0.0 / None for the
+    the worst utterance's standard LSD and ``pesq_wb`` the mean against the reference (0.0 / None for the
     reference itself); variants are selected by their model file (``model_path``)."""
     if reference_name not in rows:
         raise KeyError(f"reference row {reference_name!r} missing; rows are {list(rows)}")

@@ -477,7 +477,7 @@ def seam_report(engine, chunking_cfg, text_: str, voice: str | None = None) -> d
         "seams": len(seams),
         "seam_lsd_db_median": statistics.median(seam_vals) if seam_vals else None,
         "control_lsd_db_median": statistics.median(ctrl_vals) if ctrl_vals else None,
-        "seam_cost_db": (statistics.median(seam_vals) - statistics.median(ctrl_vals))
+        "seam_excess_db": (statistics.median(seam_vals) - statistics.median(ctrl_vals))
         if seam_vals and ctrl_vals else None,
         "max_discontinuity_ratio": max((c.ratio for c in checks), default=0.0),
         "rows": lsd_rows,
@@ -559,7 +559,7 @@ def compare_sessions(cfg, candidates: list[dict[str, Any]], texts: list[str], re
             # same pieces, same model: the audio should not change; measured, not assumed
             first_audio.setdefault(t, take)
             ref = first_audio[t]
-            row["lsd_db_vs_first"] = (lsd_db(ref, take) if take is not None and len(take) == len(ref)
+            row["change_vs_first_db"] = (lsd_db(ref, take) if take is not None and len(take) == len(ref)
                                       else None)
             row["length_matches_first"] = take is not None and len(take) == len(ref)
             row.update(candidate=name, text=t, status="ok", sessions=len(engines), first_session=first,
@@ -635,7 +635,7 @@ def _stream_checks(row: dict[str, Any]) -> list[str]:
 
 
 def chunking_candidates(rows: list[dict[str, Any]], chosen_label: str | None, base_chunking,
-                        seam_cost_db: float | None) -> list[dict[str, Any]]:
+                        seam_excess_db: float | None) -> list[dict[str, Any]]:
     """Stage 05's sweep rows as candidates, the stage's choice first. Chunking changes the
     audio only at the seams; that cost (seam LSD minus mid-piece LSD) is measured for the
     chosen variant, so only it carries ``lsd_db`` (the others are listed, not eligible)."""
@@ -649,7 +649,7 @@ def chunking_candidates(rows: list[dict[str, Any]], chosen_label: str | None, ba
             "name": f"chunking {r['label']}",
             "overrides": {f"chunking.{k}": v for k, v in r["chunking"].items() if base.get(k) != v},
             "ttfa_s": r["ttfa_s"], "rtf": r["rtf"],
-            "lsd_db": (max(0.0, seam_cost_db) if chosen and seam_cost_db is not None else None),
+            "lsd_db": (max(0.0, seam_excess_db) if chosen and seam_excess_db is not None else None),
             "lsd_basis": "seam cost (LSD at the seams minus mid-piece) vs unchunked audio" if chosen
                          else "seam cost not measured for this variant",
             "failed_checks": _stream_checks(r),
@@ -680,7 +680,7 @@ def session_candidates(rows: list[dict[str, Any]], rule: dict[str, Any]) -> list
             overrides = {k: v for k, v in overrides.items()
                          if k not in ("pipeline.second_session", "pipeline.routing")}
         out.append({"name": r["candidate"], "overrides": overrides, "ttfa_s": r["ttfa_s"],
-                    "rtf": r["rtf"], "lsd_db": r.get("lsd_db_vs_first"),
+                    "rtf": r["rtf"], "lsd_db": r.get("change_vs_first_db"),
                     "failed_checks": _stream_checks(r) + ([] if r.get("length_matches_first", True)
                                                           else ["length"])
                     + ([] if r["candidate"] == chosen else ["not the stage's rule"])})
