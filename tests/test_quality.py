@@ -1,4 +1,4 @@
-"""The quality bench on known signals, and the corpora it is fed."""
+"""The quality bench on known signals (the corpora it is fed: tests/test_corpora.py)."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,6 @@ import math
 import numpy as np
 import pytest
 
-from labkit.measure import corpora
 from labkit import quality
 from labkit.quality import QualityError
 
@@ -149,28 +148,3 @@ def test_compare_reports_duration_and_failures(voiced):
     assert rec["lsd_db"] == 0.0
     bad = quality.compare(voiced, np.full_like(voiced, np.nan), with_dnsmos=False)
     assert not bad["ok"] and bad["lsd_db"] is None and bad["problems"]
-
-
-# -- corpora ---------------------------------------------------------------------------
-def test_calibration_and_heldout_do_not_overlap():
-    cal, held = corpora.load("calibration"), corpora.load("heldout")
-    shared = corpora.overlap(cal, held)
-    assert shared == {"sentences": [], "shingles": [], "ids": []}
-    # and the check does find overlap when there is some
-    assert corpora.overlap(held, held)["sentences"]
-
-
-def test_corpora_cover_voices_accents_and_lengths():
-    for name in corpora.NAMES:
-        c = corpora.load(name)
-        langs = {u.lang for u in c}
-        assert langs == {"en-us", "en-gb"}, name
-        assert len({u.voice for u in c}) >= 5, name
-    held = corpora.load("heldout")
-    assert {u.size for u in held} == set(corpora.SIZE_BANDS)
-
-
-@pytest.mark.model
-def test_heldout_size_bands_match_token_counts():
-    for p in corpora.prepare(corpora.load("heldout")):
-        assert corpora.size_of(p.n_tokens) == p.utt.size, (p.utt.id, p.n_tokens)

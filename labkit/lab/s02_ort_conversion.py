@@ -42,14 +42,14 @@ class Candidate:
 
 
 def token_inputs(cfg: LabConfig, lengths: list[int], voice: str | None = None) -> dict[int, dict]:
-    """Model inputs of about each length (cut at a word boundary) from the held-out
+    """Model inputs of about each length (cut at a word boundary) from the development
     corpus's US-English sentences, phonemized by labkit.engine.g2p."""
     from labkit.measure import corpora
     from labkit.engine.g2p import VOCAB, get_g2p, tokenize
     from labkit.engine.runtime import VoiceBank
     from labkit.engine import assets
 
-    corpus = corpora.load("heldout")
+    corpus = corpora.load("dev", purpose="choose")  # it chooses session settings
     g2p = get_g2p("en-us")
     stream: list[int] = []
     for u in corpus:

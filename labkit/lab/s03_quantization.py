@@ -2,9 +2,11 @@
 against the reference, measured side by side in one process; the Pareto front; the
 selection; the ORT profile that explains the speed; a listening page.
 
-Quality uses labkit.quality on the held-out corpus. A variant whose output has NaN,
-silence, clipping or a different length than the reference's on any held-out input is
-*failed*: it is reported, never selected.
+Quality uses labkit.quality. Choosing (the fast / near-lossless picks, the journal's
+candidates, the sensitivity sweep) reads figures measured on the development set
+(``run_bench(..., dev=...)`` stores them under ``row["dev"]``); the held-out figures in
+the row itself are reported only. A variant whose output has NaN, silence, clipping or a
+different length than the reference's on any input is *failed*: reported, never selected.
 """
 from __future__ import annotations
 
@@ -158,9 +160,10 @@ class Candidate:
 
 def run_bench(reference: Candidate, candidates: Sequence[Candidate], session_cfg, heldout: Sequence,
               voices, token_lengths: Sequence[int], repeats: int = 3, with_dnsmos: bool = True,
-              speed_min_tokens: int = 120) -> dict[str, Any]:
-    """Size, load time, quality on ``heldout`` and warm RTF at ``token_lengths`` for the
-    reference and every candidate, in one process. ``speedup`` = median over the lengths
+              speed_min_tokens: int = 120, dev: Sequence | None = None) -> dict[str, Any]:
+    """Size, load time, quality on ``heldout`` (reported) and on ``dev`` (for choosing,
+    under ``row["dev"]``; no DNSMOS) and warm RTF at ``token_lengths`` for the reference
+    and every candidate, in one process. ``speedup`` = median over the lengths
     >= ``speed_min_tokens`` of reference RTF / candidate RTF (same session settings)."""
     rows: dict[str, dict] = {}
     sessions: dict[str, Any] = {}
@@ -181,6 +184,11 @@ def run_bench(reference: Candidate, candidates: Sequence[Candidate], session_cfg
         audio[name] = ev.pop("_audio")
         rows[name].update(ev["summary"])
         rows[name]["per_utterance"] = ev["per_utterance"]
+    if dev:
+        dev_ref = reference_audio(ref_sess, dev, voices)
+        for name, sess in sessions.items():
+            ev = evaluate(sess, dev, voices, dev_ref, with_dnsmos=False)
+            rows[name]["dev"] = {**ev["summary"], "per_utterance": ev["per_utterance"]}
     probes = {n: token_probe(heldout, n, voices) for n in token_lengths}
     speed = speed_side_by_side(sessions, probes, repeats=repeats)
     for name, per_len in speed.items():
@@ -240,13 +248,32 @@ class Targets:
     lossless_max_lsd_db: float = 1.0
 
 
-def select(rows: dict[str, dict], baseline: str | None, targets: Targets = Targets()) -> dict:
+def choosing_figures(row: dict[str, Any], basis: str = "dev") -> dict[str, Any]:
+    """The figures a choice may read from a bench row: its development-set figures
+    (``basis="dev"``; a row without them cannot be chosen on, KeyError) with the speed
+    from the row, or the row itself (``basis="row"``, for rows measured on one set)."""
+    if basis == "row":
+        return row
+    if basis != "dev":
+        raise ValueError(f"basis {basis!r}: 'dev' or 'row'")
+    if "dev" not in row:
+        raise KeyError("bench row has no development-set figures: run_bench(..., dev=...) "
+                       "measures them; held-out figures are never chosen on")
+    return {**row["dev"], "ok": bool(row.get("ok")) and bool(row["dev"].get("ok")),
+            "speedup": row.get("speedup")}
+
+
+def select(rows: dict[str, dict], baseline: str | None, targets: Targets = Targets(),
+           basis: str = "dev") -> dict:
     """Pick the fast variant and the near-lossless variant from bench rows
-    {name: {"ok", "speedup", "lsd_db", "pesq_wb", "dnsmos_ovrl"}}. Failed variants are
-    never chosen; each choice says which targets it meets."""
+    {name: {"ok", "speedup", "lsd_db", "pesq_wb", "dnsmos_ovrl"}}, reading the quality
+    figures through :func:`choosing_figures` (the development set by default). Failed
+    variants are never chosen; each choice says which targets it meets."""
+    rows = {n: choosing_figures(r, basis) for n, r in rows.items()}
     ok = {n: r for n, r in rows.items() if r.get("ok") and r.get("lsd_db") is not None}
     base = rows.get(baseline) if baseline else None
-    out: dict[str, Any] = {"failed": sorted(n for n, r in rows.items() if not r.get("ok"))}
+    out: dict[str, Any] = {"failed": sorted(n for n, r in rows.items() if not r.get("ok")),
+                           "basis": basis}
 
     def no_worse(r):
         if not base:
@@ -299,6 +326,9 @@ _CHECKS = (("nan", "NaN"), ("empty", "silence"), ("silence", "silence"), ("clipp
            ("length", "length"), ("run failed", "load"))
 
 
+_CHECK_ORDER = ["NaN", "silence", "clipping", "length", "load"]
+
+
 def failed_checks(row: dict[str, Any]) -> list[str]:
     """Names of the checks a bench row failed (NaN, silence, clipping, length, load), in
     that order, each once; empty when the variant is usable."""
@@ -316,8 +346,7 @@ def failed_checks(row: dict[str, Any]) -> list[str]:
         found.add("length")
     if not found and row.get("ok") is False:
         found.add("load")  # not ok without a named problem: never measured
-    order = ["NaN", "silence", "clipping", "length", "load"]
-    return [n for n in order if n in found]
+    return [n for n in _CHECK_ORDER if n in found]
 
 
 def _by_len(d: dict | None) -> dict[int, Any]:
@@ -325,13 +354,15 @@ def _by_len(d: dict | None) -> dict[int, Any]:
 
 
 def candidates(rows: dict[str, dict], reference_name: str, reference_variant: str = "fp32-recon",
-               baseline_name: str | None = "int8") -> list[dict[str, Any]]:
+               baseline_name: str | None = "int8", basis: str = "dev") -> list[dict[str, Any]]:
     """Bench rows as the journal's candidates: the reference first, then the shipped
     baseline, then every variant in bench order. ``ttfa_s`` is the warm median seconds at
     the shortest probe length (the whole utterance is one chunk, so compute time is the
     time to first audio); ``rtf`` the median warm RTF over the probe lengths; ``lsd_db``
     the worst utterance's standard LSD and ``pesq_wb`` the mean against the reference (0.0 / None for the
-    reference itself); variants are selected by their model file (``model_path``)."""
+    reference itself), both on the set :func:`choosing_figures` names (the journal chooses on
+    them); ``heldout_lsd_db`` / ``heldout_lsd_db_mean`` are the reported held-out figures
+    beside them; variants are selected by their model file (``model_path``)."""
     if reference_name not in rows:
         raise KeyError(f"reference row {reference_name!r} missing; rows are {list(rows)}")
     order = [reference_name] + ([baseline_name] if baseline_name in rows else [])
@@ -339,6 +370,7 @@ def candidates(rows: dict[str, dict], reference_name: str, reference_variant: st
     out = []
     for name in order:
         r = rows[name]
+        q = {} if name == reference_name else choosing_figures(r, basis)
         detail = _by_len(r.get("speed_detail"))
         rtf = _by_len(r.get("rtf"))
         shortest = min(detail) if detail else None
@@ -353,9 +385,12 @@ def candidates(rows: dict[str, dict], reference_name: str, reference_variant: st
             "overrides": overrides,
             "ttfa_s": (detail[shortest]["seconds"]["median"] if shortest is not None else None),
             "rtf": statistics.median(rtf.values()) if rtf else None,
-            "lsd_db": 0.0 if name == reference_name else r.get("lsd_db"),
-            "pesq_wb": None if name == reference_name else r.get("pesq_wb"),
-            "failed_checks": [] if name == reference_name else failed_checks(r),
+            "lsd_db": 0.0 if name == reference_name else q.get("lsd_db"),
+            "pesq_wb": None if name == reference_name else q.get("pesq_wb"),
+            "heldout_lsd_db": 0.0 if name == reference_name else r.get("lsd_db"),
+            "heldout_lsd_db_mean": 0.0 if name == reference_name else r.get("lsd_db_mean"),
+            "failed_checks": [] if name == reference_name else sorted(
+                set(failed_checks(r)) | set(failed_checks(q)), key=_CHECK_ORDER.index),
         })
     return out
 
@@ -468,5 +503,5 @@ def _fmt(v) -> str:
 
 
 __all__ = ["token_probe", "load_seconds", "warm_rtf", "speed_side_by_side", "reference_audio",
-           "evaluate", "summarize", "pareto_front", "select", "Targets", "choose_families",
+           "evaluate", "summarize", "pareto_front", "select", "choosing_figures", "Targets", "choose_families",
            "profile", "share", "listening_page", "candidates", "failed_checks", "speed_bound", "field"]
