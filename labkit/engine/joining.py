@@ -107,14 +107,18 @@ class Joiner:
     emitted: int = 0
     _held: np.ndarray | None = None
     _count: int = 0
+    #: (start, end) of the last pushed piece's raw audio that was kept after the trim
+    last_trim: tuple[int, int] = (0, 0)
 
     def push(self, audio: np.ndarray, boundary: str, is_last: bool) -> np.ndarray:
         """Audio for this piece (and the held crossfade tail of the previous one)."""
         cfg = self.cfg
         a = np.asarray(audio, dtype=np.float32)
+        self.last_trim = (0, len(a))
         if cfg.trim_silence and len(a):
             start, end = trim_bounds(a, cfg.trim_top_db, cfg.trim_keep_ms)
             a = a[start:end]
+            self.last_trim = (start, end)
         parts: list[np.ndarray] = []
         if self._held is not None:
             held = self._held

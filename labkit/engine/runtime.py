@@ -1,7 +1,9 @@
 """ONNX Runtime sessions over LabConfig, and synthesis from phonemes.
 
 Kokoro's graph: ``tokens`` int64 [1, n + 2] (0-padded at both ends), ``style`` float
-[1, 256], ``speed`` float [1]; output ``audio`` float [samples] at 24 kHz. Position
+[1, 256], ``speed`` float [1]; output ``audio`` float [samples] at 24 kHz, and, in a graph
+edited by labkit.optimize.durations, ``durations`` int64 [n + 2] (frames per token, pads
+included), which :class:`Synthesis` carries when the session has it. Position
 embeddings hold 512 rows, so at most 510 phoneme tokens per call. The style row is
 ``voice[len(tokens) - 1]`` of the (510, 1, 256) voice pack.
 """
@@ -21,6 +23,8 @@ from labkit.config import ConfigError, LabConfig, SessionConfig
 from labkit.engine.g2p import MAX_TOKENS, clean_phonemes, tokenize
 
 SAMPLE_RATE = 24_000
+#: the optional output with per-token frame counts (labkit.optimize.durations.OUTPUT)
+DURATIONS = "durations"
 SPEED_RANGE = (0.5, 2.0)
 
 _OPT_LEVELS = {
@@ -155,6 +159,8 @@ class Synthesis:
     audio: np.ndarray  # float32 mono, 24 kHz
     tokens: int
     seconds: float  # compute time
+    #: frames per token [pad, tokens..., pad] when the model outputs them, else None
+    durations: np.ndarray | None = None
 
     @property
     def duration(self) -> float:
@@ -194,6 +200,9 @@ class Engine:
         self.voices = voices or VoiceBank.load(assets.voices_path(cfg))
         self._lock = threading.Lock()
         self._input_names = {i.name for i in self.session.get_inputs()}
+        outputs = [o.name for o in self.session.get_outputs()]
+        #: index of the ``durations`` output (labkit.optimize.durations), None without it
+        self.durations_index = outputs.index(DURATIONS) if DURATIONS in outputs else None
 
     def style(self, voice: str, n_tokens: int) -> np.ndarray:
         pack = self.voices.pack(voice)
@@ -220,7 +229,9 @@ class Engine:
             out = self.session.run(None, feeds)
         seconds = time.perf_counter() - t0
         audio = np.asarray(out[0], dtype=np.float32).ravel()
-        return Synthesis(audio, len(tokens), seconds)
+        durations = (None if self.durations_index is None
+                     else np.asarray(out[self.durations_index], dtype=np.int64).ravel())
+        return Synthesis(audio, len(tokens), seconds, durations)
 
     def synthesize_phonemes(self, phonemes: str, voice: str | None = None,
                             speed: float | None = None) -> Synthesis:
