@@ -91,6 +91,13 @@ def clean_phonemes(phonemes: str) -> tuple[str, dict[str, int]]:
     return "".join(out).strip(), dropped
 
 
+def lost_symbols(dropped: dict[str, int]) -> dict[str, int]:
+    """The symbols :func:`clean_phonemes` removed that were sounds the G2P asked for (every
+    one a loss: Mandarin tone digits, the unknown marker, brackets), leaving out whitespace
+    it only normalized (recorded under ``repr`` keys such as ``"'\\t'"``)."""
+    return {k: v for k, v in dropped.items() if len(k) == 1}
+
+
 def even_spans(words: list[str], phonemes: str) -> list[tuple[str, int, int]]:
     """Word spans when only the word list and the phoneme string are known: the
     space-separated phoneme groups, one per word when the counts agree; otherwise the
