@@ -33,6 +33,10 @@ def cmd_assets(args) -> int:
                          originals=args.fetch_originals)
         marker = assets.assets_dir(cfg) / ".provisioned"
         marker.touch()
+        if not args.no_word_timings:
+            from labkit.lab.speak import timed_config
+
+            print(f"word timings: {timed_config(cfg).model_path} (the durations output, checked)")
     print(f"assets dir: {assets.assets_dir(cfg)}")
     ref = assets.reference(cfg)
     for row in assets.describe(cfg):
@@ -144,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--fetch-originals", action="store_true",
                    help="also download the kokoro-onnx fp32/fp16 originals (needs internet)")
     a.add_argument("--voices-tarball", help="use this kokoro-js-1.2.1.tgz instead of `npm pack`")
+    a.add_argument("--no-word-timings", action="store_true",
+                   help="do not build the configured model's copy with the durations output "
+                        "(labkit.optimize.durations; the engine uses it for word timings)")
     a.set_defaults(fn=cmd_assets)
 
     s = sub.add_parser("say", parents=[common], help="speak text to a wav file")

@@ -128,3 +128,20 @@ def test_say_words_then_verify_on_the_command_line(tmp_path):
     js.write_text("{}")
     p = run("verify", str(wav), str(js))
     assert p.returncode == 2 and "JSON list" in p.stderr
+
+
+@pytest.mark.model
+def test_stream_runs_check_words_in_the_audio(timed_engine, engine):
+    from labkit.engine.pipeline import StreamingSynthesizer
+    from labkit.measure.streaming import run_stream, summarize
+
+    run = run_stream(StreamingSynthesizer(timed_engine), TEXT)
+    assert run.words_present and run.extra["words_in_audio"]["ok"]
+    assert run.extra["words_in_audio"]["words"] == len(TEXT.split())
+    assert summarize([run])["words_checked_in_audio"] is True
+    mute = run_stream(StreamingSynthesizer(_Mute(timed_engine)), TEXT)
+    assert mute.words_present is False and mute.extra["words_in_audio"]["not_heard"]
+    if engine.durations_index is None:  # without timings the record says the audio was not asked
+        plain = run_stream(StreamingSynthesizer(engine), TEXT)
+        assert plain.extra["words_in_audio"] is None
+        assert summarize([plain])["words_checked_in_audio"] is False

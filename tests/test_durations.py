@@ -130,3 +130,18 @@ def test_pipeline_chunks_carry_their_words_in_stream_time(timed_engine):
     for c in chunks:
         assert all(at - 0.02 <= w.start < at + c.duration for w in c.words), c.index
         at += c.duration
+
+
+@pytest.mark.model
+def test_engine_loads_the_built_copy_from_the_cache(cfg, int8, timed_engine, tmp_path):
+    import os
+
+    from labkit.engine.runtime import Engine
+
+    local = cfg.with_overrides({"variant": "int8", "artifacts_dir": str(tmp_path)})
+    assert Engine(local).durations_index is None  # nothing built: the original model
+    target = words.timed_model_path(int8, words.timed_cache_dir(local))
+    target.parent.mkdir(parents=True)
+    os.symlink(timed_engine.model_path, target)   # as `labkit assets --provision` builds it
+    eng = Engine(local)
+    assert eng.model_path == target and eng.durations_index is not None

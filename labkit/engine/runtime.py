@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from labkit.engine import assets
+from labkit.engine import assets, words
 from labkit.config import ConfigError, LabConfig, SessionConfig
 from labkit.engine.g2p import MAX_TOKENS, clean_phonemes, tokenize
 
@@ -178,6 +178,11 @@ class Engine:
                  session: SessionConfig | None = None, voices: VoiceBank | None = None):
         variant = variant or cfg.variant
         model = assets.model_path(cfg, variant)
+        # its copy with the durations output, when built (labkit.optimize.durations.ensure,
+        # `labkit assets --provision`): the same audio, bit for bit, plus word timings
+        timed = words.timed_model_path(model, words.timed_cache_dir(cfg)) if model.exists() else None
+        if timed is not None and timed.exists():
+            model = timed
         t0 = time.perf_counter()
         sess = make_session(model, session or cfg.session, cache_dir=ort_cache_dir(cfg))
         self._setup(cfg, variant, model, sess, time.perf_counter() - t0, voices)

@@ -9,10 +9,14 @@ covering tokens [a, b) starts at ``sum(durations[:a + 1])`` frames and ends at
 :func:`piece_samples` gives those sample offsets within one piece's raw audio;
 :func:`place` moves them into stream time after the joiner trimmed the piece and put it
 at ``base`` (labkit.engine.joining: pauses and crossfades only shift where a piece starts).
+:func:`timed_model_path` names the cached model with the durations output, which
+labkit.engine.runtime.Engine loads instead of the original when it has been built.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -22,6 +26,21 @@ from labkit.engine.g2p import Phonemized, even_spans
 SAMPLE_RATE = 24_000
 #: audio samples per predicted frame
 SAMPLES_PER_FRAME = 600
+
+
+def timed_model_path(model: str | Path, cache_dir: str | Path) -> Path:
+    """Where labkit.optimize.durations.ensure keeps ``model``'s copy with the ``durations``
+    output: keyed by the source's resolved path, size and mtime (a changed model gets a
+    new copy)."""
+    src = Path(model)
+    st = src.stat()
+    key = hashlib.sha256(f"{src.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:12]
+    return Path(cache_dir) / f"{src.stem}.{key}.durations.onnx"
+
+
+def timed_cache_dir(cfg) -> Path:
+    """The durations cache of a LabConfig: ``<artifacts>/cache/durations``."""
+    return cfg.resolve(cfg.artifacts_dir) / "cache" / "durations"
 
 
 @dataclass(frozen=True)

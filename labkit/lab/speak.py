@@ -7,24 +7,19 @@ checked to give bit-identical audio); the pipeline then puts every word in strea
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from labkit.config import LabConfig
 from labkit.engine import assets
 from labkit.engine.pipeline import StreamingSynthesizer
 from labkit.engine.runtime import Engine
+from labkit.engine.words import timed_cache_dir
 from labkit.optimize import durations
-
-
-def durations_cache(cfg: LabConfig) -> Path:
-    return cfg.resolve(cfg.artifacts_dir) / "cache" / "durations"
 
 
 def timed_config(cfg: LabConfig) -> LabConfig:
     """``cfg`` with its model replaced by the one that outputs per-token durations."""
-    path = durations.ensure(assets.model_path(cfg), durations_cache(cfg))
+    path = durations.ensure(assets.model_path(cfg), timed_cache_dir(cfg))
     return cfg.with_overrides({"model_path": str(path)})
 
 

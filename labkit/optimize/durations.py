@@ -18,17 +18,18 @@ when the session has that output.
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from labkit.engine.words import SAMPLES_PER_FRAME as _FRAME, timed_model_path
+
 #: the added output's name
 OUTPUT = "durations"
 #: audio samples per predicted frame (24 kHz)
-SAMPLES_PER_FRAME = 600
+SAMPLES_PER_FRAME = _FRAME
 #: ops allowed between the Round and the CumSum
 _PASS_THROUGH = ("Clip", "Cast", "Gather", "Squeeze", "Unsqueeze", "Reshape", "Identity")
 
@@ -118,19 +119,14 @@ def check(original: str | Path, edited: str | Path, feeds: list[dict] | None = N
     return {"audio_identical": True, "length_matches": True, "runs": rows}
 
 
-def _key(path: Path) -> str:
-    st = path.stat()
-    return hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:12]
-
-
 def ensure(model: str | Path, cache_dir: str | Path) -> Path:
     """The model with the ``durations`` output: ``model`` itself when it has it, else an
-    edited copy built once into ``cache_dir`` (keyed by the source's path, size and
-    mtime) and checked against the original before it is kept."""
+    edited copy built once into ``cache_dir`` (labkit.engine.words.timed_model_path: keyed
+    by the source's path, size and mtime) and checked against the original before it is kept."""
     src = Path(model)
     if not src.exists():
         raise FileNotFoundError(f"model file {src} does not exist")
-    out = Path(cache_dir) / f"{src.stem}.{_key(src)}.durations.onnx"
+    out = timed_model_path(src, cache_dir)
     if out.exists():  # only ever written for a source without the output, after its check
         return out
     m = onnx.load(str(src))
