@@ -76,6 +76,14 @@ DNSMOS_NOTE = (
 )
 
 
+#: the quality figure in one sentence, for records and the journal
+LSD_DEFINITION = (
+    "standard log-spectral distance (labkit.quality.lsd_db): per STFT frame (1024-point Hann "
+    "window, hop 256, 24 kHz) the RMS over frequency of the dB difference of the magnitudes, "
+    "each floored 100 dB below the louder peak, then the mean over frames; a bound applies to "
+    "the worst utterance, with the mean over utterances reported beside it")
+
+
 class QualityError(ValueError):
     """Audio that cannot be compared: NaN/inf, empty, or lengths that differ."""
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit.config import LabConfig
+from labkit.quality import LSD_DEFINITION
 from labkit.lab.selection import best_json
 from labkit.lab.stage import RECORD_NAME, read_record
 
@@ -135,6 +136,11 @@ def render_markdown(cfg: LabConfig, data: dict, best: dict, out_dir: Path) -> st
         for ch in best["choices"]:
             lines.append(f"| {ch['stage']} | {ch['candidate']} | {_fmt(ch.get('ttfa_s', ''))} | "
                          f"{_fmt(ch.get('rtf', ''))} | {_fmt(ch.get('lsd_db', ''))} |")
+        lines += ["", f"LSD dB: the {LSD_DEFINITION}. Stage 03 chooses on the development set "
+                  "(its held-out figures are reported in its section); the other stages' column "
+                  "holds their own quality cost: stage 02 the drift from the default session "
+                  "(`drift_vs_default_db`), stage 05 the seam excess over mid-piece "
+                  "(`seam_excess_db`), stage 06 the change from the first layout (`change_vs_first_db`)."]
         lines += ["", "Overrides in `artifacts/best.json`: `" + json.dumps(best["overrides"]) + "`", ""]
         if best.get("runner_up"):
             ru = best["runner_up"]
