@@ -272,3 +272,33 @@ def test_static_recipe(builder, cfg, voices, held, ref_audio):
     hist = quantize.op_histogram(built.path)
     assert hist.get("QuantizeLinear", 0) > 0 and hist.get("DequantizeLinear", 0) > 0
     _speaks(built, cfg, voices, held, ref_audio, BOUNDS_DB["static-decoder"])
+
+
+class _Silencing:
+    """A session that returns the real audio with its middle 40 % zeroed (words lost)."""
+
+    def __init__(self, session):
+        self.session = session
+
+    def get_outputs(self):
+        return self.session.get_outputs()
+
+    def run(self, names, feeds):
+        outs = self.session.run(names, feeds)
+        audio = np.array(outs[0], copy=True).ravel()
+        audio[int(0.3 * audio.size):int(0.7 * audio.size)] = 0.0
+        return [audio, *outs[1:]]
+
+
+@pytest.mark.model
+def test_every_word_is_checked_in_the_variants_audio(timed_engine, voices):
+    held = corpora.prepare(corpora.load("dev", purpose="choose").select(ids=["dev-02", "dev-03"]))
+    sess = timed_engine.session
+    ref = qbench.reference_audio(sess, held, voices)
+    ev = qbench.evaluate(sess, held, voices, ref, with_dnsmos=False)
+    assert ev["summary"]["ok"] and ev["summary"]["words_checked_in_audio"]
+    bad = qbench.evaluate(_Silencing(sess), held, voices, ref, with_dnsmos=False)
+    assert not bad["summary"]["ok"]
+    assert all(any(p.startswith("words not heard") for p in r["problems"])
+               for r in bad["per_utterance"].values())
+    assert "words" in qbench.failed_checks(bad["summary"])

@@ -22,8 +22,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from labkit import quality
+from labkit.engine import words as wordsmod
+from labkit.engine.g2p import get_g2p
+from labkit.measure import coverage
+from labkit.optimize import durations
 from labkit.optimize.quantize import family_of
-from labkit.engine.runtime import SAMPLE_RATE, make_session
+from labkit.engine.runtime import DURATIONS, SAMPLE_RATE, make_session
 from labkit.timing import Timing, measure
 
 
@@ -95,14 +99,27 @@ def reference_audio(session, prepared: Sequence, voices) -> dict[str, np.ndarray
     return {p.utt.id: np.asarray(session.run(None, p.feeds(voices))[0]).ravel() for p in prepared}
 
 
+def utterance_words(p, frames: np.ndarray) -> list[dict[str, Any]]:
+    """[{"word", "start", "end"}] of a prepared utterance from the model's per-token frames."""
+    phonemized = get_g2p(p.utt.lang)(p.utt.text)
+    spans = wordsmod.spans_for(p.utt.text, p.phonemes, phonemized)
+    return [{"word": w, "start": a / SAMPLE_RATE, "end": b / SAMPLE_RATE}
+            for w, a, b in wordsmod.piece_samples(spans, frames, len(p.tokens))]
+
+
 def evaluate(session, prepared: Sequence, voices, ref_audio: dict[str, np.ndarray],
              with_dnsmos: bool = True) -> dict[str, Any]:
-    """Quality of one variant on the held-out set: per utterance and summarized."""
+    """Quality of one variant on a corpus: per utterance and summarized. Where the model
+    outputs per-token durations (labkit.optimize.durations), every word is also checked
+    in the audio (labkit.measure.coverage): a word not heard fails the utterance."""
     per: dict[str, Any] = {}
     audio: dict[str, np.ndarray] = {}
+    names = [o.name for o in session.get_outputs()]
+    timed = DURATIONS in names
     for p in prepared:
         try:
-            out = np.asarray(session.run(None, p.feeds(voices))[0]).ravel()
+            outs = session.run(None, p.feeds(voices))
+            out = np.asarray(outs[0]).ravel()
         except Exception as exc:  # noqa: BLE001 - a variant that cannot run is a failed variant
             per[p.utt.id] = {"ok": False, "problems": [f"run failed: {type(exc).__name__}: {exc}"]}
             continue
@@ -112,6 +129,13 @@ def evaluate(session, prepared: Sequence, voices, ref_audio: dict[str, np.ndarra
             rec["ok"] = False
             rec["problems"].append(f"length change: {rec['duration']['diff_s']:+.3f} s")
         rec["n_tokens"] = p.n_tokens
+        rec["words_checked_in_audio"] = timed
+        if timed:
+            cov = coverage.check(out, SAMPLE_RATE, utterance_words(p, outs[names.index(DURATIONS)]))
+            if not cov.ok:
+                rec["ok"] = False
+                rec["problems"].append(f"words not heard: {[w.word for w in cov.failed][:10]}"
+                                       if cov.words else f"words not heard: {cov.problem}")
         per[p.utt.id] = rec
     return {"per_utterance": per, "summary": summarize(per), "_audio": audio}
 
@@ -147,6 +171,8 @@ def summarize(per: dict[str, dict]) -> dict[str, Any]:
         "length_changes": sum(1 for r in recs if r.get("duration", {}).get("diff_s")),
         "truncated": sum(1 for r in recs if r.get("truncated")),
         "n": len(recs),
+        # every utterance's words were checked in its audio (the model gave durations)
+        "words_checked_in_audio": bool(recs) and all(r.get("words_checked_in_audio") for r in recs),
     }
 
 
@@ -158,13 +184,29 @@ class Candidate:
     note: str = ""
 
 
+def timed_candidate(c: Candidate, cache: Path) -> Candidate:
+    """``c`` on its model's copy with the durations output; ``c`` itself (noted) where the
+    graph has no recognisable durations."""
+    try:
+        return Candidate(c.name, durations.ensure(c.path, cache), c.note)
+    except durations.DurationsError as exc:
+        return Candidate(c.name, c.path, f"{c.note} (no word timings: {exc})".strip())
+
+
 def run_bench(reference: Candidate, candidates: Sequence[Candidate], session_cfg, heldout: Sequence,
               voices, token_lengths: Sequence[int], repeats: int = 3, with_dnsmos: bool = True,
-              speed_min_tokens: int = 120, dev: Sequence | None = None) -> dict[str, Any]:
+              speed_min_tokens: int = 120, dev: Sequence | None = None,
+              durations_cache: Path | None = None) -> dict[str, Any]:
     """Size, load time, quality on ``heldout`` (reported) and on ``dev`` (for choosing,
     under ``row["dev"]``; no DNSMOS) and warm RTF at ``token_lengths`` for the reference
     and every candidate, in one process. ``speedup`` = median over the lengths
-    >= ``speed_min_tokens`` of reference RTF / candidate RTF (same session settings)."""
+    >= ``speed_min_tokens`` of reference RTF / candidate RTF (same session settings).
+    With ``durations_cache``, every model runs as its copy with the durations output
+    (labkit.optimize.durations.ensure: the same audio, checked) so that every word of
+    every utterance is checked in the audio too."""
+    if durations_cache is not None:
+        reference = timed_candidate(reference, durations_cache)
+        candidates = [timed_candidate(c, durations_cache) for c in candidates]
     rows: dict[str, dict] = {}
     sessions: dict[str, Any] = {}
     audio: dict[str, dict] = {}
@@ -323,14 +365,14 @@ def choose_families(sensitivity: dict[str, dict], budget_db: float) -> dict[str,
 # -- candidates for the journal's selection (labkit.lab.selection) --------------------------------------
 #: problem string prefix (labkit.quality.check_audio, evaluate, run_bench) -> check name
 _CHECKS = (("nan", "NaN"), ("empty", "silence"), ("silence", "silence"), ("clipping", "clipping"),
-           ("length", "length"), ("run failed", "load"))
+           ("length", "length"), ("run failed", "load"), ("words not heard", "words"))
 
 
-_CHECK_ORDER = ["NaN", "silence", "clipping", "length", "load"]
+_CHECK_ORDER = ["NaN", "silence", "clipping", "length", "words", "load"]
 
 
 def failed_checks(row: dict[str, Any]) -> list[str]:
-    """Names of the checks a bench row failed (NaN, silence, clipping, length, load), in
+    """Names of the checks a bench row failed (NaN, silence, clipping, length, words, load), in
     that order, each once; empty when the variant is usable."""
     problems = row.get("problems") or {}
     found = set()
