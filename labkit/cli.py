@@ -1,7 +1,8 @@
 """``labkit``: the lab's command line.
 
     labkit assets [--provision] [--fetch-originals] [--voices-tarball F]
-    labkit say "TEXT" -o out.wav [--voice af_heart] [--variant int8] [--server URL]
+    labkit say "TEXT" -o out.wav [--words out.json] [--voice af_heart] [--variant int8] [--server URL]
+    labkit verify AUDIO.wav WORDS.json [--margin-db 15]
     labkit phonemize [TEXT | -]
     labkit journal -f experiments/default.yaml [--only STAGE] [--resume RUN_ID]
     labkit serve [--host ADDRESS] [--port N]
@@ -36,6 +37,10 @@ def cmd_assets(args) -> int:
                          originals=args.fetch_originals, build_recon=recon.build_fp32_recon)
         marker = assets.assets_dir(cfg) / ".provisioned"
         marker.touch()
+        if not args.no_word_timings:
+            from labkit.lab.speak import timed_config
+
+            print(f"word timings: {timed_config(cfg).model_path} (the durations output, checked)")
     print(f"assets dir: {assets.assets_dir(cfg)}")
     ref = assets.reference(cfg)
     for row in assets.describe(cfg):
@@ -52,6 +57,8 @@ def cmd_assets(args) -> int:
 
 def cmd_say(args) -> int:
     text = sys.stdin.read() if args.text == "-" else args.text
+    if args.server and args.words:
+        raise ValueError("--words needs in-process synthesis (the model's durations); drop --server")
     if args.server:
         from labkit.measure.client import Stopped, say_from_server
 
@@ -76,13 +83,27 @@ def cmd_say(args) -> int:
     if args.speed is not None:
         overrides["speed"] = args.speed
     cfg = _config(args).with_overrides(overrides).validate()
-    engine = Engine(cfg)
-    audio = StreamingSynthesizer(engine).synthesize(text)
     out = args.output or "out.wav"
+    if args.words:
+        from labkit.lab.speak import say
+
+        audio, words = say(cfg, text)
+        Path(args.words).write_text(json.dumps(words, ensure_ascii=False, indent=1), encoding="utf-8")
+        print(f"wrote {args.words}: {len(words)} words", file=sys.stderr)
+    else:
+        audio = StreamingSynthesizer(Engine(cfg)).synthesize(text)
     sf.write(out, audio, SAMPLE_RATE, subtype="PCM_16")
     print(f"wrote {out}: {len(audio) / SAMPLE_RATE:.2f} s of audio "
           f"({cfg.variant}, voice {cfg.voice}, speed {cfg.speed})", file=sys.stderr)
     return 0
+
+
+def cmd_verify(args) -> int:
+    from labkit.measure.coverage import verify
+
+    report = verify(args.audio, args.words, margin_db=args.margin_db)
+    print(report.summary())
+    return 0 if report.ok else 1
 
 
 def cmd_phonemize(args) -> int:
@@ -177,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--fetch-originals", action="store_true",
                    help="also download the kokoro-onnx fp32/fp16 originals (needs internet)")
     a.add_argument("--voices-tarball", help="use this kokoro-js-1.2.1.tgz instead of `npm pack`")
+    a.add_argument("--no-word-timings", action="store_true",
+                   help="do not build the configured model's copy with the durations output "
+                        "(labkit.optimize.durations; the engine uses it for word timings)")
     a.set_defaults(fn=cmd_assets)
 
     s = sub.add_parser("say", parents=[common], help="speak text to a wav file")
@@ -186,7 +210,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--variant")
     s.add_argument("--speed", type=float)
     s.add_argument("--server", help="stream from a running endpoint, e.g. http://127.0.0.1:8880")
+    s.add_argument("--words", metavar="WORDS.json",
+                   help='also write [{"word", "start", "end"}] (seconds) from the model\'s durations')
     s.set_defaults(fn=cmd_say)
+
+    v = sub.add_parser("verify", parents=[common],
+                       help="check that every word's span in AUDIO holds speech (exit 1 names those that do not)")
+    v.add_argument("audio", help="a wav file")
+    v.add_argument("words", help='its words: [{"word", "start", "end"}] (labkit say --words)')
+    v.add_argument("--margin-db", type=float, default=15.0,
+                   help="how far above the file's silence floor a word must be (dB, default 15)")
+    v.set_defaults(fn=cmd_verify)
 
     ph = sub.add_parser("phonemize", parents=[common], help="sanitize + G2P, printed as JSON")
     ph.add_argument("text", nargs="?", help="the text, or - (default) for stdin")

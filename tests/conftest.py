@@ -25,3 +25,16 @@ def g2p_us():
     from labkit.engine.g2p import get_g2p
 
     return get_g2p("en-us")
+
+
+@pytest.fixture(scope="session")
+def timed_engine(cfg, tmp_path_factory):
+    """An engine on the int8 model edited to output per-token durations (word timings)."""
+    from labkit.engine import assets
+    from labkit.engine.runtime import Engine
+    from labkit.optimize import durations
+
+    path = durations.ensure(assets.model_path(cfg, "int8"), tmp_path_factory.mktemp("durations"))
+    eng = Engine(cfg.with_overrides({"variant": "int8", "model_path": str(path)}))
+    eng.warm_up(repeats=1)
+    return eng

@@ -205,11 +205,11 @@ def test_session_candidates_from_measured_rows():
         {**common, "candidate": "single 2", "sessions": 1, "ttfa_s": 0.4, "rtf": 0.3,
          "session": {"intra_op_threads": 2}, "pipeline": {"sessions": 1, "second_session": {},
                                                          "routing": "first-fast"},
-         "lsd_db_vs_first": 0.0, "length_matches_first": True, "ci95": [0.97, 1.03]},
+         "change_vs_first_db": 0.0, "length_matches_first": True, "ci95": [0.97, 1.03]},
         {**common, "candidate": "dual 1+1", "sessions": 2, "ttfa_s": 0.6, "rtf": 0.35,
          "session": {"intra_op_threads": 1}, "pipeline": {"sessions": 2, "second_session": {"intra_op_threads": 1},
                                                          "routing": "first-fast"},
-         "lsd_db_vs_first": 0.01, "length_matches_first": True, "ratio": 0.9, "ci95": [0.85, 0.95]},
+         "change_vs_first_db": 0.01, "length_matches_first": True, "ratio": 0.9, "ci95": [0.85, 0.95]},
         {"candidate": "coreml", "text": "paragraph", "status": "skipped: no CoreML"},
     ]
     out = s06.session_candidates(rows, {"candidate": "single 2"})

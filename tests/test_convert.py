@@ -147,14 +147,14 @@ def test_missed_targets_are_explained_from_the_record():
     assert s02.cold_ceiling(cold) == pytest.approx(2.0 / 0.9)
     r = {"cold": cold, "cold_ratio": {"best": {"ratio": 1.25, "ci95": [1.2, 1.3]}},
          "cold_ceiling": s02.cold_ceiling(cold), "taken": ["ort_format"],
-         "targets": {"cold_start_2x": False, "faster_at_every_length": False, "lsd_within": True},
+         "targets": {"cold_start_2x": False, "faster_at_every_length": False, "drift_within": True},
          "warm": {"30": {"tokens": 28, "speedup": 1.08, "ci95": [1.02, 1.12]},
                   "500": {"tokens": 494, "speedup": 0.98, "ci95": [0.95, 1.01]}}}
     notes = s02.missed_target_notes("int8", r)
     assert len(notes) == 2
     assert "1.25x" in notes[0] and "at most 2.22x" in notes[0]
     assert "494 tok 0.98x" in notes[1] and "28 tok" not in notes[1]
-    r["targets"] = {"cold_start_2x": True, "faster_at_every_length": True, "lsd_within": True}
+    r["targets"] = {"cold_start_2x": True, "faster_at_every_length": True, "drift_within": True}
     assert s02.missed_target_notes("int8", r) == []
 
 
@@ -163,17 +163,17 @@ def test_screen_takes_only_changes_whose_interval_clears_one():
     cands = s02.screen_candidates(base, toggles=["denormal_as_zero", "enable_mem_pattern"],
                                   rewrites=["pow2_mul"])
     assert [c.label for c in cands][0] == "default" and cands[0].session == base
-    rows = {"default": {"ci95": [0.97, 1.03], "lsd_db": 0.0},
+    rows = {"default": {"ci95": [0.97, 1.03], "drift_vs_default_db": 0.0},
             # a high median whose interval still touches 1.0 (a noisy screen): not taken
-            "denormal_as_zero=True": {"ci95": [0.99, 1.20], "lsd_db": 0.0},
-            "enable_mem_pattern=False": {"ci95": [1.10, 1.30], "lsd_db": 0.0},
-            "ort_format": {"ci95": [0.95, 1.02], "lsd_db": 0.0},
+            "denormal_as_zero=True": {"ci95": [0.99, 1.20], "drift_vs_default_db": 0.0},
+            "enable_mem_pattern=False": {"ci95": [1.10, 1.30], "drift_vs_default_db": 0.0},
+            "ort_format": {"ci95": [0.95, 1.02], "drift_vs_default_db": 0.0},
             # earned on speed, but its audio moved too far
-            "rewrite=pow2_mul": {"ci95": [1.05, 1.10], "lsd_db": 1.5}}
+            "rewrite=pow2_mul": {"ci95": [1.05, 1.10], "drift_vs_default_db": 1.5}}
     best, taken = s02.combine(base, cands, rows, max_lsd_db=1.0)
     assert taken == ["enable_mem_pattern=False"]
     assert best.enable_mem_pattern is False and not best.use_ort_format and not best.rewrites
-    rows["rewrite=pow2_mul"]["lsd_db"] = 0.1
+    rows["rewrite=pow2_mul"]["drift_vs_default_db"] = 0.1
     best, taken = s02.combine(base, cands, rows, max_lsd_db=1.0)
     assert set(taken) == {"enable_mem_pattern=False", "rewrite=pow2_mul"}
     assert best.rewrites == ["pow2_mul"] and best.use_ort_format
@@ -181,9 +181,9 @@ def test_screen_takes_only_changes_whose_interval_clears_one():
 
 def test_candidates_mark_the_default_as_baseline_and_judge_the_worst_length():
     warm = {"30": {"tokens": 28, "default_s": 0.2, "best_s": 0.18, "rtf_default": 0.3, "rtf_best": 0.27,
-                   "speedup": 1.11, "ci95": [1.05, 1.15], "noise_band": [0.98, 1.02], "lsd_db": 0.1},
+                   "speedup": 1.11, "ci95": [1.05, 1.15], "noise_band": [0.98, 1.02], "drift_vs_default_db": 0.1},
             "500": {"tokens": 494, "default_s": 2.0, "best_s": 1.9, "rtf_default": 0.3, "rtf_best": 0.28,
-                    "speedup": 1.05, "ci95": [0.99, 1.08], "noise_band": [0.97, 1.03], "lsd_db": 0.2}}
+                    "speedup": 1.05, "ci95": [0.99, 1.08], "noise_band": [0.97, 1.03], "drift_vs_default_db": 0.2}}
     r = {"warm": warm, "taken": ["enable_mem_pattern=False"],
          "best_session": {**dataclasses.asdict(SessionConfig()), "enable_mem_pattern": False},
          "cold": {"default": {"first_audio": 1.0}, "best": {"first_audio": 0.9}}}

@@ -87,7 +87,25 @@ def test_continuity_flags_a_step_and_passes_smooth_joins():
     naive = np.concatenate([a, b])
     assert continuity(naive, [len(a)])[0].ratio > 2
     out, seams = join([(a, "word"), (b, "sentence")], cfg)
-    assert all(c.ratio < 1.5 for c in continuity(out, [s.position for s in seams]))
+    assert all(c.ratio < 1.5 for c in continuity(out, seams, crossfade_ms=cfg.crossfade_ms))
+    assert continuity(out, seams)[0].window == (seams[0].position, seams[0].position + 240)
+
+
+def test_continuity_sees_a_click_where_the_pause_begins():
+    """A piece cut off at full swing before its pause: the seam's position (the next
+    piece's fade-in, out of silence) looks smooth; the pause's window holds the click."""
+    a = tone(0.2)[:2437]                         # ends mid-cycle, no fade-out
+    pause = np.zeros(int(0.1 * SAMPLE_RATE), np.float32)
+    b = joining.fade(tone(0.2), fade_in=True)
+    x = np.concatenate([a, pause, b])
+    seam = joining.Seam(len(a) + len(pause), "pause", 0.1, 1)
+    assert continuity(x, [seam.position])[0].ratio < 2       # the old blind spot
+    check = continuity(x, [seam])[0]
+    assert check.ratio > 5 and check.window[0] < len(a) < check.window[1]
+    # the joiner's own pause fades out first: no click
+    out, seams = join([(tone(0.2)[:2437], "sentence"), (tone(0.2), "sentence")],
+                      ChunkingConfig(trim_silence=False))
+    assert seams[0].kind == "pause" and continuity(out, seams)[0].ratio < 2
 
 
 def test_real_pieces_join_without_clicks(engine, g2p_us):
@@ -95,7 +113,7 @@ def test_real_pieces_join_without_clicks(engine, g2p_us):
     parts = [(engine.synthesize_phonemes(g2p_us(t).phonemes).audio, b)
              for t, b in [("The old ferry", "word"), ("leaves at seven,", "clause"), ("every day.", "sentence")]]
     out, seams = join(parts, cfg)
-    checks = continuity(out, [s.position for s in seams])
+    checks = continuity(out, seams, crossfade_ms=cfg.crossfade_ms)
     assert len(checks) == 2
     assert all(c.ratio < 2.0 for c in checks), [(c.jump, c.local) for c in checks]
 

@@ -16,11 +16,12 @@ from labkit import quality
 from labkit.optimize import quantize
 from labkit.optimize.quantize import QuantizeError, VariantSpec
 
-#: LSD (dB) to the reference on the short held-out sentences, measured with these tests'
-#: settings (1 calibration utterance) and given headroom; a recipe that gets worse fails.
-#: fp16-dec measured 0.55 dB on ho-01 (1.40 dB on the long ho-07, no length change).
-BOUNDS_DB = {"fp16": 1.5, "dynamic-decoder": 5.0, "static-decoder": 4.0}
-HELD = ["ho-01", "ho-03"]
+#: Standard LSD (dB) to the reference on two short development sentences, with these tests'
+#: settings (1 calibration utterance) and headroom; a recipe that gets worse fails. Set for
+#: the old mean-|dB| figure (fp16-dec measured 0.55 dB on dev-01) and scaled by 1.6, the
+#: upper end of the standard/mean ratio on this model's output (issue 16).
+BOUNDS_DB = {"fp16": 2.4, "dynamic-decoder": 8.0, "static-decoder": 6.4}
+HELD = ["dev-01", "dev-03"]  # development set: these bounds are chosen on it
 
 
 def test_spec_presets_and_errors():
@@ -108,7 +109,7 @@ def test_pareto_and_selection_never_pick_failed():
             "bad": {"ok": False, "speedup": 3.0, "lsd_db": 0.1},
             "good": {"ok": True, "speedup": 1.6, "lsd_db": 1.5, "pesq_wb": 3.5, "dnsmos_ovrl": 3.1},
             "close": {"ok": True, "speedup": 1.1, "lsd_db": 0.9}}
-    sel = qbench.select(rows, "int8")
+    sel = qbench.select(rows, "int8", basis="row")
     assert sel["failed"] == ["bad"]
     assert sel["fast"]["variant"] == "good" and sel["fast"]["meets_speed_target"]
     assert sel["fast"]["no_worse_than_baseline"] is True
@@ -116,6 +117,22 @@ def test_pareto_and_selection_never_pick_failed():
     plan = qbench.choose_families({"x": {"ok": True, "lsd_db": 0.4}, "y": {"ok": True, "lsd_db": 0.5},
                                    "z": {"ok": False, "lsd_db": 0.1}}, budget_db=0.6)
     assert plan["quantize"] == ["x"] and plan["keep_float"] == ["y", "z"]
+
+
+def test_selection_chooses_on_the_development_set_only():
+    """Held-out figures say 'good' is within 1 dB, the dev figures say it is not: the pick
+    follows dev. A row with only held-out figures cannot be chosen on."""
+    rows = {"good": {"ok": True, "speedup": 1.6, "lsd_db": 0.5,
+                     "dev": {"ok": True, "lsd_db": 1.8}},
+            "close": {"ok": True, "speedup": 1.1, "lsd_db": 1.9,
+                      "dev": {"ok": True, "lsd_db": 0.9}}}
+    sel = qbench.select(rows, None)
+    assert sel["basis"] == "dev" and sel["near_lossless"]["variant"] == "close"
+    assert sel["fast"]["variant"] == "good" and sel["fast"]["lsd_db"] == 1.8
+    rows["close"]["dev"]["ok"] = False  # failed on dev: never chosen, whatever held-out says
+    assert qbench.select(rows, None)["near_lossless"] is None
+    with pytest.raises(KeyError, match="development-set"):
+        qbench.select({"x": {"ok": True, "speedup": 2.0, "lsd_db": 0.1}}, None)
 
 
 def _row(path, rtf, sec, lsd, pesq, ok=True, problems=None, length_changes=0):
@@ -136,6 +153,9 @@ def test_candidates_for_the_journal(tmp_path):
                                   "ho-02": ["length change: +0.025 s"]}, length_changes=1)}
     rows = {"fp16": rows["fp16"], "int8": rows["int8"], "bad": rows["bad"],
             "reference": rows["reference"]}  # bench order does not matter
+    for name in ("int8", "fp16", "bad"):  # the dev figures choose, the held-out ones are reported
+        rows[name]["dev"] = {**rows[name], "lsd_db": rows[name]["lsd_db"] and rows[name]["lsd_db"] + 0.5}
+        rows[name]["lsd_db_mean"] = rows[name]["lsd_db"]
     c = qbench.candidates(rows, "reference", reference_variant="fp32-recon", baseline_name="int8")
     assert [x["name"] for x in c] == ["reference", "int8", "fp16", "bad"]
     ref, int8, fp16, bad = c
@@ -146,10 +166,12 @@ def test_candidates_for_the_journal(tmp_path):
     assert Path(fp16["overrides"]["model_path"]).is_absolute()
     assert fp16["ttfa_s"] == 0.21                      # warm median at the shortest length (25)
     assert fp16["rtf"] == 0.3 and int8["rtf"] == 0.36  # median over the lengths
-    assert (fp16["lsd_db"], fp16["pesq_wb"], fp16["failed_checks"]) == (2.1, 3.5, [])
+    assert (fp16["lsd_db"], fp16["pesq_wb"], fp16["failed_checks"]) == (2.6, 3.5, [])
+    assert fp16["heldout_lsd_db"] == 2.1
     assert bad["failed_checks"] == ["NaN", "clipping", "length"]
     assert qbench.failed_checks({"ok": False, "problems": {"load": ["Fail: x"]}}) == ["load"]
-    assert set(c[0]) == {"name", "overrides", "ttfa_s", "rtf", "lsd_db", "pesq_wb", "failed_checks"}
+    assert set(c[0]) == {"name", "overrides", "ttfa_s", "rtf", "lsd_db", "pesq_wb", "failed_checks",
+                         "heldout_lsd_db", "heldout_lsd_db_mean"}
     with pytest.raises(KeyError, match="reference"):
         qbench.candidates(rows, "ref")
 
@@ -172,12 +194,12 @@ def voices(cfg):
 
 @pytest.fixture(scope="module")
 def held():
-    return corpora.prepare(corpora.load("heldout").select(ids=HELD))
+    return corpora.prepare(corpora.load("dev", purpose="choose").select(ids=HELD))
 
 
 @pytest.fixture(scope="module")
 def builder(ref, voices, tmp_path_factory):
-    cal = corpora.prepare(corpora.load("calibration").select(ids=["cal-14"]))
+    cal = corpora.prepare(corpora.load("calibration", purpose="calibrate").select(ids=["cal-14"]))
     return quantize.Builder(ref.path, tmp_path_factory.mktemp("variants"), calibration=cal,
                             voices=voices)
 
@@ -249,3 +271,33 @@ def test_static_recipe(builder, cfg, voices, held, ref_audio):
     hist = quantize.op_histogram(built.path)
     assert hist.get("QuantizeLinear", 0) > 0 and hist.get("DequantizeLinear", 0) > 0
     _speaks(built, cfg, voices, held, ref_audio, BOUNDS_DB["static-decoder"])
+
+
+class _Silencing:
+    """A session that returns the real audio with its middle 40 % zeroed (words lost)."""
+
+    def __init__(self, session):
+        self.session = session
+
+    def get_outputs(self):
+        return self.session.get_outputs()
+
+    def run(self, names, feeds):
+        outs = self.session.run(names, feeds)
+        audio = np.array(outs[0], copy=True).ravel()
+        audio[int(0.3 * audio.size):int(0.7 * audio.size)] = 0.0
+        return [audio, *outs[1:]]
+
+
+@pytest.mark.model
+def test_every_word_is_checked_in_the_variants_audio(timed_engine, voices):
+    held = corpora.prepare(corpora.load("dev", purpose="choose").select(ids=["dev-02", "dev-03"]))
+    sess = timed_engine.session
+    ref = qbench.reference_audio(sess, held, voices)
+    ev = qbench.evaluate(sess, held, voices, ref, with_dnsmos=False)
+    assert ev["summary"]["ok"] and ev["summary"]["words_checked_in_audio"]
+    bad = qbench.evaluate(_Silencing(sess), held, voices, ref, with_dnsmos=False)
+    assert not bad["summary"]["ok"]
+    assert all(any(p.startswith("words not heard") for p in r["problems"])
+               for r in bad["per_utterance"].values())
+    assert "words" in qbench.failed_checks(bad["summary"])

@@ -62,6 +62,11 @@ class Phonemized:
     routed: list[dict] = field(default_factory=list)
     #: Markdown-style phoneme overrides ``[word](/phonemes/)`` neutralized before misaki
     overrides_blocked: int = 0
+    #: each spoken word as written and its [start, end) in ``phonemes`` (= token indices,
+    #: one token per symbol); in text order, one per entry of ``words``. Where the G2P does
+    #: not say which phonemes belong to which word (espeak), the groups between spaces are
+    #: matched to the words, or the symbols shared out evenly when the counts differ.
+    spans: list[tuple[str, int, int]] = field(default_factory=list)
 
     def report(self) -> dict:
         return {"engine": self.engine, "fallbacks": self.fallbacks, "unknown": self.unknown,
@@ -86,6 +91,27 @@ def clean_phonemes(phonemes: str) -> tuple[str, dict[str, int]]:
         else:
             dropped[ch] = dropped.get(ch, 0) + 1
     return "".join(out).strip(), dropped
+
+
+def lost_symbols(dropped: dict[str, int]) -> dict[str, int]:
+    """The symbols :func:`clean_phonemes` removed that were sounds the G2P asked for (every
+    one a loss: Mandarin tone digits, the unknown marker, brackets), leaving out whitespace
+    it only normalized (recorded under ``repr`` keys such as ``"'\\t'"``)."""
+    return {k: v for k, v in dropped.items() if len(k) == 1}
+
+
+def even_spans(words: list[str], phonemes: str) -> list[tuple[str, int, int]]:
+    """Word spans when only the word list and the phoneme string are known: the
+    space-separated phoneme groups, one per word when the counts agree; otherwise the
+    symbols shared out evenly in word order."""
+    if not words or not phonemes:
+        return []
+    groups = [(m.start(), m.end()) for m in re.finditer(r"\S+", phonemes)]
+    if len(groups) == len(words):
+        return [(w, a, b) for w, (a, b) in zip(words, groups)]
+    n = len(phonemes)
+    cuts = [round(k * n / len(words)) for k in range(len(words) + 1)]
+    return [(w, cuts[k], cuts[k + 1]) for k, w in enumerate(words)]
 
 
 def tokenize(phonemes: str) -> list[int]:
@@ -139,6 +165,7 @@ _ALNUM = re.compile(r"[^\W_]+")
 _SAYABLE = re.compile(r"[a-zæðŋɑɔəɛɜɪʊʌθ]", re.I)
 _PUNCT_ONLY = re.compile(r"[\s!\"#'(),.:;?\[\]{}«»“”‘’—–…-]+")
 ENGINES = ("misaki", "espeak")
+_EDGE_PUNCT = re.compile(r"^[^\w$£€&%]+|[^\w%]+$")
 
 
 class G2P:
@@ -239,11 +266,16 @@ class G2P:
             raw = self._foreign_g2p(lang)(seg)
             phonemes, dropped = clean_phonemes(raw)
             routed.append({"text": seg, "script": script, "lang": lang})
+            words = _ALNUM.findall(seg) if phonemes else []
             parts.append(Phonemized(seg, phonemes, lang, dropped=dropped, engine="espeak",
-                                    words=_ALNUM.findall(seg) if phonemes else []))
+                                    words=words, spans=even_spans(words, phonemes)))
         out = Phonemized(text, " ".join(p.phonemes for p in parts if p.phonemes), self.lang,
                          engine=self.engine, routed=routed)
+        offset = 0
         for p in parts:
+            if p.phonemes:
+                out.spans += [(w, a + offset, b + offset) for w, a, b in p.spans]
+                offset += len(p.phonemes) + 1
             out.fallbacks += p.fallbacks
             out.unknown += p.unknown
             out.words += p.words
@@ -256,11 +288,15 @@ class G2P:
         if self._misaki is None:
             raw = self._espeak_g2p()(text)
             phonemes, dropped = clean_phonemes(raw)
+            spoken = _ALNUM.findall(text) if phonemes else []
             return Phonemized(text, phonemes, self.lang, dropped=dropped, engine="espeak",
-                              words=[w.lower() for w in _ALNUM.findall(text)] if phonemes else [])
+                              words=[w.lower() for w in spoken], spans=even_spans(spoken, phonemes))
         guarded, blocked = _OVERRIDE.subn(r"[\1] (", text)
         raw, tokens = self._misaki(guarded)
+        phonemes, dropped = clean_phonemes(raw)
         fallbacks, unknown, words = [], [], []
+        spans: list[list] = []  # [word as written, start, end] beside each entry of words
+        cursor = 0
         glue = False
         for tk in tokens or []:
             rating = getattr(tk, "rating", None)
@@ -268,6 +304,12 @@ class G2P:
                 rating = tk._.rating
             ps = getattr(tk, "phonemes", None)
             spoken = _ALNUM.findall(tk.text)
+            # where this token's phonemes sit in the cleaned string (in order)
+            own = clean_phonemes(ps)[0] if ps else ""
+            at = phonemes.find(own, cursor) if own else -1
+            if at >= 0:
+                cursor = at + len(own)
+            tspan = (at, at + len(own)) if at >= 0 else (cursor, cursor)
             if ps is None or UNKNOWN in ps:
                 unknown.append(tk.text)
             elif rating == 2 and self.fallback_enabled:
@@ -276,28 +318,33 @@ class G2P:
                 word = "".join(spoken).lower()
                 if glue and words:
                     words[-1] += word
+                    spans[-1][0] += "".join(spoken)
+                    spans[-1][2] = max(spans[-1][2], tspan[1])
                 else:
                     words.append(word)
+                    spans.append([_EDGE_PUNCT.sub("", tk.text) or "".join(spoken), *tspan])
                 glue = not tk.whitespace
             elif not spoken and ps and _SAYABLE.search(ps) and not tk.text.isspace() \
                     and not _PUNCT_ONLY.fullmatch(tk.text):
                 words.append(tk.text)  # a symbol read as a word: "&" -> "and"
+                spans.append([tk.text, *tspan])
                 glue = False
             elif spoken and ps == "" and words:
                 # a sub-token merged into its neighbour's phonemes (e.g. "n't", "'s")
                 words[-1] += "".join(spoken).lower()
+                spans[-1][0] += "".join(spoken)
                 glue = not tk.whitespace
             else:
                 glue = False
-        phonemes, dropped = clean_phonemes(raw)
         return Phonemized(text, phonemes, self.lang, fallbacks=fallbacks, unknown=unknown,
-                          dropped=dropped, engine="misaki", words=words, overrides_blocked=blocked)
+                          dropped=dropped, engine="misaki", words=words, overrides_blocked=blocked,
+                          spans=[(w, a, b) for w, a, b in spans])
 
 
 def _copy(p: Phonemized, cached: bool) -> Phonemized:
     return Phonemized(p.text, p.phonemes, p.lang, list(p.fallbacks), list(p.unknown),
                       dict(p.dropped), p.engine, cached, list(p.words),
-                      [dict(r) for r in p.routed], p.overrides_blocked)
+                      [dict(r) for r in p.routed], p.overrides_blocked, list(p.spans))
 
 
 _G2P_BY_LANG: dict[tuple[str, bool], G2P] = {}

@@ -14,8 +14,10 @@ has nothing to do with the text around it. The joiner:
 For streaming, the joiner holds back only the crossfade tail of a piece that ended
 mid-sentence (10 ms by default) until the next piece arrives.
 
-:func:`continuity` measures joins: the sample-to-sample jump at each seam relative to the
-jumps around it. A click is a jump far above its neighbourhood.
+:func:`continuity` measures joins over each seam's whole window (the crossfade overlap;
+for a pause, from the fade-out before the silence to the fade-in after it): the largest
+sample-to-sample jump in it relative to the jumps of the audio on either side. A click is
+a jump far above its neighbourhood, wherever in the window it falls.
 """
 from __future__ import annotations
 
@@ -107,14 +109,18 @@ class Joiner:
     emitted: int = 0
     _held: np.ndarray | None = None
     _count: int = 0
+    #: (start, end) of the last pushed piece's raw audio that was kept after the trim
+    last_trim: tuple[int, int] = (0, 0)
 
     def push(self, audio: np.ndarray, boundary: str, is_last: bool) -> np.ndarray:
         """Audio for this piece (and the held crossfade tail of the previous one)."""
         cfg = self.cfg
         a = np.asarray(audio, dtype=np.float32)
+        self.last_trim = (0, len(a))
         if cfg.trim_silence and len(a):
             start, end = trim_bounds(a, cfg.trim_top_db, cfg.trim_keep_ms)
             a = a[start:end]
+            self.last_trim = (start, end)
         parts: list[np.ndarray] = []
         if self._held is not None:
             held = self._held
@@ -168,31 +174,50 @@ def join(pieces: list[tuple[np.ndarray, str]], cfg: ChunkingConfig | None = None
 @dataclass
 class SeamCheck:
     position: int
-    #: |x[p] - x[p-1]| at the seam
+    #: the largest |x[n] - x[n-1]| in the seam's window
     jump: float
-    #: 99th percentile of |x[n] - x[n-1]| in the window around the seam (seam excluded)
+    #: 99th percentile of |x[n] - x[n-1]| of the audio either side of the window
     local: float
     #: jump / max(local, floor): above ~2 is a click you can hear
     ratio: float
+    #: [start, end) of the window measured
+    window: tuple[int, int] = (0, 0)
 
 
-def continuity(audio: np.ndarray, positions: list[int], window_ms: float = 20.0,
-               floor: float = 1e-3) -> list[SeamCheck]:
-    """The discontinuity at each seam, relative to the signal's own sample-to-sample
-    movement around it (a click is a jump far above its neighbourhood). ``floor`` keeps
-    seams inside silence from dividing by ~0."""
+def seam_window(seam: Seam | int, crossfade_ms: float = 10.0) -> tuple[int, int]:
+    """[start, end) of the samples a join touched: a crossfade's overlap (it starts at
+    the seam), or a pause from its fade-out to the next piece's fade-in. A bare position
+    is a window of one sample."""
+    if not isinstance(seam, Seam):
+        return int(seam), int(seam)
+    fade_n = int(SAMPLE_RATE * _FADE_MS / 1000)
+    if seam.kind == "crossfade":
+        return seam.position, seam.position + int(SAMPLE_RATE * crossfade_ms / 1000)
+    pause = int(round(seam.pause_s * SAMPLE_RATE))
+    return seam.position - pause - fade_n, seam.position + fade_n
+
+
+def continuity(audio: np.ndarray, seams: list, window_ms: float = 20.0,
+               floor: float = 1e-3, crossfade_ms: float = 10.0) -> list[SeamCheck]:
+    """The discontinuity at each seam (a :class:`Seam`, or a bare sample position): the
+    largest sample-to-sample jump inside its window (:func:`seam_window`) relative to the
+    audio's own movement in ``window_ms`` on either side of it. A click is a jump far above
+    its neighbourhood. ``floor`` keeps a neighbourhood of silence from dividing by ~0."""
     x = np.asarray(audio, dtype=np.float64)
-    d = np.abs(np.diff(x))
+    d = np.abs(np.diff(x))  # d[k] = |x[k + 1] - x[k]|
     w = int(SAMPLE_RATE * window_ms / 1000)
     out = []
-    for p in positions:
+    for seam in seams:
+        lo, hi = seam_window(seam, crossfade_ms)
+        p = seam.position if isinstance(seam, Seam) else int(seam)
         if p <= 0 or p >= len(x):
             continue
-        jumps = d[max(0, p - 4):min(len(d), p + 3)]  # the seam sample and its neighbours
+        lo, hi = max(1, lo), min(len(x) - 1, hi)
+        jumps = d[max(0, lo - 4):min(len(d), hi + 3)]  # the window and the samples at its edges
         jump = float(jumps.max()) if len(jumps) else 0.0
-        around = np.concatenate([d[max(0, p - w):max(0, p - 4)], d[p + 3:p + w]])
+        around = np.concatenate([d[max(0, lo - 4 - w):max(0, lo - 4)], d[hi + 3:hi + 3 + w]])
         local = float(np.percentile(around, 99)) if len(around) else 0.0
-        out.append(SeamCheck(int(p), jump, local, jump / max(local, floor)))
+        out.append(SeamCheck(int(p), jump, local, jump / max(local, floor), (int(lo), int(hi))))
     return out
 
 

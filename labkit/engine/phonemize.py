@@ -6,8 +6,11 @@ everything changed, fallen back or dropped. Input it refuses (over the cap, noth
 read) raises :class:`labkit.engine.text.InputTooLong` / :class:`ValueError` with a clear message.
 
 The stage-01 corpus (``labkit/data/messy_corpus.yaml``) is checked through the same
-function: :func:`run_case` says which expected words were not heard, in order, and
-whether the pauses fall where the paragraphs were.
+function: :func:`run_case` says which expected words were not heard, in order, whether
+the pauses fall where the paragraphs were, which symbols the G2P produced that Kokoro
+cannot say (counted *before* cleaning removed them: every one is a loss), and whether
+dates, times, money, ordinals, versions and units were read as a person reads them
+(``read_as``: the phonemes of the expected reading must appear in the phonemes made).
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ import yaml
 
 from labkit.engine import chunking
 from labkit.config import DATA_DIR, LabConfig
-from labkit.engine.g2p import UNKNOWN, VOCAB, G2P, get_g2p, normalize_lang
+from labkit.engine.g2p import UNKNOWN, VOCAB, G2P, get_g2p, lost_symbols, normalize_lang
 from labkit.engine.text import InputTooLong, sanitize
 from labkit.timing import measure
 
@@ -58,6 +61,7 @@ def phonemize_json(text: str, cfg: LabConfig, g2p: G2P | None = None) -> dict[st
                            "tokens": piece.tokens, "boundary": piece.boundary,
                            "words": ph.words})
     oov = sum(1 for p in pieces for ch in p.phonemes if ch not in VOCAB)
+    lost = lost_symbols(dropped)
     return {
         "text": clean.text,
         "lang": lang,
@@ -67,6 +71,8 @@ def phonemize_json(text: str, cfg: LabConfig, g2p: G2P | None = None) -> dict[st
             "sanitize": clean.report,
             "g2p": {"fallbacks": fallbacks, "unknown": unknown, "dropped": dropped,
                     "routed": routed, "overrides_blocked": blocked,
+                    # what the G2P produced that Kokoro cannot say, before cleaning removed it
+                    "lost_symbols": lost, "oov_before_cleaning": sum(lost.values()),
                     "oov_reaching_model": oov, "engine_note": g2p.engine_note},
         },
     }
@@ -86,6 +92,41 @@ def case_input(case: dict) -> str:
     if "repeat" in case:
         return case["repeat"]["text"] * int(case["repeat"]["times"])
     return case["input"]
+
+
+_STRESS_AND_REDUCTION = str.maketrans({"ˈ": None, "ˌ": None, "ᵊ": None, "ᵻ": "ə"})
+_PHONEME_WORD_SEP = re.compile(r"[\s\-—–:;,.!?…\"'“”()]+")
+
+
+def phoneme_words(phonemes: str) -> list[str]:
+    """Phoneme words without stress marks or punctuation (reduced vowels folded into ə),
+    so that the same words read in two contexts compare equal."""
+    return [w for w in _PHONEME_WORD_SEP.split(phonemes.translate(_STRESS_AND_REDUCTION)) if w]
+
+
+def _contains(have: list[str], want: list[str]) -> bool:
+    n = len(want)
+    return n > 0 and any(have[i:i + n] == want for i in range(len(have) - n + 1))
+
+
+def read_as_written(read_as: dict[str, Any], phonemes: str, g2p: G2P) -> list[str]:
+    """Problems for each written form (``{"2024-01-15": ["January fifteenth twenty twenty
+    four", ...]}``) none of whose readings, phonemized by the same G2P, appears among
+    ``phonemes``' phoneme words. Empty when everything was read as written."""
+    have = phoneme_words(phonemes)
+    problems = []
+    for written, readings in read_as.items():
+        readings = [readings] if isinstance(readings, str) else list(readings)
+        if not readings:
+            raise ValueError(f"read_as {written!r}: no expected reading given")
+        if not any(_contains(have, phoneme_words(g2p(r).phonemes)) for r in readings):
+            problems.append(f"{written!r} not read as {readings[0]!r}")
+    return problems
+
+
+def input_words(text: str) -> set[str]:
+    """The words the input itself contains (normalized), not those a rule may insert."""
+    return {_norm(w) for w in _ALNUM.findall(text)}
 
 
 def _norm(word: str) -> str:
@@ -160,6 +201,12 @@ def run_case(case: dict, cfg: LabConfig, g2p: G2P | None = None) -> dict[str, An
     unknown_marks = sum(p["phonemes"].count(UNKNOWN) for p in out["pieces"])
     if g["oov_reaching_model"] or unknown_marks:
         problems.append(f"{g['oov_reaching_model']} out-of-vocabulary symbols reach the model")
+    if g["oov_before_cleaning"]:
+        problems.append(f"{g['oov_before_cleaning']} symbols the G2P produced were removed "
+                        f"(not in Kokoro's vocabulary): {g['lost_symbols']}")
+    if case.get("read_as"):
+        g2p_ = g2p or get_g2p(out["lang"], cfg.text.g2p_fallback)
+        problems += read_as_written(case["read_as"], " ".join(p["phonemes"] for p in out["pieces"]), g2p_)
     result.update(
         ok=not problems, problems=problems, sanitized=out["text"][:400],
         phonemes=" | ".join(p["phonemes"] for p in out["pieces"])[:400],
@@ -168,6 +215,7 @@ def run_case(case: dict, cfg: LabConfig, g2p: G2P | None = None) -> dict[str, An
         dropped_at_tokenization=sum(g["dropped"].values()), dropped=g["dropped"],
         removed=out["report"]["sanitize"]["removed_total"],
         oov_reaching_model=g["oov_reaching_model"] + unknown_marks,
+        oov_before_cleaning=g["oov_before_cleaning"], lost_symbols=g["lost_symbols"],
         rules=out["report"]["sanitize"]["rules"],
     )
     return result
@@ -182,6 +230,7 @@ def run_corpus(cfg: LabConfig, cases: list[dict] | None = None) -> dict[str, Any
         "passed": sum(r["ok"] for r in results),
         "words_lost": sum(len(r.get("missing", [])) for r in results),
         "oov_reaching_model": sum(r.get("oov_reaching_model", 0) for r in results),
+        "oov_before_cleaning": sum(r.get("oov_before_cleaning", 0) for r in results),
         "fallbacks": sum(r.get("fallbacks", 0) for r in results),
         "unknown": sum(r.get("unknown", 0) for r in results),
         "dropped_at_tokenization": sum(r.get("dropped_at_tokenization", 0) for r in results),
@@ -285,10 +334,14 @@ def raw_vs_sanitized(cfg: LabConfig, cases: list[dict]) -> list[dict[str, Any]]:
             continue
         raw = g2p(text)
         clean = g2p(sanitize(text, cfg.text).text)
+        # only words of the input count as lost: "dot", "slash", "at" that the sanitizer
+        # inserts for a URL were never there for the raw G2P to lose
+        own = input_words(text)
+        expected = [w for w in case.get("hear", []) if _norm(w) in own]
         rows.append({
             "id": case["id"],
-            "raw_missing": len(missing_in_order(case.get("hear", []), raw.words)),
-            "missing": len(missing_in_order(case.get("hear", []), clean.words)),
+            "raw_missing": len(missing_in_order(expected, raw.words)),
+            "missing": len(missing_in_order(expected, clean.words)),
             "raw_fallbacks": len(raw.fallbacks), "fallbacks": len(clean.fallbacks),
             "raw_dropped": sum(raw.dropped.values()), "dropped": sum(clean.dropped.values()),
             "raw_unknown": len(raw.unknown), "unknown": len(clean.unknown),

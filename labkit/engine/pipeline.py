@@ -42,8 +42,9 @@ import numpy as np
 from labkit.engine import chunking
 from labkit.engine import joining
 from labkit.engine import text as textmod
+from labkit.engine import words as wordsmod
 from labkit.config import ChunkingConfig, ConfigError, LabConfig, PipelineConfig, SessionConfig
-from labkit.engine.g2p import get_g2p, normalize_lang
+from labkit.engine.g2p import clean_phonemes, get_g2p, normalize_lang
 from labkit.engine.runtime import SAMPLE_RATE, SPEED_RANGE, Engine
 
 ROUTINGS = ("first-fast", "round-robin")
@@ -74,6 +75,9 @@ class Chunk:
     attempts: int = 1
     #: silence the joiner appended after the piece
     pause_s: float = 0.0
+    #: the piece's spoken words with start/end in stream seconds (after trims, pauses and
+    #: crossfades); empty when the model has no ``durations`` output (labkit.engine.words)
+    words: list = field(default_factory=list)
 
     @property
     def duration(self) -> float:
@@ -118,6 +122,7 @@ class _Result:
     started_at: float
     done_at: float
     error: BaseException | None = None
+    durations: np.ndarray | None = None
 
 
 class ChunkStream:
@@ -127,7 +132,7 @@ class ChunkStream:
                  voice: str, speed: float, chunking_cfg: ChunkingConfig,
                  routing: str = "first-fast", queue_depth: int = 4, first_session: int = 0,
                  cancel: threading.Event | None = None, max_attempts: int | None = None,
-                 source_text: str = ""):
+                 source_text: str = "", g2p: Any = None):
         if routing not in ROUTINGS:
             raise ConfigError(f"pipeline.routing={routing!r}: allowed are {', '.join(ROUTINGS)}")
         if queue_depth < 1:
@@ -141,6 +146,8 @@ class ChunkStream:
         self.cancel_event = cancel
         self.max_attempts = max_attempts or max(2, len(self.engines))
         self.source_text = source_text
+        #: the G2P the pieces came from (its cached spans give the words' phonemes)
+        self.g2p = g2p
         self.joiner = joining.Joiner(chunking_cfg)
         self.stats = StreamStats(per_session={i: {"pieces": 0, "busy_s": 0.0, "failures": 0}
                                               for i in range(len(self.engines))})
@@ -221,11 +228,12 @@ class ChunkStream:
                 ahead = self._in_flight + len(self._results)
                 self.stats.max_ahead = max(self.stats.max_ahead, ahead)
             started = time.perf_counter() - self.t0
-            audio, seconds, error = None, 0.0, None
+            audio, seconds, error, durations = None, 0.0, None, None
             try:
                 if task.piece.phonemes:
                     syn = engine.synthesize_phonemes(task.piece.phonemes, self.voice, self.speed)
                     audio, seconds = syn.audio, syn.seconds
+                    durations = getattr(syn, "durations", None)
                 else:  # punctuation only: nothing to say, only its pause
                     audio = np.zeros(0, np.float32)
             except Exception as exc:  # noqa: BLE001 - retried on another session, counted
@@ -238,7 +246,8 @@ class ChunkStream:
                 per["busy_s"] += done - started
                 if error is None:
                     per["pieces"] += 1
-                    self._results[task.index] = _Result(task, audio, seconds, lane, started, done)
+                    self._results[task.index] = _Result(task, audio, seconds, lane, started, done,
+                                                        durations=durations)
                 else:
                     per["failures"] += 1
                     self.stats.failures.append((task.index, lane, f"{type(error).__name__}: {error}"))
@@ -290,14 +299,26 @@ class ChunkStream:
             self.stats.pieces += 1
             self._cv.notify_all()
         piece = result.task.piece
+        base = self.joiner.emitted
         audio = self.joiner.push(result.audio, piece.boundary, is_last)
+        words = self._words(piece, result.durations, base)
         pause = 0.0 if is_last else joining.pause_seconds(piece.boundary, self.joiner.cfg)
         chunk = Chunk(result.task.index, piece.text, piece.phonemes, audio, result.seconds,
                       time.perf_counter() - self.t0, is_last, piece.boundary, result.session,
-                      result.started_at, result.done_at, result.task.attempts, pause)
+                      result.started_at, result.done_at, result.task.attempts, pause, words)
         if is_last:
             self.close()
         return chunk
+
+    def _words(self, piece: chunking.Piece, durations: np.ndarray | None, base: int) -> list:
+        """The piece's words in stream time (labkit.engine.words), [] without durations."""
+        if durations is None or not piece.phonemes:
+            return []
+        cleaned = clean_phonemes(piece.phonemes)[0]  # what the engine tokenized
+        phonemized = self.g2p(piece.text) if self.g2p is not None else None
+        spans = wordsmod.spans_for(piece.text, cleaned, phonemized)
+        samples = wordsmod.piece_samples(spans, durations, len(cleaned))
+        return wordsmod.place(samples, base, *self.joiner.last_trim)
 
     # -- stopping ------------------------------------------------------------------------
     def _close_locked(self) -> None:
@@ -390,11 +411,13 @@ class StreamingSynthesizer:
         if voices is not None:
             voices.pack(voice)  # an unknown voice fails here, with close matches named
         clean = self.sanitize(text)
+        g2p = get_g2p(normalize_lang(lang or self.cfg.lang, voice))
         stream = ChunkStream(self.engines, self.iter_pieces(clean, lang, voice, sanitized=True),
                              voice=voice, speed=speed, chunking_cfg=self.chunking_cfg,
                              routing=self.pipeline_cfg.routing,
                              queue_depth=queue_depth or self.pipeline_cfg.queue_depth,
-                             first_session=self.first_session, cancel=cancel, source_text=clean)
+                             first_session=self.first_session, cancel=cancel, source_text=clean,
+                             g2p=g2p)
         self.last_stats = stream.stats
         return stream
 

@@ -1,5 +1,9 @@
 """The Engine: one ORT session plus the voice bank, phonemes in, audio out.
 
+A graph edited by labkit.optimize.durations has a second output, ``durations`` int64
+[n + 2] (frames per token, pads included), which :class:`Synthesis` carries when the
+session has it (word timings).
+
 Sessions come from :mod:`labkit.engine.cache` (through the cache of optimized graphs
 where the config asks for it); inputs from :func:`labkit.engine.ort.kokoro_feeds`.
 """
@@ -16,10 +20,13 @@ import numpy as np
 import onnxruntime as ort
 
 from labkit.config import LabConfig, SessionConfig
-from labkit.engine import assets
+from labkit.engine import assets, words
 from labkit.engine.cache import make_session, ort_cache_dir
 from labkit.engine.g2p import MAX_TOKENS, clean_phonemes, tokenize
 from labkit.engine.ort import SAMPLE_RATE, SPEED_RANGE, kokoro_feeds, style_row
+
+#: the optional output with per-token frame counts (labkit.optimize.durations.OUTPUT)
+DURATIONS = "durations"
 
 # -- voices --------------------------------------------------------------------------
 _BLEND_TERM = re.compile(r"^\s*([a-z]{2}_[a-z0-9_]+)\s*(?:\(\s*([0-9]*\.?[0-9]+)\s*\))?\s*$")
@@ -86,6 +93,8 @@ class Synthesis:
     audio: np.ndarray  # float32 mono, 24 kHz
     tokens: int
     seconds: float  # compute time
+    #: frames per token [pad, tokens..., pad] when the model outputs them, else None
+    durations: np.ndarray | None = None
 
     @property
     def duration(self) -> float:
@@ -103,6 +112,11 @@ class Engine:
                  session: SessionConfig | None = None, voices: VoiceBank | None = None):
         variant = variant or cfg.variant
         model = assets.model_path(cfg, variant)
+        # its copy with the durations output, when built (labkit.optimize.durations.ensure,
+        # `labkit assets --provision`): the same audio, bit for bit, plus word timings
+        timed = words.timed_model_path(model, words.timed_cache_dir(cfg)) if model.exists() else None
+        if timed is not None and timed.exists():
+            model = timed
         t0 = time.perf_counter()
         sess = make_session(model, session or cfg.session, cache_dir=ort_cache_dir(cfg))
         self._setup(cfg, variant, model, sess, time.perf_counter() - t0, voices)
@@ -125,6 +139,9 @@ class Engine:
         self.voices = voices or VoiceBank.load(assets.voices_path(cfg))
         self._lock = threading.Lock()
         self._input_names = {i.name for i in self.session.get_inputs()}
+        outputs = [o.name for o in self.session.get_outputs()]
+        #: index of the ``durations`` output (labkit.optimize.durations), None without it
+        self.durations_index = outputs.index(DURATIONS) if DURATIONS in outputs else None
 
     def style(self, voice: str, n_tokens: int) -> np.ndarray:
         return style_row(self.voices.pack(voice), n_tokens)
@@ -144,7 +161,9 @@ class Engine:
             out = self.session.run(None, feeds)
         seconds = time.perf_counter() - t0
         audio = np.asarray(out[0], dtype=np.float32).ravel()
-        return Synthesis(audio, len(tokens), seconds)
+        durations = (None if self.durations_index is None
+                     else np.asarray(out[self.durations_index], dtype=np.int64).ravel())
+        return Synthesis(audio, len(tokens), seconds, durations)
 
     def synthesize_phonemes(self, phonemes: str, voice: str | None = None,
                             speed: float | None = None) -> Synthesis:

@@ -18,6 +18,7 @@ from labkit import files
 from labkit.config import LabConfig
 from labkit.lab.results import (choices_table, comparison_lines, fmt_ci, headline_rows,
                                 write_results)
+from labkit.quality import LSD_DEFINITION
 from labkit.lab.selection import best_json
 from labkit.lab.stage import RECORD_NAME, read_record
 
@@ -139,6 +140,15 @@ def render_markdown(cfg: LabConfig, data: dict, best: dict, out_dir: Path) -> st
     lines += ["## Best configuration", ""]
     if best.get("choices"):
         lines += choices_table(best["choices"])
+        lines += ["| stage | choice | TTFA s | RTF | LSD dB |", "|---|---|---|---|---|"]
+        for ch in best["choices"]:
+            lines.append(f"| {ch['stage']} | {ch['candidate']} | {_fmt(ch.get('ttfa_s', ''))} | "
+                         f"{_fmt(ch.get('rtf', ''))} | {_fmt(ch.get('lsd_db', ''))} |")
+        lines += ["", f"LSD dB: the {LSD_DEFINITION}. Stage 03 chooses on the development set "
+                  "(its held-out figures are reported in its section); the other stages' column "
+                  "holds their own quality cost: stage 02 the drift from the default session "
+                  "(`drift_vs_default_db`), stage 05 the seam excess over mid-piece "
+                  "(`seam_excess_db`), stage 06 the change from the first layout (`change_vs_first_db`)."]
         lines += ["", "Overrides in `artifacts/best.json`: `" + json.dumps(best["overrides"]) + "`", ""]
     else:
         lines += ["No stage offered candidates; best.json holds the defaults.", ""]

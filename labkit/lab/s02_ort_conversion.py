@@ -41,7 +41,7 @@ CRITERION = "seconds"
 def token_inputs(cfg: LabConfig, lengths: list[int], voice: str | None = None) -> dict[int, dict]:
     """Model inputs of about each length (cut at a word boundary) from the development
     corpus's US-English sentences, phonemized by labkit.engine.g2p."""
-    corpus = corpora.load("calibration")
+    corpus = corpora.load("dev", purpose="choose")  # it chooses session settings
     g2p = get_g2p("en-us")
     stream: list[int] = []
     for u in corpus:
@@ -134,14 +134,15 @@ def screen(model_path: Path, candidates: list[Candidate], feeds: dict, cache_dir
             continue
         rows[c.label] = {"changes": c.changes, "median_s": cmp.median(c.label),
                          "speedup": cmp.ratio(c.label), "ci95": list(cmp.ci95(c.label)),
-                         "lsd_db": lsd_db(audio["default"], audio[c.label], allow_length_mismatch=True)}
+                         "drift_vs_default_db": lsd_db(audio["default"], audio[c.label],
+                                                       allow_length_mismatch=True)}
     return {"comparison": cmp, "rows": rows}
 
 
 def combine(base: SessionConfig, candidates: list[Candidate], rows: dict[str, dict],
             max_lsd_db: float = 1.0) -> tuple[SessionConfig, list[str]]:
     """The default with every change that was earned in the screen: its 95 % interval wholly
-    above 1.0 and its audio within ``max_lsd_db`` of the default's. Changes of one field
+    above 1.0 and its audio's drift from the default's (LSD) within ``max_lsd_db``. Changes of one field
     keep the one with the highest low end. Returns the settings and the labels taken."""
     fields: dict[str, tuple[float, object]] = {}
     taken = []
@@ -149,7 +150,7 @@ def combine(base: SessionConfig, candidates: list[Candidate], rows: dict[str, di
         r = rows.get(c.label, {})
         if c.label == "default" or "ci95" not in r:
             continue
-        if not (r["ci95"][0] > 1.0 and r["lsd_db"] <= max_lsd_db):
+        if not (r["ci95"][0] > 1.0 and r["drift_vs_default_db"] <= max_lsd_db):
             continue
         taken.append(c.label)
         for name, value in c.changes.items():
@@ -243,8 +244,8 @@ def run_variant(cfg: LabConfig, variant: str, *, levels=(), thread_counts=(), mo
             "rtf_best": cmp.median("best") / max(secs, 1e-9),
             "speedup": cmp.ratio("best"), "ci95": list(cmp.ci95("best")),
             "noise_band": list(cmp.noise_band),
-            "lsd_db": lsd_db(rec["_audio"]["default"][n], rec["_audio"]["best"][n],
-                             allow_length_mismatch=True)}
+            "drift_vs_default_db": lsd_db(rec["_audio"]["default"][n], rec["_audio"]["best"][n],
+                                          allow_length_mismatch=True)}
         cmp.kept = {}
         comparisons[f"{variant}: default vs best, {n_tokens(feeds[n])} tokens"] = cmp.to_dict()
     del sessions
@@ -282,7 +283,7 @@ def run_variant(cfg: LabConfig, variant: str, *, levels=(), thread_counts=(), mo
     rec["targets"] = {
         "cold_start_2x": rec["cold_ratio"]["best"]["ratio"] >= 2.0 if "best" in rec["cold_ratio"] else False,
         "faster_at_every_length": bool(lows) and min(lows) > 1.0,
-        "lsd_within": all(w["lsd_db"] <= max_lsd_db for w in rec["warm"].values()),
+        "drift_within": all(w["drift_vs_default_db"] <= max_lsd_db for w in rec["warm"].values()),
     }
     return rec
 
@@ -323,7 +324,8 @@ def candidates(measured: dict, variants: list[str], base: SessionConfig) -> list
     """For the journal's selection (labkit.lab.selection): the main variant's default
     session (the baseline) and its combined best session. The best session's ratio and
     interval are those at the length where its interval's low end is lowest (it must be
-    faster everywhere); lsd_db is its worst distance from the default's audio."""
+    faster everywhere); lsd_db (the selection's quality field) is its worst drift from the
+    default session's audio (``drift_vs_default_db``)."""
     v = [x for x in variants if x in measured][0]
     r = measured[v]
     warm = r["warm"]
@@ -340,7 +342,8 @@ def candidates(measured: dict, variants: list[str], base: SessionConfig) -> list
     out = [default]
     if changed:
         out.append({"name": f"{v} best session ({', '.join(r['taken'])})", "overrides": changed,
-                    "lsd_db": max(w["lsd_db"] for w in warm.values()),
+                    "lsd_db": max(w["drift_vs_default_db"] for w in warm.values()),
+                    "quality_basis": "drift_vs_default_db: LSD of this session's audio vs the default session's",
                     "ttfa_s": warm[shortest]["best_s"],
                     "rtf": float(np.median([w["rtf_best"] for w in warm.values()])),
                     "cold_first_audio_s": r["cold"]["best"]["first_audio"],
@@ -360,7 +363,8 @@ def headline(measured: dict) -> dict:
         for w in r["warm"].values():
             out[f"{v} warm speedup {w['tokens']} tok (x)"] = {
                 "value": round(w["speedup"], 3), "ci95": [round(x, 3) for x in w["ci95"]]}
-        out[f"{v} max LSD best vs default (dB)"] = round(max(w["lsd_db"] for w in r["warm"].values()), 3)
+        out[f"{v} max drift best vs default session (LSD dB)"] = round(
+            max(w["drift_vs_default_db"] for w in r["warm"].values()), 3)
         out[f"{v} vocoder share of kernel time"] = round(r["profile"]["default"]["share"]["vocoder"], 3)
         out[f"{v} taken"] = ", ".join(r["taken"]) or "none"
         out[f"{v} screen noise band (A/A)"] = [round(x, 3) for x in r["screen_noise_band"]]
@@ -411,24 +415,24 @@ def plot(measured: dict, plt):
 
 
 def screen_table(r: dict) -> str:
-    rows = ["| candidate | median s | speed-up | 95 % interval | LSD dB | taken | note |",
+    rows = ["| candidate | median s | speed-up | 95 % interval | drift (LSD dB) | taken | note |",
             "|---|---|---|---|---|---|---|"]
     for label, v in r["screen"].items():
         ci = v.get("ci95")
         rows.append(f"| {label} | {fixed(v.get('median_s'))} | {fixed(v.get('speedup'))} | "
-                    f"{'—' if not ci else f'[{ci[0]:.3f}, {ci[1]:.3f}]'} | {fixed(v.get('lsd_db'))} | "
+                    f"{'—' if not ci else f'[{ci[0]:.3f}, {ci[1]:.3f}]'} | {fixed(v.get('drift_vs_default_db'))} | "
                     f"{'yes' if label in r['taken'] else ''} | {v.get('error') or ''} |")
     return "\n".join(rows)
 
 
 def final_table(r: dict) -> str:
-    rows = ["| tokens | default s | best s | speed-up | 95 % interval | A/A band | RTF best | LSD dB |",
+    rows = ["| tokens | default s | best s | speed-up | 95 % interval | A/A band | RTF best | drift (LSD dB) |",
             "|---|---|---|---|---|---|---|---|"]
     for w in sorted(r["warm"].values(), key=lambda w: w["tokens"]):
         rows.append(f"| {w['tokens']} | {fixed(w['default_s'])} | {fixed(w['best_s'])} | "
                     f"{fixed(w['speedup'])} | [{w['ci95'][0]:.3f}, {w['ci95'][1]:.3f}] | "
                     f"[{w['noise_band'][0]:.3f}, {w['noise_band'][1]:.3f}] | {fixed(w['rtf_best'])} | "
-                    f"{fixed(w['lsd_db'])} |")
+                    f"{fixed(w['drift_vs_default_db'])} |")
     return "\n".join(rows)
 
 

@@ -133,7 +133,7 @@ def compare_sessions(cfg, candidates: list[dict[str, Any]], texts: list[str],
                    "words_present": all(r.words_present is not False for r in runs),
                    "failures": sum(r.extra.get("failures", 0) for r in runs),
                    "per_session": runs[-1].extra.get("per_session"),
-                   "lsd_db_vs_first": lsd_db(ref, take) if same else None,
+                   "change_vs_first_db": lsd_db(ref, take) if same else None,
                    "length_matches_first": same}
             rows.append(row)
         cmp.kept = {}
@@ -212,7 +212,7 @@ def session_candidates(rows: list[dict[str, Any]], rule: dict[str, Any]) -> list
             overrides = {k: v for k, v in overrides.items()
                          if k not in ("pipeline.second_session", "pipeline.routing")}
         c = {"name": r["candidate"], "overrides": overrides, "ttfa_s": r["ttfa_s"], "rtf": r["rtf"],
-             "lsd_db": r.get("lsd_db_vs_first"), "criterion": CRITERION, "ci95": r["ci95"],
+             "lsd_db": r.get("change_vs_first_db"), "criterion": CRITERION, "ci95": r["ci95"],
              "measured": [CRITERION, "ttfa_s", "underruns", "lsd_db"],
              "failed_checks": stream_failures(r) + ([] if r.get("length_matches_first", True)
                                                    else ["length"])

@@ -1,10 +1,19 @@
-"""Text corpora under version control: calibration (static int8 ranges) and held-out
-evaluation (quality of every variant). The two must never share a sentence: a variant
-calibrated on the sentences it is judged on would look better than it is.
+"""Text corpora under version control, in two roles that never share a sentence:
+
+* the **development** set -- ``dev`` (choosing: block lists, sensitivity sweeps,
+  thresholds) and ``calibration`` (static int8 activation ranges);
+* the **held-out** set -- ``heldout``: the quality figures the journal reports, measured
+  on sentences nothing was chosen or calibrated on. A variant tuned on the sentences it
+  is judged on would look better than it is.
+
+:func:`load` takes the purpose: ``load("heldout", purpose="choose")`` (or
+``"calibrate"``) raises, and loading the held-out set needs ``purpose="report"`` spelled
+out, so a choosing code path cannot read it by accident. :func:`overlap` finds shared
+sentences and runs of six words between two corpora.
 
 Corpora are YAML files (``labkit/data/<name>.yaml``): a list of utterances, each with an
-id, a voice, a language (en-us / en-gb), an optional speed and, for held-out, a size band
-(short < 60 tokens, medium 60-200, long 200-510).
+id, a voice, a language (en-us / en-gb), an optional speed and an optional size band
+(short < 60 tokens, medium 60-199, long 200-510).
 """
 from __future__ import annotations
 
@@ -16,12 +25,14 @@ from typing import Iterable
 import numpy as np
 import yaml
 from labkit.config import DATA_DIR
+from labkit.engine.g2p import MAX_TOKENS, get_g2p, tokenize
 from labkit.engine.ort import kokoro_feeds, style_row
-from labkit.engine.g2p import MAX_TOKENS
-from labkit.engine.g2p import get_g2p
-from labkit.engine.g2p import tokenize
 
-NAMES = ("calibration", "heldout")
+NAMES = ("calibration", "dev", "heldout")
+#: corpus -> its role: development (may be chosen on) or held-out (reported only)
+ROLES = {"calibration": "development", "dev": "development", "heldout": "held-out"}
+#: why a corpus is loaded; the held-out set serves only "report"
+PURPOSES = ("choose", "calibrate", "report")
 SIZE_BANDS = {"short": (1, 59), "medium": (60, 199), "long": (200, 510)}
 
 
@@ -80,8 +91,13 @@ class Corpus:
         return Corpus(self.name, utts, self.purpose, self.path)
 
 
-def load(name_or_path: str | Path) -> Corpus:
-    """``load("heldout")`` / ``load("calibration")`` or a YAML path."""
+def load(name_or_path: str | Path, purpose: str | None = None) -> Corpus:
+    """``load("dev", purpose="choose")``, ``load("calibration", purpose="calibrate")``,
+    ``load("heldout", purpose="report")`` or a YAML path. ``purpose`` is one of
+    :data:`PURPOSES`; the held-out set (by name, or a file whose ``name`` is heldout)
+    refuses every purpose but "report", and needs it said."""
+    if purpose is not None and purpose not in PURPOSES:
+        raise CorpusError(f"purpose {purpose!r}: allowed are {PURPOSES}")
     path = Path(name_or_path)
     if str(name_or_path) in NAMES:
         path = DATA_DIR / f"{name_or_path}.yaml"
@@ -103,7 +119,32 @@ def load(name_or_path: str | Path) -> Corpus:
         raise CorpusError(f"{path}: duplicate utterance ids")
     if not utts:
         raise CorpusError(f"{path}: no utterances")
-    return Corpus(str(data.get("name", path.stem)), utts, str(data.get("purpose", "")), path)
+    name = str(data.get("name", path.stem))
+    if ROLES.get(name) == "held-out" and purpose != "report":
+        raise CorpusError(
+            f"corpus {name!r} is held out: it serves only reported figures "
+            f"(load it with purpose='report'), never {purpose or 'an unstated purpose'!r}; "
+            "choose and calibrate on the development set ('dev', 'calibration')")
+    return Corpus(name, utts, str(data.get("purpose", "")), path)
+
+
+def requirements(corpus: Corpus, min_utterances: int = 24, tokens: tuple[int, int] = (3, 400),
+                 min_voices: int = 4, prepared: list | None = None) -> list[str]:
+    """What a held-out corpus lacks (empty when it meets every requirement): at least
+    ``min_utterances`` utterances, ``min_voices`` voices including en-gb ones (bf_/bm_),
+    and, given its ``prepared`` utterances, every token count within ``tokens``."""
+    problems = []
+    if len(corpus) < min_utterances:
+        problems.append(f"{len(corpus)} utterances < {min_utterances}")
+    voices = {u.voice for u in corpus}
+    if len(voices) < min_voices:
+        problems.append(f"{len(voices)} voices < {min_voices}: {sorted(voices)}")
+    if not any(v.startswith(("bf_", "bm_")) for v in voices):
+        problems.append(f"no en-gb voice (bf_/bm_) among {sorted(voices)}")
+    for p in prepared or []:
+        if not tokens[0] <= p.n_tokens <= tokens[1]:
+            problems.append(f"{p.utt.id}: {p.n_tokens} tokens outside {tokens[0]}-{tokens[1]}")
+    return problems
 
 
 # -- overlap ----------------------------------------------------------------------------

@@ -90,7 +90,7 @@ def seam_report(engine, chunking_cfg, text_: str, voice: str | None = None) -> d
     for row, seam in zip(lsd_rows, [s for s in seams if int(0.25 * SAMPLE_RATE) <= s.position
                                     <= len(chunked) - int(0.25 * SAMPLE_RATE)]):
         row["kind"] = seam.kind
-    checks = joining.continuity(chunked, positions)
+    checks = joining.continuity(chunked, seams, crossfade_ms=chunking_cfg.crossfade_ms)
     natural = joining.silence_runs(reference)
     seam_vals = [r["seam_lsd_db"] for r in lsd_rows if r.get("seam_lsd_db") is not None]
     ctrl_vals = [r["control_lsd_db"] for r in lsd_rows if r.get("control_lsd_db") is not None]

@@ -16,6 +16,8 @@ from typing import Any, Callable
 import numpy as np
 
 from labkit.engine.chunking import words_present
+from labkit.engine.ort import SAMPLE_RATE
+from labkit.measure import coverage
 from labkit.measure.playback import Playback, simulate_playback
 from labkit.timing import Timing
 
@@ -82,8 +84,13 @@ class Run:
 
 def run_stream(synth, text_: str, voice: str | None = None, speed: float | None = None,
                lang: str | None = None, keep_audio: bool = False, name: str = "stream") -> Run:
-    """Consume ``synth.stream(text)`` as fast as it comes; record arrivals and durations."""
+    """Consume ``synth.stream(text)`` as fast as it comes; record arrivals and durations.
+
+    ``words_present``: every word of the text is in some chunk's text and, where the
+    model gives word timings (labkit.engine.words), every word's span holds speech in the
+    audio (labkit.measure.coverage; ``words_in_audio`` says whether that ran)."""
     arrivals, durations, chunks, audio = [], [], [], []
+    heard, timed = [], []
     with CpuMeter() as cpu:
         s = synth.open_stream(text_, voice, speed, lang)
         t0 = s.t0
@@ -98,11 +105,19 @@ def run_stream(synth, text_: str, voice: str | None = None, speed: float | None 
                                "duration_s": c.duration, "attempts": c.attempts})
                 if keep_audio:
                     audio.append(c.audio)
+                heard.append(c.audio)
+                timed += getattr(c, "words", [])
     stats = s.stats
+    present = words_present(s.source_text, [c["text"] for c in chunks])
+    in_audio = None
+    if timed:
+        cov = coverage.check(np.concatenate(heard), SAMPLE_RATE, [w.to_dict() for w in timed])
+        in_audio = {"ok": cov.ok, "words": len(timed), "not_heard": [w.word for w in cov.failed][:20]}
+        present = present and cov.ok
     return Run(name, arrivals, durations, arrivals[-1] if arrivals else 0.0, sum(durations),
-               cpu.utilization, chunks,
-               words_present(s.source_text, [c["text"] for c in chunks]),
+               cpu.utilization, chunks, present,
                {"failures": len(stats.failures), "retries": stats.retries,
+                "words_in_audio": in_audio,
                 "max_ahead": stats.max_ahead,
                 "per_session": {str(k): v for k, v in stats.per_session.items()}},
                np.concatenate(audio) if audio else None)
@@ -140,6 +155,8 @@ def summarize_runs(runs: list[Run], startup_buffer_s: float = 0.0) -> dict[str, 
     wp = [r.words_present for r in runs if r.words_present is not None]
     if wp:
         out["words_present"] = all(wp)
+        # True only where every run's words were also checked in its audio (word timings)
+        out["words_checked_in_audio"] = all(r.extra.get("words_in_audio") is not None for r in runs)
     fails = [r.extra.get("failures", 0) for r in runs]
     if any(fails):
         out["failures"] = sum(fails)

@@ -363,7 +363,7 @@ def drop_roundtrip_casts(model: onnx.ModelProto) -> int:
     """Remove the fp32 -> fp16 -> fp32 round trips the converter leaves *between two
     blocked nodes*: it casts every blocked node's float output to fp16 and back to fp32
     for the next blocked node, so the "fp32" STFT path still rounds through fp16 (tiny
-    real/imag parts become 0, atan2's Div gives 0/0 = NaN, measured on ho-01).
+    real/imag parts become 0, atan2's Div gives 0/0 = NaN, measured on dev-01, then named ho-01).
     Each ``Cast(to=float)`` fed by a ``Cast(to=float16)`` is fed the fp16 Cast's fp32
     input instead (a float->float Cast is an identity); fp16 Casts left without a
     consumer are removed. Returns the number of round trips removed."""
@@ -543,7 +543,7 @@ class Builder:
             return cache
         if not self.calibration or self.voices is None:
             raise QuantizeError("static quantization needs the calibration corpus: pass "
-                                "calibration=corpora.prepare(corpora.load('calibration')) and voices")
+                                "calibration=corpora.prepare(corpora.load('calibration', purpose='calibrate')) and voices")
         return calibrate(self.pre(), cache, method, self.calibration, self.voices, op_types)
 
     def build(self, spec: VariantSpec | str | dict, force: bool = False) -> Built:

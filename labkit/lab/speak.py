@@ -1,0 +1,36 @@
+"""``labkit say --words``: speech and each spoken word's start and end, from the model.
+
+The configured model is swapped for its copy with the ``durations`` output
+(labkit.optimize.durations.ensure: built once into ``<artifacts>/cache/durations``,
+checked to give bit-identical audio); the pipeline then puts every word in stream time
+(labkit.engine.words). Words come out in text order, one entry per spoken word.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from labkit.config import LabConfig
+from labkit.engine import assets
+from labkit.engine.pipeline import StreamingSynthesizer
+from labkit.engine.runtime import Engine
+from labkit.engine.words import timed_cache_dir
+from labkit.optimize import durations
+
+
+def timed_config(cfg: LabConfig) -> LabConfig:
+    """``cfg`` with its model replaced by the one that outputs per-token durations."""
+    path = durations.ensure(assets.model_path(cfg), timed_cache_dir(cfg))
+    return cfg.with_overrides({"model_path": str(path)})
+
+
+def say(cfg: LabConfig, text: str, engine: Engine | None = None) -> tuple[np.ndarray, list[dict]]:
+    """(audio, [{"word", "start", "end"}]) for ``text`` with ``cfg``'s voice and speed.
+    ``engine`` must be one whose model has the durations output (default: built here)."""
+    engine = engine or Engine(timed_config(cfg))
+    if engine.durations_index is None:
+        raise ValueError(f"model {engine.model_path} has no 'durations' output: word timings "
+                         "need labkit.optimize.durations.ensure(model)")
+    chunks = list(StreamingSynthesizer(engine).stream(text, voice=cfg.voice, speed=cfg.speed))
+    audio = np.concatenate([c.audio for c in chunks]) if chunks else np.zeros(0, np.float32)
+    words = [w.to_dict() for c in chunks for w in c.words]
+    return audio, words

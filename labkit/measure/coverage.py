@@ -1,0 +1,161 @@
+"""Words checked in the audio: does every word's span hold speech?
+
+``labkit say TEXT -o out.wav --words out.json`` writes each spoken word's start and end
+(from the model's own durations, labkit.engine.words); :func:`check` then asks the audio,
+not the text, whether each word is there:
+
+* the file's **silence floor** is a low percentile (``FLOOR_PERCENTILE``) of its frame
+  levels (RMS of ``FRAME_MS`` frames, in dBFS, never below ``MIN_DB``): what the quiet
+  parts of this file sound like;
+* a word's **level** is a high percentile (``WORD_PERCENTILE``) of the levels of the
+  frames wholly inside its span (a word is a few loud frames among closures and
+  releases; a neighbour's sound at the edges does not count);
+* a word passes when its level is at least ``margin_db`` above the floor. A word whose
+  span is empty, outside the audio, or silent fails, and the failure names it.
+
+Audio with no samples fails every word; a words list with no words fails as a whole.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+FRAME_MS = 10.0
+FLOOR_PERCENTILE = 5.0
+WORD_PERCENTILE = 90.0
+MARGIN_DB = 15.0
+#: levels are clamped here (dBFS): digital silence reads as this, not -inf
+MIN_DB = -120.0
+
+
+class WordsFileError(ValueError):
+    """A words file that is not ``[{"word": str, "start": s, "end": s}, ...]``."""
+
+
+@dataclass
+class WordCheck:
+    index: int
+    word: str
+    start: float
+    end: float
+    level_db: float | None
+    passed: bool
+    reason: str = ""
+
+
+@dataclass
+class Coverage:
+    ok: bool
+    floor_db: float | None
+    margin_db: float
+    words: list[WordCheck] = field(default_factory=list)
+    problem: str = ""
+
+    @property
+    def failed(self) -> list[WordCheck]:
+        return [w for w in self.words if not w.passed]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        if self.problem:
+            return f"FAILED: {self.problem}"
+        if self.ok:
+            return (f"ok: all {len(self.words)} words hold speech (>= {self.margin_db:g} dB above "
+                    f"the silence floor {self.floor_db:.1f} dBFS)")
+        names = ", ".join(f"{w.word!r} ({w.start:.2f}-{w.end:.2f} s: {w.reason})" for w in self.failed)
+        return f"FAILED: {len(self.failed)} of {len(self.words)} words not heard: {names}"
+
+
+def parse_words(data: Any, where: str = "words") -> list[dict[str, Any]]:
+    """Validate ``[{"word", "start", "end"}]`` (seconds, start <= end); clear errors."""
+    if not isinstance(data, list):
+        raise WordsFileError(f"{where}: expected a JSON list of {{word, start, end}}, got {type(data).__name__}")
+    out = []
+    for i, item in enumerate(data):
+        if not isinstance(item, dict) or not {"word", "start", "end"} <= set(item):
+            raise WordsFileError(f"{where}[{i}]: expected an object with word, start and end, got {item!r}")
+        start, end = item["start"], item["end"]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                   for v in (start, end)):
+            raise WordsFileError(f"{where}[{i}] ({item['word']!r}): start and end must be numbers of seconds")
+        if start < 0 or end < start:
+            raise WordsFileError(f"{where}[{i}] ({item['word']!r}): need 0 <= start <= end, "
+                                 f"got {start}..{end}")
+        out.append({"word": str(item["word"]), "start": float(start), "end": float(end)})
+    return out
+
+
+def frame_levels(audio: np.ndarray, sr: int, frame_ms: float = FRAME_MS) -> np.ndarray:
+    """RMS level of each ``frame_ms`` frame in dBFS, clamped at ``MIN_DB``."""
+    x = np.asarray(audio, dtype=np.float64).ravel()
+    n = max(1, int(sr * frame_ms / 1000))
+    m = x.size // n
+    if m == 0:
+        return np.zeros(0)
+    rms = np.sqrt(np.mean(np.square(x[:m * n].reshape(m, n)), axis=1))
+    return np.maximum(20.0 * np.log10(np.maximum(rms, 1e-12)), MIN_DB)
+
+
+def check(audio: np.ndarray, sr: int, words: Sequence[dict[str, Any]],
+          margin_db: float = MARGIN_DB) -> Coverage:
+    """Every word's span against the file's silence floor (see the module docstring)."""
+    words = parse_words(list(words))
+    x = np.asarray(audio, dtype=np.float64).ravel()
+    if not words:
+        return Coverage(False, None, margin_db, [], "the words list is empty: nothing to check")
+    if x.size and not np.all(np.isfinite(x)):
+        return Coverage(False, None, margin_db, [], "the audio has NaN/inf samples")
+    levels = frame_levels(x, sr)
+    floor = float(np.percentile(levels, FLOOR_PERCENTILE)) if levels.size else None
+    frame = x.size / max(levels.size, 1) if levels.size else 1.0
+    checks = []
+    for i, w in enumerate(words):
+        # frames wholly inside the span (a neighbour's sound must not lend a word its
+        # level); a span shorter than that gets the frame at its midpoint
+        a, b = int(math.ceil(w["start"] * sr / frame)), int(w["end"] * sr / frame)
+        if b <= a:
+            a = int((w["start"] + w["end"]) / 2 * sr / frame)
+            b = a + 1
+        level, reason = None, ""
+        if w["end"] <= w["start"]:
+            reason = "empty span"
+        elif not levels.size or a >= levels.size:
+            reason = f"outside the audio ({x.size / sr:.2f} s)"
+        else:
+            span = levels[a:b]
+            level = float(np.percentile(span, WORD_PERCENTILE))
+            if level < floor + margin_db:
+                reason = (f"level {level:.1f} dBFS < floor {floor:.1f} + {margin_db:g} dB"
+                          if level > MIN_DB else "silent")
+        checks.append(WordCheck(i, w["word"], w["start"], w["end"], level, not reason, reason))
+    return Coverage(all(c.passed for c in checks), floor, margin_db, checks)
+
+
+def load_words(path: str | Path) -> list[dict[str, Any]]:
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"words file {p} does not exist")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise WordsFileError(f"{p}: not JSON ({exc})") from exc
+    return parse_words(data, str(p))
+
+
+def verify(audio_path: str | Path, words_path: str | Path, margin_db: float = MARGIN_DB) -> Coverage:
+    """:func:`check` on a wav file and a words JSON file (``labkit verify``)."""
+    import soundfile as sf  # heavy: only when a file is read
+
+    p = Path(audio_path)
+    if not p.exists():
+        raise FileNotFoundError(f"audio file {p} does not exist")
+    words = load_words(words_path)
+    audio, sr = sf.read(str(p), dtype="float64", always_2d=True)
+    return check(audio.mean(axis=1), sr, words, margin_db)

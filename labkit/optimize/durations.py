@@ -1,0 +1,144 @@
+"""Word timings from the model itself: the duration predictor's output as a graph output.
+
+Kokoro predicts how many frames each token lasts, ``round(sum(sigmoid(duration_proj)) /
+speed)`` clipped to at least 1, and expands the encoder's output by those counts (a
+CumSum builds the alignment). The per-token counts never leave the graph; this module
+adds them as a second output, ``durations`` (int64 [n + 2]: the leading pad, one count
+per token, the trailing pad), without changing anything else.
+
+The tensor is found by structure, not by name: the input of a CumSum that is reached
+from a Round through Clip / Cast / Gather (the rounding of the predicted durations).
+The edit is checked before it is used (:func:`check`): the ``audio`` output must stay
+bit-identical to the original's and ``sum(durations) * SAMPLES_PER_FRAME`` must equal the
+audio's length (Kokoro's frames are 600 samples at 24 kHz; the speed is already in the
+counts). :func:`ensure` builds the edited model once into a cache folder and checks it.
+
+The original model stays usable: labkit.engine.runtime.Engine reads ``durations`` only
+when the session has that output.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from labkit.engine.words import SAMPLES_PER_FRAME as _FRAME, timed_model_path
+
+#: the added output's name
+OUTPUT = "durations"
+#: audio samples per predicted frame (24 kHz)
+SAMPLES_PER_FRAME = _FRAME
+#: ops allowed between the Round and the CumSum
+_PASS_THROUGH = ("Clip", "Cast", "Gather", "Squeeze", "Unsqueeze", "Reshape", "Identity")
+
+
+class DurationsError(RuntimeError):
+    """The graph has no recognisable duration tensor, or the edit changed the audio."""
+
+
+def find_durations_tensor(model: onnx.ModelProto) -> str:
+    """The name of the per-token duration tensor: the CumSum input reached from a Round."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    found = []
+    for node in model.graph.node:
+        if node.op_type != "CumSum":
+            continue
+        name, hops = node.input[0], 0
+        while name in producer and hops < 8:
+            p = producer[name]
+            if p.op_type == "Round":
+                found.append(node.input[0])
+                break
+            if p.op_type not in _PASS_THROUGH:
+                break
+            name, hops = p.input[0], hops + 1
+    if len(found) != 1:
+        raise DurationsError(
+            f"expected one CumSum fed by the rounded durations (Round -> Clip -> Cast -> "
+            f"CumSum), found {len(found)}: {found}; is this a Kokoro graph?")
+    return found[0]
+
+
+def has_durations(model: onnx.ModelProto) -> bool:
+    return any(o.name == OUTPUT for o in model.graph.output)
+
+
+def add_durations_output(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` with the ``durations`` output added (unchanged when present)."""
+    if has_durations(model):
+        return model
+    source = find_durations_tensor(model)
+    edited = onnx.ModelProto()
+    edited.CopyFrom(model)
+    edited.graph.node.append(helper.make_node("Identity", [source], [OUTPUT],
+                                              name="labkit_durations_output"))
+    edited.graph.output.append(helper.make_tensor_value_info(OUTPUT, TensorProto.INT64,
+                                                             ["n_tokens_plus_2"]))
+    return edited
+
+
+def probe_feeds(n_tokens: int = 40, seed: int = 0) -> dict[str, np.ndarray]:
+    """Deterministic inputs for the check (token ids of ordinary phoneme symbols, a small
+    random style): the check compares two graphs, it needs no real voice."""
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(43, 150, size=n_tokens)
+    return {"tokens": np.array([[0, *tokens, 0]], dtype=np.int64),
+            "style": (rng.standard_normal((1, 256)) * 0.1).astype(np.float32),
+            "speed": np.array([1.0], dtype=np.float32)}
+
+
+def check(original: str | Path, edited: str | Path, feeds: list[dict] | None = None) -> dict:
+    """Run both graphs: ``audio`` bit-identical and sum(durations) x 600 == len(audio) on
+    every feed, else DurationsError. Returns what was checked."""
+    import onnxruntime as ort  # heavy: only when a check runs
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    a = ort.InferenceSession(str(original), sess_options=so, providers=["CPUExecutionProvider"])
+    b = ort.InferenceSession(str(edited), sess_options=so, providers=["CPUExecutionProvider"])
+    names = [o.name for o in b.get_outputs()]
+    if OUTPUT not in names:
+        raise DurationsError(f"{edited}: no {OUTPUT!r} output (outputs: {names})")
+    rows = []
+    for f in feeds or [probe_feeds(), {**probe_feeds(12, seed=1), "speed": np.array([1.3], np.float32)}]:
+        ya = np.asarray(a.run(["audio"], f)[0]).ravel()
+        out = dict(zip(names, b.run(None, f)))
+        yb, d = np.asarray(out["audio"]).ravel(), np.asarray(out[OUTPUT]).ravel()
+        n = int(f["tokens"].shape[1])
+        if not np.array_equal(ya, yb):
+            raise DurationsError(f"the edit changed the audio (max |diff| "
+                                 f"{float(np.max(np.abs(ya - yb))) if ya.size == yb.size else 'length'})")
+        if d.size != n:
+            raise DurationsError(f"{d.size} durations for {n} input tokens")
+        if int(d.sum()) * SAMPLES_PER_FRAME != yb.size:
+            raise DurationsError(f"sum(durations) x {SAMPLES_PER_FRAME} = "
+                                 f"{int(d.sum()) * SAMPLES_PER_FRAME} != {yb.size} audio samples")
+        rows.append({"tokens": n, "frames": int(d.sum()), "samples": int(yb.size)})
+    return {"audio_identical": True, "length_matches": True, "runs": rows}
+
+
+def ensure(model: str | Path, cache_dir: str | Path) -> Path:
+    """The model with the ``durations`` output: ``model`` itself when it has it, else an
+    edited copy built once into ``cache_dir`` (labkit.engine.words.timed_model_path: keyed
+    by the source's path, size and mtime) and checked against the original before it is kept."""
+    src = Path(model)
+    if not src.exists():
+        raise FileNotFoundError(f"model file {src} does not exist")
+    out = timed_model_path(src, cache_dir)
+    if out.exists():  # only ever written for a source without the output, after its check
+        return out
+    m = onnx.load(str(src))
+    if has_durations(m):
+        return src
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp.onnx")
+    onnx.save(add_durations_output(m), str(tmp))
+    try:
+        check(src, tmp)
+    except Exception:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(out)
+    return out

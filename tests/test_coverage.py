@@ -1,0 +1,147 @@
+"""Words checked in the audio: labkit.measure.coverage, `labkit say --words`, `labkit verify`."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from labkit.config import REPO_ROOT
+from labkit.measure import coverage
+from labkit.measure.coverage import WordsFileError
+
+SR = 24_000
+LABKIT = [sys.executable, "-m", "labkit.cli"]
+
+
+def _bursts():
+    """Three 'words' (tone bursts) with quiet gaps, and their spans."""
+    t = np.arange(int(0.3 * SR)) / SR
+    word = 0.3 * np.sin(2 * np.pi * 220 * t)
+    gap = 1e-4 * np.random.default_rng(0).standard_normal(int(0.2 * SR))
+    audio = np.concatenate([gap, word, gap, word, gap, word, gap])
+    spans = [{"word": w, "start": 0.2 + 0.5 * k, "end": 0.5 + 0.5 * k}
+             for k, w in enumerate(["one", "two", "three"])]
+    return audio, spans
+
+
+def test_every_word_heard_passes_and_a_silenced_one_is_named():
+    audio, spans = _bursts()
+    assert coverage.check(audio, SR, spans).ok
+    bad = audio.copy()
+    bad[int(0.7 * SR):int(1.0 * SR)] = 0.0  # "two"
+    rep = coverage.check(bad, SR, spans)
+    assert not rep.ok and [w.word for w in rep.failed] == ["two"]
+    assert "'two'" in rep.summary() and "silent" in rep.summary()
+    quiet = audio.copy()
+    quiet[int(0.7 * SR):int(1.0 * SR)] *= 1e-4  # 80 dB down: near the floor, not above it
+    assert [w.word for w in coverage.check(quiet, SR, spans).failed] == ["two"]
+
+
+def test_empty_audio_spans_and_lists_fail():
+    audio, spans = _bursts()
+    rep = coverage.check(np.zeros(0), SR, spans)
+    assert not rep.ok and len(rep.failed) == 3 and "outside the audio" in rep.failed[0].reason
+    rep = coverage.check(audio, SR, [{"word": "x", "start": 0.3, "end": 0.3}])
+    assert rep.failed[0].reason == "empty span"
+    rep = coverage.check(audio, SR, [{"word": "late", "start": 9.0, "end": 9.5}])
+    assert "outside the audio" in rep.failed[0].reason
+    rep = coverage.check(audio, SR, [])
+    assert not rep.ok and "empty" in rep.summary()
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"word": "a"}, "expected a JSON list"),
+    ([{"word": "a", "start": 0.1}], "word, start and end"),
+    ([{"word": "a", "start": "0", "end": 1}], "numbers of seconds"),
+    ([{"word": "a", "start": 0.5, "end": 0.2}], "start <= end"),
+])
+def test_malformed_words_are_refused(bad, match):
+    with pytest.raises(WordsFileError, match=match):
+        coverage.parse_words(bad)
+
+
+# -- with the model ----------------------------------------------------------------------------
+TEXT = "The kettle is on, and the biscuits are in the blue tin."
+
+
+@pytest.mark.model
+def test_real_synthesis_passes_and_a_zeroed_word_fails(cfg, timed_engine):
+    from labkit.lab.speak import say
+
+    audio, words = say(cfg, TEXT, engine=timed_engine)
+    assert [w["word"] for w in words] == [w.strip(",.") for w in TEXT.split()]
+    rep = coverage.check(audio, SR, words)
+    assert rep.ok, rep.summary()
+    target = words[6]  # "biscuits"
+    silenced = audio.copy()
+    silenced[int(target["start"] * SR):int(np.ceil(target["end"] * SR))] = 0.0
+    rep = coverage.check(silenced, SR, words)
+    assert [w.word for w in rep.failed] == ["biscuits"]
+
+
+class _Mute:
+    """An engine that returns zero samples (with the real engine's durations)."""
+
+    def __init__(self, real):
+        self.real, self.cfg, self.voices = real, real.cfg, real.voices
+        self.durations_index, self.model_path = real.durations_index, real.model_path
+
+    def synthesize_phonemes(self, *a, **k):
+        syn = self.real.synthesize_phonemes(*a, **k)
+        syn.audio = np.zeros(0, np.float32)
+        return syn
+
+
+@pytest.mark.model
+def test_an_engine_returning_zero_samples_fails(cfg, timed_engine):
+    from labkit.lab.speak import say
+
+    audio, words = say(cfg, TEXT, engine=_Mute(timed_engine))
+    assert not np.any(audio) and len(words) == len(TEXT.split())  # only the joiner's pauses
+    rep = coverage.check(audio, SR, words)
+    assert not rep.ok and len(rep.failed) == len(words)
+
+
+@pytest.mark.model
+def test_say_words_then_verify_on_the_command_line(tmp_path):
+    wav, js = tmp_path / "out.wav", tmp_path / "out.json"
+    run = lambda *a: subprocess.run(LABKIT + list(a), capture_output=True, text=True,
+                                    cwd=REPO_ROOT, timeout=600)
+    p = run("say", TEXT, "-o", str(wav), "--words", str(js), "--voice", "bm_george",
+            "-s", f"artifacts_dir={tmp_path / 'artifacts'}")
+    assert p.returncode == 0, p.stderr
+    words = json.loads(js.read_text())
+    assert [w["word"] for w in words] == [w.strip(",.") for w in TEXT.split()]
+    assert set(words[0]) == {"word", "start", "end"}
+    p = run("verify", str(wav), str(js))
+    assert p.returncode == 0 and p.stdout.startswith("ok"), p.stdout + p.stderr
+    audio, sr = sf.read(str(wav))
+    w = words[2]  # "is"
+    audio[int(w["start"] * sr):int(np.ceil(w["end"] * sr))] = 0.0
+    sf.write(str(wav), audio, sr)
+    p = run("verify", str(wav), str(js))
+    assert p.returncode == 1 and "'is'" in p.stdout, p.stdout + p.stderr
+    js.write_text("{}")
+    p = run("verify", str(wav), str(js))
+    assert p.returncode == 2 and "JSON list" in p.stderr
+
+
+@pytest.mark.model
+def test_stream_runs_check_words_in_the_audio(timed_engine, engine):
+    from labkit.engine.pipeline import StreamingSynthesizer
+    from labkit.measure.streaming import run_stream, summarize
+
+    run = run_stream(StreamingSynthesizer(timed_engine), TEXT)
+    assert run.words_present and run.extra["words_in_audio"]["ok"]
+    assert run.extra["words_in_audio"]["words"] == len(TEXT.split())
+    assert summarize([run])["words_checked_in_audio"] is True
+    mute = run_stream(StreamingSynthesizer(_Mute(timed_engine)), TEXT)
+    assert mute.words_present is False and mute.extra["words_in_audio"]["not_heard"]
+    if engine.durations_index is None:  # without timings the record says the audio was not asked
+        plain = run_stream(StreamingSynthesizer(engine), TEXT)
+        assert plain.extra["words_in_audio"] is None
+        assert summarize([plain])["words_checked_in_audio"] is False

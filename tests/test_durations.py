@@ -1,0 +1,147 @@
+"""The durations graph edit, word spans from the G2P, and word timings through the pipeline."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from labkit.engine import words
+from labkit.engine.g2p import even_spans
+from labkit.optimize import durations
+from labkit.optimize.durations import DurationsError
+
+
+# -- word timings from frame counts (no model) -----------------------------------------------
+def test_piece_samples_from_frame_counts():
+    # pad 2 frames, tokens "ab cd" (5 tokens: a b space c d), pad 1
+    d = np.array([2, 1, 3, 1, 2, 2, 1])
+    spans = [("ab", 0, 2), ("cd", 3, 5)]
+    out = words.piece_samples(spans, d, n_tokens=5)
+    f = words.SAMPLES_PER_FRAME
+    assert out == [("ab", 2 * f, 6 * f), ("cd", 7 * f, 11 * f)]
+    with pytest.raises(ValueError, match="expected 7"):
+        words.piece_samples(spans, d[:-1], n_tokens=5)
+    with pytest.raises(ValueError, match="outside"):
+        words.piece_samples([("x", 4, 6)], d, n_tokens=5)
+
+
+def test_place_shifts_by_the_trim_and_the_base():
+    placed = words.place([("a", 1000, 3000), ("b", 3000, 9000)], base=24_000, trim_start=2000,
+                         trim_end=8000)
+    assert placed[0] == words.WordTime("a", (24_000 + 0) / 24_000, (24_000 + 1000) / 24_000)
+    assert placed[1].end == (24_000 + 6000) / 24_000  # clamped to the kept part
+
+
+def test_even_spans():
+    assert even_spans(["one", "two"], "wˈʌn tˈu") == [("one", 0, 4), ("two", 5, 8)]
+    assert even_spans(["a", "b", "c"], "abcdef") == [("a", 0, 2), ("b", 2, 4), ("c", 4, 6)]
+
+
+def test_g2p_spans_cover_every_spoken_word(g2p_us):
+    p = g2p_us("It's 3:30 on Jan 5th; pay $5.50 & go!")
+    assert [w for w, _, _ in p.spans] == ["It's", "3:30", "on", "Jan", "5th", "pay", "5.50", "&", "go"]
+    assert len(p.spans) == len(p.words)
+    ends = [b for _, _, b in p.spans]
+    assert all(a < b for _, a, b in p.spans) and ends == sorted(ends)
+    assert p.phonemes[p.spans[2][1]:p.spans[2][2]] == "ˌɔn"
+
+
+# -- the graph edit ------------------------------------------------------------------------------
+def test_a_graph_without_rounded_durations_is_refused():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])
+    axis = helper.make_tensor("axis", TensorProto.INT64, [], [0])
+    g = helper.make_graph([helper.make_node("CumSum", ["x", "axis"], ["y"])], "g", [x], [y], [axis])
+    with pytest.raises(DurationsError, match="found 0"):
+        durations.find_durations_tensor(helper.make_model(g))
+
+
+@pytest.fixture(scope="module")
+def int8(cfg):
+    from labkit.engine import assets
+
+    return assets.model_path(cfg, "int8")
+
+
+@pytest.mark.model
+def test_both_graphs_have_one_duration_tensor(cfg, int8):
+    from labkit.engine import assets
+
+    for path in (int8, assets.model_path(cfg, "fp32-recon")):
+        if path.exists():
+            m = onnx.load(str(path), load_external_data=False)
+            assert durations.find_durations_tensor(m) == "/encoder/Gather_output_0"
+
+
+@pytest.mark.model
+def test_edit_keeps_the_audio_and_matches_its_length(int8, timed_engine, tmp_path):
+    edited = timed_engine.model_path
+    report = durations.check(int8, edited)  # also run by ensure() before the file was kept
+    assert report["audio_identical"] and report["length_matches"]
+    assert all(r["frames"] * 600 == r["samples"] for r in report["runs"])
+    assert durations.ensure(int8, edited.parent) == edited  # cached
+    # known-bad: an "edit" that also scales the audio is caught
+    m = onnx.load(str(edited))
+    out = next(o for o in m.graph.output if o.name == "audio")
+    for n in m.graph.node:
+        n.input[:] = ["audio_pre" if i == "audio" else i for i in n.input]
+        n.output[:] = ["audio_pre" if o == "audio" else o for o in n.output]
+    m.graph.initializer.append(helper.make_tensor("half", TensorProto.FLOAT, [], [0.5]))
+    m.graph.node.append(helper.make_node("Mul", ["audio_pre", "half"], ["audio"]))
+    assert out.name == "audio"
+    bad = tmp_path / "bad.onnx"
+    onnx.save(m, str(bad))
+    with pytest.raises(DurationsError, match="changed the audio"):
+        durations.check(int8, bad)
+
+
+@pytest.mark.model
+def test_wrong_frame_size_is_caught(int8, timed_engine, monkeypatch):
+    monkeypatch.setattr(durations, "SAMPLES_PER_FRAME", 601)
+    with pytest.raises(DurationsError, match="sum\\(durations\\)"):
+        durations.check(int8, timed_engine.model_path)
+
+
+@pytest.mark.model
+def test_engine_reads_durations_only_when_the_model_has_them(engine, timed_engine):
+    syn = timed_engine.synthesize_phonemes("həlˈO wˈɜɹld.")
+    assert syn.durations is not None and syn.durations.size == syn.tokens + 2
+    assert int(syn.durations.sum()) * 600 == syn.audio.size
+    if engine.durations_index is None:  # the original model stays usable without them
+        assert engine.synthesize_phonemes("həlˈO wˈɜɹld.").durations is None
+
+
+@pytest.mark.model
+def test_pipeline_chunks_carry_their_words_in_stream_time(timed_engine):
+    from labkit.engine.pipeline import StreamingSynthesizer
+
+    text = ("Good morning, everyone. The train to Leeds leaves from platform four, "
+            "and the next one after that is cancelled")
+    chunks = list(StreamingSynthesizer(timed_engine).stream(text))
+    assert len(chunks) > 1
+    got = [w for c in chunks for w in c.words]
+    assert [w.word for w in got] == [w.strip(",.") for w in text.split()]
+    total = sum(len(c.audio) for c in chunks) / 24_000
+    starts = [w.start for w in got]
+    assert starts == sorted(starts) and all(w.start < w.end <= total + 1e-9 for w in got)
+    # each chunk's words lie where that chunk's audio plays (a crossfade tail may run on)
+    at = 0.0
+    for c in chunks:
+        assert all(at - 0.02 <= w.start < at + c.duration for w in c.words), c.index
+        at += c.duration
+
+
+@pytest.mark.model
+def test_engine_loads_the_built_copy_from_the_cache(cfg, int8, timed_engine, tmp_path):
+    import os
+
+    from labkit.engine.runtime import Engine
+
+    local = cfg.with_overrides({"variant": "int8", "artifacts_dir": str(tmp_path)})
+    assert Engine(local).durations_index is None  # nothing built: the original model
+    target = words.timed_model_path(int8, words.timed_cache_dir(local))
+    target.parent.mkdir(parents=True)
+    os.symlink(timed_engine.model_path, target)   # as `labkit assets --provision` builds it
+    eng = Engine(local)
+    assert eng.model_path == target and eng.durations_index is not None
