@@ -29,9 +29,9 @@ stage 02; ``change_vs_first_db``: a session layout vs the first one in stage 06)
 
 Beside it: :func:`spectral_convergence` (relative Frobenius error of the magnitudes),
 :func:`pesq_wb` (ITU-T P.862.2 wideband, at 16 kHz), :func:`stoi` (intelligibility),
-:func:`dnsmos` (a no-reference MOS estimate from Microsoft's DNSMOS models, bundled in
-the PyPI package ``speechmos``), :func:`check_audio` (NaN, silence, clipping) and
-:func:`compare`, which gathers all of them plus the duration agreement.
+:func:`check_audio` (NaN, silence, clipping) and :func:`compare`, which gathers all of
+them plus the duration agreement, and a no-reference MOS estimate when given one
+(labkit.measure.dnsmos.score: Microsoft's DNSMOS models, bundled in ``speechmos``).
 
 Durations: Kokoro predicts each phoneme's duration, so a variant may make audio a few
 frames longer or shorter than the reference. ``compare`` reports that agreement and,
@@ -41,8 +41,7 @@ when the lengths differ, truncates both to the shorter one before the spectral f
 from __future__ import annotations
 
 import math
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -57,25 +56,6 @@ CLIP_LEVEL = 0.999
 #: more than this fraction of clipped samples is reported as clipping
 CLIP_FRACTION = 1e-3
 
-_DNSMOS_SR = 16_000
-_DNSMOS_SECONDS = 9.01
-# speechmos 0.0.1.1's polynomial fits (non-personalized DNSMOS P.835), from speechmos/dnsmos.py
-_DNSMOS_POLY = {
-    "sig": (-0.08397278, 1.22083953, 0.0052439),
-    "bak": (-0.13166888, 1.60915514, -0.39604546),
-    "ovrl": (-0.06766283, 1.11546468, 0.04602535),
-}
-#: Why DNSMOS is computed the way it is here (shown in the stage records).
-DNSMOS_NOTE = (
-    "DNSMOS P.835 (sig/bak/ovrl) from the sig_bak_ovr.onnx model bundled in the PyPI "
-    "package speechmos, run offline with onnxruntime over 9.01 s windows at 16 kHz exactly "
-    "as speechmos does. speechmos.dnsmos itself cannot be imported here because it imports "
-    "librosa, which speechmos does not declare and this environment does not install; "
-    "librosa is only needed for the P.808 mel model, so p808_mos is reported only when "
-    "librosa is importable."
-)
-
-
 #: the quality figure in one sentence, for records and the journal
 LSD_DEFINITION = (
     "standard log-spectral distance (labkit.quality.lsd_db): per STFT frame (1024-point Hann "
@@ -89,7 +69,7 @@ class QualityError(ValueError):
 
 
 # -- validation -----------------------------------------------------------------------
-def _as_audio(x: Any, what: str) -> np.ndarray:
+def as_audio(x: Any, what: str) -> np.ndarray:
     a = np.asarray(x, dtype=np.float64)
     if a.ndim != 1:
         a = a.squeeze()
@@ -105,8 +85,8 @@ def _as_audio(x: Any, what: str) -> np.ndarray:
 
 
 def _pair(ref: Any, test: Any, allow_length_mismatch: bool) -> tuple[np.ndarray, np.ndarray]:
-    a = _as_audio(ref, "reference")
-    b = _as_audio(test, "test")
+    a = as_audio(ref, "reference")
+    b = as_audio(test, "test")
     if a.size != b.size:
         if not allow_length_mismatch:
             raise QualityError(
@@ -183,7 +163,7 @@ def aligned_lsd_db(ref: np.ndarray, test: np.ndarray, band_s: float = 0.5) -> fl
     once. Equal to :func:`lsd_db` for a pure gain; ~0 dB for the reference with a
     stretch of it repeated. A figure beside ``lsd_db``, never instead of the duration check.
     """
-    a, b = _as_audio(ref, "reference"), _as_audio(test, "test")
+    a, b = as_audio(ref, "reference"), as_audio(test, "test")
     logs = log_spectra(magnitude(a), magnitude(b))
     if logs is None:
         return 0.0
@@ -267,7 +247,7 @@ def spectral_convergence(ref: np.ndarray, test: np.ndarray,
     return float(np.linalg.norm(B - A) / norm)
 
 
-def _resample(x: np.ndarray, sr: int, target: int) -> np.ndarray:
+def resample(x: np.ndarray, sr: int, target: int) -> np.ndarray:
     if sr == target:
         return np.asarray(x, dtype=np.float64)
     from scipy.signal import resample_poly
@@ -284,7 +264,7 @@ def pesq_wb(ref: np.ndarray, test: np.ndarray, sr: int = SAMPLE_RATE,
     from pesq import PesqError
 
     a, b = _pair(ref, test, allow_length_mismatch)
-    a16, b16 = _resample(a, sr, 16_000), _resample(b, sr, 16_000)
+    a16, b16 = resample(a, sr, 16_000), resample(b, sr, 16_000)
     try:
         return float(pesq(16_000, a16, b16, "wb"))
     except PesqError as exc:
@@ -298,67 +278,6 @@ def stoi(ref: np.ndarray, test: np.ndarray, sr: int = SAMPLE_RATE,
 
     a, b = _pair(ref, test, allow_length_mismatch)
     return float(_stoi(a, b, sr, extended=False))
-
-
-_dnsmos_sessions: dict[str, Any] = {}
-
-
-def _dnsmos_session(name: str):
-    if name not in _dnsmos_sessions:
-        import onnxruntime as ort
-        import speechmos
-
-        path = Path(speechmos.__file__).parent / "dnsmos_models" / name
-        if not path.exists():
-            raise FileNotFoundError(f"{path} is missing: reinstall speechmos")
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = 1
-        so.log_severity_level = 3
-        _dnsmos_sessions[name] = ort.InferenceSession(str(path), sess_options=so,
-                                                      providers=["CPUExecutionProvider"])
-    return _dnsmos_sessions[name]
-
-
-def dnsmos(audio: np.ndarray, sr: int = SAMPLE_RATE) -> dict[str, float] | None:
-    """DNSMOS P.835 estimate {sig, bak, ovrl[, p808]} (1-5, higher is better), or None
-    when the bundled models cannot be run (see DNSMOS_NOTE)."""
-    a = _as_audio(audio, "audio")
-    try:
-        sess = _dnsmos_session("sig_bak_ovr.onnx")
-    except (ImportError, FileNotFoundError):
-        return None
-    x = _resample(a, sr, _DNSMOS_SR)
-    peak = float(np.max(np.abs(x)))
-    if peak > 1.0:  # DNSMOS expects [-1, 1]
-        x = x / peak
-    n = int(_DNSMOS_SECONDS * _DNSMOS_SR)
-    while x.size < n:  # speechmos repeats short clips until one window is full
-        x = np.concatenate([x, x])
-    hops = int(np.floor(x.size / _DNSMOS_SR) - _DNSMOS_SECONDS) + 1
-    segs = [x[i * _DNSMOS_SR: i * _DNSMOS_SR + n] for i in range(hops)]
-    segs = np.stack([s for s in segs if s.size == n]).astype(np.float32)
-    raw = sess.run(None, {"input_1": segs})[0]  # (N, 3): sig, bak, ovr
-    out = {k: float(np.mean(np.poly1d(_DNSMOS_POLY[k])(raw[:, i])))
-           for i, k in enumerate(("sig", "bak", "ovrl"))}
-    p808 = _dnsmos_p808(segs)
-    if p808 is not None:
-        out["p808"] = p808
-    return out
-
-
-def _dnsmos_p808(segs: np.ndarray) -> float | None:
-    try:
-        import librosa
-    except ImportError:
-        return None
-    sess = _dnsmos_session("model_v8.onnx")
-    vals = []
-    for seg in segs:
-        mel = librosa.feature.melspectrogram(y=seg[:-160], sr=_DNSMOS_SR, n_fft=321,
-                                             hop_length=160, n_mels=120)
-        mel = ((librosa.power_to_db(mel, ref=np.max) + 40) / 40).T
-        vals.append(float(sess.run(None, {"input_1": mel[None].astype(np.float32)})[0][0][0]))
-    return float(np.mean(vals))
 
 
 def check_audio(audio: Any, sr: int = SAMPLE_RATE) -> list[str]:
@@ -397,8 +316,10 @@ def duration_agreement(ref: np.ndarray, test: np.ndarray, sr: int = SAMPLE_RATE)
 
 
 def compare(ref: np.ndarray, test: np.ndarray, sr: int = SAMPLE_RATE,
-            with_dnsmos: bool = True, with_pesq: bool = True) -> dict[str, Any]:
-    """Every figure for one (reference, test) pair. Never raises on bad test audio: a
+            mos: Callable[[np.ndarray, int], dict | None] | None = None,
+            with_pesq: bool = True) -> dict[str, Any]:
+    """Every figure for one (reference, test) pair; ``mos(audio, sr)`` adds a no-reference
+    MOS estimate of both (labkit.measure.dnsmos.score). Never raises on bad test audio: a
     test with problems gets ``ok: False``, its problems listed and the figures None."""
     ref = np.asarray(ref, dtype=np.float32).ravel()
     test = np.asarray(test, dtype=np.float32).ravel()
@@ -425,7 +346,7 @@ def compare(ref: np.ndarray, test: np.ndarray, sr: int = SAMPLE_RATE,
         except QualityError as exc:
             out["pesq_error"] = str(exc)
     out["stoi"] = stoi(ref, test, sr)
-    if with_dnsmos:
-        out["dnsmos"] = dnsmos(test, sr)
-        out["dnsmos_ref"] = dnsmos(ref, sr)
+    if mos is not None:
+        out["dnsmos"] = mos(test, sr)
+        out["dnsmos_ref"] = mos(ref, sr)
     return out

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from labkit import quality
+from labkit.measure import dnsmos
 from labkit.quality import QualityError
 
 SR = quality.SAMPLE_RATE
@@ -113,7 +114,7 @@ def test_aligned_lsd_sees_through_a_timing_change(noise, voiced):
     assert quality.aligned_lsd_db(noise, noise * 2.0) == pytest.approx(quality.lsd_db(noise, noise * 2.0))
     with pytest.raises(QualityError, match="no alignment within the band"):
         quality.aligned_lsd_db(voiced, np.concatenate([voiced, voiced, voiced]), band_s=0.05)
-    report = quality.compare(voiced, longer, with_dnsmos=False, with_pesq=False)
+    report = quality.compare(voiced, longer, with_pesq=False)
     assert report["truncated"] and report["lsd_db_aligned"] < report["lsd_db"]
 
 
@@ -135,16 +136,16 @@ def test_pesq_and_stoi_identical_are_maximal(voiced):
 
 
 def test_dnsmos_runs_offline(voiced):
-    mos = quality.dnsmos(voiced)
-    assert mos is not None, quality.DNSMOS_NOTE
+    mos = dnsmos.score(voiced)
+    assert mos is not None, dnsmos.NOTE
     assert set(mos) >= {"sig", "bak", "ovrl"}
     assert all(0.5 < v < 5.5 for v in mos.values())
 
 
 def test_compare_reports_duration_and_failures(voiced):
-    rec = quality.compare(voiced, voiced[:-1200], with_dnsmos=False)
+    rec = quality.compare(voiced, voiced[:-1200])
     assert rec["ok"] and rec["truncated"]
     assert rec["duration"]["diff_s"] == pytest.approx(-0.05)
     assert rec["lsd_db"] == 0.0
-    bad = quality.compare(voiced, np.full_like(voiced, np.nan), with_dnsmos=False)
+    bad = quality.compare(voiced, np.full_like(voiced, np.nan))
     assert not bad["ok"] and bad["lsd_db"] is None and bad["problems"]

@@ -12,9 +12,9 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
 
 from labkit import files
+from labkit.tables import cell
 from labkit.config import LabConfig
 from labkit.lab.results import (choices_table, comparison_lines, fmt_ci, headline_rows,
                                 write_results)
@@ -83,14 +83,6 @@ def compare_headlines(now: dict, before: dict, band: float = NOISE_BAND) -> dict
     return out
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
-    if isinstance(v, (dict, list)):
-        return json.dumps(v)[:200]
-    return str(v)
-
-
 def _stage_files(stage_dir: Path, suffixes: tuple[str, ...]) -> list[Path]:
     return sorted(p for p in stage_dir.rglob("*") if p.suffix.lower() in suffixes and p.is_file())
 
@@ -140,10 +132,6 @@ def render_markdown(cfg: LabConfig, data: dict, best: dict, out_dir: Path) -> st
     lines += ["## Best configuration", ""]
     if best.get("choices"):
         lines += choices_table(best["choices"])
-        lines += ["| stage | choice | TTFA s | RTF | LSD dB |", "|---|---|---|---|---|"]
-        for ch in best["choices"]:
-            lines.append(f"| {ch['stage']} | {ch['candidate']} | {_fmt(ch.get('ttfa_s', ''))} | "
-                         f"{_fmt(ch.get('rtf', ''))} | {_fmt(ch.get('lsd_db', ''))} |")
         lines += ["", f"LSD dB: the {LSD_DEFINITION}. Stage 03 chooses on the development set "
                   "(its held-out figures are reported in its section); the other stages' column "
                   "holds their own quality cost: stage 02 the drift from the default session "
@@ -166,7 +154,7 @@ def render_markdown(cfg: LabConfig, data: dict, best: dict, out_dir: Path) -> st
         if s["headline"]:
             lines += ["| figure | value | 95 % interval | vs previous |", "|---|---|---|---|"]
             for k, v, ci in headline_rows(rec.get("metrics") or {}):
-                lines.append(f"| {k} | {_fmt(v)} | {fmt_ci(ci)} | {s['changes'].get(k, '')} |")
+                lines.append(f"| {k} | {cell(v)} | {fmt_ci(ci)} | {s['changes'].get(k, '')} |")
             lines.append("")
         for title, cmp in (rec.get("metrics", {}).get("comparisons") or {}).items():
             lines += comparison_lines(title, cmp)

@@ -26,7 +26,7 @@ from labkit.engine.cache import make_session
 from labkit.engine.g2p import VOCAB, get_g2p
 from labkit.engine.ort import SAMPLE_RATE, kokoro_feeds, style_row
 from labkit.engine.runtime import DURATIONS
-from labkit.measure import coverage
+from labkit.measure import coverage, dnsmos
 from labkit.measure import profile as profiling
 from labkit.optimize import durations
 from labkit.optimize.quantize import VariantSpec, family_of
@@ -123,7 +123,7 @@ def evaluate(session, prepared: Sequence, voices, ref_audio: dict[str, np.ndarra
             per[p.utt.id] = {"ok": False, "problems": [f"run failed: {type(exc).__name__}: {exc}"]}
             continue
         audio[p.utt.id] = out
-        rec = quality.compare(ref_audio[p.utt.id], out, with_dnsmos=with_dnsmos)
+        rec = quality.compare(ref_audio[p.utt.id], out, mos=dnsmos.score if with_dnsmos else None)
         if rec["duration"]["diff_s"] != 0:
             rec["ok"] = False
             rec["problems"].append(f"length change: {rec['duration']['diff_s']:+.3f} s")

@@ -16,7 +16,7 @@ from typing import Any, Iterable, Mapping
 
 from labkit import files
 from labkit.config import LabConfig, SessionConfig
-from labkit.engine.provider_options import COREML_OPTIONS, CoreMLOptionError, validate_coreml
+from labkit.engine.provider_options import COREML_OPTIONS, validate_coreml
 
 PROVIDER = "CoreMLExecutionProvider"
 CPU = "CPUExecutionProvider"

@@ -24,6 +24,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from labkit.engine.ort import new_session, probe_config, probe_feeds
 from labkit.engine.words import SAMPLES_PER_FRAME as _FRAME, timed_model_path
 
 #: the added output's name
@@ -79,30 +80,16 @@ def add_durations_output(model: onnx.ModelProto) -> onnx.ModelProto:
     return edited
 
 
-def probe_feeds(n_tokens: int = 40, seed: int = 0) -> dict[str, np.ndarray]:
-    """Deterministic inputs for the check (token ids of ordinary phoneme symbols, a small
-    random style): the check compares two graphs, it needs no real voice."""
-    rng = np.random.default_rng(seed)
-    tokens = rng.integers(43, 150, size=n_tokens)
-    return {"tokens": np.array([[0, *tokens, 0]], dtype=np.int64),
-            "style": (rng.standard_normal((1, 256)) * 0.1).astype(np.float32),
-            "speed": np.array([1.0], dtype=np.float32)}
-
-
 def check(original: str | Path, edited: str | Path, feeds: list[dict] | None = None) -> dict:
     """Run both graphs: ``audio`` bit-identical and sum(durations) x 600 == len(audio) on
     every feed, else DurationsError. Returns what was checked."""
-    import onnxruntime as ort  # heavy: only when a check runs
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    a = ort.InferenceSession(str(original), sess_options=so, providers=["CPUExecutionProvider"])
-    b = ort.InferenceSession(str(edited), sess_options=so, providers=["CPUExecutionProvider"])
+    a = new_session(original, probe_config())
+    b = new_session(edited, probe_config())
     names = [o.name for o in b.get_outputs()]
     if OUTPUT not in names:
         raise DurationsError(f"{edited}: no {OUTPUT!r} output (outputs: {names})")
     rows = []
-    for f in feeds or [probe_feeds(), {**probe_feeds(12, seed=1), "speed": np.array([1.3], np.float32)}]:
+    for f in feeds or [probe_feeds(40), {**probe_feeds(12, seed=1), "speed": np.array([1.3], np.float32)}]:
         ya = np.asarray(a.run(["audio"], f)[0]).ravel()
         out = dict(zip(names, b.run(None, f)))
         yb, d = np.asarray(out["audio"]).ravel(), np.asarray(out[OUTPUT]).ravel()
