@@ -142,3 +142,21 @@ def test_phonemize_json_refusals(cfg, g2p_us):
     small = cfg.with_overrides({"text.max_chars": 10})
     with pytest.raises(InputTooLong, match="the limit is 10"):
         phonemize_json("x" * 11, small, g2p_us)
+
+
+def test_fallback_and_unknown_words_are_counted_once_per_fresh_text():
+    from labkit.engine.g2p import loaded
+
+    g = get_g2p("en-us", fallback=False)
+    assert g in loaded()
+    before = dict(g.counts)
+    text = "Zxqvbnm speaks, counted."
+    ph = g(text)
+    g(text)  # a cache hit is not counted again
+    assert g.counts["texts"] == before["texts"] + 1
+    assert g.counts["unknown_words"] == before["unknown_words"] + len(ph.unknown) > before["unknown_words"]
+    assert g.counts["fallback_words"] == before["fallback_words"]
+    us = get_g2p("en-us")
+    before = dict(us.counts)
+    ph = us("Kokoro counts its fallback words.")
+    assert ph.fallbacks and us.counts["fallback_words"] == before["fallback_words"] + len(ph.fallbacks)
