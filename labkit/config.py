@@ -186,6 +186,18 @@ class ServeConfig:
     port: int = 8880
     #: longer inputs get 413 (never silently truncated)
     max_input_chars: int = 4096
+    #: request bodies over this many bytes get 413 before they are read (the longest
+    #: legal input, JSON-escaped, is well under it)
+    max_body_bytes: int = 131_072
+    #: a body not received within this many seconds gets 408
+    body_timeout_s: float = 10.0
+    #: a connection without a complete request head this long after it opened (or after
+    #: its last response) is closed
+    header_timeout_s: float = 10.0
+    #: idle keep-alive connections are closed after this many seconds
+    keep_alive_s: float = 5.0
+    #: open connections at most; more get 503
+    max_connections: int = 256
     #: when set, /v1/* wants ``Authorization: Bearer <api_key>``
     api_key: str | None = None
     #: when set, CORS allows this origin ("*" for any)
