@@ -94,7 +94,7 @@ def cmd_journal(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from serve.app import serve
+    from serve import serve
 
     serve(_config(args))
     return 0

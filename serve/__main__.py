@@ -5,6 +5,8 @@ import argparse
 
 from labkit.config import LabConfig
 
+from .server import serve
+
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m serve", description=__doc__)
@@ -17,8 +19,6 @@ def main(argv: list[str] | None = None) -> None:
     cfg = LabConfig.load(args.config, args.set or None)
     if args.best_json is not None:
         cfg = cfg.with_overrides({"serve.best_json": args.best_json})
-    from .app import serve
-
     serve(cfg)
 
 
