@@ -11,6 +11,7 @@ import numpy as np
 
 from labkit.config import LabConfig
 from labkit.engine import g2p, pipeline
+from labkit.engine import text as textmod
 
 from .cache import CachingEngine, PieceCache
 from .encoders import FORMATS, make_encoder
@@ -54,6 +55,7 @@ class ServerState:
             engine = synth.engine
             self.load_seconds = time.perf_counter() - t0
             t1 = time.perf_counter()
+            textmod.preload()
             for e in synth.engines:
                 e.warm_up()
             for chunk in synth.stream(WARMUP_TEXT, self.cfg.voice, self.cfg.speed,

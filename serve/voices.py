@@ -46,7 +46,8 @@ def _unknown_message(spec: str, message: str, aliases: dict[str, str], bank: Voi
         close = difflib.get_close_matches(spec.strip().lower()[:64], names, n=4, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
     shown = spec if len(spec) <= 64 else spec[:64] + f"... ({len(spec):,} characters)"
-    return (f"voice {shown!r}: {message}{hint} (GET /v1/audio/voices lists the "
+    head = "" if message.startswith("voice ") else f"voice {shown!r}: "  # named already
+    return (f"{head}{message}{hint} (GET /v1/audio/voices lists the "
             f"{len(bank.ids)} voices and the OpenAI names)")
 
 

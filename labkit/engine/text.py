@@ -307,6 +307,12 @@ def _known_words() -> frozenset[str]:
         return frozenset()
 
 
+def preload() -> None:
+    """Load what a rule would otherwise load on first need (a server calls it while it
+    warms up, so no request pays for it)."""
+    _known_words()
+
+
 def _is_word(w: str) -> bool:
     known = _known_words()
     w = w.lower()
