@@ -369,7 +369,8 @@ def test_busy_gets_429_and_disconnect_stops_the_synthesis(server):
     after = speak(server.url, input="Still here.", voice="af_heart", response_format="pcm")
     assert after.status_code == 200 and len(after.content) > 0
     assert metric(server.url, 'kokoro_client_disconnects_total{stage="stream"}') >= 1
-    assert metric(server.url, 'kokoro_errors_total{kind="client_disconnect"}') == 0  # a client event, no error
+    # a client event, not an error
+    assert metric(server.url, 'kokoro_errors_total{kind="client_disconnect"}') == 0
 
 
 @pytest.mark.model

@@ -352,8 +352,11 @@ def _iso_date(m: re.Match) -> str:
         if h > 23 or mi > 59:
             return m.group()
         out += " at " + _clock(h, mi, int(m.group(6)) if m.group(6) else None, None)
-        if m.group(7):
-            out += " UTC" if m.group(7) == "Z" else f" UTC {m.group(7)[0].replace('-', 'minus ').replace('+', 'plus ')}{_num(int(m.group(7)[1:3]))}"
+        zone = m.group(7)
+        if zone == "Z":
+            out += " UTC"
+        elif zone:
+            out += f" UTC {'plus' if zone[0] == '+' else 'minus'} {_num(int(zone[1:3]))}"
     return out
 
 
