@@ -44,6 +44,8 @@ def test_invisible_separators_split_words_joiners_do_not(raw, clean):
 @pytest.mark.parametrize("raw,clean", [
     ("Due 2026-11-27.", "Due November twenty-seventh, twenty twenty-six."),
     ("At 2026-01-02T09:05Z.", "At January second, twenty twenty-six at nine oh five UTC."),
+    ("At 2026-01-02 18:30-05:30.", "At January second, twenty twenty-six at eighteen thirty "
+                                   "UTC minus five thirty."),
     ("Not a date: 2026-02-30 or 2026-13-01.", "Not a date: 2026-02-30 or 2026-13-01."),
     ("Meet at 9:30 am or 14:05, not 7:00 p.m. Then 12:00.",
      "Meet at nine thirty AM or fourteen oh five, not seven PM. Then twelve o'clock."),

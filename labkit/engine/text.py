@@ -356,7 +356,9 @@ def _iso_date(m: re.Match) -> str:
         if zone == "Z":
             out += " UTC"
         elif zone:
-            out += f" UTC {'plus' if zone[0] == '+' else 'minus'} {_num(int(zone[1:3]))}"
+            minutes = int(zone[-2:])
+            out += (f" UTC {'plus' if zone[0] == '+' else 'minus'} {_num(int(zone[1:3]))}"
+                    + (f" {_num(minutes)}" if minutes else ""))
     return out
 
 
