@@ -129,7 +129,7 @@ def serve_config(args) -> LabConfig:
 
 
 def cmd_serve(args) -> int:
-    from serve.app import serve
+    from serve import serve
 
     serve(serve_config(args))
     return 0

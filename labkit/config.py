@@ -36,8 +36,8 @@ EXECUTION_MODES = ("sequential", "parallel")
 REWRITE_NAMES = ("pow2_mul", "instance_norm", "conv1d_as_2d", "snake_fold")
 #: sanitization rules of labkit.engine.text, in the order they run
 TEXT_RULES = ("line_endings", "ansi", "control", "unicode", "zero_width", "markdown", "urls",
-              "emails", "code", "emoji", "symbols", "non_latin", "numbers", "long_words",
-              "punctuation", "paragraphs")
+              "emails", "code", "emoji", "symbols", "non_latin", "dates", "times", "versions",
+              "units", "numbers", "long_words", "punctuation", "paragraphs")
 #: session.intra_op_threads = "auto": from the machine (labkit.machine.thread_plan)
 AUTO_THREADS = "auto"
 
@@ -208,6 +208,18 @@ class ServeConfig:
     port: int = 8880
     #: longer inputs get 413 (never silently truncated)
     max_input_chars: int = 4096
+    #: request bodies over this many bytes get 413 before they are read (the longest
+    #: legal input, JSON-escaped, is well under it)
+    max_body_bytes: int = 131_072
+    #: a body not received within this many seconds gets 408
+    body_timeout_s: float = 10.0
+    #: a connection without a complete request head this long after it opened (or after
+    #: its last response) is closed
+    header_timeout_s: float = 10.0
+    #: idle keep-alive connections are closed after this many seconds
+    keep_alive_s: float = 5.0
+    #: open connections at most; more get 503
+    max_connections: int = 256
     #: when set, /v1/* wants ``Authorization: Bearer <api_key>``
     api_key: str | None = None
     #: when set, CORS allows this origin ("*" for any)

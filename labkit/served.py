@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labkit.config import ConfigError, LabConfig
+from labkit.config import ConfigError, LabConfig, ServeConfig
 
 log = logging.getLogger("labkit.served")
 
@@ -106,3 +106,15 @@ def resolve(cfg: LabConfig, best_json: str | None = None) -> Served:
     log.info("serving %s (run %s)%s", path, run,
              f" with explicit settings {overrides}" if overrides else "")
     return Served(merged, "best.json", str(path), best.get("provenance") or {}, overrides)
+
+
+def check_limits(scfg: ServeConfig) -> None:
+    """Every serve limit is a positive number (a clear error at start-up otherwise)."""
+    for name in ("max_body_bytes", "max_connections", "max_input_chars"):
+        value = getattr(scfg, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"serve.{name}={value!r}: must be an integer >= 1")
+    for name in ("body_timeout_s", "header_timeout_s", "keep_alive_s", "queue_timeout_s"):
+        value = getattr(scfg, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ConfigError(f"serve.{name}={value!r}: must be a number of seconds > 0")

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 
 from labkit.config import LabConfig
-from serve.app import serve
+
+from .server import serve
 
 
 def main(argv: list[str] | None = None) -> None:

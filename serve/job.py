@@ -1,6 +1,7 @@
 """One speech synthesis in a worker thread, handing encoded bytes to the event loop.
 
-The thread runs ``StreamingSynthesizer.stream(text, voice, speed, lang, cancel)`` and the
+The thread runs ``StreamingSynthesizer.open_stream(text, voice, speed, lang, cancel)`` (text
+clean-up, G2P and synthesis all happen here, off the event loop) and the
 response's encoder, and puts ``("audio", bytes, chunk)``, then ``("end", tail)`` or
 ``("error", exc)`` on an asyncio queue. Synthesis is not held back by a slow client: it
 runs at full speed, so the synthesis slot frees as early as it can. When the client goes
@@ -15,7 +16,8 @@ import threading
 import time
 from typing import Callable
 
-from labkit.engine.pipeline import StreamingSynthesizer
+from labkit.engine.g2p import get_g2p
+from labkit.engine.pipeline import StreamingSynthesizer, StreamStats
 
 from .encoders import Encoder
 
@@ -44,6 +46,12 @@ class SpeechJob:
         self.completed = False
         self.cancelled = False
         self.error: BaseException | None = None
+        #: the pipeline's stats of this stream (retries, failed attempts)
+        self.stats: StreamStats | None = None
+        #: words of this request's text misaki did not know (read by espeak), or that
+        #: nothing could read (exact while one request runs at a time)
+        self.fallback_words = 0
+        self.unknown_words = 0
         self._thread = threading.Thread(target=self._run, name="kokoro-speech", daemon=True)
 
     def start(self) -> "SpeechJob":
@@ -66,8 +74,12 @@ class SpeechJob:
 
     def _run(self) -> None:
         t0 = time.perf_counter()
+        g2p = get_g2p(self.lang)
+        before = dict(g2p.counts)
         try:
-            stream = self.synth.stream(self.text, self.voice, self.speed, self.lang, self.cancel)
+            stream = self.synth.open_stream(self.text, self.voice, self.speed, self.lang,
+                                            self.cancel)
+            self.stats = stream.stats
             try:
                 for chunk in stream:
                     if self.cancel.is_set():
@@ -79,9 +91,7 @@ class SpeechJob:
                     self.synth_seconds += chunk.synth_seconds
                     self._emit("audio", data, chunk)
             finally:
-                close = getattr(stream, "close", None)
-                if close is not None:
-                    close()
+                stream.close()
             if self.cancel.is_set():
                 self.cancelled = True
                 self.encoder.close()
@@ -95,6 +105,8 @@ class SpeechJob:
             self._emit("error", exc, None)
         finally:
             self.wall_seconds = time.perf_counter() - t0
+            self.fallback_words = g2p.counts["fallback_words"] - before["fallback_words"]
+            self.unknown_words = g2p.counts["unknown_words"] - before["unknown_words"]
             if self.on_finished is not None:
                 try:
                     self.on_finished(self)

@@ -14,12 +14,15 @@ does). Inside it but outside 0.5-2.0, ``serve.speed_policy`` decides: ``clamp``
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from dataclasses import dataclass
 
+from starlette.requests import ClientDisconnect, Request
+
 from labkit.config import ServeConfig
-from labkit.engine.runtime import SPEED_RANGE
+from labkit.engine.ort import SPEED_RANGE
 
 from .encoders import FORMATS
 from .errors import APIError
@@ -53,21 +56,114 @@ def _bad(message: str, param: str | None, code: str = "invalid_value", status: i
     return APIError(status, message, param=param, code=code)
 
 
+#: JSON nesting deeper than this is refused (OpenAI's body is 2 levels deep)
+MAX_JSON_DEPTH = 16
+#: integers with more digits than this are refused (Python's own limit is 4,300 digits)
+MAX_JSON_INT_DIGITS = 64
+
+
+class ClientGone(Exception):
+    """The client closed the connection before its request body arrived."""
+
+
+class _Refused(ValueError):
+    pass
+
+
+def _int(s: str) -> int:
+    if len(s.lstrip("-")) > MAX_JSON_INT_DIGITS:
+        raise _Refused(f"an integer of {len(s):,} digits (at most {MAX_JSON_INT_DIGITS})")
+    return int(s)
+
+
+def _constant(name: str):
+    raise _Refused(f"{name} is not a number JSON allows")
+
+
+def _check_tree(data) -> None:
+    """Depth within :data:`MAX_JSON_DEPTH`; every string (and key) valid Unicode (a lone
+    surrogate such as ``"\\ud800"`` is legal JSON but no text)."""
+    stack = [(data, 1, None)]
+    while stack:
+        value, depth, where = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise APIError(400, f"{where or 'a string'} holds a lone surrogate "
+                                    f"(\\u{ord(value[exc.start]):04x} at {exc.start}): not text",
+                               param=where, code="invalid_value") from None
+            continue
+        if isinstance(value, (dict, list)):
+            if depth > MAX_JSON_DEPTH:
+                raise _bad(f"the body nests deeper than {MAX_JSON_DEPTH} levels", None,
+                           code="invalid_json")
+            items = value.items() if isinstance(value, dict) else ((None, v) for v in value)
+            for key, item in items:
+                if key is not None:
+                    stack.append((key, depth, "a key"))
+                stack.append((item, depth + 1, where or key))
+
+
 def parse_body(raw: bytes, content_type: str | None) -> dict:
-    """JSON object from the body, or a 4xx saying what was wrong with it."""
+    """JSON object from the body, or a 4xx saying what was wrong with it (never a 500:
+    deep nesting, huge integers, NaN and lone surrogates are all the client's error)."""
     ctype = (content_type or "").split(";")[0].strip().lower()
     if ctype != "application/json":
-        raise APIError(415, f"Content-Type {content_type or '(none)'!r} is not supported; "
-                            "send the request as application/json",
+        raise APIError(415, f"Content-Type {_clip(content_type or '(none)')!r} is not "
+                            "supported; send the request as application/json",
                        code="unsupported_media_type")
     try:
-        data = json.loads(raw or b"")
+        data = json.loads(raw or b"", parse_int=_int, parse_constant=_constant)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise _bad(f"the body is not valid JSON: {exc}", None, code="invalid_json") from None
+    except _Refused as exc:
+        raise _bad(f"the body is refused: {exc}", None, code="invalid_json") from None
+    except RecursionError:
+        raise _bad(f"the body nests deeper than {MAX_JSON_DEPTH} levels", None,
+                   code="invalid_json") from None
     if not isinstance(data, dict):
         raise _bad(f"the body must be a JSON object, got {type(data).__name__}", None,
                    code="invalid_json")
+    _check_tree(data)
     return data
+
+
+def _clip(s: str, n: int = 80) -> str:
+    return s if len(s) <= n else s[:n] + "..."
+
+
+async def read_body(request: Request, max_bytes: int, timeout_s: float) -> bytes:
+    """The body, read only while it stays within ``max_bytes`` (413, checked against
+    Content-Length before reading) and arrives within ``timeout_s`` (408). A client that
+    goes away meanwhile raises :class:`ClientGone`."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise _bad(f"Content-Length {_clip(declared)!r} is not a number", None,
+                       code="invalid_request")
+        if int(declared) > max_bytes:
+            raise _too_large(int(declared), max_bytes)
+    parts, size = [], 0
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for part in request.stream():
+                size += len(part)
+                if size > max_bytes:
+                    raise _too_large(size, max_bytes)
+                parts.append(part)
+    except ClientDisconnect:
+        raise ClientGone() from None
+    except TimeoutError:
+        raise APIError(408, f"the request body did not arrive within {timeout_s:g} s",
+                       code="request_timeout", kind="body_timeout") from None
+    return b"".join(parts)
+
+
+def _too_large(size: int, limit: int) -> APIError:
+    return APIError(413, f"the body is over {limit:,} bytes ({size:,} so far); an input of "
+                         "the longest allowed length fits well within it",
+                    code="body_too_large")
 
 
 def _string(data: dict, name: str, default: str | None) -> str | None:

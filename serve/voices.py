@@ -10,9 +10,8 @@ Only English G2P is installed (misaki en-us / en-gb): every voice reads English 
 from __future__ import annotations
 
 import difflib
-import re
 
-from labkit.engine.runtime import VoiceBank, VoiceError
+from labkit.engine.runtime import VoiceBank, VoiceError, split_blend
 
 from .errors import APIError
 
@@ -22,24 +21,18 @@ _LANGUAGES = {"a": "American English", "b": "British English", "e": "Spanish", "
 _GENDERS = {"f": "female", "m": "male"}
 
 
-_TERM = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*)\s*(\(.*\))?\s*$")
-
-
 def resolve(spec: str, aliases: dict[str, str], bank: VoiceBank) -> str:
-    """The Kokoro voice (id or blend) a request's ``voice`` names; checks it exists."""
+    """The Kokoro voice (id or blend) a request's ``voice`` names; checks it exists
+    (in linear time, within labkit.engine.runtime's caps) without resolving the blend:
+    nothing is kept for a request that is then refused."""
     key = spec.strip()
-    if key.lower() in aliases:
-        key = aliases[key.lower()]
-    elif "+" in key or "(" in key:  # a blend: aliases may stand for its terms
-        parts = []
-        for term in key.split("+"):
-            m = _TERM.match(term)
-            if m and m.group(1).lower() in aliases:
-                term = aliases[m.group(1).lower()] + (m.group(2) or "")
-            parts.append(term.strip())
-        key = "+".join(parts)
     try:
-        bank.pack(key)
+        if key.lower() in aliases:
+            key = aliases[key.lower()]
+        elif "+" in key or "(" in key:  # a blend: aliases may stand for its terms
+            key = "+".join(aliases.get(name.lower(), name) + (f"({w})" if w is not None else "")
+                           for name, w in split_blend(key))
+        bank.check(key)
     except VoiceError as exc:
         raise APIError(400, _unknown_message(spec, str(exc), aliases, bank), param="voice",
                        code="voice_not_found") from None
@@ -50,9 +43,11 @@ def _unknown_message(spec: str, message: str, aliases: dict[str, str], bank: Voi
     hint = ""
     if "did you mean" not in message:
         names = bank.ids + sorted(aliases)
-        close = difflib.get_close_matches(spec.strip().lower(), names, n=4, cutoff=0.5)
+        close = difflib.get_close_matches(spec.strip().lower()[:64], names, n=4, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-    return (f"voice {spec!r}: {message}{hint} (GET /v1/audio/voices lists the "
+    shown = spec if len(spec) <= 64 else spec[:64] + f"... ({len(spec):,} characters)"
+    head = "" if message.startswith("voice ") else f"voice {shown!r}: "  # named already
+    return (f"{head}{message}{hint} (GET /v1/audio/voices lists the "
             f"{len(bank.ids)} voices and the OpenAI names)")
 
 

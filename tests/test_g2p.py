@@ -199,3 +199,21 @@ def test_words_lost_without_sanitization_count_only_the_inputs_words(cfg, monkey
     case["hear"] = ["docs", "today", "tomorrow"]
     monkeypatch.setattr(phonemize, "get_g2p", lambda *a, **k: lambda t: Words(t.replace("tomorrow", "")))
     assert phonemize.raw_vs_sanitized(cfg, [case])[0]["raw_missing"] == 1  # a real loss counts
+
+
+def test_fallback_and_unknown_words_are_counted_once_per_fresh_text():
+    from labkit.engine.g2p import loaded
+
+    g = get_g2p("en-us", fallback=False)
+    assert g in loaded()
+    before = dict(g.counts)
+    text = "Zxqvbnm speaks, counted."
+    ph = g(text)
+    g(text)  # a cache hit is not counted again
+    assert g.counts["texts"] == before["texts"] + 1
+    assert g.counts["unknown_words"] == before["unknown_words"] + len(ph.unknown) > before["unknown_words"]
+    assert g.counts["fallback_words"] == before["fallback_words"]
+    us = get_g2p("en-us")
+    before = dict(us.counts)
+    ph = us("Kokoro counts its fallback words.")
+    assert ph.fallbacks and us.counts["fallback_words"] == before["fallback_words"] + len(ph.fallbacks)

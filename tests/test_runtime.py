@@ -1,9 +1,11 @@
 """Synthesis from phonemes: real model, short inputs."""
+import time
+
 import numpy as np
 import pytest
 
 from labkit.config import ConfigError
-from labkit.engine.runtime import VoiceError, parse_blend
+from labkit.engine.runtime import VoiceBank, VoiceError, parse_blend
 from labkit.engine.ort import SAMPLE_RATE, providers_for, session_options
 
 PHONEMES = "ðə kwˈɪk bɹˈWn fˈɑks."
@@ -60,10 +62,58 @@ def test_blend_is_the_weighted_mean(engine):
 
 @pytest.mark.parametrize("spec,match", [("af_hart", "did you mean af_heart"),
                                         ("af_bella(x)", "cannot read"),
-                                        ("af_bella(0)+af_sky(0)", "more than 0")])
+                                        ("af_bella(0)+af_sky(0)", "more than 0"),
+                                        ("af_bella(2)+af_sky(0)", "more than 0"),
+                                        ("af_bella(9999999)+af_sky(1)", "too many digits"),
+                                        ("af_bella(0.0000001)", "too many digits"),
+                                        ("af_bella(" + "9" * 400 + ")", "the limit is 256"),
+                                        ("af_bella(1e308)+af_sky(1e308)", "cannot read"),
+                                        ("af_bella(nan)", "cannot read"),
+                                        ("af_bella(-1)", "cannot read"),
+                                        ("af_bella(1.2.3)", "cannot read"),
+                                        ("af_bella((2))", "cannot read"),
+                                        ("af_bella(2", "cannot read"),
+                                        ("+af_sky", "cannot read"),
+                                        ("AF_BELLA", "Kokoro ids look like"),
+                                        ("+".join(["af_sky"] * 9), "at most 8 voices"),
+                                        ("af_" + "a" * 300, "the limit is 256")])
 def test_bad_voices_are_explained(engine, spec, match):
+    before = engine.voices.blend_cache
     with pytest.raises(VoiceError, match=match):
         engine.voices.pack(spec)
+    assert engine.voices.blend_cache == before  # a refused spec keeps nothing
+
+
+def test_blend_parsing_is_linear_in_the_spec():
+    """The old regex backtracked quadratically: a 40 kB spec froze the server for 13.7 s."""
+    for spec in ["af_bella(" + "1" * 40_000, "af_a" + " " * 40_000 + "x", "(" * 40_000]:
+        t0 = time.perf_counter()
+        with pytest.raises(VoiceError, match="the limit is"):
+            parse_blend(spec)
+        assert time.perf_counter() - t0 < 0.01
+    worst = "af_bella(" + " " * 200 + "1" + " " * 30 + ")"  # under the cap, every branch
+    t0 = time.perf_counter()
+    assert parse_blend(worst) == [("af_bella", 1.0)]
+    assert time.perf_counter() - t0 < 0.01
+
+
+def test_blend_spellings_share_one_bounded_cache(engine):
+    bank = VoiceBank(engine.voices.voices, max_blends=3, max_blend_bytes=64 << 20)
+    a = bank.pack("af_bella(2)+af_sky(1)")
+    assert bank.pack(" af_bella(4) + af_sky(2.0) ") is a  # same blend, another spelling
+    assert bank.pack("af_sky(1)+af_bella(2)") is a
+    assert bank.blend_cache["items"] == 1
+    for w in range(1, 40):
+        bank.pack(f"af_bella({w})+af_sky(1)")
+    assert bank.blend_cache["items"] == 3
+    assert bank.blend_cache["bytes"] == 3 * a.nbytes
+    by_bytes = VoiceBank(engine.voices.voices, max_blends=100, max_blend_bytes=2 * a.nbytes)
+    for w in range(1, 10):
+        by_bytes.pack(f"af_bella({w})+af_sky(1)")
+    assert by_bytes.blend_cache["items"] == 2
+    bank.check("af_bella(7)+af_nova(1)")  # validation keeps nothing
+    assert bank.blend_cache["items"] == 3
+    assert not a.flags.writeable  # a shared pack cannot be changed by a caller
 
 
 def test_bad_session_settings(cfg):

@@ -368,7 +368,9 @@ def test_busy_gets_429_and_disconnect_stops_the_synthesis(server):
     assert metric(server.url, "kokoro_cancelled_total") == cancelled + 1
     after = speak(server.url, input="Still here.", voice="af_heart", response_format="pcm")
     assert after.status_code == 200 and len(after.content) > 0
-    assert metric(server.url, 'kokoro_errors_total{kind="client_disconnect"}') >= 1
+    assert metric(server.url, 'kokoro_client_disconnects_total{stage="stream"}') >= 1
+    # a client event, not an error
+    assert metric(server.url, 'kokoro_errors_total{kind="client_disconnect"}') == 0
 
 
 @pytest.mark.model
@@ -378,3 +380,84 @@ def test_metrics_exposition(server):
                  "kokoro_cache_hits_total", "kokoro_errors_total", "kokoro_ready 1.0"):
         assert name in text, name
     assert metric(server.url, "kokoro_ttfa_seconds_count") >= 1
+
+
+# -- limits, degradation, retries: parts, no model ---------------------------------------------
+def test_json_limits_are_400_not_500():
+    for raw, needle in [(b'{"a": ' + b"[" * 20 + b"]" * 20 + b"}", "nests deeper"),
+                        (b"[" * 100_000, "nests deeper"),
+                        (b'{"speed": ' + b"1" * 4400 + b"}", "4,400 digits"),
+                        (b'{"speed": Infinity}', "Infinity"),
+                        (b'{"input": "\\ud83d"}', "lone surrogate")]:
+        with pytest.raises(APIError) as err:
+            parse_body(raw, "application/json")
+        assert err.value.status == 400 and needle in err.value.message, raw[:40]
+    ok = parse_body(b'{"input": "\\ud83d\\ude00", "voice": {"id": "af_sky"}}', "application/json")
+    assert ok["input"] == "\U0001F600"  # a proper surrogate pair is text
+
+
+def test_serve_limits_must_be_positive():
+    from labkit.served import check_limits
+
+    check_limits(LabConfig().serve)
+    for key, value in [("max_body_bytes", 0), ("header_timeout_s", 0), ("body_timeout_s", -1),
+                       ("max_connections", True)]:
+        bad = LabConfig().with_overrides({f"serve.{key}": value}).serve
+        with pytest.raises(ConfigError, match=f"serve.{key}"):
+            check_limits(bad)
+
+
+def test_degraded_g2p_shows_in_health_state_and_metrics(monkeypatch):
+    from types import SimpleNamespace
+
+    from serve import metrics as metricsmod
+    from serve import state as statemod
+    from labkit.served import resolve
+
+    good = SimpleNamespace(lang="en-us", engine="misaki", engine_note="",
+                           counts={"fallback_words": 2, "unknown_words": 0})
+    bad = SimpleNamespace(lang="en-gb", engine="espeak", engine_note="misaki unavailable (X)",
+                          counts={"fallback_words": 0, "unknown_words": 1})
+    monkeypatch.setattr(statemod.g2p, "loaded", lambda: [good])
+    state = statemod.ServerState(resolve(LabConfig(), ""))
+    assert state.degraded() == []
+    monkeypatch.setattr(statemod.g2p, "loaded", lambda: [good, bad])
+    assert state.degraded() == ["g2p en-gb: misaki unavailable (X)"]
+    monkeypatch.setattr(metricsmod.g2p, "loaded", lambda: [good, bad])
+    text = state.metrics.render().decode()
+    assert 'kokoro_g2p_degraded{lang="en-gb"} 1.0' in text
+    assert 'kokoro_g2p_degraded{lang="en-us"} 0.0' in text
+    assert 'kokoro_g2p_fallback_words_total{lang="en-us"} 2.0' in text
+
+
+def test_pipeline_retries_are_counted_and_logged(caplog):
+    import asyncio
+    from types import SimpleNamespace
+
+    from labkit.engine.pipeline import StreamStats
+    from serve.service import SpeechService
+    from labkit.served import resolve
+    from serve.state import ServerState
+
+    state = ServerState(resolve(LabConfig(), ""))
+    service = SpeechService(state)
+
+    async def run(job):
+        state.slot = asyncio.Semaphore(0)
+        state.busy = 1
+        service._release(job)
+        return state.slot.locked()
+
+    quiet = SimpleNamespace(cancelled=False, stats=StreamStats(), fallback_words=0,
+                            unknown_words=0, lang="en-us")
+    assert asyncio.run(run(quiet)) is False  # the slot came back
+    assert state.metrics.pipeline_retries._value.get() == 0
+    stats = StreamStats(retries=1, failures=[(3, 0, "RuntimeError: boom")])
+    job = SimpleNamespace(cancelled=False, stats=stats, fallback_words=2, unknown_words=0,
+                          lang="en-us")
+    with caplog.at_level("INFO", logger="serve"):
+        asyncio.run(run(job))
+    assert state.metrics.pipeline_retries._value.get() == 1
+    assert state.metrics.pipeline_failures._value.get() == 1
+    assert any("RuntimeError: boom" in r.message for r in caplog.records)
+    assert any("2 word(s) read by the espeak fallback" in r.message for r in caplog.records)

@@ -29,6 +29,51 @@ def test_invisible_and_odd_whitespace():
     assert s.text == "one two three invisible end"
 
 
+@pytest.mark.parametrize("raw,clean", [
+    ("hello\u200bworld", "hello world"),  # known-bad before: glued into "helloworld"
+    ("hello\u200bWorld", "hello World"),
+    ("read\u200e\u200ethis\u2063now", "read this now"),  # bidi marks, invisible separator
+    ("in\u200bvisible some\u200bthing data\u200bbases", "invisible something databases"),
+    ("co\u00adoperate e\u200dmail\u2060ok", "cooperate emailok"),  # joiners never separate
+    ("end\u200b. next \u200bword", "end. next word"),  # next to punctuation or a space: gone
+])
+def test_invisible_separators_split_words_joiners_do_not(raw, clean):
+    assert sanitize(raw).text == clean
+
+
+@pytest.mark.parametrize("raw,clean", [
+    ("Due 2026-11-27.", "Due November twenty-seventh, twenty twenty-six."),
+    ("At 2026-01-02T09:05Z.", "At January second, twenty twenty-six at nine oh five UTC."),
+    ("At 2026-01-02 18:30-05:30.", "At January second, twenty twenty-six at eighteen thirty "
+                                   "UTC minus five thirty."),
+    ("Not a date: 2026-02-30 or 2026-13-01.", "Not a date: 2026-02-30 or 2026-13-01."),
+    ("Meet at 9:30 am or 14:05, not 7:00 p.m. Then 12:00.",
+     "Meet at nine thirty AM or fourteen oh five, not seven PM. Then twelve o'clock."),
+    ("A 3:2 ratio and 25:61.", "A 3:2 ratio and 25:61."),  # not times
+    ("Install v2.3, v10 or 1.12.0.", "Install version two point three, version ten or one "
+                                     "point twelve point zero."),
+    ("Not versions: 10.0.0.1, 27.11.2026, 3.14.", "Not versions: 10.0.0.1, 27.11.2026, 3.14."),
+    ("It serves 120 requests/s at 60 km/h.", "It serves 120 requests per second at 60 "
+                                              "kilometers per hour."),
+    ("Took 1 ms, then 250 ms on 2 GB and 5 GHz.",
+     "Took 1 millisecond, then 250 milliseconds on 2 gigabytes and 5 gigahertz."),
+    ("Keep and/or, he/she, 24/7 and 5 msg.", "Keep and/or, he/she, 24/7 and 5 msg."),
+])
+def test_dates_times_versions_units_read_as_a_person_would(raw, clean):
+    assert sanitize(raw).text == clean
+
+
+def test_long_digit_strings_are_capped_and_the_rest_reported():
+    s = sanitize("Pi is " + "3" * 300 + " roughly.")
+    spoken = s.text.split()
+    assert sum(w.rstrip(",").isdigit() and len(w.rstrip(",")) == 1 for w in spoken) == 24
+    assert "276 more digits" in s.text  # said, so the listener knows something was cut
+    [rec] = s.report["removed"]
+    assert rec["rule"] == "numbers" and "276 left out" in rec["why"]
+    # known-bad before: 301 characters read as 300 words (90 s of audio)
+    assert len(spoken) < 40
+
+
 def test_ansi_escapes_removed():
     assert sanitize("\x1b[1;31mERROR\x1b[0m: disk full").text == "ERROR: disk full"
 
@@ -56,10 +101,19 @@ def test_markdown_off_leaves_markup_to_later_rules():
     assert "bold" in s.text and "markdown" not in s.report["rules"]
 
 
-def test_url_read_as_domain_and_path_query_recorded():
+def test_url_read_as_domain_and_path_with_its_query_and_section():
     s = sanitize("See https://docs.python.org/3/library/re.html?highlight=sub#re.sub now.")
-    assert s.text == "See docs dot python dot org slash 3 slash library slash re html now."
-    assert any("highlight" in r["text"] for r in s.report["removed"])
+    assert s.text == ("See docs dot python dot org slash 3 slash library slash re html, "
+                      "query highlight equals sub, section re sub, now.")
+    assert s.report["removed"] == []
+
+
+def test_url_query_reads_a_few_short_parameters_and_reports_the_rest():
+    s = sanitize("Open https://ex.com/s?q=kokoro&lang=en&a=1&b=2&token=9f86d081884c7d659a2f ok")
+    assert s.text == "Open ex dot com slash s, query q equals kokoro, lang equals en, a equals 1, ok"
+    left_out = {r["text"]: r["why"] for r in s.report["removed"]}
+    assert set(left_out) == {"b=2", "token=9f86d081884c7d659a2f"}  # nothing silently dropped
+    assert "first 3" in left_out["b=2"]
 
 
 def test_email_read_out():

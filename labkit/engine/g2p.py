@@ -196,6 +196,9 @@ class G2P:
             self.engine_note = "espeak chosen: it reads the whole text"
         self._espeak = None
         self._foreign: dict[str, _Espeak] = {}
+        #: running totals over texts phonemized afresh (cache hits not counted): texts,
+        #: words misaki did not know that espeak read, words neither could read
+        self.counts = {"texts": 0, "fallback_words": 0, "unknown_words": 0}
 
     @staticmethod
     def _build_misaki(british: bool, fallback: bool):
@@ -235,6 +238,9 @@ class G2P:
                 return _copy(hit, cached=True)
         result = self._phonemize(text)
         with self._lock:
+            self.counts["texts"] += 1
+            self.counts["fallback_words"] += len(result.fallbacks)
+            self.counts["unknown_words"] += len(result.unknown)
             self._cache[key] = result
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
@@ -358,6 +364,12 @@ def get_g2p(lang: str = "en-us", fallback: bool = True) -> G2P:
         if key not in _G2P_BY_LANG:
             _G2P_BY_LANG[key] = G2P(key[0], fallback=fallback)
         return _G2P_BY_LANG[key]
+
+
+def loaded() -> list[G2P]:
+    """The shared G2Ps built so far (what a server reports: engine in use, counts)."""
+    with _G2P_LOCK:
+        return list(_G2P_BY_LANG.values())
 
 
 def phonemize(text: str, lang: str = "en-us") -> Phonemized:

@@ -409,7 +409,7 @@ class StreamingSynthesizer:
             raise ValueError(f"speed {speed}: Kokoro supports {lo} to {hi}")
         voices = getattr(self.engine, "voices", None)
         if voices is not None:
-            voices.pack(voice)  # an unknown voice fails here, with close matches named
+            voices.check(voice)  # an unknown voice fails here (close matches named); nothing kept
         clean = self.sanitize(text)
         g2p = get_g2p(normalize_lang(lang or self.cfg.lang, voice))
         stream = ChunkStream(self.engines, self.iter_pieces(clean, lang, voice, sanitized=True),

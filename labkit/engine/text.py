@@ -15,12 +15,18 @@ Markdown link is taken as a phoneme override, emoji are read as run-together nam
 """
 from __future__ import annotations
 
+import calendar
+import functools
+import json
 import re
 import unicodedata
 from bisect import bisect_right
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Callable
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
+
+from num2words import num2words
 
 from labkit.config import TEXT_RULES, TextConfig
 
@@ -150,8 +156,15 @@ _SPACES = re.compile(r"[\t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]")
 _LIGATURES = str.maketrans({"ﬀ": "ff", "ﬁ": "fi", "ﬂ": "fl", "ﬃ": "ffi", "ﬄ": "ffl",
                             "ﬅ": "st", "ﬆ": "st"})
 _FULLWIDTH = re.compile(r"[\uff01-\uff5e]")
-_ZERO_WIDTH = re.compile(r"[\u00ad\u034f\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064"
-                         r"\u2066-\u206f\ufe00-\ufe0f\ufeff\U000e0000-\U000e007f\u20e3]")
+# invisible format characters (Unicode Cf). Joiners never separate words: dropped.
+# Separators mark a break (zero-width space, bidi marks, invisible operators): a space
+# between two words, dropped inside one (see _invisible) or next to a space/punctuation.
+_JOINERS = re.compile(r"[\u00ad\u034f\u0600-\u0605\u06dd\u070f\u0890\u0891\u08e2\u200c\u200d"
+                      r"\u2060\ufe00-\ufe0f\ufeff\U000e0000-\U000e007f\u20e3\U000e0100-\U000e01ef]+")
+_SEPARATORS = re.compile(r"[\u061c\u180e\u200b\u200e\u200f\u202a-\u202e\u2061-\u2064"
+                         r"\u2066-\u206f\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U0001343f"
+                         r"\U0001bca0-\U0001bca3\U0001d173-\U0001d17a]+")
+_WORD_START = re.compile(r"[^\W\d_]{1,40}")
 
 # Markdown
 _MD_FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})[^\n]*\n(.*?)(?:^[ \t]*\1[ \t]*$|\Z)", re.M | re.S)
@@ -175,12 +188,15 @@ _MD_CODE = re.compile(r"(`+)([^`\n]+?)\1")
 
 # URLs, e-mail addresses
 _URL = re.compile(r"\b(?:(?:https?|ftp)://|www\.)[^\s<>\"'`]+", re.I)
-_EMAIL = re.compile(r"\b(?:mailto:)?([\w.+-]+)@([\w-]+(?:\.[\w-]+)+)\b")
+# quantifiers are bounded (a local part, a label, a path segment are short), so that no
+# pattern backtracks quadratically over a long run of word characters
+_EMAIL = re.compile(r"\b(?:mailto:)?([\w+-][\w.+-]{0,63})@([\w-]{1,63}(?:\.[\w-]{1,63}){1,8})\b")
 
 # code
-_FILE_LINE = re.compile(r"(?<![\w/])((?:[\w.~-]*/)*[\w-]+\.[A-Za-z][A-Za-z0-9]{0,5}):(\d+)(?::(\d+))?\b")
-_PATH = re.compile(r"(?<![\w/])(?:~|\.{1,2})?/?(?:[\w.-]+/){2,}[\w.-]*[A-Za-z][\w.-]*/?"
-                   r"|(?<![\w/])(?:~|\.{1,2})?/[\w.-]*[A-Za-z][\w.-]*/[\w./-]*")
+_FILE_LINE = re.compile(r"(?<![\w/])((?:[\w.~-]{0,64}/){0,16}[\w-]{1,64}\.[A-Za-z][A-Za-z0-9]{0,5})"
+                        r":(\d+)(?::(\d+))?\b")
+_PATH = re.compile(r"(?<![\w/])(?:~|\.{1,2})?/?(?:[\w.-]{1,64}/){2,32}[\w.-]{0,64}?[A-Za-z][\w.-]{0,64}/?"
+                   r"|(?<![\w/])(?:~|\.{1,2})?/[\w.-]{0,64}?[A-Za-z][\w.-]{0,64}/[\w./-]*")
 _DOTTED = re.compile(r"\b[A-Za-z_]\w*(?:\.[a-z_]\w*)+\b")
 _UNDERSCORE = re.compile(r"_+")
 _CAMEL = re.compile(r"\b[A-Za-z]*[a-z][A-Z][A-Za-z]*\b")
@@ -192,7 +208,36 @@ _EMOJI = re.compile("[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\u231A\u231
                     "\u23CF\u23E9-\u23FA\u2B50\u2B55]+")
 _SYMBOLS = re.compile("[\u2500-\u259F\u2800-\u28FF\ue000-\uf8ff\ufffc\ufffd]+")
 
+# dates, times, versions, units
+_ISO_DATE = re.compile(r"(?<![\w.:/-])(\d{4})-(\d{2})-(\d{2})"
+                       r"(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?"
+                       r"(?![\w:/-]|\.\d)")
+_TIME = re.compile(r"(?<![\w.:/])([01]?\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?"
+                   r"(?:\s?([AaPp])\.?[Mm]\b\.?)?(?![\w:/]|\.\d)")
+_VERSION = re.compile(r"(?<![\w.])[vV](\d{1,4}(?:\.\d{1,4}){0,3})(?![\w]|\.\d)")
+_DOTTED_VERSION = re.compile(r"(?<![\w.])(\d{1,3}\.\d{1,3}\.\d{1,3})(?![\w]|\.\d)")
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
+           "September", "October", "November", "December")
+_PER_UNITS = {"s": "second", "sec": "second", "secs": "second", "second": "second",
+              "ms": "millisecond", "min": "minute", "minute": "minute", "h": "hour",
+              "hr": "hour", "hour": "hour", "d": "day", "day": "day", "wk": "week",
+              "week": "week", "mo": "month", "month": "month", "yr": "year", "year": "year"}
+_UNITS = {"ms": "milliseconds", "µs": "microseconds", "us": "microseconds",
+          "ns": "nanoseconds", "kB": "kilobytes", "KB": "kilobytes", "MB": "megabytes",
+          "GB": "gigabytes", "TB": "terabytes", "KiB": "kibibytes", "MiB": "mebibytes",
+          "GiB": "gibibytes", "Hz": "hertz", "kHz": "kilohertz", "MHz": "megahertz",
+          "GHz": "gigahertz", "km": "kilometers", "kg": "kilograms", "mg": "milligrams",
+          "cm": "centimeters", "mm": "millimeters", "kW": "kilowatts", "kWh": "kilowatt hours",
+          "Mbps": "megabits per second", "Gbps": "gigabits per second",
+          "fps": "frames per second", "req": "requests", "reqs": "requests"}
+_PER = re.compile(r"(?<![\w/])([A-Za-zµ]+|\d+(?:\.\d+)?)\s?/\s?(" + "|".join(
+    sorted(_PER_UNITS, key=len, reverse=True)) + r")(?![\w/])")
+_UNIT = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s?(" + "|".join(
+    sorted(map(re.escape, _UNITS), key=len, reverse=True)) + r")(?![\w/])")
+
 # numbers, long words
+#: digits read out of a longer run than text.max_number_digits; the rest is reported
+LONG_NUMBER_SPOKEN = 24
 _PUNCT_RUN = re.compile(r"([!?,;:])\1+|\.{3,}|-{2,}|\(\s*\)")
 _PUNCT_MAP = str.maketrans({"‘": "'", "’": "'", "‚": "'", "‛": "'", "′": "'", "`": "'",
                             "„": "“", "[": " (", "]": ") ", "{": " (", "}": ") ",
@@ -249,6 +294,124 @@ def _dotted(s: str) -> str:
     return " dot ".join(p for p in s.split(".") if p)
 
 
+@functools.lru_cache(maxsize=1)
+def _known_words() -> frozenset[str]:
+    """English words (misaki's gold lexicon), to tell a separator inside a word from one
+    between two. Loaded on first need (~0.1 s): most texts hold no such separator."""
+    try:
+        data = resources.files("misaki.data").joinpath("us_gold.json").read_text("utf-8")
+        return frozenset(k.lower() for k in json.loads(data))
+    except (ModuleNotFoundError, FileNotFoundError, ValueError):
+        return frozenset()
+
+
+def preload() -> None:
+    """Load what a rule would otherwise load on first need (a server calls it while it
+    warms up, so no request pays for it)."""
+    _known_words()
+
+
+def _is_word(w: str) -> bool:
+    known = _known_words()
+    w = w.lower()
+    return w in known or any(w.endswith(x) and w[:-len(x)] in known
+                             for x in ("s", "es", "ed", "d", "ing", "ly", "er"))
+
+
+def _invisible(m: re.Match) -> str:
+    """A separator between two letters: dropped where the two halves make one known word
+    ("in\u200bvisible"), a space otherwise ("hello\u200bworld", "hello\u200bWorld");
+    next to a space, digit or punctuation it just goes."""
+    s, a, b = m.string, m.start(), m.end()
+    if a == 0 or b == len(s) or not s[a - 1].isalpha() or not s[b].isalpha():
+        return ""
+    if s[a - 1].islower() and s[b].isupper():
+        return " "
+    start = a
+    while start > max(0, a - 40) and s[start - 1].isalpha():
+        start -= 1
+    right = _WORD_START.match(s, b)
+    if right and _is_word(s[start:a] + right.group()):
+        return ""
+    return " "
+
+
+def _num(n: int) -> str:
+    return num2words(n)
+
+
+def _iso_date(m: re.Match) -> str:
+    year, month, day = int(m.group(1)), int(m.group(2)), int(m.group(3))
+    if not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(max(year, 1), month)[1]):
+        return m.group()
+    out = f"{_MONTHS[month - 1]} {num2words(day, to='ordinal')}, {num2words(year, to='year')}"
+    if m.group(4) is not None:
+        h, mi = int(m.group(4)), int(m.group(5))
+        if h > 23 or mi > 59:
+            return m.group()
+        out += " at " + _clock(h, mi, int(m.group(6)) if m.group(6) else None, None)
+        zone = m.group(7)
+        if zone == "Z":
+            out += " UTC"
+        elif zone:
+            minutes = int(zone[-2:])
+            out += (f" UTC {'plus' if zone[0] == '+' else 'minus'} {_num(int(zone[1:3]))}"
+                    + (f" {_num(minutes)}" if minutes else ""))
+    return out
+
+
+def _clock(h: int, mi: int, sec: int | None, ampm: str | None) -> str:
+    if mi == 0:
+        words = f"{_num(h)} " + ("o'clock" if ampm or h <= 12 else "hundred")
+    elif mi < 10:
+        words = f"{_num(h)} oh {_num(mi)}"
+    else:
+        words = f"{_num(h)} {_num(mi)}"
+    if sec:
+        words += f" and {_num(sec)} second{'s' if sec != 1 else ''}"
+    if ampm:
+        words = words.replace(" o'clock", "") + f" {ampm.upper()}M"
+    return words
+
+
+def _time(m: re.Match) -> str:
+    said = _clock(int(m.group(1)), int(m.group(2)), int(m.group(3)) if m.group(3) else None,
+                  m.group(4))
+    after = m.string[m.end():m.end() + 2]
+    if m.group().endswith(".") and (not after.strip() or after[1:2].isupper()):
+        said += "."  # "p.m." ended the sentence too
+    return said
+
+
+def _point(version: str) -> str:
+    return " point ".join(_num(int(p)) for p in version.split("."))
+
+
+def _per(m: re.Match) -> str:
+    what, unit = m.group(1), _PER_UNITS[m.group(2)]
+    what = _UNITS.get(what, what)
+    return f"{what} per {unit}"
+
+
+def _unit(m: re.Match) -> str:
+    number, unit = m.group(1), _UNITS[m.group(2)]
+    if number == "1" and unit.endswith("s") and " " not in unit:
+        unit = unit[:-1]
+    return f"{number} {unit}"
+
+
+def _long_number(run: _Run) -> Callable[[re.Match], str]:
+    def repl(m: re.Match) -> str:
+        digits = m.group()
+        head, rest = digits[:LONG_NUMBER_SPOKEN], len(digits) - LONG_NUMBER_SPOKEN
+        if rest <= 0:
+            return " ".join(digits)
+        run.remove("numbers", digits, why=f"{len(digits)} digits: the first "
+                   f"{LONG_NUMBER_SPOKEN} read one by one, the other {rest} left out")
+        return " ".join(head) + f", and {rest} more digits,"
+    return repl
+
+
 def _sanitize_markdown(run: _Run, t: str) -> str:
     t = run.sub("markdown", _MD_FENCE, _md_fence, t)
     t = run.sub("markdown", _HTML_ENTITY, _html_entity, t)
@@ -291,11 +454,38 @@ def _url_reader(run: _Run) -> Callable[[re.Match], str]:
                 run.remove("urls", seg, why="identifier in a URL path left out")
                 continue
             spoken.append(words)
-        if parts.query or parts.fragment:
-            run.remove("urls", (parts.query and "?" + parts.query) + (parts.fragment and "#" + parts.fragment),
-                       why="URL query/fragment left out")
-        return " slash ".join(spoken) + tail
+        said = " slash ".join(spoken)
+        query = _spoken_query(run, parts.query) if parts.query else ""
+        if query:
+            said += ", query " + query + ","
+        if parts.fragment:
+            words = " ".join(w for w in re.split(r"[-_.+%=~/]+", parts.fragment) if w)
+            if words and len(words) <= 24 and not re.search(r"\d", words):
+                said += ", section " + words + ","
+            else:
+                run.remove("urls", "#" + parts.fragment, why="URL fragment left out")
+        return said + tail
     return read
+
+
+#: URL query parameters read aloud at most; the rest (and unreadable ones) are reported
+MAX_QUERY_PARAMS = 3
+
+
+def _spoken_query(run: _Run, query: str) -> str:
+    said = []
+    for k, (key, value) in enumerate(parse_qsl(query, keep_blank_values=True)):
+        words = [" ".join(w for w in re.split(r"[-_.+%=~]+", x) if w) for x in (key, value)]
+        readable = all(len(w) <= 24 and not (re.search(r"\d", w) and re.search(r"[a-z]", w, re.I)
+                                              and len(w) > 12) for w in words)
+        if k >= MAX_QUERY_PARAMS or not readable or not words[0]:
+            run.remove("urls", f"{key}={value}", why="URL query parameter left out"
+                       + (f" (only the first {MAX_QUERY_PARAMS} are read)" if readable else ""))
+            continue
+        said.append(words[0] + (f" equals {words[1]}" if words[1] else ""))
+    return ", ".join(said)
+
+
 
 
 def _email(m: re.Match) -> str:
@@ -376,10 +566,6 @@ def _non_latin(run: _Run) -> Callable[[re.Match], str]:
     return repl
 
 
-def _digits(m: re.Match) -> str:
-    return " ".join(m.group())
-
-
 def _long_word(run: _Run) -> Callable[[re.Match], str]:
     def repl(m: re.Match) -> str:
         run.remove("long_words", m.group(), why=f"{len(m.group())} characters without a space "
@@ -444,7 +630,8 @@ def sanitize(text: str, cfg: TextConfig | None = None) -> Sanitized:
         else:
             t = run.sub("unicode", _SPACES, " ", t)
     if on("zero_width"):
-        t = run.sub("zero_width", _ZERO_WIDTH, "", t)
+        t = run.sub("zero_width", _JOINERS, "", t)
+        t = run.sub("zero_width", _SEPARATORS, _invisible, t)
     if cfg.markdown and on("markdown"):
         t = _sanitize_markdown(run, t)
     if cfg.urls and on("urls"):
@@ -460,8 +647,19 @@ def sanitize(text: str, cfg: TextConfig | None = None) -> Sanitized:
                     why="drawing/private-use symbols dropped") or " ", t)
     if cfg.non_latin == "skip" and on("non_latin"):
         t = run.sub("non_latin", NON_LATIN_RUN, _non_latin(run), t)
+    if on("dates"):
+        t = run.sub("dates", _ISO_DATE, _iso_date, t)
+    if on("times"):
+        t = run.sub("times", _TIME, _time, t)
+    if on("versions"):
+        t = run.sub("versions", _VERSION, lambda m: "version " + _point(m.group(1)), t)
+        t = run.sub("versions", _DOTTED_VERSION, lambda m: _point(m.group(1)), t)
+    if on("units"):
+        t = run.sub("units", _PER, _per, t)
+        t = run.sub("units", _UNIT, _unit, t)
     if on("numbers"):
-        t = run.sub("numbers", re.compile(r"\d{%d,}" % (cfg.max_number_digits + 1)), _digits, t)
+        t = run.sub("numbers", re.compile(r"\d{%d,}" % (cfg.max_number_digits + 1)),
+                    _long_number(run), t)
     if on("long_words"):
         t = run.sub("long_words", re.compile(r"[^\s]{%d,}" % (cfg.max_word_chars + 1)),
                     _long_word(run), t)
