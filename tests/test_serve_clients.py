@@ -141,7 +141,7 @@ def test_say_from_server_to_files(server, tmp_path):
 
 
 def test_bench_texts_fit_the_endpoint():
-    from labkit.lab.s07_endpoint import TEXT_NAMES
+    from labkit.lab.s08_endpoint import TEXT_NAMES
     from labkit.measure.texts import capped
 
     texts = capped(TEXT_NAMES, 4096)

@@ -2,7 +2,7 @@
 loopback port (:class:`ServerProcess`), one request read as raw PCM so the first body
 byte is the first audio sample (:func:`run_http`), and a soak of sequential mixed
 requests that counts errors and the server's memory growth (:func:`soak`). Stage 07
-(labkit.lab.s07_endpoint) and ``make bench`` put it beside kokoro-onnx in process."""
+(labkit.lab.s08_endpoint) and ``make bench`` put it beside kokoro-onnx in process."""
 from __future__ import annotations
 
 import os

@@ -17,6 +17,7 @@ from typing import Any, Iterable, Mapping
 from labkit import files
 from labkit.config import LabConfig, SessionConfig
 from labkit.engine.provider_options import COREML_OPTIONS, validate_coreml
+from labkit.engine.provider_options import CoreMLOptionError as CoreMLOptionError  # its callers raise it
 
 PROVIDER = "CoreMLExecutionProvider"
 CPU = "CPUExecutionProvider"

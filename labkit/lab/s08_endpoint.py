@@ -34,7 +34,7 @@ from labkit.measure.streaming import run_stream, summarize_runs
 from labkit.measure.texts import capped
 from labkit.served import resolve
 
-NAME = "07_endpoint"
+NAME = "08_endpoint"
 TEXT_NAMES = ("phrase", "sentence", "paragraph", "article")
 
 
