@@ -163,12 +163,12 @@ def cmd_service(args) -> int:
 
 def cmd_bench(args) -> int:
     from labkit.lab.batch import latest_run
-    from labkit.measure.httpbench import run_bench
     from labkit.lab.journal import write_journal
+    from labkit.lab.s08_endpoint import TEXT_NAMES, bench
 
     cfg = _config(args)
     run_id = args.run_id or latest_run(cfg)  # into the latest journal run, when there is one
-    path = run_bench(cfg, run_id=run_id)
+    path = bench(cfg, run_id=run_id, texts=list(TEXT_NAMES), soak_requests=args.soak)
     print(f"bench record: {path}")
     for p in write_journal(cfg, path.parent.parent.name).values():
         print(f"wrote {p}")
@@ -253,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", parents=[common], help="endpoint vs in-process baselines")
     b.add_argument("--run-id")
+    b.add_argument("--soak", type=int, default=200, help="sequential requests in the soak (default 200)")
     b.set_defaults(fn=cmd_bench)
     return p
 

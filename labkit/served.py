@@ -31,6 +31,8 @@ class Served:
     provenance: dict[str, Any] = field(default_factory=dict)
     #: the settings laid over best.json (dotted keys)
     overrides: dict[str, Any] = field(default_factory=dict)
+    #: best.json itself, when it was used
+    best: dict[str, Any] = field(default_factory=dict)
 
     @property
     def public_config(self) -> dict[str, Any]:
@@ -105,7 +107,7 @@ def resolve(cfg: LabConfig, best_json: str | None = None) -> Served:
             "`-s serve.best_json=` to serve the defaults (the shipped int8 model)")
     log.info("serving %s (run %s)%s", path, run,
              f" with explicit settings {overrides}" if overrides else "")
-    return Served(merged, "best.json", str(path), best.get("provenance") or {}, overrides)
+    return Served(merged, "best.json", str(path), best.get("provenance") or {}, overrides, best)
 
 
 def check_limits(scfg: ServeConfig) -> None:

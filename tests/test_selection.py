@@ -211,3 +211,51 @@ def test_from_the_instrument_to_the_choice():
         assert (ch["choice"] == "new") is taken
         if not taken:
             assert ch["ci95"] == list(cmp.noise_band) and ch["ratio"] == 1.0
+
+
+def _verify_record(tested, ships, losses=(), status="ok"):
+    return {"stage": "07_verify", "run_id": "r", "status": status,
+            "metrics": {"verdict": {"tested_overrides": tested, "ships": ships, "losses": list(losses)}}}
+
+
+def test_a_combination_that_lost_its_verification_ships_the_stock_configuration():
+    earned = [{"name": "default", "baseline": True, "criterion": "seconds", "ci95": [0.98, 1.02],
+               "lsd_db": 0.0, "failed_checks": [], "measured": ["seconds"], "overrides": {}},
+              {"name": "fast", "criterion": "seconds", "ratio": 1.2, "ci95": [1.1, 1.3],
+               "lsd_db": 0.1, "failed_checks": [], "measured": ["seconds"],
+               "overrides": {"session.enable_mem_pattern": False}}]
+    stage = {"stage": "02_ort_conversion", "run_id": "r", "status": "ok",
+             "metrics": {"candidates": earned}}
+    combo = {"session.enable_mem_pattern": False}
+    alone = select([stage], SelectionConfig())
+    assert alone["overrides"] == combo and alone["verification"]["ships"] is None
+    lost = select([stage, _verify_record(combo, "stock", ["first audio: ratio interval [0.7, 0.9] "
+                                                           "wholly below 1.0"])], SelectionConfig())
+    assert lost["overrides"] == {} and lost["combined_overrides"] == combo
+    assert "first audio" in lost["verification"]["reason"]
+    assert LabConfig.from_dict(lost["config"]).session.enable_mem_pattern is True
+    kept = select([stage, _verify_record(combo, "shipped")], SelectionConfig())
+    assert kept["overrides"] == combo
+    # a verdict on another combination, or a failed verification, changes nothing
+    other = select([stage, _verify_record({}, "stock", ["x"])], SelectionConfig())
+    assert other["overrides"] == combo and other["verification"]["ships"] is None
+    failed = select([stage, _verify_record(combo, "stock", ["x"], status="failed: boom")],
+                    SelectionConfig())
+    assert failed["overrides"] == combo and "failed" in failed["verification"]["reason"]
+
+
+def test_the_verdict_names_each_loss_and_passes_a_combination_that_does_not_lose():
+    from labkit.lab import s07_verify
+
+    fine = s07_verify.verdict((0.95, 1.2), (0.97, 1.05), {"stock": 0, "shipped": 0},
+                              {"stock": 3.0, "shipped": 3.5}, margin_db=1.0)
+    assert fine == {"losses": [], "ships": "shipped"}
+    bad = s07_verify.verdict((0.6, 0.9), (0.97, 1.05), {"stock": 0, "shipped": 2},
+                             {"stock": 3.0, "shipped": 4.5}, margin_db=1.0)
+    assert bad["ships"] == "stock" and len(bad["losses"]) == 3
+    assert any(s.startswith("first audio") for s in bad["losses"])
+    assert any(s.startswith("underruns") for s in bad["losses"])
+    assert any(s.startswith("quality") for s in bad["losses"])
+    unmeasured = s07_verify.verdict((1.0, 1.1), (1.0, 1.1), {"stock": 0, "shipped": 0},
+                                    {"stock": 3.0, "shipped": None}, margin_db=1.0)
+    assert unmeasured["ships"] == "stock"

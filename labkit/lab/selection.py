@@ -184,6 +184,29 @@ def judge(rec: dict, rules: SelectionConfig) -> tuple[dict, list[dict]]:
     return _entry(rec, win, baseline, crit, reason), rejected
 
 
+def verification_of(records: list[dict], combined: dict[str, Any]) -> dict[str, Any]:
+    """The verification stage's verdict on exactly this combination (a record whose
+    ``metrics.verdict.tested_overrides`` equals ``combined``): ``ships`` is "stock" when the
+    combination lost to the stock configuration on any criterion, "shipped" when it did
+    not; {"ships": None, "reason": ...} when no verdict applies (not run, failed, or it
+    verified a different combination)."""
+    for rec in records:
+        v = (rec.get("metrics") or {}).get("verdict")
+        if not isinstance(v, dict):
+            continue
+        if rec.get("status") != "ok":
+            return {"ships": None, "stage": rec.get("stage"),
+                    "reason": f"verification {rec.get('status')}: the combination was not verified"}
+        if v.get("tested_overrides") != combined:
+            return {"ships": None, "stage": rec.get("stage"),
+                    "reason": "the verification measured another combination (rerun it)"}
+        reason = ("lost to the stock configuration on " + "; ".join(v.get("losses") or [])
+                  if v.get("ships") == "stock" else "no loss against the stock configuration")
+        return {"ships": v.get("ships"), "stage": rec.get("stage"), "reason": reason,
+                "losses": list(v.get("losses") or [])}
+    return {"ships": None, "reason": "no verification stage in this run"}
+
+
 def select(records: list[dict], rules: SelectionConfig, base: LabConfig | None = None) -> dict:
     """The best configuration from stage records; see the module doc."""
     base = base or LabConfig()
@@ -194,12 +217,16 @@ def select(records: list[dict], rules: SelectionConfig, base: LabConfig | None =
         entry, rej = judge(rec, rules)
         choices.append(entry)
         rejected += rej
-    overrides: dict[str, Any] = {}
+    combined: dict[str, Any] = {}
     for ch in choices:
-        overrides.update(ch["overrides"])
+        combined.update(ch["overrides"])
+    verification = verification_of(records, combined)
+    overrides = {} if verification.get("ships") == "stock" else combined
     return {
         "config": base.with_overrides(overrides).to_dict(),
         "overrides": overrides,
+        "combined_overrides": combined,
+        "verification": verification,
         "choices": choices,
         "rejected": rejected,
         "rules": {"max_lsd_db": rules.max_lsd_db, "criteria": dict(rules.criteria),
