@@ -24,8 +24,9 @@ takes effect between pieces: no new piece is started, the one running finishes, 
 
 The pinned interface (serve/ and the bench use it): ``StreamingSynthesizer(engine)``,
 ``.stream(...) -> Iterator[Chunk]``, ``.synthesize(...) -> np.ndarray``,
-``.pieces(text, lang, voice)``, ``Chunk(index, text, phonemes, audio, synth_seconds,
-ready_at, is_last, .duration)``.
+``.pieces(text, lang, voice)``, ``Chunk(piece, audio, synth_seconds, ready_at, is_last)``
+with ``.index``, ``.text``, ``.phonemes``, ``.boundary``, ``.tokens`` from its piece and
+``.duration`` from its audio.
 """
 from __future__ import annotations
 
@@ -56,16 +57,15 @@ class PipelineError(RuntimeError):
 
 @dataclass
 class Chunk:
-    index: int
-    text: str
-    phonemes: str
+    """One piece of the stream, synthesized: the chunker's :class:`~labkit.engine.chunking.Piece`
+    (its text, phonemes, boundary, index) plus the audio and how and when it was made."""
+
+    piece: chunking.Piece
     audio: np.ndarray
     synth_seconds: float
     #: seconds since the stream started when this chunk was handed to the caller
     ready_at: float
     is_last: bool
-    #: what ended the piece ("paragraph", "sentence", "clause", "word", "split-word")
-    boundary: str = ""
     #: which session synthesized it (index into the synthesizer's engines)
     session: int = 0
     #: seconds since the stream started: synthesis began / finished
@@ -80,12 +80,29 @@ class Chunk:
     words: list = field(default_factory=list)
 
     @property
-    def duration(self) -> float:
-        return len(self.audio) / SAMPLE_RATE
+    def index(self) -> int:
+        return self.piece.index
+
+    @property
+    def text(self) -> str:
+        return self.piece.text
+
+    @property
+    def phonemes(self) -> str:
+        return self.piece.phonemes
+
+    @property
+    def boundary(self) -> str:
+        """What ended the piece ("paragraph", "sentence", "clause", "word", "split-word")."""
+        return self.piece.boundary
 
     @property
     def tokens(self) -> int:
-        return len(self.phonemes)
+        return self.piece.tokens
+
+    @property
+    def duration(self) -> float:
+        return len(self.audio) / SAMPLE_RATE
 
 
 @dataclass
@@ -303,9 +320,9 @@ class ChunkStream:
         audio = self.joiner.push(result.audio, piece.boundary, is_last)
         words = self._words(piece, result.durations, base)
         pause = 0.0 if is_last else joining.pause_seconds(piece.boundary, self.joiner.cfg)
-        chunk = Chunk(result.task.index, piece.text, piece.phonemes, audio, result.seconds,
-                      time.perf_counter() - self.t0, is_last, piece.boundary, result.session,
-                      result.started_at, result.done_at, result.task.attempts, pause, words)
+        chunk = Chunk(dataclasses.replace(piece, index=result.task.index), audio, result.seconds,
+                      time.perf_counter() - self.t0, is_last, result.session, result.started_at,
+                      result.done_at, result.task.attempts, pause, words)
         if is_last:
             self.close()
         return chunk

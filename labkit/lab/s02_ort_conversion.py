@@ -61,7 +61,10 @@ def token_inputs(cfg: LabConfig, lengths: list[int], voice: str | None = None) -
 
 
 @dataclass
-class Candidate:
+class SessionChange:
+    """One screened session setting: the default with ``changes`` applied (what the
+    journal's selection calls a candidate is built from these in :func:`candidates`)."""
+
     label: str
     session: SessionConfig
     #: which SessionConfig fields differ from the default (for the table)
@@ -70,15 +73,15 @@ class Candidate:
 
 def screen_candidates(base: SessionConfig, levels=(), threads=(), modes=(),
                       toggles=(), rewrites=(), all_rewrites: bool = False,
-                      ort_format: bool = True) -> list[Candidate]:
+                      ort_format: bool = True) -> list[SessionChange]:
     """The default plus one change at a time. ``toggles``: boolean SessionConfig fields
     to flip (enable_mem_arena, enable_mem_pattern, denormal_as_zero)."""
-    out = [Candidate("default", base, {})]
+    out = [SessionChange("default", base, {})]
 
     def add(label, **changes):
         s = dataclasses.replace(base, **changes)
         s.validate()
-        out.append(Candidate(label, s, changes))
+        out.append(SessionChange(label, s, changes))
 
     for level in levels:
         if level != base.graph_optimization_level:
@@ -111,13 +114,13 @@ def _runner(sess, feeds):
     return lambda: np.asarray(sess.run(None, feeds)[0], dtype=np.float32).ravel()
 
 
-def screen(model_path: Path, candidates: list[Candidate], feeds: dict, cache_dir: Path,
+def screen(model_path: Path, changes: list[SessionChange], feeds: dict, cache_dir: Path,
            rounds: int | None, warmup: int, log=print) -> dict[str, Any]:
     """Every candidate's warm time at one length against the default (the one instrument),
     and its audio's distance from the default's. A candidate whose session cannot be made
     (a rewrite failing its check) is kept with its error."""
     sessions, errors = {}, {}
-    for c in candidates:
+    for c in changes:
         try:
             sessions[c.label] = open_session(model_path, c.session, cache_dir)
         except Exception as exc:  # noqa: BLE001 - recorded, never hidden
@@ -128,7 +131,7 @@ def screen(model_path: Path, candidates: list[Candidate], feeds: dict, cache_dir
     audio = {k: v[-1] for k, v in cmp.kept.items()}
     cmp.kept = {}
     rows = {}
-    for c in candidates:
+    for c in changes:
         if c.label in errors:
             rows[c.label] = {"changes": c.changes, "error": errors[c.label]}
             continue
@@ -139,14 +142,14 @@ def screen(model_path: Path, candidates: list[Candidate], feeds: dict, cache_dir
     return {"comparison": cmp, "rows": rows}
 
 
-def combine(base: SessionConfig, candidates: list[Candidate], rows: dict[str, dict],
+def combine(base: SessionConfig, changes: list[SessionChange], rows: dict[str, dict],
             max_lsd_db: float = 1.0) -> tuple[SessionConfig, list[str]]:
     """The default with every change that was earned in the screen: its 95 % interval wholly
     above 1.0 and its audio's drift from the default's (LSD) within ``max_lsd_db``. Changes of one field
     keep the one with the highest low end. Returns the settings and the labels taken."""
     fields: dict[str, tuple[float, object]] = {}
     taken = []
-    for c in candidates:
+    for c in changes:
         r = rows.get(c.label, {})
         if c.label == "default" or "ci95" not in r:
             continue
@@ -158,7 +161,7 @@ def combine(base: SessionConfig, candidates: list[Candidate], rows: dict[str, di
                 continue
             if name not in fields or r["ci95"][0] > fields[name][0]:
                 fields[name] = (r["ci95"][0], value)
-    rewrites = [r for c in candidates if c.label in taken and c.label.startswith("rewrite=")
+    rewrites = [r for c in changes if c.label in taken and c.label.startswith("rewrite=")
                 and c.label != "rewrite=all" for r in c.changes["rewrites"]]
     changes = {k: v for k, (_, v) in fields.items()}
     if rewrites:
