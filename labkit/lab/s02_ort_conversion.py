@@ -110,6 +110,11 @@ def open_session(model_path: Path, session: SessionConfig, cache_dir: Path):
     return cache.make_cached_session(model_path, session, cache_dir)
 
 
+def candidates_base(changes: list[SessionChange]) -> SessionConfig:
+    """The default settings of a screen (its "default" entry)."""
+    return next(c.session for c in changes if c.label == "default")
+
+
 def _runner(sess, feeds):
     return lambda: np.asarray(sess.run(None, feeds)[0], dtype=np.float32).ravel()
 
@@ -126,8 +131,11 @@ def screen(model_path: Path, changes: list[SessionChange], feeds: dict, cache_di
         except Exception as exc:  # noqa: BLE001 - recorded, never hidden
             log(f"{c.label}: {type(exc).__name__}: {exc}")
             errors[c.label] = f"{type(exc).__name__}: {exc}"
+    # the A/A control is a second default session: two sessions of the same settings can
+    # differ, and every candidate here is a session of its own
+    control = _runner(open_session(model_path, candidates_base(changes), cache_dir), feeds)
     cmp = compare({k: _runner(s, feeds) for k, s in sessions.items()}, "default",
-                  warmup=warmup, rounds=rounds, keep=lambda y: y)
+                  warmup=warmup, rounds=rounds, keep=lambda y: y, control=control)
     audio = {k: v[-1] for k, v in cmp.kept.items()}
     cmp.kept = {}
     rows = {}
@@ -233,10 +241,12 @@ def run_variant(cfg: LabConfig, variant: str, *, levels=(), thread_counts=(), mo
     log(f"[{variant}] default vs best at {list(token_lengths)} tokens")
     sessions = {"default": open_session(model, base, cache_dir),
                 "best": open_session(model, best, cache_dir)}
+    second_default = open_session(model, base, cache_dir)  # the A/A control's own session
     rec["warm"], rec["_audio"] = {}, {"default": {}, "best": {}}
     for n in token_lengths:
         cmp = compare({k: _runner(s, feeds[n]) for k, s in sessions.items()}, "default",
-                      warmup=warmup, rounds=rounds, keep=lambda y: y)
+                      warmup=warmup, rounds=rounds, keep=lambda y: y,
+                      control=_runner(second_default, feeds[n]))
         for label in ("default", "best"):
             rec["_audio"][label][n] = cmp.kept[label][-1]
         secs = rec["_audio"]["default"][n].size / SAMPLE_RATE
@@ -251,7 +261,7 @@ def run_variant(cfg: LabConfig, variant: str, *, levels=(), thread_counts=(), mo
                                           allow_length_mismatch=True)}
         cmp.kept = {}
         comparisons[f"{variant}: default vs best, {n_tokens(feeds[n])} tokens"] = cmp.to_dict()
-    del sessions
+    del sessions, second_default
 
     log(f"[{variant}] profiling at ~{profile_tokens} tokens")
     prof_dir = Path(out_dir or cache_dir) / f"profile-{variant}"

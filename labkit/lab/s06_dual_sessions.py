@@ -99,6 +99,12 @@ def compare_sessions(cfg, candidates: list[dict[str, Any]], texts: list[str],
     if not synths:
         return rows, comparisons
     baseline = next(iter(synths))
+    # the A/A control streams through a second build of the baseline layout: every
+    # candidate is a build of its own, and two builds of the same layout can differ
+    first_cand = next(c for c in candidates
+                      if (c.get("name") or chunking_label({k: v for k, v in c.items() if k != "name"}))
+                      == baseline)
+    control_synth = build(cfg, first_cand)
     for t in texts:
         text = named(t)
         keep_audio = {n: True for n in synths}
@@ -112,7 +118,8 @@ def compare_sessions(cfg, candidates: list[dict[str, Any]], texts: list[str],
 
         try:
             cmp = compare({n: streamer(n) for n in synths}, baseline, rounds=rounds, warmup=0,
-                          measure=lambda r: r.total_s, keep=lambda r: r, criterion=CRITERION)
+                          measure=lambda r: r.total_s, keep=lambda r: r, criterion=CRITERION,
+                          control=lambda: run_stream(control_synth, text, name="control"))
         except Exception as exc:  # noqa: BLE001 - recorded with the text it failed on
             rows += [{"candidate": n, "text": t, "status": f"failed: {type(exc).__name__}: {exc}"}
                      for n in synths]

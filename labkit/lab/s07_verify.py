@@ -97,14 +97,21 @@ def run(cfg: LabConfig, st, *, text: str = "paragraph", speed_tokens: int = 120,
     for s in synths.values():
         for e in s.engines:
             e.warm_up()
+    # the A/A control runs on a second build of the stock configuration: stock and shipped
+    # are builds of their own, and two builds of the same configuration can differ
+    control = StreamingSynthesizer.from_config(cfg)
+    for e in control.engines:
+        e.warm_up()
     body = named(text)
     ttfa = compare({k: (lambda s=s: first_audio(s, body)) for k, s in synths.items()}, STOCK,
-                   rounds=rounds, max_rounds=max_rounds, measure=float, criterion="ttfa_s")
+                   rounds=rounds, max_rounds=max_rounds, measure=float, criterion="ttfa_s",
+                   control=lambda: first_audio(control, body))
     held = corpora.prepare(corpora.load("heldout", purpose="report").select(ids=heldout_ids))
     toks = speed_tokens_of(held, speed_tokens)
     voice = cfg.voice
     speed = compare({k: (lambda e=s.engine: e.run_tokens(toks, voice)) for k, s in synths.items()},
-                    STOCK, rounds=rounds, max_rounds=max_rounds, criterion="seconds")
+                    STOCK, rounds=rounds, max_rounds=max_rounds, criterion="seconds",
+                    control=lambda: control.engine.run_tokens(toks, voice))
     streams = {k: run_stream(s, body, name=k).summary() for k, s in synths.items()}
     ref = assets.reference(cfg)
     ref_engine = Engine(cfg, variant=ref.variant)

@@ -215,19 +215,23 @@ def compare(candidates: Mapping[str, Callable[[], Any]], baseline: str, *, warmu
             lower_is_better: bool = True, measure: Callable[[Any], float] | None = None,
             keep: Callable[[Any], Any] | None = None, criterion: str | None = None,
             seed: int = 0, resamples: int = 2000,
-            clock: Callable[[], float] = time.perf_counter) -> Comparison:
+            clock: Callable[[], float] = time.perf_counter,
+            control: Callable[[], Any] | None = None) -> Comparison:
     """Time ``candidates`` (name -> zero-argument callable) against ``baseline``; see the
     module doc. ``measure``: the figure from a call's result (default: the call's wall
     time by ``clock``); ``keep``: what of each result to keep in ``Comparison.kept``;
     ``criterion``: the figure's name in the record (default "seconds", or "value" with
-    ``measure``)."""
+    ``measure``); ``control``: what the A/A entry calls (default: the baseline's own
+    callable) -- a second instance of the baseline (another session of the same settings)
+    makes the noise band cover the difference between two instances too, which a
+    comparison of separately built candidates needs."""
     if baseline not in candidates:
         raise ValueError(f"baseline {baseline!r} is not among the candidates {list(candidates)}")
-    control = control_name(baseline)
-    if control in candidates:
-        raise ValueError(f"{control!r} is reserved for the A/A control; rename that candidate")
+    control_key = control_name(baseline)
+    if control_key in candidates:
+        raise ValueError(f"{control_key!r} is reserved for the A/A control; rename that candidate")
     fns: dict[str, Callable[[], Any]] = dict(candidates)
-    fns[control] = candidates[baseline]
+    fns[control_key] = control if control is not None else candidates[baseline]
     names = list(fns)
     square = schedule(len(names))
     if rounds is None:
@@ -289,15 +293,15 @@ def compare(candidates: Mapping[str, Callable[[], Any]], baseline: str, *, warmu
     entries = summarize()
     extra = 0
     while True:
-        lo, hi = entries[control].ci95
+        lo, hi = entries[control_key].ci95
         if hi - lo <= noise_width or len(order) >= max_rounds:
             break
         k = min(len(square), max_rounds - len(order))
         run_rounds(k)
         extra += k
         entries = summarize()
-    lo, hi = entries[control].ci95
-    return Comparison(baseline, control, criterion, lower_is_better, entries, order, warmup,
+    lo, hi = entries[control_key].ci95
+    return Comparison(baseline, control_key, criterion, lower_is_better, entries, order, warmup,
                       extra, noise_width, hi - lo > noise_width, seed, resamples, kept)
 
 
