@@ -236,18 +236,22 @@ def test_targets_can_fail():
 
 
 def test_text_path_bypasses_the_cache_and_makes_the_pipelines_pieces(cfg, g2p_us):
-    class Synth:  # StreamingSynthesizer.pieces' contract, counting the G2P's misses
+    class Synth:  # StreamingSynthesizer.iter_pieces' contract, counting the G2P's misses
         misses = 0
 
-        def pieces(self, text):
-            ph = g2p_us(text)
-            Synth.misses += not ph.cached
-            return [ph]
+        def iter_pieces(self, text):
+            for part in text.split(". "):
+                ph = g2p_us(part)
+                Synth.misses += not ph.cached
+                yield ph
 
     run = s01.text_path(Synth(), g2p_us)
-    run("A sentence timed twice.")
-    run("A sentence timed twice.")
-    assert Synth.misses == 2  # the second call was not served from the cache
+    assert len(run("A sentence timed twice. And its second part.")) == 2
+    assert len(run("A sentence timed twice. And its second part.")) == 2
+    assert Synth.misses == 4  # the second call was not served from the cache
+    first = s01.text_path(Synth(), g2p_us, first_only=True)
+    assert len(first("A sentence timed twice. And its second part.")) == 1
+    assert Synth.misses == 5  # only the first piece was phonemized
 
 
 def test_select_cases_names_an_unknown_id():
@@ -259,7 +263,10 @@ def test_select_cases_names_an_unknown_id():
 def test_messy_benchmark_texts():
     from labkit.measure import texts
 
-    assert 1400 <= texts.word_count(texts.named("messy-article")) <= 1700
+    article = texts.named("messy-article")
+    assert 1400 <= texts.word_count(article) <= 1700
+    paragraphs = article.split("\n\n")
+    assert len(set(paragraphs)) == len(paragraphs)  # a repeat would be a free cache hit
     assert texts.named("messy-sentence").endswith(".") and "](" in texts.named("messy-article")
 
 
@@ -273,7 +280,8 @@ def test_g2p_cost_times_the_pipelines_text_path_on_the_instrument(engine):
     lo, hi = row["labkit_over_misaki_ci95"]
     assert lo <= row["labkit_over_misaki"] <= hi
     (cmp,) = cost["comparisons"].values()
-    assert set(cmp.entries) == {s01.MISAKI, s01.LABKIT, s01.SANITIZE, s01.MISAKI + " (A/A)"}
+    assert set(cmp.entries) == {s01.MISAKI, s01.LABKIT, s01.FIRST, s01.SANITIZE, s01.MISAKI + " (A/A)"}
+    assert row["first_piece_s"] > 0
     result = {"summary": {"passed": 1, "cases": 1, "words_lost": 0, "oov_reaching_model": 0,
                           "oov_before_cleaning": 0}, "saved": {"raw_missing": 2},
               "cost": cost, "cache_hit_s": 1e-6}

@@ -21,8 +21,8 @@ def phrase() -> str:
     return "Hello! The kettle is on."
 
 
-#: a messy article (Markdown, links, code, numbers, lists) in paragraphs; stage 01 times the
-#: text path on it, since real selected text looks like this, not like clean prose
+#: messy paragraphs (Markdown, links, code, numbers, lists); stage 01 times the text path on
+#: them, since real selected text looks like this, not like clean prose
 MESSY = [
     "## Why latency matters\n\nWhen you select a paragraph on a web page and press a key, "
     "you expect to hear it at once. A delay of 300 ms feels instant; 2 seconds feels broken. "
@@ -48,13 +48,18 @@ MESSY = [
 
 
 def messy_article(words: int = 1500) -> str:
-    """The messy article repeated to about ``words`` words (later headings one level down)."""
-    out, count, i = [], 0, 0
-    while count < words:
-        para = MESSY[i % len(MESSY)]
-        out.append(para if i < len(MESSY) else para.replace("##", "###", 1))
+    """About ``words`` words of messy text with no paragraph twice (a repeated paragraph
+    would be a free G2P cache hit for the pipeline): the benchmark article's paragraphs with
+    the messy ones interleaved, one after each of the first article paragraphs."""
+    plain = article().split("\n\n")
+    order = [p for k in range(max(len(plain), len(MESSY)))
+             for p in (plain[k:k + 1] + MESSY[k:k + 1])]
+    out, count = [], 0
+    for para in order:
+        if count >= words:
+            break
+        out.append(para)
         count += len(para.split())
-        i += 1
     return "\n\n".join(out)
 
 
