@@ -1,4 +1,5 @@
-"""labkit.engine.g2p and labkit.engine.phonemize: what the listener hears from messy text.
+"""labkit.engine.g2p, labkit.engine.phonemize and stage 01's corpus checks
+(labkit.lab.s01_g2p_sanitization): what the listener hears from messy text.
 
 Every corpus case (labkit/data/messy_corpus.yaml) asserts the words heard in order, the
 pauses where paragraphs were, the refusals with their message, and that no unknown or
@@ -12,8 +13,9 @@ import logging
 import pytest
 
 from labkit.engine.g2p import UNKNOWN, VOCAB, G2P, clean_phonemes, get_g2p, normalize_lang, tokenize
-from labkit.engine.phonemize import (case_input, load_corpus, missing_in_order, phonemize_json,
-                              run_case)
+from labkit.engine.phonemize import phonemize_json
+from labkit.lab import s01_g2p_sanitization as s01
+from labkit.lab.s01_g2p_sanitization import case_input, load_corpus, missing_in_order, run_case
 from labkit.engine.text import InputTooLong, sanitize
 
 CORPUS = load_corpus()
@@ -163,8 +165,7 @@ def test_symbols_removed_before_the_model_are_counted_as_lost(cfg, g2p_us):
 
 
 def test_read_as_written_fails_on_a_wrong_reading(cfg, g2p_us):
-    from labkit.engine.phonemize import phoneme_words, read_as_written
-
+    phoneme_words, read_as_written = s01.phoneme_words, s01.read_as_written
     ph = g2p_us("Meet me at 10:30.").phonemes
     assert read_as_written({"10:30": ["ten thirty"]}, ph, g2p_us) == []
     assert read_as_written({"10:30": ["half past ten"]}, ph, g2p_us) == ["'10:30' not read as 'half past ten'"]
@@ -179,26 +180,115 @@ def test_read_as_written_fails_on_a_wrong_reading(cfg, g2p_us):
 def test_words_lost_without_sanitization_count_only_the_inputs_words(cfg, monkeypatch):
     """The sanitizer reads a URL as "... dot com slash ..."; the raw G2P never had those
     words to lose, so they are not counted against it."""
-    from labkit.engine import phonemize
-
     class Words:
         def __init__(self, text):
-            self.words = [w.lower() for w in phonemize._ALNUM.findall(text)]
+            self.words = [w.lower() for w in s01._ALNUM.findall(text)]
             self.fallbacks, self.dropped, self.unknown = [], {}, []
 
-    monkeypatch.setattr(phonemize, "get_g2p", lambda *a, **k: Words)
+    monkeypatch.setattr(s01, "get_g2p", lambda *a, **k: Words)
     case = {"id": "url", "input": "Docs at example.com/guide today.",
             "hear": ["docs", "at", "example", "dot", "com", "slash", "guide", "today"]}
-    row = phonemize.raw_vs_sanitized(cfg, [case])[0]
+    row = s01.raw_vs_sanitized(cfg, [case])[0]
     assert row["raw_missing"] == 0 and row["missing"] == 0  # "dot", "slash" are not the input's
     case["input"] = "Docs example.com/guide today."  # the raw text really lacks "at" now
-    assert phonemize.raw_vs_sanitized(cfg, [case])[0]["raw_missing"] == 0
+    assert s01.raw_vs_sanitized(cfg, [case])[0]["raw_missing"] == 0
     case["hear"].append("tomorrow")  # a word of neither: not the input's, not counted
-    assert phonemize.raw_vs_sanitized(cfg, [case])[0]["raw_missing"] == 0
+    assert s01.raw_vs_sanitized(cfg, [case])[0]["raw_missing"] == 0
     case["input"] += " See you tomorrow"
     case["hear"] = ["docs", "today", "tomorrow"]
-    monkeypatch.setattr(phonemize, "get_g2p", lambda *a, **k: lambda t: Words(t.replace("tomorrow", "")))
-    assert phonemize.raw_vs_sanitized(cfg, [case])[0]["raw_missing"] == 1  # a real loss counts
+    monkeypatch.setattr(s01, "get_g2p", lambda *a, **k: lambda t: Words(t.replace("tomorrow", "")))
+    assert s01.raw_vs_sanitized(cfg, [case])[0]["raw_missing"] == 1  # a real loss counts
+
+
+# -- stage 01: the cost on the one instrument, and targets that can fail ---------------------
+def _synthetic_cost(labkit_s: float, misaki_s: float = 1.0):
+    from labkit.measure.compare import compare
+
+    return compare({s01.MISAKI: lambda: misaki_s, s01.LABKIT: lambda: labkit_s}, s01.MISAKI,
+                   measure=float, rounds=6)
+
+
+def test_cost_ratio_is_labkit_over_misaki_with_its_interval():
+    cost = s01.cost_ratio(_synthetic_cost(2.0))
+    assert cost["value"] == pytest.approx(2.0) and cost["ci95"] == pytest.approx([2.0, 2.0])
+    assert s01.cost_ratio(_synthetic_cost(0.5))["value"] == pytest.approx(0.5)
+
+
+def _result(cost_ci95, passed=3, cases=3, words_lost=0, oov=0, lost=0, cache_s=1e-6):
+    return {"summary": {"passed": passed, "cases": cases, "words_lost": words_lost,
+                        "oov_reaching_model": oov, "oov_before_cleaning": lost},
+            "cost": {"rows": [{"text": "t", "labkit_over_misaki_ci95": cost_ci95}]},
+            "cache_hit_s": cache_s}
+
+
+def test_targets_can_fail():
+    key = f"cost_within_{s01.MAX_COST_RATIO}x_misaki (t)"
+    assert all(s01.targets(_result([1.0, 1.2])).values())
+    assert not s01.targets(_result([1.2, 1.35]))[key]      # judged on the interval, not the median
+    assert not s01.targets(_result([1.0, 1.2], passed=2))["corpus_all_pass"]
+    assert not s01.targets(_result([1.0, 1.2], words_lost=1))["no_words_lost"]
+    assert not s01.targets(_result([1.0, 1.2], oov=1))["no_oov_reaching_model"]
+    assert not s01.targets(_result([1.0, 1.2], lost=2))["no_symbols_lost_before_the_model"]
+    assert not s01.targets(_result([1.0, 1.2], cache_s=2e-3))["cache_hit_under_1ms"]
+    unmeasured = _result([1.0, 1.2])
+    unmeasured["cost"]["rows"] = []
+    assert not s01.targets(unmeasured)[f"cost_within_{s01.MAX_COST_RATIO}x_misaki"]
+
+
+def test_text_path_bypasses_the_cache_and_makes_the_pipelines_pieces(cfg, g2p_us):
+    class Synth:  # StreamingSynthesizer.iter_pieces' contract, counting the G2P's misses
+        misses = 0
+
+        def iter_pieces(self, text):
+            for part in text.split(". "):
+                ph = g2p_us(part)
+                Synth.misses += not ph.cached
+                yield ph
+
+    run = s01.text_path(Synth(), g2p_us)
+    assert len(run("A sentence timed twice. And its second part.")) == 2
+    assert len(run("A sentence timed twice. And its second part.")) == 2
+    assert Synth.misses == 4  # the second call was not served from the cache
+    first = s01.text_path(Synth(), g2p_us, first_only=True)
+    assert len(first("A sentence timed twice. And its second part.")) == 1
+    assert Synth.misses == 5  # only the first piece was phonemized
+
+
+def test_select_cases_names_an_unknown_id():
+    assert [c["id"] for c in s01.select_cases(CORPUS, ["email", "url"])] == ["url", "email"]  # corpus order
+    with pytest.raises(ValueError, match="no corpus case"):
+        s01.select_cases(CORPUS, ["nope"])
+
+
+def test_messy_benchmark_texts():
+    from labkit.measure import texts
+
+    article = texts.named("messy-article")
+    assert 1400 <= texts.word_count(article) <= 1700
+    paragraphs = article.split("\n\n")
+    assert len(set(paragraphs)) == len(paragraphs)  # a repeat would be a free cache hit
+    assert texts.named("messy-sentence").endswith(".") and "](" in texts.named("messy-article")
+
+
+def test_g2p_cost_times_the_pipelines_text_path_on_the_instrument(engine):
+    from labkit.engine.pipeline import StreamingSynthesizer
+
+    text = "Hello there. This is a short test, with two sentences."
+    cost = s01.g2p_cost(StreamingSynthesizer(engine), {"short": text}, rounds=1, espeak_baseline=False)
+    (row,) = cost["rows"]
+    assert row["pieces"] >= 1 and row["g2p_calls"] >= row["pieces"]
+    lo, hi = row["labkit_over_misaki_ci95"]
+    assert lo <= row["labkit_over_misaki"] <= hi
+    (cmp,) = cost["comparisons"].values()
+    assert set(cmp.entries) == {s01.MISAKI, s01.LABKIT, s01.FIRST, s01.SANITIZE, s01.MISAKI + " (A/A)"}
+    assert row["first_piece_s"] > 0
+    result = {"summary": {"passed": 1, "cases": 1, "words_lost": 0, "oov_reaching_model": 0,
+                          "oov_before_cleaning": 0}, "saved": {"raw_missing": 2},
+              "cost": cost, "cache_hit_s": 1e-6}
+    head = s01.headline(result)
+    figure = head["short sanitize + per-piece G2P / misaki alone (x)"]
+    assert set(figure) == {"value", "ci95"} and len(figure["ci95"]) == 2
+    assert head["words of the input lost without sanitization"] == 2
 
 
 def test_fallback_and_unknown_words_are_counted_once_per_fresh_text():

@@ -21,12 +21,66 @@ def phrase() -> str:
     return "Hello! The kettle is on."
 
 
-TEXTS: dict[str, Callable[[], str]] = {"phrase": phrase, "paragraph": paragraph, "article": article}
+#: messy paragraphs (Markdown, links, code, numbers, lists); stage 01 times the text path on
+#: them, since real selected text looks like this, not like clean prose
+MESSY = [
+    "## Why latency matters\n\nWhen you select a paragraph on a web page and press a key, "
+    "you expect to hear it at once. A delay of 300 ms feels instant; 2 seconds feels broken. "
+    "This article walks through the **three** places where time goes: text preparation, "
+    "the neural network, and playback.",
+    "Text preparation looks cheap, but real text is messy. Web pages carry non-breaking "
+    "spaces, zero-width joiners and [links](https://example.com/docs/intro) in the middle "
+    "of sentences; PDFs hyphenate words across lines; terminals print colour codes.",
+    "- Normalize Unicode first.\n- Remove control characters.\n- Keep paragraph breaks, "
+    "because a listener needs the pause.\n- Read numbers like 1,250 or 3.5% the way a "
+    "person would.",
+    "The model itself, Kokoro with 82 million parameters, turns phonemes into audio. It "
+    "accepts at most 510 tokens at a time, so long text is cut into pieces. The first piece "
+    "should be short: the sooner it is ready, the sooner you hear something, and the rest "
+    "is synthesized while the first one plays.",
+    "In code, the call looks like `engine.synthesize_phonemes(ph, voice, speed)`; the file "
+    "labkit/runtime.py:120 holds it. Measured on a laptop, a 20-word sentence takes about "
+    "0.4 seconds, while a full page takes several seconds, which is why streaming matters.",
+    "Finally, playback. Audio at 24 kHz arrives in chunks; each chunk is cross-faded with "
+    "the next so that you do not hear clicks. If the next chunk is late, you hear a gap, "
+    "and gaps are worse than a slightly later start.",
+]
+
+
+def messy_article(words: int = 1500) -> str:
+    """About ``words`` words of messy text with no paragraph twice (a repeated paragraph
+    would be a free G2P cache hit for the pipeline): the benchmark article's paragraphs with
+    the messy ones interleaved, one after each of the first article paragraphs."""
+    plain = article().split("\n\n")
+    order = [p for k in range(max(len(plain), len(MESSY)))
+             for p in (plain[k:k + 1] + MESSY[k:k + 1])]
+    out, count = [], 0
+    for para in order:
+        if count >= words:
+            break
+        out.append(para)
+        count += len(para.split())
+    return "\n\n".join(out)
+
+
+def messy_sentence() -> str:
+    return MESSY[3].split(". ")[0] + "."
+
+
+def messy_paragraph() -> str:
+    return MESSY[3] + " " + MESSY[5]
+
+
+TEXTS: dict[str, Callable[[], str]] = {"phrase": phrase, "paragraph": paragraph, "article": article,
+                                       "messy-sentence": messy_sentence,
+                                       "messy-paragraph": messy_paragraph,
+                                       "messy-article": messy_article}
 
 
 def named(name_or_text: str) -> str:
     """A named benchmark text ("phrase", "sentence", "passage": the paragraph's first two
-    sentences, "paragraph", "article") or the text itself."""
+    sentences, "paragraph", "article", "messy-sentence", "messy-paragraph",
+    "messy-article") or the text itself."""
     if name_or_text == "sentence":
         return paragraph().split(". ")[0] + "."
     if name_or_text == "passage":
