@@ -28,9 +28,9 @@ def test_bad_port_is_refused(bad, capsys):
 
 
 def test_serve_runs_with_the_flagged_port(monkeypatch):
-    import serve.app
+    import serve
 
     seen = {}
-    monkeypatch.setattr(serve.app, "serve", lambda cfg: seen.setdefault("port", cfg.serve.port))
+    monkeypatch.setattr(serve, "serve", lambda cfg: seen.setdefault("port", cfg.serve.port))
     assert cli.main(["serve", "--port", "8999"]) == 0
     assert seen == {"port": 8999}

@@ -133,15 +133,15 @@ def test_say_words_then_verify_on_the_command_line(tmp_path):
 @pytest.mark.model
 def test_stream_runs_check_words_in_the_audio(timed_engine, engine):
     from labkit.engine.pipeline import StreamingSynthesizer
-    from labkit.measure.streaming import run_stream, summarize
+    from labkit.measure.streaming import run_stream, summarize_runs
 
     run = run_stream(StreamingSynthesizer(timed_engine), TEXT)
     assert run.words_present and run.extra["words_in_audio"]["ok"]
     assert run.extra["words_in_audio"]["words"] == len(TEXT.split())
-    assert summarize([run])["words_checked_in_audio"] is True
+    assert summarize_runs([run])["words_checked_in_audio"] is True
     mute = run_stream(StreamingSynthesizer(_Mute(timed_engine)), TEXT)
     assert mute.words_present is False and mute.extra["words_in_audio"]["not_heard"]
     if engine.durations_index is None:  # without timings the record says the audio was not asked
         plain = run_stream(StreamingSynthesizer(engine), TEXT)
         assert plain.extra["words_in_audio"] is None
-        assert summarize([plain])["words_checked_in_audio"] is False
+        assert summarize_runs([plain])["words_checked_in_audio"] is False
