@@ -104,3 +104,15 @@ def test_figures_with_intervals_are_compared_with_the_previous_run():
     now = {"speedup (x)": {"ratio": 1.5, "ci95": [1.4, 1.6]}, "ttfa_s": 0.5}
     before = {"speedup (x)": {"ratio": 1.0, "ci95": [0.9, 1.1]}, "ttfa_s": 0.5}
     assert compare_headlines(now, before) == {"speedup (x)": "improved +50%", "ttfa_s": ""}
+
+
+def test_the_page_says_when_verification_shipped_the_stock_configuration():
+    from labkit.lab.results import render_results
+
+    rec = {"stage": "07_verify", "status": "ok", "started": "2026-11-29T10:00:00+00:00",
+           "finished": "2026-11-29T10:03:00+00:00", "metrics": {}}
+    best = {"choices": [], "verification": {"ships": "stock",
+                                             "reason": "lost to the stock configuration on speed"}}
+    page = render_results("run-x", [rec], best)
+    assert "ships the stock configuration" in page and "lost to the stock configuration on speed" in page
+    assert "| 07_verify | 3.0 min |" in page

@@ -16,6 +16,7 @@ same bytes.
 """
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import math
 import os
@@ -104,6 +105,19 @@ def comparison_lines(title: str, cmp: dict) -> list[str]:
     return lines + [""]
 
 
+def stage_seconds(records: list[dict]) -> dict[str, float]:
+    """stage -> seconds from its start to its record (both in the record), where known."""
+    out = {}
+    for rec in records:
+        try:
+            start = _dt.datetime.fromisoformat(str(rec.get("started")))
+            end = _dt.datetime.fromisoformat(str(rec.get("finished")))
+        except ValueError:
+            continue
+        out[str(rec.get("stage"))] = (end - start).total_seconds()
+    return out
+
+
 def render_results(run_id: str, records: list[dict], best: dict) -> str:
     """The page's markdown from ``run_id``'s records and the best.json made from them."""
     records = sorted(records, key=lambda r: str(r.get("stage")))
@@ -119,6 +133,19 @@ def render_results(run_id: str, records: list[dict], best: dict) -> str:
         lines += choices_table(best["choices"]) + [""]
     else:
         lines += ["No stage offered candidates: best.json holds the defaults.", ""]
+    verification = best.get("verification") or {}
+    if verification.get("ships") == "stock":
+        lines += [f"**Verification:** the combination {verification.get('reason')}; best.json "
+                  "ships the stock configuration.", ""]
+    elif verification.get("ships") == "shipped":
+        lines += [f"**Verification:** the combination had {verification.get('reason')}.", ""]
+    elif verification:
+        lines += [f"**Verification:** {verification.get('reason')}.", ""]
+    times = stage_seconds(records)
+    if times:
+        lines += ["## Stage times", "", "| stage | wall time |", "|---|---|"]
+        lines += [f"| {k} | {v / 60:.1f} min |" for k, v in times.items()]
+        lines += [f"| all | {sum(times.values()) / 60:.1f} min |", ""]
     lines += ["## Stages", ""]
     for rec in records:
         metrics = rec.get("metrics") or {}
