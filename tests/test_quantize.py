@@ -197,6 +197,23 @@ def test_candidates_for_the_journal(tmp_path):
     assert [x["name"] for x in sel] == ["fp16", "reference"]
 
 
+def test_failed_checks_name_the_check_that_failed_on_either_set():
+    """A length change on the held-out set is a failed length check (not a 'load'), even
+    when the development set passed; a clean row fails nothing."""
+    row = {"path": "x.onnx", "ok": False, "problems": {"held-01": ["length change: -0.025 s"]},
+           "length_changes": 1, "lsd_db": 1.0,
+           "dev": {"ok": True, "problems": {}, "length_changes": 0, "lsd_db": 0.5}}
+    cmp = compare({"reference": lambda: 1.0, "int8": lambda: 1.0, "x": lambda: 1.0}, "int8",
+                  measure=float, criterion=qbench.CRITERION)
+    rows = {"reference": {"path": "r.onnx", "ok": True}, "int8": row, "x": {**row, "ok": True,
+            "problems": {}, "length_changes": 0}}
+    c = {x["name"]: x for x in qbench.candidates(rows, "reference", cmp)}
+    assert c["int8"]["failed_checks"] == ["length"]
+    assert c["x"]["failed_checks"] == []
+    nan_dev = {**rows["x"], "dev": {"ok": False, "problems": {"dev-01": ["nan: 3 samples"]}}}
+    assert qbench.candidates({**rows, "x": nan_dev}, "reference", cmp)[2]["failed_checks"] == ["NaN"]
+
+
 class _FakeSession:
     """session.run that takes ``seconds`` and returns ``n`` samples."""
 

@@ -16,6 +16,7 @@ from typing import Any, Iterable, Mapping
 
 from labkit import files
 from labkit.config import LabConfig, SessionConfig
+# CoreMLOptionError is re-exported: the sweep (labkit.lab.s04_coreml) and callers name it here
 from labkit.engine.provider_options import COREML_OPTIONS, CoreMLOptionError, validate_coreml
 
 PROVIDER = "CoreMLExecutionProvider"
