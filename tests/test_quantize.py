@@ -238,6 +238,10 @@ def test_speed_goes_through_the_one_instrument():
     assert qbench.paired_speedup(cmp, "reference", "missing") is None
     with pytest.raises(KeyError, match="baseline"):
         qbench.speed_compare({"fast": _FakeSession(0.0)}, {30: {}}, "int8")
+    # default rounds: whole Latin squares (4 entries with the control: 4 rounds, at least 6 -> 8);
+    # only the criterion's length may add rounds, a reported length runs exactly those
+    two = qbench.speed_compare(sessions, {10: {}, 30: {}}, "int8", criterion_tokens=30)
+    assert two[10].rounds == 8 and two[10].extra_rounds == 0
 
 
 # -- on the real reference graph -------------------------------------------------------------
