@@ -226,3 +226,59 @@ def test_recommendation_bounds_quality_by_the_time_aligned_distance():
     rec = s04.recommend(rows, short_max_tokens=60, max_lsd_db=2.0)
     assert rec["short"]["label"] == "ane" and rec["long"]["label"] == "ane"
     assert s04.recommend(rows, short_max_tokens=60)["short"]["label"] == "gpu"  # no bound
+
+
+# -- static-shape copies: a disk budget ---------------------------------------------------------
+def _dynamic_model(path):
+    x = helper.make_tensor_value_info("tokens", TensorProto.INT64, [1, "n"])
+    y = helper.make_tensor_value_info("y", TensorProto.INT64, [1, "n"])
+    g = helper.make_graph([helper.make_node("Identity", ["tokens"], ["y"])], "g", [x], [y])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    import onnx
+
+    onnx.save(m, str(path))
+    return path
+
+
+def test_static_copies_stay_within_their_budget_and_are_removed(tmp_path):
+    src = _dynamic_model(tmp_path / "m.onnx")
+    size = src.stat().st_size
+    budget = coreml.StaticBudget(limit_bytes=int(size * 2.5))  # room for two copies, not three
+    a = coreml.static_model(src, 8, tmp_path / "static", budget=budget)
+    b = coreml.static_model(src, 16, tmp_path / "static", budget=budget)
+    assert a.exists() and b.exists() and budget.written == [a, b]
+    assert coreml.static_model(src, 8, tmp_path / "static", budget=budget) == a  # reused, not re-counted
+    with pytest.raises(coreml.StaticBudgetError, match="static_budget_gb"):
+        coreml.static_model(src, 32, tmp_path / "static", budget=budget)
+    assert not (tmp_path / "static" / "m.static32.onnx").exists()  # refused before writing
+    assert budget.remove() > 0
+    assert not a.exists() and not b.exists() and budget.used_bytes == 0
+    with pytest.raises(ValueError, match="static_budget_gb"):
+        coreml.StaticBudget.gb(-1)
+    assert coreml.StaticBudget.gb(4).limit_bytes == 4_000_000_000
+
+
+def test_stage_04_offers_no_candidates_and_says_so(tmp_path):
+    class St:
+        metrics, notes, status = {}, [], "ok"
+        dir = tmp_path
+
+        def note(self, text):
+            self.notes.append(text)
+
+        def skip(self, reason):
+            self.status = f"skipped: {reason}"
+
+    st = St()
+    result = {"audits": {}, "missing": {}, "tables": {"onnxruntime_version": "x", "source": "y"},
+              "tables_vs_pinned": {}, "reference": {}, "results": [
+                  {"label": "fp32/MLProgram/ALL/static", "status": "skipped: static-shape copy m "
+                   "(0.3 GB) would take the copies to 4.2 GB, over static_budget_gb=4: not written"}],
+              "rows": [], "available": False, "platform": "Linux", "sweep_status": "skipped: x",
+              "recommendation": {"short": None, "long": None},
+              "static_copies": {"limit_gb": 4.0, "used_gb": 0.0, "files": [], "freed_gb": 0.0}}
+    s04.record(st, result)
+    assert "candidates" not in st.metrics
+    assert any("no candidates" in n for n in st.notes)
+    assert any("disk budget" in n and "static" in n for n in st.notes)
+    assert st.status == f"skipped: {coreml.skip_reason()}" or coreml.coreml_available()

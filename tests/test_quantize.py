@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import time
+
 import numpy as np
 import onnx
 import pytest
@@ -15,6 +17,9 @@ from labkit.lab import s03_quantization as qbench
 from labkit import quality
 from labkit.optimize import quantize
 from labkit.optimize.quantize import QuantizeError, VariantSpec
+from labkit.config import SelectionConfig
+from labkit.lab import selection
+from labkit.measure.compare import compare
 
 #: Standard LSD (dB) to the reference on two short development sentences, with these tests'
 #: settings (1 calibration utterance) and headroom; a recipe that gets worse fails. Set for
@@ -156,7 +161,10 @@ def test_candidates_for_the_journal(tmp_path):
     for name in ("int8", "fp16", "bad"):  # the dev figures choose, the held-out ones are reported
         rows[name]["dev"] = {**rows[name], "lsd_db": rows[name]["lsd_db"] and rows[name]["lsd_db"] + 0.5}
         rows[name]["lsd_db_mean"] = rows[name]["lsd_db"]
-    c = qbench.candidates(rows, "reference", reference_variant="fp32-recon", baseline_name="int8")
+    # the speed comparison: "bad" never ran (no ratio, not measured on the criterion)
+    cmp = compare({"reference": lambda: 1.0, "int8": lambda: 1.2, "fp16": lambda: 0.8}, "int8",
+                  measure=float, criterion=qbench.CRITERION)
+    c = qbench.candidates(rows, "reference", cmp, reference_variant="fp32-recon", baseline_name="int8")
     assert [x["name"] for x in c] == ["reference", "int8", "fp16", "bad"]
     ref, int8, fp16, bad = c
     assert ref["overrides"] == {"variant": "fp32-recon"} and ref["lsd_db"] == 0.0
@@ -169,11 +177,71 @@ def test_candidates_for_the_journal(tmp_path):
     assert (fp16["lsd_db"], fp16["pesq_wb"], fp16["failed_checks"]) == (2.6, 3.5, [])
     assert fp16["heldout_lsd_db"] == 2.1
     assert bad["failed_checks"] == ["NaN", "clipping", "length"]
+    # exactly one baseline, the shipped int8, with the A/A band; the others carry their ratio
+    assert [x["name"] for x in c if x.get("baseline")] == ["int8"]
+    assert int8["ci95"] == list(cmp.noise_band) and int8["criterion"] == qbench.CRITERION
+    assert fp16["ratio"] == pytest.approx(1.5) and fp16["criterion"] == qbench.CRITERION
+    assert ref["ratio"] == pytest.approx(1.2)
+    assert fp16["measured"] == [qbench.CRITERION, "lsd_db"] == int8["measured"]
+    assert bad["ratio"] is None and bad["ci95"] is None and qbench.CRITERION not in bad["measured"]
     assert qbench.failed_checks({"ok": False, "problems": {"load": ["Fail: x"]}}) == ["load"]
-    assert set(c[0]) == {"name", "overrides", "ttfa_s", "rtf", "lsd_db", "pesq_wb", "failed_checks",
-                         "heldout_lsd_db", "heldout_lsd_db_mean"}
+    assert set(c[0]) == {"name", "overrides", "measured", "ttfa_s", "rtf", "lsd_db", "pesq_wb",
+                         "failed_checks", "heldout_lsd_db", "heldout_lsd_db_mean", "criterion",
+                         "ratio", "ci95"}
     with pytest.raises(KeyError, match="reference"):
-        qbench.candidates(rows, "ref")
+        qbench.candidates(rows, "ref", cmp)
+    with pytest.raises(KeyError, match="baseline"):
+        qbench.candidates(rows, "reference", cmp, baseline_name="fp32")
+    # selection: the known-good fp16 earns its place over int8; "bad" (failed checks) never
+    sel = selection.rank(c, SelectionConfig(max_lsd_db=3.0))
+    assert [x["name"] for x in sel] == ["fp16", "reference"]
+
+
+def test_failed_checks_name_the_check_that_failed_on_either_set():
+    """A length change on the held-out set is a failed length check (not a 'load'), even
+    when the development set passed; a clean row fails nothing."""
+    row = {"path": "x.onnx", "ok": False, "problems": {"held-01": ["length change: -0.025 s"]},
+           "length_changes": 1, "lsd_db": 1.0,
+           "dev": {"ok": True, "problems": {}, "length_changes": 0, "lsd_db": 0.5}}
+    cmp = compare({"reference": lambda: 1.0, "int8": lambda: 1.0, "x": lambda: 1.0}, "int8",
+                  measure=float, criterion=qbench.CRITERION)
+    rows = {"reference": {"path": "r.onnx", "ok": True}, "int8": row, "x": {**row, "ok": True,
+            "problems": {}, "length_changes": 0}}
+    c = {x["name"]: x for x in qbench.candidates(rows, "reference", cmp)}
+    assert c["int8"]["failed_checks"] == ["length"]
+    assert c["x"]["failed_checks"] == []
+    nan_dev = {**rows["x"], "dev": {"ok": False, "problems": {"dev-01": ["nan: 3 samples"]}}}
+    assert qbench.candidates({**rows, "x": nan_dev}, "reference", cmp)[2]["failed_checks"] == ["NaN"]
+
+
+class _FakeSession:
+    """session.run that takes ``seconds`` and returns ``n`` samples."""
+
+    def __init__(self, seconds, n=2400):
+        self.seconds, self.n = seconds, n
+
+    def run(self, _outputs, _feeds):
+        time.sleep(self.seconds)
+        return [np.zeros(self.n, dtype=np.float32)]
+
+
+def test_speed_goes_through_the_one_instrument():
+    sessions = {"reference": _FakeSession(0.006), "int8": _FakeSession(0.004),
+                "fast": _FakeSession(0.002)}
+    out = qbench.speed_compare(sessions, {30: {}}, "int8", rounds=6)
+    cmp = out[30]
+    assert cmp.baseline == "int8" and cmp.criterion == qbench.CRITERION
+    assert "int8 (A/A)" in cmp.entries                 # the control is always there
+    assert cmp.ci95("fast")[0] > 1.0                   # 2x faster: found
+    assert cmp.kept["fast"][0] == 2400                 # output length kept for the RTF
+    assert qbench.paired_speedup(cmp, "reference", "fast") == pytest.approx(3.0, rel=0.5)
+    assert qbench.paired_speedup(cmp, "reference", "missing") is None
+    with pytest.raises(KeyError, match="baseline"):
+        qbench.speed_compare({"fast": _FakeSession(0.0)}, {30: {}}, "int8")
+    # default rounds: whole Latin squares (4 entries with the control: 4 rounds, at least 6 -> 8);
+    # only the criterion's length may add rounds, a reported length runs exactly those
+    two = qbench.speed_compare(sessions, {10: {}, 30: {}}, "int8", criterion_tokens=30)
+    assert two[10].rounds == 8 and two[10].extra_rounds == 0
 
 
 # -- on the real reference graph -------------------------------------------------------------

@@ -1,6 +1,15 @@
-"""The variant bench of stage 03: size, load time, warm RTF and quality of each variant
-against the reference, measured side by side in one process; the Pareto front; the
-selection; the ORT profile that explains the speed; a listening page.
+"""Stage 03: quantization and the quality bench.
+
+:func:`run` builds the variants (labkit.optimize.quantize), sweeps the per-block
+sensitivity on the development set and builds the mixed-precision variant from it, then
+benches the reference, the shipped baseline (``int8``) and every variant: size, load
+time, quality against the reference, and speed -- the warm wall time of one
+``session.run`` on the same feeds, every variant against the baseline through the one
+instrument (labkit.measure.compare: interleaved rounds, paired ratios with a bootstrap
+95 % interval, an A/A control). The comparison at ``speed_tokens`` (120 by default) is the
+stage's criterion (:data:`CRITERION`); the other lengths are reported. Then the Pareto
+front, a listening page, the ORT profile that explains the speed and the targets'
+selection; :func:`record` fills the record and the journal's candidates.
 
 Quality uses labkit.quality. Choosing (the fast / near-lossless picks, the journal's
 candidates, the sensitivity sweep) reads figures measured on the development set
@@ -11,27 +20,39 @@ different length than the reference's on any input is *failed*: reported, never 
 from __future__ import annotations
 
 import html
+import json
 import math
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from labkit import quality
+from labkit.config import LabConfig
+from labkit.engine import assets
 from labkit.engine import words as wordsmod
 from labkit.engine.cache import make_session
 from labkit.engine.g2p import VOCAB, get_g2p
 from labkit.engine.ort import SAMPLE_RATE, kokoro_feeds, style_row
-from labkit.engine.runtime import DURATIONS
-from labkit.measure import coverage, dnsmos
+from labkit.engine.runtime import DURATIONS, VoiceBank
+from labkit.measure import corpora, coverage, dnsmos
+from labkit.measure.compare import Comparison, compare, schedule
 from labkit.measure import profile as profiling
 from labkit.optimize import durations
+from labkit.optimize import quantize
 from labkit.optimize.quantize import VariantSpec, family_of
 from labkit.tables import cell, fixed
-from labkit.timing import Timing, measure
+from labkit.timing import Timing
+
+
+NAME = "03_quantization"
+#: what the speed comparison times: the warm wall time of one ``session.run`` on the same
+#: feeds (seconds), at the stage's representative length (``speed_tokens``)
+CRITERION = "warm_s"
+REFERENCE = "reference"
 
 
 # -- inputs ----------------------------------------------------------------------------------
@@ -61,36 +82,37 @@ def load_seconds(model: Path, session_cfg, repeats: int = 1) -> Timing:
     return Timing.of(samples)
 
 
-def warm_rtf(session, feeds: dict, repeats: int = 3, warmup: int = 1) -> dict[str, Any]:
-    timing, out = measure(lambda: session.run(None, feeds)[0], repeats=repeats, warmup=warmup)
-    audio_s = np.size(out) / SAMPLE_RATE
-    return {"seconds": timing.to_dict(), "audio_s": audio_s,
-            "rtf": timing.median / max(audio_s, 1e-9), "rtf_p90": timing.p90 / max(audio_s, 1e-9)}
-
-
-def speed_side_by_side(sessions: dict[str, Any], probes: dict[int, dict], repeats: int = 3
-                       ) -> dict[str, dict[int, dict]]:
-    """Warm RTF of every session at every probe length, interleaved run by run (one
-    warm-up each, then reference and variants take turns for every repeat), so load from
-    other processes on a shared machine hits them alike."""
-    out: dict[str, dict[int, dict]] = {name: {} for name in sessions}
+def speed_compare(sessions: dict[str, Any], probes: dict[int, dict], baseline: str,
+                  rounds: int | None = None, warmup: int = 1,
+                  criterion_tokens: int | None = None) -> dict[int, Comparison]:
+    """Per probe length, the wall time of ``session.run`` on the same feeds for every
+    session against ``baseline``'s, through the one instrument (labkit.measure.compare:
+    interleaved rounds whose order changes, paired ratios with a bootstrap 95 % interval,
+    an A/A control). Each call's output length is kept (``Comparison.kept``) for the RTF.
+    With ``criterion_tokens``, only that length's comparison adds rounds on a noisy machine
+    (the one the journal chooses on); the other lengths, reported only, run ``rounds``."""
+    if baseline not in sessions:
+        raise KeyError(f"baseline {baseline!r} has no session (it did not load); "
+                       f"sessions: {list(sessions)}")
+    out: dict[int, Comparison] = {}
     for n, feeds in probes.items():
-        samples: dict[str, list[float]] = {name: [] for name in sessions}
-        sizes: dict[str, int] = {}
-        for name, sess in sessions.items():
-            sizes[name] = int(np.size(sess.run(None, feeds)[0]))  # warm-up
-        for _ in range(max(1, repeats)):
-            for name, sess in sessions.items():
-                t0 = time.perf_counter()
-                sess.run(None, feeds)
-                samples[name].append(time.perf_counter() - t0)
-        for name in sessions:
-            timing = Timing.of(samples[name])
-            audio_s = sizes[name] / SAMPLE_RATE
-            out[name][n] = {"seconds": timing.to_dict(), "audio_s": audio_s,
-                            "rtf": timing.median / max(audio_s, 1e-9),
-                            "rtf_p90": timing.p90 / max(audio_s, 1e-9)}
+        fns = {name: (lambda s=sess, f=feeds: s.run(None, f)) for name, sess in sessions.items()}
+        square = len(schedule(len(fns) + 1))  # + the A/A control
+        k = rounds if rounds is not None else square * -(-6 // square)
+        cap = None if criterion_tokens is None or n == criterion_tokens else k
+        out[n] = compare(fns, baseline, rounds=k, max_rounds=cap, warmup=warmup,
+                         criterion=CRITERION, keep=lambda res: int(np.size(res[0])))
     return out
+
+
+def paired_speedup(cmp: Comparison, over: str, name: str) -> float | None:
+    """Median over rounds of ``over``'s time / ``name``'s time in the same round (how many
+    times faster than ``over``), from one comparison's samples; None where either is absent."""
+    if over not in cmp.entries or name not in cmp.entries:
+        return None
+    a = np.asarray(cmp.entries[over].samples)
+    b = np.asarray(cmp.entries[name].samples)
+    return float(np.median(a / b))
 
 
 # -- quality ---------------------------------------------------------------------------------
@@ -193,13 +215,16 @@ def timed_candidate(c: Candidate, cache: Path) -> Candidate:
 
 
 def run_bench(reference: Candidate, candidates: Sequence[Candidate], session_cfg, heldout: Sequence,
-              voices, token_lengths: Sequence[int], repeats: int = 3, with_dnsmos: bool = True,
-              speed_min_tokens: int = 120, dev: Sequence | None = None,
-              durations_cache: Path | None = None) -> dict[str, Any]:
+              voices, token_lengths: Sequence[int], baseline: str, rounds: int | None = None,
+              warmup: int = 1, speed_tokens: int = 120, with_dnsmos: bool = True,
+              dev: Sequence | None = None, durations_cache: Path | None = None) -> dict[str, Any]:
     """Size, load time, quality on ``heldout`` (reported) and on ``dev`` (for choosing,
-    under ``row["dev"]``; no DNSMOS) and warm RTF at ``token_lengths`` for the reference
-    and every candidate, in one process. ``speedup`` = median over the lengths
-    >= ``speed_min_tokens`` of reference RTF / candidate RTF (same session settings).
+    under ``row["dev"]``; no DNSMOS) for the reference and every candidate, in one process;
+    then the warm wall time of ``session.run`` at every length of ``token_lengths`` (and
+    ``speed_tokens``), each against ``baseline``'s (:func:`speed_compare`). The comparison
+    at ``speed_tokens`` is the one the journal chooses on; the other lengths are reported.
+    ``row["vs_baseline"]``: ratio and 95 % interval at ``speed_tokens`` (> 1: faster than
+    the baseline); ``row["speedup"]``: the paired speed-up over the reference there.
     With ``durations_cache``, every model runs as its copy with the durations output
     (labkit.optimize.durations.ensure: the same audio, checked) so that every word of
     every utterance is checked in the audio too."""
@@ -230,21 +255,31 @@ def run_bench(reference: Candidate, candidates: Sequence[Candidate], session_cfg
         for name, sess in sessions.items():
             ev = evaluate(sess, dev, voices, dev_ref, with_dnsmos=False)
             rows[name]["dev"] = {**ev["summary"], "per_utterance": ev["per_utterance"]}
-    probes = {n: token_probe(heldout, n, voices) for n in token_lengths}
-    speed = speed_side_by_side(sessions, probes, repeats=repeats)
-    for name, per_len in speed.items():
-        rows[name]["rtf"] = {n: r["rtf"] for n, r in per_len.items()}
-        rows[name]["speed_detail"] = per_len
-        ratios = [speed[reference.name][n]["rtf"] / r["rtf"] for n, r in per_len.items()
-                  if n >= speed_min_tokens] or [
-            speed[reference.name][n]["rtf"] / r["rtf"] for n, r in per_len.items()]
-        rows[name]["speedup"] = statistics.median(ratios)
-        rows[name]["speedup_by_len"] = {n: speed[reference.name][n]["rtf"] / r["rtf"]
-                                        for n, r in per_len.items()}
+    lengths = sorted({int(n) for n in token_lengths} | {int(speed_tokens)})
+    probes = {n: token_probe(heldout, n, voices) for n in lengths}
+    comparisons = speed_compare(sessions, probes, baseline, rounds=rounds, warmup=warmup,
+                                criterion_tokens=int(speed_tokens))
+    for name in sessions:
+        detail = {}
+        for n, cmp in comparisons.items():
+            audio_s = cmp.kept[name][0] / SAMPLE_RATE
+            med = cmp.median(name)
+            detail[n] = {"seconds": cmp.entries[name].timing.to_dict(), "audio_s": audio_s,
+                         "rtf": med / max(audio_s, 1e-9), "ratio_vs_baseline": cmp.ratio(name),
+                         "ci95_vs_baseline": list(cmp.ci95(name)),
+                         "speedup_vs_reference": paired_speedup(cmp, reference.name, name)}
+        rows[name]["speed_detail"] = detail
+        rows[name]["rtf"] = {n: d["rtf"] for n, d in detail.items()}
+        rows[name]["speedup_by_len"] = {n: d["speedup_vs_reference"] for n, d in detail.items()}
+        at = comparisons[int(speed_tokens)]
+        rows[name]["speedup"] = paired_speedup(at, reference.name, name)
+        rows[name]["vs_baseline"] = {"tokens": int(speed_tokens), "ratio": at.ratio(name),
+                                     "ci95": list(at.ci95(name))}
     for name, row in rows.items():
         row.setdefault("ok", False)
         row.setdefault("speedup", None)
-    return {"rows": rows, "audio": audio}
+    return {"rows": rows, "audio": audio, "comparisons": comparisons,
+            "speed_tokens": int(speed_tokens), "baseline": baseline, "reference": reference.name}
 
 
 def sensitivity(builder, families: Sequence[str], base_spec: dict, session_cfg, heldout: Sequence,
@@ -392,19 +427,26 @@ def _by_len(d: dict | None) -> dict[int, Any]:
     return {int(k): v for k, v in (d or {}).items()}  # JSON turns int keys into strings
 
 
-def candidates(rows: dict[str, dict], reference_name: str, reference_variant: str = "fp32-recon",
-               baseline_name: str | None = "int8", basis: str = "dev") -> list[dict[str, Any]]:
+def candidates(rows: dict[str, dict], reference_name: str, comparison: Comparison,
+               reference_variant: str = "fp32-recon", baseline_name: str = "int8",
+               basis: str = "dev") -> list[dict[str, Any]]:
     """Bench rows as the journal's candidates: the reference first, then the shipped
-    baseline, then every variant in bench order. ``ttfa_s`` is the warm median seconds at
-    the shortest probe length (the whole utterance is one chunk, so compute time is the
-    time to first audio); ``rtf`` the median warm RTF over the probe lengths; ``lsd_db``
-    the worst utterance's standard LSD and ``pesq_wb`` the mean against the reference (0.0 / None for the
-    reference itself), both on the set :func:`choosing_figures` names (the journal chooses on
-    them); ``heldout_lsd_db`` / ``heldout_lsd_db_mean`` are the reported held-out figures
-    beside them; variants are selected by their model file (``model_path``)."""
+    baseline (``"baseline": True`` with the A/A control's interval), then every variant in
+    bench order, each with its ratio and 95 % interval against the baseline from
+    ``comparison`` (the warm wall time at the stage's representative length). ``ttfa_s``
+    is the warm median seconds at the shortest probe length (one chunk: compute time is the
+    time to first audio); ``rtf`` the median warm RTF over the probe lengths; ``lsd_db`` the
+    worst utterance's standard LSD and ``pesq_wb`` the mean against the reference (0.0 /
+    None for the reference itself), both on the set :func:`choosing_figures` names (the
+    journal chooses on them); ``heldout_lsd_db`` / ``heldout_lsd_db_mean`` are the
+    reported held-out figures beside them; variants are selected by their model file
+    (``model_path``). A variant that never ran has no ratio and is not ``measured`` on the
+    criterion: it cannot be chosen."""
     if reference_name not in rows:
         raise KeyError(f"reference row {reference_name!r} missing; rows are {list(rows)}")
-    order = [reference_name] + ([baseline_name] if baseline_name in rows else [])
+    if baseline_name not in rows:
+        raise KeyError(f"baseline row {baseline_name!r} missing; rows are {list(rows)}")
+    order = [reference_name, baseline_name]
     order += [n for n in rows if n not in order]
     out = []
     for name in order:
@@ -419,18 +461,30 @@ def candidates(rows: dict[str, dict], reference_name: str, reference_variant: st
             overrides = {"variant": baseline_name}
         else:
             overrides = {"variant": name, "model_path": str(Path(r["path"]).resolve())}
-        out.append({
+        lsd = 0.0 if name == reference_name else q.get("lsd_db")
+        timed = name in comparison.entries
+        c = {
             "name": name,
             "overrides": overrides,
+            "measured": ([CRITERION] if timed else []) + (["lsd_db"] if lsd is not None else []),
             "ttfa_s": (detail[shortest]["seconds"]["median"] if shortest is not None else None),
             "rtf": statistics.median(rtf.values()) if rtf else None,
-            "lsd_db": 0.0 if name == reference_name else q.get("lsd_db"),
+            "lsd_db": lsd,
             "pesq_wb": None if name == reference_name else q.get("pesq_wb"),
             "heldout_lsd_db": 0.0 if name == reference_name else r.get("lsd_db"),
             "heldout_lsd_db_mean": 0.0 if name == reference_name else r.get("lsd_db_mean"),
+            # the checks failed on either set (a check that fails on the held-out set fails)
             "failed_checks": [] if name == reference_name else sorted(
-                set(failed_checks(r)) | set(failed_checks(q)), key=_CHECK_ORDER.index),
-        })
+                set(failed_checks(r)) | set(failed_checks(r.get("dev") or {})),
+                key=_CHECK_ORDER.index),
+        }
+        if name == baseline_name:
+            c.update(comparison.baseline_fields())
+        elif timed:
+            c.update(comparison.selection_fields(name))
+        else:
+            c.update(criterion=CRITERION, ratio=None, ci95=None)
+        out.append(c)
     return out
 
 
@@ -504,6 +558,273 @@ def _fmt(v) -> str:
     return html.escape(fixed(v, 2) if isinstance(v, float) else cell(v))
 
 
-__all__ = ["token_probe", "load_seconds", "warm_rtf", "speed_side_by_side", "reference_audio",
-           "evaluate", "summarize", "pareto_front", "select", "choosing_figures", "Targets", "choose_families",
-           "profile", "share", "listening_page", "candidates", "failed_checks", "speed_bound", "field"]
+# -- the stage: run and record --------------------------------------------------------------------
+def run(cfg: LabConfig, st, *, reference: str | None = None, baseline: str = "int8",
+        variants: Sequence = (), heldout_ids: Sequence[str] | None = None,
+        calibration_ids: Sequence[str] | None = None, token_lengths: Sequence[int] = (25, 120, 250),
+        speed_tokens: int = 120, rounds: int | None = None, warmup: int = 1,
+        with_dnsmos: bool = True, sensitivity_families: Sequence[str] = (),
+        sensitivity_spec: dict | None = None, sensitivity_ids: Sequence[str] | None = None,
+        mixed_budget_db: float = 2.0, profile_tokens: int = 0,
+        listen_id: str | None = None) -> dict[str, Any]:
+    """The whole stage: the reference and the corpora, the builds, the sensitivity sweep
+    and the mixed variant (on the development set), the bench (quality, and speed against
+    ``baseline`` through the one instrument), the Pareto front, the listening page, the
+    profile and the targets' selection. Files go under the stage's folder (``st.path``)."""
+    if not baseline:
+        raise ValueError("baseline: the shipped variant (e.g. 'int8') every variant is timed against")
+    notes: list[str] = []
+    ref = assets.reference(cfg) if reference is None else assets.ModelRef(
+        reference, assets.model_path(cfg, reference), "chosen by parameter")
+    assets.require(ref.path, "reference model")
+    voices = VoiceBank.load(assets.voices_path(cfg))
+    # reported figures on the held-out set; choosing (sensitivity, block lists) on the dev set
+    held_c = corpora.load("heldout", purpose="report")
+    held = corpora.prepare(held_c.select(ids=heldout_ids))
+    cal = corpora.prepare(corpora.load("calibration", purpose="calibrate").select(ids=calibration_ids))
+    dev = corpora.prepare(corpora.load("dev", purpose="choose").select(ids=sensitivity_ids))
+    corpora_info = {
+        "heldout": {p.utt.id: p.n_tokens for p in held},
+        "calibration": {p.utt.id: p.n_tokens for p in cal},
+        "dev": {p.utt.id: p.n_tokens for p in dev},
+        "overlap": {d: corpora.overlap(corpora.load(d), held_c) for d in ("calibration", "dev")}}
+
+    builder = quantize.Builder(ref.path, st.path("models"), calibration=cal, voices=voices)
+    built = {}
+    for item in variants:
+        b = builder.build(item)
+        built[b.spec.name] = b
+
+    sens: dict[str, dict] = {}
+    plan = None
+    spec = dict(sensitivity_spec or {"recipe": "static", "calibration": "minmax"})
+    if sensitivity_families:
+        ref_sess = make_session(ref.path, cfg.session)
+        dev_ref = reference_audio(ref_sess, dev, voices)  # choosing: the development set
+        del ref_sess
+        sens = sensitivity(builder, sensitivity_families, spec, cfg.session, dev, voices, dev_ref)
+        plan = choose_families(sens, mixed_budget_db)
+        if plan["quantize"]:
+            b = builder.build({**spec, "name": "mixed", "families": plan["quantize"]})
+            built[b.spec.name] = b
+        else:
+            notes.append("no family fits the mixed-precision budget: no mixed variant built")
+    else:
+        notes.append("sensitivity sweep skipped (sensitivity_families=[])")
+
+    cands = [Candidate(baseline, assets.model_path(cfg, baseline), "shipped")]
+    cands += [Candidate(n, b.path, json.dumps(b.spec.to_dict())) for n, b in built.items()
+              if n != baseline]
+    bench = run_bench(Candidate(REFERENCE, ref.path, ref.note), cands, cfg.session, held, voices,
+                      token_lengths, baseline, rounds=rounds, warmup=warmup,
+                      speed_tokens=speed_tokens, with_dnsmos=with_dnsmos, dev=dev,
+                      # every model as its copy with word timings: each word checked in the audio
+                      durations_cache=Path(cfg.resolve(cfg.artifacts_dir)) / "cache" / "durations")
+    rows = bench["rows"]
+
+    pts = {n: (r["speedup"], r["lsd_db"]) for n, r in rows.items()
+           if n != REFERENCE and r.get("speedup") is not None and r.get("lsd_db") is not None}
+    front = pareto_front({n: v for n, v in pts.items() if rows[n]["ok"]})
+
+    lid = listen_id or next((p.utt.id for p in held if p.utt.size == "medium"), held[0].utt.id)
+    utt = next(p for p in held if p.utt.id == lid)
+    clips = {n: a[lid] for n, a in bench["audio"].items() if lid in a}
+    page = listening_page(st.path("listening"), utt.utt.text, lid, clips, rows)
+
+    profiles: dict[str, dict] = {}
+    bound = None
+    if profile_tokens:
+        feeds = token_probe(held, profile_tokens, voices)
+        timed = sorted((r["vs_baseline"]["ratio"], n) for n, r in rows.items()
+                       if n != REFERENCE and r.get("vs_baseline") and r.get("ok"))
+        targets_ = {REFERENCE: ref.path, **({timed[-1][1]: Path(rows[timed[-1][1]]["path"])}
+                                            if timed else {})}
+        profiles = {n: profile(pth, cfg.session, feeds, st.path("profiles"))
+                    for n, pth in targets_.items()}
+        other = next((p for n, p in profiles.items() if n != REFERENCE), None)
+        bound = speed_bound(profiles[REFERENCE], other)
+
+    sel = select({n: r for n, r in rows.items() if n != REFERENCE}, baseline)
+    return {"reference": {"variant": ref.variant, "path": str(ref.path), "note": ref.note},
+            "corpora": corpora_info, "builds": {k: v.to_dict() for k, v in built.items()},
+            "sensitivity": ({"spec": spec, "families": sens, "mixed_plan": plan,
+                             "dev_ids": [p.utt.id for p in dev]} if sensitivity_families else None),
+            "rows": rows, "comparisons": bench["comparisons"], "speed_tokens": bench["speed_tokens"],
+            "baseline": baseline, "token_lengths": sorted(bench["comparisons"]),
+            "pareto_points": pts, "pareto_front": front,
+            "listen": {"id": lid, "text": utt.utt.text, "page": str(page)}, "clips": clips,
+            "profiles": profiles, "speed_bound": bound, "selection": sel, "notes": notes}
+
+
+def headline(result: dict[str, Any]) -> dict[str, Any]:
+    rows, n, base = result["rows"], result["speed_tokens"], result["baseline"]
+    cmp = result["comparisons"][n]
+    out: dict[str, Any] = {"reference": result["reference"]["variant"], "baseline": base,
+                           f"speed noise band (A/A) @{n} tok": [round(x, 3) for x in cmp.noise_band]}
+    for name, r in rows.items():
+        vb = r.get("vs_baseline")
+        if name != base and vb:
+            out[f"{name} speed vs {base} @{n} tok (x)"] = {
+                "value": round(vb["ratio"], 3), "ci95": [round(x, 3) for x in vb["ci95"]]}
+        if name == REFERENCE:
+            continue
+        out[f"{name} speed-up over the reference @{n} tok"] = (
+            round(r["speedup"], 3) if r.get("speedup") is not None else None)
+        dev_lsd = (r.get("dev") or {}).get("lsd_db")
+        out[f"{name} LSD dB (worst dev utterance)"] = round(dev_lsd, 3) if dev_lsd is not None else None
+        out[f"{name} LSD dB (worst held-out utterance)"] = (
+            round(r["lsd_db"], 3) if r.get("lsd_db") is not None else None)
+        out[f"{name} ok"] = bool(r.get("ok"))
+    for kind in ("fast", "near_lossless"):
+        out[f"{kind} variant"] = (result["selection"].get(kind) or {}).get("variant", "none")
+    return out
+
+
+def record(st, result: dict[str, Any]) -> None:
+    n = result["speed_tokens"]
+    st.metrics["reference"] = result["reference"]
+    st.metrics["corpora"] = result["corpora"]
+    st.metrics["builds"] = result["builds"]
+    st.metrics["dnsmos_note"] = dnsmos.NOTE
+    if result["sensitivity"] is not None:
+        st.metrics["sensitivity"] = result["sensitivity"]
+    st.metrics["bench"] = result["rows"]
+    st.metrics["comparisons"] = {
+        f"warm session.run, {k} tokens{' (the criterion)' if k == n else ''}": c.to_dict()
+        for k, c in result["comparisons"].items()}
+    st.metrics["pareto_front"] = result["pareto_front"]
+    st.metrics["listening_page"] = str(Path(result["listen"]["page"]).relative_to(st.dir))
+    st.metrics["profile"] = {k: {kk: vv for kk, vv in p.items() if kk != "file"}
+                             for k, p in result["profiles"].items()}
+    if result["speed_bound"] is not None:
+        st.metrics["speed_bound"] = result["speed_bound"]
+    st.metrics["selection"] = result["selection"]
+    st.metrics["headline"] = headline(result)
+    st.metrics["candidates"] = candidates(result["rows"], REFERENCE, result["comparisons"][n],
+                                          reference_variant=result["reference"]["variant"],
+                                          baseline_name=result["baseline"])
+    for text in result["notes"]:
+        st.note(text)
+    st.note(f"speed: every variant against {result['baseline']} on the warm wall time of one "
+            f"session.run at {n} tokens (labkit.measure.compare); the other lengths are reported. "
+            "Quality figures the journal chooses on are the development set's; held-out ones "
+            "are reported")
+
+
+# -- tables and plots for the notebook ------------------------------------------------------------
+def _f(v) -> str:
+    return "—" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
+
+
+def sensitivity_table(result: dict[str, Any]) -> str:
+    sens = (result.get("sensitivity") or {}).get("families") or {}
+    lines = ["| block | ok | LSD dB (dev) | PESQ | length changes |", "|---|---|---|---|---|"]
+    lines += [f"| {fam} | {r.get('ok')} | {_f(r.get('lsd_db'))} | {_f(r.get('pesq_wb'))} | "
+              f"{_f(r.get('length_changes'))} |" for fam, r in sens.items()]
+    return "\n".join(lines) if sens else "(sensitivity sweep not run)"
+
+
+def bench_table(result: dict[str, Any]) -> str:
+    lengths, n, base = result["token_lengths"], result["speed_tokens"], result["baseline"]
+    hdr = ("| variant | ok | MB | load s | " + " | ".join(f"RTF@{k}" for k in lengths)
+           + f" | vs {base} @{n} | 95 % interval | speed-up over ref | LSD dB dev | LSD dB held-out "
+           "worst | held-out mean | time-aligned | PESQ | STOI | DNSMOS | problems |")
+    lines = [hdr, "|" + "---|" * (hdr.count("|") - 1)]
+    for name, r in result["rows"].items():
+        rtf = " | ".join(_f((r.get("rtf") or {}).get(k)) for k in lengths)
+        vb = r.get("vs_baseline") or {}
+        ci = vb.get("ci95")
+        lines.append(
+            f"| {name} | {'ref' if name == REFERENCE else r['ok']} | {_f(r['size_mb'])} | "
+            f"{_f(r.get('load_s'))} | {rtf} | {_f(vb.get('ratio'))} | "
+            f"{'—' if not ci else f'[{ci[0]:.3f}, {ci[1]:.3f}]'} | {_f(r.get('speedup'))} | "
+            f"{_f((r.get('dev') or {}).get('lsd_db'))} | {_f(r.get('lsd_db'))} | "
+            f"{_f(r.get('lsd_db_mean'))} | {_f(r.get('lsd_db_aligned'))} | {_f(r.get('pesq_wb'))} | "
+            f"{_f(r.get('stoi'))} | {_f(r.get('dnsmos_ovrl'))} | {len(r.get('problems') or {})} |")
+    return "\n".join(lines)
+
+
+def failures(result: dict[str, Any]) -> dict[str, str]:
+    """variant -> its problems (JSON, cut), for the variants that failed a check."""
+    return {n: json.dumps(r["problems"])[:400] for n, r in result["rows"].items()
+            if n != REFERENCE and r.get("problems")}
+
+
+def candidates_table(cands: list[dict[str, Any]]) -> str:
+    lines = ["| candidate | baseline | ratio | 95 % interval | ttfa s | rtf | LSD dB (dev) | PESQ | failed |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for c in cands:
+        ci = c.get("ci95")
+        lines.append(f"| {c['name']} | {bool(c.get('baseline'))} | {_f(c.get('ratio'))} | "
+                     f"{'—' if not ci else f'[{ci[0]:.3f}, {ci[1]:.3f}]'} | {_f(c['ttfa_s'])} | "
+                     f"{_f(c['rtf'])} | {_f(c['lsd_db'])} | {_f(c['pesq_wb'])} | "
+                     f"{', '.join(c['failed_checks']) or '-'} |")
+    return "\n".join(lines)
+
+
+def profile_tables(result: dict[str, Any]) -> str:
+    out = []
+    for n, p in result["profiles"].items():
+        out.append(f"**{n}**: {p['kernel_seconds']:.2f} s of kernels per run\n")
+        for what in ("by_op", "by_family"):
+            out += [f"| {what[3:]} | s | share |", "|---|---|---|"]
+            out += [f"| {k} | {v:.3f} | {sh:.1%} |" for k, v, sh in share(p[what])]
+            out.append("")
+    b = result["speed_bound"]
+    if b:
+        out.append(f"Float Conv/MatMul share of the reference's kernel time: {b['heavy_share']:.1%}; "
+                   f"whole-run speed-up if they ran 2x faster: {b['bound_if_2x']:.2f}x, "
+                   f"4x faster: {b['bound_if_4x']:.2f}x.")
+        if b.get("total_ratio") is not None:
+            out.append(f" Fastest variant: those kernels (int8 + Q/DQ) "
+                       f"{_f(b.get('replaced_kernel_ratio'))}x faster, Q/DQ overhead "
+                       f"{b['qdq_overhead_s']:.3f} s, all kernels {b['total_ratio']:.2f}x.")
+    return "\n".join(out) if out else "(profile not run: profile_tokens=0)"
+
+
+def plot_pareto(result: dict[str, Any], plt, targets: Targets = Targets()):
+    """Speed-up over the reference against the held-out LSD (reported figures): failed
+    variants as x, the front of the valid ones joined."""
+    rows, pts, front = result["rows"], result["pareto_points"], result["pareto_front"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for n, (sp, lsd) in pts.items():
+        ax.scatter(lsd, sp, marker="o" if rows[n]["ok"] else "x", color="C0" if n in front else "C7")
+        ax.annotate(n, (lsd, sp), fontsize=8, xytext=(4, 3), textcoords="offset points")
+    fp = sorted((pts[n] for n in front), key=lambda p: p[1])
+    ax.plot([p[1] for p in fp], [p[0] for p in fp], "C0--", lw=1)
+    ax.axhline(1.0, color="k", lw=0.5)
+    ax.axhline(targets.fast_speedup, color="g", lw=0.5, ls=":")
+    ax.axvline(targets.fast_max_lsd_db, color="g", lw=0.5, ls=":")
+    ax.axvline(targets.lossless_max_lsd_db, color="b", lw=0.5, ls=":")
+    ax.set_xlabel("log-spectral distance to the reference (dB, worst held-out utterance)")
+    ax.set_ylabel(f"speed-up over the reference (paired, {result['speed_tokens']} tokens)")
+    ax.set_title("Kokoro variants: speed vs quality")
+    fig.tight_layout()
+    return fig
+
+
+def plot_vs_baseline(result: dict[str, Any], plt):
+    """Each variant's speed against the baseline at every length, with its interval."""
+    lengths, base = result["token_lengths"], result["baseline"]
+    names = [n for n in result["rows"] if n in result["comparisons"][lengths[0]].entries and n != base]
+    fig, ax = plt.subplots(figsize=(7, 0.6 + 0.45 * max(1, len(names)) * len(lengths)))
+    ys, labels = [], []
+    for i, (k, name) in enumerate((k, n) for k in lengths for n in names):
+        c = result["comparisons"][k]
+        r, (lo, hi) = c.ratio(name), c.ci95(name)
+        ax.errorbar(r, i, xerr=[[r - lo], [hi - r]], fmt="o", color=f"C{lengths.index(k)}")
+        ys.append(i)
+        labels.append(f"{name} @{k}")
+    ax.axvline(1.0, color="grey", lw=0.8)
+    ax.set_yticks(ys, labels, fontsize=8)
+    ax.set_xlabel(f"times faster than {base} (95 % interval; > 1: faster)")
+    fig.tight_layout()
+    return fig
+
+
+__all__ = ["NAME", "CRITERION", "run", "record", "headline", "token_probe", "load_seconds",
+           "speed_compare", "paired_speedup", "reference_audio", "evaluate", "summarize",
+           "pareto_front", "select", "choosing_figures", "Targets", "choose_families", "profile",
+           "share", "listening_page", "candidates", "failed_checks", "speed_bound",
+           "bench_table", "sensitivity_table", "candidates_table", "profile_tables", "failures",
+           "plot_pareto", "plot_vs_baseline"]

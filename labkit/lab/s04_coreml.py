@@ -7,6 +7,7 @@ does where CoreML does not exist (``coreml_available``, ``skip_reason``).
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -19,16 +20,21 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from labkit import quality, timing
-from labkit.config import LabConfig, SessionConfig
+from labkit.config import ConfigError, LabConfig, SessionConfig
 from labkit.engine import assets, runtime
 from labkit.engine.g2p import MAX_TOKENS, clean_phonemes, tokenize
 from labkit.engine.ort import kokoro_feeds, new_session, style_row
 from labkit.measure import profile as profiling
 from labkit.measure.placement import capture_ort_log, parse_placement_log
-from labkit.config import ConfigError
-from labkit.optimize.coreml import (CPU, PROVIDER, CoreMLOptionError, SweepPoint,
-                                    coreml_available, cpu_session_config, session_config,
-                                    skip_reason, static_model)
+from labkit.optimize import coreml, op_audit
+from labkit.optimize.coreml import (CPU, PROVIDER, CoreMLOptionError, StaticBudget,
+                                    StaticBudgetError, SweepPoint, coreml_available,
+                                    cpu_session_config, session_config, skip_reason, static_model)
+
+
+NAME = "04_coreml_units"
+#: where the static-shape copies go, under the stage's CoreML cache folder
+STATIC_DIR = "static-models"
 
 
 # -- the harness ---------------------------------------------------------------------------
@@ -67,7 +73,8 @@ def _make_engine(cfg: LabConfig, model: Path, scfg: SessionConfig, voices, verbo
 def run_config(cfg: LabConfig, point: SweepPoint, token_lengths: Iterable[int],
                repeats: int = 3, warmup: int = 1, cache_root: str | os.PathLike | None = None,
                reference: Mapping[int, np.ndarray] | None = None, voice: str | None = None,
-               profile_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+               profile_dir: str | os.PathLike | None = None,
+               static_budget: StaticBudget | None = None) -> dict[str, Any]:
     """Measure one configuration: cold start, cached (second) start, first-run and warm
     latency by token length, placement (from ORT's log) and, where ``reference`` audio is
     given per token length, the log-spectral distance to it.
@@ -75,7 +82,7 @@ def run_config(cfg: LabConfig, point: SweepPoint, token_lengths: Iterable[int],
     For CoreML points: the model cache starts empty (cold start compiles the CoreML
     model), the second session reuses it. Raises :class:`CoreMLOptionError` for a bad
     option before anything runs; returns ``{"status": "skipped: ..."}`` where the provider
-    does not exist."""
+    does not exist, or where a static-shape copy would exceed ``static_budget``."""
     lengths = [int(n) for n in token_lengths]
     voice = voice or cfg.voice
     model = assets.require(assets.model_path(cfg, point.variant), f"model {point.variant!r}")
@@ -102,8 +109,12 @@ def run_config(cfg: LabConfig, point: SweepPoint, token_lengths: Iterable[int],
     voices = runtime.VoiceBank.load(assets.voices_path(cfg))
     models = {n: model for n in lengths}
     if point.static_shapes:
-        static_dir = Path(cache_root or tempfile.gettempdir()) / "static-models"
-        models = {n: static_model(model, n, static_dir) for n in lengths}
+        static_dir = Path(cache_root or tempfile.gettempdir()) / STATIC_DIR
+        try:
+            models = {n: static_model(model, n, static_dir, budget=static_budget) for n in lengths}
+        except StaticBudgetError as exc:
+            out["status"] = f"skipped: {exc}"
+            return out
 
     per_length: dict[str, Any] = {}
     placements: dict[str, Any] = {}
@@ -233,6 +244,7 @@ def run_sweep(cfg: LabConfig, points: Iterable[SweepPoint], token_lengths: Itera
               repeats: int = 3, warmup: int = 1, cache_root: str | os.PathLike | None = None,
               reference: Mapping[int, np.ndarray] | None = None,
               profile_dir: str | os.PathLike | None = None,
+              static_budget: StaticBudget | None = None,
               log: Any = print) -> list[dict[str, Any]]:
     """:func:`run_config` for every point; a point that fails is recorded as failed and the
     sweep goes on (one bad compute unit must not lose the others' numbers)."""
@@ -241,7 +253,8 @@ def run_sweep(cfg: LabConfig, points: Iterable[SweepPoint], token_lengths: Itera
     for point in points:
         try:
             r = run_config(cfg, point, lengths, repeats=repeats, warmup=warmup,
-                           cache_root=cache_root, reference=reference, profile_dir=profile_dir)
+                           cache_root=cache_root, reference=reference, profile_dir=profile_dir,
+                           static_budget=static_budget)
         except CoreMLOptionError:
             raise
         except Exception as exc:  # noqa: BLE001 - recorded, not hidden
@@ -273,3 +286,156 @@ def headline(audits: Mapping[str, Any], rows: list[dict[str, Any]],
                 out[f"{r['label']} LSD dB time-aligned @{r['tokens']} tok"] = r["lsd_db_aligned"]
     return out
 
+
+
+# -- the stage: run and record ---------------------------------------------------------------
+def run(cfg: LabConfig, st, *, variants: Iterable[str] = ("int8",),
+        formats: Iterable[str] = ("MLProgram",), compute_units: Iterable[str] = ("ALL",),
+        static_shapes: Iterable[bool] = (False,), token_lengths: Iterable[int] = (25, 115),
+        repeats: int = 3, warmup: int = 1, cpu_baseline: bool = True, profile: bool = True,
+        short_max_tokens: int = 60, static_budget_gb: float = 4.0,
+        log: Any = print) -> dict[str, Any]:
+    """The whole stage: the static op audit of every variant present, the reference audio,
+    then each configuration (the CPU baseline first, then the CoreML grid; on a machine
+    without CoreML each CoreML point is ``skipped`` without touching a session), and the
+    recommendation per input length. Static-shape model copies are written only within
+    ``static_budget_gb`` (a point past it is skipped, saying so) and removed at the end,
+    whatever happened."""
+    token_lengths = [int(n) for n in token_lengths]
+    audits, missing = op_audit.audit_variants(cfg, list(variants))
+    tables = op_audit.load_supported()
+    reference, ref_info = reference_audio(cfg, token_lengths)
+    points = coreml.sweep_points(list(audits), formats, compute_units, static_shapes)
+    if cpu_baseline:
+        points = [SweepPoint(v, CPU) for v in audits] + points
+    budget = StaticBudget.gb(static_budget_gb)
+    try:
+        results = run_sweep(cfg, points, token_lengths, repeats=repeats, warmup=warmup,
+                            cache_root=st.path("coreml-cache"), reference=reference,
+                            profile_dir=st.path("profiles") if profile else None,
+                            static_budget=budget, log=log)
+    finally:
+        static = budget.to_dict()
+        static["freed_gb"] = budget.remove() / 1e9
+        shutil.rmtree(st.path("coreml-cache") / STATIC_DIR, ignore_errors=True)
+    rows = summarize(results)
+    available = coreml_available()
+    return {"audits": audits, "missing": missing, "tables": tables,
+            "tables_vs_pinned": op_audit.compare_tables(), "reference": ref_info,
+            "results": results, "rows": rows, "available": available,
+            "platform": coreml.platform_name(),
+            "sweep_status": "ok" if available else f"skipped: {skip_reason()}",
+            "recommendation": recommend(rows, short_max_tokens, cfg.selection.max_lsd_db),
+            "static_copies": static}
+
+
+def record(st, result: dict[str, Any]) -> None:
+    st.metrics["audit"] = {v: a.to_dict() for v, a in result["audits"].items()}
+    st.metrics["variants_missing"] = result["missing"]
+    st.metrics["coreml_tables"] = {"onnxruntime_version": result["tables"]["onnxruntime_version"],
+                                   "source": result["tables"]["source"],
+                                   "installed_vs_pinned": result["tables_vs_pinned"]}
+    st.metrics["reference"] = result["reference"]
+    st.metrics["sweep"] = result["results"]
+    st.metrics["rows"] = result["rows"]
+    st.metrics["sweep_status"] = result["sweep_status"]
+    st.metrics["static_copies"] = result["static_copies"]
+    st.metrics["recommendation"] = result["recommendation"]
+    st.metrics["headline"] = headline(result["audits"], result["rows"], result["sweep_status"])
+    skipped_static = [r["label"] for r in result["results"]
+                      if "static_budget_gb" in str(r.get("status", ""))]
+    if skipped_static:
+        st.note(f"static-shape points skipped for the disk budget: {skipped_static}")
+    st.note("no candidates for the journal: stage 04 is a recommendation only (the fastest "
+            "measured configuration per input length, within the quality bound); a CoreML "
+            "choice would need the same paired comparison against the CPU provider that the "
+            "other stages make, and the endpoint's provider is set in the config by hand")
+    if result["available"]:
+        st.metrics["selection"] = result["recommendation"]
+    else:
+        st.note("op audit and CPU-provider baseline measured; CoreML sweep not run")
+        st.skip(skip_reason())
+
+
+# -- tables and plots for the notebook ---------------------------------------------------------
+def audit_tables(result: dict[str, Any]) -> str:
+    out = []
+    for variant, a in result["audits"].items():
+        extra = ", ".join(k for k in a.opsets if k != "ai.onnx")
+        out += [f"### {variant}: {a.nodes} nodes, opsets {a.opsets.get('ai.onnx')} (+ {extra}), "
+                f"weights {a.precision_mix}, dynamic axes {a.dynamic_axes}, control flow "
+                f"{a.control_flow or 'none'}", "",
+                "| format | nodes supported | fallback | est. partitions | largest partitions |",
+                "|---|---|---|---|---|"]
+        out += [f"| {f} | {fa.supported_nodes} ({fa.coverage_pct} %) | {fa.unsupported_nodes} | "
+                f"{fa.estimated_partitions} | {fa.largest_partitions[:5]} |" for f, fa in a.coreml.items()]
+        out += ["", "| op | count | MLProgram | NeuralNetwork |", "|---|---|---|---|"]
+        out += [f"| {r['op']} | {r['count']} | {r['MLProgram']} | {r['NeuralNetwork']} |"
+                for r in a.table()]
+        out.append("")
+    out += [f"{variant}: not audited ({why})" for variant, why in result["missing"].items()]
+    return "\n".join(out)
+
+
+def audit_checks(result: dict[str, Any]) -> str:
+    out = []
+    for variant, a in result["audits"].items():
+        out += [f"== {variant}", f"watchlist: {json.dumps(a.watchlist)}"]
+        out += [f"{name}: {json.dumps(check)}" for name, check in a.checks.items()]
+    return "\n".join(out)
+
+
+def plot_audit(result: dict[str, Any], plt):
+    audits = result["audits"]
+    fig, ax = plt.subplots(figsize=(7, 3))
+    labels = [f"{v}\n{f}" for v, a in audits.items() for f in a.coreml]
+    sup = [fa.supported_nodes for a in audits.values() for fa in a.coreml.values()]
+    uns = [fa.unsupported_nodes for a in audits.values() for fa in a.coreml.values()]
+    ax.bar(labels, sup, label="in CoreML's table")
+    ax.bar(labels, uns, bottom=sup, label="CPU fallback")
+    ax.set_ylabel("nodes")
+    ax.set_title("Static audit: nodes CoreML's op tables cover")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+SWEEP_COLUMNS = ["label", "tokens", "status", "warm_median_s", "warm_p90_s", "rtf", "lsd_db",
+                 "cold_first_run_s", "second_create_s", "nodes_on_ep", "nodes_on_cpu",
+                 "nodes_in_graph", "partitions"]
+
+
+def sweep_table(result: dict[str, Any]) -> str:
+    lines = ["| " + " | ".join(SWEEP_COLUMNS) + " |", "|" + "---|" * len(SWEEP_COLUMNS)]
+    lines += ["| " + " | ".join(str(r.get(c, "")) for c in SWEEP_COLUMNS) + " |"
+              for r in result["rows"]]
+    return "\n".join(lines)
+
+
+def starts_text(result: dict[str, Any]) -> str:
+    """Start-up, profile and placement of every configuration that ran."""
+    out = []
+    for r in (r for r in result["results"] if r.get("status") == "ok"):
+        for key, start in r["starts"].items():
+            out.append(f"{r['label']} {key} {({k: v for k, v in start.items() if k != 'profile'})}")
+            prof = start.get("profile")
+            if prof:
+                out.append("   time share by provider: "
+                           f"{({ep: v['time_share'] for ep, v in prof['by_provider'].items()})}"
+                           f" | top CPU ops (us): {prof['cpu_top_ops_us']}")
+        out.append(f"   placement: {({k: v['coverage'] for k, v in r['placement'].items()})}")
+    return "\n".join(out)
+
+
+def plot_rtf(result: dict[str, Any], plt):
+    ok_rows = [r for r in result["rows"] if r.get("status") == "ok"]
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for label in dict.fromkeys(r["label"] for r in ok_rows):
+        pts = sorted((r["tokens"], r["rtf"]) for r in ok_rows if r["label"] == label)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+    ax.set_xlabel("phoneme tokens")
+    ax.set_ylabel("RTF (lower is faster)")
+    ax.set_title("Warm RTF by input length")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import platform
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -131,16 +131,76 @@ def sweep_points(variants: Iterable[str], formats: Iterable[str], compute_units:
     return points
 
 
-def static_model(src: str | os.PathLike, n_tokens: int, out_dir: str | os.PathLike) -> Path:
+class StaticBudgetError(RuntimeError):
+    """Writing a static-shape copy would take the copies past their disk budget."""
+
+
+@dataclass
+class StaticBudget:
+    """A disk budget for the static-shape model copies (each is a whole model: ~3.6 GB for a
+    full sweep on the Mac). :func:`static_model` reserves a copy's size before writing it and
+    refuses with :class:`StaticBudgetError` past ``limit_bytes``; :meth:`remove` deletes
+    every copy it wrote (the stage does, at its end)."""
+
+    limit_bytes: int
+    used_bytes: int = 0
+    written: list = field(default_factory=list)
+
+    @classmethod
+    def gb(cls, limit_gb: float) -> "StaticBudget":
+        if limit_gb is None or limit_gb < 0:
+            raise ValueError(f"static_budget_gb={limit_gb!r}: a size in GB, >= 0")
+        return cls(int(float(limit_gb) * 1e9))
+
+    def reserve(self, nbytes: int, what: str) -> None:
+        if self.used_bytes + nbytes > self.limit_bytes:
+            raise StaticBudgetError(
+                f"static-shape copy {what} ({nbytes / 1e9:.2f} GB) would take the copies to "
+                f"{(self.used_bytes + nbytes) / 1e9:.2f} GB, over static_budget_gb="
+                f"{self.limit_bytes / 1e9:g}: not written")
+        self.used_bytes += nbytes
+
+    def track(self, path: Path, reserved: int) -> None:
+        size = path.stat().st_size
+        self.used_bytes += size - reserved
+        self.written.append(path)
+
+    def remove(self) -> int:
+        """Delete every copy this budget let through; returns the bytes freed."""
+        freed = 0
+        for path in self.written:
+            try:
+                freed += path.stat().st_size
+                path.unlink()
+            except FileNotFoundError:
+                pass
+        self.written.clear()
+        self.used_bytes = 0
+        return freed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"limit_gb": self.limit_bytes / 1e9, "used_gb": self.used_bytes / 1e9,
+                "files": [str(p) for p in self.written]}
+
+
+def static_model(src: str | os.PathLike, n_tokens: int, out_dir: str | os.PathLike,
+                 budget: StaticBudget | None = None) -> Path:
     """A copy of the model with ``tokens`` fixed to [1, n+2] (ORT's make_input_shape_fixed),
     for ``RequireStaticInputShapes``: CoreML then sees static shapes up to the duration
-    predictor. Written once under ``out_dir``."""
+    predictor. Written once under ``out_dir``; with ``budget``, only within it (the copy's
+    size is reserved first: :class:`StaticBudgetError` past it) and recorded for removal."""
     import onnx
     from onnxruntime.tools.onnx_model_utils import fix_output_shapes, make_input_shape_fixed
 
     out = Path(out_dir) / f"{Path(src).stem}.static{n_tokens}.onnx"
     if out.exists():
+        if budget is not None and out not in budget.written:
+            budget.track(out, 0)  # left by an earlier run: counted, and removed with the rest
         return out
+    reserved = 0
+    if budget is not None:
+        reserved = Path(src).stat().st_size  # the copy is the whole model, re-serialized
+        budget.reserve(reserved, out.name)
     out.parent.mkdir(parents=True, exist_ok=True)
     model = onnx.load(str(src))
     name = model.graph.input[0].name
@@ -148,6 +208,6 @@ def static_model(src: str | os.PathLike, n_tokens: int, out_dir: str | os.PathLi
     fix_output_shapes(model)
     with files.atomic_path(out) as tmp:
         onnx.save(model, str(tmp))
+    if budget is not None:
+        budget.track(out, reserved)
     return out
-
-
