@@ -13,7 +13,7 @@ from pathlib import Path
 import av
 import pytest
 
-from labkit.measure.client import ServerError, say_from_server, simulate_playback, speech_url
+from labkit.measure.client import ServerError, say_from_server, speech_url
 from labkit.config import LabConfig
 
 KEY = "test-key-123"
@@ -33,18 +33,6 @@ def test_speech_url_forms():
     assert speech_url("http://127.0.0.1:8880") == full
     assert speech_url("http://127.0.0.1:8880/v1/") == full
     assert speech_url(full) == full
-
-
-def test_playback_simulator_counts_underruns():
-    # 1 s arrives at 0.1 s, the next 1 s at 1.5 s: starting at 0.1 s the player runs dry
-    # at 1.1 s and waits 0.4 s
-    sim = simulate_playback([(0.1, 1.0), (1.5, 1.0)], buffer_s=0.0)
-    assert sim["start_s"] == 0.1 and sim["underruns"] == 1
-    assert sim["stall_s"] == pytest.approx(0.4)
-    # a 2 s start-up buffer waits for both parts: no gap
-    sim = simulate_playback([(0.1, 1.0), (1.5, 1.0)], buffer_s=2.0)
-    assert sim["start_s"] == 1.5 and sim["underruns"] == 0
-    assert simulate_playback([], 0.3)["underruns"] == 0
 
 
 # -- the real server -------------------------------------------------------------------------

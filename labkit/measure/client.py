@@ -25,6 +25,8 @@ from typing import Callable, Iterator
 
 import httpx
 
+from labkit.measure.playback import simulate_playback
+
 SAMPLE_RATE = 24_000
 BYTES_PER_SECOND = SAMPLE_RATE * 2
 DEFAULT_BUFFER_S = 0.3
@@ -112,36 +114,6 @@ def stream_speech(url: str, text: str, voice: str | None = None, speed: float | 
             client.close()
 
 
-def simulate_playback(arrivals: list[tuple[float, float]], buffer_s: float = DEFAULT_BUFFER_S,
-                      gap_tolerance_s: float = 0.0) -> dict:
-    """A player fed ``(arrival time, audio seconds)`` parts: it starts once ``buffer_s``
-    of audio is in (or everything arrived), then plays in real time, stalling when it
-    runs dry. Returns start time, underruns (stalls longer than ``gap_tolerance_s``),
-    total stall seconds and when playback ended."""
-    if not arrivals:
-        return {"start_s": None, "underruns": 0, "stall_s": 0.0, "end_s": None}
-    total = sum(d for _, d in arrivals)
-    need = min(buffer_s, total)
-    have, start = 0.0, arrivals[-1][0]
-    for t, d in arrivals:
-        have += d
-        if have >= need - 1e-9:
-            start = t
-            break
-    clock = start  # wall time at which the queued audio runs out
-    underruns, stall = 0, 0.0
-    for t, d in arrivals:
-        if t > clock:  # arrived after the audio before it finished playing
-            gap = t - clock
-            if gap > gap_tolerance_s:
-                underruns += 1
-            stall += gap
-            clock = t
-        clock += d
-    return {"start_s": start, "underruns": underruns, "stall_s": stall, "end_s": clock}
-
-
-# -- speakers ---------------------------------------------------------------------------
 class Stopped(Exception):
     """SIGINT or SIGTERM asked playback to stop (``labkit say`` then exits 128 + signum)."""
 
@@ -369,8 +341,11 @@ def say_from_server(url: str, text: str, voice: str | None = None, speed: float 
     if not encoded:
         secs = [(a.t, a.nbytes / BYTES_PER_SECOND) for a in res.arrivals]
         info["audio_s"] = audio_bytes / BYTES_PER_SECOND
-        sim = simulate_playback(secs, buffer_s)
-        info.update(underruns=sim["underruns"], stall_s=sim["stall_s"])
+        if secs:
+            pb = simulate_playback([t for t, _ in secs], [d for _, d in secs], buffer_s)
+            info.update(underruns=pb.underruns, stall_s=pb.underrun_s)
+        else:
+            info.update(underruns=0, stall_s=0.0)
     if out_path is not None:
         out = Path(out_path)
         out.parent.mkdir(parents=True, exist_ok=True)
