@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from labkit.engine.g2p import normalize_lang, loaded as loaded_g2ps
 from labkit.engine.runtime import VoiceError
 from labkit.engine.text import InputTooLong
+from labkit.engine.words import TextAligner
 
 from . import voices as voicemod
 from .encoders import make_encoder
@@ -109,6 +110,11 @@ class SpeechService:
             data = parse_body(raw, request.headers.get("content-type"))
             req = check_speech(data, scfg, state.cfg.voice)
             fmt, sfmt = req.response_format, req.stream_format
+            if req.words and any(e.durations_index is None for e in state.synth.engines):
+                raise APIError(400, "word timestamps need the model copy with a durations "
+                                    "output, which this server has not got: run `labkit assets "
+                                    "--provision` and restart it", param="timestamp_granularities",
+                               code="unsupported_value")
             voice = voicemod.resolve(req.voice, scfg.voice_aliases, state.engine.voices)
             try:
                 lang = normalize_lang(req.lang or voicemod.lang_for(voice, state.cfg.lang))
@@ -177,6 +183,8 @@ class SpeechService:
                                       f"{req.speed:g}; requested={req.requested_speed:g}; "
                                       f"clamped to Kokoro's 0.5-2.0"),
                    "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        if req.instructions:  # Kokoro has no style prompt: accepted, said to be not applied
+            headers["X-Kokoro-Instructions"] = "ignored"
         if req.stream_format == "sse":
             body, media = self._sse_body(job, first, req, t0, request), "text/event-stream"
         else:
@@ -226,7 +234,7 @@ class SpeechService:
                     log.error("synthesis failed mid-stream: %r", payload)
                     m.error("synthesis_failed")
                     self._record(job, req, "failed")
-                yield kind, payload
+                yield kind, payload, _chunk
                 if kind in ("end", "error"):
                     if kind == "end":
                         done = True
@@ -242,7 +250,7 @@ class SpeechService:
                          _peer(request), job.pieces)
 
     async def _audio_body(self, job, first, req, t0, request):
-        async for kind, payload in self._items(job, first, req, t0, request):
+        async for kind, payload, _chunk in self._items(job, first, req, t0, request):
             if kind == "error":
                 # the status line has gone out: end the transfer incomplete, not silently short
                 raise RuntimeError(f"synthesis failed mid-stream: {payload!r}")
@@ -250,12 +258,17 @@ class SpeechService:
                 yield payload
 
     async def _sse_body(self, job, first, req, t0, request):
-        async for kind, payload in self._items(job, first, req, t0, request):
+        aligner = TextAligner(req.input) if req.words else None
+        async for kind, payload, chunk in self._items(job, first, req, t0, request):
             if kind == "error":
                 err = error_body(f"synthesis failed mid-stream: {payload}", type="server_error",
                                  code="synthesis_failed")
                 yield _sse({"type": "error", **err})
                 return
+            if aligner is not None and chunk is not None:
+                for w in aligner.feed(chunk.words):
+                    yield _sse({"type": "speech.word", "word": w.word,
+                                "start": round(w.start, 3), "end": round(w.end, 3)})
             if payload:
                 yield _sse({"type": "speech.audio.delta",
                             "audio": base64.b64encode(payload).decode("ascii")})

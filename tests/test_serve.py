@@ -201,9 +201,15 @@ def test_auth_cors_and_not_ready_without_loading_the_model():
 # -- the real server -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def server():
+    from labkit.engine import assets
+    from labkit.engine.words import timed_cache_dir
     from labkit.measure.httpbench import ServerProcess
+    from labkit.optimize import durations
 
-    with ServerProcess(LabConfig.load(env={}), overrides=["serve.queue_timeout_s=0.5"]) as s:
+    cfg = LabConfig.load(env={})
+    # the model copy with the durations output (word timestamps), as `labkit assets --provision` builds it
+    durations.ensure(assets.model_path(cfg), timed_cache_dir(cfg))
+    with ServerProcess(cfg, overrides=["serve.queue_timeout_s=0.5"]) as s:
         yield s
 
 
@@ -274,6 +280,85 @@ def test_sse_stream(server, pcm_reference):
     assert deltas and all(e["type"] == "speech.audio.delta" for e in events[:-1])
     audio = b"".join(base64.b64decode(e["audio"]) for e in deltas)
     assert audio == pcm_reference
+
+
+WORDS_TEXT = "Hello there, Doctor Smith. It is 3:30, and the well-known cat sleeps."
+WORDS_WRITTEN = ["Hello", "there", "Doctor", "Smith", "It", "is", "3:30", "and", "the",
+                 "well-known", "cat", "sleeps"]
+
+
+def sse_events(text: str) -> list[dict]:
+    return [json.loads(line[len("data: "):]) for line in text.splitlines()
+            if line.startswith("data: ")]
+
+
+@pytest.mark.model
+def test_sse_word_timestamps(server):
+    """One speech.word per written word, in text order, before the audio delta that holds
+    it, with increasing times inside the audio; the same again from the piece cache."""
+    for _ in range(2):  # the second run reads its pieces from the cache
+        r = speak(server.url, input=WORDS_TEXT, voice="af_heart", response_format="pcm",
+                  stream_format="sse", timestamp_granularities=["word"])
+        assert r.status_code == 200, r.text
+        events = sse_events(r.text)
+        words = [e for e in events if e["type"] == "speech.word"]
+        assert [w["word"] for w in words] == WORDS_WRITTEN
+        assert all(set(w) == {"type", "word", "start", "end"} for w in words)
+        # before the delta that contains each word: audio sent so far never ends past a
+        # word's start when that word is announced
+        sent = 0.0
+        for e in events:
+            if e["type"] == "speech.audio.delta":
+                sent += len(base64.b64decode(e["audio"])) / (2 * encoders.SAMPLE_RATE)
+            elif e["type"] == "speech.word":
+                assert e["start"] >= sent - 0.05, (e, sent)
+        total = events[-1]["audio_seconds"]
+        assert events[-1]["type"] == "speech.audio.done" and total == pytest.approx(sent, abs=0.01)
+        for w in words:
+            assert 0 <= w["start"] < w["end"] <= total + 1e-6, w
+        for a, b in zip(words, words[1:]):
+            assert a["end"] <= b["start"] + 1e-6, (a, b)
+        assert words[-1]["end"] > 0.7 * total
+
+
+@pytest.mark.model
+def test_word_timestamps_through_the_openai_sdk(server):
+    import openai
+
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused")
+    with client.audio.speech.with_streaming_response.create(
+            model="tts-1", voice="alloy", input="One two three.", response_format="pcm",
+            extra_body={"stream_format": "sse", "timestamp_granularities": ["word"]}) as resp:
+        events = [json.loads(line[6:]) for line in resp.iter_lines() if line.startswith("data: ")]
+    assert [e["word"] for e in events if e["type"] == "speech.word"] == ["One", "two", "three"]
+    assert events[-1]["type"] == "speech.audio.done"
+
+
+@pytest.mark.model
+def test_labkit_say_server_writes_words(server, tmp_path):
+    import soundfile as sf
+
+    from labkit import cli
+
+    out, words_path = tmp_path / "out.wav", tmp_path / "words.json"
+    assert cli.main(["say", WORDS_TEXT, "--server", server.url, "--voice", "af_heart",
+                     "-o", str(out), "--words", str(words_path)]) == 0
+    words = json.loads(words_path.read_text(encoding="utf-8"))
+    audio, sr = sf.read(str(out))
+    assert [w["word"] for w in words] == WORDS_WRITTEN
+    assert all(0 <= w["start"] < w["end"] <= len(audio) / sr + 1e-6 for w in words)
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("extra", [
+    {"timestamp_granularities": ["segment"], "stream_format": "sse"},
+    {"timestamp_granularities": "word", "stream_format": "sse"},
+    {"timestamp_granularities": ["word"]},  # audio stream: nowhere to put them
+])
+def test_bad_timestamp_granularities_are_400(server, extra):
+    r = speak(server.url, input="hi", response_format="pcm", **extra)
+    assert r.status_code == 400
+    assert error_of(r)["param"] == "timestamp_granularities"
 
 
 @pytest.mark.model
