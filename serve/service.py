@@ -280,7 +280,11 @@ class SpeechService:
 
 
 def _model(model_id: str) -> dict:
-    return {"id": model_id, "object": "model", "created": 0, "owned_by": "kokoro-lab"}
+    """A /v1/models entry; OpenAI's names are aliases of the one model (Kokoro-82M)."""
+    entry = {"id": model_id, "object": "model", "created": 0, "owned_by": "kokoro-lab"}
+    if model_id != "kokoro":
+        entry["alias_of"] = "kokoro"
+    return entry
 
 
 def _echo(value: str) -> str:

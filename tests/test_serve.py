@@ -362,6 +362,23 @@ def test_bad_timestamp_granularities_are_400(server, extra):
 
 
 @pytest.mark.model
+def test_openai_parity_model_aliases_and_instructions(server, pcm_reference):
+    models = {m["id"]: m for m in httpx.get(server.url + "/v1/models").json()["data"]}
+    for alias in ("tts-1", "tts-1-hd", "gpt-4o-mini-tts"):
+        assert models[alias]["alias_of"] == "kokoro"
+        assert httpx.get(f"{server.url}/v1/models/{alias}").json()["id"] == alias
+        r = speak(server.url, model=alias, input=TEXT, voice="af_heart", response_format="pcm")
+        assert r.status_code == 200 and r.content == pcm_reference
+        assert "x-kokoro-instructions" not in r.headers  # nothing asked, nothing to report
+    r = speak(server.url, model="gpt-4o-mini-tts", input=TEXT, voice="af_heart",
+              response_format="pcm", instructions="Speak like a pirate.")
+    assert r.status_code == 200 and r.content == pcm_reference  # accepted, not applied
+    assert r.headers["x-kokoro-instructions"] == "ignored"
+    r = speak(server.url, input="hi", instructions=5)
+    assert r.status_code == 400 and error_of(r)["param"] == "instructions"
+
+
+@pytest.mark.model
 def test_voices_blends_aliases_and_clamped_speed(server):
     r = speak(server.url, input="Blend.", voice="af_bella(2)+af_sky(1)", response_format="pcm")
     assert r.status_code == 200 and r.headers["x-kokoro-voice"] == "af_bella(2)+af_sky(1)"
