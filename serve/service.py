@@ -25,7 +25,7 @@ import time
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from labkit.engine.g2p import normalize_lang, loaded as loaded_g2ps
+from labkit.engine.g2p import loaded as loaded_g2ps
 from labkit.engine.runtime import VoiceError
 from labkit.engine.text import InputTooLong
 from labkit.engine.words import TextAligner
@@ -116,10 +116,7 @@ class SpeechService:
                                     "--provision` and restart it", param="timestamp_granularities",
                                code="unsupported_value")
             voice = voicemod.resolve(req.voice, scfg.voice_aliases, state.engine.voices)
-            try:
-                lang = normalize_lang(req.lang or voicemod.lang_for(voice, state.cfg.lang))
-            except ValueError as exc:
-                raise APIError(400, str(exc)[:200], param="lang", code="invalid_value") from None
+            lang = voicemod.lang_for(voice, state.cfg.lang, req.lang)
             return await self._start(request, req, voice, lang, t0)
         except ClientGone:
             state.metrics.client_disconnects.labels(stage="body").inc()

@@ -379,6 +379,26 @@ def test_openai_parity_model_aliases_and_instructions(server, pcm_reference):
 
 
 @pytest.mark.model
+def test_voices_read_their_own_language(server):
+    voices = {v["id"]: v for v in httpx.get(server.url + "/v1/audio/voices").json()["voices"]}
+    assert voices["ff_siwis"]["lang"] == "fr-fr" and voices["ff_siwis"]["available"] is True
+    assert voices["af_heart"]["lang"] == "en-us" and voices["bm_george"]["lang"] == "en-gb"
+    assert voices["jf_alpha"]["lang"] == "ja" and voices["zf_xiaobei"]["lang"] == "zh"
+    for vid in ("jf_alpha", "zf_xiaobei"):  # misaki's ja/zh G2P is not installed here
+        assert voices[vid]["available"] is False and "misaki" in voices[vid]["unavailable_reason"]
+    r = speak(server.url, input="Bonjour, comment allez-vous ?", voice="ff_siwis",
+              response_format="pcm")
+    assert r.status_code == 200 and r.headers["x-kokoro-lang"] == "fr-fr"
+    french = np.frombuffer(r.content, np.int16)
+    assert len(french) > 0.5 * encoders.SAMPLE_RATE and np.abs(french).max() > 1000
+    r = speak(server.url, input="Bonjour.", voice="ff_siwis", lang="en-us", response_format="pcm")
+    assert r.status_code == 200 and r.headers["x-kokoro-lang"] == "en-us"  # explicit wins
+    r = speak(server.url, input="こんにちは", voice="jf_alpha", response_format="pcm")
+    assert r.status_code == 400 and error_of(r)["code"] == "language_unavailable"
+    assert "misaki" in error_of(r)["message"]
+
+
+@pytest.mark.model
 def test_voices_blends_aliases_and_clamped_speed(server):
     r = speak(server.url, input="Blend.", voice="af_bella(2)+af_sky(1)", response_format="pcm")
     assert r.status_code == 200 and r.headers["x-kokoro-voice"] == "af_bella(2)+af_sky(1)"
@@ -402,7 +422,9 @@ def test_voices_blends_aliases_and_clamped_speed(server):
     ({"input": "hi", "speed": 0.1}, 400, "speed"),
     ({"input": "hi", "speed": 9}, 400, "speed"),
     ({"input": "hi", "model": "whisper-1"}, 400, "model"),
-    ({"input": "hi", "lang": "fr"}, 400, "lang"),
+    ({"input": "hi", "lang": "xx-yy"}, 400, "lang"),
+    ({"input": "hi", "voice": "jf_alpha"}, 400, "voice"),  # ja: misaki's ja G2P not installed
+    ({"input": "hi", "lang": "zh"}, 400, "lang"),
     ({"input": "\u0000\u0001\u0002"}, 400, "input"),  # nothing speakable after clean-up
 ])
 def test_bad_input_gets_openai_shaped_4xx(server, body, status, param):

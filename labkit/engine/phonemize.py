@@ -34,13 +34,13 @@ def phonemize_json(text: str, cfg: LabConfig, g2p: G2P | None = None) -> dict[st
     """Sanitized text, phonemes per piece and the report, as a JSON-ready dict."""
     if not isinstance(text, str):
         raise ValueError(f"text must be a string, got {type(text).__name__}")
-    clean = sanitize(text, cfg.text)  # raises InputTooLong over text.max_chars
+    lang = normalize_lang(cfg.lang, cfg.voice)  # the voice's language unless cfg.lang says
+    clean = sanitize(text, cfg.text, lang)  # raises InputTooLong over text.max_chars
     if not clean.text:
         why = "the input is empty" if not text.strip() else \
             "no words left to read after sanitization (only punctuation, symbols or skipped text)"
         raise ValueError(f"nothing to read: {why}; removed: "
                          f"{[r['text'] for r in clean.report.get('removed', [])][:10]}")
-    lang = normalize_lang(cfg.lang, cfg.voice)
     g2p = g2p or get_g2p(lang, cfg.text.g2p_fallback)
     pieces = chunking.split(clean.text, g2p, cfg.chunking)
     out_pieces = []

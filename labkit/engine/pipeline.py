@@ -401,13 +401,13 @@ class StreamingSynthesizer:
         return cls(engines[0], engines, first_session=first)
 
     # -- text -> pieces -------------------------------------------------------------------
-    def sanitize(self, text: str) -> str:
-        return textmod.sanitize(text, self.cfg.text).text
+    def sanitize(self, text: str, lang: str | None = None) -> str:
+        return textmod.sanitize(text, self.cfg.text, lang).text
 
     def iter_pieces(self, text: str, lang: str | None = None, voice: str | None = None,
                     sanitized: bool = False) -> Iterator[chunking.Piece]:
         lang = normalize_lang(lang or self.cfg.lang, voice or self.cfg.voice)
-        clean = text if sanitized else self.sanitize(text)
+        clean = text if sanitized else self.sanitize(text, lang)
         return chunking.iter_pieces(clean, get_g2p(lang), self.chunking_cfg)
 
     def pieces(self, text: str, lang: str | None = None, voice: str | None = None) -> list[chunking.Piece]:
@@ -427,8 +427,9 @@ class StreamingSynthesizer:
         voices = getattr(self.engine, "voices", None)
         if voices is not None:
             voices.check(voice)  # an unknown voice fails here (close matches named); nothing kept
-        clean = self.sanitize(text)
-        g2p = get_g2p(normalize_lang(lang or self.cfg.lang, voice))
+        lang = normalize_lang(lang or self.cfg.lang, voice)
+        g2p = get_g2p(lang)  # an unavailable language (ja, zh without their G2P) fails here
+        clean = self.sanitize(text, lang)
         stream = ChunkStream(self.engines, self.iter_pieces(clean, lang, voice, sanitized=True),
                              voice=voice, speed=speed, chunking_cfg=self.chunking_cfg,
                              routing=self.pipeline_cfg.routing,
