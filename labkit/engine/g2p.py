@@ -26,6 +26,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from kokoro_onnx.config import DEFAULT_VOCAB
+from labkit.lexicon import Lexicon, load_lexicon
 from labkit.engine.text import NON_LATIN_RUN
 from labkit.engine.text import script_runs
 
@@ -123,6 +124,8 @@ class Phonemized:
     routed: list[dict] = field(default_factory=list)
     #: Markdown-style phoneme overrides ``[word](/phonemes/)`` neutralized before misaki
     overrides_blocked: int = 0
+    #: words the personal lexicon (LabConfig.lexicon) gave their phonemes, in order
+    overridden: list[str] = field(default_factory=list)
     #: each spoken word as written and its [start, end) in ``phonemes`` (= token indices,
     #: one token per symbol); in text order, one per entry of ``words``. Where the G2P does
     #: not say which phonemes belong to which word (espeak), the groups between spaces are
@@ -132,7 +135,7 @@ class Phonemized:
     def report(self) -> dict:
         return {"engine": self.engine, "fallbacks": self.fallbacks, "unknown": self.unknown,
                 "dropped": self.dropped, "cached": self.cached, "routed": self.routed,
-                "overrides_blocked": self.overrides_blocked}
+                "overrides_blocked": self.overrides_blocked, "overridden": self.overridden}
 
 
 def clean_phonemes(phonemes: str) -> tuple[str, dict[str, int]]:
@@ -242,6 +245,8 @@ _ALNUM = re.compile(r"[^\W_]+")
 _SAYABLE = re.compile(r"[a-zæðŋɑɔəɛɜɪʊʌθ]", re.I)
 _PUNCT_ONLY = re.compile(r"[\s!\"#'(),.:;?\[\]{}«»“”‘’—–…-]+")
 ENGINES = ("misaki", "espeak")
+#: a word the lexicon may own: letters/digits with ' or - inside (labkit.lexicon.WORD)
+_LEX_WORD = re.compile(r"(?<![\w\[/])[^\W_]+(?:['’-][^\W_]+)*(?![\w\]/])")
 _EDGE_PUNCT = re.compile(r"^[^\w$£€&%]+|[^\w%]+$")
 
 
@@ -249,11 +254,14 @@ class G2P:
     """Text -> phonemes for one language, with an LRU cache keyed by (text, language)."""
 
     def __init__(self, lang: str = "en-us", fallback: bool = True, cache_size: int = 4096,
-                 engine: str = "misaki"):
+                 engine: str = "misaki", lexicon: str | None = None):
         if engine not in ENGINES:
             raise ValueError(f"G2P engine {engine!r}: allowed are {', '.join(ENGINES)}")
         self.lang = check_available(lang)
         self.fallback_enabled = fallback
+        #: the personal lexicon's path (labkit.lexicon; read before misaki, English only)
+        self.lexicon_path = lexicon
+        self._lexicon: Lexicon | None = load_lexicon(lexicon) if lexicon else None
         self._cache: OrderedDict[tuple[str, str], Phonemized] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -314,7 +322,19 @@ class G2P:
         with self._lock:
             self._cache.clear()
 
+    def _current_lexicon(self) -> Lexicon | None:
+        """The lexicon, read again (and the cache emptied) when its file changed."""
+        if self.lexicon_path is None:
+            return None
+        lex = load_lexicon(self.lexicon_path)
+        if lex is not self._lexicon:
+            with self._lock:
+                self._lexicon = lex
+                self._cache.clear()
+        return lex
+
     def __call__(self, text: str) -> Phonemized:
+        self._current_lexicon()
         key = (text, self.lang)
         with self._lock:
             hit = self._cache.get(key)
@@ -371,6 +391,7 @@ class G2P:
             out.unknown += p.unknown
             out.words += p.words
             out.overrides_blocked += p.overrides_blocked
+            out.overridden += p.overridden
             for k, v in p.dropped.items():
                 out.dropped[k] = out.dropped.get(k, 0) + v
         return out
@@ -388,6 +409,18 @@ class G2P:
             return Phonemized(text, phonemes, self.lang, dropped=dropped, engine="espeak",
                               words=[w.lower() for w in spoken], spans=even_spans(spoken, phonemes))
         guarded, blocked = _OVERRIDE.subn(r"[\1] (", text)
+        overridden: list[str] = []
+        if self._lexicon is not None and len(self._lexicon):
+            lex = self._lexicon
+
+            def own(m: re.Match) -> str:
+                ps = lex.lookup(m.group())
+                if ps is None:
+                    return m.group()
+                overridden.append(m.group())
+                return f"[{m.group()}](/{ps}/)"  # misaki's override markup, ours only
+
+            guarded = _LEX_WORD.sub(own, guarded)
         raw, tokens = self._misaki(guarded)
         phonemes, dropped = clean_phonemes(raw)
         fallbacks, unknown, words = [], [], []
@@ -434,25 +467,31 @@ class G2P:
                 glue = False
         return Phonemized(text, phonemes, self.lang, fallbacks=fallbacks, unknown=unknown,
                           dropped=dropped, engine="misaki", words=words, overrides_blocked=blocked,
-                          spans=[(w, a, b) for w, a, b in spans])
+                          overridden=overridden, spans=[(w, a, b) for w, a, b in spans])
 
 
 def _copy(p: Phonemized, cached: bool) -> Phonemized:
     return Phonemized(p.text, p.phonemes, p.lang, list(p.fallbacks), list(p.unknown),
                       dict(p.dropped), p.engine, cached, list(p.words),
-                      [dict(r) for r in p.routed], p.overrides_blocked, list(p.spans))
+                      [dict(r) for r in p.routed], p.overrides_blocked, list(p.overridden),
+                      list(p.spans))
 
 
-_G2P_BY_LANG: dict[tuple[str, bool], G2P] = {}
+_G2P_BY_LANG: dict[tuple[str, bool, str | None], G2P] = {}
 _G2P_LOCK = threading.Lock()
 
 
-def get_g2p(lang: str = "en-us", fallback: bool = True) -> G2P:
-    """A shared G2P per (language, fallback): building one loads spaCy (~1 s)."""
-    key = (normalize_lang(lang), fallback)
+def lexicon_path(cfg) -> str | None:
+    """The personal lexicon a LabConfig names (``cfg.lexicon``), as an absolute path."""
+    return str(cfg.resolve(cfg.lexicon)) if getattr(cfg, "lexicon", None) else None
+
+
+def get_g2p(lang: str = "en-us", fallback: bool = True, lexicon: str | None = None) -> G2P:
+    """A shared G2P per (language, fallback, lexicon): building one loads spaCy (~1 s)."""
+    key = (normalize_lang(lang), fallback, lexicon)
     with _G2P_LOCK:
         if key not in _G2P_BY_LANG:
-            _G2P_BY_LANG[key] = G2P(key[0], fallback=fallback)
+            _G2P_BY_LANG[key] = G2P(key[0], fallback=fallback, lexicon=lexicon)
         return _G2P_BY_LANG[key]
 
 

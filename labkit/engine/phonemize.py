@@ -22,7 +22,7 @@ import yaml
 
 from labkit.engine import chunking
 from labkit.config import DATA_DIR, LabConfig
-from labkit.engine.g2p import UNKNOWN, VOCAB, G2P, get_g2p, lost_symbols, normalize_lang
+from labkit.engine.g2p import UNKNOWN, VOCAB, G2P, get_g2p, lexicon_path, lost_symbols, normalize_lang
 from labkit.engine.text import InputTooLong, sanitize
 from labkit.timing import measure
 
@@ -41,7 +41,7 @@ def phonemize_json(text: str, cfg: LabConfig, g2p: G2P | None = None) -> dict[st
             "no words left to read after sanitization (only punctuation, symbols or skipped text)"
         raise ValueError(f"nothing to read: {why}; removed: "
                          f"{[r['text'] for r in clean.report.get('removed', [])][:10]}")
-    g2p = g2p or get_g2p(lang, cfg.text.g2p_fallback)
+    g2p = g2p or get_g2p(lang, cfg.text.g2p_fallback, lexicon_path(cfg))
     pieces = chunking.split(clean.text, g2p, cfg.chunking)
     out_pieces = []
     fallbacks: list[str] = []
@@ -49,12 +49,14 @@ def phonemize_json(text: str, cfg: LabConfig, g2p: G2P | None = None) -> dict[st
     dropped: dict[str, int] = {}
     routed: list[dict] = []
     blocked = 0
+    overridden: list[str] = []
     for piece in pieces:
         ph = g2p(piece.text)  # a cache hit: chunking just phonemized it
         fallbacks += ph.fallbacks
         unknown += ph.unknown
         routed += ph.routed
         blocked += ph.overrides_blocked
+        overridden += ph.overridden
         for k, v in ph.dropped.items():
             dropped[k] = dropped.get(k, 0) + v
         out_pieces.append({"text": piece.text, "phonemes": piece.phonemes,
@@ -66,6 +68,7 @@ def phonemize_json(text: str, cfg: LabConfig, g2p: G2P | None = None) -> dict[st
         "text": clean.text,
         "lang": lang,
         "engine": g2p.engine,
+        "lexicon": {"path": getattr(g2p, "lexicon_path", None), "overridden": overridden},
         "pieces": out_pieces,
         "report": {
             "sanitize": clean.report,
@@ -205,7 +208,7 @@ def run_case(case: dict, cfg: LabConfig, g2p: G2P | None = None) -> dict[str, An
         problems.append(f"{g['oov_before_cleaning']} symbols the G2P produced were removed "
                         f"(not in Kokoro's vocabulary): {g['lost_symbols']}")
     if case.get("read_as"):
-        g2p_ = g2p or get_g2p(out["lang"], cfg.text.g2p_fallback)
+        g2p_ = g2p or get_g2p(out["lang"], cfg.text.g2p_fallback, lexicon_path(cfg))
         problems += read_as_written(case["read_as"], " ".join(p["phonemes"] for p in out["pieces"]), g2p_)
     result.update(
         ok=not problems, problems=problems, sanitized=out["text"][:400],
@@ -287,7 +290,7 @@ def g2p_timings(cfg: LabConfig, texts: dict[str, str], repeats: int = 5,
     """Per input: misaki alone on the raw text, labkit (sanitize + G2P, cache bypassed) and
     kokoro-onnx's espeak-only tokenizer, median seconds, measured side by side."""
     lang = normalize_lang(cfg.lang, cfg.voice)
-    g2p = get_g2p(lang, cfg.text.g2p_fallback)
+    g2p = get_g2p(lang, cfg.text.g2p_fallback, lexicon_path(cfg))
     tokenizer = None
     if espeak_baseline:
         from kokoro_onnx.tokenizer import Tokenizer
@@ -315,7 +318,7 @@ def g2p_timings(cfg: LabConfig, texts: dict[str, str], repeats: int = 5,
 
 def cache_hit_seconds(cfg: LabConfig, text: str, repeats: int = 50) -> float:
     """Median time of a repeated sentence served from the G2P cache."""
-    g2p = get_g2p(normalize_lang(cfg.lang, cfg.voice), cfg.text.g2p_fallback)
+    g2p = get_g2p(normalize_lang(cfg.lang, cfg.voice), cfg.text.g2p_fallback, lexicon_path(cfg))
     g2p(text)
     t, result = measure(lambda: g2p(text), repeats=repeats, warmup=1)
     if not result.cached:
@@ -326,7 +329,7 @@ def cache_hit_seconds(cfg: LabConfig, text: str, repeats: int = 50) -> float:
 def raw_vs_sanitized(cfg: LabConfig, cases: list[dict]) -> list[dict[str, Any]]:
     """Fallbacks, unknown words and tokenization drops per case, G2P on the raw input
     versus on the sanitized input (what sanitization saves)."""
-    g2p = get_g2p(normalize_lang(cfg.lang, cfg.voice), cfg.text.g2p_fallback)
+    g2p = get_g2p(normalize_lang(cfg.lang, cfg.voice), cfg.text.g2p_fallback, lexicon_path(cfg))
     rows = []
     for case in cases:
         text = case_input(case)
