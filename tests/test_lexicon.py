@@ -67,3 +67,16 @@ def test_an_edited_lexicon_is_read_again(tmp_path):
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10_000_000))
     again = g2p("Zorblax.")
     assert "zˈɔɹblæks" in again.phonemes and not again.cached
+
+
+def test_the_pipeline_reads_with_the_configured_lexicon(cfg, tmp_path):
+    from labkit.engine.pipeline import StreamingSynthesizer
+    from labkit.engine.runtime import Engine
+
+    path = tmp_path / "lexicon.yaml"
+    path.write_text(f"zorblax: {ZORB}\n", encoding="utf-8")
+    c = cfg.with_overrides({"lexicon": str(path), "voice": "af_heart"}).validate()
+    synth = StreamingSynthesizer(Engine(c))
+    pieces = synth.pieces("Hello Zorblax.")
+    assert ZORB in pieces[0].phonemes
+    assert synth.g2p("en-us").lexicon_path == str(path)
