@@ -57,17 +57,21 @@ def cmd_assets(args) -> int:
 
 def cmd_say(args) -> int:
     text = sys.stdin.read() if args.text == "-" else args.text
-    if args.server and args.words:
-        raise ValueError("--words needs in-process synthesis (the model's durations); drop --server")
     if args.server:
         from labkit.measure.client import Stopped, say_from_server
 
         try:
             info = say_from_server(args.server, text, voice=args.voice, speed=args.speed,
-                                   out_path=args.output, api_key=_config(args).serve.api_key)
+                                   out_path=args.output, api_key=_config(args).serve.api_key,
+                                   words=bool(args.words))
         except Stopped as exc:
             print(f"labkit say: {exc}", file=sys.stderr)
             return 128 + exc.signum
+        if args.words:  # from the server's speech.word events (stream seconds)
+            words = info.pop("words")
+            Path(args.words).write_text(json.dumps(words, ensure_ascii=False, indent=1),
+                                        encoding="utf-8")
+            print(f"wrote {args.words}: {len(words)} words", file=sys.stderr)
         print(json.dumps(info, indent=2), file=sys.stderr)
         return 0
     import soundfile as sf
@@ -211,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--speed", type=float)
     s.add_argument("--server", help="stream from a running endpoint, e.g. http://127.0.0.1:8880")
     s.add_argument("--words", metavar="WORDS.json",
-                   help='also write [{"word", "start", "end"}] (seconds) from the model\'s durations')
+                   help='also write [{"word", "start", "end"}] (seconds) from the model\'s durations '
+                        '(with --server: from its speech.word events)')
     s.set_defaults(fn=cmd_say)
 
     v = sub.add_parser("verify", parents=[common],

@@ -16,6 +16,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from labkit.lexicon import LexiconError, load_lexicon
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: texts and tables that ship with the package (corpora, the article, CoreML op tables)
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -260,8 +262,12 @@ class LabConfig:
     results_md: str = "docs/results.md"
     voice: str = "af_heart"
     speed: float = 1.0
-    #: "en-us", "en-gb" (or "en"); None: by the voice (bf_/bm_ voices en-gb, others en-us)
+    #: "en-us", "en-gb", "es", "fr-fr", "hi", "it", "pt-br", "ja", "zh" (or "en", "fr", ...);
+    #: None: the voice's own (its first letter: bf_ en-gb, ff_ fr-fr, af_ en-us, ...)
     lang: str | None = None
+    #: a personal lexicon: YAML word -> phonemes (labkit.lexicon), read before misaki
+    #: (English); checked on load, read again when the file changes
+    lexicon: str | None = None
     session: SessionConfig = field(default_factory=SessionConfig)
     text: TextConfig = field(default_factory=TextConfig)
     chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
@@ -345,6 +351,11 @@ class LabConfig:
         self.selection.validate()
         if not 0.5 <= float(self.speed) <= 2.0:
             raise ConfigError(f"speed={self.speed}: Kokoro supports 0.5 to 2.0")
+        if self.lexicon:
+            try:
+                load_lexicon(self.resolve(self.lexicon))
+            except LexiconError as exc:
+                raise ConfigError(f"lexicon: {exc}") from None
         return self
 
 

@@ -16,6 +16,12 @@ Every speech response carries ``X-Kokoro-Variant`` (model variant), ``X-Kokoro-C
 (hash of the served LabConfig; where it came from: best.json or defaults),
 ``X-Kokoro-Voice`` (the Kokoro voice used) and ``X-Kokoro-Speed`` (with the requested
 speed when it was clamped to Kokoro's 0.5-2.0).
+
+With ``stream_format: "sse"`` and ``timestamp_granularities: ["word"]`` the event stream
+carries ``{"type": "speech.word", "word", "start", "end"}`` (stream seconds, the words as
+written in the input where they map back, labkit.engine.words.TextAligner) before the
+``speech.audio.delta`` that holds them; the model copy with the durations output is
+needed (``labkit assets --provision``), else the request is a 400.
 """
 from __future__ import annotations
 
@@ -61,7 +67,8 @@ def create_app(cfg: LabConfig, best_json: str | None = None) -> FastAPI:
                            allow_methods=["GET", "POST", "OPTIONS"],
                            allow_headers=["Authorization", "Content-Type"],
                            expose_headers=["X-Kokoro-Variant", "X-Kokoro-Config",
-                                           "X-Kokoro-Voice", "X-Kokoro-Speed", "Retry-After"])
+                                           "X-Kokoro-Voice", "X-Kokoro-Speed", "X-Kokoro-Lang",
+                                           "X-Kokoro-Instructions", "Retry-After"])
     v1 = [Depends(service.authorize)]
     app.get("/")(service.index)
     app.get("/health")(service.health)

@@ -22,10 +22,17 @@ class PieceCache:
         self.max_items = max(0, int(max_items))
         self.max_bytes = max(0, int(max_bytes))
         self._items: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        #: the model's per-token durations of a cached piece (its word timings), when it had them
+        self._durations: dict[tuple, np.ndarray] = {}
         self._bytes = 0
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
+
+    def durations(self, key: tuple) -> np.ndarray | None:
+        """The durations stored with ``key``'s audio (None without them)."""
+        with self._lock:
+            return self._durations.get(key)
 
     def get(self, key: tuple) -> np.ndarray | None:
         with self._lock:
@@ -37,7 +44,7 @@ class PieceCache:
             self.hits += 1
             return audio
 
-    def put(self, key: tuple, audio: np.ndarray) -> None:
+    def put(self, key: tuple, audio: np.ndarray, durations: np.ndarray | None = None) -> None:
         size = audio.nbytes
         if self.max_items == 0 or size > self.max_bytes:
             return
@@ -49,8 +56,12 @@ class PieceCache:
                 self._bytes -= old.nbytes
             self._items[key] = audio
             self._bytes += size
+            self._durations.pop(key, None)
+            if durations is not None:
+                self._durations[key] = np.array(durations, copy=True)
             while len(self._items) > self.max_items or self._bytes > self.max_bytes:
-                _, dropped = self._items.popitem(last=False)
+                gone, dropped = self._items.popitem(last=False)
+                self._durations.pop(gone, None)
                 self._bytes -= dropped.nbytes
 
     def __len__(self) -> int:
@@ -63,6 +74,7 @@ class PieceCache:
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            self._durations.clear()
             self._bytes = 0
 
 
@@ -95,7 +107,7 @@ class CachingEngine(Engine):
         if self.on_lookup is not None:
             self.on_lookup(audio is not None)
         if audio is not None:  # a copy: the pipeline may shape its chunks in place
-            return Synthesis(audio.copy(), len(tokens), 0.0)
+            return Synthesis(audio.copy(), len(tokens), 0.0, self.cache.durations(key))
         syn = super().run_tokens(tokens, voice, speed)
-        self.cache.put(key, syn.audio)
+        self.cache.put(key, syn.audio, syn.durations)
         return syn

@@ -16,7 +16,6 @@ import threading
 import time
 from typing import Callable
 
-from labkit.engine.g2p import get_g2p
 from labkit.engine.pipeline import StreamingSynthesizer, StreamStats
 
 from .encoders import Encoder
@@ -74,7 +73,7 @@ class SpeechJob:
 
     def _run(self) -> None:
         t0 = time.perf_counter()
-        g2p = get_g2p(self.lang)
+        g2p = self.synth.g2p(self.lang)
         before = dict(g2p.counts)
         try:
             stream = self.synth.open_stream(self.text, self.voice, self.speed, self.lang,

@@ -4,7 +4,10 @@ Fields: ``model`` (tts-1, tts-1-hd, gpt-4o-mini-tts, kokoro; default kokoro), ``
 (required, at most ``serve.max_input_chars``), ``voice`` (Kokoro id, blend, or OpenAI
 name; default the configured voice), ``response_format`` (mp3 default, opus, aac, flac,
 wav, pcm), ``speed`` (0.25-4.0, see below), ``stream_format`` (audio default, or sse),
-``instructions`` (accepted, ignored: Kokoro has no style prompt). Extensions: ``lang``
+``instructions`` (accepted, not applied: Kokoro has no style prompt; the response says so
+in ``X-Kokoro-Instructions: ignored``), ``timestamp_granularities`` (``["word"]`` with
+``stream_format: "sse"``: ``speech.word`` events before the audio that holds them; the
+only granularity is ``word``). Extensions: ``lang``
 (or ``lang_code``): en-us / en-gb (default: en-gb for ``b*`` voices, else the config's).
 
 Speed: OpenAI accepts 0.25-4.0, Kokoro 0.5-2.0. Outside 0.25-4.0 is a 400 (as OpenAI
@@ -29,9 +32,10 @@ from .errors import APIError
 
 MODELS = ("kokoro", "tts-1", "tts-1-hd", "gpt-4o-mini-tts")
 STREAM_FORMATS = ("audio", "sse")
+GRANULARITIES = ("word",)
 OPENAI_SPEED_RANGE = (0.25, 4.0)
 _KNOWN = {"model", "input", "voice", "response_format", "speed", "stream_format",
-          "instructions", "lang", "lang_code"}
+          "instructions", "lang", "lang_code", "timestamp_granularities"}
 
 
 @dataclass
@@ -46,6 +50,14 @@ class SpeechRequest:
     stream_format: str
     lang: str | None
     ignored: list[str]
+    #: the timestamp granularities asked for (``("word",)`` or empty)
+    granularities: tuple[str, ...] = ()
+    #: whether the request carried non-empty ``instructions`` (accepted, not applied)
+    instructions: bool = False
+
+    @property
+    def words(self) -> bool:
+        return "word" in self.granularities
 
     @property
     def speed_clamped(self) -> bool:
@@ -226,8 +238,27 @@ def check_speech(data: dict, serve: ServeConfig, default_voice: str) -> SpeechRe
         raise _bad(f"speed {speed}: Kokoro speaks {klo} to {khi} (this server rejects "
                    "speeds outside that; serve.speed_policy=clamp would clamp them)", "speed")
 
-    _string(data, "instructions", None)  # accepted, ignored
+    instructions = _string(data, "instructions", None)  # accepted, not applied
     lang = _string(data, "lang", None) or _string(data, "lang_code", None)
-    ignored = sorted(set(data) - _KNOWN) + (["instructions"] if data.get("instructions") else [])
+    granularities = _granularities(data.get("timestamp_granularities"), stream_format)
+    ignored = sorted(set(data) - _KNOWN) + (["instructions"] if instructions else [])
     return SpeechRequest(model, text, voice.strip(), fmt, used, float(speed), stream_format,
-                         lang, ignored)
+                         lang, ignored, granularities, bool(instructions and instructions.strip()))
+
+
+def _granularities(value, stream_format: str) -> tuple[str, ...]:
+    """``timestamp_granularities``: a list of known granularities (only ``word``), and
+    only with ``stream_format: "sse"`` (the audio stream has nowhere to carry them)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _bad("timestamp_granularities must be a list of strings, e.g. [\"word\"]",
+                   "timestamp_granularities", code="invalid_type")
+    unknown = [v for v in value if v not in GRANULARITIES]
+    if unknown:
+        raise _bad(f"timestamp_granularities {_clip(repr(unknown))}: allowed are "
+                   f"{', '.join(GRANULARITIES)}", "timestamp_granularities")
+    if value and stream_format != "sse":
+        raise _bad("timestamp_granularities needs stream_format \"sse\" (word events travel "
+                   "in the event stream, between the audio deltas)", "timestamp_granularities")
+    return tuple(dict.fromkeys(value))

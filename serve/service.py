@@ -25,9 +25,10 @@ import time
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from labkit.engine.g2p import normalize_lang, loaded as loaded_g2ps
+from labkit.engine.g2p import loaded as loaded_g2ps
 from labkit.engine.runtime import VoiceError
 from labkit.engine.text import InputTooLong
+from labkit.engine.words import TextAligner
 
 from . import voices as voicemod
 from .encoders import make_encoder
@@ -109,11 +110,13 @@ class SpeechService:
             data = parse_body(raw, request.headers.get("content-type"))
             req = check_speech(data, scfg, state.cfg.voice)
             fmt, sfmt = req.response_format, req.stream_format
+            if req.words and any(e.durations_index is None for e in state.synth.engines):
+                raise APIError(400, "word timestamps need the model copy with a durations "
+                                    "output, which this server has not got: run `labkit assets "
+                                    "--provision` and restart it", param="timestamp_granularities",
+                               code="unsupported_value")
             voice = voicemod.resolve(req.voice, scfg.voice_aliases, state.engine.voices)
-            try:
-                lang = normalize_lang(req.lang or voicemod.lang_for(voice, state.cfg.lang))
-            except ValueError as exc:
-                raise APIError(400, str(exc)[:200], param="lang", code="invalid_value") from None
+            lang = voicemod.lang_for(voice, state.cfg.lang, req.lang)
             return await self._start(request, req, voice, lang, t0)
         except ClientGone:
             state.metrics.client_disconnects.labels(stage="body").inc()
@@ -177,6 +180,8 @@ class SpeechService:
                                       f"{req.speed:g}; requested={req.requested_speed:g}; "
                                       f"clamped to Kokoro's 0.5-2.0"),
                    "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        if req.instructions:  # Kokoro has no style prompt: accepted, said to be not applied
+            headers["X-Kokoro-Instructions"] = "ignored"
         if req.stream_format == "sse":
             body, media = self._sse_body(job, first, req, t0, request), "text/event-stream"
         else:
@@ -226,7 +231,7 @@ class SpeechService:
                     log.error("synthesis failed mid-stream: %r", payload)
                     m.error("synthesis_failed")
                     self._record(job, req, "failed")
-                yield kind, payload
+                yield kind, payload, _chunk
                 if kind in ("end", "error"):
                     if kind == "end":
                         done = True
@@ -242,7 +247,7 @@ class SpeechService:
                          _peer(request), job.pieces)
 
     async def _audio_body(self, job, first, req, t0, request):
-        async for kind, payload in self._items(job, first, req, t0, request):
+        async for kind, payload, _chunk in self._items(job, first, req, t0, request):
             if kind == "error":
                 # the status line has gone out: end the transfer incomplete, not silently short
                 raise RuntimeError(f"synthesis failed mid-stream: {payload!r}")
@@ -250,12 +255,17 @@ class SpeechService:
                 yield payload
 
     async def _sse_body(self, job, first, req, t0, request):
-        async for kind, payload in self._items(job, first, req, t0, request):
+        aligner = TextAligner(req.input) if req.words else None
+        async for kind, payload, chunk in self._items(job, first, req, t0, request):
             if kind == "error":
                 err = error_body(f"synthesis failed mid-stream: {payload}", type="server_error",
                                  code="synthesis_failed")
                 yield _sse({"type": "error", **err})
                 return
+            if aligner is not None and chunk is not None:
+                for w in aligner.feed(chunk.words):
+                    yield _sse({"type": "speech.word", "word": w.word,
+                                "start": round(w.start, 3), "end": round(w.end, 3)})
             if payload:
                 yield _sse({"type": "speech.audio.delta",
                             "audio": base64.b64encode(payload).decode("ascii")})
@@ -267,7 +277,11 @@ class SpeechService:
 
 
 def _model(model_id: str) -> dict:
-    return {"id": model_id, "object": "model", "created": 0, "owned_by": "kokoro-lab"}
+    """A /v1/models entry; OpenAI's names are aliases of the one model (Kokoro-82M)."""
+    entry = {"id": model_id, "object": "model", "created": 0, "owned_by": "kokoro-lab"}
+    if model_id != "kokoro":
+        entry["alias_of"] = "kokoro"
+    return entry
 
 
 def _echo(value: str) -> str:

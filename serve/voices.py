@@ -4,13 +4,17 @@ OpenAI's names (alloy, nova, ...) map to Kokoro voices through ``serve.voice_ali
 (a setting: point ``nova`` at a blend if you like). Aliases also work inside a blend:
 ``nova(2)+af_sky(1)``. Unknown names get a 400 naming close matches.
 
-Only English G2P is installed (misaki en-us / en-gb): every voice reads English text;
-``b*`` voices default to British pronunciation, all others to the configured language.
+Each voice reads its own language by default (its first letter, labkit.engine.g2p's
+VOICE_LANGS: ``ff_siwis`` French, ``bf_emma`` British English); a request's ``lang`` wins.
+``GET /v1/audio/voices`` lists each voice's language and whether it can be read here
+(Japanese and Chinese need misaki's G2P for them, not installed by default: those voices
+are listed as unavailable with the reason, and a request for them is a 400).
 """
 from __future__ import annotations
 
 import difflib
 
+from labkit.engine.g2p import VOICE_LANGS, normalize_lang, unavailable, voice_lang
 from labkit.engine.runtime import VoiceBank, VoiceError, split_blend
 
 from .errors import APIError
@@ -51,19 +55,36 @@ def _unknown_message(spec: str, message: str, aliases: dict[str, str], bank: Voi
             f"{len(bank.ids)} voices and the OpenAI names)")
 
 
-def lang_for(voice: str, default: str) -> str:
-    """en-gb for British voices (first term of a blend), else ``default``."""
-    first = voice.split("+")[0].strip()
-    return "en-gb" if first.startswith("b") else default
+def lang_for(voice: str, default: str | None = None, requested: str | None = None) -> str:
+    """The language a request reads in: ``requested`` (its ``lang``) when given, else the
+    voice's own (first term of a blend: ``bf_emma`` en-gb, ``ff_siwis`` fr-fr), else
+    ``default`` (the config's). A language this server cannot read, or does not know, is
+    a 400 naming the reason."""
+    first = voice.split("+")[0].strip()[:1].lower()
+    chosen = requested or (None if first in VOICE_LANGS else default)
+    try:
+        lang = normalize_lang(chosen, voice)
+    except ValueError as exc:
+        raise APIError(400, str(exc)[:200], param="lang", code="invalid_value") from None
+    why = unavailable(lang)
+    if why:
+        raise APIError(400, f"language {lang} (voice {voice[:64]!r}) cannot be read here: {why}",
+                       param="lang" if requested else "voice", code="language_unavailable")
+    return lang
 
 
 def describe(bank: VoiceBank, aliases: dict[str, str]) -> dict:
     """The ``GET /v1/audio/voices`` body."""
     voices = []
     for vid in bank.ids:
-        voices.append({"id": vid, "name": vid, "object": "voice",
-                       "language": _LANGUAGES.get(vid[:1], "unknown"),
-                       "gender": _GENDERS.get(vid[1:2], "unknown")})
+        lang = voice_lang(vid)
+        why = unavailable(lang)
+        entry = {"id": vid, "name": vid, "object": "voice",
+                 "language": _LANGUAGES.get(vid[:1], "unknown"), "lang": lang,
+                 "gender": _GENDERS.get(vid[1:2], "unknown"), "available": why is None}
+        if why:
+            entry["unavailable_reason"] = why
+        voices.append(entry)
     for name, target in sorted(aliases.items()):
         voices.append({"id": name, "name": name, "object": "voice", "alias_of": target})
     return {"object": "list", "voices": voices, "aliases": dict(sorted(aliases.items())),

@@ -13,6 +13,25 @@ from labkit.optimize.durations import DurationsError
 
 
 # -- word timings from frame counts (no model) -----------------------------------------------
+def test_text_aligner_maps_spoken_words_back_to_the_written_text():
+    W = words.WordTime
+    a = words.TextAligner("Dr. Smith has 42 cats. It's 3:30 \u2014 well-known, (OK)?")
+    assert [w.word for w in a.feed([W("Dr", 0, 1), W("Smith", 1, 2), W("has", 2, 3),
+                                    W("forty", 3, 4), W("two", 4, 5), W("cats", 5, 6)])] == \
+        ["Dr", "Smith", "has", "42", "cats"]
+    got = a.feed([W("It's", 6, 7), W("three", 7, 8), W("thirty", 8, 9),
+                  W("well-known", 9, 10), W("ok", 10, 11)])
+    assert [(w.word, w.start, w.end) for w in got] == [
+        ("It's", 6, 7), ("3:30", 7, 9), ("well-known", 9, 10), ("OK", 10, 11)]
+    # words past the end of the text stay as spoken
+    assert [w.word for w in a.feed([W("extra", 11, 12)])] == ["extra"]
+    # a piece ending on unmatched words takes the tokens up to the clause end
+    b = words.TextAligner("At 3:30. Then go.")
+    assert [w.word for w in b.feed([W("At", 0, 1), W("three", 1, 2), W("thirty", 2, 3)])] == \
+        ["At", "3:30"]
+    assert [w.word for w in b.feed([W("Then", 3, 4), W("go", 4, 5)])] == ["Then", "go"]
+
+
 def test_piece_samples_from_frame_counts():
     # pad 2 frames, tokens "ab cd" (5 tokens: a b space c d), pad 1
     d = np.array([2, 1, 3, 1, 2, 2, 1])

@@ -125,8 +125,54 @@ def test_normalize_lang():
     assert normalize_lang("en") == "en-us"
     assert normalize_lang(None, "bf_emma") == "en-gb"
     assert normalize_lang(None, "af_heart") == "en-us"
+    # every voice's own language by default; an explicit language wins
+    assert [normalize_lang(None, v) for v in ("ef_dora", "ff_siwis", "hf_alpha", "if_sara",
+                                              "pf_dora", "jf_alpha", "zf_xiaobei")] == \
+        ["es", "fr-fr", "hi", "it", "pt-br", "ja", "zh"]
+    assert normalize_lang(None, "ff_siwis(2)+af_sky(1)") == "fr-fr"
+    assert normalize_lang("fr", "af_heart") == "fr-fr"
+    assert normalize_lang("en-gb", "ff_siwis") == "en-gb"
     with pytest.raises(ValueError, match="use one of en-us, en-gb"):
-        normalize_lang("fr")
+        normalize_lang("xx")
+
+
+def test_french_voice_reads_french(cfg):
+    """ff_siwis: French G2P by default (espeak-ng fr-fr), not English; reported as used."""
+    from labkit.engine.g2p import LANGS
+
+    fr = phonemize_json("Bonjour, je m'appelle Siwis.", cfg.with_overrides({"voice": "ff_siwis"}))
+    assert fr["lang"] == "fr-fr" and fr["engine"] == "espeak"
+    phonemes = " ".join(p["phonemes"] for p in fr["pieces"])
+    assert "bɔ̃ʒ" in phonemes and "ʁ" in phonemes  # French nasal vowel and uvular r
+    en = phonemize_json("Bonjour, je m'appelle Siwis.", cfg.with_overrides({"voice": "af_heart"}))
+    assert en["lang"] == "en-us" and "bɔ̃ʒ" not in " ".join(p["phonemes"] for p in en["pieces"])
+    # English-only rewrites stay off for other languages: espeak reads 3:30 in French
+    assert "three" not in phonemize_json("Il est 3:30.", cfg.with_overrides(
+        {"voice": "ff_siwis"}))["text"]
+    assert set(LANGS) >= {"es", "fr-fr", "hi", "it", "pt-br", "ja", "zh"}
+
+
+@pytest.mark.parametrize("voice,text,lang", [
+    ("ef_dora", "Hola, ¿cómo estás?", "es"), ("if_sara", "Buongiorno a tutti.", "it"),
+    ("pf_dora", "Obrigado, até logo.", "pt-br"), ("hf_alpha", "नमस्ते दुनिया", "hi"),
+])
+def test_espeak_languages_phonemize_in_their_language(cfg, voice, text, lang):
+    out = phonemize_json(text, cfg.with_overrides({"voice": voice}))
+    assert out["lang"] == lang and out["pieces"] and all(p["phonemes"] for p in out["pieces"])
+    assert out["report"]["g2p"]["unknown"] == [] and out["report"]["g2p"]["lost_symbols"] == {}
+
+
+def test_japanese_and_chinese_unavailable_without_their_g2p():
+    from labkit.engine import g2p as g2pmod
+
+    for lang in ("ja", "zh"):
+        why = g2pmod.unavailable(lang)
+        if why is None:
+            pytest.skip(f"misaki's {lang} G2P is installed here")
+        assert "misaki" in why
+        with pytest.raises(g2pmod.LanguageUnavailable, match=lang):
+            g2pmod.get_g2p(lang)
+    assert g2pmod.unavailable("fr-fr") is None and g2pmod.unavailable("en-us") is None
 
 
 def test_phonemize_json_shape(cfg, g2p_us):

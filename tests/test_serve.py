@@ -201,9 +201,15 @@ def test_auth_cors_and_not_ready_without_loading_the_model():
 # -- the real server -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def server():
+    from labkit.engine import assets
+    from labkit.engine.words import timed_cache_dir
     from labkit.measure.httpbench import ServerProcess
+    from labkit.optimize import durations
 
-    with ServerProcess(LabConfig.load(env={}), overrides=["serve.queue_timeout_s=0.5"]) as s:
+    cfg = LabConfig.load(env={})
+    # the model copy with the durations output (word timestamps), as `labkit assets --provision` builds it
+    durations.ensure(assets.model_path(cfg), timed_cache_dir(cfg))
+    with ServerProcess(cfg, overrides=["serve.queue_timeout_s=0.5"]) as s:
         yield s
 
 
@@ -276,6 +282,122 @@ def test_sse_stream(server, pcm_reference):
     assert audio == pcm_reference
 
 
+WORDS_TEXT = "Hello there, Doctor Smith. It is 3:30, and the well-known cat sleeps."
+WORDS_WRITTEN = ["Hello", "there", "Doctor", "Smith", "It", "is", "3:30", "and", "the",
+                 "well-known", "cat", "sleeps"]
+
+
+def sse_events(text: str) -> list[dict]:
+    return [json.loads(line[len("data: "):]) for line in text.splitlines()
+            if line.startswith("data: ")]
+
+
+@pytest.mark.model
+def test_sse_word_timestamps(server):
+    """One speech.word per written word, in text order, before the audio delta that holds
+    it, with increasing times inside the audio; the same again from the piece cache."""
+    for _ in range(2):  # the second run reads its pieces from the cache
+        r = speak(server.url, input=WORDS_TEXT, voice="af_heart", response_format="pcm",
+                  stream_format="sse", timestamp_granularities=["word"])
+        assert r.status_code == 200, r.text
+        events = sse_events(r.text)
+        words = [e for e in events if e["type"] == "speech.word"]
+        assert [w["word"] for w in words] == WORDS_WRITTEN
+        assert all(set(w) == {"type", "word", "start", "end"} for w in words)
+        # before the delta that contains each word: audio sent so far never ends past a
+        # word's start when that word is announced
+        sent = 0.0
+        for e in events:
+            if e["type"] == "speech.audio.delta":
+                sent += len(base64.b64decode(e["audio"])) / (2 * encoders.SAMPLE_RATE)
+            elif e["type"] == "speech.word":
+                assert e["start"] >= sent - 0.05, (e, sent)
+        total = events[-1]["audio_seconds"]
+        assert events[-1]["type"] == "speech.audio.done" and total == pytest.approx(sent, abs=0.01)
+        for w in words:
+            assert 0 <= w["start"] < w["end"] <= total + 1e-6, w
+        for a, b in zip(words, words[1:]):
+            assert a["end"] <= b["start"] + 1e-6, (a, b)
+        assert words[-1]["end"] > 0.7 * total
+
+
+@pytest.mark.model
+def test_word_timestamps_through_the_openai_sdk(server):
+    import openai
+
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused")
+    with client.audio.speech.with_streaming_response.create(
+            model="tts-1", voice="alloy", input="One two three.", response_format="pcm",
+            extra_body={"stream_format": "sse", "timestamp_granularities": ["word"]}) as resp:
+        events = [json.loads(line[6:]) for line in resp.iter_lines() if line.startswith("data: ")]
+    assert [e["word"] for e in events if e["type"] == "speech.word"] == ["One", "two", "three"]
+    assert events[-1]["type"] == "speech.audio.done"
+
+
+@pytest.mark.model
+def test_labkit_say_server_writes_words(server, tmp_path):
+    import soundfile as sf
+
+    from labkit import cli
+
+    out, words_path = tmp_path / "out.wav", tmp_path / "words.json"
+    assert cli.main(["say", WORDS_TEXT, "--server", server.url, "--voice", "af_heart",
+                     "-o", str(out), "--words", str(words_path)]) == 0
+    words = json.loads(words_path.read_text(encoding="utf-8"))
+    audio, sr = sf.read(str(out))
+    assert [w["word"] for w in words] == WORDS_WRITTEN
+    assert all(0 <= w["start"] < w["end"] <= len(audio) / sr + 1e-6 for w in words)
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("extra", [
+    {"timestamp_granularities": ["segment"], "stream_format": "sse"},
+    {"timestamp_granularities": "word", "stream_format": "sse"},
+    {"timestamp_granularities": ["word"]},  # audio stream: nowhere to put them
+])
+def test_bad_timestamp_granularities_are_400(server, extra):
+    r = speak(server.url, input="hi", response_format="pcm", **extra)
+    assert r.status_code == 400
+    assert error_of(r)["param"] == "timestamp_granularities"
+
+
+@pytest.mark.model
+def test_openai_parity_model_aliases_and_instructions(server, pcm_reference):
+    models = {m["id"]: m for m in httpx.get(server.url + "/v1/models").json()["data"]}
+    for alias in ("tts-1", "tts-1-hd", "gpt-4o-mini-tts"):
+        assert models[alias]["alias_of"] == "kokoro"
+        assert httpx.get(f"{server.url}/v1/models/{alias}").json()["id"] == alias
+        r = speak(server.url, model=alias, input=TEXT, voice="af_heart", response_format="pcm")
+        assert r.status_code == 200 and r.content == pcm_reference
+        assert "x-kokoro-instructions" not in r.headers  # nothing asked, nothing to report
+    r = speak(server.url, model="gpt-4o-mini-tts", input=TEXT, voice="af_heart",
+              response_format="pcm", instructions="Speak like a pirate.")
+    assert r.status_code == 200 and r.content == pcm_reference  # accepted, not applied
+    assert r.headers["x-kokoro-instructions"] == "ignored"
+    r = speak(server.url, input="hi", instructions=5)
+    assert r.status_code == 400 and error_of(r)["param"] == "instructions"
+
+
+@pytest.mark.model
+def test_voices_read_their_own_language(server):
+    voices = {v["id"]: v for v in httpx.get(server.url + "/v1/audio/voices").json()["voices"]}
+    assert voices["ff_siwis"]["lang"] == "fr-fr" and voices["ff_siwis"]["available"] is True
+    assert voices["af_heart"]["lang"] == "en-us" and voices["bm_george"]["lang"] == "en-gb"
+    assert voices["jf_alpha"]["lang"] == "ja" and voices["zf_xiaobei"]["lang"] == "zh"
+    for vid in ("jf_alpha", "zf_xiaobei"):  # misaki's ja/zh G2P is not installed here
+        assert voices[vid]["available"] is False and "misaki" in voices[vid]["unavailable_reason"]
+    r = speak(server.url, input="Bonjour, comment allez-vous ?", voice="ff_siwis",
+              response_format="pcm")
+    assert r.status_code == 200 and r.headers["x-kokoro-lang"] == "fr-fr"
+    french = np.frombuffer(r.content, np.int16)
+    assert len(french) > 0.5 * encoders.SAMPLE_RATE and np.abs(french).max() > 1000
+    r = speak(server.url, input="Bonjour.", voice="ff_siwis", lang="en-us", response_format="pcm")
+    assert r.status_code == 200 and r.headers["x-kokoro-lang"] == "en-us"  # explicit wins
+    r = speak(server.url, input="こんにちは", voice="jf_alpha", response_format="pcm")
+    assert r.status_code == 400 and error_of(r)["code"] == "language_unavailable"
+    assert "misaki" in error_of(r)["message"]
+
+
 @pytest.mark.model
 def test_voices_blends_aliases_and_clamped_speed(server):
     r = speak(server.url, input="Blend.", voice="af_bella(2)+af_sky(1)", response_format="pcm")
@@ -300,7 +422,9 @@ def test_voices_blends_aliases_and_clamped_speed(server):
     ({"input": "hi", "speed": 0.1}, 400, "speed"),
     ({"input": "hi", "speed": 9}, 400, "speed"),
     ({"input": "hi", "model": "whisper-1"}, 400, "model"),
-    ({"input": "hi", "lang": "fr"}, 400, "lang"),
+    ({"input": "hi", "lang": "xx-yy"}, 400, "lang"),
+    ({"input": "hi", "voice": "jf_alpha"}, 400, "voice"),  # ja: misaki's ja G2P not installed
+    ({"input": "hi", "lang": "zh"}, 400, "lang"),
     ({"input": "\u0000\u0001\u0002"}, 400, "input"),  # nothing speakable after clean-up
 ])
 def test_bad_input_gets_openai_shaped_4xx(server, body, status, param):

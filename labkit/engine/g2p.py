@@ -1,4 +1,11 @@
-"""Grapheme-to-phoneme: misaki (English, US and GB) with espeak-ng as the fallback.
+"""Grapheme-to-phoneme: misaki (English, US and GB) with espeak-ng as the fallback;
+the other languages Kokoro's voices speak through espeak-ng (es, fr-fr, hi, it, pt-br)
+or misaki's Japanese / Chinese G2P (ja, zh) where its dependencies are installed.
+
+A voice's first letter names its language (:data:`VOICE_LANGS`: ``ff_siwis`` -> fr-fr);
+with no explicit language, that is the one used. :func:`unavailable` says why a language
+cannot be read here (ja needs pyopenjtalk, zh needs jieba/pypinyin/...: not installed by
+default), and :func:`get_g2p` refuses it with :class:`LanguageUnavailable`.
 
 misaki's English G2P wants spaCy's ``en_core_web_sm`` and downloads it at run time when
 it isn't installed under that exact name. We ship the same model from PyPI as
@@ -11,6 +18,7 @@ silent.
 """
 from __future__ import annotations
 
+import importlib
 import logging
 import re
 import threading
@@ -18,6 +26,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from kokoro_onnx.config import DEFAULT_VOCAB
+from labkit.lexicon import Lexicon, load_lexicon
 from labkit.engine.text import NON_LATIN_RUN
 from labkit.engine.text import script_runs
 
@@ -28,19 +37,72 @@ VOCAB: dict[str, int] = dict(DEFAULT_VOCAB)
 MAX_TOKENS = 510
 UNKNOWN = "❓"
 
-LANGS = ("en-us", "en-gb")
+LANGS = ("en-us", "en-gb", "es", "fr-fr", "hi", "it", "pt-br", "ja", "zh")
+#: a Kokoro voice's first letter -> its language
+VOICE_LANGS = {"a": "en-us", "b": "en-gb", "e": "es", "f": "fr-fr", "h": "hi", "i": "it",
+               "p": "pt-br", "j": "ja", "z": "zh"}
+ENGLISH = ("en-us", "en-gb")
+#: read wholly by espeak-ng (misaki's English G2P is for English only)
+ESPEAK_LANGS = ("es", "fr-fr", "hi", "it", "pt-br")
+#: read by misaki's own G2P for the language (module misaki.<name>), when it imports
+MISAKI_LANGS = {"ja": "ja", "zh": "zh"}
 _LANG_ALIASES = {"en": "en-us", "en-us": "en-us", "en_us": "en-us", "a": "en-us",
-                 "en-gb": "en-gb", "en_gb": "en-gb", "b": "en-gb", "en-uk": "en-gb"}
+                 "en-gb": "en-gb", "en_gb": "en-gb", "b": "en-gb", "en-uk": "en-gb",
+                 "es": "es", "es-es": "es", "e": "es", "spanish": "es",
+                 "fr": "fr-fr", "fr-fr": "fr-fr", "fr_fr": "fr-fr", "f": "fr-fr", "french": "fr-fr",
+                 "hi": "hi", "h": "hi", "hindi": "hi",
+                 "it": "it", "i": "it", "italian": "it",
+                 "pt": "pt-br", "pt-br": "pt-br", "pt_br": "pt-br", "p": "pt-br",
+                 "ja": "ja", "jp": "ja", "j": "ja", "japanese": "ja",
+                 "zh": "zh", "cmn": "zh", "z": "zh", "chinese": "zh", "mandarin": "zh"}
+
+
+class LanguageUnavailable(ValueError):
+    """A language Kokoro speaks but this installation cannot phonemize (the reason says why)."""
+
+
+def voice_lang(voice: str | None) -> str:
+    """The language of a voice (first term of a blend): its first letter, else en-us."""
+    first = (voice or "").split("+")[0].strip()
+    return VOICE_LANGS.get(first[:1].lower(), "en-us")
 
 
 def normalize_lang(lang: str | None, voice: str | None = None) -> str:
-    """``en`` -> ``en-us``; with no language, GB voices (``bf_``/``bm_``) get ``en-gb``."""
+    """``en`` -> ``en-us``, ``fr`` -> ``fr-fr``; with no language, the voice's own
+    (:data:`VOICE_LANGS`: ``bf_emma`` -> en-gb, ``ff_siwis`` -> fr-fr)."""
     if not lang:
-        return "en-gb" if voice and voice[:1] == "b" else "en-us"
+        return voice_lang(voice)
     key = lang.strip().lower()
     if key in _LANG_ALIASES:
         return _LANG_ALIASES[key]
-    raise ValueError(f"language {lang!r} is not supported; use one of {', '.join(LANGS)} (or 'en')")
+    raise ValueError(f"language {lang[:40]!r} is not supported; use one of {', '.join(LANGS)}")
+
+
+_UNAVAILABLE: dict[str, str | None] = {}
+
+
+def unavailable(lang: str) -> str | None:
+    """Why ``lang`` cannot be phonemized here, or None when it can (checked once)."""
+    lang = normalize_lang(lang)
+    if lang not in MISAKI_LANGS:
+        return None
+    if lang not in _UNAVAILABLE:
+        try:
+            importlib.import_module(f"misaki.{MISAKI_LANGS[lang]}")
+            _UNAVAILABLE[lang] = None
+        except Exception as exc:  # noqa: BLE001 - any failure: not available, say why
+            _UNAVAILABLE[lang] = (f"misaki's {lang} G2P cannot be loaded ({type(exc).__name__}: "
+                                  f"{exc}); install misaki[{lang}] to read it")
+    return _UNAVAILABLE[lang]
+
+
+def check_available(lang: str) -> str:
+    """``lang`` normalized, or :class:`LanguageUnavailable` with the reason."""
+    lang = normalize_lang(lang)
+    why = unavailable(lang)
+    if why:
+        raise LanguageUnavailable(f"language {lang} is not available here: {why}")
+    return lang
 
 
 @dataclass
@@ -62,6 +124,8 @@ class Phonemized:
     routed: list[dict] = field(default_factory=list)
     #: Markdown-style phoneme overrides ``[word](/phonemes/)`` neutralized before misaki
     overrides_blocked: int = 0
+    #: words the personal lexicon (LabConfig.lexicon) gave their phonemes, in order
+    overridden: list[str] = field(default_factory=list)
     #: each spoken word as written and its [start, end) in ``phonemes`` (= token indices,
     #: one token per symbol); in text order, one per entry of ``words``. Where the G2P does
     #: not say which phonemes belong to which word (espeak), the groups between spaces are
@@ -71,7 +135,7 @@ class Phonemized:
     def report(self) -> dict:
         return {"engine": self.engine, "fallbacks": self.fallbacks, "unknown": self.unknown,
                 "dropped": self.dropped, "cached": self.cached, "routed": self.routed,
-                "overrides_blocked": self.overrides_blocked}
+                "overrides_blocked": self.overrides_blocked, "overridden": self.overridden}
 
 
 def clean_phonemes(phonemes: str) -> tuple[str, dict[str, int]]:
@@ -134,8 +198,24 @@ class _Espeak:
         self._g2p = espeak.EspeakG2P(language=lang)
 
     def __call__(self, text: str) -> str:
-        ps, _ = self._g2p(text)
+        # Spanish opening marks are no sound (espeak passes them through; Kokoro lacks them)
+        ps, _ = self._g2p(text.translate(_OPENING_MARKS))
         return ps
+
+
+_OPENING_MARKS = str.maketrans({"¿": " ", "¡": " "})
+
+
+class _MisakiOther:
+    """misaki's Japanese or Chinese G2P (whole text, no word spans)."""
+
+    def __init__(self, lang: str):
+        mod = importlib.import_module(f"misaki.{MISAKI_LANGS[lang]}")
+        self._g2p = mod.JAG2P() if lang == "ja" else mod.ZHG2P()
+
+    def __call__(self, text: str) -> str:
+        out = self._g2p(text)
+        return out[0] if isinstance(out, tuple) else out
 
 
 class _MismatchFilter(logging.Filter):
@@ -165,6 +245,8 @@ _ALNUM = re.compile(r"[^\W_]+")
 _SAYABLE = re.compile(r"[a-zæðŋɑɔəɛɜɪʊʌθ]", re.I)
 _PUNCT_ONLY = re.compile(r"[\s!\"#'(),.:;?\[\]{}«»“”‘’—–…-]+")
 ENGINES = ("misaki", "espeak")
+#: a word the lexicon may own: letters/digits with ' or - inside (labkit.lexicon.WORD)
+_LEX_WORD = re.compile(r"(?<![\w\[/])[^\W_]+(?:['’-][^\W_]+)*(?![\w\]/])")
 _EDGE_PUNCT = re.compile(r"^[^\w$£€&%]+|[^\w%]+$")
 
 
@@ -172,11 +254,14 @@ class G2P:
     """Text -> phonemes for one language, with an LRU cache keyed by (text, language)."""
 
     def __init__(self, lang: str = "en-us", fallback: bool = True, cache_size: int = 4096,
-                 engine: str = "misaki"):
+                 engine: str = "misaki", lexicon: str | None = None):
         if engine not in ENGINES:
             raise ValueError(f"G2P engine {engine!r}: allowed are {', '.join(ENGINES)}")
-        self.lang = normalize_lang(lang)
+        self.lang = check_available(lang)
         self.fallback_enabled = fallback
+        #: the personal lexicon's path (labkit.lexicon; read before misaki, English only)
+        self.lexicon_path = lexicon
+        self._lexicon: Lexicon | None = load_lexicon(lexicon) if lexicon else None
         self._cache: OrderedDict[tuple[str, str], Phonemized] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -184,7 +269,15 @@ class G2P:
         self.engine_note = ""
         _silence_phonemizer_warnings()
         self._misaki = None
-        if engine == "misaki":
+        self._other = None
+        if self.lang in ESPEAK_LANGS:  # misaki's lexicon is English: espeak reads it all
+            self.engine = "espeak"
+            self.engine_note = f"{self.lang}: espeak-ng reads the whole text"
+        elif self.lang in MISAKI_LANGS:
+            self._other = _MisakiOther(self.lang)
+            self.engine = f"misaki-{self.lang}"
+            self.engine_note = f"{self.lang}: misaki's {self.lang} G2P reads the whole text"
+        elif engine == "misaki":
             try:
                 self._misaki = self._build_misaki(self.lang == "en-gb", fallback)
             except Exception as exc:  # noqa: BLE001 - any failure means: use espeak instead
@@ -229,7 +322,19 @@ class G2P:
         with self._lock:
             self._cache.clear()
 
+    def _current_lexicon(self) -> Lexicon | None:
+        """The lexicon, read again (and the cache emptied) when its file changed."""
+        if self.lexicon_path is None:
+            return None
+        lex = load_lexicon(self.lexicon_path)
+        if lex is not self._lexicon:
+            with self._lock:
+                self._lexicon = lex
+                self._cache.clear()
+        return lex
+
     def __call__(self, text: str) -> Phonemized:
+        self._current_lexicon()
         key = (text, self.lang)
         with self._lock:
             hit = self._cache.get(key)
@@ -254,7 +359,7 @@ class G2P:
     def _phonemize(self, text: str) -> Phonemized:
         if not text.strip():
             return Phonemized(text, "", self.lang, engine=self.engine)
-        if not NON_LATIN_RUN.search(text):
+        if self._other is not None or not NON_LATIN_RUN.search(text):
             return self._phonemize_latin(text)
         # non-Latin runs (left in by text.non_latin=espeak) go to espeak in their language
         parts: list[Phonemized] = []
@@ -286,11 +391,17 @@ class G2P:
             out.unknown += p.unknown
             out.words += p.words
             out.overrides_blocked += p.overrides_blocked
+            out.overridden += p.overridden
             for k, v in p.dropped.items():
                 out.dropped[k] = out.dropped.get(k, 0) + v
         return out
 
     def _phonemize_latin(self, text: str) -> Phonemized:
+        if self._other is not None:
+            phonemes, dropped = clean_phonemes(self._other(text))
+            spoken = text.split() if phonemes else []
+            return Phonemized(text, phonemes, self.lang, dropped=dropped, engine=self.engine,
+                              words=spoken, spans=even_spans(spoken, phonemes))
         if self._misaki is None:
             raw = self._espeak_g2p()(text)
             phonemes, dropped = clean_phonemes(raw)
@@ -298,6 +409,18 @@ class G2P:
             return Phonemized(text, phonemes, self.lang, dropped=dropped, engine="espeak",
                               words=[w.lower() for w in spoken], spans=even_spans(spoken, phonemes))
         guarded, blocked = _OVERRIDE.subn(r"[\1] (", text)
+        overridden: list[str] = []
+        if self._lexicon is not None and len(self._lexicon):
+            lex = self._lexicon
+
+            def own(m: re.Match) -> str:
+                ps = lex.lookup(m.group())
+                if ps is None:
+                    return m.group()
+                overridden.append(m.group())
+                return f"[{m.group()}](/{ps}/)"  # misaki's override markup, ours only
+
+            guarded = _LEX_WORD.sub(own, guarded)
         raw, tokens = self._misaki(guarded)
         phonemes, dropped = clean_phonemes(raw)
         fallbacks, unknown, words = [], [], []
@@ -344,25 +467,31 @@ class G2P:
                 glue = False
         return Phonemized(text, phonemes, self.lang, fallbacks=fallbacks, unknown=unknown,
                           dropped=dropped, engine="misaki", words=words, overrides_blocked=blocked,
-                          spans=[(w, a, b) for w, a, b in spans])
+                          overridden=overridden, spans=[(w, a, b) for w, a, b in spans])
 
 
 def _copy(p: Phonemized, cached: bool) -> Phonemized:
     return Phonemized(p.text, p.phonemes, p.lang, list(p.fallbacks), list(p.unknown),
                       dict(p.dropped), p.engine, cached, list(p.words),
-                      [dict(r) for r in p.routed], p.overrides_blocked, list(p.spans))
+                      [dict(r) for r in p.routed], p.overrides_blocked, list(p.overridden),
+                      list(p.spans))
 
 
-_G2P_BY_LANG: dict[tuple[str, bool], G2P] = {}
+_G2P_BY_LANG: dict[tuple[str, bool, str | None], G2P] = {}
 _G2P_LOCK = threading.Lock()
 
 
-def get_g2p(lang: str = "en-us", fallback: bool = True) -> G2P:
-    """A shared G2P per (language, fallback): building one loads spaCy (~1 s)."""
-    key = (normalize_lang(lang), fallback)
+def lexicon_path(cfg) -> str | None:
+    """The personal lexicon a LabConfig names (``cfg.lexicon``), as an absolute path."""
+    return str(cfg.resolve(cfg.lexicon)) if getattr(cfg, "lexicon", None) else None
+
+
+def get_g2p(lang: str = "en-us", fallback: bool = True, lexicon: str | None = None) -> G2P:
+    """A shared G2P per (language, fallback, lexicon): building one loads spaCy (~1 s)."""
+    key = (normalize_lang(lang), fallback, lexicon)
     with _G2P_LOCK:
         if key not in _G2P_BY_LANG:
-            _G2P_BY_LANG[key] = G2P(key[0], fallback=fallback)
+            _G2P_BY_LANG[key] = G2P(key[0], fallback=fallback, lexicon=lexicon)
         return _G2P_BY_LANG[key]
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from labkit.config import LabConfig
 from labkit.engine import chunking
-from labkit.engine.g2p import VOCAB, G2P, get_g2p, lost_symbols, normalize_lang
+from labkit.engine.g2p import VOCAB, G2P, get_g2p, lexicon_path, lost_symbols, normalize_lang
 from labkit.engine.text import sanitize
 
 
@@ -22,14 +22,14 @@ def phonemize_json(text: str, cfg: LabConfig, g2p: G2P | None = None) -> dict[st
     """Sanitized text, phonemes per piece and the report, as a JSON-ready dict."""
     if not isinstance(text, str):
         raise ValueError(f"text must be a string, got {type(text).__name__}")
-    clean = sanitize(text, cfg.text)  # raises InputTooLong over text.max_chars
+    lang = normalize_lang(cfg.lang, cfg.voice)  # the voice's language unless cfg.lang says
+    clean = sanitize(text, cfg.text, lang)  # raises InputTooLong over text.max_chars
     if not clean.text:
         why = "the input is empty" if not text.strip() else \
             "no words left to read after sanitization (only punctuation, symbols or skipped text)"
         raise ValueError(f"nothing to read: {why}; removed: "
                          f"{[r['text'] for r in clean.report.get('removed', [])][:10]}")
-    lang = normalize_lang(cfg.lang, cfg.voice)
-    g2p = g2p or get_g2p(lang, cfg.text.g2p_fallback)
+    g2p = g2p or get_g2p(lang, cfg.text.g2p_fallback, lexicon_path(cfg))
     pieces = chunking.split(clean.text, g2p, cfg.chunking)
     out_pieces = []
     fallbacks: list[str] = []
@@ -37,12 +37,14 @@ def phonemize_json(text: str, cfg: LabConfig, g2p: G2P | None = None) -> dict[st
     dropped: dict[str, int] = {}
     routed: list[dict] = []
     blocked = 0
+    overridden: list[str] = []
     for piece in pieces:
         ph = g2p(piece.text)  # a cache hit: chunking just phonemized it
         fallbacks += ph.fallbacks
         unknown += ph.unknown
         routed += ph.routed
         blocked += ph.overrides_blocked
+        overridden += ph.overridden
         for k, v in ph.dropped.items():
             dropped[k] = dropped.get(k, 0) + v
         out_pieces.append({"text": piece.text, "phonemes": piece.phonemes,
@@ -54,6 +56,7 @@ def phonemize_json(text: str, cfg: LabConfig, g2p: G2P | None = None) -> dict[st
         "text": clean.text,
         "lang": lang,
         "engine": g2p.engine,
+        "lexicon": {"path": getattr(g2p, "lexicon_path", None), "overridden": overridden},
         "pieces": out_pieces,
         "report": {
             "sanitize": clean.report,

@@ -45,7 +45,7 @@ from labkit.engine import joining
 from labkit.engine import text as textmod
 from labkit.engine import words as wordsmod
 from labkit.config import ChunkingConfig, ConfigError, LabConfig, PipelineConfig, SessionConfig
-from labkit.engine.g2p import clean_phonemes, get_g2p, normalize_lang
+from labkit.engine.g2p import G2P, clean_phonemes, get_g2p, lexicon_path, normalize_lang
 from labkit.engine.runtime import SAMPLE_RATE, SPEED_RANGE, Engine
 
 ROUTINGS = ("first-fast", "round-robin")
@@ -401,14 +401,18 @@ class StreamingSynthesizer:
         return cls(engines[0], engines, first_session=first)
 
     # -- text -> pieces -------------------------------------------------------------------
-    def sanitize(self, text: str) -> str:
-        return textmod.sanitize(text, self.cfg.text).text
+    def sanitize(self, text: str, lang: str | None = None) -> str:
+        return textmod.sanitize(text, self.cfg.text, lang).text
 
     def iter_pieces(self, text: str, lang: str | None = None, voice: str | None = None,
                     sanitized: bool = False) -> Iterator[chunking.Piece]:
         lang = normalize_lang(lang or self.cfg.lang, voice or self.cfg.voice)
-        clean = text if sanitized else self.sanitize(text)
-        return chunking.iter_pieces(clean, get_g2p(lang), self.chunking_cfg)
+        clean = text if sanitized else self.sanitize(text, lang)
+        return chunking.iter_pieces(clean, self.g2p(lang), self.chunking_cfg)
+
+    def g2p(self, lang: str) -> "G2P":
+        """The shared G2P this synthesizer reads ``lang`` with (with the config's lexicon)."""
+        return get_g2p(lang, lexicon=lexicon_path(self.cfg))
 
     def pieces(self, text: str, lang: str | None = None, voice: str | None = None) -> list[chunking.Piece]:
         return list(self.iter_pieces(text, lang, voice))
@@ -427,8 +431,9 @@ class StreamingSynthesizer:
         voices = getattr(self.engine, "voices", None)
         if voices is not None:
             voices.check(voice)  # an unknown voice fails here (close matches named); nothing kept
-        clean = self.sanitize(text)
-        g2p = get_g2p(normalize_lang(lang or self.cfg.lang, voice))
+        lang = normalize_lang(lang or self.cfg.lang, voice)
+        g2p = self.g2p(lang)  # an unavailable language (ja, zh without their G2P) fails here
+        clean = self.sanitize(text, lang)
         stream = ChunkStream(self.engines, self.iter_pieces(clean, lang, voice, sanitized=True),
                              voice=voice, speed=speed, chunking_cfg=self.chunking_cfg,
                              routing=self.pipeline_cfg.routing,

@@ -11,7 +11,12 @@ Markdown link is taken as a phoneme override, emoji are read as run-together nam
   what was left out (emoji, skipped scripts, over-long "words", URL queries);
 * paragraph breaks are kept as ``"\\n\\n"`` (chunking turns them into pauses); a paragraph
   that does not end a sentence gets a full stop so it is read as one;
-* over ``TextConfig.max_chars`` characters, :class:`InputTooLong` is raised with both numbers.
+* over ``TextConfig.max_chars`` characters, :class:`InputTooLong` is raised with both numbers;
+* for a language other than English (``lang``), the rules that write English words
+  (:data:`ENGLISH_RULES`: dates, times, versions, units, long numbers) are left to the
+  language's own G2P, and the language's own script is kept (:data:`LANG_SCRIPTS`:
+  Devanagari for hi, kana and Han for ja, Han for zh) where ``text.non_latin=skip``
+  skips other scripts.
 """
 from __future__ import annotations
 
@@ -29,6 +34,12 @@ from urllib.parse import parse_qsl, urlsplit
 from num2words import num2words
 
 from labkit.config import TEXT_RULES, TextConfig
+
+
+#: rules that write English words: off for other languages (espeak reads the originals)
+ENGLISH_RULES = ("dates", "times", "versions", "units", "numbers")
+#: the scripts a language is written in, kept whatever ``text.non_latin`` says
+LANG_SCRIPTS = {"hi": ("Devanagari",), "ja": ("Japanese", "Han"), "zh": ("Han",)}
 
 
 class InputTooLong(ValueError):
@@ -557,12 +568,18 @@ def _emoji(run: _Run) -> Callable[[re.Match], str]:
     return repl
 
 
-def _non_latin(run: _Run) -> Callable[[re.Match], str]:
+def _non_latin(run: _Run, keep: tuple[str, ...] = ()) -> Callable[[re.Match], str]:
     def repl(m: re.Match) -> str:
+        if keep and all(script in keep for _, script, _ in _split_by_script(m.group())):
+            return m.group()
+        kept = []
         for seg, script, lang in _split_by_script(m.group()):
+            if script in keep:
+                kept.append(seg)
+                continue
             run.remove("non_latin", seg, script=script,
                        why="non-Latin script skipped (text.non_latin=skip)")
-        return " "
+        return " " + " ".join(kept) + " " if kept else " "
     return repl
 
 
@@ -601,8 +618,9 @@ def _paragraphs(run: _Run, t: str) -> str:
     return "\n\n".join(done)
 
 
-def sanitize(text: str, cfg: TextConfig | None = None) -> Sanitized:
-    """Clean ``text`` for G2P. Raises :class:`InputTooLong` over ``cfg.max_chars``."""
+def sanitize(text: str, cfg: TextConfig | None = None, lang: str | None = None) -> Sanitized:
+    """Clean ``text`` for G2P in ``lang`` (None: English). Raises :class:`InputTooLong`
+    over ``cfg.max_chars``."""
     cfg = cfg or TextConfig()
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
@@ -611,6 +629,8 @@ def sanitize(text: str, cfg: TextConfig | None = None) -> Sanitized:
                            "(text.max_chars): send it in parts")
     cfg.validate()
     off = set(cfg.disable)
+    if lang is not None and not lang.lower().startswith("en"):
+        off.update(ENGLISH_RULES)
     run = _Run(cfg)
     on = lambda rule: rule not in off  # noqa: E731
     t = text
@@ -646,7 +666,8 @@ def sanitize(text: str, cfg: TextConfig | None = None) -> Sanitized:
         t = run.sub("symbols", _SYMBOLS, lambda m: run.remove("symbols", m.group(),
                     why="drawing/private-use symbols dropped") or " ", t)
     if cfg.non_latin == "skip" and on("non_latin"):
-        t = run.sub("non_latin", NON_LATIN_RUN, _non_latin(run), t)
+        t = run.sub("non_latin", NON_LATIN_RUN,
+                    _non_latin(run, LANG_SCRIPTS.get((lang or "").lower(), ())), t)
     if on("dates"):
         t = run.sub("dates", _ISO_DATE, _iso_date, t)
     if on("times"):

@@ -15,6 +15,7 @@ labkit.engine.runtime.Engine loads instead of the original when it has been buil
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -90,3 +91,66 @@ def place(samples: Sequence[tuple[str, int, int]], base: int, trim_start: int,
         e2 = min(max(e, trim_start), trim_end) - trim_start + base
         out.append(WordTime(word, s2 / SAMPLE_RATE, e2 / SAMPLE_RATE))
     return out
+
+
+#: how many of the original text's tokens a spoken word may skip ahead to find its match
+ALIGN_LOOKAHEAD = 8
+_EDGE = re.compile(r"^[\W_]+|[\W_]+$")
+_CLAUSE_END = tuple(".,;:!?\u2014\u2013)\"'\u201d\u2019")
+
+
+def _norm(token: str) -> str:
+    return _EDGE.sub("", token).casefold()
+
+
+class TextAligner:
+    """Maps spoken words (a stream's :class:`WordTime` lists, in order) back to the words
+    as written in the original text, where they map back.
+
+    The pipeline's words are the G2P's tokens of the *cleaned* text (``3:30`` became
+    ``three thirty``). A spoken word that equals (edge punctuation and case aside) one of
+    the next :data:`ALIGN_LOOKAHEAD` written tokens is that token, as written; spoken
+    words between two matches are the written tokens between them, as one word spanning
+    their times (``3:30`` from 'three' to 'thirty'). Unmatched words at the end of a
+    piece take the written tokens up to the next clause end. Where no written token is
+    left, the spoken word is kept as it was spoken. Feed one piece's words at a time:
+    what :meth:`feed` returns never waits for a later piece."""
+
+    def __init__(self, text: str):
+        self.tokens = [(m.group(), _norm(m.group())) for m in re.finditer(r"\S+", text)]
+        self.pos = 0
+
+    def _written(self, token: str) -> str:
+        return _EDGE.sub("", token) or token
+
+    def _gap(self, pending: list[WordTime], end: int, out: list[WordTime]) -> None:
+        gap = [self._written(t) for t, n in self.tokens[self.pos:end] if n]
+        if pending and gap:
+            out.append(WordTime(" ".join(gap), pending[0].start, pending[-1].end))
+        else:
+            out.extend(pending)
+        pending.clear()
+
+    def feed(self, words: Sequence[WordTime]) -> list[WordTime]:
+        out: list[WordTime] = []
+        pending: list[WordTime] = []
+        for w in words:
+            key = _norm(w.word)
+            stop = min(len(self.tokens), self.pos + ALIGN_LOOKAHEAD)
+            j = next((k for k in range(self.pos, stop) if key and self.tokens[k][1] == key), None)
+            if j is None:
+                pending.append(w)
+                continue
+            self._gap(pending, j, out)
+            out.append(WordTime(self._written(self.tokens[j][0]), w.start, w.end))
+            self.pos = j + 1
+        if pending:  # the piece ends: its unmatched words are the tokens up to a clause end
+            end = self.pos
+            stop = min(len(self.tokens), self.pos + ALIGN_LOOKAHEAD)
+            while end < stop:
+                end += 1
+                if self.tokens[end - 1][0].endswith(_CLAUSE_END):
+                    break
+            self._gap(pending, end, out)
+            self.pos = end
+        return out

@@ -30,7 +30,7 @@ import yaml
 
 from labkit import files
 from labkit.config import DATA_DIR, LabConfig
-from labkit.engine.g2p import UNKNOWN, G2P, get_g2p, normalize_lang
+from labkit.engine.g2p import UNKNOWN, G2P, get_g2p, lexicon_path, normalize_lang
 from labkit.engine.ort import SAMPLE_RATE
 from labkit.engine.phonemize import phonemize_json
 from labkit.engine.pipeline import StreamingSynthesizer
@@ -183,7 +183,7 @@ def run_case(case: dict, cfg: LabConfig, g2p: G2P | None = None) -> dict[str, An
         problems.append(f"{g['oov_before_cleaning']} symbols the G2P produced were removed "
                         f"(not in Kokoro's vocabulary): {g['lost_symbols']}")
     if case.get("read_as"):
-        g2p_ = g2p or get_g2p(out["lang"], cfg.text.g2p_fallback)
+        g2p_ = g2p or get_g2p(out["lang"], cfg.text.g2p_fallback, lexicon_path(cfg))
         problems += read_as_written(case["read_as"], " ".join(p["phonemes"] for p in out["pieces"]), g2p_)
     result.update(
         ok=not problems, problems=problems, sanitized=out["text"][:400],

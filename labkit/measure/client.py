@@ -12,7 +12,9 @@ SIGINT/SIGTERM stop playback at once and close the request, which stops the synt
 """
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import shutil
 import signal
 import subprocess
@@ -280,14 +282,18 @@ def _chunks(data: bytes, odd: bytearray) -> Iterator[bytes]:
 def say_from_server(url: str, text: str, voice: str | None = None, speed: float | None = None,
                     out_path: str | Path | None = None, buffer_s: float = DEFAULT_BUFFER_S,
                     api_key: str | None = None, timeout: float = 300.0,
-                    client: httpx.Client | None = None) -> dict:
+                    client: httpx.Client | None = None, words: bool = False) -> dict:
     """Speak ``text`` through the endpoint at ``url``: to the speakers, or into
     ``out_path`` (``.wav``; ``.pcm`` for raw s16le; ``.mp3``/``.opus``/``.aac``/``.flac``
     are requested in that format and written as received). Returns what happened:
     status, TTFA, total time, audio seconds, underruns and stall seconds with the
     start-up buffer, the model variant and config the server used. An error status raises
     :class:`ServerError` with the server's message (its body is never played); SIGINT or
-    SIGTERM raises :class:`Stopped` after cutting the sound and closing the request."""
+    SIGTERM raises :class:`Stopped` after cutting the sound and closing the request.
+
+    ``words``: ask for word timestamps (``stream_format: "sse"`` with
+    ``timestamp_granularities: ["word"]``); the audio comes in the event stream's deltas
+    and ``info["words"]`` holds ``[{"word", "start", "end"}]`` in stream seconds."""
     suffix = Path(out_path).suffix.lower().lstrip(".") if out_path else ""
     encoded = suffix in ("mp3", "opus", "aac", "flac")
     fmt = suffix if encoded else "pcm"
@@ -312,13 +318,19 @@ def say_from_server(url: str, text: str, voice: str | None = None, speed: float 
             else:
                 player.write(pcm)
 
+    events = SSEReader(play) if words else None
+    extra = {"stream_format": "sse", "timestamp_granularities": ["word"]} if words else {}
     finished = False
     try:
         with stop_on_signals():
-            res = stream_speech(url, text, voice, speed, fmt, api_key, timeout, on_bytes=play,
-                                client=client)
+            res = stream_speech(url, text, voice, speed, fmt, api_key, timeout,
+                                on_bytes=events.feed if events else play, client=client, **extra)
             if res.status != 200:
                 raise ServerError(res.status, _error_message(res.body))
+            if events is not None:
+                events.close()
+                res.body = b"".join(events.audio)
+                res.arrivals = events.arrivals
             if out_path is None and pending:  # shorter than the start-up buffer
                 player = open_player()
                 for part in pending:
@@ -346,6 +358,8 @@ def say_from_server(url: str, text: str, voice: str | None = None, speed: float 
             info.update(underruns=pb.underruns, stall_s=pb.underrun_s)
         else:
             info.update(underruns=0, stall_s=0.0)
+    if events is not None:
+        info["words"] = events.words
     if out_path is not None:
         out = Path(out_path)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -361,9 +375,53 @@ def say_from_server(url: str, text: str, voice: str | None = None, speed: float 
     return info
 
 
-def _error_message(body: bytes) -> str:
-    import json
+class SSEReader:
+    """Reads the endpoint's event stream as it arrives: ``speech.audio.delta`` audio goes
+    to ``on_audio(data, t)`` (and into :attr:`audio`, :attr:`arrivals`),
+    ``speech.word`` events into :attr:`words`; an ``error`` event raises
+    :class:`ServerError` (the status line said 200 before the synthesis failed)."""
 
+    def __init__(self, on_audio: Callable[[bytes, float], None] | None = None):
+        self.on_audio = on_audio
+        self.audio: list[bytes] = []
+        self.arrivals: list[Arrival] = []
+        self.words: list[dict] = []
+        self.done: dict | None = None
+        self._buf = b""
+
+    def feed(self, data: bytes, t: float) -> None:
+        self._buf += data
+        while b"\n\n" in self._buf:
+            block, self._buf = self._buf.split(b"\n\n", 1)
+            self._event(block, t)
+
+    def close(self) -> None:
+        if self._buf.strip():
+            self._event(self._buf, time.perf_counter())
+        self._buf = b""
+
+    def _event(self, block: bytes, t: float) -> None:
+        payload = b"".join(line[5:].strip() for line in block.splitlines()
+                           if line.startswith(b"data:"))
+        if not payload:
+            return
+        event = json.loads(payload)
+        kind = event.get("type")
+        if kind == "speech.audio.delta":
+            audio = base64.b64decode(event["audio"])
+            self.audio.append(audio)
+            self.arrivals.append(Arrival(t, len(audio)))
+            if self.on_audio is not None:
+                self.on_audio(audio, t)
+        elif kind == "speech.word":
+            self.words.append({k: event[k] for k in ("word", "start", "end")})
+        elif kind == "speech.audio.done":
+            self.done = event
+        elif kind == "error":
+            raise ServerError(200, event.get("error", {}).get("message", str(event)))
+
+
+def _error_message(body: bytes) -> str:
     try:
         return json.loads(body)["error"]["message"]
     except (ValueError, KeyError, TypeError):
