@@ -223,7 +223,7 @@ def run_corpus(cfg: LabConfig, cases: list[dict] | None = None) -> dict[str, Any
 def raw_vs_sanitized(cfg: LabConfig, cases: list[dict]) -> list[dict[str, Any]]:
     """Fallbacks, unknown words and tokenization drops per case, G2P on the raw input
     versus on the sanitized input (what sanitization saves)."""
-    g2p = get_g2p(normalize_lang(cfg.lang, cfg.voice), cfg.text.g2p_fallback)
+    g2p = get_g2p(normalize_lang(cfg.lang, cfg.voice), cfg.text.g2p_fallback, lexicon_path(cfg))
     rows = []
     for case in cases:
         text = case_input(case)
@@ -319,7 +319,7 @@ def text_label(name_or_text: str, width: int = 24) -> str:
 
 def cache_hit_seconds(cfg: LabConfig, text: str, repeats: int = 50) -> float:
     """Median time of a repeated sentence served from the G2P cache."""
-    g2p = get_g2p(normalize_lang(cfg.lang, cfg.voice), cfg.text.g2p_fallback)
+    g2p = get_g2p(normalize_lang(cfg.lang, cfg.voice), cfg.text.g2p_fallback, lexicon_path(cfg))
     g2p(text)
     t, result = measure(lambda: g2p(text), repeats=repeats, warmup=1)
     if not result.cached:
