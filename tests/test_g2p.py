@@ -353,3 +353,21 @@ def test_fallback_and_unknown_words_are_counted_once_per_fresh_text():
     before = dict(us.counts)
     ph = us("Kokoro counts its fallback words.")
     assert ph.fallbacks and us.counts["fallback_words"] == before["fallback_words"] + len(ph.fallbacks)
+
+
+def test_a_misaki_failure_falls_back_to_espeak_and_counts_every_word(monkeypatch):
+    """num2words raises OverflowError on numbers beyond 10**300 inside misaki (unsanitized
+    text reaches it in stage 01's raw comparison): the text is read by espeak, not lost."""
+    g = get_g2p("en-us")
+
+    def broken(text):
+        raise OverflowError("abs(123...) must be less than 10**300")
+
+    monkeypatch.setattr(g, "_misaki", broken)
+    g.cache_clear()
+    before = g.counts["fallback_words"]
+    ph = g("Read this sentence anyway.")
+    assert ph.engine == "espeak" and ph.phonemes
+    assert ph.fallbacks == ["Read", "this", "sentence", "anyway"]
+    assert g.counts["fallback_words"] == before + 4
+    g.cache_clear()

@@ -421,7 +421,19 @@ class G2P:
                 return f"[{m.group()}](/{ps}/)"  # misaki's override markup, ours only
 
             guarded = _LEX_WORD.sub(own, guarded)
-        raw, tokens = self._misaki(guarded)
+        try:
+            raw, tokens = self._misaki(guarded)
+        except Exception as exc:  # noqa: BLE001 - misaki's own bug must not lose the text
+            # e.g. num2words' OverflowError on a number beyond 10**300 in unsanitized text:
+            # espeak reads this text instead, and every word counts as a fallback
+            log.warning("misaki failed on a %d-character text (%s: %s); espeak reads it",
+                        len(text), type(exc).__name__, str(exc)[:120])
+            raw = self._espeak_g2p()(text)
+            phonemes, dropped = clean_phonemes(raw)
+            spoken = _ALNUM.findall(text) if phonemes else []
+            return Phonemized(text, phonemes, self.lang, dropped=dropped, engine="espeak",
+                              words=[w.lower() for w in spoken], fallbacks=list(spoken),
+                              spans=even_spans(spoken, phonemes))
         phonemes, dropped = clean_phonemes(raw)
         fallbacks, unknown, words = [], [], []
         spans: list[list] = []  # [word as written, start, end] beside each entry of words
