@@ -19,13 +19,22 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import yaml
-from kokoro_onnx.config import DEFAULT_VOCAB
 
-#: Kokoro's phoneme symbols (labkit.engine.g2p.VOCAB is the same table)
-SYMBOLS = frozenset(DEFAULT_VOCAB)
+
+@lru_cache(maxsize=1)
+def symbols() -> frozenset[str]:
+    """Kokoro's phoneme vocabulary (kokoro-onnx's table)."""
+    # heavy: importing kokoro_onnx loads onnxruntime and numpy, and labkit.config (which
+    # validates a lexicon) must load with PyYAML alone (labkit.preflight runs before install)
+    from kokoro_onnx.config import DEFAULT_VOCAB
+
+    return frozenset(DEFAULT_VOCAB)
+
+
 WORD = re.compile(r"^[^\W_]+(?:['’-][^\W_]+)*$")
 
 
@@ -68,7 +77,7 @@ def parse_lexicon(data, path: str = "<lexicon>") -> Lexicon:
                                f"got {phonemes!r}")
         ps = phonemes.strip()
         for ch in ps:
-            if ch not in SYMBOLS or ch == " ":
+            if ch not in symbols() or ch == " ":
                 what = "a space" if ch.isspace() else repr(ch)
                 raise LexiconError(f"{path}: entry {word!r}: phoneme symbol {what} "
                                    f"(U+{ord(ch):04X}) is not in Kokoro's vocabulary")
