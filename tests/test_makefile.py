@@ -1,4 +1,5 @@
 """The Makefile on the Mac (``uname -s`` = Darwin, set on make's command line here)."""
+import os
 import shutil
 import subprocess
 
@@ -10,8 +11,11 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make
 
 
 def dry_run(*args: str) -> list[str]:
-    out = subprocess.run(["make", "-n", *args], cwd=REPO_ROOT, capture_output=True, text=True,
-                         timeout=30)
+    # under `make test` the parent make's flags (MAKEFLAGS, MAKELEVEL) would add
+    # "make[1]: Entering directory" lines: run it as a top-level make
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    out = subprocess.run(["make", "--no-print-directory", "-n", *args], cwd=REPO_ROOT,
+                         capture_output=True, text=True, timeout=30, env=env)
     assert out.returncode == 0, out.stderr
     return out.stdout.splitlines()
 
