@@ -3,6 +3,7 @@ imports hidden inside functions, and one of each instrument."""
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,42 @@ def test_one_of_each_instrument(needle, allowed):
     """Sessions are made by engine.ort.new_session; files are written by labkit.files."""
     sites = {str(p.relative_to(ROOT)) for p in MODULES.values() if needle in p.read_text()}
     assert sites <= allowed
+
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def _code(path: Path) -> list[str]:
+    return ["".join(c["source"]) for c in json.loads(path.read_text())["cells"]
+            if c["cell_type"] == "code"]
+
+
+def thin_problems(cells: list[str]) -> list[str]:
+    """Why a notebook is not thin: function definitions, a loop holding an `if` (logic that
+    belongs in labkit), or not exactly one `with Stage(...)` running the stage."""
+    problems = []
+    for i, src in enumerate(cells):
+        tree = ast.parse(src)
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                problems.append(f"cell {i} defines {node.name}")
+            if isinstance(node, (ast.For, ast.While)) and any(isinstance(n, ast.If) for n in ast.walk(node)):
+                problems.append(f"cell {i} has a loop with an if in it (line {node.lineno})")
+    stages = sum(src.count("with Stage(") for src in cells)
+    if stages != 1:
+        problems.append(f"{stages} `with Stage(...)` blocks (one runs the stage)")
+    return problems
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebooks_are_thin(path):
+    assert thin_problems(_code(path)) == []
+
+
+def test_the_thin_check_catches_logic_in_a_notebook():
+    fat = ["x = 1", "def helper():\n    return 2",
+           "for r in rows:\n    if r:\n        print(r)", "with Stage(a, b) as st:\n    pass"]
+    problems = thin_problems(fat)
+    assert any("defines helper" in p for p in problems)
+    assert any("loop with an if" in p for p in problems)
+    assert thin_problems(["print(1)"]) == ["0 `with Stage(...)` blocks (one runs the stage)"]
