@@ -30,6 +30,13 @@ def fixed(v: Any, places: int = 3) -> str:
     return f"{v:.{places}f}"
 
 
+def interval(ci: Sequence[float] | None, places: int = 3) -> str:
+    """A 95 % interval as ``[lo, hi]`` with ``places`` decimals (empty when there is none)."""
+    if not ci or len(ci) != 2 or any(x is None for x in ci):
+        return ""
+    return f"[{ci[0]:.{places}f}, {ci[1]:.{places}f}]"
+
+
 def markdown(rows: Sequence[dict], columns: Sequence[str] | None = None, digits: int = 4,
              headers: Sequence[str] | None = None) -> str:
     """Rows of dicts as a Markdown table; ``headers`` rename the columns."""

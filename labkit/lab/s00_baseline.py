@@ -20,6 +20,7 @@ from labkit.measure.baseline import KokoroBaseline, load_time
 from labkit.measure.compare import compare
 from labkit.measure.streaming import run_stream, summarize_runs
 from labkit.measure.texts import named, word_count
+from labkit.tables import interval
 
 NAME = "00_baseline"
 METHODS = ("create", "create_stream", "labkit")
@@ -88,7 +89,7 @@ def table(result: dict[str, Any]) -> str:
         for m in METHODS:
             s = by[m]
             rows.append(f"| {name} | {by['words']} | {m} | {s['ttfa_s']:.3f} | {s['ttfa_ratio']:.2f} | "
-                        f"[{s['ttfa_ci95'][0]:.2f}, {s['ttfa_ci95'][1]:.2f}] | {s['total_s']:.3f} | "
+                        f"{interval(s['ttfa_ci95'], 2)} | {s['total_s']:.3f} | "
                         f"{s['rtf']:.3f} | {s['chunks']} |")
     return "\n".join(rows)
 

@@ -38,7 +38,7 @@ from labkit.engine.runtime import Engine
 from labkit.engine.text import InputTooLong, sanitize
 from labkit.measure import texts
 from labkit.measure.compare import Comparison, bootstrap_median_ci, compare
-from labkit.tables import markdown
+from labkit.tables import interval, markdown
 from labkit.timing import measure
 
 NAME = "01_g2p_sanitization"
@@ -456,8 +456,8 @@ def saved_table(result: dict[str, Any]) -> str:
 
 
 def cost_table(result: dict[str, Any]) -> str:
-    rows = [dict(r, ci95=f"[{r['labkit_over_misaki_ci95'][0]:.3f}, {r['labkit_over_misaki_ci95'][1]:.3f}]",
-                 noise=f"[{r['noise_band'][0]:.3f}, {r['noise_band'][1]:.3f}]")
+    rows = [dict(r, ci95=interval(r['labkit_over_misaki_ci95']),
+                 noise=interval(r['noise_band']))
             for r in result["cost"]["rows"]]
     cols = ["text", "words", "pieces", "g2p_calls", "misaki_s", "labkit_s", "first_piece_s",
             "sanitize_s", "espeak_s",

@@ -30,7 +30,7 @@ from labkit.measure import corpora
 from labkit.measure import profile as profiling
 from labkit.measure.compare import Comparison, compare, compare_cold
 from labkit.quality import lsd_db
-from labkit.tables import fixed
+from labkit.tables import fixed, interval
 
 NAME = "02_ort_conversion"
 #: the stage's criterion for the journal: warm seconds per inference, judged at the length
@@ -325,7 +325,7 @@ def missed_target_notes(variant: str, r: dict) -> list[str]:
             f"best) plus one inference of the primer ({c['best']['first_run']:.2f} s); even a "
             f"session that cost nothing to create would give at most {r['cold_ceiling']:.2f}x")
     if not r["targets"]["faster_at_every_length"]:
-        slow = [f"{w['tokens']} tok {w['speedup']:.2f}x [{w['ci95'][0]:.2f}, {w['ci95'][1]:.2f}]"
+        slow = [f"{w['tokens']} tok {w['speedup']:.2f}x {interval(w['ci95'], 2)}"
                 for w in r["warm"].values() if not w["ci95"][0] > 1.0]
         notes.append(f"{variant}: the best session is not faster beyond the noise at every length "
                      f"({', '.join(slow)}): " + ("nothing screened was earned, so best is the default"
@@ -443,8 +443,8 @@ def final_table(r: dict) -> str:
             "|---|---|---|---|---|---|---|---|"]
     for w in sorted(r["warm"].values(), key=lambda w: w["tokens"]):
         rows.append(f"| {w['tokens']} | {fixed(w['default_s'])} | {fixed(w['best_s'])} | "
-                    f"{fixed(w['speedup'])} | [{w['ci95'][0]:.3f}, {w['ci95'][1]:.3f}] | "
-                    f"[{w['noise_band'][0]:.3f}, {w['noise_band'][1]:.3f}] | {fixed(w['rtf_best'])} | "
+                    f"{fixed(w['speedup'])} | {interval(w['ci95'], 3)} | "
+                    f"{interval(w['noise_band'], 3)} | {fixed(w['rtf_best'])} | "
                     f"{fixed(w['drift_vs_default_db'])} |")
     return "\n".join(rows)
 
@@ -463,7 +463,7 @@ def cold_table(r: dict) -> str:
     for label, c in r["cold"].items():
         ratio = r["cold_ratio"].get(label)
         vs = fixed(ratio["ratio"]) if ratio else "1 (baseline)"
-        ci = f"[{ratio['ci95'][0]:.3f}, {ratio['ci95'][1]:.3f}]" if ratio else ""
+        ci = interval(ratio["ci95"]) if ratio else ""
         rows.append(f"| {label} | {fixed(c['first_audio'])} | {fixed(c['create'])} | "
                     f"{fixed(c['first_run'])} | {vs} | {ci} |")
     return "\n".join(rows)

@@ -22,6 +22,7 @@ from labkit.lab.stage import public
 from labkit.measure import seams, texts
 from labkit.measure.compare import compare
 from labkit.measure.streaming import first_audio, run_stream, stream_failures, summarize_runs
+from labkit.tables import interval
 
 NAME = "05_chunking"
 #: the stage's criterion for the journal: time to first audio
@@ -200,7 +201,7 @@ def sweep_table(result: dict[str, Any]) -> str:
             "underruns (max) | words |", "|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         rows.append(f"| {r['label']} | {r['chunks']} | {r['ttfa_s']:.3f} | {r['ttfa_ratio']:.3f} | "
-                    f"[{r['ttfa_ci95'][0]:.3f}, {r['ttfa_ci95'][1]:.3f}] | {r['total_s']:.2f} | "
+                    f"{interval(r['ttfa_ci95'], 3)} | {r['total_s']:.2f} | "
                     f"{r['rtf']:.3f} | {r['underruns_max']} | {r.get('words_present')} |")
     return "\n".join(rows)
 

@@ -23,6 +23,7 @@ from labkit.measure.texts import named
 from labkit.measure.compare import compare
 from labkit.measure.streaming import run_stream, stream_failures
 from labkit.quality import lsd_db
+from labkit.tables import interval
 
 NAME = "06_dual_sessions"
 #: the stage's criterion for the journal: the time to stream the whole text
@@ -272,7 +273,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             continue
         per = {k: int(v["pieces"]) for k, v in (r["per_session"] or {}).items()}
         out.append(f"| {r['candidate']} | {r['text']} | {r['threads']} | {r['ttfa_s']:.3f} | "
-                   f"{r['total_s']:.2f} | {r['ratio']:.3f} | [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}] | "
+                   f"{r['total_s']:.2f} | {r['ratio']:.3f} | {interval(r['ci95'], 3)} | "
                    f"{r['underruns_max']} | {r['cpu_utilization']:.2f} | {per} |")
     return "\n".join(out)
 

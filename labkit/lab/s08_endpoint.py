@@ -37,6 +37,7 @@ from labkit.measure.compare import compare
 from labkit.measure.streaming import run_stream, summarize_runs
 from labkit.measure.texts import capped
 from labkit.served import resolve
+from labkit.tables import interval
 
 NAME = "08_endpoint"
 TEXT_NAMES = ("phrase", "sentence", "paragraph", "article")
@@ -153,7 +154,7 @@ def table(results: dict[str, dict[str, dict]]) -> str:
         for runner, s in by_runner.items():
             lines.append(
                 f"| {text} | {runner} | {s['ttfa_s']:.3f} | {s['ttfa_ratio']:.3f} | "
-                f"[{s['ttfa_ci95'][0]:.3f}, {s['ttfa_ci95'][1]:.3f}] | {s['total_s']:.2f} | "
+                f"{interval(s['ttfa_ci95'], 3)} | {s['total_s']:.2f} | "
                 f"{s['audio_s']:.2f} | {s['rtf']:.3f} | {s['underruns_max']} | {s['chunks']} |")
     return "\n".join(lines)
 
