@@ -120,7 +120,8 @@ def _runner(sess, feeds):
 
 
 def screen(model_path: Path, changes: list[SessionChange], feeds: dict, cache_dir: Path,
-           rounds: int | None, warmup: int, log=print) -> dict[str, Any]:
+           rounds: int | None, warmup: int, log=print,
+           max_rounds: int | None = None) -> dict[str, Any]:
     """Every candidate's warm time at one length against the default (the one instrument),
     and its audio's distance from the default's. A candidate whose session cannot be made
     (a rewrite failing its check) is kept with its error."""
@@ -135,7 +136,8 @@ def screen(model_path: Path, changes: list[SessionChange], feeds: dict, cache_di
     # differ, and every candidate here is a session of its own
     control = _runner(open_session(model_path, candidates_base(changes), cache_dir), feeds)
     cmp = compare({k: _runner(s, feeds) for k, s in sessions.items()}, "default",
-                  warmup=warmup, rounds=rounds, keep=lambda y: y, control=control)
+                  warmup=warmup, rounds=rounds, max_rounds=max_rounds, keep=lambda y: y,
+                  control=control)
     audio = {k: v[-1] for k, v in cmp.kept.items()}
     cmp.kept = {}
     rows = {}
@@ -213,7 +215,7 @@ def run_variant(cfg: LabConfig, variant: str, *, levels=(), thread_counts=(), mo
                 screen_length: int = 120, rounds: int | None = None, warmup: int = 1,
                 cold_rounds: int | None = None, cold_tokens: int = 30,
                 profile_tokens: int = 250, max_lsd_db: float = 1.0,
-                out_dir: Path | None = None, log=print) -> dict:
+                out_dir: Path | None = None, log=print, max_rounds: int | None = None) -> dict:
     """Screen one-change candidates at ``screen_length``, combine what was earned, then
     time default vs best at every length (warm) and in fresh processes (cold), and profile
     both. Returns a JSON-able record (plus ``_audio`` for players)."""
@@ -230,7 +232,7 @@ def run_variant(cfg: LabConfig, variant: str, *, levels=(), thread_counts=(), mo
     log(f"[{variant}] screening at ~{screen_length} tokens")
     cands = screen_candidates(base, levels=levels, threads=thread_counts, modes=modes,
                               toggles=toggles, rewrites=rewrites, all_rewrites=True)
-    scr = screen(model, cands, feeds[screen_length], cache_dir, rounds, warmup, log)
+    scr = screen(model, cands, feeds[screen_length], cache_dir, rounds, warmup, log, max_rounds)
     comparisons[f"{variant}: screen at {n_tokens(feeds[screen_length])} tokens"] = scr["comparison"].to_dict()
     rec["screen"] = scr["rows"]
     rec["screen_noise_band"] = list(scr["comparison"].noise_band)
@@ -245,7 +247,7 @@ def run_variant(cfg: LabConfig, variant: str, *, levels=(), thread_counts=(), mo
     rec["warm"], rec["_audio"] = {}, {"default": {}, "best": {}}
     for n in token_lengths:
         cmp = compare({k: _runner(s, feeds[n]) for k, s in sessions.items()}, "default",
-                      warmup=warmup, rounds=rounds, keep=lambda y: y,
+                      warmup=warmup, rounds=rounds, max_rounds=max_rounds, keep=lambda y: y,
                       control=_runner(second_default, feeds[n]))
         for label in ("default", "best"):
             rec["_audio"][label][n] = cmp.kept[label][-1]
@@ -304,13 +306,15 @@ def run_variant(cfg: LabConfig, variant: str, *, levels=(), thread_counts=(), mo
 def run(cfg: LabConfig, st, *, variants=("int8",), levels=(), thread_counts=(), modes=(),
         toggles=(), rewrites=(), token_lengths=(30, 120, 250, 500), screen_length: int = 120,
         rounds: int | None = None, warmup: int = 1, cold_rounds: int | None = None,
-        cold_tokens: int = 30, profile_tokens: int = 250, max_lsd_db: float = 1.0) -> dict:
+        cold_tokens: int = 30, profile_tokens: int = 250, max_lsd_db: float = 1.0,
+        max_rounds: int | None = None) -> dict:
     """Every variant through :func:`run_variant`; variant -> its record."""
     return {v: run_variant(cfg, v, levels=levels, thread_counts=thread_counts, modes=modes,
                            toggles=toggles, rewrites=rewrites, token_lengths=token_lengths,
                            screen_length=screen_length, rounds=rounds, warmup=warmup,
                            cold_rounds=cold_rounds, cold_tokens=cold_tokens,
-                           profile_tokens=profile_tokens, max_lsd_db=max_lsd_db, out_dir=st.dir)
+                           profile_tokens=profile_tokens, max_lsd_db=max_lsd_db, out_dir=st.dir,
+                           max_rounds=max_rounds)
             for v in variants}
 
 
