@@ -183,8 +183,8 @@ class SelectionConfig:
     """Rules the journal uses to make each stage's choice (labkit.lab.selection): a
     candidate replaces its stage's baseline only when it passed every check, was measured
     on every criterion the baseline was, and the 95 % interval of its ratio to the baseline
-    on the stage's criterion lies wholly above 1.0 (ratio > 1: better). Among several, the
-    highest low end wins; an exact tie, or no such candidate, keeps the baseline."""
+    on the stage's criterion lies wholly above 1.0 + ``min_gain`` (ratio > 1: better). Among
+    several, the highest low end wins; an exact tie, or no such candidate, keeps the baseline."""
 
     #: the quality check: a candidate further than this from the reference (log-spectral
     #: distance, dB) fails it, as does one whose distance was not measured
@@ -192,14 +192,31 @@ class SelectionConfig:
     #: stage -> the criterion its choice is made on (e.g. {"05_chunking": "ttfa_s"}); a stage
     #: not listed uses the criterion its baseline candidate names
     criteria: dict[str, str] = field(default_factory=dict)
+    #: the smallest gain worth a change: the interval's low end must clear 1 + min_gain. A
+    #: gain of a percent or two can be real within one run and still flip between two runs
+    #: (the machine drifts between them), and it is not worth a change that must then be
+    #: carried, verified and explained; 0 takes any gain the interval shows.
+    min_gain: float = 0.03
 
     def validate(self) -> None:
         if not self.max_lsd_db > 0:
             raise ConfigError(f"selection.max_lsd_db={self.max_lsd_db!r}: must be > 0")
+        if not (isinstance(self.min_gain, (int, float)) and 0 <= self.min_gain < 1):
+            raise ConfigError(f"selection.min_gain={self.min_gain!r}: must be >= 0 and < 1 "
+                              "(0.03: the interval must lie above 1.03)")
         for stage, crit in self.criteria.items():
             if not isinstance(crit, str) or not crit:
                 raise ConfigError(f"selection.criteria[{stage!r}]={crit!r}: must name a figure, "
                                   "e.g. ttfa_s or rtf")
+
+    @property
+    def threshold(self) -> float:
+        """What the low end of a ratio's 95 % interval must exceed to earn a change."""
+        return 1.0 + self.min_gain
+
+    def clears(self, ci95) -> bool:
+        """Rule (c) on an interval [low, high] of a ratio (> 1: better)."""
+        return float(ci95[0]) > self.threshold
 
 
 @dataclass

@@ -4,10 +4,12 @@ import random
 
 import pytest
 
-from labkit.config import ConfigError, LabConfig, SelectionConfig
+from labkit.config import ConfigError, LabConfig, SelectionConfig, SessionConfig
+from labkit.lab import s02_ort_conversion as s02
 from labkit.lab.selection import best_json, check_failures, rank, select
 
-RULES = SelectionConfig(max_lsd_db=2.0)
+#: the rules at a zero gain margin: most tests here are about rule (c)'s 1.0 itself
+RULES = SelectionConfig(max_lsd_db=2.0, min_gain=0.0)
 CHOICE_FIELDS = {"stage", "choice", "baseline", "criterion", "ratio", "ci95", "failed_checks",
                  "run_id", "reason"}
 
@@ -174,6 +176,26 @@ def test_recorded_measurements_shuffled_give_the_same_answer():
     assert [c["choice"] for c in first["choices"]] == ["b", "qdq", "primer", "single"]
 
 
+@pytest.mark.parametrize("ci, taken", [((1.01, 1.05), False), ((1.029, 1.2), False),
+                                        ((1.031, 1.2), True), ((1.3, 1.4), True)])
+def test_a_gain_inside_min_gain_keeps_the_baseline(ci, taken):
+    rules = SelectionConfig(max_lsd_db=2.0, min_gain=0.03)
+    ch, _ = one([base(), cand("small", ci)], rules=rules)
+    assert (ch["choice"] == "small") is taken
+    assert ("wholly above 1.03" if taken else "not wholly above 1.03") in ch["reason"]
+    # the same interval with no margin is taken: min_gain is what refused it
+    assert one([base(), cand("small", ci)])[0]["choice"] == "small"
+
+
+def test_a_stage_screen_uses_the_same_margin():
+    base_s = SessionConfig()
+    cands = s02.screen_candidates(base_s, toggles=["enable_mem_pattern"])
+    label = cands[1].label
+    rows = {"default": {}, label: {"ci95": [1.01, 1.04], "drift_vs_default_db": 0.0}}
+    assert s02.combine(base_s, cands, rows, rules=SelectionConfig(min_gain=0.03))[1] == []
+    assert s02.combine(base_s, cands, rows, rules=SelectionConfig(min_gain=0.0))[1] == [label]
+
+
 def test_check_failures_lists_every_failed_check():
     assert check_failures(cand("a", (1, 2), lsd=3.0, failed_checks=["NaN"]), RULES) == [
         "NaN", "lsd 3.00 dB > bound 2.00 dB"]
@@ -185,6 +207,9 @@ def test_selection_rules_are_validated():
         LabConfig().with_overrides({"selection.max_lsd_db": 0}).validate()
     with pytest.raises(ConfigError, match="criteria"):
         LabConfig().with_overrides({"selection.criteria": {"02_ort": ""}}).validate()
+    for bad in (-0.01, 1.0, "3 %"):
+        with pytest.raises(ConfigError, match="min_gain"):
+            LabConfig().with_overrides({"selection.min_gain": bad}).validate()
     cfg = LabConfig().with_overrides({"selection.criteria": {"05_chunking": "ttfa_s"}}).validate()
     assert cfg.selection.criteria == {"05_chunking": "ttfa_s"}
 

@@ -118,6 +118,13 @@ def stage_seconds(records: list[dict]) -> dict[str, float]:
     return out
 
 
+def _threshold(best: dict) -> str:
+    """The rule's threshold as best.json recorded it (1.0 for a best.json from before the
+    gain margin existed)."""
+    gain = (best.get("rules") or {}).get("min_gain") or 0.0
+    return f"{1.0 + float(gain):.2f}"
+
+
 def render_results(run_id: str, records: list[dict], best: dict) -> str:
     """The page's markdown from ``run_id``'s records and the best.json made from them."""
     records = sorted(records, key=lambda r: str(r.get("stage")))
@@ -126,7 +133,8 @@ def render_results(run_id: str, records: list[dict], best: dict) -> str:
              f"Every figure below is from run `{run_id}`'s stage records "
              "(`artifacts/<run>/<stage>/metrics.json`). Ratios are how many times better than "
              "the stage's baseline (> 1: better), with bootstrap 95 % intervals over "
-             "interleaved rounds; a change ships only when its interval lies wholly above 1.0.",
+             "interleaved rounds; a change ships only when its interval lies wholly above "
+             f"{_threshold(best)} (1.0 + selection.min_gain).",
              "", "## Machine", ""] + machine_lines(env)
     lines += ["## What ships (best.json)", ""]
     if best.get("choices"):

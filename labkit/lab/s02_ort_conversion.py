@@ -4,7 +4,8 @@
 * :func:`screen_candidates` -- the default session plus one change at a time.
 * :func:`screen` -- every candidate's session alive at once, timed by the one instrument
   (labkit.measure.compare: interleaved rounds, paired ratios, bootstrap intervals, an A/A
-  control); a change is taken only when its interval lies wholly above 1.0.
+  control); a change is taken only when its interval lies wholly above the journal's
+  threshold (``SelectionConfig.clears``: 1.0 + min_gain).
 * :func:`final` -- the default against the combination of what was taken, at every length,
   warm and cold (fresh processes, ``python -m labkit.optimize.convert cold``), profiled.
 * :func:`run` / :func:`record` -- what the notebook calls.
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from labkit import machine
-from labkit.config import LabConfig, SessionConfig
+from labkit.config import LabConfig, SelectionConfig, SessionConfig
 from labkit.engine import assets, cache
 from labkit.engine.g2p import VOCAB, get_g2p, tokenize
 from labkit.engine.ort import SAMPLE_RATE, kokoro_feeds, n_tokens, style_row
@@ -153,17 +154,20 @@ def screen(model_path: Path, changes: list[SessionChange], feeds: dict, cache_di
 
 
 def combine(base: SessionConfig, changes: list[SessionChange], rows: dict[str, dict],
-            max_lsd_db: float = 1.0) -> tuple[SessionConfig, list[str]]:
+            max_lsd_db: float = 1.0, rules: SelectionConfig | None = None
+            ) -> tuple[SessionConfig, list[str]]:
     """The default with every change that was earned in the screen: its 95 % interval wholly
-    above 1.0 and its audio's drift from the default's (LSD) within ``max_lsd_db``. Changes of one field
+    above the journal's threshold (``rules.clears``: 1.0 + min_gain) and its audio's drift from
+    the default's (LSD) within ``max_lsd_db``. Changes of one field
     keep the one with the highest low end. Returns the settings and the labels taken."""
+    rules = rules or SelectionConfig()
     fields: dict[str, tuple[float, object]] = {}
     taken = []
     for c in changes:
         r = rows.get(c.label, {})
         if c.label == "default" or "ci95" not in r:
             continue
-        if not (r["ci95"][0] > 1.0 and r["drift_vs_default_db"] <= max_lsd_db):
+        if not (rules.clears(r["ci95"]) and r["drift_vs_default_db"] <= max_lsd_db):
             continue
         taken.append(c.label)
         for name, value in c.changes.items():
@@ -236,7 +240,7 @@ def run_variant(cfg: LabConfig, variant: str, *, levels=(), thread_counts=(), mo
     comparisons[f"{variant}: screen at {n_tokens(feeds[screen_length])} tokens"] = scr["comparison"].to_dict()
     rec["screen"] = scr["rows"]
     rec["screen_noise_band"] = list(scr["comparison"].noise_band)
-    best, taken = combine(base, cands, scr["rows"], max_lsd_db=max_lsd_db)
+    best, taken = combine(base, cands, scr["rows"], max_lsd_db=max_lsd_db, rules=cfg.selection)
     rec["taken"] = taken
     rec["rejected"] = {k: v for k, v in scr["rows"].items() if k != "default" and k not in taken}
 

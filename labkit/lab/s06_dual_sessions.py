@@ -17,6 +17,7 @@ import numpy as np
 import onnxruntime as ort
 
 from labkit import machine
+from labkit.config import SelectionConfig
 from labkit.engine.pipeline import StreamingSynthesizer, build_engines, fastest
 from labkit.lab.s05_chunking import chunking_label
 from labkit.measure.texts import named
@@ -150,12 +151,14 @@ def compare_sessions(cfg, candidates: list[dict[str, Any]], texts: list[str],
 
 
 def dual_rule(rows: list[dict[str, Any]], band: float = 0.05,
-              facts: machine.Facts | None = None) -> dict[str, Any]:
+              facts: machine.Facts | None = None,
+              rules: SelectionConfig | None = None) -> dict[str, Any]:
     """Single vs dual, per text: the best single-session row (the baseline of the ratios)
     against the dual pair whose interval's low end is highest. Two sessions are used only
     where, on every text measured, the pair streams faster beyond the noise (its interval
-    wholly above 1.0), its first audio is not later by more than ``band``, and it has no more
+    wholly above ``rules.threshold``, the journal's 1.0 + min_gain), its first audio is not later by more than ``band``, and it has no more
     underruns. The rule text names the machine measured (``facts``, default this one)."""
+    rules = rules or SelectionConfig()
     texts = sorted({r["text"] for r in rows if r.get("status") == "ok"})
     per_text, wins = {}, []
     best_single = None
@@ -174,7 +177,7 @@ def dual_rule(rows: list[dict[str, Any]], band: float = 0.05,
                   "dual_speedup_ci95": d["ci95"],
                   "underruns_single": s["underruns_max"], "underruns_dual": d["underruns_max"],
                   "cpu_single": s["cpu_utilization"], "cpu_dual": d["cpu_utilization"]}
-        win = (d["ci95"][0] > 1.0 and ratios["ttfa_dual_over_single"] <= 1 + band
+        win = (rules.clears(d["ci95"]) and ratios["ttfa_dual_over_single"] <= 1 + band
                and d["underruns_max"] <= s["underruns_max"])
         ratios["dual_pays"] = win
         per_text[t] = ratios
@@ -188,7 +191,7 @@ def dual_rule(rows: list[dict[str, Any]], band: float = 0.05,
                 "faster beyond the noise without later first audio or more underruns")
     else:
         rule = ("keep one session: two sessions did not stream faster beyond the noise (interval "
-                f"wholly above 1.0) without a first audio later by more than {band:.0%} or more "
+                f"wholly above {rules.threshold:.2f}) without a first audio later by more than {band:.0%} or more "
                 f"underruns on every text measured (on {(facts or machine.current()).cores_phrase()} "
                 "the sessions compete for the same cores)")
     return {"use_dual": use_dual, "rule": rule, "per_text": per_text,
@@ -238,7 +241,8 @@ def run(cfg, st, *, candidates: list[dict[str, Any]], texts: list[str], rounds: 
     cfg = cfg.with_overrides({"pipeline.queue_depth": queue_depth})
     rows, comparisons = compare_sessions(cfg, candidates, texts, rounds, startup_buffer_s)
     gc.collect()
-    return {"rows": rows, "comparisons": comparisons, "rule": dual_rule(rows, band)}
+    return {"rows": rows, "comparisons": comparisons,
+            "rule": dual_rule(rows, band, rules=cfg.selection)}
 
 
 def record(st, result: dict[str, Any]) -> None:

@@ -21,7 +21,8 @@ A candidate replaces the baseline only when
     is within ``max_lsd_db``;
 (b) it was measured on every criterion the baseline was (``measured``);
 (c) its ratio is on the stage's criterion (``SelectionConfig.criteria[stage]``, else the
-    baseline's ``criterion``) and its 95 % interval lies wholly above 1.0.
+    baseline's ``criterion``) and its 95 % interval lies wholly above 1.0 + ``min_gain``
+    (``SelectionConfig.clears``: a gain smaller than that is not worth a change).
 
 Among several such candidates the one whose interval's low end is highest wins; an exact
 tie keeps the baseline. Nothing depends on the order of the records or candidates, and no
@@ -81,9 +82,9 @@ def why_not(candidate: dict, baseline: dict, criterion: str | None, rules: Selec
     ci = _interval(candidate)
     if candidate.get("ratio") is None or ci is None:
         return f"no ratio with a 95 % interval on {criterion}"
-    if not ci[0] > 1.0:
+    if not rules.clears(ci):
         return (f"{criterion} ratio {float(candidate['ratio']):.3f}, 95 % interval "
-                f"[{ci[0]:.3f}, {ci[1]:.3f}] not wholly above 1.0")
+                f"[{ci[0]:.3f}, {ci[1]:.3f}] not wholly above {rules.threshold:.2f}")
     return ""
 
 
@@ -174,7 +175,7 @@ def judge(rec: dict, rules: SelectionConfig) -> tuple[dict, list[dict]]:
     win = earned[0]
     lo, hi = _interval(win)
     reason = (f"{win.get('name')}: {crit} ratio {float(win['ratio']):.3f}, 95 % interval "
-              f"[{lo:.3f}, {hi:.3f}] wholly above 1.0, all checks passed")
+              f"[{lo:.3f}, {hi:.3f}] wholly above {rules.threshold:.2f}, all checks passed")
     for c in earned[1:]:
         clo = _interval(c)[0]
         rejected.append({"stage": stage, "candidate": c.get("name"),
@@ -230,8 +231,9 @@ def select(records: list[dict], rules: SelectionConfig, base: LabConfig | None =
         "choices": choices,
         "rejected": rejected,
         "rules": {"max_lsd_db": rules.max_lsd_db, "criteria": dict(rules.criteria),
+                  "min_gain": rules.min_gain,
                   "earned_when": "no failed checks, measured on every criterion the baseline "
-                                 "was, 95 % interval of the ratio wholly above 1.0"},
+                                 f"was, 95 % interval of the ratio wholly above {rules.threshold:.2f}"},
     }
 
 
