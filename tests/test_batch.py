@@ -101,10 +101,36 @@ def test_second_run_is_compared_with_the_first(batch):
                        parameters={"01_a.value": "2.0"})
     assert second != batch["run_id"]
     md = (batch["art"] / "journal" / "JOURNAL.md").read_text()
-    assert f"previous run: {batch['run_id']}" in md
+    assert f"previous run of this batch: {batch['run_id']}" in md
     assert "REGRESSED +150%" in md  # ttfa_s went 0.8 -> 2.0
 
 
 def test_only_unknown_stage_is_an_error(batch):
     with pytest.raises(ConfigError, match="no such stage"):
         run_batch(batch["path"], cfg=batch["cfg"], only=["99_nope"])
+
+
+def test_only_never_writes_into_a_run_of_another_batch(batch, tmp_path):
+    # a smoke-like batch with a stage of the same name must start its own run
+    other = tmp_path / "other.yaml"
+    spec = yaml.safe_load(batch["path"].read_text())
+    other.write_text(yaml.safe_dump({"name": "other", "stages": spec["stages"][:1]}))
+    before = _record(batch, "01_a")
+    run = run_batch(other, cfg=batch["cfg"], only=["01_a"])
+    assert run != batch["run_id"]
+    assert _record(batch, "01_a") == before  # the first batch's record is untouched
+    # --only of the first batch goes back to its own newest run, not the other's
+    again = run_batch(batch["path"], cfg=batch["cfg"], only=["01_a"])
+    assert again != run
+    # and resuming a run with another batch's file is refused, naming both
+    with pytest.raises(ConfigError, match="made by batch 'other'"):
+        run_batch(batch["path"], cfg=batch["cfg"], resume=run, only=["01_a"])
+
+
+def test_the_journal_says_whether_the_previous_run_chose_the_same(batch):
+    third = run_batch(batch["path"], cfg=batch["cfg"], only=None)
+    best = json.loads((batch["art"] / "best.json").read_text())
+    rep = best["reproducibility"]
+    assert rep["previous_run"] not in (None, third) and rep["same"] is True and rep["differences"] == []
+    assert "made the same choice in every stage" in (batch["root"] / "docs" / "results.md").read_text()
+    assert "made the same choice in every stage" in (batch["art"] / "journal" / "JOURNAL.md").read_text()

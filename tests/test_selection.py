@@ -6,7 +6,7 @@ import pytest
 
 from labkit.config import ConfigError, LabConfig, SelectionConfig, SessionConfig
 from labkit.lab import s02_ort_conversion as s02
-from labkit.lab.selection import best_json, check_failures, rank, select
+from labkit.lab.selection import best_json, check_failures, choice_differences, rank, select
 
 #: the rules at a zero gain margin: most tests here are about rule (c)'s 1.0 itself
 RULES = SelectionConfig(max_lsd_db=2.0, min_gain=0.0)
@@ -284,3 +284,14 @@ def test_the_verdict_names_each_loss_and_passes_a_combination_that_does_not_lose
     unmeasured = s07_verify.verdict((1.0, 1.1), (1.0, 1.1), {"stock": 0, "shipped": 0},
                                     {"stock": 3.0, "shipped": None}, margin_db=1.0)
     assert unmeasured["ships"] == "stock"
+
+
+def test_choice_differences_name_each_stage_that_chose_otherwise():
+    a = select([rec("02_x", [base(), cand("fast", (1.2, 1.3))]),
+                rec("05_y", [base("primer"), cand("small", (0.9, 1.1))])], RULES)
+    assert choice_differences(a, a) == []
+    b = select([rec("02_x", [base(), cand("fast", (0.99, 1.3))]),
+                rec("06_z", [base("single")])], RULES)
+    diffs = choice_differences(a, b, "run-b")
+    assert diffs == ["02_x: fast here, default in run-b", "05_y: judged only in this run",
+                     "06_z: judged only in run-b"]

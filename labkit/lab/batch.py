@@ -11,7 +11,8 @@ A batch file::
 
 Each stage is executed into ``artifacts/<run_id>/<stage>/<stage>.ipynb``. A stage that
 fails is recorded as failed (its error and the executed notebook kept) and the batch goes
-on. ``only`` runs some stages (into the latest run unless ``resume`` names one);
+on. ``only`` runs some stages (into the newest run made by the same batch unless ``resume``
+names one);
 ``resume`` continues a run, skipping stages whose record is already ``ok``.
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 import yaml
 
 from labkit.config import REPO_ROOT, ConfigError, LabConfig
-from labkit.lab.journal import write_journal
+from labkit.lab.journal import batch_name, write_journal
 from labkit.lab.stage import RECORD_NAME, new_run_id, read_record, stage_dir, write_record
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,12 @@ def latest_run(cfg: LabConfig) -> str | None:
     return marker.read_text().strip() if marker.exists() else None
 
 
+def latest_run_of(cfg: LabConfig, name: str) -> str | None:
+    """The newest run made by the batch called ``name``."""
+    runs = sorted(p.name for p in cfg.resolve(cfg.artifacts_dir).glob("run-*") if p.is_dir())
+    return next((r for r in reversed(runs) if batch_name(cfg, r) == name), None)
+
+
 def _parse_value(raw: str) -> Any:
     return yaml.safe_load(raw)
 
@@ -87,7 +94,14 @@ def run_batch(file: str | Path, only: list[str] | None = None, resume: str | Non
     for name in only or []:
         if name not in known:
             raise ConfigError(f"--only {name}: no such stage in {batch.path}; stages: {', '.join(sorted(known))}")
-    run_id = resume or ((latest_run(cfg) if only else None) or new_run_id())
+    if resume and (cfg.resolve(cfg.artifacts_dir) / resume).is_dir():
+        made_by = batch_name(cfg, resume)
+        if made_by not in (None, batch.name):
+            raise ConfigError(f"--resume {resume}: that run was made by batch {made_by!r}, not "
+                              f"{batch.name!r} ({batch.path}); resume it with its own batch file")
+    # --only adds to the latest run made by this batch: a smoke stage must never overwrite a
+    # stage of the full journal's run
+    run_id = resume or (latest_run_of(cfg, batch.name) if only else None) or new_run_id()
     run_dir = cfg.resolve(cfg.artifacts_dir) / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     config_path = run_dir / "config.yaml"

@@ -13,13 +13,15 @@ import os
 import shutil
 from pathlib import Path
 
+import yaml
+
 from labkit import files
 from labkit.tables import cell
 from labkit.config import LabConfig
 from labkit.lab.results import (choices_table, comparison_lines, fmt_ci, headline_rows,
-                                write_results)
+                                reproducibility_lines, write_results)
 from labkit.quality import LSD_DEFINITION
-from labkit.lab.selection import best_json
+from labkit.lab.selection import best_json, choice_differences
 from labkit.lab.stage import RECORD_NAME, read_record
 
 #: relative change beyond which a figure counts as moved (the machines are noisy)
@@ -39,11 +41,41 @@ def run_records(cfg: LabConfig, run_id: str) -> list[tuple[Path, dict]]:
     return out
 
 
+def batch_name(cfg: LabConfig, run_id: str) -> str | None:
+    """The name of the batch a run was made by (its copy of the batch file), or None."""
+    path = cfg.resolve(cfg.artifacts_dir) / run_id / "batch.yaml"
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return data.get("name") if isinstance(data, dict) else None
+
+
 def previous_run(cfg: LabConfig, run_id: str) -> str | None:
+    """The newest earlier run made by the same batch (a smoke run is not compared with a
+    full one), with at least one record."""
     root = cfg.resolve(cfg.artifacts_dir)
+    name = batch_name(cfg, run_id)
     runs = sorted(p.name for p in root.glob("run-*") if p.is_dir() and p.name < run_id
-                  and any(p.glob(f"*/{RECORD_NAME}")))
+                  and any(p.glob(f"*/{RECORD_NAME}")) and batch_name(cfg, p.name) == name)
     return runs[-1] if runs else None
+
+
+def _run_base(cfg: LabConfig, run_id: str) -> LabConfig:
+    """The configuration a run started from (its config.yaml), else ``cfg``."""
+    path = cfg.resolve(cfg.artifacts_dir) / run_id / "config.yaml"
+    return LabConfig.from_yaml(path) if path.exists() else cfg
+
+
+def against_previous(cfg: LabConfig, run_id: str, best: dict, previous: str | None) -> dict:
+    """Did the previous run of the same batch make the same choices? Its records are
+    judged again by today's rules, so the answer is about the measurements, not the code."""
+    if not previous:
+        return {"previous_run": None, "same": None, "differences": []}
+    records = [r for _, r in run_records(cfg, previous)]
+    before = best_json(records, cfg.selection, _run_base(cfg, previous), previous, [])
+    diffs = choice_differences(best, before, previous)
+    return {"previous_run": previous, "same": not diffs, "differences": diffs}
 
 
 def direction(key: str) -> int:
@@ -126,8 +158,9 @@ def render_markdown(cfg: LabConfig, data: dict, best: dict, out_dir: Path) -> st
                   "- packages: " + ", ".join(f"{k} {v}" for k, v in (env.get("packages") or {}).items() if v),
                   "- assets (sha256): " + ", ".join(f"{k} `{v[:12]}…`" for k, v in (env.get("asset_sha256") or {}).items()),
                   ""]
-    lines += [f"Compared with the previous run: {data['previous'] or 'none (first run)'}; "
+    lines += [f"Compared with the previous run of this batch: {data['previous'] or 'none (first run)'}; "
               f"changes within ±{NOISE_BAND:.0%} count as noise.", ""]
+    lines += reproducibility_lines(best.get("reproducibility") or {}) + [""]
 
     lines += ["## Best configuration", ""]
     if best.get("choices"):
@@ -206,9 +239,9 @@ def write_journal(cfg: LabConfig, run_id: str) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     data = build_sections(cfg, run_id)
     records = [r for _, r in data["records"]]
-    run_cfg_path = root / run_id / "config.yaml"
-    base = LabConfig.from_yaml(run_cfg_path) if run_cfg_path.exists() else cfg
-    best = best_json(records, cfg.selection, base, run_id, [str(p) for p, _ in data["records"]])
+    best = best_json(records, cfg.selection, _run_base(cfg, run_id), run_id,
+                     [str(p) for p, _ in data["records"]])
+    best["reproducibility"] = against_previous(cfg, run_id, best, data["previous"])
     md = render_markdown(cfg, data, best, out_dir)
     paths = {"markdown": out_dir / "JOURNAL.md", "html": out_dir / "JOURNAL.html",
              "best": root / "best.json"}

@@ -125,6 +125,19 @@ def _threshold(best: dict) -> str:
     return f"{1.0 + float(gain):.2f}"
 
 
+def reproducibility_lines(rep: dict) -> list[str]:
+    """One paragraph: the previous run of the same batch, judged by the same rules, made
+    the same choices, or where it did not."""
+    prev = rep.get("previous_run")
+    if not prev:
+        return ["**Against the previous run:** none of this batch to compare with."]
+    if rep.get("same"):
+        return [f"**Against the previous run:** `{prev}` (the same batch, its records judged by "
+                "the same rules) made the same choice in every stage."]
+    return [f"**Against the previous run:** `{prev}` (the same batch, judged by the same rules) "
+            "chose differently:", ""] + [f"- {d}" for d in rep.get("differences") or []]
+
+
 def render_results(run_id: str, records: list[dict], best: dict) -> str:
     """The page's markdown from ``run_id``'s records and the best.json made from them."""
     records = sorted(records, key=lambda r: str(r.get("stage")))
@@ -149,6 +162,8 @@ def render_results(run_id: str, records: list[dict], best: dict) -> str:
         lines += [f"**Verification:** the combination had {verification.get('reason')}.", ""]
     elif verification:
         lines += [f"**Verification:** {verification.get('reason')}.", ""]
+    if "reproducibility" in best:
+        lines += reproducibility_lines(best["reproducibility"]) + [""]
     times = stage_seconds(records)
     if times:
         lines += ["## Stage times", "", "| stage | wall time |", "|---|---|"]

@@ -237,6 +237,24 @@ def select(records: list[dict], rules: SelectionConfig, base: LabConfig | None =
     }
 
 
+def choice_differences(best: dict, before: dict, before_run: str = "the other run") -> list[str]:
+    """Where two selections (best.json-shaped) chose differently: one line per stage whose
+    choice or settings differ, or that only one of them judged; [] when they agree."""
+    now = {c.get("stage"): c for c in best.get("choices") or []}
+    then = {c.get("stage"): c for c in before.get("choices") or []}
+    out = []
+    for stage in sorted(set(now) | set(then), key=str):
+        a, b = now.get(stage), then.get(stage)
+        if a is None or b is None:
+            out.append(f"{stage}: judged only in {'this run' if b is None else before_run}")
+        elif (a.get("choice"), a.get("overrides")) != (b.get("choice"), b.get("overrides")):
+            out.append(f"{stage}: {a.get('choice')} here, {b.get('choice')} in {before_run}")
+    if not out and best.get("overrides") != before.get("overrides"):
+        out.append(f"shipped settings differ (verification): {best.get('overrides')} here, "
+                   f"{before.get('overrides')} in {before_run}")
+    return out
+
+
 def best_json(records: list[dict], rules: SelectionConfig, base: LabConfig, run_id: str,
               record_paths: list[str]) -> dict:
     out = select(records, rules, base)
