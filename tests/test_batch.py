@@ -134,3 +134,10 @@ def test_the_journal_says_whether_the_previous_run_chose_the_same(batch):
     assert rep["previous_run"] not in (None, third) and rep["same"] is True and rep["differences"] == []
     assert "made the same choice in every stage" in (batch["root"] / "docs" / "results.md").read_text()
     assert "made the same choice in every stage" in (batch["art"] / "journal" / "JOURNAL.md").read_text()
+
+
+def test_the_batch_times_each_notebook_and_the_page_shows_it(batch):
+    times = json.loads((batch["art"] / batch["run_id"] / "wall_times.json").read_text())
+    assert set(times) >= {"01_a", "02_b", "03_broken"} and all(v > 0 for v in times.values())
+    assert "| stage | notebook wall time | inside the stage |" in (
+        batch["root"] / "docs" / "results.md").read_text()

@@ -4,7 +4,7 @@ import random
 
 from labkit.config import LabConfig, SelectionConfig
 from labkit.lab.journal import compare_headlines, write_journal
-from labkit.lab.results import fmt, fmt_ci, render_results
+from labkit.lab.results import fmt, fmt_ci, render_results, stage_time_lines
 from labkit.lab.selection import select
 from labkit.measure.compare import compare
 
@@ -115,4 +115,11 @@ def test_the_page_says_when_verification_shipped_the_stock_configuration():
                                              "reason": "lost to the stock configuration on speed"}}
     page = render_results("run-x", [rec], best)
     assert "ships the stock configuration" in page and "lost to the stock configuration on speed" in page
-    assert "| 07_verify | 3.0 min |" in page
+    assert "| 07_verify |  | 3.0 min |" in page  # no batch wall time given: only the inside one
+
+
+def test_stage_times_show_the_batch_wall_time_and_its_sum():
+    lines = stage_time_lines({"01_a": 60.0}, {"01_a": 90.0, "02_b": 30.0})
+    assert "| 01_a | 1.5 min | 1.0 min |" in lines and "| 02_b | 0.5 min |  |" in lines
+    assert "| all | 2.0 min | 1.0 min |" in lines
+    assert stage_time_lines({}, {}) == []

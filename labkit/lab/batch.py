@@ -26,7 +26,8 @@ from typing import Any
 import yaml
 
 from labkit.config import REPO_ROOT, ConfigError, LabConfig
-from labkit.lab.journal import batch_name, write_journal
+from labkit import files
+from labkit.lab.journal import WALL_TIMES_NAME, batch_name, read_wall_times, write_journal
 from labkit.lab.stage import RECORD_NAME, new_run_id, read_record, stage_dir, write_record
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,15 @@ def latest_run_of(cfg: LabConfig, name: str) -> str | None:
     """The newest run made by the batch called ``name``."""
     runs = sorted(p.name for p in cfg.resolve(cfg.artifacts_dir).glob("run-*") if p.is_dir())
     return next((r for r in reversed(runs) if batch_name(cfg, r) == name), None)
+
+
+def record_wall_time(cfg: LabConfig, run_id: str, stage: str, seconds: float) -> None:
+    """The stage's whole wall time as the batch saw it (kernel start, imports and the
+    notebook's display cells included) into the run's ``wall_times.json``."""
+    path = cfg.resolve(cfg.artifacts_dir) / run_id / WALL_TIMES_NAME
+    times = read_wall_times(path.parent)
+    times[stage] = round(seconds, 1)
+    files.write_json(path, times, indent=2)
 
 
 def _parse_value(raw: str) -> Any:
@@ -131,6 +141,7 @@ def run_batch(file: str | Path, only: list[str] | None = None, resume: str | Non
         except Exception as exc:  # noqa: BLE001 - record it and go on with the batch
             error, tb = _describe_failure(exc)
         seconds = time.perf_counter() - t0
+        record_wall_time(cfg, run_id, spec.name, seconds)
         if not record.exists() or (error and read_record(record).get("status") == "ok"):
             # the notebook died before its Stage wrote its record: leave a failed one
             write_record(cfg, run_id, spec.name, f"failed: {error or 'no record written'}",

@@ -41,6 +41,18 @@ def run_records(cfg: LabConfig, run_id: str) -> list[tuple[Path, dict]]:
     return out
 
 
+#: stage -> seconds, as the batch timed each notebook (labkit.lab.batch), beside the records
+WALL_TIMES_NAME = "wall_times.json"
+
+
+def read_wall_times(run_dir: Path) -> dict[str, float]:
+    try:
+        data = json.loads((Path(run_dir) / WALL_TIMES_NAME).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): float(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
 def batch_name(cfg: LabConfig, run_id: str) -> str | None:
     """The name of the batch a run was made by (its copy of the batch file), or None."""
     path = cfg.resolve(cfg.artifacts_dir) / run_id / "batch.yaml"
@@ -251,7 +263,8 @@ def write_journal(cfg: LabConfig, run_id: str) -> dict[str, Path]:
     # keep a copy of the run's journal beside its records
     shutil.copy(paths["markdown"], root / run_id / "JOURNAL.md")
     if cfg.results_md:  # "" for batches whose figures are not for the README (smoke runs)
-        paths["results"] = write_results(cfg.resolve(cfg.results_md), run_id, records, best)
+        paths["results"] = write_results(cfg.resolve(cfg.results_md), run_id, records, best,
+                                         wall=read_wall_times(root / run_id))
     return paths
 
 

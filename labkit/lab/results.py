@@ -125,6 +125,23 @@ def _threshold(best: dict) -> str:
     return f"{1.0 + float(gain):.2f}"
 
 
+def stage_time_lines(inside: dict[str, float], wall: dict[str, float]) -> list[str]:
+    """The stage-times table: each notebook's wall time as the batch timed it (what
+    ``make journal`` waits for) beside the time inside the stage's record."""
+    stages = sorted(set(inside) | set(wall))
+    if not stages:
+        return []
+
+    def minutes(v):
+        return "" if v is None else f"{v / 60:.1f} min"
+
+    lines = ["## Stage times", "", "| stage | notebook wall time | inside the stage |", "|---|---|---|"]
+    lines += [f"| {s} | {minutes(wall.get(s))} | {minutes(inside.get(s))} |" for s in stages]
+    total_wall = sum(wall.values()) if wall else None
+    lines += [f"| all | {minutes(total_wall)} | {minutes(sum(inside.values()) if inside else None)} |", ""]
+    return lines
+
+
 def reproducibility_lines(rep: dict) -> list[str]:
     """One paragraph: the previous run of the same batch, judged by the same rules, made
     the same choices, or where it did not."""
@@ -138,7 +155,8 @@ def reproducibility_lines(rep: dict) -> list[str]:
             "chose differently:", ""] + [f"- {d}" for d in rep.get("differences") or []]
 
 
-def render_results(run_id: str, records: list[dict], best: dict) -> str:
+def render_results(run_id: str, records: list[dict], best: dict,
+                   wall: dict[str, float] | None = None) -> str:
     """The page's markdown from ``run_id``'s records and the best.json made from them."""
     records = sorted(records, key=lambda r: str(r.get("stage")))
     env = next((r["environment"] for r in records if r.get("environment")), {})
@@ -164,11 +182,7 @@ def render_results(run_id: str, records: list[dict], best: dict) -> str:
         lines += [f"**Verification:** {verification.get('reason')}.", ""]
     if "reproducibility" in best:
         lines += reproducibility_lines(best["reproducibility"]) + [""]
-    times = stage_seconds(records)
-    if times:
-        lines += ["## Stage times", "", "| stage | wall time |", "|---|---|"]
-        lines += [f"| {k} | {v / 60:.1f} min |" for k, v in times.items()]
-        lines += [f"| all | {sum(times.values()) / 60:.1f} min |", ""]
+    lines += stage_time_lines(stage_seconds(records), wall or {})
     lines += ["## Stages", ""]
     for rec in records:
         metrics = rec.get("metrics") or {}
@@ -183,7 +197,8 @@ def render_results(run_id: str, records: list[dict], best: dict) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_results(path: str | os.PathLike, run_id: str, records: list[dict], best: dict) -> Path:
+def write_results(path: str | os.PathLike, run_id: str, records: list[dict], best: dict,
+                  wall: dict[str, float] | None = None) -> Path:
     """Render and write the page atomically; returns its path."""
-    path = files.write_text(path, render_results(run_id, records, best))
+    path = files.write_text(path, render_results(run_id, records, best, wall))
     return path
