@@ -418,9 +418,11 @@ def run_candidate(cfg: LabConfig, c: Candidate, parts, variant: str, token_lengt
             if c.static_shapes:
                 static = splitting.static_bucket_models(parts, cfg.split.buckets,
                                                         cache_dir / STATIC_DIR, budget=static_budget)
+            # the CPU runs any length as is; accelerators get the fixed-length buckets
+            buckets = [] if c.provider == "CPU" else cfg.split.buckets
             eng = split_runtime.SplitEngine(cfg, parts, voices, a_session=cpu_session_config(cfg),
-                                            b_session=scfg, static_b=static, configure_b=verbose,
-                                            variant=variant)
+                                            b_session=scfg, buckets=buckets, static_b=static,
+                                            configure_b=verbose, variant=variant)
         first = eng.run_tokens(tokens_of_length(token_lengths[0]), cfg.voice)
     out["create_and_first_run_s"] = round(time.perf_counter() - t0, 4)
     placement = parse_placement_log("".join(log))
@@ -499,8 +501,10 @@ def split_candidates(result: dict[str, Any]) -> list[dict[str, Any]]:
         c = r["candidate"] if "candidate" in r else {}
         rows = r["by_length"].values()
         lsd = [row["lsd_db"] for row in rows if row.get("lsd_db") is not None]
-        over: dict[str, Any] = {"split.enabled": True,
+        over: dict[str, Any] = {"split.enabled": True, "split.buckets": [],
                                 "split.b_session": {"providers": ["CPUExecutionProvider"]}}
+        if c.get("provider") not in (None, "CPU"):
+            over["split.buckets"] = result.get("buckets") or LabConfig().split.buckets
         if c.get("provider") == "CoreML":
             over["split.b_session"] = {
                 "providers": [PROVIDER, CPU],
@@ -577,7 +581,7 @@ def run(cfg: LabConfig, st, *, variants: Iterable[str] = ("int8",),
             "platform": coreml.platform_name(),
             "sweep_status": "ok" if available else f"skipped: {skip_reason()}",
             "recommendation": recommend(rows, short_max_tokens, cfg.selection.max_lsd_db),
-            "static_copies": static, "split": splits, "candidates": cand_results,
+            "static_copies": static, "split": splits, "candidates": cand_results, "buckets": buckets,
             "providers": providers_record(results, cand_results)}
 
 
