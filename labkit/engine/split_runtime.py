@@ -28,9 +28,8 @@ import onnx
 from labkit.config import ConfigError, LabConfig, SessionConfig
 from labkit.engine import assets
 from labkit.engine.cache import model_sha256
-from labkit.engine.g2p import MAX_TOKENS, clean_phonemes, tokenize
-from labkit.engine.ort import SPEED_RANGE, kokoro_feeds, new_session, style_row
-from labkit.engine.runtime import DURATIONS, Engine, Synthesis, VoiceBank
+from labkit.engine.ort import kokoro_feeds, new_session
+from labkit.engine.runtime import DURATIONS, Engine, Synthesis, VoiceBank, check_call
 
 #: the extra input of a bucketed part B: valid frames (float [1], a whole number)
 FRAMES = "frames"
@@ -110,8 +109,9 @@ class SplitParts:
         return cls(paths["a"], paths["b"], paths["b_bucketed"], meta)
 
 
-class SplitEngine:
-    """Part A then part B, each its own session. Thread-safe; same interface as Engine."""
+class SplitEngine(Engine):
+    """Part A then part B, each its own session. Thread-safe; same interface as Engine
+    (``synthesize_phonemes``, ``warm_up`` and ``style`` are Engine's, over this ``run_tokens``)."""
 
     def __init__(self, cfg: LabConfig, parts: SplitParts, voices: VoiceBank | None = None,
                  a_session: SessionConfig | None = None, b_session: SessionConfig | None = None,
@@ -159,18 +159,8 @@ class SplitEngine:
         parts = SplitParts.locate(model, split_dir(cfg), cfg.split.b_rewrites)
         return cls(cfg, parts, voices=voices, variant=variant)
 
-    def style(self, voice: str, n_tokens: int) -> np.ndarray:
-        return style_row(self.voices.pack(voice), n_tokens)
-
     def run_tokens(self, tokens: list[int], voice: str, speed: float = 1.0) -> Synthesis:
-        if not tokens:
-            raise ValueError("nothing to synthesize: no phoneme tokens")
-        if len(tokens) > MAX_TOKENS:
-            raise ValueError(f"{len(tokens)} tokens: Kokoro takes at most {MAX_TOKENS} per call; "
-                             "chunk the text first (labkit.engine.chunking)")
-        lo, hi = SPEED_RANGE
-        if not lo <= float(speed) <= hi:
-            raise ValueError(f"speed {speed}: Kokoro supports {lo} to {hi}")
+        check_call(tokens, speed)
         feeds = kokoro_feeds(tokens, self.style(voice, len(tokens)), speed, names=self._a_inputs)
         t0 = time.perf_counter()
         with self._lock:
@@ -208,21 +198,6 @@ class SplitEngine:
             self._static_sessions[bucket] = new_session(self.static_b[bucket], self.b_config,
                                                         configure=self._configure_b)
         return self._static_sessions[bucket]
-
-    def synthesize_phonemes(self, phonemes: str, voice: str | None = None,
-                            speed: float | None = None) -> Synthesis:
-        cleaned, _ = clean_phonemes(phonemes)
-        return self.run_tokens(tokenize(cleaned), voice or self.cfg.voice,
-                               self.cfg.speed if speed is None else speed)
-
-    def warm_up(self, phonemes: str = "həlˈO wˈɜɹld.", repeats: int = 2) -> float:
-        """The first runs of new sessions are much slower than later ones; pay it now.
-        (With buckets, a bucket's first use is a first run of its own shape; this warms
-        the phrase's bucket only.)"""
-        t0 = time.perf_counter()
-        for _ in range(repeats):
-            self.synthesize_phonemes(phonemes)
-        return time.perf_counter() - t0
 
 
 def engine_for(cfg: LabConfig, variant: str | None = None, voices: VoiceBank | None = None):

@@ -33,7 +33,8 @@ from labkit import files
 from labkit.config import SessionConfig
 from labkit.engine import rewrites
 from labkit.engine.ort import n_tokens, new_session, probe_config, probe_feeds
-from labkit.engine.rewrites.graph import Graph, attr, prune
+from labkit.engine.rewrites.graph import Graph, prune
+from labkit.engine.rewrites.instance_norm import reduce_axes
 from labkit.engine.split_runtime import (FRAMES, SplitParts, bucket_for, pad_frames,
                                          split_paths)
 from labkit.quality import lsd_db
@@ -186,14 +187,6 @@ def _const_i64(g: Graph, base: str, values) -> str:
     return g.add_init(base, np.asarray(values, dtype=np.int64))
 
 
-def _reduce_axes(g: Graph, node) -> list[int] | None:
-    axes = attr(node, "axes")
-    if axes is None and len(node.input) > 1 and node.input[1]:
-        v = g.const(node.input[1])
-        axes = None if v is None else [int(a) for a in v.ravel()]
-    return list(axes) if axes is not None else None
-
-
 class _Masks:
     """Valid-length masks built in the graph, one per tensor whose time axis is masked:
     ``valid = T - (T // Fb) * (Fb - frames)`` for a time axis of length ``T = k Fb + c``
@@ -247,7 +240,7 @@ def mask_instance_norms(g: Graph, masks: _Masks) -> list[str]:
     Sqrt -> Div over the last axis) computed over the valid samples only."""
     sites = []
     for rm1 in list(g.nodes):
-        if rm1.op_type != "ReduceMean" or _reduce_axes(g, rm1) not in ([2], [-1]):
+        if rm1.op_type != "ReduceMean" or reduce_axes(g, rm1) not in ([2], [-1]):
             continue
         x = rm1.input[0]
         users = g.consumers.get(rm1.output[0], [])
@@ -259,7 +252,7 @@ def mask_instance_norms(g: Graph, masks: _Masks) -> list[str]:
         if len(sq) != 1:
             continue
         rm2s = g.consumers.get(sq[0].output[0], [])
-        if len(rm2s) != 1 or rm2s[0].op_type != "ReduceMean" or _reduce_axes(g, rm2s[0]) not in ([2], [-1]):
+        if len(rm2s) != 1 or rm2s[0].op_type != "ReduceMean" or reduce_axes(g, rm2s[0]) not in ([2], [-1]):
             continue
         rm2 = rm2s[0]
         nodes, m, vf = masks.mask(x)
