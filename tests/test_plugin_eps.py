@@ -176,7 +176,8 @@ def test_providers_record_and_split_candidates_under_the_selection_rules():
     assert prov["whole/CPU"]["int8"]["by_length"]["25"]["rtf"] == 0.3
     assert prov["whole/MLProgram/ALL"]["int8"]["status"].startswith("skipped:")
     assert prov["split/CPU"]["fp32-recon"]["status"] == "ok"
-    offered = s04.split_candidates({"candidates": cands})
+    offered = s04.split_candidates({"candidates": cands, "split": {"fp32-recon": {
+        "status": "ok", "passed": True, "max_lsd_db": 0.0, "max_lsd_db_limit": 0.1}}})
     assert [c["baseline"] for c in offered] == [True, False, False]
     coreml = offered[2]
     assert coreml["overrides"]["split.enabled"] is True
@@ -189,3 +190,13 @@ def test_providers_record_and_split_candidates_under_the_selection_rules():
     entry, rejected = selection.judge({"stage": "04_coreml_units", "status": "ok",
                                        "metrics": {"candidates": offered}}, LabConfig().selection)
     assert entry["choice"] == "whole graph" and len(rejected) == 2
+
+
+def test_a_split_that_failed_its_check_fails_its_candidates():
+    cands = {"split/CPU": {"label": "split/CPU", "variant": "int8", "status": "ok",
+                           "candidate": {"graph": "split", "provider": "CPU"},
+                           "by_length": {"25": {"rtf": 0.25, "lsd_db": 0.0}}}}
+    offered = s04.split_candidates({"candidates": cands, "split": {"int8": {
+        "status": "ok", "passed": False, "max_lsd_db": 2.1, "max_lsd_db_limit": 0.1}}})
+    assert "2.1 dB" in offered[1]["failed_checks"][0]
+    assert selection.check_failures(offered[1], LabConfig().selection)

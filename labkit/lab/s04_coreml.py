@@ -291,12 +291,17 @@ def headline(audits: Mapping[str, Any], rows: list[dict[str, Any]],
 
 
 # -- the split: part A on the CPU, part B (the vocoder) where the accelerators are ----------
+#: how far (standard LSD, dB) split or bucketed audio may be from the whole graph's
+SPLIT_MAX_LSD_DB = 0.1
+
+
 def split_check(cfg: LabConfig, variant: str, token_lengths: Iterable[int], buckets: list[int],
-                b_rewrites: Iterable[str] = ("reflect_pad",), voice: str | None = None
-                ) -> tuple[Any, dict[str, Any]]:
+                b_rewrites: Iterable[str] = ("reflect_pad",), voice: str | None = None,
+                max_lsd_db: float = SPLIT_MAX_LSD_DB) -> tuple[Any, dict[str, Any]]:
     """Cut ``variant`` (labkit.optimize.split, cached by model hash), then compare on the
     CPU: split and bucketed audio against the whole graph (standard LSD per input and per
-    bucket) and the op audit of part B alone (plain and bucketed), per CoreML format."""
+    bucket; ``passed`` when every one is within ``max_lsd_db``) and the op audit of part B
+    alone (plain and bucketed), per CoreML format."""
     model = assets.require(assets.model_path(cfg, variant), f"model {variant!r}")
     t0 = time.perf_counter()
     parts = splitting.split_files(model, split_runtime.split_dir(cfg), list(b_rewrites))
@@ -321,6 +326,9 @@ def split_check(cfg: LabConfig, variant: str, token_lengths: Iterable[int], buck
         "nodes": meta["nodes"], "b_rewrites": meta.get("b_rewrites", {}),
         "masked_norms": meta.get("masked_norms"), "masked_convs": meta.get("masked_convs"),
         "buckets": list(buckets), "max_lsd_db": check["max_lsd_db"],
+        "max_lsd_db_limit": max_lsd_db,
+        "passed": (not check["failures"] and check["max_lsd_db"] is not None
+                   and check["max_lsd_db"] <= max_lsd_db),
         "max_split_lsd_db": check["max_split_lsd_db"],
         "max_lsd_db_by_bucket": check["max_lsd_db_by_bucket"], "by_input": check["by_input"],
         "failures": check["failures"], "audit_b": audit_b, "build_s": round(build_s, 2)}
@@ -513,10 +521,14 @@ def split_candidates(result: dict[str, Any]) -> list[dict[str, Any]]:
                                                 "RequireStaticInputShapes": c["static_shapes"]}}}
         elif c.get("provider") not in (None, "CPU"):
             over["split.b_session"] = {"plugin_eps": [c["provider"]]}
+        check = result.get("split", {}).get(r.get("variant"), {})
+        failed = [] if check.get("passed") else [
+            f"split check: {check.get('status', 'not run')}, max LSD to the whole graph "
+            f"{check.get('max_lsd_db')} dB (limit {check.get('max_lsd_db_limit')})"]
         out.append({"name": label, "overrides": over, "baseline": False, "criterion": "rtf",
                     "measured": ["rtf", "lsd_db"] if lsd else ["rtf"],
                     "rtf": float(np.median([row["rtf"] for row in rows])),
-                    "lsd_db": max(lsd) if lsd else None, "failed_checks": []})
+                    "lsd_db": max(lsd) if lsd else None, "failed_checks": failed})
     return out
 
 
@@ -621,7 +633,8 @@ def record(st, result: dict[str, Any]) -> None:
 
 
 def split_headline(split: dict[str, Any]) -> dict[str, Any]:
-    out = {"split stages": split["stages"], "split max LSD dB (vs whole graph)": split["max_lsd_db"]}
+    out = {"split stages": split["stages"], "split max LSD dB (vs whole graph)": split["max_lsd_db"],
+           f"split within {split['max_lsd_db_limit']} dB": split["passed"]}
     for b, d in split["max_lsd_db_by_bucket"].items():
         out[f"split bucket {b} max LSD dB"] = d
     for key in ("b", "b_bucketed"):
