@@ -34,7 +34,7 @@ from labkit.engine.runtime import DURATIONS, Engine, Synthesis, VoiceBank, check
 #: the extra input of a bucketed part B: valid frames (float [1], a whole number)
 FRAMES = "frames"
 #: version of the cut and bucket edits (part of the cache key: a new edit, new files)
-EDIT_VERSION = 1
+EDIT_VERSION = 2
 
 
 class SplitMissing(ConfigError):

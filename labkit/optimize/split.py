@@ -6,8 +6,9 @@ the Neural Engine, B runs there with fixed-length buckets.
 The boundary is found in the graph, not typed in: the non-constant tensors that the
 decoder's nodes read from outside the decoder (the aligned features ``asr`` [1, 512, F],
 the F0 and N curves [1, 2F]); a ``DynamicQuantizeLinear`` on the boundary (int8) stays
-in B; graph inputs B needs (``style``) become B's inputs too. :func:`split_model` checks
-that B reaches no other graph input and that A then B gives the whole graph's audio.
+in B; graph inputs B needs (``style``) become B's inputs too. :func:`split` checks
+that B reaches no other graph input; :func:`check_split` that A then B gives the whole
+graph's audio.
 
 Buckets (:func:`bucket_model`): B padded along the frame axis to a fixed length and
 trimmed after. Padding alone is not exact: the vocoder's AdaIN layers normalize over the
@@ -215,10 +216,11 @@ class _Masks:
         self.fb = fb
         self.memo: dict[str, tuple[str, str]] = {}
 
-    def mask(self, x: str) -> tuple[list, str, str]:
-        """(nodes, mask [T] float, valid count float [1]) for the last axis of ``x``."""
+    def mask(self, x: str) -> tuple[str, str]:
+        """(mask [T] float, valid count float [1]) for the last axis of ``x``; the nodes go
+        right after ``x``'s producer (they read only its shape), once per tensor."""
         if x in self.memo:
-            return [], *self.memo[x]
+            return self.memo[x]
         g, n = self.g, []
         t, k, tf, kf, lost, valid, idx, d, m = (g.fresh(s) for s in (
             "T", "k", "T_f", "k_f", "lost", "valid", "idx", "valid_minus_idx", "mask"))
@@ -231,8 +233,11 @@ class _Masks:
               helper.make_node("Slice", [self.idx, self.zero, t], [idx], name=idx),
               helper.make_node("Sub", [valid, idx], [d], name=d),
               helper.make_node("Clip", [d, self.fzero, self.fone], [m], name=m)]
+        p = g.producer.get(x)
+        pos = 0 if p is None else next(i for i, node in enumerate(g.nodes) if node is p) + 1
+        g.nodes[pos:pos] = n
         self.memo[x] = (m, valid)
-        return n, m, valid
+        return m, valid
 
 
 def mask_instance_norms(g: Graph, masks: _Masks) -> list[str]:
@@ -255,7 +260,7 @@ def mask_instance_norms(g: Graph, masks: _Masks) -> list[str]:
         if len(rm2s) != 1 or rm2s[0].op_type != "ReduceMean" or reduce_axes(g, rm2s[0]) not in ([2], [-1]):
             continue
         rm2 = rm2s[0]
-        nodes, m, vf = masks.mask(x)
+        m, vf = masks.mask(x)
         axes = _const_i64(g, "axes", [-1])
 
         def masked_mean(src: str, out: str, base: str) -> list:
@@ -264,7 +269,7 @@ def mask_instance_norms(g: Graph, masks: _Masks) -> list[str]:
                     helper.make_node("ReduceSum", [xm, axes], [s], name=s, keepdims=1),
                     helper.make_node("Div", [s, vf], [out], name=g.fresh(base + "_div"))]
 
-        g.replace(rm1, nodes + masked_mean(x, rm1.output[0], "mean"))
+        g.replace(rm1, masked_mean(x, rm1.output[0], "mean"))
         g.replace(rm2, masked_mean(rm2.input[0], rm2.output[0], "var"))
         g.reindex()
         sites.append(rm1.output[0])
@@ -272,8 +277,9 @@ def mask_instance_norms(g: Graph, masks: _Masks) -> list[str]:
 
 
 def mask_conv_inputs(g: Graph, masks: _Masks) -> list[str]:
-    """Zero every ``Conv``/``ConvInteger``/``ConvTranspose`` input past its valid length
-    (3-D inputs, time last): the valid region's edge then sees zeros, as unpadded."""
+    """Zero every float ``Conv``/``ConvTranspose`` input past its valid length (time last):
+    the valid region's edge then sees zeros, as unpadded. (``ConvInteger`` reads uint8:
+    :func:`bucket_model` masks the float tensor before its DynamicQuantizeLinear.)"""
     sites = []
     memo: dict[str, str] = {}
     for node in list(g.nodes):
@@ -282,14 +288,13 @@ def mask_conv_inputs(g: Graph, masks: _Masks) -> list[str]:
         x = node.input[0]
         if g.const(x) is not None:
             continue
+        if node.op_type == "ConvInteger":
+            continue
         if x not in memo:
-            if node.op_type == "ConvInteger":  # uint8 input: mask it as float first
-                continue
-            nodes, m, _ = masks.mask(x)
+            m, _ = masks.mask(x)
             xm = g.fresh(x + "_masked")
-            nodes.append(helper.make_node("Mul", [x, m], [xm], name=xm))
             idx = next(i for i, n in enumerate(g.nodes) if n is node)
-            g.nodes[idx:idx] = nodes
+            g.nodes[idx:idx] = [helper.make_node("Mul", [x, m], [xm], name=xm)]
             memo[x] = xm
         node.input[0] = memo[x]
         sites.append(node.output[0])
@@ -318,10 +323,9 @@ def bucket_model(b: onnx.ModelProto, frames_input: str, frames_axis: int = 2,
             users = g.consumers.get(node.output[0], [])
             if not users or not all(u.op_type == "ConvInteger" for u in users):
                 continue
-            nodes, m, _ = masks.mask(node.input[0])
+            m, _ = masks.mask(node.input[0])
             xm = g.fresh(node.input[0] + "_masked")
-            nodes.append(helper.make_node("Mul", [node.input[0], m], [xm], name=xm))
-            g.replace(node, nodes + [node])
+            g.replace(node, [helper.make_node("Mul", [node.input[0], m], [xm], name=xm), node])
             node.input[0] = xm
             convs.append(node.output[0])
         g.reindex()
