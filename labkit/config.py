@@ -35,7 +35,9 @@ ENV_VARS: dict[str, str] = {
 OPT_LEVELS = ("disable", "basic", "extended", "layout", "all")
 EXECUTION_MODES = ("sequential", "parallel")
 #: labkit.engine.rewrites.REWRITES, by name (checked there too)
-REWRITE_NAMES = ("pow2_mul", "instance_norm", "conv1d_as_2d", "snake_fold")
+REWRITE_NAMES = ("pow2_mul", "instance_norm", "conv1d_as_2d", "snake_fold", "reflect_pad")
+#: out-of-tree ONNX Runtime plugin execution providers (labkit.engine.ort.PLUGIN_PACKAGES)
+PLUGIN_EP_NAMES = ("webgpu", "mlx")
 #: sanitization rules of labkit.engine.text, in the order they run
 TEXT_RULES = ("line_endings", "ansi", "control", "unicode", "zero_width", "markdown", "urls",
               "emails", "code", "emoji", "symbols", "non_latin", "dates", "times", "versions",
@@ -71,8 +73,16 @@ class SessionConfig:
     #: (needs use_optimized_cache or use_ort_format): pow2_mul, instance_norm,
     #: conv1d_as_2d, snake_fold
     rewrites: list[str] = field(default_factory=list)
+    #: plugin execution providers to put first (registered with
+    #: onnxruntime.register_execution_provider_library, their devices chosen through
+    #: get_ep_devices + add_provider_for_devices; CPU takes the rest): webgpu, mlx
+    plugin_eps: list[str] = field(default_factory=list)
 
     def validate(self) -> None:
+        bad = [p for p in self.plugin_eps if p not in PLUGIN_EP_NAMES]
+        if bad:
+            raise ConfigError(f"session.plugin_eps: unknown {', '.join(map(repr, bad))}; "
+                              f"allowed are {', '.join(PLUGIN_EP_NAMES)}")
         unknown = [r for r in self.rewrites if r not in REWRITE_NAMES]
         if unknown:
             raise ConfigError(f"session.rewrites: unknown {', '.join(map(repr, unknown))}; "
@@ -264,6 +274,49 @@ class ServeConfig:
 
 
 @dataclass
+class SplitConfig:
+    """Kokoro cut into part A (text encoder, durations, alignment) and part B (the
+    vocoder), each with its own session (labkit.optimize.split builds the parts,
+    labkit.engine.split_runtime runs them)."""
+
+    enabled: bool = False
+    #: frame-axis lengths part B runs at (25 ms frames; ~2.4 frames per phoneme token at
+    #: speed 1, so 1280 covers a 510-token piece); the frames are padded to the next
+    #: bucket and the audio trimmed exactly; beyond the largest, to a multiple of it.
+    #: [] runs part B at the exact length
+    buckets: list[int] = field(default_factory=lambda: [64, 128, 256, 512, 1280])
+    #: settings over ``session`` for part A and part B (keys of SessionConfig), e.g.
+    #: {"providers": ["CoreMLExecutionProvider", "CPUExecutionProvider"]}
+    a_session: dict[str, Any] = field(default_factory=dict)
+    b_session: dict[str, Any] = field(default_factory=dict)
+    #: graph rewrites for part B only (labkit.engine.rewrites), e.g. ["reflect_pad"]
+    b_rewrites: list[str] = field(default_factory=list)
+
+    def validate(self) -> None:
+        bad = [b for b in self.buckets if not isinstance(b, int) or isinstance(b, bool) or b < 1]
+        if bad:
+            raise ConfigError(f"split.buckets: {bad!r} are not frame counts (integers >= 1)")
+        unknown = [r for r in self.b_rewrites if r not in REWRITE_NAMES]
+        if unknown:
+            raise ConfigError(f"split.b_rewrites: unknown {', '.join(map(repr, unknown))}; "
+                              f"allowed are {', '.join(REWRITE_NAMES)}")
+        for name in ("a_session", "b_session"):
+            self.session_for(SessionConfig(), name[0])
+
+    def session_for(self, base: SessionConfig, part: str) -> SessionConfig:
+        """``base`` with part ``a``'s or ``b``'s settings over it (validated)."""
+        over = {"a": self.a_session, "b": self.b_session}[part] or {}
+        known = {f.name for f in fields(SessionConfig)}
+        unknown = sorted(set(over) - known)
+        if unknown:
+            raise ConfigError(f"split.{part}_session: unknown setting(s) {', '.join(unknown)}; "
+                              f"known: {', '.join(sorted(known))}")
+        s = SessionConfig(**{**dataclasses.asdict(base), **over})
+        s.validate()
+        return s
+
+
+@dataclass
 class LabConfig:
     """The one option table."""
 
@@ -291,6 +344,7 @@ class LabConfig:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
 
     # -- construction -------------------------------------------------------------
     @classmethod
@@ -366,6 +420,7 @@ class LabConfig:
         self.session.validate()
         self.text.validate()
         self.selection.validate()
+        self.split.validate()
         if not 0.5 <= float(self.speed) <= 2.0:
             raise ConfigError(f"speed={self.speed}: Kokoro supports 0.5 to 2.0")
         if self.lexicon:
@@ -407,6 +462,7 @@ _SECTIONS = {
     "PipelineConfig": PipelineConfig,
     "SelectionConfig": SelectionConfig,
     "ServeConfig": ServeConfig,
+    "SplitConfig": SplitConfig,
 }
 
 

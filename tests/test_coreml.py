@@ -258,7 +258,7 @@ def test_static_copies_stay_within_their_budget_and_are_removed(tmp_path):
     assert coreml.StaticBudget.gb(4).limit_bytes == 4_000_000_000
 
 
-def test_stage_04_offers_no_candidates_and_says_so(tmp_path):
+def test_stage_04_offers_split_candidates_and_says_why_they_cannot_win_yet(tmp_path):
     class St:
         metrics, notes, status = {}, [], "ok"
         dir = tmp_path
@@ -276,9 +276,15 @@ def test_stage_04_offers_no_candidates_and_says_so(tmp_path):
                    "(0.3 GB) would take the copies to 4.2 GB, over static_budget_gb=4: not written"}],
               "rows": [], "available": False, "platform": "Linux", "sweep_status": "skipped: x",
               "recommendation": {"short": None, "long": None},
-              "static_copies": {"limit_gb": 4.0, "used_gb": 0.0, "files": [], "freed_gb": 0.0}}
+              "static_copies": {"limit_gb": 4.0, "used_gb": 0.0, "files": [], "freed_gb": 0.0},
+              "split": {"fp32-recon": {"status": "failed: SplitError: x", "variant": "fp32-recon"}},
+              "candidates": {"split/mlx": {"label": "split/mlx", "status": "skipped: not installed",
+                                           "variant": "fp32-recon"}},
+              "providers": {"split/mlx": {"fp32-recon": {"status": "skipped: not installed"}}}}
     s04.record(st, result)
-    assert "candidates" not in st.metrics
-    assert any("no candidates" in n for n in st.notes)
+    assert [c["name"] for c in st.metrics["candidates"]] == ["whole graph"]  # skipped: not offered
+    assert st.metrics["split"]["status"].startswith("failed:")
+    assert st.metrics["providers"]["split/mlx"]["fp32-recon"]["status"].startswith("skipped:")
+    assert any("no paired ratio interval" in n for n in st.notes)
     assert any("disk budget" in n and "static" in n for n in st.notes)
     assert st.status == f"skipped: {coreml.skip_reason()}" or coreml.coreml_available()

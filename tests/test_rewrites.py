@@ -158,3 +158,25 @@ def test_real_model_rewrites_preserve_output(cfg):
     assert res.passed, res.reason
     assert res.same_length == [True]
     assert res.site_rel_err[0] < 1e-4
+
+
+def test_reflect_pad_becomes_slice_concat():
+    """Kokoro's pads come through a Cast of a constant; both sides on the last axis."""
+    nodes = [helper.make_node("Cast", ["pads_f"], ["pads"], to=TensorProto.INT64),
+             helper.make_node("Pad", ["x", "pads"], ["y"], mode="reflect")]
+    m = _model(nodes, [_vi("x", [1, 3, 9])], [_vi("y", [1, 3, 14])],
+               [("pads_f", np.array([0, 0, 2, 0, 0, 3], np.float32))])
+    out, sites = _same(m, ["reflect_pad"], {"x": RNG.normal(size=(1, 3, 9)).astype(np.float32)}, atol=0)
+    assert sites["reflect_pad"] == ["y"]
+    assert "Pad" not in {n.op_type for n in out.graph.node}
+
+
+def test_reflect_pad_leaves_other_axes_and_modes_alone():
+    nodes = [helper.make_node("Pad", ["x", "p1"], ["a"], mode="reflect"),
+             helper.make_node("Pad", ["a", "p2"], ["y"], mode="constant")]
+    m = _model(nodes, [_vi("x", [1, 4, 6])], [_vi("y", [1, 6, 8])],
+               [("p1", np.array([0, 1, 0, 0, 1, 0], np.int64)),
+                ("p2", np.array([0, 0, 1, 0, 0, 1], np.int64))])
+    out, sites = _same(m, ["reflect_pad"], {"x": RNG.normal(size=(1, 4, 6)).astype(np.float32)})
+    assert sites["reflect_pad"] == []
+    assert [n.op_type for n in out.graph.node] == ["Pad", "Pad"]

@@ -8,7 +8,10 @@ per call. The style row is ``voice[len(tokens) - 1]`` of the (510, 1, 256) voice
 """
 from __future__ import annotations
 
+import importlib
 import os
+import platform
+import threading
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
@@ -71,6 +74,84 @@ def providers_for(s: SessionConfig) -> list:
     return out
 
 
+# -- plugin execution providers ----------------------------------------------------------
+#: short name (SessionConfig.plugin_eps) -> the PyPI package holding the plugin library;
+#: each package has get_library_path() and get_ep_names() (or get_ep_name())
+PLUGIN_PACKAGES = {"webgpu": "onnxruntime_ep_webgpu", "mlx": "onnxruntime_ep_mlx"}
+PLUGIN_PIP = {"webgpu": "onnxruntime-ep-webgpu", "mlx": "onnxruntime-ep-mlx"}
+#: what each plugin needs (for the reason a skip gives)
+PLUGIN_NEEDS = {"webgpu": "a GPU through Metal (macOS), Vulkan (Linux) or D3D12 (Windows)",
+                "mlx": "macOS 14+ on Apple silicon (arm64)"}
+_REGISTERED: dict[str, list[str]] = {}
+_REGISTER_LOCK = threading.Lock()
+#: how a plugin package is imported (tests put a fake here)
+import_package = importlib.import_module
+
+
+class PluginEPUnavailable(ConfigError):
+    """A plugin EP's package is not installed, its library does not register, or it
+    enumerates no device here. ``reason`` is the text a skipped record carries."""
+
+    def __init__(self, name: str, reason: str):
+        super().__init__(f"plugin execution provider {name!r}: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+def register_plugin(name: str) -> list[str]:
+    """Register plugin ``name``'s library with ONNX Runtime (once per process) and return
+    the EP names it provides. Raises :class:`PluginEPUnavailable` when its package is
+    missing or the library does not load."""
+    if name not in PLUGIN_PACKAGES:
+        raise ConfigError(f"plugin EP {name!r}: known are {', '.join(PLUGIN_PACKAGES)}")
+    with _REGISTER_LOCK:
+        if name in _REGISTERED:
+            return _REGISTERED[name]
+        try:
+            pkg = import_package(PLUGIN_PACKAGES[name])
+        except ImportError:
+            raise PluginEPUnavailable(name, f"package {PLUGIN_PIP[name]} not installed "
+                                            f"(it needs {PLUGIN_NEEDS[name]})") from None
+        names = list(pkg.get_ep_names()) if hasattr(pkg, "get_ep_names") else [pkg.get_ep_name()]
+        try:
+            ort.register_execution_provider_library(name, str(pkg.get_library_path()))
+        except Exception as exc:  # noqa: BLE001 - the library's own words are the reason
+            raise PluginEPUnavailable(name, f"library did not register ({exc})") from None
+        _REGISTERED[name] = names
+        return names
+
+
+def plugin_devices(name: str) -> list:
+    """The ``OrtEpDevice``s plugin ``name`` enumerates here (registered first); raises
+    :class:`PluginEPUnavailable` when there is none."""
+    names = register_plugin(name)
+    devices = [d for d in ort.get_ep_devices() if d.ep_name in names]
+    if not devices:
+        raise PluginEPUnavailable(
+            name, f"{', '.join(names)} registered but enumerated no device on "
+                  f"{platform.system()} {platform.machine()} (it needs {PLUGIN_NEEDS[name]})")
+    return devices
+
+
+def device_info(device) -> dict[str, str]:
+    """What an OrtEpDevice says about itself, for a record."""
+    hw = device.device
+    return {"ep": device.ep_name, "ep_vendor": getattr(device, "ep_vendor", ""),
+            "type": str(getattr(hw.type, "name", hw.type)), "vendor": str(hw.vendor)}
+
+
+def add_plugin_providers(so: ort.SessionOptions, s: SessionConfig) -> list[dict[str, str]]:
+    """Put each of ``s.plugin_eps`` on ``so`` (its devices, with the options LabConfig
+    gives under its EP name); returns the devices chosen."""
+    chosen = []
+    for name in s.plugin_eps:
+        devices = plugin_devices(name)
+        opts = s.provider_options.get(devices[0].ep_name)
+        so.add_provider_for_devices(devices, ort_option_values(devices[0].ep_name, opts))
+        chosen += [device_info(d) for d in devices]
+    return chosen
+
+
 def new_session(model: str | os.PathLike | bytes | onnx.ModelProto,
                 s: SessionConfig | None = None, *,
                 configure: Callable[[ort.SessionOptions], Any] | None = None,
@@ -78,7 +159,11 @@ def new_session(model: str | os.PathLike | bytes | onnx.ModelProto,
     """THE session factory: an InferenceSession of ``model`` (a path, serialized bytes or
     a ModelProto) with the settings of ``s`` (default: LabConfig's session defaults).
     ``configure(so)`` may adjust the options before the session is made (profiling, an
-    ORT-format load, a saved optimized graph, verbose logging)."""
+    ORT-format load, a saved optimized graph, verbose logging).
+
+    With ``s.plugin_eps``, each plugin's library is registered and its devices added
+    (``add_provider_for_devices``); ONNX Runtime then gives the CPU what they cannot run,
+    and ``s.providers`` is not passed (ORT would let it override the devices)."""
     s = s or SessionConfig()
     so = session_options(s)
     if configure is not None:
@@ -87,6 +172,9 @@ def new_session(model: str | os.PathLike | bytes | onnx.ModelProto,
         model = model.SerializeToString()
     elif not isinstance(model, bytes):
         model = str(model)
+    if s.plugin_eps:
+        add_plugin_providers(so, s)
+        return ort.InferenceSession(model, sess_options=so)
     return ort.InferenceSession(model, sess_options=so, providers=providers_for(s))
 
 

@@ -199,6 +199,18 @@ class Synthesis:
         return self.seconds / max(self.duration, 1e-9)
 
 
+def check_call(tokens: list[int], speed: float) -> None:
+    """What one Kokoro call accepts: 1..MAX_TOKENS phoneme tokens, a speed in SPEED_RANGE."""
+    if not tokens:
+        raise ValueError("nothing to synthesize: no phoneme tokens")
+    if len(tokens) > MAX_TOKENS:
+        raise ValueError(f"{len(tokens)} tokens: Kokoro takes at most {MAX_TOKENS} per call; "
+                         "chunk the text first (labkit.engine.chunking)")
+    lo, hi = SPEED_RANGE
+    if not lo <= float(speed) <= hi:
+        raise ValueError(f"speed {speed}: Kokoro supports {lo} to {hi}")
+
+
 class Engine:
     """One ORT session plus the voice bank: phonemes in, audio out. Thread-safe."""
 
@@ -241,14 +253,7 @@ class Engine:
         return style_row(self.voices.pack(voice), n_tokens)
 
     def run_tokens(self, tokens: list[int], voice: str, speed: float = 1.0) -> Synthesis:
-        if not tokens:
-            raise ValueError("nothing to synthesize: no phoneme tokens")
-        if len(tokens) > MAX_TOKENS:
-            raise ValueError(f"{len(tokens)} tokens: Kokoro takes at most {MAX_TOKENS} per call; "
-                             "chunk the text first (labkit.engine.chunking)")
-        lo, hi = SPEED_RANGE
-        if not lo <= float(speed) <= hi:
-            raise ValueError(f"speed {speed}: Kokoro supports {lo} to {hi}")
+        check_call(tokens, speed)
         feeds = kokoro_feeds(tokens, self.style(voice, len(tokens)), speed, names=self._input_names)
         t0 = time.perf_counter()
         with self._lock:

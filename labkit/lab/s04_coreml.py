@@ -13,7 +13,7 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -21,12 +21,14 @@ import numpy as np
 
 from labkit import quality, timing
 from labkit.config import ConfigError, LabConfig, SessionConfig
-from labkit.engine import assets, runtime
+from labkit.engine import assets, runtime, split_runtime
 from labkit.engine.g2p import MAX_TOKENS, clean_phonemes, tokenize
-from labkit.engine.ort import kokoro_feeds, new_session, style_row
+from labkit.engine.ort import (PLUGIN_PACKAGES, PluginEPUnavailable, device_info, kokoro_feeds,
+                               new_session, plugin_devices, style_row)
 from labkit.measure import profile as profiling
 from labkit.measure.placement import capture_ort_log, parse_placement_log
 from labkit.optimize import coreml, op_audit
+from labkit.optimize import split as splitting
 from labkit.optimize.coreml import (CPU, PROVIDER, CoreMLOptionError, StaticBudget,
                                     StaticBudgetError, SweepPoint, coreml_available,
                                     cpu_session_config, session_config, skip_reason, static_model)
@@ -288,12 +290,257 @@ def headline(audits: Mapping[str, Any], rows: list[dict[str, Any]],
 
 
 
+# -- the split: part A on the CPU, part B (the vocoder) where the accelerators are ----------
+#: how far (standard LSD, dB) split or bucketed audio may be from the whole graph's
+SPLIT_MAX_LSD_DB = 0.1
+
+
+def split_check(cfg: LabConfig, variant: str, token_lengths: Iterable[int], buckets: list[int],
+                b_rewrites: Iterable[str] = ("reflect_pad",), voice: str | None = None,
+                max_lsd_db: float = SPLIT_MAX_LSD_DB) -> tuple[Any, dict[str, Any]]:
+    """Cut ``variant`` (labkit.optimize.split, cached by model hash), then compare on the
+    CPU: split and bucketed audio against the whole graph (standard LSD per input and per
+    bucket; ``passed`` when every one is within ``max_lsd_db``) and the op audit of part B
+    alone (plain and bucketed), per CoreML format."""
+    model = assets.require(assets.model_path(cfg, variant), f"model {variant!r}")
+    t0 = time.perf_counter()
+    parts = splitting.split_files(model, split_runtime.split_dir(cfg), list(b_rewrites))
+    build_s = time.perf_counter() - t0
+    voices = runtime.VoiceBank.load(assets.voices_path(cfg))
+    pack = voices.pack(voice or cfg.voice)
+    feeds = [kokoro_feeds(tokens_of_length(n), style_row(pack, n)) for n in token_lengths]
+    check = splitting.check_split(model, parts, feeds, buckets, cpu_session_config(cfg))
+    audit_b = {}
+    for key, path in (("b", parts.b), ("b_bucketed", parts.b_bucketed)):
+        a = op_audit.audit(path)
+        audit_b[key] = {"nodes": a.nodes, **{fmt: {"coverage_pct": fa.coverage_pct,
+                                                   "estimated_partitions": fa.estimated_partitions,
+                                                   "largest_partitions": fa.largest_partitions[:5],
+                                                   "unsupported_ops": fa.unsupported_ops}
+                                             for fmt, fa in a.coreml.items()}}
+    meta = parts.meta
+    return parts, {
+        "status": "ok" if not check["failures"] else f"failed: {check['failures'][0]}",
+        "variant": variant, "stages": 2, "boundary": meta["boundary"],
+        "b_inputs": meta["b_inputs"], "samples_per_frame": meta["samples_per_frame"],
+        "nodes": meta["nodes"], "b_rewrites": meta.get("b_rewrites", {}),
+        "masked_norms": meta.get("masked_norms"), "masked_convs": meta.get("masked_convs"),
+        "buckets": list(buckets), "max_lsd_db": check["max_lsd_db"],
+        "max_lsd_db_limit": max_lsd_db,
+        "passed": (not check["failures"] and check["max_lsd_db"] is not None
+                   and check["max_lsd_db"] <= max_lsd_db),
+        "max_split_lsd_db": check["max_split_lsd_db"],
+        "max_lsd_db_by_bucket": check["max_lsd_db_by_bucket"], "by_input": check["by_input"],
+        "failures": check["failures"], "audit_b": audit_b, "build_s": round(build_s, 2)}
+
+
+@dataclass
+class Candidate:
+    """One execution-provider candidate: where (``whole`` graph or ``split``: part A on the
+    CPU, part B on ``provider``) and how (CoreML's format, units, static shapes)."""
+
+    graph: str
+    provider: str  # "CPU", "CoreML", or a plugin's short name (labkit.engine.ort.PLUGIN_PACKAGES)
+    model_format: str | None = None
+    compute_units: str | None = None
+    static_shapes: bool = False
+
+    @property
+    def label(self) -> str:
+        parts = [self.graph, self.provider]
+        if self.provider == "CoreML":
+            parts += [str(self.model_format), str(self.compute_units)]
+            if self.static_shapes:
+                parts.append("static")
+        return "/".join(parts)
+
+
+def candidates(formats: Iterable[str], compute_units: Iterable[str],
+               static_shapes: Iterable[bool], plugins: Iterable[str]) -> list[Candidate]:
+    """Every candidate the stage knows beyond the whole-graph CoreML sweep: the split on the
+    CPU, CoreML on part B over the grid, and each plugin EP on part B and the whole graph.
+    Values are checked first (a bad one fails before anything runs)."""
+    plugins = list(plugins)
+    bad = [p for p in plugins if p not in PLUGIN_PACKAGES]
+    if bad:
+        raise ConfigError(f"plugins {bad}: known are {', '.join(PLUGIN_PACKAGES)}")
+    out = [Candidate("split", "CPU")]
+    for p in coreml.sweep_points(["split"], formats, compute_units, static_shapes):
+        out.append(Candidate("split", "CoreML", p.model_format, p.compute_units, p.static_shapes))
+    for name in plugins:
+        out += [Candidate("split", name), Candidate("whole", name)]
+    return out
+
+
+def provider_available(c: Candidate) -> tuple[str | None, list[dict[str, str]]]:
+    """(skip reason or None, the devices a plugin enumerates)."""
+    if c.provider == "CPU":
+        return None, []
+    if c.provider == "CoreML":
+        return (None if coreml_available() else skip_reason()), []
+    try:
+        return None, [device_info(d) for d in plugin_devices(c.provider)]
+    except PluginEPUnavailable as exc:
+        return exc.reason, []
+
+
+def candidate_session(cfg: LabConfig, c: Candidate, cache_dir: Path) -> SessionConfig:
+    if c.provider == "CPU":
+        return cpu_session_config(cfg)
+    if c.provider == "CoreML":
+        return session_config(cfg, c.model_format, c.compute_units, c.static_shapes,
+                              cache_dir=cache_dir / re.sub(r"[^\w.-]+", "_", c.label))
+    s = cpu_session_config(cfg)
+    s.plugin_eps = [c.provider]
+    s.validate()
+    return s
+
+
+def run_candidate(cfg: LabConfig, c: Candidate, parts, variant: str, token_lengths: list[int],
+                  reference: Mapping[int, np.ndarray] | None, repeats: int, warmup: int,
+                  cache_dir: Path, static_budget: StaticBudget | None = None) -> dict[str, Any]:
+    """Measure one candidate: placement (ORT's log of the accelerated session), warm time
+    and RTF by length, LSD to the reference. Skipped where its provider or device is absent."""
+    out: dict[str, Any] = {"label": c.label, "candidate": asdict(c), "variant": variant}
+    reason, devices = provider_available(c)
+    if devices:
+        out["devices"] = devices
+    if reason is not None:
+        out["status"] = f"skipped: {reason}"
+        return out
+    scfg = candidate_session(cfg, c, cache_dir)
+
+    def verbose(so) -> None:
+        so.log_severity_level = 0
+        so.log_verbosity_level = 0
+
+    voices = runtime.VoiceBank.load(assets.voices_path(cfg))
+    t0 = time.perf_counter()
+    with capture_ort_log() as log:
+        if c.graph == "whole":
+            model = assets.require(assets.model_path(cfg, variant), f"model {variant!r}")
+            eng = runtime.Engine.from_session(cfg, new_session(model, scfg, configure=verbose),
+                                              model, 0.0, voices)
+        else:
+            static = None
+            if c.static_shapes:
+                static = splitting.static_bucket_models(parts, cfg.split.buckets,
+                                                        cache_dir / STATIC_DIR, budget=static_budget)
+            # the CPU runs any length as is; accelerators get the fixed-length buckets
+            buckets = [] if c.provider == "CPU" else cfg.split.buckets
+            eng = split_runtime.SplitEngine(cfg, parts, voices, a_session=cpu_session_config(cfg),
+                                            b_session=scfg, buckets=buckets, static_b=static,
+                                            configure_b=verbose, variant=variant)
+        first = eng.run_tokens(tokens_of_length(token_lengths[0]), cfg.voice)
+    out["create_and_first_run_s"] = round(time.perf_counter() - t0, 4)
+    placement = parse_placement_log("".join(log))
+    ep = {"CoreML": PROVIDER}.get(c.provider)
+    if ep is None and devices:
+        ep = devices[0]["ep"]
+    out["placement"] = placement.coverage(ep) if ep else {"nodes_on_cpu": "all"}
+    del first
+    rows = {}
+    for n in token_lengths:
+        toks = tokens_of_length(n)
+        t, syn = timing.measure(lambda: eng.run_tokens(toks, cfg.voice), repeats=repeats,
+                                warmup=warmup)
+        row: dict[str, Any] = {"warm_s": round(t.median, 4), "warm_p90_s": round(t.p90, 4),
+                               "rtf": round(t.median / max(syn.duration, 1e-9), 4)}
+        if getattr(eng, "last", None):
+            row["parts_s"] = {k: round(v, 4) for k, v in eng.last.items()}
+        if reference is not None and n in reference:
+            row["lsd_db"] = round(quality.lsd_db(reference[n], syn.audio,
+                                                 allow_length_mismatch=True), 3)
+        rows[str(n)] = row
+    out.update(status="ok", by_length=rows)
+    return out
+
+
+def run_candidates(cfg: LabConfig, cands: list[Candidate], parts, variant: str,
+                   token_lengths: list[int], reference, repeats: int, warmup: int,
+                   cache_dir: Path, static_budget: StaticBudget | None = None,
+                   log: Any = print) -> dict[str, Any]:
+    """:func:`run_candidate` for each; one that fails is recorded ``failed: ...`` and the
+    others go on."""
+    out = {}
+    for c in cands:
+        try:
+            r = run_candidate(cfg, c, parts, variant, token_lengths, reference, repeats, warmup,
+                              cache_dir, static_budget)
+        except StaticBudgetError as exc:
+            r = {"label": c.label, "candidate": asdict(c), "status": f"skipped: {exc}"}
+        except Exception as exc:  # noqa: BLE001 - recorded, not hidden
+            r = {"label": c.label, "candidate": asdict(c),
+                 "status": f"failed: {type(exc).__name__}: {exc}"}
+        if log:
+            log(f"{r['label']}: {r['status']}")
+        out[r["label"]] = r
+    return out
+
+
+def providers_record(sweep: list[dict[str, Any]], cands: Mapping[str, Any]) -> dict[str, Any]:
+    """metrics.providers: every candidate known, whole-graph sweep and split alike, with its
+    status and (where it ran) its figures."""
+    out: dict[str, Any] = {}
+    for r in sweep:
+        label = "whole/" + r["label"].split("/", 1)[1] if "/" in r["label"] else r["label"]
+        entry = {"status": r.get("status"), "variant": r.get("point", {}).get("variant")}
+        if r.get("status") == "ok":
+            entry["by_length"] = {n: {k: row.get(k) for k in ("rtf", "lsd_db")}
+                                  for n, row in r["by_length"].items()}
+            entry["placement"] = next(iter(r["placement"].values()))["coverage"]
+        out.setdefault(label, {})[entry["variant"]] = entry
+    for label, r in cands.items():
+        entry = {k: v for k, v in r.items() if k not in ("label", "candidate")}
+        out.setdefault(label, {})[r.get("variant", "?")] = entry
+    return out
+
+
+def split_candidates(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The split configurations as selection candidates (labkit.lab.selection), beside a
+    baseline. Stage 04 measures single runs, not paired interleaved rounds, so no ratio
+    interval exists: a candidate without ``ci95`` can never replace the baseline (rule c),
+    and the record says so rather than inventing one."""
+    out = [{"name": "whole graph", "overrides": {"split.enabled": False}, "baseline": True,
+            "criterion": "rtf", "measured": ["rtf", "lsd_db"]}]
+    for label, r in result.get("candidates", {}).items():
+        if not label.startswith("split/") or r.get("status") != "ok":
+            continue
+        c = r["candidate"] if "candidate" in r else {}
+        rows = r["by_length"].values()
+        lsd = [row["lsd_db"] for row in rows if row.get("lsd_db") is not None]
+        over: dict[str, Any] = {"split.enabled": True, "split.buckets": [],
+                                "split.b_session": {"providers": ["CPUExecutionProvider"]}}
+        if c.get("provider") not in (None, "CPU"):
+            over["split.buckets"] = result.get("buckets") or LabConfig().split.buckets
+        if c.get("provider") == "CoreML":
+            over["split.b_session"] = {
+                "providers": [PROVIDER, CPU],
+                "provider_options": {PROVIDER: {"ModelFormat": c["model_format"],
+                                                "MLComputeUnits": c["compute_units"],
+                                                "RequireStaticInputShapes": c["static_shapes"]}}}
+        elif c.get("provider") not in (None, "CPU"):
+            over["split.b_session"] = {"plugin_eps": [c["provider"]]}
+        check = result.get("split", {}).get(r.get("variant"), {})
+        failed = [] if check.get("passed") else [
+            f"split check: {check.get('status', 'not run')}, max LSD to the whole graph "
+            f"{check.get('max_lsd_db')} dB (limit {check.get('max_lsd_db_limit')})"]
+        out.append({"name": label, "overrides": over, "baseline": False, "criterion": "rtf",
+                    "measured": ["rtf", "lsd_db"] if lsd else ["rtf"],
+                    "rtf": float(np.median([row["rtf"] for row in rows])),
+                    "lsd_db": max(lsd) if lsd else None, "failed_checks": failed})
+    return out
+
+
 # -- the stage: run and record ---------------------------------------------------------------
 def run(cfg: LabConfig, st, *, variants: Iterable[str] = ("int8",),
         formats: Iterable[str] = ("MLProgram",), compute_units: Iterable[str] = ("ALL",),
         static_shapes: Iterable[bool] = (False,), token_lengths: Iterable[int] = (25, 115),
         repeats: int = 3, warmup: int = 1, cpu_baseline: bool = True, profile: bool = True,
         short_max_tokens: int = 60, static_budget_gb: float = 4.0,
+        split_variants: Iterable[str] = ("fp32-recon",), split_token_lengths: Iterable[int] = (25, 50, 115),
+        split_buckets: Iterable[int] | None = None, split_b_rewrites: Iterable[str] = ("reflect_pad",),
+        split_repeats: int = 2, plugins: Iterable[str] = ("webgpu", "mlx"),
         log: Any = print) -> dict[str, Any]:
     """The whole stage: the static op audit of every variant present, the reference audio,
     then each configuration (the CPU baseline first, then the CoreML grid; on a machine
@@ -309,11 +556,31 @@ def run(cfg: LabConfig, st, *, variants: Iterable[str] = ("int8",),
     if cpu_baseline:
         points = [SweepPoint(v, CPU) for v in audits] + points
     budget = StaticBudget.gb(static_budget_gb)
+    buckets = sorted(int(b) for b in (cfg.split.buckets if split_buckets is None else split_buckets))
+    cfg = cfg.with_overrides({"split.buckets": buckets})
+    cands = candidates(formats, compute_units, static_shapes, plugins)
+    split_lengths = [int(n) for n in split_token_lengths]
+    splits: dict[str, Any] = {}
+    cand_results: dict[str, Any] = {}
     try:
         results = run_sweep(cfg, points, token_lengths, repeats=repeats, warmup=warmup,
                             cache_root=st.path("coreml-cache"), reference=reference,
                             profile_dir=st.path("profiles") if profile else None,
                             static_budget=budget, log=log)
+        for variant in split_variants:
+            try:
+                parts, splits[variant] = split_check(cfg, variant, split_lengths, buckets,
+                                                     split_b_rewrites)
+            except Exception as exc:  # noqa: BLE001 - recorded, the sweep's numbers are kept
+                splits[variant] = {"status": f"failed: {type(exc).__name__}: {exc}",
+                                   "variant": variant}
+                continue
+            missing = [n for n in split_lengths if n not in reference]
+            split_ref = {**reference, **(reference_audio(cfg, missing)[0] if missing else {})}
+            for label, r in run_candidates(cfg, cands, parts, variant, split_lengths, split_ref,
+                                           split_repeats, warmup, st.path("coreml-cache"),
+                                           budget, log).items():
+                cand_results[f"{label}@{variant}" if len(list(split_variants)) > 1 else label] = r
     finally:
         static = budget.to_dict()
         static["freed_gb"] = budget.remove() / 1e9
@@ -326,7 +593,8 @@ def run(cfg: LabConfig, st, *, variants: Iterable[str] = ("int8",),
             "platform": coreml.platform_name(),
             "sweep_status": "ok" if available else f"skipped: {skip_reason()}",
             "recommendation": recommend(rows, short_max_tokens, cfg.selection.max_lsd_db),
-            "static_copies": static}
+            "static_copies": static, "split": splits, "candidates": cand_results, "buckets": buckets,
+            "providers": providers_record(results, cand_results)}
 
 
 def record(st, result: dict[str, Any]) -> None:
@@ -342,19 +610,68 @@ def record(st, result: dict[str, Any]) -> None:
     st.metrics["static_copies"] = result["static_copies"]
     st.metrics["recommendation"] = result["recommendation"]
     st.metrics["headline"] = headline(result["audits"], result["rows"], result["sweep_status"])
+    split = next(iter(result["split"].values()), None)
+    if split is not None:
+        st.metrics["split"] = split if len(result["split"]) == 1 else result["split"]
+        if split.get("status") == "ok":
+            st.metrics["headline"].update(split_headline(split))
+    st.metrics["providers"] = result["providers"]
+    st.metrics["candidates"] = split_candidates(result)
     skipped_static = [r["label"] for r in result["results"]
                       if "static_budget_gb" in str(r.get("status", ""))]
     if skipped_static:
         st.note(f"static-shape points skipped for the disk budget: {skipped_static}")
-    st.note("no candidates for the journal: stage 04 is a recommendation only (the fastest "
-            "measured configuration per input length, within the quality bound); a CoreML "
-            "choice would need the same paired comparison against the CPU provider that the "
-            "other stages make, and the endpoint's provider is set in the config by hand")
+    st.note("stage 04's candidates (the split configurations beside the whole graph) carry "
+            "single-run figures, no paired ratio interval: under the selection rules none can "
+            "replace the baseline until they are compared in interleaved rounds; the fastest "
+            "measured whole-graph configuration per input length is a recommendation only")
     if result["available"]:
         st.metrics["selection"] = result["recommendation"]
     else:
         st.note("op audit and CPU-provider baseline measured; CoreML sweep not run")
         st.skip(skip_reason())
+
+
+def split_headline(split: dict[str, Any]) -> dict[str, Any]:
+    out = {"split stages": split["stages"], "split max LSD dB (vs whole graph)": split["max_lsd_db"],
+           f"split within {split['max_lsd_db_limit']} dB": split["passed"]}
+    for b, d in split["max_lsd_db_by_bucket"].items():
+        out[f"split bucket {b} max LSD dB"] = d
+    for key in ("b", "b_bucketed"):
+        for fmt in op_audit.FORMATS:
+            a = split["audit_b"][key][fmt]
+            out[f"part {key} {fmt} table coverage %"] = a["coverage_pct"]
+            out[f"part {key} {fmt} est. partitions"] = a["estimated_partitions"]
+    return out
+
+
+def providers_table(result: dict[str, Any]) -> str:
+    """One line per provider candidate and variant: status, RTF and LSD by length."""
+    lines = ["| candidate | variant | status | RTF by tokens | LSD dB by tokens |", "|---|---|---|---|---|"]
+    for label, per in result["providers"].items():
+        for variant, e in per.items():
+            rows = e.get("by_length") or {}
+            rtf = ", ".join(f"{n}: {r.get('rtf')}" for n, r in rows.items())
+            lsd = ", ".join(f"{n}: {r.get('lsd_db')}" for n, r in rows.items())
+            lines.append(f"| {label} | {variant} | {e.get('status')} | {rtf} | {lsd} |")
+    return "\n".join(lines)
+
+
+def split_text(result: dict[str, Any]) -> str:
+    out = []
+    for variant, sp in result["split"].items():
+        if sp.get("status") != "ok":
+            out.append(f"{variant}: {sp.get('status')}")
+            continue
+        out.append(f"{variant}: {sp['stages']} stages, boundary {sp['boundary']}, "
+                   f"{sp['samples_per_frame']} samples per frame, nodes {sp['nodes']}")
+        out.append(f"  max LSD to the whole graph: split {sp['max_split_lsd_db']} dB, with buckets "
+                   f"{sp['max_lsd_db']} dB; by bucket {sp['max_lsd_db_by_bucket']}")
+        for key, a in sp["audit_b"].items():
+            out.append(f"  part {key}: " + "; ".join(
+                f"{fmt} {a[fmt]['coverage_pct']} % in {a[fmt]['estimated_partitions']} partitions"
+                for fmt in op_audit.FORMATS))
+    return "\n".join(out)
 
 
 # -- tables and plots for the notebook ---------------------------------------------------------

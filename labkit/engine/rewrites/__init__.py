@@ -13,6 +13,9 @@ never what it is (up to float rounding):
 ``conv1d_as_2d``
     a 1-D ``Conv``/``ConvInteger`` as a height-one 2-D one (``Unsqueeze`` -> Conv 2-D ->
     ``Squeeze``): ORT's CPU provider has blocked (NCHWc) kernels for 2-D convolutions only.
+``reflect_pad``
+    reflect ``Pad`` on the last axis -> ``Slice`` (step -1) + ``Concat`` (2 sites: the
+    STFT's centre padding and the generator's reflection pad), for CoreML.
 ``snake_fold``
     Snake, ``y = x + (1/a) sin(a x)^2``, is five whole-tensor passes (Mul, Sin, Pow, Mul,
     Add). With ``u = a x`` it is ``y = (1/a) (u + sin(u)^2)``: where ``x`` comes from an
@@ -46,6 +49,7 @@ from labkit.engine.rewrites.conv1d_as_2d import conv1d_as_2d
 from labkit.engine.rewrites.graph import Graph, prune
 from labkit.engine.rewrites.instance_norm import instance_norm
 from labkit.engine.rewrites.pow2_mul import pow2_mul
+from labkit.engine.rewrites.reflect_pad import reflect_pad
 from labkit.engine.rewrites.snake_fold import snake_fold
 from labkit.quality import lsd_db
 
@@ -67,6 +71,9 @@ REWRITES: dict[str, Rewrite] = {
     "snake_fold": Rewrite("snake_fold", snake_fold, needs_shapes=True,
                           doc="Snake x + sin(ax)^2/a with a folded into the AdaIN affine "
                               "and 1/a into the next float Conv"),
+    "reflect_pad": Rewrite("reflect_pad", reflect_pad,
+                           doc="reflect Pad on the last axis -> Slice(step -1) + Concat "
+                               "(CoreML runs it; reflect Pad falls back to the CPU)"),
 }
 
 

@@ -9,7 +9,7 @@ from onnx import helper
 from labkit.engine.rewrites.graph import Graph, attr, is_scalar
 
 
-def _reduce_axes(g: Graph, node) -> list[int] | None:
+def reduce_axes(g: Graph, node) -> list[int] | None:
     axes = attr(node, "axes")
     if axes is None and len(node.input) > 1 and node.input[1]:
         v = g.const(node.input[1])
@@ -26,7 +26,7 @@ def instance_norm(g: Graph) -> list[str]:
             continue
         x = rm1.input[0]
         shape = g.shapes.get(x)
-        if shape is None or len(shape) != 3 or _reduce_axes(g, rm1) not in ([2], [-1]):
+        if shape is None or len(shape) != 3 or reduce_axes(g, rm1) not in ([2], [-1]):
             continue
         subs = [c for c in g.only_consumers(rm1.output[0]) if c.op_type == "Sub"
                 and list(c.input) == [x, rm1.output[0]]]
@@ -48,7 +48,7 @@ def instance_norm(g: Graph) -> list[str]:
             (sqrt,) = g.only_consumers(add.output[0])
         except ValueError:
             continue
-        if (rm2.op_type != "ReduceMean" or _reduce_axes(g, rm2) not in ([2], [-1])
+        if (rm2.op_type != "ReduceMean" or reduce_axes(g, rm2) not in ([2], [-1])
                 or attr(rm2, "keepdims", 1) != 1 or add.op_type != "Add"
                 or sqrt.op_type != "Sqrt" or div.input[1] != sqrt.output[0]
                 or len(g.only_consumers(sqrt.output[0])) != 1):

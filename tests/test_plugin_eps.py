@@ -1,0 +1,202 @@
+"""Plugin execution providers (WebGPU, MLX): registration through ONNX Runtime's plugin API,
+device selection, and the ``skipped: <reason>`` path, with the Mac's facts faked; and the
+stage-04 candidates that use them."""
+from __future__ import annotations
+
+import types
+
+import pytest
+
+from labkit.config import ConfigError, LabConfig, SessionConfig
+from labkit.engine import ort as ko
+from labkit.lab import s04_coreml as s04
+from labkit.lab import selection
+
+
+class FakeHW:
+    def __init__(self, kind="GPU", vendor="Apple"):
+        self.type = types.SimpleNamespace(name=kind)
+        self.vendor = vendor
+
+
+class FakeDevice:
+    def __init__(self, ep, kind="GPU"):
+        self.ep_name = ep
+        self.ep_vendor = "fake"
+        self.device = FakeHW(kind)
+
+
+def fake_package(names=("WebGpuExecutionProvider",), lib="/fake/libplugin.dylib"):
+    return types.SimpleNamespace(get_library_path=lambda: lib, get_ep_names=lambda: list(names))
+
+
+@pytest.fixture
+def fresh(monkeypatch):
+    """No plugin registered yet; registration and device enumeration recorded."""
+    monkeypatch.setattr(ko, "_REGISTERED", {})
+    calls = {"registered": []}
+    monkeypatch.setattr(ko.ort, "register_execution_provider_library",
+                        lambda name, path: calls["registered"].append((name, path)), raising=False)
+    return calls
+
+
+def test_missing_package_is_a_skip_reason(fresh, monkeypatch):
+    def missing(name):
+        raise ImportError(name)
+    monkeypatch.setattr(ko, "import_package", missing)
+    with pytest.raises(ko.PluginEPUnavailable) as exc:
+        ko.plugin_devices("mlx")
+    assert "onnxruntime-ep-mlx not installed" in exc.value.reason
+    assert "macOS 14+" in exc.value.reason
+    assert fresh["registered"] == []
+
+
+def test_registered_without_device_is_a_skip_reason(fresh, monkeypatch):
+    monkeypatch.setattr(ko, "import_package", lambda name: fake_package())
+    monkeypatch.setattr(ko.ort, "get_ep_devices", lambda: [FakeDevice("CPUExecutionProvider", "CPU")])
+    with pytest.raises(ko.PluginEPUnavailable, match="enumerated no device"):
+        ko.plugin_devices("webgpu")
+    assert fresh["registered"] == [("webgpu", "/fake/libplugin.dylib")]
+
+
+def test_mac_gpu_device_is_chosen_and_registered_once(fresh, monkeypatch):
+    monkeypatch.setattr(ko, "import_package",
+                        lambda name: fake_package(("MLXExecutionProvider",), "/x/libmlx.dylib"))
+    gpu = FakeDevice("MLXExecutionProvider")
+    monkeypatch.setattr(ko.ort, "get_ep_devices", lambda: [FakeDevice("CPUExecutionProvider", "CPU"), gpu])
+    assert ko.plugin_devices("mlx") == [gpu]
+    assert ko.plugin_devices("mlx") == [gpu]
+    assert fresh["registered"] == [("mlx", "/x/libmlx.dylib")]
+    added = []
+    so = types.SimpleNamespace(add_provider_for_devices=lambda devs, opts: added.append((devs, opts)))
+    s = SessionConfig(plugin_eps=["mlx"], provider_options={"MLXExecutionProvider": {"fast": True}})
+    chosen = ko.add_plugin_providers(so, s)
+    assert added == [([gpu], {"fast": "1"})]
+    assert chosen == [{"ep": "MLXExecutionProvider", "ep_vendor": "fake", "type": "GPU", "vendor": "Apple"}]
+
+
+def test_library_that_fails_to_load_is_a_skip_reason(fresh, monkeypatch):
+    monkeypatch.setattr(ko, "import_package", lambda name: fake_package())
+
+    def broken(name, path):
+        raise RuntimeError("dlopen failed: libvulkan.so.1")
+    monkeypatch.setattr(ko.ort, "register_execution_provider_library", broken, raising=False)
+    with pytest.raises(ko.PluginEPUnavailable, match="libvulkan"):
+        ko.register_plugin("webgpu")
+
+
+def test_unknown_plugin_is_a_config_error():
+    with pytest.raises(ConfigError, match="known are"):
+        ko.register_plugin("cuda")
+
+
+def test_real_webgpu_wheel_registers_but_finds_no_gpu_here():
+    """On these GPU-less Linux machines the real WebGPU plugin registers and enumerates no
+    device: the skip path the stage records."""
+    pytest.importorskip("onnxruntime_ep_webgpu")
+    ko._REGISTERED.pop("webgpu", None)
+    try:
+        devices = ko.plugin_devices("webgpu")
+    except ko.PluginEPUnavailable as exc:
+        assert "no device" in exc.reason or "did not register" in exc.reason
+    else:
+        assert devices and all(d.ep_name == "WebGpuExecutionProvider" for d in devices)
+
+
+# -- stage 04's candidates ------------------------------------------------------------------
+def test_candidates_cover_cpu_coreml_grid_and_plugins():
+    cands = s04.candidates(["MLProgram", "NeuralNetwork"], ["ALL", "CPUAndGPU"], [False, True],
+                           ["webgpu", "mlx"])
+    labels = [c.label for c in cands]
+    assert labels[0] == "split/CPU"
+    assert "split/CoreML/MLProgram/ALL/static" in labels and len([l for l in labels if "CoreML" in l]) == 8
+    assert {"split/webgpu", "whole/webgpu", "split/mlx", "whole/mlx"} <= set(labels)
+    with pytest.raises(ConfigError):
+        s04.candidates(["MLProgram"], ["ALL"], [False], ["cuda"])
+    with pytest.raises(ConfigError):
+        s04.candidates(["MLProgam"], ["ALL"], [False], [])
+
+
+def test_provider_availability_on_a_faked_mac(monkeypatch):
+    monkeypatch.setattr(s04, "coreml_available", lambda: True)
+    monkeypatch.setattr(s04, "plugin_devices", lambda name: [FakeDevice("MLXExecutionProvider")])
+    assert s04.provider_available(s04.Candidate("split", "CoreML", "MLProgram", "ALL")) == (None, [])
+    reason, devices = s04.provider_available(s04.Candidate("split", "mlx"))
+    assert reason is None and devices[0]["ep"] == "MLXExecutionProvider"
+    monkeypatch.setattr(s04, "coreml_available", lambda: False)
+    reason, _ = s04.provider_available(s04.Candidate("split", "CoreML", "MLProgram", "ALL"))
+    assert "not available" in reason
+
+
+def test_candidate_session_configs(tmp_path):
+    cfg = LabConfig()
+    s = s04.candidate_session(cfg, s04.Candidate("split", "CoreML", "NeuralNetwork", "CPUAndGPU", True), tmp_path)
+    assert s.providers[0] == "CoreMLExecutionProvider"
+    assert s.provider_options["CoreMLExecutionProvider"]["RequireStaticInputShapes"] == "1"
+    assert s04.candidate_session(cfg, s04.Candidate("whole", "webgpu"), tmp_path).plugin_eps == ["webgpu"]
+    assert s04.candidate_session(cfg, s04.Candidate("split", "CPU"), tmp_path).providers == ["CPUExecutionProvider"]
+
+
+def test_a_failing_candidate_is_recorded_and_the_others_run(monkeypatch):
+    def fake(cfg, c, *a, **k):
+        if c.provider == "mlx":
+            raise RuntimeError("MLX kernel missing")
+        return {"label": c.label, "candidate": {}, "status": "skipped: x", "variant": "v"}
+    monkeypatch.setattr(s04, "run_candidate", fake)
+    cands = [s04.Candidate("split", "mlx"), s04.Candidate("split", "webgpu")]
+    out = s04.run_candidates(LabConfig(), cands, None, "v", [25], None, 1, 0, None, log=None)
+    assert out["split/mlx"]["status"] == "failed: RuntimeError: MLX kernel missing"
+    assert out["split/webgpu"]["status"] == "skipped: x"
+
+
+def test_skipped_candidate_records_its_reason(monkeypatch, tmp_path):
+    monkeypatch.setattr(s04, "plugin_devices", lambda name: (_ for _ in ()).throw(
+        ko.PluginEPUnavailable(name, "package onnxruntime-ep-mlx not installed")))
+    r = s04.run_candidate(LabConfig(), s04.Candidate("split", "mlx"), None, "fp32-recon", [25],
+                          None, 1, 0, tmp_path)
+    assert r["status"] == "skipped: package onnxruntime-ep-mlx not installed"
+
+
+def test_providers_record_and_split_candidates_under_the_selection_rules():
+    sweep = [{"label": "int8/CPU", "point": {"variant": "int8"}, "status": "ok",
+              "by_length": {"25": {"rtf": 0.3, "lsd_db": 2.8}},
+              "placement": {"all": {"coverage": {"partitions": 0}}}},
+             {"label": "int8/MLProgram/ALL", "point": {"variant": "int8"},
+              "status": "skipped: CoreMLExecutionProvider not available on Linux x86_64"}]
+    cands = {"split/CPU": {"label": "split/CPU", "variant": "fp32-recon", "status": "ok",
+                           "candidate": {"graph": "split", "provider": "CPU"},
+                           "by_length": {"25": {"rtf": 0.25, "lsd_db": 0.0}}},
+             "split/CoreML/MLProgram/ALL": {"label": "split/CoreML/MLProgram/ALL", "variant": "fp32-recon",
+                                            "status": "ok",
+                                            "candidate": {"graph": "split", "provider": "CoreML",
+                                                          "model_format": "MLProgram",
+                                                          "compute_units": "ALL", "static_shapes": False},
+                                            "by_length": {"25": {"rtf": 0.1, "lsd_db": 0.4}}}}
+    prov = s04.providers_record(sweep, cands)
+    assert prov["whole/CPU"]["int8"]["by_length"]["25"]["rtf"] == 0.3
+    assert prov["whole/MLProgram/ALL"]["int8"]["status"].startswith("skipped:")
+    assert prov["split/CPU"]["fp32-recon"]["status"] == "ok"
+    offered = s04.split_candidates({"candidates": cands, "split": {"fp32-recon": {
+        "status": "ok", "passed": True, "max_lsd_db": 0.0, "max_lsd_db_limit": 0.1}}})
+    assert [c["baseline"] for c in offered] == [True, False, False]
+    coreml = offered[2]
+    assert coreml["overrides"]["split.enabled"] is True
+    assert coreml["overrides"]["split.b_session"]["providers"][0] == "CoreMLExecutionProvider"
+    LabConfig().with_overrides(coreml["overrides"]).validate()  # flows to best.json as is
+    # single-run figures, no ratio interval: the baseline stays (rule c)
+    for c in offered[1:]:
+        assert selection.check_failures(c, LabConfig().selection) == []
+        assert "ci95" not in c
+    entry, rejected = selection.judge({"stage": "04_coreml_units", "status": "ok",
+                                       "metrics": {"candidates": offered}}, LabConfig().selection)
+    assert entry["choice"] == "whole graph" and len(rejected) == 2
+
+
+def test_a_split_that_failed_its_check_fails_its_candidates():
+    cands = {"split/CPU": {"label": "split/CPU", "variant": "int8", "status": "ok",
+                           "candidate": {"graph": "split", "provider": "CPU"},
+                           "by_length": {"25": {"rtf": 0.25, "lsd_db": 0.0}}}}
+    offered = s04.split_candidates({"candidates": cands, "split": {"int8": {
+        "status": "ok", "passed": False, "max_lsd_db": 2.1, "max_lsd_db_limit": 0.1}}})
+    assert "2.1 dB" in offered[1]["failed_checks"][0]
+    assert selection.check_failures(offered[1], LabConfig().selection)
