@@ -141,3 +141,14 @@ def test_the_batch_times_each_notebook_and_the_page_shows_it(batch):
     assert set(times) >= {"01_a", "02_b", "03_broken"} and all(v > 0 for v in times.values())
     assert "| stage | notebook wall time | inside the stage |" in (
         batch["root"] / "docs" / "results.md").read_text()
+
+
+def test_a_partial_run_does_not_replace_the_results_page(batch, tmp_path):
+    cfg = batch["cfg"].with_overrides({"artifacts_dir": str(tmp_path / "artifacts"),
+                                       "results_md": str(tmp_path / "results.md")})
+    run = run_batch(batch["path"], cfg=cfg, only=["01_a"])  # a new run with one stage of three
+    assert (tmp_path / "artifacts" / run / "01_a" / "metrics.json").exists()
+    assert (tmp_path / "artifacts" / "best.json").exists()
+    assert not (tmp_path / "results.md").exists()
+    run_batch(batch["path"], cfg=cfg, resume=run)  # the rest: now the page is written
+    assert run in (tmp_path / "results.md").read_text()

@@ -63,6 +63,18 @@ def batch_name(cfg: LabConfig, run_id: str) -> str | None:
     return data.get("name") if isinstance(data, dict) else None
 
 
+def run_is_complete(cfg: LabConfig, run_id: str) -> bool:
+    """Does the run hold a record for every stage of the batch that made it? (True for a
+    run without its batch file: nothing says it is partial.)"""
+    run_dir = cfg.resolve(cfg.artifacts_dir) / run_id
+    try:
+        data = yaml.safe_load((run_dir / "batch.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return True
+    stages = [s.get("name") for s in (data or {}).get("stages") or [] if isinstance(s, dict)]
+    return all((run_dir / str(s) / RECORD_NAME).exists() for s in stages)
+
+
 def previous_run(cfg: LabConfig, run_id: str) -> str | None:
     """The newest earlier run made by the same batch (a smoke run is not compared with a
     full one), with at least one record."""
@@ -244,8 +256,10 @@ def render_html(markdown_text: str, data: dict, out_dir: Path) -> str:
 
 
 def write_journal(cfg: LabConfig, run_id: str) -> dict[str, Path]:
-    """Write JOURNAL.md/HTML for ``run_id``, artifacts/best.json and the results page
-    (``cfg.results_md``, docs/results.md); returns their paths."""
+    """Write JOURNAL.md/HTML for ``run_id``, artifacts/best.json and, once the run holds
+    every stage of its batch, the results page (``cfg.results_md``, docs/results.md: a
+    partial run, e.g. ``--only`` into a new run, must not replace the README's figures);
+    returns their paths."""
     root = cfg.resolve(cfg.artifacts_dir)
     out_dir = root / "journal"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -262,7 +276,8 @@ def write_journal(cfg: LabConfig, run_id: str) -> dict[str, Path]:
     files.write_json(paths["best"], best, indent=2)
     # keep a copy of the run's journal beside its records
     shutil.copy(paths["markdown"], root / run_id / "JOURNAL.md")
-    if cfg.results_md:  # "" for batches whose figures are not for the README (smoke runs)
+    # "" for batches whose figures are not for the README (smoke runs)
+    if cfg.results_md and run_is_complete(cfg, run_id):
         paths["results"] = write_results(cfg.resolve(cfg.results_md), run_id, records, best,
                                          wall=read_wall_times(root / run_id))
     return paths
