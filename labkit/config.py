@@ -158,6 +158,17 @@ class ChunkingConfig:
     sentence_pause_ms: float = 250.0
     clause_pause_ms: float = 100.0
     paragraph_pause_ms: float = 600.0
+    #: how pieces after the primer are sized (strategy "primer"): "adaptive" (from the
+    #: measured synthesis speed and the audio buffered ahead of the listener,
+    #: labkit.engine.schedule) or "ramp" (the fixed ``growth`` ramp, chunking.ramp_budget)
+    schedule: str = "adaptive"
+    #: adaptive: a piece is started only if its predicted compute x margin, plus
+    #: safety_s, fits in the audio buffered ahead of the listener
+    schedule_margin: float = 1.3
+    schedule_safety_s: float = 0.15
+    #: adaptive: the smallest budget (tokens) while the buffer is thin (min_tokens is the
+    #: ramp's floor)
+    schedule_min_tokens: int = 15
 
 
 @dataclass
@@ -176,6 +187,9 @@ class PipelineConfig:
     queue_depth: int = 4
     #: the lowest-latency session's index; None: measured at start-up (two sessions)
     first_session: int | None = None
+    #: stopping a stream (close, cancel, a client gone) also aborts the pieces being
+    #: synthesized (onnxruntime RunOptions.terminate), so the engine is free at once
+    terminate_on_cancel: bool = True
 
 
 @dataclass
