@@ -140,7 +140,9 @@ class ChunkingConfig:
 
     #: "primer" (short first piece, then sentences), "sentence", "clause", "budget", "none"
     strategy: str = "primer"
-    primer_max_words: int = 8
+    #: the first piece: the shortest natural unit (a clause or a few words before a soft
+    #: break), so a long text's first audio comes about as soon as a short phrase's
+    primer_max_words: int = 5
     #: the primer is cut at punctuation or a soft word between these word counts
     primer_min_words: int = 3
     primer_max_tokens: int = 60
