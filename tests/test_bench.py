@@ -226,3 +226,46 @@ def test_session_candidates_from_measured_rows():
     from labkit.config import SelectionConfig
     from labkit.lab.selection import rank
     assert out[0]["failed_checks"] == ["underruns"] and rank(out, SelectionConfig()) == []
+
+
+# -- stage 05's targets: each can fail ---------------------------------------------------------
+def _s05_result(**change):
+    listener = [{"label": "default", "load_processes": n, "underruns_max": 0} for n in (0, 1)]
+    result = {"label": "default", "previous": "schedule=ramp,primer_max_words=8",
+              "load_processes": 1, "listener": listener,
+              "article": {"underruns_max": 0, "words_present": True, "load_processes": 0},
+              "article_rows": [{"underruns_max": 0, "words_present": True, "load_processes": 0},
+                               {"underruns_max": 0, "words_present": True, "load_processes": 1}],
+              "seams": {"default": {"seam_excess_db": 1.0},
+                        "schedule=ramp,primer_max_words=8": {"seam_excess_db": 1.2}},
+              "first_audio": {"ratio": 1.1}, "cancel": {"terminate": {"release_s": 0.1,
+                                                                     "running_after": False}}}
+    result.update(change)
+    return result
+
+
+def test_stage05_targets_all_met_on_a_good_result():
+    assert all(s05.targets(_s05_result()).values())
+
+
+@pytest.mark.parametrize("change, target", [
+    ({"listener": [{"label": "default", "load_processes": 0, "underruns_max": 0},
+                   {"label": "default", "load_processes": 1, "underruns_max": 1}]},
+     "paragraph_no_underruns_idle_and_under_load"),
+    ({"listener": [{"label": "default", "load_processes": 0, "underruns_max": 0}]},
+     "paragraph_no_underruns_idle_and_under_load"),  # under load never measured
+    ({"article_rows": [{"underruns_max": 0, "words_present": True, "load_processes": 0},
+                       {"underruns_max": 2, "words_present": True, "load_processes": 1}]},
+     "article_no_underruns_under_load"),
+    ({"first_audio": {"ratio": 1.35}}, "first_audio_within_1.2x_phrase"),
+    ({"first_audio": None}, "first_audio_within_1.2x_phrase"),
+    ({"seams": {"default": {"seam_excess_db": 1.5},
+                "schedule=ramp,primer_max_words=8": {"seam_excess_db": 1.2}}},
+     "seams_no_worse_than_previous_default"),
+    ({"cancel": {"terminate": {"release_s": 2.9, "running_after": False}}},
+     "cancel_frees_the_session_within_0.5s"),
+    ({"cancel": {}}, "cancel_frees_the_session_within_0.5s"),
+])
+def test_stage05_each_target_fails_on_a_bad_case(change, target):
+    met = s05.targets(_s05_result(**change))
+    assert met[target] is False
