@@ -13,20 +13,20 @@ CFG = ChunkingConfig()
 
 def test_the_speed_model_follows_a_slowdown_faster_than_a_speedup():
     m = SpeedModel(overhead_s=0.1, per_token_s=0.01)
-    m.update(100, 0.1 + 100 * 0.03)  # three times slower now (another process)
-    slowed = m.per_token_s
-    assert 0.02 < slowed <= 0.03
-    m2 = SpeedModel(overhead_s=0.1, per_token_s=0.03)
-    m2.update(100, 0.1 + 100 * 0.01)  # three times faster
-    assert 0.01 <= m2.per_token_s and (0.03 - m2.per_token_s) < (slowed - 0.01)
-    assert m.predict(200) > m.predict(100) > m.predict(0) == m.overhead_s
+    m.update(100, 3 * m.shape(100))  # three times slower now (another process)
+    assert 2.0 < m.factor <= 3.0
+    m2 = SpeedModel(overhead_s=0.1, per_token_s=0.01, factor=3.0)
+    m2.update(100, m2.shape(100))  # three times faster
+    assert 1.0 <= m2.factor and (3.0 - m2.factor) < (m.factor - 1.0)
+    assert m.predict(200) > m.predict(100) > m.predict(0) == m.factor * m.overhead_s
 
 
-def test_short_pieces_teach_the_overhead():
-    m = SpeedModel(overhead_s=0.1, per_token_s=0.01)
-    for _ in range(10):
-        m.update(10, 0.5 + 10 * 0.01)
-    assert m.overhead_s == pytest.approx(0.5, abs=0.02)
+def test_load_learnt_on_a_short_piece_applies_to_long_ones():
+    m = SpeedModel(overhead_s=0.3, per_token_s=0.017)
+    for _ in range(5):
+        m.update(10, 2 * m.shape(10))  # the primer ran at half speed
+    assert m.predict(200) == pytest.approx(2 * m.shape(200), rel=0.02)
+    assert m.tokens_within(m.predict(120)) == pytest.approx(120)
 
 
 def test_nonsense_observations_are_ignored():

@@ -3,9 +3,9 @@
 The fixed ramp (:func:`labkit.engine.chunking.ramp_budget`) assumes a speed; this module
 measures it. Two running figures decide how many phoneme tokens the next piece may hold:
 
-* how fast the engine is *now* (:class:`SpeedModel`): compute seconds ~ ``overhead_s +
-  per_token_s x tokens``, updated after every piece from its measured synthesis time, so
-  load from other processes shows up in the next decision. A slower observation moves the
+* how fast the engine is *now* (:class:`SpeedModel`): compute seconds ~ ``factor x
+  (overhead_s + per_token_s x tokens)``, the factor updated after every piece from its
+  measured synthesis time, so load from other processes shows up in the next decision. A slower observation moves the
   estimate faster than a quicker one (a stall is worse than a seam). The synthesizer keeps
   one model per session across streams, so the second stream starts informed;
 * how much audio the listener still has (:class:`PlaybackClock`): the audio handed out so
@@ -40,11 +40,17 @@ SCHEDULES = ("adaptive", "ramp")
 
 @dataclass
 class SpeedModel:
-    """Compute seconds of a piece ~ overhead_s + per_token_s x tokens (one session)."""
+    """Compute seconds of a piece ~ factor x (overhead_s + per_token_s x tokens), one session.
 
-    #: fixed cost of a run (seconds); the seed is conservative for a 2-core x86 machine
-    overhead_s: float = 0.15
-    per_token_s: float = 0.02
+    The shape (a fixed cost per run plus a cost per token; Kokoro's int8 graph on 2 x86
+    cores: ~0.3 s + ~0.017 s per token) is a prior; ``factor`` is learnt from every piece
+    (measured / predicted by the shape). Load from other processes slows short and long
+    pieces alike, so one factor follows it without confusing the fixed cost with the per-
+    token cost; a faster machine (the M1 Max) learns a factor below 1."""
+
+    overhead_s: float = 0.3
+    per_token_s: float = 0.017
+    factor: float = 1.0
     #: audio seconds per token (for the planned schedule's simulated clock)
     audio_per_token_s: float = 0.06
     #: weight of a new observation when it is slower / faster than the estimate
@@ -52,26 +58,23 @@ class SpeedModel:
     down: float = 0.25
     pieces: int = 0
 
-    def predict(self, tokens: int) -> float:
+    def shape(self, tokens: int) -> float:
         return self.overhead_s + self.per_token_s * max(0, tokens)
+
+    def predict(self, tokens: int) -> float:
+        return self.factor * self.shape(tokens)
 
     def tokens_within(self, seconds: float) -> float:
         """The most tokens predicted to compute within ``seconds`` (may be < 0)."""
-        return (seconds - self.overhead_s) / max(self.per_token_s, 1e-6)
+        return (seconds / max(self.factor, 1e-6) - self.overhead_s) / max(self.per_token_s, 1e-9)
 
     def update(self, tokens: int, seconds: float, audio_s: float | None = None) -> None:
         """One finished piece: its tokens, its measured compute seconds, its audio."""
         if tokens <= 0 or not seconds > 0:
-            return
-        # the overhead is learnt from how far the run exceeds the per-token prediction
-        # on short pieces, the per-token cost from the rest
-        predicted = self.predict(tokens)
-        w = self.up if seconds > predicted else self.down
-        if tokens < 30:
-            self.overhead_s = max(0.0, self.overhead_s + w * (seconds - predicted))
-        else:
-            obs = max(seconds - self.overhead_s, 0.3 * seconds) / tokens
-            self.per_token_s += w * (obs - self.per_token_s)
+            return  # nothing said, or a cache hit: no compute to learn from
+        obs = seconds / self.shape(tokens)
+        w = self.up if obs > self.factor else self.down
+        self.factor += w * (obs - self.factor)
         if audio_s is not None and audio_s > 0:
             self.audio_per_token_s += 0.3 * (audio_s / tokens - self.audio_per_token_s)
         self.pieces += 1
