@@ -17,7 +17,7 @@ The budget (:func:`budget`) is the largest token count whose predicted compute x
 ``schedule_margin`` plus ``schedule_safety_s`` fits in that buffered audio, clamped to
 ``[schedule_min_tokens, max_tokens]``: small pieces while the buffer is thin, large ones (fewer
 seams) once it allows. When no piece can be ready in time (a stall is coming whatever the
-size), it takes a piece big enough that the run's fixed cost is at most a third of it, so
+size), it takes a piece big enough that the run's fixed cost is at most a fifth of it, so
 the buffer recovers instead of shrinking piece by piece. The chunker then cuts the piece at a sentence, else clause, else
 word boundary under the budget.
 
@@ -90,11 +90,13 @@ def budget(models: Sequence[SpeedModel], ahead_s: float, cfg: ChunkingConfig, li
     usable = (ahead_s - cfg.schedule_safety_s) / cfg.schedule_margin
     n = min(m.tokens_within(usable) for m in models)
     if n < cfg.schedule_min_tokens:
-        # no piece can be ready in time: a stall is coming whatever the size, and tiny
-        # pieces would keep the run's fixed cost in front of every next one. Take a piece
-        # whose fixed cost is at most a third of its compute, so the buffer recovers.
+        # no piece can be ready in time: a stall is coming whatever the size, and small
+        # pieces would keep the run's fixed cost in front of every next one (a short run
+        # on a loaded machine shrank pieces to 9-15 tokens and stalled more often than the
+        # ramp). Take a piece whose fixed cost is at most a fifth of its compute, so one
+        # stall buys a buffer that lasts.
         slow = max(models, key=lambda m: m.predict(100))
-        n = 2 * slow.overhead_s / max(slow.per_token_s, 1e-6)
+        n = 4 * slow.overhead_s / max(slow.per_token_s, 1e-6)
     return int(max(min(cfg.schedule_min_tokens, limit), min(limit, n)))
 
 

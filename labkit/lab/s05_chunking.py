@@ -8,8 +8,9 @@
   each measured the same way against one shared unchunked reference (so every candidate
   carries a quality figure and none fails selection on "quality not measured");
 * :func:`listen_rows` -- what a listener hears (labkit.measure.playback via run_stream): the
-  configured chunking and the previous default (the fixed ramp) streamed in interleaved
-  rounds, without and with a competing CPU-bound process (labkit.measure.load);
+  configured chunking and its *contender* (the other schedule: adaptive vs the fixed ramp)
+  streamed in interleaved rounds, without and with a competing CPU-bound process
+  (labkit.measure.load);
 * the first audio of the paragraph against a short phrase (the one instrument), and how
   fast a cancelled stream frees the session (labkit.measure.streaming.cancel_release);
 * :func:`run` / :func:`record` -- what the notebook calls; the article streamed at the
@@ -43,8 +44,9 @@ MAX_SEAM_EXCESS_DB = 2.0
 MAX_FIRST_AUDIO_RATIO = 1.2
 #: a cancelled stream frees the synthesis session within this many seconds
 MAX_CANCEL_RELEASE_S = 0.5
-#: the chunking shipped before the adaptive schedule (what "no worse" is measured against)
-PREVIOUS_DEFAULT = {"schedule": "ramp", "primer_max_words": 8}
+#: the contender of each schedule: the other one, with the primer that suits it
+CONTENDERS = {"ramp": {"schedule": "adaptive", "primer_max_words": 5},
+              "adaptive": {"schedule": "ramp", "primer_max_words": 8}}
 
 
 def chunking_label(overrides: dict[str, Any]) -> str:
@@ -158,18 +160,19 @@ def run(cfg: LabConfig, st, *, variants: list[dict[str, Any]], sweep_text: str =
         rounds: int | None = None, stream_repeats: int = 1, article_text: str = "article",
         article_repeats: int = 1, seam_text: str = "paragraph", startup_buffer_s: float = 0.0,
         voices: list[str] = (), listen: bool = True,
-        previous: dict[str, Any] | None = None, listener_rounds: int = 2,
+        contender: dict[str, Any] | None = None, listener_rounds: int = 2,
         load_processes: int = 1, phrase_text: str = "phrase", cancel_text: str = "article",
         cancel_after_s: float = 0.5) -> dict[str, Any]:
-    """``previous``: the chunking that shipped before (default :data:`PREVIOUS_DEFAULT`),
-    streamed beside the configured one as a listener hears it and the reference of the
-    "no worse" targets; ``load_processes``: competing busy processes in the under-load
+    """``contender``: chunking overrides streamed beside the configured chunking as a
+    listener hears it, with the same targets (but not on the article, which only the
+    stage's choice streams); default: the other schedule (:data:`CONTENDERS`).
+    ``load_processes``: competing busy processes in the under-load
     scenario (0: none)."""
     engine = Engine(cfg)
     engine.warm_up(repeats=2)
-    previous = dict(PREVIOUS_DEFAULT if previous is None else previous)
-    prev_label = chunking_label(previous)
-    synths = synthesizers(engine, [*variants, previous])
+    contender = dict(CONTENDERS[cfg.chunking.schedule] if contender is None else contender)
+    prev_label = chunking_label(contender)
+    synths = synthesizers(engine, [*variants, contender])
     text = texts.named(sweep_text)
     clean = synths[BASELINE].sanitize(text)
     pieces = {label: s.pieces(text) for label, s in synths.items()}
@@ -178,10 +181,11 @@ def run(cfg: LabConfig, st, *, variants: list[dict[str, Any]], sweep_text: str =
     label = chosen["label"] if chosen else BASELINE
     seam = seam_costs(synths, [BASELINE, label, prev_label, *[r["label"] for r in sw["rows"]]],
                       texts.named(seam_text))
-    # what a listener hears: the stage's choice and the previous default, idle and under load
+    # what a listener hears: the stage's choice and its contender, idle and under load
     heard = listen_rows(synths, [label, prev_label], text, listener_rounds, load_processes,
                         startup_buffer_s)
-    first = phrase_vs_text(synths[label], texts.named(phrase_text), text, rounds)
+    first = {lab: phrase_vs_text(synths[lab], texts.named(phrase_text), text, rounds)
+             for lab in dict.fromkeys([label, prev_label])}
     cancel = {"terminate": cancel_release(synths[label], texts.named(cancel_text), cancel_after_s)}
     article = texts.named(article_text)
     art_rows, art_first = [], None
@@ -200,7 +204,7 @@ def run(cfg: LabConfig, st, *, variants: list[dict[str, Any]], sweep_text: str =
             "coverage_ok": {k: chunking.coverage(clean, v).ok for k, v in pieces.items()},
             "comparison": sw["comparison"], "rows": sw["rows"], "seams": seam,
             "article": art_rows[0], "article_rows": art_rows, "_article_run": art_first,
-            "voices": voice_rows, "listener": heard, "previous": prev_label,
+            "voices": voice_rows, "listener": heard, "contender": prev_label,
             "first_audio": first, "cancel": cancel, "load_processes": load_processes,
             "chunking": dataclasses.asdict(synths[label].chunking_cfg),
             "texts": {"sweep": sweep_text, "seam": seam_text, "article": article_text,
@@ -245,21 +249,24 @@ def _no_underruns(rows: list[dict[str, Any]]) -> bool:
     return bool(rows) and all(r["underruns_max"] == 0 for r in rows)
 
 
-def targets(result: dict[str, Any]) -> dict[str, bool]:
-    """The stage's targets, each met or not (figures in :func:`headline`)."""
-    art_rows = result.get("article_rows") or [result["article"]]
+def targets(result: dict[str, Any], label: str | None = None) -> dict[str, bool]:
+    """The targets, each met or not, of ``label`` (default: the stage's choice, what ships;
+    the article is streamed only for the choice, so a contender's article targets are
+    not met: not measured)."""
+    label = label or result["label"]
+    measured_article = label == result["label"]
+    art_rows = (result.get("article_rows") or [result["article"]]) if measured_article else []
     default_seam = result["seams"][BASELINE]
-    chosen_seam = result["seams"][result["label"]]
-    excess = chosen_seam.get("seam_excess_db")
-    prev = result["seams"].get(result.get("previous", ""), {}).get("seam_excess_db")
-    heard = _listener(result, result["label"])
+    excess = result["seams"].get(label, {}).get("seam_excess_db")
+    heard = _listener(result, label)
     loads = {0} | ({result["load_processes"]} if result.get("load_processes") else set())
     first = result.get("first_audio") or {}
+    first = first.get(label) or {}
     cancel = (result.get("cancel") or {}).get("terminate") or {}
     return {"article_no_underruns": _no_underruns(art_rows),
             "article_no_underruns_under_load": (_no_underruns([r for r in art_rows if r.get("load_processes")])
                                                 if result.get("load_processes") else False),
-            "article_all_words": all(bool(r.get("words_present")) for r in art_rows),
+            "article_all_words": bool(art_rows) and all(bool(r.get("words_present")) for r in art_rows),
             "paragraph_no_underruns_idle_and_under_load": (
                 _no_underruns(heard) and {r["load_processes"] for r in heard} == loads),
             "first_audio_within_1.2x_phrase": (first.get("ratio") is not None
@@ -267,8 +274,6 @@ def targets(result: dict[str, Any]) -> dict[str, bool]:
             "seams_within_bound": excess is not None and excess <= MAX_SEAM_EXCESS_DB,
             "seams_no_worse_than_default": (excess is not None and default_seam.get("seam_excess_db") is not None
                                             and excess <= default_seam["seam_excess_db"] + 1e-9),
-            "seams_no_worse_than_previous_default": (excess is not None and prev is not None
-                                                     and excess <= prev + 1e-9),
             "cancel_frees_the_session_within_0.5s": (cancel.get("release_s") is not None
                                                      and cancel["release_s"] <= MAX_CANCEL_RELEASE_S
                                                      and not cancel.get("running_after"))}
@@ -285,11 +290,10 @@ def headline(result: dict[str, Any]) -> dict[str, Any]:
     base = next(r for r in result["rows"] if r["label"] == BASELINE)
     out[f"{result['texts']['sweep']} TTFA default (s)"] = round(base["ttfa_s"], 3)
     out[f"{result['texts']['sweep']} underruns default"] = base["underruns_max"]
-    first = result.get("first_audio")
-    if first:
-        out[f"first audio {result['texts']['sweep']} / {result['texts']['phrase']} (x)"] = {
+    for lab, first in (result.get("first_audio") or {}).items():
+        out[f"first audio {result['texts']['sweep']} / {result['texts']['phrase']}, {lab} (x)"] = {
             "value": round(first["ratio"], 3), "ci95": [round(x, 3) for x in first["ci95"]]}
-        out[f"first audio {result['texts']['phrase']} (s)"] = round(first["phrase_s"], 3)
+        out[f"first audio {result['texts']['phrase']}, {lab} (s)"] = round(first["phrase_s"], 3)
     for r in result.get("listener", []):
         where = f"{result['texts']['sweep']} {r['label']}" + (
             f" +{r['load_processes']} busy" if r["load_processes"] else " idle")
@@ -298,7 +302,7 @@ def headline(result: dict[str, Any]) -> dict[str, Any]:
         out[f"{where}: first audio s"] = round(r["ttfa_s"], 3)
         out[f"{where}: seams"] = max(r["seams_each"])
     for lab, s in result["seams"].items():
-        if lab in (BASELINE, label, result.get("previous")):
+        if lab in (BASELINE, label, result.get("contender")):
             if s.get("seam_excess_db") is not None:
                 out[f"seam excess {lab} (dB)"] = round(s["seam_excess_db"], 2)
             out[f"max join discontinuity {lab}"] = round(s["max_discontinuity_ratio"], 3)
@@ -315,6 +319,10 @@ def headline(result: dict[str, Any]) -> dict[str, Any]:
         out["cancelled stream frees the session (s)"] = round(cancel["release_s"], 3)
     for name, ok in targets(result).items():
         out[f"target {name}"] = "met" if ok else "NOT met"
+    if result.get("contender") and result["contender"] != label:
+        for name, ok in targets(result, result["contender"]).items():
+            if not name.startswith("article"):
+                out[f"contender {result['contender']}: target {name}"] = "met" if ok else "NOT met"
     return out
 
 
@@ -327,12 +335,16 @@ def record(st, result: dict[str, Any]) -> None:
     st.metrics["article"] = result["article"]
     st.metrics["article_rows"] = result.get("article_rows", [result["article"]])
     st.metrics["listener"] = result.get("listener", [])
-    if result.get("first_audio"):
-        first = dict(result["first_audio"])
+    st.metrics["first_audio"] = {}
+    for lab, first in (result.get("first_audio") or {}).items():
+        first = dict(first)
         st.metrics["comparisons"][f"first audio: {result['texts']['phrase']} vs "
-                                  f"{result['texts']['sweep']}"] = first.pop("comparison").to_dict()
-        st.metrics["first_audio"] = first
+                                  f"{result['texts']['sweep']}, {lab}"] = first.pop("comparison").to_dict()
+        st.metrics["first_audio"][lab] = first
     st.metrics["cancel"] = result.get("cancel", {})
+    if result.get("contender"):
+        st.metrics["contender"] = {"label": result["contender"],
+                                   "targets_met": targets(result, result["contender"])}
     st.metrics["voices"] = result["voices"]
     st.metrics["selection"] = {"chunking": result["chunking"], "label": result["label"]}
     st.metrics["candidates"] = candidates(result["rows"], result["seams"], st.cfg.chunking)
