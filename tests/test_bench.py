@@ -274,3 +274,18 @@ def test_stage05_contender_targets_say_the_article_was_not_measured():
     assert met["article_no_underruns"] is False  # only the stage's choice streams the article
     assert met["first_audio_within_1.2x_phrase"] is False  # not measured for it here
     assert met["seams_no_worse_than_default"] is False  # 1.2 dB > the default's 1.0 dB
+
+
+def test_chunking_candidates_fail_on_underruns_a_listener_heard_under_load():
+    from labkit.config import ChunkingConfig
+
+    base = ChunkingConfig()
+    rows = [_row("default", 0.5, 0.3, dict(vars(base)), [0.97, 1.03]),
+            _row("schedule=adaptive", 0.4, 0.3, {**vars(base), "schedule": "adaptive"}, [1.1, 1.3])]
+    seam = {"default": {"seam_excess_db": 0.4}, "schedule=adaptive": {"seam_excess_db": 0.3}}
+    heard = [{"label": "schedule=adaptive", "load_processes": 0, "underruns_max": 0},
+             {"label": "schedule=adaptive", "load_processes": 1, "underruns_max": 2}]
+    by = {c["name"]: c for c in s05.candidates(rows, seam, base, heard)}
+    assert by["chunking schedule=adaptive"]["failed_checks"] == [
+        "underruns as a listener hears it (+1 busy)"]
+    assert by["chunking default"]["failed_checks"] == []

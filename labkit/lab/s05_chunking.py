@@ -211,7 +211,8 @@ def run(cfg: LabConfig, st, *, variants: list[dict[str, Any]], sweep_text: str =
                       "phrase": phrase_text, "cancel": cancel_text}}
 
 
-def candidates(rows: list[dict[str, Any]], seam: dict[str, dict], base_chunking) -> list[dict]:
+def candidates(rows: list[dict[str, Any]], seam: dict[str, dict], base_chunking,
+               listener: list[dict[str, Any]] = ()) -> list[dict]:
     """Every variant for the journal's selection, the default marked as the baseline.
     Chunking moves the audio only at the seams: a variant's ``lsd_db`` is its seam excess
     (seam minus mid-piece distance to the unchunked audio), measured for the default and
@@ -222,6 +223,9 @@ def candidates(rows: list[dict[str, Any]], seam: dict[str, dict], base_chunking)
         s = seam.get(r["label"])
         excess = s.get("seam_excess_db") if s else None
         failed = stream_failures(r)
+        for h in listener:  # what a listener heard, idle and under load, counts too
+            if h["label"] == r["label"] and h["underruns_max"] > 0:
+                failed.append(f"underruns as a listener hears it ({'+%d busy' % h['load_processes'] if h['load_processes'] else 'idle'})")
         if excess is not None and excess > MAX_SEAM_EXCESS_DB:
             failed.append(f"seam excess {excess:.2f} dB > {MAX_SEAM_EXCESS_DB} dB")
         c = {"name": f"chunking {r['label']}",
@@ -347,7 +351,8 @@ def record(st, result: dict[str, Any]) -> None:
                                    "targets_met": targets(result, result["contender"])}
     st.metrics["voices"] = result["voices"]
     st.metrics["selection"] = {"chunking": result["chunking"], "label": result["label"]}
-    st.metrics["candidates"] = candidates(result["rows"], result["seams"], st.cfg.chunking)
+    st.metrics["candidates"] = candidates(result["rows"], result["seams"], st.cfg.chunking,
+                                          result.get("listener", []))
     st.metrics["targets_met"] = targets(result)
     st.metrics["headline"] = headline(result)
     if result["label"] == BASELINE:
