@@ -97,3 +97,9 @@ def test_the_planned_schedule_ramps_up_to_max_tokens():
 def test_bad_schedule_settings_are_named(bad):
     with pytest.raises(ChunkingError, match=f"chunking.{next(iter(bad))}"):
         validate(ChunkingConfig(**bad))
+
+
+def test_a_thin_buffer_that_still_fits_the_smallest_piece_gets_it():
+    m = SpeedModel(overhead_s=0.3, per_token_s=0.017)
+    ahead = m.predict(CFG.schedule_min_tokens) + 0.05  # fits raw, not with the margin
+    assert budget([m], ahead, CFG, 250) == CFG.schedule_min_tokens

@@ -16,8 +16,8 @@ measures it. Two running figures decide how many phoneme tokens the next piece m
 The budget (:func:`budget`) is the largest token count whose predicted compute x
 ``schedule_margin`` plus ``schedule_safety_s`` fits in that buffered audio, clamped to
 ``[schedule_min_tokens, max_tokens]``: small pieces while the buffer is thin, large ones (fewer
-seams) once it allows. When no piece can be ready in time (a stall is coming whatever the
-size), it takes a piece big enough that the run's fixed cost is at most a fifth of it, so
+seams) once it allows. When only the smallest piece can be ready (without the margin), it
+takes that; when no piece can be ready in time (a stall is coming whatever the size), it takes a piece big enough that the run's fixed cost is at most a fifth of it, so
 the buffer recovers instead of shrinking piece by piece. The chunker then cuts the piece at a sentence, else clause, else
 word boundary under the budget.
 
@@ -89,7 +89,12 @@ def budget(models: Sequence[SpeedModel], ahead_s: float, cfg: ChunkingConfig, li
     clamped to [schedule_min_tokens, limit]."""
     usable = (ahead_s - cfg.schedule_safety_s) / cfg.schedule_margin
     n = min(m.tokens_within(usable) for m in models)
-    if n < cfg.schedule_min_tokens:
+    floor = min(cfg.schedule_min_tokens, limit)
+    if n < floor and max(m.predict(floor) for m in models) <= ahead_s:
+        # the smallest piece may still make it without the margin: try it (the chunker
+        # cuts it at a clause, often smaller still)
+        n = floor
+    elif n < floor:
         # no piece can be ready in time: a stall is coming whatever the size, and small
         # pieces would keep the run's fixed cost in front of every next one (a short run
         # on a loaded machine shrank pieces to 9-15 tokens and stalled more often than the
