@@ -57,7 +57,7 @@ def synth(engines, routing="first-fast", depth=4, chunk_cfg=CLAUSES) -> Streamin
 
 # -- the real model -------------------------------------------------------------------------
 def test_stream_real_model_in_order_with_all_words(engine):
-    s = StreamingSynthesizer(engine)
+    s = StreamingSynthesizer(engine, chunking_cfg=ChunkingConfig(schedule="adaptive"))
     chunks = list(s.stream(TEXT))
     assert [c.index for c in chunks] == list(range(len(chunks))) and len(chunks) >= 3
     assert [c.is_last for c in chunks] == [False] * (len(chunks) - 1) + [True]
@@ -66,7 +66,7 @@ def test_stream_real_model_in_order_with_all_words(engine):
         assert isinstance(c, Chunk) and c.audio.dtype == np.float32 and c.duration > 0
         assert c.phonemes and c.synth_seconds > 0 and c.ready_at >= c.done_at >= c.started_at
     assert all(a.ready_at <= b.ready_at for a, b in zip(chunks, chunks[1:]))
-    # the adaptive schedule (the default) sized every piece after the primer live
+    # the adaptive schedule sized every piece after the primer live
     assert s.adaptive and len(s.last_stats.budgets) == len(chunks) - 1
     assert s.speed_models[0].pieces >= len(chunks)  # and learnt from every piece
 
