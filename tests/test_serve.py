@@ -480,7 +480,8 @@ def test_busy_gets_429_and_disconnect_stops_the_synthesis(server):
         with client.stream("POST", server.url + "/v1/audio/speech",
                            json={"input": LONG, "voice": "af_sky", "response_format": "mp3"}) as r:
             assert r.status_code == 200
-            next(r.iter_raw())  # the first piece is out; the rest is being synthesized
+            raw = r.iter_raw()  # kept: a dropped iterator closes the connection at once
+            next(raw)  # the first piece is out; the rest is being synthesized
             busy = httpx.post(server.url + "/v1/audio/speech", timeout=60,
                               json={"input": "Me too.", "response_format": "pcm"})
             assert busy.status_code == 429
