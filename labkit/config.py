@@ -150,6 +150,8 @@ class ChunkingConfig:
 
     #: "primer" (short first piece, then sentences), "sentence", "clause", "budget", "none"
     strategy: str = "primer"
+    #: the first piece: a clause or a few words before a soft break (5 gives the first
+    #: audio of a long text within ~1.2x a short phrase's; stage 05 measures it)
     primer_max_words: int = 8
     #: the primer is cut at punctuation or a soft word between these word counts
     primer_min_words: int = 3
@@ -168,6 +170,18 @@ class ChunkingConfig:
     sentence_pause_ms: float = 250.0
     clause_pause_ms: float = 100.0
     paragraph_pause_ms: float = 600.0
+    #: how pieces after the primer are sized (strategy "primer"): "ramp" (the fixed
+    #: ``growth`` ramp, chunking.ramp_budget) or "adaptive" (from the measured synthesis
+    #: speed and the audio buffered ahead of the listener, labkit.engine.schedule). Stage 05
+    #: streams both; adaptive becomes the default when its record shows the targets met.
+    schedule: str = "ramp"
+    #: adaptive: a piece is started only if its predicted compute x margin, plus
+    #: safety_s, fits in the audio buffered ahead of the listener
+    schedule_margin: float = 1.3
+    schedule_safety_s: float = 0.15
+    #: adaptive: the smallest budget (tokens) while the buffer is thin (min_tokens is the
+    #: ramp's floor)
+    schedule_min_tokens: int = 40
 
 
 @dataclass
@@ -186,6 +200,9 @@ class PipelineConfig:
     queue_depth: int = 4
     #: the lowest-latency session's index; None: measured at start-up (two sessions)
     first_session: int | None = None
+    #: stopping a stream (close, cancel, a client gone) also aborts the pieces being
+    #: synthesized (onnxruntime RunOptions.terminate), so the engine is free at once
+    terminate_on_cancel: bool = True
 
 
 @dataclass

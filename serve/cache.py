@@ -99,15 +99,16 @@ class CachingEngine(Engine):
         with self._count_lock:
             self._no_reads += 1 if on else -1
 
-    def run_tokens(self, tokens: list[int], voice: str, speed: float = 1.0) -> Synthesis:
+    def run_tokens(self, tokens: list[int], voice: str, speed: float = 1.0,
+                   run_options=None) -> Synthesis:
         if not self.use_cache:
-            return super().run_tokens(tokens, voice, speed)
+            return super().run_tokens(tokens, voice, speed, run_options)
         key = (self.variant, voice, round(float(speed), 4), tuple(tokens))
         audio = self.cache.get(key) if self._no_reads == 0 else None
         if self.on_lookup is not None:
             self.on_lookup(audio is not None)
         if audio is not None:  # a copy: the pipeline may shape its chunks in place
             return Synthesis(audio.copy(), len(tokens), 0.0, self.cache.durations(key))
-        syn = super().run_tokens(tokens, voice, speed)
+        syn = super().run_tokens(tokens, voice, speed, run_options)
         self.cache.put(key, syn.audio, syn.durations)
         return syn

@@ -5,8 +5,9 @@ clean-up, G2P and synthesis all happen here, off the event loop) and the
 response's encoder, and puts ``("audio", bytes, chunk)``, then ``("end", tail)`` or
 ``("error", exc)`` on an asyncio queue. Synthesis is not held back by a slow client: it
 runs at full speed, so the synthesis slot frees as early as it can. When the client goes
-away the response sets ``cancel``; the pipeline stops at its next piece and the thread
-ends without encoding the rest.
+away the response calls :meth:`SpeechJob.stop`: the pipeline aborts the piece it is
+synthesizing (``pipeline.terminate_on_cancel``), the thread ends without encoding the rest
+and the synthesis slot is free again well under a second later.
 """
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ class SpeechJob:
         self.loop = loop
         self.on_finished = on_finished
         self.cancel = threading.Event()
+        self._stream = None
+        self._stream_lock = threading.Lock()
         self.queue: asyncio.Queue = asyncio.Queue()
         # what it did (read after it finished)
         self.pieces = 0
@@ -56,6 +59,14 @@ class SpeechJob:
     def start(self) -> "SpeechJob":
         self._thread.start()
         return self
+
+    def stop(self) -> None:
+        """The client went away: stop now, aborting the piece in flight (any thread)."""
+        self.cancel.set()
+        with self._stream_lock:
+            stream = self._stream
+        if stream is not None:
+            stream.cancel()
 
     def join(self, timeout: float | None = None) -> bool:
         self._thread.join(timeout)
@@ -79,6 +90,10 @@ class SpeechJob:
             stream = self.synth.open_stream(self.text, self.voice, self.speed, self.lang,
                                             self.cancel)
             self.stats = stream.stats
+            with self._stream_lock:
+                self._stream = stream
+            if self.cancel.is_set():  # stopped while the stream was being opened
+                stream.cancel()
             try:
                 for chunk in stream:
                     if self.cancel.is_set():

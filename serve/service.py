@@ -167,7 +167,7 @@ class SpeechService:
         try:
             first = await job.queue.get()
         except BaseException:
-            job.cancel.set()
+            job.stop()
             raise
         if first[0] == "error":
             raise _input_error(first[1])
@@ -240,7 +240,7 @@ class SpeechService:
                 item = await job.queue.get()
         finally:
             if not done:
-                job.cancel.set()
+                job.stop()
                 m.client_disconnects.labels(stage="stream").inc()
                 self._record(job, req, "disconnected")
                 log.info("client %s went away mid-stream after %d piece(s); synthesis stopped",

@@ -226,3 +226,66 @@ def test_session_candidates_from_measured_rows():
     from labkit.config import SelectionConfig
     from labkit.lab.selection import rank
     assert out[0]["failed_checks"] == ["underruns"] and rank(out, SelectionConfig()) == []
+
+
+# -- stage 05's targets: each can fail ---------------------------------------------------------
+def _s05_result(**change):
+    listener = [{"label": "default", "load_processes": n, "underruns_max": 0} for n in (0, 1)]
+    result = {"label": "default", "contender": "schedule=adaptive,primer_max_words=5",
+              "load_processes": 1, "listener": listener,
+              "article": {"underruns_max": 0, "words_present": True, "load_processes": 0},
+              "article_rows": [{"underruns_max": 0, "words_present": True, "load_processes": 0},
+                               {"underruns_max": 0, "words_present": True, "load_processes": 1}],
+              "seams": {"default": {"seam_excess_db": 1.0},
+                        "schedule=adaptive,primer_max_words=5": {"seam_excess_db": 1.2}},
+              "first_audio": {"default": {"ratio": 1.1}}, "cancel": {"terminate": {"release_s": 0.1,
+                                                                     "running_after": False}}}
+    result.update(change)
+    return result
+
+
+def test_stage05_targets_all_met_on_a_good_result():
+    assert all(s05.targets(_s05_result()).values())
+
+
+@pytest.mark.parametrize("change, target", [
+    ({"listener": [{"label": "default", "load_processes": 0, "underruns_max": 0},
+                   {"label": "default", "load_processes": 1, "underruns_max": 1}]},
+     "paragraph_no_underruns_idle_and_under_load"),
+    ({"listener": [{"label": "default", "load_processes": 0, "underruns_max": 0}]},
+     "paragraph_no_underruns_idle_and_under_load"),  # under load never measured
+    ({"article_rows": [{"underruns_max": 0, "words_present": True, "load_processes": 0},
+                       {"underruns_max": 2, "words_present": True, "load_processes": 1}]},
+     "article_no_underruns_under_load"),
+    ({"first_audio": {"default": {"ratio": 1.35}}}, "first_audio_within_1.2x_phrase"),
+    ({"first_audio": None}, "first_audio_within_1.2x_phrase"),
+    ({"seams": {"default": {"seam_excess_db": 2.5}}}, "seams_within_bound"),
+    ({"cancel": {"terminate": {"release_s": 2.9, "running_after": False}}},
+     "cancel_frees_the_session_within_0.5s"),
+    ({"cancel": {}}, "cancel_frees_the_session_within_0.5s"),
+])
+def test_stage05_each_target_fails_on_a_bad_case(change, target):
+    met = s05.targets(_s05_result(**change))
+    assert met[target] is False
+
+
+def test_stage05_contender_targets_say_the_article_was_not_measured():
+    met = s05.targets(_s05_result(), "schedule=adaptive,primer_max_words=5")
+    assert met["article_no_underruns"] is False  # only the stage's choice streams the article
+    assert met["first_audio_within_1.2x_phrase"] is False  # not measured for it here
+    assert met["seams_no_worse_than_default"] is False  # 1.2 dB > the default's 1.0 dB
+
+
+def test_chunking_candidates_fail_on_underruns_a_listener_heard_under_load():
+    from labkit.config import ChunkingConfig
+
+    base = ChunkingConfig()
+    rows = [_row("default", 0.5, 0.3, dict(vars(base)), [0.97, 1.03]),
+            _row("schedule=adaptive", 0.4, 0.3, {**vars(base), "schedule": "adaptive"}, [1.1, 1.3])]
+    seam = {"default": {"seam_excess_db": 0.4}, "schedule=adaptive": {"seam_excess_db": 0.3}}
+    heard = [{"label": "schedule=adaptive", "load_processes": 0, "underruns_max": 0},
+             {"label": "schedule=adaptive", "load_processes": 1, "underruns_max": 2}]
+    by = {c["name"]: c for c in s05.candidates(rows, seam, base, heard)}
+    assert by["chunking schedule=adaptive"]["failed_checks"] == [
+        "underruns as a listener hears it (+1 busy)"]
+    assert by["chunking default"]["failed_checks"] == []

@@ -149,7 +149,7 @@ def test_ramp_grows_from_the_primer():
 
 def test_ramped_pieces_stay_within_their_budget(g2p_us):
     text = sanitize(texts.paragraph()).text
-    cfg = ChunkingConfig()
+    cfg = ChunkingConfig(schedule="ramp")
     pieces = split(text, g2p_us, cfg)
     history = [pieces[0].tokens]
     for p in pieces[1:]:
@@ -170,3 +170,36 @@ def test_coverage_catches_a_dropped_word():
     assert coverage(text, pieces).ok
     assert not coverage(text, pieces[:-1]).ok
     assert not chunking.words_present(text, [p.text for p in pieces[:-1]])
+
+
+# -- the adaptive schedule's budget, as the chunker takes it ---------------------------------
+def test_a_budget_callback_sizes_every_piece_after_the_primer(g2p_us):
+    text = sanitize(texts.paragraph()).text
+    calls = []
+
+    def budget(history):
+        calls.append(list(history))
+        return 60
+
+    pieces = split(text, g2p_us, ChunkingConfig(), budget=budget)
+    assert coverage(text, pieces).ok
+    assert all(p.tokens <= 60 for p in pieces[1:])
+    assert len(calls) == len(pieces) - 1  # one decision per piece after the primer
+    assert calls[0] == [pieces[0].tokens] and calls[-1] == [p.tokens for p in pieces[:-1]]
+    # cut at punctuation where the budget allows: most pieces end a clause or sentence
+    assert sum(p.boundary in ("clause", "sentence", "paragraph") for p in pieces) >= len(pieces) - 2
+
+
+def test_a_thin_budget_never_cuts_inside_a_word_that_fits(g2p_us):
+    text = "Supercalifragilisticexpialidocious internationalization notwithstanding, yes."
+    pieces = split(text, g2p_us, ChunkingConfig(primer_max_words=1), budget=lambda h: 1)
+    assert coverage(text, pieces).ok
+    assert all(p.boundary != "split-word" for p in pieces)
+
+
+def test_small_budgets_give_more_pieces_than_large_ones(g2p_us):
+    text = sanitize(texts.paragraph()).text
+    thin = split(text, g2p_us, ChunkingConfig(), budget=lambda h: 40)
+    wide = split(text, g2p_us, ChunkingConfig(), budget=lambda h: 250)
+    assert len(thin) > len(wide)
+    assert coverage(text, thin).ok and coverage(text, wide).ok

@@ -57,7 +57,7 @@ def synth(engines, routing="first-fast", depth=4, chunk_cfg=CLAUSES) -> Streamin
 
 # -- the real model -------------------------------------------------------------------------
 def test_stream_real_model_in_order_with_all_words(engine):
-    s = StreamingSynthesizer(engine)
+    s = StreamingSynthesizer(engine, chunking_cfg=ChunkingConfig(schedule="adaptive"))
     chunks = list(s.stream(TEXT))
     assert [c.index for c in chunks] == list(range(len(chunks))) and len(chunks) >= 3
     assert [c.is_last for c in chunks] == [False] * (len(chunks) - 1) + [True]
@@ -66,7 +66,16 @@ def test_stream_real_model_in_order_with_all_words(engine):
         assert isinstance(c, Chunk) and c.audio.dtype == np.float32 and c.duration > 0
         assert c.phonemes and c.synth_seconds > 0 and c.ready_at >= c.done_at >= c.started_at
     assert all(a.ready_at <= b.ready_at for a, b in zip(chunks, chunks[1:]))
+    # the adaptive schedule sized every piece after the primer live
+    assert s.adaptive and len(s.last_stats.budgets) == len(chunks) - 1
+    assert s.speed_models[0].pieces >= len(chunks)  # and learnt from every piece
+
+
+def test_the_ramp_streams_the_pieces_it_lists(engine):
+    s = StreamingSynthesizer(engine, chunking_cfg=ChunkingConfig(schedule="ramp"))
+    chunks = list(s.stream(TEXT))
     assert [p.text for p in s.pieces(TEXT)] == [c.text for c in chunks]
+    assert not s.last_stats.budgets
 
 
 def test_synthesize_and_astream_match_stream(engine):
@@ -200,3 +209,56 @@ def test_close_while_a_piece_is_running_waits_for_it(cfg):
     time.sleep(0.1)  # the first piece is running
     stream.close()
     assert not stream.running and engine.active == 0
+
+
+# -- cancellation frees the session mid-piece ---------------------------------------------------
+def _long_piece_stream(engine, terminate=True):
+    text = " ".join([TEXT] * 3)
+    s = StreamingSynthesizer(engine, pipeline=PipelineConfig(terminate_on_cancel=terminate),
+                             chunking_cfg=ChunkingConfig(strategy="none"))  # ~400-token pieces
+    return s, s.open_stream(text)
+
+
+def test_cancel_aborts_the_piece_in_flight_and_frees_the_session(engine):
+    s, stream = _long_piece_stream(engine)
+    time.sleep(0.3)  # the first (long) piece is being synthesized
+    assert stream.running
+    t0 = time.perf_counter()
+    stream.cancel()
+    stream.close()
+    released = time.perf_counter() - t0
+    assert not stream.running and stream.stats.cancelled
+    assert stream.stats.aborted == 1 and not stream.stats.failures  # not a failure, no retry
+    assert released < 2.0  # a ~400-token piece takes several seconds on 2 cores
+    # the session is free and works
+    assert engine.synthesize_phonemes("həlˈO.").audio.size > 0
+
+
+def test_a_cancel_event_also_aborts_the_run(engine):
+    s, stream = _long_piece_stream(engine)
+    cancel = threading.Event()
+    stream.cancel_event = cancel
+    time.sleep(0.3)
+    cancel.set()
+    with pytest.raises(StopIteration):
+        next(stream)  # the consumer sees the cancel and stops the stream
+    stream.close()
+    assert stream.stats.cancelled and stream.stats.aborted == 1
+
+
+def test_without_terminate_the_piece_finishes(engine):
+    s, stream = _long_piece_stream(engine, terminate=False)
+    time.sleep(0.3)
+    stream.cancel()
+    stream.close()
+    assert stream.stats.aborted == 0 and stream.stats.per_session[0]["pieces"] == 1
+
+
+def test_a_fake_engine_without_run_options_still_cancels_between_pieces(cfg):
+    e = FakeEngine(cfg, delay=0.05)
+    s = synth([e])
+    stream = s.open_stream(TEXT)
+    next(stream)
+    stream.cancel()
+    stream.close()
+    assert stream.stats.cancelled and not stream.running and stream.stats.aborted == 0

@@ -5,16 +5,18 @@ that are synthesized in order while earlier ones play. Where we cut decides thre
 
 * time to first audio: the first piece should be short (the *primer*: a few words that
   end at a natural break), because nothing plays until it is synthesized;
-* no gaps: each later piece must be ready before the audio already queued runs out. With
-  compute time ~ RTF x duration, piece k+1 may be at most about ``growth`` times the
-  audio queued so far (the *ramp*: see :func:`ramp_budget`);
+* no gaps: each later piece must be ready before the audio already queued runs out.
+  ``schedule: adaptive`` (the default) sizes each piece from the measured synthesis speed
+  and the audio buffered ahead of the listener (:mod:`labkit.engine.schedule`);
+  ``schedule: ramp`` assumes compute ~ RTF x duration and lets piece k+1 hold about
+  ``growth`` times the audio queued so far (:func:`ramp_budget`);
 * prosody: Kokoro was trained on whole utterances, so cuts at sentence ends are best,
   then at clause punctuation, then between words; never inside a word.
 
 Strategies (``ChunkingConfig.strategy``):
 
-``primer``   a short first piece, then whole sentences packed up to a budget that ramps
-             from the primer's size up to ``max_tokens`` (the shipped default);
+``primer``   a short first piece, then whole sentences packed up to a budget set by the
+             schedule (adaptive or ramp), at most ``max_tokens`` (the shipped default);
 ``sentence`` one piece per sentence (short ones merged up to ``min_tokens``);
 ``clause``   one piece per clause (split at , ; : and dashes too);
 ``budget``   whole sentences packed greedily up to ``max_tokens``;
@@ -39,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 from labkit.config import ChunkingConfig
+from labkit.engine import schedule as schedmod
 from labkit.engine.g2p import MAX_TOKENS, G2P
 
 STRATEGIES = ("primer", "sentence", "clause", "budget", "none")
@@ -155,12 +158,22 @@ def clauses_of(words: list[Word], i: int, j: int) -> list[tuple[int, int]]:
 
 # -- the splitter ---------------------------------------------------------------------------
 class _Splitter:
-    def __init__(self, text: str, g2p: G2P | Callable, cfg: ChunkingConfig):
+    def __init__(self, text: str, g2p: G2P | Callable, cfg: ChunkingConfig,
+                 budget: Callable[[list[int]], int] | None = None):
         self.text = text
         self.g2p = g2p
         self.cfg = cfg
         self.words = words_of(text)
         self.limit = MAX_TOKENS if cfg.strategy == "none" else min(cfg.max_tokens, MAX_TOKENS)
+        self.budget = budget or self.default_budget()
+
+    def default_budget(self) -> Callable[[list[int]], int]:
+        """The budget of the piece after ``history`` (token counts so far) without a live
+        stream: the fixed ramp, or the adaptive rule on a simulated clock."""
+        cfg = self.cfg
+        if cfg.schedule == "ramp":
+            return lambda history: ramp_budget(history, cfg.growth, cfg.min_tokens, self.limit)
+        return schedmod.PlannedSchedule(cfg, None, self.limit).budget
 
     # phonemes of a word range (cached by the G2P's LRU)
     def span(self, i: int, j: int) -> str:
@@ -289,7 +302,7 @@ class _Splitter:
             for para in self.paragraphs(sentences):
                 yield from self.pack(para, self.limit)
             return
-        # primer + ramp
+        # primer, then pieces sized by the schedule (the ramp or the adaptive budget)
         i, j = sentences[0]
         end = self.primer_end(i, j)
         primer = self.fit(i, end, MAX_TOKENS)
@@ -298,10 +311,14 @@ class _Splitter:
         rest = ([(end, j)] if end < j else []) + sentences[1:]
         for para in self.paragraphs(rest):
             while para:
-                budget = ramp_budget(history, cfg.growth, cfg.min_tokens, self.limit)
-                # the budget grows with each piece, so take one piece (or the parts of one
+                budget = max(1, min(self.limit, int(self.budget(history))))
+                # the budget changes with each piece, so take one piece (or the parts of one
                 # over-long word) and recompute it
                 candidates = self.pack_prefix(para, budget)
+                while candidates[0].boundary == "split-word" and budget < self.limit:
+                    # a small budget must not cut inside a word that fits whole
+                    budget = min(self.limit, 2 * budget)
+                    candidates = self.pack_prefix(para, budget)
                 taken = [candidates[0]]
                 while taken[-1].boundary == "split-word":
                     taken.append(candidates[len(taken)])
@@ -390,20 +407,28 @@ def validate(cfg: ChunkingConfig) -> None:
         raise ChunkingError("chunking.primer_max_words and primer_max_tokens must be >= 1")
     if cfg.crossfade_ms < 0:
         raise ChunkingError(f"chunking.crossfade_ms={cfg.crossfade_ms}: must be >= 0")
+    problem = schedmod.validate(cfg)
+    if problem:
+        raise ChunkingError(problem)
 
 
-def iter_pieces(text: str, g2p: G2P | Callable, cfg: ChunkingConfig | None = None) -> Iterator[Piece]:
-    """Pieces of sanitized text, lazily, numbered in text order."""
+def iter_pieces(text: str, g2p: G2P | Callable, cfg: ChunkingConfig | None = None,
+                budget: Callable[[list[int]], int] | None = None) -> Iterator[Piece]:
+    """Pieces of sanitized text, lazily, numbered in text order. ``budget(history)``:
+    the token budget of the next piece after the primer given the token counts so far
+    (a live stream's :class:`labkit.engine.schedule.LiveSchedule`); default: the
+    configured schedule without a clock (strategy "primer" only)."""
     cfg = cfg or ChunkingConfig()
     validate(cfg)
-    for index, piece in enumerate(_Splitter(text, g2p, cfg).iter()):
+    for index, piece in enumerate(_Splitter(text, g2p, cfg, budget).iter()):
         piece.index = index
         yield piece
 
 
-def split(text: str, g2p: G2P | Callable, cfg: ChunkingConfig | None = None) -> list[Piece]:
+def split(text: str, g2p: G2P | Callable, cfg: ChunkingConfig | None = None,
+          budget: Callable[[list[int]], int] | None = None) -> list[Piece]:
     """All pieces of sanitized text (see the module docstring for the strategies)."""
-    return list(iter_pieces(text, g2p, cfg))
+    return list(iter_pieces(text, g2p, cfg, budget))
 
 
 # -- checks -----------------------------------------------------------------------------------

@@ -18,9 +18,19 @@ order is always text order. A piece that fails on one session is retried on the 
 (the failure is counted in the stream's stats, never dropped); a piece that fails on
 every session ends the stream with :class:`PipelineError`.
 
-Cancellation (the ``cancel`` event, closing the iterator, or ``ChunkStream.close()``)
-takes effect between pieces: no new piece is started, the one running finishes, and
-``close()`` returns only when every worker thread has ended - no running work is left.
+How big each piece after the primer is: ``chunking.schedule: adaptive`` sizes it, when a
+worker is about to start it, from the sessions' measured speed and the audio buffered
+ahead of the listener (:mod:`labkit.engine.schedule`; this stream reports every finished
+piece and every chunk handed out to its :class:`~labkit.engine.schedule.LiveSchedule`);
+``ramp`` uses the chunker's fixed ramp. The chunker runs outside the stream's lock, so
+handing out a finished chunk never waits for the next piece's G2P.
+
+Cancellation (the ``cancel`` event, closing the iterator, ``ChunkStream.cancel()`` or
+``close()``) stops the stream at once: no new piece is started and, with
+``pipeline.terminate_on_cancel`` (the default), the pieces being synthesized are aborted
+through ONNX Runtime's ``RunOptions.terminate`` (an engine whose ``synthesize_phonemes``
+takes no ``run_options`` finishes its piece). ``close()`` returns only when every worker
+thread has ended - no running work is left, and the session is free.
 
 The pinned interface (serve/ and the bench use it): ``StreamingSynthesizer(engine)``,
 ``.stream(...) -> Iterator[Chunk]``, ``.synthesize(...) -> np.ndarray``,
@@ -33,15 +43,18 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import inspect
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Iterator, Sequence
 
 import numpy as np
+import onnxruntime as ort
 
 from labkit.engine import chunking
 from labkit.engine import joining
+from labkit.engine import schedule as schedmod
 from labkit.engine import text as textmod
 from labkit.engine import words as wordsmod
 from labkit.config import ChunkingConfig, ConfigError, LabConfig, PipelineConfig, SessionConfig
@@ -117,6 +130,10 @@ class StreamStats:
     #: pieces and busy seconds per session
     per_session: dict[int, dict[str, float]] = field(default_factory=dict)
     wall_s: float = 0.0
+    #: pieces aborted mid-run by a cancel (RunOptions.terminate)
+    aborted: int = 0
+    #: the adaptive schedule's decisions: (budget tokens, seconds buffered ahead)
+    budgets: list[tuple[int, float]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -149,7 +166,8 @@ class ChunkStream:
                  voice: str, speed: float, chunking_cfg: ChunkingConfig,
                  routing: str = "first-fast", queue_depth: int = 4, first_session: int = 0,
                  cancel: threading.Event | None = None, max_attempts: int | None = None,
-                 source_text: str = "", g2p: Any = None):
+                 source_text: str = "", g2p: Any = None,
+                 schedule: schedmod.LiveSchedule | None = None, terminate_on_cancel: bool = True):
         if routing not in ROUTINGS:
             raise ConfigError(f"pipeline.routing={routing!r}: allowed are {', '.join(ROUTINGS)}")
         if queue_depth < 1:
@@ -166,6 +184,14 @@ class ChunkStream:
         #: the G2P the pieces came from (its cached spans give the words' phonemes)
         self.g2p = g2p
         self.joiner = joining.Joiner(chunking_cfg)
+        #: the adaptive budget this stream feeds (None: the chunker's own schedule)
+        self.schedule = schedule
+        self.terminate_on_cancel = terminate_on_cancel
+        self._takes_run_options = [_accepts(e.synthesize_phonemes, "run_options")
+                                   for e in self.engines]
+        self._running: dict[int, ort.RunOptions] = {}  # lane -> the run in flight
+        self._pulling = False
+        self._ended = False  # the last chunk was handed out
         self.stats = StreamStats(per_session={i: {"pieces": 0, "busy_s": 0.0, "failures": 0}
                                               for i in range(len(self.engines))})
         self._source = pieces
@@ -189,17 +215,32 @@ class ChunkStream:
 
     # -- source (call with the lock held) ------------------------------------------------
     def _pull(self) -> bool:
-        """One more piece from the lazy chunker; False when there are no more."""
+        """One more piece from the lazy chunker; False when there are no more. Called
+        with the lock held; the chunker (G2P, the schedule's budget) runs without it, one
+        caller at a time."""
+        while self._pulling:
+            self._cv.wait(0.05)
         if self._exhausted:
             return False
+        if self._pulled:
+            return True  # another caller pulled one meanwhile
+        self._pulling = True
+        self._cv.release()
+        error: BaseException | None = None
+        piece = None
         try:
             piece = next(self._source)
         except StopIteration:
-            self._exhausted = True
-            return False
+            pass
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            error = exc
+        finally:
+            self._cv.acquire()
+            self._pulling = False
+            self._cv.notify_all()
+        if piece is None:
             self._exhausted = True
-            self._error = exc
+            self._error = self._error or error
             return False
         self._pulled.append(_Task(self._n_pulled, piece))
         self._n_pulled += 1
@@ -210,6 +251,8 @@ class ChunkStream:
             if lane not in task.excluded:
                 return self._retry.pop(k)
         if not self._pulled and not self._pull():
+            return None
+        if self._cancelled() or not self._pulled:
             return None
         task = self._pulled[0]
         if task.index >= self._emit + self.queue_depth:
@@ -235,6 +278,8 @@ class ChunkStream:
                 task = None
                 while task is None:
                     if self._cancelled() or self._error is not None:
+                        if self._cancelled():
+                            self._abort_runs_locked()
                         return
                     task = self._claim(lane)
                     if task is None:
@@ -244,11 +289,19 @@ class ChunkStream:
                 self._in_flight += 1
                 ahead = self._in_flight + len(self._results)
                 self.stats.max_ahead = max(self.stats.max_ahead, ahead)
+                run_options = None
+                if self._takes_run_options[lane]:
+                    run_options = ort.RunOptions()
+                    self._running[lane] = run_options
             started = time.perf_counter() - self.t0
             audio, seconds, error, durations = None, 0.0, None, None
             try:
                 if task.piece.phonemes:
-                    syn = engine.synthesize_phonemes(task.piece.phonemes, self.voice, self.speed)
+                    if run_options is not None:
+                        syn = engine.synthesize_phonemes(task.piece.phonemes, self.voice, self.speed,
+                                                         run_options=run_options)
+                    else:
+                        syn = engine.synthesize_phonemes(task.piece.phonemes, self.voice, self.speed)
                     audio, seconds = syn.audio, syn.seconds
                     durations = getattr(syn, "durations", None)
                 else:  # punctuation only: nothing to say, only its pause
@@ -257,7 +310,13 @@ class ChunkStream:
                 error = exc
             done = time.perf_counter() - self.t0
             with self._cv:
+                self._running.pop(lane, None)
                 self._in_flight -= 1
+                if error is not None and run_options is not None and run_options.terminate:
+                    # aborted by a cancel: not a failure, nothing to retry
+                    self.stats.aborted += 1
+                    self._cv.notify_all()
+                    return
                 task.attempts += 1
                 per = self.stats.per_session[lane]
                 per["busy_s"] += done - started
@@ -265,6 +324,9 @@ class ChunkStream:
                     per["pieces"] += 1
                     self._results[task.index] = _Result(task, audio, seconds, lane, started, done,
                                                         durations=durations)
+                    if self.schedule is not None:
+                        self.schedule.synthesized(lane, task.piece.tokens, seconds,
+                                                  len(audio) / SAMPLE_RATE)
                 else:
                     per["failures"] += 1
                     self.stats.failures.append((task.index, lane, f"{type(error).__name__}: {error}"))
@@ -308,16 +370,26 @@ class ChunkStream:
                     f"piece {result.task.index} failed on every session "
                     f"({result.task.attempts} attempts): {self.stats.failures[-1][2]}"
                 ) from result.error
-            # is it the last one? (look one piece ahead in the chunker if needed)
-            is_last = self._n_pulled <= self._emit + 1 and not self._pull() and self._exhausted
+            # is it the last one? (nothing speakable after it in the text, or else look one
+            # piece ahead in the chunker)
+            piece = result.task.piece
+            raw_s = 0.0 if result.audio is None else len(result.audio) / SAMPLE_RATE
+            if self.schedule is not None:
+                self.schedule.delivered(raw_s, raw_s)
+            if self.source_text and self.source_text[piece.start:piece.end] == piece.text:
+                is_last = not self.source_text[piece.end:].strip()
+            else:
+                is_last = self._n_pulled <= self._emit + 1 and not self._pull() and self._exhausted
             if self._error is not None:
                 is_last = False  # the chunker failed after this piece: the next call raises
             self._emit += 1
             self.stats.pieces += 1
+            self._ended = is_last
             self._cv.notify_all()
-        piece = result.task.piece
         base = self.joiner.emitted
         audio = self.joiner.push(result.audio, piece.boundary, is_last)
+        if self.schedule is not None:
+            self.schedule.playback.adjust(len(audio) / SAMPLE_RATE - raw_s)
         words = self._words(piece, result.durations, base)
         pause = 0.0 if is_last else joining.pause_seconds(piece.boundary, self.joiner.cfg)
         chunk = Chunk(dataclasses.replace(piece, index=result.task.index), audio, result.seconds,
@@ -338,21 +410,38 @@ class ChunkStream:
         return wordsmod.place(samples, base, *self.joiner.last_trim)
 
     # -- stopping ------------------------------------------------------------------------
+    def _abort_runs_locked(self) -> None:
+        if self.terminate_on_cancel:
+            for run_options in self._running.values():
+                run_options.terminate = True
+
     def _close_locked(self) -> None:
         self._stop = True
         self._done = True
+        self._abort_runs_locked()
         self._cv.notify_all()
+
+    def cancel(self) -> None:
+        """Stop now from any thread, without waiting: no new piece starts and the pieces in
+        flight are aborted (``terminate_on_cancel``); ``close()`` then joins quickly."""
+        with self._cv:
+            if not self._done:
+                self.stats.cancelled = True
+            self._close_locked()
 
     def close(self) -> None:
         """Stop starting pieces and wait until every worker has ended."""
         with self._cv:
-            if not self._done and self._emit < self._n_pulled + (0 if self._exhausted else 1):
+            if (not self._done and not self._ended
+                    and self._emit < self._n_pulled + (0 if self._exhausted else 1)):
                 self.stats.cancelled = True
             self._close_locked()
         for t in self._threads:
             if t is not threading.current_thread():
                 t.join()
         self.stats.wall_s = time.perf_counter() - self.t0
+        if self.schedule is not None:
+            self.stats.budgets = list(self.schedule.decisions)
 
     @property
     def running(self) -> bool:
@@ -389,6 +478,9 @@ class StreamingSynthesizer:
         self.first_session = int(fs) if fs is not None else 0
         #: stats of the most recent stream (failures, retries, per-session load)
         self.last_stats: StreamStats | None = None
+        #: per session: how fast it synthesizes now (labkit.engine.schedule), learnt from
+        #: every piece of every stream and kept across streams
+        self.speed_models = [schedmod.SpeedModel() for _ in self.engines]
 
     @classmethod
     def from_config(cls, cfg: LabConfig, engine: Engine | None = None) -> "StreamingSynthesizer":
@@ -405,10 +497,19 @@ class StreamingSynthesizer:
         return textmod.sanitize(text, self.cfg.text, lang).text
 
     def iter_pieces(self, text: str, lang: str | None = None, voice: str | None = None,
-                    sanitized: bool = False) -> Iterator[chunking.Piece]:
+                    sanitized: bool = False, budget=None) -> Iterator[chunking.Piece]:
         lang = normalize_lang(lang or self.cfg.lang, voice or self.cfg.voice)
         clean = text if sanitized else self.sanitize(text, lang)
-        return chunking.iter_pieces(clean, self.g2p(lang), self.chunking_cfg)
+        if budget is None and self.adaptive:
+            # no live stream: the adaptive rule on a clock running at the measured speed
+            budget = schedmod.PlannedSchedule(self.chunking_cfg, self.speed_models[0].copy(),
+                                              self.chunking_cfg.max_tokens).budget
+        return chunking.iter_pieces(clean, self.g2p(lang), self.chunking_cfg, budget)
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether pieces are sized by the adaptive schedule (strategy primer)."""
+        return self.chunking_cfg.strategy == "primer" and self.chunking_cfg.schedule == "adaptive"
 
     def g2p(self, lang: str) -> "G2P":
         """The shared G2P this synthesizer reads ``lang`` with (with the config's lexicon)."""
@@ -434,12 +535,17 @@ class StreamingSynthesizer:
         lang = normalize_lang(lang or self.cfg.lang, voice)
         g2p = self.g2p(lang)  # an unavailable language (ja, zh without their G2P) fails here
         clean = self.sanitize(text, lang)
-        stream = ChunkStream(self.engines, self.iter_pieces(clean, lang, voice, sanitized=True),
+        live = (schedmod.LiveSchedule(self.chunking_cfg, self.speed_models,
+                                      self.chunking_cfg.max_tokens) if self.adaptive else None)
+        pieces = self.iter_pieces(clean, lang, voice, sanitized=True,
+                                  budget=live.budget if live is not None else None)
+        stream = ChunkStream(self.engines, pieces,
                              voice=voice, speed=speed, chunking_cfg=self.chunking_cfg,
                              routing=self.pipeline_cfg.routing,
                              queue_depth=queue_depth or self.pipeline_cfg.queue_depth,
                              first_session=self.first_session, cancel=cancel, source_text=clean,
-                             g2p=g2p)
+                             g2p=g2p, schedule=live,
+                             terminate_on_cancel=self.pipeline_cfg.terminate_on_cancel)
         self.last_stats = stream.stats
         return stream
 
@@ -506,3 +612,12 @@ def fastest(engines: Sequence[Engine], phonemes: str = "həlˈO wˈɜɹld.", rep
         if t < best_t:
             best, best_t = i, t
     return best
+
+
+def _accepts(fn, name: str) -> bool:
+    """Whether ``fn`` takes a keyword argument ``name`` (engines in tests may not)."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())

@@ -252,12 +252,15 @@ class Engine:
     def style(self, voice: str, n_tokens: int) -> np.ndarray:
         return style_row(self.voices.pack(voice), n_tokens)
 
-    def run_tokens(self, tokens: list[int], voice: str, speed: float = 1.0) -> Synthesis:
+    def run_tokens(self, tokens: list[int], voice: str, speed: float = 1.0,
+                   run_options: ort.RunOptions | None = None) -> Synthesis:
+        """``run_options``: ORT's per-run options; setting its ``terminate`` from another
+        thread aborts this run (it raises), which is how a stream is cancelled mid-piece."""
         check_call(tokens, speed)
         feeds = kokoro_feeds(tokens, self.style(voice, len(tokens)), speed, names=self._input_names)
         t0 = time.perf_counter()
         with self._lock:
-            out = self.session.run(None, feeds)
+            out = self.session.run(None, feeds, run_options)
         seconds = time.perf_counter() - t0
         audio = np.asarray(out[0], dtype=np.float32).ravel()
         durations = (None if self.durations_index is None
@@ -265,10 +268,11 @@ class Engine:
         return Synthesis(audio, len(tokens), seconds, durations)
 
     def synthesize_phonemes(self, phonemes: str, voice: str | None = None,
-                            speed: float | None = None) -> Synthesis:
+                            speed: float | None = None,
+                            run_options: ort.RunOptions | None = None) -> Synthesis:
         cleaned, _ = clean_phonemes(phonemes)
         return self.run_tokens(tokenize(cleaned), voice or self.cfg.voice,
-                               self.cfg.speed if speed is None else speed)
+                               self.cfg.speed if speed is None else speed, run_options)
 
     def warm_up(self, phonemes: str = "həlˈO wˈɜɹld.", repeats: int = 2) -> float:
         """The first runs of a new session are much slower than later ones; pay it now."""

@@ -159,12 +159,15 @@ class SplitEngine(Engine):
         parts = SplitParts.locate(model, split_dir(cfg), cfg.split.b_rewrites)
         return cls(cfg, parts, voices=voices, variant=variant)
 
-    def run_tokens(self, tokens: list[int], voice: str, speed: float = 1.0) -> Synthesis:
+    def run_tokens(self, tokens: list[int], voice: str, speed: float = 1.0,
+                   run_options: Any = None) -> Synthesis:
+        """As :meth:`Engine.run_tokens`; ``run_options`` (its ``terminate``) reaches both
+        parts' runs, so a cancel aborts whichever part is running."""
         check_call(tokens, speed)
         feeds = kokoro_feeds(tokens, self.style(voice, len(tokens)), speed, names=self._a_inputs)
         t0 = time.perf_counter()
         with self._lock:
-            out_a = self.a.run(None, feeds)
+            out_a = self.a.run(None, feeds, run_options)
             t1 = time.perf_counter()
             named = dict(zip(self._a_outputs, out_a))
             bound = [np.asarray(named[t]) for t in self.boundary]
@@ -174,7 +177,8 @@ class SplitEngine(Engine):
             b_feeds.update({n: feeds[n] for n in self.b_inputs if n not in b_feeds})
             if self.buckets:
                 b_feeds[FRAMES] = np.array([frames], dtype=np.float32)
-            audio = np.asarray(self._b_session(fb).run(None, b_feeds)[0], dtype=np.float32).ravel()
+            audio = np.asarray(self._b_session(fb).run(None, b_feeds, run_options)[0],
+                               dtype=np.float32).ravel()
         t2 = time.perf_counter()
         want = fb * self.samples_per_frame
         if audio.size != want:

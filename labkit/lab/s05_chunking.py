@@ -4,10 +4,18 @@
   configured one on time to first audio, timed by the one instrument
   (labkit.measure.compare: interleaved rounds, paired ratios with intervals, an A/A
   control), then streamed whole to count underruns and check that every word came out;
-* :func:`seam_costs` -- the cost at the seams (labkit.measure.seams) of the baseline and of
-  the variant that earned its place, when one did, each measured the same way;
+* :func:`seam_costs` -- the cost at the seams (labkit.measure.seams) of every variant,
+  each measured the same way against one shared unchunked reference (so every candidate
+  carries a quality figure and none fails selection on "quality not measured");
+* :func:`listen_rows` -- what a listener hears (labkit.measure.playback via run_stream): the
+  configured chunking and its *contender* (the other schedule: adaptive vs the fixed ramp)
+  streamed in interleaved rounds, without and with a competing CPU-bound process
+  (labkit.measure.load);
+* the first audio of the paragraph against a short phrase (the one instrument), and how
+  fast a cancelled stream frees the session (labkit.measure.streaming.cancel_release);
 * :func:`run` / :func:`record` -- what the notebook calls; the article streamed at the
-  stage's choice; the candidates the journal's selection reads.
+  stage's choice without and with the competing load; the targets; the candidates the
+  journal's selection reads.
 """
 from __future__ import annotations
 
@@ -21,7 +29,9 @@ from labkit.engine.runtime import Engine
 from labkit.lab.stage import public
 from labkit.measure import seams, texts
 from labkit.measure.compare import compare
-from labkit.measure.streaming import first_audio, run_stream, stream_failures, summarize_runs
+from labkit.measure.load import competing_load
+from labkit.measure.streaming import (cancel_release, first_audio, run_stream, stream_failures,
+                                      summarize_runs)
 from labkit.tables import interval
 
 NAME = "05_chunking"
@@ -30,6 +40,13 @@ CRITERION = "ttfa_s"
 BASELINE = "default"
 #: the bound on what the joins add at the seams (seam LSD minus mid-piece LSD, dB)
 MAX_SEAM_EXCESS_DB = 2.0
+#: targets (issue #17): first audio of the paragraph at most this many times a phrase's
+MAX_FIRST_AUDIO_RATIO = 1.2
+#: a cancelled stream frees the synthesis session within this many seconds
+MAX_CANCEL_RELEASE_S = 0.5
+#: the contender of each schedule: the other one, with the primer that suits it
+CONTENDERS = {"ramp": {"schedule": "adaptive", "primer_max_words": 5},
+              "adaptive": {"schedule": "ramp", "primer_max_words": 8}}
 
 
 def chunking_label(overrides: dict[str, Any]) -> str:
@@ -77,43 +94,125 @@ def earned(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     return best if len(ties) == 1 else None
 
 
+#: chunking settings the unchunked reference does not depend on (strategy "none")
+_CUT_ONLY = ("strategy", "primer_max_words", "primer_min_words", "primer_max_tokens",
+             "min_tokens", "max_tokens", "growth", "schedule", "schedule_margin",
+             "schedule_safety_s", "schedule_min_tokens")
+
+
 def seam_costs(synths: dict[str, StreamingSynthesizer], labels: list[str], text: str
                ) -> dict[str, dict[str, Any]]:
-    """label -> the seam report of that variant on ``text`` (the same measure for each)."""
-    return {label: seams.seam_report(synths[label].engine, synths[label].chunking_cfg, text)
-            for label in dict.fromkeys(labels)}
+    """label -> the seam report of that variant on ``text`` (the same measure for each;
+    variants that differ only in where they cut share one unchunked reference)."""
+    refs: dict[tuple, Any] = {}
+    out = {}
+    for label in dict.fromkeys(labels):
+        synth = synths[label]
+        joins = dataclasses.asdict(synth.chunking_cfg)
+        key = tuple(sorted((k, v) for k, v in joins.items() if k not in _CUT_ONLY))
+        if key not in refs:
+            refs[key] = seams.unchunked(synth.engine, synth.chunking_cfg, text)
+        out[label] = seams.seam_report(synth.engine, synth.chunking_cfg, text, reference=refs[key])
+    return out
+
+
+def listen_rows(synths: dict[str, StreamingSynthesizer], labels: list[str], text: str, rounds: int,
+           load_processes: int, startup_buffer_s: float = 0.0) -> list[dict[str, Any]]:
+    """What a listener hears: each label streamed whole ``rounds`` times without and with
+    ``load_processes`` competing busy processes, the labels' order rotated every round
+    (interleaved, so a slow spell of the machine hits both); one row per (label, load) with
+    the worst playback figures over the rounds (labkit.measure.streaming.summarize_runs)."""
+    loads = [0] + ([load_processes] if load_processes else [])
+    runs: dict[tuple[str, int], list] = {(lab, n): [] for lab in labels for n in loads}
+    labels = list(dict.fromkeys(labels))
+    for r in range(max(1, rounds)):
+        for n in loads:
+            with competing_load(n):
+                for k in range(len(labels)):
+                    lab = labels[(r + k) % len(labels)]
+                    runs[(lab, n)].append(run_stream(synths[lab], text, name=lab))
+    rows = []
+    for (lab, n), rs in runs.items():
+        row = summarize_runs(rs, startup_buffer_s)
+        row.update(label=lab, load_processes=n,
+                   underruns_each=[r.playback(startup_buffer_s).underruns for r in rs],
+                   seams_each=[max(0, len(r.arrivals) - 1) for r in rs],
+                   tokens=[c["tokens"] for c in rs[0].chunks])
+        rows.append(row)
+    return rows
+
+
+def phrase_vs_text(synth: StreamingSynthesizer, phrase: str, text: str,
+                   rounds: int | None) -> dict[str, Any]:
+    """First audio of ``text`` over that of ``phrase`` (same synthesizer, interleaved
+    rounds, the one instrument): the ratio of medians and its 95 % interval."""
+    cmp = compare({"phrase": lambda: first_audio(synth, phrase),
+                   "text": lambda: first_audio(synth, text)}, "phrase", rounds=rounds,
+                  measure=float, criterion=CRITERION)
+    lo, hi = cmp.ci95("text")  # phrase time / text time: > 1 would mean the text is faster
+    return {"phrase_s": cmp.median("phrase"), "text_s": cmp.median("text"),
+            "ratio": 1.0 / cmp.ratio("text"),
+            "ci95": [1.0 / hi, 1.0 / lo] if lo > 0 else [float("nan"), float("nan")],
+            "comparison": cmp}
 
 
 def run(cfg: LabConfig, st, *, variants: list[dict[str, Any]], sweep_text: str = "paragraph",
         rounds: int | None = None, stream_repeats: int = 1, article_text: str = "article",
         article_repeats: int = 1, seam_text: str = "paragraph", startup_buffer_s: float = 0.0,
-        voices: list[str] = (), listen: bool = True) -> dict[str, Any]:
+        voices: list[str] = (), listen: bool = True,
+        contender: dict[str, Any] | None = None, listener_rounds: int = 2,
+        load_processes: int = 1, phrase_text: str = "phrase", cancel_text: str = "article",
+        cancel_after_s: float = 0.5) -> dict[str, Any]:
+    """``contender``: chunking overrides streamed beside the configured chunking as a
+    listener hears it, with the same targets (but not on the article, which only the
+    stage's choice streams); default: the other schedule (:data:`CONTENDERS`).
+    ``load_processes``: competing busy processes in the under-load
+    scenario (0: none)."""
     engine = Engine(cfg)
     engine.warm_up(repeats=2)
-    synths = synthesizers(engine, variants)
+    contender = dict(CONTENDERS[cfg.chunking.schedule] if contender is None else contender)
+    prev_label = chunking_label(contender)
+    synths = synthesizers(engine, [*variants, contender])
     text = texts.named(sweep_text)
     clean = synths[BASELINE].sanitize(text)
     pieces = {label: s.pieces(text) for label, s in synths.items()}
     sw = sweep(synths, text, rounds, stream_repeats, startup_buffer_s)
     chosen = earned(sw["rows"])
     label = chosen["label"] if chosen else BASELINE
-    seam = seam_costs(synths, [BASELINE, label], texts.named(seam_text))
+    seam = seam_costs(synths, [BASELINE, label, prev_label, *[r["label"] for r in sw["rows"]]],
+                      texts.named(seam_text))
+    # what a listener hears: the stage's choice and its contender, idle and under load
+    heard = listen_rows(synths, [label, prev_label], text, listener_rounds, load_processes,
+                        startup_buffer_s)
+    first = {lab: phrase_vs_text(synths[lab], texts.named(phrase_text), text, rounds)
+             for lab in dict.fromkeys([label, prev_label])}
+    cancel = {"terminate": cancel_release(synths[label], texts.named(cancel_text), cancel_after_s)}
     article = texts.named(article_text)
-    art_runs = [run_stream(synths[label], article) for _ in range(max(1, article_repeats))]
-    art = summarize_runs(art_runs, startup_buffer_s)
-    art.update(words=texts.word_count(article),
-               max_piece_tokens=max(c["tokens"] for c in art_runs[0].chunks))
+    art_rows, art_first = [], None
+    for n in [0] + ([load_processes] if load_processes else []):
+        with competing_load(n):
+            runs = [run_stream(synths[label], article) for _ in range(max(1, article_repeats))]
+        row = summarize_runs(runs, startup_buffer_s)
+        row.update(load_processes=n, words=texts.word_count(article),
+                   max_piece_tokens=max(c["tokens"] for c in runs[0].chunks),
+                   underruns_each=[r.playback(startup_buffer_s).underruns for r in runs])
+        art_rows.append(row)
+        art_first = art_first or runs[0]
     voice_rows = {v: run_stream(synths[label], text, voice=v).summary() for v in voices}
     return {"label": label, "pieces": {k: [p.tokens for p in v] for k, v in pieces.items()},
             "first_pieces": {k: v[0].text for k, v in pieces.items()},
             "coverage_ok": {k: chunking.coverage(clean, v).ok for k, v in pieces.items()},
             "comparison": sw["comparison"], "rows": sw["rows"], "seams": seam,
-            "article": art, "_article_run": art_runs[0], "voices": voice_rows,
-            "chunking": sw["rows"][[r["label"] for r in sw["rows"]].index(label)]["chunking"],
-            "texts": {"sweep": sweep_text, "seam": seam_text, "article": article_text}}
+            "article": art_rows[0], "article_rows": art_rows, "_article_run": art_first,
+            "voices": voice_rows, "listener": heard, "contender": prev_label,
+            "first_audio": first, "cancel": cancel, "load_processes": load_processes,
+            "chunking": dataclasses.asdict(synths[label].chunking_cfg),
+            "texts": {"sweep": sweep_text, "seam": seam_text, "article": article_text,
+                      "phrase": phrase_text, "cancel": cancel_text}}
 
 
-def candidates(rows: list[dict[str, Any]], seam: dict[str, dict], base_chunking) -> list[dict]:
+def candidates(rows: list[dict[str, Any]], seam: dict[str, dict], base_chunking,
+               listener: list[dict[str, Any]] = ()) -> list[dict]:
     """Every variant for the journal's selection, the default marked as the baseline.
     Chunking moves the audio only at the seams: a variant's ``lsd_db`` is its seam excess
     (seam minus mid-piece distance to the unchunked audio), measured for the default and
@@ -124,6 +223,9 @@ def candidates(rows: list[dict[str, Any]], seam: dict[str, dict], base_chunking)
         s = seam.get(r["label"])
         excess = s.get("seam_excess_db") if s else None
         failed = stream_failures(r)
+        for h in listener:  # what a listener heard, idle and under load, counts too
+            if h["label"] == r["label"] and h["underruns_max"] > 0:
+                failed.append(f"underruns as a listener hears it ({'+%d busy' % h['load_processes'] if h['load_processes'] else 'idle'})")
         if excess is not None and excess > MAX_SEAM_EXCESS_DB:
             failed.append(f"seam excess {excess:.2f} dB > {MAX_SEAM_EXCESS_DB} dB")
         c = {"name": f"chunking {r['label']}",
@@ -142,21 +244,47 @@ def candidates(rows: list[dict[str, Any]], seam: dict[str, dict], base_chunking)
     return out
 
 
-#: the stage's targets: (name, headline key, test)
-def targets(result: dict[str, Any]) -> dict[str, bool]:
-    art = result["article"]
+def _listener(result: dict[str, Any], label: str) -> list[dict[str, Any]]:
+    return [r for r in result.get("listener", []) if r["label"] == label]
+
+
+def _no_underruns(rows: list[dict[str, Any]]) -> bool:
+    """Every row measured, and no underrun in any of its repeats."""
+    return bool(rows) and all(r["underruns_max"] == 0 for r in rows)
+
+
+def targets(result: dict[str, Any], label: str | None = None) -> dict[str, bool]:
+    """The targets, each met or not, of ``label`` (default: the stage's choice, what ships;
+    the article is streamed only for the choice, so a contender's article targets are
+    not met: not measured)."""
+    label = label or result["label"]
+    measured_article = label == result["label"]
+    art_rows = (result.get("article_rows") or [result["article"]]) if measured_article else []
     default_seam = result["seams"][BASELINE]
-    chosen_seam = result["seams"][result["label"]]
-    excess = chosen_seam.get("seam_excess_db")
-    return {"article_no_underruns": art["underruns_max"] == 0,
-            "article_all_words": bool(art.get("words_present")),
+    excess = result["seams"].get(label, {}).get("seam_excess_db")
+    heard = _listener(result, label)
+    loads = {0} | ({result["load_processes"]} if result.get("load_processes") else set())
+    first = result.get("first_audio") or {}
+    first = first.get(label) or {}
+    cancel = (result.get("cancel") or {}).get("terminate") or {}
+    return {"article_no_underruns": _no_underruns(art_rows),
+            "article_no_underruns_under_load": (_no_underruns([r for r in art_rows if r.get("load_processes")])
+                                                if result.get("load_processes") else False),
+            "article_all_words": bool(art_rows) and all(bool(r.get("words_present")) for r in art_rows),
+            "paragraph_no_underruns_idle_and_under_load": (
+                _no_underruns(heard) and {r["load_processes"] for r in heard} == loads),
+            "first_audio_within_1.2x_phrase": (first.get("ratio") is not None
+                                               and first["ratio"] <= MAX_FIRST_AUDIO_RATIO),
             "seams_within_bound": excess is not None and excess <= MAX_SEAM_EXCESS_DB,
             "seams_no_worse_than_default": (excess is not None and default_seam.get("seam_excess_db") is not None
-                                            and excess <= default_seam["seam_excess_db"] + 1e-9)}
+                                            and excess <= default_seam["seam_excess_db"] + 1e-9),
+            "cancel_frees_the_session_within_0.5s": (cancel.get("release_s") is not None
+                                                     and cancel["release_s"] <= MAX_CANCEL_RELEASE_S
+                                                     and not cancel.get("running_after"))}
 
 
 def headline(result: dict[str, Any]) -> dict[str, Any]:
-    label, art, cmp = result["label"], result["article"], result["comparison"]
+    label, cmp = result["label"], result["comparison"]
     out: dict[str, Any] = {"chunking": label}
     for r in result["rows"]:
         if r["label"] != BASELINE:
@@ -166,16 +294,39 @@ def headline(result: dict[str, Any]) -> dict[str, Any]:
     base = next(r for r in result["rows"] if r["label"] == BASELINE)
     out[f"{result['texts']['sweep']} TTFA default (s)"] = round(base["ttfa_s"], 3)
     out[f"{result['texts']['sweep']} underruns default"] = base["underruns_max"]
+    for lab, first in (result.get("first_audio") or {}).items():
+        out[f"first audio {result['texts']['sweep']} / {result['texts']['phrase']}, {lab} (x)"] = {
+            "value": round(first["ratio"], 3), "ci95": [round(x, 3) for x in first["ci95"]]}
+        out[f"first audio {result['texts']['phrase']}, {lab} (s)"] = round(first["phrase_s"], 3)
+    for r in result.get("listener", []):
+        where = f"{result['texts']['sweep']} {r['label']}" + (
+            f" +{r['load_processes']} busy" if r["load_processes"] else " idle")
+        out[f"{where}: underruns (worst of {r['repeats']})"] = r["underruns_max"]
+        out[f"{where}: silence s (worst)"] = round(r["underrun_s_max"], 2)
+        out[f"{where}: first audio s"] = round(r["ttfa_s"], 3)
+        out[f"{where}: seams"] = max(r["seams_each"])
     for lab, s in result["seams"].items():
-        if s.get("seam_excess_db") is not None:
-            out[f"seam excess {lab} (dB)"] = round(s["seam_excess_db"], 2)
-        out[f"max join discontinuity {lab}"] = round(s["max_discontinuity_ratio"], 3)
-    out.update({"article underruns after first chunk": art["underruns_max"],
-                "article words present": art.get("words_present"),
-                "article RTF": round(art["rtf"], 3), "article jitter": round(art["jitter_median"], 3),
-                "article dropout": round(art["dropout_max"], 5)})
+        if lab in (BASELINE, label, result.get("contender")):
+            if s.get("seam_excess_db") is not None:
+                out[f"seam excess {lab} (dB)"] = round(s["seam_excess_db"], 2)
+            out[f"max join discontinuity {lab}"] = round(s["max_discontinuity_ratio"], 3)
+    for art in result.get("article_rows") or [result["article"]]:
+        where = "article" + (f" +{art['load_processes']} busy" if art.get("load_processes") else "")
+        out.update({f"{where} underruns after first chunk": art["underruns_max"],
+                    f"{where} silence s": round(art["underrun_s_max"], 2),
+                    f"{where} words present": art.get("words_present"),
+                    f"{where} RTF": round(art["rtf"], 3),
+                    f"{where} jitter": round(art["jitter_median"], 3),
+                    f"{where} dropout": round(art["dropout_max"], 5)})
+    cancel = (result.get("cancel") or {}).get("terminate")
+    if cancel:
+        out["cancelled stream frees the session (s)"] = round(cancel["release_s"], 3)
     for name, ok in targets(result).items():
         out[f"target {name}"] = "met" if ok else "NOT met"
+    if result.get("contender") and result["contender"] != label:
+        for name, ok in targets(result, result["contender"]).items():
+            if not name.startswith("article"):
+                out[f"contender {result['contender']}: target {name}"] = "met" if ok else "NOT met"
     return out
 
 
@@ -186,9 +337,22 @@ def record(st, result: dict[str, Any]) -> None:
     st.metrics["pieces"] = result["pieces"]
     st.metrics["seams"] = {k: public(v) for k, v in result["seams"].items()}
     st.metrics["article"] = result["article"]
+    st.metrics["article_rows"] = result.get("article_rows", [result["article"]])
+    st.metrics["listener"] = result.get("listener", [])
+    st.metrics["first_audio"] = {}
+    for lab, first in (result.get("first_audio") or {}).items():
+        first = dict(first)
+        st.metrics["comparisons"][f"first audio: {result['texts']['phrase']} vs "
+                                  f"{result['texts']['sweep']}, {lab}"] = first.pop("comparison").to_dict()
+        st.metrics["first_audio"][lab] = first
+    st.metrics["cancel"] = result.get("cancel", {})
+    if result.get("contender"):
+        st.metrics["contender"] = {"label": result["contender"],
+                                   "targets_met": targets(result, result["contender"])}
     st.metrics["voices"] = result["voices"]
     st.metrics["selection"] = {"chunking": result["chunking"], "label": result["label"]}
-    st.metrics["candidates"] = candidates(result["rows"], result["seams"], st.cfg.chunking)
+    st.metrics["candidates"] = candidates(result["rows"], result["seams"], st.cfg.chunking,
+                                          result.get("listener", []))
     st.metrics["targets_met"] = targets(result)
     st.metrics["headline"] = headline(result)
     if result["label"] == BASELINE:
@@ -203,6 +367,23 @@ def sweep_table(result: dict[str, Any]) -> str:
         rows.append(f"| {r['label']} | {r['chunks']} | {r['ttfa_s']:.3f} | {r['ttfa_ratio']:.3f} | "
                     f"{interval(r['ttfa_ci95'], 3)} | {r['total_s']:.2f} | "
                     f"{r['rtf']:.3f} | {r['underruns_max']} | {r.get('words_present')} |")
+    return "\n".join(rows)
+
+
+def listener_table(result: dict[str, Any]) -> str:
+    """What a listener hears, per chunking and load (worst over the rounds)."""
+    rows = ["| chunking | load | repeats | first audio s | underruns (each) | silence s (worst) | "
+            "seams | RTF |", "|---|---|---|---|---|---|---|---|"]
+    for r in result.get("listener", []):
+        load = f"+{r['load_processes']} busy" if r["load_processes"] else "idle"
+        rows.append(f"| {r['label']} | {load} | {r['repeats']} | {r['ttfa_s']:.3f} | "
+                    f"{r['underruns_each']} | {r['underrun_s_max']:.2f} | {max(r['seams_each'])} | "
+                    f"{r['rtf']:.3f} |")
+    for a in result.get("article_rows", []):
+        load = f"+{a['load_processes']} busy" if a.get("load_processes") else "idle"
+        rows.append(f"| article, {result['label']} | {load} | {a['repeats']} | {a['ttfa_s']:.3f} | "
+                    f"{a['underruns_each']} | {a['underrun_s_max']:.2f} | {a['chunks'] - 1} | "
+                    f"{a['rtf']:.3f} |")
     return "\n".join(rows)
 
 

@@ -74,12 +74,22 @@ def seam_lsd(reference: np.ndarray, chunked: np.ndarray, seams: Sequence[int],
 
 
 
-def seam_report(engine, chunking_cfg, text_: str, voice: str | None = None) -> dict[str, Any]:
+def unchunked(engine, chunking_cfg, text_: str, voice: str | None = None) -> np.ndarray:
+    """The reference the seams are measured against: ``text_`` in as few pieces as the
+    510-token limit allows (``strategy: none``)."""
+    ref_synth = StreamingSynthesizer(engine, chunking_cfg=dataclasses.replace(chunking_cfg, strategy="none"))
+    return ref_synth.synthesize(text_, voice)
+
+
+def seam_report(engine, chunking_cfg, text_: str, voice: str | None = None,
+                reference: np.ndarray | None = None) -> dict[str, Any]:
     """The cost at the seams of ``chunking_cfg`` on ``text_``: log-spectral distance to
     the unchunked audio around each seam vs around mid-piece points (the control), the
-    discontinuity at each join, and pause lengths (ours vs the model's own)."""
-    ref_synth = StreamingSynthesizer(engine, chunking_cfg=dataclasses.replace(chunking_cfg, strategy="none"))
-    reference = ref_synth.synthesize(text_, voice)
+    discontinuity at each join, and pause lengths (ours vs the model's own).
+    ``reference``: the unchunked audio when already made (:func:`unchunked`, same text,
+    voice and joining settings), shared by the variants of one comparison."""
+    if reference is None:
+        reference = unchunked(engine, chunking_cfg, text_, voice)
     stream = StreamingSynthesizer(engine, chunking_cfg=chunking_cfg).open_stream(text_, voice)
     with stream:
         chunks = list(stream)

@@ -132,6 +132,26 @@ def first_audio(synth, text_: str, voice: str | None = None) -> float:
         return time.perf_counter() - s.t0
 
 
+def cancel_release(synth, text_: str, after_s: float = 0.5, voice: str | None = None
+                   ) -> dict[str, Any]:
+    """Open a stream of ``text_``, take its first chunk, let synthesis run ``after_s`` more
+    seconds (a piece is in flight), then stop it as serve does when a client goes away
+    (``cancel()``, then ``close()``): how long until every worker has ended and the
+    session is free (``release_s``), and whether the piece in flight was aborted."""
+    s = synth.open_stream(text_, voice)
+    it = iter(s)
+    next(it)
+    time.sleep(after_s)
+    in_flight = s._in_flight  # noqa: SLF001 - read for the record only
+    t0 = time.perf_counter()
+    s.cancel()
+    s.close()
+    release = time.perf_counter() - t0
+    return {"release_s": release, "in_flight": in_flight, "aborted": s.stats.aborted,
+            "pieces_done": sum(int(v["pieces"]) for v in s.stats.per_session.values()),
+            "terminate": s.terminate_on_cancel, "running_after": s.running}
+
+
 def median_runs(fn: Callable[[], Run], repeats: int) -> tuple[Run, list[Run]]:
     """Run ``fn`` ``repeats`` times; return the run with the median total time, and all."""
     runs = [fn() for _ in range(max(1, repeats))]

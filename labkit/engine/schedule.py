@@ -1,0 +1,198 @@
+"""Sizing the next piece of a stream so it is ready before the listener runs out of audio.
+
+The fixed ramp (:func:`labkit.engine.chunking.ramp_budget`) assumes a speed; this module
+measures it. Two running figures decide how many phoneme tokens the next piece may hold:
+
+* how fast the engine is *now* (:class:`SpeedModel`): compute seconds ~ ``factor x
+  (overhead_s + per_token_s x tokens)``, the factor updated after every piece from its
+  measured synthesis time, so load from other processes shows up in the next decision. A slower observation moves the
+  estimate faster than a quicker one (a stall is worse than a seam). The synthesizer keeps
+  one model per session across streams, so the second stream starts informed;
+* how much audio the listener still has (:class:`PlaybackClock`): the audio handed out so
+  far, played back to back from the first delivery and stalling when it runs dry (the rule
+  of labkit.measure.playback's simulator, followed live), plus pieces synthesized but not
+  yet handed out.
+
+The budget (:func:`budget`) is the largest token count whose predicted compute x
+``schedule_margin`` plus ``schedule_safety_s`` fits in that buffered audio, clamped to
+``[schedule_min_tokens, max_tokens]``: small pieces while the buffer is thin, large ones (fewer
+seams) once it allows. When only the smallest piece can be ready (without the margin), it
+takes that; when no piece can be ready in time (a stall is coming whatever the size), it takes a piece big enough that the run's fixed cost is at most a fifth of it, so
+the buffer recovers instead of shrinking piece by piece. The chunker then cuts the piece at a sentence, else clause, else
+word boundary under the budget.
+
+Without a live stream (``chunking.split`` listing the pieces) :class:`PlannedSchedule`
+runs the same rule on a simulated clock at the model's speed: the pieces a stream would
+cut on a machine that runs as the model says.
+"""
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from labkit.config import ChunkingConfig
+
+SCHEDULES = ("adaptive", "ramp")
+
+
+@dataclass
+class SpeedModel:
+    """Compute seconds of a piece ~ factor x (overhead_s + per_token_s x tokens), one session.
+
+    The shape (a fixed cost per run plus a cost per token; Kokoro's int8 graph on 2 x86
+    cores: ~0.3 s + ~0.017 s per token) is a prior; ``factor`` is learnt from every piece
+    (measured / predicted by the shape). Load from other processes slows short and long
+    pieces alike, so one factor follows it without confusing the fixed cost with the per-
+    token cost; a faster machine (the M1 Max) learns a factor below 1."""
+
+    overhead_s: float = 0.3
+    per_token_s: float = 0.017
+    factor: float = 1.0
+    #: audio seconds per token (for the planned schedule's simulated clock)
+    audio_per_token_s: float = 0.06
+    #: weight of a new observation when it is slower / faster than the estimate
+    up: float = 0.7
+    down: float = 0.25
+    pieces: int = 0
+
+    def shape(self, tokens: int) -> float:
+        return self.overhead_s + self.per_token_s * max(0, tokens)
+
+    def predict(self, tokens: int) -> float:
+        return self.factor * self.shape(tokens)
+
+    def tokens_within(self, seconds: float) -> float:
+        """The most tokens predicted to compute within ``seconds`` (may be < 0)."""
+        return (seconds / max(self.factor, 1e-6) - self.overhead_s) / max(self.per_token_s, 1e-9)
+
+    def update(self, tokens: int, seconds: float, audio_s: float | None = None) -> None:
+        """One finished piece: its tokens, its measured compute seconds, its audio."""
+        if tokens <= 0 or not seconds > 0:
+            return  # nothing said, or a cache hit: no compute to learn from
+        obs = seconds / self.shape(tokens)
+        w = self.up if obs > self.factor else self.down
+        self.factor += w * (obs - self.factor)
+        if audio_s is not None and audio_s > 0:
+            self.audio_per_token_s += 0.3 * (audio_s / tokens - self.audio_per_token_s)
+        self.pieces += 1
+
+    def copy(self) -> "SpeedModel":
+        return copy.copy(self)
+
+
+def budget(models: Sequence[SpeedModel], ahead_s: float, cfg: ChunkingConfig, limit: int) -> int:
+    """Tokens the next piece may hold with ``ahead_s`` of audio left to the listener: the
+    largest count whose predicted compute (on the slowest session) x margin + safety fits,
+    clamped to [schedule_min_tokens, limit]."""
+    usable = (ahead_s - cfg.schedule_safety_s) / cfg.schedule_margin
+    n = min(m.tokens_within(usable) for m in models)
+    floor = min(cfg.schedule_min_tokens, limit)
+    if n < floor and max(m.predict(floor) for m in models) <= ahead_s:
+        # the smallest piece may still make it without the margin: try it (the chunker
+        # cuts it at a clause, often smaller still)
+        n = floor
+    elif n < floor:
+        # no piece can be ready in time: a stall is coming whatever the size, and small
+        # pieces would keep the run's fixed cost in front of every next one (a short run
+        # on a loaded machine shrank pieces to 9-15 tokens and stalled more often than the
+        # ramp). Take a piece whose fixed cost is at most a fifth of its compute, so one
+        # stall buys a buffer that lasts.
+        slow = max(models, key=lambda m: m.predict(100))
+        n = 4 * slow.overhead_s / max(slow.per_token_s, 1e-6)
+    return int(max(min(cfg.schedule_min_tokens, limit), min(limit, n)))
+
+
+class PlaybackClock:
+    """Where the listener is: chunks play back to back from the first delivery; when the
+    next one is not there, playback stalls until it arrives."""
+
+    def __init__(self) -> None:
+        self.cursor: float | None = None  # when the audio delivered so far runs out
+
+    def deliver(self, duration_s: float, now: float) -> None:
+        start = now if self.cursor is None else max(self.cursor, now)
+        self.cursor = start + max(0.0, duration_s)
+
+    def adjust(self, delta_s: float) -> None:
+        """The chunk delivered last turned out ``delta_s`` longer (joins, pauses)."""
+        if self.cursor is not None:
+            self.cursor += delta_s
+
+    def ahead(self, now: float) -> float:
+        return 0.0 if self.cursor is None else max(0.0, self.cursor - now)
+
+
+class LiveSchedule:
+    """The adaptive budget of one stream: its playback clock, the audio synthesized but
+    not yet handed out, and the sessions' speed models (shared with the synthesizer, so
+    what this stream learns seeds the next). ``budget(history)`` is what the chunker
+    calls before cutting each piece after the primer."""
+
+    def __init__(self, cfg: ChunkingConfig, models: Sequence[SpeedModel], limit: int,
+                 clock: Callable[[], float] = time.perf_counter):
+        self.cfg = cfg
+        self.models = list(models)
+        self.limit = limit
+        self.now = clock
+        self.playback = PlaybackClock()
+        self.undelivered_s = 0.0
+        self._lock = threading.Lock()
+        #: (tokens budgeted, seconds buffered ahead) per decision, for the record
+        self.decisions: list[tuple[int, float]] = []
+
+    def ahead(self) -> float:
+        with self._lock:
+            return self.playback.ahead(self.now()) + self.undelivered_s
+
+    def budget(self, history: Sequence[int] = ()) -> int:
+        ahead = self.ahead()
+        n = budget(self.models, ahead, self.cfg, self.limit)
+        with self._lock:
+            self.decisions.append((n, round(ahead, 3)))
+        return n
+
+    # what the stream reports ------------------------------------------------------------
+    def synthesized(self, session: int, tokens: int, seconds: float, audio_s: float) -> None:
+        with self._lock:
+            if 0 <= session < len(self.models):
+                self.models[session].update(tokens, seconds, audio_s)
+            self.undelivered_s += audio_s
+
+    def delivered(self, raw_s: float, played_s: float) -> None:
+        """A chunk handed out: ``raw_s`` as synthesized, ``played_s`` after the joins."""
+        with self._lock:
+            self.undelivered_s = max(0.0, self.undelivered_s - raw_s)
+            self.playback.deliver(played_s, self.now())
+
+
+class PlannedSchedule:
+    """The adaptive rule on a simulated clock (one session at the model's speed, a listener
+    who starts at the first piece): deterministic pieces for listings and tests."""
+
+    def __init__(self, cfg: ChunkingConfig, model: SpeedModel | None, limit: int):
+        self.cfg = cfg
+        self.model = model or SpeedModel()
+        self.limit = limit
+
+    def budget(self, history: Sequence[int]) -> int:
+        t, clock = 0.0, PlaybackClock()
+        for tokens in history:
+            t += self.model.predict(tokens)
+            clock.deliver(tokens * self.model.audio_per_token_s, t)
+        return budget([self.model], clock.ahead(t), self.cfg, self.limit)
+
+
+def validate(cfg: ChunkingConfig) -> str | None:
+    """What is wrong with the schedule settings, or None."""
+    if cfg.schedule not in SCHEDULES:
+        return f"chunking.schedule={cfg.schedule!r}: allowed are {', '.join(SCHEDULES)}"
+    if not cfg.schedule_margin >= 1.0:
+        return f"chunking.schedule_margin={cfg.schedule_margin}: must be >= 1"
+    if not cfg.schedule_safety_s >= 0:
+        return f"chunking.schedule_safety_s={cfg.schedule_safety_s}: must be >= 0"
+    if not 1 <= cfg.schedule_min_tokens:
+        return f"chunking.schedule_min_tokens={cfg.schedule_min_tokens}: must be >= 1"
+    return None

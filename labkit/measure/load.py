@@ -1,0 +1,52 @@
+"""A competing CPU-bound process, for measuring streams "under load".
+
+On the user's laptop the stream shares the cores with a browser, a build, a video call.
+:func:`competing_load` starts ``processes`` separate Python processes that spin in a busy
+loop (each one keeps one core busy) and stops them when the block ends, also when it ends
+with an error; a stage runs the same stream with and without it.
+"""
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Iterator
+
+#: what each competing process runs: a busy loop, nothing else
+BUSY_LOOP = "while True:\n    pass\n"
+
+
+@dataclass
+class Load:
+    processes: int
+    pids: list[int] = field(default_factory=list)
+    #: seconds the load ran
+    seconds: float = 0.0
+
+
+@contextlib.contextmanager
+def competing_load(processes: int = 1, settle_s: float = 0.2) -> Iterator[Load]:
+    """Run the block with ``processes`` busy-looping processes beside it (0: none).
+    ``settle_s``: a pause after starting them, so the block starts under load."""
+    if not isinstance(processes, int) or isinstance(processes, bool) or processes < 0:
+        raise ValueError(f"competing processes: {processes!r}; expected an integer >= 0")
+    procs: list[subprocess.Popen] = []
+    info = Load(processes)
+    t0 = time.perf_counter()
+    try:
+        for _ in range(processes):
+            procs.append(subprocess.Popen([sys.executable, "-c", BUSY_LOOP],
+                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL))
+        info.pids = [p.pid for p in procs]
+        if procs and settle_s > 0:
+            time.sleep(settle_s)
+        yield info
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait(timeout=10)
+        info.seconds = time.perf_counter() - t0

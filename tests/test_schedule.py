@@ -1,0 +1,105 @@
+"""The adaptive schedule: speed model, playback clock and budget (no model needed)."""
+from __future__ import annotations
+
+import pytest
+
+from labkit.config import ChunkingConfig
+from labkit.engine.chunking import ChunkingError, validate
+from labkit.engine.schedule import (LiveSchedule, PlannedSchedule, PlaybackClock, SpeedModel,
+                                    budget)
+
+CFG = ChunkingConfig()
+
+
+def test_the_speed_model_follows_a_slowdown_faster_than_a_speedup():
+    m = SpeedModel(overhead_s=0.1, per_token_s=0.01)
+    m.update(100, 3 * m.shape(100))  # three times slower now (another process)
+    assert 2.0 < m.factor <= 3.0
+    m2 = SpeedModel(overhead_s=0.1, per_token_s=0.01, factor=3.0)
+    m2.update(100, m2.shape(100))  # three times faster
+    assert 1.0 <= m2.factor and (3.0 - m2.factor) < (m.factor - 1.0)
+    assert m.predict(200) > m.predict(100) > m.predict(0) == m.factor * m.overhead_s
+
+
+def test_load_learnt_on_a_short_piece_applies_to_long_ones():
+    m = SpeedModel(overhead_s=0.3, per_token_s=0.017)
+    for _ in range(5):
+        m.update(10, 2 * m.shape(10))  # the primer ran at half speed
+    assert m.predict(200) == pytest.approx(2 * m.shape(200), rel=0.02)
+    assert m.tokens_within(m.predict(120)) == pytest.approx(120)
+
+
+def test_nonsense_observations_are_ignored():
+    m = SpeedModel()
+    before = (m.overhead_s, m.per_token_s, m.pieces)
+    m.update(0, 1.0)
+    m.update(50, 0.0)  # a cache hit: no compute
+    assert (m.overhead_s, m.per_token_s, m.pieces) == before
+
+
+def test_the_playback_clock_stalls_when_the_next_chunk_is_late():
+    c = PlaybackClock()
+    assert c.ahead(5.0) == 0.0
+    c.deliver(2.0, now=1.0)  # plays 1..3
+    assert c.ahead(1.5) == pytest.approx(1.5)
+    c.deliver(1.0, now=2.0)  # queued: plays 3..4
+    assert c.ahead(2.0) == pytest.approx(2.0)
+    c.deliver(1.0, now=6.0)  # late: a stall from 4 to 6, plays 6..7
+    assert c.ahead(6.0) == pytest.approx(1.0)
+    c.adjust(0.25)
+    assert c.ahead(6.0) == pytest.approx(1.25)
+
+
+def test_budget_grows_with_the_buffer_and_shrinks_with_the_speed():
+    fast, slow = SpeedModel(0.1, 0.01), SpeedModel(0.1, 0.03)
+    thin, thick = budget([fast], 1.0, CFG, 250), budget([fast], 3.0, CFG, 250)
+    assert CFG.schedule_min_tokens <= thin < thick <= 250
+    assert budget([fast], 100.0, CFG, 250) == 250  # never over max_tokens
+    assert budget([slow], 3.0, CFG, 250) < thick
+    assert budget([fast, slow], 3.0, CFG, 250) == budget([slow], 3.0, CFG, 250)  # the slowest
+    # the piece chosen is predicted ready, with the margin, before the buffer runs out
+    n = budget([fast], 2.0, CFG, 250)
+    assert fast.predict(n) * CFG.schedule_margin + CFG.schedule_safety_s <= 2.0
+
+
+def test_when_no_piece_can_be_ready_in_time_it_takes_an_efficient_one():
+    m = SpeedModel(overhead_s=0.5, per_token_s=0.01)
+    n = budget([m], 0.2, CFG, 250)  # nothing fits: a stall is coming anyway
+    assert n == 200  # fixed cost a fifth of the piece's compute, not a sliver
+
+
+def test_live_schedule_counts_undelivered_audio_and_learns():
+    now = [0.0]
+    models = [SpeedModel(0.1, 0.01)]
+    live = LiveSchedule(CFG, models, 250, clock=lambda: now[0])
+    assert live.ahead() == 0.0
+    live.synthesized(0, 40, 0.5, 2.0)  # the primer is ready, not yet handed out
+    assert live.ahead() == pytest.approx(2.0)
+    assert models[0].pieces == 1
+    live.delivered(2.0, 2.1)
+    now[0] = 1.0
+    assert live.ahead() == pytest.approx(1.1)
+    b = live.budget([40])
+    assert live.decisions == [(b, 1.1)]
+
+
+def test_the_planned_schedule_ramps_up_to_max_tokens():
+    plan = PlannedSchedule(CFG, SpeedModel(0.1, 0.01, audio_per_token_s=0.06), 250)
+    history, budgets = [10], []
+    for _ in range(8):
+        budgets.append(plan.budget(history))
+        history.append(budgets[-1])
+    assert budgets == sorted(budgets) and budgets[-1] == 250
+
+
+@pytest.mark.parametrize("bad", [{"schedule": "fast"}, {"schedule_margin": 0.5},
+                                 {"schedule_safety_s": -1}, {"schedule_min_tokens": 0}])
+def test_bad_schedule_settings_are_named(bad):
+    with pytest.raises(ChunkingError, match=f"chunking.{next(iter(bad))}"):
+        validate(ChunkingConfig(**bad))
+
+
+def test_a_thin_buffer_that_still_fits_the_smallest_piece_gets_it():
+    m = SpeedModel(overhead_s=0.3, per_token_s=0.017)
+    ahead = m.predict(CFG.schedule_min_tokens) + 0.05  # fits raw, not with the margin
+    assert budget([m], ahead, CFG, 250) == CFG.schedule_min_tokens
