@@ -269,6 +269,16 @@ def test_stage05_each_target_fails_on_a_bad_case(change, target):
     assert met[target] is False
 
 
+def test_stage05_without_the_article_its_targets_are_not_measured_and_the_rest_still_judged():
+    met = s05.targets(_s05_result(article=None, article_rows=[]))
+    assert {k for k, v in met.items() if v is None} == {
+        "article_no_underruns", "article_no_underruns_under_load", "article_all_words"}
+    assert all(v for k, v in met.items() if not k.startswith("article"))
+    bad = s05.targets(_s05_result(article=None, article_rows=[], first_audio=None))
+    assert bad["first_audio_within_1.2x_phrase"] is False and bad["article_no_underruns"] is None
+    assert "not streamed" in s05.article_summary({"article": None})
+
+
 def test_stage05_contender_targets_say_the_article_was_not_measured():
     met = s05.targets(_s05_result(), "schedule=adaptive,primer_max_words=5")
     assert met["article_no_underruns"] is False  # only the stage's choice streams the article
