@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from labkit.engine.runtime import Engine, Synthesis
+from labkit.engine.split_runtime import SplitEngine
 
 
 class PieceCache:
@@ -78,9 +79,10 @@ class PieceCache:
             self._bytes = 0
 
 
-class CachingEngine(Engine):
-    """labkit's Engine with :class:`PieceCache` in front of ``run_tokens`` (which
-    ``synthesize_phonemes`` calls). ``on_lookup(hit: bool)`` feeds the metrics."""
+class PieceCaching:
+    """An engine (labkit's Engine or SplitEngine, after this in the bases) with
+    :class:`PieceCache` in front of ``run_tokens`` (which ``synthesize_phonemes`` calls).
+    ``on_lookup(hit: bool)`` feeds the metrics."""
 
     def __init__(self, *args, cache: PieceCache | None = None,
                  on_lookup: Callable[[bool], None] | None = None, **kwargs):
@@ -103,7 +105,8 @@ class CachingEngine(Engine):
                    run_options=None) -> Synthesis:
         if not self.use_cache:
             return super().run_tokens(tokens, voice, speed, run_options)
-        key = (self.variant, voice, round(float(speed), 4), tuple(tokens))
+        # the engine's kind too: a bucketed split graph is not bit-identical to the whole one
+        key = (type(self).__name__, self.variant, voice, round(float(speed), 4), tuple(tokens))
         audio = self.cache.get(key) if self._no_reads == 0 else None
         if self.on_lookup is not None:
             self.on_lookup(audio is not None)
@@ -112,3 +115,11 @@ class CachingEngine(Engine):
         syn = super().run_tokens(tokens, voice, speed, run_options)
         self.cache.put(key, syn.audio, syn.durations)
         return syn
+
+
+class CachingEngine(PieceCaching, Engine):
+    """labkit's one-session Engine behind the piece cache."""
+
+
+class CachingSplitEngine(PieceCaching, SplitEngine):
+    """The split engine (part A, then part B; ``split.enabled``) behind the piece cache."""

@@ -13,7 +13,7 @@ from labkit.config import LabConfig
 from labkit.engine import g2p, pipeline
 from labkit.engine import text as textmod
 
-from .cache import CachingEngine, PieceCache
+from .cache import CachingEngine, CachingSplitEngine, PieceCache
 from .encoders import FORMATS, make_encoder
 from .errors import APIError
 from .metrics import Metrics
@@ -116,7 +116,11 @@ def build_synthesizer(cfg: LabConfig, cache: PieceCache, on_lookup=None):
     says so (as labkit.engine.pipeline.StreamingSynthesizer.from_config builds them), all in
     front of the one piece cache (off until the caller turns it on, so warm-ups and
     the choice of the faster session time real runs)."""
-    first = CachingEngine(cfg, cache=cache, on_lookup=on_lookup)
+    if cfg.split.enabled:  # part A then part B (stage 04's split), each its own session
+        pipeline.check_split_layout(cfg)
+        first = CachingSplitEngine.from_config(cfg, cache=cache, on_lookup=on_lookup)
+    else:
+        first = CachingEngine(cfg, cache=cache, on_lookup=on_lookup)
     engines = [first]
     if cfg.pipeline.sessions == 2:
         engines.append(CachingEngine(cfg, variant=cfg.pipeline.second_variant or cfg.variant,

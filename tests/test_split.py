@@ -17,7 +17,10 @@ from labkit.config import ConfigError, LabConfig
 from labkit.engine import assets
 from labkit.engine import split_runtime as sr
 from labkit.engine.ort import kokoro_feeds, new_session, probe_config
+from labkit.engine.pipeline import build_engines
 from labkit.engine.runtime import VoiceBank
+from serve.cache import CachingSplitEngine, PieceCache
+from serve.state import build_synthesizer
 from labkit.optimize import split as sp
 
 C = 8          # channels
@@ -301,3 +304,26 @@ def test_meta_is_json(toy_parts):
     _, parts = toy_parts
     paths = sr.split_paths(parts.meta["source"], parts.a.parent)
     assert json.loads(paths["meta"].read_text())["boundary"] == ["/encoder/asr", "/encoder/f0"]
+
+
+def test_the_split_choice_reaches_the_pipeline_and_the_endpoint(tmp_path):
+    # what the lab may pick (split.enabled in best.json) is what serve/ and the pipeline run
+    cfg = LabConfig().with_overrides({"split.enabled": True, "split.buckets": [16, 64],
+                                      "artifacts_dir": str(tmp_path),
+                                      "model_path": str(tmp_path / "m.onnx")})
+    onnx.save(toy_kokoro(), str(tmp_path / "m.onnx"))
+    sp.split_files(tmp_path / "m.onnx", sr.split_dir(cfg))
+    engines = build_engines(cfg)
+    assert len(engines) == 1 and isinstance(engines[0], sr.SplitEngine)
+    with pytest.raises(ConfigError, match="pipeline.sessions: 1"):
+        build_engines(cfg.with_overrides({"pipeline.sessions": 2}))
+    hits = []
+    synth = build_synthesizer(cfg, PieceCache(), on_lookup=hits.append)
+    eng = synth.engine
+    assert isinstance(eng, CachingSplitEngine)
+    eng.use_cache = True
+    toks = list(range(5, 40))
+    first = eng.run_tokens(toks, cfg.voice)
+    again = eng.run_tokens(toks, cfg.voice)
+    assert hits == [False, True] and np.array_equal(first.audio, again.audio)
+    assert eng.last["bucket"] == 64  # the first call ran part B at its bucket

@@ -55,6 +55,7 @@ import onnxruntime as ort
 from labkit.engine import chunking
 from labkit.engine import joining
 from labkit.engine import schedule as schedmod
+from labkit.engine import split_runtime
 from labkit.engine import text as textmod
 from labkit.engine import words as wordsmod
 from labkit.config import ChunkingConfig, ConfigError, LabConfig, PipelineConfig, SessionConfig
@@ -591,11 +592,22 @@ def second_session_config(cfg: LabConfig) -> SessionConfig:
     return s
 
 
+def check_split_layout(cfg: LabConfig) -> None:
+    """The split engine is one pipeline session (its two parts run one after the other);
+    a second pipeline session beside it is not built."""
+    if cfg.split.enabled and cfg.pipeline.sessions != 1:
+        raise ConfigError(f"split.enabled with pipeline.sessions={cfg.pipeline.sessions}: the split "
+                          "engine (part A then part B) runs as the one pipeline session; set "
+                          "pipeline.sessions: 1")
+
+
 def build_engines(cfg: LabConfig, engine: Engine | None = None) -> list[Engine]:
     """The engines ``cfg.pipeline`` asks for: 1, or 2 sharing one voice bank."""
     if cfg.pipeline.sessions not in (1, 2):
         raise ConfigError(f"pipeline.sessions={cfg.pipeline.sessions}: allowed are 1 or 2")
-    first = engine or Engine(cfg)
+    if cfg.split.enabled:
+        check_split_layout(cfg)
+    first = engine or split_runtime.engine_for(cfg)
     if cfg.pipeline.sessions == 1:
         return [first]
     second = Engine(cfg, variant=cfg.pipeline.second_variant or cfg.variant,

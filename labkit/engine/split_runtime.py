@@ -154,10 +154,12 @@ class SplitEngine(Engine):
 
     @classmethod
     def from_config(cls, cfg: LabConfig, variant: str | None = None,
-                    voices: VoiceBank | None = None) -> "SplitEngine":
+                    voices: VoiceBank | None = None, **kwargs) -> "SplitEngine":
+        """The parts of ``cfg``'s model from the split cache; ``kwargs`` go to the class
+        (a subclass's own, e.g. serve's piece cache)."""
         model = assets.require(assets.model_path(cfg, variant or cfg.variant), "model file")
         parts = SplitParts.locate(model, split_dir(cfg), cfg.split.b_rewrites)
-        return cls(cfg, parts, voices=voices, variant=variant)
+        return cls(cfg, parts, voices=voices, variant=variant, **kwargs)
 
     def run_tokens(self, tokens: list[int], voice: str, speed: float = 1.0,
                    run_options: Any = None) -> Synthesis:
