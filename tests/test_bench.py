@@ -85,10 +85,12 @@ def test_a_chunking_variant_is_taken_only_when_earned():
             # earned on TTFA but it underran: not taken
             _sweep_row("max_tokens=400", [1.10, 1.20], underruns=1)]
     assert s05.earned(rows) is None
-    rows.append(_sweep_row("strategy=clause", [1.02, 1.10]))
+    rows.append(_sweep_row("strategy=sentence", [1.02, 1.10]))  # inside the 3 % margin
+    assert s05.earned(rows) is None
+    rows.append(_sweep_row("strategy=clause", [1.04, 1.10]))
     assert s05.earned(rows)["label"] == "strategy=clause"
     # two with the same low end: a tie keeps the default (no tie-break by list order)
-    rows.append(_sweep_row("growth=3.0", [1.02, 1.40]))
+    rows.append(_sweep_row("growth=3.0", [1.04, 1.40]))
     assert s05.earned(rows) is None
 
 
@@ -299,3 +301,21 @@ def test_chunking_candidates_fail_on_underruns_a_listener_heard_under_load():
     assert by["chunking schedule=adaptive"]["failed_checks"] == [
         "underruns as a listener hears it (+1 busy)"]
     assert by["chunking default"]["failed_checks"] == []
+
+
+def test_the_stage_measures_what_the_journal_would_ship():
+    # the sweep's fastest variant underran for a listener: the stage's own choice (what its
+    # article, cancel and targets are measured on) is the configured chunking, as the
+    # journal's selection decides; without the underrun the variant is the choice
+    from labkit.config import ChunkingConfig, SelectionConfig
+
+    base = ChunkingConfig()
+    rows = [_row("default", 0.5, 0.3, dict(vars(base)), [0.97, 1.03]),
+            _row("schedule=adaptive", 0.4, 0.3, {**vars(base), "schedule": "adaptive"}, [1.1, 1.3])]
+    seam = {"default": {"seam_excess_db": 0.4}, "schedule=adaptive": {"seam_excess_db": 0.3}}
+    heard = [{"label": lab, "load_processes": n, "underruns_max": 0}
+             for lab in ("default", "schedule=adaptive") for n in (0, 1)]
+    rules = SelectionConfig()
+    assert s05.stage_choice(rows, seam, base, heard, rules) == "schedule=adaptive"
+    heard[2]["underruns_max"] = 1  # the variant, idle
+    assert s05.stage_choice(rows, seam, base, heard, rules) == s05.BASELINE

@@ -22,10 +22,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from labkit.config import LabConfig
+from labkit.config import LabConfig, SelectionConfig
 from labkit.engine import chunking
 from labkit.engine.pipeline import StreamingSynthesizer
 from labkit.engine.runtime import Engine
+from labkit.lab.selection import rank
 from labkit.lab.stage import public
 from labkit.measure import seams, texts
 from labkit.measure.compare import compare
@@ -83,11 +84,13 @@ def sweep(synths: dict[str, StreamingSynthesizer], text: str, rounds: int | None
     return {"comparison": cmp, "rows": rows}
 
 
-def earned(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The variant whose TTFA interval lies wholly above 1.0 (faster than the default beyond
-    the noise) and that streamed with no underrun and every word: the highest low end wins;
-    none (or an exact tie) keeps the default."""
-    ok = [r for r in rows if r["label"] != BASELINE and r["ttfa_ci95"][0] > 1.0
+def earned(rows: list[dict[str, Any]], rules: SelectionConfig | None = None) -> dict[str, Any] | None:
+    """From the sweep alone: the variant whose TTFA interval clears the journal's threshold
+    (``rules.clears``) and that streamed with no underrun and every word: the highest low
+    end wins; none (or an exact tie) keeps the default. (:func:`stage_choice` adds the seams
+    and what a listener heard: the stage's own choice.)"""
+    rules = rules or SelectionConfig()
+    ok = [r for r in rows if r["label"] != BASELINE and rules.clears(r["ttfa_ci95"])
           and not stream_failures(r)]
     if not ok:
         return None
@@ -179,15 +182,16 @@ def run(cfg: LabConfig, st, *, variants: list[dict[str, Any]], sweep_text: str =
     clean = synths[BASELINE].sanitize(text)
     pieces = {label: s.pieces(text) for label, s in synths.items()}
     sw = sweep(synths, text, rounds, stream_repeats, startup_buffer_s)
-    chosen = earned(sw["rows"])
-    label = chosen["label"] if chosen else BASELINE
-    seam = seam_costs(synths, [BASELINE, label, prev_label, *[r["label"] for r in sw["rows"]]],
+    chosen = earned(sw["rows"], cfg.selection)
+    seam = seam_costs(synths, [BASELINE, prev_label, *[r["label"] for r in sw["rows"]]],
                       texts.named(seam_text))
-    # what a listener hears: the stage's choice and its contender, idle and under load
-    heard = listen_rows(synths, [label, prev_label], text, listener_rounds, load_processes,
-                        startup_buffer_s)
+    # what a listener hears: the configured chunking (what ships unless something earns
+    # its place), the contender and the sweep's best, idle and under load
+    heard = listen_rows(synths, [BASELINE, prev_label, *([chosen["label"]] if chosen else [])],
+                        text, listener_rounds, load_processes, startup_buffer_s)
+    label = stage_choice(sw["rows"], seam, cfg.chunking, heard, cfg.selection)
     first = {lab: phrase_vs_text(synths[lab], texts.named(phrase_text), text, rounds)
-             for lab in dict.fromkeys([label, prev_label])}
+             for lab in dict.fromkeys([label, BASELINE, prev_label])}
     cancel = {"terminate": cancel_release(synths[label], texts.named(cancel_text), cancel_after_s)}
     # the article (about ten minutes of audio, idle and under load) is most of the stage's
     # time: a batch with a time budget may leave it out (article_text empty)
@@ -214,6 +218,19 @@ def run(cfg: LabConfig, st, *, variants: list[dict[str, Any]], sweep_text: str =
             "chunking": dataclasses.asdict(synths[label].chunking_cfg),
             "texts": {"sweep": sweep_text, "seam": seam_text, "article": article_text,
                       "phrase": phrase_text, "cancel": cancel_text}}
+
+
+def stage_choice(rows: list[dict[str, Any]], seam: dict[str, dict], base_chunking,
+                 listener: list[dict[str, Any]], rules: SelectionConfig) -> str:
+    """The label the journal's selection would take from this stage's candidates (the
+    same rules, the same figures: the sweep, the seams and what a listener heard), so the
+    stage measures its article, cancel and targets on what ships; BASELINE when nothing
+    earned its place or the top two tie exactly."""
+    cands = candidates(rows, seam, base_chunking, listener)
+    top = rank(cands, rules, NAME)
+    if not top or (len(top) > 1 and top[0]["ci95"][0] == top[1]["ci95"][0]):
+        return BASELINE
+    return top[0]["name"].removeprefix("chunking ")
 
 
 def candidates(rows: list[dict[str, Any]], seam: dict[str, dict], base_chunking,
@@ -366,8 +383,10 @@ def record(st, result: dict[str, Any]) -> None:
     st.metrics["targets_met"] = targets(result)
     st.metrics["headline"] = headline(result)
     if result["label"] == BASELINE:
-        st.note("no chunking variant was faster to first audio beyond the noise (its interval "
-                "wholly above 1.0) with no underrun: the configured chunking stays")
+        st.note("no chunking variant earned its place (faster to first audio beyond the "
+                f"threshold, {st.cfg.selection.threshold:.2f}, with no failed check: no underrun "
+                "in the sweep or as a listener hears it, seams within bound): the configured "
+                "chunking stays")
 
 
 def sweep_table(result: dict[str, Any]) -> str:
