@@ -295,3 +295,17 @@ def test_choice_differences_name_each_stage_that_chose_otherwise():
     diffs = choice_differences(a, b, "run-b")
     assert diffs == ["02_x: fast here, default in run-b", "05_y: judged only in this run",
                      "06_z: judged only in run-b"]
+
+
+def test_a_model_rebuilt_under_each_runs_folder_is_the_same_choice():
+    def run(run_id, ci=(1.3, 1.4)):
+        r = rec("03_q", [base("int8"), cand("qdq", ci, overrides={
+            "variant": "qdq", "model_path": f"/a/artifacts/{run_id}/03_q/models/qdq.onnx"})])
+        r["run_id"] = run_id
+        return select([r], RULES)
+    assert choice_differences(run("run-2"), run("run-1"), "run-1") == []
+    # a different file that is not the run's own folder still differs
+    other = run("run-2")
+    other["choices"][0]["overrides"]["model_path"] = "/elsewhere/qdq.onnx"
+    assert choice_differences(other, run("run-1"), "run-1") == [
+        "03_q: qdq here, qdq in run-1 (settings differ)"]

@@ -237,6 +237,22 @@ def select(records: list[dict], rules: SelectionConfig, base: LabConfig | None =
     }
 
 
+def _run_free(overrides: dict | None, runs) -> dict:
+    """Overrides with the runs' ids masked: a model a stage built lives under its run's
+    folder (``model_path``), the same choice rebuilt in another run."""
+    out = {}
+    for k, v in (overrides or {}).items():
+        for run in runs:
+            if run and isinstance(v, str):
+                v = v.replace(str(run), "<run>")
+        out[k] = v
+    return out
+
+
+def _runs(best: dict) -> set:
+    return {c.get("run_id") for c in best.get("choices") or []} - {None}
+
+
 def choice_differences(best: dict, before: dict, before_run: str = "the other run") -> list[str]:
     """Where two selections (best.json-shaped) chose differently: one line per stage whose
     choice or settings differ, or that only one of them judged; [] when they agree."""
@@ -247,9 +263,13 @@ def choice_differences(best: dict, before: dict, before_run: str = "the other ru
         a, b = now.get(stage), then.get(stage)
         if a is None or b is None:
             out.append(f"{stage}: judged only in {'this run' if b is None else before_run}")
-        elif (a.get("choice"), a.get("overrides")) != (b.get("choice"), b.get("overrides")):
-            out.append(f"{stage}: {a.get('choice')} here, {b.get('choice')} in {before_run}")
-    if not out and best.get("overrides") != before.get("overrides"):
+        elif (a.get("choice"), _run_free(a.get("overrides"), [a.get("run_id")])) != (
+                b.get("choice"), _run_free(b.get("overrides"), [b.get("run_id")])):
+            same_name = a.get("choice") == b.get("choice")
+            out.append(f"{stage}: {a.get('choice')} here, {b.get('choice')} in {before_run}"
+                       + (" (settings differ)" if same_name else ""))
+    if not out and (_run_free(best.get("overrides"), _runs(best))
+                    != _run_free(before.get("overrides"), _runs(before))):
         out.append(f"shipped settings differ (verification): {best.get('overrides')} here, "
                    f"{before.get('overrides')} in {before_run}")
     return out
