@@ -304,8 +304,11 @@ def test_a_model_rebuilt_under_each_runs_folder_is_the_same_choice():
         r["run_id"] = run_id
         return select([r], RULES)
     assert choice_differences(run("run-2"), run("run-1"), "run-1") == []
-    # a different file that is not the run's own folder still differs
+    # its copy with word timings, keyed by the built file's bytes, too
     other = run("run-2")
-    other["choices"][0]["overrides"]["model_path"] = "/elsewhere/qdq.onnx"
+    other["choices"][0]["overrides"]["model_path"] = "/cache/qdq.dc0d169a36f1.durations.onnx"
+    assert choice_differences(other, run("run-1"), "run-1") == []
+    # another setting of the same name is not the same choice
+    other["choices"][0]["overrides"]["variant"] = "qdq-per-channel"
     assert choice_differences(other, run("run-1"), "run-1") == [
         "03_q: qdq here, qdq in run-1 (settings differ)"]

@@ -237,11 +237,18 @@ def select(records: list[dict], rules: SelectionConfig, base: LabConfig | None =
     }
 
 
+#: overrides that name a file a run built for its choice (the quantized model, or its copy
+#: with word timings, keyed by its bytes): the choice is the variant and its recipe, and
+#: the same recipe rebuilt in another run is the same choice
+BUILT_FILES = ("model_path",)
+
+
 def _run_free(overrides: dict | None, runs) -> dict:
-    """Overrides with the runs' ids masked: a model a stage built lives under its run's
-    folder (``model_path``), the same choice rebuilt in another run."""
+    """Overrides as a choice: built files left out, the runs' ids masked."""
     out = {}
     for k, v in (overrides or {}).items():
+        if k in BUILT_FILES:
+            continue
         for run in runs:
             if run and isinstance(v, str):
                 v = v.replace(str(run), "<run>")
