@@ -203,3 +203,26 @@ def test_small_budgets_give_more_pieces_than_large_ones(g2p_us):
     wide = split(text, g2p_us, ChunkingConfig(), budget=lambda h: 250)
     assert len(thin) > len(wide)
     assert coverage(text, thin).ok and coverage(text, wide).ok
+
+
+# -- the primer's floor (the adaptive schedule's, for the load sensed) ------------------------
+def test_a_primer_floor_lengthens_the_first_piece_to_a_natural_cut(g2p_us):
+    text = sanitize(texts.paragraph()).text
+    cfg = ChunkingConfig(primer_max_words=5)
+    plain = split(text, g2p_us, cfg)
+    assert plain[0].tokens < 15
+    floored = split(text, g2p_us, cfg, budget=lambda h: 60, primer_floor=40)
+    first = floored[0]
+    assert first.tokens >= 40 and first.tokens <= 1.25 * 40 + 12
+    assert first.text.startswith(plain[0].text)
+    assert coverage(text, floored).ok
+    # a floor the configured primer already meets changes nothing
+    same = split(text, g2p_us, cfg, budget=lambda h: 60, primer_floor=plain[0].tokens)
+    assert same[0].text == plain[0].text
+
+
+def test_a_primer_floor_past_the_first_sentence_takes_the_sentence(g2p_us):
+    text = "The kettle is on. Tea follows shortly after that, then biscuits for everyone here."
+    pieces = split(text, g2p_us, ChunkingConfig(), budget=lambda h: 60, primer_floor=200)
+    assert pieces[0].text == "The kettle is on."
+    assert coverage(text, pieces).ok

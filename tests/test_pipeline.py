@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from types import SimpleNamespace
@@ -9,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from labkit.engine import chunking
+from labkit.engine import chunking, cpuload
 from labkit.config import ChunkingConfig, PipelineConfig
 from labkit.engine.pipeline import Chunk, PipelineError, StreamingSynthesizer, build_engines
 
@@ -262,3 +263,27 @@ def test_a_fake_engine_without_run_options_still_cancels_between_pieces(cfg):
     stream.cancel()
     stream.close()
     assert stream.stats.cancelled and not stream.running and stream.stats.aborted == 0
+
+
+def test_the_first_piece_grows_with_the_load_sensed_when_the_stream_opens(cfg):
+    machine = {"t": 0.0, "busy": 0.0}
+    others = [0.0]
+
+    def read():  # a faked machine: other processes busy on others[0] cores
+        machine["t"] += 0.3
+        machine["busy"] += others[0] * 0.3
+        return machine["busy"], 0.0
+
+    adaptive = ChunkingConfig(schedule="adaptive", primer_max_words=3)
+    s = synth([FakeEngine(cfg)], chunk_cfg=adaptive)
+    s.load_monitor = cpuload.LoadMonitor(period_s=0.2, window_s=0.3, read=read,
+                                         clock=lambda: machine["t"], background=False)
+    s.load_monitor.sample()
+    idle = list(s.stream(TEXT))
+    assert s.last_stats.opening_load == 1.0 and idle[0].text == "At the edge"
+    others[0] = float(os.cpu_count() or 1)  # every core taken by others
+    s.load_monitor.sample()
+    loaded = list(s.stream(TEXT))
+    assert s.last_stats.opening_load > 1.0 and s.last_stats.primer_floor > idle[0].tokens
+    assert loaded[0].tokens > idle[0].tokens and loaded[0].text.startswith("At the edge")
+    assert chunking.words_present(TEXT, [c.text for c in loaded])

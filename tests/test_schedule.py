@@ -6,7 +6,7 @@ import pytest
 from labkit.config import ChunkingConfig
 from labkit.engine.chunking import ChunkingError, validate
 from labkit.engine.schedule import (LiveSchedule, PlannedSchedule, PlaybackClock, SpeedModel,
-                                    budget)
+                                    budget, primer_floor)
 
 CFG = ChunkingConfig()
 
@@ -103,3 +103,52 @@ def test_a_thin_buffer_that_still_fits_the_smallest_piece_gets_it():
     m = SpeedModel(overhead_s=0.3, per_token_s=0.017)
     ahead = m.predict(CFG.schedule_min_tokens) + 0.05  # fits raw, not with the margin
     assert budget([m], ahead, CFG, 250) == CFG.schedule_min_tokens
+
+
+def test_observations_under_a_sensed_load_teach_the_sessions_own_speed():
+    m = SpeedModel()
+    for _ in range(5):
+        m.update(60, 2 * m.shape(60), load=2.0)  # twice as slow, and the sensor said so
+    assert m.factor == pytest.approx(1.0)
+    assert m.predict(60, load=2.0) == pytest.approx(2 * m.shape(60))
+    # the same slowdown unsensed is learnt as the session's own
+    m2 = SpeedModel()
+    for _ in range(5):
+        m2.update(60, 2 * m2.shape(60))
+    assert m2.factor == pytest.approx(2.0, rel=0.05)
+
+
+def test_the_longest_pieces_cost_more_per_token_than_short_ones():
+    m = SpeedModel()
+    assert m.shape(244) / 244 > m.shape(140) / 140 * 1.01 > 0
+    assert m.tokens_within(m.predict(200)) == pytest.approx(200)
+
+
+def test_the_first_piece_is_longer_under_load():
+    idle = primer_floor([SpeedModel()], CFG, 250)
+    loaded = primer_floor([SpeedModel()], CFG, 250, load=2.0)
+    assert 5 <= idle <= 12  # three short words: the configured primer stands
+    assert loaded >= 3 * idle
+    # at the floor, a second piece as long is predicted ready (with the margin) before
+    # the first has played; one token less and it is not
+    m = SpeedModel()
+    for load, n in ((1.0, idle), (2.0, loaded)):
+        assert m.predict(n, load) * CFG.schedule_margin <= n * m.audio_per_token_s
+        assert m.predict(n - 1, load) * CFG.schedule_margin > (n - 1) * m.audio_per_token_s
+    # a machine slower than real time cannot keep up at any length: the longest piece
+    assert primer_floor([SpeedModel(factor=4.0)], CFG, 250) == 250
+
+
+def test_the_live_schedule_sizes_the_first_piece_for_the_load_it_senses():
+    load = [1.0]
+    models = [SpeedModel()]
+    live = LiveSchedule(CFG, models, 250, load=lambda: load[0])
+    idle = live.primer_floor()
+    load[0] = 2.0
+    assert live.primer_floor() > idle and live.opening_load == 2.0
+    # a finished piece is learnt net of the load sensed around it
+    live.synthesized(0, 60, 2 * models[0].shape(60), 3.0)
+    assert models[0].factor == pytest.approx(1.0)
+    # and the audio per token is what the listener hears, not the raw model output
+    live.played(0, 50, 2.5)
+    assert models[0].audio_per_token_s == pytest.approx(0.06 + 0.3 * (0.05 - 0.06))

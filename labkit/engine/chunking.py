@@ -159,13 +159,14 @@ def clauses_of(words: list[Word], i: int, j: int) -> list[tuple[int, int]]:
 # -- the splitter ---------------------------------------------------------------------------
 class _Splitter:
     def __init__(self, text: str, g2p: G2P | Callable, cfg: ChunkingConfig,
-                 budget: Callable[[list[int]], int] | None = None):
+                 budget: Callable[[list[int]], int] | None = None, primer_floor: int = 0):
         self.text = text
         self.g2p = g2p
         self.cfg = cfg
         self.words = words_of(text)
         self.limit = MAX_TOKENS if cfg.strategy == "none" else min(cfg.max_tokens, MAX_TOKENS)
         self.budget = budget or self.default_budget()
+        self.primer_floor = min(max(0, int(primer_floor)), self.limit)
 
     def default_budget(self) -> Callable[[list[int]], int]:
         """The budget of the piece after ``history`` (token counts so far) without a live
@@ -282,7 +283,35 @@ class _Splitter:
             end = (punct or soft or [i + n_max])[-1]
         while end - i > 1 and len(self.phonemes(i, end)) > cfg.primer_max_tokens:
             end -= 1
+        if self.primer_floor and end < j and len(self.phonemes(i, end)) < self.primer_floor:
+            end = self.primer_extended(i, j, end)
         return end
+
+    def primer_extended(self, i: int, j: int, end: int) -> int:
+        """The primer grown to hold at least ``primer_floor`` tokens (a loaded machine
+        cannot follow a shorter one without a gap): the first word end in the sentence
+        that reaches the floor, moved on to punctuation (else before a soft word) when
+        one comes within a quarter more tokens; the whole sentence when it is shorter
+        (then the schedule sizes what follows). Token counts are estimated from the
+        characters at the natural primer's tokens per character, so the search costs no
+        G2P call; the one for the piece itself checks the estimate."""
+        floor = self.primer_floor
+        per_char = len(self.phonemes(i, end)) / max(1, len(self.span(i, end)))
+
+        def est(k: int) -> float:
+            return per_char * len(self.span(i, k))
+
+        k = next((kk for kk in range(end + 1, j + 1) if est(kk) >= floor), j)
+        reach = 1.25 * est(k)
+        near = [kk for kk in range(k, min(j, k + 4) + 1) if est(kk) <= reach]
+        punct = [kk for kk in near if self.words[kk - 1].mark]
+        soft = [kk for kk in near if kk < j and self.words[kk].text.lower() in SOFT_BREAK_BEFORE]
+        k = (punct or soft or [k])[0]
+        while k < j and len(self.phonemes(i, k)) < floor:  # the estimate fell short
+            k += 1
+        while k - i > 1 and len(self.phonemes(i, k)) > self.limit:
+            k -= 1
+        return k
 
     # strategies --------------------------------------------------------------------------------
     def iter(self) -> Iterator[Piece]:
@@ -413,22 +442,25 @@ def validate(cfg: ChunkingConfig) -> None:
 
 
 def iter_pieces(text: str, g2p: G2P | Callable, cfg: ChunkingConfig | None = None,
-                budget: Callable[[list[int]], int] | None = None) -> Iterator[Piece]:
+                budget: Callable[[list[int]], int] | None = None,
+                primer_floor: int = 0) -> Iterator[Piece]:
     """Pieces of sanitized text, lazily, numbered in text order. ``budget(history)``:
     the token budget of the next piece after the primer given the token counts so far
     (a live stream's :class:`labkit.engine.schedule.LiveSchedule`); default: the
-    configured schedule without a clock (strategy "primer" only)."""
+    configured schedule without a clock (strategy "primer" only). ``primer_floor``: the
+    fewest tokens the primer may hold (the adaptive schedule's, for the load now)."""
     cfg = cfg or ChunkingConfig()
     validate(cfg)
-    for index, piece in enumerate(_Splitter(text, g2p, cfg, budget).iter()):
+    splitter = _Splitter(text, g2p, cfg, budget, primer_floor)
+    for index, piece in enumerate(splitter.iter()):
         piece.index = index
         yield piece
 
 
 def split(text: str, g2p: G2P | Callable, cfg: ChunkingConfig | None = None,
-          budget: Callable[[list[int]], int] | None = None) -> list[Piece]:
+          budget: Callable[[list[int]], int] | None = None, primer_floor: int = 0) -> list[Piece]:
     """All pieces of sanitized text (see the module docstring for the strategies)."""
-    return list(iter_pieces(text, g2p, cfg, budget))
+    return list(iter_pieces(text, g2p, cfg, budget, primer_floor))
 
 
 # -- checks -----------------------------------------------------------------------------------

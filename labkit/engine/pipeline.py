@@ -53,6 +53,7 @@ import numpy as np
 import onnxruntime as ort
 
 from labkit.engine import chunking
+from labkit.engine import cpuload
 from labkit.engine import joining
 from labkit.engine import schedule as schedmod
 from labkit.engine import split_runtime
@@ -61,6 +62,7 @@ from labkit.engine import words as wordsmod
 from labkit.config import ChunkingConfig, ConfigError, LabConfig, PipelineConfig, SessionConfig
 from labkit.engine.g2p import G2P, clean_phonemes, get_g2p, lexicon_path, normalize_lang
 from labkit.engine.runtime import SAMPLE_RATE, SPEED_RANGE, Engine
+from labkit.machine import session_threads
 
 ROUTINGS = ("first-fast", "round-robin")
 
@@ -135,6 +137,10 @@ class StreamStats:
     aborted: int = 0
     #: the adaptive schedule's decisions: (budget tokens, seconds buffered ahead)
     budgets: list[tuple[int, float]] = field(default_factory=list)
+    #: adaptive: the slowdown sensed from other processes' load when the stream opened,
+    #: and the fewest tokens the first piece was given for it
+    opening_load: float = 1.0
+    primer_floor: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -391,6 +397,8 @@ class ChunkStream:
         audio = self.joiner.push(result.audio, piece.boundary, is_last)
         if self.schedule is not None:
             self.schedule.playback.adjust(len(audio) / SAMPLE_RATE - raw_s)
+            if result.seconds > 0:  # synthesized here (not a cache hit): what it plays for
+                self.schedule.played(result.session, piece.tokens, len(audio) / SAMPLE_RATE)
         words = self._words(piece, result.durations, base)
         pause = 0.0 if is_last else joining.pause_seconds(piece.boundary, self.joiner.cfg)
         chunk = Chunk(dataclasses.replace(piece, index=result.task.index), audio, result.seconds,
@@ -443,6 +451,8 @@ class ChunkStream:
         self.stats.wall_s = time.perf_counter() - self.t0
         if self.schedule is not None:
             self.stats.budgets = list(self.schedule.decisions)
+            self.stats.opening_load = round(self.schedule.opening_load, 3)
+            self.stats.primer_floor = self.schedule.floor
 
     @property
     def running(self) -> bool:
@@ -482,6 +492,12 @@ class StreamingSynthesizer:
         #: per session: how fast it synthesizes now (labkit.engine.schedule), learnt from
         #: every piece of every stream and kept across streams
         self.speed_models = [schedmod.SpeedModel() for _ in self.engines]
+        #: the cores other processes keep busy (sampled in the background from now on, so
+        #: the first stream's first piece is already sized for them)
+        self.load_monitor = cpuload.shared_monitor()
+        self._threads = max(session_threads(e.cfg.session) for e in self.engines)
+        if self.adaptive:
+            self.load_monitor.start()
 
     @classmethod
     def from_config(cls, cfg: LabConfig, engine: Engine | None = None) -> "StreamingSynthesizer":
@@ -498,14 +514,21 @@ class StreamingSynthesizer:
         return textmod.sanitize(text, self.cfg.text, lang).text
 
     def iter_pieces(self, text: str, lang: str | None = None, voice: str | None = None,
-                    sanitized: bool = False, budget=None) -> Iterator[chunking.Piece]:
+                    sanitized: bool = False, budget=None,
+                    primer_floor: int = 0) -> Iterator[chunking.Piece]:
         lang = normalize_lang(lang or self.cfg.lang, voice or self.cfg.voice)
         clean = text if sanitized else self.sanitize(text, lang)
         if budget is None and self.adaptive:
             # no live stream: the adaptive rule on a clock running at the measured speed
-            budget = schedmod.PlannedSchedule(self.chunking_cfg, self.speed_models[0].copy(),
-                                              self.chunking_cfg.max_tokens).budget
-        return chunking.iter_pieces(clean, self.g2p(lang), self.chunking_cfg, budget)
+            planned = schedmod.PlannedSchedule(self.chunking_cfg, self.speed_models[0].copy(),
+                                               self.chunking_cfg.max_tokens)
+            budget, primer_floor = planned.budget, planned.primer_floor()
+        return chunking.iter_pieces(clean, self.g2p(lang), self.chunking_cfg, budget,
+                                    primer_floor)
+
+    def slowdown(self) -> float:
+        """How much slower the sessions run now for other processes' load (1: idle)."""
+        return cpuload.slowdown(self.load_monitor.others_demand(self._threads), self._threads)
 
     @property
     def adaptive(self) -> bool:
@@ -537,9 +560,11 @@ class StreamingSynthesizer:
         g2p = self.g2p(lang)  # an unavailable language (ja, zh without their G2P) fails here
         clean = self.sanitize(text, lang)
         live = (schedmod.LiveSchedule(self.chunking_cfg, self.speed_models,
-                                      self.chunking_cfg.max_tokens) if self.adaptive else None)
+                                      self.chunking_cfg.max_tokens, load=self.slowdown)
+                if self.adaptive else None)
         pieces = self.iter_pieces(clean, lang, voice, sanitized=True,
-                                  budget=live.budget if live is not None else None)
+                                  budget=live.budget if live is not None else None,
+                                  primer_floor=live.primer_floor() if live is not None else 0)
         stream = ChunkStream(self.engines, pieces,
                              voice=voice, speed=speed, chunking_cfg=self.chunking_cfg,
                              routing=self.pipeline_cfg.routing,

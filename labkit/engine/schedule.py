@@ -28,6 +28,7 @@ cut on a machine that runs as the model says.
 from __future__ import annotations
 
 import copy
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -40,16 +41,20 @@ SCHEDULES = ("adaptive", "ramp")
 
 @dataclass
 class SpeedModel:
-    """Compute seconds of a piece ~ factor x (overhead_s + per_token_s x tokens), one session.
+    """Compute seconds of a piece ~ factor x (overhead_s + per_token_s x tokens +
+    per_token2_s x tokens^2), one session.
 
-    The shape (a fixed cost per run plus a cost per token; Kokoro's int8 graph on 2 x86
-    cores: ~0.3 s + ~0.017 s per token) is a prior; ``factor`` is learnt from every piece
+    The shape (a fixed cost per run, a cost per token, and a small quadratic term: the
+    int8 graph on 2 x86 cores took 0.44 s for 11 tokens, 1.0 s for 51, 2.8 s for 140 and
+    5.2 s for 244 of the paragraph, so one linear shape fitted to short pieces predicted
+    the longest 18 % fast) is a prior; ``factor`` is learnt from every piece
     (measured / predicted by the shape). Load from other processes slows short and long
     pieces alike, so one factor follows it without confusing the fixed cost with the per-
     token cost; a faster machine (the M1 Max) learns a factor below 1."""
 
-    overhead_s: float = 0.3
-    per_token_s: float = 0.017
+    overhead_s: float = 0.25
+    per_token_s: float = 0.016
+    per_token2_s: float = 1.5e-5
     factor: float = 1.0
     #: audio seconds per token (for the planned schedule's simulated clock)
     audio_per_token_s: float = 0.06
@@ -59,38 +64,56 @@ class SpeedModel:
     pieces: int = 0
 
     def shape(self, tokens: int) -> float:
-        return self.overhead_s + self.per_token_s * max(0, tokens)
+        n = max(0, tokens)
+        return self.overhead_s + self.per_token_s * n + self.per_token2_s * n * n
 
-    def predict(self, tokens: int) -> float:
-        return self.factor * self.shape(tokens)
+    def predict(self, tokens: int, load: float = 1.0) -> float:
+        """Predicted compute seconds of a piece while other processes slow the session
+        down ``load`` times (labkit.engine.cpuload.slowdown)."""
+        return self.factor * load * self.shape(tokens)
 
-    def tokens_within(self, seconds: float) -> float:
+    def tokens_within(self, seconds: float, load: float = 1.0) -> float:
         """The most tokens predicted to compute within ``seconds`` (may be < 0)."""
-        return (seconds / max(self.factor, 1e-6) - self.overhead_s) / max(self.per_token_s, 1e-9)
+        rest = seconds / max(self.factor * load, 1e-6) - self.overhead_s
+        if rest <= 0 or self.per_token2_s <= 0:
+            return rest / max(self.per_token_s, 1e-9)
+        p, q = self.per_token_s, self.per_token2_s
+        return (math.sqrt(p * p + 4 * q * rest) - p) / (2 * q)
 
-    def update(self, tokens: int, seconds: float, audio_s: float | None = None) -> None:
-        """One finished piece: its tokens, its measured compute seconds, its audio."""
+    def update(self, tokens: int, seconds: float, audio_s: float | None = None,
+               load: float = 1.0) -> None:
+        """One finished piece: its tokens, its measured compute seconds, its audio, and
+        the slowdown the load sensed around it predicted (divided out, so the factor
+        is the session's own speed and the next stream's first piece is sized for the
+        load then)."""
         if tokens <= 0 or not seconds > 0:
             return  # nothing said, or a cache hit: no compute to learn from
-        obs = seconds / self.shape(tokens)
+        obs = seconds / (self.shape(tokens) * max(load, 1e-6))
         w = self.up if obs > self.factor else self.down
         self.factor += w * (obs - self.factor)
-        if audio_s is not None and audio_s > 0:
-            self.audio_per_token_s += 0.3 * (audio_s / tokens - self.audio_per_token_s)
+        self.learn_audio(tokens, audio_s)
         self.pieces += 1
+
+    def learn_audio(self, tokens: int, audio_s: float | None) -> None:
+        """Audio a piece of ``tokens`` played for: as the listener hears it (trimmed,
+        joined, with its pause), not as the model returned it (its edges of silence
+        would make every piece look longer and the first one too short)."""
+        if tokens > 0 and audio_s is not None and audio_s > 0:
+            self.audio_per_token_s += 0.3 * (audio_s / tokens - self.audio_per_token_s)
 
     def copy(self) -> "SpeedModel":
         return copy.copy(self)
 
 
-def budget(models: Sequence[SpeedModel], ahead_s: float, cfg: ChunkingConfig, limit: int) -> int:
+def budget(models: Sequence[SpeedModel], ahead_s: float, cfg: ChunkingConfig, limit: int,
+           load: float = 1.0) -> int:
     """Tokens the next piece may hold with ``ahead_s`` of audio left to the listener: the
-    largest count whose predicted compute (on the slowest session) x margin + safety fits,
-    clamped to [schedule_min_tokens, limit]."""
+    largest count whose predicted compute (on the slowest session, slowed ``load`` times
+    by other processes) x margin + safety fits, clamped to [schedule_min_tokens, limit]."""
     usable = (ahead_s - cfg.schedule_safety_s) / cfg.schedule_margin
-    n = min(m.tokens_within(usable) for m in models)
+    n = min(m.tokens_within(usable, load) for m in models)
     floor = min(cfg.schedule_min_tokens, limit)
-    if n < floor and max(m.predict(floor) for m in models) <= ahead_s:
+    if n < floor and max(m.predict(floor, load) for m in models) <= ahead_s:
         # the smallest piece may still make it without the margin: try it (the chunker
         # cuts it at a clause, often smaller still)
         n = floor
@@ -103,6 +126,28 @@ def budget(models: Sequence[SpeedModel], ahead_s: float, cfg: ChunkingConfig, li
         slow = max(models, key=lambda m: m.predict(100))
         n = 4 * slow.overhead_s / max(slow.per_token_s, 1e-6)
     return int(max(min(cfg.schedule_min_tokens, limit), min(limit, n)))
+
+
+def primer_floor(models: Sequence[SpeedModel], cfg: ChunkingConfig, limit: int,
+                 load: float = 1.0) -> int:
+    """The fewest tokens the first piece must hold so that a second piece as long is
+    predicted ready (with the margin) before the first has played out: the break-even
+    length, below which the run's fixed cost outlasts a piece's own audio, so the buffer
+    can only shrink and the listener hears a gap whatever the schedule does next. Idle
+    on 2 x86 cores it is ~10 tokens (three short words: the primer stays as configured);
+    with one core taken by another process ~40-50 (the first audio comes later, the
+    stream runs without a gap). ``limit`` when no piece can keep up (a machine slower
+    than real time)."""
+    need = 0
+    for m in models:
+        # smallest n with f x shape(n) <= audio(n): f q n^2 + (f p - a) n + f o <= 0
+        f = m.factor * load * cfg.schedule_margin
+        a, b, c = f * m.per_token2_s, f * m.per_token_s - m.audio_per_token_s, f * m.overhead_s
+        if b >= 0 or b * b < 4 * a * c:
+            return limit  # slower than real time at every length
+        n = c / -b if a <= 0 else (-b - math.sqrt(b * b - 4 * a * c)) / (2 * a)
+        need = max(need, math.ceil(n))
+    return int(min(limit, need))
 
 
 class PlaybackClock:
@@ -132,24 +177,37 @@ class LiveSchedule:
     calls before cutting each piece after the primer."""
 
     def __init__(self, cfg: ChunkingConfig, models: Sequence[SpeedModel], limit: int,
-                 clock: Callable[[], float] = time.perf_counter):
+                 clock: Callable[[], float] = time.perf_counter,
+                 load: Callable[[], float] = lambda: 1.0):
         self.cfg = cfg
         self.models = list(models)
         self.limit = limit
         self.now = clock
+        #: the slowdown other processes cause now (labkit.engine.cpuload), read at every
+        #: decision and every finished piece
+        self.load = load
         self.playback = PlaybackClock()
         self.undelivered_s = 0.0
         self._lock = threading.Lock()
         #: (tokens budgeted, seconds buffered ahead) per decision, for the record
         self.decisions: list[tuple[int, float]] = []
+        #: the slowdown sensed when the stream opened, and the first piece's floor
+        self.opening_load = 1.0
+        self.floor = 0
 
     def ahead(self) -> float:
         with self._lock:
             return self.playback.ahead(self.now()) + self.undelivered_s
 
+    def primer_floor(self) -> int:
+        """The first piece's fewest tokens for the load sensed now (:func:`primer_floor`)."""
+        self.opening_load = self.load()
+        self.floor = primer_floor(self.models, self.cfg, self.limit, self.opening_load)
+        return self.floor
+
     def budget(self, history: Sequence[int] = ()) -> int:
         ahead = self.ahead()
-        n = budget(self.models, ahead, self.cfg, self.limit)
+        n = budget(self.models, ahead, self.cfg, self.limit, self.load())
         with self._lock:
             self.decisions.append((n, round(ahead, 3)))
         return n
@@ -158,8 +216,15 @@ class LiveSchedule:
     def synthesized(self, session: int, tokens: int, seconds: float, audio_s: float) -> None:
         with self._lock:
             if 0 <= session < len(self.models):
-                self.models[session].update(tokens, seconds, audio_s)
+                self.models[session].update(tokens, seconds, None, self.load())
             self.undelivered_s += audio_s
+
+    def played(self, session: int, tokens: int, played_s: float) -> None:
+        """A chunk handed out plays ``played_s`` after trimming and joining: the audio per
+        token the first piece of the next stream is sized with."""
+        with self._lock:
+            if 0 <= session < len(self.models):
+                self.models[session].learn_audio(tokens, played_s)
 
     def delivered(self, raw_s: float, played_s: float) -> None:
         """A chunk handed out: ``raw_s`` as synthesized, ``played_s`` after the joins."""
@@ -183,6 +248,9 @@ class PlannedSchedule:
             t += self.model.predict(tokens)
             clock.deliver(tokens * self.model.audio_per_token_s, t)
         return budget([self.model], clock.ahead(t), self.cfg, self.limit)
+
+    def primer_floor(self) -> int:
+        return primer_floor([self.model], self.cfg, self.limit)
 
 
 def validate(cfg: ChunkingConfig) -> str | None:

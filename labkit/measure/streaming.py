@@ -119,6 +119,7 @@ def run_stream(synth, text_: str, voice: str | None = None, speed: float | None 
                {"failures": len(stats.failures), "retries": stats.retries,
                 "words_in_audio": in_audio,
                 "max_ahead": stats.max_ahead,
+                "opening_load": stats.opening_load, "primer_floor": stats.primer_floor,
                 "per_session": {str(k): v for k, v in stats.per_session.items()}},
                np.concatenate(audio) if audio else None)
 
