@@ -142,7 +142,9 @@ def listen_rows(synths: dict[str, StreamingSynthesizer], labels: list[str], text
         row.update(label=lab, load_processes=n,
                    underruns_each=[r.playback(startup_buffer_s).underruns for r in rs],
                    seams_each=[max(0, len(r.arrivals) - 1) for r in rs],
-                   tokens=[c["tokens"] for c in rs[0].chunks])
+                   tokens=[c["tokens"] for c in rs[0].chunks],
+                   first_tokens_each=[r.chunks[0]["tokens"] if r.chunks else 0 for r in rs],
+                   opening_load_each=[r.extra.get("opening_load") for r in rs])
         rows.append(row)
     return rows
 
@@ -203,7 +205,9 @@ def run(cfg: LabConfig, st, *, variants: list[dict[str, Any]], sweep_text: str =
         row = summarize_runs(runs, startup_buffer_s)
         row.update(load_processes=n, words=texts.word_count(article),
                    max_piece_tokens=max(c["tokens"] for c in runs[0].chunks),
-                   underruns_each=[r.playback(startup_buffer_s).underruns for r in runs])
+                   underruns_each=[r.playback(startup_buffer_s).underruns for r in runs],
+                   first_tokens_each=[r.chunks[0]["tokens"] if r.chunks else 0 for r in runs],
+                   opening_load_each=[r.extra.get("opening_load") for r in runs])
         art_rows.append(row)
         art_first = art_first or runs[0]
     voice_rows = {v: run_stream(synths[label], text, voice=v).summary() for v in voices}
@@ -401,18 +405,19 @@ def sweep_table(result: dict[str, Any]) -> str:
 
 def listener_table(result: dict[str, Any]) -> str:
     """What a listener hears, per chunking and load (worst over the rounds)."""
-    rows = ["| chunking | load | repeats | first audio s | underruns (each) | silence s (worst) | "
-            "seams | RTF |", "|---|---|---|---|---|---|---|---|"]
+    rows = ["| chunking | load | repeats | first piece (tokens, each) | first audio s | "
+            "underruns (each) | silence s (worst) | seams | RTF |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for r in result.get("listener", []):
         load = f"+{r['load_processes']} busy" if r["load_processes"] else "idle"
-        rows.append(f"| {r['label']} | {load} | {r['repeats']} | {r['ttfa_s']:.3f} | "
-                    f"{r['underruns_each']} | {r['underrun_s_max']:.2f} | {max(r['seams_each'])} | "
-                    f"{r['rtf']:.3f} |")
+        rows.append(f"| {r['label']} | {load} | {r['repeats']} | {r.get('first_tokens_each', '')} | "
+                    f"{r['ttfa_s']:.3f} | {r['underruns_each']} | {r['underrun_s_max']:.2f} | "
+                    f"{max(r['seams_each'])} | {r['rtf']:.3f} |")
     for a in result.get("article_rows", []):
         load = f"+{a['load_processes']} busy" if a.get("load_processes") else "idle"
-        rows.append(f"| article, {result['label']} | {load} | {a['repeats']} | {a['ttfa_s']:.3f} | "
-                    f"{a['underruns_each']} | {a['underrun_s_max']:.2f} | {a['chunks'] - 1} | "
-                    f"{a['rtf']:.3f} |")
+        rows.append(f"| article, {result['label']} | {load} | {a['repeats']} | "
+                    f"{a.get('first_tokens_each', '')} | {a['ttfa_s']:.3f} | {a['underruns_each']} | "
+                    f"{a['underrun_s_max']:.2f} | {a['chunks'] - 1} | {a['rtf']:.3f} |")
     return "\n".join(rows)
 
 
