@@ -6,7 +6,7 @@ import pytest
 from labkit.config import ChunkingConfig
 from labkit.engine.chunking import ChunkingError, validate
 from labkit.engine.schedule import (LiveSchedule, PlannedSchedule, PlaybackClock, SpeedModel,
-                                    budget, primer_floor)
+                                    break_even, budget, primer_floor)
 
 CFG = ChunkingConfig()
 
@@ -101,8 +101,21 @@ def test_bad_schedule_settings_are_named(bad):
 
 def test_a_thin_buffer_that_still_fits_the_smallest_piece_gets_it():
     m = SpeedModel(overhead_s=0.3, per_token_s=0.017)
-    ahead = m.predict(CFG.schedule_min_tokens) + 0.05  # fits raw, not with the margin
+    # fits raw (with the safety), not with the margin
+    ahead = m.predict(CFG.schedule_min_tokens) + CFG.schedule_safety_s + 0.05
     assert budget([m], ahead, CFG, 250) == CFG.schedule_min_tokens
+
+
+def test_after_a_short_primer_the_second_piece_is_what_can_be_ready_in_time():
+    m = SpeedModel()
+    ahead = 0.65  # a 10-token primer's audio
+    n = budget([m], ahead, CFG, 250)
+    assert break_even([m]) <= n < CFG.schedule_min_tokens
+    assert m.predict(n) + CFG.schedule_safety_s <= ahead < m.predict(n + 1) + CFG.schedule_safety_s
+    # the same buffer on a machine twice as slow: no piece that adds to the buffer can be
+    # ready, so one efficient piece (the stall is coming anyway), not a shrinking one
+    slow = budget([m], ahead, CFG, 250, load=2.0)
+    assert slow >= CFG.schedule_min_tokens and m.predict(slow, 2.0) > ahead
 
 
 def test_observations_under_a_sensed_load_teach_the_sessions_own_speed():
@@ -116,6 +129,14 @@ def test_observations_under_a_sensed_load_teach_the_sessions_own_speed():
     for _ in range(5):
         m2.update(60, 2 * m2.shape(60))
     assert m2.factor == pytest.approx(2.0, rel=0.05)
+
+
+def test_a_noisy_sensed_load_does_not_drift_the_factor_upward():
+    m = SpeedModel()
+    for _ in range(40):  # truly 2x slower; the sensor reads 1.6 and 2.5 in turn
+        for sensed in (1.6, 2.5):
+            m.update(60, 2 * m.shape(60), load=sensed)
+    assert m.factor == pytest.approx(1.0, abs=0.05)
 
 
 def test_the_longest_pieces_cost_more_per_token_than_short_ones():

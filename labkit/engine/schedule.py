@@ -89,7 +89,12 @@ class SpeedModel:
         if tokens <= 0 or not seconds > 0:
             return  # nothing said, or a cache hit: no compute to learn from
         obs = seconds / (self.shape(tokens) * max(load, 1e-6))
-        w = self.up if obs > self.factor else self.down
+        if load > 1.05:
+            # the sensed slowdown is noisy (1.7-2.7 around a true 2): an asymmetric
+            # average of a noisy ratio drifts upward, so under load both ways weigh alike
+            w = (self.up + self.down) / 2
+        else:
+            w = self.up if obs > self.factor else self.down
         self.factor += w * (obs - self.factor)
         self.learn_audio(tokens, audio_s)
         self.pieces += 1
@@ -109,45 +114,60 @@ def budget(models: Sequence[SpeedModel], ahead_s: float, cfg: ChunkingConfig, li
            load: float = 1.0) -> int:
     """Tokens the next piece may hold with ``ahead_s`` of audio left to the listener: the
     largest count whose predicted compute (on the slowest session, slowed ``load`` times
-    by other processes) x margin + safety fits, clamped to [schedule_min_tokens, limit]."""
+    by other processes) x margin + safety fits, at most ``limit``. While the buffer is
+    thin (under ``schedule_min_tokens`` fit with the margin):
+
+    * ``schedule_min_tokens`` when that many fit without the margin;
+    * else the most tokens that fit without it, when that piece is at least the break-even
+      length (:func:`break_even`: it still adds to the buffer): right after a short
+      primer (10 tokens, ~0.6 s of audio) the second piece is a clause of ~15 tokens,
+      not a 40-token piece that leaves a gap;
+    * else no piece can be ready in time and a small one would shrink the buffer further
+      (a short run on a loaded machine shrank pieces to 9-15 tokens and stalled more
+      often than the ramp): a piece whose fixed cost is at most a fifth of its compute,
+      so the one stall buys a buffer that lasts."""
     usable = (ahead_s - cfg.schedule_safety_s) / cfg.schedule_margin
     n = min(m.tokens_within(usable, load) for m in models)
     floor = min(cfg.schedule_min_tokens, limit)
-    if n < floor and max(m.predict(floor, load) for m in models) <= ahead_s:
-        # the smallest piece may still make it without the margin: try it (the chunker
-        # cuts it at a clause, often smaller still)
-        n = floor
-    elif n < floor:
-        # no piece can be ready in time: a stall is coming whatever the size, and small
-        # pieces would keep the run's fixed cost in front of every next one (a short run
-        # on a loaded machine shrank pieces to 9-15 tokens and stalled more often than the
-        # ramp). Take a piece whose fixed cost is at most a fifth of its compute, so one
-        # stall buys a buffer that lasts.
-        slow = max(models, key=lambda m: m.predict(100))
-        n = 4 * slow.overhead_s / max(slow.per_token_s, 1e-6)
-    return int(max(min(cfg.schedule_min_tokens, limit), min(limit, n)))
+    if n >= floor:
+        return int(min(limit, n))
+    raw = min(m.tokens_within(ahead_s - cfg.schedule_safety_s, load) for m in models)
+    if raw >= floor:
+        return floor
+    if raw >= break_even(models, load, limit):
+        return int(raw)
+    slow = max(models, key=lambda m: m.predict(100))
+    return int(max(floor, min(limit, 4 * slow.overhead_s / max(slow.per_token_s, 1e-6))))
+
+
+def break_even(models: Sequence[SpeedModel], load: float = 1.0, limit: int = 510,
+               margin: float = 1.0) -> int:
+    """The fewest tokens whose predicted compute x ``margin`` is no longer than their own
+    audio, on every session (below it a piece costs more time than it plays, so the
+    buffer shrinks); ``limit`` when no length gets there (slower than real time)."""
+    need = 0
+    for m in models:
+        # smallest n with f x shape(n) <= audio(n): f q n^2 + (f p - a) n + f o <= 0
+        f = m.factor * load * margin
+        a, b, c = f * m.per_token2_s, f * m.per_token_s - m.audio_per_token_s, f * m.overhead_s
+        if b >= 0 or b * b < 4 * a * c:
+            return limit
+        n = c / -b if a <= 0 else (-b - math.sqrt(b * b - 4 * a * c)) / (2 * a)
+        need = max(need, math.ceil(n))
+    return int(min(limit, need))
 
 
 def primer_floor(models: Sequence[SpeedModel], cfg: ChunkingConfig, limit: int,
                  load: float = 1.0) -> int:
     """The fewest tokens the first piece must hold so that a second piece as long is
     predicted ready (with the margin) before the first has played out: the break-even
-    length, below which the run's fixed cost outlasts a piece's own audio, so the buffer
-    can only shrink and the listener hears a gap whatever the schedule does next. Idle
-    on 2 x86 cores it is ~10 tokens (three short words: the primer stays as configured);
-    with one core taken by another process ~40-50 (the first audio comes later, the
-    stream runs without a gap). ``limit`` when no piece can keep up (a machine slower
-    than real time)."""
-    need = 0
-    for m in models:
-        # smallest n with f x shape(n) <= audio(n): f q n^2 + (f p - a) n + f o <= 0
-        f = m.factor * load * cfg.schedule_margin
-        a, b, c = f * m.per_token2_s, f * m.per_token_s - m.audio_per_token_s, f * m.overhead_s
-        if b >= 0 or b * b < 4 * a * c:
-            return limit  # slower than real time at every length
-        n = c / -b if a <= 0 else (-b - math.sqrt(b * b - 4 * a * c)) / (2 * a)
-        need = max(need, math.ceil(n))
-    return int(min(limit, need))
+    length with the margin, below which the run's fixed cost outlasts a piece's own
+    audio, so the buffer can only shrink and the listener hears a gap whatever the
+    schedule does next. Idle on 2 x86 cores it is ~10 tokens (three short words: the
+    primer stays as configured); with one core taken by another process ~40-50 (the
+    first audio comes later, the stream runs without a gap). ``limit`` when no piece can
+    keep up (a machine slower than real time)."""
+    return break_even(models, load, limit, cfg.schedule_margin)
 
 
 class PlaybackClock:
