@@ -115,6 +115,28 @@ def test_seam_lsd_is_zero_for_identical_audio():
     assert all(r["seam_lsd_db"] < 1e-6 and r["control_lsd_db"] < 1e-6 for r in rows)
 
 
+def _rows(pairs):
+    return [{"position_s": float(k), "seam_lsd_db": a, "control_lsd_db": b}
+            for k, (a, b) in enumerate(pairs)]
+
+
+def test_seam_excess_is_paired_seam_by_seam():
+    # stage 05's figures (run-20261130-024620): the default's seams, and the adaptive cut
+    # (the same seams plus one near the start)
+    default = [(12.7, 12.5), (16.1, 9.7), (4.0, 11.6), (19.3, 8.3), (4.6, 9.2), (10.1, 10.6)]
+    adaptive = [(15.1, 13.4), (13.9, 10.9), (16.1, 9.7), (4.0, 11.6), (19.3, 8.3), (4.6, 9.2),
+                (10.7, 10.6)]
+    assert seams.seam_excess(_rows(default)) == pytest.approx(-0.15)
+    assert seams.seam_excess(_rows(adaptive)) == pytest.approx(1.7)
+    # a join that clicks at every seam: +6 dB over each control, beyond the stage's bound
+    clicks = [(c + 6.0, c) for _, c in default]
+    assert seams.seam_excess(_rows(clicks)) == pytest.approx(6.0)
+    assert seams.seam_excess(_rows(clicks)) > s05.MAX_SEAM_EXCESS_DB
+    # rows without a control (a seam too close to the start) are left out; none: None
+    assert seams.seam_excess(_rows([(9.0, None), (12.0, 10.0)])) == pytest.approx(2.0)
+    assert seams.seam_excess([]) is None
+
+
 def test_texts_have_the_advertised_sizes():
     assert 1400 <= texts.word_count(texts.article()) <= 1600
     assert 100 <= texts.word_count(texts.paragraph()) <= 140

@@ -122,3 +122,16 @@ def test_silence_runs_find_pauses():
     x = np.concatenate([tone(0.3), np.zeros(int(0.25 * SAMPLE_RATE), np.float32), tone(0.3)])
     runs = joining.silence_runs(x)
     assert len(runs) == 1 and runs[0][1] == pytest.approx(0.25, abs=0.01)
+
+
+def test_playable_seconds_counts_the_audible_part_and_the_pause():
+    sr = joining.SAMPLE_RATE
+    tone = (0.3 * np.sin(np.arange(sr) * 0.05)).astype(np.float32)
+    audio = np.concatenate([np.zeros(sr // 5, np.float32), tone, np.zeros(sr // 5, np.float32)])
+    cfg = ChunkingConfig()
+    played = joining.playable_seconds(audio, "sentence", cfg)
+    # the 0.2 s edges of silence are trimmed to keep_ms; the sentence pause is added
+    assert played == pytest.approx(1.0 + 2 * cfg.trim_keep_ms / 1000 + cfg.sentence_pause_ms / 1000,
+                                   abs=0.006)
+    untrimmed = joining.playable_seconds(audio, "word", ChunkingConfig(trim_silence=False))
+    assert untrimmed == pytest.approx(1.4)

@@ -57,6 +57,18 @@ def trim_bounds(audio: np.ndarray, top_db: float = 40.0, keep_ms: float = 15.0,
     return int(start), int(end)
 
 
+def playable_seconds(audio: np.ndarray, boundary: str, cfg: ChunkingConfig) -> float:
+    """How long a synthesized piece will play once joined: its audible part (when edges
+    are trimmed) plus the pause after it. The model's raw output has silence at both
+    ends; counting it as audio ahead of the listener overstated the buffer by ~0.1-0.3 s
+    a piece, enough to start a piece that then arrived late."""
+    n = len(audio)
+    if n and cfg.trim_silence:
+        start, end = trim_bounds(audio, cfg.trim_top_db, cfg.trim_keep_ms)
+        n = end - start
+    return n / SAMPLE_RATE + pause_seconds(boundary, cfg)
+
+
 def trim(audio: np.ndarray, top_db: float = 40.0, keep_ms: float = 15.0) -> np.ndarray:
     start, end = trim_bounds(audio, top_db, keep_ms)
     return audio[start:end]

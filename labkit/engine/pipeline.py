@@ -164,6 +164,8 @@ class _Result:
     done_at: float
     error: BaseException | None = None
     durations: np.ndarray | None = None
+    #: how long it will play once joined (joining.playable_seconds), as the schedule counts it
+    playable_s: float = 0.0
 
 
 class ChunkStream:
@@ -329,11 +331,12 @@ class ChunkStream:
                 per["busy_s"] += done - started
                 if error is None:
                     per["pieces"] += 1
+                    playable = (joining.playable_seconds(audio, task.piece.boundary, self.joiner.cfg)
+                                if self.schedule is not None else 0.0)
                     self._results[task.index] = _Result(task, audio, seconds, lane, started, done,
-                                                        durations=durations)
+                                                        durations=durations, playable_s=playable)
                     if self.schedule is not None:
-                        self.schedule.synthesized(lane, task.piece.tokens, seconds,
-                                                  len(audio) / SAMPLE_RATE)
+                        self.schedule.synthesized(lane, task.piece.tokens, seconds, playable)
                 else:
                     per["failures"] += 1
                     self.stats.failures.append((task.index, lane, f"{type(error).__name__}: {error}"))
@@ -380,9 +383,9 @@ class ChunkStream:
             # is it the last one? (nothing speakable after it in the text, or else look one
             # piece ahead in the chunker)
             piece = result.task.piece
-            raw_s = 0.0 if result.audio is None else len(result.audio) / SAMPLE_RATE
+            counted_s = result.playable_s  # what the schedule counted it as
             if self.schedule is not None:
-                self.schedule.delivered(raw_s, raw_s)
+                self.schedule.delivered(counted_s, counted_s)
             if self.source_text and self.source_text[piece.start:piece.end] == piece.text:
                 is_last = not self.source_text[piece.end:].strip()
             else:
@@ -396,7 +399,7 @@ class ChunkStream:
         base = self.joiner.emitted
         audio = self.joiner.push(result.audio, piece.boundary, is_last)
         if self.schedule is not None:
-            self.schedule.playback.adjust(len(audio) / SAMPLE_RATE - raw_s)
+            self.schedule.playback.adjust(len(audio) / SAMPLE_RATE - counted_s)
             if result.seconds > 0:  # synthesized here (not a cache hit): what it plays for
                 self.schedule.played(result.session, piece.tokens, len(audio) / SAMPLE_RATE)
         words = self._words(piece, result.durations, base)
