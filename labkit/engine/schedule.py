@@ -1,25 +1,31 @@
 """Sizing the next piece of a stream so it is ready before the listener runs out of audio.
 
 The fixed ramp (:func:`labkit.engine.chunking.ramp_budget`) assumes a speed; this module
-measures it. Two running figures decide how many phoneme tokens the next piece may hold:
+measures it. Three running figures decide how many phoneme tokens the next piece may hold:
 
-* how fast the engine is *now* (:class:`SpeedModel`): compute seconds ~ ``factor x
-  (overhead_s + per_token_s x tokens)``, the factor updated after every piece from its
-  measured synthesis time, so load from other processes shows up in the next decision. A slower observation moves the
+* how fast the session is (:class:`SpeedModel`): compute seconds ~ ``factor x shape``
+  (a fixed cost per run, a cost per token and a small quadratic term), the factor updated
+  after every piece from its measured synthesis time. A slower observation moves the
   estimate faster than a quicker one (a stall is worse than a seam). The synthesizer keeps
   one model per session across streams, so the second stream starts informed;
+* how much other processes slow it down now (``load``: labkit.engine.cpuload, sampled in
+  the background), divided out of every observation and multiplied into every
+  prediction, so the first piece of a stream is sized for the load before any of it has
+  been timed (:func:`primer_floor`: the break-even length, ~10 tokens idle on 2 x86
+  cores, ~40-60 with one core taken);
 * how much audio the listener still has (:class:`PlaybackClock`): the audio handed out so
   far, played back to back from the first delivery and stalling when it runs dry (the rule
   of labkit.measure.playback's simulator, followed live), plus pieces synthesized but not
-  yet handed out.
+  yet handed out, each counted as it will play (trimmed, with its pause).
 
 The budget (:func:`budget`) is the largest token count whose predicted compute x
-``schedule_margin`` plus ``schedule_safety_s`` fits in that buffered audio, clamped to
-``[schedule_min_tokens, max_tokens]``: small pieces while the buffer is thin, large ones (fewer
-seams) once it allows. When only the smallest piece can be ready (without the margin), it
-takes that; when no piece can be ready in time (a stall is coming whatever the size), it takes a piece big enough that the run's fixed cost is at most a fifth of it, so
-the buffer recovers instead of shrinking piece by piece. The chunker then cuts the piece at a sentence, else clause, else
-word boundary under the budget.
+``schedule_margin`` plus ``schedule_safety_s`` fits in that buffered audio, at most
+``max_tokens``: small pieces while the buffer is thin, large ones (fewer seams) once it
+allows; while it is thin, the largest piece that can be ready without the margin if that
+still adds to the buffer, else (a stall is coming whatever the size) a piece big enough
+that the run's fixed cost is at most a fifth of it, so the buffer recovers instead of
+shrinking piece by piece. The chunker then cuts the piece at a sentence, else clause,
+else word boundary under the budget.
 
 Without a live stream (``chunking.split`` listing the pieces) :class:`PlannedSchedule`
 runs the same rule on a simulated clock at the model's speed: the pieces a stream would
@@ -35,6 +41,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from labkit.config import ChunkingConfig
+from labkit.engine.g2p import MAX_TOKENS
 
 SCHEDULES = ("adaptive", "ramp")
 
@@ -140,7 +147,7 @@ def budget(models: Sequence[SpeedModel], ahead_s: float, cfg: ChunkingConfig, li
     return int(max(floor, min(limit, 4 * slow.overhead_s / max(slow.per_token_s, 1e-6))))
 
 
-def break_even(models: Sequence[SpeedModel], load: float = 1.0, limit: int = 510,
+def break_even(models: Sequence[SpeedModel], load: float = 1.0, limit: int = MAX_TOKENS,
                margin: float = 1.0) -> int:
     """The fewest tokens whose predicted compute x ``margin`` is no longer than their own
     audio, on every session (below it a piece costs more time than it plays, so the
