@@ -121,6 +121,14 @@ def seam_costs(synths: dict[str, StreamingSynthesizer], labels: list[str], text:
     return out
 
 
+def each_run(runs: list, startup_buffer_s: float = 0.0) -> dict[str, list]:
+    """Per repeat of a stream: its underruns as a listener hears them, its first piece's
+    tokens and the slowdown the schedule sensed when it opened."""
+    return {"underruns_each": [r.playback(startup_buffer_s).underruns for r in runs],
+            "first_tokens_each": [r.chunks[0]["tokens"] if r.chunks else 0 for r in runs],
+            "opening_load_each": [r.extra.get("opening_load") for r in runs]}
+
+
 def listen_rows(synths: dict[str, StreamingSynthesizer], labels: list[str], text: str, rounds: int,
            load_processes: int, startup_buffer_s: float = 0.0) -> list[dict[str, Any]]:
     """What a listener hears: each label streamed whole ``rounds`` times without and with
@@ -139,12 +147,9 @@ def listen_rows(synths: dict[str, StreamingSynthesizer], labels: list[str], text
     rows = []
     for (lab, n), rs in runs.items():
         row = summarize_runs(rs, startup_buffer_s)
-        row.update(label=lab, load_processes=n,
-                   underruns_each=[r.playback(startup_buffer_s).underruns for r in rs],
+        row.update(label=lab, load_processes=n, **each_run(rs, startup_buffer_s),
                    seams_each=[max(0, len(r.arrivals) - 1) for r in rs],
-                   tokens=[c["tokens"] for c in rs[0].chunks],
-                   first_tokens_each=[r.chunks[0]["tokens"] if r.chunks else 0 for r in rs],
-                   opening_load_each=[r.extra.get("opening_load") for r in rs])
+                   tokens=[c["tokens"] for c in rs[0].chunks])
         rows.append(row)
     return rows
 
@@ -205,9 +210,7 @@ def run(cfg: LabConfig, st, *, variants: list[dict[str, Any]], sweep_text: str =
         row = summarize_runs(runs, startup_buffer_s)
         row.update(load_processes=n, words=texts.word_count(article),
                    max_piece_tokens=max(c["tokens"] for c in runs[0].chunks),
-                   underruns_each=[r.playback(startup_buffer_s).underruns for r in runs],
-                   first_tokens_each=[r.chunks[0]["tokens"] if r.chunks else 0 for r in runs],
-                   opening_load_each=[r.extra.get("opening_load") for r in runs])
+                   **each_run(runs, startup_buffer_s))
         art_rows.append(row)
         art_first = art_first or runs[0]
     voice_rows = {v: run_stream(synths[label], text, voice=v).summary() for v in voices}
