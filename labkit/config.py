@@ -182,6 +182,15 @@ class ChunkingConfig:
     #: adaptive: the smallest budget (tokens) while the buffer is thin (min_tokens is the
     #: ramp's floor)
     schedule_min_tokens: int = 40
+    #: where each piece's prosody comes from: "piece" (its own text: a cut inside a
+    #: sentence ends one intonation and starts another) or "sentence" (part A over the
+    #: whole sentence(s) the piece lies in, then only the piece's frames vocoded: a cut
+    #: inside a sentence is a vocoder seam, the intonation runs on; labkit.engine.prosody,
+    #: on the split engine)
+    prosody: str = "piece"
+    #: "sentence": frames vocoded beyond each cut inside a sentence (the vocoder's
+    #: context; 25 ms each), so both sides of the seam see the audio around it
+    window_context_frames: int = 8
 
 
 @dataclass

@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 from labkit.config import LabConfig
-from labkit.engine import g2p, pipeline
+from labkit.engine import g2p, pipeline, split_runtime
 from labkit.engine import text as textmod
 
 from .cache import CachingEngine, CachingSplitEngine, PieceCache
@@ -116,8 +116,8 @@ def build_synthesizer(cfg: LabConfig, cache: PieceCache, on_lookup=None):
     says so (as labkit.engine.pipeline.StreamingSynthesizer.from_config builds them), all in
     front of the one piece cache (off until the caller turns it on, so warm-ups and
     the choice of the faster session time real runs)."""
-    if cfg.split.enabled:  # part A then part B (stage 04's split), each its own session
-        pipeline.check_split_layout(cfg)
+    pipeline.check_split_layout(cfg)
+    if split_runtime.uses_split(cfg):  # part A then part B (stage 04's split), each its own session
         first = CachingSplitEngine.from_config(cfg, cache=cache, on_lookup=on_lookup)
     else:
         first = CachingEngine(cfg, cache=cache, on_lookup=on_lookup)

@@ -45,6 +45,8 @@ from labkit.engine import schedule as schedmod
 from labkit.engine.g2p import MAX_TOKENS, G2P
 
 STRATEGIES = ("primer", "sentence", "clause", "budget", "none")
+#: where a piece's prosody comes from (ChunkingConfig.prosody; labkit.engine.prosody)
+PROSODIES = ("piece", "sentence")
 #: what ended a piece, from the longest pause to none
 BOUNDARIES = ("paragraph", "sentence", "clause", "word", "split-word")
 
@@ -64,6 +66,14 @@ class Piece:
     start: int = 0
     end: int = 0
     index: int = 0
+    #: character span of the whole sentence(s) the piece lies in (``prosody: sentence``
+    #: vocodes the piece from part A over that span); None inside an over-long word
+    context: tuple[int, int] | None = None
+
+    @property
+    def whole(self) -> bool:
+        """Whether the piece is its context: whole sentences (nothing to window)."""
+        return self.context is None or self.context == (self.start, self.end)
 
     @property
     def tokens(self) -> int:
@@ -164,6 +174,9 @@ class _Splitter:
         self.g2p = g2p
         self.cfg = cfg
         self.words = words_of(text)
+        #: word index -> (first word, end word) of its sentence
+        self.sentence_of: list[tuple[int, int]] = [
+            s for s in sentences_of(self.words) for _ in range(s[1] - s[0])]
         self.limit = MAX_TOKENS if cfg.strategy == "none" else min(cfg.max_tokens, MAX_TOKENS)
         self.budget = budget or self.default_budget()
         self.primer_floor = min(max(0, int(primer_floor)), self.limit)
@@ -187,7 +200,9 @@ class _Splitter:
         last = self.words[j - 1]
         boundary = ("paragraph" if last.paragraph_end else last.mark or "word")
         ph = self.phonemes(i, j) if phonemes is None else phonemes
-        return Piece(self.span(i, j), ph, boundary, self.words[i].start, last.end)
+        first, end = self.sentence_of[i][0], self.sentence_of[j - 1][1]
+        return Piece(self.span(i, j), ph, boundary, self.words[i].start, last.end,
+                     context=(self.words[first].start, self.words[end - 1].end))
 
     # fitting a word range under a budget -------------------------------------------------
     def fit(self, i: int, j: int, budget: int) -> list[Piece]:
@@ -436,6 +451,10 @@ def validate(cfg: ChunkingConfig) -> None:
         raise ChunkingError("chunking.primer_max_words and primer_max_tokens must be >= 1")
     if cfg.crossfade_ms < 0:
         raise ChunkingError(f"chunking.crossfade_ms={cfg.crossfade_ms}: must be >= 0")
+    if cfg.prosody not in PROSODIES:
+        raise ChunkingError(f"chunking.prosody={cfg.prosody!r}: allowed are {', '.join(PROSODIES)}")
+    if cfg.window_context_frames < 0:
+        raise ChunkingError(f"chunking.window_context_frames={cfg.window_context_frames}: must be >= 0")
     problem = schedmod.validate(cfg)
     if problem:
         raise ChunkingError(problem)

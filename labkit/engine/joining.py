@@ -57,16 +57,32 @@ def trim_bounds(audio: np.ndarray, top_db: float = 40.0, keep_ms: float = 15.0,
     return int(start), int(end)
 
 
-def playable_seconds(audio: np.ndarray, boundary: str, cfg: ChunkingConfig) -> float:
+def kept_bounds(audio: np.ndarray, cfg: ChunkingConfig, seamless_start: bool = False,
+                seamless_end: bool = False) -> tuple[int, int]:
+    """(start, end) of what the joiner keeps of a piece: its audible part when edges are
+    trimmed, except at an edge that continues a neighbour without a gap (a window of a
+    sentence's frames, labkit.engine.prosody): that edge stays as it is."""
+    n = len(audio)
+    start, end = (trim_bounds(audio, cfg.trim_top_db, cfg.trim_keep_ms)
+                  if n and cfg.trim_silence else (0, n))
+    return (0 if seamless_start else start), (n if seamless_end else end)
+
+
+def joined_boundary(boundary: str, seamless_end: bool) -> str:
+    """How the joiner treats the end of a piece: a seamless end (a window cut inside a
+    sentence) crossfades into the next piece like a cut between words, with no pause:
+    the model's own pause for any punctuation is in the frames."""
+    return "word" if seamless_end else boundary
+
+
+def playable_seconds(audio: np.ndarray, boundary: str, cfg: ChunkingConfig,
+                     seamless_start: bool = False, seamless_end: bool = False) -> float:
     """How long a synthesized piece will play once joined: its audible part (when edges
     are trimmed) plus the pause after it. The model's raw output has silence at both
     ends; counting it as audio ahead of the listener overstated the buffer by ~0.1-0.3 s
     a piece, enough to start a piece that then arrived late."""
-    n = len(audio)
-    if n and cfg.trim_silence:
-        start, end = trim_bounds(audio, cfg.trim_top_db, cfg.trim_keep_ms)
-        n = end - start
-    return n / SAMPLE_RATE + pause_seconds(boundary, cfg)
+    start, end = kept_bounds(audio, cfg, seamless_start, seamless_end)
+    return (end - start) / SAMPLE_RATE + pause_seconds(joined_boundary(boundary, seamless_end), cfg)
 
 
 def trim(audio: np.ndarray, top_db: float = 40.0, keep_ms: float = 15.0) -> np.ndarray:
@@ -124,15 +140,17 @@ class Joiner:
     #: (start, end) of the last pushed piece's raw audio that was kept after the trim
     last_trim: tuple[int, int] = (0, 0)
 
-    def push(self, audio: np.ndarray, boundary: str, is_last: bool) -> np.ndarray:
-        """Audio for this piece (and the held crossfade tail of the previous one)."""
+    def push(self, audio: np.ndarray, boundary: str, is_last: bool, seamless_start: bool = False,
+             seamless_end: bool = False) -> np.ndarray:
+        """Audio for this piece (and the held crossfade tail of the previous one).
+        ``seamless_start`` / ``seamless_end``: that edge continues the neighbouring piece
+        sample for sample (:func:`kept_bounds`, :func:`joined_boundary`)."""
         cfg = self.cfg
+        boundary = joined_boundary(boundary, seamless_end)
         a = np.asarray(audio, dtype=np.float32)
-        self.last_trim = (0, len(a))
-        if cfg.trim_silence and len(a):
-            start, end = trim_bounds(a, cfg.trim_top_db, cfg.trim_keep_ms)
-            a = a[start:end]
-            self.last_trim = (start, end)
+        start, end = kept_bounds(a, cfg, seamless_start, seamless_end)
+        a = a[start:end]
+        self.last_trim = (start, end)
         parts: list[np.ndarray] = []
         if self._held is not None:
             held = self._held

@@ -55,6 +55,7 @@ import onnxruntime as ort
 from labkit.engine import chunking
 from labkit.engine import cpuload
 from labkit.engine import joining
+from labkit.engine import prosody as prosodymod
 from labkit.engine import schedule as schedmod
 from labkit.engine import split_runtime
 from labkit.engine import text as textmod
@@ -166,6 +167,13 @@ class _Result:
     durations: np.ndarray | None = None
     #: how long it will play once joined (joining.playable_seconds), as the schedule counts it
     playable_s: float = 0.0
+    #: the piece as a window of its sentence's frames (chunking.prosody: sentence), or None
+    windowed: prosodymod.Windowed | None = None
+
+    @property
+    def seamless(self) -> tuple[bool, bool]:
+        w = self.windowed
+        return (w.seamless_start, w.seamless_end) if w is not None else (False, False)
 
 
 class ChunkStream:
@@ -176,6 +184,7 @@ class ChunkStream:
                  routing: str = "first-fast", queue_depth: int = 4, first_session: int = 0,
                  cancel: threading.Event | None = None, max_attempts: int | None = None,
                  source_text: str = "", g2p: Any = None,
+                 windows: prosodymod.SentenceWindows | None = None,
                  schedule: schedmod.LiveSchedule | None = None, terminate_on_cancel: bool = True):
         if routing not in ROUTINGS:
             raise ConfigError(f"pipeline.routing={routing!r}: allowed are {', '.join(ROUTINGS)}")
@@ -193,6 +202,8 @@ class ChunkStream:
         #: the G2P the pieces came from (its cached spans give the words' phonemes)
         self.g2p = g2p
         self.joiner = joining.Joiner(chunking_cfg)
+        #: chunking.prosody "sentence": pieces vocoded from their sentence's part A
+        self.windows = windows
         #: the adaptive budget this stream feeds (None: the chunker's own schedule)
         self.schedule = schedule
         self.terminate_on_cancel = terminate_on_cancel
@@ -303,9 +314,13 @@ class ChunkStream:
                     run_options = ort.RunOptions()
                     self._running[lane] = run_options
             started = time.perf_counter() - self.t0
-            audio, seconds, error, durations = None, 0.0, None, None
+            audio, seconds, error, durations, windowed = None, 0.0, None, None, None
             try:
-                if task.piece.phonemes:
+                if task.piece.phonemes and self.windows is not None:
+                    windowed = self.windows.synthesize(task.piece, run_options)
+                if windowed is not None:
+                    audio, seconds = windowed.audio, windowed.seconds
+                elif task.piece.phonemes:
                     if run_options is not None:
                         syn = engine.synthesize_phonemes(task.piece.phonemes, self.voice, self.speed,
                                                          run_options=run_options)
@@ -331,10 +346,13 @@ class ChunkStream:
                 per["busy_s"] += done - started
                 if error is None:
                     per["pieces"] += 1
-                    playable = (joining.playable_seconds(audio, task.piece.boundary, self.joiner.cfg)
-                                if self.schedule is not None else 0.0)
-                    self._results[task.index] = _Result(task, audio, seconds, lane, started, done,
-                                                        durations=durations, playable_s=playable)
+                    result = _Result(task, audio, seconds, lane, started, done,
+                                     durations=durations, windowed=windowed)
+                    if self.schedule is not None:
+                        result.playable_s = joining.playable_seconds(
+                            audio, task.piece.boundary, self.joiner.cfg, *result.seamless)
+                    playable = result.playable_s
+                    self._results[task.index] = result
                     if self.schedule is not None:
                         self.schedule.synthesized(lane, task.piece.tokens, seconds, playable)
                 else:
@@ -397,13 +415,16 @@ class ChunkStream:
             self._ended = is_last
             self._cv.notify_all()
         base = self.joiner.emitted
-        audio = self.joiner.push(result.audio, piece.boundary, is_last)
+        seamless = result.seamless
+        audio = self.joiner.push(result.audio, piece.boundary, is_last, *seamless)
         if self.schedule is not None:
             self.schedule.playback.adjust(len(audio) / SAMPLE_RATE - counted_s)
             if result.seconds > 0:  # synthesized here (not a cache hit): what it plays for
                 self.schedule.played(result.session, piece.tokens, len(audio) / SAMPLE_RATE)
-        words = self._words(piece, result.durations, base)
-        pause = 0.0 if is_last else joining.pause_seconds(piece.boundary, self.joiner.cfg)
+        words = (wordsmod.place(result.windowed.words, base, *self.joiner.last_trim)
+                 if result.windowed is not None else self._words(piece, result.durations, base))
+        pause = 0.0 if is_last else joining.pause_seconds(
+            joining.joined_boundary(piece.boundary, seamless[1]), self.joiner.cfg)
         chunk = Chunk(dataclasses.replace(piece, index=result.task.index), audio, result.seconds,
                       time.perf_counter() - self.t0, is_last, result.session, result.started_at,
                       result.done_at, result.task.attempts, pause, words)
@@ -488,6 +509,7 @@ class StreamingSynthesizer:
         self.pipeline_cfg = pipeline or self.cfg.pipeline
         self.chunking_cfg = chunking_cfg or self.cfg.chunking
         chunking.validate(self.chunking_cfg)
+        check_prosody_layout(self.chunking_cfg, self.engines)
         fs = self.pipeline_cfg.first_session if first_session is None else first_session
         self.first_session = int(fs) if fs is not None else 0
         #: stats of the most recent stream (failures, retries, per-session load)
@@ -528,6 +550,15 @@ class StreamingSynthesizer:
             budget, primer_floor = planned.budget, planned.primer_floor()
         return chunking.iter_pieces(clean, self.g2p(lang), self.chunking_cfg, budget,
                                     primer_floor)
+
+    def windows_for(self, clean: str, g2p: G2P, voice: str,
+                    speed: float) -> prosodymod.SentenceWindows | None:
+        """A stream's sentence contexts (``chunking.prosody: sentence``), else None."""
+        cc = self.chunking_cfg
+        if cc.prosody != "sentence":
+            return None
+        return prosodymod.SentenceWindows(self.engine, g2p, clean, voice, speed,
+                                          cc.window_context_frames, cc.crossfade_ms)
 
     def slowdown(self) -> float:
         """How much slower the sessions run now for other processes' load (1: idle)."""
@@ -573,7 +604,7 @@ class StreamingSynthesizer:
                              routing=self.pipeline_cfg.routing,
                              queue_depth=queue_depth or self.pipeline_cfg.queue_depth,
                              first_session=self.first_session, cancel=cancel, source_text=clean,
-                             g2p=g2p, schedule=live,
+                             g2p=g2p, schedule=live, windows=self.windows_for(clean, g2p, voice, speed),
                              terminate_on_cancel=self.pipeline_cfg.terminate_on_cancel)
         self.last_stats = stream.stats
         return stream
@@ -620,11 +651,26 @@ def second_session_config(cfg: LabConfig) -> SessionConfig:
     return s
 
 
+def check_prosody_layout(chunking_cfg: ChunkingConfig, engines: Sequence[Any]) -> None:
+    """``chunking.prosody: sentence`` vocodes windows of part A's output: one session, an
+    engine that runs the parts apart (labkit.engine.split_runtime.SplitEngine)."""
+    if chunking_cfg.prosody != "sentence":
+        return
+    if len(engines) != 1:
+        raise ConfigError(f"chunking.prosody=sentence with {len(engines)} pipeline sessions: a "
+                          "sentence's windows come from one session; set pipeline.sessions: 1")
+    if not all(hasattr(engines[0], k) for k in ("prosody", "vocode")):
+        raise ConfigError("chunking.prosody=sentence needs the split engine (part A, then part "
+                          f"B over a window of frames); {type(engines[0]).__name__} runs the "
+                          "whole graph (build it with labkit.engine.split_runtime.engine_for)")
+
+
 def check_split_layout(cfg: LabConfig) -> None:
     """The split engine is one pipeline session (its two parts run one after the other);
     a second pipeline session beside it is not built."""
-    if cfg.split.enabled and cfg.pipeline.sessions != 1:
-        raise ConfigError(f"split.enabled with pipeline.sessions={cfg.pipeline.sessions}: the split "
+    if split_runtime.uses_split(cfg) and cfg.pipeline.sessions != 1:
+        what = "split.enabled" if cfg.split.enabled else "chunking.prosody=sentence"
+        raise ConfigError(f"{what} with pipeline.sessions={cfg.pipeline.sessions}: the split "
                           "engine (part A then part B) runs as the one pipeline session; set "
                           "pipeline.sessions: 1")
 
@@ -633,8 +679,7 @@ def build_engines(cfg: LabConfig, engine: Engine | None = None) -> list[Engine]:
     """The engines ``cfg.pipeline`` asks for: 1, or 2 sharing one voice bank."""
     if cfg.pipeline.sessions not in (1, 2):
         raise ConfigError(f"pipeline.sessions={cfg.pipeline.sessions}: allowed are 1 or 2")
-    if cfg.split.enabled:
-        check_split_layout(cfg)
+    check_split_layout(cfg)
     first = engine or split_runtime.engine_for(cfg)
     if cfg.pipeline.sessions == 1:
         return [first]

@@ -211,18 +211,22 @@ def check_call(tokens: list[int], speed: float) -> None:
         raise ValueError(f"speed {speed}: Kokoro supports {lo} to {hi}")
 
 
+def timed_model(cfg: LabConfig, variant: str | None = None) -> Path:
+    """The model file of ``variant``: its copy with the durations output when built
+    (labkit.optimize.durations.ensure, `labkit assets --provision`: the same audio, bit
+    for bit, plus word timings), else the model itself."""
+    model = assets.model_path(cfg, variant or cfg.variant)
+    timed = words.timed_model_path(model, words.timed_cache_dir(cfg)) if model.exists() else None
+    return timed if timed is not None and timed.exists() else model
+
+
 class Engine:
     """One ORT session plus the voice bank: phonemes in, audio out. Thread-safe."""
 
     def __init__(self, cfg: LabConfig, variant: str | None = None,
                  session: SessionConfig | None = None, voices: VoiceBank | None = None):
         variant = variant or cfg.variant
-        model = assets.model_path(cfg, variant)
-        # its copy with the durations output, when built (labkit.optimize.durations.ensure,
-        # `labkit assets --provision`): the same audio, bit for bit, plus word timings
-        timed = words.timed_model_path(model, words.timed_cache_dir(cfg)) if model.exists() else None
-        if timed is not None and timed.exists():
-            model = timed
+        model = timed_model(cfg, variant)
         t0 = time.perf_counter()
         sess = make_session(model, session or cfg.session, cache_dir=ort_cache_dir(cfg))
         self._setup(cfg, variant, model, sess, time.perf_counter() - t0, voices)

@@ -29,12 +29,18 @@ from labkit.config import ConfigError, LabConfig, SessionConfig
 from labkit.engine import assets
 from labkit.engine.cache import model_sha256
 from labkit.engine.ort import kokoro_feeds, new_session
-from labkit.engine.runtime import DURATIONS, Engine, Synthesis, VoiceBank, check_call
+from labkit.engine.runtime import DURATIONS, Engine, Synthesis, VoiceBank, check_call, timed_model
 
 #: the extra input of a bucketed part B: valid frames (float [1], a whole number)
 FRAMES = "frames"
+#: the extra input of the windowed part B: the harmonic source's phase before the window
+PHASE0 = "phase0"
 #: version of the cut and bucket edits (part of the cache key: a new edit, new files)
-EDIT_VERSION = 2
+EDIT_VERSION = 3
+#: the files of a split, besides its meta; the windowed ones only where part B has a
+#: harmonic source to continue (labkit.optimize.split.phase_models)
+PART_FILES = ("a", "b", "b_bucketed", "b_phase", "phase")
+WINDOW_FILES = ("b_phase", "phase")
 
 
 class SplitMissing(ConfigError):
@@ -47,7 +53,8 @@ def split_dir(cfg: LabConfig) -> Path:
 
 def split_paths(model_path: str | os.PathLike, cache_dir: str | os.PathLike,
                 b_rewrites: Sequence[str] = ()) -> dict[str, Path]:
-    """Where the parts of ``model_path`` live: ``a``, ``b``, ``b_bucketed`` and ``meta``,
+    """Where the parts of ``model_path`` live: ``a``, ``b``, ``b_bucketed``, the windowed
+    ``b_phase`` with its ``phase`` model (labkit.optimize.split.phase_models) and ``meta``,
     keyed by the model's sha256, the edit version, part B's rewrites and onnx's version."""
     cache_dir = Path(cache_dir)
     digest = model_sha256(model_path, memo_dir=cache_dir)
@@ -55,7 +62,7 @@ def split_paths(model_path: str | os.PathLike, cache_dir: str | os.PathLike,
                                      "rewrites_b": list(b_rewrites),
                                      "onnx": onnx.__version__}).encode()).hexdigest()[:16]
     stem = f"{Path(model_path).stem}.split-{key}"
-    out = {k: cache_dir / f"{stem}.{k}.onnx" for k in ("a", "b", "b_bucketed")}
+    out = {k: cache_dir / f"{stem}.{k}.onnx" for k in PART_FILES}
     out["meta"] = cache_dir / f"{stem}.json"
     return out
 
@@ -96,17 +103,40 @@ class SplitParts:
     b: Path
     b_bucketed: Path
     meta: dict[str, Any]
+    b_phase: Path | None = None
+    phase: Path | None = None
 
     @classmethod
     def locate(cls, model_path: str | os.PathLike, cache_dir: str | os.PathLike,
                b_rewrites: Sequence[str] = ()) -> "SplitParts":
         paths = split_paths(model_path, cache_dir, b_rewrites)
-        missing = [str(p) for p in paths.values() if not p.exists()]
+        missing = [str(p) for k, p in paths.items() if k not in WINDOW_FILES and not p.exists()]
         if missing:
             raise SplitMissing(f"split of {model_path} not built ({missing[0]} missing): "
                                "build it with labkit.optimize.split.split_files (stage 04 does)")
         meta = json.loads(paths["meta"].read_text())
-        return cls(paths["a"], paths["b"], paths["b_bucketed"], meta)
+        if "phase_of" not in meta:
+            raise SplitMissing(f"split of {model_path} predates windows (no phase_of in its "
+                               "meta): rebuild it with labkit.optimize.split.split_files")
+        phased = meta["phase_of"] is not None  # a part B without a harmonic source has none
+        return cls(paths["a"], paths["b"], paths["b_bucketed"], meta,
+                   paths["b_phase"] if phased else None, paths["phase"] if phased else None)
+
+
+@dataclass
+class Prosody:
+    """Part A's output for one text: the boundary tensors (frames on their last axis), the
+    other inputs part B reads (``style``), per-token frame counts, and the harmonic
+    source's running phase (``phase`` along ``phase_axis``, a whole number of steps per
+    frame; None where part B has no harmonic source)."""
+
+    boundary: dict[str, np.ndarray]
+    extra: dict[str, np.ndarray]
+    durations: np.ndarray | None
+    frames: int
+    phase: np.ndarray | None
+    phase_axis: int
+    seconds: float = 0.0
 
 
 class SplitEngine(Engine):
@@ -138,6 +168,7 @@ class SplitEngine(Engine):
             raise ConfigError(f"static part B: no fixed-shape copy for bucket(s) {missing}")
         self._configure_b = configure_b
         self._static_sessions: dict[int, Any] = {}
+        self._windows: tuple[Any, Any] | None = None
         t0 = time.perf_counter()
         self.a = new_session(parts.a, self.a_config)
         self.b = None if self.static_b else new_session(
@@ -155,10 +186,14 @@ class SplitEngine(Engine):
     @classmethod
     def from_config(cls, cfg: LabConfig, variant: str | None = None,
                     voices: VoiceBank | None = None, **kwargs) -> "SplitEngine":
-        """The parts of ``cfg``'s model from the split cache; ``kwargs`` go to the class
-        (a subclass's own, e.g. serve's piece cache)."""
-        model = assets.require(assets.model_path(cfg, variant or cfg.variant), "model file")
+        """The parts of ``cfg``'s model (its copy with the durations output when built) from
+        the split cache; ``kwargs`` go to the class (a subclass's own, e.g. serve's piece
+        cache). Without ``split.enabled`` (the split engine only for ``chunking.prosody:
+        sentence``) part B runs at the exact length."""
+        model = assets.require(timed_model(cfg, variant), "model file")
         parts = SplitParts.locate(model, split_dir(cfg), cfg.split.b_rewrites)
+        if not cfg.split.enabled:  # here for chunking.prosody alone: exact lengths, no pads
+            kwargs.setdefault("buckets", [])
         return cls(cfg, parts, voices=voices, variant=variant, **kwargs)
 
     def run_tokens(self, tokens: list[int], voice: str, speed: float = 1.0,
@@ -192,6 +227,64 @@ class SplitEngine(Engine):
                      else np.asarray(out_a[self.durations_index], dtype=np.int64).ravel())
         return Synthesis(audio, len(tokens), t2 - t0, durations)
 
+    # -- windows: part A once, part B over a range of its frames (labkit.engine.prosody) --
+    def prosody(self, tokens: list[int], voice: str, speed: float = 1.0,
+                run_options: Any = None) -> Prosody:
+        """Part A's output for ``tokens`` and the harmonic source's running phase over it:
+        what :meth:`vocode` turns into audio, a range of frames at a time."""
+        check_call(tokens, speed)
+        feeds = kokoro_feeds(tokens, self.style(voice, len(tokens)), speed, names=self._a_inputs)
+        t0 = time.perf_counter()
+        with self._lock:
+            out_a = self.a.run(None, feeds, run_options)
+            named = dict(zip(self._a_outputs, out_a))
+            bound = {t: np.asarray(named[t]) for t in self.boundary}
+            phase_in = self.parts.meta["phase_of"]
+            part_b, phase_model = self._window_sessions()
+            phase = (None if phase_model is None else np.asarray(
+                phase_model.run(None, {phase_in: bound[phase_in]}, run_options)[0], np.float32))
+        durations = (None if self.durations_index is None
+                     else np.asarray(out_a[self.durations_index], dtype=np.int64).ravel())
+        return Prosody(bound, {n: feeds[n] for n in self.b_inputs if n not in bound},
+                       durations, int(bound[self.boundary[0]].shape[-1]), phase,
+                       int(self.parts.meta.get("phase_axis") or 0), time.perf_counter() - t0)
+
+    def vocode(self, p: Prosody, start: int, end: int, run_options: Any = None) -> tuple[np.ndarray, float]:
+        """Audio of frames [start, end) of ``p`` (``(end - start) x samples_per_frame``
+        samples) and the seconds it took: part B on that range of the boundary tensors,
+        its harmonic source continuing the phase the whole run had reached at ``start``."""
+        if not 0 <= start < end <= p.frames:
+            raise ValueError(f"frames [{start}, {end}) outside the {p.frames} of part A's output")
+        feeds = {}
+        for name, t in p.boundary.items():
+            r = t.shape[-1] // p.frames
+            feeds[name] = np.ascontiguousarray(t[..., start * r:end * r])
+        feeds.update(p.extra)
+        if p.phase is not None:
+            steps = p.phase.shape[p.phase_axis] // p.frames
+            feeds[PHASE0] = (np.take(p.phase, [start * steps - 1], axis=p.phase_axis) if start
+                             else np.zeros_like(np.take(p.phase, [0], axis=p.phase_axis)))
+        t0 = time.perf_counter()
+        with self._lock:
+            audio = np.asarray(self._window_sessions()[0].run(None, feeds, run_options)[0],
+                               np.float32).ravel()
+        want = (end - start) * self.samples_per_frame
+        if audio.size != want:
+            raise RuntimeError(f"windowed part B gave {audio.size} samples for {end - start} "
+                               f"frames; expected {want}")
+        return audio, time.perf_counter() - t0
+
+    def _window_sessions(self):
+        """(windowed part B, phase model) sessions, made on first use (call with the lock);
+        a part B without a harmonic source runs as it is, with no phase model."""
+        if self._windows is None:
+            if self.parts.b_phase is None:
+                self._windows = (new_session(self.parts.b, self.b_config, configure=self._configure_b), None)
+            else:
+                self._windows = (new_session(self.parts.b_phase, self.b_config, configure=self._configure_b),
+                                 new_session(self.parts.phase, self.a_config))
+        return self._windows
+
     def _b_session(self, bucket: int):
         """Part B's session for ``bucket`` (static copies: one per bucket, made on first use;
         a length past the largest bucket has no static copy and is refused)."""
@@ -206,9 +299,15 @@ class SplitEngine(Engine):
         return self._static_sessions[bucket]
 
 
+def uses_split(cfg: LabConfig) -> bool:
+    """Whether ``cfg`` runs on the split engine: ``split.enabled``, or ``chunking.prosody:
+    sentence`` (its windows vocode a range of part A's frames)."""
+    return cfg.split.enabled or cfg.chunking.prosody == "sentence"
+
+
 def engine_for(cfg: LabConfig, variant: str | None = None, voices: VoiceBank | None = None):
-    """The Engine ``cfg`` asks for: a :class:`SplitEngine` with ``split.enabled``, else the
-    one-session Engine."""
-    if cfg.split.enabled:
+    """The Engine ``cfg`` asks for: a :class:`SplitEngine` when it :func:`uses_split`, else
+    the one-session Engine."""
+    if uses_split(cfg):
         return SplitEngine.from_config(cfg, variant=variant, voices=voices)
     return Engine(cfg, variant=variant, voices=voices)

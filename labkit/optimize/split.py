@@ -28,7 +28,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from labkit import files
 from labkit.config import SessionConfig
@@ -36,8 +36,8 @@ from labkit.engine import rewrites
 from labkit.engine.ort import n_tokens, new_session, probe_config, probe_feeds
 from labkit.engine.rewrites.graph import Graph, prune
 from labkit.engine.rewrites.instance_norm import reduce_axes
-from labkit.engine.split_runtime import (FRAMES, SplitParts, bucket_for, pad_frames,
-                                         split_paths)
+from labkit.engine.split_runtime import (FRAMES, PHASE0, SplitMissing, SplitParts, bucket_for,
+                                         pad_frames, split_paths)
 from labkit.quality import lsd_db
 
 #: longest time axis a bucketed part B masks (its finest resolution is 120 steps per frame:
@@ -337,6 +337,68 @@ def bucket_model(b: onnx.ModelProto, frames_input: str, frames_axis: int = 2,
     return model, {"masked_norms": len(norms), "masked_convs": len(convs)}
 
 
+# -- windows: part B continuing the harmonic source's phase -------------------------------
+def _const_value(g: onnx.GraphProto, name: str) -> np.ndarray | None:
+    for t in g.initializer:
+        if t.name == name:
+            return numpy_helper.to_array(t)
+    for n in g.node:
+        if n.output and n.output[0] == name and n.op_type == "Constant":
+            return numpy_helper.to_array(n.attribute[0].t)
+    return None
+
+
+def phase_models(b: onnx.ModelProto, boundary: Sequence[str]
+                 ) -> tuple[onnx.ModelProto, onnx.ModelProto, dict[str, Any]] | None:
+    """For vocoding a window of frames (labkit.engine.prosody): part B with an extra
+    input ``phase0`` added to the harmonic source's running phase, and the ``phase``
+    model (the F0 curve in, that running phase out).
+
+    Kokoro's source is sin(2 pi x cumsum(f0 x harmonic / sample rate)) over the whole
+    input, so part B run on frames [s, e) starts every harmonic at phase 0, where the
+    whole run had reached cumsum[s - 1]: the two sides of a seam would be out of phase.
+    ``phase0`` = the phase model's output just before the window (taken along the CumSum
+    axis) makes the window continue the whole run's source. The CumSum is found by
+    structure: the one in part B that reads a single boundary tensor (the F0 curve);
+    None when part B has no such source (a window then needs nothing continued)."""
+    g = b.graph
+    found = []
+    for n in g.node:
+        if n.op_type != "CumSum":
+            continue
+        _, reached = _closure(g, [n.output[0]], set())
+        reads = [t for t in boundary if t in reached]
+        if len(reads) == 1 and reached <= set(boundary):
+            found.append((n, reads[0]))
+    if not found:
+        return None
+    if len(found) > 1:
+        raise SplitError(f"part B: {len(found)} CumSum nodes read one boundary tensor alone "
+                         "(expected one: the harmonic source's phase)")
+    cs, f0 = found[0]
+    axis = _const_value(g, cs.input[1])
+    if axis is None:
+        raise SplitError(f"{cs.name}: the CumSum axis is not a constant")
+    axis = int(np.asarray(axis).ravel()[0])
+    running = cs.output[0]
+    info = {f0: _vi(f0, TensorProto.FLOAT, None), running: _vi(running, TensorProto.FLOAT, None)}
+    phase = extract(b, [f0], [running], info, info, "kokoro_source_phase")
+    out = copy.deepcopy(b)
+    go = out.graph
+    cont = running + "_from_phase0"
+    for n in go.node:
+        for k, i in enumerate(n.input):
+            if i == running:
+                n.input[k] = cont
+    nodes = list(go.node)
+    at = next(k for k, n in enumerate(nodes) if running in n.output)
+    nodes.insert(at + 1, helper.make_node("Add", [running, PHASE0], [cont], name=cont))
+    del go.node[:]
+    go.node.extend(nodes)
+    go.input.append(_vi(PHASE0, TensorProto.FLOAT, None))
+    return out, phase, {"phase_of": f0, "phase_axis": axis}
+
+
 # -- files, cached by input hash ---------------------------------------------------------
 def samples_per_frame(parts: Parts, feeds_list: Sequence[dict[str, np.ndarray]],
                       shapes: dict[str, list[int]] | None = None) -> int:
@@ -371,8 +433,10 @@ def split_files(model_path: str | os.PathLike, cache_dir: str | os.PathLike,
     :mod:`labkit.engine.rewrites` such as ``reflect_pad``, checked against the unrewritten
     part B before use)."""
     paths = split_paths(model_path, cache_dir, b_rewrites)
-    if all(p.exists() for p in paths.values()):
+    try:
         return SplitParts.locate(model_path, cache_dir, b_rewrites)
+    except SplitMissing:
+        pass
     model = onnx.load(str(model_path))
     parts = split(model)
     feeds = [probe_feeds(24), probe_feeds(60, seed=1)]
@@ -394,8 +458,13 @@ def split_files(model_path: str | os.PathLike, cache_dir: str | os.PathLike,
                                         f"{res.reason}; not used")
         checks = {"sites": {k: len(v) for k, v in found.items()}, "check": res.to_dict()}
     bucketed, masked = bucket_model(b, parts.boundary[0])
+    phased = phase_models(b, parts.boundary)
+    b_phase, phase, phase_meta = phased or (None, None, {"phase_of": None})
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    for k, m in (("a", parts.a), ("b", b), ("b_bucketed", bucketed)):
+    for k, m in (("a", parts.a), ("b", b), ("b_bucketed", bucketed), ("b_phase", b_phase),
+                 ("phase", phase)):
+        if m is None:
+            continue
         with files.atomic_path(paths[k]) as tmp:
             onnx.save(m, str(tmp))
     meta = {"source": str(Path(model_path).resolve()), "boundary": parts.boundary,
@@ -403,7 +472,7 @@ def split_files(model_path: str | os.PathLike, cache_dir: str | os.PathLike,
             "samples_per_frame": spf, "boundary_shapes": shapes,
             "nodes": {"whole": len(model.graph.node), "a": len(parts.a.graph.node),
                       "b": len(b.graph.node), "b_bucketed": len(bucketed.graph.node)},
-            "b_rewrites": checks, **masked}
+            "b_rewrites": checks, **masked, **phase_meta}
     files.write_json(paths["meta"], meta)
     return SplitParts.locate(model_path, cache_dir, b_rewrites)
 

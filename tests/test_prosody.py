@@ -1,0 +1,178 @@
+"""Sentence prosody (labkit.engine.prosody): pieces vocoded from part A over their sentence.
+
+The window arithmetic and the cut placement are checked on made-up durations; the
+phase continuation, the tiling of a sentence's frames and a whole stream on the real int8
+model's split (durations output included)."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from labkit.config import ConfigError
+from labkit.engine import assets, chunking, joining
+from labkit.engine import prosody as pr
+from labkit.engine import split_runtime as sr
+from labkit.engine.g2p import clean_phonemes, tokenize
+from labkit.engine.pipeline import StreamingSynthesizer
+from labkit.optimize import durations, split as sp
+
+SPF = 600
+TEXT = ("At the edge of the harbor, the old ferry still leaves at seven every morning, "
+        "whatever the weather. The trip takes forty minutes.")
+
+
+# -- the arithmetic ------------------------------------------------------------------------
+def test_a_cut_keeps_half_a_crossfade_past_it_on_both_sides():
+    first = pr.window(0, 30, 100, context_frames=8, half_fade=120)
+    second = pr.window(30, 100, 100, context_frames=8, half_fade=120)
+    assert (first.lo, first.hi, first.seamless_start, first.seamless_end) == (0, 38, False, True)
+    assert first.keep == (0, 30 * SPF + 120)
+    assert (second.lo, second.hi, second.seamless_start, second.seamless_end) == (22, 100, True, False)
+    assert second.keep == (8 * SPF - 120, 78 * SPF)
+    # in sentence samples the two kept ranges overlap by exactly one crossfade at the cut
+    end_first = first.lo * SPF + first.keep[1]
+    start_second = second.lo * SPF + second.keep[0]
+    assert (start_second, end_first) == (30 * SPF - 120, 30 * SPF + 120)
+
+
+def test_a_whole_context_is_one_window_and_an_empty_range_none():
+    w = pr.window(0, 50, 50, context_frames=8, half_fade=120)
+    assert (w.lo, w.hi, w.keep, w.seamless_start, w.seamless_end) == (0, 50, (0, 50 * SPF), False, False)
+    assert pr.window(20, 20, 50, 8, 120) is None
+    assert pr.window(40, 60, 50, 8, 120) is None
+
+
+def test_the_overlap_never_reaches_past_the_frames_vocoded():
+    w = pr.window(10, 20, 40, context_frames=0, half_fade=120)
+    assert w.keep == (0, 10 * SPF) and (w.lo, w.hi) == (10, 20)
+    w = pr.window(1, 20, 40, context_frames=8, half_fade=120)
+    assert w.lo == 0 and w.keep[0] == SPF - 120  # the context is clipped at frame 0
+
+
+def test_a_cut_falls_where_the_next_spoken_word_starts():
+    text = "one two, three"
+    spans = [("one", 0, 3), ("two", 4, 7), ("three", 9, 14)]  # "wˈʌn tˈu, θɹˈi"-like
+    d = np.array([2] + [1] * 14 + [3])  # leading pad 2 frames, 1 a token, trailing pad
+    starts = pr.frame_starts(d)
+    offsets = pr.word_offsets(text, spans)
+    assert offsets == [0, 4, 9]
+    assert pr.cut_frame(4, offsets, spans, starts) == 2 + 4  # "two" starts after 4 tokens
+    assert pr.cut_frame(8, offsets, spans, starts) == 2 + 9  # the comma stays before the cut
+    assert pr.cut_frame(14, offsets, spans, starts) is None  # nothing follows
+    assert pr.word_offsets("one three", spans) is None      # a word not in the text
+
+
+def test_pieces_carry_the_sentence_they_lie_in(g2p_us):
+    cfg = dataclasses.replace(chunking.ChunkingConfig(), strategy="clause", min_tokens=0)
+    pieces = chunking.split(TEXT, g2p_us, cfg)
+    first_sentence = (0, TEXT.index("weather.") + len("weather."))
+    assert [p.context for p in pieces[:3]] == [first_sentence] * 3
+    assert not any(p.whole for p in pieces[:3])
+    last = pieces[-1]
+    assert last.whole and last.context == (last.start, last.end)
+    long_word = chunking.split("x" + "7" * 400, g2p_us, chunking.ChunkingConfig())
+    assert long_word[0].boundary == "split-word" and long_word[0].context is None and long_word[0].whole
+
+
+def test_seamless_edges_are_not_trimmed_and_add_no_pause():
+    cfg = chunking.ChunkingConfig()
+    audio = np.concatenate([np.zeros(2400, np.float32), np.ones(4800, np.float32) * 0.3,
+                            np.zeros(2400, np.float32)])
+    assert joining.kept_bounds(audio, cfg) != (0, len(audio))
+    assert joining.kept_bounds(audio, cfg, True, True) == (0, len(audio))
+    assert joining.joined_boundary("clause", seamless_end=True) == "word"
+    assert joining.joined_boundary("clause", seamless_end=False) == "clause"
+    plain = joining.playable_seconds(audio, "clause", cfg)
+    seamless = joining.playable_seconds(audio, "clause", cfg, True, True)
+    assert seamless == pytest.approx(len(audio) / 24000)
+    assert plain < len(audio) / 24000 + cfg.clause_pause_ms / 1000
+
+
+# -- the real model ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def split_engine(cfg, tmp_path_factory):
+    """The split engine on the int8 model with its durations output, exact lengths."""
+    tmp = tmp_path_factory.mktemp("prosody")
+    model = durations.ensure(assets.model_path(cfg, "int8"), tmp)
+    parts = sp.split_files(model, tmp / "split")
+    eng = sr.SplitEngine(cfg, parts, buckets=[])
+    eng.warm_up(repeats=1)
+    return eng
+
+
+def _prosody(eng, g2p, text):
+    tokens = tokenize(clean_phonemes(g2p(text).phonemes)[0])
+    return eng.prosody(tokens, eng.cfg.voice)
+
+
+def test_the_window_source_continues_the_whole_runs_phase(split_engine, g2p_us):
+    p = _prosody(split_engine, g2p_us, TEXT)
+    assert p.phase is not None and p.durations is not None
+    steps = p.phase.shape[p.phase_axis] // p.frames
+    start = p.frames // 3
+    f0_name = split_engine.parts.meta["phase_of"]
+    f0 = p.boundary[f0_name]
+    r = f0.shape[-1] // p.frames
+    phase_model = split_engine._window_sessions()[1]
+    alone = phase_model.run(None, {f0_name: np.ascontiguousarray(f0[..., start * r:])})[0]
+    before = np.take(p.phase, [start * steps - 1], axis=p.phase_axis)
+    whole_after = np.take(p.phase, range(start * steps, p.phase.shape[p.phase_axis]), axis=p.phase_axis)
+    np.testing.assert_allclose(alone + before, whole_after, rtol=1e-4, atol=1e-2)
+    assert not np.allclose(alone, whole_after, atol=1e-2)  # without phase0 it would not continue
+
+
+def test_the_whole_window_is_the_plain_split_audio(split_engine, g2p_us):
+    p = _prosody(split_engine, g2p_us, "The trip takes forty minutes.")
+    audio, _ = split_engine.vocode(p, 0, p.frames)
+    tokens = tokenize(clean_phonemes(g2p_us("The trip takes forty minutes.").phonemes)[0])
+    plain = split_engine.run_tokens(tokens, split_engine.cfg.voice)
+    np.testing.assert_array_equal(audio, plain.audio)
+    with pytest.raises(ValueError, match="outside"):
+        split_engine.vocode(p, 0, p.frames + 1)
+
+
+def test_the_pieces_of_a_sentence_tile_its_frames(split_engine, g2p_us):
+    cfg = dataclasses.replace(split_engine.cfg.chunking, strategy="clause", min_tokens=0, prosody="sentence")
+    pieces = chunking.split(TEXT, g2p_us, cfg)
+    windows = pr.SentenceWindows(split_engine, g2p_us, TEXT, split_engine.cfg.voice, 1.0,
+                                 cfg.window_context_frames, cfg.crossfade_ms)
+    made = [windows.synthesize(p) for p in pieces]
+    inside = [m for m, p in zip(made, pieces) if not p.whole]
+    assert len(inside) == 3 and all(m is not None for m in inside) and windows.fallbacks == []
+    assert made[-1] is None  # a whole sentence is synthesized as before
+    spans = [(m.window.start, m.window.end) for m in inside]
+    assert spans[0][0] == 0 and all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+    frames = _prosody(split_engine, g2p_us, TEXT[:pieces[2].end]).frames
+    assert spans[-1][1] == frames  # every frame once: no word lost or said twice
+    assert [m.seamless_start for m in inside] == [False, True, True]
+    assert [m.seamless_end for m in inside] == [True, True, False]
+    words = [w for m in inside for w, _, _ in m.words]
+    assert words == [w.strip(",.") for p in pieces[:3] for w in p.text.split()]
+    for m in inside:
+        assert all(0 <= s <= e <= len(m.audio) for _, s, e in m.words)
+
+
+def test_a_stream_with_sentence_prosody_says_every_word(split_engine):
+    cc = dataclasses.replace(split_engine.cfg.chunking, strategy="clause", min_tokens=0, prosody="sentence")
+    synth = StreamingSynthesizer(split_engine, chunking_cfg=cc)
+    stream = synth.open_stream(TEXT)
+    with stream:
+        chunks = list(stream)
+    assert stream.windows.windowed == 3 and stream.windows.fallbacks == []
+    heard = [w.word for c in chunks for w in c.words]
+    assert heard == [w.strip(",.") for w in TEXT.split()]
+    # no pause is inserted at the cuts inside the sentence: the model's own is in the frames
+    assert [c.pause_s for c in chunks] == [0.0, 0.0, cc.sentence_pause_ms / 1000, 0.0]
+    assert all(np.isfinite(c.audio).all() and len(c.audio) for c in chunks)
+
+
+def test_sentence_prosody_needs_the_split_engine_on_one_session(engine, split_engine):
+    cc = dataclasses.replace(engine.cfg.chunking, prosody="sentence")
+    with pytest.raises(ConfigError, match="split engine"):
+        StreamingSynthesizer(engine, chunking_cfg=cc)
+    with pytest.raises(ConfigError, match="pipeline.sessions: 1"):
+        StreamingSynthesizer(split_engine, [split_engine, split_engine], chunking_cfg=cc)
+    with pytest.raises(chunking.ChunkingError, match="prosody"):
+        chunking.validate(dataclasses.replace(cc, prosody="utterance"))
