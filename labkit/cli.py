@@ -77,7 +77,8 @@ def cmd_say(args) -> int:
     import soundfile as sf
 
     from labkit.engine.pipeline import StreamingSynthesizer
-    from labkit.engine.runtime import SAMPLE_RATE, Engine
+    from labkit.engine.runtime import SAMPLE_RATE
+    from labkit.optimize import split as splitting
 
     overrides = {}
     if args.variant:
@@ -95,7 +96,8 @@ def cmd_say(args) -> int:
         Path(args.words).write_text(json.dumps(words, ensure_ascii=False, indent=1), encoding="utf-8")
         print(f"wrote {args.words}: {len(words)} words", file=sys.stderr)
     else:
-        audio = StreamingSynthesizer(Engine(cfg)).synthesize(text)
+        splitting.ensure_for(cfg)
+        audio = StreamingSynthesizer.from_config(cfg).synthesize(text)
     sf.write(out, audio, SAMPLE_RATE, subtype="PCM_16")
     print(f"wrote {out}: {len(audio) / SAMPLE_RATE:.2f} s of audio "
           f"({cfg.variant}, voice {cfg.voice}, speed {cfg.speed})", file=sys.stderr)
@@ -135,7 +137,11 @@ def serve_config(args) -> LabConfig:
 def cmd_serve(args) -> int:
     from serve import serve
 
-    serve(serve_config(args))
+    from labkit.optimize import split as splitting
+
+    cfg = serve_config(args)
+    splitting.ensure_for(cfg)  # the parts best.json's choice runs on, built when missing
+    serve(cfg)
     return 0
 
 

@@ -23,7 +23,7 @@ import dataclasses
 from typing import Any
 
 from labkit.config import LabConfig, SelectionConfig
-from labkit.engine import chunking
+from labkit.engine import chunking, split_runtime
 from labkit.engine.pipeline import StreamingSynthesizer
 from labkit.engine.runtime import Engine
 from labkit.lab.selection import rank
@@ -31,6 +31,7 @@ from labkit.lab.stage import public
 from labkit.measure import seams, texts
 from labkit.measure.compare import compare
 from labkit.measure.load import competing_load
+from labkit.optimize import split as splitting
 from labkit.measure.streaming import (cancel_release, first_audio, run_stream, stream_failures,
                                       summarize_runs)
 from labkit.tables import interval
@@ -57,13 +58,32 @@ def chunking_label(overrides: dict[str, Any]) -> str:
 
 
 def synthesizers(engine: Engine, variants: list[dict[str, Any]]) -> dict[str, StreamingSynthesizer]:
-    """label -> a synthesizer with that variant's chunking; the configured one is "default"."""
+    """label -> a synthesizer with that variant's chunking; the configured one is "default".
+    A variant with ``prosody: sentence`` runs on the split engine of the same model (its
+    parts built here once, labkit.optimize.split), every other one on ``engine``."""
     out = {BASELINE: StreamingSynthesizer(engine)}
+    split_engine = None
     for overrides in variants:
         if overrides:
             ccfg = dataclasses.replace(engine.cfg.chunking, **overrides)
-            out[chunking_label(overrides)] = StreamingSynthesizer(engine, chunking_cfg=ccfg)
+            eng = engine
+            if ccfg.prosody == "sentence":
+                if split_engine is None:
+                    split_engine = sentence_engine(engine, ccfg)
+                eng = split_engine
+            out[chunking_label(overrides)] = StreamingSynthesizer(eng, chunking_cfg=ccfg)
     return out
+
+
+def sentence_engine(engine: Engine, ccfg) -> Any:
+    """The split engine (part A, then windows of part B) on ``engine``'s model file, warmed
+    up, sharing its voices; the parts are built once into the split cache."""
+    cfg = dataclasses.replace(engine.cfg, chunking=ccfg)
+    parts = splitting.ensure_for(cfg)
+    eng = split_runtime.SplitEngine(cfg, parts, voices=engine.voices, buckets=[],
+                                    variant=engine.variant)
+    eng.warm_up(repeats=2)
+    return eng
 
 
 def sweep(synths: dict[str, StreamingSynthesizer], text: str, rounds: int | None = None,
@@ -84,25 +104,19 @@ def sweep(synths: dict[str, StreamingSynthesizer], text: str, rounds: int | None
     return {"comparison": cmp, "rows": rows}
 
 
-def earned(rows: list[dict[str, Any]], rules: SelectionConfig | None = None) -> dict[str, Any] | None:
-    """From the sweep alone: the variant whose TTFA interval clears the journal's threshold
-    (``rules.clears``) and that streamed with no underrun and every word: the highest low
-    end wins; none (or an exact tie) keeps the default. (:func:`stage_choice` adds the seams
-    and what a listener heard: the stage's own choice.)"""
+def eligible(rows: list[dict[str, Any]], rules: SelectionConfig | None = None) -> list[str]:
+    """The variants the sweep found faster to first audio beyond the threshold that
+    streamed with no underrun and every word: the ones a listener must hear before any of
+    them can be chosen."""
     rules = rules or SelectionConfig()
-    ok = [r for r in rows if r["label"] != BASELINE and rules.clears(r["ttfa_ci95"])
-          and not stream_failures(r)]
-    if not ok:
-        return None
-    best = max(ok, key=lambda r: r["ttfa_ci95"][0])
-    ties = [r for r in ok if r["ttfa_ci95"][0] == best["ttfa_ci95"][0]]
-    return best if len(ties) == 1 else None
+    return [r["label"] for r in rows if r["label"] != BASELINE and rules.clears(r["ttfa_ci95"])
+            and not stream_failures(r)]
 
 
 #: chunking settings the unchunked reference does not depend on (strategy "none")
 _CUT_ONLY = ("strategy", "primer_max_words", "primer_min_words", "primer_max_tokens",
              "min_tokens", "max_tokens", "growth", "schedule", "schedule_margin",
-             "schedule_safety_s", "schedule_min_tokens")
+             "schedule_safety_s", "schedule_min_tokens", "prosody", "window_context_frames")
 
 
 def seam_costs(synths: dict[str, StreamingSynthesizer], labels: list[str], text: str
@@ -189,12 +203,12 @@ def run(cfg: LabConfig, st, *, variants: list[dict[str, Any]], sweep_text: str =
     clean = synths[BASELINE].sanitize(text)
     pieces = {label: s.pieces(text) for label, s in synths.items()}
     sw = sweep(synths, text, rounds, stream_repeats, startup_buffer_s)
-    chosen = earned(sw["rows"], cfg.selection)
     seam = seam_costs(synths, [BASELINE, prev_label, *[r["label"] for r in sw["rows"]]],
                       texts.named(seam_text))
     # what a listener hears: the configured chunking (what ships unless something earns
-    # its place), the contender and the sweep's best, idle and under load
-    heard = listen_rows(synths, [BASELINE, prev_label, *([chosen["label"]] if chosen else [])],
+    # its place), the contender and every variant the sweep found faster, idle and under
+    # load (a variant that was not heard cannot be chosen: candidates)
+    heard = listen_rows(synths, [BASELINE, prev_label, *eligible(sw["rows"], cfg.selection)],
                         text, listener_rounds, load_processes, startup_buffer_s)
     label = stage_choice(sw["rows"], seam, cfg.chunking, heard, cfg.selection)
     first = {lab: phrase_vs_text(synths[lab], texts.named(phrase_text), text, rounds)
@@ -245,8 +259,12 @@ def candidates(rows: list[dict[str, Any]], seam: dict[str, dict], base_chunking,
     """Every variant for the journal's selection, the default marked as the baseline.
     Chunking moves the audio only at the seams: a variant's ``lsd_db`` is its seam excess
     (seam minus mid-piece distance to the unchunked audio), measured for the default and
-    for the variant that earned its place; the others carry none and cannot be chosen."""
+    for the variant that earned its place; the others carry none and cannot be chosen.
+    A variant fails a check where its seams cost more than the default's (issue #17: no
+    worse than today's), and, once a listener scenario ran, where it was not heard."""
     base = dataclasses.asdict(base_chunking)
+    base_excess = (seam.get(BASELINE) or {}).get("seam_excess_db")
+    heard = {h["label"] for h in listener}
     out = []
     for r in rows:
         s = seam.get(r["label"])
@@ -255,8 +273,13 @@ def candidates(rows: list[dict[str, Any]], seam: dict[str, dict], base_chunking,
         for h in listener:  # what a listener heard, idle and under load, counts too
             if h["label"] == r["label"] and h["underruns_max"] > 0:
                 failed.append(f"underruns as a listener hears it ({'+%d busy' % h['load_processes'] if h['load_processes'] else 'idle'})")
+        if listener and r["label"] != BASELINE and r["label"] not in heard:
+            failed.append("not heard as a listener (idle and under load)")
         if excess is not None and excess > MAX_SEAM_EXCESS_DB:
             failed.append(f"seam excess {excess:.2f} dB > {MAX_SEAM_EXCESS_DB} dB")
+        if (r["label"] != BASELINE and excess is not None and base_excess is not None
+                and excess > base_excess + 1e-9):
+            failed.append(f"seams worse than the default's ({excess:.2f} dB > {base_excess:.2f} dB)")
         c = {"name": f"chunking {r['label']}",
              "overrides": {f"chunking.{k}": v for k, v in r["chunking"].items() if base.get(k) != v},
              "ttfa_s": r["ttfa_s"], "rtf": r["rtf"],

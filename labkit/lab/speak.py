@@ -10,11 +10,12 @@ from __future__ import annotations
 import numpy as np
 
 from labkit.config import LabConfig
-from labkit.engine import assets
+from labkit.engine import assets, split_runtime
 from labkit.engine.pipeline import StreamingSynthesizer
 from labkit.engine.runtime import Engine
 from labkit.engine.words import timed_cache_dir
 from labkit.optimize import durations
+from labkit.optimize import split as splitting
 
 
 def timed_config(cfg: LabConfig) -> LabConfig:
@@ -25,8 +26,12 @@ def timed_config(cfg: LabConfig) -> LabConfig:
 
 def say(cfg: LabConfig, text: str, engine: Engine | None = None) -> tuple[np.ndarray, list[dict]]:
     """(audio, [{"word", "start", "end"}]) for ``text`` with ``cfg``'s voice and speed.
-    ``engine`` must be one whose model has the durations output (default: built here)."""
-    engine = engine or Engine(timed_config(cfg))
+    ``engine`` must be one whose model has the durations output (default: built here, the
+    split engine where ``cfg`` runs on it)."""
+    if engine is None:
+        timed = timed_config(cfg)
+        splitting.ensure_for(timed)
+        engine = split_runtime.engine_for(timed)
     if engine.durations_index is None:
         raise ValueError(f"model {engine.model_path} has no 'durations' output: word timings "
                          "need labkit.optimize.durations.ensure(model)")

@@ -32,7 +32,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from labkit import files
 from labkit.config import SessionConfig
-from labkit.engine import rewrites
+from labkit.engine import rewrites, runtime, split_runtime
 from labkit.engine.ort import n_tokens, new_session, probe_config, probe_feeds
 from labkit.engine.rewrites.graph import Graph, prune
 from labkit.engine.rewrites.instance_norm import reduce_axes
@@ -475,6 +475,15 @@ def split_files(model_path: str | os.PathLike, cache_dir: str | os.PathLike,
             "b_rewrites": checks, **masked, **phase_meta}
     files.write_json(paths["meta"], meta)
     return SplitParts.locate(model_path, cache_dir, b_rewrites)
+
+
+def ensure_for(cfg: Any) -> SplitParts | None:
+    """The split parts a LabConfig runs on (``split.enabled`` or ``chunking.prosody:
+    sentence``, e.g. from best.json), built once into its split cache when missing (a
+    machine with the journal's best.json and a fresh cache); None when it runs whole."""
+    if not split_runtime.uses_split(cfg):
+        return None
+    return split_files(runtime.timed_model(cfg), split_runtime.split_dir(cfg), cfg.split.b_rewrites)
 
 
 # -- the check: split and bucketed audio against the whole graph --------------------------
