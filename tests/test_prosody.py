@@ -15,6 +15,7 @@ from labkit.engine import assets, chunking, joining
 from labkit.engine import prosody as pr
 from labkit.engine import split_runtime as sr
 from labkit.engine.g2p import clean_phonemes, tokenize
+from labkit.engine.ort import new_session
 from labkit.engine.pipeline import StreamingSynthesizer
 from labkit.optimize import durations, split as sp
 
@@ -129,6 +130,10 @@ def test_the_whole_window_is_the_plain_split_audio(split_engine, g2p_us):
     tokens = tokenize(clean_phonemes(g2p_us("The trip takes forty minutes.").phonemes)[0])
     plain = split_engine.run_tokens(tokens, split_engine.cfg.voice)
     np.testing.assert_array_equal(audio, plain.audio)
+    # and part B as the split cut it (no phase0 input) gives the same audio, bit for bit
+    b = new_session(split_engine.parts.b, split_engine.b_config)
+    unphased = b.run(None, {**p.boundary, **p.extra})[0]
+    np.testing.assert_array_equal(audio, np.asarray(unphased, np.float32).ravel())
     with pytest.raises(ValueError, match="outside"):
         split_engine.vocode(p, 0, p.frames + 1)
 

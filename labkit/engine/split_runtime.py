@@ -43,6 +43,15 @@ PART_FILES = ("a", "b", "b_bucketed", "b_phase", "phase")
 WINDOW_FILES = ("b_phase", "phase")
 
 
+#: the phase model's session: a cumulative sum over [1, 2 x frames, harmonics], one thread
+PHASE_SESSION = SessionConfig(intra_op_threads=1)
+
+
+def no_spinning(so: Any) -> None:
+    """Session options whose idle intra-op threads sleep instead of spinning."""
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+
+
 class SplitMissing(ConfigError):
     """The split files for a model have not been built."""
 
@@ -169,10 +178,16 @@ class SplitEngine(Engine):
         self._configure_b = configure_b
         self._static_sessions: dict[int, Any] = {}
         self._windows: tuple[Any, Any] | None = None
+        # part B at the exact length is the windowed part B fed phase0 = 0 (the same audio,
+        # bit for bit): one part-B session serves whole pieces and windows alike
+        self._b_phase0 = not self.buckets and not self.static_b and parts.b_phase is not None
         t0 = time.perf_counter()
-        self.a = new_session(parts.a, self.a_config)
+        # part A (and the phase model) without spinning threads: a short run followed by
+        # part B in another thread pool, whose threads the spinning ones would compete with
+        self.a = new_session(parts.a, self.a_config, configure=no_spinning)
         self.b = None if self.static_b else new_session(
-            parts.b_bucketed if self.buckets else parts.b, self.b_config, configure=configure_b)
+            parts.b_phase if self._b_phase0 else parts.b_bucketed if self.buckets else parts.b,
+            self.b_config, configure=configure_b)
         self.load_seconds = time.perf_counter() - t0
         self.voices = voices or VoiceBank.load(assets.voices_path(cfg))
         self._lock = threading.Lock()
@@ -214,6 +229,8 @@ class SplitEngine(Engine):
             b_feeds.update({n: feeds[n] for n in self.b_inputs if n not in b_feeds})
             if self.buckets:
                 b_feeds[FRAMES] = np.array([frames], dtype=np.float32)
+            if self._b_phase0:
+                b_feeds[PHASE0] = np.zeros((1, 1, 1), np.float32)
             audio = np.asarray(self._b_session(fb).run(None, b_feeds, run_options)[0],
                                dtype=np.float32).ravel()
         t2 = time.perf_counter()
@@ -281,8 +298,9 @@ class SplitEngine(Engine):
             if self.parts.b_phase is None:
                 self._windows = (new_session(self.parts.b, self.b_config, configure=self._configure_b), None)
             else:
-                self._windows = (new_session(self.parts.b_phase, self.b_config, configure=self._configure_b),
-                                 new_session(self.parts.phase, self.a_config))
+                b = self.b if self._b_phase0 else new_session(
+                    self.parts.b_phase, self.b_config, configure=self._configure_b)
+                self._windows = (b, new_session(self.parts.phase, PHASE_SESSION, configure=no_spinning))
         return self._windows
 
     def _b_session(self, bucket: int):
