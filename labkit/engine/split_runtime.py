@@ -122,7 +122,8 @@ class SplitParts:
         missing = [str(p) for k, p in paths.items() if k not in WINDOW_FILES and not p.exists()]
         if missing:
             raise SplitMissing(f"split of {model_path} not built ({missing[0]} missing): "
-                               "build it with labkit.optimize.split.split_files (stage 04 does)")
+                               "build it with labkit.optimize.split.split_files (stages 04 and "
+                               "05 do; `labkit serve` builds what its config runs on)")
         meta = json.loads(paths["meta"].read_text())
         if "phase_of" not in meta:
             raise SplitMissing(f"split of {model_path} predates windows (no phase_of in its "

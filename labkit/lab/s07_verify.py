@@ -32,6 +32,7 @@ from labkit.measure import corpora
 from labkit.measure.compare import compare
 from labkit.measure.streaming import first_audio, run_stream
 from labkit.measure.texts import named
+from labkit.optimize import split as splitting
 from labkit.served import resolve
 
 NAME = "07_verify"
@@ -93,6 +94,8 @@ def run(cfg: LabConfig, st, *, text: str = "paragraph", speed_tokens: int = 120,
         heldout_ids: list[str] | None = None, quality_margin_db: float = 1.0) -> dict[str, Any]:
     overrides = combination(cfg)
     configs = {STOCK: cfg, SHIPPED: cfg.with_overrides(overrides)}
+    for c in configs.values():  # the split parts a choice runs on (sentence prosody), built once
+        splitting.ensure_for(c)
     synths = {k: StreamingSynthesizer.from_config(c) for k, c in configs.items()}
     for s in synths.values():
         for e in s.engines:

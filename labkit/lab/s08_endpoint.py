@@ -36,6 +36,7 @@ from labkit.measure.httpbench import RUNNERS, ServerProcess, run_http, soak
 from labkit.measure.compare import compare
 from labkit.measure.streaming import run_stream, summarize_runs
 from labkit.measure.texts import capped
+from labkit.optimize import split as splitting
 from labkit.served import resolve
 from labkit.tables import interval
 
@@ -74,6 +75,7 @@ def run(cfg: LabConfig, st, *, texts: list[str] = ("phrase", "sentence", "paragr
     in process, text by text, then the soak."""
     served = resolve(cfg)  # the configuration the endpoint ships, for every runner alike
     scfg = served.cfg
+    splitting.ensure_for(scfg)  # the split parts it runs on (sentence prosody), built once
     text_by_name = capped(texts, scfg.serve.max_input_chars)
     results: dict[str, dict] = {}
     comparisons: dict[str, dict] = {}
