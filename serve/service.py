@@ -73,7 +73,8 @@ class SpeechService:
                 "g2p": {g.lang: g.engine for g in loaded_g2ps()},
                 "degraded": state.degraded()}
         if state.status == "ok":
-            body.update(load_s=state.load_seconds, warmup_s=state.warmup_seconds,
+            body.update(engine=type(state.engine).__name__,  # the split one for sentence prosody
+                        load_s=state.load_seconds, warmup_s=state.warmup_seconds,
                         cache={"items": len(state.cache), "bytes": state.cache.nbytes,
                                "hits": state.cache.hits, "misses": state.cache.misses},
                         blends=state.engine.voices.blend_cache)

@@ -181,3 +181,32 @@ def test_sentence_prosody_needs_the_split_engine_on_one_session(engine, split_en
         StreamingSynthesizer(split_engine, [split_engine, split_engine], chunking_cfg=cc)
     with pytest.raises(chunking.ChunkingError, match="prosody"):
         chunking.validate(dataclasses.replace(cc, prosody="utterance"))
+
+
+@pytest.mark.model
+def test_the_endpoint_streams_sentence_prosody_with_every_word(cfg):
+    # what best.json ships when stage 05 picks sentence prosody, over real HTTP
+    import base64
+    import json
+
+    import httpx
+
+    from labkit.engine.words import timed_cache_dir
+    from labkit.measure.httpbench import ServerProcess
+
+    durations.ensure(assets.model_path(cfg), timed_cache_dir(cfg))
+    over = {"chunking.prosody": "sentence", "chunking.schedule": "adaptive",
+            "chunking.primer_max_words": 5}
+    sp.ensure_for(cfg.with_overrides(over))  # as `labkit serve` does for best.json's choice
+    with ServerProcess(cfg, overrides=[f"{k}={v}" for k, v in over.items()]) as server:
+        assert httpx.get(server.url + "/health").json()["engine"] == "CachingSplitEngine"
+        r = httpx.post(server.url + "/v1/audio/speech", timeout=300, json={
+            "model": "kokoro", "input": TEXT, "voice": "af_heart", "response_format": "pcm",
+            "stream_format": "sse", "timestamp_granularities": ["word"]})
+        assert r.status_code == 200, r.text
+        events = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: ")]
+        words = [e["word"] for e in events if e["type"] == "speech.word"]
+        assert words == [w.strip(",.") for w in TEXT.split()]
+        pcm = b"".join(base64.b64decode(e["audio"]) for e in events if e["type"] == "speech.audio.delta")
+        assert events[-1]["type"] == "speech.audio.done"
+        assert len(pcm) / 2 / 24000 == pytest.approx(events[-1]["audio_seconds"], abs=0.01)
