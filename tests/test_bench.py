@@ -371,3 +371,15 @@ def test_a_variant_no_listener_heard_cannot_be_chosen():
     assert by["chunking schedule=adaptive"]["failed_checks"] == [
         "not heard as a listener (idle and under load)"]
     assert s05.stage_choice(rows, seam, base, heard, SelectionConfig()) == s05.BASELINE
+
+
+def test_the_discontinuity_scale_is_read_where_audio_has_no_join():
+    t = np.arange(24000 * 3) / 24000
+    smooth = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    scale = seams.natural_discontinuity(smooth)
+    assert set(scale) == {"p50", "p90", "p99"} and scale["p50"] <= scale["p90"] <= scale["p99"]
+    assert scale["p99"] < 1.5  # a steady tone moves the same everywhere
+    clicky = smooth.copy()
+    clicky[::2400] += 0.8  # a click every 0.1 s: every 10 ms window next to one reads high
+    assert seams.natural_discontinuity(clicky)["p99"] > 3 * scale["p99"]
+    assert seams.natural_discontinuity(smooth[:12000]) == {}  # shorter than its edges

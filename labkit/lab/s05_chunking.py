@@ -366,6 +366,10 @@ def headline(result: dict[str, Any]) -> dict[str, Any]:
             if s.get("seam_excess_db") is not None:
                 out[f"seam excess {lab} (dB)"] = round(s["seam_excess_db"], 2)
             out[f"max join discontinuity {lab}"] = round(s["max_discontinuity_ratio"], 3)
+    natural = (result["seams"].get(BASELINE) or {}).get("natural_discontinuity")
+    if natural:  # the same measure where the unchunked audio has no join
+        out["join discontinuity of the unchunked audio (p50 / p90 / p99)"] = " / ".join(
+            str(natural[k]) for k in ("p50", "p90", "p99"))
     for art in result.get("article_rows") or ([result["article"]] if result.get("article") else []):
         where = "article" + (f" +{art['load_processes']} busy" if art.get("load_processes") else "")
         out.update({f"{where} underruns after first chunk": art["underruns_max"],

@@ -94,6 +94,21 @@ def seam_excess(rows: Sequence[dict[str, Any]]) -> float | None:
     return statistics.median(diffs) if diffs else None
 
 
+def natural_discontinuity(audio: np.ndarray, crossfade_ms: float = 10.0, points: int = 200,
+                          edge_s: float = 0.5) -> dict[str, float]:
+    """The scale for :func:`labkit.engine.joining.continuity`'s ratio: the same measure at
+    ``points`` evenly spaced places of audio that has no joins (the unchunked reference),
+    as its 50th, 90th and 99th percentiles. A join in quiet audio reads far below these, one
+    inside loud speech (a window of a sentence's frames) near them; a click far above."""
+    edge = int(edge_s * SAMPLE_RATE)
+    if len(audio) <= 2 * edge:
+        return {}
+    at = np.linspace(edge, len(audio) - edge, points).astype(int)
+    ratios = [c.ratio for c in joining.continuity(audio, [joining.Seam(int(p), "crossfade") for p in at],
+                                                  crossfade_ms=crossfade_ms)]
+    return {f"p{q}": round(float(np.percentile(ratios, q)), 3) for q in (50, 90, 99)}
+
+
 def seam_report(engine, chunking_cfg, text_: str, voice: str | None = None,
                 reference: np.ndarray | None = None) -> dict[str, Any]:
     """The cost at the seams of ``chunking_cfg`` on ``text_``: log-spectral distance to
@@ -126,6 +141,7 @@ def seam_report(engine, chunking_cfg, text_: str, voice: str | None = None,
         "seam_excess_unpaired_db": (statistics.median(seam_vals) - statistics.median(ctrl_vals))
         if seam_vals and ctrl_vals else None,
         "max_discontinuity_ratio": max((c.ratio for c in checks), default=0.0),
+        "natural_discontinuity": natural_discontinuity(reference, chunking_cfg.crossfade_ms),
         "rows": lsd_rows,
         "continuity": [asdict(c) for c in checks],
         "inserted_pauses_s": {k: [s.pause_s for s in seams if s.kind == "pause" and
