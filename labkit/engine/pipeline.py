@@ -351,10 +351,8 @@ class ChunkStream:
                     if self.schedule is not None:
                         result.playable_s = joining.playable_seconds(
                             audio, task.piece.boundary, self.joiner.cfg, *result.seamless)
-                    playable = result.playable_s
+                        self.schedule.synthesized(lane, task.piece.tokens, seconds, result.playable_s)
                     self._results[task.index] = result
-                    if self.schedule is not None:
-                        self.schedule.synthesized(lane, task.piece.tokens, seconds, playable)
                 else:
                     per["failures"] += 1
                     self.stats.failures.append((task.index, lane, f"{type(error).__name__}: {error}"))

@@ -100,20 +100,25 @@ def window(start: int, end: int, frames: int, context_frames: int, half_fade: in
 @dataclass
 class Windowed:
     """One piece vocoded from its context: the audio to play, the seconds it cost (part A
-    included for the piece that ran it), which edges continue a neighbour without a gap,
-    and its words (word, start, end) in samples of ``audio``."""
+    included for the piece that ran it), its window (which edges continue a neighbour
+    without a gap) and its words (word, start, end) in samples of ``audio``."""
 
     audio: np.ndarray
     seconds: float
-    seamless_start: bool
-    seamless_end: bool
+    window: Window
     words: list[tuple[str, int, int]] = field(default_factory=list)
-    window: Window | None = None
+
+    @property
+    def seamless_start(self) -> bool:
+        return self.window.seamless_start
+
+    @property
+    def seamless_end(self) -> bool:
+        return self.window.seamless_end
 
 
 @dataclass
 class _Context:
-    text: str
     prosody: Any
     offsets: list[int]
     spans: list[tuple[str, int, int]]
@@ -169,8 +174,8 @@ class SentenceWindows:
         words = [(w, int(ctx.starts[s + 1]) * spf - base, int(ctx.starts[e + 1]) * spf - base)
                  for (w, s, e), at in zip(ctx.spans, ctx.offsets)
                  if piece.start - c0 <= at < piece.end - c0]
-        return Windowed(audio[a:b], seconds, win.seamless_start, win.seamless_end,
-                        [(w, max(0, s), min(b - a, e)) for w, s, e in words], win)
+        return Windowed(audio[a:b], seconds, win,
+                        [(w, max(0, s), min(b - a, e)) for w, s, e in words])
 
     def _fallback(self, why: str) -> None:
         with self._lock:
@@ -212,4 +217,4 @@ class SentenceWindows:
         if offsets is None:
             self._fallback(f"context at {key[0]}: its words could not be placed in the text")
             return None
-        return _Context(text, prosody, offsets, spans, frame_starts(prosody.durations))
+        return _Context(prosody, offsets, spans, frame_starts(prosody.durations))
