@@ -146,27 +146,27 @@ def cmd_serve(args) -> int:
 
 
 def cmd_doctor(args) -> int:
-    from labkit import doctor
+    from labkit.host import doctor
 
     return doctor.main(_config(args), as_json=args.json)
 
 
 def cmd_service(args) -> int:
-    from labkit import service
+    from labkit.host import launchd
 
     cfg = _config(args)
     if args.dry_run:
-        text, commands = service.dry_run(args.action, cfg, args.config, args.set)
+        text, commands = launchd.dry_run(args.action, cfg, args.config, args.set)
         print(text, end="")
         for argv in commands:
             print(f"# would run: {shlex.join(argv)}", file=sys.stderr)
         return 0
     if args.action == "install":
-        result = service.install(cfg, args.config, args.set)
+        result = launchd.install(cfg, args.config, args.set)
     elif args.action == "uninstall":
-        result = service.uninstall()
+        result = launchd.uninstall()
     else:
-        result = service.status()
+        result = launchd.status()
     print(json.dumps(result, indent=2))
     return 0
 

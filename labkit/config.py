@@ -42,7 +42,7 @@ PLUGIN_EP_NAMES = ("webgpu", "mlx")
 TEXT_RULES = ("line_endings", "ansi", "control", "unicode", "zero_width", "markdown", "urls",
               "emails", "code", "emoji", "symbols", "non_latin", "dates", "times", "versions",
               "units", "numbers", "long_words", "punctuation", "paragraphs")
-#: session.intra_op_threads = "auto": from the machine (labkit.machine.thread_plan)
+#: session.intra_op_threads = "auto": from the machine (labkit.host.machine.thread_plan)
 AUTO_THREADS = "auto"
 
 
@@ -59,7 +59,7 @@ class SessionConfig:
     provider_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     graph_optimization_level: str = "all"
     #: a number, or "auto": Apple silicon's performance cores, else the physical cores
-    #: (labkit.machine.thread_plan, resolved where session options are built)
+    #: (labkit.host.machine.thread_plan, resolved where session options are built)
     intra_op_threads: int | str = AUTO_THREADS
     inter_op_threads: int = 1
     execution_mode: str = "sequential"

@@ -1,4 +1,4 @@
-"""labkit.preflight and labkit doctor, with the Mac's facts faked: every requirement has a
+"""labkit.host.preflight and labkit doctor, with the Mac's facts faked: every requirement has a
 case where it fails with its one sentence, and the JSON report carries the chosen threads."""
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from labkit import cli, doctor, machine, preflight
+from labkit import cli
+from labkit.host import doctor, machine, preflight
 from labkit.config import REPO_ROOT, LabConfig
 
 M1_MAX = machine.Facts("Darwin", "arm64", "14.5", "Apple M1 Max", 10, 10, 8, 2)
@@ -180,7 +181,7 @@ def test_preflight_runs_with_only_yaml_and_psutil():
     import subprocess
     import sys
 
-    probe = ("import sys, labkit.preflight; "
+    probe = ("import sys, labkit.host.preflight; "
              "print(' '.join(sorted({m.split('.')[0] for m in sys.modules} - set(sys.stdlib_module_names))))")
     out = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True,
                          timeout=60)

@@ -20,7 +20,7 @@ import onnxruntime as ort
 
 from labkit.config import ConfigError, SessionConfig
 from labkit.engine.provider_options import ort_option_values
-from labkit.machine import session_threads
+from labkit.host.machine import session_threads
 
 SAMPLE_RATE = 24_000
 SPEED_RANGE = (0.5, 2.0)

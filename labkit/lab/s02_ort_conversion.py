@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from labkit import machine
+from labkit.host import machine
 from labkit.config import LabConfig, SelectionConfig, SessionConfig
 from labkit.engine import assets, cache
 from labkit.engine.g2p import VOCAB, get_g2p, tokenize

@@ -1,8 +1,8 @@
 """``labkit doctor``: is this machine ready, and what will the lab use here?
 
 Platform and OS version against the onnxruntime wheels' minimum, Python, a compiler where a
-dependency builds from source (:mod:`labkit.preflight`), ONNX Runtime's version and providers,
-the thread count sessions use and why (:mod:`labkit.machine`), the audio player ``labkit say
+dependency builds from source (:mod:`labkit.host.preflight`), ONNX Runtime's version and providers,
+the thread count sessions use and why (:mod:`labkit.host.machine`), the audio player ``labkit say
 --server`` uses, the model and voices, and whether an endpoint answers on the configured port.
 A failed requirement is one sentence; any makes ``labkit doctor`` exit 1.
 """
@@ -15,11 +15,11 @@ from typing import Any
 
 import httpx
 
-from labkit import machine, preflight
+from labkit.host import machine, preflight
 from labkit.config import ConfigError, LabConfig
 from labkit.engine import assets
 from labkit.measure.client import player_choice
-from labkit.preflight import Check
+from labkit.host.preflight import Check
 
 COREML = "CoreMLExecutionProvider"
 

@@ -1,4 +1,4 @@
-"""labkit service: the launchd LaunchAgent, with launchctl and the platform faked."""
+"""labkit service (labkit.host.launchd): the launchd LaunchAgent, with launchctl and the platform faked."""
 from __future__ import annotations
 
 import os
@@ -7,7 +7,8 @@ import subprocess
 
 import pytest
 
-from labkit import cli, service
+from labkit import cli
+from labkit.host import launchd as service
 from labkit.config import REPO_ROOT, LabConfig
 
 

@@ -2,7 +2,7 @@
 Python it pins, and a compiler where a dependency has to be built (pesq has no macOS wheel:
 it builds with the Xcode Command Line Tools).
 
-``make setup`` runs ``python -m labkit.preflight`` on macOS before ``pip install`` (it needs
+``make setup`` runs ``python -m labkit.host.preflight`` on macOS before ``pip install`` (it needs
 only PyYAML and psutil), so a missing requirement is one clear sentence instead of a failed
 build an hour in. ``labkit doctor`` repeats these checks with the rest.
 """
@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labkit import machine
+from labkit.host import machine
 from labkit.config import REPO_ROOT
 
 #: the oldest macOS the pinned onnxruntime's wheels install on (1.31.1: macosx_14_0_arm64)
