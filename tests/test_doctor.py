@@ -189,3 +189,52 @@ def test_preflight_runs_with_only_yaml_and_psutil():
     loaded = set(out.stdout.split()) - {"labkit", "__main__"}
     third_party = {m for m in loaded if not m.startswith("_") and m != "cython_runtime"}
     assert third_party == {"psutil", "yaml"}
+
+
+# -- the interpreter's architecture (finding 3) ---------------------------------------------
+# Facts: `sysctl -n sysctl.proc_translated` prints 1 in a process Rosetta translates, 0 in a
+# native one, and fails (unknown oid) on an Intel Mac (Apple, "About the Rosetta translation
+# environment"); such a process's platform.machine() is x86_64. onnxruntime's macOS x86_64
+# wheels stop at 1.23.2 (pip download --platform macosx_14_0_x86_64 onnxruntime==1.31.1:
+# "No matching distribution", versions 1.15.0 ... 1.23.2).
+ROSETTA = machine.Facts("Darwin", "x86_64", "14.5", "Apple M1 Max", 10, 10, translated=True)
+INTEL = machine.Facts("Darwin", "x86_64", "14.5", "Intel(R) Core(TM) i9-9980HK", 16, 8)
+
+
+def test_a_rosetta_or_intel_python_is_refused_before_pip_fails():
+    rosetta = preflight.check_arch(ROSETTA)
+    assert not rosetta.ok and rosetta.required
+    assert "runs under Rosetta" in rosetta.problem and "no macOS x86_64 wheel (the last is 1.23.2)" in rosetta.problem
+    assert "make PYTHON=" in rosetta.problem and rosetta.problem.count(". ") == 0
+    intel = preflight.check_arch(INTEL)
+    assert not intel.ok and "Intel Mac" in intel.problem and "Apple-silicon Mac" in intel.problem
+    native = preflight.check_arch(machine.Facts("Darwin", "arm64", "14.5", "Apple M1 Max", 10, 10, 8, 2,
+                                                translated=False))
+    assert native.ok and "native" in native.found
+    assert [c.name for c in preflight.checks(ROSETTA) if not c.ok][:1] == ["arch"]
+
+
+def test_the_arch_check_is_skipped_off_the_mac():
+    c = preflight.check_arch(LINUX)
+    assert c.skipped and c.state == "skipped" and c.to_dict()["state"] == "skipped"
+
+
+def test_facts_read_rosetta_from_sysctl(monkeypatch):
+    answers = {"sysctl.proc_translated": "1", "machdep.cpu.brand_string": "Apple M1 Max"}
+    monkeypatch.setattr(machine.platform, "system", lambda: "Darwin")
+    monkeypatch.setattr(machine.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(machine.platform, "mac_ver", lambda: ("14.5", ("", "", ""), "x86_64"))
+    monkeypatch.setattr(machine, "sysctl", answers.get)
+    assert machine.facts().translated is True
+    answers["sysctl.proc_translated"] = "0"
+    assert machine.facts().translated is False
+    del answers["sysctl.proc_translated"]  # an Intel Mac has no such key
+    assert machine.facts().translated is None
+
+
+def test_preflight_main_refuses_a_rosetta_python(monkeypatch, capsys):
+    monkeypatch.setattr(machine, "current", lambda: ROSETTA)
+    monkeypatch.setattr(preflight, "xcode_clt", lambda: "/Library/Developer/CommandLineTools")
+    assert preflight.main() == 1
+    out = capsys.readouterr()
+    assert "arch       FAILED" in out.out and "runs under Rosetta" in out.err

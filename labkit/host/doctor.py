@@ -133,8 +133,7 @@ def format_report(rep: dict) -> str:
     p = rep["platform"]
     lines = [f"platform    {p['system']} {p['machine']} {p['os_version']}, {p['cores']}"]
     for c in rep["checks"]:
-        state = "ok" if c["ok"] else ("FAILED" if c["required"] else "-")
-        lines.append(f"{c['name']:<11} {state:<7} {c['found']}")
+        lines.append(f"{c['name']:<11} {c['state']:<7} {c['found']}")
     if rep["problems"]:
         lines.append("")
         lines.extend(rep["problems"])
