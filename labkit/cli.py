@@ -5,7 +5,7 @@
     labkit verify AUDIO.wav WORDS.json [--margin-db 15]
     labkit phonemize [TEXT | -]
     labkit journal -f experiments/default.yaml [--only STAGE] [--resume RUN_ID]
-    labkit serve [--host ADDRESS] [--port N]
+    labkit serve [--host ADDRESS] [--port N] [--as-login-agent]
     labkit bench
     labkit doctor [--json]
     labkit service install|uninstall|status [--dry-run]
@@ -137,9 +137,24 @@ def serve_config(args) -> LabConfig:
 def cmd_serve(args) -> int:
     from serve import serve
 
+    from labkit.host import launchd, ports
     from labkit.optimize import split as splitting
 
     cfg = serve_config(args)
+    if args.as_login_agent:
+        for name in launchd.rotate_logs():
+            print(f"labkit serve: {name} passed {launchd.LOG_CAP_BYTES >> 20} MB: "
+                  f"the older lines are in {name}.1", file=sys.stderr)
+    # before the model loads: a taken port is one sentence in a second, not a failed start
+    taken = ports.holder(cfg.serve.host, cfg.serve.port)
+    if taken:
+        print(f"labkit serve: port {cfg.serve.port} on {cfg.serve.host} is held by "
+              f"{taken.describe()}: stop it, or choose another port with --port N", file=sys.stderr)
+        if args.as_login_agent:  # exit 0: launchd restarts the agent only after a failure
+            print("labkit serve: the login agent stays stopped (launchd does not restart a "
+                  "clean exit); run labkit service install once the port is free", file=sys.stderr)
+            return 0
+        return 2
     splitting.ensure_for(cfg)  # the parts best.json's choice runs on, built when missing
     serve(cfg)
     return 0
@@ -248,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv = sub.add_parser("serve", parents=[common], help="run the OpenAI-compatible endpoint")
     sv.add_argument("--host", help="listen on this address (default: serve.host, 127.0.0.1)")
     sv.add_argument("--port", type=_port, help="listen on this port (default: serve.port, 8880)")
+    sv.add_argument("--as-login-agent", action="store_true",
+                    help="started by the login agent (labkit service): rotate its logs past "
+                         "5 MB, and exit 0 (launchd then does not restart it) when the port is taken")
     sv.set_defaults(fn=cmd_serve)
 
     d = sub.add_parser("doctor", parents=[common],
