@@ -238,3 +238,109 @@ def test_preflight_main_refuses_a_rosetta_python(monkeypatch, capsys):
     assert preflight.main() == 1
     out = capsys.readouterr()
     assert "arch       FAILED" in out.out and "runs under Rosetta" in out.err
+
+
+# -- the Mac-facing checks: clone, port, login service, Raycast's permission -----------------
+def test_doctor_json_has_the_mac_checks_skipped_off_the_mac(monkeypatch, capsys, tmp_path):
+    """The issue's Done-when: labkit doctor --json here lists them as skipped."""
+    monkeypatch.setattr(machine, "current", lambda: LINUX)
+    cli.main(["doctor", "--json", "-s", f"assets_dir={tmp_path}", "-s", "serve.port=9"])
+    checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    assert {"arch", "clone", "port", "service", "raycast"} <= set(checks)
+    assert [n for n in ("arch", "clone", "service", "raycast") if checks[n]["state"] == "skipped"] == [
+        "arch", "clone", "service", "raycast"]
+    assert checks["port"]["state"] == "ok"  # ports exist everywhere: checked here too
+
+
+def test_a_clone_in_documents_is_a_warning_with_its_fix(tmp_path):
+    """Finding 4: a launchd-started process may not read ~/Documents, ~/Desktop or
+    ~/Downloads without the user's grant (macOS privacy protection, TCC)."""
+    (tmp_path / "Documents").mkdir()
+    clone = tmp_path / "Documents" / "kokoro-lab"
+    c = doctor.check_clone(M1_MAX, root=clone, home=tmp_path)
+    assert not c.ok and not c.required and c.state == "warn"
+    assert "in ~/Documents, which macOS does not let the login service read" in c.problem
+    assert c.problem.count(". ") == 0
+    assert doctor.check_clone(M1_MAX, root=tmp_path / "src" / "kokoro-lab", home=tmp_path).ok
+    assert doctor.check_clone(LINUX, root=clone, home=tmp_path).skipped
+
+
+@pytest.fixture
+def listener():
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    yield s.getsockname()[1]
+    s.close()
+
+
+def test_a_port_held_by_something_else_fails_and_names_it(listener):
+    c = doctor.check_port(LabConfig().with_overrides({"serve.port": listener}), timeout=0.5)
+    assert not c.ok and c.required
+    assert f"Port {listener} is held by pid" in c.problem and "not the Kokoro endpoint" in c.problem
+
+
+def test_a_port_held_by_the_endpoint_is_fine():
+    class Ours(Health):
+        def do_GET(self):  # noqa: N802
+            self.send_response(503)
+            self.send_header("X-Kokoro-Variant", "int8")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Ours)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        c = doctor.check_port(LabConfig().with_overrides({"serve.port": server.server_port}))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert c.ok and "held by the Kokoro endpoint" in c.found
+
+
+def launchctl_print(code, text=""):
+    import subprocess
+
+    return lambda argv, **kw: subprocess.CompletedProcess(argv, code, text, "")
+
+
+def test_the_login_service_state_and_last_exit_status(tmp_path):
+    """launchctl print's fields (state, pid, runs, last exit code) as tests/test_launchd.py
+    documents them."""
+    gone = doctor.check_service(M1_MAX, tmp_path, launchctl_print(113))
+    assert gone.ok and "not installed" in gone.found
+    crashed = doctor.check_service(M1_MAX, tmp_path, launchctl_print(
+        0, "\tstate = not running\n\truns = 14\n\tlast exit code = 1\n"))
+    assert crashed.state == "warn" and "last exited with status 1" in crashed.problem
+    assert "labkit service status" in crashed.problem
+    running = doctor.check_service(M1_MAX, tmp_path, launchctl_print(
+        0, "\tstate = running\n\truns = 1\n\tpid = 4242\n\tlast exit code = (never exited)\n"))
+    assert running.ok and running.found == "running, pid 4242, last exit code (never exited)"
+    assert running.data["pid"] == 4242
+    assert doctor.check_service(LINUX).skipped
+
+
+def test_raycasts_accessibility_permission_where_it_can_be_read(tmp_path):
+    """TCC's database: table access (service, client, client_type, auth_value, ...),
+    auth_value 2 allowed, 0 denied; readable only with Full Disk Access."""
+    import sqlite3
+
+    app = tmp_path / "Raycast.app"
+    app.mkdir()
+    db = tmp_path / "TCC.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE access (service TEXT NOT NULL, client TEXT NOT NULL, "
+                "client_type INTEGER NOT NULL, auth_value INTEGER NOT NULL)")
+    con.execute("INSERT INTO access VALUES ('kTCCServiceAccessibility', 'com.raycast.macos', 0, 0)")
+    con.commit()
+    denied = doctor.check_accessibility(M1_MAX, app, db)
+    assert denied.state == "warn" and "Privacy & Security > Accessibility" in denied.problem
+    con.execute("UPDATE access SET auth_value = 2")
+    con.commit()
+    con.close()
+    assert doctor.check_accessibility(M1_MAX, app, db).ok
+    unreadable = doctor.check_accessibility(M1_MAX, app, tmp_path / "no" / "TCC.db")
+    assert unreadable.skipped and "Full Disk Access" in unreadable.skipped
+    assert doctor.check_accessibility(M1_MAX, tmp_path / "nowhere.app", db).skipped

@@ -49,7 +49,7 @@ class Check:
 
     @classmethod
     def skip(cls, name: str, reason: str) -> "Check":
-        return cls(name, True, f"skipped: {reason}", required=False, skipped=reason)
+        return cls(name, True, reason, required=False, skipped=reason)
 
     @property
     def state(self) -> str:
