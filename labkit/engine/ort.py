@@ -37,6 +37,25 @@ _OPT_LEVELS = {
 }
 
 
+#: session settings ONNX Runtime honours only on x86, and why: elsewhere setting one changes
+#: nothing, and timing it measures noise
+X86_ONLY_SETTINGS = {
+    "denormal_as_zero": "ONNX Runtime sets flush-to-zero and denormals-are-zero only through "
+                        "x86's SSE control register (SetDenormalAsZero in "
+                        "onnxruntime/core/common/denormal.cc); on ARM64 it returns without "
+                        "doing anything (in the 1.31.1 macOS arm64 wheel it is `mov w0, #0; ret`)",
+}
+X86_MACHINES = ("x86_64", "amd64", "i386", "i686", "x86")
+
+
+def ineffective_settings(names: Iterable[str], arch: str) -> dict[str, str]:
+    """Which of the SessionConfig fields ``names`` do nothing on a ``platform.machine()`` of
+    ``arch``, each with the reason."""
+    if arch.lower() in X86_MACHINES:
+        return {}
+    return {n: X86_ONLY_SETTINGS[n] for n in names if n in X86_ONLY_SETTINGS}
+
+
 def session_options(s: SessionConfig, optimized_model_path: str | None = None) -> ort.SessionOptions:
     """SessionOptions from the session section of LabConfig (validated first)."""
     s.validate()
