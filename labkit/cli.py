@@ -175,6 +175,9 @@ def cmd_service(args) -> int:
         print(text, end="")
         for argv in commands:
             print(f"# would run: {shlex.join(argv)}", file=sys.stderr)
+        if args.action == "install":
+            print("# (bootout only when the agent is loaded, then launchctl print until launchd "
+                  "has released it; bootstrap retried while launchd answers 5 or 37)", file=sys.stderr)
         return 0
     if args.action == "install":
         result = launchd.install(cfg, args.config, args.set)

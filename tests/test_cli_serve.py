@@ -1,6 +1,5 @@
 """``labkit serve --host/--port``: flags win over settings, settings still work."""
 import os
-import socket
 
 import pytest
 
@@ -37,16 +36,6 @@ def test_serve_runs_with_the_flagged_port(monkeypatch):
     monkeypatch.setattr(serve, "serve", lambda cfg: seen.setdefault("port", cfg.serve.port))
     assert cli.main(["serve", "--port", "8999"]) == 0
     assert seen == {"port": 8999}
-
-
-@pytest.fixture
-def listener():
-    """Something else on the port (a hand-started server): this test process listening."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    s.listen()
-    yield s.getsockname()[1]
-    s.close()
 
 
 def test_a_taken_port_fails_before_the_model_loads(monkeypatch, capsys, listener):

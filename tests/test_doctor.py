@@ -265,17 +265,6 @@ def test_a_clone_in_documents_is_a_warning_with_its_fix(tmp_path):
     assert doctor.check_clone(LINUX, root=clone, home=tmp_path).skipped
 
 
-@pytest.fixture
-def listener():
-    import socket
-
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    s.listen()
-    yield s.getsockname()[1]
-    s.close()
-
-
 def test_a_port_held_by_something_else_fails_and_names_it(listener):
     c = doctor.check_port(LabConfig().with_overrides({"serve.port": listener}), timeout=0.5)
     assert not c.ok and c.required

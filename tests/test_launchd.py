@@ -241,16 +241,6 @@ def test_a_refusal_that_is_not_launchd_being_busy_is_not_retried(cfg, tmp_path):
 
 
 # -- finding 5: a port held by something else ----------------------------------------------
-@pytest.fixture
-def listener():
-    """Something else listening (a hand-started server): this test process."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    s.listen()
-    yield s.getsockname()[1]
-    s.close()
-
-
 def test_install_refuses_a_port_held_by_something_else_and_names_it(listener, tmp_path):
     cfg = LabConfig().with_overrides({"serve.port": listener})
     with pytest.raises(service.ServiceError) as exc:
