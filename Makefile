@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 ifeq ($(UNAME),Darwin)
 	@# labkit doctor's install-time checks first (macOS version, Python, Xcode tools for pesq)
 	$(BIN)/python -m pip install --quiet pyyaml psutil
-	$(BIN)/python -m labkit.preflight
+	$(BIN)/python -m labkit.host.preflight
 endif
 	$(BIN)/python -m pip install --quiet -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (kokoro-lab)" >/dev/null

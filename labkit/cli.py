@@ -5,7 +5,7 @@
     labkit verify AUDIO.wav WORDS.json [--margin-db 15]
     labkit phonemize [TEXT | -]
     labkit journal -f experiments/default.yaml [--only STAGE] [--resume RUN_ID]
-    labkit serve [--host ADDRESS] [--port N]
+    labkit serve [--host ADDRESS] [--port N] [--as-login-agent]
     labkit bench
     labkit doctor [--json]
     labkit service install|uninstall|status [--dry-run]
@@ -137,36 +137,54 @@ def serve_config(args) -> LabConfig:
 def cmd_serve(args) -> int:
     from serve import serve
 
+    from labkit.host import launchd, ports
     from labkit.optimize import split as splitting
 
     cfg = serve_config(args)
+    if args.as_login_agent:
+        for name in launchd.rotate_logs():
+            print(f"labkit serve: {name} passed {launchd.LOG_CAP_BYTES >> 20} MB: "
+                  f"the older lines are in {name}.1", file=sys.stderr)
+    # before the model loads: a taken port is one sentence in a second, not a failed start
+    taken = ports.holder(cfg.serve.host, cfg.serve.port)
+    if taken:
+        print(f"labkit serve: port {cfg.serve.port} on {cfg.serve.host} is held by "
+              f"{taken.describe()}: stop it, or choose another port with --port N", file=sys.stderr)
+        if args.as_login_agent:  # exit 0: launchd restarts the agent only after a failure
+            print("labkit serve: the login agent stays stopped (launchd does not restart a "
+                  "clean exit); run labkit service install once the port is free", file=sys.stderr)
+            return 0
+        return 2
     splitting.ensure_for(cfg)  # the parts best.json's choice runs on, built when missing
     serve(cfg)
     return 0
 
 
 def cmd_doctor(args) -> int:
-    from labkit import doctor
+    from labkit.host import doctor
 
     return doctor.main(_config(args), as_json=args.json)
 
 
 def cmd_service(args) -> int:
-    from labkit import service
+    from labkit.host import launchd
 
     cfg = _config(args)
     if args.dry_run:
-        text, commands = service.dry_run(args.action, cfg, args.config, args.set)
+        text, commands = launchd.dry_run(args.action, cfg, args.config, args.set)
         print(text, end="")
         for argv in commands:
             print(f"# would run: {shlex.join(argv)}", file=sys.stderr)
+        if args.action == "install":
+            print("# (bootout only when the agent is loaded, then launchctl print until launchd "
+                  "has released it; bootstrap retried while launchd answers 5 or 37)", file=sys.stderr)
         return 0
     if args.action == "install":
-        result = service.install(cfg, args.config, args.set)
+        result = launchd.install(cfg, args.config, args.set)
     elif args.action == "uninstall":
-        result = service.uninstall()
+        result = launchd.uninstall()
     else:
-        result = service.status()
+        result = launchd.status()
     print(json.dumps(result, indent=2))
     return 0
 
@@ -248,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv = sub.add_parser("serve", parents=[common], help="run the OpenAI-compatible endpoint")
     sv.add_argument("--host", help="listen on this address (default: serve.host, 127.0.0.1)")
     sv.add_argument("--port", type=_port, help="listen on this port (default: serve.port, 8880)")
+    sv.add_argument("--as-login-agent", action="store_true",
+                    help="started by the login agent (labkit service): rotate its logs past "
+                         "5 MB, and exit 0 (launchd then does not restart it) when the port is taken")
     sv.set_defaults(fn=cmd_serve)
 
     d = sub.add_parser("doctor", parents=[common],

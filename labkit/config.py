@@ -2,7 +2,8 @@
 
 Every setting the lab, the notebooks and the endpoint use lives here, in sections.
 It loads from YAML plus dotted overrides (``session.intra_op_threads=1``), and the
-environment is read in exactly one place: :func:`LabConfig.load` (see ``ENV_VARS``).
+environment is read in exactly one place: :func:`env_settings` (see ``ENV_VARS``), for
+:meth:`LabConfig.load` and for the login agent that carries it to the endpoint.
 Every stage record embeds ``cfg.to_dict()``, so a number always comes with the
 settings that produced it.
 """
@@ -32,6 +33,18 @@ ENV_VARS: dict[str, str] = {
     "KOKORO_LAB_API_KEY": "serve.api_key",
 }
 
+#: settings among ENV_VARS' that are paths (made absolute where another process reads them)
+PATH_SETTINGS = ("assets_dir", "model_path", "voices_path", "artifacts_dir")
+
+
+def env_settings(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The ``ENV_VARS`` set (non-empty) in ``env``, default this process's environment: the
+    one place the project reads its environment (:meth:`LabConfig.load` and what must
+    carry it elsewhere, the login agent's ``EnvironmentVariables``)."""
+    env = os.environ if env is None else env
+    return {var: env[var] for var in ENV_VARS if env.get(var)}
+
+
 OPT_LEVELS = ("disable", "basic", "extended", "layout", "all")
 EXECUTION_MODES = ("sequential", "parallel")
 #: labkit.engine.rewrites.REWRITES, by name (checked there too)
@@ -42,7 +55,7 @@ PLUGIN_EP_NAMES = ("webgpu", "mlx")
 TEXT_RULES = ("line_endings", "ansi", "control", "unicode", "zero_width", "markdown", "urls",
               "emails", "code", "emoji", "symbols", "non_latin", "dates", "times", "versions",
               "units", "numbers", "long_words", "punctuation", "paragraphs")
-#: session.intra_op_threads = "auto": from the machine (labkit.machine.thread_plan)
+#: session.intra_op_threads = "auto": from the machine (labkit.host.machine.thread_plan)
 AUTO_THREADS = "auto"
 
 
@@ -59,7 +72,7 @@ class SessionConfig:
     provider_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     graph_optimization_level: str = "all"
     #: a number, or "auto": Apple silicon's performance cores, else the physical cores
-    #: (labkit.machine.thread_plan, resolved where session options are built)
+    #: (labkit.host.machine.thread_plan, resolved where session options are built)
     intra_op_threads: int | str = AUTO_THREADS
     inter_op_threads: int = 1
     execution_mode: str = "sequential"
@@ -393,15 +406,11 @@ class LabConfig:
         env: Mapping[str, str] | None = None,
     ) -> "LabConfig":
         """Defaults < YAML file (argument or $KOKORO_LAB_CONFIG) < environment < overrides."""
-        env = os.environ if env is None else env
-        path = path or env.get("KOKORO_LAB_CONFIG")
+        given = env_settings(env)
+        path = path or given.get("KOKORO_LAB_CONFIG")
         cfg = cls.from_yaml(path) if path else cls()
-        env_overrides = {
-            key: env[var]
-            for var, key in ENV_VARS.items()
-            if var != "KOKORO_LAB_CONFIG" and env.get(var)
-        }
-        cfg = cfg.with_overrides(env_overrides)
+        cfg = cfg.with_overrides({ENV_VARS[var]: value for var, value in given.items()
+                                  if var != "KOKORO_LAB_CONFIG"})
         if overrides:
             cfg = cfg.with_overrides(overrides)
         return cfg
@@ -433,6 +442,15 @@ class LabConfig:
     # -- output -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def get(self, key: str) -> Any:
+        """The value of a dotted setting (``serve.api_key``); unknown keys are a ConfigError."""
+        node: Any = self.to_dict()
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise ConfigError(f"unknown setting {key!r}")
+            node = node[part]
+        return node
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)

@@ -31,10 +31,22 @@ def atomic_path(dest: str | os.PathLike, suffix: str | None = None) -> Iterator[
         tmp_path.unlink(missing_ok=True)
 
 
-def write_bytes(dest: str | os.PathLike, data: bytes) -> Path:
+def write_bytes(dest: str | os.PathLike, data: bytes, mode: int | None = None) -> Path:
+    """``data`` into ``dest`` atomically; with ``mode`` (0o600 for a file holding a secret)
+    the file has that mode before it appears under its name."""
     with atomic_path(dest) as tmp:
         tmp.write_bytes(data)
+        if mode is not None:
+            os.chmod(tmp, mode)
     return Path(dest)
+
+
+def rotate(path: str | os.PathLike, suffix: str = ".1") -> Path:
+    """Rename ``path`` to ``path + suffix``, replacing an older one (a log's generation)."""
+    path = Path(path)
+    old = path.with_name(path.name + suffix)
+    os.replace(path, old)
+    return old
 
 
 def write_text(dest: str | os.PathLike, text: str) -> Path:

@@ -29,7 +29,7 @@ import yaml
 def symbols() -> frozenset[str]:
     """Kokoro's phoneme vocabulary (kokoro-onnx's table)."""
     # heavy: importing kokoro_onnx loads onnxruntime and numpy, and labkit.config (which
-    # validates a lexicon) must load with PyYAML alone (labkit.preflight runs before install)
+    # validates a lexicon) must load with PyYAML alone (labkit.host.preflight runs before install)
     from kokoro_onnx.config import DEFAULT_VOCAB
 
     return frozenset(DEFAULT_VOCAB)

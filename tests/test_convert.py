@@ -10,10 +10,11 @@ from onnx import TensorProto, helper, numpy_helper
 
 from labkit.engine import assets, cache
 from labkit.lab import s02_ort_conversion as s02
+from labkit.lab.batch import Batch
 from labkit.measure.compare import run_json
 from labkit.engine import ort as ort_kokoro
 from labkit.optimize import convert
-from labkit.config import ConfigError, SessionConfig
+from labkit.config import REPO_ROOT, ConfigError, SessionConfig
 from labkit.engine.ort import providers_for, session_options
 
 
@@ -161,7 +162,7 @@ def test_missed_targets_are_explained_from_the_record():
 def test_screen_takes_only_changes_whose_interval_clears_one():
     base = SessionConfig()
     cands = s02.screen_candidates(base, toggles=["denormal_as_zero", "enable_mem_pattern"],
-                                  rewrites=["pow2_mul"])
+                                  rewrites=["pow2_mul"], arch="x86_64")
     assert [c.label for c in cands][0] == "default" and cands[0].session == base
     rows = {"default": {"ci95": [0.97, 1.03], "drift_vs_default_db": 0.0},
             # a high median whose interval still touches 1.0 (a noisy screen): not taken
@@ -192,3 +193,29 @@ def test_candidates_mark_the_default_as_baseline_and_judge_the_worst_length():
     assert best["overrides"] == {"session.enable_mem_pattern": False}
     assert best["ci95"] == [0.99, 1.08] and best["ratio"] == 1.05  # the least favourable length
     assert best["lsd_db"] == 0.2
+
+
+def test_denormal_as_zero_is_refused_where_it_does_nothing():
+    """Finding 9: ONNX Runtime's SetDenormalAsZero only touches x86's SSE register
+    (onnxruntime/core/common/denormal.cc: the body is under #ifdef DENORMAL_INTRINC, defined
+    for x86 only); disassembled from libonnxruntime.1.31.1.dylib in the macOS arm64 wheel
+    (llvm-objdump --macho -d), __ZN11onnxruntime17SetDenormalAsZeroEb is `mov w0, #0; ret`.
+    Screening it on the M1 Max times noise."""
+    with pytest.raises(ConfigError, match="toggle denormal_as_zero does nothing on arm64"):
+        s02.screen_candidates(SessionConfig(), toggles=["enable_mem_pattern", "denormal_as_zero"],
+                              arch="arm64")
+    labels = [c.label for c in s02.screen_candidates(SessionConfig(), toggles=["denormal_as_zero"],
+                                                     arch="x86_64")]
+    assert labels[:2] == ["default", "denormal_as_zero=True"]
+    # the notebook's x86 default run on the Mac: left out of the screen, and the record says why
+    kept, flagged = s02.screened_toggles(["enable_mem_pattern", "denormal_as_zero"], "arm64")
+    assert kept == ["enable_mem_pattern"]
+    assert flagged["denormal_as_zero"].startswith("does nothing on arm64: ONNX Runtime sets")
+    assert s02.screened_toggles(["denormal_as_zero"], "x86_64") == (["denormal_as_zero"], {})
+
+
+def test_the_mac_batch_screens_only_what_acts_on_arm64():
+    stage = next(s for s in Batch.load(REPO_ROOT / "experiments" / "m1max.yaml").stages
+                 if s.name == "02_ort_conversion")
+    toggles = stage.parameters.get("toggles", [])
+    assert s02.screen_candidates(SessionConfig(), toggles=toggles, arch="arm64")

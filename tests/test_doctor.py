@@ -1,4 +1,4 @@
-"""labkit.preflight and labkit doctor, with the Mac's facts faked: every requirement has a
+"""labkit.host.preflight and labkit doctor, with the Mac's facts faked: every requirement has a
 case where it fails with its one sentence, and the JSON report carries the chosen threads."""
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from labkit import cli, doctor, machine, preflight
+from labkit import cli
+from labkit.host import doctor, machine, preflight
 from labkit.config import REPO_ROOT, LabConfig
 
 M1_MAX = machine.Facts("Darwin", "arm64", "14.5", "Apple M1 Max", 10, 10, 8, 2)
@@ -180,7 +181,7 @@ def test_preflight_runs_with_only_yaml_and_psutil():
     import subprocess
     import sys
 
-    probe = ("import sys, labkit.preflight; "
+    probe = ("import sys, labkit.host.preflight; "
              "print(' '.join(sorted({m.split('.')[0] for m in sys.modules} - set(sys.stdlib_module_names))))")
     out = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True,
                          timeout=60)
@@ -188,3 +189,147 @@ def test_preflight_runs_with_only_yaml_and_psutil():
     loaded = set(out.stdout.split()) - {"labkit", "__main__"}
     third_party = {m for m in loaded if not m.startswith("_") and m != "cython_runtime"}
     assert third_party == {"psutil", "yaml"}
+
+
+# -- the interpreter's architecture (finding 3) ---------------------------------------------
+# Facts: `sysctl -n sysctl.proc_translated` prints 1 in a process Rosetta translates, 0 in a
+# native one, and fails (unknown oid) on an Intel Mac (Apple, "About the Rosetta translation
+# environment"); such a process's platform.machine() is x86_64. onnxruntime's macOS x86_64
+# wheels stop at 1.23.2 (pip download --platform macosx_14_0_x86_64 onnxruntime==1.31.1:
+# "No matching distribution", versions 1.15.0 ... 1.23.2).
+ROSETTA = machine.Facts("Darwin", "x86_64", "14.5", "Apple M1 Max", 10, 10, translated=True)
+INTEL = machine.Facts("Darwin", "x86_64", "14.5", "Intel(R) Core(TM) i9-9980HK", 16, 8)
+
+
+def test_a_rosetta_or_intel_python_is_refused_before_pip_fails():
+    rosetta = preflight.check_arch(ROSETTA)
+    assert not rosetta.ok and rosetta.required
+    assert "runs under Rosetta" in rosetta.problem and "no macOS x86_64 wheel (the last is 1.23.2)" in rosetta.problem
+    assert "make PYTHON=" in rosetta.problem and rosetta.problem.count(". ") == 0
+    intel = preflight.check_arch(INTEL)
+    assert not intel.ok and "Intel Mac" in intel.problem and "Apple-silicon Mac" in intel.problem
+    native = preflight.check_arch(machine.Facts("Darwin", "arm64", "14.5", "Apple M1 Max", 10, 10, 8, 2,
+                                                translated=False))
+    assert native.ok and "native" in native.found
+    assert [c.name for c in preflight.checks(ROSETTA) if not c.ok][:1] == ["arch"]
+
+
+def test_the_arch_check_is_skipped_off_the_mac():
+    c = preflight.check_arch(LINUX)
+    assert c.skipped and c.state == "skipped" and c.to_dict()["state"] == "skipped"
+
+
+def test_facts_read_rosetta_from_sysctl(monkeypatch):
+    answers = {"sysctl.proc_translated": "1", "machdep.cpu.brand_string": "Apple M1 Max"}
+    monkeypatch.setattr(machine.platform, "system", lambda: "Darwin")
+    monkeypatch.setattr(machine.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(machine.platform, "mac_ver", lambda: ("14.5", ("", "", ""), "x86_64"))
+    monkeypatch.setattr(machine, "sysctl", answers.get)
+    assert machine.facts().translated is True
+    answers["sysctl.proc_translated"] = "0"
+    assert machine.facts().translated is False
+    del answers["sysctl.proc_translated"]  # an Intel Mac has no such key
+    assert machine.facts().translated is None
+
+
+def test_preflight_main_refuses_a_rosetta_python(monkeypatch, capsys):
+    monkeypatch.setattr(machine, "current", lambda: ROSETTA)
+    monkeypatch.setattr(preflight, "xcode_clt", lambda: "/Library/Developer/CommandLineTools")
+    assert preflight.main() == 1
+    out = capsys.readouterr()
+    assert "arch       FAILED" in out.out and "runs under Rosetta" in out.err
+
+
+# -- the Mac-facing checks: clone, port, login service, Raycast's permission -----------------
+def test_doctor_json_has_the_mac_checks_skipped_off_the_mac(monkeypatch, capsys, tmp_path):
+    """The issue's Done-when: labkit doctor --json here lists them as skipped."""
+    monkeypatch.setattr(machine, "current", lambda: LINUX)
+    cli.main(["doctor", "--json", "-s", f"assets_dir={tmp_path}", "-s", "serve.port=9"])
+    checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    assert {"arch", "clone", "port", "service", "raycast"} <= set(checks)
+    assert [n for n in ("arch", "clone", "service", "raycast") if checks[n]["state"] == "skipped"] == [
+        "arch", "clone", "service", "raycast"]
+    assert checks["port"]["state"] == "ok"  # ports exist everywhere: checked here too
+
+
+def test_a_clone_in_documents_is_a_warning_with_its_fix(tmp_path):
+    """Finding 4: a launchd-started process may not read ~/Documents, ~/Desktop or
+    ~/Downloads without the user's grant (macOS privacy protection, TCC)."""
+    (tmp_path / "Documents").mkdir()
+    clone = tmp_path / "Documents" / "kokoro-lab"
+    c = doctor.check_clone(M1_MAX, root=clone, home=tmp_path)
+    assert not c.ok and not c.required and c.state == "warn"
+    assert "in ~/Documents, which macOS does not let the login service read" in c.problem
+    assert c.problem.count(". ") == 0
+    assert doctor.check_clone(M1_MAX, root=tmp_path / "src" / "kokoro-lab", home=tmp_path).ok
+    assert doctor.check_clone(LINUX, root=clone, home=tmp_path).skipped
+
+
+def test_a_port_held_by_something_else_fails_and_names_it(listener):
+    c = doctor.check_port(LabConfig().with_overrides({"serve.port": listener}), timeout=0.5)
+    assert not c.ok and c.required
+    assert f"Port {listener} is held by pid" in c.problem and "not the Kokoro endpoint" in c.problem
+
+
+def test_a_port_held_by_the_endpoint_is_fine():
+    class Ours(Health):
+        def do_GET(self):  # noqa: N802
+            self.send_response(503)
+            self.send_header("X-Kokoro-Variant", "int8")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Ours)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        c = doctor.check_port(LabConfig().with_overrides({"serve.port": server.server_port}))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert c.ok and "held by the Kokoro endpoint" in c.found
+
+
+def launchctl_print(code, text=""):
+    import subprocess
+
+    return lambda argv, **kw: subprocess.CompletedProcess(argv, code, text, "")
+
+
+def test_the_login_service_state_and_last_exit_status(tmp_path):
+    """launchctl print's fields (state, pid, runs, last exit code) as tests/test_launchd.py
+    documents them."""
+    gone = doctor.check_service(M1_MAX, tmp_path, launchctl_print(113))
+    assert gone.ok and "not installed" in gone.found
+    crashed = doctor.check_service(M1_MAX, tmp_path, launchctl_print(
+        0, "\tstate = not running\n\truns = 14\n\tlast exit code = 1\n"))
+    assert crashed.state == "warn" and "last exited with status 1" in crashed.problem
+    assert "labkit service status" in crashed.problem
+    running = doctor.check_service(M1_MAX, tmp_path, launchctl_print(
+        0, "\tstate = running\n\truns = 1\n\tpid = 4242\n\tlast exit code = (never exited)\n"))
+    assert running.ok and running.found == "running, pid 4242, last exit code (never exited)"
+    assert running.data["pid"] == 4242
+    assert doctor.check_service(LINUX).skipped
+
+
+def test_raycasts_accessibility_permission_where_it_can_be_read(tmp_path):
+    """TCC's database: table access (service, client, client_type, auth_value, ...),
+    auth_value 2 allowed, 0 denied; readable only with Full Disk Access."""
+    import sqlite3
+
+    app = tmp_path / "Raycast.app"
+    app.mkdir()
+    db = tmp_path / "TCC.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE access (service TEXT NOT NULL, client TEXT NOT NULL, "
+                "client_type INTEGER NOT NULL, auth_value INTEGER NOT NULL)")
+    con.execute("INSERT INTO access VALUES ('kTCCServiceAccessibility', 'com.raycast.macos', 0, 0)")
+    con.commit()
+    denied = doctor.check_accessibility(M1_MAX, app, db)
+    assert denied.state == "warn" and "Privacy & Security > Accessibility" in denied.problem
+    con.execute("UPDATE access SET auth_value = 2")
+    con.commit()
+    con.close()
+    assert doctor.check_accessibility(M1_MAX, app, db).ok
+    unreadable = doctor.check_accessibility(M1_MAX, app, tmp_path / "no" / "TCC.db")
+    assert unreadable.skipped and "Full Disk Access" in unreadable.skipped
+    assert doctor.check_accessibility(M1_MAX, tmp_path / "nowhere.app", db).skipped

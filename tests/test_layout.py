@@ -14,10 +14,13 @@ PACKAGES = ("labkit", "serve")
 #: layer of each module prefix; a module may import its own layer or lower ones
 #: (measure and optimize are siblings: neither imports the other)
 LAYERS = {"labkit.engine": 1, "labkit.measure": 2, "labkit.optimize": 2, "labkit.lab": 3,
-          "labkit.cli": 4, "labkit.doctor": 4, "serve": 4}
+          "labkit.cli": 4, "labkit.host": 4, "serve": 4,
+          # the host's machine facts (thread count) are read by the engine: the bottom layer
+          "labkit.host.machine": 0}
 SIBLINGS = {("labkit.measure", "labkit.optimize"), ("labkit.optimize", "labkit.measure")}
 #: serve/ ships the engine: it may import nothing of the lab
-SERVE_MAY_IMPORT = ("labkit.engine", "labkit.config", "labkit.served", "labkit.files", "labkit.machine", "serve")
+SERVE_MAY_IMPORT = ("labkit.engine", "labkit.config", "labkit.served", "labkit.files",
+                    "labkit.host.machine", "serve")
 #: the CLI may defer loading a subcommand's module (start-up time)
 LAZY_ALLOWED = {"labkit.cli"}
 

@@ -1,11 +1,11 @@
-"""labkit.machine: platform facts (faked for the Mac) and the thread count they give."""
+"""labkit.host.machine: platform facts (faked for the Mac) and the thread count they give."""
 from __future__ import annotations
 
 import subprocess
 
 import pytest
 
-from labkit import machine
+from labkit.host import machine
 from labkit.config import ConfigError, LabConfig, SessionConfig
 
 M1_MAX = {"machdep.cpu.brand_string": "Apple M1 Max", "hw.perflevel0.physicalcpu": "8",

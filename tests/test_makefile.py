@@ -29,8 +29,8 @@ def test_journal_runs_the_mac_batch_on_darwin_unless_told_otherwise():
 
 def test_setup_checks_the_mac_before_installing():
     mac = dry_run("-W", "pyproject.toml", "setup", "UNAME=Darwin")
-    preflight = mac.index(".venv/bin/python -m labkit.preflight")
+    preflight = mac.index(".venv/bin/python -m labkit.host.preflight")
     install = next(i for i, line in enumerate(mac) if line.endswith("pip install --quiet -e ."))
     assert preflight < install
-    assert not any("labkit.preflight" in line for line in dry_run("-W", "pyproject.toml", "setup",
+    assert not any("labkit.host.preflight" in line for line in dry_run("-W", "pyproject.toml", "setup",
                                                                   "UNAME=Linux"))

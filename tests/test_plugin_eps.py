@@ -27,7 +27,58 @@ class FakeDevice:
 
 
 def fake_package(names=("WebGpuExecutionProvider",), lib="/fake/libplugin.dylib"):
-    return types.SimpleNamespace(get_library_path=lambda: lib, get_ep_names=lambda: list(names))
+    """Shaped like onnxruntime_ep_webgpu 0.4.0 (its __init__.py in
+    onnxruntime_ep_webgpu-0.4.0-py3-none-macosx_14_0_universal2.whl: get_library_path(),
+    get_ep_name(), get_ep_names()); the MLX package is shaped otherwise (below)."""
+    return types.SimpleNamespace(get_library_path=lambda: lib, get_ep_names=lambda: list(names),
+                                 get_ep_name=lambda: names[0])
+
+
+#: onnxruntime_ep_mlx 0.31.0's whole public API: ``__all__`` of onnxruntime_ep_mlx/__init__.py
+#: inside onnxruntime_ep_mlx-0.31.0-py3-none-macosx_14_0_arm64.whl
+#: (pip download --no-deps --platform macosx_14_0_arm64 --only-binary=:all: onnxruntime-ep-mlx==0.31.0)
+MLX_0_31_ALL = ("EP_NAME", "ep_name", "version", "vendor", "library_path",
+                "register_execution_provider_library", "append_to_session_options", "__version__")
+
+
+def mlx_0_31_standin(package_dir):
+    """A module shaped exactly like onnxruntime_ep_mlx 0.31.0, from the same file:
+    ``EP_NAME = "MLXExecutionProvider"``, ``ep_name()`` returns it, ``library_path()`` is
+    ``libonnxruntime_mlx_ep.dylib`` beside the module and raises FileNotFoundError when that
+    file is missing; ``register_execution_provider_library(name=EP_NAME)`` registers it with
+    onnxruntime and returns the path. There is no get_library_path / get_ep_names."""
+    mod = types.ModuleType("onnxruntime_ep_mlx")
+    mod.__file__ = str(package_dir / "__init__.py")
+    mod.__version__ = "0.31.0"
+    mod.EP_NAME = "MLXExecutionProvider"
+    mod.ep_name = lambda: mod.EP_NAME
+    mod.version = lambda: mod.__version__
+    mod.vendor = lambda: "onnxruntime-ep-mlx"
+
+    def library_path():
+        path = package_dir / "libonnxruntime_mlx_ep.dylib"
+        if not path.is_file():
+            raise FileNotFoundError(f"Bundled MLX EP plugin not found at {str(path)!r}. "
+                                    "The onnxruntime-ep-mlx wheel appears to be incomplete.")
+        return str(path)
+
+    def register_execution_provider_library(name=mod.EP_NAME):
+        lib = library_path()
+        ko.ort.register_execution_provider_library(name, lib)
+        return lib
+
+    mod.library_path = library_path
+    mod.register_execution_provider_library = register_execution_provider_library
+    mod.append_to_session_options = lambda so, name=mod.EP_NAME, provider_options=None: so
+    mod.__all__ = list(MLX_0_31_ALL)
+    return mod
+
+
+@pytest.fixture
+def mlx_wheel(tmp_path):
+    """The MLX stand-in with its library file present, as an installed wheel has it."""
+    (tmp_path / "libonnxruntime_mlx_ep.dylib").write_bytes(b"\xcf\xfa\xed\xfe")  # Mach-O magic
+    return mlx_0_31_standin(tmp_path)
 
 
 @pytest.fixture
@@ -73,6 +124,42 @@ def test_mac_gpu_device_is_chosen_and_registered_once(fresh, monkeypatch):
     chosen = ko.add_plugin_providers(so, s)
     assert added == [([gpu], {"fast": "1"})]
     assert chosen == [{"ep": "MLXExecutionProvider", "ep_vendor": "fake", "type": "GPU", "vendor": "Apple"}]
+
+
+def test_the_mlx_stand_in_has_exactly_the_wheels_api(mlx_wheel):
+    public = {n for n in dir(mlx_wheel) if not n.startswith("_")} | {"__version__"}
+    assert public - {"__all__"} == set(MLX_0_31_ALL) == set(mlx_wheel.__all__)
+    assert not hasattr(mlx_wheel, "get_library_path") and not hasattr(mlx_wheel, "get_ep_names")
+
+
+def test_the_real_mlx_package_shape_finds_its_library_and_ep_name(fresh, monkeypatch, mlx_wheel):
+    """Finding 1: the lab called get_ep_names()/get_library_path(), which onnxruntime-ep-mlx
+    0.31.0 does not have, so every MLX candidate failed with an AttributeError."""
+    monkeypatch.setattr(ko, "import_package", lambda name: mlx_wheel)
+    gpu = FakeDevice("MLXExecutionProvider")
+    monkeypatch.setattr(ko.ort, "get_ep_devices", lambda: [FakeDevice("CPUExecutionProvider", "CPU"), gpu])
+    assert ko.plugin_library("mlx", mlx_wheel) == (mlx_wheel.library_path(), ["MLXExecutionProvider"])
+    assert ko.plugin_devices("mlx") == [gpu]
+    assert fresh["registered"] == [("mlx", mlx_wheel.library_path())]
+
+
+def test_stage_04_measures_an_mlx_candidate_instead_of_failing_it(fresh, monkeypatch, mlx_wheel):
+    monkeypatch.setattr(ko, "import_package", lambda name: mlx_wheel)
+    monkeypatch.setattr(ko.ort, "get_ep_devices", lambda: [FakeDevice("MLXExecutionProvider")])
+    reason, devices = s04.provider_available(s04.Candidate("split", "mlx"))
+    assert reason is None and devices[0]["ep"] == "MLXExecutionProvider"
+
+
+def test_a_broken_or_unknown_plugin_package_is_a_skip_reason_not_a_crash(fresh, monkeypatch, tmp_path):
+    incomplete = mlx_0_31_standin(tmp_path)  # the wheel without its dylib
+    monkeypatch.setattr(ko, "import_package", lambda name: incomplete)
+    reason, _ = s04.provider_available(s04.Candidate("split", "mlx"))
+    assert "onnxruntime-ep-mlx is broken (FileNotFoundError: Bundled MLX EP plugin not found" in reason
+    ko._REGISTERED.clear()
+    monkeypatch.setattr(ko, "import_package", lambda name: types.SimpleNamespace(EP_NAME="X"))
+    reason, _ = s04.provider_available(s04.Candidate("split", "mlx"))
+    assert reason.startswith("package onnxruntime-ep-mlx has none of get_library_path, library_path")
+    assert fresh["registered"] == []
 
 
 def test_library_that_fails_to_load_is_a_skip_reason(fresh, monkeypatch):

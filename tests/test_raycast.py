@@ -1,9 +1,13 @@
-"""The Raycast Script Command, run by bash here with the Mac's tools faked: pbpaste/pbcopy/
-osascript stubs, a stub ``.venv/bin/labkit`` that records how it was called, and a tiny
-/health server. It reads its config file, shows the server's error, cleans up its temp
-files, and a second run stops the first."""
+"""The Raycast Script Command, run by bash here on a fake Mac (tests/fake_mac: pbcopy,
+pbpaste and osascript, node scripts over one pasteboard, each behaving as its manual page or Apple's
+reference says; see those files), a stub ``.venv/bin/labkit`` that records how it was
+called, and a tiny /health server. It reads its config file, reads the selection as UTF-8
+without losing what the clipboard held, says what to do when macOS refuses it a
+permission, shows the server's error, cleans up its temp files, and a second run stops
+the first."""
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -12,14 +16,18 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
 from labkit.config import REPO_ROOT
 
 SCRIPT = REPO_ROOT / "serve" / "raycast" / "read-selection-aloud.sh"
-pytestmark = pytest.mark.skipif(shutil.which("bash") is None or shutil.which("curl") is None,
-                                reason="needs bash and curl")
+FAKE_MAC = Path(__file__).resolve().parent / "fake_mac"
+pytestmark = pytest.mark.skipif(
+    any(shutil.which(t) is None for t in ("bash", "curl", "node")),
+    reason="needs bash, curl and node (the fake Mac: its osascript runs the script's JXA)")
+TEXT = "public.utf8-plain-text"
 
 LABKIT_STUB = """#!/bin/bash
 printf '%s\\n' "$@" > {d}/argv
@@ -48,22 +56,48 @@ class Health(BaseHTTPRequestHandler):
         pass
 
 
+def item(types: dict[str, bytes | str]) -> dict:
+    """A pasteboard item: type identifier -> base64 of its data."""
+    return {k: base64.b64encode(v.encode() if isinstance(v, str) else v).decode()
+            for k, v in types.items()}
+
+
+def text_item(text: str) -> dict:
+    return item({TEXT: text})
+
+
+class Mac:
+    def __init__(self, root: Path):
+        self.root = root
+
+    def pasteboard(self) -> dict:
+        return json.loads((self.root / "pasteboard.json").read_text())
+
+    def set_pasteboard(self, *items: dict) -> None:
+        (self.root / "pasteboard.json").write_text(json.dumps({"changeCount": 7, "items": list(items)}))
+
+    def select(self, text: str) -> None:
+        (self.root / "selection").write_text(text, encoding="utf-8")
+
+    def refuse(self, permission: str) -> None:
+        (self.root / "permission").write_text(permission)
+
+
 @pytest.fixture
 def mac(tmp_path):
-    """A fake Mac: stubs on PATH, a lab dir with a stub labkit, a config file, a server."""
-    stubs, lab, tmp, rec = (tmp_path / n for n in ("bin", "lab", "tmp", "rec"))
-    for d in (stubs, lab / ".venv" / "bin", tmp, rec):
+    """A fake Mac: its tools on PATH, a lab dir with a stub labkit, a config file, a server.
+    Raycast's environment has no LANG (and no LC_*)."""
+    lab, tmp, rec, state = (tmp_path / n for n in ("lab", "tmp", "rec", "mac"))
+    for d in (lab / ".venv" / "bin", tmp, rec, state):
         d.mkdir(parents=True)
-    (stubs / "pbpaste").write_text(f"#!/bin/bash\ncat {rec}/clipboard\n")
-    (stubs / "pbcopy").write_text(f"#!/bin/bash\ncat > {rec}/restored\n")
-    (stubs / "osascript").write_text(f"#!/bin/bash\ncp {rec}/selection {rec}/clipboard\n")
     labkit = lab / ".venv" / "bin" / "labkit"
     labkit.write_text(LABKIT_STUB.format(d=rec))
+    labkit.chmod(0o755)
     (lab / ".venv" / "bin" / "python").symlink_to(sys.executable)
-    for f in [*stubs.iterdir(), labkit]:
-        f.chmod(0o755)
-    (rec / "clipboard").write_text("what was on the clipboard")
-    (rec / "selection").write_text("Read this, please.")
+    ns = Mac(state)
+    ns.set_pasteboard(text_item("what was on the clipboard"))
+    ns.select("Read this, please.")
+    ns.refuse("granted")
     (rec / "mode").write_text("short")
     handler = type("H", (Health,), {})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -72,14 +106,14 @@ def mac(tmp_path):
     config.write_text(f"# my settings\nKOKORO_LAB_DIR={lab}\n"
                       f"KOKORO_URL = \"http://127.0.0.1:{server.server_port}/\"\n"
                       "KOKORO_SPEED=1.2\nKOKORO_API_KEY='sekrit'\nSOMETHING_ELSE=ignored\n")
-    env = {"PATH": f"{stubs}:/usr/bin:/bin", "HOME": str(tmp_path), "TMPDIR": str(tmp),
-           "KOKORO_RAYCAST_CONFIG": str(config)}
+    env = {"PATH": f"{FAKE_MAC}:{os.path.dirname(shutil.which('node'))}:/usr/bin:/bin",
+           "HOME": str(tmp_path), "TMPDIR": str(tmp), "KOKORO_RAYCAST_CONFIG": str(config),
+           "FAKE_MAC": str(state)}
 
     def run(*args):
         return subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True,
                               text=True, timeout=30)
 
-    ns = type("Mac", (), {})()
     ns.run, ns.rec, ns.tmp, ns.handler, ns.config, ns.lab = run, rec, tmp, handler, config, lab
     yield ns
     server.shutdown()
@@ -96,8 +130,8 @@ def test_streams_the_selection_through_labkit_with_the_config_files_settings(mac
                         "--speed", "1.2", "-", ""]
     assert (mac.rec / "stdin").read_text() == "Read this, please.\n"
     assert (mac.rec / "key").read_text() == "sekrit"
-    assert (mac.rec / "restored").read_text() == "what was on the clipboard"
-    assert list(mac.tmp.iterdir()) == []  # no log, no pid file left
+    assert mac.pasteboard()["items"] == [text_item("what was on the clipboard")]
+    assert list(mac.tmp.iterdir()) == []  # no log, no pid file, no selection file left
 
 
 def test_the_argument_picks_the_voice_and_the_servers_error_is_shown(mac):
@@ -137,12 +171,71 @@ def test_endpoint_down_or_loading(mac):
     out = mac.run()
     assert out.returncode == 1 and "not running at http://127.0.0.1:9" in out.stdout
     assert not (mac.rec / "argv").exists()
+    assert mac.pasteboard()["changeCount"] == 7  # no Cmd-C pressed for nothing
 
 
 def test_nothing_selected_and_no_labkit(mac, tmp_path):
-    (mac.rec / "selection").write_text("  \n")
-    (mac.rec / "clipboard").write_text("")
+    mac.select("")
+    mac.set_pasteboard(text_item("  \n"))
     assert mac.run().stdout.strip() == "Nothing selected"
     mac.config.write_text(f"KOKORO_LAB_DIR={tmp_path / 'nowhere'}\n")
     out = mac.run()
     assert out.returncode == 1 and "set KOKORO_LAB_DIR in" in out.stdout
+
+
+# -- finding 7: non-ASCII text -----------------------------------------------------------------
+def test_curly_quotes_dashes_and_accents_arrive_intact(mac):
+    """Raycast gives its scripts no LANG; pbcopy/pbpaste then use the C encoding (pbcopy(1))."""
+    words = "\u201cCurly\u201d quotes \u2014 and caf\u00e9, na\u00efve \u2019til 5\u20138"
+    mac.select(words)
+    clipboard = "kept \u2018as is\u2019 \u2013 d\u00e9j\u00e0 vu"
+    mac.set_pasteboard(text_item(clipboard))
+    out = mac.run()
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert (mac.rec / "stdin").read_text(encoding="utf-8") == words + "\n"
+    assert mac.pasteboard()["items"] == [text_item(clipboard)]
+
+
+def test_with_nothing_selected_the_clipboard_is_read_in_utf8_and_left_alone(mac):
+    mac.select("")
+    clipboard = "from the clipboard \u2014 \u00e0 la carte"
+    mac.set_pasteboard(text_item(clipboard))
+    out = mac.run()
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert (mac.rec / "stdin").read_text(encoding="utf-8") == clipboard + "\n"
+    assert mac.pasteboard() == {"changeCount": 7, "items": [text_item(clipboard)]}
+
+
+# -- finding 8: the clipboard, whatever it held, and the permission ----------------------------
+def test_an_image_files_and_rich_text_on_the_clipboard_are_put_back_as_they_were(mac):
+    png = bytes(range(256)) * 4  # binary data, not text
+    before = [item({"public.png": png, "public.tiff": png[::-1]}),
+              item({"public.file-url": "file:///Users/me/report.pdf"}),
+              item({"public.rtf": "{\\rtf1 \\b bold\\b0}", TEXT: "bold"})]
+    mac.set_pasteboard(*before)
+    out = mac.run()
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert (mac.rec / "stdin").read_text() == "Read this, please.\n"
+    assert mac.pasteboard()["items"] == before  # every item, every type, every byte
+
+
+def test_an_empty_clipboard_stays_empty(mac):
+    mac.set_pasteboard()
+    assert mac.run().returncode == 0
+    assert mac.pasteboard()["items"] == []
+
+
+@pytest.mark.parametrize("missing, says", [
+    ("accessibility", "Raycast needs the Accessibility permission to copy the selection: "
+                      "System Settings > Privacy & Security > Accessibility, turn on Raycast"),
+    ("automation", "Raycast may not control System Events: System Settings > Privacy & "
+                   "Security > Automation > Raycast, turn on System Events"),
+])
+def test_a_refused_permission_is_said_and_the_old_clipboard_is_not_read_aloud(mac, missing, says):
+    mac.refuse(missing)
+    out = mac.run()
+    assert out.returncode == 1
+    assert out.stdout.strip().splitlines()[-1].startswith(says)
+    assert not (mac.rec / "argv").exists()  # nothing read aloud
+    assert mac.pasteboard()["items"] == [text_item("what was on the clipboard")]
+    assert list(mac.tmp.iterdir()) == []

@@ -24,6 +24,7 @@ import io
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import tarfile
 import tempfile
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+import certifi
 import numpy as np
 
 from labkit import files
@@ -261,6 +263,15 @@ def load_voices(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 # -- originals (internet only) ---------------------------------------------------------
+def tls_context() -> ssl.SSLContext:
+    """The system's trusted CAs plus certifi's bundle. The python.org macOS Python (the
+    README's) has no CA bundle of its own until its "Install Certificates.command" links
+    certifi's in: without this, every HTTPS download fails with CERTIFICATE_VERIFY_FAILED."""
+    ctx = ssl.create_default_context()
+    ctx.load_verify_locations(cafile=certifi.where())
+    return ctx
+
+
 def fetch_originals(assets_dir: Path, base_url: str = ORIGINALS_URL,
                     files: dict[str, tuple[int, str]] | None = None,
                     names: Iterable[str] | None = None) -> list[Path]:
@@ -280,7 +291,7 @@ def fetch_originals(assets_dir: Path, base_url: str = ORIGINALS_URL,
 
         def write(fh, hasher, url=url):
             try:
-                with urllib.request.urlopen(url, timeout=60) as resp:
+                with urllib.request.urlopen(url, timeout=60, context=tls_context()) as resp:
                     while block := resp.read(1 << 20):
                         hasher.update(block)
                         fh.write(block)

@@ -20,7 +20,7 @@ import onnxruntime as ort
 
 from labkit.config import ConfigError, SessionConfig
 from labkit.engine.provider_options import ort_option_values
-from labkit.machine import session_threads
+from labkit.host.machine import session_threads
 
 SAMPLE_RATE = 24_000
 SPEED_RANGE = (0.5, 2.0)
@@ -35,6 +35,25 @@ _OPT_LEVELS = {
                       ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED),
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
+
+
+#: session settings ONNX Runtime honours only on x86, and why: elsewhere setting one changes
+#: nothing, and timing it measures noise
+X86_ONLY_SETTINGS = {
+    "denormal_as_zero": "ONNX Runtime sets flush-to-zero and denormals-are-zero only through "
+                        "x86's SSE control register (SetDenormalAsZero in "
+                        "onnxruntime/core/common/denormal.cc); on ARM64 it returns without "
+                        "doing anything (in the 1.31.1 macOS arm64 wheel it is `mov w0, #0; ret`)",
+}
+X86_MACHINES = ("x86_64", "amd64", "i386", "i686", "x86")
+
+
+def ineffective_settings(names: Iterable[str], arch: str) -> dict[str, str]:
+    """Which of the SessionConfig fields ``names`` do nothing on a ``platform.machine()`` of
+    ``arch``, each with the reason."""
+    if arch.lower() in X86_MACHINES:
+        return {}
+    return {n: X86_ONLY_SETTINGS[n] for n in names if n in X86_ONLY_SETTINGS}
 
 
 def session_options(s: SessionConfig, optimized_model_path: str | None = None) -> ort.SessionOptions:
@@ -75,8 +94,10 @@ def providers_for(s: SessionConfig) -> list:
 
 
 # -- plugin execution providers ----------------------------------------------------------
-#: short name (SessionConfig.plugin_eps) -> the PyPI package holding the plugin library;
-#: each package has get_library_path() and get_ep_names() (or get_ep_name())
+#: short name (SessionConfig.plugin_eps) -> the PyPI package holding the plugin library.
+#: The packages do not share an API (read from their macOS wheels): onnxruntime-ep-webgpu
+#: 0.4.0 has get_library_path() and get_ep_names() / get_ep_name(); onnxruntime-ep-mlx
+#: 0.31.0 has library_path(), ep_name() and EP_NAME (:func:`plugin_library` reads both)
 PLUGIN_PACKAGES = {"webgpu": "onnxruntime_ep_webgpu", "mlx": "onnxruntime_ep_mlx"}
 PLUGIN_PIP = {"webgpu": "onnxruntime-ep-webgpu", "mlx": "onnxruntime-ep-mlx"}
 #: what each plugin needs (for the reason a skip gives)
@@ -98,10 +119,39 @@ class PluginEPUnavailable(ConfigError):
         self.reason = reason
 
 
+#: (library path, EP names) accessors each plugin package shape offers, in the order tried
+_LIBRARY_ACCESSORS = ("get_library_path", "library_path")
+_EP_NAME_ACCESSORS = ("get_ep_names", "get_ep_name", "ep_name", "EP_NAME")
+
+
+def plugin_library(name: str, pkg) -> tuple[str, list[str]]:
+    """The plugin library's path and the EP names it provides, from package ``pkg`` of
+    plugin ``name`` in whichever shape it has (webgpu's ``get_library_path()`` /
+    ``get_ep_names()``, mlx's ``library_path()`` / ``ep_name()`` / ``EP_NAME``). A package
+    with neither shape, or whose accessor fails (a broken wheel), is
+    :class:`PluginEPUnavailable` with the reason, never an AttributeError."""
+    lib_attr = next((a for a in _LIBRARY_ACCESSORS if hasattr(pkg, a)), None)
+    ep_attr = next((a for a in _EP_NAME_ACCESSORS if hasattr(pkg, a)), None)
+    for found, wanted in ((lib_attr, _LIBRARY_ACCESSORS), (ep_attr, _EP_NAME_ACCESSORS)):
+        if found is None:
+            raise PluginEPUnavailable(
+                name, f"package {PLUGIN_PIP[name]} has none of {', '.join(wanted)} "
+                      "(an API this lab does not know: another release?)")
+    try:
+        path = str(getattr(pkg, lib_attr)())
+        value = getattr(pkg, ep_attr)
+        value = value() if callable(value) else value
+    except Exception as exc:  # noqa: BLE001 - a broken install's own words are the reason
+        raise PluginEPUnavailable(name, f"package {PLUGIN_PIP[name]} is broken "
+                                        f"({type(exc).__name__}: {exc})") from None
+    names = [value] if isinstance(value, str) else list(value)
+    return path, names
+
+
 def register_plugin(name: str) -> list[str]:
     """Register plugin ``name``'s library with ONNX Runtime (once per process) and return
     the EP names it provides. Raises :class:`PluginEPUnavailable` when its package is
-    missing or the library does not load."""
+    missing, has an API this lab does not know, or the library does not load."""
     if name not in PLUGIN_PACKAGES:
         raise ConfigError(f"plugin EP {name!r}: known are {', '.join(PLUGIN_PACKAGES)}")
     with _REGISTER_LOCK:
@@ -112,9 +162,9 @@ def register_plugin(name: str) -> list[str]:
         except ImportError:
             raise PluginEPUnavailable(name, f"package {PLUGIN_PIP[name]} not installed "
                                             f"(it needs {PLUGIN_NEEDS[name]})") from None
-        names = list(pkg.get_ep_names()) if hasattr(pkg, "get_ep_names") else [pkg.get_ep_name()]
+        path, names = plugin_library(name, pkg)
         try:
-            ort.register_execution_provider_library(name, str(pkg.get_library_path()))
+            ort.register_execution_provider_library(name, path)
         except Exception as exc:  # noqa: BLE001 - the library's own words are the reason
             raise PluginEPUnavailable(name, f"library did not register ({exc})") from None
         _REGISTERED[name] = names

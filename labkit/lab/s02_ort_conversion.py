@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from labkit import machine
-from labkit.config import LabConfig, SelectionConfig, SessionConfig
+from labkit.host import machine
+from labkit.config import ConfigError, LabConfig, SelectionConfig, SessionConfig
 from labkit.engine import assets, cache
 from labkit.engine.g2p import VOCAB, get_g2p, tokenize
-from labkit.engine.ort import SAMPLE_RATE, kokoro_feeds, n_tokens, style_row
+from labkit.engine.ort import SAMPLE_RATE, ineffective_settings, kokoro_feeds, n_tokens, style_row
 from labkit.engine.runtime import VoiceBank
 from labkit.measure import corpora
 from labkit.measure import profile as profiling
@@ -74,9 +74,17 @@ class SessionChange:
 
 def screen_candidates(base: SessionConfig, levels=(), threads=(), modes=(),
                       toggles=(), rewrites=(), all_rewrites: bool = False,
-                      ort_format: bool = True) -> list[SessionChange]:
+                      ort_format: bool = True, arch: str | None = None) -> list[SessionChange]:
     """The default plus one change at a time. ``toggles``: boolean SessionConfig fields
-    to flip (enable_mem_arena, enable_mem_pattern, denormal_as_zero)."""
+    to flip (enable_mem_arena, enable_mem_pattern, denormal_as_zero). A toggle that does
+    nothing on this machine's architecture (``arch``, default platform.machine(): e.g.
+    denormal_as_zero on ARM64) is refused: its timing would be noise."""
+    arch = arch or machine.current().machine
+    noops = ineffective_settings(toggles, arch)
+    if noops:
+        name, why = next(iter(noops.items()))
+        raise ConfigError(f"toggle {name} does nothing on {arch}: {why}; timing it measures "
+                          "noise, so drop it from this batch's 02_ort_conversion toggles")
     out = [SessionChange("default", base, {})]
 
     def add(label, **changes):
@@ -103,6 +111,13 @@ def screen_candidates(base: SessionConfig, levels=(), threads=(), modes=(),
     if all_rewrites and len(rewrites) > 1:
         add("rewrite=all", rewrites=list(rewrites), use_ort_format=True)
     return out
+
+
+def screened_toggles(toggles, arch: str) -> tuple[list[str], dict[str, str]]:
+    """(the toggles worth timing on ``arch``, {toggle: why it is not} for the others)."""
+    noops = ineffective_settings(toggles, arch)
+    return ([t for t in toggles if t not in noops],
+            {name: f"does nothing on {arch}: {why}" for name, why in noops.items()})
 
 
 def open_session(model_path: Path, session: SessionConfig, cache_dir: Path):
@@ -233,9 +248,14 @@ def run_variant(cfg: LabConfig, variant: str, *, levels=(), thread_counts=(), mo
     rec: dict = {"model": str(model), "tokens": {str(n): n_tokens(feeds[n]) for n in lengths}}
     comparisons: dict[str, dict] = {}
 
+    arch = machine.current().machine
+    toggles, not_screened = screened_toggles(toggles, arch)
+    if not_screened:  # a notebook default made for x86, run on the Mac: said, not timed
+        rec["not_screened"] = not_screened
+        log(f"[{variant}] not screened on {arch}: {', '.join(not_screened)} (no effect there)")
     log(f"[{variant}] screening at ~{screen_length} tokens")
     cands = screen_candidates(base, levels=levels, threads=thread_counts, modes=modes,
-                              toggles=toggles, rewrites=rewrites, all_rewrites=True)
+                              toggles=toggles, rewrites=rewrites, all_rewrites=True, arch=arch)
     scr = screen(model, cands, feeds[screen_length], cache_dir, rounds, warmup, log, max_rounds)
     comparisons[f"{variant}: screen at {n_tokens(feeds[screen_length])} tokens"] = scr["comparison"].to_dict()
     rec["screen"] = scr["rows"]

@@ -16,7 +16,7 @@ import numpy as np
 
 import onnxruntime as ort
 
-from labkit import machine
+from labkit.host import machine
 from labkit.config import SelectionConfig
 from labkit.engine.pipeline import StreamingSynthesizer, build_engines, fastest
 from labkit.lab.s05_chunking import chunking_label

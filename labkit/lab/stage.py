@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from labkit import files, machine
+from labkit import files
+from labkit.host import machine
 from labkit.tables import cell
 from labkit.config import REPO_ROOT, LabConfig
 from labkit.engine import assets

@@ -19,6 +19,9 @@
 #   KOKORO_SPEED=1.0
 #   KOKORO_API_KEY=                   when the endpoint has serve.api_key set
 set -u
+# Raycast runs script commands without LANG: pbcopy and pbpaste then use "the standard C
+# encoding" (pbcopy(1)) and mangle curly quotes, dashes and accents. UTF-8, as Terminal has.
+export LANG=en_US.UTF-8 LC_ALL=en_US.UTF-8
 
 CONFIG="${KOKORO_RAYCAST_CONFIG:-${XDG_CONFIG_HOME:-$HOME/.config}/kokoro-lab/raycast.env}"
 KOKORO_LAB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -60,6 +63,7 @@ if [ ! -x "$LABKIT" ]; then
   exit 1
 fi
 TMP="${TMPDIR:-/tmp}"
+TMP="${TMP%/}"
 PIDFILE="$TMP/kokoro-read-aloud.pid"
 
 # Running it while it speaks stops the speech (labkit say cuts the sound and closes the
@@ -72,18 +76,6 @@ if [ -f "$PIDFILE" ]; then
     echo "Stopped"
     exit 0
   fi
-fi
-
-# The selection: copy it with Cmd-C in the frontmost app; fall back to the clipboard.
-saved="$(pbpaste)"
-osascript -e 'tell application "System Events" to keystroke "c" using command down' >/dev/null 2>&1
-sleep 0.2
-text="$(pbpaste)"
-[ -n "$text" ] || text="$saved"
-printf '%s' "$saved" | pbcopy   # leave the clipboard as it was
-if [ -z "$(printf '%s' "$text" | tr -d '[:space:]')" ]; then
-  echo "Nothing selected"
-  exit 1
 fi
 
 message_of() {  # the message in a JSON body ({"error": {"message"}} or /health's), else its start
@@ -109,6 +101,85 @@ case "$code" in
     echo "Kokoro endpoint not ready (HTTP $code): $(printf '%s' "${resp%$'\n'*}" | message_of)"
     exit 1 ;;
 esac
+
+# The selection: Cmd-C in the frontmost app, read from the pasteboard as UTF-8, then every
+# item the pasteboard held before put back with every type it had (text, rich text, an
+# image, files): pbcopy could only put back plain text. Nothing copied (no selection): the
+# clipboard is untouched and read as it is. Exit 3: System Events refused the keystroke.
+read_selection() {  # $1: the file the selection is written to (UTF-8)
+  osascript -l JavaScript - "$1" <<'JXA'
+ObjC.import("AppKit");
+ObjC.import("stdlib");
+
+function snapshot(pb) {  // a copy of every item, with the data of each of its types
+  const items = pb.pasteboardItems;
+  const copies = [];
+  if (items.isNil()) return copies;
+  for (let i = 0; i < items.count; i++) {
+    const item = items.objectAtIndex(i);
+    const copy = $.NSPasteboardItem.alloc.init;
+    const types = item.types;
+    for (let j = 0; j < types.count; j++) {
+      const type = types.objectAtIndex(j);
+      const data = item.dataForType(type);
+      if (!data.isNil()) copy.setDataForType(data, type);
+    }
+    copies.push(copy);
+  }
+  return copies;
+}
+
+function run(argv) {
+  const pb = $.NSPasteboard.generalPasteboard;
+  const before = pb.changeCount;
+  const saved = snapshot(pb);
+  try {
+    Application("System Events").keystroke("c", {using: "command down"});
+  } catch (e) {
+    console.log(`${e.message} (${e.errorNumber})`);
+    $.exit(3);
+  }
+  let waited = 0;
+  while (pb.changeCount === before && waited < 0.5) { delay(0.01); waited += 0.01; }
+  if (pb.changeCount === before) $.exit(4);  // nothing was copied: the clipboard is as it was
+  let text = pb.stringForType($.NSPasteboardTypeString);
+  for (let i = 0; i < 30 && text.isNil(); i++) {  // the app may still be writing its types
+    delay(0.01);
+    text = pb.stringForType($.NSPasteboardTypeString);
+  }
+  (text.isNil() ? $("") : text).writeToFileAtomicallyEncodingError(argv[0], true,
+                                                                   $.NSUTF8StringEncoding, null);
+  pb.clearContents;
+  if (saved.length) pb.writeObjects($(saved));
+  return "";
+}
+JXA
+}
+
+selection="$(mktemp "$TMP/kokoro-selection.XXXXXX")"
+refused="$(read_selection "$selection" 2>&1 >/dev/null)"
+rc=$?
+text="$(cat "$selection")"
+rm -f "$selection"
+case "$rc" in
+  0) ;;
+  4) text="$(pbpaste)" ;;  # no selection: what is on the clipboard
+  3)
+    case "$refused" in
+      *-1743*|*"Not authorized to send Apple events"*)
+        echo "Raycast may not control System Events: System Settings > Privacy & Security > Automation > Raycast, turn on System Events ($refused)" ;;
+      *)
+        echo "Raycast needs the Accessibility permission to copy the selection: System Settings > Privacy & Security > Accessibility, turn on Raycast ($refused)" ;;
+    esac
+    exit 1 ;;
+  *)
+    echo "Could not read the selection (osascript exit $rc): ${refused:-no message}"
+    exit 1 ;;
+esac
+if [ -z "$(printf '%s' "$text" | tr -d '[:space:]')" ]; then
+  echo "Nothing selected"
+  exit 1
+fi
 
 # Stream: labkit plays raw PCM through one output stream as it arrives; an error status
 # comes back as "labkit say: HTTP 4xx: <the server's message>" and is shown here.

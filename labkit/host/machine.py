@@ -60,6 +60,9 @@ class Facts:
     efficiency_cores: int | None = None
     #: CPUs this process may use (affinity), where the OS tells
     usable_cpus: int | None = None
+    #: macOS: whether this process is translated by Rosetta (``sysctl.proc_translated``:
+    #: 1 translated, 0 native; the key does not exist on an Intel Mac: None), else None
+    translated: bool | None = None
 
     @property
     def apple_silicon(self) -> bool:
@@ -85,10 +88,12 @@ class Facts:
 def facts() -> Facts:
     """This machine's facts, read now (see :func:`current` for the cached copy)."""
     system, arch = platform.system(), platform.machine()
-    perf = eff = None
+    perf = eff = translated = None
     if system == "Darwin":
         os_version = platform.mac_ver()[0] or platform.release()
         cpu = sysctl("machdep.cpu.brand_string") or arch
+        flag = sysctl("sysctl.proc_translated")  # a Rosetta process reports x86_64 as its machine
+        translated = {"1": True, "0": False}.get(flag or "")
         if arch == "arm64":
             perf = _sysctl_int("hw.perflevel0.physicalcpu")
             eff = _sysctl_int("hw.perflevel1.physicalcpu")
@@ -98,7 +103,8 @@ def facts() -> Facts:
     return Facts(system=system, machine=arch, os_version=os_version, cpu=cpu,
                  logical_cores=psutil.cpu_count(logical=True),
                  physical_cores=psutil.cpu_count(logical=False),
-                 performance_cores=perf, efficiency_cores=eff, usable_cpus=_usable_cpus())
+                 performance_cores=perf, efficiency_cores=eff, usable_cpus=_usable_cpus(),
+                 translated=translated)
 
 
 def _linux_cpu_name() -> str | None:

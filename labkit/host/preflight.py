@@ -1,8 +1,9 @@
-"""What must hold before the project installs: the OS the onnxruntime wheels support, the
-Python it pins, and a compiler where a dependency has to be built (pesq has no macOS wheel:
-it builds with the Xcode Command Line Tools).
+"""What must hold before the project installs: the OS the onnxruntime wheels support, an
+arm64 interpreter on the Mac (onnxruntime has no macOS x86_64 wheel after 1.23.2: an Intel
+or Rosetta Python cannot install it), the Python it pins, and a compiler where a dependency
+has to be built (pesq has no macOS wheel: it builds with the Xcode Command Line Tools).
 
-``make setup`` runs ``python -m labkit.preflight`` on macOS before ``pip install`` (it needs
+``make setup`` runs ``python -m labkit.host.preflight`` on macOS before ``pip install`` (it needs
 only PyYAML and psutil), so a missing requirement is one clear sentence instead of a failed
 build an hour in. ``labkit doctor`` repeats these checks with the rest.
 """
@@ -18,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labkit import machine
+from labkit.host import machine
 from labkit.config import REPO_ROOT
 
 #: the oldest macOS the pinned onnxruntime's wheels install on (1.31.1: macosx_14_0_arm64)
@@ -27,6 +28,9 @@ ORT_MACOS_MINIMUM = (14, 0)
 PYTHON = (3, 11)
 #: the dependency without a macOS wheel, built from source at install time
 BUILT_FROM_SOURCE = "pesq"
+#: the last onnxruntime with a macOS x86_64 wheel (pip download --platform macosx_14_0_x86_64
+#: onnxruntime lists 1.15.0 ... 1.23.2; 1.24 and later are arm64 only)
+ORT_LAST_MACOS_X86_64 = "1.23.2"
 
 
 @dataclass
@@ -40,9 +44,25 @@ class Check:
     #: a failed required check makes the doctor exit 1; the others are information
     required: bool = True
     data: dict[str, Any] = field(default_factory=dict)
+    #: why the check does not apply here (a Mac-only check elsewhere), when it does not
+    skipped: str | None = None
+
+    @classmethod
+    def skip(cls, name: str, reason: str) -> "Check":
+        return cls(name, True, reason, required=False, skipped=reason)
+
+    @property
+    def state(self) -> str:
+        """``ok``; ``FAILED`` (a requirement); ``warn`` (not required, with a fix to make);
+        ``-`` (not required, nothing to fix: an endpoint that is not running); ``skipped``."""
+        if self.skipped:
+            return "skipped"
+        if self.ok:
+            return "ok"
+        return "FAILED" if self.required else ("warn" if self.problem else "-")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "state": self.state}
 
 
 def pinned(package: str, pyproject: Path = REPO_ROOT / "pyproject.toml") -> str | None:
@@ -101,6 +121,28 @@ def check_os(f: machine.Facts, ort_version: str | None = None) -> Check:
     return Check("os", True, f"{found} (onnxruntime {ort_version} needs {least}+)")
 
 
+def check_arch(f: machine.Facts, ort_version: str | None = None) -> Check:
+    """On the Mac the interpreter must be arm64 and not translated by Rosetta: onnxruntime
+    (the pinned version) has no macOS x86_64 wheel, so pip would fail late with
+    "No matching distribution"."""
+    if f.system != "Darwin":
+        return Check.skip("arch", f"not macOS ({f.system} {f.machine})")
+    ort_version = ort_version or pinned("onnxruntime") or "onnxruntime"
+    why = (f"onnxruntime {ort_version} has no macOS x86_64 wheel (the last is "
+           f"{ORT_LAST_MACOS_X86_64})")
+    if f.translated:
+        return Check("arch", False, f"{f.machine} under Rosetta (sysctl.proc_translated = 1, "
+                     f"{sys.executable})",
+                     f"This Python runs under Rosetta as x86_64 and {why}: install an arm64 "
+                     f"Python {'.'.join(map(str, PYTHON))} (python.org's universal2 installer or "
+                     "Homebrew in /opt/homebrew) and run make PYTHON=/path/to/python3.11 setup.")
+    if f.machine != "arm64":
+        return Check("arch", False, f"{f.machine} (an Intel Mac)",
+                     f"This is an Intel Mac ({f.machine}) and {why}: the lab needs an "
+                     "Apple-silicon Mac.")
+    return Check("arch", True, "arm64, native (not translated by Rosetta)")
+
+
 def check_python(version: tuple[int, ...] | None = None) -> Check:
     version = tuple(version or sys.version_info[:3])
     found = ".".join(map(str, version))
@@ -135,7 +177,7 @@ def check_compiler(f: machine.Facts) -> Check:
 
 def checks(f: machine.Facts | None = None) -> list[Check]:
     f = f or machine.current()
-    return [check_os(f), check_python(), check_compiler(f)]
+    return [check_os(f), check_arch(f), check_python(), check_compiler(f)]
 
 
 def problems(results: list[Check]) -> list[str]:
@@ -145,7 +187,7 @@ def problems(results: list[Check]) -> list[str]:
 def main() -> int:
     results = checks()
     for c in results:
-        print(f"{c.name:<10} {'ok' if c.ok else 'FAILED':<7} {c.found}")
+        print(f"{c.name:<10} {c.state:<7} {c.found}")
     failed = problems(results)
     for sentence in failed:
         print(sentence, file=sys.stderr)
