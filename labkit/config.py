@@ -128,6 +128,11 @@ class TextConfig:
     max_number_digits: int = 15
     #: misaki's per-word espeak fallback for words it does not know
     g2p_fallback: bool = True
+    #: inline pronunciation ``[word](/phonemes/)`` (misaki's markup) in the input is obeyed:
+    #: for trusted input only (arbitrary text could make the voice say anything); off, the
+    #: markup is read as its word. A request may turn it on or off for itself
+    #: (``inline_phonemes`` in the speech body)
+    inline_phonemes: bool = False
 
     def validate(self) -> None:
         if self.emoji not in ("drop", "name"):

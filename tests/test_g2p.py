@@ -96,12 +96,17 @@ def test_whole_text_espeak_engine():
         G2P("en-us", engine="festival")
 
 
-def test_non_latin_routed_to_espeak_language(g2p_us):
+def test_non_latin_routed_to_its_language(g2p_us):
+    """Cyrillic to espeak's Russian; Han to misaki's Mandarin, with its tones (espeak's
+    Mandarin tone digits are outside Kokoro's vocabulary)."""
     ph = g2p_us("Москва and 北京.")
-    assert [(r["script"], r["lang"]) for r in ph.routed] == [("Cyrillic", "ru"), ("Han", "cmn")]
+    assert [(r["script"], r["lang"], r["engine"]) for r in ph.routed] == [
+        ("Cyrillic", "ru", "espeak"), ("Han", "zh", "misaki-zh")]
     assert missing_in_order(["москва", "and", "北京"], ph.words) == []
-    assert sum(ph.dropped.values()) > 0  # Mandarin tone digits: counted, not silent
+    assert ph.dropped == {} and "↓" in ph.phonemes and "→" in ph.phonemes  # běi jīng
     assert all(ch in VOCAB for ch in ph.phonemes)
+    # every spoken word points at its characters in the text
+    assert [ph.text[a:b] for a, b in ph.chars] == ["Москва", "and", "北京"]
 
 
 def test_phonemizer_mismatch_warning_is_silenced(caplog):
@@ -162,17 +167,40 @@ def test_espeak_languages_phonemize_in_their_language(cfg, voice, text, lang):
     assert out["report"]["g2p"]["unknown"] == [] and out["report"]["g2p"]["lost_symbols"] == {}
 
 
-def test_japanese_and_chinese_unavailable_without_their_g2p():
+def test_japanese_and_chinese_read_by_misaki():
+    """j and z voices: misaki's own G2P (Cutlet for ja, ZHG2P for zh), nothing downloaded."""
     from labkit.engine import g2p as g2pmod
 
-    for lang in ("ja", "zh"):
-        why = g2pmod.unavailable(lang)
-        if why is None:
-            pytest.skip(f"misaki's {lang} G2P is installed here")
-        assert "misaki" in why
-        with pytest.raises(g2pmod.LanguageUnavailable, match=lang):
-            g2pmod.get_g2p(lang)
+    assert g2pmod.unavailable("ja") is None and g2pmod.unavailable("zh") is None
+    ja = get_g2p("ja")("東京は晴れです。")
+    zh = get_g2p("zh")("北京是首都。")
+    assert ja.engine == "misaki-ja" and ja.words[:1] == ["東京"] and "toːkʲoː" in ja.phonemes
+    assert zh.engine == "misaki-zh" and zh.words == ["北京", "是", "首都"]
+    assert [zh.text[a:b] for a, b in zh.chars] == zh.words
+    assert [ch for ch in zh.phonemes if ch in "→↗↓↘"] == list("↓→↘↓→")  # běi jīng shì shǒu dū
     assert g2pmod.unavailable("fr-fr") is None and g2pmod.unavailable("en-us") is None
+
+
+def test_a_missing_dependency_names_the_module_and_the_packages(monkeypatch):
+    from labkit.engine import g2p as g2pmod
+
+    def missing(lang):
+        raise ModuleNotFoundError("No module named 'jieba'", name="jieba")
+
+    monkeypatch.setattr(g2pmod, "_UNAVAILABLE", {})
+    monkeypatch.setattr(g2pmod, "_OTHER", {})
+    monkeypatch.setattr(g2pmod, "_MisakiOther", missing)
+    why = g2pmod.unavailable("zh")
+    assert "'jieba'" in why and "pip install jieba pypinyin cn2an ordered-set" in why
+    with pytest.raises(g2pmod.LanguageUnavailable, match="jieba"):
+        G2P("zh")
+
+    def broken(lang):
+        raise RuntimeError("Failed initializing MeCab")
+
+    monkeypatch.setattr(g2pmod, "_MisakiOther", broken)
+    why = g2pmod.unavailable("ja")
+    assert "MeCab" in why and "unidic-lite" in why and "pip install fugashi unidic-lite" in why
 
 
 def test_phonemize_json_shape(cfg, g2p_us):
@@ -196,10 +224,15 @@ def test_phonemize_json_refusals(cfg, g2p_us):
 
 
 # -- checks that can fail -------------------------------------------------------------------
-def test_symbols_removed_before_the_model_are_counted_as_lost(cfg, g2p_us):
+def test_symbols_removed_before_the_model_are_counted_as_lost(cfg, g2p_us, monkeypatch):
     from labkit.engine.g2p import lost_symbols
 
     assert lost_symbols({"'\\t'": 3, "5": 2, UNKNOWN: 1}) == {"5": 2, UNKNOWN: 1}
+    # without misaki's zh G2P, Han goes to espeak's Mandarin: its tone digits are lost
+    from labkit.engine import g2p as g2pmod
+
+    monkeypatch.setattr(g2pmod, "unavailable", lambda lang: "not here" if lang == "zh" else None)
+    monkeypatch.setattr(g2pmod, "_G2P_BY_LANG", {})
     cjk = cfg.with_overrides({"text.non_latin": "espeak"})
     out = phonemize_json("The word 北京 means Beijing.", cjk)
     g = out["report"]["g2p"]
@@ -208,6 +241,7 @@ def test_symbols_removed_before_the_model_are_counted_as_lost(cfg, g2p_us):
     case = next(c for c in CORPUS if c["id"] == "cjk_espeak")
     result = run_case(case, cfg)
     assert not result["ok"] and any("were removed" in p for p in result["problems"])
+    assert any("tones" in p for p in result["problems"])  # the Mandarin tone check fails too
 
 
 def test_read_as_written_fails_on_a_wrong_reading(cfg, g2p_us):

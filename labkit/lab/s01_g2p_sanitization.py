@@ -102,6 +102,15 @@ def read_as_written(read_as: dict[str, Any], phonemes: str, g2p: G2P) -> list[st
     return problems
 
 
+#: misaki's Mandarin tone marks: first, second, third, fourth (the neutral tone has none)
+TONE_MARKS = "→↗↓↘"
+
+
+def tone_marks(phonemes: str) -> str:
+    """The Mandarin tone marks in ``phonemes``, in order (one per toned syllable)."""
+    return "".join(ch for ch in phonemes if ch in TONE_MARKS)
+
+
 def input_words(text: str) -> set[str]:
     """The words the input itself contains (normalized), not those a rule may insert."""
     return {_norm(w) for w in _ALNUM.findall(text)}
@@ -185,6 +194,10 @@ def run_case(case: dict, cfg: LabConfig, g2p: G2P | None = None) -> dict[str, An
     if case.get("read_as"):
         g2p_ = g2p or get_g2p(out["lang"], cfg.text.g2p_fallback, lexicon_path(cfg))
         problems += read_as_written(case["read_as"], " ".join(p["phonemes"] for p in out["pieces"]), g2p_)
+    if case.get("tones") is not None:
+        got = tone_marks(" ".join(p["phonemes"] for p in out["pieces"]))
+        if got != case["tones"]:
+            problems.append(f"Mandarin tones {got!r}, expected {case['tones']!r}")
     result.update(
         ok=not problems, problems=problems, sanitized=out["text"][:400],
         phonemes=" | ".join(p["phonemes"] for p in out["pieces"])[:400],
