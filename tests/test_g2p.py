@@ -405,3 +405,43 @@ def test_a_misaki_failure_falls_back_to_espeak_and_counts_every_word(monkeypatch
     assert ph.fallbacks == ["Read", "this", "sentence", "anyway"]
     assert g.counts["fallback_words"] == before + 4
     g.cache_clear()
+
+
+# -- inline pronunciation ---------------------------------------------------------------------
+INLINE_TEXT = "Hello [Kokoro](/kˈOkəɹO/), again."
+
+
+@pytest.mark.parametrize("voice,lang", [("af_heart", "en-us"), ("ff_siwis", "fr-fr"),
+                                        ("jf_alpha", "ja"), ("zf_xiaobei", "zh")])
+def test_inline_pronunciation_only_when_opted_in(cfg, voice, lang):
+    """Every language: on, the word's phonemes are the ones given and the report names it;
+    off (the default), the markup is read as its word."""
+    on = phonemize_json(INLINE_TEXT, cfg.with_overrides({"voice": voice, "text.inline_phonemes": True}))
+    off = phonemize_json(INLINE_TEXT, cfg.with_overrides({"voice": voice}))
+    ps_on = " ".join(p["phonemes"] for p in on["pieces"])
+    ps_off = " ".join(p["phonemes"] for p in off["pieces"])
+    assert on["lang"] == lang and "kˈOkəɹO" in ps_on and "kˈOkəɹO" not in ps_off
+    assert on["report"]["g2p"]["inline"] == [{"word": "Kokoro", "phonemes": "kˈOkəɹO"}]
+    assert off["report"]["g2p"]["inline"] == [] and off["text"] == "Hello Kokoro, again."
+    assert on["report"]["sanitize"]["inline"][0]["applied"] is True
+
+
+@pytest.mark.parametrize("text", ["Hello [Kokoro](/kˈOkə now.", "Hello [Kokoro](kˈOkəɹO) now.",
+                                  "Hello [Kokoro](/kˈOk əɹO/) now.", "Hello [Kokoro](//) now.",
+                                  "Hello [two words](/tˈu/) now."])
+def test_malformed_markup_is_read_as_plain_text(cfg, text):
+    out = phonemize_json(text, cfg.with_overrides({"text.inline_phonemes": True}))
+    heard = [w for p in out["pieces"] for w in p["words"]]
+    assert "kokoro" in heard or "two" in heard
+    assert not {"slash", "bracket", "parenthesis"} & set(heard)
+    ps = " ".join(p["phonemes"] for p in out["pieces"])
+    assert "slˈæʃ" not in ps and "bɹˈækət" not in ps and out["report"]["g2p"]["inline"] == []
+
+
+def test_an_unknown_phoneme_symbol_is_named(cfg):
+    from labkit.engine.text import PronunciationError
+
+    on = cfg.with_overrides({"text.inline_phonemes": True})
+    with pytest.raises(PronunciationError, match=r"'☃' \(U\+2603\).*not in Kokoro's vocabulary"):
+        phonemize_json("Hello [Kokoro](/kˈOk☃/).", on)
+    assert phonemize_json("Hello [Kokoro](/kˈOk☃/).", cfg)["text"] == "Hello Kokoro."  # off: its word

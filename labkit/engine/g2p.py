@@ -701,7 +701,7 @@ class G2P:
                 spans.append([tk.text, *tspan])
                 chars.append(tchars)
                 glue = False
-            elif spoken and ps == "" and words:
+            elif spoken and ps == "" and words and glue:
                 # a sub-token merged into its neighbour's phonemes (e.g. "n't", "'s")
                 words[-1] += "".join(spoken).lower()
                 spans[-1][0] += "".join(spoken)

@@ -79,6 +79,23 @@ class Sanitized:
         return min(self.starts[start:end]), max(self.ends[start:end])
 
 
+    def reached(self) -> bytearray:
+        """Per input character: 1 where a character of ``text`` (not a space) came from it,
+        i.e. it reached the G2P (a word kept, or read as what a rule wrote); 0 for what
+        was removed or was markup. A rule's output wider than 64 characters marks only
+        its ends (bounded work)."""
+        out = bytearray(self.chars_in)
+        for k, ch in enumerate(self.text):
+            if ch.isspace():
+                continue
+            a, b = self.starts[k], self.ends[k]
+            if b - a <= 64:
+                out[a:b] = b"\x01" * (b - a)
+            else:
+                out[a] = out[b - 1] = 1
+        return out
+
+
 class PronunciationError(ValueError):
     """Inline pronunciation (``[word](/phonemes/)``) with a symbol Kokoro cannot say."""
 
@@ -370,6 +387,9 @@ _MD_TABLE_ROW = re.compile(r"^[ \t]*\|(.*)\|[ \t]*$", re.M)
 _MD_REFDEF = re.compile(r"^[ \t]{0,3}\[[^\]\n]+\]:[ \t]*\S+.*$", re.M)
 _MD_IMAGE = re.compile(r"!\[([^\]\n]*)\]\((?:[^()\s]|\([^()]*\))*(?:\s+\"[^\"]*\")?\)")
 _MD_LINK = re.compile(r"\[([^\]\n]+)\](?:\((?:[^()\s]|\([^()]*\))*(?:\s+\"[^\"]*\")?\)|\[[^\]\n]*\])")
+# what is left of "[word](/...": inline pronunciation not well-formed (unclosed, spaces in
+# it): its word is read, the rest is left out (and reported), never read as "slash ..."
+_MD_BROKEN_INLINE = re.compile(r"\[([^\[\]\n]+)\]\((?:/[^()\n]*?/\)|/[^\s()]*\)?)")
 _MD_AUTOLINK = re.compile(r"<((?:https?|ftp|mailto):[^<>\s]+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+)>")
 _HTML_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>\n]*)?/?>")
 _HTML_ENTITY = re.compile(r"&(amp|lt|gt|quot|apos|nbsp|#\d+|#x[0-9a-fA-F]+);")
@@ -620,6 +640,9 @@ def _sanitize_markdown(run: _Run, t: str) -> str:
     t = run.sub("markdown", _MD_REFDEF, "", t)
     t = run.sub("markdown", _MD_IMAGE, lambda m: m.group(1), t)
     t = run.sub("markdown", _MD_LINK, lambda m: m.group(1), t)
+    t = run.sub("markdown", _MD_BROKEN_INLINE, lambda m: run.remove(
+        "markdown", m.group()[len(m.group(1)) + 2:], why="inline pronunciation not well-formed: "
+        "its word is read") or m.group(1), t)
     t = run.sub("markdown", _MD_AUTOLINK, lambda m: m.group(1), t)
     t = run.sub("markdown", _HTML_TAG, " ", t)
     t = run.sub("markdown", _MD_STRONG, lambda m: m.group(2), t)

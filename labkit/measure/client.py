@@ -378,7 +378,8 @@ def say_from_server(url: str, text: str, voice: str | None = None, speed: float 
 class SSEReader:
     """Reads the endpoint's event stream as it arrives: ``speech.audio.delta`` audio goes
     to ``on_audio(data, t)`` (and into :attr:`audio`, :attr:`arrivals`),
-    ``speech.word`` events into :attr:`words`; an ``error`` event raises
+    ``speech.word`` events (and ``speech.skipped`` ones, as ``{"skipped": reason, ...}``)
+    into :attr:`words`; an ``error`` event raises
     :class:`ServerError` (the status line said 200 before the synthesis failed)."""
 
     def __init__(self, on_audio: Callable[[bytes, float], None] | None = None):
@@ -414,7 +415,12 @@ class SSEReader:
             if self.on_audio is not None:
                 self.on_audio(audio, t)
         elif kind == "speech.word":
-            self.words.append({k: event[k] for k in ("word", "start", "end")})
+            self.words.append({k: event[k] for k in ("word", "start", "end", "input_start",
+                                                     "input_end") if k in event})
+        elif kind == "speech.skipped":
+            self.words.append({"skipped": event.get("reason", ""), "text": event.get("text", ""),
+                               "input_start": event.get("input_start"),
+                               "input_end": event.get("input_end")})
         elif kind == "speech.audio.done":
             self.done = event
         elif kind == "error":
