@@ -445,3 +445,58 @@ def test_an_unknown_phoneme_symbol_is_named(cfg):
     with pytest.raises(PronunciationError, match=r"'☃' \(U\+2603\).*not in Kokoro's vocabulary"):
         phonemize_json("Hello [Kokoro](/kˈOk☃/).", on)
     assert phonemize_json("Hello [Kokoro](/kˈOk☃/).", cfg)["text"] == "Hello Kokoro."  # off: its word
+
+
+# -- every language (stage 01's per-language cases) ------------------------------------------
+LANGUAGES = s01.load_languages()
+
+
+def test_every_language_has_its_cases():
+    from labkit.engine.g2p import LANGS
+
+    assert set(LANGUAGES) == set(LANGS)
+    for lang, spec in LANGUAGES.items():
+        inputs = [c["input"] for c in spec["cases"]]
+        assert len(inputs) >= s01.MIN_LANGUAGE_CASES, lang
+        assert any(ch.isdigit() for t in inputs for ch in t), f"{lang}: no numbers"
+        assert sum(any(p in t for p in ",;:!?、，！？") for t in inputs) >= 3, f"{lang}: little punctuation"
+        assert normalize_lang(None, spec["voice"]) == lang
+
+
+@pytest.mark.parametrize("lang", list(LANGUAGES))
+def test_each_language_reads_as_its_own_g2p_alone(cfg, lang):
+    """The pipeline's text path (sanitize, pieces, G2P) in each language gives the same
+    phoneme words as the language's G2P alone on the same text; Mandarin keeps its tones."""
+    out = s01.run_languages(cfg, [lang])
+    row = out["languages"][lang]
+    assert row["unavailable"] is None
+    bad = [(r["id"], r["problems"]) for r in out["results"] if not r["ok"]]
+    assert bad == [] and row["passed"] == row["cases"] >= s01.MIN_LANGUAGE_CASES
+    if lang == "zh":
+        assert row["tones_passed"] == row["tone_cases"] >= 5
+
+
+def test_the_language_checks_can_fail(cfg, monkeypatch):
+    case = {"id": "x", "input": "你好，世界。", "tones": "→→→→"}
+    r = s01.run_language_case("zh", "zf_xiaobei", case, cfg)
+    assert not r["ok"] and r["problems"] == ["Mandarin tones '↓↓↘↘', expected '→→→→'"]
+    monkeypatch.setattr(s01, "reference_phonemes", lambda lang, text: "həlˈO wˈɜɹld")
+    r = s01.run_language_case("zh", "zf_xiaobei", {"id": "y", "input": "你好，世界。"}, cfg)
+    assert not r["ok"] and "differ from the G2P alone from word 0" in r["problems"][0]
+    monkeypatch.setattr(s01, "unavailable", lambda lang: "misaki's ja G2P needs 'fugashi'"
+                        if lang == "ja" else None)
+    out = s01.run_languages(cfg, ["ja"])
+    assert out["languages"]["ja"] == {"voice": "jf_alpha", "cases": 8, "passed": 0,
+                                      "unavailable": "misaki's ja G2P needs 'fugashi'"}
+    head = s01.headline({**_result([1.0, 1.2]), "cost": {"rows": []}, "languages": out, "saved": {}})
+    assert head["language ja (jf_alpha)"] == "not read here: misaki's ja G2P needs 'fugashi'"
+    assert s01.targets({**_result([1.0, 1.2]), "languages": out})["every_language_read"] is False
+
+
+def test_labkit_phonemize_shows_misaki_ja_and_zh(capsys):
+    from labkit.cli import main
+
+    for voice, text, engine in (("jf_alpha", "東京です。", "misaki-ja"), ("zf_xiaobei", "北京。", "misaki-zh")):
+        assert main(["phonemize", "-s", f"voice={voice}", text]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["engine"] == engine and out["pieces"][0]["phonemes"]

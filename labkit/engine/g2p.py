@@ -792,6 +792,16 @@ def get_g2p(lang: str = "en-us", fallback: bool = True, lexicon: str | None = No
         return _G2P_BY_LANG[key]
 
 
+def espeak_reader(lang: str) -> "_Espeak":
+    """espeak-ng alone for ``lang`` (misaki's EspeakG2P): what stage 01 checks against."""
+    return _Espeak(normalize_lang(lang))
+
+
+def misaki_reader(lang: str) -> "_MisakiOther":
+    """misaki's ja / zh G2P alone (whole text in, phonemes out): stage 01's reference."""
+    return _misaki_other(check_available(lang))
+
+
 def loaded() -> list[G2P]:
     """The shared G2Ps built so far (what a server reports: engine in use, counts)."""
     with _G2P_LOCK:
