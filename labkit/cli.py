@@ -61,9 +61,11 @@ def cmd_say(args) -> int:
         from labkit.measure.client import Stopped, say_from_server
 
         try:
+            cfg = _config(args)
             info = say_from_server(args.server, text, voice=args.voice, speed=args.speed,
-                                   out_path=args.output, api_key=_config(args).serve.api_key,
-                                   words=bool(args.words))
+                                   out_path=args.output, api_key=cfg.serve.api_key,
+                                   words=bool(args.words),
+                                   inline=True if cfg.text.inline_phonemes else None)
         except Stopped as exc:
             print(f"labkit say: {exc}", file=sys.stderr)
             return 128 + exc.signum

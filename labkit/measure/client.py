@@ -282,7 +282,8 @@ def _chunks(data: bytes, odd: bytearray) -> Iterator[bytes]:
 def say_from_server(url: str, text: str, voice: str | None = None, speed: float | None = None,
                     out_path: str | Path | None = None, buffer_s: float = DEFAULT_BUFFER_S,
                     api_key: str | None = None, timeout: float = 300.0,
-                    client: httpx.Client | None = None, words: bool = False) -> dict:
+                    client: httpx.Client | None = None, words: bool = False,
+                    inline: bool | None = None) -> dict:
     """Speak ``text`` through the endpoint at ``url``: to the speakers, or into
     ``out_path`` (``.wav``; ``.pcm`` for raw s16le; ``.mp3``/``.opus``/``.aac``/``.flac``
     are requested in that format and written as received). Returns what happened:
@@ -293,7 +294,10 @@ def say_from_server(url: str, text: str, voice: str | None = None, speed: float 
 
     ``words``: ask for word timestamps (``stream_format: "sse"`` with
     ``timestamp_granularities: ["word"]``); the audio comes in the event stream's deltas
-    and ``info["words"]`` holds ``[{"word", "start", "end"}]`` in stream seconds."""
+    and ``info["words"]`` holds ``[{"word", "start", "end", "input_start", "input_end"}]``
+    (stream seconds; code-point offsets into ``text``) and ``{"skipped", ...}`` entries.
+    ``inline``: send ``inline_phonemes`` (obey ``[word](/phonemes/)`` in ``text``); None:
+    the server's setting."""
     suffix = Path(out_path).suffix.lower().lstrip(".") if out_path else ""
     encoded = suffix in ("mp3", "opus", "aac", "flac")
     fmt = suffix if encoded else "pcm"
@@ -320,6 +324,8 @@ def say_from_server(url: str, text: str, voice: str | None = None, speed: float 
 
     events = SSEReader(play) if words else None
     extra = {"stream_format": "sse", "timestamp_granularities": ["word"]} if words else {}
+    if inline is not None:
+        extra["inline_phonemes"] = bool(inline)
     finished = False
     try:
         with stop_on_signals():
