@@ -366,8 +366,9 @@ class LabConfig:
     #: "en-us", "en-gb", "es", "fr-fr", "hi", "it", "pt-br", "ja", "zh" (or "en", "fr", ...);
     #: None: the voice's own (its first letter: bf_ en-gb, ff_ fr-fr, af_ en-us, ...)
     lang: str | None = None
-    #: a personal lexicon: YAML word -> phonemes (labkit.lexicon), read before misaki
-    #: (English); checked on load, read again when the file changes
+    #: a personal lexicon: YAML, a section per language (en, fr, ja, ...) of word ->
+    #: phonemes (labkit.lexicon; the flat form is English), read before the G2P; checked
+    #: on load, read again when the file changes
     lexicon: str | None = None
     session: SessionConfig = field(default_factory=SessionConfig)
     text: TextConfig = field(default_factory=TextConfig)
