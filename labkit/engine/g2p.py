@@ -568,7 +568,7 @@ class G2P:
                 hit = lex.entry(m.group(), self.lang)
                 if hit is not None:
                     marks.append((m.start(), m.end(), m.group(), hit.phonemes, _applied(m.group(), hit)))
-        return sorted(marks)
+        return sorted(marks, key=lambda mark: mark[0])
 
     def _read_plain(self, text: str) -> Phonemized:
         """What the language's reader makes of text with no markup in it."""
@@ -593,8 +593,8 @@ class G2P:
         parts: list[tuple[int, Phonemized]] = []
         applied, obeyed, overridden = [], [], []
         pos = 0
-        cuts = sorted([(a, b, w, ps, e) for a, b, w, ps, e in marks]
-                      + [(m.start(), m.end(), m.group(1), None, None) for m in disarmed])
+        cuts = sorted(marks + [(m.start(), m.end(), m.group(1), None, None) for m in disarmed],
+                      key=lambda cut: cut[0])
         for a, b, word, ps, entry in cuts:
             if text[pos:a].strip():
                 parts.append((pos, self._read_plain(text[pos:a])))
