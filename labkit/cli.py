@@ -61,9 +61,11 @@ def cmd_say(args) -> int:
         from labkit.measure.client import Stopped, say_from_server
 
         try:
+            cfg = _config(args)
             info = say_from_server(args.server, text, voice=args.voice, speed=args.speed,
-                                   out_path=args.output, api_key=_config(args).serve.api_key,
-                                   words=bool(args.words))
+                                   out_path=args.output, api_key=cfg.serve.api_key,
+                                   words=bool(args.words),
+                                   inline=True if cfg.text.inline_phonemes else None)
         except Stopped as exc:
             print(f"labkit say: {exc}", file=sys.stderr)
             return 128 + exc.signum
@@ -239,8 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--speed", type=float)
     s.add_argument("--server", help="stream from a running endpoint, e.g. http://127.0.0.1:8880")
     s.add_argument("--words", metavar="WORDS.json",
-                   help='also write [{"word", "start", "end"}] (seconds) from the model\'s durations '
-                        '(with --server: from its speech.word events)')
+                   help='also write [{"word", "start", "end", "input_start", "input_end"}] '
+                        '(seconds from the model\'s durations; code-point offsets into TEXT) and '
+                        '{"skipped", "text", "input_start", "input_end"} for what was left out '
+                        '(with --server: from its speech.word / speech.skipped events)')
     s.set_defaults(fn=cmd_say)
 
     v = sub.add_parser("verify", parents=[common],

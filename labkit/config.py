@@ -141,6 +141,11 @@ class TextConfig:
     max_number_digits: int = 15
     #: misaki's per-word espeak fallback for words it does not know
     g2p_fallback: bool = True
+    #: inline pronunciation ``[word](/phonemes/)`` (misaki's markup) in the input is obeyed:
+    #: for trusted input only (arbitrary text could make the voice say anything); off, the
+    #: markup is read as its word. A request may turn it on or off for itself
+    #: (``inline_phonemes`` in the speech body)
+    inline_phonemes: bool = False
 
     def validate(self) -> None:
         if self.emoji not in ("drop", "name"):
@@ -374,8 +379,9 @@ class LabConfig:
     #: "en-us", "en-gb", "es", "fr-fr", "hi", "it", "pt-br", "ja", "zh" (or "en", "fr", ...);
     #: None: the voice's own (its first letter: bf_ en-gb, ff_ fr-fr, af_ en-us, ...)
     lang: str | None = None
-    #: a personal lexicon: YAML word -> phonemes (labkit.lexicon), read before misaki
-    #: (English); checked on load, read again when the file changes
+    #: a personal lexicon: YAML, a section per language (en, fr, ja, ...) of word ->
+    #: phonemes (labkit.lexicon; the flat form is English), read before the G2P; checked
+    #: on load, read again when the file changes
     lexicon: str | None = None
     session: SessionConfig = field(default_factory=SessionConfig)
     text: TextConfig = field(default_factory=TextConfig)

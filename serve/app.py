@@ -18,10 +18,14 @@ Every speech response carries ``X-Kokoro-Variant`` (model variant), ``X-Kokoro-C
 speed when it was clamped to Kokoro's 0.5-2.0).
 
 With ``stream_format: "sse"`` and ``timestamp_granularities: ["word"]`` the event stream
-carries ``{"type": "speech.word", "word", "start", "end"}`` (stream seconds, the words as
-written in the input where they map back, labkit.engine.words.TextAligner) before the
-``speech.audio.delta`` that holds them; the model copy with the durations output is
-needed (``labkit assets --provision``), else the request is a 400.
+carries ``{"type": "speech.word", "word", "start", "end", "input_start", "input_end"}``
+(stream seconds; ``input_start``/``input_end`` are Unicode code-point offsets into the
+request's ``input`` as sent, ``word`` is ``input[input_start:input_end]``: an expansion such
+as "40–60°C" or a URL is one word spanning what was written; labkit.engine.words.InputWords)
+before the ``speech.audio.delta`` that holds them, and ``{"type": "speech.skipped", "text",
+"reason", "input_start", "input_end"}`` for what the clean-up left out (an emoji, a skipped
+script) in its place; the model copy with the durations output is needed (``labkit assets
+--provision``), else the request is a 400.
 """
 from __future__ import annotations
 

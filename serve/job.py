@@ -27,8 +27,11 @@ log = logging.getLogger("serve")
 class SpeechJob:
     def __init__(self, synth: StreamingSynthesizer, text: str, voice: str, speed: float,
                  lang: str, encoder: Encoder, loop: asyncio.AbstractEventLoop,
-                 on_finished: Callable[["SpeechJob"], None] | None = None):
+                 on_finished: Callable[["SpeechJob"], None] | None = None,
+                 inline: bool | None = None):
         self.synth = synth
+        #: inline pronunciation obeyed (None: the config's text.inline_phonemes)
+        self.inline = inline
         self.text = text
         self.voice = voice
         self.speed = speed
@@ -39,6 +42,8 @@ class SpeechJob:
         self.cancel = threading.Event()
         self._stream = None
         self._stream_lock = threading.Lock()
+        #: the sanitized text and its map back to the input (set when the stream opens)
+        self.sanitized = None
         self.queue: asyncio.Queue = asyncio.Queue()
         # what it did (read after it finished)
         self.pieces = 0
@@ -88,8 +93,9 @@ class SpeechJob:
         before = dict(g2p.counts)
         try:
             stream = self.synth.open_stream(self.text, self.voice, self.speed, self.lang,
-                                            self.cancel)
+                                            self.cancel, inline=self.inline)
             self.stats = stream.stats
+            self.sanitized = stream.sanitized
             with self._stream_lock:
                 self._stream = stream
             if self.cancel.is_set():  # stopped while the stream was being opened

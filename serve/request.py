@@ -7,8 +7,12 @@ wav, pcm), ``speed`` (0.25-4.0, see below), ``stream_format`` (audio default, or
 ``instructions`` (accepted, not applied: Kokoro has no style prompt; the response says so
 in ``X-Kokoro-Instructions: ignored``), ``timestamp_granularities`` (``["word"]`` with
 ``stream_format: "sse"``: ``speech.word`` events before the audio that holds them; the
-only granularity is ``word``). Extensions: ``lang``
-(or ``lang_code``): en-us / en-gb (default: en-gb for ``b*`` voices, else the config's).
+only granularity is ``word``; each event carries ``input_start``/``input_end``, Unicode
+code-point offsets into ``input`` as sent). Extensions: ``lang`` (or ``lang_code``): en-us,
+en-gb, es, fr-fr, hi, it, pt-br, ja, zh (default: the voice's own, else the config's);
+``inline_phonemes`` (boolean, default ``text.inline_phonemes``, off): obey inline
+pronunciation ``[word](/phonemes/)`` in ``input`` (for trusted text; a symbol outside
+Kokoro's vocabulary is a 400 naming it).
 
 Speed: OpenAI accepts 0.25-4.0, Kokoro 0.5-2.0. Outside 0.25-4.0 is a 400 (as OpenAI
 does). Inside it but outside 0.5-2.0, ``serve.speed_policy`` decides: ``clamp``
@@ -35,7 +39,7 @@ STREAM_FORMATS = ("audio", "sse")
 GRANULARITIES = ("word",)
 OPENAI_SPEED_RANGE = (0.25, 4.0)
 _KNOWN = {"model", "input", "voice", "response_format", "speed", "stream_format",
-          "instructions", "lang", "lang_code", "timestamp_granularities"}
+          "instructions", "lang", "lang_code", "timestamp_granularities", "inline_phonemes"}
 
 
 @dataclass
@@ -54,6 +58,8 @@ class SpeechRequest:
     granularities: tuple[str, ...] = ()
     #: whether the request carried non-empty ``instructions`` (accepted, not applied)
     instructions: bool = False
+    #: inline pronunciation obeyed: the request's ``inline_phonemes``, None: the config's
+    inline: bool | None = None
 
     @property
     def words(self) -> bool:
@@ -241,9 +247,14 @@ def check_speech(data: dict, serve: ServeConfig, default_voice: str) -> SpeechRe
     instructions = _string(data, "instructions", None)  # accepted, not applied
     lang = _string(data, "lang", None) or _string(data, "lang_code", None)
     granularities = _granularities(data.get("timestamp_granularities"), stream_format)
+    inline = data.get("inline_phonemes")
+    if inline is not None and not isinstance(inline, bool):
+        raise _bad(f"inline_phonemes must be true or false, got {_clip(repr(inline))}",
+                   "inline_phonemes", code="invalid_type")
     ignored = sorted(set(data) - _KNOWN) + (["instructions"] if instructions else [])
     return SpeechRequest(model, text, voice.strip(), fmt, used, float(speed), stream_format,
-                         lang, ignored, granularities, bool(instructions and instructions.strip()))
+                         lang, ignored, granularities, bool(instructions and instructions.strip()),
+                         inline)
 
 
 def _granularities(value, stream_format: str) -> tuple[str, ...]:

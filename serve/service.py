@@ -27,8 +27,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from labkit.engine.g2p import loaded as loaded_g2ps
 from labkit.engine.runtime import VoiceError
-from labkit.engine.text import InputTooLong
-from labkit.engine.words import TextAligner
+from labkit.engine.text import InputTooLong, PronunciationError, inline_overrides
+from labkit.engine.words import InputWords
 
 from . import voices as voicemod
 from .encoders import make_encoder
@@ -116,6 +116,13 @@ class SpeechService:
                                     "output, which this server has not got: run `labkit assets "
                                     "--provision` and restart it", param="timestamp_granularities",
                                code="unsupported_value")
+            if req.inline is None:
+                req.inline = state.cfg.text.inline_phonemes
+            if req.inline:
+                try:
+                    inline_overrides(req.input)
+                except PronunciationError as exc:
+                    raise _input_error(exc) from None
             voice = voicemod.resolve(req.voice, scfg.voice_aliases, state.engine.voices)
             lang = voicemod.lang_for(voice, state.cfg.lang, req.lang)
             return await self._start(request, req, voice, lang, t0)
@@ -163,7 +170,7 @@ class SpeechService:
             for e in state.synth.engines:
                 e.skip_reads(True)
         job = SpeechJob(state.synth, req.input, voice, req.speed, lang, encoder, loop,
-                        finished_no_cache if no_cache else finished)
+                        finished_no_cache if no_cache else finished, inline=req.inline)
         job.start()
         try:
             first = await job.queue.get()
@@ -256,25 +263,39 @@ class SpeechService:
                 yield payload
 
     async def _sse_body(self, job, first, req, t0, request):
-        aligner = TextAligner(req.input) if req.words else None
+        words = InputWords(req.input, job.sanitized) if req.words else None
         async for kind, payload, chunk in self._items(job, first, req, t0, request):
             if kind == "error":
                 err = error_body(f"synthesis failed mid-stream: {payload}", type="server_error",
                                  code="synthesis_failed")
                 yield _sse({"type": "error", **err})
                 return
-            if aligner is not None and chunk is not None:
-                for w in aligner.feed(chunk.words):
-                    yield _sse({"type": "speech.word", "word": w.word,
-                                "start": round(w.start, 3), "end": round(w.end, 3)})
+            if words is not None and chunk is not None:
+                for entry in words.feed(chunk.words):
+                    yield _sse(_word_event(entry))
             if payload:
                 yield _sse({"type": "speech.audio.delta",
                             "audio": base64.b64encode(payload).decode("ascii")})
             if kind == "end":
+                if words is not None:
+                    for entry in words.finish():
+                        yield _sse(_word_event(entry))
                 yield _sse({"type": "speech.audio.done",
                             "usage": {"input_tokens": job.tokens, "output_tokens": 0,
                                       "total_tokens": job.tokens},
                             "audio_seconds": round(job.audio_seconds, 3)})
+
+
+def _word_event(entry: dict) -> dict:
+    """An :class:`~labkit.engine.words.InputWords` entry as its event: ``speech.word`` (the
+    word as written, stream seconds, its span of the input) or ``speech.skipped`` (what
+    the clean-up left out, and why)."""
+    if "skipped" in entry:
+        return {"type": "speech.skipped", "text": entry["text"], "reason": entry["skipped"],
+                "input_start": entry["input_start"], "input_end": entry["input_end"]}
+    return {"type": "speech.word", "word": entry["word"], "start": round(entry["start"], 3),
+            "end": round(entry["end"], 3), "input_start": entry["input_start"],
+            "input_end": entry["input_end"]}
 
 
 def _model(model_id: str) -> dict:
@@ -312,6 +333,8 @@ def _input_error(exc: BaseException) -> APIError:
         return APIError(413, str(exc), param="input", code="input_too_long")
     if isinstance(exc, VoiceError):
         return APIError(400, str(exc), param="voice", code="voice_not_found")
+    if isinstance(exc, PronunciationError):
+        return APIError(400, str(exc), param="input", code="invalid_phonemes")
     if isinstance(exc, ValueError):
         return APIError(400, f"cannot speak this input: {exc}", param="input",
                         code="unspeakable_input")

@@ -33,6 +33,24 @@ def test_say_works_with_no_network(tmp_path):
     assert sr == 24000 and len(audio) / sr > 1.0
 
 
+@pytest.mark.parametrize("voice,text,first", [("jf_alpha", "東京タワーは333メートルです。", "東京"),
+                                              ("zf_xiaobei", "北京是中国的首都。", "北京")])
+def test_say_japanese_and_chinese_with_words(tmp_path, voice, text, first):
+    """j and z voices speak with misaki's own G2P, with no network where the machine can
+    take it away (nothing is downloaded at first use); each word points into the text."""
+    prefix = _offline_prefix() or []
+    out, words = tmp_path / f"{voice}.wav", tmp_path / f"{voice}.json"
+    proc = subprocess.run(prefix + LABKIT + ["say", text, "-o", str(out), "--voice", voice,
+                                             "--words", str(words)],
+                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    audio, sr = sf.read(out)
+    assert sr == 24000 and len(audio) / sr > 1.0 and abs(audio).max() > 0.05
+    entries = json.loads(words.read_text(encoding="utf-8"))
+    assert entries[0]["word"] == first and len(entries) >= 3
+    assert all(text[e["input_start"]:e["input_end"]] == e["word"] for e in entries)
+
+
 def test_phonemize_prints_json_and_refuses_empty_input():
     proc = subprocess.run(LABKIT + ["phonemize", "Hello, world."], capture_output=True, text=True,
                           cwd=REPO_ROOT, timeout=300)

@@ -64,6 +64,14 @@ def test_malformed_words_are_refused(bad, match):
         coverage.parse_words(bad)
 
 
+def test_skipped_entries_are_left_out_of_the_check():
+    """labkit say --words writes what the clean-up left out beside the words: not audio."""
+    words = coverage.parse_words([{"word": "a", "start": 0.1, "end": 0.2, "input_start": 0, "input_end": 1},
+                                  {"skipped": "emoji dropped", "text": "🎉", "input_start": 2,
+                                   "input_end": 3}])
+    assert words == [{"word": "a", "start": 0.1, "end": 0.2}]
+
+
 # -- with the model ----------------------------------------------------------------------------
 TEXT = "The kettle is on, and the biscuits are in the blue tin."
 
@@ -116,7 +124,8 @@ def test_say_words_then_verify_on_the_command_line(tmp_path):
     assert p.returncode == 0, p.stderr
     words = json.loads(js.read_text())
     assert [w["word"] for w in words] == [w.strip(",.") for w in TEXT.split()]
-    assert set(words[0]) == {"word", "start", "end"}
+    assert set(words[0]) == {"word", "start", "end", "input_start", "input_end"}
+    assert all(TEXT[w["input_start"]:w["input_end"]] == w["word"] for w in words)
     p = run("verify", str(wav), str(js))
     assert p.returncode == 0 and p.stdout.startswith("ok"), p.stdout + p.stderr
     audio, sr = sf.read(str(wav))

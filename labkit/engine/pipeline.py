@@ -184,6 +184,7 @@ class ChunkStream:
                  routing: str = "first-fast", queue_depth: int = 4, first_session: int = 0,
                  cancel: threading.Event | None = None, max_attempts: int | None = None,
                  source_text: str = "", g2p: Any = None,
+                 sanitized: textmod.Sanitized | None = None,
                  windows: prosodymod.SentenceWindows | None = None,
                  schedule: schedmod.LiveSchedule | None = None, terminate_on_cancel: bool = True):
         if routing not in ROUTINGS:
@@ -201,6 +202,8 @@ class ChunkStream:
         self.source_text = source_text
         #: the G2P the pieces came from (its cached spans give the words' phonemes)
         self.g2p = g2p
+        #: the sanitized text with its map back to the input (the words' input offsets)
+        self.sanitized = sanitized
         self.joiner = joining.Joiner(chunking_cfg)
         #: chunking.prosody "sentence": pieces vocoded from their sentence's part A
         self.windows = windows
@@ -419,7 +422,8 @@ class ChunkStream:
             self.schedule.playback.adjust(len(audio) / SAMPLE_RATE - counted_s)
             if result.seconds > 0:  # synthesized here (not a cache hit): what it plays for
                 self.schedule.played(result.session, piece.tokens, len(audio) / SAMPLE_RATE)
-        words = (wordsmod.place(result.windowed.words, base, *self.joiner.last_trim)
+        words = (wordsmod.place(result.windowed.words, base, *self.joiner.last_trim,
+                                where=self._where(result.windowed.chars))
                  if result.windowed is not None else self._words(piece, result.durations, base))
         pause = 0.0 if is_last else joining.pause_seconds(
             joining.joined_boundary(piece.boundary, seamless[1]), self.joiner.cfg)
@@ -436,9 +440,16 @@ class ChunkStream:
             return []
         cleaned = clean_phonemes(piece.phonemes)[0]  # what the engine tokenized
         phonemized = self.g2p(piece.text) if self.g2p is not None else None
-        spans = wordsmod.spans_for(piece.text, cleaned, phonemized)
+        spans, chars = wordsmod.spans_for(piece.text, cleaned, phonemized)
         samples = wordsmod.piece_samples(spans, durations, len(cleaned))
-        return wordsmod.place(samples, base, *self.joiner.last_trim)
+        where = self._where([(piece.start + a, piece.start + b) for a, b in chars])
+        return wordsmod.place(samples, base, *self.joiner.last_trim, where=where)
+
+    def _where(self, chars: list[tuple[int, int]]) -> list[tuple[int, int]] | None:
+        """Spans of the sanitized text as spans of the input (None without the map)."""
+        if self.sanitized is None:
+            return None
+        return [self.sanitized.source(a, b) for a, b in chars]
 
     # -- stopping ------------------------------------------------------------------------
     def _abort_runs_locked(self) -> None:
@@ -533,20 +544,23 @@ class StreamingSynthesizer:
         return cls(engines[0], engines, first_session=first)
 
     # -- text -> pieces -------------------------------------------------------------------
-    def sanitize(self, text: str, lang: str | None = None) -> str:
-        return textmod.sanitize(text, self.cfg.text, lang).text
+    def sanitize(self, text: str, lang: str | None = None, inline: bool | None = None) -> str:
+        return textmod.sanitize(text, self.cfg.text, lang, inline).text
 
     def iter_pieces(self, text: str, lang: str | None = None, voice: str | None = None,
-                    sanitized: bool = False, budget=None,
-                    primer_floor: int = 0) -> Iterator[chunking.Piece]:
+                    sanitized: bool = False, budget=None, primer_floor: int = 0,
+                    inline: bool | None = None) -> Iterator[chunking.Piece]:
+        """The pieces of ``text``; ``inline`` (default ``text.inline_phonemes``): inline
+        pronunciation obeyed (trusted text)."""
         lang = normalize_lang(lang or self.cfg.lang, voice or self.cfg.voice)
-        clean = text if sanitized else self.sanitize(text, lang)
+        inline = self.cfg.text.inline_phonemes if inline is None else inline
+        clean = text if sanitized else self.sanitize(text, lang, inline)
         if budget is None and self.adaptive:
             # no live stream: the adaptive rule on a clock running at the measured speed
             planned = schedmod.PlannedSchedule(self.chunking_cfg, self.speed_models[0].copy(),
                                                self.chunking_cfg.max_tokens)
             budget, primer_floor = planned.budget, planned.primer_floor()
-        return chunking.iter_pieces(clean, self.g2p(lang), self.chunking_cfg, budget,
+        return chunking.iter_pieces(clean, self.g2p(lang, inline), self.chunking_cfg, budget,
                                     primer_floor)
 
     def windows_for(self, clean: str, g2p: G2P, voice: str,
@@ -567,9 +581,11 @@ class StreamingSynthesizer:
         """Whether pieces are sized by the adaptive schedule (strategy primer)."""
         return self.chunking_cfg.strategy == "primer" and self.chunking_cfg.schedule == "adaptive"
 
-    def g2p(self, lang: str) -> "G2P":
-        """The shared G2P this synthesizer reads ``lang`` with (with the config's lexicon)."""
-        return get_g2p(lang, lexicon=lexicon_path(self.cfg))
+    def g2p(self, lang: str, inline: bool = False) -> "G2P":
+        """The shared G2P this synthesizer reads ``lang`` with (with the config's lexicon);
+        ``inline``: the same, obeying inline pronunciation (trusted text)."""
+        g2p = get_g2p(lang, lexicon=lexicon_path(self.cfg))
+        return g2p.trusting() if inline else g2p
 
     def pieces(self, text: str, lang: str | None = None, voice: str | None = None) -> list[chunking.Piece]:
         return list(self.iter_pieces(text, lang, voice))
@@ -577,9 +593,12 @@ class StreamingSynthesizer:
     # -- streaming -----------------------------------------------------------------------
     def open_stream(self, text: str, voice: str | None = None, speed: float | None = None,
                     lang: str | None = None, cancel: threading.Event | None = None,
-                    queue_depth: int | None = None) -> ChunkStream:
+                    queue_depth: int | None = None, inline: bool | None = None) -> ChunkStream:
         """Start synthesizing now; iterate the returned stream for chunks; close it (or
-        use it as a context manager) to stop early."""
+        use it as a context manager) to stop early. ``inline`` (default
+        ``text.inline_phonemes``): obey inline pronunciation ``[word](/phonemes/)``; an
+        unknown symbol in it raises :class:`labkit.engine.text.PronunciationError`. Each
+        chunk's words carry their span in ``text`` (``stream.sanitized`` maps the rest)."""
         voice = voice or self.cfg.voice
         speed = self.cfg.speed if speed is None else float(speed)
         lo, hi = SPEED_RANGE
@@ -589,20 +608,23 @@ class StreamingSynthesizer:
         if voices is not None:
             voices.check(voice)  # an unknown voice fails here (close matches named); nothing kept
         lang = normalize_lang(lang or self.cfg.lang, voice)
-        g2p = self.g2p(lang)  # an unavailable language (ja, zh without their G2P) fails here
-        clean = self.sanitize(text, lang)
+        inline = self.cfg.text.inline_phonemes if inline is None else inline
+        g2p = self.g2p(lang, inline)  # an unavailable language (ja, zh without their G2P) fails here
+        sanitized = textmod.sanitize(text, self.cfg.text, lang, inline)
+        clean = sanitized.text
         live = (schedmod.LiveSchedule(self.chunking_cfg, self.speed_models,
                                       self.chunking_cfg.max_tokens, load=self.slowdown)
                 if self.adaptive else None)
         pieces = self.iter_pieces(clean, lang, voice, sanitized=True,
                                   budget=live.budget if live is not None else None,
-                                  primer_floor=live.primer_floor() if live is not None else 0)
+                                  primer_floor=live.primer_floor() if live is not None else 0,
+                                  inline=inline)
         stream = ChunkStream(self.engines, pieces,
                              voice=voice, speed=speed, chunking_cfg=self.chunking_cfg,
                              routing=self.pipeline_cfg.routing,
                              queue_depth=queue_depth or self.pipeline_cfg.queue_depth,
                              first_session=self.first_session, cancel=cancel, source_text=clean,
-                             g2p=g2p, schedule=live, windows=self.windows_for(clean, g2p, voice, speed),
+                             g2p=g2p, sanitized=sanitized, schedule=live, windows=self.windows_for(clean, g2p, voice, speed),
                              terminate_on_cancel=self.pipeline_cfg.terminate_on_cancel)
         self.last_stats = stream.stats
         return stream

@@ -15,8 +15,7 @@ exactly aligned samples: each side keeps half the crossfade past the cut.
 The cut frame of a piece boundary is found from the model's durations and the G2P's word
 spans (:func:`cut_frame`); the same boundary in the same context always gives the same
 frame, so the frames of a sentence are vocoded once each: no word lost or said twice.
-Where that cannot be done (no durations output, a context over 510 tokens, word spans
-that cannot be placed in the text), the piece is synthesized on its own as before
+Where that cannot be done (no durations output, a context over 510 tokens), the piece is synthesized on its own as before
 (:meth:`SentenceWindows.synthesize` returns None).
 
 Part B's harmonic source continues the whole run's phase into a window
@@ -40,19 +39,6 @@ def frame_starts(durations: np.ndarray) -> np.ndarray:
     input i + 1); starts[-1] = all frames."""
     d = np.asarray(durations, dtype=np.int64).ravel()
     return np.concatenate([[0], np.cumsum(d)])
-
-
-def word_offsets(text: str, spans: Sequence[tuple[str, int, int]]) -> list[int] | None:
-    """The character offset in ``text`` of each spoken word of ``spans`` (as written,
-    found in order), or None when one is not in the text."""
-    out, cursor = [], 0
-    for word, _, _ in spans:
-        at = text.find(word, cursor)
-        if at < 0:
-            return None
-        out.append(at)
-        cursor = at + len(word)
-    return out
 
 
 def cut_frame(offset: int, offsets: Sequence[int], spans: Sequence[tuple[str, int, int]],
@@ -107,6 +93,8 @@ class Windowed:
     seconds: float
     window: Window
     words: list[tuple[str, int, int]] = field(default_factory=list)
+    #: each word's [start, end) in the stream's sanitized text
+    chars: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def seamless_start(self) -> bool:
@@ -122,6 +110,8 @@ class _Context:
     prosody: Any
     offsets: list[int]
     spans: list[tuple[str, int, int]]
+    #: each word's [start, end) in the context's text
+    chars: list[tuple[int, int]]
     starts: np.ndarray
     charged: bool = False  # part A's seconds counted on a piece already
 
@@ -171,11 +161,12 @@ class SentenceWindows:
         a, b = win.keep
         spf = self.engine.samples_per_frame
         base = win.lo * spf + a
+        mine = [k for k, at in enumerate(ctx.offsets) if piece.start - c0 <= at < piece.end - c0]
         words = [(w, int(ctx.starts[s + 1]) * spf - base, int(ctx.starts[e + 1]) * spf - base)
-                 for (w, s, e), at in zip(ctx.spans, ctx.offsets)
-                 if piece.start - c0 <= at < piece.end - c0]
+                 for w, s, e in (ctx.spans[k] for k in mine)]
         return Windowed(audio[a:b], seconds, win,
-                        [(w, max(0, s), min(b - a, e)) for w, s, e in words])
+                        [(w, max(0, s), min(b - a, e)) for w, s, e in words],
+                        [(c0 + ctx.chars[k][0], c0 + ctx.chars[k][1]) for k in mine])
 
     def _fallback(self, why: str) -> None:
         with self._lock:
@@ -212,9 +203,6 @@ class SentenceWindows:
         if prosody.durations is None:
             self._fallback("the model has no durations output")
             return None
-        spans = spans_for(text, cleaned, phonemized)
-        offsets = word_offsets(text, spans)
-        if offsets is None:
-            self._fallback(f"context at {key[0]}: its words could not be placed in the text")
-            return None
-        return _Context(prosody, offsets, spans, frame_starts(prosody.durations))
+        spans, chars = spans_for(text, cleaned, phonemized)
+        return _Context(prosody, [a for a, _ in chars], spans, chars,
+                        frame_starts(prosody.durations))

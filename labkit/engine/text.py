@@ -21,19 +21,23 @@ Markdown link is taken as a phoneme override, emoji are read as run-together nam
 from __future__ import annotations
 
 import calendar
+import difflib
 import functools
 import json
 import re
 import unicodedata
+from array import array
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Callable
 from urllib.parse import parse_qsl, urlsplit
 
+import regex
 from num2words import num2words
 
 from labkit.config import TEXT_RULES, TextConfig
+from labkit.lexicon import symbols
 
 
 #: rules that write English words: off for other languages (espeak reads the originals)
@@ -51,10 +55,197 @@ class Sanitized:
     #: clean text; paragraphs are separated by a blank line ("\n\n")
     text: str
     report: dict = field(default_factory=dict)
+    #: per character of ``text``: the span [start, end) of the input it came from (a
+    #: rule's output maps to the characters it replaced; a word it kept, to that word)
+    starts: array = field(default_factory=lambda: array("l"), repr=False)
+    ends: array = field(default_factory=lambda: array("l"), repr=False)
+    #: the length of the input (code points)
+    chars_in: int = 0
 
     @property
     def paragraphs(self) -> list[str]:
         return [p for p in self.text.split("\n\n") if p.strip()]
+
+    def source(self, start: int, end: int) -> tuple[int, int]:
+        """The span of the input (code points, as sent) that ``text[start:end]`` came
+        from: the smallest span holding every character's origin. An empty or unmapped
+        range gives an empty span where it lies."""
+        if not len(self.starts):  # made without a map: the text is the input
+            return max(0, min(start, self.chars_in)), max(0, min(end, self.chars_in))
+        start, end = max(0, start), min(end, len(self.starts))
+        if end <= start:
+            at = self.starts[start] if start < len(self.starts) else self.chars_in
+            return at, at
+        return min(self.starts[start:end]), max(self.ends[start:end])
+
+
+    def reached(self) -> bytearray:
+        """Per input character: 1 where a character of ``text`` (not a space) came from it,
+        i.e. it reached the G2P (a word kept, or read as what a rule wrote); 0 for what
+        was removed or was markup. A rule's output wider than 64 characters marks only
+        its ends (bounded work)."""
+        out = bytearray(self.chars_in)
+        for k, ch in enumerate(self.text):
+            if ch.isspace():
+                continue
+            a, b = self.starts[k], self.ends[k]
+            if b - a <= 64:
+                out[a:b] = b"\x01" * (b - a)
+            else:
+                out[a] = out[b - 1] = 1
+        return out
+
+
+class PronunciationError(ValueError):
+    """Inline pronunciation (``[word](/phonemes/)``) with a symbol Kokoro cannot say."""
+
+
+#: inline pronunciation, as misaki defines it: ``[word](/phonemes/)``, one word and its
+#: phonemes without spaces (anything else is not markup: read as plain text)
+INLINE = re.compile(r"\[([^\[\]\s()/]+)\]\(/([^/\s()\[\]]+)/\)")
+
+
+def inline_overrides(text: str) -> list[dict]:
+    """The well-formed inline pronunciations in ``text`` (word, phonemes, the word's span);
+    :class:`PronunciationError` names the first symbol outside Kokoro's vocabulary."""
+    out = []
+    vocab = symbols()
+    for m in INLINE.finditer(text):
+        bad = [ch for ch in m.group(2) if ch not in vocab]
+        if bad:
+            ch = bad[0]
+            raise PronunciationError(
+                f"inline pronunciation {m.group()[:80]!r} at {m.start()}: phoneme symbol "
+                f"{ch!r} (U+{ord(ch):04X}) is not in Kokoro's vocabulary")
+        out.append({"word": m.group(1), "phonemes": m.group(2),
+                    "input_start": m.start(1), "input_end": m.end(1)})
+    return out
+
+
+class _Text:
+    """The text being sanitized, each character with the span [start, end) of the input
+    it came from. A replacement's characters map to what they replaced; where a word of
+    the replacement is also a word of the replaced text ("**bold**" -> "bold", a URL's
+    host name), that word maps to itself."""
+
+    __slots__ = ("s", "a", "b")
+
+    def __init__(self, s: str, a: array, b: array):
+        self.s, self.a, self.b = s, a, b
+
+    @classmethod
+    def of(cls, s: str) -> "_Text":
+        return cls(s, array("l", range(len(s))), array("l", range(1, len(s) + 1)))
+
+    @classmethod
+    def literal(cls, s: str, at: int) -> "_Text":
+        """``s`` inserted at input position ``at`` (covers no input)."""
+        return cls(s, array("l", [at]) * len(s), array("l", [at]) * len(s))
+
+    def __len__(self) -> int:
+        return len(self.s)
+
+    def __getitem__(self, k: slice) -> "_Text":
+        return _Text(self.s[k], self.a[k], self.b[k])
+
+    def __add__(self, other: "_Text") -> "_Text":
+        return _Text(self.s + other.s, self.a + other.a, self.b + other.b)
+
+    def end(self) -> int:
+        return self.b[-1] if self.s else 0
+
+    def span(self, i: int, j: int) -> tuple[int, int]:
+        if j > i:
+            return min(self.a[i:j]), max(self.b[i:j])
+        at = self.a[i] if i < len(self.s) else (self.b[-1] if self.s else 0)
+        return at, at
+
+    def _mapped(self, r: str, i: int, j: int) -> tuple[array, array]:
+        lo, hi = self.span(i, j)
+        a, b = array("l", [lo]) * len(r), array("l", [hi]) * len(r)
+        if j > i:
+            old, cursor = self.s[i:j], 0
+            for w in _RUN_OF_NON_SPACE.finditer(r):
+                k = old.find(w.group(), cursor)
+                if k >= 0:
+                    n = len(w.group())
+                    a[w.start():w.end()] = self.a[i + k:i + k + n]
+                    b[w.start():w.end()] = self.b[i + k:i + k + n]
+                    cursor = k + n
+        return a, b
+
+    def sub(self, pattern, repl, here=None) -> tuple["_Text", int]:
+        """``pattern.subn(repl, text)`` with the map carried; ``here(span)`` is told the
+        input span of each match before its replacement is made."""
+        s = self.s
+        out_s: list[str] = []
+        out_a, out_b = array("l"), array("l")
+        pos = n = 0
+        changed = False
+        fixed = repl if isinstance(repl, str) and "\\" not in repl else None
+        for m in pattern.finditer(s):
+            i, j = m.span()
+            if here is not None:
+                here(self.span(i, j))
+            r = fixed if fixed is not None else repl(m) if callable(repl) else m.expand(repl)
+            n += 1
+            if r == s[i:j]:
+                continue
+            changed = True
+            out_s.append(s[pos:i])
+            out_a.extend(self.a[pos:i])
+            out_b.extend(self.b[pos:i])
+            ra, rb = self._mapped(r, i, j)
+            out_s.append(r)
+            out_a.extend(ra)
+            out_b.extend(rb)
+            pos = j
+        if here is not None:
+            here(None)
+        if not changed:
+            return self, n
+        out_s.append(s[pos:])
+        out_a.extend(self.a[pos:])
+        out_b.extend(self.b[pos:])
+        return _Text("".join(out_s), out_a, out_b), n
+
+    def split(self, pattern: re.Pattern) -> list["_Text"]:
+        out, pos = [], 0
+        for m in pattern.finditer(self.s):
+            out.append(self[pos:m.start()])
+            pos = m.end()
+        out.append(self[pos:])
+        return out
+
+    def strip(self) -> "_Text":
+        i = len(self.s) - len(self.s.lstrip())
+        j = len(self.s.rstrip())
+        return self[i:max(i, j)]
+
+    @staticmethod
+    def join(sep: str, parts: list["_Text"]) -> "_Text":
+        if not parts:
+            return _Text.of("")
+        out = parts[0]
+        for p in parts[1:]:
+            out = out + _Text.literal(sep, out.end()) + p
+        return out
+
+    def rewritten(self, new: str) -> "_Text":
+        """The text replaced by ``new`` as a whole (difflib's alignment carries the map)."""
+        out = _Text("", array("l"), array("l"))
+        sm = difflib.SequenceMatcher(None, self.s, new, autojunk=False)
+        for op, i1, i2, j1, j2 in sm.get_opcodes():
+            if op == "equal":
+                out = out + self[i1:i2]
+            elif j2 > j1:
+                lo, hi = self.span(i1, i2)
+                out = out + _Text(new[j1:j2], array("l", [lo]) * (j2 - j1),
+                                  array("l", [hi]) * (j2 - j1))
+        return out
+
+
+_RUN_OF_NON_SPACE = re.compile(r"\S+")
 
 
 #: rule names in the order they run (``TextConfig.disable`` takes these)
@@ -143,18 +334,25 @@ class _Run:
         self.counts: dict[str, int] = {}
         self.removed: list[dict] = []
         self.removed_total = 0
+        #: the input span of the match being replaced (what a removal points at)
+        self.here: tuple[int, int] | None = None
 
     def count(self, rule: str, n: int) -> None:
         if n:
             self.counts[rule] = self.counts.get(rule, 0) + n
 
-    def remove(self, rule: str, text: str, **extra) -> None:
+    def remove(self, rule: str, text: str, span: tuple[int, int] | None = None, **extra) -> None:
         self.removed_total += 1
+        span = span or self.here
         if len(self.removed) < _MAX_RECORDS:
-            self.removed.append({"rule": rule, "text": text[:80], **extra})
+            where = {"input_start": span[0], "input_end": span[1]} if span else {}
+            self.removed.append({"rule": rule, "text": text[:80], **where, **extra})
 
-    def sub(self, rule: str, pattern: re.Pattern, repl, text: str) -> str:
-        out, n = pattern.subn(repl, text)
+    def _at(self, span: tuple[int, int] | None) -> None:
+        self.here = span
+
+    def sub(self, rule: str, pattern: re.Pattern, repl, text: _Text) -> _Text:
+        out, n = text.sub(pattern, repl, self._at)
         self.count(rule, n)
         return out
 
@@ -189,6 +387,9 @@ _MD_TABLE_ROW = re.compile(r"^[ \t]*\|(.*)\|[ \t]*$", re.M)
 _MD_REFDEF = re.compile(r"^[ \t]{0,3}\[[^\]\n]+\]:[ \t]*\S+.*$", re.M)
 _MD_IMAGE = re.compile(r"!\[([^\]\n]*)\]\((?:[^()\s]|\([^()]*\))*(?:\s+\"[^\"]*\")?\)")
 _MD_LINK = re.compile(r"\[([^\]\n]+)\](?:\((?:[^()\s]|\([^()]*\))*(?:\s+\"[^\"]*\")?\)|\[[^\]\n]*\])")
+# what is left of "[word](/...": inline pronunciation not well-formed (unclosed, spaces in
+# it): its word is read, the rest is left out (and reported), never read as "slash ..."
+_MD_BROKEN_INLINE = re.compile(r"\[([^\[\]\n]+)\]\((?:/[^()\n]*?/\)|/[^\s()]*\)?)")
 _MD_AUTOLINK = re.compile(r"<((?:https?|ftp|mailto):[^<>\s]+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+)>")
 _HTML_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>\n]*)?/?>")
 _HTML_ENTITY = re.compile(r"&(amp|lt|gt|quot|apos|nbsp|#\d+|#x[0-9a-fA-F]+);")
@@ -254,7 +455,10 @@ _PUNCT_MAP = str.maketrans({"‘": "'", "’": "'", "‚": "'", "‛": "'", "′
                             "„": "“", "[": " (", "]": ") ", "{": " (", "}": ") ",
                             "|": ", ", "\\": " ", "^": " ", "~": " ", "*": " ", "–": "—",
                             "‐": "-", "‑": "-", "‒": "-", "−": "-", "﹘": "—", "―": "—",
-                            "<": " ", ">": " "})
+                            "<": " ", ">": " ", "。": ". ", "、": ", "})
+# CJK text has no space after its punctuation (。！ became ". " and "!" above): one is put
+# there, so chunking sees the sentence and clause ends misaki's ja / zh G2P reads alike
+_CJK_AFTER_PUNCT = re.compile(r"(?<=[.!?,;:])(?=[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff])")
 _HASH_NUMBER = re.compile(r"#(?=\d)")
 _COMPARISON = re.compile(r"(?<=\s)([<>]=?)(?=\s)")
 
@@ -436,6 +640,9 @@ def _sanitize_markdown(run: _Run, t: str) -> str:
     t = run.sub("markdown", _MD_REFDEF, "", t)
     t = run.sub("markdown", _MD_IMAGE, lambda m: m.group(1), t)
     t = run.sub("markdown", _MD_LINK, lambda m: m.group(1), t)
+    t = run.sub("markdown", _MD_BROKEN_INLINE, lambda m: run.remove(
+        "markdown", m.group()[len(m.group(1)) + 2:], why="inline pronunciation not well-formed: "
+        "its word is read") or m.group(1), t)
     t = run.sub("markdown", _MD_AUTOLINK, lambda m: m.group(1), t)
     t = run.sub("markdown", _HTML_TAG, " ", t)
     t = run.sub("markdown", _MD_STRONG, lambda m: m.group(2), t)
@@ -602,25 +809,82 @@ def _punct_run(m: re.Match) -> str:
     return s[0]
 
 
-def _paragraphs(run: _Run, t: str) -> str:
+def _terminated(t: _Text) -> _Text:
+    done = _terminate(t.s)
+    return t + _Text.literal(done[len(t.s):], t.end()) if done != t.s else t
+
+
+def _paragraphs(run: _Run, t: _Text) -> _Text:
     t = run.sub("paragraphs", _HYPHEN_BREAK, "", t)
     paragraphs = []
-    for para in _PARA_SPLIT.split(t):
-        para = _SPACE_PUNCT.sub("", _WS.sub(" ", para)).strip()
+    for para in t.split(_PARA_SPLIT):
+        para = para.sub(_WS, " ")[0].sub(_SPACE_PUNCT, "")[0].strip()
         if not para:
             continue
-        if not _HAS_WORD.search(para):
-            run.remove("paragraphs", para, why="no words to read (punctuation or symbols only)")
+        if not _HAS_WORD.search(para.s):
+            run.remove("paragraphs", para.s, span=para.span(0, len(para)),
+                       why="no words to read (punctuation or symbols only)")
             continue
         paragraphs.append(para)
-    done = [_terminate(p) for p in paragraphs[:-1]] + paragraphs[-1:]
-    run.count("paragraphs", sum(a != b for a, b in zip(done, paragraphs)))
-    return "\n\n".join(done)
+    done = [_terminated(p) for p in paragraphs[:-1]] + paragraphs[-1:]
+    run.count("paragraphs", sum(a.s != b.s for a, b in zip(done, paragraphs)))
+    return _Text.join("\n\n", done)
 
 
-def sanitize(text: str, cfg: TextConfig | None = None, lang: str | None = None) -> Sanitized:
+def _unicode(run: _Run, t: _Text) -> _Text:
+    """NFC and ligatures, per character with its combining marks (so the map stays per
+    character); where that differs from the whole text's NFC, the whole is aligned."""
+    if t.s.isascii():
+        return t
+    whole = unicodedata.normalize("NFC", t.s).translate(_LIGATURES)
+    if whole == t.s:
+        return t
+    run.count("unicode", 1)
+    out, _ = t.sub(_NFC_UNIT, lambda m: unicodedata.normalize("NFC", m.group()).translate(_LIGATURES))
+    return out if out.s == whole else t.rewritten(whole)
+
+
+#: a character with its combining marks (a run of Hangul jamo composes as one)
+_NFC_UNIT = regex.compile(r"[\u1100-\u11ff]+|[^\x00-\x7f]\p{M}*|[\x00-\x7f]\p{M}+|\p{M}+")
+_PUNCT_KEYS = re.compile("[" + re.escape("".join(chr(c) for c in _PUNCT_MAP)) + "]")
+_HASH_UNDERSCORE = re.compile(r"[#_]")
+
+
+def _inline_in(run: _Run, t: _Text) -> tuple[_Text, list[dict]]:
+    """Inline pronunciations taken out of the text (each is its word until
+    :func:`_inline_out` puts the markup back around what became of it)."""
+    found = inline_overrides(t.s)  # raises PronunciationError on an unknown symbol
+    t = run.sub("inline", INLINE, lambda m: m.group(1), t)
+    return t, found
+
+
+def _inline_out(t: _Text, found: list[dict]) -> tuple[_Text, list[dict]]:
+    """The markup put back around each inline word, where the word came through the rules
+    whole (a rule that cut it apart leaves it read as text; the report says so)."""
+    applied = []
+    for ov in reversed(found):  # from the end: earlier positions stay valid
+        ws, we = ov["input_start"], ov["input_end"]
+        at = [k for k in range(len(t)) if ws <= t.a[k] and t.b[k] <= we and t.a[k] < t.b[k]]
+        ok = bool(at) and at[-1] - at[0] + 1 == len(at) and not any(
+            t.s[k].isspace() or t.s[k] in "[]()/" for k in at)
+        if not ok:
+            applied.append({**ov, "applied": False,
+                            "why": "the text rules changed the word; it is read as text"})
+            continue
+        i, j = at[0], at[-1] + 1
+        t = (t[:i] + _Text.literal("[", t.a[i]) + t[i:j]
+             + _Text.literal(f"](/{ov['phonemes']}/)", t.b[j - 1]) + t[j:])
+        applied.append({**ov, "applied": True})
+    return t, applied[::-1]
+
+
+def sanitize(text: str, cfg: TextConfig | None = None, lang: str | None = None,
+             inline: bool | None = None) -> Sanitized:
     """Clean ``text`` for G2P in ``lang`` (None: English). Raises :class:`InputTooLong`
-    over ``cfg.max_chars``."""
+    over ``cfg.max_chars``. With ``inline`` (default ``cfg.inline_phonemes``), inline
+    pronunciations ``[word](/phonemes/)`` are kept as markup for the G2P (checked:
+    :class:`PronunciationError` names a symbol Kokoro cannot say); without it they are read
+    as their word, like any Markdown link."""
     cfg = cfg or TextConfig()
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
@@ -628,12 +892,16 @@ def sanitize(text: str, cfg: TextConfig | None = None, lang: str | None = None) 
         raise InputTooLong(f"input is {len(text):,} characters; the limit is {cfg.max_chars:,} "
                            "(text.max_chars): send it in parts")
     cfg.validate()
+    inline = cfg.inline_phonemes if inline is None else inline
     off = set(cfg.disable)
     if lang is not None and not lang.lower().startswith("en"):
         off.update(ENGLISH_RULES)
     run = _Run(cfg)
     on = lambda rule: rule not in off  # noqa: E731
-    t = text
+    t = _Text.of(text)
+    found: list[dict] = []
+    if inline:
+        t, found = _inline_in(run, t)
     if on("line_endings"):
         t = run.sub("line_endings", _CRLF, "\n", t)
         t = run.sub("line_endings", _PAGEBREAK, "\n\n", t)
@@ -642,13 +910,10 @@ def sanitize(text: str, cfg: TextConfig | None = None, lang: str | None = None) 
     if on("control"):
         t = run.sub("control", _CONTROL, " ", t)
     if on("unicode"):
-        if not t.isascii():
-            nfc = unicodedata.normalize("NFC", t).translate(_LIGATURES)
-            run.count("unicode", nfc != t)
-            t = run.sub("unicode", _FULLWIDTH, lambda m: chr(ord(m.group()) - 0xFEE0), nfc)
-            t = run.sub("unicode", _SPACES, " ", t)
-        else:
-            t = run.sub("unicode", _SPACES, " ", t)
+        t = _unicode(run, t)
+        if not t.s.isascii():
+            t = run.sub("unicode", _FULLWIDTH, lambda m: chr(ord(m.group()) - 0xFEE0), t)
+        t = run.sub("unicode", _SPACES, " ", t)
     if on("zero_width"):
         t = run.sub("zero_width", _JOINERS, "", t)
         t = run.sub("zero_width", _SEPARATORS, _invisible, t)
@@ -689,19 +954,26 @@ def sanitize(text: str, cfg: TextConfig | None = None, lang: str | None = None) 
                     "<=": " at most ", ">=": " at least "}[m.group(1)], t)
         t = run.sub("punctuation", _HASH_NUMBER, "number ", t)
         t = run.sub("punctuation", _PUNCT_RUN, _punct_run, t)
-        translated = t.translate(_PUNCT_MAP)
-        run.count("punctuation", translated != t)
-        t = translated.replace("#", " ").replace("_", " ")
+        t, n = t.sub(_PUNCT_KEYS, lambda m: m.group().translate(_PUNCT_MAP))
+        run.count("punctuation", n > 0)
+        t = t.sub(_HASH_UNDERSCORE, " ")[0]
+        t = run.sub("punctuation", _CJK_AFTER_PUNCT, " ", t)
     if on("paragraphs"):
         t = _paragraphs(run, t)
     else:
-        t = "\n\n".join(p for p in (_WS.sub(" ", p).strip() for p in _PARA_SPLIT.split(t)) if p)
+        t = _Text.join("\n\n", [p for p in (p.sub(_WS, " ")[0].strip()
+                                             for p in t.split(_PARA_SPLIT)) if len(p)])
+    inline_report: list[dict] = []
+    if found:
+        t, inline_report = _inline_out(t, found)
     report = {
         "chars_in": len(text),
         "chars_out": len(t),
-        "paragraphs": t.count("\n\n") + 1 if t else 0,
+        "paragraphs": t.s.count("\n\n") + 1 if t.s else 0,
         "rules": run.counts,
         "removed": run.removed,
         "removed_total": run.removed_total,
     }
-    return Sanitized(t, report)
+    if inline:
+        report["inline"] = inline_report
+    return Sanitized(t.s, report, t.a, t.b, len(text))

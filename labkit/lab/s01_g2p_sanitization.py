@@ -7,6 +7,12 @@
   that Kokoro cannot say (counted *before* cleaning removed them: every one is a loss);
   whether dates, times, money, ordinals, versions and units were read as a person reads
   them (``read_as``: the phonemes of the expected reading must appear in the phonemes made);
+* the languages (:func:`run_languages`, ``labkit/data/languages.yaml``) -- every language
+  Kokoro's voices speak, at least eight cases each with numbers and punctuation, read by
+  that language's voice through the same path, each checked against what the language's
+  own G2P alone (misaki for English, Japanese and Chinese; espeak-ng for the others)
+  makes of the same text, plus the Mandarin tones; a language that cannot be read here
+  is recorded with the reason (what is missing, how to add it);
 * :func:`raw_vs_sanitized` -- what sanitization saves: words of the input lost, fallbacks,
   unknown words and tokenization drops with G2P on the raw input versus the sanitized one;
 * :func:`g2p_cost` -- what the text path costs, timed by the one instrument
@@ -30,7 +36,8 @@ import yaml
 
 from labkit import files
 from labkit.config import DATA_DIR, LabConfig
-from labkit.engine.g2p import UNKNOWN, G2P, get_g2p, lexicon_path, normalize_lang
+from labkit.engine.g2p import (ESPEAK_LANGS, MISAKI_LANGS, UNKNOWN, G2P, clean_phonemes, espeak_reader,
+                               get_g2p, lexicon_path, misaki_reader, normalize_lang, unavailable)
 from labkit.engine.ort import SAMPLE_RATE
 from labkit.engine.phonemize import phonemize_json
 from labkit.engine.pipeline import StreamingSynthesizer
@@ -43,6 +50,9 @@ from labkit.timing import measure
 
 NAME = "01_g2p_sanitization"
 CORPUS_PATH = DATA_DIR / "messy_corpus.yaml"
+LANGUAGES_PATH = DATA_DIR / "languages.yaml"
+#: each language has at least this many cases (numbers and punctuation among them)
+MIN_LANGUAGE_CASES = 8
 #: the text path (sanitize + per-piece G2P) may cost at most this many times misaki alone
 #: on the raw text -- judged on the high end of the interval
 MAX_COST_RATIO = 1.3
@@ -100,6 +110,15 @@ def read_as_written(read_as: dict[str, Any], phonemes: str, g2p: G2P) -> list[st
         if not any(_contains(have, phoneme_words(g2p(r).phonemes)) for r in readings):
             problems.append(f"{written!r} not read as {readings[0]!r}")
     return problems
+
+
+#: misaki's Mandarin tone marks: first, second, third, fourth (the neutral tone has none)
+TONE_MARKS = "→↗↓↘"
+
+
+def tone_marks(phonemes: str) -> str:
+    """The Mandarin tone marks in ``phonemes``, in order (one per toned syllable)."""
+    return "".join(ch for ch in phonemes if ch in TONE_MARKS)
 
 
 def input_words(text: str) -> set[str]:
@@ -185,6 +204,10 @@ def run_case(case: dict, cfg: LabConfig, g2p: G2P | None = None) -> dict[str, An
     if case.get("read_as"):
         g2p_ = g2p or get_g2p(out["lang"], cfg.text.g2p_fallback, lexicon_path(cfg))
         problems += read_as_written(case["read_as"], " ".join(p["phonemes"] for p in out["pieces"]), g2p_)
+    if case.get("tones") is not None:
+        got = tone_marks(" ".join(p["phonemes"] for p in out["pieces"]))
+        if got != case["tones"]:
+            problems.append(f"Mandarin tones {got!r}, expected {case['tones']!r}")
     result.update(
         ok=not problems, problems=problems, sanitized=out["text"][:400],
         phonemes=" | ".join(p["phonemes"] for p in out["pieces"])[:400],
@@ -217,6 +240,90 @@ def run_corpus(cfg: LabConfig, cases: list[dict] | None = None) -> dict[str, Any
     }
 
 
+
+
+# -- every language ---------------------------------------------------------------------------
+def load_languages(path: str | Path | None = None) -> dict[str, dict]:
+    """language -> {"voice", "cases"} from ``labkit/data/languages.yaml``."""
+    data = yaml.safe_load(Path(path or LANGUAGES_PATH).read_text(encoding="utf-8"))["languages"]
+    for lang, spec in data.items():
+        normalize_lang(lang)  # a language the pipeline knows
+        if not spec.get("voice") or not spec.get("cases"):
+            raise ValueError(f"languages.yaml {lang}: needs a voice and cases")
+    return data
+
+
+def reference_phonemes(lang: str, text: str) -> str:
+    """What the language's own G2P alone makes of ``text`` (no sanitization, no pieces, no
+    lexicon), cleaned to Kokoro's vocabulary: misaki for en / ja / zh, espeak-ng else."""
+    lang = normalize_lang(lang)
+    if lang in ESPEAK_LANGS:
+        raw = espeak_reader(lang)(text)
+    elif lang in MISAKI_LANGS:
+        raw = misaki_reader(lang)(text)
+    else:
+        raw = get_g2p(lang)._misaki(text)[0]
+    return clean_phonemes(raw)[0]
+
+
+def run_language_case(lang: str, voice: str, case: dict, cfg: LabConfig) -> dict[str, Any]:
+    """One case: the pipeline's phonemes (``phonemize_json`` with the language's voice)
+    against :func:`reference_phonemes` on the same text, and the Mandarin tones."""
+    text = case["input"]
+    result: dict[str, Any] = {"id": case["id"], "lang": lang, "voice": voice, "input": text}
+    try:
+        out = phonemize_json(text, cfg.with_overrides({"voice": voice, "lang": lang}))
+        reference = reference_phonemes(lang, text)
+    except ValueError as exc:  # LanguageUnavailable, a refusal: recorded, never raised
+        result.update(ok=False, problems=[f"{type(exc).__name__}: {exc}"])
+        return result
+    ours = " ".join(p["phonemes"] for p in out["pieces"])
+    problems = []
+    mine, theirs = phoneme_words(ours), phoneme_words(reference)
+    if mine != theirs:
+        k = next((i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b), min(len(mine), len(theirs)))
+        problems.append(f"phonemes differ from the G2P alone from word {k}: "
+                        f"{' '.join(mine[k:k + 4])!r} vs {' '.join(theirs[k:k + 4])!r}")
+    g = out["report"]["g2p"]
+    if g["oov_before_cleaning"]:
+        problems.append(f"{g['oov_before_cleaning']} symbols lost before the model: {g['lost_symbols']}")
+    if not ours.strip():
+        problems.append("no phonemes")
+    if case.get("tones") is not None and tone_marks(ours) != case["tones"]:
+        problems.append(f"Mandarin tones {tone_marks(ours)!r}, expected {case['tones']!r}")
+    result.update(ok=not problems, problems=problems, engine=out["engine"], phonemes=ours[:300],
+                  reference=reference[:300], sanitized=out["text"][:200],
+                  tones=tone_marks(ours) if case.get("tones") is not None else None)
+    return result
+
+
+def run_languages(cfg: LabConfig, languages: list[str] | None = None,
+                  path: str | Path | None = None) -> dict[str, Any]:
+    """Every language's cases (or those named), with pass counts per language; a language
+    that cannot be read here is recorded with the reason, its cases not run."""
+    spec = load_languages(path)
+    chosen = list(spec) if languages is None else [normalize_lang(x) for x in languages]
+    unknown = [x for x in chosen if x not in spec]
+    if unknown:
+        raise ValueError(f"no cases for {unknown}; languages.yaml has {list(spec)}")
+    per: dict[str, dict] = {}
+    results: list[dict] = []
+    for lang in chosen:
+        voice, cases = spec[lang]["voice"], spec[lang]["cases"]
+        why = unavailable(lang)
+        row = {"voice": voice, "cases": len(cases), "passed": 0, "unavailable": why}
+        if why is None:
+            rs = [run_language_case(lang, voice, c, cfg) for c in cases]
+            results += rs
+            row["passed"] = sum(r["ok"] for r in rs)
+            row["engine"] = next((r["engine"] for r in rs if "engine" in r), None)
+            toned = [r for r in rs if r.get("tones") is not None]
+            if toned:
+                row["tone_cases"] = len(toned)
+                row["tones_passed"] = sum(not any("tones" in p for p in r["problems"]) for r in toned)
+        per[lang] = row
+    return {"languages": per, "cases": sum(r["cases"] for r in per.values()),
+            "passed": sum(r["passed"] for r in per.values()), "results": results}
 
 
 # -- what sanitization saves ----------------------------------------------------------------
@@ -364,11 +471,14 @@ def run(cfg: LabConfig, st, *, corpus: str | None = None, cases: list[str] | Non
         language: str = "en-us", fallback: bool = True, rules_off: list[str] = (),
         timing_texts: list[str] = ("messy-sentence", "messy-paragraph", "messy-article"),
         rounds: int | None = None, espeak_baseline: bool = True, cache_repeats: int = 50,
-        listen: int = 3) -> dict[str, Any]:
+        listen: int = 3, languages: list[str] | None = None) -> dict[str, Any]:
     cfg = stage_config(cfg, language, fallback, rules_off)
     chosen = select_cases(load_corpus(corpus), cases)
     summary = run_corpus(cfg, chosen)
     files.write_json(st.path("corpus_results.json"), summary, indent=2, ensure_ascii=False)
+    # every language, from the configuration before the stage's own language and rules
+    langs = run_languages(cfg.with_overrides({"lang": None, "text.disable": []}), languages)
+    files.write_json(st.path("languages_results.json"), langs, indent=2, ensure_ascii=False)
     saved = raw_vs_sanitized(cfg, chosen)
     engine = Engine(cfg)
     synth = StreamingSynthesizer(engine)
@@ -376,7 +486,7 @@ def run(cfg: LabConfig, st, *, corpus: str | None = None, cases: list[str] | Non
                     espeak_baseline)
     cache_s = cache_hit_seconds(cfg, texts.named(timing_texts[0]), max(1, cache_repeats))
     heard = listen_cases(synth, chosen, listen, st.dir)
-    return {"summary": summary, "raw_vs_sanitized": saved, "saved": totals(saved),
+    return {"summary": summary, "languages": langs, "raw_vs_sanitized": saved, "saved": totals(saved),
             "cost": cost, "cache_hit_s": cache_s, "_listen": heard, "_synth": synth,
             "_cfg": cfg}
 
@@ -393,6 +503,11 @@ def targets(result: dict[str, Any]) -> dict[str, bool]:
     if not rows:
         out[f"cost_within_{MAX_COST_RATIO}x_misaki"] = False  # not measured: not met
     out["cache_hit_under_1ms"] = result["cache_hit_s"] < MAX_CACHE_HIT_S
+    if "languages" in result:
+        per = result["languages"]["languages"]
+        out["every_language_read"] = bool(per) and all(r["unavailable"] is None for r in per.values())
+        out[f"every_language_{MIN_LANGUAGE_CASES}_cases_pass"] = bool(per) and all(
+            r["passed"] == r["cases"] >= MIN_LANGUAGE_CASES for r in per.values())
     return out
 
 
@@ -420,6 +535,11 @@ def headline(result: dict[str, Any]) -> dict[str, Any]:
         if "espeak_s" in r:
             out[f"{t} espeak (kokoro-onnx) ms"] = round(r["espeak_s"] * 1e3, 2)
     out["cache hit ms"] = round(result["cache_hit_s"] * 1e3, 4)
+    for lang, r in result.get("languages", {}).get("languages", {}).items():
+        out[f"language {lang} ({r['voice']})"] = (
+            f"{r['passed']}/{r['cases']} cases match its G2P alone ({r.get('engine')})"
+            + (f"; tones {r['tones_passed']}/{r['tone_cases']}" if "tone_cases" in r else "")
+            if r["unavailable"] is None else f"not read here: {r['unavailable']}")
     for name, ok in targets(result).items():
         out[f"target {name}"] = "met" if ok else "NOT met"
     return out
@@ -428,6 +548,11 @@ def headline(result: dict[str, Any]) -> dict[str, Any]:
 def record(st, result: dict[str, Any]) -> None:
     s, cost = result["summary"], result["cost"]
     st.metrics["corpus"] = {k: v for k, v in s.items() if k != "results"}
+    if "languages" in result:
+        st.metrics["languages"] = {k: v for k, v in result["languages"].items() if k != "results"}
+        for lang, r in result["languages"]["languages"].items():
+            if r["unavailable"]:
+                st.note(f"language {lang} not read here: {r['unavailable']}")
     st.metrics["raw_vs_sanitized"] = result["raw_vs_sanitized"]
     st.metrics["raw_vs_sanitized_totals"] = result["saved"]
     st.metrics["timings"] = cost["rows"]
@@ -449,6 +574,21 @@ def corpus_table(result: dict[str, Any]) -> str:
             for r in result["summary"]["results"]]
     return markdown(rows, ["id", "ok", "input", "sanitized", "rules", "fallbacks",
                            "dropped_at_tokenization", "problems"])
+
+
+def languages_table(result: dict[str, Any]) -> str:
+    """Per language: its voice, the G2P that read it, cases matching the G2P alone, tones."""
+    rows = [{"language": lang, "voice": r["voice"], "engine": r.get("engine") or "-",
+             "passed": f"{r['passed']}/{r['cases']}",
+             "tones": f"{r['tones_passed']}/{r['tone_cases']}" if "tone_cases" in r else "",
+             "unavailable": r["unavailable"] or ""}
+            for lang, r in result["languages"]["languages"].items()]
+    return markdown(rows, ["language", "voice", "engine", "passed", "tones", "unavailable"])
+
+
+def language_cases_table(result: dict[str, Any]) -> str:
+    rows = [dict(r, problems="; ".join(r["problems"])) for r in result["languages"]["results"]]
+    return markdown(rows, ["id", "ok", "input", "phonemes", "problems"])
 
 
 def saved_table(result: dict[str, Any]) -> str:

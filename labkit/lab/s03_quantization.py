@@ -123,7 +123,7 @@ def reference_audio(session, prepared: Sequence, voices) -> dict[str, np.ndarray
 def utterance_words(p, frames: np.ndarray) -> list[dict[str, Any]]:
     """[{"word", "start", "end"}] of a prepared utterance from the model's per-token frames."""
     phonemized = get_g2p(p.utt.lang)(p.utt.text)
-    spans = wordsmod.spans_for(p.utt.text, p.phonemes, phonemized)
+    spans, _ = wordsmod.spans_for(p.utt.text, p.phonemes, phonemized)
     return [{"word": w, "start": a / SAMPLE_RATE, "end": b / SAMPLE_RATE}
             for w, a, b in wordsmod.piece_samples(spans, frames, len(p.tokens))]
 

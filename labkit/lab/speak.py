@@ -13,7 +13,7 @@ from labkit.config import LabConfig
 from labkit.engine import assets, split_runtime
 from labkit.engine.pipeline import StreamingSynthesizer
 from labkit.engine.runtime import Engine
-from labkit.engine.words import timed_cache_dir
+from labkit.engine.words import InputWords, timed_cache_dir
 from labkit.optimize import durations
 from labkit.optimize import split as splitting
 
@@ -25,9 +25,12 @@ def timed_config(cfg: LabConfig) -> LabConfig:
 
 
 def say(cfg: LabConfig, text: str, engine: Engine | None = None) -> tuple[np.ndarray, list[dict]]:
-    """(audio, [{"word", "start", "end"}]) for ``text`` with ``cfg``'s voice and speed.
-    ``engine`` must be one whose model has the durations output (default: built here, the
-    split engine where ``cfg`` runs on it)."""
+    """(audio, words) for ``text`` with ``cfg``'s voice and speed: ``{"word", "start",
+    "end", "input_start", "input_end"}`` per stretch of ``text`` spoken (seconds; code-point
+    offsets into ``text``; labkit.engine.words.InputWords), and ``{"skipped": why, "text",
+    "input_start", "input_end"}`` where the clean-up left something out. ``engine`` must
+    be one whose model has the durations output (default: built here, the split engine
+    where ``cfg`` runs on it)."""
     if engine is None:
         timed = timed_config(cfg)
         splitting.ensure_for(timed)
@@ -35,7 +38,9 @@ def say(cfg: LabConfig, text: str, engine: Engine | None = None) -> tuple[np.nda
     if engine.durations_index is None:
         raise ValueError(f"model {engine.model_path} has no 'durations' output: word timings "
                          "need labkit.optimize.durations.ensure(model)")
-    chunks = list(StreamingSynthesizer(engine).stream(text, voice=cfg.voice, speed=cfg.speed))
+    with StreamingSynthesizer(engine).open_stream(text, voice=cfg.voice, speed=cfg.speed) as stream:
+        chunks = list(stream)
+    entries = InputWords(text, stream.sanitized)
+    words = [e for c in chunks for e in entries.feed(c.words)] + entries.finish()
     audio = np.concatenate([c.audio for c in chunks]) if chunks else np.zeros(0, np.float32)
-    words = [w.to_dict() for c in chunks for w in c.words]
     return audio, words

@@ -282,7 +282,8 @@ def _chunks(data: bytes, odd: bytearray) -> Iterator[bytes]:
 def say_from_server(url: str, text: str, voice: str | None = None, speed: float | None = None,
                     out_path: str | Path | None = None, buffer_s: float = DEFAULT_BUFFER_S,
                     api_key: str | None = None, timeout: float = 300.0,
-                    client: httpx.Client | None = None, words: bool = False) -> dict:
+                    client: httpx.Client | None = None, words: bool = False,
+                    inline: bool | None = None) -> dict:
     """Speak ``text`` through the endpoint at ``url``: to the speakers, or into
     ``out_path`` (``.wav``; ``.pcm`` for raw s16le; ``.mp3``/``.opus``/``.aac``/``.flac``
     are requested in that format and written as received). Returns what happened:
@@ -293,7 +294,10 @@ def say_from_server(url: str, text: str, voice: str | None = None, speed: float 
 
     ``words``: ask for word timestamps (``stream_format: "sse"`` with
     ``timestamp_granularities: ["word"]``); the audio comes in the event stream's deltas
-    and ``info["words"]`` holds ``[{"word", "start", "end"}]`` in stream seconds."""
+    and ``info["words"]`` holds ``[{"word", "start", "end", "input_start", "input_end"}]``
+    (stream seconds; code-point offsets into ``text``) and ``{"skipped", ...}`` entries.
+    ``inline``: send ``inline_phonemes`` (obey ``[word](/phonemes/)`` in ``text``); None:
+    the server's setting."""
     suffix = Path(out_path).suffix.lower().lstrip(".") if out_path else ""
     encoded = suffix in ("mp3", "opus", "aac", "flac")
     fmt = suffix if encoded else "pcm"
@@ -320,6 +324,8 @@ def say_from_server(url: str, text: str, voice: str | None = None, speed: float 
 
     events = SSEReader(play) if words else None
     extra = {"stream_format": "sse", "timestamp_granularities": ["word"]} if words else {}
+    if inline is not None:
+        extra["inline_phonemes"] = bool(inline)
     finished = False
     try:
         with stop_on_signals():
@@ -378,7 +384,8 @@ def say_from_server(url: str, text: str, voice: str | None = None, speed: float 
 class SSEReader:
     """Reads the endpoint's event stream as it arrives: ``speech.audio.delta`` audio goes
     to ``on_audio(data, t)`` (and into :attr:`audio`, :attr:`arrivals`),
-    ``speech.word`` events into :attr:`words`; an ``error`` event raises
+    ``speech.word`` events (and ``speech.skipped`` ones, as ``{"skipped": reason, ...}``)
+    into :attr:`words`; an ``error`` event raises
     :class:`ServerError` (the status line said 200 before the synthesis failed)."""
 
     def __init__(self, on_audio: Callable[[bytes, float], None] | None = None):
@@ -414,7 +421,12 @@ class SSEReader:
             if self.on_audio is not None:
                 self.on_audio(audio, t)
         elif kind == "speech.word":
-            self.words.append({k: event[k] for k in ("word", "start", "end")})
+            self.words.append({k: event[k] for k in ("word", "start", "end", "input_start",
+                                                     "input_end") if k in event})
+        elif kind == "speech.skipped":
+            self.words.append({"skipped": event.get("reason", ""), "text": event.get("text", ""),
+                               "input_start": event.get("input_start"),
+                               "input_end": event.get("input_end")})
         elif kind == "speech.audio.done":
             self.done = event
         elif kind == "error":

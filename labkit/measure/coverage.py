@@ -74,11 +74,14 @@ class Coverage:
 
 
 def parse_words(data: Any, where: str = "words") -> list[dict[str, Any]]:
-    """Validate ``[{"word", "start", "end"}]`` (seconds, start <= end); clear errors."""
+    """Validate ``[{"word", "start", "end"}]`` (seconds, start <= end); clear errors.
+    Entries ``{"skipped": why, ...}`` (text that was not spoken) are left out."""
     if not isinstance(data, list):
         raise WordsFileError(f"{where}: expected a JSON list of {{word, start, end}}, got {type(data).__name__}")
     out = []
     for i, item in enumerate(data):
+        if isinstance(item, dict) and "skipped" in item:
+            continue  # what the clean-up left out (labkit say --words): not in the audio
         if not isinstance(item, dict) or not {"word", "start", "end"} <= set(item):
             raise WordsFileError(f"{where}[{i}]: expected an object with word, start and end, got {item!r}")
         start, end = item["start"], item["end"]
