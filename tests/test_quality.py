@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from labkit import quality
+from labkit.quality import standard
 from labkit.measure import dnsmos
 from labkit.quality import QualityError
 
@@ -100,7 +101,7 @@ def test_length_mismatch_reported_or_truncated(noise):
 def test_aligned_lsd_sees_through_a_timing_change(noise, voiced):
     """A stretch of the signal repeated (a phoneme held one frame longer, in effect) or cut:
     the common-prefix LSD reports a big spectral change, the aligned one almost none."""
-    hop = quality.HOP
+    hop = standard.HOP
     cut = hop * (voiced.size // hop // 2)
     longer = np.concatenate([voiced[:cut], voiced[cut - 19 * hop:cut], voiced[cut:]])
     shorter = np.concatenate([voiced[:cut], voiced[cut + 19 * hop:]])

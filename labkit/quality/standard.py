@@ -1,4 +1,11 @@
-"""The quality bench: how far a variant's audio is from the reference's.
+"""The field's standard figures: how far a variant's audio is from the reference's.
+
+These are reported beside the ruler (:mod:`labkit.quality.ruler`), which decides; the
+ladder (:mod:`labkit.quality.ladder`) shows why none of them may decide alone: the
+standard LSD reads inaudible noise as worse than clicks and a dropped syllable, PESQ-WB
+is blind above 8 kHz and reads a change of durations as damage. The standard LSD stays
+the figure of *numerical* drift (a graph rewrite, a split, a session option: where the
+audio should be the same to the last bit, any distance is a finding).
 
 Kokoro's vocoder builds its harmonic source from a running phase, so two variants that
 sound the same drift apart in phase within a few hundred milliseconds: waveform SNR is
@@ -45,7 +52,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-SAMPLE_RATE = 24_000
+from labkit.quality import align
+from labkit.quality.signal import SAMPLE_RATE, QualityError, as_audio, resample
+
 N_FFT = 1024
 HOP = 256
 FLOOR = 1e-5
@@ -62,26 +71,6 @@ LSD_DEFINITION = (
     "window, hop 256, 24 kHz) the RMS over frequency of the dB difference of the magnitudes, "
     "each floored 100 dB below the louder peak, then the mean over frames; a bound applies to "
     "the worst utterance, with the mean over utterances reported beside it")
-
-
-class QualityError(ValueError):
-    """Audio that cannot be compared: NaN/inf, empty, or lengths that differ."""
-
-
-# -- validation -----------------------------------------------------------------------
-def as_audio(x: Any, what: str) -> np.ndarray:
-    a = np.asarray(x, dtype=np.float64)
-    if a.ndim != 1:
-        a = a.squeeze()
-        if a.ndim != 1:
-            raise QualityError(f"{what}: expected mono audio (1-D), got shape {np.shape(x)}")
-    if a.size == 0:
-        raise QualityError(f"{what}: empty audio")
-    bad = ~np.isfinite(a)
-    if bad.any():
-        raise QualityError(f"{what}: {int(bad.sum())} NaN/inf samples of {a.size}; "
-                           "only finite audio can be compared")
-    return a
 
 
 def _pair(ref: Any, test: Any, allow_length_mismatch: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -168,37 +157,8 @@ def aligned_lsd_db(ref: np.ndarray, test: np.ndarray, band_s: float = 0.5) -> fl
     if logs is None:
         return 0.0
     LA, LB = logs
-    n, m = len(LA), len(LB)
-    w = max(abs(n - m) + 4, int(band_s * SAMPLE_RATE / HOP))
-    centre = np.rint(np.arange(n) * (m - 1) / max(n - 1, 1)).astype(int)
-    lo = np.clip(centre - w, 0, m - 1)
-    hi = np.clip(centre + w + 1, 1, m)
-    prev_cost = None
-    back = []
-    for i in range(n):
-        js = np.arange(lo[i], hi[i])
-        d = frame_distance(LA[i][None, :], LB[js])
-        if i == 0:
-            cost = np.where(js == 0, d, np.inf)
-            back.append(np.zeros(js.size, dtype=np.int8))
-        else:
-            options = np.full((3, js.size), np.inf)
-            for step in (0, 1, 2):  # from (i-1, j - step)
-                k = js - step - lo[i - 1]
-                ok = (k >= 0) & (k < prev_cost.size)
-                options[step, ok] = prev_cost[k[ok]]
-            best = np.argmin(options, axis=0)
-            cost = d + options[best, np.arange(js.size)]
-            back.append(best.astype(np.int8))
-        prev_cost = cost
-    j = m - 1
-    if not (lo[-1] <= j < hi[-1]) or not np.isfinite(prev_cost[j - lo[-1]]):
-        raise QualityError("aligned LSD: no alignment within the band (lengths too different)")
-    total = 0.0
-    for i in range(n - 1, -1, -1):
-        total += float(frame_distance(LA[i], LB[j]))
-        j -= int(back[i][j - lo[i]])
-    return total / n
+    i, j = align.dtw_path(LA, LB, int(band_s * SAMPLE_RATE / HOP), frame_distance)
+    return float(np.mean(frame_distance(LA[i], LB[j])))
 
 
 # -- over a corpus ----------------------------------------------------------------------
@@ -245,15 +205,6 @@ def spectral_convergence(ref: np.ndarray, test: np.ndarray,
     if norm == 0.0:
         raise QualityError("spectral convergence: the reference is all zeros")
     return float(np.linalg.norm(B - A) / norm)
-
-
-def resample(x: np.ndarray, sr: int, target: int) -> np.ndarray:
-    if sr == target:
-        return np.asarray(x, dtype=np.float64)
-    from scipy.signal import resample_poly
-
-    g = math.gcd(int(sr), int(target))
-    return resample_poly(np.asarray(x, dtype=np.float64), target // g, sr // g)
 
 
 def pesq_wb(ref: np.ndarray, test: np.ndarray, sr: int = SAMPLE_RATE,
