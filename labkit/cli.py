@@ -20,6 +20,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from labkit import procs
 from labkit.config import ConfigError, LabConfig
 
 
@@ -121,10 +122,16 @@ def cmd_phonemize(args) -> int:
 
 
 def cmd_journal(args) -> int:
-    from labkit.lab.batch import run_batch
+    from labkit.lab.batch import failed_stages, run_batch
 
-    run_batch(args.file, only=args.only, resume=args.resume, cfg=_config(args),
-              parameters=dict(kv.split("=", 1) for kv in (args.param or [])))
+    cfg = _config(args)
+    run_id = run_batch(args.file, only=args.only, resume=args.resume, cfg=cfg,
+                       parameters=dict(kv.split("=", 1) for kv in (args.param or [])))
+    failed = failed_stages(args.file, run_id, cfg, only=args.only)
+    if failed:  # after the journal is written; a skipped stage is not a failure
+        print(f"labkit journal: {len(failed)} stage(s) failed in {run_id}: {', '.join(failed)}",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -271,11 +278,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # SIGTERM/SIGHUP unwind like Ctrl-C: every server, load process and kernel this
+    # command started is stopped on the way out (labkit.procs)
     try:
-        return args.fn(args)
+        with procs.signals_raise():
+            return args.fn(args)
     except (ConfigError, ValueError, RuntimeError, FileNotFoundError) as exc:
         print(f"labkit {args.command}: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"labkit {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

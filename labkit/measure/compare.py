@@ -63,6 +63,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from labkit import progress
 from labkit.config import REPO_ROOT
 from labkit.timing import Timing
 
@@ -269,7 +270,7 @@ def compare(candidates: Mapping[str, Callable[[], Any]], baseline: str, *, warmu
     kept: dict[str, list[Any]] = {n: [] for n in names} if keep else {}
     order: list[list[str]] = []
 
-    def run_rounds(k: int) -> None:
+    def run_rounds(k: int, bar: progress.Task) -> None:
         for _ in range(k):
             this = [names[i] for i in square[len(order) % len(square)]]
             for name in this:
@@ -278,6 +279,7 @@ def compare(candidates: Mapping[str, Callable[[], Any]], baseline: str, *, warmu
                 if keep:
                     kept[name].append(keep(out))
             order.append(this)
+            bar.advance(f"{len(names) - 1} candidates + A/A")  # between rounds, off the clock
 
     def summarize() -> dict[str, Entry]:
         base = np.asarray(samples[baseline])
@@ -289,17 +291,19 @@ def compare(candidates: Mapping[str, Callable[[], Any]], baseline: str, *, warmu
                               bootstrap_median_ci(r, resamples, seed))
         return out
 
-    run_rounds(rounds)
-    entries = summarize()
-    extra = 0
-    while True:
-        lo, hi = entries[control_key].ci95
-        if hi - lo <= noise_width or len(order) >= max_rounds:
-            break
-        k = min(len(square), max_rounds - len(order))
-        run_rounds(k)
-        extra += k
+    with progress.task("rounds", total=rounds) as bar:
+        run_rounds(rounds, bar)
         entries = summarize()
+        extra = 0
+        while True:
+            lo, hi = entries[control_key].ci95
+            if hi - lo <= noise_width or len(order) >= max_rounds:
+                break
+            k = min(len(square), max_rounds - len(order))
+            bar.grow(k)  # the A/A band is still wide: whole squares more
+            run_rounds(k, bar)
+            extra += k
+            entries = summarize()
     lo, hi = entries[control_key].ci95
     return Comparison(baseline, control_key, criterion, lower_is_better, entries, order, warmup,
                       extra, noise_width, hi - lo > noise_width, seed, resamples, kept)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 
+from labkit import procs
 from labkit.measure.streaming import Run
 from labkit.measure.client import BYTES_PER_SECOND, stream_speech
 from labkit.config import REPO_ROOT, LabConfig
@@ -65,8 +66,9 @@ class ServerProcess:
             argv += ["-s", item]
         env = {k: v for k, v in os.environ.items() if k != "KOKORO_LAB_CONFIG"}
         self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdout=self._log,
-                                     stderr=subprocess.STDOUT)
+        # ends with this process however it ends (labkit.procs; the server watches us)
+        self.proc = procs.popen(argv, cwd=REPO_ROOT, env=env, stdout=self._log,
+                                stderr=subprocess.STDOUT)
         try:
             self.wait_ready()
         except BaseException:
@@ -106,13 +108,8 @@ class ServerProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def __exit__(self, *exc) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        if self.proc is not None:
+            procs.stop(self.proc, grace_s=15)
         if getattr(self, "_log", None):
             self._log.close()
         if self._tmp is not None:
