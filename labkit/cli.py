@@ -6,7 +6,7 @@
     labkit phonemize [TEXT | -]
     labkit journal -f experiments/default.yaml [--only STAGE] [--resume RUN_ID]
     labkit serve [--host ADDRESS] [--port N]
-    labkit bench
+    labkit bench [--texts phrase,sentence] [--soak N] [--plan]
     labkit doctor [--json]
     labkit service install|uninstall|status [--dry-run]
 
@@ -75,6 +75,7 @@ def cmd_say(args) -> int:
             print(f"wrote {args.words}: {len(words)} words", file=sys.stderr)
         print(json.dumps(info, indent=2), file=sys.stderr)
         return 0
+    import numpy as np
     import soundfile as sf
 
     from labkit.engine.pipeline import StreamingSynthesizer
@@ -97,8 +98,11 @@ def cmd_say(args) -> int:
         Path(args.words).write_text(json.dumps(words, ensure_ascii=False, indent=1), encoding="utf-8")
         print(f"wrote {args.words}: {len(words)} words", file=sys.stderr)
     else:
+        from labkit.lab.speak import collect
+
         splitting.ensure_for(cfg)
-        audio = StreamingSynthesizer.from_config(cfg).synthesize(text)
+        chunks = collect(StreamingSynthesizer.from_config(cfg).stream(text), text)
+        audio = np.concatenate([c.audio for c in chunks]) if chunks else np.zeros(0, np.float32)
     sf.write(out, audio, SAMPLE_RATE, subtype="PCM_16")
     print(f"wrote {out}: {len(audio) / SAMPLE_RATE:.2f} s of audio "
           f"({cfg.variant}, voice {cfg.voice}, speed {cfg.speed})", file=sys.stderr)
@@ -179,13 +183,30 @@ def cmd_service(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    from labkit import progress
+    from labkit.lab import costs
     from labkit.lab.batch import latest_run
     from labkit.lab.journal import write_journal
-    from labkit.lab.s08_endpoint import TEXT_NAMES, bench
+    from labkit.lab.s08_endpoint import TEXT_NAMES, bench, plan, plan_lines
+    from labkit.optimize import split as splitting
+    from labkit.served import resolve
 
     cfg = _config(args)
+    texts = [t for group in (args.texts or [",".join(TEXT_NAMES)]) for t in group.split(",") if t]
+    unknown = [t for t in texts if t not in TEXT_NAMES]
+    if unknown:
+        raise ConfigError(f"--texts {','.join(unknown)}: unknown; choose from {', '.join(TEXT_NAMES)}")
+    if args.soak < 0:
+        raise ConfigError(f"--soak {args.soak}: a number of requests >= 0")
+    scfg = resolve(cfg).cfg  # what the endpoint serves: the costs are this configuration's
+    splitting.ensure_for(scfg)
+    c, source = costs.current(scfg)
+    for line in plan_lines(plan(c, texts, args.soak, scfg.serve.max_input_chars), source):
+        progress.say(line)
+    if args.plan:
+        return 0
     run_id = args.run_id or latest_run(cfg)  # into the latest journal run, when there is one
-    path = bench(cfg, run_id=run_id, texts=list(TEXT_NAMES), soak_requests=args.soak)
+    path = bench(cfg, run_id=run_id, texts=texts, soak_requests=args.soak)
     print(f"bench record: {path}")
     for p in write_journal(cfg, path.parent.parent.name).values():
         print(f"wrote {p}")
@@ -269,9 +290,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="print the plist and the launchctl commands; change nothing (any platform)")
     sc.set_defaults(fn=cmd_service)
 
-    b = sub.add_parser("bench", parents=[common], help="endpoint vs in-process baselines")
+    b = sub.add_parser("bench", parents=[common], help="endpoint vs in-process baselines "
+                       "(says up front what it runs and about how long)")
     b.add_argument("--run-id")
+    b.add_argument("--texts", action="append", metavar="NAME[,NAME]",
+                   help="the texts to bench (default: phrase,sentence,paragraph,article); "
+                        "--texts phrase is the short form")
     b.add_argument("--soak", type=int, default=200, help="sequential requests in the soak (default 200)")
+    b.add_argument("--plan", action="store_true", help="print what it would run and the estimate, then stop")
     b.set_defaults(fn=cmd_bench)
     return p
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from labkit import machine
+from labkit import machine, progress
 from labkit.config import LabConfig, SelectionConfig, SessionConfig
 from labkit.engine import assets, cache
 from labkit.engine.g2p import VOCAB, get_g2p, tokenize
@@ -121,7 +121,7 @@ def _runner(sess, feeds):
 
 
 def screen(model_path: Path, changes: list[SessionChange], feeds: dict, cache_dir: Path,
-           rounds: int | None, warmup: int, log=print,
+           rounds: int | None, warmup: int, log=progress.say,
            max_rounds: int | None = None) -> dict[str, Any]:
     """Every candidate's warm time at one length against the default (the one instrument),
     and its audio's distance from the default's. A candidate whose session cannot be made
@@ -219,7 +219,7 @@ def run_variant(cfg: LabConfig, variant: str, *, levels=(), thread_counts=(), mo
                 screen_length: int = 120, rounds: int | None = None, warmup: int = 1,
                 cold_rounds: int | None = None, cold_tokens: int = 30,
                 profile_tokens: int = 250, max_lsd_db: float = 1.0,
-                out_dir: Path | None = None, log=print, max_rounds: int | None = None) -> dict:
+                out_dir: Path | None = None, log=progress.say, max_rounds: int | None = None) -> dict:
     """Screen one-change candidates at ``screen_length``, combine what was earned, then
     time default vs best at every length (warm) and in fresh processes (cold), and profile
     both. Returns a JSON-able record (plus ``_audio`` for players)."""
@@ -249,7 +249,7 @@ def run_variant(cfg: LabConfig, variant: str, *, levels=(), thread_counts=(), mo
                 "best": open_session(model, best, cache_dir)}
     second_default = open_session(model, base, cache_dir)  # the A/A control's own session
     rec["warm"], rec["_audio"] = {}, {"default": {}, "best": {}}
-    for n in token_lengths:
+    for n in progress.steps(list(token_lengths), "token lengths"):
         cmp = compare({k: _runner(s, feeds[n]) for k, s in sessions.items()}, "default",
                       warmup=warmup, rounds=rounds, max_rounds=max_rounds, keep=lambda y: y,
                       control=_runner(second_default, feeds[n]))
@@ -319,7 +319,7 @@ def run(cfg: LabConfig, st, *, variants=("int8",), levels=(), thread_counts=(), 
                            cold_rounds=cold_rounds, cold_tokens=cold_tokens,
                            profile_tokens=profile_tokens, max_lsd_db=max_lsd_db, out_dir=st.dir,
                            max_rounds=max_rounds)
-            for v in variants}
+            for v in progress.steps(list(variants), "variants")}
 
 
 def missed_target_notes(variant: str, r: dict) -> list[str]:

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from labkit import quality, timing
+from labkit import progress, quality, timing
 from labkit.config import ConfigError, LabConfig, SessionConfig
 from labkit.engine import assets, runtime, split_runtime
 from labkit.engine.g2p import MAX_TOKENS, clean_phonemes, tokenize
@@ -247,12 +247,12 @@ def run_sweep(cfg: LabConfig, points: Iterable[SweepPoint], token_lengths: Itera
               reference: Mapping[int, np.ndarray] | None = None,
               profile_dir: str | os.PathLike | None = None,
               static_budget: StaticBudget | None = None,
-              log: Any = print) -> list[dict[str, Any]]:
+              log: Any = progress.say) -> list[dict[str, Any]]:
     """:func:`run_config` for every point; a point that fails is recorded as failed and the
     sweep goes on (one bad compute unit must not lose the others' numbers)."""
     results = []
     lengths = list(token_lengths)
-    for point in points:
+    for point in progress.steps(list(points), "configurations", label=lambda p: p.label):
         try:
             r = run_config(cfg, point, lengths, repeats=repeats, warmup=warmup,
                            cache_root=cache_root, reference=reference, profile_dir=profile_dir,
@@ -459,11 +459,11 @@ def run_candidate(cfg: LabConfig, c: Candidate, parts, variant: str, token_lengt
 def run_candidates(cfg: LabConfig, cands: list[Candidate], parts, variant: str,
                    token_lengths: list[int], reference, repeats: int, warmup: int,
                    cache_dir: Path, static_budget: StaticBudget | None = None,
-                   log: Any = print) -> dict[str, Any]:
+                   log: Any = progress.say) -> dict[str, Any]:
     """:func:`run_candidate` for each; one that fails is recorded ``failed: ...`` and the
     others go on."""
     out = {}
-    for c in cands:
+    for c in progress.steps(list(cands), "split candidates", label=lambda c: c.label):
         try:
             r = run_candidate(cfg, c, parts, variant, token_lengths, reference, repeats, warmup,
                               cache_dir, static_budget)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from labkit import progress
 from labkit.config import LabConfig
 from labkit.engine import assets, split_runtime
 from labkit.engine.pipeline import StreamingSynthesizer
-from labkit.engine.runtime import Engine
+from labkit.engine.runtime import SAMPLE_RATE, Engine
 from labkit.engine.words import timed_cache_dir
 from labkit.optimize import durations
 from labkit.optimize import split as splitting
@@ -35,7 +36,27 @@ def say(cfg: LabConfig, text: str, engine: Engine | None = None) -> tuple[np.nda
     if engine.durations_index is None:
         raise ValueError(f"model {engine.model_path} has no 'durations' output: word timings "
                          "need labkit.optimize.durations.ensure(model)")
-    chunks = list(StreamingSynthesizer(engine).stream(text, voice=cfg.voice, speed=cfg.speed))
+    chunks = collect(StreamingSynthesizer(engine).stream(text, voice=cfg.voice, speed=cfg.speed), text)
     audio = np.concatenate([c.audio for c in chunks]) if chunks else np.zeros(0, np.float32)
     words = [w.to_dict() for c in chunks for w in c.words]
     return audio, words
+
+
+#: texts longer than this many words report their progress piece by piece
+LONG_WORDS = 40
+
+
+def collect(stream, text: str) -> list:
+    """The chunks of a stream of ``text``; for a long text, progress as they arrive (words
+    synthesized out of the text's words, audio so far)."""
+    words = len(text.split())
+    if words <= LONG_WORDS:
+        return list(stream)
+    chunks, audio_s = [], 0.0
+    with progress.task("words", total=words) as bar:
+        for c in stream:
+            chunks.append(c)
+            audio_s += len(c.audio) / SAMPLE_RATE
+            bar.advance(f"{audio_s:.0f} s of audio", by=min(len(c.piece.text.split()),
+                                                            words - bar.n))
+    return chunks

@@ -200,6 +200,14 @@ def schedule(n: int) -> list[list[int]]:
     return rows + [row[::-1] for row in rows] if n % 2 else rows
 
 
+def default_rounds(n: int) -> int:
+    """The rounds :func:`compare` runs by default for ``n`` entries (the A/A control
+    included): whole Williams squares, at least 6. Without a ``max_rounds`` it may add up
+    to twice as many again on a noisy machine."""
+    square = len(schedule(n))
+    return square * -(-6 // square)
+
+
 def _value(name: str, v: Any) -> float:
     try:
         f = float(v)
@@ -236,7 +244,7 @@ def compare(candidates: Mapping[str, Callable[[], Any]], baseline: str, *, warmu
     names = list(fns)
     square = schedule(len(names))
     if rounds is None:
-        rounds = len(square) * -(-6 // len(square))
+        rounds = default_rounds(len(names))
     if max_rounds is None:
         max_rounds = 3 * rounds
     if warmup < 0:
