@@ -47,8 +47,9 @@ lab: $(ASSETS)
 serve: $(ASSETS)
 	$(BIN)/labkit serve
 
+# make bench BENCH_ARGS="--texts phrase --soak 10": the short form (labkit bench --plan: the estimate)
 bench: $(ASSETS)
-	$(BIN)/labkit bench
+	$(BIN)/labkit bench $(BENCH_ARGS)
 
 doctor: $(STAMP)
 	$(BIN)/labkit doctor
