@@ -17,7 +17,7 @@ import yaml
 
 from labkit import files
 from labkit.tables import cell
-from labkit.config import LabConfig
+from labkit.config import LabConfig, repo_relative
 from labkit.lab.results import (choices_table, comparison_lines, fmt_ci, headline_rows,
                                 reproducibility_lines, write_results)
 from labkit.quality import LSD_DEFINITION
@@ -273,7 +273,7 @@ def write_journal(cfg: LabConfig, run_id: str) -> dict[str, Path]:
              "best": root / "best.json"}
     paths["markdown"].write_text(md)
     paths["html"].write_text(render_html(md, data, out_dir))
-    files.write_json(paths["best"], best, indent=2)
+    files.write_json(paths["best"], repo_relative(best), indent=2)  # portable: see config
     # keep a copy of the run's journal beside its records
     shutil.copy(paths["markdown"], root / run_id / "JOURNAL.md")
     # "" for batches whose figures are not for the README (smoke runs)
