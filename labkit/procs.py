@@ -29,6 +29,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import multiprocessing
 import os
 import select
 import signal
@@ -157,14 +158,15 @@ def _end_self(grace_s: float) -> None:
     os._exit(1)
 
 
-def watch_parent(grace_s: float = GRACE_S) -> bool:
+def watch_parent(grace_s: float = GRACE_S, parent: int | None = None) -> bool:
     """End this process when its parent ends (see the module doc). Only where
-    ``LABKIT_PARENT_PID`` names the parent (the child was started by :func:`popen`);
-    returns whether a watcher was started."""
+    ``LABKIT_PARENT_PID`` (or ``parent``) names the parent (the child was started by
+    :func:`popen` or :func:`isolated`); returns whether a watcher was started."""
     want = os.environ.pop(PARENT_ENV, None)  # not passed on: it names our parent, not theirs
-    if not want or not want.isdigit():
-        return False
-    parent = int(want)
+    if parent is None:
+        if not want or not want.isdigit():
+            return False
+        parent = int(want)
     if os.getppid() != parent:  # it is already gone (we were re-parented)
         threading.Thread(target=_end_self, args=(grace_s,), daemon=True).start()
         return True
@@ -175,3 +177,70 @@ def watch_parent(grace_s: float = GRACE_S) -> bool:
 
     threading.Thread(target=watch, name="labkit-parent-watch", daemon=True).start()
     return True
+
+
+# -- work that may crash or hang natively, in a child with a timeout ------------------------
+class IsolatedFailure(RuntimeError):
+    """The isolated call crashed its process, ran past its timeout, or raised; ``reason``
+    says which, in words for a record (``failed: <reason>``)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _exit_words(code: int | None) -> str:
+    if code is None:
+        return "no exit status"
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+        return f"killed by signal {-code}"
+    return f"exit status {code}"
+
+
+def _isolated_child(conn, parent: int, fn, args, kwargs) -> None:
+    watch_parent(parent=parent)
+    try:
+        value = fn(*args, **kwargs)
+    except BaseException as exc:  # noqa: BLE001 - sent to the parent, in words
+        conn.send((False, f"{type(exc).__name__}: {exc}"))
+    else:
+        conn.send((True, value))
+    conn.close()
+
+
+def isolated(fn: Callable[..., Any], *args: Any, timeout_s: float, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` in a fresh child process (spawned: nothing of this process's
+    native state, such as ONNX Runtime's threads, is inherited) that ends within
+    ``timeout_s``; its return value comes back pickled. Raises :class:`IsolatedFailure`
+    when the child crashes (a native fault kills only it), hangs past the timeout (it is
+    killed), or raises. ``fn`` must be importable (a module-level function). The child
+    ends with this process however this process ends (:func:`watch_parent`)."""
+    ctx = multiprocessing.get_context("spawn")
+    receive, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_isolated_child, args=(send, os.getpid(), fn, args, kwargs),
+                       daemon=True, name=f"labkit-isolated-{getattr(fn, '__name__', 'call')}")
+    t0 = time.monotonic()
+    proc.start()
+    send.close()
+    try:
+        if not receive.poll(timeout_s):
+            proc.kill()
+            raise IsolatedFailure(f"timed out after {timeout_s:g} s (killed)")
+        try:
+            ok, value = receive.recv()
+        except EOFError:  # it died without answering
+            proc.join(10)
+            raise IsolatedFailure(f"crashed ({_exit_words(proc.exitcode)}) after "
+                                  f"{time.monotonic() - t0:.0f} s") from None
+        if not ok:
+            raise IsolatedFailure(value)
+        return value
+    finally:
+        if proc.is_alive():
+            proc.join(5)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(5)
+        receive.close()

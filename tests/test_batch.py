@@ -14,6 +14,7 @@ import yaml
 
 from labkit import cli, progress
 from labkit.lab.batch import failed_stages, run_batch
+from labkit.lab.checkpoint import Checkpoint
 from labkit.config import ConfigError, LabConfig
 
 STAGE_CODE = """
@@ -282,3 +283,76 @@ def test_sigterm_to_labkit_journal_leaves_no_process_of_it(tmp_path):
     assert _all_gone(tree) == set()
     record = json.loads(next(art.glob("run-*/01_x/metrics.json")).read_text())
     assert record["status"].startswith("failed: stopped")
+
+
+CANDIDATES_CODE = """
+import random, time
+from pathlib import Path
+from labkit.config import LabConfig
+from labkit.lab.checkpoint import Checkpoint
+from labkit.lab.stage import Stage
+with Stage("01_x", LabConfig.load(config_path), run_id) as st:
+    ck = Checkpoint(st.path("finished"))
+    rows = []
+    for name in ["a", "b", "c", "d"]:
+        def measure(name=name):
+            with open(log, "a") as f:
+                f.write(name + "\\n")  # every measurement that starts
+            if name == "c" and Path(stall).exists():
+                time.sleep(600)  # the first run is killed here
+            return {"name": name, "value": random.random()}
+        rows.append(ck.run({"candidate": name}, measure))
+    st.metrics["rows"] = rows
+    st.metrics["reused"] = ck.reused
+"""
+
+
+def test_a_killed_stage_resumes_from_its_last_finished_candidate(tmp_path):
+    log, stall = tmp_path / "measured.txt", tmp_path / "stall"
+    stall.touch()
+    nb = _code_notebook(tmp_path / "01_x.ipynb", CANDIDATES_CODE)
+    path = tmp_path / "batch.yaml"
+    path.write_text(yaml.safe_dump({"name": "one", "stages": [
+        {"name": "01_x", "notebook": str(nb), "parameters": {"log": str(log), "stall": str(stall)}}]}))
+    art = tmp_path / "art"
+    proc = subprocess.Popen([sys.executable, "-m", "labkit.cli", "journal", "-f", str(path),
+                             "-s", f"artifacts_dir={art}", "-s", "results_md="],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (log.exists() and "c" in log.read_text().split()):
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.2)
+        tree = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+        proc.kill()  # SIGKILL: no handler runs, no record is written
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert _all_gone(tree) == set()  # the kernel went with it (ipykernel's parent poller)
+    (run_dir,) = art.glob("run-*")
+    finished = {json.loads(p.read_text())["result"]["name"]: json.loads(p.read_text())["result"]
+                for p in (run_dir / "01_x" / "finished").glob("*.json")}
+    assert sorted(finished) == ["a", "b"]
+    assert not (run_dir / "01_x" / "metrics.json").exists()
+
+    stall.unlink()
+    cfg = LabConfig().with_overrides({"artifacts_dir": str(art), "results_md": ""})
+    assert run_batch(path, cfg=cfg, resume=run_dir.name) == run_dir.name
+    record = json.loads((run_dir / "01_x" / "metrics.json").read_text())
+    assert record["status"] == "ok"
+    rows = {r["name"]: r for r in record["metrics"]["rows"]}
+    assert rows["a"] == finished["a"] and rows["b"] == finished["b"]  # the same records
+    assert [json.loads(k)["candidate"] for k in record["metrics"]["reused"]] == ["a", "b"]
+    assert log.read_text().split() == ["a", "b", "c", "c", "d"]  # a and b were not redone
+
+
+def test_a_rerun_without_resume_measures_afresh(tmp_path):
+    ck = Checkpoint(tmp_path / "finished", resume=False)
+    ck.run({"candidate": "a"}, lambda: {"v": 1})
+    again = Checkpoint(tmp_path / "finished", resume=False)
+    assert again.finished() == 0
+    assert again.run({"candidate": "a"}, lambda: {"v": 2}) == {"v": 2}
+    resumed = Checkpoint(tmp_path / "finished", resume=True)
+    assert resumed.run({"candidate": "a"}, lambda: {"v": 3}) == {"v": 2}
+    assert resumed.run({"candidate": "a", "repeats": 2}, lambda: {"v": 4}) == {"v": 4}  # new key

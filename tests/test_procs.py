@@ -103,3 +103,34 @@ def test_stop_ends_a_child_that_ignores_sigterm():
 def test_watch_parent_does_nothing_outside_the_lab(monkeypatch):
     monkeypatch.delenv(procs.PARENT_ENV, raising=False)
     assert procs.watch_parent() is False
+
+
+def _crash():
+    os.kill(os.getpid(), signal.SIGSEGV)  # what a native fault does to the process
+
+
+def _hang():
+    time.sleep(600)
+
+
+def _raise():
+    raise ValueError("bad option")
+
+
+def test_isolated_returns_the_value_from_a_child():
+    assert procs.isolated(os.getpid, timeout_s=60) != os.getpid()
+    assert procs.isolated(sorted, [3, 1, 2], timeout_s=60) == [1, 2, 3]
+
+
+@pytest.mark.parametrize("fn, words", [(_crash, "crashed (killed by SIGSEGV)"),
+                                       (_hang, "timed out after 3 s (killed)"),
+                                       (_raise, "ValueError: bad option")])
+def test_isolated_names_a_crash_a_hang_and_an_error(fn, words):
+    before = {c.pid for c in psutil.Process().children()}
+    with pytest.raises(procs.IsolatedFailure) as exc:
+        procs.isolated(fn, timeout_s=3)
+    assert words in exc.value.reason
+    left = [c for c in psutil.Process().children() if c.pid not in before
+            and c.status() != psutil.STATUS_ZOMBIE
+            and "resource_tracker" not in " ".join(c.cmdline())]  # multiprocessing's own
+    assert left == []

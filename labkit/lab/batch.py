@@ -13,7 +13,10 @@ Each stage is executed into ``artifacts/<run_id>/<stage>/<stage>.ipynb``. A stag
 fails is recorded as failed (its error and the executed notebook kept) and the batch goes
 on. ``only`` runs some stages (into the newest run made by the same batch unless ``resume``
 names one);
-``resume`` continues a run, skipping stages whose record is already ``ok``.
+``resume`` continues a run, skipping stages whose record is already ``ok``; a stage that
+is run again there continues from its last finished candidate where it records them as
+they finish (labkit.lab.checkpoint). Progress: one task per stage, and the notebook's own
+tasks drawn under it (labkit.progress).
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ import yaml
 
 from labkit.config import REPO_ROOT, ConfigError, LabConfig
 from labkit import files, progress
+from labkit.lab.checkpoint import RESUME_ENV
 from labkit.lab.journal import WALL_TIMES_NAME, batch_name, read_wall_times, write_journal
 from labkit.lab.stage import RECORD_NAME, new_run_id, read_record, stage_dir, write_record
 
@@ -143,7 +147,7 @@ def run_batch(file: str | Path, only: list[str] | None = None, resume: str | Non
             t0 = time.perf_counter()
             error, tb = None, None
             try:
-                with _kernel_progress(run_dir, spec.name):
+                with _kernel_env(run_dir, spec.name, resume=bool(resume)):
                     execute(REPO_ROOT / spec.notebook, output, params)
             except Exception as exc:  # noqa: BLE001 - record it and go on with the batch
                 error, tb = _describe_failure(exc)
@@ -217,25 +221,29 @@ def _estimate_line(before: dict[str, float], rest: list[str]) -> str:
 
 
 @contextmanager
-def _kernel_progress(run_dir: Path, stage: str):
-    """The notebook kernel reports its tasks to a file (progress.ENV); a thread draws them
-    here, under the stage's own line, and the file is removed when the stage ends."""
+def _kernel_env(run_dir: Path, stage: str, resume: bool):
+    """What the notebook kernel is told through its environment: where to report its
+    progress (progress.ENV; a thread draws it here, under the stage's own line, and the
+    file is removed when the stage ends), and whether this is a resumed run (a stage's
+    finished candidates are then read back: labkit.lab.checkpoint)."""
     path = run_dir / f".progress-{stage}.jsonl"
     path.unlink(missing_ok=True)
     stop = threading.Event()
     target = progress.sink()
     thread = threading.Thread(target=progress.follow, args=(path, target, stop),
                               kwargs={"depth_offset": 1}, daemon=True)
-    old = os.environ.get(progress.ENV)
-    os.environ[progress.ENV] = str(path)
+    env = {progress.ENV: str(path), RESUME_ENV: "1" if resume else "0"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     thread.start()
     try:
         yield
     finally:
-        if old is None:
-            os.environ.pop(progress.ENV, None)
-        else:
-            os.environ[progress.ENV] = old
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
         stop.set()
         thread.join(timeout=5)
         path.unlink(missing_ok=True)
