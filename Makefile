@@ -36,6 +36,7 @@ $(ASSETS): $(STAMP)
 	$(BIN)/labkit assets --provision
 
 journal: $(ASSETS)
+	$(BIN)/labkit journal -f $(EXPERIMENT) --plan
 	$(BIN)/labkit journal -f $(EXPERIMENT)
 
 test: $(ASSETS)

@@ -5,6 +5,7 @@
     labkit verify AUDIO.wav WORDS.json [--margin-db 15]
     labkit phonemize [TEXT | -]
     labkit journal -f experiments/default.yaml [--only STAGE] [--resume RUN_ID]
+    labkit journal -f experiments/m1max.yaml --plan [--json] [--cores 8]
     labkit serve [--host ADDRESS] [--port N]
     labkit bench [--texts phrase,sentence] [--soak N] [--plan]
     labkit doctor [--json]
@@ -129,6 +130,8 @@ def cmd_journal(args) -> int:
     from labkit.lab.batch import failed_stages, run_batch
 
     cfg = _config(args)
+    if args.plan:
+        return journal_plan(args, cfg)
     run_id = run_batch(args.file, only=args.only, resume=args.resume, cfg=cfg,
                        parameters=dict(kv.split("=", 1) for kv in (args.param or [])))
     failed = failed_stages(args.file, run_id, cfg, only=args.only)
@@ -136,6 +139,30 @@ def cmd_journal(args) -> int:
         print(f"labkit journal: {len(failed)} stage(s) failed in {run_id}: {', '.join(failed)}",
               file=sys.stderr)
         return 1
+    return 0
+
+
+def journal_plan(args, cfg: LabConfig) -> int:
+    from labkit.lab import costs, plan
+    from labkit.lab.batch import Batch, _flatten, latest_run_of
+    from labkit.optimize import coreml
+
+    batch = Batch.load(args.file)
+    bcfg = cfg.with_overrides(_flatten(batch.config)) if batch.config else cfg
+    c, source = costs.current(bcfg)
+    if args.cores:
+        c = c.for_cores(args.cores)
+        source += f"; scaled from {costs.machine.session_threads(bcfg.session)} to {args.cores} threads"
+    previous = latest_run_of(bcfg, batch.name)
+    kernel = plan.kernel_seconds(bcfg, bcfg.resolve(bcfg.artifacts_dir) / previous if previous else None)
+    p = plan.plan_batch([(s.name, s.notebook, s.parameters) for s in batch.stages
+                         if not args.only or s.name in args.only], c, bcfg, kernel,
+                        accelerators=bool(args.cores) or coreml.coreml_available())
+    if args.json:
+        print(json.dumps(p, indent=2))
+    else:
+        print(f"plan for {batch.path} ({batch.name}):")
+        print("\n".join(plan.plan_lines(p, source)))
     return 0
 
 
@@ -271,6 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--resume", metavar="RUN_ID", help="continue this run, skipping stages already ok")
     j.add_argument("-p", "--param", action="append", metavar="STAGE.NAME=VALUE",
                    help="override a notebook parameter, e.g. 03_quantization.fail=true")
+    j.add_argument("--plan", action="store_true",
+                   help="print what the batch will run and its estimated time and disk; run nothing")
+    j.add_argument("--json", action="store_true", help="with --plan: the plan as JSON")
+    j.add_argument("--cores", type=int, metavar="N",
+                   help="with --plan: plan for a machine whose sessions use N threads")
     j.set_defaults(fn=cmd_journal)
 
     sv = sub.add_parser("serve", parents=[common], help="run the OpenAI-compatible endpoint")

@@ -15,7 +15,7 @@ from labkit.lab.s08_endpoint import plan, plan_lines
 from labkit.measure.compare import compare, default_rounds
 from labkit.measure.texts import named
 
-COSTS = Costs(rtf=0.5, audio_s_per_word=0.4, session_s=2.0, threads=2, variant="int8",
+COSTS = Costs(rtf=0.5, audio_s_per_word=0.4, audio_s_per_token=0.07, session_s=2.0, threads=2, variant="int8",
               cpu="test cpu", measured="2026-12-03T00:00:00+00:00")
 
 

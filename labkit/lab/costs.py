@@ -37,8 +37,9 @@ PROBE_TEXT = "sentence"
 class Costs:
     #: synthesis seconds per second of audio (the pipeline, warm)
     rtf: float
-    #: seconds of audio per word of text
+    #: seconds of audio per word of text, and per phoneme token
     audio_s_per_word: float
+    audio_s_per_token: float
     #: building the configured engine and its first (warm-up) run
     session_s: float
     #: the intra-op threads the constants were measured with
@@ -53,6 +54,10 @@ class Costs:
     def synth_s(self, text: str) -> float:
         """Seconds to synthesize ``text`` warm."""
         return self.audio_s(text) * self.rtf
+
+    def run_s(self, tokens: int) -> float:
+        """Seconds of one warm model run on ``tokens`` phoneme tokens."""
+        return tokens * self.audio_s_per_token * self.rtf
 
     def for_cores(self, threads: int) -> "Costs":
         """The compute-bound constants scaled to ``threads`` intra-op threads (optimistic:
@@ -85,7 +90,9 @@ def measure(cfg: LabConfig) -> Costs:
         times.append(time.perf_counter() - t0)
     seconds = statistics.median(times)
     audio_s = len(audio) / SAMPLE_RATE
+    tokens = sum(p.tokens for p in synth.iter_pieces(text))
     return Costs(rtf=seconds / audio_s, audio_s_per_word=audio_s / word_count(text),
+                 audio_s_per_token=audio_s / tokens,
                  session_s=session_s, threads=machine.session_threads(cfg.session),
                  variant=cfg.variant, cpu=machine.current().cpu,
                  measured=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
