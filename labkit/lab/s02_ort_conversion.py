@@ -122,7 +122,7 @@ def _runner(sess, feeds):
 
 def screen(model_path: Path, changes: list[SessionChange], feeds: dict, cache_dir: Path,
            rounds: int | None, warmup: int, log=progress.say,
-           max_rounds: int | None = None) -> dict[str, Any]:
+           max_rounds: int | None = None, decide_at: float | None = None) -> dict[str, Any]:
     """Every candidate's warm time at one length against the default (the one instrument),
     and its audio's distance from the default's. A candidate whose session cannot be made
     (a rewrite failing its check) is kept with its error."""
@@ -138,7 +138,7 @@ def screen(model_path: Path, changes: list[SessionChange], feeds: dict, cache_di
     control = _runner(open_session(model_path, candidates_base(changes), cache_dir), feeds)
     cmp = compare({k: _runner(s, feeds) for k, s in sessions.items()}, "default",
                   warmup=warmup, rounds=rounds, max_rounds=max_rounds, keep=lambda y: y,
-                  control=control)
+                  control=control, decide_at=decide_at)
     audio = {k: v[-1] for k, v in cmp.kept.items()}
     cmp.kept = {}
     rows = {}
@@ -236,7 +236,10 @@ def run_variant(cfg: LabConfig, variant: str, *, levels=(), thread_counts=(), mo
     log(f"[{variant}] screening at ~{screen_length} tokens")
     cands = screen_candidates(base, levels=levels, threads=thread_counts, modes=modes,
                               toggles=toggles, rewrites=rewrites, all_rewrites=True)
-    scr = screen(model, cands, feeds[screen_length], cache_dir, rounds, warmup, log, max_rounds)
+    # rounds end once every interval is decided against the journal's bar (compare.decided)
+    decide_at = cfg.selection.threshold
+    scr = screen(model, cands, feeds[screen_length], cache_dir, rounds, warmup, log, max_rounds,
+                 decide_at)
     comparisons[f"{variant}: screen at {n_tokens(feeds[screen_length])} tokens"] = scr["comparison"].to_dict()
     rec["screen"] = scr["rows"]
     rec["screen_noise_band"] = list(scr["comparison"].noise_band)
@@ -252,7 +255,7 @@ def run_variant(cfg: LabConfig, variant: str, *, levels=(), thread_counts=(), mo
     for n in progress.steps(list(token_lengths), "token lengths"):
         cmp = compare({k: _runner(s, feeds[n]) for k, s in sessions.items()}, "default",
                       warmup=warmup, rounds=rounds, max_rounds=max_rounds, keep=lambda y: y,
-                      control=_runner(second_default, feeds[n]))
+                      control=_runner(second_default, feeds[n]), decide_at=decide_at)
         for label in ("default", "best"):
             rec["_audio"][label][n] = cmp.kept[label][-1]
         secs = rec["_audio"]["default"][n].size / SAMPLE_RATE
