@@ -51,3 +51,31 @@ def test_without_the_provider_nothing_is_isolated(cfg, tmp_path):
                          cache_root=tmp_path, timeout_s=60, log=calls.append)
     assert rows[0]["status"].startswith("skipped: CoreMLExecutionProvider not available")
     assert calls == [f"int8/MLProgram/ALL: {rows[0]['status']}"]
+
+
+def test_screen_then_confirm_measures_only_the_leaders_at_every_length():
+    points = [SweepPoint("int8", "CPUExecutionProvider")] + [
+        SweepPoint("int8", PROVIDER, "MLProgram", u) for u in ("ALL", "CPUOnly", "CPUAndGPU",
+                                                                "CPUAndNeuralEngine")]
+    rtf = {"int8/CPU": 0.5, "int8/MLProgram/ALL": 0.2, "int8/MLProgram/CPUOnly": 0.6,
+           "int8/MLProgram/CPUAndGPU": 0.3, "int8/MLProgram/CPUAndNeuralEngine": None}
+    calls = []
+
+    def sweep(pts, lengths, reps):
+        calls.append(([p.label for p in pts], lengths, reps))
+        return [{"label": p.label, "point": {"provider": p.provider},
+                 **({"status": "failed: crashed (killed by SIGSEGV)"} if rtf[p.label] is None else
+                    {"status": "ok", "by_length": {str(n): {"rtf": rtf[p.label]} for n in lengths}})}
+                for p in pts]
+
+    rows, screen = s04.screen_then_confirm(points, [25, 115, 244], 7, 115, 1, 2, sweep)
+    assert calls[0] == ([p.label for p in points], [115], 1)  # everything, one length, cheap
+    assert calls[1] == (["int8/CPU", "int8/MLProgram/ALL", "int8/MLProgram/CPUAndGPU"],
+                        [25, 115, 244], 7)  # the baseline and the two leaders, in full
+    assert [r["label"] for r in rows] == [p.label for p in points]
+    status = {r["label"]: r["status"] for r in rows}
+    assert status["int8/MLProgram/CPUOnly"] == (
+        "screened out: RTF 0.600 at 115 tokens, 3.00x the fastest's (int8/MLProgram/ALL)")
+    assert status["int8/MLProgram/CPUAndNeuralEngine"].startswith("failed: crashed")
+    assert screen["screened_out"] == [{"label": "int8/MLProgram/CPUOnly", "rtf": 0.6, "x_fastest": 3.0}]
+    assert sorted(rows[1]["by_length"]) == ["115", "244", "25"]

@@ -159,14 +159,25 @@ def plan_04(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
         units = []  # here every CoreML point is skipped before it builds a session
         out.notes.append("CoreML and plugin EPs absent here: their points are skipped, not "
                          "planned (plan the Mac with --cores)")
-    for st in statics:
+    points = len(variants) * len(formats) * len(units) * len(statics)
+    screen = int(p["screen_length"]) if p.get("screen_length") else None
+    top = int(p.get("confirm_top") or 4)
+    if screen and points > top:
+        s_reps = int(p.get("screen_repeats") or 1)
+        out.session_builds += points * 2
+        out.timed_runs += points * (warmup + s_reps + 2)
+        out.seconds += points * (2 * c.session_s + (warmup + s_reps + 2) * c.run_s(screen))
+        out.notes.append(f"{points} CoreML points screened at {screen} tokens, {top} confirmed")
+        statics_of = [(any(statics), top)]
+    else:
+        statics_of = [(st, len(variants) * len(formats) * len(units)) for st in statics]
+    out.candidates += points
+    for st, n in statics_of:
         files = len(lengths) if st else 1
-        points = len(variants) * len(formats) * len(units)
-        out.candidates += points
-        out.session_builds += points * files * 2  # cold and second start per model file
-        out.timed_runs += points * (len(lengths) * (warmup + reps) + files * 2)
-        out.seconds += points * (files * 2 * c.session_s + sum(
-            (warmup + reps + 2) * c.run_s(n) for n in lengths))
+        out.session_builds += n * files * 2  # cold and second start per model file
+        out.timed_runs += n * (len(lengths) * (warmup + reps) + files * 2)
+        out.seconds += n * (files * 2 * c.session_s + sum(
+            (warmup + reps + 2) * c.run_s(m) for m in lengths))
     if p.get("cpu_baseline", True):
         out.candidates += len(variants)
         out.session_builds += 2 * len(variants)

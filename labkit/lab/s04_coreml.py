@@ -325,6 +325,40 @@ def run_sweep(cfg: LabConfig, points: Iterable[SweepPoint], token_lengths: Itera
     return results
 
 
+def screen_then_confirm(points: list[SweepPoint], token_lengths: list[int], repeats: int,
+                        screen_length: int, screen_repeats: int, confirm_top: int,
+                        sweep: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A cheap screen, then the full measurement of the leaders only: every point at
+    ``screen_length`` tokens with ``screen_repeats`` repeats, then the ``confirm_top``
+    fastest accelerated points there (and every CPU point: the baselines) at every length
+    with ``repeats``. ``sweep(points, lengths, repeats)`` measures (:func:`run_sweep`).
+    Returns the rows (a screened-out point keeps its screen row, its status saying by how
+    much it trailed the fastest) and what the screen decided."""
+    screened = sweep(points, [screen_length], screen_repeats)
+    by_label = {r["label"]: r for r in screened}
+
+    def rtf(r):
+        return r["by_length"][str(screen_length)]["rtf"]
+
+    ranked = sorted((r for r in screened if r.get("status") == "ok"
+                     and r["point"]["provider"] == PROVIDER), key=rtf)
+    leaders = {r["label"] for r in ranked[:confirm_top]}
+    best = rtf(ranked[0]) if ranked else None
+    out_rows = []
+    for r in ranked[confirm_top:]:
+        k = rtf(r) / best
+        r["status"] = (f"screened out: RTF {rtf(r):.3f} at {screen_length} tokens, {k:.2f}x the "
+                       f"fastest's ({ranked[0]['label']})")
+        out_rows.append({"label": r["label"], "rtf": rtf(r), "x_fastest": round(k, 3)})
+    confirm = [p for p in points if p.label in leaders
+               or (p.provider != PROVIDER and by_label[p.label].get("status") == "ok")]
+    confirmed = {r["label"]: r for r in sweep(confirm, token_lengths, repeats)}
+    rows = [confirmed.get(p.label, by_label[p.label]) for p in points]
+    return rows, {"screen_length": screen_length, "screen_repeats": screen_repeats,
+                  "confirm_top": confirm_top, "screened": len(points),
+                  "confirmed": [p.label for p in confirm], "screened_out": out_rows}
+
+
 def headline(audits: Mapping[str, Any], rows: list[dict[str, Any]],
              sweep_status: str) -> dict[str, Any]:
     """The journal's key figures: audit coverage per variant and format, measured RTF per
@@ -624,7 +658,8 @@ def run(cfg: LabConfig, st, *, variants: Iterable[str] = ("int8",),
         split_variants: Iterable[str] = ("fp32-recon",), split_token_lengths: Iterable[int] = (25, 50, 115),
         split_buckets: Iterable[int] | None = None, split_b_rewrites: Iterable[str] = ("reflect_pad",),
         split_repeats: int = 2, plugins: Iterable[str] = ("webgpu", "mlx"),
-        candidate_timeout_s: float | None = 900.0, log: Any = progress.say) -> dict[str, Any]:
+        candidate_timeout_s: float | None = 900.0, screen_length: int | None = None,
+        screen_repeats: int = 1, confirm_top: int = 4, log: Any = progress.say) -> dict[str, Any]:
     """The whole stage: the static op audit of every variant present, the reference audio,
     then each configuration (the CPU baseline first, then the CoreML grid; on a machine
     without CoreML each CoreML point is ``skipped`` without touching a session), and the
@@ -632,13 +667,16 @@ def run(cfg: LabConfig, st, *, variants: Iterable[str] = ("int8",),
     ``static_budget_gb`` (a point past it is skipped, saying so) and removed when their
     sweep ends (and at the end, whatever happened). A CoreML or plugin-EP candidate runs in
     a child process within ``candidate_timeout_s`` (None: in this process): a native crash
-    or hang is that candidate's ``failed: <reason>``. Every configuration's and candidate's
+    or hang is that candidate's ``failed: <reason>``. With ``screen_length``, the grid is
+    screened first and only its ``confirm_top`` leaders are measured at every length
+    (:func:`screen_then_confirm`). Every configuration's and candidate's
     row is written as it finishes (``finished/``), so ``labkit journal --resume`` goes on
     from the last one; each CoreML model cache is removed once its candidate is measured."""
     token_lengths = [int(n) for n in token_lengths]
     audits, missing = op_audit.audit_variants(cfg, list(variants))
     tables = op_audit.load_supported()
-    reference, ref_info = reference_audio(cfg, token_lengths)
+    reference, ref_info = reference_audio(cfg, sorted(set(token_lengths) | (
+        {int(screen_length)} if screen_length else set())))
     points = coreml.sweep_points(list(audits), formats, compute_units, static_shapes)
     if cpu_baseline:
         points = [SweepPoint(v, CPU) for v in audits] + points
@@ -650,12 +688,22 @@ def run(cfg: LabConfig, st, *, variants: Iterable[str] = ("int8",),
     splits: dict[str, Any] = {}
     cand_results: dict[str, Any] = {}
     ck = Checkpoint(st.path(FINISHED_DIR))
+    screen = None
+
+    def sweep(pts, lengths, reps):
+        return run_sweep(cfg, pts, lengths, repeats=reps, warmup=warmup,
+                         cache_root=st.path("coreml-cache"), reference=reference,
+                         profile_dir=st.path("profiles") if profile else None,
+                         static_budget=budget, log=log, checkpoint=ck,
+                         timeout_s=candidate_timeout_s)
+
     try:
-        results = run_sweep(cfg, points, token_lengths, repeats=repeats, warmup=warmup,
-                            cache_root=st.path("coreml-cache"), reference=reference,
-                            profile_dir=st.path("profiles") if profile else None,
-                            static_budget=budget, log=log, checkpoint=ck,
-                            timeout_s=candidate_timeout_s)
+        n_coreml = sum(p.provider == PROVIDER for p in points)
+        if screen_length and n_coreml > confirm_top and coreml_available():
+            results, screen = screen_then_confirm(points, token_lengths, repeats, int(screen_length),
+                                                  screen_repeats, confirm_top, sweep)
+        else:
+            results = sweep(points, token_lengths, repeats)
         sweep_static = budget.to_dict()
         sweep_static["freed_gb"] = budget.remove() / 1e9  # released when the sweep ends
         for variant in split_variants:
@@ -688,6 +736,7 @@ def run(cfg: LabConfig, st, *, variants: Iterable[str] = ("int8",),
             "sweep_status": "ok" if available else f"skipped: {skip_reason()}",
             "recommendation": recommend(rows, short_max_tokens, cfg.selection.max_lsd_db),
             "static_copies": static, "split": splits, "candidates": cand_results, "buckets": buckets,
+            "screen": screen,
             "providers": providers_record(results, cand_results)}
 
 
@@ -702,6 +751,14 @@ def record(st, result: dict[str, Any]) -> None:
     st.metrics["rows"] = result["rows"]
     st.metrics["sweep_status"] = result["sweep_status"]
     st.metrics["static_copies"] = result["static_copies"]
+    if result.get("screen"):
+        sc = result["screen"]
+        st.metrics["screen"] = sc
+        st.note(f"screened {sc['screened']} configurations at {sc['screen_length']} tokens "
+                f"({sc['screen_repeats']} repeat(s)); confirmed {len(sc['confirmed'])} at every "
+                "length; screened out: " + ("; ".join(
+                    f"{r['label']} ({r['x_fastest']}x the fastest's RTF)"
+                    for r in sc["screened_out"]) or "none"))
     st.metrics["recommendation"] = result["recommendation"]
     st.metrics["headline"] = headline(result["audits"], result["rows"], result["sweep_status"])
     split = next(iter(result["split"].values()), None)
