@@ -285,7 +285,7 @@ def follow(path: str | os.PathLike, target: _Sink, stop: threading.Event,
                 opened.discard(ev["id"])
                 target.close(ev["id"])
             elif kind == "say":
-                target.say(ev["line"])
+                target.say("  " * depth_offset + ev["line"])
 
     while not stop.wait(interval_s):
         drain()

@@ -64,7 +64,7 @@ def test_a_kernel_reports_through_a_file_and_the_parent_draws_it(tmp_path, monke
     progress.follow(path, progress.PlainSink(stream=out, prefix="[03] "), stop, depth_offset=1)
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("[03]   variants 1/2 fp16-dec")
-    assert lines[1] == "[03] building qdq"
+    assert lines[1] == "[03]   building qdq"
     assert lines[2].startswith("[03]   variants 2/2 qdq")
     # the default sink in a kernel is the file named by the environment
     monkeypatch.setenv(progress.ENV, str(path))
