@@ -143,6 +143,9 @@ def cmd_journal(args) -> int:
 
 
 def journal_plan(args, cfg: LabConfig) -> int:
+    import datetime
+
+    from labkit import files
     from labkit.lab import costs, plan
     from labkit.lab.batch import Batch, _flatten, latest_run_of
     from labkit.optimize import coreml
@@ -158,6 +161,12 @@ def journal_plan(args, cfg: LabConfig) -> int:
     p = plan.plan_batch([(s.name, s.notebook, s.parameters) for s in batch.stages
                          if not args.only or s.name in args.only], c, bcfg, kernel,
                         accelerators=bool(args.cores) or coreml.coreml_available())
+    p.update(batch=batch.name, batch_file=str(batch.path), batch_sha=plan.batch_sha(batch.path),
+             created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+             cores=args.cores)
+    if not args.only and not args.cores:  # this machine's plan: the run that follows keeps
+        # it beside its records (labkit.lab.batch)
+        files.write_json(bcfg.resolve(bcfg.artifacts_dir) / plan.plan_name(batch.name), p, indent=2)
     if args.json:
         print(json.dumps(p, indent=2))
     else:

@@ -1,6 +1,7 @@
 """labkit journal --plan: counted from the batch file, priced by measured constants."""
 import json
 
+import nbformat
 import yaml
 
 from labkit import cli, machine
@@ -63,3 +64,36 @@ def test_labkit_journal_plan_json(cfg, tmp_path, capsys, monkeypatch):
     assert cli.main(["journal", "-f", str(batch), "--plan", "--json", "--cores", "8",
                      "-s", f"artifacts_dir={art}"]) == 0
     assert json.loads(capsys.readouterr().out)["costs"]["threads"] == 8
+
+
+def test_the_run_keeps_the_plan_made_from_its_batch_file_and_the_journal_sets_them_side_by_side(
+        cfg, tmp_path, capsys):
+    art = tmp_path / "art"
+    c = cfg.with_overrides({"artifacts_dir": str(art)})
+    costs.record(c, Costs(**{**COSTS.to_dict(), "cpu": machine.current().cpu, "variant": c.variant,
+                             "threads": machine.session_threads(c.session)}))
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("run_id = None\nconfig_path = None")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(
+        "from labkit.config import LabConfig\nfrom labkit.lab.stage import Stage\n"
+        "with Stage('01_x', LabConfig.load(config_path), run_id) as st:\n    pass")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "01_x.ipynb")
+    batch = tmp_path / "b.yaml"
+    batch.write_text(yaml.safe_dump({"name": "b", "stages": [
+        {"name": "01_x", "notebook": str(tmp_path / "01_x.ipynb")}]}))
+    flags = ["-s", f"artifacts_dir={art}", "-s", "results_md="]
+    assert cli.main(["journal", "-f", str(batch), "--plan", *flags]) == 0
+    assert cli.main(["journal", "-f", str(batch), *flags]) == 0
+    (run,) = art.glob("run-*")
+    kept = json.loads((run / "plan.json").read_text())
+    assert kept["batch"] == "b" and kept["stages"][0]["stage"] == "01_x"
+    md = (art / "journal" / "JOURNAL.md").read_text()
+    assert "Planned before the run: ~" in md and "the 1 stage(s) that ran took" in md
+    assert "planned ~" in md.split("## 01_x")[1]
+    # a changed batch file makes the plan another batch's: the next run does not take it
+    batch.write_text(batch.read_text() + "\n# changed\n")
+    assert cli.main(["journal", "-f", str(batch), *flags]) == 0
+    newest = sorted(art.glob("run-*"))[-1]
+    assert newest != run and not (newest / "plan.json").exists()

@@ -20,6 +20,7 @@ tasks drawn under it (labkit.progress).
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -34,7 +35,8 @@ import yaml
 from labkit.config import REPO_ROOT, ConfigError, LabConfig
 from labkit import files, progress
 from labkit.lab.checkpoint import RESUME_ENV
-from labkit.lab.journal import WALL_TIMES_NAME, batch_name, read_wall_times, write_journal
+from labkit.lab.journal import PLAN_NAME, WALL_TIMES_NAME, batch_name, read_wall_times, write_journal
+from labkit.lab.plan import batch_sha, plan_name
 from labkit.lab.stage import RECORD_NAME, new_run_id, read_record, stage_dir, write_record
 
 log = logging.getLogger(__name__)
@@ -123,6 +125,7 @@ def run_batch(file: str | Path, only: list[str] | None = None, resume: str | Non
     run_dir.mkdir(parents=True, exist_ok=True)
     config_path = run_dir / "config.yaml"
     config_path.write_text(cfg.to_yaml())
+    _take_plan(cfg, batch, run_dir)
     (run_dir / "batch.yaml").write_text(Path(batch.path).read_text())
     extra = _stage_params(parameters or {})
     execute = execute or _papermill
@@ -177,6 +180,19 @@ def run_batch(file: str | Path, only: list[str] | None = None, resume: str | Non
     for p in paths.values():
         print(f"wrote {p}")
     return run_id
+
+
+def _take_plan(cfg: LabConfig, batch: Batch, run_dir: Path) -> None:
+    """The plan ``labkit journal --plan`` made from this very batch file (make journal
+    makes one first), kept beside the run's records: the journal sets it against the
+    stages' wall times."""
+    made = cfg.resolve(cfg.artifacts_dir) / plan_name(batch.name)
+    try:
+        data = json.loads(made.read_text())
+    except (OSError, ValueError):
+        return
+    if data.get("batch_sha") == batch_sha(batch.path):
+        files.write_json(run_dir / PLAN_NAME, data, indent=2)
 
 
 def failed_stages(file: str | Path, run_id: str, cfg: LabConfig | None = None,

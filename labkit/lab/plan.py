@@ -25,6 +25,7 @@ plots and journal writing. The journal records the run's real wall times beside 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import statistics
 from dataclasses import asdict, dataclass, field
@@ -310,6 +311,16 @@ def plan_batch(stages: list[tuple[str, str, dict]], costs: Costs, cfg: LabConfig
             "total": {"minutes": round(total_min, 1),
                       "disk_gb": round(max((r["disk_gb"] for r in rows), default=0.0), 2)},
             "costs": costs.to_dict(), "kernel_s": kernel_s}
+
+
+def plan_name(batch_name: str) -> str:
+    """Where ``labkit journal --plan`` keeps a batch's latest plan, under artifacts/plans/."""
+    return f"plans/{batch_name}.json"
+
+
+def batch_sha(path: str | Path) -> str:
+    """The batch file's identity: a plan is its run's only when made from the same file."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def plan_lines(plan: dict[str, Any], source: str) -> list[str]:
