@@ -768,6 +768,10 @@ def record(st, result: dict[str, Any]) -> None:
             st.metrics["headline"].update(split_headline(split))
     st.metrics["providers"] = result["providers"]
     st.metrics["candidates"] = split_candidates(result)
+    failed = [f"{r['label']}: {r['status'][len('failed: '):]}" for r in result["results"]
+              + list(result["candidates"].values()) if str(r.get("status", "")).startswith("failed")]
+    if failed:  # a crash or hang costs its candidate only; the journal names each
+        st.note("failed candidates (the stage went on): " + "; ".join(failed))
     skipped_static = [r["label"] for r in result["results"]
                       if "static_budget_gb" in str(r.get("status", ""))]
     if skipped_static:
