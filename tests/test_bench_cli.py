@@ -63,6 +63,8 @@ def test_recorded_costs_are_used_only_for_the_same_configuration(cfg, tmp_path, 
     record(c, here)
     assert recorded(c) == here
     assert recorded(c.with_overrides({"variant": "fp32-recon"})) is None
+    record(c, Costs(**{**here.to_dict(), "onnxruntime": "1.0.0"}))
+    assert recorded(c) is None  # measured with another onnxruntime: measured again
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -4,7 +4,7 @@ command can say before it starts what it will run and about how long it will tak
 The constants (:class:`Costs`) are measured by :func:`measure` -- a session built and one
 sentence synthesized with the configuration being planned for, a few seconds -- and
 recorded in ``artifacts/costs.json`` with the machine they were measured on (its cores,
-its CPU, the variant and thread count). :func:`current` reads the record when it was made
+its CPU, the variant, thread count and onnxruntime version). :func:`current` reads the record when it was made
 for the same configuration on the same machine, and measures (and records) otherwise.
 
 The arithmetic is deliberately plain: a planned call costs the audio it synthesizes times
@@ -21,6 +21,8 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
+
+import onnxruntime as ort
 
 from labkit import files, machine
 from labkit.config import LabConfig
@@ -47,6 +49,8 @@ class Costs:
     variant: str
     cpu: str
     measured: str
+    #: the onnxruntime the constants were measured with (a new one is measured again)
+    onnxruntime: str = ort.__version__
 
     def audio_s(self, text: str) -> float:
         return word_count(text) * self.audio_s_per_word
@@ -111,7 +115,8 @@ def recorded(cfg: LabConfig) -> Costs | None:
     except (OSError, ValueError, TypeError):
         return None
     same = (costs.variant == cfg.variant and costs.cpu == machine.current().cpu
-            and costs.threads == machine.session_threads(cfg.session))
+            and costs.threads == machine.session_threads(cfg.session)
+            and costs.onnxruntime == ort.__version__)
     return costs if same else None
 
 
