@@ -35,8 +35,10 @@ assets: $(ASSETS)
 $(ASSETS): $(STAMP)
 	$(BIN)/labkit assets --provision
 
+# the plan first (what it will run, the estimated minutes and disk); a plan that cannot be
+# made does not stop the run
 journal: $(ASSETS)
-	$(BIN)/labkit journal -f $(EXPERIMENT) --plan
+	-$(BIN)/labkit journal -f $(EXPERIMENT) --plan
 	$(BIN)/labkit journal -f $(EXPERIMENT)
 
 test: $(ASSETS)
