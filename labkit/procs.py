@@ -48,9 +48,23 @@ _lock = threading.Lock()
 _PR_SET_PDEATHSIG = 1
 
 
+def _libc_prctl():
+    """libc's prctl, looked up once here: the child must not load anything between fork
+    and exec (the dynamic loader's lock may be held by another thread of the parent)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_prctl = _libc_prctl()
+
+
 def _die_with_parent() -> None:  # runs in the child between fork and exec (Linux)
     with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def popen(argv: Sequence[str], **kwargs: Any) -> subprocess.Popen:
@@ -60,7 +74,7 @@ def popen(argv: Sequence[str], **kwargs: Any) -> subprocess.Popen:
     env[PARENT_ENV] = str(os.getpid())
     # PDEATHSIG fires when the thread that forked exits: only the main thread lives as long
     # as the process (from another thread, the child relies on watch_parent)
-    if sys.platform.startswith("linux") and threading.current_thread() is threading.main_thread() \
+    if _prctl is not None and threading.current_thread() is threading.main_thread() \
             and "preexec_fn" not in kwargs:
         kwargs["preexec_fn"] = _die_with_parent
     proc = subprocess.Popen(list(argv), env=env, **kwargs)
