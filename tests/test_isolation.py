@@ -80,35 +80,3 @@ def test_screen_then_confirm_measures_only_the_leaders_at_every_length():
     assert screen["screened_out"] == [{"label": "int8/MLProgram/CPUOnly", "rtf": 0.6, "x_fastest": 3.0}]
     assert sorted(rows[1]["by_length"]) == ["115", "244", "25"]
 
-
-def test_the_journal_names_each_failed_candidate_and_what_was_screened_out(tmp_path):
-    class St:
-        metrics, notes, status = {}, [], "ok"
-
-        def note(self, text):
-            self.notes.append(text)
-
-        def skip(self, reason):
-            self.status = f"skipped: {reason}"
-
-    st = St()
-    result = {"audits": {}, "missing": {}, "tables": {"onnxruntime_version": "x", "source": "y"},
-              "tables_vs_pinned": {}, "reference": {}, "rows": [], "available": True,
-              "platform": "macOS", "sweep_status": "ok", "recommendation": {},
-              "static_copies": {"limit_gb": 4.0, "used_gb": 0.0, "files": [], "freed_gb": 0.0},
-              "split": {}, "providers": {},
-              "results": [{"label": "int8/MLProgram/CPUAndGPU",
-                           "status": "failed: crashed (killed by SIGSEGV) after 1 s"},
-                          {"label": "int8/MLProgram/ALL", "status": "ok"}],
-              "candidates": {"split/CoreML/MLProgram/ALL": {
-                  "label": "split/CoreML/MLProgram/ALL", "status": "failed: timed out after 900 s (killed)"}},
-              "screen": {"screened": 8, "screen_length": 115, "screen_repeats": 1,
-                         "confirmed": ["a", "b"], "screened_out": [
-                             {"label": "int8/NeuralNetwork/CPUOnly", "rtf": 0.9, "x_fastest": 3.1}]}}
-    s04.record(st, result)
-    failed = next(n for n in st.notes if n.startswith("failed candidates"))
-    assert "int8/MLProgram/CPUAndGPU: crashed (killed by SIGSEGV)" in failed
-    assert "split/CoreML/MLProgram/ALL: timed out after 900 s (killed)" in failed
-    screen = next(n for n in st.notes if n.startswith("screened 8"))
-    assert "int8/NeuralNetwork/CPUOnly (3.1x the fastest's RTF)" in screen
-    assert st.metrics["screen"]["confirmed"] == ["a", "b"]
