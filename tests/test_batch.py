@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from labkit import cli, progress
+from labkit.lab import batch as batch_mod
 from labkit.lab.batch import failed_stages, run_batch
 from labkit.lab.checkpoint import Checkpoint
 from labkit.config import ConfigError, LabConfig
@@ -356,3 +357,15 @@ def test_a_rerun_without_resume_measures_afresh(tmp_path):
     resumed = Checkpoint(tmp_path / "finished", resume=True)
     assert resumed.run({"candidate": "a"}, lambda: {"v": 3}) == {"v": 2}
     assert resumed.run({"candidate": "a", "repeats": 2}, lambda: {"v": 4}) == {"v": 4}  # new key
+
+
+def test_two_runs_started_within_a_second_get_their_own_folders(tmp_path, monkeypatch):
+    monkeypatch.setattr(batch_mod, "new_run_id", lambda: "run-20261203-000000")
+    cfg = LabConfig().with_overrides({"artifacts_dir": str(tmp_path)})
+    first = batch_mod.fresh_run_id(cfg)
+    (tmp_path / first).mkdir()
+    second = batch_mod.fresh_run_id(cfg)
+    (tmp_path / second).mkdir()
+    assert (first, second, batch_mod.fresh_run_id(cfg)) == (
+        "run-20261203-000000", "run-20261203-000000-2", "run-20261203-000000-3")
+    assert sorted([second, first]) == [first, second]  # the newer sorts after

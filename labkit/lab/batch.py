@@ -88,6 +88,18 @@ def latest_run_of(cfg: LabConfig, name: str) -> str | None:
     return next((r for r in reversed(runs) if batch_name(cfg, r) == name), None)
 
 
+def fresh_run_id(cfg: LabConfig) -> str:
+    """A new run id whose folder does not exist yet (two batches started within the same
+    second get ``run-...-2``, which sorts after the first)."""
+    base = new_run_id()
+    root = cfg.resolve(cfg.artifacts_dir)
+    run_id, n = base, 1
+    while (root / run_id).exists():
+        n += 1
+        run_id = f"{base}-{n}"
+    return run_id
+
+
 def record_wall_time(cfg: LabConfig, run_id: str, stage: str, seconds: float) -> None:
     """The stage's whole wall time as the batch saw it (kernel start, imports and the
     notebook's display cells included) into the run's ``wall_times.json``."""
@@ -120,7 +132,7 @@ def run_batch(file: str | Path, only: list[str] | None = None, resume: str | Non
                               f"{batch.name!r} ({batch.path}); resume it with its own batch file")
     # --only adds to the latest run made by this batch: a smoke stage must never overwrite a
     # stage of the full journal's run
-    run_id = resume or (latest_run_of(cfg, batch.name) if only else None) or new_run_id()
+    run_id = resume or (latest_run_of(cfg, batch.name) if only else None) or fresh_run_id(cfg)
     run_dir = cfg.resolve(cfg.artifacts_dir) / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     config_path = run_dir / "config.yaml"
