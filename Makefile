@@ -35,7 +35,10 @@ assets: $(ASSETS)
 $(ASSETS): $(STAMP)
 	$(BIN)/labkit assets --provision
 
+# the plan first (what it will run, the estimated minutes and disk); a plan that cannot be
+# made does not stop the run
 journal: $(ASSETS)
+	-$(BIN)/labkit journal -f $(EXPERIMENT) --plan
 	$(BIN)/labkit journal -f $(EXPERIMENT)
 
 test: $(ASSETS)
@@ -47,8 +50,9 @@ lab: $(ASSETS)
 serve: $(ASSETS)
 	$(BIN)/labkit serve
 
+# make bench BENCH_ARGS="--texts phrase --soak 10": the short form (labkit bench --plan: the estimate)
 bench: $(ASSETS)
-	$(BIN)/labkit bench
+	$(BIN)/labkit bench $(BENCH_ARGS)
 
 doctor: $(STAMP)
 	$(BIN)/labkit doctor

@@ -5,8 +5,9 @@
     labkit verify AUDIO.wav WORDS.json [--margin-db 15]
     labkit phonemize [TEXT | -]
     labkit journal -f experiments/default.yaml [--only STAGE] [--resume RUN_ID]
+    labkit journal -f experiments/m1max.yaml --plan [--json] [--cores 8]
     labkit serve [--host ADDRESS] [--port N] [--as-login-agent]
-    labkit bench
+    labkit bench [--texts phrase,sentence] [--soak N] [--plan]
     labkit doctor [--json]
     labkit service install|uninstall|status [--dry-run]
 
@@ -20,6 +21,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from labkit import procs
 from labkit.config import ConfigError, LabConfig
 
 
@@ -76,6 +78,7 @@ def cmd_say(args) -> int:
             print(f"wrote {args.words}: {len(words)} words", file=sys.stderr)
         print(json.dumps(info, indent=2), file=sys.stderr)
         return 0
+    import numpy as np
     import soundfile as sf
 
     from labkit.engine.pipeline import StreamingSynthesizer
@@ -98,8 +101,11 @@ def cmd_say(args) -> int:
         Path(args.words).write_text(json.dumps(words, ensure_ascii=False, indent=1), encoding="utf-8")
         print(f"wrote {args.words}: {len(words)} words", file=sys.stderr)
     else:
+        from labkit.lab.speak import collect
+
         splitting.ensure_for(cfg)
-        audio = StreamingSynthesizer.from_config(cfg).synthesize(text)
+        chunks = collect(StreamingSynthesizer.from_config(cfg).stream(text), text)
+        audio = np.concatenate([c.audio for c in chunks]) if chunks else np.zeros(0, np.float32)
     sf.write(out, audio, SAMPLE_RATE, subtype="PCM_16")
     print(f"wrote {out}: {len(audio) / SAMPLE_RATE:.2f} s of audio "
           f"({cfg.variant}, voice {cfg.voice}, speed {cfg.speed})", file=sys.stderr)
@@ -123,10 +129,51 @@ def cmd_phonemize(args) -> int:
 
 
 def cmd_journal(args) -> int:
-    from labkit.lab.batch import run_batch
+    from labkit.lab.batch import failed_stages, run_batch
 
-    run_batch(args.file, only=args.only, resume=args.resume, cfg=_config(args),
-              parameters=dict(kv.split("=", 1) for kv in (args.param or [])))
+    cfg = _config(args)
+    if args.plan:
+        return journal_plan(args, cfg)
+    run_id = run_batch(args.file, only=args.only, resume=args.resume, cfg=cfg,
+                       parameters=dict(kv.split("=", 1) for kv in (args.param or [])))
+    failed = failed_stages(args.file, run_id, cfg, only=args.only)
+    if failed:  # after the journal is written; a skipped stage is not a failure
+        print(f"labkit journal: {len(failed)} stage(s) failed in {run_id}: {', '.join(failed)}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def journal_plan(args, cfg: LabConfig) -> int:
+    import datetime
+
+    from labkit import files
+    from labkit.lab import costs, plan
+    from labkit.lab.batch import Batch, _flatten, latest_run_of
+    from labkit.optimize import coreml
+
+    batch = Batch.load(args.file)
+    bcfg = cfg.with_overrides(_flatten(batch.config)) if batch.config else cfg
+    c, source = costs.current(bcfg)
+    if args.cores:
+        c = c.for_cores(args.cores)
+        source += f"; scaled from {costs.machine.session_threads(bcfg.session)} to {args.cores} threads"
+    previous = latest_run_of(bcfg, batch.name)
+    kernel = plan.kernel_seconds(bcfg, bcfg.resolve(bcfg.artifacts_dir) / previous if previous else None)
+    p = plan.plan_batch([(s.name, s.notebook, s.parameters) for s in batch.stages
+                         if not args.only or s.name in args.only], c, bcfg, kernel,
+                        accelerators=bool(args.cores) or coreml.coreml_available())
+    p.update(batch=batch.name, batch_file=str(batch.path), batch_sha=plan.batch_sha(batch.path),
+             created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+             cores=args.cores)
+    if not args.only and not args.cores:  # this machine's plan: the run that follows keeps
+        # it beside its records (labkit.lab.batch)
+        files.write_json(bcfg.resolve(bcfg.artifacts_dir) / plan.plan_name(batch.name), p, indent=2)
+    if args.json:
+        print(json.dumps(p, indent=2))
+    else:
+        print(f"plan for {batch.path} ({batch.name}):")
+        print("\n".join(plan.plan_lines(p, source)))
     return 0
 
 
@@ -192,13 +239,30 @@ def cmd_service(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    from labkit import progress
+    from labkit.lab import costs
     from labkit.lab.batch import latest_run
     from labkit.lab.journal import write_journal
-    from labkit.lab.s08_endpoint import TEXT_NAMES, bench
+    from labkit.lab.s08_endpoint import TEXT_NAMES, bench, plan, plan_lines
+    from labkit.optimize import split as splitting
+    from labkit.served import resolve
 
     cfg = _config(args)
+    texts = [t for group in (args.texts or [",".join(TEXT_NAMES)]) for t in group.split(",") if t]
+    unknown = [t for t in texts if t not in TEXT_NAMES]
+    if unknown:
+        raise ConfigError(f"--texts {','.join(unknown)}: unknown; choose from {', '.join(TEXT_NAMES)}")
+    if args.soak < 0:
+        raise ConfigError(f"--soak {args.soak}: a number of requests >= 0")
+    scfg = resolve(cfg).cfg  # what the endpoint serves: the costs are this configuration's
+    splitting.ensure_for(scfg)
+    c, source = costs.current(scfg)
+    for line in plan_lines(plan(c, texts, args.soak, scfg.serve.max_input_chars), source):
+        progress.say(line)
+    if args.plan:
+        return 0
     run_id = args.run_id or latest_run(cfg)  # into the latest journal run, when there is one
-    path = bench(cfg, run_id=run_id, texts=list(TEXT_NAMES), soak_requests=args.soak)
+    path = bench(cfg, run_id=run_id, texts=texts, soak_requests=args.soak)
     print(f"bench record: {path}")
     for p in write_journal(cfg, path.parent.parent.name).values():
         print(f"wrote {p}")
@@ -265,6 +329,11 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--resume", metavar="RUN_ID", help="continue this run, skipping stages already ok")
     j.add_argument("-p", "--param", action="append", metavar="STAGE.NAME=VALUE",
                    help="override a notebook parameter, e.g. 03_quantization.fail=true")
+    j.add_argument("--plan", action="store_true",
+                   help="print what the batch will run and its estimated time and disk; run nothing")
+    j.add_argument("--json", action="store_true", help="with --plan: the plan as JSON")
+    j.add_argument("--cores", type=int, metavar="N",
+                   help="with --plan: plan for a machine whose sessions use N threads")
     j.set_defaults(fn=cmd_journal)
 
     sv = sub.add_parser("serve", parents=[common], help="run the OpenAI-compatible endpoint")
@@ -287,20 +356,31 @@ def build_parser() -> argparse.ArgumentParser:
                     help="print the plist and the launchctl commands; change nothing (any platform)")
     sc.set_defaults(fn=cmd_service)
 
-    b = sub.add_parser("bench", parents=[common], help="endpoint vs in-process baselines")
+    b = sub.add_parser("bench", parents=[common], help="endpoint vs in-process baselines "
+                       "(says up front what it runs and about how long)")
     b.add_argument("--run-id")
+    b.add_argument("--texts", action="append", metavar="NAME[,NAME]",
+                   help="the texts to bench (default: phrase,sentence,paragraph,article); "
+                        "--texts phrase is the short form")
     b.add_argument("--soak", type=int, default=200, help="sequential requests in the soak (default 200)")
+    b.add_argument("--plan", action="store_true", help="print what it would run and the estimate, then stop")
     b.set_defaults(fn=cmd_bench)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # SIGTERM/SIGHUP unwind like Ctrl-C: every server, load process and kernel this
+    # command started is stopped on the way out (labkit.procs)
     try:
-        return args.fn(args)
+        with procs.signals_raise():
+            return args.fn(args)
     except (ConfigError, ValueError, RuntimeError, FileNotFoundError) as exc:
         print(f"labkit {args.command}: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"labkit {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

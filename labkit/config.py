@@ -20,6 +20,22 @@ import yaml
 from labkit.lexicon import LexiconError, load_lexicon
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def repo_relative(value):
+    """``value`` with every absolute path inside the checkout (strings, in dicts and lists,
+    at any depth) written relative to it, as :meth:`LabConfig.resolve` reads them back: a
+    file that names such paths (best.json) stays valid when the checkout moves. Paths
+    outside the checkout stay as they are."""
+    if isinstance(value, dict):
+        return {k: repo_relative(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [repo_relative(v) for v in value]
+    if isinstance(value, str) and value.startswith(str(REPO_ROOT) + os.sep):
+        return os.path.relpath(value, REPO_ROOT)
+    return value
+
+
 #: texts and tables that ship with the package (corpora, the article, CoreML op tables)
 DATA_DIR = Path(__file__).resolve().parent / "data"
 

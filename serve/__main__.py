@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from labkit import procs
 from labkit.config import LabConfig
 
 from .server import serve
@@ -16,6 +17,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--best-json", default=None,
                    help="best.json to serve (default: serve.best_json; '' to ignore it)")
     args = p.parse_args(argv)
+    procs.watch_parent()  # started by the lab (a bench, a stage): end when it ends
     cfg = LabConfig.load(args.config, args.set or None)
     if args.best_json is not None:
         cfg = cfg.with_overrides({"serve.best_json": args.best_json})

@@ -6,8 +6,9 @@ import sys
 import numpy as np
 import pytest
 
-from labkit.measure.compare import (bootstrap_median_ci, compare, compare_cold, control_name,
-                                    run_json, schedule)
+from labkit.measure.compare import (Entry, bootstrap_median_ci, compare, compare_cold,
+                                    control_name, decided, decisions, default_rounds, run_json,
+                                    schedule, stopping_round, summarize)
 
 
 class Machine:
@@ -268,3 +269,72 @@ def test_a_second_instance_as_the_control_widens_the_noise_band_to_cover_it():
                      control=const(0.95))
     assert second.noise_band[0] > 1.0  # the instances alone differ by 5 %: read with care
     assert second.to_dict()["candidates"]["a (A/A)"]["median"] == 0.95
+
+
+class Simulated:
+    """Candidates with known true ratios and multiplicative noise, on a fake clock: every
+    run of the same comparison draws the same samples in the same call order."""
+
+    def __init__(self, speedups, sigma=0.04, seed=7):
+        self.rng = np.random.default_rng(seed)
+        self.speedups, self.sigma, self.t = speedups, sigma, 0.0
+
+    def clock(self):
+        return self.t
+
+    def fn(self, name):
+        def call():
+            self.t += float(np.exp(self.rng.normal(0, self.sigma))) / self.speedups[name]
+        return call
+
+    def compare(self, **kw):
+        fns = {n: self.fn(n) for n in self.speedups}
+        return compare(fns, "base", warmup=0, clock=self.clock, control=self.fn("base"), **kw)
+
+
+SPEEDUPS = {"base": 1.0, "much faster": 1.4, "a bit faster": 1.15, "slower": 0.8}
+BAR = 1.03  # 1 + selection.min_gain
+
+
+def _chosen(cmp, bar=BAR):
+    return {n: cmp.ci95(n)[0] > bar for n in SPEEDUPS if n != "base"}
+
+
+def test_rounds_stop_once_every_interval_is_decided_and_the_decisions_stand():
+    # the A/A band can never be as narrow as asked: without the rule, rounds go to the cap
+    full = Simulated(SPEEDUPS).compare(noise_width=1e-6, max_rounds=40)
+    early = Simulated(SPEEDUPS).compare(noise_width=1e-6, max_rounds=40, decide_at=BAR)
+    assert full.rounds == 40 and not full.stopped_early
+    assert early.stopped_early and early.rounds < full.rounds
+    assert early.rounds % len(schedule(5)) == 0 and early.rounds >= default_rounds(5)
+    assert _chosen(early) == _chosen(full) == {"much faster": True, "a bit faster": True,
+                                               "slower": False}
+    # the same rounds (a prefix of the full run's): the rule replayed on the full run's
+    # record stops where the early run did, with the full run's decisions there
+    stop = stopping_round(full.to_dict(), BAR)
+    assert stop == early.rounds
+    at_stop = summarize({n: e.samples for n, e in full.entries.items()}, "base", rounds=stop)
+    assert decisions(at_stop, "base", BAR) == decisions(full.entries, "base", BAR)
+
+
+def test_an_undecided_candidate_keeps_the_rounds_going():
+    # a true ratio at the bar itself: its interval straddles it however long it runs
+    sim = {"base": 1.0, "at the bar": BAR, "much faster": 1.4}
+    cmp = Simulated(sim).compare(noise_width=1e-6, max_rounds=24, decide_at=BAR)
+    assert not cmp.stopped_early and cmp.rounds == 24
+    assert decisions(cmp.entries, "base", BAR)["at the bar"] == "undecided"
+
+
+def test_overlapping_winners_are_not_decided():
+    e = {"a": Entry("a", [1.0], [1.0], 1.2, (1.10, 1.30)),
+         "b": Entry("b", [1.0], [1.0], 1.25, (1.20, 1.35)), "base": Entry("base", [1.0], [1.0], 1.0, (0.99, 1.01))}
+    assert decisions(e, "base", BAR) == {"a": "above", "b": "above"}
+    assert not decided(e, "base", BAR)  # which of the two is best is not settled
+    e["b"] = Entry("b", [1.0], [1.0], 1.4, (1.31, 1.5))
+    assert decided(e, "base", BAR)
+
+
+def test_without_the_rule_nothing_changes():
+    a = Simulated(SPEEDUPS).compare(noise_width=1e-6, max_rounds=16)
+    b = Simulated(SPEEDUPS).compare(noise_width=1e-6, max_rounds=16, decide_at=None)
+    assert a.to_dict() == b.to_dict()

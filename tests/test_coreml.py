@@ -258,18 +258,21 @@ def test_static_copies_stay_within_their_budget_and_are_removed(tmp_path):
     assert coreml.StaticBudget.gb(4).limit_bytes == 4_000_000_000
 
 
+class FakeStage:
+    """What stage 04's record() writes to: metrics, notes, a status."""
+
+    def __init__(self):
+        self.metrics, self.notes, self.status = {}, [], "ok"
+
+    def note(self, text):
+        self.notes.append(text)
+
+    def skip(self, reason):
+        self.status = f"skipped: {reason}"
+
+
 def test_stage_04_offers_split_candidates_and_says_why_they_cannot_win_yet(tmp_path):
-    class St:
-        metrics, notes, status = {}, [], "ok"
-        dir = tmp_path
-
-        def note(self, text):
-            self.notes.append(text)
-
-        def skip(self, reason):
-            self.status = f"skipped: {reason}"
-
-    st = St()
+    st = FakeStage()
     result = {"audits": {}, "missing": {}, "tables": {"onnxruntime_version": "x", "source": "y"},
               "tables_vs_pinned": {}, "reference": {}, "results": [
                   {"label": "fp32/MLProgram/ALL/static", "status": "skipped: static-shape copy m "
@@ -288,3 +291,27 @@ def test_stage_04_offers_split_candidates_and_says_why_they_cannot_win_yet(tmp_p
     assert any("no paired ratio interval" in n for n in st.notes)
     assert any("disk budget" in n and "static" in n for n in st.notes)
     assert st.status == f"skipped: {coreml.skip_reason()}" or coreml.coreml_available()
+
+
+def test_the_journal_names_each_failed_candidate_and_what_was_screened_out():
+    st = FakeStage()
+    result = {"audits": {}, "missing": {}, "tables": {"onnxruntime_version": "x", "source": "y"},
+              "tables_vs_pinned": {}, "reference": {}, "rows": [], "available": True,
+              "platform": "macOS", "sweep_status": "ok", "recommendation": {},
+              "static_copies": {"limit_gb": 4.0, "used_gb": 0.0, "files": [], "freed_gb": 0.0},
+              "split": {}, "providers": {},
+              "results": [{"label": "int8/MLProgram/CPUAndGPU",
+                           "status": "failed: crashed (killed by SIGSEGV) after 1 s"},
+                          {"label": "int8/MLProgram/ALL", "status": "ok"}],
+              "candidates": {"split/CoreML/MLProgram/ALL": {
+                  "label": "split/CoreML/MLProgram/ALL", "status": "failed: timed out after 900 s (killed)"}},
+              "screen": {"screened": 8, "screen_length": 115, "screen_repeats": 1,
+                         "confirmed": ["a", "b"], "screened_out": [
+                             {"label": "int8/NeuralNetwork/CPUOnly", "rtf": 0.9, "x_fastest": 3.1}]}}
+    s04.record(st, result)
+    failed = next(n for n in st.notes if n.startswith("failed candidates"))
+    assert "int8/MLProgram/CPUAndGPU: crashed (killed by SIGSEGV)" in failed
+    assert "split/CoreML/MLProgram/ALL: timed out after 900 s (killed)" in failed
+    screen = next(n for n in st.notes if n.startswith("screened 8"))
+    assert "int8/NeuralNetwork/CPUOnly (3.1x the fastest's RTF)" in screen
+    assert st.metrics["screen"]["confirmed"] == ["a", "b"]

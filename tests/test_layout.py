@@ -20,7 +20,7 @@ LAYERS = {"labkit.engine": 1, "labkit.measure": 2, "labkit.optimize": 2, "labkit
 SIBLINGS = {("labkit.measure", "labkit.optimize"), ("labkit.optimize", "labkit.measure")}
 #: serve/ ships the engine: it may import nothing of the lab
 SERVE_MAY_IMPORT = ("labkit.engine", "labkit.config", "labkit.served", "labkit.files",
-                    "labkit.host.machine", "serve")
+                    "labkit.host.machine", "labkit.procs", "serve")
 #: the CLI may defer loading a subcommand's module (start-up time)
 LAZY_ALLOWED = {"labkit.cli"}
 

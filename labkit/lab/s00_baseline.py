@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from labkit import progress
 from labkit.config import LabConfig
 from labkit.engine.pipeline import StreamingSynthesizer
 from labkit.engine.runtime import Engine
@@ -46,7 +47,7 @@ def run(cfg: LabConfig, st, *, texts: list[str], rounds: int | None = None,
     results: dict[str, dict] = {}
     comparisons: dict[str, dict] = {}
     audio: dict[str, dict[str, np.ndarray]] = {}
-    for name in texts:
+    for name in progress.steps(texts, "texts"):
         text = named(name)
         # every timed run keeps its audio (a few MB): the last one is the take to listen to,
         # so no untimed extra synthesis is paid for it

@@ -34,7 +34,7 @@ import numpy as np
 import soundfile as sf
 import yaml
 
-from labkit import files
+from labkit import files, progress
 from labkit.config import DATA_DIR, LabConfig
 from labkit.engine.g2p import (ESPEAK_LANGS, MISAKI_LANGS, UNKNOWN, G2P, clean_phonemes, espeak_reader,
                                get_g2p, lexicon_path, misaki_reader, normalize_lang, unavailable)
@@ -397,7 +397,8 @@ def g2p_cost(synth: StreamingSynthesizer, texts_: dict[str, str], rounds: int | 
     path = text_path(synth, g2p)
     first = text_path(synth, g2p, first_only=True)
     rows, comparisons = [], {}
-    for name, text in texts_.items():
+    for name in progress.steps(list(texts_), "texts"):
+        text = texts_[name]
         cands = {MISAKI: lambda t=text: g2p._misaki(t), LABKIT: lambda t=text: path(t),
                  FIRST: lambda t=text: first(t), SANITIZE: lambda t=text: sanitize(t, cfg.text)}
         if tokenizer is not None:

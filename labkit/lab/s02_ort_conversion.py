@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from labkit import progress
 from labkit.host import machine
 from labkit.config import ConfigError, LabConfig, SelectionConfig, SessionConfig
 from labkit.engine import assets, cache
@@ -136,8 +137,8 @@ def _runner(sess, feeds):
 
 
 def screen(model_path: Path, changes: list[SessionChange], feeds: dict, cache_dir: Path,
-           rounds: int | None, warmup: int, log=print,
-           max_rounds: int | None = None) -> dict[str, Any]:
+           rounds: int | None, warmup: int, log=progress.say,
+           max_rounds: int | None = None, decide_at: float | None = None) -> dict[str, Any]:
     """Every candidate's warm time at one length against the default (the one instrument),
     and its audio's distance from the default's. A candidate whose session cannot be made
     (a rewrite failing its check) is kept with its error."""
@@ -153,7 +154,7 @@ def screen(model_path: Path, changes: list[SessionChange], feeds: dict, cache_di
     control = _runner(open_session(model_path, candidates_base(changes), cache_dir), feeds)
     cmp = compare({k: _runner(s, feeds) for k, s in sessions.items()}, "default",
                   warmup=warmup, rounds=rounds, max_rounds=max_rounds, keep=lambda y: y,
-                  control=control)
+                  control=control, decide_at=decide_at)
     audio = {k: v[-1] for k, v in cmp.kept.items()}
     cmp.kept = {}
     rows = {}
@@ -234,7 +235,7 @@ def run_variant(cfg: LabConfig, variant: str, *, levels=(), thread_counts=(), mo
                 screen_length: int = 120, rounds: int | None = None, warmup: int = 1,
                 cold_rounds: int | None = None, cold_tokens: int = 30,
                 profile_tokens: int = 250, max_lsd_db: float = 1.0,
-                out_dir: Path | None = None, log=print, max_rounds: int | None = None) -> dict:
+                out_dir: Path | None = None, log=progress.say, max_rounds: int | None = None) -> dict:
     """Screen one-change candidates at ``screen_length``, combine what was earned, then
     time default vs best at every length (warm) and in fresh processes (cold), and profile
     both. Returns a JSON-able record (plus ``_audio`` for players)."""
@@ -256,7 +257,10 @@ def run_variant(cfg: LabConfig, variant: str, *, levels=(), thread_counts=(), mo
     log(f"[{variant}] screening at ~{screen_length} tokens")
     cands = screen_candidates(base, levels=levels, threads=thread_counts, modes=modes,
                               toggles=toggles, rewrites=rewrites, all_rewrites=True, arch=arch)
-    scr = screen(model, cands, feeds[screen_length], cache_dir, rounds, warmup, log, max_rounds)
+    # rounds end once every interval is decided against the journal's bar (compare.decided)
+    decide_at = cfg.selection.threshold
+    scr = screen(model, cands, feeds[screen_length], cache_dir, rounds, warmup, log, max_rounds,
+                 decide_at)
     comparisons[f"{variant}: screen at {n_tokens(feeds[screen_length])} tokens"] = scr["comparison"].to_dict()
     rec["screen"] = scr["rows"]
     rec["screen_noise_band"] = list(scr["comparison"].noise_band)
@@ -269,10 +273,10 @@ def run_variant(cfg: LabConfig, variant: str, *, levels=(), thread_counts=(), mo
                 "best": open_session(model, best, cache_dir)}
     second_default = open_session(model, base, cache_dir)  # the A/A control's own session
     rec["warm"], rec["_audio"] = {}, {"default": {}, "best": {}}
-    for n in token_lengths:
+    for n in progress.steps(list(token_lengths), "token lengths"):
         cmp = compare({k: _runner(s, feeds[n]) for k, s in sessions.items()}, "default",
                       warmup=warmup, rounds=rounds, max_rounds=max_rounds, keep=lambda y: y,
-                      control=_runner(second_default, feeds[n]))
+                      control=_runner(second_default, feeds[n]), decide_at=decide_at)
         for label in ("default", "best"):
             rec["_audio"][label][n] = cmp.kept[label][-1]
         secs = rec["_audio"]["default"][n].size / SAMPLE_RATE
@@ -339,7 +343,7 @@ def run(cfg: LabConfig, st, *, variants=("int8",), levels=(), thread_counts=(), 
                            cold_rounds=cold_rounds, cold_tokens=cold_tokens,
                            profile_tokens=profile_tokens, max_lsd_db=max_lsd_db, out_dir=st.dir,
                            max_rounds=max_rounds)
-            for v in variants}
+            for v in progress.steps(list(variants), "variants")}
 
 
 def missed_target_notes(variant: str, r: dict) -> list[str]:

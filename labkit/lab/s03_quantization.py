@@ -30,6 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from labkit import progress
 from labkit import quality
 from labkit.config import LabConfig
 from labkit.engine import assets
@@ -287,7 +288,7 @@ def sensitivity(builder, families: Sequence[str], base_spec: dict, session_cfg, 
     """Quantize one family at a time (``base_spec`` with ``families=[f]``) and measure the
     distance each costs on ``heldout`` (no DNSMOS: quick)."""
     out: dict[str, dict] = {}
-    for fam in families:
+    for fam in progress.steps(list(families), "sensitivity families"):
         spec = VariantSpec(**{**base_spec, "name": f"sens-{base_spec.get('recipe')}-{fam}",
                               "families": [fam]}).validate()
         try:
@@ -591,7 +592,8 @@ def run(cfg: LabConfig, st, *, reference: str | None = None, baseline: str = "in
 
     builder = quantize.Builder(ref.path, st.path("models"), calibration=cal, voices=voices)
     built = {}
-    for item in variants:
+    for item in progress.steps(list(variants), "builds", label=lambda v: str(
+            v.get("name", "") if isinstance(v, dict) else v)):
         b = builder.build(item)
         built[b.spec.name] = b
 

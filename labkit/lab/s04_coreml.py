@@ -19,12 +19,13 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from labkit import quality, timing
+from labkit import procs, progress, quality, timing
 from labkit.config import ConfigError, LabConfig, SessionConfig
 from labkit.engine import assets, runtime, split_runtime
 from labkit.engine.g2p import MAX_TOKENS, clean_phonemes, tokenize
 from labkit.engine.ort import (PLUGIN_PACKAGES, PluginEPUnavailable, device_info, kokoro_feeds,
                                new_session, plugin_devices, style_row)
+from labkit.lab.checkpoint import FINISHED_DIR, Checkpoint
 from labkit.measure import profile as profiling
 from labkit.measure.placement import capture_ort_log, parse_placement_log
 from labkit.optimize import coreml, op_audit
@@ -91,8 +92,7 @@ def run_config(cfg: LabConfig, point: SweepPoint, token_lengths: Iterable[int],
     out: dict[str, Any] = {"label": point.label, "point": asdict(point), "model": str(model)}
     cache_dir = None
     if point.provider == PROVIDER:
-        cache_dir = Path(cache_root or tempfile.mkdtemp(prefix="coreml-cache-")) / re.sub(
-            r"[^\w.-]+", "_", point.label)
+        cache_dir = point_cache(cache_root or tempfile.mkdtemp(prefix="coreml-cache-"), point.label)
         scfg = session_config(cfg, point.model_format, point.compute_units, point.static_shapes,
                               cache_dir=cache_dir)
         if not coreml_available():
@@ -242,30 +242,121 @@ def recommend(rows: list[dict[str, Any]], short_max_tokens: int = 60,
     return out
 
 
+def point_cache(cache_root: str | os.PathLike, label: str) -> Path:
+    """The CoreML model cache folder of one configuration or candidate."""
+    return Path(cache_root) / re.sub(r"[^\w.-]+", "_", label)
+
+
+def remove_cache(folder: Path) -> float:
+    """Remove a candidate's model cache once it is measured; returns the MB it held."""
+    if not folder.exists():
+        return 0.0
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    shutil.rmtree(folder, ignore_errors=True)
+    return round(size / 1e6, 1)
+
+
+def isolate(kind: str, label: str, measure, isolated_call, timeout_s: float | None
+            ) -> dict[str, Any]:
+    """``measure()`` in process, or -- for a candidate that can crash or hang natively
+    (a CoreML or plugin EP session build and its first runs) when ``timeout_s`` is set --
+    ``isolated_call()`` through labkit.procs.isolated; a crash, a hang past the timeout or
+    an error becomes the row's ``failed: <reason>`` and the sweep goes on."""
+    if timeout_s is None:
+        return measure()
+    try:
+        return isolated_call()
+    except procs.IsolatedFailure as exc:
+        return {"label": label, "status": f"failed: {exc.reason}", "isolated": kind}
+
+
 def run_sweep(cfg: LabConfig, points: Iterable[SweepPoint], token_lengths: Iterable[int],
               repeats: int = 3, warmup: int = 1, cache_root: str | os.PathLike | None = None,
               reference: Mapping[int, np.ndarray] | None = None,
               profile_dir: str | os.PathLike | None = None,
               static_budget: StaticBudget | None = None,
-              log: Any = print) -> list[dict[str, Any]]:
+              log: Any = progress.say, checkpoint: Checkpoint | None = None,
+              timeout_s: float | None = None) -> list[dict[str, Any]]:
     """:func:`run_config` for every point; a point that fails is recorded as failed and the
-    sweep goes on (one bad compute unit must not lose the others' numbers)."""
+    sweep goes on (one bad compute unit must not lose the others' numbers). A CoreML
+    point whose provider exists runs in a child process within ``timeout_s`` (None: in
+    process); each point's row is written to ``checkpoint`` as it finishes (a resumed
+    stage reads it back) and its model cache is removed once it is measured."""
     results = []
     lengths = list(token_lengths)
-    for point in points:
-        try:
-            r = run_config(cfg, point, lengths, repeats=repeats, warmup=warmup,
-                           cache_root=cache_root, reference=reference, profile_dir=profile_dir,
-                           static_budget=static_budget)
-        except CoreMLOptionError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - recorded, not hidden
-            r = {"label": point.label, "point": asdict(point),
-                 "status": f"failed: {type(exc).__name__}: {exc}"}
+    for point in progress.steps(list(points), "configurations", label=lambda p: p.label):
+        def measure(point=point) -> dict[str, Any]:
+            try:
+                return run_config(cfg, point, lengths, repeats=repeats, warmup=warmup,
+                                  cache_root=cache_root, reference=reference,
+                                  profile_dir=profile_dir, static_budget=static_budget)
+            except CoreMLOptionError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - recorded, not hidden
+                return {"label": point.label, "point": asdict(point),
+                        "status": f"failed: {type(exc).__name__}: {exc}"}
+
+        def in_child(point=point) -> dict[str, Any]:
+            if point.static_shapes:  # the copies are made here, within the budget
+                static_dir = Path(cache_root or tempfile.gettempdir()) / STATIC_DIR
+                model = assets.model_path(cfg, point.variant)
+                try:
+                    for n in lengths:
+                        static_model(model, n, static_dir, budget=static_budget)
+                except StaticBudgetError as exc:
+                    return {"label": point.label, "point": asdict(point), "status": f"skipped: {exc}"}
+            return procs.isolated(run_config, cfg, point, lengths, repeats=repeats,
+                                  warmup=warmup, cache_root=cache_root, reference=reference,
+                                  profile_dir=profile_dir, timeout_s=timeout_s)
+
+        def finished(point=point) -> dict[str, Any]:
+            risky = point.provider == PROVIDER and coreml_available()
+            r = isolate("coreml", point.label, measure, in_child, timeout_s if risky else None)
+            r.setdefault("point", asdict(point))
+            if point.provider == PROVIDER and cache_root is not None:
+                r["cache_removed_mb"] = remove_cache(point_cache(cache_root, point.label))
+            return r
+
+        key = {"point": asdict(point), "lengths": lengths, "repeats": repeats, "warmup": warmup}
+        r = checkpoint.run(key, finished) if checkpoint is not None else finished()
         if log:
             log(f"{r['label']}: {r['status']}")
         results.append(r)
     return results
+
+
+def screen_then_confirm(points: list[SweepPoint], token_lengths: list[int], repeats: int,
+                        screen_length: int, screen_repeats: int, confirm_top: int,
+                        sweep: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A cheap screen, then the full measurement of the leaders only: every point at
+    ``screen_length`` tokens with ``screen_repeats`` repeats, then the ``confirm_top``
+    fastest accelerated points there (and every CPU point: the baselines) at every length
+    with ``repeats``. ``sweep(points, lengths, repeats)`` measures (:func:`run_sweep`).
+    Returns the rows (a screened-out point keeps its screen row, its status saying by how
+    much it trailed the fastest) and what the screen decided."""
+    screened = sweep(points, [screen_length], screen_repeats)
+    by_label = {r["label"]: r for r in screened}
+
+    def rtf(r):
+        return r["by_length"][str(screen_length)]["rtf"]
+
+    ranked = sorted((r for r in screened if r.get("status") == "ok"
+                     and r["point"]["provider"] == PROVIDER), key=rtf)
+    leaders = {r["label"] for r in ranked[:confirm_top]}
+    best = rtf(ranked[0]) if ranked else None
+    out_rows = []
+    for r in ranked[confirm_top:]:
+        k = rtf(r) / best
+        r["status"] = (f"screened out: RTF {rtf(r):.3f} at {screen_length} tokens, {k:.2f}x the "
+                       f"fastest's ({ranked[0]['label']})")
+        out_rows.append({"label": r["label"], "rtf": rtf(r), "x_fastest": round(k, 3)})
+    confirm = [p for p in points if p.label in leaders
+               or (p.provider != PROVIDER and by_label[p.label].get("status") == "ok")]
+    confirmed = {r["label"]: r for r in sweep(confirm, token_lengths, repeats)}
+    rows = [confirmed.get(p.label, by_label[p.label]) for p in points]
+    return rows, {"screen_length": screen_length, "screen_repeats": screen_repeats,
+                  "confirm_top": confirm_top, "screened": len(points),
+                  "confirmed": [p.label for p in confirm], "screened_out": out_rows}
 
 
 def headline(audits: Mapping[str, Any], rows: list[dict[str, Any]],
@@ -389,7 +480,7 @@ def candidate_session(cfg: LabConfig, c: Candidate, cache_dir: Path) -> SessionC
         return cpu_session_config(cfg)
     if c.provider == "CoreML":
         return session_config(cfg, c.model_format, c.compute_units, c.static_shapes,
-                              cache_dir=cache_dir / re.sub(r"[^\w.-]+", "_", c.label))
+                              cache_dir=point_cache(cache_dir, c.label))
     s = cpu_session_config(cfg)
     s.plugin_eps = [c.provider]
     s.validate()
@@ -459,19 +550,45 @@ def run_candidate(cfg: LabConfig, c: Candidate, parts, variant: str, token_lengt
 def run_candidates(cfg: LabConfig, cands: list[Candidate], parts, variant: str,
                    token_lengths: list[int], reference, repeats: int, warmup: int,
                    cache_dir: Path, static_budget: StaticBudget | None = None,
-                   log: Any = print) -> dict[str, Any]:
+                   log: Any = progress.say, checkpoint: Checkpoint | None = None,
+                   timeout_s: float | None = None) -> dict[str, Any]:
     """:func:`run_candidate` for each; one that fails is recorded ``failed: ...`` and the
-    others go on."""
+    others go on. An accelerated candidate (CoreML, a plugin EP) whose provider is here
+    runs in a child process within ``timeout_s``; rows go to ``checkpoint`` as they finish
+    and a CoreML candidate's model cache is removed once it is measured."""
     out = {}
-    for c in cands:
-        try:
-            r = run_candidate(cfg, c, parts, variant, token_lengths, reference, repeats, warmup,
-                              cache_dir, static_budget)
-        except StaticBudgetError as exc:
-            r = {"label": c.label, "candidate": asdict(c), "status": f"skipped: {exc}"}
-        except Exception as exc:  # noqa: BLE001 - recorded, not hidden
-            r = {"label": c.label, "candidate": asdict(c),
-                 "status": f"failed: {type(exc).__name__}: {exc}"}
+    for c in progress.steps(list(cands), "split candidates", label=lambda c: c.label):
+        def measure(c=c) -> dict[str, Any]:
+            try:
+                return run_candidate(cfg, c, parts, variant, token_lengths, reference, repeats,
+                                     warmup, cache_dir, static_budget)
+            except StaticBudgetError as exc:
+                return {"label": c.label, "candidate": asdict(c), "status": f"skipped: {exc}"}
+            except Exception as exc:  # noqa: BLE001 - recorded, not hidden
+                return {"label": c.label, "candidate": asdict(c),
+                        "status": f"failed: {type(exc).__name__}: {exc}"}
+
+        def in_child(c=c) -> dict[str, Any]:
+            if c.static_shapes and c.graph != "whole":  # the copies are made here, in budget
+                try:
+                    splitting.static_bucket_models(parts, cfg.split.buckets,
+                                                   cache_dir / STATIC_DIR, budget=static_budget)
+                except StaticBudgetError as exc:
+                    return {"label": c.label, "candidate": asdict(c), "status": f"skipped: {exc}"}
+            return procs.isolated(run_candidate, cfg, c, parts, variant, token_lengths,
+                                  reference, repeats, warmup, cache_dir, timeout_s=timeout_s)
+
+        def finished(c=c) -> dict[str, Any]:
+            risky = c.provider != "CPU" and provider_available(c)[0] is None
+            r = isolate(c.provider, c.label, measure, in_child, timeout_s if risky else None)
+            r.setdefault("candidate", asdict(c))
+            if c.provider == "CoreML":
+                r["cache_removed_mb"] = remove_cache(point_cache(cache_dir, c.label))
+            return r
+
+        key = {"candidate": asdict(c), "variant": variant, "lengths": token_lengths,
+               "repeats": repeats, "warmup": warmup}
+        r = checkpoint.run(key, finished) if checkpoint is not None else finished()
         if log:
             log(f"{r['label']}: {r['status']}")
         out[r["label"]] = r
@@ -541,17 +658,25 @@ def run(cfg: LabConfig, st, *, variants: Iterable[str] = ("int8",),
         split_variants: Iterable[str] = ("fp32-recon",), split_token_lengths: Iterable[int] = (25, 50, 115),
         split_buckets: Iterable[int] | None = None, split_b_rewrites: Iterable[str] = ("reflect_pad",),
         split_repeats: int = 2, plugins: Iterable[str] = ("webgpu", "mlx"),
-        log: Any = print) -> dict[str, Any]:
+        candidate_timeout_s: float | None = 900.0, screen_length: int | None = None,
+        screen_repeats: int = 1, confirm_top: int = 4, log: Any = progress.say) -> dict[str, Any]:
     """The whole stage: the static op audit of every variant present, the reference audio,
     then each configuration (the CPU baseline first, then the CoreML grid; on a machine
     without CoreML each CoreML point is ``skipped`` without touching a session), and the
     recommendation per input length. Static-shape model copies are written only within
-    ``static_budget_gb`` (a point past it is skipped, saying so) and removed at the end,
-    whatever happened."""
+    ``static_budget_gb`` (a point past it is skipped, saying so) and removed when their
+    sweep ends (and at the end, whatever happened). A CoreML or plugin-EP candidate runs in
+    a child process within ``candidate_timeout_s`` (None: in this process): a native crash
+    or hang is that candidate's ``failed: <reason>``. With ``screen_length``, the grid is
+    screened first and only its ``confirm_top`` leaders are measured at every length
+    (:func:`screen_then_confirm`). Every configuration's and candidate's
+    row is written as it finishes (``finished/``), so ``labkit journal --resume`` goes on
+    from the last one; each CoreML model cache is removed once its candidate is measured."""
     token_lengths = [int(n) for n in token_lengths]
     audits, missing = op_audit.audit_variants(cfg, list(variants))
     tables = op_audit.load_supported()
-    reference, ref_info = reference_audio(cfg, token_lengths)
+    reference, ref_info = reference_audio(cfg, sorted(set(token_lengths) | (
+        {int(screen_length)} if screen_length else set())))
     points = coreml.sweep_points(list(audits), formats, compute_units, static_shapes)
     if cpu_baseline:
         points = [SweepPoint(v, CPU) for v in audits] + points
@@ -562,11 +687,25 @@ def run(cfg: LabConfig, st, *, variants: Iterable[str] = ("int8",),
     split_lengths = [int(n) for n in split_token_lengths]
     splits: dict[str, Any] = {}
     cand_results: dict[str, Any] = {}
+    ck = Checkpoint(st.path(FINISHED_DIR))
+    screen = None
+
+    def sweep(pts, lengths, reps):
+        return run_sweep(cfg, pts, lengths, repeats=reps, warmup=warmup,
+                         cache_root=st.path("coreml-cache"), reference=reference,
+                         profile_dir=st.path("profiles") if profile else None,
+                         static_budget=budget, log=log, checkpoint=ck,
+                         timeout_s=candidate_timeout_s)
+
     try:
-        results = run_sweep(cfg, points, token_lengths, repeats=repeats, warmup=warmup,
-                            cache_root=st.path("coreml-cache"), reference=reference,
-                            profile_dir=st.path("profiles") if profile else None,
-                            static_budget=budget, log=log)
+        n_coreml = sum(p.provider == PROVIDER for p in points)
+        if screen_length and n_coreml > confirm_top and coreml_available():
+            results, screen = screen_then_confirm(points, token_lengths, repeats, int(screen_length),
+                                                  screen_repeats, confirm_top, sweep)
+        else:
+            results = sweep(points, token_lengths, repeats)
+        sweep_static = budget.to_dict()
+        sweep_static["freed_gb"] = budget.remove() / 1e9  # released when the sweep ends
         for variant in split_variants:
             try:
                 parts, splits[variant] = split_check(cfg, variant, split_lengths, buckets,
@@ -579,12 +718,15 @@ def run(cfg: LabConfig, st, *, variants: Iterable[str] = ("int8",),
             split_ref = {**reference, **(reference_audio(cfg, missing)[0] if missing else {})}
             for label, r in run_candidates(cfg, cands, parts, variant, split_lengths, split_ref,
                                            split_repeats, warmup, st.path("coreml-cache"),
-                                           budget, log).items():
+                                           budget, log, checkpoint=ck,
+                                           timeout_s=candidate_timeout_s).items():
                 cand_results[f"{label}@{variant}" if len(list(split_variants)) > 1 else label] = r
     finally:
         static = budget.to_dict()
         static["freed_gb"] = budget.remove() / 1e9
         shutil.rmtree(st.path("coreml-cache") / STATIC_DIR, ignore_errors=True)
+    static["sweep"] = sweep_static
+    static["resumed_candidates"] = len(ck.reused)
     rows = summarize(results)
     available = coreml_available()
     return {"audits": audits, "missing": missing, "tables": tables,
@@ -594,6 +736,7 @@ def run(cfg: LabConfig, st, *, variants: Iterable[str] = ("int8",),
             "sweep_status": "ok" if available else f"skipped: {skip_reason()}",
             "recommendation": recommend(rows, short_max_tokens, cfg.selection.max_lsd_db),
             "static_copies": static, "split": splits, "candidates": cand_results, "buckets": buckets,
+            "screen": screen,
             "providers": providers_record(results, cand_results)}
 
 
@@ -608,6 +751,14 @@ def record(st, result: dict[str, Any]) -> None:
     st.metrics["rows"] = result["rows"]
     st.metrics["sweep_status"] = result["sweep_status"]
     st.metrics["static_copies"] = result["static_copies"]
+    if result.get("screen"):
+        sc = result["screen"]
+        st.metrics["screen"] = sc
+        st.note(f"screened {sc['screened']} configurations at {sc['screen_length']} tokens "
+                f"({sc['screen_repeats']} repeat(s)); confirmed {len(sc['confirmed'])} at every "
+                "length; screened out: " + ("; ".join(
+                    f"{r['label']} ({r['x_fastest']}x the fastest's RTF)"
+                    for r in sc["screened_out"]) or "none"))
     st.metrics["recommendation"] = result["recommendation"]
     st.metrics["headline"] = headline(result["audits"], result["rows"], result["sweep_status"])
     split = next(iter(result["split"].values()), None)
@@ -617,6 +768,10 @@ def record(st, result: dict[str, Any]) -> None:
             st.metrics["headline"].update(split_headline(split))
     st.metrics["providers"] = result["providers"]
     st.metrics["candidates"] = split_candidates(result)
+    failed = [f"{r['label']}: {r['status'][len('failed: '):]}" for r in result["results"]
+              + list(result["candidates"].values()) if str(r.get("status", "")).startswith("failed")]
+    if failed:  # a crash or hang costs its candidate only; the journal names each
+        st.note("failed candidates (the stage went on): " + "; ".join(failed))
     skipped_static = [r["label"] for r in result["results"]
                       if "static_budget_gb" in str(r.get("status", ""))]
     if skipped_static:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from labkit import progress
 from labkit.config import LabConfig, SelectionConfig
 from labkit.engine import chunking, split_runtime
 from labkit.engine.pipeline import StreamingSynthesizer
@@ -152,7 +153,7 @@ def listen_rows(synths: dict[str, StreamingSynthesizer], labels: list[str], text
     loads = [0] + ([load_processes] if load_processes else [])
     runs: dict[tuple[str, int], list] = {(lab, n): [] for lab in labels for n in loads}
     labels = list(dict.fromkeys(labels))
-    for r in range(max(1, rounds)):
+    for r in progress.steps(range(max(1, rounds)), "listener rounds", label=lambda r: ""):
         for n in loads:
             with competing_load(n):
                 for k in range(len(labels)):
@@ -219,6 +220,9 @@ def run(cfg: LabConfig, st, *, variants: list[dict[str, Any]], sweep_text: str =
     article = texts.named(article_text) if article_text else ""
     art_rows, art_first = [], None
     for n in ([0] + ([load_processes] if load_processes else [])) if article else []:
+        # one long timed stream: nothing is reported while it plays
+        progress.say(f"streaming the article ({texts.word_count(article)} words) "
+                     + ("idle" if n == 0 else f"beside {n} busy process(es)"))
         with competing_load(n):
             runs = [run_stream(synths[label], article) for _ in range(max(1, article_repeats))]
         row = summarize_runs(runs, startup_buffer_s)

@@ -16,6 +16,7 @@ import numpy as np
 
 import onnxruntime as ort
 
+from labkit import progress
 from labkit.host import machine
 from labkit.config import SelectionConfig
 from labkit.engine.pipeline import StreamingSynthesizer, build_engines, fastest
@@ -107,7 +108,7 @@ def compare_sessions(cfg, candidates: list[dict[str, Any]], texts: list[str],
                       if (c.get("name") or chunking_label({k: v for k, v in c.items() if k != "name"}))
                       == baseline)
     control_synth = build(cfg, first_cand)
-    for t in texts:
+    for t in progress.steps(list(texts), "texts"):
         text = named(t)
         keep_audio = {n: True for n in synths}
 

@@ -28,12 +28,14 @@ from typing import Any
 
 import httpx
 
+from labkit import progress
 from labkit.config import LabConfig
 from labkit.engine.pipeline import StreamingSynthesizer
+from labkit.lab.costs import Costs
 from labkit.lab.stage import Stage
 from labkit.measure.baseline import KokoroBaseline
-from labkit.measure.httpbench import RUNNERS, ServerProcess, run_http, soak
-from labkit.measure.compare import compare
+from labkit.measure.httpbench import RUNNERS, ServerProcess, run_http, soak, soak_text
+from labkit.measure.compare import compare, default_rounds
 from labkit.measure.streaming import run_stream, summarize_runs
 from labkit.measure.texts import capped
 from labkit.optimize import split as splitting
@@ -82,7 +84,8 @@ def run(cfg: LabConfig, st, *, texts: list[str] = ("phrase", "sentence", "paragr
     with ServerProcess(scfg, log_path=st.path("server.log")) as server, \
             httpx.Client(timeout=600.0) as client:
         fns = runners(scfg, server, client, tuple(runner_names))
-        for name, text in text_by_name.items():
+        for name in progress.steps(list(text_by_name), "texts"):
+            text = text_by_name[name]
             fns.get("http repeat", lambda t: None)(text)  # fills the cache it is about
             cmp = compare({r: (lambda fn=fn: fn(text)) for r, fn in fns.items()}, BASELINE,
                           rounds=rounds, max_rounds=max_rounds, measure=lambda r: r.ttfa_s,
@@ -159,6 +162,54 @@ def table(results: dict[str, dict[str, dict]]) -> str:
                 f"{interval(s['ttfa_ci95'], 3)} | {s['total_s']:.2f} | "
                 f"{s['audio_s']:.2f} | {s['rtf']:.3f} | {s['underruns_max']} | {s['chunks']} |")
     return "\n".join(lines)
+
+
+def plan(costs: Costs, texts: list[str], soak_requests: int, max_input_chars: int,
+         runner_names: tuple[str, ...] = RUNNERS, rounds: int | None = None) -> dict[str, Any]:
+    """What :func:`run` will do and about how long it takes, counted from its parameters
+    and priced by ``costs`` (labkit.lab.costs): per text, a warm-up and ``rounds`` rounds
+    of every runner plus the A/A control, each synthesizing the whole text except the
+    cached repeat; then the soak's requests; plus building the server, the pipeline and
+    kokoro-onnx. ``max_minutes``: if the machine is noisy and compare adds rounds (up to
+    three times as many)."""
+    names = list(dict.fromkeys([*runner_names, BASELINE]))
+    entries = len(names) + 1  # the A/A control
+    k = rounds or default_rounds(entries)
+    synthesizing = entries - ("http repeat" in names)
+    rows = []
+    by_name = capped(texts, max_input_chars)
+    for name, text in by_name.items():
+        per_call = costs.synth_s(text)
+        rows.append({"text": name, "words": len(text.split()), "audio_s": costs.audio_s(text),
+                     "rounds": k, "calls": (1 + k) * entries,
+                     "seconds": ((1 + k) * synthesizing + 1) * per_call,
+                     "max_seconds": ((1 + 3 * k) * synthesizing + 1) * per_call})
+    soak_texts = {soak_text(by_name, i) for i in range(soak_requests)} if by_name else set()
+    soak_s = sum(costs.synth_s(t) for t in soak_texts)  # a repeated text comes from the cache
+    start_s = 3 * costs.session_s  # the server's engine, the pipeline's and kokoro-onnx's
+    total = start_s + soak_s + sum(r["seconds"] for r in rows)
+    worst = start_s + soak_s + sum(r["max_seconds"] for r in rows)
+    return {"texts": rows, "runners": names, "entries": entries, "soak_requests": soak_requests,
+            "soak_seconds": soak_s, "start_seconds": start_s, "minutes": total / 60,
+            "max_minutes": worst / 60}
+
+
+def plan_lines(p: dict[str, Any], source: str) -> list[str]:
+    """The plan as a person reads it before the bench starts."""
+    lines = [f"labkit bench: {len(p['texts'])} text(s) x {p['entries']} entries "
+             f"({', '.join(p['runners'])} + the A/A control), a warm-up and "
+             f"{p['texts'][0]['rounds'] if p['texts'] else 0} rounds each"
+             + (f", then a {p['soak_requests']}-request soak" if p["soak_requests"] else "")]
+    for r in p["texts"]:
+        lines.append(f"  {r['text']:<10} {r['words']:>5} words, ~{r['audio_s']:.0f} s of audio: "
+                     f"{r['calls']} calls, ~{progress.fmt_seconds(r['seconds'])}")
+    if p["soak_requests"]:
+        lines.append(f"  soak       {p['soak_requests']} requests, ~{progress.fmt_seconds(p['soak_seconds'])}")
+    lines.append(f"  estimated ~{progress.fmt_seconds(p['minutes'] * 60)} in all (up to "
+                 f"~{progress.fmt_seconds(p['max_minutes'] * 60)} if rounds are added on a noisy "
+                 f"machine); costs {source}")
+    lines.append("  shorter: labkit bench --texts phrase --soak 10")
+    return lines
 
 
 def bench(cfg: LabConfig, run_id: str | None = None, stage_name: str = "bench", **params) -> Path:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from labkit import progress
 from labkit.config import LabConfig
 from labkit.engine import assets, split_runtime
 from labkit.engine.pipeline import StreamingSynthesizer
-from labkit.engine.runtime import Engine
+from labkit.engine.runtime import SAMPLE_RATE, Engine
 from labkit.engine.words import InputWords, timed_cache_dir
 from labkit.optimize import durations
 from labkit.optimize import split as splitting
@@ -39,8 +40,28 @@ def say(cfg: LabConfig, text: str, engine: Engine | None = None) -> tuple[np.nda
         raise ValueError(f"model {engine.model_path} has no 'durations' output: word timings "
                          "need labkit.optimize.durations.ensure(model)")
     with StreamingSynthesizer(engine).open_stream(text, voice=cfg.voice, speed=cfg.speed) as stream:
-        chunks = list(stream)
+        chunks = collect(stream, text)
     entries = InputWords(text, stream.sanitized)
     words = [e for c in chunks for e in entries.feed(c.words)] + entries.finish()
     audio = np.concatenate([c.audio for c in chunks]) if chunks else np.zeros(0, np.float32)
     return audio, words
+
+
+#: texts longer than this many words report their progress piece by piece
+LONG_WORDS = 40
+
+
+def collect(stream, text: str) -> list:
+    """The chunks of a stream of ``text``; for a long text, progress as they arrive (words
+    synthesized out of the text's words, audio so far)."""
+    words = len(text.split())
+    if words <= LONG_WORDS:
+        return list(stream)
+    chunks, audio_s = [], 0.0
+    with progress.task("words", total=words) as bar:
+        for c in stream:
+            chunks.append(c)
+            audio_s += len(c.audio) / SAMPLE_RATE
+            bar.advance(f"{audio_s:.0f} s of audio", by=min(len(c.piece.text.split()),
+                                                            words - bar.n))
+    return chunks

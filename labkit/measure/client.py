@@ -27,6 +27,7 @@ from typing import Callable, Iterator
 
 import httpx
 
+from labkit import procs
 from labkit.measure.playback import simulate_playback
 
 SAMPLE_RATE = 24_000
@@ -124,24 +125,11 @@ class Stopped(Exception):
         self.signum = signum
 
 
-@contextlib.contextmanager
-def stop_on_signals(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
+def stop_on_signals(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)):
     """Inside the block SIGINT/SIGTERM raise :class:`Stopped` (so the player is aborted and the
     request closed, which stops the server's synthesis); the old handlers come back after.
     Only the main thread can take signals: elsewhere this does nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, _frame):
-        raise Stopped(signum)
-
-    old = {sig: signal.signal(sig, handler) for sig in signals}
-    try:
-        yield
-    finally:
-        for sig, previous in old.items():
-            signal.signal(sig, previous)
+    return procs.signals_raise(Stopped, signals)
 
 
 class _Player:
@@ -211,7 +199,7 @@ _PLAYER_COMMANDS = (
 class _PipePlayer(_Player):
     def __init__(self, argv: list[str]):
         self.name = argv[0]
-        self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE)
+        self._proc = procs.popen(argv, stdin=subprocess.PIPE)
 
     def write(self, pcm: bytes) -> None:
         self._proc.stdin.write(pcm)

@@ -47,6 +47,13 @@ How:
   ``noise_width`` (hi - lo), whole squares of rounds are added up to ``max_rounds``
   (default 3 x ``rounds``); ``extra_rounds`` records how many, and ``noisy`` stays
   True when the cap was reached and the band was still too wide.
+- early stopping (``decide_at``, a sequential rule: :func:`decided`): at the end of each
+  whole square past the default count, rounds stop once every candidate's interval lies
+  wholly above or wholly below ``decide_at`` (1 + selection.min_gain) and the intervals
+  above it are disjoint; ``stopped_early`` says so. :func:`stopping_round` replays the
+  rule on a recorded comparison, so a full run's rounds show where it would have stopped
+  and that the decisions there are the full run's (tests/test_compare.py);
+- progress: a "rounds" task advances after each round, outside the clock (labkit.progress).
 
 Cold starts (fresh processes) go through :func:`compare_cold` the same way: each command
 prints one JSON object as its last stdout line (``python -m labkit.optimize.convert cold``
@@ -63,6 +70,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from labkit import progress
 from labkit.config import REPO_ROOT
 from labkit.timing import Timing
 
@@ -116,6 +124,9 @@ class Comparison:
     resamples: int
     #: what ``keep`` kept of each call's result, per candidate, in round order
     kept: dict[str, list[Any]] = field(default_factory=dict)
+    #: the threshold of the sequential rule (``decide_at``), and whether it ended the rounds
+    decide_at: float | None = None
+    stopped_early: bool = False
 
     @property
     def rounds(self) -> int:
@@ -161,6 +172,7 @@ class Comparison:
                "rounds": self.rounds, "extra_rounds": self.extra_rounds, "warmup": self.warmup,
                "noise_band": list(self.noise_band), "noise_width": self.noise_width,
                "noisy": self.noisy, "seed": self.seed, "resamples": self.resamples,
+               "decide_at": self.decide_at, "stopped_early": self.stopped_early,
                "order": [list(o) for o in self.order],
                "candidates": {n: e.to_dict() for n, e in self.entries.items()}}
         if self.kept:
@@ -199,6 +211,70 @@ def schedule(n: int) -> list[list[int]]:
     return rows + [row[::-1] for row in rows] if n % 2 else rows
 
 
+def default_rounds(n: int) -> int:
+    """The rounds :func:`compare` runs by default for ``n`` entries (the A/A control
+    included): whole Williams squares, at least 6. Without a ``max_rounds`` it may add up
+    to twice as many again on a noisy machine."""
+    square = len(schedule(n))
+    return square * -(-6 // square)
+
+
+def summarize(samples: Mapping[str, Sequence[float]], baseline: str, lower_is_better: bool = True,
+              resamples: int = 2000, seed: int = 0, rounds: int | None = None) -> dict[str, Entry]:
+    """Each entry's paired ratios to the baseline over the first ``rounds`` rounds (all by
+    default): the median and its bootstrap interval (see the module doc)."""
+    base = np.asarray(samples[baseline][:rounds])
+    out = {}
+    for name, xs in samples.items():
+        x = np.asarray(xs[:rounds])
+        r = base / x if lower_is_better else x / base
+        out[name] = Entry(name, list(xs[:rounds]), r.tolist(), float(np.median(r)),
+                          bootstrap_median_ci(r, resamples, seed))
+    return out
+
+
+def decisions(entries: Mapping[str, Entry], baseline: str, threshold: float) -> dict[str, str]:
+    """Each candidate's interval against ``threshold`` (1 + selection.min_gain): "above"
+    (wholly: it clears the bar), "below" (wholly: it cannot), or "undecided"."""
+    out = {}
+    for name, e in entries.items():
+        if name == baseline or name.endswith(CONTROL_SUFFIX):
+            continue
+        lo, hi = e.ci95
+        out[name] = "above" if lo > threshold else "below" if hi < threshold else "undecided"
+    return out
+
+
+def decided(entries: Mapping[str, Entry], baseline: str, threshold: float) -> bool:
+    """The sequential rule that ends rounds early: every candidate's interval lies wholly
+    above or wholly below ``threshold``, and the intervals of those above it do not overlap
+    one another (so which of them is best is settled too). :func:`compare` reads it only
+    at the end of a whole Williams square and not before its default number of rounds
+    (whole squares, at least 6), so a stop never unbalances the order, and never comes on
+    fewer rounds than a run without the rule would have."""
+    d = decisions(entries, baseline, threshold)
+    if any(v == "undecided" for v in d.values()):
+        return False
+    above = sorted((entries[n].ci95 for n, v in d.items() if v == "above"), key=lambda ci: ci[0])
+    return all(a[1] < b[0] for a, b in zip(above, above[1:]))
+
+
+def stopping_round(comparison: Mapping[str, Any], threshold: float) -> int | None:
+    """Replay the rule on a recorded comparison (``Comparison.to_dict()``): the round at
+    which :func:`compare` with ``decide_at=threshold`` would have stopped, or None if it
+    would have run every recorded round."""
+    cands = comparison["candidates"]
+    samples = {n: c["samples"] for n, c in cands.items()}
+    square = len(schedule(len(samples)))
+    first = max(default_rounds(len(samples)), square)
+    for r in range(first, comparison["rounds"], square):
+        entries = summarize(samples, comparison["baseline"], comparison["lower_is_better"],
+                            comparison["resamples"], comparison["seed"], rounds=r)
+        if decided(entries, comparison["baseline"], threshold):
+            return r
+    return None
+
+
 def _value(name: str, v: Any) -> float:
     try:
         f = float(v)
@@ -216,7 +292,8 @@ def compare(candidates: Mapping[str, Callable[[], Any]], baseline: str, *, warmu
             keep: Callable[[Any], Any] | None = None, criterion: str | None = None,
             seed: int = 0, resamples: int = 2000,
             clock: Callable[[], float] = time.perf_counter,
-            control: Callable[[], Any] | None = None) -> Comparison:
+            control: Callable[[], Any] | None = None,
+            decide_at: float | None = None) -> Comparison:
     """Time ``candidates`` (name -> zero-argument callable) against ``baseline``; see the
     module doc. ``measure``: the figure from a call's result (default: the call's wall
     time by ``clock``); ``keep``: what of each result to keep in ``Comparison.kept``;
@@ -224,7 +301,10 @@ def compare(candidates: Mapping[str, Callable[[], Any]], baseline: str, *, warmu
     ``measure``); ``control``: what the A/A entry calls (default: the baseline's own
     callable) -- a second instance of the baseline (another session of the same settings)
     makes the noise band cover the difference between two instances too, which a
-    comparison of separately built candidates needs."""
+    comparison of separately built candidates needs. ``decide_at``: a threshold (1 +
+    selection.min_gain) for the sequential rule (:func:`decided`): rounds end, at a whole
+    square past the default count, once every candidate is decided against it, even
+    while the A/A band is still wider than ``noise_width``."""
     if baseline not in candidates:
         raise ValueError(f"baseline {baseline!r} is not among the candidates {list(candidates)}")
     control_key = control_name(baseline)
@@ -235,7 +315,7 @@ def compare(candidates: Mapping[str, Callable[[], Any]], baseline: str, *, warmu
     names = list(fns)
     square = schedule(len(names))
     if rounds is None:
-        rounds = len(square) * -(-6 // len(square))
+        rounds = default_rounds(len(names))
     if max_rounds is None:
         max_rounds = 3 * rounds
     if warmup < 0:
@@ -269,7 +349,7 @@ def compare(candidates: Mapping[str, Callable[[], Any]], baseline: str, *, warmu
     kept: dict[str, list[Any]] = {n: [] for n in names} if keep else {}
     order: list[list[str]] = []
 
-    def run_rounds(k: int) -> None:
+    def run_rounds(k: int, bar: progress.Task) -> None:
         for _ in range(k):
             this = [names[i] for i in square[len(order) % len(square)]]
             for name in this:
@@ -278,31 +358,37 @@ def compare(candidates: Mapping[str, Callable[[], Any]], baseline: str, *, warmu
                 if keep:
                     kept[name].append(keep(out))
             order.append(this)
+            bar.advance(f"{len(names) - 1} candidates + A/A")  # between rounds, off the clock
 
-    def summarize() -> dict[str, Entry]:
-        base = np.asarray(samples[baseline])
-        out = {}
-        for name in names:
-            x = np.asarray(samples[name])
-            r = base / x if lower_is_better else x / base
-            out[name] = Entry(name, samples[name].copy(), r.tolist(), float(np.median(r)),
-                              bootstrap_median_ci(r, resamples, seed))
-        return out
+    def settled() -> bool:  # the sequential rule, at a whole square past the default count
+        return (decide_at is not None and len(order) % len(square) == 0
+                and len(order) >= default_rounds(len(names))
+                and decided(summarize(samples, baseline, lower_is_better, resamples, seed),
+                            baseline, decide_at))
 
-    run_rounds(rounds)
-    entries = summarize()
-    extra = 0
-    while True:
-        lo, hi = entries[control_key].ci95
-        if hi - lo <= noise_width or len(order) >= max_rounds:
-            break
-        k = min(len(square), max_rounds - len(order))
-        run_rounds(k)
-        extra += k
-        entries = summarize()
+    stopped = False
+    with progress.task("rounds", total=rounds) as bar:
+        while len(order) < rounds and not stopped:
+            run_rounds(min(len(square) - len(order) % len(square), rounds - len(order)), bar)
+            stopped = len(order) < rounds and settled()
+        entries = summarize(samples, baseline, lower_is_better, resamples, seed)
+        extra = 0
+        while not stopped:
+            lo, hi = entries[control_key].ci95
+            if hi - lo <= noise_width or len(order) >= max_rounds:
+                break
+            if settled():
+                stopped = True
+                break
+            k = min(len(square), max_rounds - len(order))
+            bar.grow(k)  # the A/A band is still wide: whole squares more
+            run_rounds(k, bar)
+            extra += k
+            entries = summarize(samples, baseline, lower_is_better, resamples, seed)
     lo, hi = entries[control_key].ci95
     return Comparison(baseline, control_key, criterion, lower_is_better, entries, order, warmup,
-                      extra, noise_width, hi - lo > noise_width, seed, resamples, kept)
+                      extra, noise_width, hi - lo > noise_width, seed, resamples, kept,
+                      decide_at, stopped)
 
 
 # -- cold starts: fresh processes ----------------------------------------------------------------

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 
+from labkit import procs, progress
 from labkit.measure.streaming import Run
 from labkit.measure.client import BYTES_PER_SECOND, stream_speech
 from labkit.config import REPO_ROOT, LabConfig
@@ -65,8 +66,9 @@ class ServerProcess:
             argv += ["-s", item]
         env = {k: v for k, v in os.environ.items() if k != "KOKORO_LAB_CONFIG"}
         self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdout=self._log,
-                                     stderr=subprocess.STDOUT)
+        # ends with this process however it ends (labkit.procs; the server watches us)
+        self.proc = procs.popen(argv, cwd=REPO_ROOT, env=env, stdout=self._log,
+                                stderr=subprocess.STDOUT)
         try:
             self.wait_ready()
         except BaseException:
@@ -106,13 +108,8 @@ class ServerProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def __exit__(self, *exc) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        if self.proc is not None:
+            procs.stop(self.proc, grace_s=15)
         if getattr(self, "_log", None):
             self._log.close()
         if self._tmp is not None:
@@ -135,18 +132,33 @@ def run_http(url: str, text: str, voice: str, speed: float, lang: str, *, cache:
                      sum(durations), extra={"headers_s": res.headers_s})
 
 
+#: the texts a soak cycles through, in order (those it was given)
+SOAK_KINDS = ("phrase", "sentence", "paragraph")
+
+
+def soak_kinds(texts: dict[str, str]) -> list[str]:
+    return [k for k in SOAK_KINDS if k in texts] or list(texts)
+
+
+def soak_text(texts: dict[str, str], i: int) -> str:
+    """The soak's ``i``-th request text: phrases and sentences made unique so they
+    synthesize; the paragraph repeats, so some come from the cache."""
+    kinds = soak_kinds(texts)
+    kind = kinds[i % len(kinds)]
+    return texts[kind] if kind == "paragraph" else f"{texts[kind]} Number {i}."
+
+
 def soak(server: ServerProcess, texts: dict[str, str], n: int, voice: str,
          api_key: str | None = None, baseline_after: int = 20) -> dict:
     """``n`` sequential requests of mixed lengths (phrases and sentences made unique so
     they synthesize; the paragraph repeats so some come from the cache); counts errors
     and the server's resident memory growth after the first ``baseline_after``."""
-    kinds = [k for k in ("phrase", "sentence", "paragraph") if k in texts] or list(texts)
     errors, rss, statuses = 0, [], {}
+    kinds = soak_kinds(texts)
     t0 = time.perf_counter()
-    with httpx.Client(timeout=300.0) as client:
+    with httpx.Client(timeout=300.0) as client, progress.task("soak requests", total=n) as bar:
         for i in range(n):
-            kind = kinds[i % len(kinds)]
-            text = texts[kind] if kind == "paragraph" else f"{texts[kind]} Number {i}."
+            text = soak_text(texts, i)
             try:
                 res = stream_speech(server.url, text, voice, None, ("pcm", "mp3", "opus")[(i // len(kinds)) % 3],
                                     api_key, client=client)
@@ -156,6 +168,7 @@ def soak(server: ServerProcess, texts: dict[str, str], n: int, voice: str,
                 errors += 1
             if i + 1 == baseline_after or i + 1 == n:
                 rss.append(server.rss_bytes())
+            bar.advance(f"{errors} errors")
     base, end = rss[0], rss[-1]
     return {"requests": n, "errors": errors, "statuses": {str(k): v for k, v in statuses.items()},
             "rss_after_first_mb": base / 2**20, "rss_end_mb": end / 2**20,

@@ -14,8 +14,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterator
 
-#: what each competing process runs: a busy loop, nothing else
-BUSY_LOOP = "while True:\n    pass\n"
+from labkit import procs
+from labkit.config import REPO_ROOT
+
+#: what each competing process runs: a busy loop, nothing else (beside a thread that sleeps
+#: until this process's parent exits, and then ends it: labkit.procs.watch_parent)
+BUSY_LOOP = "from labkit.procs import watch_parent\nwatch_parent()\nwhile True:\n    pass\n"
 
 
 @dataclass
@@ -34,23 +38,21 @@ def competing_load(processes: int = 1, settle_s: float = 1.0) -> Iterator[Load]:
     averaging over the last 0.6 s, labkit.engine.cpuload, has seen it)."""
     if not isinstance(processes, int) or isinstance(processes, bool) or processes < 0:
         raise ValueError(f"competing processes: {processes!r}; expected an integer >= 0")
-    procs: list[subprocess.Popen] = []
+    started: list[subprocess.Popen] = []
     info = Load(processes)
     t0 = time.perf_counter()
     try:
         for _ in range(processes):
-            procs.append(subprocess.Popen([sys.executable, "-c", BUSY_LOOP],
+            started.append(procs.popen([sys.executable, "-c", BUSY_LOOP], cwd=REPO_ROOT,
                                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                           stderr=subprocess.DEVNULL))
-        info.pids = [p.pid for p in procs]
-        if procs and settle_s > 0:
+        info.pids = [p.pid for p in started]
+        if started and settle_s > 0:
             time.sleep(settle_s)
         yield info
     finally:
-        for p in procs:
-            p.kill()
-        for p in procs:
-            p.wait(timeout=10)
+        for p in started:
+            procs.stop(p, grace_s=0)  # a busy loop has nothing to finish
         info.seconds = time.perf_counter() - t0
-        if procs and settle_s > 0:
+        if started and settle_s > 0:
             time.sleep(settle_s)  # and what runs next starts on a machine at rest

@@ -41,6 +41,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 import onnx
+
+from labkit import progress
 from labkit.engine import assets
 
 #: module family -> node-name prefixes (the exporter's module paths survive in the names).
@@ -487,7 +489,7 @@ def calibrate(pre: Path, cache: Path, method: str, prepared: Sequence, voices,
         calibrator = create_calibrator(
             pre, list(op_types), augmented_model_path=str(Path(tmp) / "augmented.onnx"),
             calibrate_method=_method(method), extra_options=extra)
-        for p in prepared:
+        for p in progress.steps(prepared, "calibration utterances", label=lambda p: p.utt.id):
             calibrator.collect_data(_One(p.feeds(voices)))
         data = calibrator.compute_data()
         del calibrator
@@ -559,6 +561,7 @@ class Builder:
         t0 = time.perf_counter()
         notes: list[str] = []
         n = None
+        progress.say(f"building {spec.name} ({spec.recipe}) -> {out.name}")
         if spec.recipe == "fp16":
             build_fp16(self.reference, out, spec.keep_float, spec.fp16_scope)
         elif spec.recipe == "dynamic":

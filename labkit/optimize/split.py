@@ -30,7 +30,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from labkit import files
+from labkit import files, progress
 from labkit.config import SessionConfig
 from labkit.engine import rewrites, runtime, split_runtime
 from labkit.engine.ort import n_tokens, new_session, probe_config, probe_feeds
@@ -437,11 +437,19 @@ def split_files(model_path: str | os.PathLike, cache_dir: str | os.PathLike,
         return SplitParts.locate(model_path, cache_dir, b_rewrites)
     except SplitMissing:
         pass
+    with progress.task(f"split build of {Path(model_path).name}", total=4) as bar:
+        return _build_split(model_path, cache_dir, b_rewrites, paths, bar)
+
+
+def _build_split(model_path, cache_dir, b_rewrites: Sequence[str], paths: dict[str, Path],
+                 bar: progress.Task) -> SplitParts:
     model = onnx.load(str(model_path))
     parts = split(model)
+    bar.advance("parts A and B cut")
     feeds = [probe_feeds(24), probe_feeds(60, seed=1)]
     shapes: dict[str, list[int]] = {}
     spf = samples_per_frame(parts, feeds, shapes)
+    bar.advance("samples per frame probed")
     b = parts.b
     checks: dict[str, Any] = {}
     if b_rewrites:
@@ -460,6 +468,7 @@ def split_files(model_path: str | os.PathLike, cache_dir: str | os.PathLike,
     bucketed, masked = bucket_model(b, parts.boundary[0])
     phased = phase_models(b, parts.boundary)
     b_phase, phase, phase_meta = phased or (None, None, {"phase_of": None})
+    bar.advance("bucketed and phase models made")
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     for k, m in (("a", parts.a), ("b", b), ("b_bucketed", bucketed), ("b_phase", b_phase),
                  ("phase", phase)):
@@ -474,6 +483,7 @@ def split_files(model_path: str | os.PathLike, cache_dir: str | os.PathLike,
                       "b": len(b.graph.node), "b_bucketed": len(bucketed.graph.node)},
             "b_rewrites": checks, **masked, **phase_meta}
     files.write_json(paths["meta"], meta)
+    bar.advance("saved")
     return SplitParts.locate(model_path, cache_dir, b_rewrites)
 
 

@@ -1,0 +1,343 @@
+"""A batch planned before it runs: per stage, the candidates, session builds, timed runs,
+estimated wall time and peak disk (``labkit journal --plan -f FILE [--json] [--cores N]``).
+
+Counted from the batch file (each stage's parameters over its notebook's defaults, read
+with papermill) and priced by the constants labkit.lab.costs measured on this machine and
+recorded (``artifacts/costs.json``: the warm real-time factor, audio per word and per
+token, a session build). ``--cores N`` plans for a machine with N performance cores by
+scaling the compute-bound constants (:meth:`Costs.for_cores`: optimistic). The
+arithmetic, per stage:
+
+- a timed comparison (labkit.measure.compare) of ``k`` entries plus the A/A control runs
+  ``warmup + rounds`` calls of each, ``rounds`` its default (whole Williams squares, at
+  least 6) unless the stage sets it; a call costs the audio it makes times the RTF;
+- every candidate that builds a session costs a session build; a CoreML build is priced
+  as a CPU one (its first compile, ~20 s on the Mac, cannot be measured here: said so);
+- a notebook's start is the kernel's start-up, measured from the previous run's wall
+  times against its records when there is one;
+- peak disk: the largest set of files a stage holds at once (quantized models, static
+  copies within their budget, one CoreML cache at a time now that each is removed once
+  measured).
+
+What it does not count: rounds added on a noisy machine (up to 3x), G2P and text work,
+plots and journal writing. The journal records the run's real wall times beside it.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from labkit.config import REPO_ROOT, LabConfig
+from labkit.engine import assets
+from labkit.lab import s08_endpoint
+from labkit.lab.costs import Costs
+from labkit.measure.compare import default_rounds
+from labkit.measure.texts import named
+
+GiB = 1e9
+
+
+@dataclass
+class StagePlan:
+    stage: str
+    candidates: int = 0
+    session_builds: int = 0
+    timed_runs: int = 0
+    seconds: float = 0.0
+    disk_gb: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def minutes(self) -> float:
+        return self.seconds / 60
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "minutes": round(self.minutes, 1), "seconds": round(self.seconds),
+                "disk_gb": round(self.disk_gb, 2)}
+
+
+def _rounds(params: dict, entries: int, key: str = "rounds") -> int:
+    r = params.get(key)
+    return int(r) if r else default_rounds(entries)
+
+
+def _model_gb(cfg: LabConfig, variant: str) -> float:
+    path = assets.model_path(cfg, variant)
+    if path.exists():
+        return path.stat().st_size / GiB
+    ref = assets.model_path(cfg, "fp32-recon")
+    return (ref.stat().st_size if ref.exists() else 0) / GiB
+
+
+def _text_s(c: Costs, name: str) -> float:
+    return c.synth_s(named(name))
+
+
+def plan_00(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
+    texts = list(p.get("texts") or [])
+    entries = 4  # kokoro-onnx create, create_stream, pipeline + the A/A control
+    k = _rounds(p, entries)
+    runs = len(texts) * entries * k
+    return StagePlan("00_baseline", candidates=3, session_builds=3 + int(p.get("load_repeats") or 3),
+                     timed_runs=runs, seconds=sum(entries * k * _text_s(c, t) for t in texts)
+                     + (3 + int(p.get("load_repeats") or 3)) * c.session_s)
+
+
+def plan_01(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
+    texts = list(p.get("timing_texts") or [])
+    entries = 5 + bool(p.get("espeak_baseline"))
+    listen = int(p.get("listen") or 0)
+    return StagePlan("01_g2p_sanitization", candidates=entries - 1, session_builds=1,
+                     timed_runs=len(texts) * entries * _rounds(p, entries),
+                     seconds=c.session_s + listen * _text_s(c, "sentence"),
+                     notes=["G2P timings are not priced (milliseconds to a second each)"])
+
+
+def plan_02(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
+    out = StagePlan("02_ort_conversion")
+    warmup = int(p.get("warmup") or 1)
+    lengths = [int(n) for n in p.get("token_lengths") or []]
+    for _ in p.get("variants") or []:
+        changes = sum(len(p.get(k) or []) for k in ("levels", "thread_counts", "modes", "toggles",
+                                                   "rewrites"))
+        entries = changes + 2
+        k = _rounds(p, entries)
+        screen = entries * (warmup + k)
+        out.candidates += changes
+        out.session_builds += entries + 3
+        out.timed_runs += screen
+        out.seconds += (entries + 3) * c.session_s + screen * c.run_s(int(p.get("screen_length") or 120))
+        k2 = _rounds(p, 3)
+        out.timed_runs += sum(3 * (warmup + k2) for _ in lengths)
+        out.seconds += sum(3 * (warmup + k2) * c.run_s(n) for n in lengths)
+        cold = int(p.get("cold_rounds") or default_rounds(3))
+        out.session_builds += 3 * (1 + cold)
+        out.seconds += 3 * (1 + cold) * (c.session_s + 2.0 * c.run_s(int(p.get("cold_tokens") or 30)))
+        out.seconds += 4 * c.run_s(int(p.get("profile_tokens") or 250))
+    out.notes.append("cold starts priced as a session build and a first run (~2x warm) each")
+    return out
+
+
+def plan_03(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
+    variants = list(p.get("variants") or [])
+    lengths = [int(n) for n in p.get("token_lengths") or []]
+    held = len(p.get("heldout_ids") or []) or 10
+    cal = len(p.get("calibration_ids") or []) or 10
+    fams = list(p.get("sensitivity_families") or [])
+    static = [v for v in variants if isinstance(v, dict) and v.get("recipe") == "static"]
+    entries = len(variants) + 3  # the reference, the baseline, the A/A control
+    warmup = int(p.get("warmup") or 1)
+    k = _rounds(p, entries)
+    runs = entries * (warmup + k) * len(lengths) + (len(variants) + 2) * held + len(fams) * held
+    per_run = c.run_s(120)
+    seconds = (entries + len(fams)) * c.session_s + sum(
+        entries * (warmup + k) * c.run_s(n) for n in lengths)
+    seconds += ((len(variants) + 2) * held + len(fams) * held) * per_run * 2  # fp32 runs ~2x
+    seconds += (bool(static) + len(fams) > 0) * cal * per_run * 3  # calibration (augmented graph)
+    size = _model_gb(cfg, "fp32-recon")
+    return StagePlan("03_quantization", candidates=len(variants) + len(fams),
+                     session_builds=entries + len(fams), timed_runs=runs, seconds=seconds,
+                     disk_gb=(len(variants) + len(fams) + 1) * size,
+                     notes=["quantization builds themselves are not priced (onnxruntime's "
+                            "quantizer: tens of seconds each here)"])
+
+
+def plan_04(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
+    variants = list(p.get("variants") or [])
+    formats, units = list(p.get("formats") or []), list(p.get("compute_units") or [])
+    statics = list(p.get("static_shapes") or [False])
+    lengths = [int(n) for n in p.get("token_lengths") or []]
+    reps, warmup = int(p.get("repeats") or 3), int(p.get("warmup") or 1)
+    out = StagePlan("04_coreml_units")
+    if not p.get("_accelerators"):
+        units = []  # here every CoreML point is skipped before it builds a session
+        out.notes.append("CoreML and plugin EPs absent here: their points are skipped, not "
+                         "planned (plan the Mac with --cores)")
+    points = len(variants) * len(formats) * len(units) * len(statics)
+    screen = int(p["screen_length"]) if p.get("screen_length") else None
+    top = int(p.get("confirm_top") or 4)
+    if screen and points > top:
+        s_reps = int(p.get("screen_repeats") or 1)
+        out.session_builds += points * 2
+        out.timed_runs += points * (warmup + s_reps + 2)
+        out.seconds += points * (2 * c.session_s + (warmup + s_reps + 2) * c.run_s(screen))
+        out.notes.append(f"{points} CoreML points screened at {screen} tokens, {top} confirmed")
+        statics_of = [(any(statics), top)]
+    else:
+        statics_of = [(st, len(variants) * len(formats) * len(units)) for st in statics]
+    out.candidates += points
+    for st, n in statics_of:
+        files = len(lengths) if st else 1
+        out.session_builds += n * files * 2  # cold and second start per model file
+        out.timed_runs += n * (len(lengths) * (warmup + reps) + files * 2)
+        out.seconds += n * (files * 2 * c.session_s + sum(
+            (warmup + reps + 2) * c.run_s(m) for m in lengths))
+    if p.get("cpu_baseline", True):
+        out.candidates += len(variants)
+        out.session_builds += 2 * len(variants)
+        out.timed_runs += len(variants) * len(lengths) * (warmup + reps)
+        out.seconds += len(variants) * (2 * c.session_s + sum((warmup + reps + 2) * c.run_s(n)
+                                                               for n in lengths))
+    split_lengths = [int(n) for n in p.get("split_token_lengths") or []]
+    split_reps = int(p.get("split_repeats") or 2)
+    n_split = len(formats) * len(units) * len(statics) + 1 + (
+        len(p.get("plugins") or []) if p.get("_accelerators") else 0)
+    for _ in p.get("split_variants") or []:
+        out.candidates += n_split
+        out.session_builds += n_split * 2
+        out.timed_runs += n_split * len(split_lengths) * (warmup + split_reps)
+        out.seconds += n_split * (2 * c.session_s + sum((warmup + split_reps + 1) * c.run_s(n)
+                                                       for n in split_lengths))
+    biggest = max((_model_gb(cfg, v) for v in variants), default=0.0)
+    budget = float(p.get("static_budget_gb") or 4.0)
+    static_gb = min(budget, biggest * len(lengths)) if any(statics) else 0.0
+    out.disk_gb = static_gb + biggest  # the copies within their budget + one CoreML cache
+    out.notes.append("CoreML session builds priced as CPU ones (a first compile on the Mac "
+                     "takes longer: measure it there with this stage's cold start)")
+    return out
+
+
+def plan_05(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
+    variants = list(p.get("variants") or [{}])
+    entries = len(variants) + 1
+    k = _rounds(p, entries)
+    sweep = named(p.get("sweep_text") or "paragraph")
+    listen = int(p.get("listener_rounds") or 2) * 3 * (1 + bool(p.get("load_processes", 1)))
+    article = named(p["article_text"]) if p.get("article_text") else ""
+    loads = 1 + bool(p.get("load_processes", 1))
+    seconds = (entries * k * int(p.get("stream_repeats") or 1) + listen + 2 * len(variants)) \
+        * c.synth_s(sweep) + loads * int(p.get("article_repeats") or 1) * c.synth_s(article) \
+        + len(variants) * c.session_s
+    return StagePlan("05_chunking", candidates=len(variants), session_builds=len(variants),
+                     timed_runs=entries * k + listen + loads * bool(article), seconds=seconds)
+
+
+def plan_06(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
+    cands = list(p.get("candidates") or [])
+    texts = list(p.get("texts") or [])
+    entries = len(cands) + 1
+    k = _rounds(p, entries)
+    builds = sum(int(x.get("sessions", 1)) for x in cands) + 1
+    return StagePlan("06_dual_sessions", candidates=len(cands), session_builds=builds,
+                     timed_runs=len(texts) * entries * k,
+                     seconds=builds * c.session_s + sum(entries * k * _text_s(c, t) for t in texts))
+
+
+def plan_07(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
+    entries = 3
+    k = _rounds(p, entries)
+    held = len(p.get("heldout_ids") or []) or 10
+    text = p.get("text") or "paragraph"
+    return StagePlan("07_verify", candidates=2, session_builds=4,
+                     timed_runs=entries * k * 2 + 3 * held,
+                     seconds=4 * c.session_s + entries * k * (_text_s(c, text)
+                                                              + c.run_s(int(p.get("speed_tokens") or 120)))
+                     + 3 * held * c.run_s(120) * 2)
+
+
+def plan_08(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
+    runners = tuple(p.get("runner_names") or ("pipeline", "http", "http repeat"))
+    b = s08_endpoint.plan(c, list(p.get("texts") or []), int(p.get("soak_requests") or 0),
+                          cfg.serve.max_input_chars, runners, p.get("rounds"))
+    return StagePlan("08_endpoint", candidates=len(b["runners"]) - 1, session_builds=3,
+                     timed_runs=sum(r["calls"] for r in b["texts"]) + b["soak_requests"],
+                     seconds=b["minutes"] * 60)
+
+
+PLANNERS: dict[str, Callable[[dict, Costs, LabConfig], StagePlan]] = {
+    "00": plan_00, "01": plan_01, "02": plan_02, "03": plan_03, "04": plan_04, "05": plan_05,
+    "06": plan_06, "07": plan_07, "08": plan_08}
+
+
+def notebook_defaults(notebook: str | Path) -> dict[str, Any]:
+    """The notebook's parameters cell, evaluated (papermill reads it)."""
+    import papermill as pm
+
+    out = {}
+    for name, info in pm.inspect_notebook(str(REPO_ROOT / notebook)).items():
+        try:
+            out[name] = yaml.safe_load(info["default"].replace("True", "true").replace(
+                "False", "false").replace("None", "null"))
+        except yaml.YAMLError:
+            out[name] = None
+    return out
+
+
+def kernel_seconds(cfg: LabConfig, run_dir: Path | None) -> float | None:
+    """A notebook's start and display work: the median of (batch wall time - the record's
+    own started..finished) over the stages of ``run_dir``, or None."""
+    if run_dir is None:
+        return None
+    try:
+        wall = json.loads((run_dir / "wall_times.json").read_text())
+    except (OSError, ValueError):
+        return None
+    gaps = []
+    for stage, seconds in wall.items():
+        try:
+            rec = json.loads((run_dir / stage / "metrics.json").read_text())
+            inside = (dt.datetime.fromisoformat(rec["finished"])
+                      - dt.datetime.fromisoformat(rec["started"])).total_seconds()
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        gaps.append(max(0.0, float(seconds) - inside))
+    return statistics.median(gaps) if gaps else None
+
+
+def plan_batch(stages: list[tuple[str, str, dict]], costs: Costs, cfg: LabConfig,
+               kernel_s: float | None = None, accelerators: bool = False) -> dict[str, Any]:
+    """``stages``: (name, notebook, parameters from the batch file). Returns the plan:
+    ``{"stages": [...], "total": {"minutes": M, "disk_gb": G}, "costs": {...}}``.
+    ``accelerators``: plan the CoreML and plugin-EP candidates as run (the Mac), not as
+    skipped (here)."""
+    rows = []
+    for name, notebook, params in stages:
+        p = {**notebook_defaults(notebook), **params, "_accelerators": accelerators}
+        planner = PLANNERS.get(name[:2])
+        sp = planner(p, costs, cfg) if planner else StagePlan(name, notes=["no cost model"])
+        sp.stage = name
+        if kernel_s:
+            sp.seconds += kernel_s
+        rows.append(sp.to_dict())
+    total_min = sum(r["seconds"] for r in rows) / 60
+    return {"stages": rows,
+            "total": {"minutes": round(total_min, 1),
+                      "disk_gb": round(max((r["disk_gb"] for r in rows), default=0.0), 2)},
+            "costs": costs.to_dict(), "kernel_s": kernel_s}
+
+
+def plan_name(batch_name: str) -> str:
+    """Where ``labkit journal --plan`` keeps a batch's latest plan, under artifacts/plans/."""
+    return f"plans/{batch_name}.json"
+
+
+def batch_sha(path: str | Path) -> str:
+    """The batch file's identity: a plan is its run's only when made from the same file."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def plan_lines(plan: dict[str, Any], source: str) -> list[str]:
+    lines = [f"{'stage':<22}{'cand.':>6}{'builds':>8}{'timed runs':>12}{'minutes':>9}{'disk GB':>9}"]
+    for r in plan["stages"]:
+        lines.append(f"{r['stage']:<22}{r['candidates']:>6}{r['session_builds']:>8}"
+                     f"{r['timed_runs']:>12}{r['minutes']:>9.1f}{r['disk_gb']:>9.2f}")
+    t = plan["total"]
+    lines.append(f"{'total':<22}{'':>6}{'':>8}{'':>12}{t['minutes']:>9.1f}{t['disk_gb']:>9.2f}"
+                 "  (disk: the largest stage's peak)")
+    c = plan["costs"]
+    lines.append(f"costs: RTF {c['rtf']:.2f} at {c['threads']} threads, a session build "
+                 f"{c['session_s']:.1f} s, {c['audio_s_per_token'] * 1000:.0f} ms of audio per "
+                 f"token; {source}"
+                 + (f"; notebook start {plan['kernel_s']:.0f} s (the previous run)"
+                    if plan.get("kernel_s") else "; notebook start not measured yet"))
+    for r in plan["stages"]:
+        for n in r["notes"]:
+            lines.append(f"  {r['stage']}: {n}")
+    return lines

@@ -1,0 +1,100 @@
+"""labkit journal --plan: counted from the batch file, priced by measured constants."""
+import json
+
+import nbformat
+import yaml
+
+from labkit import cli
+from labkit.host import machine
+from labkit.lab import costs, plan
+from labkit.lab.costs import Costs
+from labkit.measure.compare import default_rounds
+from labkit.measure.texts import named
+
+COSTS = Costs(rtf=0.5, audio_s_per_word=0.4, audio_s_per_token=0.05, session_s=2.0, threads=2,
+              variant="int8", cpu="test cpu", measured="2026-12-03T00:00:00+00:00")
+
+
+def test_a_stage_is_counted_from_its_parameters_and_priced(cfg):
+    p = {"candidates": [{"name": "single", "sessions": 1}, {"name": "dual", "sessions": 2}],
+         "texts": ["paragraph"], "rounds": None}
+    sp = plan.plan_06(p, COSTS, cfg)
+    k = default_rounds(3)  # two candidates and the A/A control
+    assert (sp.candidates, sp.session_builds, sp.timed_runs) == (2, 4, 3 * k)
+    assert sp.seconds == 4 * COSTS.session_s + 3 * k * COSTS.synth_s(named("paragraph"))
+
+
+def test_the_plan_has_a_total_and_more_cores_plan_less(cfg):
+    stages = [("06_dual_sessions", "notebooks/06_dual_sessions.ipynb",
+               {"texts": ["phrase"], "candidates": [{"name": "single", "sessions": 1}]}),
+              ("08_endpoint", "notebooks/08_endpoint.ipynb", {"texts": ["phrase"], "soak_requests": 3})]
+    here = plan.plan_batch(stages, COSTS, cfg, kernel_s=5.0)
+    assert [s["stage"] for s in here["stages"]] == ["06_dual_sessions", "08_endpoint"]
+    assert here["total"]["minutes"] == round(sum(s["seconds"] for s in here["stages"]) / 60, 1)
+    assert set(here["total"]) == {"minutes", "disk_gb"}
+    mac = plan.plan_batch(stages, COSTS.for_cores(8), cfg, kernel_s=5.0)
+    assert mac["total"]["minutes"] < here["total"]["minutes"]
+    text = "\n".join(plan.plan_lines(here, "measured here"))
+    assert "06_dual_sessions" in text and "notebook start 5 s" in text
+
+
+def test_coreml_points_are_planned_only_where_they_run(cfg):
+    p = {"variants": ["int8"], "formats": ["MLProgram"], "compute_units": ["ALL", "CPUOnly"],
+         "static_shapes": [False], "token_lengths": [25], "repeats": 1, "warmup": 1,
+         "cpu_baseline": True, "split_variants": [], "plugins": []}
+    here = plan.plan_04(p, COSTS, cfg)
+    mac = plan.plan_04({**p, "_accelerators": True}, COSTS, cfg)
+    assert here.candidates == 1 and mac.candidates == 3  # the CPU baseline; + two CoreML points
+    assert mac.seconds > here.seconds
+
+
+def test_labkit_journal_plan_json(cfg, tmp_path, capsys, monkeypatch):
+    art = tmp_path / "art"
+    c = cfg.with_overrides({"artifacts_dir": str(art)})
+    costs.record(c, Costs(**{**COSTS.to_dict(), "cpu": machine.current().cpu, "variant": c.variant,
+                             "threads": machine.session_threads(c.session)}))
+    batch = tmp_path / "b.yaml"
+    batch.write_text(yaml.safe_dump({"name": "b", "stages": [
+        {"name": "06_dual_sessions", "notebook": "notebooks/06_dual_sessions.ipynb",
+         "parameters": {"texts": ["phrase"], "candidates": [{"name": "single", "sessions": 1}]}}]}))
+    assert cli.main(["journal", "-f", str(batch), "--plan", "--json", "-s", f"artifacts_dir={art}"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["total"]["minutes"] > 0 and out["stages"][0]["stage"] == "06_dual_sessions"
+    assert out["costs"]["rtf"] == COSTS.rtf  # the recorded constants, not a new measurement
+    assert not list(art.glob("run-*"))  # nothing ran
+    assert cli.main(["journal", "-f", str(batch), "--plan", "--json", "--cores", "8",
+                     "-s", f"artifacts_dir={art}"]) == 0
+    assert json.loads(capsys.readouterr().out)["costs"]["threads"] == 8
+
+
+def test_the_run_keeps_the_plan_made_from_its_batch_file_and_the_journal_sets_them_side_by_side(
+        cfg, tmp_path, capsys):
+    art = tmp_path / "art"
+    c = cfg.with_overrides({"artifacts_dir": str(art)})
+    costs.record(c, Costs(**{**COSTS.to_dict(), "cpu": machine.current().cpu, "variant": c.variant,
+                             "threads": machine.session_threads(c.session)}))
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("run_id = None\nconfig_path = None")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(
+        "from labkit.config import LabConfig\nfrom labkit.lab.stage import Stage\n"
+        "with Stage('01_x', LabConfig.load(config_path), run_id) as st:\n    pass")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "01_x.ipynb")
+    batch = tmp_path / "b.yaml"
+    batch.write_text(yaml.safe_dump({"name": "b", "stages": [
+        {"name": "01_x", "notebook": str(tmp_path / "01_x.ipynb")}]}))
+    flags = ["-s", f"artifacts_dir={art}", "-s", "results_md="]
+    assert cli.main(["journal", "-f", str(batch), "--plan", *flags]) == 0
+    assert cli.main(["journal", "-f", str(batch), *flags]) == 0
+    (run,) = art.glob("run-*")
+    kept = json.loads((run / "plan.json").read_text())
+    assert kept["batch"] == "b" and kept["stages"][0]["stage"] == "01_x"
+    md = (art / "journal" / "JOURNAL.md").read_text()
+    assert "Planned before the run: ~" in md and "the 1 stage(s) that ran took" in md
+    assert "planned ~" in md.split("## 01_x")[1]
+    # a changed batch file makes the plan another batch's: the next run does not take it
+    batch.write_text(batch.read_text() + "\n# changed\n")
+    assert cli.main(["journal", "-f", str(batch), *flags]) == 0
+    newest = sorted(art.glob("run-*"))[-1]
+    assert newest != run and not (newest / "plan.json").exists()
