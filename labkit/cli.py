@@ -2,7 +2,8 @@
 
     labkit assets [--provision] [--fetch-originals] [--voices-tarball F]
     labkit say "TEXT" -o out.wav [--words out.json] [--voice af_heart] [--variant int8] [--server URL]
-    labkit verify AUDIO.wav WORDS.json [--margin-db 15]
+    labkit verify AUDIO.wav WORDS.json [--margin-db 15] [--no-recognizer]
+    labkit compare REF.wav TEST.wav [--text "..."] [--json]
     labkit phonemize [TEXT | -]
     labkit journal -f experiments/default.yaml [--only STAGE] [--resume RUN_ID]
     labkit journal -f experiments/m1max.yaml --plan [--json] [--cores 8]
@@ -115,9 +116,24 @@ def cmd_say(args) -> int:
 def cmd_verify(args) -> int:
     from labkit.measure.coverage import verify
 
-    report = verify(args.audio, args.words, margin_db=args.margin_db)
-    print(report.summary())
-    return 0 if report.ok else 1
+    energy, listener = verify(args.audio, args.words, margin_db=args.margin_db,
+                              listener=not args.no_recognizer)
+    print("the model's spans:", energy.summary())
+    if listener is not None:
+        print("the recognizer's alignment:", listener.summary())
+    return 0 if energy.ok and (listener is None or listener.ok) else 1
+
+
+def cmd_compare(args) -> int:
+    from labkit.quality import report
+
+    try:
+        rep = report.compare_files(args.reference, args.test, text=args.text)
+    except report.CannotCompare as exc:
+        print(f"labkit compare: cannot compare: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(rep, indent=1, default=float) if args.json else report.text_report(rep))
+    return 0 if rep["verdict"] == "pass" else 1
 
 
 def cmd_phonemize(args) -> int:
@@ -312,12 +328,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_say)
 
     v = sub.add_parser("verify", parents=[common],
-                       help="check that every word's span in AUDIO holds speech (exit 1 names those that do not)")
+                       help="check that every word's span in AUDIO holds speech, and that an independent "
+                            "recognizer places each word there (exit 1 names those that fail)")
     v.add_argument("audio", help="a wav file")
     v.add_argument("words", help='its words: [{"word", "start", "end"}] (labkit say --words)')
     v.add_argument("--margin-db", type=float, default=15.0,
                    help="how far above the file's silence floor a word must be (dB, default 15)")
+    v.add_argument("--no-recognizer", action="store_true",
+                   help="skip the independent check (pocketsphinx's forced alignment of the words)")
     v.set_defaults(fn=cmd_verify)
+
+    c = sub.add_parser("compare", parents=[common],
+                       help="the quality ruler on two files: every figure and the verdict "
+                            "(exit 0 pass, 1 fail, 2 cannot compare)")
+    c.add_argument("reference", help="the reference audio (a wav or any file soundfile reads)")
+    c.add_argument("test", help="the audio to judge against it (other lengths are aligned)")
+    c.add_argument("--text", help="what is said: adds each side's word error rate (pocketsphinx)")
+    c.add_argument("--json", action="store_true", help='JSON with a top-level "verdict"')
+    c.set_defaults(fn=cmd_compare)
 
     ph = sub.add_parser("phonemize", parents=[common], help="sanitize + G2P, printed as JSON")
     ph.add_argument("text", nargs="?", help="the text, or - (default) for stdin")

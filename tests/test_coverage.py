@@ -127,16 +127,35 @@ def test_say_words_then_verify_on_the_command_line(tmp_path):
     assert set(words[0]) == {"word", "start", "end", "input_start", "input_end"}
     assert all(TEXT[w["input_start"]:w["input_end"]] == w["word"] for w in words)
     p = run("verify", str(wav), str(js))
-    assert p.returncode == 0 and p.stdout.startswith("ok"), p.stdout + p.stderr
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.splitlines()[0].startswith("the model's spans: ok")
+    assert p.stdout.splitlines()[1].startswith("the recognizer's alignment: ok")
     audio, sr = sf.read(str(wav))
     w = words[2]  # "is"
-    audio[int(w["start"] * sr):int(np.ceil(w["end"] * sr))] = 0.0
-    sf.write(str(wav), audio, sr)
+    silenced = audio.copy()
+    silenced[int(w["start"] * sr):int(np.ceil(w["end"] * sr))] = 0.0
+    sf.write(str(wav), silenced, sr)
     p = run("verify", str(wav), str(js))
-    assert p.returncode == 1 and "'is'" in p.stdout, p.stdout + p.stderr
+    assert p.returncode == 1 and "'is'" in p.stdout.splitlines()[0], p.stdout + p.stderr
     js.write_text("{}")
     p = run("verify", str(wav), str(js))
     assert p.returncode == 2 and "JSON list" in p.stderr
+
+
+@pytest.mark.model
+def test_the_recognizer_catches_a_word_cut_out_that_the_energy_check_misses(cfg, timed_engine):
+    """The words keep their spans from the model while a word's audio is gone and the rest
+    moves up: every span still holds speech, but the recognizer cannot place the words."""
+    from labkit.lab.speak import say
+
+    text = "The quick brown fox jumps over the lazy dog near the river bank today."
+    audio, words = say(cfg, text, engine=timed_engine)
+    assert coverage.check(audio, SR, words).ok and coverage.heard(audio, SR, words).ok
+    w = words[3]  # "fox"
+    cut = np.concatenate([audio[:int(w["start"] * SR)], audio[int(w["end"] * SR):]])
+    assert coverage.check(cut, SR, words[:-2]).ok  # the energy check: every span holds speech
+    rep = coverage.heard(cut, SR, words[:-2])
+    assert not rep.ok
 
 
 @pytest.mark.model

@@ -14,6 +14,12 @@ not the text, whether each word is there:
   span is empty, outside the audio, or silent fails, and the failure names it.
 
 Audio with no samples fails every word; a words list with no words fails as a whole.
+
+:func:`heard` asks an independent listener as well (labkit.quality.recognizer: forced
+alignment of the words to the audio), which does not read the model's durations: each
+word's span *as the recognizer places it* (widened by :data:`TOLERANCE_S` each side) must
+overlap its given span and hold speech by the same level test. A text the recognizer
+cannot align at all fails every word; a word its dictionary lacks is not checked (said).
 """
 from __future__ import annotations
 
@@ -24,6 +30,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+from labkit.quality import recognizer
 
 FRAME_MS = 10.0
 FLOOR_PERCENTILE = 5.0
@@ -141,6 +149,49 @@ def check(audio: np.ndarray, sr: int, words: Sequence[dict[str, Any]],
     return Coverage(all(c.passed for c in checks), floor, margin_db, checks)
 
 
+#: the recognizer's span, widened by this much each side (its frames are 10 ms, short
+#: function words are fuzzy at both ends), must overlap the given one
+TOLERANCE_S = 0.08
+
+
+def heard(audio: np.ndarray, sr: int, words: Sequence[dict[str, Any]],
+          margin_db: float = MARGIN_DB) -> Coverage:
+    """Every word checked by the recognizer's forced alignment (see the module's doc)."""
+    words = parse_words(list(words))
+    if not words:
+        return Coverage(False, None, margin_db, [], "the words list is empty: nothing to check")
+    x = np.asarray(audio, dtype=np.float64).ravel()
+    al = recognizer.align(x, " ".join(w["word"] for w in words), sr)
+    if not al["aligned"]:
+        return Coverage(False, None, margin_db, [WordCheck(i, w["word"], w["start"], w["end"], None, False,
+                                                           "the recognizer could not align the text")
+                                                 for i, w in enumerate(words)],
+                        "the recognizer could not align the text to the audio (a word missing or garbled)")
+    placed = iter(al["words"])
+    unknown = set(al["unknown"])
+    spans = []
+    for w in words:
+        toks = [t for t in recognizer.words(w["word"]) if t not in unknown]
+        got = [next(placed) for _ in toks]
+        spans.append({"word": w["word"], "start": got[0]["start"], "end": got[-1]["end"]} if got else None)
+    level = check(x, sr, [s for s in spans if s is not None], margin_db)
+    by_span = iter(level.words)
+    checks = []
+    for i, (w, s) in enumerate(zip(words, spans)):
+        if s is None:
+            checks.append(WordCheck(i, w["word"], w["start"], w["end"], None, True,
+                                    "not in the recognizer's dictionary: not checked"))
+            continue
+        lv = next(by_span)
+        overlap = (min(w["end"], s["end"] + TOLERANCE_S) - max(w["start"], s["start"] - TOLERANCE_S))
+        reason = lv.reason
+        if overlap <= 0:
+            reason = (f"given at {w['start']:.2f}-{w['end']:.2f} s, the recognizer places it at "
+                      f"{s['start']:.2f}-{s['end']:.2f} s" + (f"; {reason}" if reason else ""))
+        checks.append(WordCheck(i, w["word"], s["start"], s["end"], lv.level_db, not reason, reason))
+    return Coverage(all(c.passed for c in checks), level.floor_db, margin_db, checks)
+
+
 def load_words(path: str | Path) -> list[dict[str, Any]]:
     p = Path(path)
     if not p.exists():
@@ -152,8 +203,11 @@ def load_words(path: str | Path) -> list[dict[str, Any]]:
     return parse_words(data, str(p))
 
 
-def verify(audio_path: str | Path, words_path: str | Path, margin_db: float = MARGIN_DB) -> Coverage:
-    """:func:`check` on a wav file and a words JSON file (``labkit verify``)."""
+def verify(audio_path: str | Path, words_path: str | Path, margin_db: float = MARGIN_DB,
+           listener: bool = True) -> tuple[Coverage, Coverage | None]:
+    """``labkit verify``: :func:`check` (the model's spans hold speech) and, with
+    ``listener``, :func:`heard` (the recognizer's alignment), on a wav file and a words
+    JSON file."""
     import soundfile as sf  # heavy: only when a file is read
 
     p = Path(audio_path)
@@ -161,4 +215,5 @@ def verify(audio_path: str | Path, words_path: str | Path, margin_db: float = MA
         raise FileNotFoundError(f"audio file {p} does not exist")
     words = load_words(words_path)
     audio, sr = sf.read(str(p), dtype="float64", always_2d=True)
-    return check(audio.mean(axis=1), sr, words, margin_db)
+    x = audio.mean(axis=1)
+    return check(x, sr, words, margin_db), (heard(x, sr, words, margin_db) if listener else None)
