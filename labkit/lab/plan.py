@@ -90,6 +90,22 @@ def plan_00(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
                      + (3 + int(p.get("load_repeats") or 3)) * c.session_s)
 
 
+#: seconds the ruler takes per (rung, utterance): its figures with PESQ-WB and STOI
+#: (time warping where a rung changes the length), and with DNSMOS and the recognizer
+RULER_READING_S, RULER_EXTRA_S = 0.6, 2.5
+
+
+def plan_ruler(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
+    cal = len(p["calibration_ids"]) if p.get("calibration_ids") else 10
+    val = len(p["validation_ids"]) if p.get("validation_ids") else 26
+    extra = len(p.get("extra_ids") or [])
+    rungs = 26
+    return StagePlan("00_ruler", candidates=rungs, session_builds=1, timed_runs=0,
+                     seconds=c.session_s + (cal + val) * (_text_s(c, "sentence") + rungs * RULER_READING_S)
+                     + extra * rungs * RULER_EXTRA_S,
+                     notes=["figures, not timings: readings priced at measured seconds each"])
+
+
 def plan_01(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
     texts = list(p.get("timing_texts") or [])
     entries = 5 + bool(p.get("espeak_baseline"))
@@ -252,7 +268,7 @@ def plan_08(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
 
 
 PLANNERS: dict[str, Callable[[dict, Costs, LabConfig], StagePlan]] = {
-    "00": plan_00, "01": plan_01, "02": plan_02, "03": plan_03, "04": plan_04, "05": plan_05,
+    "00_ruler": plan_ruler, "00": plan_00, "01": plan_01, "02": plan_02, "03": plan_03, "04": plan_04, "05": plan_05,
     "06": plan_06, "07": plan_07, "08": plan_08}
 
 
@@ -300,7 +316,7 @@ def plan_batch(stages: list[tuple[str, str, dict]], costs: Costs, cfg: LabConfig
     rows = []
     for name, notebook, params in stages:
         p = {**notebook_defaults(notebook), **params, "_accelerators": accelerators}
-        planner = PLANNERS.get(name[:2])
+        planner = PLANNERS.get(name) or PLANNERS.get(name[:2])
         sp = planner(p, costs, cfg) if planner else StagePlan(name, notes=["no cost model"])
         sp.stage = name
         if kernel_s:
