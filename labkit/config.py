@@ -256,9 +256,9 @@ class SelectionConfig:
     on the stage's criterion lies wholly above 1.0 + ``min_gain`` (ratio > 1: better). Among
     several, the highest low end wins; an exact tie, or no such candidate, keeps the baseline."""
 
-    #: the quality check: a candidate further than this from the reference (log-spectral
-    #: distance, dB) fails it, as does one whose distance was not measured
-    max_lsd_db: float = 2.0
+    #: the quality check is the ruler's (labkit.quality.ruler: bounds set on the calibration
+    #: ladder, labkit/data/ruler.yaml): a candidate whose ``quality`` verdict is not "pass"
+    #: fails it, as does one whose quality was not measured
     #: stage -> the criterion its choice is made on (e.g. {"05_chunking": "ttfa_s"}); a stage
     #: not listed uses the criterion its baseline candidate names
     criteria: dict[str, str] = field(default_factory=dict)
@@ -269,8 +269,6 @@ class SelectionConfig:
     min_gain: float = 0.03
 
     def validate(self) -> None:
-        if not self.max_lsd_db > 0:
-            raise ConfigError(f"selection.max_lsd_db={self.max_lsd_db!r}: must be > 0")
         if not (isinstance(self.min_gain, (int, float)) and 0 <= self.min_gain < 1):
             raise ConfigError(f"selection.min_gain={self.min_gain!r}: must be >= 0 and < 1 "
                               "(0.03: the interval must lie above 1.03)")

@@ -28,10 +28,12 @@ with Stage(stage_name, cfg, run_id, {"value": value}) as st:
     st.metrics["headline"] = {"ttfa_s": value, "rtf": 0.3}
     st.metrics["candidates"] = [
         {"name": "base", "baseline": True, "overrides": {}, "criterion": "ttfa_s",
-         "measured": ["ttfa_s", "rtf"], "ttfa_s": value, "rtf": 0.3, "lsd_db": 0.0},
+         "measured": ["ttfa_s", "rtf"], "ttfa_s": value, "rtf": 0.3, "lsd_db": 0.0,
+         "quality": {"verdict": "pass", "reasons": [], "basis": "test"}},
         {"name": "fast", "overrides": {"chunking.max_tokens": 123}, "criterion": "ttfa_s",
-         "ratio": 2.0, "ci95": [1.8, 2.2], "measured": ["ttfa_s", "rtf", "lsd_db"],
-         "ttfa_s": value / 2, "rtf": 0.3, "lsd_db": 0.5},
+         "ratio": 2.0, "ci95": [1.8, 2.2], "measured": ["ttfa_s", "rtf", "quality"],
+         "ttfa_s": value / 2, "rtf": 0.3, "lsd_db": 0.5,
+         "quality": {"verdict": "pass", "reasons": [], "basis": "test"}},
     ]
 """
 

@@ -127,7 +127,6 @@ def test_seam_excess_is_paired_seam_by_seam():
     # a join that clicks at every seam: +6 dB over each control, beyond the stage's bound
     clicks = [(c + 6.0, c) for _, c in default]
     assert seams.seam_excess(_rows(clicks)) == pytest.approx(6.0)
-    assert seams.seam_excess(_rows(clicks)) > s05.MAX_SEAM_EXCESS_DB
     # rows without a control (a seam too close to the start) are left out; none: None
     assert seams.seam_excess(_rows([(9.0, None), (12.0, 10.0)])) == pytest.approx(2.0)
     assert seams.seam_excess([]) is None
@@ -196,7 +195,12 @@ def _row(label, ttfa, rtf, chunking, ci, underruns=0, words=True):
             "ttfa_ci95": ci, "underruns_max": underruns, "words_present": words}
 
 
-def test_chunking_candidates_mark_the_default_and_carry_seam_excess():
+def _seam(passed=True, excess=0.4, reasons=()):
+    return {"seam_excess_db": excess, "quality_passed": passed, "quality_reasons": list(reasons),
+            "clicks": {"chunked": {"per_minute": 0.0}, "worst_seam_db": 3.0}}
+
+
+def test_chunking_candidates_mark_the_default_and_carry_the_seams_verdict():
     from labkit.config import ChunkingConfig, SelectionConfig
     from labkit.lab.selection import rank
 
@@ -204,18 +208,39 @@ def test_chunking_candidates_mark_the_default_and_carry_seam_excess():
     rows = [_row("default", 0.5, 0.3, dict(vars(base)), [0.97, 1.03]),
             _row("max_tokens=400", 0.5, 0.29, {**vars(base), "max_tokens": 400}, [1.1, 1.2], underruns=2),
             _row("primer_max_words=5", 0.4, 0.3, {**vars(base), "primer_max_words": 5}, [1.1, 1.3])]
-    seam = {"default": {"seam_excess_db": 0.4}, "primer_max_words=5": {"seam_excess_db": -0.2}}
+    seam = {"default": _seam(), "primer_max_words=5": _seam(excess=-0.2)}
     out = s05.candidates(rows, seam, base)
     by = {c["name"]: c for c in out}
     assert by["chunking default"]["baseline"] is True and by["chunking default"]["overrides"] == {}
-    assert by["chunking default"]["lsd_db"] == 0.4
+    assert by["chunking default"]["quality"]["verdict"] == "pass"
     assert by["chunking max_tokens=400"]["failed_checks"] == ["underruns"]
-    assert by["chunking max_tokens=400"]["lsd_db"] is None  # seams not measured: not choosable
-    assert by["chunking primer_max_words=5"]["lsd_db"] == 0.0  # a negative excess is no cost
+    assert by["chunking max_tokens=400"]["quality"]["verdict"] is None  # seams not measured
+    assert by["chunking primer_max_words=5"]["lsd_db"] == 0.0  # the old excess, reported
     assert [c["name"] for c in rank(out, SelectionConfig())] == ["chunking primer_max_words=5"]
-    seam["primer_max_words=5"]["seam_excess_db"] = 2.5  # a click at the seams fails the check
+    # a click at a seam fails the check, whatever the old LSD excess said
+    seam["primer_max_words=5"] = _seam(False, -0.2, ["1 seam(s) hold a click (worst 30 dB > 21 dB)"])
     out = s05.candidates(rows, seam, base)
     assert rank(out, SelectionConfig()) == []
+
+
+def test_the_seams_verdict_needs_no_click_at_a_seam_and_no_more_clicks_than_unchunked():
+    SR = 24_000
+    rng = np.random.default_rng(0)
+    t = np.arange(SR * 4) / SR
+    voiced = 0.2 * np.sin(2 * np.pi * 150 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
+    noise = voiced + 1e-4 * rng.standard_normal(t.size)
+    clean = seams.click_report(noise, noise, [SR, 2 * SR])
+    assert clean["clicks_at_seams"] == 0 and seams.verdict(clean) == (True, [])
+    clicked = noise.copy()
+    clicked[SR] += 0.3  # a step at the first seam
+    rep = seams.click_report(clicked, noise, [SR, 2 * SR])
+    ok, why = seams.verdict(rep)
+    assert not ok and rep["clicks_at_seams"] == 1 and "hold a click" in why[0]
+    many = noise.copy()
+    for k in range(1, 12):  # clicks between the seams, far more often than the reference
+        many[int(k * SR / 3) + 100] += 0.3
+    rep = seams.click_report(many, noise, [])
+    assert not rep["no_more_than_unchunked"] and "per minute" in seams.verdict(rep)[1][0]
 
 
 def test_session_candidates_from_measured_rows():
@@ -249,6 +274,10 @@ def test_session_candidates_from_measured_rows():
 
 
 # -- stage 05's targets: each can fail ---------------------------------------------------------
+def _clicks(at_seams=0, no_more=True):
+    return {"clicks_at_seams": at_seams, "no_more_than_unchunked": no_more}
+
+
 def _s05_result(**change):
     listener = [{"label": "default", "load_processes": n, "underruns_max": 0} for n in (0, 1)]
     result = {"label": "default", "contender": "schedule=adaptive,primer_max_words=5",
@@ -256,8 +285,9 @@ def _s05_result(**change):
               "article": {"underruns_max": 0, "words_present": True, "load_processes": 0},
               "article_rows": [{"underruns_max": 0, "words_present": True, "load_processes": 0},
                                {"underruns_max": 0, "words_present": True, "load_processes": 1}],
-              "seams": {"default": {"seam_excess_db": 1.0},
-                        "schedule=adaptive,primer_max_words=5": {"seam_excess_db": 1.2}},
+              "seams": {"default": {"seam_excess_db": 1.0, "clicks": _clicks()},
+                        "schedule=adaptive,primer_max_words=5": {"seam_excess_db": 1.2,
+                                                                 "clicks": _clicks()}},
               "first_audio": {"default": {"ratio": 1.1}}, "cancel": {"terminate": {"release_s": 0.1,
                                                                      "running_after": False}}}
     result.update(change)
@@ -279,7 +309,10 @@ def test_stage05_targets_all_met_on_a_good_result():
      "article_no_underruns_under_load"),
     ({"first_audio": {"default": {"ratio": 1.35}}}, "first_audio_within_1.2x_phrase"),
     ({"first_audio": None}, "first_audio_within_1.2x_phrase"),
-    ({"seams": {"default": {"seam_excess_db": 2.5}}}, "seams_within_bound"),
+    ({"seams": {"default": {"clicks": _clicks(at_seams=1)}}}, "no_click_at_any_seam"),
+    ({"seams": {"default": {"seam_excess_db": 0.1}}}, "no_click_at_any_seam"),  # not measured
+    ({"seams": {"default": {"clicks": _clicks(no_more=False)}}},
+     "clicks_per_minute_no_more_than_unchunked"),
     ({"cancel": {"terminate": {"release_s": 2.9, "running_after": False}}},
      "cancel_frees_the_session_within_0.5s"),
     ({"cancel": {}}, "cancel_frees_the_session_within_0.5s"),
@@ -300,10 +333,13 @@ def test_stage05_without_the_article_its_targets_are_not_measured_and_the_rest_s
 
 
 def test_stage05_contender_targets_say_the_article_was_not_measured():
-    met = s05.targets(_s05_result(), "schedule=adaptive,primer_max_words=5")
+    contender = "schedule=adaptive,primer_max_words=5"
+    result = _s05_result()
+    result["seams"][contender]["clicks"] = _clicks(at_seams=2)
+    met = s05.targets(result, contender)
     assert met["article_no_underruns"] is False  # only the stage's choice streams the article
     assert met["first_audio_within_1.2x_phrase"] is False  # not measured for it here
-    assert met["seams_no_worse_than_default"] is False  # 1.2 dB > the default's 1.0 dB
+    assert met["no_click_at_any_seam"] is False and s05.targets(result)["no_click_at_any_seam"]
 
 
 def test_chunking_candidates_fail_on_underruns_a_listener_heard_under_load():
@@ -312,7 +348,7 @@ def test_chunking_candidates_fail_on_underruns_a_listener_heard_under_load():
     base = ChunkingConfig()
     rows = [_row("default", 0.5, 0.3, dict(vars(base)), [0.97, 1.03]),
             _row("schedule=adaptive", 0.4, 0.3, {**vars(base), "schedule": "adaptive"}, [1.1, 1.3])]
-    seam = {"default": {"seam_excess_db": 0.4}, "schedule=adaptive": {"seam_excess_db": 0.3}}
+    seam = {"default": _seam(), "schedule=adaptive": _seam(excess=0.3)}
     heard = [{"label": "schedule=adaptive", "load_processes": 0, "underruns_max": 0},
              {"label": "schedule=adaptive", "load_processes": 1, "underruns_max": 2}]
     by = {c["name"]: c for c in s05.candidates(rows, seam, base, heard)}
@@ -330,7 +366,7 @@ def test_the_stage_measures_what_the_journal_would_ship():
     base = ChunkingConfig()
     rows = [_row("default", 0.5, 0.3, dict(vars(base)), [0.97, 1.03]),
             _row("schedule=adaptive", 0.4, 0.3, {**vars(base), "schedule": "adaptive"}, [1.1, 1.3])]
-    seam = {"default": {"seam_excess_db": 0.4}, "schedule=adaptive": {"seam_excess_db": 0.3}}
+    seam = {"default": _seam(), "schedule=adaptive": _seam(excess=0.3)}
     heard = [{"label": lab, "load_processes": n, "underruns_max": 0}
              for lab in ("default", "schedule=adaptive") for n in (0, 1)]
     rules = SelectionConfig()
@@ -339,23 +375,23 @@ def test_the_stage_measures_what_the_journal_would_ship():
     assert s05.stage_choice(rows, seam, base, heard, rules) == s05.BASELINE
 
 
-def test_a_variant_whose_seams_cost_more_than_the_defaults_is_not_chosen():
-    # issue #17: seams no worse than today's default; the adaptive cut inside the first
-    # clause measured 1.72 dB against the default's -0.18 (run-20261130-024620)
+def test_a_variant_whose_seams_click_is_not_chosen():
+    # the seams are judged by the click detector, not by the old LSD excess: the adaptive
+    # cut's 1.72 dB excess (run-20261130-024620) is no reason, a click at a seam is
     from labkit.config import ChunkingConfig, SelectionConfig
 
     base = ChunkingConfig()
     rows = [_row("default", 0.5, 0.3, dict(vars(base)), [0.97, 1.03]),
             _row("schedule=adaptive", 0.4, 0.3, {**vars(base), "schedule": "adaptive"}, [1.1, 1.3]),
             _row("prosody=sentence", 0.45, 0.3, {**vars(base), "prosody": "sentence"}, [1.05, 1.2])]
-    seam = {"default": {"seam_excess_db": -0.18}, "schedule=adaptive": {"seam_excess_db": 1.72},
-            "prosody=sentence": {"seam_excess_db": -0.18}}
+    seam = {"default": _seam(excess=-0.18),
+            "schedule=adaptive": _seam(False, 1.72, ["1 seam(s) hold a click (worst 25.0 dB > 21.0 dB)"]),
+            "prosody=sentence": _seam(excess=-0.18)}
     heard = [{"label": lab, "load_processes": n, "underruns_max": 0}
              for lab in ("default", "schedule=adaptive", "prosody=sentence") for n in (0, 1)]
     by = {c["name"]: c for c in s05.candidates(rows, seam, base, heard)}
-    assert by["chunking schedule=adaptive"]["failed_checks"] == [
-        "seams worse than the default's (1.72 dB > -0.18 dB)"]
-    assert by["chunking prosody=sentence"]["failed_checks"] == []  # equal is no worse
+    assert by["chunking schedule=adaptive"]["quality"]["verdict"] == "fail"
+    assert by["chunking prosody=sentence"]["failed_checks"] == []
     assert s05.stage_choice(rows, seam, base, heard, SelectionConfig()) == "prosody=sentence"
 
 
@@ -365,7 +401,7 @@ def test_a_variant_no_listener_heard_cannot_be_chosen():
     base = ChunkingConfig()
     rows = [_row("default", 0.5, 0.3, dict(vars(base)), [0.97, 1.03]),
             _row("schedule=adaptive", 0.4, 0.3, {**vars(base), "schedule": "adaptive"}, [1.1, 1.3])]
-    seam = {"default": {"seam_excess_db": 0.4}, "schedule=adaptive": {"seam_excess_db": 0.3}}
+    seam = {"default": _seam(), "schedule=adaptive": _seam(excess=0.3)}
     heard = [{"label": "default", "load_processes": n, "underruns_max": 0} for n in (0, 1)]
     by = {c["name"]: c for c in s05.candidates(rows, seam, base, heard)}
     assert by["chunking schedule=adaptive"]["failed_checks"] == [

@@ -181,10 +181,13 @@ def test_screen_takes_only_changes_whose_interval_clears_one():
 
 
 def test_candidates_mark_the_default_as_baseline_and_judge_the_worst_length():
+    ok = {"verdict": "pass", "reasons": [], "checks": {}}
     warm = {"30": {"tokens": 28, "default_s": 0.2, "best_s": 0.18, "rtf_default": 0.3, "rtf_best": 0.27,
-                   "speedup": 1.11, "ci95": [1.05, 1.15], "noise_band": [0.98, 1.02], "drift_vs_default_db": 0.1},
+                   "speedup": 1.11, "ci95": [1.05, 1.15], "noise_band": [0.98, 1.02], "drift_vs_default_db": 0.1,
+                   "ruler": ok},
             "500": {"tokens": 494, "default_s": 2.0, "best_s": 1.9, "rtf_default": 0.3, "rtf_best": 0.28,
-                    "speedup": 1.05, "ci95": [0.99, 1.08], "noise_band": [0.97, 1.03], "drift_vs_default_db": 0.2}}
+                    "speedup": 1.05, "ci95": [0.99, 1.08], "noise_band": [0.97, 1.03], "drift_vs_default_db": 0.2,
+                    "ruler": {"verdict": "fail", "reasons": ["gap_ms 6.00 > 3"], "checks": {}}}}
     r = {"warm": warm, "taken": ["enable_mem_pattern=False"],
          "best_session": {**dataclasses.asdict(SessionConfig()), "enable_mem_pattern": False},
          "cold": {"default": {"first_audio": 1.0}, "best": {"first_audio": 0.9}}}
@@ -192,7 +195,9 @@ def test_candidates_mark_the_default_as_baseline_and_judge_the_worst_length():
     assert base["baseline"] is True and base["overrides"] == {}
     assert best["overrides"] == {"session.enable_mem_pattern": False}
     assert best["ci95"] == [0.99, 1.08] and best["ratio"] == 1.05  # the least favourable length
-    assert best["lsd_db"] == 0.2
+    assert best["lsd_db"] == 0.2  # the standard drift, reported
+    assert best["quality"]["verdict"] == "fail" and best["quality"]["reasons"] == ["494 tokens: gap_ms 6.00 > 3"]
+    assert base["quality"]["verdict"] == "pass"
 
 
 def test_denormal_as_zero_is_refused_where_it_does_nothing():

@@ -204,6 +204,7 @@ def test_cpu_point_measures_placement_latency_and_quality(cfg, engine, tmp_path)
     row = r["by_length"]["8"]
     assert row["warm_s"]["n"] == 1 and row["audio_s"] > 0
     assert row["lsd_db"] == pytest.approx(0.0, abs=0.05)  # same model, same provider
+    assert row["ruler"]["verdict"] == "pass"
     rows = s04.summarize([r])
     assert rows[0]["label"] == "int8/CPU" and rows[0]["tokens"] == 8
     rec = s04.recommend(rows)
@@ -211,21 +212,22 @@ def test_cpu_point_measures_placement_latency_and_quality(cfg, engine, tmp_path)
     json.dumps(r)  # the record is JSON-serializable as is
 
 
-def test_recommendation_bounds_quality_by_the_time_aligned_distance():
-    """A configuration whose durations moved by a frame has a large common-prefix LSD; the
-    bound is applied to its time-aligned LSD, so a timing shift alone does not exclude it,
-    while real spectral damage does."""
-    def row(label, tokens, s, lsd, aligned=None):
+def test_recommendation_leaves_out_what_the_ruler_rejects():
+    """A configuration whose durations moved by a frame has a large common-prefix LSD but
+    passes the ruler (aligned before it compares); one the ruler rejects is left out however
+    fast; one the ruler did not measure stays in."""
+    def row(label, tokens, s, lsd, verdict=None):
         return {"label": label, "tokens": tokens, "status": "ok", "warm_median_s": s,
-                "rtf": s, "lsd_db": lsd, "lsd_db_aligned": aligned}
+                "rtf": s, "lsd_db": lsd, "ruler_verdict": verdict}
 
-    rows = [row("cpu", 25, 0.30, 0.0), row("cpu", 244, 2.0, 0.0),
-            row("ane", 25, 0.20, 6.5, aligned=0.9),   # a frame longer, same sound
-            row("ane", 244, 1.0, 7.0, aligned=1.1),
-            row("gpu", 25, 0.10, 5.0, aligned=4.8)]   # fast, but damaged
-    rec = s04.recommend(rows, short_max_tokens=60, max_lsd_db=2.0)
+    rows = [row("cpu", 25, 0.30, 0.0, "pass"), row("cpu", 244, 2.0, 0.0, "pass"),
+            row("ane", 25, 0.20, 6.5, "pass"),   # a frame longer, same sound
+            row("ane", 244, 1.0, 7.0, "pass"),
+            row("gpu", 25, 0.10, 5.0, "fail")]   # fast, but damaged
+    rec = s04.recommend(rows, short_max_tokens=60)
     assert rec["short"]["label"] == "ane" and rec["long"]["label"] == "ane"
-    assert s04.recommend(rows, short_max_tokens=60)["short"]["label"] == "gpu"  # no bound
+    rows[-1]["ruler_verdict"] = None
+    assert s04.recommend(rows, short_max_tokens=60)["short"]["label"] == "gpu"
 
 
 # -- static-shape copies: a disk budget ---------------------------------------------------------

@@ -252,13 +252,15 @@ def test_providers_record_and_split_candidates_under_the_selection_rules():
               "status": "skipped: CoreMLExecutionProvider not available on Linux x86_64"}]
     cands = {"split/CPU": {"label": "split/CPU", "variant": "fp32-recon", "status": "ok",
                            "candidate": {"graph": "split", "provider": "CPU"},
-                           "by_length": {"25": {"rtf": 0.25, "lsd_db": 0.0}}},
+                           "by_length": {"25": {"rtf": 0.25, "lsd_db": 0.0,
+                                                "ruler": {"verdict": "pass", "reasons": []}}}},
              "split/CoreML/MLProgram/ALL": {"label": "split/CoreML/MLProgram/ALL", "variant": "fp32-recon",
                                             "status": "ok",
                                             "candidate": {"graph": "split", "provider": "CoreML",
                                                           "model_format": "MLProgram",
                                                           "compute_units": "ALL", "static_shapes": False},
-                                            "by_length": {"25": {"rtf": 0.1, "lsd_db": 0.4}}}}
+                                            "by_length": {"25": {"rtf": 0.1, "lsd_db": 0.4,
+                                                                 "ruler": {"verdict": "pass", "reasons": []}}}}}
     prov = s04.providers_record(sweep, cands)
     assert prov["whole/CPU"]["int8"]["by_length"]["25"]["rtf"] == 0.3
     assert prov["whole/MLProgram/ALL"]["int8"]["status"].startswith("skipped:")
@@ -274,6 +276,11 @@ def test_providers_record_and_split_candidates_under_the_selection_rules():
     for c in offered[1:]:
         assert selection.check_failures(c, LabConfig().selection) == []
         assert "ci95" not in c
+    # a split the ruler rejects fails its quality check
+    cands["split/CPU"]["by_length"]["25"]["ruler"] = {"verdict": "fail", "reasons": ["gap_ms 9.00 > 3"]}
+    again = s04.split_candidates({"candidates": cands, "split": {"fp32-recon": {
+        "status": "ok", "passed": True, "max_lsd_db": 0.0, "max_lsd_db_limit": 0.1}}})
+    assert selection.check_failures(again[1], LabConfig().selection) == ["quality: gap_ms 9.00 > 3"]
     entry, rejected = selection.judge({"stage": "04_coreml_units", "status": "ok",
                                        "metrics": {"candidates": offered}}, LabConfig().selection)
     assert entry["choice"] == "whole graph" and len(rejected) == 2

@@ -19,6 +19,7 @@ from labkit.optimize import quantize
 from labkit.optimize.quantize import QuantizeError, VariantSpec
 from labkit.config import SelectionConfig
 from labkit.lab import selection
+from labkit.lab.selection import quality_entry
 from labkit.measure.compare import compare
 
 #: Standard LSD (dB) to the reference on two short development sentences, with these tests'
@@ -107,37 +108,28 @@ def test_family_of():
     assert quantize.family_of("/encoder/bert/encoder/albert_layer_groups.0/x") == "bert"
 
 
-def test_pareto_and_selection_never_pick_failed():
+PASS = quality_entry(True, basis="test")
+FAIL = quality_entry(False, ["held-out held-05: masked_lsd_peak_db 9.00 > 4"], "test")
+
+
+def test_pareto_and_selection_never_pick_failed_or_rejected():
     pts = {"a": (2.0, 3.0), "b": (1.2, 0.8), "c": (1.0, 1.0), "d": (0.9, 0.5)}
     assert qbench.pareto_front(pts) == ["a", "b", "d"]
-    rows = {"int8": {"ok": True, "speedup": 0.8, "lsd_db": 3.0, "pesq_wb": 3.0, "dnsmos_ovrl": 3.0},
-            "bad": {"ok": False, "speedup": 3.0, "lsd_db": 0.1},
-            "good": {"ok": True, "speedup": 1.6, "lsd_db": 1.5, "pesq_wb": 3.5, "dnsmos_ovrl": 3.1},
-            "close": {"ok": True, "speedup": 1.1, "lsd_db": 0.9}}
-    sel = qbench.select(rows, "int8", basis="row")
-    assert sel["failed"] == ["bad"]
+    rows = {"int8": {"ok": True, "speedup": 0.8, "quality": FAIL},
+            "bad": {"ok": False, "speedup": 3.0, "quality": PASS},
+            "loud": {"ok": True, "speedup": 2.2, "quality": FAIL},
+            "good": {"ok": True, "speedup": 1.6, "quality": PASS},
+            "close": {"ok": True, "speedup": 1.1, "quality": PASS},
+            "unmeasured": {"ok": True, "speedup": 2.5, "quality": quality_entry(None)}}
+    sel = qbench.select(rows, "int8")
+    assert sel["failed"] == ["bad"] and sel["rejected_by_the_ruler"] == ["int8", "loud"]
     assert sel["fast"]["variant"] == "good" and sel["fast"]["meets_speed_target"]
-    assert sel["fast"]["no_worse_than_baseline"] is True
-    assert sel["near_lossless"]["variant"] == "close"
-    plan = qbench.choose_families({"x": {"ok": True, "lsd_db": 0.4}, "y": {"ok": True, "lsd_db": 0.5},
-                                   "z": {"ok": False, "lsd_db": 0.1}}, budget_db=0.6)
+    assert not qbench.select({"close": rows["close"]}, "int8")["fast"]["meets_speed_target"]
+    assert qbench.select({"loud": rows["loud"]}, "int8")["fast"] is None
+    plan = qbench.choose_families({"x": {"ok": True, "masked_lsd_db": 0.4},
+                                   "y": {"ok": True, "masked_lsd_db": 0.5},
+                                   "z": {"ok": False, "masked_lsd_db": 0.1}}, budget_db=0.6)
     assert plan["quantize"] == ["x"] and plan["keep_float"] == ["y", "z"]
-
-
-def test_selection_chooses_on_the_development_set_only():
-    """Held-out figures say 'good' is within 1 dB, the dev figures say it is not: the pick
-    follows dev. A row with only held-out figures cannot be chosen on."""
-    rows = {"good": {"ok": True, "speedup": 1.6, "lsd_db": 0.5,
-                     "dev": {"ok": True, "lsd_db": 1.8}},
-            "close": {"ok": True, "speedup": 1.1, "lsd_db": 1.9,
-                      "dev": {"ok": True, "lsd_db": 0.9}}}
-    sel = qbench.select(rows, None)
-    assert sel["basis"] == "dev" and sel["near_lossless"]["variant"] == "close"
-    assert sel["fast"]["variant"] == "good" and sel["fast"]["lsd_db"] == 1.8
-    rows["close"]["dev"]["ok"] = False  # failed on dev: never chosen, whatever held-out says
-    assert qbench.select(rows, None)["near_lossless"] is None
-    with pytest.raises(KeyError, match="development-set"):
-        qbench.select({"x": {"ok": True, "speedup": 2.0, "lsd_db": 0.1}}, None)
 
 
 def _row(path, rtf, sec, lsd, pesq, ok=True, problems=None, length_changes=0):
@@ -158,17 +150,18 @@ def test_candidates_for_the_journal(tmp_path):
                                   "ho-02": ["length change: +0.025 s"]}, length_changes=1)}
     rows = {"fp16": rows["fp16"], "int8": rows["int8"], "bad": rows["bad"],
             "reference": rows["reference"]}  # bench order does not matter
-    for name in ("int8", "fp16", "bad"):  # the dev figures choose, the held-out ones are reported
+    for name in ("int8", "fp16", "bad"):  # standard figures from dev, reported
         rows[name]["dev"] = {**rows[name], "lsd_db": rows[name]["lsd_db"] and rows[name]["lsd_db"] + 0.5}
-        rows[name]["lsd_db_mean"] = rows[name]["lsd_db"]
+    rows["int8"]["quality"], rows["fp16"]["quality"] = FAIL, PASS  # the ruler's (ruler_quality)
     # the speed comparison: "bad" never ran (no ratio, not measured on the criterion)
     cmp = compare({"reference": lambda: 1.0, "int8": lambda: 1.2, "fp16": lambda: 0.8}, "int8",
                   measure=float, criterion=qbench.CRITERION)
     c = qbench.candidates(rows, "reference", cmp, reference_variant="fp32-recon", baseline_name="int8")
     assert [x["name"] for x in c] == ["reference", "int8", "fp16", "bad"]
     ref, int8, fp16, bad = c
-    assert ref["overrides"] == {"variant": "fp32-recon"} and ref["lsd_db"] == 0.0
+    assert ref["overrides"] == {"variant": "fp32-recon"} and ref["quality"]["verdict"] == "pass"
     assert ref["failed_checks"] == []
+    assert bad["quality"]["verdict"] is None and "quality" not in bad["measured"]
     assert int8["overrides"] == {"variant": "int8"}
     assert fp16["overrides"]["variant"] == "fp16"
     assert Path(fp16["overrides"]["model_path"]).is_absolute()
@@ -176,31 +169,33 @@ def test_candidates_for_the_journal(tmp_path):
     assert fp16["rtf"] == 0.3 and int8["rtf"] == 0.36  # median over the lengths
     assert (fp16["lsd_db"], fp16["pesq_wb"], fp16["failed_checks"]) == (2.6, 3.5, [])
     assert fp16["heldout_lsd_db"] == 2.1
-    assert bad["failed_checks"] == ["NaN", "clipping", "length"]
+    assert bad["failed_checks"] == ["NaN", "clipping"]  # a length change is the durations' figure
     # exactly one baseline, the shipped int8, with the A/A band; the others carry their ratio
     assert [x["name"] for x in c if x.get("baseline")] == ["int8"]
     assert int8["ci95"] == list(cmp.noise_band) and int8["criterion"] == qbench.CRITERION
     assert fp16["ratio"] == pytest.approx(1.5) and fp16["criterion"] == qbench.CRITERION
     assert ref["ratio"] == pytest.approx(1.2)
-    assert fp16["measured"] == [qbench.CRITERION, "lsd_db"] == int8["measured"]
+    assert fp16["measured"] == [qbench.CRITERION, "quality"] == int8["measured"]
     assert bad["ratio"] is None and bad["ci95"] is None and qbench.CRITERION not in bad["measured"]
     assert qbench.failed_checks({"ok": False, "problems": {"load": ["Fail: x"]}}) == ["load"]
-    assert set(c[0]) == {"name", "overrides", "measured", "ttfa_s", "rtf", "lsd_db", "pesq_wb",
-                         "failed_checks", "heldout_lsd_db", "heldout_lsd_db_mean", "criterion",
-                         "ratio", "ci95"}
+    assert set(c[0]) == {"name", "overrides", "measured", "ttfa_s", "rtf", "quality", "lsd_db",
+                         "pesq_wb", "failed_checks", "heldout_lsd_db", "criterion", "ratio", "ci95"}
     with pytest.raises(KeyError, match="reference"):
         qbench.candidates(rows, "ref", cmp)
     with pytest.raises(KeyError, match="baseline"):
         qbench.candidates(rows, "reference", cmp, baseline_name="fp32")
     # selection: the known-good fp16 earns its place over int8; "bad" (failed checks) never
-    sel = selection.rank(c, SelectionConfig(max_lsd_db=3.0))
+    sel = selection.rank(c, SelectionConfig())
     assert [x["name"] for x in sel] == ["fp16", "reference"]
+    rows["fp16"]["quality"] = FAIL  # the ruler rejects it: not taken, whatever its speed
+    c = qbench.candidates(rows, "reference", cmp, reference_variant="fp32-recon", baseline_name="int8")
+    assert [x["name"] for x in selection.rank(c, SelectionConfig())] == ["reference"]
 
 
 def test_failed_checks_name_the_check_that_failed_on_either_set():
-    """A length change on the held-out set is a failed length check (not a 'load'), even
-    when the development set passed; a clean row fails nothing."""
-    row = {"path": "x.onnx", "ok": False, "problems": {"held-01": ["length change: -0.025 s"]},
+    """Clipping on the held-out set is a failed clipping check (not a 'load'), even when the
+    development set passed; a clean row fails nothing."""
+    row = {"path": "x.onnx", "ok": False, "problems": {"held-01": ["clipping: 1% of samples"]},
            "length_changes": 1, "lsd_db": 1.0,
            "dev": {"ok": True, "problems": {}, "length_changes": 0, "lsd_db": 0.5}}
     cmp = compare({"reference": lambda: 1.0, "int8": lambda: 1.0, "x": lambda: 1.0}, "int8",
@@ -208,7 +203,7 @@ def test_failed_checks_name_the_check_that_failed_on_either_set():
     rows = {"reference": {"path": "r.onnx", "ok": True}, "int8": row, "x": {**row, "ok": True,
             "problems": {}, "length_changes": 0}}
     c = {x["name"]: x for x in qbench.candidates(rows, "reference", cmp)}
-    assert c["int8"]["failed_checks"] == ["length"]
+    assert c["int8"]["failed_checks"] == ["clipping"]
     assert c["x"]["failed_checks"] == []
     nan_dev = {**rows["x"], "dev": {"ok": False, "problems": {"dev-01": ["nan: 3 samples"]}}}
     assert qbench.candidates({**rows, "x": nan_dev}, "reference", cmp)[2]["failed_checks"] == ["NaN"]

@@ -30,9 +30,11 @@ def records():
              "comparisons": {"warm, 120 tokens": cmp},
              "candidates": [
                  {"name": "default", "baseline": True, "overrides": {}, "criterion": "seconds",
-                  "measured": ["seconds"], "lsd_db": 0.0, "failed_checks": []},
+                  "measured": ["seconds"], "lsd_db": 0.0, "failed_checks": [],
+                  "quality": {"verdict": "pass", "reasons": [], "basis": "itself"}},
                  {"name": "fast", "overrides": {"session.use_ort_format": True},
-                  "measured": ["seconds", "lsd_db"], "lsd_db": 0.1, "failed_checks": [],
+                  "measured": ["seconds", "quality"], "lsd_db": 0.1, "failed_checks": [],
+                  "quality": {"verdict": "pass", "reasons": [], "basis": "the ruler"},
                   "criterion": "seconds", "ratio": cmp["candidates"]["fast"]["ratio"],
                   "ci95": cmp["candidates"]["fast"]["ci95"]}]}},
         {"stage": "01_g2p", "run_id": "run-1", "status": "skipped: no espeak", "environment": ENV,

@@ -6,10 +6,10 @@ import pytest
 
 from labkit.config import ConfigError, LabConfig, SelectionConfig, SessionConfig
 from labkit.lab import s02_ort_conversion as s02
-from labkit.lab.selection import best_json, check_failures, choice_differences, rank, select
+from labkit.lab.selection import best_json, check_failures, choice_differences, quality_entry, rank, select
 
 #: the rules at a zero gain margin: most tests here are about rule (c)'s 1.0 itself
-RULES = SelectionConfig(max_lsd_db=2.0, min_gain=0.0)
+RULES = SelectionConfig(min_gain=0.0)
 CHOICE_FIELDS = {"stage", "choice", "baseline", "criterion", "ratio", "ci95", "failed_checks",
                  "run_id", "reason"}
 
@@ -18,17 +18,21 @@ def rec(stage, cands, status="ok"):
     return {"stage": stage, "run_id": "run-x", "status": status, "metrics": {"candidates": cands}}
 
 
-def base(name="default", criterion="rtf", measured=("rtf", "ttfa_s", "lsd_db"), **kw):
+PASS = quality_entry(True, basis="test")
+FAIL = quality_entry(False, ["masked_lsd_db 2.50 > 1.7"], "test")
+
+
+def base(name="default", criterion="rtf", measured=("rtf", "ttfa_s", "quality"), **kw):
     return {"name": name, "baseline": True, "overrides": kw.pop("overrides", {}),
-            "criterion": criterion, "measured": list(measured), "lsd_db": 0.0,
+            "criterion": criterion, "measured": list(measured), "quality": PASS,
             "failed_checks": [], **kw}
 
 
-def cand(name, ci, ratio=None, criterion="rtf", measured=("rtf", "ttfa_s", "lsd_db"), lsd=0.5,
+def cand(name, ci, ratio=None, criterion="rtf", measured=("rtf", "ttfa_s", "quality"), quality=PASS,
          **kw):
     return {"name": name, "overrides": kw.pop("overrides", {"voice": name}), "criterion": criterion,
             "ratio": ratio if ratio is not None else (sum(ci) / 2 if ci else None),
-            "ci95": list(ci) if ci else None, "measured": list(measured), "lsd_db": lsd,
+            "ci95": list(ci) if ci else None, "measured": list(measured), "quality": quality,
             "failed_checks": kw.pop("failed_checks", []), **kw}
 
 
@@ -63,9 +67,10 @@ def test_the_stage02_bug_a_candidate_listed_first_does_not_win_a_tie():
 
 @pytest.mark.parametrize("bad,why", [
     (dict(failed_checks=["NaN"]), "failed checks: NaN"),
-    (dict(lsd=2.5), "lsd 2.50 dB > bound"),
-    (dict(lsd=None), "quality not measured"),
-    (dict(measured=("rtf", "lsd_db")), "not measured on ttfa_s"),
+    (dict(quality=FAIL), "quality: masked_lsd_db 2.50 > 1.7"),
+    (dict(quality=None), "quality not measured"),
+    (dict(quality=quality_entry(None, ["not measured"])), "quality not measured"),
+    (dict(measured=("rtf", "quality")), "not measured on ttfa_s"),
     (dict(criterion="ttfa_s"), "the stage's criterion is 'rtf'"),
 ])
 def test_each_rule_refuses_a_candidate_that_breaks_it(bad, why):
@@ -147,14 +152,15 @@ def test_every_change_shipped_was_earned():
         cands = [base()]
         for i in range(rng.randint(0, 4)):
             lo = rng.uniform(0.8, 1.3)
-            cands.append(cand(f"c{i}", (lo, lo + rng.uniform(0, 0.3)), lsd=rng.uniform(0, 3),
+            cands.append(cand(f"c{i}", (lo, lo + rng.uniform(0, 0.3)),
+                              quality=PASS if rng.random() < 0.7 else FAIL,
                               failed_checks=["NaN"] if rng.random() < 0.2 else []))
         records.append(rec(f"{s:02d}_s", cands))
     out = select(records, RULES)
     changed = [c for c in out["choices"] if c["choice"] != c["baseline"]]
     assert changed and len(changed) < len(out["choices"])  # both kinds occur
     for c in changed:
-        assert c["ci95"][0] > 1.0 and c["failed_checks"] == [] and c["lsd_db"] <= RULES.max_lsd_db
+        assert c["ci95"][0] > 1.0 and c["failed_checks"] == [] and c["quality"]["verdict"] == "pass"
 
 
 def test_recorded_measurements_shuffled_give_the_same_answer():
@@ -179,7 +185,7 @@ def test_recorded_measurements_shuffled_give_the_same_answer():
 @pytest.mark.parametrize("ci, taken", [((1.01, 1.05), False), ((1.029, 1.2), False),
                                         ((1.031, 1.2), True), ((1.3, 1.4), True)])
 def test_a_gain_inside_min_gain_keeps_the_baseline(ci, taken):
-    rules = SelectionConfig(max_lsd_db=2.0, min_gain=0.03)
+    rules = SelectionConfig(min_gain=0.03)
     ch, _ = one([base(), cand("small", ci)], rules=rules)
     assert (ch["choice"] == "small") is taken
     assert ("wholly above 1.03" if taken else "not wholly above 1.03") in ch["reason"]
@@ -197,14 +203,14 @@ def test_a_stage_screen_uses_the_same_margin():
 
 
 def test_check_failures_lists_every_failed_check():
-    assert check_failures(cand("a", (1, 2), lsd=3.0, failed_checks=["NaN"]), RULES) == [
-        "NaN", "lsd 3.00 dB > bound 2.00 dB"]
-    assert check_failures(cand("a", (1, 2), lsd=2.0), RULES) == []
+    assert check_failures(cand("a", (1, 2), quality=FAIL, failed_checks=["NaN"]), RULES) == [
+        "NaN", "quality: masked_lsd_db 2.50 > 1.7"]
+    assert check_failures(cand("a", (1, 2)), RULES) == []
+    assert check_failures(cand("a", (1, 2), quality=quality_entry(False)), RULES) == [
+        "quality: fails the ruler"]
 
 
 def test_selection_rules_are_validated():
-    with pytest.raises(ConfigError, match="max_lsd_db"):
-        LabConfig().with_overrides({"selection.max_lsd_db": 0}).validate()
     with pytest.raises(ConfigError, match="criteria"):
         LabConfig().with_overrides({"selection.criteria": {"02_ort": ""}}).validate()
     for bad in (-0.01, 1.0, "3 %"):
@@ -228,10 +234,10 @@ def test_from_the_instrument_to_the_choice():
     for cost, noise, taken in ((1 / 1.3, 0.05, True), (1.0, 0.40, False)):
         cmp = compare({"default": engine(1.0, noise), "new": engine(cost, noise)}, "default",
                       measure=float)
-        cands = [{"name": "default", "overrides": {}, "measured": ["seconds"], "lsd_db": 0.0,
+        cands = [{"name": "default", "overrides": {}, "measured": ["seconds"], "quality": PASS,
                   "failed_checks": [], **cmp.baseline_fields()},
-                 {"name": "new", "overrides": {"voice": "new"}, "measured": ["seconds", "lsd_db"],
-                  "lsd_db": 0.1, "failed_checks": [], **cmp.selection_fields("new")}]
+                 {"name": "new", "overrides": {"voice": "new"}, "measured": ["seconds", "quality"],
+                  "quality": PASS, "failed_checks": [], **cmp.selection_fields("new")}]
         ch, _ = one(cands)
         assert (ch["choice"] == "new") is taken
         if not taken:
@@ -245,9 +251,9 @@ def _verify_record(tested, ships, losses=(), status="ok"):
 
 def test_a_combination_that_lost_its_verification_ships_the_stock_configuration():
     earned = [{"name": "default", "baseline": True, "criterion": "seconds", "ci95": [0.98, 1.02],
-               "lsd_db": 0.0, "failed_checks": [], "measured": ["seconds"], "overrides": {}},
+               "quality": PASS, "failed_checks": [], "measured": ["seconds"], "overrides": {}},
               {"name": "fast", "criterion": "seconds", "ratio": 1.2, "ci95": [1.1, 1.3],
-               "lsd_db": 0.1, "failed_checks": [], "measured": ["seconds"],
+               "quality": PASS, "failed_checks": [], "measured": ["seconds"],
                "overrides": {"session.enable_mem_pattern": False}}]
     stage = {"stage": "02_ort_conversion", "run_id": "r", "status": "ok",
              "metrics": {"candidates": earned}}
@@ -269,20 +275,29 @@ def test_a_combination_that_lost_its_verification_ships_the_stock_configuration(
     assert failed["overrides"] == combo and "failed" in failed["verification"]["reason"]
 
 
+def _judged(verdicts, wer):
+    return {"per_utterance": {f"u{i}": {"verdict": v} for i, v in enumerate(verdicts)},
+            "summary": {"wer": wer}}
+
+
 def test_the_verdict_names_each_loss_and_passes_a_combination_that_does_not_lose():
     from labkit.lab import s07_verify
 
+    # the stock configuration fails the ruler on u1 too: the same failure is no loss
     fine = s07_verify.verdict((0.95, 1.2), (0.97, 1.05), {"stock": 0, "shipped": 0},
-                              {"stock": 3.0, "shipped": 3.5}, margin_db=1.0)
+                              {"stock": _judged(["pass", "fail"], 0.20),
+                               "shipped": _judged(["pass", "fail"], 0.21)})
     assert fine == {"losses": [], "ships": "shipped"}
     bad = s07_verify.verdict((0.6, 0.9), (0.97, 1.05), {"stock": 0, "shipped": 2},
-                             {"stock": 3.0, "shipped": 4.5}, margin_db=1.0)
-    assert bad["ships"] == "stock" and len(bad["losses"]) == 3
+                             {"stock": _judged(["pass", "pass"], 0.20),
+                              "shipped": _judged(["fail", "pass"], 0.30)})
+    assert bad["ships"] == "stock" and len(bad["losses"]) == 4
     assert any(s.startswith("first audio") for s in bad["losses"])
     assert any(s.startswith("underruns") for s in bad["losses"])
-    assert any(s.startswith("quality") for s in bad["losses"])
+    assert any(s.startswith("quality: the ruler fails ['u0']") for s in bad["losses"])
+    assert any(s.startswith("quality: word error rate 0.300") for s in bad["losses"])
     unmeasured = s07_verify.verdict((1.0, 1.1), (1.0, 1.1), {"stock": 0, "shipped": 0},
-                                    {"stock": 3.0, "shipped": None}, margin_db=1.0)
+                                    {"stock": _judged(["pass"], 0.2), "shipped": {}})
     assert unmeasured["ships"] == "stock"
 
 

@@ -31,7 +31,8 @@ from labkit.engine.runtime import VoiceBank
 from labkit.measure import corpora
 from labkit.measure import profile as profiling
 from labkit.measure.compare import Comparison, compare, compare_cold
-from labkit.quality import lsd_db
+from labkit.lab.selection import quality_entry
+from labkit.quality import lsd_db, ruler
 from labkit.tables import fixed, interval
 
 NAME = "02_ort_conversion"
@@ -288,7 +289,10 @@ def run_variant(cfg: LabConfig, variant: str, *, levels=(), thread_counts=(), mo
             "speedup": cmp.ratio("best"), "ci95": list(cmp.ci95("best")),
             "noise_band": list(cmp.noise_band),
             "drift_vs_default_db": lsd_db(rec["_audio"]["default"][n], rec["_audio"]["best"][n],
-                                          allow_length_mismatch=True)}
+                                          allow_length_mismatch=True),
+            # what a listener would hear change (labkit.quality.ruler): the selection's check
+            "ruler": ruler.verdict(ruler.measure(rec["_audio"]["default"][n], rec["_audio"]["best"][n],
+                                                 standard_figures=False)).to_dict()}
         cmp.kept = {}
         comparisons[f"{variant}: default vs best, {n_tokens(feeds[n])} tokens"] = cmp.to_dict()
     del sessions, second_default
@@ -369,17 +373,18 @@ def candidates(measured: dict, variants: list[str], base: SessionConfig) -> list
     """For the journal's selection (labkit.lab.selection): the main variant's default
     session (the baseline) and its combined best session. The best session's ratio and
     interval are those at the length where its interval's low end is lowest (it must be
-    faster everywhere); lsd_db (the selection's quality field) is its worst drift from the
-    default session's audio (``drift_vs_default_db``)."""
+    faster everywhere); ``quality`` is the ruler's verdict on its audio against the default
+    session's at every length, ``lsd_db`` its worst standard-LSD drift (reported)."""
     v = [x for x in variants if x in measured][0]
     r = measured[v]
     warm = r["warm"]
     worst = min(warm, key=lambda n: warm[n]["ci95"][0])
     shortest = min(warm, key=lambda n: warm[n]["tokens"])
     changed = {f"session.{k}": val for k, val in r["best_session"].items() if val != getattr(base, k)}
-    measured_on = [CRITERION, "lsd_db", "cold_first_audio_s"]
+    measured_on = [CRITERION, "quality", "cold_first_audio_s"]
     common = {"measured": measured_on, "failed_checks": []}
     default = {"name": f"{v} default session", "overrides": {}, "lsd_db": 0.0,
+               "quality": quality_entry(True, basis="the default session itself"),
                "ttfa_s": warm[shortest]["default_s"],
                "rtf": float(np.median([w["rtf_default"] for w in warm.values()])),
                "cold_first_audio_s": r["cold"]["default"]["first_audio"],
@@ -388,7 +393,11 @@ def candidates(measured: dict, variants: list[str], base: SessionConfig) -> list
     if changed:
         out.append({"name": f"{v} best session ({', '.join(r['taken'])})", "overrides": changed,
                     "lsd_db": max(w["drift_vs_default_db"] for w in warm.values()),
-                    "quality_basis": "drift_vs_default_db: LSD of this session's audio vs the default session's",
+                    "quality": quality_entry(
+                        all(w["ruler"]["verdict"] == "pass" for w in warm.values()),
+                        [f"{w['tokens']} tokens: {x}" for w in warm.values() for x in w["ruler"]["reasons"]],
+                        "the ruler on this session's audio against the default session's, at "
+                        "every warm length (lsd_db: the standard LSD drift, reported)"),
                     "ttfa_s": warm[shortest]["best_s"],
                     "rtf": float(np.median([w["rtf_best"] for w in warm.values()])),
                     "cold_first_audio_s": r["cold"]["best"]["first_audio"],

@@ -11,11 +11,14 @@ stage's criterion (:data:`CRITERION`); the other lengths are reported. Then the 
 front, a listening page, the ORT profile that explains the speed and the targets'
 selection; :func:`record` fills the record and the journal's candidates.
 
-Quality uses labkit.quality. Choosing (the fast / near-lossless picks, the journal's
-candidates, the sensitivity sweep) reads figures measured on the development set
-(``run_bench(..., dev=...)`` stores them under ``row["dev"]``); the held-out figures in
-the row itself are reported only. A variant whose output has NaN, silence, clipping or a
-different length than the reference's on any input is *failed*: reported, never selected.
+Quality is the ruler's (labkit.quality.ruler), like with like (labkit.measure.vocoder):
+each variant's vocoder on the reference's part A, so a variant that predicts other
+durations is not read as damaged; its durations are compared token by token (a bound of
+their own) and the recognizer's word error rate of its own output is held against the
+reference's. A variant passes when every utterance of the development set and of the
+held-out set passes (:func:`ruler_quality`); the standard figures (LSD, PESQ, STOI,
+DNSMOS) are reported beside. A variant whose output has NaN, silence or clipping on any
+input is *failed*: reported, never selected.
 """
 from __future__ import annotations
 
@@ -39,11 +42,14 @@ from labkit.engine.cache import make_session
 from labkit.engine.g2p import VOCAB, get_g2p
 from labkit.engine.ort import SAMPLE_RATE, kokoro_feeds, style_row
 from labkit.engine.runtime import DURATIONS, VoiceBank
-from labkit.measure import corpora, coverage, dnsmos
+from labkit.lab.selection import quality_entry
+from labkit.measure import corpora, coverage, dnsmos, vocoder
 from labkit.measure.compare import Comparison, compare, schedule
 from labkit.measure import profile as profiling
 from labkit.optimize import durations
 from labkit.optimize import quantize
+from labkit.optimize import split as splitting
+from labkit.quality import ruler
 from labkit.optimize.quantize import VariantSpec, family_of
 from labkit.tables import cell, fixed
 from labkit.timing import Timing
@@ -146,10 +152,11 @@ def evaluate(session, prepared: Sequence, voices, ref_audio: dict[str, np.ndarra
             per[p.utt.id] = {"ok": False, "problems": [f"run failed: {type(exc).__name__}: {exc}"]}
             continue
         audio[p.utt.id] = out
+        # a length change is the durations' figure (ruler_quality), not a failure
         rec = quality.compare(ref_audio[p.utt.id], out, mos=dnsmos.score if with_dnsmos else None)
-        if rec["duration"]["diff_s"] != 0:
-            rec["ok"] = False
-            rec["problems"].append(f"length change: {rec['duration']['diff_s']:+.3f} s")
+        if rec["ok"] and out.size == ref_audio[p.utt.id].size:  # other lengths: ruler_quality
+            rec["masked_lsd_db"] = ruler.measure(ref_audio[p.utt.id], out,
+                                                 standard_figures=False).masked_lsd_db
         rec["n_tokens"] = p.n_tokens
         rec["words_checked_in_audio"] = timed
         if timed:
@@ -185,6 +192,9 @@ def summarize(per: dict[str, dict]) -> dict[str, Any]:
         # time-aligned where a length changed (labkit.quality.aligned_lsd_db): the spectral
         # part of the distance without the timing shift
         "lsd_db_aligned": _mean(r.get("lsd_db_aligned") for r in recs),
+        # the ruler's distance where the whole outputs have the same length (sensitivity)
+        "masked_lsd_db": (max(r["masked_lsd_db"] for r in recs)
+                          if recs and all(r.get("masked_lsd_db") is not None for r in recs) else None),
         "spectral_convergence": _mean(r.get("spectral_convergence") for r in recs),
         "pesq_wb": _mean(r.get("pesq_wb") for r in recs),
         "stoi": _mean(r.get("stoi") for r in recs),
@@ -296,11 +306,13 @@ def sensitivity(builder, families: Sequence[str], base_spec: dict, session_cfg, 
             sess = make_session(built.path, session_cfg)
             ev = evaluate(sess, heldout, voices, ref_audio, with_dnsmos=False)
             s = ev["summary"]
-            out[fam] = {"ok": s["ok"], "lsd_db": s["lsd_db"], "pesq_wb": s["pesq_wb"],
+            out[fam] = {"ok": s["ok"], "masked_lsd_db": s["masked_lsd_db"], "lsd_db": s["lsd_db"],
+                        "pesq_wb": s["pesq_wb"],
                         "length_changes": s["length_changes"], "problems": s["problems"],
                         "nodes_quantized": built.nodes_quantized}
         except Exception as exc:  # noqa: BLE001 - reported, the family stays float
-            out[fam] = {"ok": False, "lsd_db": None, "error": f"{type(exc).__name__}: {exc}"}
+            out[fam] = {"ok": False, "masked_lsd_db": None, "lsd_db": None,
+                        "error": f"{type(exc).__name__}: {exc}"}
     return out
 
 
@@ -318,94 +330,58 @@ def pareto_front(points: dict[str, tuple[float, float]]) -> list[str]:
 
 @dataclass
 class Targets:
+    #: the speed the fast pick should reach over the reference (issue #33)
     fast_speedup: float = 1.5
-    fast_max_lsd_db: float = 2.0
-    lossless_max_lsd_db: float = 1.0
 
 
-def choosing_figures(row: dict[str, Any], basis: str = "dev") -> dict[str, Any]:
-    """The figures a choice may read from a bench row: its development-set figures
-    (``basis="dev"``; a row without them cannot be chosen on, KeyError) with the speed
-    from the row, or the row itself (``basis="row"``, for rows measured on one set)."""
-    if basis == "row":
-        return row
-    if basis != "dev":
-        raise ValueError(f"basis {basis!r}: 'dev' or 'row'")
-    if "dev" not in row:
-        raise KeyError("bench row has no development-set figures: run_bench(..., dev=...) "
-                       "measures them; held-out figures are never chosen on")
-    return {**row["dev"], "ok": bool(row.get("ok")) and bool(row["dev"].get("ok")),
-            "speedup": row.get("speedup")}
-
-
-def select(rows: dict[str, dict], baseline: str | None, targets: Targets = Targets(),
-           basis: str = "dev") -> dict:
-    """Pick the fast variant and the near-lossless variant from bench rows
-    {name: {"ok", "speedup", "lsd_db", "pesq_wb", "dnsmos_ovrl"}}, reading the quality
-    figures through :func:`choosing_figures` (the development set by default). Failed
-    variants are never chosen; each choice says which targets it meets."""
-    rows = {n: choosing_figures(r, basis) for n, r in rows.items()}
-    ok = {n: r for n, r in rows.items() if r.get("ok") and r.get("lsd_db") is not None}
-    base = rows.get(baseline) if baseline else None
+def select(rows: dict[str, dict], baseline: str | None, targets: Targets = Targets()) -> dict:
+    """The fastest variant whose quality passed the ruler (``row["quality"]``, from
+    :func:`ruler_quality`), and whether it meets the speed target; failed variants and
+    those the ruler rejects are listed, never chosen."""
     out: dict[str, Any] = {"failed": sorted(n for n, r in rows.items() if not r.get("ok")),
-                           "basis": basis}
-
-    def no_worse(r):
-        if not base:
-            return None
-        checks = []
-        for k in ("pesq_wb", "dnsmos_ovrl"):
-            if r.get(k) is not None and base.get(k) is not None:
-                checks.append(r[k] >= base[k] - 1e-9)
-        return all(checks) if checks else None
-
-    fast = [n for n, r in ok.items() if r["lsd_db"] <= targets.fast_max_lsd_db]
-    if fast:
-        name = max(fast, key=lambda n: ok[n]["speedup"])
-        r = ok[name]
-        out["fast"] = {"variant": name, "lsd_db": r["lsd_db"], "speedup": r["speedup"],
-                       "meets_speed_target": r["speedup"] >= targets.fast_speedup,
-                       "no_worse_than_baseline": no_worse(r)}
-    else:
+                           "rejected_by_the_ruler": sorted(
+                               n for n, r in rows.items()
+                               if (r.get("quality") or {}).get("verdict") == "fail")}
+    ok = {n: r for n, r in rows.items() if r.get("ok") and r.get("speedup") is not None
+          and (r.get("quality") or {}).get("verdict") == "pass"}
+    if not ok:
         out["fast"] = None
-    lossless = [n for n, r in ok.items() if r["lsd_db"] <= targets.lossless_max_lsd_db]
-    if lossless:
-        name = max(lossless, key=lambda n: ok[n]["speedup"])
-        r = ok[name]
-        out["near_lossless"] = {"variant": name, "lsd_db": r["lsd_db"], "speedup": r["speedup"],
-                                "faster_than_reference": r["speedup"] > 1.0}
-    else:
-        out["near_lossless"] = None
+        return out
+    name = max(ok, key=lambda n: ok[n]["speedup"])
+    out["fast"] = {"variant": name, "speedup": ok[name]["speedup"],
+                   "meets_speed_target": ok[name]["speedup"] >= targets.fast_speedup,
+                   "is_baseline": name == baseline}
     return out
 
 
 def choose_families(sensitivity: dict[str, dict], budget_db: float) -> dict[str, Any]:
-    """Mixed precision from per-family sensitivity {family: {"ok", "lsd_db"}}: quantize the
-    families that keep their output valid and cost least, while the sum of their costs
-    stays within ``budget_db`` (a rough, additive model; the mixed variant is measured)."""
-    usable = sorted(((f, r["lsd_db"]) for f, r in sensitivity.items()
-                     if r.get("ok") and r.get("lsd_db") is not None), key=lambda x: x[1])
+    """Mixed precision from per-family sensitivity {family: {"ok", "masked_lsd_db"}} (the
+    ruler's distance, worst utterance): quantize the families that keep their output valid
+    and cost least, while the sum of their costs stays within ``budget_db`` (a rough,
+    additive model; the mixed variant is measured)."""
+    usable = sorted(((f, r["masked_lsd_db"]) for f, r in sensitivity.items()
+                     if r.get("ok") and r.get("masked_lsd_db") is not None), key=lambda x: x[1])
     chosen, total = [], 0.0
     for fam, cost in usable:
         if total + cost <= budget_db:
             chosen.append(fam)
             total += cost
     kept = sorted(set(sensitivity) - set(chosen))
-    return {"quantize": chosen, "keep_float": kept, "estimated_lsd_db": total,
+    return {"quantize": chosen, "keep_float": kept, "estimated_masked_lsd_db": total,
             "budget_db": budget_db}
 
 
 # -- candidates for the journal's selection (labkit.lab.selection) --------------------------------------
 #: problem string prefix (labkit.quality.check_audio, evaluate, run_bench) -> check name
 _CHECKS = (("nan", "NaN"), ("empty", "silence"), ("silence", "silence"), ("clipping", "clipping"),
-           ("length", "length"), ("run failed", "load"), ("words not heard", "words"))
+           ("run failed", "load"), ("words not heard", "words"))
 
 
-_CHECK_ORDER = ["NaN", "silence", "clipping", "length", "words", "load"]
+_CHECK_ORDER = ["NaN", "silence", "clipping", "words", "load"]
 
 
 def failed_checks(row: dict[str, Any]) -> list[str]:
-    """Names of the checks a bench row failed (NaN, silence, clipping, length, words, load), in
+    """Names of the checks a bench row failed (NaN, silence, clipping, words, load), in
     that order, each once; empty when the variant is usable."""
     problems = row.get("problems") or {}
     found = set()
@@ -417,8 +393,6 @@ def failed_checks(row: dict[str, Any]) -> list[str]:
             for prefix, name in _CHECKS:
                 if text.startswith(prefix):
                     found.add(name)
-    if row.get("length_changes"):
-        found.add("length")
     if not found and row.get("ok") is False:
         found.add("load")  # not ok without a named problem: never measured
     return [n for n in _CHECK_ORDER if n in found]
@@ -429,18 +403,16 @@ def _by_len(d: dict | None) -> dict[int, Any]:
 
 
 def candidates(rows: dict[str, dict], reference_name: str, comparison: Comparison,
-               reference_variant: str = "fp32-recon", baseline_name: str = "int8",
-               basis: str = "dev") -> list[dict[str, Any]]:
+               reference_variant: str = "fp32-recon", baseline_name: str = "int8") -> list[dict[str, Any]]:
     """Bench rows as the journal's candidates: the reference first, then the shipped
     baseline (``"baseline": True`` with the A/A control's interval), then every variant in
     bench order, each with its ratio and 95 % interval against the baseline from
     ``comparison`` (the warm wall time at the stage's representative length). ``ttfa_s``
     is the warm median seconds at the shortest probe length (one chunk: compute time is the
-    time to first audio); ``rtf`` the median warm RTF over the probe lengths; ``lsd_db`` the
-    worst utterance's standard LSD and ``pesq_wb`` the mean against the reference (0.0 /
-    None for the reference itself), both on the set :func:`choosing_figures` names (the
-    journal chooses on them); ``heldout_lsd_db`` / ``heldout_lsd_db_mean`` are the
-    reported held-out figures beside them; variants are selected by their model file
+    time to first audio); ``rtf`` the median warm RTF over the probe lengths; ``quality``
+    the ruler's verdict (:func:`ruler_quality`: development and held-out sets, like with
+    like); ``lsd_db`` / ``pesq_wb`` (development set) and ``heldout_lsd_db`` are the
+    standard figures, reported. Variants are selected by their model file
     (``model_path``). A variant that never ran has no ratio and is not ``measured`` on the
     criterion: it cannot be chosen."""
     if reference_name not in rows:
@@ -452,28 +424,29 @@ def candidates(rows: dict[str, dict], reference_name: str, comparison: Compariso
     out = []
     for name in order:
         r = rows[name]
-        q = {} if name == reference_name else choosing_figures(r, basis)
+        dev = {} if name == reference_name else (r.get("dev") or {})
         detail = _by_len(r.get("speed_detail"))
         rtf = _by_len(r.get("rtf"))
         shortest = min(detail) if detail else None
         if name == reference_name:
             overrides: dict[str, Any] = {"variant": reference_variant}
-        elif name == baseline_name:
-            overrides = {"variant": baseline_name}
+            quality = quality_entry(True, basis="the reference itself")
         else:
-            overrides = {"variant": name, "model_path": str(Path(r["path"]).resolve())}
-        lsd = 0.0 if name == reference_name else q.get("lsd_db")
+            overrides = ({"variant": baseline_name} if name == baseline_name
+                         else {"variant": name, "model_path": str(Path(r["path"]).resolve())})
+            quality = r.get("quality") or quality_entry(None, ["not measured"])
         timed = name in comparison.entries
         c = {
             "name": name,
             "overrides": overrides,
-            "measured": ([CRITERION] if timed else []) + (["lsd_db"] if lsd is not None else []),
+            "measured": ([CRITERION] if timed else [])
+                        + (["quality"] if quality.get("verdict") is not None else []),
             "ttfa_s": (detail[shortest]["seconds"]["median"] if shortest is not None else None),
             "rtf": statistics.median(rtf.values()) if rtf else None,
-            "lsd_db": lsd,
-            "pesq_wb": None if name == reference_name else q.get("pesq_wb"),
+            "quality": quality,
+            "lsd_db": 0.0 if name == reference_name else dev.get("lsd_db"),
+            "pesq_wb": None if name == reference_name else dev.get("pesq_wb"),
             "heldout_lsd_db": 0.0 if name == reference_name else r.get("lsd_db"),
-            "heldout_lsd_db_mean": 0.0 if name == reference_name else r.get("lsd_db_mean"),
             # the checks failed on either set (a check that fails on the held-out set fails)
             "failed_checks": [] if name == reference_name else sorted(
                 set(failed_checks(r)) | set(failed_checks(r.get("dev") or {})),
@@ -487,6 +460,48 @@ def candidates(rows: dict[str, dict], reference_name: str, comparison: Compariso
             c.update(criterion=CRITERION, ratio=None, ci95=None)
         out.append(c)
     return out
+
+
+# -- quality: the ruler, like with like ------------------------------------------------------------
+def ruler_quality(rows: dict[str, dict], reference: Path, audio: dict[str, dict], held: Sequence,
+                  dev: Sequence, voices, session_cfg, cache: Path) -> dict[str, Any]:
+    """Each variant judged by the ruler on its vocoder at the reference's alignment
+    (labkit.measure.vocoder), its durations against the reference's, and the recognizer's
+    word error rate of its own held-out output against the reference's; sets
+    ``row["ruler"]`` (per set) and ``row["quality"]`` (the candidate's entry: passed only
+    when both sets pass). Returns the reference's word error rate. Models are split once
+    into ``cache/split`` (labkit.optimize.split), their copies with the durations output
+    built into ``cache/durations``."""
+    def parts(path: Path):
+        return splitting.split_files(durations.ensure(path, cache / "durations"), cache / "split")
+
+    at = vocoder.AtReference(parts(reference), session_cfg)
+    texts = {p.utt.id: p.utt.text for p in held}
+    ref_wer = vocoder.word_errors(audio[REFERENCE], texts)
+    basis = ("the ruler (labkit.quality.ruler) on the vocoder at the reference's alignment, "
+             "development and held-out sets; durations token by token; word error rate "
+             "(pocketsphinx) on held-out against the reference's")
+    for name, row in rows.items():
+        if name == REFERENCE or name not in audio:
+            continue
+        try:
+            p = parts(Path(row["path"]))
+            held_q = vocoder.judge(at, p, held, voices, audio[name], ref_wer)
+            dev_q = vocoder.judge(at, p, dev, voices)
+        except (splitting.SplitError, vocoder.NotComparable, durations.DurationsError) as exc:
+            row["quality"] = quality_entry(None, [f"not measured: {type(exc).__name__}: {exc}"], basis)
+            continue
+        row["ruler"] = {"heldout": held_q, "dev": dev_q}
+        hs, ds = held_q["summary"], dev_q["summary"]
+        reasons = [f"held-out {x}" for x in hs["reasons"]] + [f"dev {x}" for x in ds["reasons"]]
+        row["quality"] = quality_entry(
+            hs["passed"] and ds["passed"], reasons, basis,
+            masked_lsd_db=hs.get("worst_masked_lsd_db"),
+            masked_lsd_peak_db=hs.get("worst_masked_lsd_peak_db"),
+            gap_ms=hs.get("worst_gap_ms"), max_token_shift=hs.get("max_token_shift"),
+            tokens_moved=hs.get("tokens_moved"), wer=hs.get("wer"), wer_reference=hs.get("wer_reference"),
+            failed_utterances=hs["failed_utterances"] + ds["failed_utterances"])
+    return ref_wer
 
 
 # -- profile ---------------------------------------------------------------------------------------
@@ -566,7 +581,7 @@ def run(cfg: LabConfig, st, *, reference: str | None = None, baseline: str = "in
         speed_tokens: int = 120, rounds: int | None = None, warmup: int = 1,
         with_dnsmos: bool = True, sensitivity_families: Sequence[str] = (),
         sensitivity_spec: dict | None = None, sensitivity_ids: Sequence[str] | None = None,
-        mixed_budget_db: float = 2.0, profile_tokens: int = 0,
+        mixed_budget_db: float | None = None, profile_tokens: int = 0,
         listen_id: str | None = None) -> dict[str, Any]:
     """The whole stage: the reference and the corpora, the builds, the sensitivity sweep
     and the mixed variant (on the development set), the bench (quality, and speed against
@@ -605,7 +620,8 @@ def run(cfg: LabConfig, st, *, reference: str | None = None, baseline: str = "in
         dev_ref = reference_audio(ref_sess, dev, voices)  # choosing: the development set
         del ref_sess
         sens = sensitivity(builder, sensitivity_families, spec, cfg.session, dev, voices, dev_ref)
-        plan = choose_families(sens, mixed_budget_db)
+        plan = choose_families(sens, ruler.BOUNDS["masked_lsd_db"] if mixed_budget_db is None
+                               else mixed_budget_db)
         if plan["quantize"]:
             b = builder.build({**spec, "name": "mixed", "families": plan["quantize"]})
             built[b.spec.name] = b
@@ -623,9 +639,14 @@ def run(cfg: LabConfig, st, *, reference: str | None = None, baseline: str = "in
                       # every model as its copy with word timings: each word checked in the audio
                       durations_cache=Path(cfg.resolve(cfg.artifacts_dir)) / "cache" / "durations")
     rows = bench["rows"]
+    cache = Path(cfg.resolve(cfg.artifacts_dir)) / "cache"
+    ref_wer = ruler_quality(rows, ref.path, bench["audio"], held, dev, voices, cfg.session, cache)
+    rows[REFERENCE]["wer"] = ref_wer
 
-    pts = {n: (r["speedup"], r["lsd_db"]) for n, r in rows.items()
-           if n != REFERENCE and r.get("speedup") is not None and r.get("lsd_db") is not None}
+    # speed against the ruler's distance (held-out, worst utterance, like with like)
+    pts = {n: (r["speedup"], r["quality"]["masked_lsd_db"]) for n, r in rows.items()
+           if n != REFERENCE and r.get("speedup") is not None
+           and (r.get("quality") or {}).get("masked_lsd_db") is not None}
     front = pareto_front({n: v for n, v in pts.items() if rows[n]["ok"]})
 
     lid = listen_id or next((p.utt.id for p in held if p.utt.size == "medium"), held[0].utt.id)
@@ -672,13 +693,22 @@ def headline(result: dict[str, Any]) -> dict[str, Any]:
             continue
         out[f"{name} speed-up over the reference @{n} tok"] = (
             round(r["speedup"], 3) if r.get("speedup") is not None else None)
-        dev_lsd = (r.get("dev") or {}).get("lsd_db")
-        out[f"{name} LSD dB (worst dev utterance)"] = round(dev_lsd, 3) if dev_lsd is not None else None
-        out[f"{name} LSD dB (worst held-out utterance)"] = (
-            round(r["lsd_db"], 3) if r.get("lsd_db") is not None else None)
+        q = r.get("quality") or {}
+        out[f"{name} ruler (dev and held-out)"] = q.get("verdict") or "not measured"
+        for key, label in (("masked_lsd_db", "masked LSD dB"), ("masked_lsd_peak_db", "worst frame dB"),
+                           ("gap_ms", "longest gap ms")):
+            if q.get(key) is not None:
+                out[f"{name} {label} (worst held-out, vocoder at the reference's alignment)"] = round(q[key], 2)
+        if q.get("max_token_shift") is not None:
+            out[f"{name} durations: largest token shift (frames), tokens moved"] = (
+                f"{q['max_token_shift']}, {q['tokens_moved']:.1%}")
+        if q.get("wer") is not None:
+            out[f"{name} word error rate (held-out; reference {q['wer_reference']:.3f})"] = round(q["wer"], 3)
+        if r.get("lsd_db") is not None:
+            out[f"{name} standard LSD dB (worst held-out, whole output; reported)"] = round(r["lsd_db"], 2)
         out[f"{name} ok"] = bool(r.get("ok"))
-    for kind in ("fast", "near_lossless"):
-        out[f"{kind} variant"] = (result["selection"].get(kind) or {}).get("variant", "none")
+    out["fast variant (fastest that passes the ruler)"] = (result["selection"].get("fast") or {}).get(
+        "variant", "none")
     return out
 
 
@@ -707,10 +737,12 @@ def record(st, result: dict[str, Any]) -> None:
                                           baseline_name=result["baseline"])
     for text in result["notes"]:
         st.note(text)
+    st.metrics["quality_definition"] = ruler.definition()
     st.note(f"speed: every variant against {result['baseline']} on the warm wall time of one "
             f"session.run at {n} tokens (labkit.measure.compare); the other lengths are reported. "
-            "Quality figures the journal chooses on are the development set's; held-out ones "
-            "are reported")
+            "Quality: the ruler's verdict on the vocoder at the reference's alignment, on the "
+            "development and the held-out set (a variant must pass both); standard figures "
+            "are reported beside it")
 
 
 # -- tables and plots for the notebook ------------------------------------------------------------
@@ -753,13 +785,15 @@ def failures(result: dict[str, Any]) -> dict[str, str]:
 
 
 def candidates_table(cands: list[dict[str, Any]]) -> str:
-    lines = ["| candidate | baseline | ratio | 95 % interval | ttfa s | rtf | LSD dB (dev) | PESQ | failed |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| candidate | baseline | ratio | 95 % interval | ttfa s | rtf | ruler | why | LSD dB (dev, reported) | failed |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for c in cands:
         ci = c.get("ci95")
+        q = c.get("quality") or {}
         lines.append(f"| {c['name']} | {bool(c.get('baseline'))} | {_f(c.get('ratio'))} | "
                      f"{'—' if not ci else f'[{ci[0]:.3f}, {ci[1]:.3f}]'} | {_f(c['ttfa_s'])} | "
-                     f"{_f(c['rtf'])} | {_f(c['lsd_db'])} | {_f(c['pesq_wb'])} | "
+                     f"{_f(c['rtf'])} | {q.get('verdict') or 'not measured'} | "
+                     f"{'; '.join(q.get('reasons') or [])[:160] or '-'} | {_f(c['lsd_db'])} | "
                      f"{', '.join(c['failed_checks']) or '-'} |")
     return "\n".join(lines)
 
@@ -785,22 +819,23 @@ def profile_tables(result: dict[str, Any]) -> str:
 
 
 def plot_pareto(result: dict[str, Any], plt, targets: Targets = Targets()):
-    """Speed-up over the reference against the held-out LSD (reported figures): failed
-    variants as x, the front of the valid ones joined."""
+    """Speed-up over the reference against the ruler's masked LSD (worst held-out utterance,
+    the vocoder at the reference's alignment): variants the ruler rejects as x, the front
+    joined, the ruler's bound and the speed target dotted."""
     rows, pts, front = result["rows"], result["pareto_points"], result["pareto_front"]
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for n, (sp, lsd) in pts.items():
-        ax.scatter(lsd, sp, marker="o" if rows[n]["ok"] else "x", color="C0" if n in front else "C7")
-        ax.annotate(n, (lsd, sp), fontsize=8, xytext=(4, 3), textcoords="offset points")
+    for n, (sp, d) in pts.items():
+        passed = (rows[n].get("quality") or {}).get("verdict") == "pass"
+        ax.scatter(d, sp, marker="o" if passed else "x", color="C0" if n in front else "C7")
+        ax.annotate(n, (d, sp), fontsize=8, xytext=(4, 3), textcoords="offset points")
     fp = sorted((pts[n] for n in front), key=lambda p: p[1])
     ax.plot([p[1] for p in fp], [p[0] for p in fp], "C0--", lw=1)
     ax.axhline(1.0, color="k", lw=0.5)
     ax.axhline(targets.fast_speedup, color="g", lw=0.5, ls=":")
-    ax.axvline(targets.fast_max_lsd_db, color="g", lw=0.5, ls=":")
-    ax.axvline(targets.lossless_max_lsd_db, color="b", lw=0.5, ls=":")
-    ax.set_xlabel("log-spectral distance to the reference (dB, worst held-out utterance)")
+    ax.axvline(ruler.BOUNDS["masked_lsd_db"], color="b", lw=0.5, ls=":")
+    ax.set_xlabel("masked LSD to the reference (dB, worst held-out utterance; the ruler's bound dotted)")
     ax.set_ylabel(f"speed-up over the reference (paired, {result['speed_tokens']} tokens)")
-    ax.set_title("Kokoro variants: speed vs quality")
+    ax.set_title("Kokoro variants: speed vs what a listener can hear change")
     fig.tight_layout()
     return fig
 
@@ -826,7 +861,7 @@ def plot_vs_baseline(result: dict[str, Any], plt):
 
 __all__ = ["NAME", "CRITERION", "run", "record", "headline", "token_probe", "load_seconds",
            "speed_compare", "paired_speedup", "reference_audio", "evaluate", "summarize",
-           "pareto_front", "select", "choosing_figures", "Targets", "choose_families", "profile",
+           "pareto_front", "select", "ruler_quality", "Targets", "choose_families", "profile",
            "share", "listening_page", "candidates", "failed_checks", "speed_bound",
            "bench_table", "sensitivity_table", "candidates_table", "profile_tables", "failures",
            "plot_pareto", "plot_vs_baseline"]

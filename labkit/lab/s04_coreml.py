@@ -20,6 +20,8 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from labkit import procs, progress, quality, timing
+from labkit.lab.selection import quality_entry
+from labkit.quality import ruler
 from labkit.config import ConfigError, LabConfig, SessionConfig
 from labkit.engine import assets, runtime, split_runtime
 from labkit.engine.g2p import MAX_TOKENS, clean_phonemes, tokenize
@@ -157,6 +159,9 @@ def run_config(cfg: LabConfig, point: SweepPoint, token_lengths: Iterable[int],
                 row["duration"] = quality.duration_agreement(reference[n], syn.audio)
                 if reference[n].size != syn.audio.size:  # timing shift vs spectral change
                     row["lsd_db_aligned"] = round(quality.aligned_lsd_db(reference[n], syn.audio), 3)
+                if not problems:  # what a listener would hear change (labkit.quality.ruler)
+                    row["ruler"] = ruler.verdict(ruler.measure(reference[n], syn.audio,
+                                                               standard_figures=False)).to_dict()
             per_length[str(n)] = row
         if profile_dir is not None:
             starts[key]["profile"] = profile_run(cfg, model_file, scfg, voices, ns[0], voice,
@@ -203,6 +208,7 @@ def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                          "warm_p90_s": round(row["warm_s"]["p90"], 4), "rtf": row["rtf"],
                          "lsd_db": row.get("lsd_db"),
                          "lsd_db_aligned": row.get("lsd_db_aligned"),
+                         "ruler_verdict": (row.get("ruler") or {}).get("verdict"),
                          "cold_first_run_s": start["cold_first_run_s"],
                          "second_create_s": start["second_create_s"],
                          "nodes_on_ep": cov.get("nodes_on_ep"),
@@ -212,20 +218,11 @@ def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _quality_lsd(row: dict[str, Any]) -> float | None:
-    aligned = row.get("lsd_db_aligned")
-    return aligned if aligned is not None else row.get("lsd_db")
-
-
-def recommend(rows: list[dict[str, Any]], short_max_tokens: int = 60,
-              max_lsd_db: float | None = None) -> dict[str, Any]:
+def recommend(rows: list[dict[str, Any]], short_max_tokens: int = 60) -> dict[str, Any]:
     """Fastest measured configuration (warm median) for short inputs (<= ``short_max_tokens``)
-    and for long ones, among rows within ``max_lsd_db`` of the reference when given (the
-    time-aligned distance where the lengths differ: a duration rounded one frame the other
-    way is not the numeric degradation this bound is about)."""
-    ok = [r for r in rows if r.get("status") == "ok"]
-    if max_lsd_db is not None:
-        ok = [r for r in ok if _quality_lsd(r) is None or _quality_lsd(r) <= max_lsd_db]
+    and for long ones, among rows the quality ruler did not reject (``ruler_verdict``:
+    labkit.quality.ruler against the reference; rows it did not measure stay in)."""
+    ok = [r for r in rows if r.get("status") == "ok" and r.get("ruler_verdict") != "fail"]
     out: dict[str, Any] = {}
     for band, pred in (("short", lambda n: n <= short_max_tokens),
                        ("long", lambda n: n > short_max_tokens)):
@@ -542,6 +539,8 @@ def run_candidate(cfg: LabConfig, c: Candidate, parts, variant: str, token_lengt
         if reference is not None and n in reference:
             row["lsd_db"] = round(quality.lsd_db(reference[n], syn.audio,
                                                  allow_length_mismatch=True), 3)
+            row["ruler"] = ruler.verdict(ruler.measure(reference[n], syn.audio,
+                                                       standard_figures=False)).to_dict()
         rows[str(n)] = row
     out.update(status="ok", by_length=rows)
     return out
@@ -619,7 +618,8 @@ def split_candidates(result: dict[str, Any]) -> list[dict[str, Any]]:
     interval exists: a candidate without ``ci95`` can never replace the baseline (rule c),
     and the record says so rather than inventing one."""
     out = [{"name": "whole graph", "overrides": {"split.enabled": False}, "baseline": True,
-            "criterion": "rtf", "measured": ["rtf", "lsd_db"]}]
+            "criterion": "rtf", "measured": ["rtf", "quality"],
+            "quality": quality_entry(True, basis="the whole graph itself")}]
     for label, r in result.get("candidates", {}).items():
         if not label.startswith("split/") or r.get("status") != "ok":
             continue
@@ -642,9 +642,13 @@ def split_candidates(result: dict[str, Any]) -> list[dict[str, Any]]:
         failed = [] if check.get("passed") else [
             f"split check: {check.get('status', 'not run')}, max LSD to the whole graph "
             f"{check.get('max_lsd_db')} dB (limit {check.get('max_lsd_db_limit')})"]
+        verdicts = [row["ruler"] for row in rows if row.get("ruler")]
+        quality_ = quality_entry(
+            all(v["verdict"] == "pass" for v in verdicts) if verdicts else None,
+            [x for v in verdicts for x in v["reasons"]], "the ruler against the whole graph's audio")
         out.append({"name": label, "overrides": over, "baseline": False, "criterion": "rtf",
-                    "measured": ["rtf", "lsd_db"] if lsd else ["rtf"],
-                    "rtf": float(np.median([row["rtf"] for row in rows])),
+                    "measured": ["rtf", "quality"] if verdicts else ["rtf"],
+                    "rtf": float(np.median([row["rtf"] for row in rows])), "quality": quality_,
                     "lsd_db": max(lsd) if lsd else None, "failed_checks": failed})
     return out
 
@@ -734,7 +738,7 @@ def run(cfg: LabConfig, st, *, variants: Iterable[str] = ("int8",),
             "results": results, "rows": rows, "available": available,
             "platform": coreml.platform_name(),
             "sweep_status": "ok" if available else f"skipped: {skip_reason()}",
-            "recommendation": recommend(rows, short_max_tokens, cfg.selection.max_lsd_db),
+            "recommendation": recommend(rows, short_max_tokens),
             "static_copies": static, "split": splits, "candidates": cand_results, "buckets": buckets,
             "screen": screen,
             "providers": providers_record(results, cand_results)}

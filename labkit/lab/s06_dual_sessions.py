@@ -24,7 +24,8 @@ from labkit.lab.s05_chunking import chunking_label
 from labkit.measure.texts import named
 from labkit.measure.compare import compare
 from labkit.measure.streaming import run_stream, stream_failures
-from labkit.quality import lsd_db
+from labkit.lab.selection import quality_entry
+from labkit.quality import lsd_db, ruler
 from labkit.tables import interval
 
 NAME = "06_dual_sessions"
@@ -144,6 +145,9 @@ def compare_sessions(cfg, candidates: list[dict[str, Any]], texts: list[str],
                    "failures": sum(r.extra.get("failures", 0) for r in runs),
                    "per_session": runs[-1].extra.get("per_session"),
                    "change_vs_first_db": lsd_db(ref, take) if same else None,
+                   # what a listener would hear change against the first layout's audio
+                   "ruler": (ruler.verdict(ruler.measure(ref, take, standard_figures=False)).to_dict()
+                             if ref is not None and take is not None else None),
                    "length_matches_first": same}
             rows.append(row)
         cmp.kept = {}
@@ -204,7 +208,8 @@ def dual_rule(rows: list[dict[str, Any]], band: float = 0.05,
 def session_candidates(rows: list[dict[str, Any]], rule: dict[str, Any]) -> list[dict[str, Any]]:
     """Stage 06's measured rows on its first text as candidates for the journal: the first
     (the baseline of the ratios) marked as the baseline, each with its ratio and interval
-    on the whole-stream time; ``lsd_db`` is each one's distance from the baseline's audio.
+    on the whole-stream time; ``quality`` is the ruler's verdict on its audio against the
+    baseline's (``lsd_db``: the standard LSD between them, reported).
 
     The rule weighed single against dual on first audio, total time and underruns over
     every text; the journal's rules see one criterion. So the rows the rule did not choose
@@ -223,14 +228,18 @@ def session_candidates(rows: list[dict[str, Any]], rule: dict[str, Any]) -> list
         if r["sessions"] == 1:
             overrides = {k: v for k, v in overrides.items()
                          if k not in ("pipeline.second_session", "pipeline.routing")}
+        v = r.get("ruler")
         c = {"name": r["candidate"], "overrides": overrides, "ttfa_s": r["ttfa_s"], "rtf": r["rtf"],
              "lsd_db": r.get("change_vs_first_db"), "criterion": CRITERION, "ci95": r["ci95"],
-             "measured": [CRITERION, "ttfa_s", "underruns", "lsd_db"],
+             "quality": quality_entry(None if v is None else v["verdict"] == "pass",
+                                      (v or {}).get("reasons"),
+                                      "the ruler on this layout's audio against the first's"),
+             "measured": [CRITERION, "ttfa_s", "underruns", "quality"],
              "failed_checks": stream_failures(r) + ([] if r.get("length_matches_first", True)
                                                    else ["length"])
              + ([] if r["candidate"] == chosen else ["not the stage's rule"])}
         if i == 0:
-            c.update(baseline=True, lsd_db=0.0)
+            c.update(baseline=True, lsd_db=0.0, quality=quality_entry(True, basis="the first layout itself"))
         else:
             c["ratio"] = r["ratio"]
         out.append(c)

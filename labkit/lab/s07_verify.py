@@ -11,28 +11,32 @@ chunking: LabConfig's defaults) on the same texts, by the one instrument
 * speed: one warm inference of the same ``speed_tokens`` phoneme tokens (wall time);
 * underruns: ``text`` streamed whole under the playback simulator;
 * quality against the reference variant (labkit.engine.assets.reference) on the held-out
-  set: standard LSD (time-aligned where a variant changes durations), worst utterance and
-  mean.
+  set, like with like (labkit.measure.vocoder): the quality ruler (labkit.quality.ruler) on
+  each model's vocoder at the reference's alignment, its durations against the reference's,
+  and the recognizer's word error rate (pocketsphinx) of each one's own output.
 
 The combination **loses** when any interval lies wholly on the worse side of 1.0, when it
-underruns more, or when its worst held-out utterance is more than ``quality_margin_db``
-further from the reference than the stock's. Then the journal ships the stock
-configuration (labkit.lab.selection reads :data:`VERDICT`) and says why.
+underruns more, when the ruler fails it on a held-out utterance it passes for the stock
+configuration, or when its word error rate is more than two points above the stock's. Then
+the journal ships the stock configuration (labkit.lab.selection reads :data:`VERDICT`) and
+says why.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from labkit import quality
 from labkit.config import LabConfig
 from labkit.engine import assets
 from labkit.engine.pipeline import StreamingSynthesizer
-from labkit.engine.runtime import Engine
-from labkit.measure import corpora
+from labkit.engine.runtime import timed_model
+from labkit.engine.split_runtime import split_dir
+from labkit.measure import corpora, vocoder
+from labkit.optimize import durations
 from labkit.measure.compare import compare
 from labkit.measure.streaming import first_audio, run_stream
 from labkit.measure.texts import named
 from labkit.optimize import split as splitting
+from labkit.quality import ruler
 from labkit.served import resolve
 
 NAME = "07_verify"
@@ -59,20 +63,30 @@ def speed_tokens_of(prepared: list, n: int) -> list[int]:
     return toks[:n]
 
 
-def held_out_quality(engines: dict[str, Engine], ref: Engine, prepared: list) -> dict[str, dict]:
-    """name -> {utterance id: LSD to the reference (aligned where durations differ)}."""
-    out: dict[str, dict] = {name: {} for name in engines}
-    for p in prepared:
-        want = ref.run_tokens(p.tokens, p.utt.voice, p.utt.speed).audio
-        for name, eng in engines.items():
-            got = eng.run_tokens(p.tokens, p.utt.voice, p.utt.speed).audio
-            out[name][p.utt.id] = (quality.lsd_db(want, got) if got.size == want.size
-                                   else quality.aligned_lsd_db(want, got))
+def held_out_quality(configs: dict[str, LabConfig], synths: dict[str, StreamingSynthesizer],
+                     ref_cfg: LabConfig, prepared: list) -> dict[str, Any]:
+    """name -> the held-out judgement of that configuration's model (labkit.measure.vocoder:
+    the ruler on its vocoder at the reference's alignment, durations, word error rate of its
+    own output), plus the reference's word error rate under ``"reference_wer"``."""
+    def parts(cfg: LabConfig, variant: str | None = None):
+        return splitting.split_files(timed_model(cfg, variant), split_dir(cfg))
+
+    ref_variant = assets.reference(ref_cfg).variant
+    at = vocoder.AtReference(parts(ref_cfg, ref_variant), ref_cfg.session)
+    texts = {p.utt.id: p.utt.text for p in prepared}
+    voices = synths[STOCK].engine.voices
+    # the reference's own output (its part A, then its part B), for its word error rate
+    ref_audio = {p.utt.id: at.reference(p.feeds(voices), p.utt.id)[2] for p in prepared}
+    ref_wer = vocoder.word_errors(ref_audio, texts)
+    out: dict[str, Any] = {"reference_wer": ref_wer}
+    for name, cfg in configs.items():
+        eng = synths[name].engine
+        whole = {p.utt.id: eng.run_tokens(p.tokens, p.utt.voice, p.utt.speed).audio for p in prepared}
+        out[name] = vocoder.judge(at, parts(cfg), prepared, eng.voices, whole, ref_wer)
     return out
 
 
-def verdict(ttfa: tuple, speed: tuple, underruns: dict[str, int], worst: dict[str, float | None],
-            margin_db: float) -> dict[str, Any]:
+def verdict(ttfa: tuple, speed: tuple, underruns: dict[str, int], judged: dict[str, Any]) -> dict[str, Any]:
     """Where the shipped combination loses to the stock one (empty: it does not)."""
     losses = []
     if ttfa[1] < 1.0:
@@ -81,17 +95,23 @@ def verdict(ttfa: tuple, speed: tuple, underruns: dict[str, int], worst: dict[st
         losses.append(f"speed: ratio interval [{speed[0]:.3f}, {speed[1]:.3f}] wholly below 1.0")
     if underruns[SHIPPED] > underruns[STOCK]:
         losses.append(f"underruns: {underruns[SHIPPED]} against {underruns[STOCK]}")
-    if worst[SHIPPED] is None:
-        losses.append("quality: not measured on every held-out utterance")
-    elif worst[STOCK] is not None and worst[SHIPPED] > worst[STOCK] + margin_db:
-        losses.append(f"quality: worst held-out LSD {worst[SHIPPED]:.2f} dB against "
-                      f"{worst[STOCK]:.2f} dB (margin {margin_db} dB)")
+    stock, shipped = judged[STOCK], judged[SHIPPED]
+    if not shipped.get("per_utterance"):
+        losses.append("quality: not measured on the held-out set")
+    worse = sorted(k for k, r in (shipped.get("per_utterance") or {}).items()
+                   if r["verdict"] != "pass" and stock["per_utterance"].get(k, {}).get("verdict") == "pass")
+    if worse:
+        losses.append(f"quality: the ruler fails {worse} for the shipped combination and passes them "
+                      "for the stock one")
+    w_stock, w_shipped = (stock.get("summary") or {}).get("wer"), (shipped.get("summary") or {}).get("wer")
+    if w_stock is not None and w_shipped is not None and w_shipped > w_stock + vocoder.MAX_WER_INCREASE:
+        losses.append(f"quality: word error rate {w_shipped:.3f} against {w_stock:.3f} stock")
     return {"losses": losses, "ships": STOCK if losses else SHIPPED}
 
 
 def run(cfg: LabConfig, st, *, text: str = "paragraph", speed_tokens: int = 120,
         rounds: int | None = None, max_rounds: int | None = None,
-        heldout_ids: list[str] | None = None, quality_margin_db: float = 1.0) -> dict[str, Any]:
+        heldout_ids: list[str] | None = None) -> dict[str, Any]:
     overrides = combination(cfg)
     configs = {STOCK: cfg, SHIPPED: cfg.with_overrides(overrides)}
     for c in configs.values():  # the split parts a choice runs on (sentence prosody), built once
@@ -117,15 +137,12 @@ def run(cfg: LabConfig, st, *, text: str = "paragraph", speed_tokens: int = 120,
                     control=lambda: control.engine.run_tokens(toks, voice))
     streams = {k: run_stream(s, body, name=k).summary() for k, s in synths.items()}
     ref = assets.reference(cfg)
-    ref_engine = Engine(cfg, variant=ref.variant)
-    lsd = held_out_quality({k: s.engine for k, s in synths.items()}, ref_engine, held)
-    summaries = {k: quality.summary(v) for k, v in lsd.items()}
+    judged = held_out_quality(configs, synths, cfg, held)
     v = verdict(ttfa.ci95(SHIPPED), speed.ci95(SHIPPED),
-                {k: s["underruns"] for k, s in streams.items()},
-                {k: s["worst"] for k, s in summaries.items()}, quality_margin_db)
+                {k: s["underruns"] for k, s in streams.items()}, judged)
     v["tested_overrides"] = overrides
     return {"overrides": overrides, "ttfa": ttfa, "speed": speed, "streams": streams,
-            "lsd": lsd, "quality": summaries, "reference": ref.variant, "verdict": v,
+            "quality": judged, "reference": ref.variant, "verdict": v,
             "speed_tokens": len(toks), "text": text}
 
 
@@ -140,22 +157,42 @@ def headline(result: dict[str, Any]) -> dict[str, Any]:
         f"{result['text']} TTFA stock (s)": round(ttfa.median(STOCK), 3),
         f"{result['text']} TTFA shipped (s)": round(ttfa.median(SHIPPED), 3),
     }
+    out[f"word error rate, {result['reference']} (held-out)"] = round(q["reference_wer"]["corpus"], 3)
     for k in (STOCK, SHIPPED):
         out[f"underruns {k}"] = result["streams"][k]["underruns"]
-        if q[k]["worst"] is not None:
-            out[f"LSD to {result['reference']} {k}, worst held-out (dB)"] = round(q[k]["worst"], 2)
-        if q[k]["mean"] is not None:
-            out[f"LSD to {result['reference']} {k}, mean held-out (dB)"] = round(q[k]["mean"], 2)
+        sm = q[k]["summary"]
+        out[f"ruler {k}: utterances passed"] = f"{sm['utterances'] - len(sm['failed_utterances'])}/{sm['utterances']}"
+        if sm.get("worst_masked_lsd_db") is not None:
+            out[f"masked LSD to {result['reference']} {k}, worst held-out (dB)"] = round(sm["worst_masked_lsd_db"], 2)
+            out[f"worst frame to {result['reference']} {k}, worst held-out (dB)"] = round(sm["worst_masked_lsd_peak_db"], 2)
+        if sm.get("wer") is not None:
+            out[f"word error rate {k} (held-out)"] = round(sm["wer"], 3)
     out["ships"] = result["verdict"]["ships"]
     return out
+
+
+def quality_table(result: dict[str, Any]) -> str:
+    """Per held-out utterance, stock and shipped side by side: the ruler's verdict and its
+    masked LSD (mean; worst frame), and the tokens whose predicted length moved."""
+    q = result["quality"]
+    lines = ["| utterance | stock | shipped | stock masked LSD dB | shipped masked LSD dB | "
+             "tokens moved (shipped) |", "|---|---|---|---|---|---|"]
+    for uid, r in q[SHIPPED]["per_utterance"].items():
+        s = q[STOCK]["per_utterance"].get(uid, {})
+        f, fs = r["figures"], s.get("figures") or {}
+        lines.append(f"| {uid} | {s.get('verdict', '—')} | {r['verdict']} | "
+                     f"{fs.get('masked_lsd_db', 0):.2f}; {fs.get('masked_lsd_peak_db', 0):.2f} | "
+                     f"{f['masked_lsd_db']:.2f}; {f['masked_lsd_peak_db']:.2f} | "
+                     f"{r['durations']['tokens_moved'] if r['durations']['tokens_moved'] is not None else '—'} |")
+    return "\n".join(lines)
 
 
 def record(st, result: dict[str, Any]) -> None:
     st.metrics["comparisons"] = {f"first audio, {result['text']}": result["ttfa"].to_dict(),
                                  f"speed, {result['speed_tokens']} tokens": result["speed"].to_dict()}
     st.metrics["streams"] = result["streams"]
-    st.metrics["quality"] = {"reference": result["reference"], "per_utterance": result["lsd"],
-                             "summary": result["quality"], "definition": quality.LSD_DEFINITION}
+    st.metrics["quality"] = {"reference": result["reference"], **result["quality"],
+                             "definition": ruler.definition()}
     st.metrics[VERDICT] = result["verdict"]
     st.metrics["headline"] = headline(result)
     for loss in result["verdict"]["losses"]:

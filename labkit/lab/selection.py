@@ -7,8 +7,10 @@ baseline (what ships when nothing earns its place)::
      "overrides": {"session.use_ort_format": true},      # dotted LabConfig settings
      "baseline": false,                                  # true on the stage's baseline
      "criterion": "rtf", "ratio": 1.12, "ci95": [1.05, 1.19],  # Comparison.selection_fields
-     "measured": ["rtf", "ttfa_s", "lsd_db"],            # every criterion measured on it
+     "measured": ["rtf", "ttfa_s", "quality"],           # every criterion measured on it
      "ttfa_s": 0.41, "rtf": 0.28, "lsd_db": 0.3,         # its figures, for the journal
+     "quality": {"verdict": "pass", "reasons": [],       # the ruler's verdict (quality_entry)
+                 "basis": "vocoder at the reference's alignment, held-out and dev"},
      "failed_checks": []}                                # e.g. ["NaN", "length"]
 
 ``ratio`` is how many times better than the baseline the candidate measured on
@@ -17,8 +19,9 @@ baseline (what ships when nothing earns its place)::
 
 A candidate replaces the baseline only when
 
-(a) it passed every check: ``failed_checks`` is empty and its ``lsd_db`` was measured and
-    is within ``max_lsd_db``;
+(a) it passed every check: ``failed_checks`` is empty and its ``quality`` verdict, the
+    quality ruler's (labkit.quality.ruler, bounds set on the calibration ladder), was
+    measured and is "pass";
 (b) it was measured on every criterion the baseline was (``measured``);
 (c) its ratio is on the stage's criterion (``SelectionConfig.criteria[stage]``, else the
     baseline's ``criterion``) and its 95 % interval lies wholly above 1.0 + ``min_gain``
@@ -39,7 +42,7 @@ from typing import Any
 from labkit.config import LabConfig, SelectionConfig
 
 #: the figures a choice entry carries beside its ratio (for the journal's table)
-FIGURES = ("ttfa_s", "rtf", "lsd_db")
+FIGURES = ("ttfa_s", "rtf", "lsd_db", "quality")
 
 
 def _interval(c: dict) -> tuple[float, float] | None:
@@ -55,15 +58,23 @@ def _interval(c: dict) -> tuple[float, float] | None:
     return lo, hi
 
 
+def quality_entry(passed: bool | None, reasons: list[str] | None = None, basis: str = "",
+                  **figures: Any) -> dict[str, Any]:
+    """A candidate's ``quality``: the ruler's verdict ("pass", "fail", or None: not
+    measured), why, on what it was measured, and the figures worth showing beside it."""
+    return {"verdict": None if passed is None else "pass" if passed else "fail",
+            "reasons": list(reasons or []), "basis": basis, **figures}
+
+
 def check_failures(candidate: dict, rules: SelectionConfig) -> list[str]:
     """Rule (a): the checks a candidate failed, its own ``failed_checks`` plus the quality
-    bound; empty when it passed every one."""
+    ruler's verdict; empty when it passed every one."""
     out = [str(x) for x in candidate.get("failed_checks") or []]
-    lsd = candidate.get("lsd_db")
-    if lsd is None or (isinstance(lsd, float) and math.isnan(lsd)):
+    q = candidate.get("quality") or {}
+    if q.get("verdict") is None:
         out.append("quality not measured")
-    elif lsd > rules.max_lsd_db:
-        out.append(f"lsd {lsd:.2f} dB > bound {rules.max_lsd_db:.2f} dB")
+    elif q["verdict"] != "pass":
+        out.append("quality: " + ("; ".join(q.get("reasons") or []) or "fails the ruler"))
     return out
 
 
@@ -230,7 +241,7 @@ def select(records: list[dict], rules: SelectionConfig, base: LabConfig | None =
         "verification": verification,
         "choices": choices,
         "rejected": rejected,
-        "rules": {"max_lsd_db": rules.max_lsd_db, "criteria": dict(rules.criteria),
+        "rules": {"quality": "the ruler's verdict (labkit.quality.ruler)", "criteria": dict(rules.criteria),
                   "min_gain": rules.min_gain,
                   "earned_when": "no failed checks, measured on every criterion the baseline "
                                  f"was, 95 % interval of the ratio wholly above {rules.threshold:.2f}"},

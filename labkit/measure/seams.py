@@ -1,8 +1,13 @@
 """The cost at the seams: what chunking does to the audio where pieces are joined.
 
-The chunked audio is compared with the unchunked synthesis of the same text, in a window
-around each seam and around mid-piece points (the control): chunking changes prosody
-everywhere (each piece has its own style row), the join adds only at the seam.
+What decides is what a listener would hear: clicks (labkit.quality.clicks, a detector
+validated on the calibration ladder). The chunked stream's clicks per minute are held
+against the unchunked synthesis of the same text (speech has click-like transients of its
+own: plosives, creaky voice) -- no higher beyond chance -- and no seam may hold a click
+(:func:`click_report`, :func:`verdict`). Beside it, reported only: the log-spectral
+distance to the unchunked audio in a window around each seam against mid-piece points
+(the control), which moves everywhere because chunking changes prosody everywhere and
+cannot hear a click (FINDINGS), and the join discontinuity at each seam.
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from labkit import quality
+from labkit.quality import clicks as clickmod
 from labkit.engine import joining
 from labkit.engine.ort import SAMPLE_RATE
 from labkit.engine.pipeline import StreamingSynthesizer
@@ -109,6 +115,39 @@ def natural_discontinuity(audio: np.ndarray, crossfade_ms: float = 10.0, points:
     return {f"p{q}": round(float(np.percentile(ratios, q)), 3) for q in (50, 90, 99)}
 
 
+def click_report(chunked: np.ndarray, reference: np.ndarray, seam_positions: Sequence[int]
+                 ) -> dict[str, Any]:
+    """Clicks (labkit.quality.clicks) in the chunked audio and in the unchunked reference:
+    each one's rate per minute with its Poisson interval, the score at every seam (within
+    2 ms) and the worst, the seams that hold a click, and whether the chunked rate is no
+    higher than the reference's beyond chance (:func:`labkit.quality.clicks.no_more_than`)."""
+    found = clickmod.detect(chunked)
+    found_ref = clickmod.detect(reference)
+    rate = clickmod.rate_per_minute(len(found), len(chunked) / SAMPLE_RATE)
+    rate_ref = clickmod.rate_per_minute(len(found_ref), len(reference) / SAMPLE_RATE)
+    at_seams = clickmod.score_near(chunked, seam_positions) if len(seam_positions) else []
+    return {"threshold_db": clickmod.THRESHOLD_DB,
+            "chunked": rate, "unchunked": rate_ref,
+            "positions_s": [round(c.seconds, 3) for c in found],
+            "seam_scores_db": [round(x, 2) for x in at_seams],
+            "worst_seam_db": round(max(at_seams), 2) if at_seams else None,
+            "clicks_at_seams": sum(1 for x in at_seams if x > clickmod.THRESHOLD_DB),
+            "no_more_than_unchunked": clickmod.no_more_than(rate, rate_ref)}
+
+
+def verdict(clicks_: dict[str, Any]) -> tuple[bool, list[str]]:
+    """(passed, why not) of a seam report's clicks: no seam holds a click, and the chunked
+    audio clicks no more often than the unchunked."""
+    why = []
+    if clicks_["clicks_at_seams"]:
+        why.append(f"{clicks_['clicks_at_seams']} seam(s) hold a click (worst "
+                   f"{clicks_['worst_seam_db']} dB > {clicks_['threshold_db']} dB)")
+    if not clicks_["no_more_than_unchunked"]:
+        why.append(f"{clicks_['chunked']['per_minute']:.1f} clicks per minute against "
+                   f"{clicks_['unchunked']['per_minute']:.1f} unchunked")
+    return not why, why
+
+
 def seam_report(engine, chunking_cfg, text_: str, voice: str | None = None,
                 reference: np.ndarray | None = None) -> dict[str, Any]:
     """The cost at the seams of ``chunking_cfg`` on ``text_``: log-spectral distance to
@@ -132,8 +171,13 @@ def seam_report(engine, chunking_cfg, text_: str, voice: str | None = None,
     natural = joining.silence_runs(reference)
     seam_vals = [r["seam_lsd_db"] for r in lsd_rows if r.get("seam_lsd_db") is not None]
     ctrl_vals = [r["control_lsd_db"] for r in lsd_rows if r.get("control_lsd_db") is not None]
+    clicks_ = click_report(chunked, reference, positions)
+    passed, why = verdict(clicks_)
     return {
         "seams": len(seams),
+        "clicks": clicks_,
+        "quality_passed": passed,
+        "quality_reasons": why,
         "seam_lsd_db_median": statistics.median(seam_vals) if seam_vals else None,
         "control_lsd_db_median": statistics.median(ctrl_vals) if ctrl_vals else None,
         "seam_excess_db": seam_excess(lsd_rows),
