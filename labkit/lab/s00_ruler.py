@@ -156,6 +156,7 @@ def plot(result: dict[str, Any], plt):
         ax.set_title(f, fontsize=9)
         if f in ("masked_lsd_peak_db", "lsd_db", "gap_ms"):
             ax.set_xscale("symlog", linthresh=1.0)
+            ax.set_xlim(left=0.0)
     axes[0].set_yticks(range(len(rungs)), rungs, fontsize=8)
     axes[0].invert_yaxis()
     fig.suptitle("the ladder as each figure reads it (green inaudible, orange borderline, "
