@@ -75,10 +75,31 @@ class _Parts:
         return ([np.asarray(out[t]) for t in self.boundary],
                 None if durations is None else np.asarray(durations, np.int64).ravel())
 
+    #: for each of this part B's boundary inputs, the index of the reference's tensor
+    order: list[int] | None = None
+
     def part_b(self, bound: list[np.ndarray], feeds: dict[str, np.ndarray]) -> np.ndarray:
+        if self.order is not None:
+            bound = [bound[k] for k in self.order]
         b_feeds = dict(zip(self.boundary, bound))
         b_feeds.update({n: feeds[n] for n in self.b_inputs if n not in b_feeds})
         return np.asarray(self.b.run(None, b_feeds)[0], np.float32).ravel()
+
+
+def pairing(ref: list[str], var: list[str], ref_shapes: dict | None, var_shapes: dict | None
+            ) -> list[int]:
+    """For each of the variant's boundary tensors, the index of the reference's tensor that
+    feeds it: by name where both graphs use the same names (the quantizer may list them in
+    another order: F0 and N swap), else by position when the shapes agree; else
+    :class:`NotComparable`."""
+    if len(ref) != len(var):
+        raise NotComparable(f"the variant's part B reads {len(var)} boundary tensors, the "
+                            f"reference's part A gives {len(ref)}")
+    if sorted(ref) == sorted(var):
+        return [ref.index(name) for name in var]
+    if ref_shapes and var_shapes and all(ref_shapes.get(a) == var_shapes.get(b) for a, b in zip(ref, var)):
+        return list(range(len(var)))
+    raise NotComparable(f"the variant's boundary {var} cannot be paired with the reference's {ref}")
 
 
 class AtReference:
@@ -94,9 +115,9 @@ class AtReference:
         key = str(parts.b)
         if key not in self._variants:
             v = _Parts(parts, self.session_cfg)
-            if len(v.boundary) != len(self.ref.boundary):
-                raise NotComparable(f"the variant's part B reads {len(v.boundary)} boundary "
-                                    f"tensors, the reference's part A gives {len(self.ref.boundary)}")
+            order = pairing(self.ref.boundary, v.boundary, self.ref.parts.meta.get("boundary_shapes"),
+                            v.parts.meta.get("boundary_shapes"))
+            v.order = order
             self._variants[key] = v
         return self._variants[key]
 
@@ -115,8 +136,7 @@ class AtReference:
                ) -> Rendering:
         """Both vocoders on the reference's part A for one utterance's ``feeds``, and the
         two models' durations compared (None where a part A has no durations output).
-        Boundary tensors pair by position (the cut is found the same way in both graphs)
-        and must have the same shapes. ``key`` (the utterance's id) keeps the reference's
+        Boundary tensors pair by name (:func:`pairing`). ``key`` (the utterance's id) keeps the reference's
         side for the next variant."""
         v = self.variant(parts)
         bound, d_ref, reference = self.reference(feeds, key)
