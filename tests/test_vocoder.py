@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 
 from labkit.engine import assets
-from labkit.engine.runtime import VoiceBank, timed_model
+from labkit.engine.runtime import VoiceBank
+from labkit.engine.words import timed_cache_dir
 from labkit.engine.split_runtime import split_dir
 from labkit.measure import corpora, vocoder
+from labkit.optimize import durations
 from labkit.optimize import split as splitting
 
 
@@ -29,8 +31,10 @@ def test_the_reference_against_itself_and_a_variant_that_lists_its_boundary_in_a
     """The quantizer may list part B's inputs in another order (F0 and N swapped in the QDQ
     builds): paired by position, the F0 curve would drive the energy input (clipped noise);
     paired by name, the same part B gives the same audio bit for bit."""
-    ref = assets.reference(cfg).variant
-    parts = splitting.split_files(timed_model(cfg, ref), split_dir(cfg))
+    # the reference with its durations output, built here as stage 03 builds it (a clean
+    # clone provisions the timed copy of the shipped model only)
+    ref = assets.model_path(cfg, assets.reference(cfg).variant)
+    parts = splitting.split_files(durations.ensure(ref, timed_cache_dir(cfg)), split_dir(cfg))
     meta = dict(parts.meta)
     meta["boundary"] = [meta["boundary"][0], meta["boundary"][2], meta["boundary"][1]]
     swapped = dataclasses.replace(parts, meta=meta)
