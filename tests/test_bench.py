@@ -136,7 +136,69 @@ def test_run_stream_records_every_chunk(engine):
     run = streaming.run_stream(StreamingSynthesizer(engine), "One, two. Three four five.", keep_audio=True)
     assert run.words_present and len(run.arrivals) == len(run.chunks) >= 2
     assert run.audio is not None and len(run.audio) / 24000 == pytest.approx(run.audio_s)
-    assert run.summary()["underruns"] >= 0
+
+
+class _Clock:
+    """A clock that moves only when told (the fake stream moves it as chunks arrive)."""
+
+    def __init__(self):
+        self.now = 100.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+class _LateStream:
+    """StreamingSynthesizer.open_stream's stream on a fake clock: chunk k of ``durations[k]``
+    seconds arrives ``arrivals[k]`` seconds after the stream opened."""
+
+    def __init__(self, clock, text, arrivals, durations):
+        from types import SimpleNamespace
+
+        self.clock, self.t0, self.source_text = clock, clock.now, text
+        self.schedule = list(zip(text.split(), arrivals, durations))
+        self.stats = SimpleNamespace(failures=[], retries=0, max_ahead=1, opening_load=0.0,
+                                     primer_floor=0, per_session={})
+        self.chunk = lambda i, word, d: SimpleNamespace(
+            index=i, text=word, tokens=3, boundary="sentence", session=0, synth_seconds=0.1,
+            started_at=0.0, done_at=0.0, ready_at=0.0, duration=d, attempts=1,
+            audio=np.full(int(d * 24000), 0.1, np.float32), words=[])
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def __iter__(self):
+        for i, (word, at, d) in enumerate(self.schedule):
+            self.clock.now = self.t0 + at
+            yield self.chunk(i, word, d)
+
+
+def test_run_stream_counts_the_underruns_of_a_stream_that_arrives_late(monkeypatch):
+    """Chunks of 1 s arriving at 0.5, 1.0, 3.0 and 4.7 s: playback starts at 0.5 and stalls
+    0.5 s before the third chunk and 0.7 s before the fourth: two underruns, 1.2 s."""
+    from types import SimpleNamespace
+
+    clock = _Clock()
+    monkeypatch.setattr(streaming, "time", SimpleNamespace(perf_counter=clock.perf_counter))
+    text = "One. Two. Three. Four."
+    synth = SimpleNamespace(open_stream=lambda t, *a: _LateStream(clock, t, [0.5, 1.0, 3.0, 4.7], [1.0] * 4))
+    run = streaming.run_stream(synth, text)
+    assert run.arrivals == pytest.approx([0.5, 1.0, 3.0, 4.7]) and run.words_present
+    summary = run.summary()
+    assert summary["underruns"] == 2 and summary["underrun_s"] == pytest.approx(1.2)
+    assert summary["ttfa_s"] == pytest.approx(0.5) and summary["total_s"] == pytest.approx(4.7)
+    row = streaming.summarize_runs([run])
+    assert row["underruns_max"] == 2 and streaming.stream_failures(row) == ["underruns"]
+    # a 1.5 s start-up buffer starts playback at 1.0 s: the third chunk comes just in time,
+    # the fourth 0.7 s late
+    late = run.summary(startup_buffer_s=1.5)
+    assert late["underruns"] == 1 and late["underrun_s"] == pytest.approx(0.7)
+    on_time = streaming.run_stream(SimpleNamespace(open_stream=lambda t, *a: _LateStream(
+        clock, t, [0.5, 1.0, 1.5, 2.5], [1.0] * 4)), text)
+    assert on_time.summary()["underruns"] == 0
 
 
 def test_coreml_candidates_are_skipped_with_the_reason_where_missing(cfg):
