@@ -144,6 +144,7 @@ def test_shape_needing_rewrite_wants_feeds():
         rewrites.apply(_instance_norm_chain(), ["instance_norm"])
 
 
+@pytest.mark.model
 def test_real_model_rewrites_preserve_output(cfg):
     """pow2_mul and conv1d_as_2d on the shipped int8 graph, on a real input: the first
     rewritten site agrees to float rounding and the audio keeps its length."""

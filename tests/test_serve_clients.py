@@ -16,7 +16,6 @@ import httpx
 import pytest
 
 from labkit.measure.client import ServerError, say_from_server, speech_url
-from labkit.config import LabConfig
 
 KEY = "test-key-123"
 TEXT = "Good morning. Here is the news, read aloud by a small model."
@@ -89,11 +88,8 @@ def test_the_http_runner_counts_the_same_underruns(monkeypatch):
 
 # -- the real server -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def server():
-    from labkit.measure.httpbench import ServerProcess
-
-    with ServerProcess(LabConfig.load(env={}), overrides=[f"serve.api_key={KEY}"]) as s:
-        yield s
+def server(served):
+    return served(f"serve.api_key={KEY}")
 
 
 @pytest.mark.model

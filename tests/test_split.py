@@ -142,6 +142,7 @@ def test_a_graph_without_a_decoder_is_refused():
         sp.find_boundary(m)
 
 
+@pytest.mark.model
 def test_real_int8_boundary(cfg):
     path = assets.model_path(cfg, "int8")
     if not path.exists():
