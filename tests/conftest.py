@@ -24,7 +24,7 @@ STANDINS = Path(__file__).parent / "standins"
 
 #: fixtures that load the model (directly or through a server that does)
 MODEL_FIXTURES = {"engine", "timed_engine", "plain_engine", "split_parts", "split_engine", "server",
-                  "pcm_reference", "served"}
+                  "pcm_reference", "served", "default_server"}
 
 
 def pytest_configure(config):
@@ -156,3 +156,17 @@ def served(cfg, timed_model):
                 servers[key] = stack.enter_context(ServerProcess(cfg, overrides=list(key)))
             return servers[key]
         yield get
+
+
+@pytest.fixture(scope="session")
+def default_server(served, tmp_path_factory):
+    """The server the endpoint tests share (tests/test_serve.py, tests/test_serve_hostile.py):
+    LabConfig's defaults, a personal lexicon it reads (``.lexicon``: a test may edit it), a
+    short queue timeout (a second request gets its 429 at once) and 1 s header, body and
+    keep-alive deadlines (the timeout cases stay fast)."""
+    lexicon = tmp_path_factory.mktemp("lexicon") / "lexicon.yaml"
+    lexicon.write_text("en:\n  zorblax: zˈɔɹblæks\n", encoding="utf-8")
+    s = served("serve.queue_timeout_s=0.5", "serve.header_timeout_s=1", "serve.body_timeout_s=1",
+               "serve.keep_alive_s=1", f"lexicon={lexicon}")
+    s.lexicon = lexicon
+    return s

@@ -50,6 +50,18 @@ def changed(**change) -> Callable[[dict], dict]:
     return lambda x: {**x, **change}
 
 
+def nested(*path: str, **change) -> Callable[[Any], Any]:
+    """An edit of a copy: the dict at ``path`` inside the input updated with ``change``."""
+    def edit(x):
+        x = copy.deepcopy(x)
+        inner = x
+        for key in path:
+            inner = inner[key]
+        inner.update(change)
+        return x
+    return edit
+
+
 def failures_as_targets(failed: Callable[[Any], list[str]], names: tuple[str, ...]):
     """A check returning what failed, read as {name: not failed} (a name matches a failure
     it starts)."""
@@ -66,18 +78,6 @@ def _s01_good() -> dict:
                                         "ja": {"unavailable": None, "passed": 8, "cases": 8}}}}
 
 
-def _s01_summary(**change):
-    return lambda r: {**r, "summary": {**r["summary"], **change}}
-
-
-def _s01_language(lang, **change):
-    def edit(r):
-        r = copy.deepcopy(r)
-        r["languages"]["languages"][lang].update(change)
-        return r
-    return edit
-
-
 def _s01_cost(ci95):
     return lambda r: {**r, "cost": {"rows": [{"text": "t", "labkit_over_misaki_ci95": ci95}]}}
 
@@ -86,16 +86,16 @@ COST_T = f"cost_within_{s01.MAX_COST_RATIO}x_misaki (t)"
 LANG_CASES = f"every_language_{s01.MIN_LANGUAGE_CASES}_cases_pass"
 
 S01 = Gate(s01.targets, _s01_good, {
-    "corpus_all_pass": [_s01_summary(passed=2)],
-    "no_words_lost": [_s01_summary(words_lost=1)],
-    "no_oov_reaching_model": [_s01_summary(oov_reaching_model=1)],
-    "no_symbols_lost_before_the_model": [_s01_summary(oov_before_cleaning=2)],
+    "corpus_all_pass": [nested("summary", passed=2)],
+    "no_words_lost": [nested("summary", words_lost=1)],
+    "no_oov_reaching_model": [nested("summary", oov_reaching_model=1)],
+    "no_symbols_lost_before_the_model": [nested("summary", oov_before_cleaning=2)],
     COST_T: [_s01_cost([1.2, 1.35])],  # judged on the interval's high end, not the median
     "cache_hit_under_1ms": [changed(cache_hit_s=2e-3)],
-    "every_language_read": [_s01_language("ja", unavailable="misaki's ja G2P needs 'fugashi'"),
+    "every_language_read": [nested("languages", "languages", "ja", unavailable="misaki's ja G2P needs 'fugashi'"),
                             lambda r: {**r, "languages": {"languages": {}}}],
-    LANG_CASES: [_s01_language("ja", passed=7),
-                 _s01_language("ja", passed=s01.MIN_LANGUAGE_CASES - 1,
+    LANG_CASES: [nested("languages", "languages", "ja", passed=7),
+                 nested("languages", "languages", "ja", passed=s01.MIN_LANGUAGE_CASES - 1,
                                cases=s01.MIN_LANGUAGE_CASES - 1)],
 })
 
@@ -113,19 +113,11 @@ def _s02_good() -> dict:
             "max_lsd_db": 1.0}
 
 
-def _s02_warm(n, **change):
-    def edit(r):
-        r = copy.deepcopy(r)
-        r["warm"][n].update(change)
-        return r
-    return edit
-
-
 S02 = Gate(s02.targets, _s02_good, {
     "cold_start_2x": [changed(cold_ratio={"best": {"ratio": 1.6, "ci95": [1.5, 1.7]}}),
                       changed(cold_ratio={"ort_format": {"ratio": 3.0, "ci95": [2.8, 3.2]}})],
-    "faster_at_every_length": [_s02_warm("250", ci95=[0.99, 1.4]), changed(warm={})],
-    "drift_within": [_s02_warm("30", drift_vs_default_db=1.5), changed(warm={})],
+    "faster_at_every_length": [nested("warm", "250", ci95=[0.99, 1.4]), changed(warm={})],
+    "drift_within": [nested("warm", "30", drift_vs_default_db=1.5), changed(warm={})],
 })
 
 
@@ -151,20 +143,12 @@ def _s03_select(rows):
     return {"fast_is_x": fast.get("variant") == "x", "meets_speed_target": bool(fast.get("meets_speed_target"))}
 
 
-def _s03_row(name, **change):
-    def edit(rows):
-        rows = copy.deepcopy(rows)
-        rows[name].update(change)
-        return rows
-    return edit
-
-
 S03_SELECT = Gate(_s03_select, lambda: {
     "int8": {"ok": True, "speedup": 1.0, "quality": {"verdict": "pass"}},
     "x": {"ok": True, "speedup": s03.Targets().fast_speedup + 0.5, "quality": {"verdict": "pass"}}}, {
-    "fast_is_x": [_s03_row("x", ok=False), _s03_row("x", quality={"verdict": "fail"}),
-                  _s03_row("x", quality=None), _s03_row("x", speedup=None)],
-    "meets_speed_target": [_s03_row("x", speedup=s03.Targets().fast_speedup - 0.1)],
+    "fast_is_x": [nested("x", ok=False), nested("x", quality={"verdict": "fail"}),
+                  nested("x", quality=None), nested("x", speedup=None)],
+    "meets_speed_target": [nested("x", speedup=s03.Targets().fast_speedup - 0.1)],
 })
 
 
@@ -323,19 +307,11 @@ def _s08_good() -> dict:
                           "http repeat": row(0.01, [38.0, 45.0])}}
 
 
-def _s08_runner(name, **change):
-    def edit(r):
-        r = copy.deepcopy(r)
-        r["paragraph"][name].update(change)
-        return r
-    return edit
-
-
 S08 = Gate(s08.targets, _s08_good, {
-    "http_within_1.3x_of_pipeline": [_s08_runner("http", ttfa_ci95=[0.70, 0.90])],
+    "http_within_1.3x_of_pipeline": [nested("paragraph", "http", ttfa_ci95=[0.70, 0.90])],
     # the medians are 10.5x apart, but the intervals allow 8.0 / 0.99, about 8x: not met
-    "repeat_10x_sooner": [_s08_runner("http repeat", ttfa_s=0.04, ttfa_ci95=[8.0, 12.0]),
-                          _s08_runner("http", ttfa_ci95=[0.90, 4.5])],
+    "repeat_10x_sooner": [nested("paragraph", "http repeat", ttfa_s=0.04, ttfa_ci95=[8.0, 12.0]),
+                          nested("paragraph", "http", ttfa_ci95=[0.90, 4.5])],
 })
 
 

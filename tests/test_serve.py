@@ -1,4 +1,4 @@
-"""serve/: the endpoint, driven over real HTTP (one server for the module), plus its
+"""serve/: the endpoint, driven over real HTTP (the session's shared server), plus its
 parts (encoders, request checks, best.json merging, voices, auth) on their own."""
 from __future__ import annotations
 
@@ -200,15 +200,11 @@ def test_auth_cors_and_not_ready_without_loading_the_model():
 
 # -- the real server -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, served):
-    """The session's server with a short queue timeout (429 at once) and a personal
-    lexicon it reads (test_a_lexicon_edit_applies_to_the_next_request edits it); word
+def server(default_server):
+    """The session's shared server (tests/conftest.py): a short queue timeout (429 at once),
+    a personal lexicon (test_a_lexicon_edit_applies_to_the_next_request edits it), word
     timestamps from the provisioned model copy with the durations output."""
-    lexicon = tmp_path_factory.mktemp("lexicon") / "lexicon.yaml"
-    lexicon.write_text("en:\n  zorblax: zˈɔɹblæks\n", encoding="utf-8")
-    s = served("serve.queue_timeout_s=0.5", f"lexicon={lexicon}")
-    s.lexicon = lexicon
-    return s
+    return default_server
 
 
 def speak(url: str, **body) -> httpx.Response:

@@ -1,4 +1,4 @@
-"""Real clients against the real server (one for the module, with an API key set): the
+"""Real clients against the real server (one for the session, with an API key set): the
 official openai SDK, a Node fetch script shaped like a Raycast extension, and
 labkit.measure.client (``labkit say --server``)."""
 from __future__ import annotations
