@@ -93,8 +93,19 @@ def phoneme_words(phonemes: str) -> list[str]:
 
 
 def _contains(have: list[str], want: list[str]) -> bool:
-    n = len(want)
-    return n > 0 and any(have[i:i + n] == want for i in range(len(have) - n + 1))
+    """Whether consecutive words of ``have`` spell ``want``'s phonemes, where the words
+    break being free ("twenty-four" is one phoneme word, "twenty four" two; "PM" one,
+    "p m" two): the same sounds from a word's start to a word's end."""
+    target = "".join(want)
+    for i in range(len(have)):
+        run = ""
+        for word in have[i:]:
+            run += word
+            if run == target:
+                return True
+            if not target.startswith(run):
+                break
+    return False
 
 
 def read_as_written(read_as: dict[str, Any], phonemes: str, g2p: G2P) -> list[str]:

@@ -326,13 +326,22 @@ def run_variant(cfg: LabConfig, variant: str, *, levels=(), thread_counts=(), mo
     rec["comparisons"] = comparisons
     rec["best_session"] = dataclasses.asdict(best)
     rec["max_lsd_db"] = max_lsd_db
-    lows = [w["ci95"][0] for w in rec["warm"].values()]
-    rec["targets"] = {
-        "cold_start_2x": rec["cold_ratio"]["best"]["ratio"] >= 2.0 if "best" in rec["cold_ratio"] else False,
-        "faster_at_every_length": bool(lows) and min(lows) > 1.0,
-        "drift_within": all(w["drift_vs_default_db"] <= max_lsd_db for w in rec["warm"].values()),
-    }
+    rec["targets"] = targets(rec)
     return rec
+
+
+def targets(rec: dict[str, Any]) -> dict[str, bool]:
+    """Each target, met or not, on a variant's record: the best session's cold start at
+    least 2x sooner than the default's (fresh processes); faster beyond the noise at every
+    warm length (every interval's low end above 1.0); its drift from the default within
+    ``rec["max_lsd_db"]`` at every length. Nothing measured is not met."""
+    warm = list(rec["warm"].values())
+    best = rec["cold_ratio"].get("best")
+    return {
+        "cold_start_2x": best is not None and best["ratio"] >= 2.0,
+        "faster_at_every_length": bool(warm) and min(w["ci95"][0] for w in warm) > 1.0,
+        "drift_within": bool(warm) and all(w["drift_vs_default_db"] <= rec["max_lsd_db"] for w in warm),
+    }
 
 
 def run(cfg: LabConfig, st, *, variants=("int8",), levels=(), thread_counts=(), modes=(),
