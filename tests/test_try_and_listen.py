@@ -63,20 +63,22 @@ def test_stage02_try_session_times_one_change_and_reads_its_drift(cfg):
 
 
 # -- stage 03 --------------------------------------------------------------------------------------
-def _result03(fast, rows=None, clips=None):
+def _result03(fast, rows=None, clips=None, ships="int8"):
     ref = _speech()
     rows = rows or {s03.REFERENCE: {"ok": True}, "int8": {"ok": True, "speedup": 1.0},
                     "fp16-dec": {"ok": True, "speedup": 0.97}, "dyn-u8": {"ok": True, "speedup": 1.3},
                     "broken": {"ok": False, "speedup": 2.0}}
     clips = clips or {n: ref * (1.0 if n == s03.REFERENCE else 0.9) for n in rows}
     return {"baseline": "int8", "rows": rows, "clips": clips, "listen": {"id": "held-09"},
-            "reference": {"variant": "fp32-recon"},
+            "reference": {"variant": "fp32-recon"}, "ships": ships,
             "selection": {"fast": {"variant": fast} if fast else None}}
 
 
-def test_stage03_ships_its_fast_pick_else_shows_the_fastest_variant_it_tried():
-    assert s03.shipped_variant(_result03("fp16-dec")) == ("fp16-dec", True)
-    # int8 itself was the fast pick, or nothing passed: the runner-up (never a failed variant)
+def test_stage03_ships_what_the_selection_takes_else_shows_the_best_it_tried():
+    assert s03.shipped_variant(_result03("dyn-u8", ships="dyn-u8")) == ("dyn-u8", True)
+    # the ruler passed fp16-dec but it is not faster than int8: int8 ships, fp16-dec is heard
+    assert s03.shipped_variant(_result03("fp16-dec")) == ("fp16-dec", False)
+    # int8 itself was the fast pick, or nothing passed: the fastest that ran (never a failed one)
     assert s03.shipped_variant(_result03("int8")) == ("dyn-u8", False)
     assert s03.shipped_variant(_result03(None)) == ("dyn-u8", False)
     only = _result03(None, rows={s03.REFERENCE: {"ok": True}, "int8": {"ok": True}})
@@ -84,7 +86,7 @@ def test_stage03_ships_its_fast_pick_else_shows_the_fastest_variant_it_tried():
 
 
 def test_stage03_side_by_side_reads_stock_and_shipped_against_the_reference():
-    lst = s03.side_by_side(_result03("fp16-dec"))
+    lst = s03.side_by_side(_result03("fp16-dec", ships="fp16-dec"))
     assert _labels(lst) == ["stock: int8", "shipped: fp16-dec"]
     assert lst.utterance == "held-09" and "fp32-recon" in lst.against
     assert all(t.verdict in ("pass", "fail") for t in lst.takes)
@@ -93,7 +95,7 @@ def test_stage03_side_by_side_reads_stock_and_shipped_against_the_reference():
 
 
 def test_stage03_try_controls_offer_what_ships_and_the_listening_sentence_first():
-    c = s03.try_controls(_result03("fp16-dec"))
+    c = s03.try_controls(_result03("dyn-u8", ships="fp16-dec"))
     assert c["variant"][0] == "fp16-dec" and s03.REFERENCE not in c["variant"]
     assert c["utterance"][0][1] == "held-09" and len(c["utterance"]) > 20
 

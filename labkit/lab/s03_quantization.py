@@ -43,7 +43,7 @@ from labkit.engine.g2p import VOCAB, get_g2p
 from labkit.engine.ort import SAMPLE_RATE, kokoro_feeds, style_row
 from labkit.engine.runtime import DURATIONS, VoiceBank
 from labkit.lab import listen as listening
-from labkit.lab.selection import quality_entry
+from labkit.lab.selection import quality_entry, rank
 from labkit.measure import corpora, coverage, dnsmos, vocoder
 from labkit.measure.compare import Comparison, compare, schedule
 from labkit.measure import profile as profiling
@@ -682,6 +682,10 @@ def run(cfg: LabConfig, st, *, reference: str | None = None, baseline: str = "in
             "pareto_points": pts, "pareto_front": front,
             "listen": {"id": lid, "text": utt.utt.text, "page": str(page)}, "clips": clips,
             "profiles": profiles, "speed_bound": bound, "selection": sel, "notes": notes}
+    # what the journal's selection would take from this stage (labkit.lab.selection)
+    top = rank(candidates(rows, REFERENCE, bench["comparisons"][bench["speed_tokens"]],
+                          reference_variant=ref.variant, baseline_name=baseline), cfg.selection, NAME)
+    out["ships"] = top[0]["name"] if top else baseline
     out["_listening"] = side_by_side(out)
     return out
 
@@ -872,13 +876,18 @@ def plot_vs_baseline(result: dict[str, Any], plt):
 
 # -- listen and try it ------------------------------------------------------------------------------
 def shipped_variant(result: dict[str, Any]) -> tuple[str | None, bool]:
-    """(the variant this stage ships, True): its fast pick when that is not the baseline;
-    else (the runner-up, False): the fastest other variant that ran without a failed check
-    (None when there is none)."""
+    """(the variant this stage ships, True) -- what the journal's selection takes from its
+    candidates (``result["ships"]``: passed the ruler and every check, faster than the
+    baseline beyond the threshold) when that is not the baseline; else (the runner-up,
+    False): the fastest variant the ruler passed (the stage's fast pick), or the fastest
+    variant that ran without a failed check (None when there is none)."""
     base = result["baseline"]
-    fast = (result.get("selection") or {}).get("fast") or {}
-    if fast.get("variant") and fast["variant"] != base:
-        return fast["variant"], True
+    ships = result.get("ships")
+    if ships and ships != base:
+        return ships, True
+    fast = ((result.get("selection") or {}).get("fast") or {}).get("variant")
+    if fast and fast != base and fast in result["clips"]:
+        return fast, False
     others = [(r.get("speedup") or 0.0, n) for n, r in result["rows"].items()
               if n not in (REFERENCE, base) and r.get("ok") and n in result["clips"]]
     return (max(others)[1], False) if others else (None, False)
