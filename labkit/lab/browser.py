@@ -278,6 +278,87 @@ def look(notebook: str | Path, screenshot: str | Path, chromium: str | None = No
             "url": url.split("&token=")[0]}
 
 
+#: a live notebook's state: the kernel, cells run, widget buttons and what their outputs drew
+LIVE = """(() => { const ind = document.querySelector('.jp-Notebook-ExecutionIndicator');
+  const out = '.widget-output, .jupyter-widgets-output-area';
+  return {
+    kernel: ind && ind.getAttribute('data-status'),
+    ran: [...document.querySelectorAll('.jp-Notebook .jp-InputPrompt')]
+        .some(e => /\[[0-9*]+\]/.test(e.textContent)),
+    cells: document.querySelectorAll('.jp-Notebook .jp-Cell').length,
+    buttons: [...document.querySelectorAll('.jp-Notebook button.jupyter-button, .jp-Notebook .widget-button')]
+        .map(b => b.textContent.trim()),
+    controls: document.querySelectorAll('.jp-Notebook select, .jp-Notebook input, .jp-Notebook textarea').length,
+    output_images: [...document.querySelectorAll('.jp-Notebook img')]
+        .filter(i => i.closest(out) && i.complete && i.naturalWidth > 0).length,
+    output_text: [...document.querySelectorAll('.jp-Notebook .widget-output')].map(e => e.textContent.trim()).join(' | ').slice(0, 500),
+    errors: [...document.querySelectorAll('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')]
+        .map(e => e.textContent.slice(0, 500)),
+  };
+})()"""
+
+
+def _until(page: DevTools, cond, timeout: float) -> dict[str, Any]:
+    end = time.monotonic() + timeout
+    seen: dict[str, Any] = {}
+    while time.monotonic() < end:
+        seen = page.evaluate(LIVE) or {}
+        if cond(seen):
+            break
+        time.sleep(1.0)
+    return seen
+
+
+def _run_first_cell(page: DevTools) -> None:
+    x, y = page.evaluate("(() => { const r = document.querySelector("
+                         "'.jp-Notebook .jp-Cell .jp-InputPrompt').getBoundingClientRect();"
+                         " return [r.x + r.width / 2, r.y + r.height / 2]; })()")
+    for kind in ("mousePressed", "mouseReleased"):
+        page.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+    time.sleep(1.0)
+    for kind in ("rawKeyDown", "keyUp"):
+        page.send("Input.dispatchKeyEvent", type=kind, key="Enter", code="Enter",
+                  windowsVirtualKeyCode=13, modifiers=8)
+
+
+def press(notebook: str | Path, screenshot: str | Path, button: str = "Run",
+          chromium: str | None = None, timeout: float = 240.0) -> dict[str, Any]:
+    """Open ``notebook`` in JupyterLab in headless Chromium with a live kernel, run its first
+    cell (a "Try it" box: labkit.lab.page.try_it), press the widget button labelled
+    ``button`` as a person would, wait until the box's output draws an image, and write a
+    screenshot. Returns the page's state (:data:`LIVE`) before and after the press."""
+    chromium = chromium or find_chromium()
+    if chromium is None:
+        raise BrowserError(f"no Chromium found ({', '.join(CANDIDATES)} or $LABKIT_CHROMIUM); "
+                           "on Debian: apt-get install chromium")
+    notebook = Path(notebook).resolve()
+    with tempfile.TemporaryDirectory(prefix="labkit-browser-") as tmp:
+        work = Path(tmp)
+        with jupyter_lab(notebook.parent, work, timeout) as (base, token):
+            with DevTools(chromium, work, timeout=timeout) as page:
+                page.send("Page.navigate", url=f"{base}/lab/tree/{notebook.name}?reset&token={token}")
+                _until(page, lambda s: s.get("cells") and s.get("kernel") == "idle", timeout)
+                # select the first cell and run it (Shift+Enter, as a person does); a page
+                # still settling can miss the keys: pressed again until the cell has run
+                end = time.monotonic() + timeout
+                drawn_box: dict[str, Any] = {}
+                while time.monotonic() < end and not drawn_box.get("ran"):
+                    time.sleep(2.0)
+                    _run_first_cell(page)
+                    drawn_box = _until(page, lambda s: s.get("ran"), min(30.0, timeout))
+                drawn_box = _until(page, lambda s: button in (s.get("buttons") or []) or s.get("errors"),
+                                   timeout)
+                if button not in (drawn_box.get("buttons") or []):
+                    page.screenshot(Path(screenshot))
+                    return {"box": drawn_box, "pressed": None, "screenshot": str(screenshot)}
+                page.evaluate("[...document.querySelectorAll('.jp-Notebook button.jupyter-button, "
+                              f".jp-Notebook .widget-button')].find(b => b.textContent.trim() === {json.dumps(button)}).click()")
+                after = _until(page, lambda s: s.get("output_images") or s.get("errors"), timeout)
+                time.sleep(1.0)
+                shot = page.screenshot(Path(screenshot))
+    return {"box": drawn_box, "pressed": after, "screenshot": str(shot)}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
