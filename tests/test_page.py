@@ -249,6 +249,17 @@ def test_the_listen_table_puts_players_side_by_side_with_the_figures_under_them(
     assert rows["level (dB)"].startswith("-6.0")  # half as loud: the ruler reports the level
 
 
+def test_a_take_can_be_the_reference_the_others_are_read_against():
+    ref = _speech()
+    lst = listen.listening(UTT, "the first take", None, {"stock: a": ref, "shipped: b": ref * 0.5},
+                           reference_take="stock: a")
+    stock, shipped = lst.takes
+    assert stock.verdict is None and stock.figures == {} and lst.reference is None
+    assert round(shipped.figures["level_db"]) == -6
+    html = listen.html_table(lst)
+    assert html.count("<audio") == 2 and "— (the reference)" in html
+
+
 def test_labels_say_when_the_stage_ships_the_stock_configuration():
     assert listen.labels("int8", "fp16", False) == ("stock: int8", "shipped: fp16")
     assert listen.labels("int8", "fp16", True) == ("stock: int8", "tried, not shipped: fp16")

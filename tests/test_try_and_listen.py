@@ -200,7 +200,9 @@ def test_stage06_side_by_side_plays_the_first_layout_and_the_pair(cfg):
     rule = {"use_dual": False, "candidate": "single session", "per_text": {"phrase": {"dual": "dual 1+1"}}}
     lst = s06.side_by_side(cfg, [SINGLE, dual], rows, rule, utt_id="held-02")
     assert _labels(lst) == ["stock: single session", "tried, not shipped: dual 1+1"]
-    assert all(t.verdict in ("pass", "fail") for t in lst.takes)
+    stock, pair = lst.takes
+    assert stock.verdict is None and lst.reference is None  # the first layout is the reference
+    assert pair.verdict in ("pass", "fail") and pair.figures["masked_lsd_db"] is not None
     assert s06.side_by_side(cfg, [SINGLE], [{"candidate": "single session", "status": "failed: x"}], rule) is None
 
 
@@ -208,8 +210,10 @@ def test_stage06_side_by_side_plays_the_first_layout_and_the_pair(cfg):
 @pytest.mark.model
 def test_stage07_side_by_side_plays_stock_and_the_combination_against_the_reference(cfg):
     synth = StreamingSynthesizer.from_config(cfg)
-    lst = s07.side_by_side(cfg, {s07.STOCK: synth, s07.SHIPPED: synth}, {}, s07.STOCK, utt_id="held-02")
-    assert _labels(lst) == ["stock: stock configuration", "tried, not shipped: the combination"]
+    lst = s07.side_by_side(cfg, {s07.STOCK: synth, s07.SHIPPED: synth}, {}, s07.SHIPPED, utt_id="held-02")
+    assert _labels(lst) == ["stock: stock configuration",
+                            "shipped: the combination (nothing earned: the stock configuration)"]
     assert assets.reference(cfg).variant in lst.against and "no override" in lst.note
+    assert all(t.verdict in ("pass", "fail") for t in lst.takes)
     assert lst.reference.size > SR // 4
     assert listen.html_table(lst).count("<audio") == 3

@@ -121,14 +121,20 @@ def judge(reference: np.ndarray, label: str, audio: np.ndarray,
                 dict(extra or {}))
 
 
-def listening(utt: corpora.Utterance, against: str, reference: np.ndarray,
+def listening(utt: corpora.Utterance, against: str, reference: np.ndarray | None,
               takes: dict[str, np.ndarray], extra: dict[str, dict] | None = None,
-              note: str = "") -> Listening:
-    """Every take judged against ``reference`` (label -> audio, stock first)."""
+              note: str = "", reference_take: str | None = None) -> Listening:
+    """Every take judged against ``reference`` (label -> audio, stock first). With
+    ``reference_take`` the take of that label is the reference (``reference`` None): it is
+    played, not judged, and the others are read against it."""
     extra = extra or {}
-    return Listening(utt.id, utt.text, utt.voice, against,
-                     [judge(reference, label, a, extra.get(label)) for label, a in takes.items()],
-                     np.asarray(reference, np.float32), note)
+    if reference_take is not None:
+        reference = takes[reference_take]
+    out = [Take(label, np.asarray(a, np.float32), extra=dict(extra.get(label) or {}))
+           if label == reference_take else judge(reference, label, a, extra.get(label))
+           for label, a in takes.items()]
+    return Listening(utt.id, utt.text, utt.voice, against, out,
+                     None if reference_take is not None else np.asarray(reference, np.float32), note)
 
 
 # -- on the page and on disk ---------------------------------------------------------------------
@@ -158,7 +164,7 @@ def _value(v: Any, places: int) -> str:
 
 def figure_rows(take: Take) -> list[tuple[str, str]]:
     """(label, value) lines under a player: the verdict, the ruler's figures, the extras."""
-    rows = [("ruler", "—" if take.verdict is None else take.verdict
+    rows = [("ruler", "— (the reference)" if take.verdict is None else take.verdict
              + (f" ({'; '.join(take.reasons)})" if take.reasons else ""))]
     rows += [(label, _value(take.figures.get(k), places)) for k, label, places in SHOWN]
     rows += [(k, _value(v, 2)) for k, v in take.extra.items()]

@@ -326,9 +326,9 @@ def layouts(result: dict[str, Any]) -> list[str]:
 def side_by_side(cfg, candidates: list[dict[str, Any]], rows: list[dict[str, Any]],
                  rule: dict[str, Any], utt_id: str | None = None) -> listening.Listening | None:
     """The held-out listening sentence streamed by the first layout (stock) and by the one
-    the rule ships (or, where it keeps one session, the best dual pair it measured), each
-    read by the ruler against the first layout's engine reading the sentence in one call.
-    None when no layout streamed."""
+    the rule ships (or, where it keeps one session, the best dual pair it measured); the
+    ruler reads the second against the first (the stage's own quality check: a layout
+    must not change the audio). None when no layout streamed."""
     ok = [r for r in rows if r.get("status") == "ok"]
     if not ok:
         return None
@@ -343,10 +343,9 @@ def side_by_side(cfg, candidates: list[dict[str, Any]], rows: list[dict[str, Any
     utt = listening.sentence(utt_id)
     takes = {label: listening.streamed(synth, utt) for label, synth in synths.items()}
     return listening.listening(
-        utt, f"the first layout's model ({stock}) reading the sentence in one call",
-        listening.whole(synths[stock_label].engine, utt), takes,
+        utt, f"the first layout's stream ({stock})", None, takes, reference_take=stock_label,
         note="A session layout changes where and when pieces are synthesized, not the model: "
-             "the takes should read alike.")
+             "the second take should read like the first.")
 
 
 def try_controls(result: dict[str, Any], text: str) -> dict[str, Any]:

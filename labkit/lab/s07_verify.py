@@ -28,7 +28,7 @@ from typing import Any
 from labkit.config import LabConfig
 from labkit.engine import assets
 from labkit.engine.pipeline import StreamingSynthesizer
-from labkit.engine.runtime import Engine, timed_model
+from labkit.engine.runtime import timed_model
 from labkit.lab import listen as listening
 from labkit.engine.split_runtime import split_dir
 from labkit.measure import corpora, vocoder
@@ -152,14 +152,18 @@ def side_by_side(cfg: LabConfig, synths: dict[str, StreamingSynthesizer], overri
            ships: str, utt_id: str | None = None) -> listening.Listening:
     """The held-out listening sentence (labkit.lab.listen.sentence) streamed through the
     stock configuration and through the combination, each read by the ruler against the
-    reference model reading the sentence in one call."""
+    reference model streamed through the stock configuration (the same pieces and joins:
+    what differs is the model and what the combination changed)."""
     utt = listening.sentence(utt_id)
     ref = assets.reference(cfg)
-    reference = listening.whole(Engine(cfg, variant=ref.variant, voices=synths[STOCK].engine.voices), utt)
-    stock, shipped = listening.labels("stock configuration", "the combination", ships == STOCK)
+    ref_cfg = cfg.with_overrides({"variant": ref.variant, "model_path": None, "pipeline.sessions": 1})
+    reference = listening.streamed(StreamingSynthesizer.from_config(ref_cfg), utt)
+    what = "the combination" if overrides else "the combination (nothing earned: the stock configuration)"
+    stock, shipped = listening.labels("stock configuration", what, ships == STOCK)
     takes = {stock: listening.streamed(synths[STOCK], utt), shipped: listening.streamed(synths[SHIPPED], utt)}
     return listening.listening(
-        utt, f"the reference model ({ref.variant}) reading the sentence in one call", reference, takes,
+        utt, f"the reference model ({ref.variant}) streamed through the stock configuration",
+        reference, takes,
         note="The combination: " + (", ".join(f"{k}={v}" for k, v in overrides.items())
                                     or "no override (nothing was earned: it is the stock configuration)")
         + f". The journal ships the {ships} configuration.")
