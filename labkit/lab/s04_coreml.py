@@ -724,8 +724,8 @@ def run(cfg: LabConfig, st, *, variants: Iterable[str] = ("int8",),
                 splits[variant] = {"status": f"failed: {type(exc).__name__}: {exc}",
                                    "variant": variant}
                 continue
-            missing = [n for n in split_lengths if n not in reference]
-            split_ref = {**reference, **(reference_audio(cfg, missing)[0] if missing else {})}
+            unrendered = [n for n in split_lengths if n not in reference]
+            split_ref = {**reference, **(reference_audio(cfg, unrendered)[0] if unrendered else {})}
             for label, r in run_candidates(cfg, cands, parts, variant, split_lengths, split_ref,
                                            split_repeats, warmup, st.path("coreml-cache"),
                                            budget, log, checkpoint=ck,

@@ -167,6 +167,24 @@ def table(results: dict[str, dict[str, dict]]) -> str:
     return "\n".join(lines)
 
 
+def plot(result: dict[str, Any], plt):
+    """Time to first audio per text and runner (median, log scale): how much HTTP adds to
+    the in-process pipeline, and what the cache saves on a repeat."""
+    results = result["results"]
+    runners_ = list(dict.fromkeys(r for by in results.values() for r in by))
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    width = 0.8 / max(1, len(runners_))
+    for i, r in enumerate(runners_):
+        xs = [j + i * width for j, by in enumerate(results.values()) if r in by]
+        ax.bar(xs, [by[r]["ttfa_s"] for by in results.values() if r in by], width, label=r)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(results))], list(results))
+    ax.set_yscale("log")
+    ax.set_ylabel("first audio, median s")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def plan(costs: Costs, texts: list[str], soak_requests: int, max_input_chars: int,
          runner_names: tuple[str, ...] = RUNNERS, rounds: int | None = None) -> dict[str, Any]:
     """What :func:`run` will do and about how long it takes, counted from its parameters
