@@ -78,7 +78,7 @@ def held_out_quality(configs: dict[str, LabConfig], synths: dict[str, StreamingS
     voices = synths[STOCK].engine.voices
     # the reference's own output (its part A, then its part B), for its word error rate
     ref_audio = {p.utt.id: at.reference(p.feeds(voices), p.utt.id)[2] for p in prepared}
-    ref_wer = vocoder.word_errors(ref_audio, texts)
+    ref_wer = vocoder.reference_word_errors(ref_audio, texts)
     out: dict[str, Any] = {"reference_wer": ref_wer}
     for name, cfg in configs.items():
         eng = synths[name].engine
@@ -105,8 +105,10 @@ def verdict(ttfa: tuple, speed: tuple, underruns: dict[str, int], judged: dict[s
         losses.append(f"quality: the ruler fails {worse} for the shipped combination and passes them "
                       "for the stock one")
     w_stock, w_shipped = (stock.get("summary") or {}).get("wer"), (shipped.get("summary") or {}).get("wer")
-    if w_stock is not None and w_shipped is not None and w_shipped > w_stock + vocoder.MAX_WER_INCREASE:
-        losses.append(f"quality: word error rate {w_shipped:.3f} against {w_stock:.3f} stock")
+    allowed = (shipped.get("summary") or {}).get("wer_allowed_increase", vocoder.MAX_WER_INCREASE)
+    if w_stock is not None and w_shipped is not None and w_shipped > w_stock + allowed + 1e-9:
+        losses.append(f"quality: word error rate {w_shipped:.3f} against {w_stock:.3f} stock "
+                      f"(+{allowed:.3f} allowed)")
     return {"losses": losses, "ships": STOCK if losses else SHIPPED}
 
 
@@ -181,6 +183,8 @@ def headline(result: dict[str, Any]) -> dict[str, Any]:
         f"{result['text']} TTFA shipped (s)": round(ttfa.median(SHIPPED), 3),
     }
     out[f"word error rate, {result['reference']} (held-out)"] = round(q["reference_wer"]["corpus"], 3)
+    out["word error rate allowed rise (the recognizer's jitter on inaudible changes, 0.02 at least)"] = \
+        round(vocoder.wer_bound(q["reference_wer"]), 3)
     for k in (STOCK, SHIPPED):
         out[f"underruns {k}"] = result["streams"][k]["underruns"]
         sm = q[k]["summary"]

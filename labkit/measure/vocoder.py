@@ -28,13 +28,14 @@ from labkit.config import SessionConfig
 from labkit.engine.ort import new_session
 from labkit.engine.runtime import DURATIONS
 from labkit.engine.split_runtime import SplitParts
-from labkit.quality import recognizer, ruler
+from labkit.quality import ladder, recognizer, ruler
 
 #: a token whose predicted length moves by more than this many frames (25 ms each) fails
 #: the durations bound: Klatt (1976) puts the just-noticeable change of a speech segment's
 #: duration at about 25 ms; the ladder's "pause +20 ms" is inaudible
 MAX_TOKEN_SHIFT_FRAMES = 2
-#: a variant's word error rate may exceed the reference's by this much (2 points)
+#: a variant's word error rate may exceed the reference's by this much (2 points), or by
+#: the recognizer's own jitter on these utterances where that is larger (:func:`wer_bound`)
 MAX_WER_INCREASE = 0.02
 
 
@@ -196,6 +197,32 @@ def word_errors(audio: dict[str, np.ndarray], texts: dict[str, str]) -> dict[str
     return {"per_utterance": per, "corpus": recognizer.corpus_wer(list(per.values()))}
 
 
+def reference_word_errors(audio: dict[str, np.ndarray], texts: dict[str, str],
+                          rungs: list[ladder.Rung] | None = None) -> dict[str, Any]:
+    """:func:`word_errors` of the reference, with the recognizer's jitter on the same
+    utterances: its corpus word error rate on the reference under each inaudible rung of
+    the ladder (labkit.quality.ladder; the unchanged rerun left out). A listener's bound
+    cannot be tighter than what the recognizer does to changes nobody hears (the issue's
+    table: a 1 ms delay moved pocketsphinx's word error rate by 3 points), so the largest
+    increase, ``jitter["band"]``, widens the bound (:func:`wer_bound`)."""
+    out = word_errors(audio, texts)
+    inaudible = [r for r in (ladder.RUNGS if rungs is None else rungs)
+                 if r.verdict == "inaudible" and r.kind != "identity"]
+    by_rung = {r.label: word_errors({k: ladder.apply(r, a, ladder.seed_of(k, r)) for k, a in audio.items()},
+                                    texts)["corpus"] for r in inaudible}
+    base = out["corpus"]
+    rises = [w - base for w in by_rung.values() if w is not None and base is not None]
+    out["jitter"] = {"rungs": by_rung, "band": max([0.0] + rises)}
+    return out
+
+
+def wer_bound(reference_wer: dict[str, Any]) -> float:
+    """How far a variant's corpus word error rate may exceed the reference's:
+    :data:`MAX_WER_INCREASE`, or the recognizer's jitter on inaudible changes of the same
+    utterances where larger (:func:`reference_word_errors`)."""
+    return max(MAX_WER_INCREASE, float(reference_wer.get("jitter", {}).get("band", 0.0)))
+
+
 def summarize(per: dict[str, dict], wer: dict | None, reference_wer: dict | None) -> dict[str, Any]:
     reasons = [f"{k}: {'; '.join(r['reasons'])}" for k, r in per.items() if r["verdict"] != "pass"]
     shifts = [r["durations"]["max_token_shift"] for r in per.values()
@@ -216,10 +243,13 @@ def summarize(per: dict[str, dict], wer: dict | None, reference_wer: dict | None
                            if per and all(r["durations"]["tokens_moved"] is not None for r in per.values())
                            else None)
     if wer is not None and reference_wer is not None:
-        out["wer"], out["wer_reference"] = wer["corpus"], reference_wer["corpus"]
+        allowed = wer_bound(reference_wer)
+        out["wer"], out["wer_reference"], out["wer_allowed_increase"] = \
+            wer["corpus"], reference_wer["corpus"], allowed
         if wer["corpus"] is not None and reference_wer["corpus"] is not None and \
-                wer["corpus"] > reference_wer["corpus"] + MAX_WER_INCREASE:
+                wer["corpus"] > reference_wer["corpus"] + allowed + 1e-9:
             reasons.append(f"word error rate {wer['corpus']:.3f} > the reference's "
-                           f"{reference_wer['corpus']:.3f} + {MAX_WER_INCREASE}")
+                           f"{reference_wer['corpus']:.3f} + {allowed:.3f} (the larger of "
+                           f"{MAX_WER_INCREASE} and the recognizer's jitter on inaudible changes)")
     out["passed"] = bool(per) and not reasons
     return out
