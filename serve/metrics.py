@@ -38,6 +38,9 @@ class Metrics:
         self.cancelled = Counter("kokoro_cancelled",
                                  "Syntheses stopped early because the client went away",
                                  registry=r)
+        self.aborted = Counter("kokoro_pieces_aborted",
+                               "Pieces aborted mid-synthesis when their request was cancelled "
+                               "(RunOptions.terminate), not synthesized to the end", registry=r)
         self.client_disconnects = Counter(
             "kokoro_client_disconnects", "Clients that went away: before their body arrived "
             "(body) or during the audio (stream)", ["stage"], registry=r)

@@ -205,6 +205,8 @@ class SpeechService:
         if job.cancelled:
             state.metrics.cancelled.inc()
         stats = getattr(job, "stats", None)
+        if stats is not None and stats.aborted:
+            state.metrics.aborted.inc(stats.aborted)
         if stats is not None and (stats.retries or stats.failures):
             state.metrics.pipeline_retries.inc(stats.retries)
             state.metrics.pipeline_failures.inc(len(stats.failures))

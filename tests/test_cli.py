@@ -20,6 +20,7 @@ def _offline_prefix():
     return ["unshare", "-n"] if probe.returncode == 0 else None
 
 
+@pytest.mark.model
 def test_say_works_with_no_network(tmp_path):
     prefix = _offline_prefix()
     if prefix is None:
@@ -33,6 +34,7 @@ def test_say_works_with_no_network(tmp_path):
     assert sr == 24000 and len(audio) / sr > 1.0
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("voice,text,first", [("jf_alpha", "東京タワーは333メートルです。", "東京"),
                                               ("zf_xiaobei", "北京是中国的首都。", "北京")])
 def test_say_japanese_and_chinese_with_words(tmp_path, voice, text, first):

@@ -87,6 +87,7 @@ def test_optimize_every_level(tmp_path):
         convert.optimize(model, tmp_path / "opt", levels=("fastest",))
 
 
+@pytest.mark.model
 def test_ort_format_round_trip_real_model(cfg, tmp_path):
     """The shipped model as ORT format loads and makes the same-length audio."""
     from labkit.engine import assets
@@ -130,6 +131,7 @@ def test_unknown_rewrite_and_format(tmp_path):
                                     tmp_path / "c")
 
 
+@pytest.mark.model
 def test_cold_start_entry_point(cfg, tmp_path):
     """``python -m labkit.optimize.convert cold`` in a fresh process reports its timings."""
     path = assets.model_path(cfg, "int8")

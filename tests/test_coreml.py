@@ -212,6 +212,21 @@ def test_cpu_point_measures_placement_latency_and_quality(cfg, engine, tmp_path)
     json.dumps(r)  # the record is JSON-serializable as is
 
 
+def test_run_candidate_measures_the_split_on_the_cpu(cfg, engine, split_parts, tmp_path):
+    """split/CPU needs no Mac: part A then part B on the CPU provider, timed, placed, and
+    judged against the whole graph's audio (the same model: the same sound)."""
+    n = 25
+    ref = {n: engine.run_tokens(s04.tokens_of_length(n), cfg.voice).audio}
+    r = s04.run_candidate(cfg, s04.Candidate("split", "CPU"), split_parts, "int8", [n], ref,
+                          repeats=1, warmup=0, cache_dir=tmp_path)
+    assert r["status"] == "ok" and r["placement"] == {"nodes_on_cpu": "all"}
+    assert r["create_and_first_run_s"] > 0
+    row = r["by_length"][str(n)]
+    assert row["warm_s"] > 0 and row["rtf"] > 0 and row["parts_s"]
+    assert row["lsd_db"] == pytest.approx(0.0, abs=0.05) and row["ruler"]["verdict"] == "pass"
+    json.dumps(r)
+
+
 def test_recommendation_leaves_out_what_the_ruler_rejects():
     """A configuration whose durations moved by a frame has a large common-prefix LSD but
     passes the ruler (aligned before it compares); one the ruler rejects is left out however

@@ -147,13 +147,23 @@ def test_wrong_frame_size_is_caught(int8, timed_engine, monkeypatch):
         durations.check(int8, timed_engine.model_path)
 
 
-@pytest.mark.model
-def test_engine_reads_durations_only_when_the_model_has_them(engine, timed_engine):
+def test_engine_reads_durations_only_when_the_model_has_them(plain_engine, timed_engine):
     syn = timed_engine.synthesize_phonemes("həlˈO wˈɜɹld.")
     assert syn.durations is not None and syn.durations.size == syn.tokens + 2
     assert int(syn.durations.sum()) * 600 == syn.audio.size
-    if engine.durations_index is None:  # the original model stays usable without them
-        assert engine.synthesize_phonemes("həlˈO wˈɜɹld.").durations is None
+    # the original model stays usable without them: the same audio, no durations
+    plain = plain_engine.synthesize_phonemes("həlˈO wˈɜɹld.")
+    assert plain.durations is None
+    np.testing.assert_array_equal(plain.audio, syn.audio)
+
+
+def test_without_durations_the_pipeline_streams_every_piece_without_word_timings(plain_engine):
+    from labkit.engine.pipeline import StreamingSynthesizer
+
+    text = "Good morning, everyone. The train to Leeds leaves from platform four."
+    chunks = list(StreamingSynthesizer(plain_engine).stream(text))
+    assert len(chunks) > 1 and all(len(c.audio) for c in chunks)
+    assert all(c.words == [] for c in chunks)
 
 
 @pytest.mark.model

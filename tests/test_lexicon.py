@@ -71,6 +71,7 @@ def test_an_edited_lexicon_is_read_again(tmp_path):
     assert "zˈɔɹblæks" in again.phonemes and not again.cached
 
 
+@pytest.mark.model
 def test_the_pipeline_reads_with_the_configured_lexicon(cfg, tmp_path):
     from labkit.engine.pipeline import StreamingSynthesizer
     from labkit.engine.runtime import Engine

@@ -24,6 +24,7 @@ def recon(cfg):
     return op_audit.audit(path)
 
 
+@pytest.mark.model
 def test_int8_counts_match_findings(int8):
     assert int8.nodes == 3614
     q = int8.quantization_ops
@@ -39,6 +40,7 @@ def test_int8_counts_match_findings(int8):
     assert int8.precision == "uint8"  # ConvInteger weights dominate the bytes
 
 
+@pytest.mark.model
 def test_int8_known_unsupported_ops(int8):
     mlp, nn = int8.unsupported("MLProgram"), int8.unsupported("NeuralNetwork")
     for op in ("com.microsoft:DynamicQuantizeLSTM", "ai.onnx:CumSum", "ai.onnx:Range", "ai.onnx:STFT",
@@ -53,6 +55,7 @@ def test_int8_known_unsupported_ops(int8):
     assert fa.estimated_partitions > 1  # fragmented: every fallback op cuts a partition
 
 
+@pytest.mark.model
 def test_cross_runtime_checks(int8):
     c = int8.checks
     assert c["attention"]["fused_ops"] == {} and c["attention"]["unfused_matmul_softmax"] == 12
@@ -66,6 +69,7 @@ def test_cross_runtime_checks(int8):
     assert {r["op"]: r["MLProgram"] for r in rows}["ai.onnx:CumSum"] == "no"
 
 
+@pytest.mark.model
 def test_fp32_recon_is_dequantized(recon):
     assert recon.nodes == 2366  # FINDINGS.md
     assert not recon.quantization_ops

@@ -224,13 +224,12 @@ def test_cancel_aborts_the_piece_in_flight_and_frees_the_session(engine):
     s, stream = _long_piece_stream(engine)
     time.sleep(0.3)  # the first (long) piece is being synthesized
     assert stream.running
-    t0 = time.perf_counter()
     stream.cancel()
     stream.close()
-    released = time.perf_counter() - t0
     assert not stream.running and stream.stats.cancelled
-    assert stream.stats.aborted == 1 and not stream.stats.failures  # not a failure, no retry
-    assert released < 2.0  # a ~400-token piece takes several seconds on 2 cores
+    # aborted mid-run, not synthesized to its end; not a failure, no retry
+    assert stream.stats.aborted == 1 and not stream.stats.failures
+    assert stream.stats.per_session[0]["pieces"] == 0
     # the session is free and works
     assert engine.synthesize_phonemes("həlˈO.").audio.size > 0
 

@@ -118,12 +118,53 @@ def test_mac_gpu_device_is_chosen_and_registered_once(fresh, monkeypatch):
     assert ko.plugin_devices("mlx") == [gpu]
     assert ko.plugin_devices("mlx") == [gpu]
     assert fresh["registered"] == [("mlx", "/x/libmlx.dylib")]
-    added = []
-    so = types.SimpleNamespace(add_provider_for_devices=lambda devs, opts: added.append((devs, opts)))
-    s = SessionConfig(plugin_eps=["mlx"], provider_options={"MLXExecutionProvider": {"fast": True}})
-    chosen = ko.add_plugin_providers(so, s)
-    assert added == [([gpu], {"fast": "1"})]
-    assert chosen == [{"ep": "MLXExecutionProvider", "ep_vendor": "fake", "type": "GPU", "vendor": "Apple"}]
+    assert ko.device_info(gpu) == {"ep": "MLXExecutionProvider", "ep_vendor": "fake", "type": "GPU",
+                                   "vendor": "Apple"}
+
+
+def _add_model() -> bytes:
+    from onnx import TensorProto, helper
+
+    v = lambda n: helper.make_tensor_value_info(n, TensorProto.FLOAT, [3])
+    g = helper.make_graph([helper.make_node("Add", ["x", "x"], ["y"])], "add", [v("x")], [v("y")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    m.ir_version = 8
+    return m.SerializeToString()
+
+
+def test_the_plugin_branch_runs_through_real_onnxruntime_on_its_cpu_device(fresh, monkeypatch):
+    """The whole plugin path but the library load, real: a plugin package naming the CPU
+    EP (the device ``ort.get_ep_devices()`` really enumerates here), its devices put on a
+    real SessionOptions by ``add_provider_for_devices`` with LabConfig's options as ORT's
+    strings, and a session that runs. A branch that drops the devices or their options
+    leaves the options without providers."""
+    import numpy as np
+
+    monkeypatch.setattr(ko, "import_package", lambda name: fake_package(("CPUExecutionProvider",),
+                                                                        "/fake/libcpu_plugin.so"))
+    cpu = [d for d in ko.ort.get_ep_devices() if d.ep_name == "CPUExecutionProvider"]
+    assert cpu, "onnxruntime enumerates no CPU device"
+    s = SessionConfig(plugin_eps=["webgpu"], provider_options={"CPUExecutionProvider": {"use_arena": False}})
+    seen = []
+    sess = ko.new_session(_add_model(), s, configure=seen.append)
+    so = seen[0]
+    assert so.has_providers()
+    assert so.get_session_config_entry("ep.cpuexecutionprovider.use_arena") == "0"
+    assert fresh["registered"] == [("webgpu", "/fake/libcpu_plugin.so")]
+    assert sess.get_providers() == ["CPUExecutionProvider"]
+    x = np.array([1.0, 2.0, 3.5], np.float32)
+    np.testing.assert_array_equal(sess.run(None, {"x": x})[0], 2 * x)
+    # what a record says about the devices chosen: the real device's own words
+    real = ko.ort.SessionOptions()
+    chosen = ko.add_plugin_providers(real, s)
+    assert real.has_providers() and chosen == [ko.device_info(d) for d in cpu]
+    assert chosen[0]["ep"] == "CPUExecutionProvider" and chosen[0]["type"] == "CPU"
+
+
+def test_without_plugins_the_session_options_carry_no_devices():
+    seen = []
+    sess = ko.new_session(_add_model(), SessionConfig(), configure=seen.append)
+    assert not seen[0].has_providers() and sess.get_providers() == ["CPUExecutionProvider"]
 
 
 def test_the_mlx_stand_in_has_exactly_the_wheels_api(mlx_wheel):

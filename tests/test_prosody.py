@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from labkit.config import ConfigError
-from labkit.engine import assets, chunking, joining
+from labkit.engine import chunking, joining
 from labkit.engine import prosody as pr
 from labkit.engine import split_runtime as sr
 from labkit.engine.g2p import clean_phonemes, tokenize
 from labkit.engine.ort import new_session
 from labkit.engine.pipeline import StreamingSynthesizer
-from labkit.optimize import durations, split as sp
+from labkit.optimize import split as sp
 
 SPF = 600
 TEXT = ("At the edge of the harbor, the old ferry still leaves at seven every morning, "
@@ -92,12 +92,10 @@ def test_seamless_edges_are_not_trimmed_and_add_no_pause():
 
 # -- the real model ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def split_engine(cfg, tmp_path_factory):
-    """The split engine on the int8 model with its durations output, exact lengths."""
-    tmp = tmp_path_factory.mktemp("prosody")
-    model = durations.ensure(assets.model_path(cfg, "int8"), tmp)
-    parts = sp.split_files(model, tmp / "split")
-    eng = sr.SplitEngine(cfg, parts, buckets=[])
+def split_engine(cfg, split_parts, engine):
+    """The split engine on the int8 model with its durations output (the provisioned
+    copy's split, from the split cache), exact lengths."""
+    eng = sr.SplitEngine(cfg, split_parts, voices=engine.voices, buckets=[])
     eng.warm_up(repeats=1)
     return eng
 
@@ -182,30 +180,25 @@ def test_sentence_prosody_needs_the_split_engine_on_one_session(engine, split_en
         chunking.validate(dataclasses.replace(cc, prosody="utterance"))
 
 
-@pytest.mark.model
-def test_the_endpoint_streams_sentence_prosody_with_every_word(cfg):
+def test_the_endpoint_streams_sentence_prosody_with_every_word(cfg, split_parts, served):
     # what best.json ships when stage 05 picks sentence prosody, over real HTTP
     import base64
     import json
 
     import httpx
 
-    from labkit.engine.words import timed_cache_dir
-    from labkit.measure.httpbench import ServerProcess
-
-    durations.ensure(assets.model_path(cfg), timed_cache_dir(cfg))
     over = {"chunking.prosody": "sentence", "chunking.schedule": "adaptive",
             "chunking.primer_max_words": 5}
-    sp.ensure_for(cfg.with_overrides(over))  # as `labkit serve` does for best.json's choice
-    with ServerProcess(cfg, overrides=[f"{k}={v}" for k, v in over.items()]) as server:
-        assert httpx.get(server.url + "/health").json()["engine"] == "CachingSplitEngine"
-        r = httpx.post(server.url + "/v1/audio/speech", timeout=300, json={
-            "model": "kokoro", "input": TEXT, "voice": "af_heart", "response_format": "pcm",
-            "stream_format": "sse", "timestamp_granularities": ["word"]})
-        assert r.status_code == 200, r.text
-        events = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: ")]
-        words = [e["word"] for e in events if e["type"] == "speech.word"]
-        assert words == [w.strip(",.") for w in TEXT.split()]
-        pcm = b"".join(base64.b64decode(e["audio"]) for e in events if e["type"] == "speech.audio.delta")
-        assert events[-1]["type"] == "speech.audio.done"
-        assert len(pcm) / 2 / 24000 == pytest.approx(events[-1]["audio_seconds"], abs=0.01)
+    assert sp.ensure_for(cfg.with_overrides(over)) == split_parts  # what `labkit serve` builds: the same parts
+    server = served(*[f"{k}={v}" for k, v in over.items()])
+    assert httpx.get(server.url + "/health").json()["engine"] == "CachingSplitEngine"
+    r = httpx.post(server.url + "/v1/audio/speech", timeout=300, json={
+        "model": "kokoro", "input": TEXT, "voice": "af_heart", "response_format": "pcm",
+        "stream_format": "sse", "timestamp_granularities": ["word"]})
+    assert r.status_code == 200, r.text
+    events = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: ")]
+    words = [e["word"] for e in events if e["type"] == "speech.word"]
+    assert words == [w.strip(",.") for w in TEXT.split()]
+    pcm = b"".join(base64.b64decode(e["audio"]) for e in events if e["type"] == "speech.audio.delta")
+    assert events[-1]["type"] == "speech.audio.done"
+    assert len(pcm) / 2 / 24000 == pytest.approx(events[-1]["audio_seconds"], abs=0.01)

@@ -136,11 +136,24 @@ def test_pesq_and_stoi_identical_are_maximal(voiced):
     assert quality.pesq_wb(voiced, noisy) < quality.pesq_wb(voiced, voiced)
 
 
-def test_dnsmos_runs_offline(voiced):
+def test_dnsmos_runs_offline_and_tells_noise_from_a_voice(voiced):
+    """White noise scores at the scale's floor (~1.1); a clean voiced signal's background
+    is rated clean (speech under noise: the model's, below)."""
     mos = dnsmos.score(voiced)
     assert mos is not None, dnsmos.NOTE
     assert set(mos) >= {"sig", "bak", "ovrl"}
-    assert all(0.5 < v < 5.5 for v in mos.values())
+    white = dnsmos.score((np.random.default_rng(0).standard_normal(2 * SR) * 0.1).astype(np.float32))
+    assert all(v < 1.5 for v in white.values()), white
+    assert mos["bak"] > 2.5 and mos["ovrl"] > white["ovrl"] + 0.5, mos
+
+
+@pytest.mark.model
+def test_dnsmos_rates_the_models_speech_well_and_noisy_speech_lower(engine):
+    speech = engine.synthesize_phonemes("ðə fˈɛɹi lˈivz æt sˈɛvən ˈɛvɹi mˈɔɹnɪŋ, wˈɛðəɹ ɪt ɹˈAnz ɔɹ nˈɑt.").audio
+    mos = dnsmos.score(speech)
+    assert mos["sig"] > 3.0 and mos["bak"] > 3.5 and mos["ovrl"] > 3.0, mos
+    noisy = dnsmos.score(speech + (np.random.default_rng(0).standard_normal(speech.size) * 0.05).astype(np.float32))
+    assert noisy["bak"] < 2.5 and noisy["ovrl"] < mos["ovrl"] - 1.0, noisy
 
 
 def test_compare_reports_duration_and_failures(voiced):

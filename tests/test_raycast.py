@@ -34,7 +34,7 @@ printf '%s\\n' "$@" > {d}/argv
 cat > {d}/stdin
 printf '%s' "${{KOKORO_LAB_API_KEY:-}}" > {d}/key
 case "$(cat {d}/mode)" in
-  error) echo '{{"url": "x"}}' >&2; echo "labkit say: HTTP 400: unknown voice 'zz_nobody'" >&2; exit 2 ;;
+  error) echo '{{"url": "x"}}' >&2; cat {d}/error_line >&2; exit 2 ;;
   long) trap 'echo stopped > {d}/stopped; exit 143' TERM; sleep 30 & wait $! ;;
   *) exit 0 ;;
 esac
@@ -134,11 +134,54 @@ def test_streams_the_selection_through_labkit_with_the_config_files_settings(mac
     assert list(mac.tmp.iterdir()) == []  # no log, no pid file, no selection file left
 
 
+def real_say_error(voice: str) -> str:
+    """The line the real ``labkit say --server`` prints last, and its exit status, when the
+    endpoint refuses ``voice``: the real server's answer (serve.voices on the provisioned
+    voices, in serve.errors' shape) from a stand-in HTTP server, through the real CLI."""
+    from labkit.config import LabConfig
+    from labkit.engine import assets
+    from labkit.engine.runtime import VoiceBank
+    from serve import voices
+    from serve.errors import APIError
+
+    cfg = LabConfig.load(env={})
+    with pytest.raises(APIError) as err:
+        voices.resolve(voice, cfg.serve.voice_aliases, VoiceBank.load(assets.voices_path(cfg)))
+    answer = err.value.response()
+
+    class Refuse(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's name
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(answer.status_code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer.body)))
+            self.end_headers()
+            self.wfile.write(answer.body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "labkit.cli", "say", "-", "--server",
+                               f"http://127.0.0.1:{httpd.server_address[1]}", "--voice", voice],
+                              input="Read this.", capture_output=True, text=True, timeout=120)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert proc.returncode == 2, proc.stderr  # what the stub exits with
+    return proc.stderr.strip().splitlines()[-1]
+
+
 def test_the_argument_picks_the_voice_and_the_servers_error_is_shown(mac):
+    line = real_say_error("zz_nobody")
+    assert line.startswith("labkit say: HTTP 400: voice 'zz_nobody'")
     (mac.rec / "mode").write_text("error")
+    (mac.rec / "error_line").write_text(line + "\n")
     out = mac.run("zz_nobody")
     assert out.returncode == 1
-    assert out.stdout.strip().splitlines()[-1] == "HTTP 400: unknown voice 'zz_nobody'"
+    assert out.stdout.strip().splitlines()[-1] == line.removeprefix("labkit say: ")
     assert "zz_nobody" in (mac.rec / "argv").read_text().split("\n")
     assert list(mac.tmp.iterdir()) == []
 

@@ -144,6 +144,7 @@ def test_shape_needing_rewrite_wants_feeds():
         rewrites.apply(_instance_norm_chain(), ["instance_norm"])
 
 
+@pytest.mark.model
 def test_real_model_rewrites_preserve_output(cfg):
     """pow2_mul and conv1d_as_2d on the shipped int8 graph, on a real input: the first
     rewritten site agrees to float rounding and the audio keeps its length."""
@@ -180,3 +181,29 @@ def test_reflect_pad_leaves_other_axes_and_modes_alone():
     out, sites = _same(m, ["reflect_pad"], {"x": RNG.normal(size=(1, 4, 6)).astype(np.float32)})
     assert sites["reflect_pad"] == []
     assert [n.op_type for n in out.graph.node] == ["Pad", "Pad"]
+
+
+# -- the check itself can fail, on each of its grounds --------------------------------------
+def _checked(w=1.0, b=0.0, gain=1.0, extra=0):
+    """x -> site = x * w -> y = (site + b) * gain [, then ``extra`` zeros appended]."""
+    nodes = [helper.make_node("Mul", ["x", "w"], ["site"]), helper.make_node("Add", ["site", "b"], ["s2"]),
+             helper.make_node("Mul", ["s2", "gain"], ["y" if not extra else "y0"])]
+    inits = [("w", np.array(w, np.float32)), ("b", np.array(b, np.float32)),
+             ("gain", np.array(gain, np.float32))]
+    if extra:
+        nodes.append(helper.make_node("Concat", ["y0", "pad"], ["y"], axis=-1))
+        inits.append(("pad", np.zeros((1, extra), np.float32)))
+    return _model(nodes, [_vi("x", [1, 4800])], [_vi("y", [1, 4800 + extra])], inits)
+
+
+@pytest.mark.parametrize("rewritten,kwargs,reason", [
+    (_checked(w=1.01), {}, "first rewritten site 'site': relative error"),
+    (_checked(extra=240), {}, "output length 5040 != 4800"),
+    (_checked(gain=2.0), {"max_lsd_db": 1.0}, "log-spectral distance 6.0"),
+    (_checked(b=0.01), {"audio": False}, "max |diff| 0.01"),
+])
+def test_check_fails_each_way_a_rewrite_can_go_wrong(rewritten, kwargs, reason):
+    feeds = [{"x": RNG.normal(size=(1, 4800)).astype(np.float32)}]
+    assert rewrites.check(_checked(), _checked(), feeds, sites=["site"], max_lsd_db=1.0).passed
+    res = rewrites.check(_checked(), rewritten, feeds, sites=["site"], **kwargs)
+    assert not res.passed and res.reason.startswith(reason), res.reason

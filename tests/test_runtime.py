@@ -84,17 +84,31 @@ def test_bad_voices_are_explained(engine, spec, match):
     assert engine.voices.blend_cache == before  # a refused spec keeps nothing
 
 
-def test_blend_parsing_is_linear_in_the_spec():
-    """The old regex backtracked quadratically: a 40 kB spec froze the server for 13.7 s."""
-    for spec in ["af_bella(" + "1" * 40_000, "af_a" + " " * 40_000 + "x", "(" * 40_000]:
+def _fastest_parse_s(spec: str, repeats: int = 20) -> float:
+    """The fastest of ``repeats`` parses (a busy machine slows some, not the fastest much)."""
+    best = float("inf")
+    for _ in range(repeats):
         t0 = time.perf_counter()
+        try:
+            parse_blend(spec)
+        except VoiceError:
+            pass
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def test_blend_parsing_is_linear_in_the_spec():
+    """The old regex backtracked quadratically: a 40 kB spec froze the server for 13.7 s.
+    Each hostile spec is refused, and costs no more than 20 ordinary parses (relative to
+    this machine, now; the old regex cost a million times more)."""
+    ordinary = _fastest_parse_s("af_bella(2)+af_sky(1)")
+    for spec in ["af_bella(" + "1" * 40_000, "af_a" + " " * 40_000 + "x", "(" * 40_000]:
         with pytest.raises(VoiceError, match="the limit is"):
             parse_blend(spec)
-        assert time.perf_counter() - t0 < 0.01
+        assert _fastest_parse_s(spec) < 20 * ordinary, len(spec)
     worst = "af_bella(" + " " * 200 + "1" + " " * 30 + ")"  # under the cap, every branch
-    t0 = time.perf_counter()
     assert parse_blend(worst) == [("af_bella", 1.0)]
-    assert time.perf_counter() - t0 < 0.01
+    assert _fastest_parse_s(worst) < 20 * ordinary
 
 
 def test_blend_spellings_share_one_bounded_cache(engine):

@@ -15,22 +15,23 @@ import time
 import httpx
 import pytest
 
-from labkit.config import LabConfig
 
 pytestmark = pytest.mark.model
 
 SPEECH = "/v1/audio/speech"
+#: the shared server's internal errors and degraded parts when this module began
+AT_START: dict = {}
 
 
 @pytest.fixture(scope="module")
-def server():
-    from labkit.measure.httpbench import ServerProcess
-
-    overrides = ["serve.header_timeout_s=1", "serve.body_timeout_s=1", "serve.keep_alive_s=1",
-                 "serve.queue_timeout_s=30"]
-    with ServerProcess(LabConfig.load(env={}), overrides=overrides) as s:
-        yield s
-        log = s.log_tail(2_000_000)
+def server(default_server):
+    """The session's shared server (tests/conftest.py): 1 s header, body and keep-alive
+    deadlines keep the timeout cases fast."""
+    start = len(default_server.log_tail(10_000_000))
+    AT_START.update(internal=internal_errors(default_server.url),
+                    degraded=httpx.get(default_server.url + "/health").json()["degraded"])
+    yield default_server
+    log = default_server.log_tail(10_000_000)[start:]
     # after every test of the module: no client event (nor anything else) became a traceback
     assert "Traceback" not in log, log[-4000:]
 
@@ -59,27 +60,32 @@ def post(url: str, timeout: float = 60, **kw) -> httpx.Response:
 
 
 def raw_exchange(port: int, data: bytes, close_after: float | None = None,
-                 timeout: float = 10.0) -> tuple[bytes, float]:
+                 timeout: float = 60.0) -> tuple[bytes, float, bool]:
     """Send ``data`` on a fresh socket; read until the server closes (or, with
-    ``close_after``, hang up ourselves after that many seconds). Returns what came back
-    and how long it took."""
+    ``close_after``, hang up ourselves after that many seconds). Returns what came back,
+    how long it took, and whether the server closed the connection (not our timeout)."""
     t0 = time.perf_counter()
+    closed = False
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         if data:
             sock.sendall(data)
         if close_after is not None:
             time.sleep(close_after)
-            return b"", time.perf_counter() - t0
+            return b"", time.perf_counter() - t0, False
         out = b""
         while True:
             try:
                 part = sock.recv(65536)
-            except (ConnectionResetError, socket.timeout):
+            except ConnectionResetError:
+                closed = True
+                break
+            except socket.timeout:
                 break
             if not part:
+                closed = True
                 break
             out += part
-    return out, time.perf_counter() - t0
+    return out, time.perf_counter() - t0, closed
 
 
 class HealthProbe:
@@ -114,6 +120,16 @@ class HealthProbe:
         return sorted(self.latencies)[int(0.9 * (len(self.latencies) - 1))]
 
 
+def _fastest(call, repeats: int = 3) -> float:
+    """The fastest of ``repeats`` calls, in seconds (load slows some, the fastest least)."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        call()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 # -- 1-3: voice specs --------------------------------------------------------------------
 @pytest.mark.parametrize("voice,needle", [
     ("af_bella(" + "1" * 40_000 + ")", "the limit is 256"),  # was a 13.7 s event-loop stall
@@ -126,9 +142,10 @@ class HealthProbe:
 ])
 def test_bad_voice_specs_get_a_prompt_400(server, voice, needle):
     before = httpx.get(server.url + "/health").json()["blends"]
-    t0 = time.perf_counter()
+    ordinary = _fastest(lambda: post(server.url, json={"input": "Hi.", "voice": "nobody"}))
     r = post(server.url, json={"input": "Hi.", "voice": voice})
-    assert time.perf_counter() - t0 < 2.0
+    # refused as promptly as an ordinary unknown voice (relative: this machine, now)
+    assert _fastest(lambda: post(server.url, json={"input": "Hi.", "voice": voice})) < 10 * ordinary
     assert r.status_code == 400, r.text
     err = error_of(r)
     assert err["param"] == "voice" and needle in err["message"]
@@ -198,9 +215,10 @@ def test_parse_errors_are_400_in_openai_shape(server, body, needle):
 def test_body_size_is_capped_before_reading(server):
     head = (b"POST " + SPEECH.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Type: "
             b"application/json\r\nContent-Length: 67108864\r\n\r\n{\"input\": \"")
-    out, seconds = raw_exchange(server.port, head)
-    assert out.startswith(b"HTTP/1.1 413") and b"body_too_large" in out
-    assert seconds < 2.0  # answered at once, not after 64 MB
+    out, _, closed = raw_exchange(server.port, head)
+    # answered without the body (it never comes: a server that waited for it would time out
+    # with a 408 after serve.body_timeout_s)
+    assert out.startswith(b"HTTP/1.1 413") and b"body_too_large" in out and closed
 
     def chunks():  # no Content-Length: counted while it arrives
         yield b'{"input": "'
@@ -212,15 +230,16 @@ def test_body_size_is_capped_before_reading(server):
 
 
 def test_idle_and_incomplete_connections_are_closed(server):
+    # closed by the server (not by our own 60 s timeout), once its 1 s timeout has passed
     for data in (b"", b"POST /v1/audio/speech HTTP/1.1\r\nHost: x\r\nContent-Le"):
-        out, seconds = raw_exchange(server.port, data)
-        assert out == b"" and 0.5 < seconds < 5.0, (data, seconds)
+        out, seconds, closed = raw_exchange(server.port, data)
+        assert out == b"" and closed and seconds > 0.5, (data, seconds)
     # a head, then half a body: 408 once serve.body_timeout_s (1 s) has passed
-    out, seconds = raw_exchange(server.port, b"POST /v1/audio/speech HTTP/1.1\r\nHost: x\r\n"
-                                b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
-                                b'{"input": "')
+    out, seconds, closed = raw_exchange(server.port, b"POST /v1/audio/speech HTTP/1.1\r\nHost: x\r\n"
+                                        b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+                                        b'{"input": "')
     assert out.startswith(b"HTTP/1.1 408") and b"request_timeout" in out
-    assert 0.5 < seconds < 5.0
+    assert closed and seconds > 0.5
     assert httpx.get(server.url + "/health").status_code == 200
 
 
@@ -253,33 +272,49 @@ def test_client_gone_mid_stream_is_a_client_event(server):
                       json={"input": text, "response_format": "pcm"}) as r:
         assert r.status_code == 200
         next(r.iter_raw())
-    deadline = time.monotonic() + 60
-    while httpx.get(server.url + "/health").json()["busy"] and time.monotonic() < deadline:
-        time.sleep(0.1)
+    _wait_idle(server.url)
     assert metric(server.url, 'kokoro_client_disconnects_total{stage="stream"}') == before + 1
     assert metric(server.url, "kokoro_errors_total") == errors
 
 
 # -- 3 (loop) and 7 (cost) -------------------------------------------------------------------
-def test_health_stays_fast_during_the_slowest_requests(server):
-    """The longest legal input, made of what costs the most to clean up and phonemize,
-    plus a 40 kB voice spec: /health keeps answering under 100 ms (p90) meanwhile."""
-    hostile = ("Call https://ex.com/a/b?x=1&y=2 at 2026-11-27T10:10Z, v2.3 at 120 requests/s; "
-               "in\u200bvisible a\u200bb " + "9" * 40 + " a.b.c.d@e.f " + "~/" * 20 + " ")
-    text = (hostile * 100)[:4096]
-    with HealthProbe(server.url) as probe:
+def _probe_during_a_stream(url: str, text: str, voice_spec_first: bool = False) -> HealthProbe:
+    """/health polled while ``text`` streams for up to 3 s (then the client hangs up)."""
+    with HealthProbe(url) as probe:
         time.sleep(0.3)
-        r = post(server.url, json={"input": "Hi.", "voice": "af_bella(" + "1" * 40_000 + ")"})
-        assert r.status_code == 400
-        with httpx.stream("POST", server.url + SPEECH, timeout=120,
+        if voice_spec_first:
+            r = post(url, json={"input": "Hi.", "voice": "af_bella(" + "1" * 40_000 + ")"})
+            assert r.status_code == 400
+        with httpx.stream("POST", url + SPEECH, timeout=120,
                           json={"input": text, "response_format": "pcm"}) as resp:
             assert resp.status_code == 200
             t0 = time.perf_counter()
             for _ in resp.iter_raw():  # a few seconds of it, then hang up
                 if time.perf_counter() - t0 > 3.0:
                     break
-    assert len(probe.latencies) > 20
-    assert probe.p90() < 0.1, probe.summary()
+    _wait_idle(url)
+    return probe
+
+
+def _wait_idle(url: str) -> None:
+    deadline = time.monotonic() + 60
+    while httpx.get(url + "/health").json()["busy"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def test_health_stays_fast_during_the_slowest_requests(server):
+    """The longest legal input, made of what costs the most to clean up and phonemize,
+    plus a 40 kB voice spec: /health answers meanwhile as it does while an ordinary text
+    of the same length streams (the same load on the cores; nothing stalls the event
+    loop), within 3x its p90 then."""
+    hostile = ("Call https://ex.com/a/b?x=1&y=2 at 2026-11-27T10:10Z, v2.3 at 120 requests/s; "
+               "in\u200bvisible a\u200bb " + "9" * 40 + " a.b.c.d@e.f " + "~/" * 20 + " ")
+    text = (hostile * 100)[:4096]
+    plain = ("The ferry leaves at seven every morning, whatever the weather. " * 100)[:4096]
+    ordinary = _probe_during_a_stream(server.url, plain)
+    probe = _probe_during_a_stream(server.url, text, voice_spec_first=True)
+    assert len(probe.latencies) > 20 and len(ordinary.latencies) > 20
+    assert probe.p90() < 3 * ordinary.p90(), f"{probe.summary()}; ordinary text: {ordinary.summary()}"
 
 
 def test_a_300_digit_number_is_not_90_seconds_of_audio(server):
@@ -291,5 +326,6 @@ def test_a_300_digit_number_is_not_90_seconds_of_audio(server):
 
 
 def test_no_client_event_was_counted_as_an_internal_error(server):
-    assert internal_errors(server.url) == 0
-    assert httpx.get(server.url + "/health").json()["degraded"] == []
+    # (the shared server may have read other languages before: degraded as it was then)
+    assert internal_errors(server.url) == AT_START["internal"] == 0
+    assert httpx.get(server.url + "/health").json()["degraded"] == AT_START["degraded"]

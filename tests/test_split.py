@@ -6,6 +6,7 @@ through a ``/decoder/Slice``) makes every check exact and fast; the real int8 mo
 boundary is checked too."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -141,6 +142,7 @@ def test_a_graph_without_a_decoder_is_refused():
         sp.find_boundary(m)
 
 
+@pytest.mark.model
 def test_real_int8_boundary(cfg):
     path = assets.model_path(cfg, "int8")
     if not path.exists():
@@ -210,6 +212,33 @@ def test_check_split_reports_lsd_per_bucket(toy_parts):
     assert r["failures"] == []
     assert set(r["max_lsd_db_by_bucket"]) == {"256", "512"}
     assert r["max_lsd_db"] < 0.01 and r["max_split_lsd_db"] == 0.0
+
+
+def _longer(path, tmp_path, extra=8):
+    """A copy of the model at ``path`` whose audio has ``extra`` samples more (a part gone wrong)."""
+    m = onnx.load(str(path))
+    out = m.graph.output[0].name
+    for n in m.graph.node:
+        n.output[:] = [o + "_pre" if o == out else o for o in n.output]
+    m.graph.initializer.append(_init("extra_zeros", np.zeros(extra, np.float32)))
+    m.graph.node.append(helper.make_node("Concat", [out + "_pre", "extra_zeros"], [out], axis=0))
+    m.graph.output[0].type.tensor_type.ClearField("shape")
+    dest = tmp_path / f"longer-{path.name}"
+    onnx.save(m, str(dest))
+    return dest
+
+
+def test_check_split_fails_where_a_part_gives_other_lengths(toy_parts, tmp_path):
+    path, parts = toy_parts
+    feeds = [_feeds(200, 1)]
+    bad_b = dataclasses.replace(parts, b=_longer(parts.b, tmp_path))
+    r = sp.check_split(path, bad_b, feeds, [256])
+    assert r["failures"] == ["split: 816 samples, the whole graph gave 808"]
+    assert r["by_input"][0]["split_lsd_db"] is None
+    bad_bucket = dataclasses.replace(parts, b_bucketed=_longer(parts.b_bucketed, tmp_path))
+    r = sp.check_split(path, bad_bucket, feeds, [256])
+    assert r["failures"] == [f"bucket 256: {256 * SPF + 8} samples, expected {256 * SPF}"]
+    assert r["max_lsd_db_by_bucket"] == {} and r["max_lsd_db"] is not None  # the split itself was fine
 
 
 def test_split_files_are_cached_by_model_hash(toy_parts, tmp_path):

@@ -37,7 +37,8 @@ from labkit import files, progress
 from labkit.lab.checkpoint import RESUME_ENV
 from labkit.lab.journal import PLAN_NAME, WALL_TIMES_NAME, batch_name, read_wall_times, write_journal
 from labkit.lab.plan import batch_sha, plan_name
-from labkit.lab.stage import RECORD_NAME, new_run_id, read_record, stage_dir, write_record
+from labkit.lab.stage import (INTERACTIVE_ENV, RECORD_NAME, new_run_id, read_record, stage_dir,
+                              write_record)
 
 log = logging.getLogger(__name__)
 LATEST_NAME = "LATEST"
@@ -252,15 +253,16 @@ def _estimate_line(before: dict[str, float], rest: list[str]) -> str:
 def _kernel_env(run_dir: Path, stage: str, resume: bool):
     """What the notebook kernel is told through its environment: where to report its
     progress (progress.ENV; a thread draws it here, under the stage's own line, and the
-    file is removed when the stage ends), and whether this is a resumed run (a stage's
-    finished candidates are then read back: labkit.lab.checkpoint)."""
+    file is removed when the stage ends), whether this is a resumed run (a stage's
+    finished candidates are then read back: labkit.lab.checkpoint), and that no person is
+    at the page (INTERACTIVE_ENV=0: "Try it" widgets draw nothing, labkit.lab.page)."""
     path = run_dir / f".progress-{stage}.jsonl"
     path.unlink(missing_ok=True)
     stop = threading.Event()
     target = progress.sink()
     thread = threading.Thread(target=progress.follow, args=(path, target, stop),
                               kwargs={"depth_offset": 1}, daemon=True)
-    env = {progress.ENV: str(path), RESUME_ENV: "1" if resume else "0"}
+    env = {progress.ENV: str(path), RESUME_ENV: "1" if resume else "0", INTERACTIVE_ENV: "0"}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     thread.start()

@@ -18,6 +18,7 @@ import yaml
 from labkit import files
 from labkit.tables import cell
 from labkit.config import LabConfig, repo_relative
+from labkit.lab import executed
 from labkit.lab.results import (choices_table, comparison_lines, fmt_ci, headline_rows,
                                 reproducibility_lines, write_results)
 from labkit.quality import LSD_DEFINITION
@@ -185,6 +186,8 @@ def build_sections(cfg: LabConfig, run_id: str) -> dict:
             "changes": compare_headlines(headline, before) if before else {},
             "papermill": papermill_metadata(nb) if nb.exists() else {},
             "notebook": nb if nb.exists() else None,
+            # the saved plots the executed notebook shows as images (labkit.lab.executed)
+            "figures": executed.figures_on_page(sdir, nb) if nb.exists() else None,
             "plots": _stage_files(sdir, (".png", ".svg")),
             "audio": _stage_files(sdir, (".wav", ".mp3")),
             "html": [p for p in _stage_files(sdir, (".html",))],
@@ -260,9 +263,13 @@ def render_markdown(cfg: LabConfig, data: dict, best: dict, out_dir: Path) -> st
             lines += ["Parameters: `" + json.dumps(params)[:600] + "`", ""]
         for p in s["plots"]:
             lines += [f"![{p.stem}]({_rel(p, out_dir)})", ""]
+        if s.get("figures"):
+            lines += [f"Plots on the page: {executed.summary(s['figures'])}.", ""]
         links = []
         if s["notebook"]:
-            links.append(f"[executed notebook]({_rel(s['notebook'], out_dir)})")
+            links.append(f"[executed notebook: {s['notebook'].name}]({_rel(s['notebook'], out_dir)})")
+        else:
+            links.append("no executed notebook (the stage ran outside a batch)")
         links.append(f"[metrics.json]({_rel(s['path'], out_dir)})")
         links += [f"[{p.name}]({_rel(p, out_dir)})" for p in s["html"]]
         lines += [" · ".join(links), ""]

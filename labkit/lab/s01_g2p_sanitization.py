@@ -93,8 +93,19 @@ def phoneme_words(phonemes: str) -> list[str]:
 
 
 def _contains(have: list[str], want: list[str]) -> bool:
-    n = len(want)
-    return n > 0 and any(have[i:i + n] == want for i in range(len(have) - n + 1))
+    """Whether consecutive words of ``have`` spell ``want``'s phonemes, where the words
+    break being free ("twenty-four" is one phoneme word, "twenty four" two; "PM" one,
+    "p m" two): the same sounds from a word's start to a word's end."""
+    target = "".join(want)
+    for i in range(len(have)):
+        run = ""
+        for word in have[i:]:
+            run += word
+            if run == target:
+                return True
+            if not target.startswith(run):
+                break
+    return False
 
 
 def read_as_written(read_as: dict[str, Any], phonemes: str, g2p: G2P) -> list[str]:
@@ -644,14 +655,12 @@ def try_text(text: str, cfg: LabConfig, synth: StreamingSynthesizer) -> dict[str
     return {"text": "\n".join(lines), "audio": synth.synthesize(text)}
 
 
-def show_try(text: str, cfg: LabConfig, synth: StreamingSynthesizer, out) -> None:
-    """The "try it" box's callback: :func:`try_text` rendered into an ipywidgets ``Output``."""
+def try_view(text: str, cfg: LabConfig, synth: StreamingSynthesizer) -> list[Any]:
+    """The "try it" box's action (labkit.lab.page.try_it): :func:`try_text` as what the box
+    shows -- the text, then a player; a refusal as its message."""
     from IPython.display import Audio  # notebook-only third-party dependency
 
     r = try_text(text, cfg, synth)
-    out.clear_output()
     if "refused" in r:
-        out.append_stdout(f"refused: {r['refused']}\n")
-        return
-    out.append_stdout(r["text"] + "\n")
-    out.append_display_data(Audio(r["audio"], rate=SAMPLE_RATE))
+        return [f"refused: {r['refused']}"]
+    return [r["text"], Audio(r["audio"], rate=SAMPLE_RATE)]

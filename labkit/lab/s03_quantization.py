@@ -42,7 +42,8 @@ from labkit.engine.cache import make_session
 from labkit.engine.g2p import VOCAB, get_g2p
 from labkit.engine.ort import SAMPLE_RATE, kokoro_feeds, style_row
 from labkit.engine.runtime import DURATIONS, VoiceBank
-from labkit.lab.selection import quality_entry
+from labkit.lab import listen as listening
+from labkit.lab.selection import quality_entry, rank
 from labkit.measure import corpora, coverage, dnsmos, vocoder
 from labkit.measure.compare import Comparison, compare, schedule
 from labkit.measure import profile as profiling
@@ -673,7 +674,7 @@ def run(cfg: LabConfig, st, *, reference: str | None = None, baseline: str = "in
         bound = speed_bound(profiles[REFERENCE], other)
 
     sel = select({n: r for n, r in rows.items() if n != REFERENCE}, baseline)
-    return {"reference": {"variant": ref.variant, "path": str(ref.path), "note": ref.note},
+    out = {"reference": {"variant": ref.variant, "path": str(ref.path), "note": ref.note},
             "corpora": corpora_info, "builds": {k: v.to_dict() for k, v in built.items()},
             "sensitivity": ({"spec": spec, "families": sens, "mixed_plan": plan,
                              "dev_ids": [p.utt.id for p in dev]} if sensitivity_families else None),
@@ -682,6 +683,12 @@ def run(cfg: LabConfig, st, *, reference: str | None = None, baseline: str = "in
             "pareto_points": pts, "pareto_front": front,
             "listen": {"id": lid, "text": utt.utt.text, "page": str(page)}, "clips": clips,
             "profiles": profiles, "speed_bound": bound, "selection": sel, "notes": notes}
+    # what the journal's selection would take from this stage (labkit.lab.selection)
+    top = rank(candidates(rows, REFERENCE, bench["comparisons"][bench["speed_tokens"]],
+                          reference_variant=ref.variant, baseline_name=baseline), cfg.selection, NAME)
+    out["ships"] = top[0]["name"] if top else baseline
+    out["_listening"] = side_by_side(out)
+    return out
 
 
 def headline(result: dict[str, Any]) -> dict[str, Any]:
@@ -732,6 +739,9 @@ def record(st, result: dict[str, Any]) -> None:
         for k, c in result["comparisons"].items()}
     st.metrics["pareto_front"] = result["pareto_front"]
     st.metrics["listening_page"] = str(Path(result["listen"]["page"]).relative_to(st.dir))
+    if result.get("_listening") is not None:
+        st.metrics["listen"] = result["_listening"].to_dict()
+        listening.write(result["_listening"], st.dir)
     st.metrics["profile"] = {k: {kk: vv for kk, vv in p.items() if kk != "file"}
                              for k, p in result["profiles"].items()}
     if result["speed_bound"] is not None:
@@ -758,9 +768,10 @@ def _f(v) -> str:
 
 def sensitivity_table(result: dict[str, Any]) -> str:
     sens = (result.get("sensitivity") or {}).get("families") or {}
-    lines = ["| block | ok | LSD dB (dev) | PESQ | length changes |", "|---|---|---|---|---|"]
-    lines += [f"| {fam} | {r.get('ok')} | {_f(r.get('lsd_db'))} | {_f(r.get('pesq_wb'))} | "
-              f"{_f(r.get('length_changes'))} |" for fam, r in sens.items()]
+    lines = ["| block | ok | masked LSD dB (the ruler; what the mixed plan adds up) | "
+             "standard LSD dB (reported) | PESQ | length changes |", "|---|---|---|---|---|---|"]
+    lines += [f"| {fam} | {r.get('ok')} | {_f(r.get('masked_lsd_db'))} | {_f(r.get('lsd_db'))} | "
+              f"{_f(r.get('pesq_wb'))} | {_f(r.get('length_changes'))} |" for fam, r in sens.items()]
     return "\n".join(lines) if sens else "(sensitivity sweep not run)"
 
 
@@ -865,9 +876,73 @@ def plot_vs_baseline(result: dict[str, Any], plt):
     return fig
 
 
+# -- listen and try it ------------------------------------------------------------------------------
+def shipped_variant(result: dict[str, Any]) -> tuple[str | None, bool]:
+    """(the variant this stage ships, True) -- what the journal's selection takes from its
+    candidates (``result["ships"]``: passed the ruler and every check, faster than the
+    baseline beyond the threshold) when that is not the baseline; else (the runner-up,
+    False): the fastest variant the ruler passed (the stage's fast pick), or the fastest
+    variant that ran without a failed check (None when there is none)."""
+    base = result["baseline"]
+    ships = result.get("ships")
+    if ships and ships != base:
+        return ships, True
+    fast = ((result.get("selection") or {}).get("fast") or {}).get("variant")
+    if fast and fast != base and fast in result["clips"]:
+        return fast, False
+    others = [(r.get("speedup") or 0.0, n) for n, r in result["rows"].items()
+              if n not in (REFERENCE, base) and r.get("ok") and n in result["clips"]]
+    return (max(others)[1], False) if others else (None, False)
+
+
+def side_by_side(result: dict[str, Any]) -> listening.Listening:
+    """The held-out listening sentence through the shipped int8 (stock) and through what
+    the stage ships (or, when it ships int8, the runner-up), each read by the ruler against
+    the reference model's output of the same sentence (whole outputs, aligned)."""
+    base, clips = result["baseline"], result["clips"]
+    name, ships = shipped_variant(result)
+    stock_label, other_label = listening.labels(base, name or "-", not ships)
+    takes = {stock_label: clips[base]}
+    if name is not None:
+        takes[other_label] = clips[name]
+    utt = listening.sentence(result["listen"]["id"])
+    return listening.listening(
+        utt, f"the reference model ({result['reference']['variant']}) reading the same sentence",
+        clips[REFERENCE], takes,
+        note="Whole outputs, aligned by the ruler; the selection reads each variant's vocoder "
+             "at the reference's alignment on every development and held-out utterance.")
+
+
+def try_controls(result: dict[str, Any]) -> dict[str, Any]:
+    """The "Try it" knobs: a variant this run benched (what ships first) and a held-out
+    sentence (the listening one first)."""
+    name, _ = shipped_variant(result)
+    names = [n for n in result["rows"] if n != REFERENCE]
+    first = result["listen"]["id"]
+    held = corpora.load("heldout", purpose="report")
+    utts = sorted(held, key=lambda u: u.id != first)
+    return {"variant": list(dict.fromkeys([name or result["baseline"], *names])),
+            "utterance": [(f"{u.id}: {u.text[:60]}", u.id) for u in utts]}
+
+
+def try_variant(result: dict[str, Any], variant: str, utterance: str, cfg: LabConfig) -> list[Any]:
+    """Try it: ``variant`` (a model this run benched) reading the held-out ``utterance``
+    beside the reference model's reading of it: both players and the ruler's figures (a
+    :class:`labkit.lab.listen.Listening`)."""
+    rows = result["rows"]
+    if variant not in rows:
+        raise KeyError(f"variant {variant!r}: this run benched {sorted(rows)}")
+    utt = listening.sentence(utterance)
+    feeds = listening.prepared(utt).feeds(VoiceBank.load(assets.voices_path(cfg)))
+    audio = {n: np.asarray(make_session(Path(rows[n]["path"]), cfg.session).run(None, feeds)[0]).ravel()
+             for n in dict.fromkeys([REFERENCE, variant])}
+    return [listening.listening(utt, f"the reference model ({result['reference']['variant']})",
+                                audio[REFERENCE], {variant: audio[variant]})]
+
+
 __all__ = ["NAME", "CRITERION", "run", "record", "headline", "token_probe", "load_seconds",
            "speed_compare", "paired_speedup", "reference_audio", "evaluate", "summarize",
            "pareto_front", "select", "ruler_quality", "Targets", "choose_families", "profile",
            "share", "listening_page", "candidates", "failed_checks", "speed_bound",
            "bench_table", "sensitivity_table", "candidates_table", "profile_tables", "failures",
-           "plot_pareto", "plot_vs_baseline"]
+           "plot_pareto", "plot_vs_baseline", "side_by_side", "shipped_variant", "try_variant", "try_controls"]

@@ -415,11 +415,17 @@ def split_check(cfg: LabConfig, variant: str, token_lengths: Iterable[int], buck
         "masked_norms": meta.get("masked_norms"), "masked_convs": meta.get("masked_convs"),
         "buckets": list(buckets), "max_lsd_db": check["max_lsd_db"],
         "max_lsd_db_limit": max_lsd_db,
-        "passed": (not check["failures"] and check["max_lsd_db"] is not None
-                   and check["max_lsd_db"] <= max_lsd_db),
+        "passed": split_passed(check, max_lsd_db),
         "max_split_lsd_db": check["max_split_lsd_db"],
         "max_lsd_db_by_bucket": check["max_lsd_db_by_bucket"], "by_input": check["by_input"],
         "failures": check["failures"], "audit_b": audit_b, "build_s": round(build_s, 2)}
+
+
+def split_passed(check: dict[str, Any], max_lsd_db: float) -> bool:
+    """The split's gate on labkit.optimize.split.check_split's report: no failure (every
+    length matched), a distance measured, and it within ``max_lsd_db``."""
+    return (not check["failures"] and check["max_lsd_db"] is not None
+            and check["max_lsd_db"] <= max_lsd_db)
 
 
 @dataclass
@@ -718,8 +724,8 @@ def run(cfg: LabConfig, st, *, variants: Iterable[str] = ("int8",),
                 splits[variant] = {"status": f"failed: {type(exc).__name__}: {exc}",
                                    "variant": variant}
                 continue
-            missing = [n for n in split_lengths if n not in reference]
-            split_ref = {**reference, **(reference_audio(cfg, missing)[0] if missing else {})}
+            unrendered = [n for n in split_lengths if n not in reference]
+            split_ref = {**reference, **(reference_audio(cfg, unrendered)[0] if unrendered else {})}
             for label, r in run_candidates(cfg, cands, parts, variant, split_lengths, split_ref,
                                            split_repeats, warmup, st.path("coreml-cache"),
                                            budget, log, checkpoint=ck,

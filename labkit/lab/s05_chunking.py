@@ -26,15 +26,18 @@ from labkit import progress
 from labkit.config import LabConfig, SelectionConfig
 from labkit.engine import chunking, split_runtime
 from labkit.engine.pipeline import StreamingSynthesizer
+from labkit.engine.ort import SAMPLE_RATE
 from labkit.engine.runtime import Engine
+from labkit.lab import listen as listening
 from labkit.lab.selection import quality_entry, rank
 from labkit.lab.stage import public
-from labkit.measure import seams, texts
+from labkit.measure import corpora, seams, texts
 from labkit.measure.compare import compare
 from labkit.measure.load import competing_load
 from labkit.optimize import split as splitting
 from labkit.measure.streaming import (cancel_release, first_audio, run_stream, stream_failures,
                                       summarize_runs)
+from labkit.quality import clicks as clickmod
 from labkit.tables import interval
 
 #: the batch that streams the article when the default one leaves it out for time
@@ -230,7 +233,8 @@ def run(cfg: LabConfig, st, *, variants: list[dict[str, Any]], sweep_text: str =
         art_rows.append(row)
         art_first = art_first or runs[0]
     voice_rows = {v: run_stream(synths[label], text, voice=v).summary() for v in voices}
-    return {"label": label, "pieces": {k: [p.tokens for p in v] for k, v in pieces.items()},
+    heard_side = side_by_side(engine, synths, label, prev_label) if listen else None
+    return {"_listening": heard_side, "_engine": engine, "label": label, "pieces": {k: [p.tokens for p in v] for k, v in pieces.items()},
             "first_pieces": {k: v[0].text for k, v in pieces.items()},
             "coverage_ok": {k: chunking.coverage(clean, v).ok for k, v in pieces.items()},
             "comparison": sw["comparison"], "rows": sw["rows"], "seams": seam,
@@ -426,6 +430,9 @@ def record(st, result: dict[str, Any]) -> None:
     st.metrics["candidates"] = candidates(result["rows"], result["seams"], st.cfg.chunking,
                                           result.get("listener", []))
     st.metrics["targets_met"] = targets(result)
+    if result.get("_listening") is not None:
+        st.metrics["listen"] = result["_listening"].to_dict()
+        listening.write(result["_listening"], st.dir)
     st.metrics["headline"] = headline(result)
     if result["label"] == BASELINE:
         st.note("no chunking variant earned its place (faster to first audio beyond the "
@@ -515,5 +522,89 @@ def plot_seams(result: dict[str, Any], plt):
         ax.set_ylabel("LSD vs unchunked (dB)")
         ax.set_title(label)
         ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+# -- listen and try it -------------------------------------------------------------------------------
+def click_figures(audio) -> dict[str, Any]:
+    """The click detector's reading of one take (labkit.quality.clicks): clicks found and
+    their rate per minute (what this stage judges seams by; no reference needed)."""
+    found = clickmod.detect(audio)
+    rate = clickmod.rate_per_minute(len(found), len(audio) / SAMPLE_RATE)
+    return {"clicks": len(found), "clicks per minute": rate["per_minute"]}
+
+
+def side_by_side(engine: Engine, synths: dict[str, StreamingSynthesizer], label: str,
+                 contender: str, utt_id: str | None = None) -> listening.Listening:
+    """The held-out listening sentence streamed with the configured chunking (stock) and
+    with the stage's choice (or, when the configured one stays, the contender), each read
+    by the ruler against the same model reading the sentence unchunked, with each take's
+    clicks beside."""
+    utt = listening.sentence(utt_id)
+    other = label if label != BASELINE else contender
+    stock, shipped = listening.labels(f"chunking {BASELINE}", f"chunking {other}", label == BASELINE)
+    takes = {stock: listening.streamed(synths[BASELINE], utt),
+             shipped: listening.streamed(synths[other], utt)}
+    return listening.listening(
+        utt, "the same model reading the sentence in one call, unchunked",
+        listening.whole(engine, utt), takes, {k: click_figures(a) for k, a in takes.items()},
+        note="Chunking moves the audio at the seams and restarts the phrasing; the stage judges "
+             "seams by the click detector (no reference needed), not by the distance to the "
+             "unchunked audio.")
+
+
+def try_controls(cfg: LabConfig, text: str) -> dict[str, Any]:
+    """The "Try it" knobs, each starting at the configured value."""
+    c = cfg.chunking
+    return {"text": text, "schedule": list(dict.fromkeys([c.schedule, "ramp", "adaptive"])),
+            "primer_max_words": int(c.primer_max_words),
+            "prosody": list(dict.fromkeys([c.prosody, "piece", "sentence"]))}
+
+
+def try_chunking(engine: Engine, text: str, schedule: str, primer_max_words: int, prosody: str,
+                 plt) -> list[Any]:
+    """Try it: ``text`` streamed with these chunking settings (the rest as configured) on
+    ``engine``'s model: the stream's figures (first audio, pieces, underruns, RTF), a
+    timeline of each piece's synthesis against its playback (:func:`plot_timeline`), and
+    the audio beside the same model reading the text unchunked, with the ruler's figures."""
+    ccfg = dataclasses.replace(engine.cfg.chunking, schedule=schedule,
+                               primer_max_words=int(primer_max_words), prosody=prosody)
+    chunking.validate(ccfg)
+    eng = sentence_engine(engine, ccfg) if ccfg.prosody == "sentence" else engine
+    synth = StreamingSynthesizer(eng, chunking_cfg=ccfg)
+    label = f"schedule={schedule}, primer_max_words={primer_max_words}, prosody={prosody}"
+    run_ = run_stream(synth, text, name=label, keep_audio=True)
+    pb = run_.playback()
+    summary = {"chunking": label, "pieces": len(run_.arrivals), "first audio s": round(run_.ttfa_s, 3),
+               "underruns": pb.underruns, "silence s": round(pb.underrun_s, 3),
+               "RTF (end to end)": round(run_.rtf, 3), "every word present": run_.words_present,
+               "tokens per piece": [c["tokens"] for c in run_.chunks]}
+    utt = corpora.Utterance("your text", text, engine.cfg.voice, engine.cfg.lang)
+    heard = listening.listening(utt, "the same model reading the text unchunked",
+                                seams.unchunked(engine, ccfg, text), {label: run_.audio},
+                                {label: click_figures(run_.audio)})
+    return [summary, plot_timeline(run_, plt), heard]
+
+
+def plot_timeline(run_, plt, startup_buffer_s: float = 0.0):
+    """Pieces arriving against playback: per piece, a bar from when its synthesis started
+    to when it was ready (upper row) and the stretch it plays (lower row, red where the
+    listener waits); the first audio is where the first play bar starts."""
+    pb = run_.playback(startup_buffer_s)
+    fig, ax = plt.subplots(figsize=(10, 2.8))
+    for i, (c, arrive, start, dur, stall) in enumerate(zip(run_.chunks, run_.arrivals, pb.starts,
+                                                         run_.durations, pb.stalls)):
+        began = c.get("started_at")
+        began = arrive - c.get("synth_s", 0.0) if began is None else began
+        ax.barh(1, arrive - began, left=began, height=0.6, color=f"C{i % 10}", alpha=0.8)
+        ax.barh(0, dur, left=start, height=0.6, color=f"C{i % 10}", alpha=0.8)
+        ax.text(start + dur / 2, 0, str(c["tokens"]), ha="center", va="center", fontsize=7)
+        if stall > 0:
+            ax.barh(0, stall, left=start - stall, height=0.6, color="tab:red")
+    ax.axvline(run_.ttfa_s, color="k", lw=0.8, ls=":")
+    ax.set_yticks([0, 1], ["playback", "synthesis"])
+    ax.set_xlabel("seconds since the request (dotted: first audio; red: the listener waits; "
+                  "numbers: tokens per piece)")
     fig.tight_layout()
     return fig

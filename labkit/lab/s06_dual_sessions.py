@@ -20,7 +20,9 @@ from labkit import progress
 from labkit.host import machine
 from labkit.config import SelectionConfig
 from labkit.engine.pipeline import StreamingSynthesizer, build_engines, fastest
-from labkit.lab.s05_chunking import chunking_label
+from labkit.lab import listen as listening
+from labkit.lab.s05_chunking import chunking_label, plot_timeline
+from labkit.measure import corpora, seams
 from labkit.measure.texts import named
 from labkit.measure.compare import compare
 from labkit.measure.streaming import run_stream, stream_failures
@@ -251,8 +253,10 @@ def run(cfg, st, *, candidates: list[dict[str, Any]], texts: list[str], rounds: 
     cfg = cfg.with_overrides({"pipeline.queue_depth": queue_depth})
     rows, comparisons = compare_sessions(cfg, candidates, texts, rounds, startup_buffer_s)
     gc.collect()
-    return {"rows": rows, "comparisons": comparisons,
-            "rule": dual_rule(rows, band, rules=cfg.selection)}
+    rule = dual_rule(rows, band, rules=cfg.selection)
+    heard = side_by_side(cfg, candidates, rows, rule)
+    gc.collect()
+    return {"_listening": heard, "rows": rows, "comparisons": comparisons, "rule": rule}
 
 
 def record(st, result: dict[str, Any]) -> None:
@@ -276,6 +280,9 @@ def record(st, result: dict[str, Any]) -> None:
         head[f"{t} underruns single/dual"] = f"{r['underruns_single']}/{r['underruns_dual']}"
     head["CoreML pairs"] = ("skipped: " + skipped[0].split(": ", 1)[-1]) if skipped else "measured"
     st.metrics["headline"] = head
+    if result.get("_listening") is not None:
+        st.metrics["listen"] = result["_listening"].to_dict()
+        listening.write(result["_listening"], st.dir)
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -304,3 +311,72 @@ def plot(rows: list[dict[str, Any]], texts: list[str], plt):
     axes[0][0].legend()
     fig.tight_layout()
     return fig
+
+
+# -- listen and try it -------------------------------------------------------------------------------
+def _name(cand: dict[str, Any]) -> str:
+    return cand.get("name") or chunking_label({k: v for k, v in cand.items() if k != "name"})
+
+
+def layouts(result: dict[str, Any]) -> list[str]:
+    """The candidates this run built and streamed (the first: the configured layout)."""
+    return list(dict.fromkeys(r["candidate"] for r in result["rows"] if r.get("status") == "ok"))
+
+
+def side_by_side(cfg, candidates: list[dict[str, Any]], rows: list[dict[str, Any]],
+                 rule: dict[str, Any], utt_id: str | None = None) -> listening.Listening | None:
+    """The held-out listening sentence streamed by the first layout (stock) and by the one
+    the rule ships (or, where it keeps one session, the best dual pair it measured); the
+    ruler reads the second against the first (the stage's own quality check: a layout
+    must not change the audio). None when no layout streamed."""
+    ok = [r for r in rows if r.get("status") == "ok"]
+    if not ok:
+        return None
+    by_name = {_name(c): c for c in candidates}
+    stock = ok[0]["candidate"]
+    other = rule.get("candidate") if rule.get("use_dual") else next(
+        (r["dual"] for r in (rule.get("per_text") or {}).values()), None)
+    stock_label, other_label = listening.labels(stock, other or "-", not rule.get("use_dual"))
+    synths = {stock_label: build(cfg, by_name[stock])}
+    if other is not None and other != stock:
+        synths[other_label] = build(cfg, by_name[other])
+    utt = listening.sentence(utt_id)
+    takes = {label: listening.streamed(synth, utt) for label, synth in synths.items()}
+    return listening.listening(
+        utt, f"the first layout's stream ({stock})", None, takes, reference_take=stock_label,
+        note="A session layout changes where and when pieces are synthesized, not the model: "
+             "the second take should read like the first.")
+
+
+def try_controls(result: dict[str, Any], text: str) -> dict[str, Any]:
+    """The "Try it" knobs: a layout this run built (the first: the configured one), a text."""
+    return {"layout": layouts(result) or ["(no layout streamed in this run)"], "text": text}
+
+
+def try_sessions(cfg, candidates: list[dict[str, Any]], layout: str, text: str, plt) -> list[Any]:
+    """Try it: ``text`` streamed by one candidate layout (built and warmed up here): its
+    first audio, whole time, underruns, CPU use and pieces per session, the timeline of
+    pieces against playback (labkit.lab.s05_chunking.plot_timeline, the session of each
+    piece in its bar's colour order), and the audio beside the same model reading the text
+    unchunked."""
+    by_name = {_name(c): c for c in candidates}
+    if layout not in by_name:
+        raise KeyError(f"layout {layout!r}: the candidates are {sorted(by_name)}")
+    missing = unavailable_providers(by_name[layout])
+    if missing:
+        return [_skip_reason(missing)]
+    synth = build(cfg, by_name[layout])
+    run_ = run_stream(synth, text, name=layout, keep_audio=True)
+    pb = run_.playback()
+    summary = {"layout": layout, "sessions": len(synth.engines),
+               "threads per session": [e.session.get_session_options().intra_op_num_threads
+                                       for e in synth.engines],
+               "first audio s": round(run_.ttfa_s, 3), "whole stream s": round(run_.total_s, 3),
+               "underruns": pb.underruns, "RTF (end to end)": round(run_.rtf, 3),
+               "CPU utilization": round(run_.cpu_utilization, 2),
+               "pieces per session": {k: int(v["pieces"]) for k, v in
+                                      (run_.extra.get("per_session") or {}).items()}}
+    utt = corpora.Utterance("your text", text, cfg.voice, cfg.lang)
+    heard = listening.listening(utt, "the same model reading the text unchunked",
+                                seams.unchunked(synth.engine, cfg.chunking, text), {layout: run_.audio})
+    return [summary, plot_timeline(run_, plt), heard]

@@ -29,6 +29,7 @@ from labkit.config import LabConfig
 from labkit.engine import assets
 from labkit.engine.pipeline import StreamingSynthesizer
 from labkit.engine.runtime import timed_model
+from labkit.lab import listen as listening
 from labkit.engine.split_runtime import split_dir
 from labkit.measure import corpora, vocoder
 from labkit.optimize import durations
@@ -143,9 +144,31 @@ def run(cfg: LabConfig, st, *, text: str = "paragraph", speed_tokens: int = 120,
     v = verdict(ttfa.ci95(SHIPPED), speed.ci95(SHIPPED),
                 {k: s["underruns"] for k, s in streams.items()}, judged)
     v["tested_overrides"] = overrides
-    return {"overrides": overrides, "ttfa": ttfa, "speed": speed, "streams": streams,
+    lst = side_by_side(cfg, synths, overrides, v["ships"])
+    return {"_listening": lst, "overrides": overrides, "ttfa": ttfa, "speed": speed, "streams": streams,
             "quality": judged, "reference": ref.variant, "verdict": v,
             "speed_tokens": len(toks), "text": text}
+
+
+def side_by_side(cfg: LabConfig, synths: dict[str, StreamingSynthesizer], overrides: dict[str, Any],
+           ships: str, utt_id: str | None = None) -> listening.Listening:
+    """The held-out listening sentence (labkit.lab.listen.sentence) streamed through the
+    stock configuration and through the combination, each read by the ruler against the
+    reference model streamed through the stock configuration (the same pieces and joins:
+    what differs is the model and what the combination changed)."""
+    utt = listening.sentence(utt_id)
+    ref = assets.reference(cfg)
+    ref_cfg = cfg.with_overrides({"variant": ref.variant, "model_path": None, "pipeline.sessions": 1})
+    reference = listening.streamed(StreamingSynthesizer.from_config(ref_cfg), utt)
+    what = "the combination" if overrides else "the combination (nothing earned: the stock configuration)"
+    stock, shipped = listening.labels("stock configuration", what, ships == STOCK)
+    takes = {stock: listening.streamed(synths[STOCK], utt), shipped: listening.streamed(synths[SHIPPED], utt)}
+    return listening.listening(
+        utt, f"the reference model ({ref.variant}) streamed through the stock configuration",
+        reference, takes,
+        note="The combination: " + (", ".join(f"{k}={v}" for k, v in overrides.items())
+                                    or "no override (nothing was earned: it is the stock configuration)")
+        + f". The journal ships the {ships} configuration.")
 
 
 def headline(result: dict[str, Any]) -> dict[str, Any]:
@@ -191,6 +214,25 @@ def quality_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def plot(result: dict[str, Any], plt):
+    """The combination against the stock configuration: first audio and speed as paired
+    ratios with their 95 % intervals (above 1: the combination is faster), each beside its
+    A/A noise band (grey)."""
+    items = [(f"first audio, {result['text']}", result["ttfa"]),
+             (f"speed, {result['speed_tokens']} tokens", result["speed"])]
+    fig, ax = plt.subplots(figsize=(8, 2.4))
+    for i, (_, cmp) in enumerate(items):
+        r, (lo, hi) = cmp.ratio(SHIPPED), cmp.ci95(SHIPPED)
+        ax.plot(list(cmp.noise_band), [i, i], color="grey", lw=8, alpha=0.3, solid_capstyle="butt")
+        ax.errorbar(r, i, xerr=[[r - lo], [hi - r]], fmt="o", color="C0", capsize=4)
+    ax.axvline(1.0, color="k", lw=0.8)
+    ax.set_yticks(range(len(items)), [label for label, _ in items])
+    ax.set_ylim(-0.6, len(items) - 0.4)
+    ax.set_xlabel("stock time / combination time (x, 95 % interval; grey: the A/A noise band)")
+    fig.tight_layout()
+    return fig
+
+
 def record(st, result: dict[str, Any]) -> None:
     st.metrics["comparisons"] = {f"first audio, {result['text']}": result["ttfa"].to_dict(),
                                  f"speed, {result['speed_tokens']} tokens": result["speed"].to_dict()}
@@ -198,6 +240,9 @@ def record(st, result: dict[str, Any]) -> None:
     st.metrics["quality"] = {"reference": result["reference"], **result["quality"],
                              "definition": ruler.definition()}
     st.metrics[VERDICT] = result["verdict"]
+    if result.get("_listening") is not None:
+        st.metrics["listen"] = result["_listening"].to_dict()
+        listening.write(result["_listening"], st.dir)
     st.metrics["headline"] = headline(result)
     for loss in result["verdict"]["losses"]:
         st.note(f"the combination loses to the stock configuration on {loss}: the journal ships "

@@ -39,6 +39,9 @@ from labkit.config import REPO_ROOT, LabConfig
 from labkit.engine import assets
 
 RECORD_NAME = "metrics.json"
+#: a notebook kernel's environment: "0" -- no person at this page (labkit's batch runner sets
+#: it for every kernel it starts), "1" -- draw widgets (labkit.lab.page.interactive)
+INTERACTIVE_ENV = "LABKIT_INTERACTIVE"
 _PACKAGES = ("onnxruntime", "onnx", "numpy", "kokoro-onnx", "misaki", "spacy", "phonemizer",
              "espeakng-loader", "onnxconverter-common", "papermill", "av", "fastapi")
 
