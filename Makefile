@@ -13,7 +13,7 @@ else
 EXPERIMENT ?= experiments/default.yaml
 endif
 
-.PHONY: setup assets journal test lab serve bench doctor clean-artifacts
+.PHONY: setup assets journal test test-notebooks lab serve bench doctor clean-artifacts
 
 setup: $(STAMP)
 
@@ -43,6 +43,10 @@ journal: $(ASSETS)
 
 test: $(ASSETS)
 	$(BIN)/python -m pytest -q
+
+# every stage notebook executed on the smoke batch and read as a page (~7 min more)
+test-notebooks: $(ASSETS)
+	LABKIT_NOTEBOOK_TESTS=1 $(BIN)/python -m pytest -q -m notebooks
 
 lab: $(ASSETS)
 	$(BIN)/jupyter lab notebooks/

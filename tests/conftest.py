@@ -38,11 +38,19 @@ def pytest_configure(config):
     config.model_guard_log = Path(tempfile.mkdtemp(prefix="model-guard-")) / "loads.log"
 
 
+#: set to 1 to run the ``notebooks`` tests (the smoke batch, ~7 min): make test-notebooks
+NOTEBOOKS_ENV = "LABKIT_NOTEBOOK_TESTS"
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
+    run_notebooks = os.environ.get(NOTEBOOKS_ENV) == "1"
     for item in items:
         if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.model)
+        if item.get_closest_marker("notebooks") and not run_notebooks:
+            item.add_marker(pytest.mark.skip(reason=f"executes the smoke batch (~7 min): "
+                                                    f"make test-notebooks ({NOTEBOOKS_ENV}=1)"))
 
 
 @pytest.hookimpl(hookwrapper=True)
