@@ -275,6 +275,27 @@ def test_a_combination_that_lost_its_verification_ships_the_stock_configuration(
     assert failed["overrides"] == combo and "failed" in failed["verification"]["reason"]
 
 
+def test_the_verification_of_a_model_file_matches_whatever_form_its_path_was_written_in():
+    """Stage 03's record names its model by absolute path, stage 07 tested what best.json
+    wrote (relative to the checkout): the same combination, verified (run-20261203-063025's
+    journal said "measured another combination" for it)."""
+    from labkit.config import REPO_ROOT
+
+    model = REPO_ROOT / "artifacts" / "cache" / "durations" / "q.durations.onnx"
+    cands = [{"name": "int8", "baseline": True, "criterion": "warm_s", "ci95": [0.99, 1.01],
+              "quality": PASS, "failed_checks": [], "measured": ["warm_s"], "overrides": {}},
+             {"name": "q", "criterion": "warm_s", "ratio": 1.25, "ci95": [1.2, 1.3], "quality": PASS,
+              "failed_checks": [], "measured": ["warm_s"],
+              "overrides": {"variant": "q", "model_path": str(model)}}]
+    stage = {"stage": "03_quantization", "run_id": "r", "status": "ok", "metrics": {"candidates": cands}}
+    tested = {"variant": "q", "model_path": "artifacts/cache/durations/q.durations.onnx"}
+    kept = select([stage, _verify_record(tested, "shipped")], SelectionConfig())
+    assert kept["verification"]["ships"] == "shipped"
+    elsewhere = {"variant": "q", "model_path": "artifacts/cache/durations/other.onnx"}
+    assert select([stage, _verify_record(elsewhere, "shipped")],
+                  SelectionConfig())["verification"]["ships"] is None
+
+
 def test_choice_differences_name_each_stage_that_chose_otherwise():
     a = select([rec("02_x", [base(), cand("fast", (1.2, 1.3))]),
                 rec("05_y", [base("primer"), cand("small", (0.9, 1.1))])], RULES)

@@ -39,7 +39,7 @@ import datetime as _dt
 import math
 from typing import Any
 
-from labkit.config import LabConfig, SelectionConfig
+from labkit.config import LabConfig, SelectionConfig, repo_relative
 
 #: the figures a choice entry carries beside its ratio (for the journal's table)
 FIGURES = ("ttfa_s", "rtf", "lsd_db", "quality")
@@ -209,7 +209,9 @@ def verification_of(records: list[dict], combined: dict[str, Any]) -> dict[str, 
         if rec.get("status") != "ok":
             return {"ships": None, "stage": rec.get("stage"),
                     "reason": f"verification {rec.get('status')}: the combination was not verified"}
-        if v.get("tested_overrides") != combined:
+        # compared as best.json writes them: paths inside the checkout relative to it (stage 07
+        # reads best.json's portable paths; the stage records hold absolute ones)
+        if repo_relative(v.get("tested_overrides")) != repo_relative(combined):
             return {"ships": None, "stage": rec.get("stage"),
                     "reason": "the verification measured another combination (rerun it)"}
         reason = ("lost to the stock configuration on " + "; ".join(v.get("losses") or [])
