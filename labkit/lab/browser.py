@@ -249,6 +249,29 @@ def look(notebook: str | Path, screenshot: str | Path, chromium: str | None = No
     opening: ``<screenshot>-top.png``), scroll the first image into view and write
     ``screenshot``. Returns what the page holds (:data:`INSPECT`) with both screenshots'
     paths and the URL."""
+    with opened(notebook, chromium, timeout) as (page, url):
+        end = time.monotonic() + timeout
+        seen: dict[str, Any] = {}
+        while time.monotonic() < end:
+            seen = page.evaluate(INSPECT) or {}
+            if drawn(seen):
+                break
+            time.sleep(1.0)
+        time.sleep(settle_s)
+        shot = Path(screenshot)
+        top = page.screenshot(shot.with_name(f"{shot.stem}-top{shot.suffix}"))
+        page.evaluate(SCROLL)
+        time.sleep(settle_s)
+        seen = page.evaluate(INSPECT) or seen
+        page.screenshot(shot)
+    return {**seen, "screenshot": str(shot), "top_screenshot": str(top),
+            "url": url.split("&token=")[0]}
+
+
+@contextmanager
+def opened(notebook: str | Path, chromium: str | None, timeout: float) -> Iterator[tuple["DevTools", str]]:
+    """``notebook`` open in JupyterLab (its own server on the notebook's folder) in headless
+    Chromium: yields the page and its URL; everything started ends with the block."""
     chromium = chromium or find_chromium()
     if chromium is None:
         raise BrowserError(f"no Chromium found ({', '.join(CANDIDATES)} or $LABKIT_CHROMIUM); "
@@ -260,22 +283,7 @@ def look(notebook: str | Path, screenshot: str | Path, chromium: str | None = No
             url = f"{base}/lab/tree/{notebook.name}?reset&token={token}"
             with DevTools(chromium, work, timeout=timeout) as page:
                 page.send("Page.navigate", url=url)
-                end = time.monotonic() + timeout
-                seen: dict[str, Any] = {}
-                while time.monotonic() < end:
-                    seen = page.evaluate(INSPECT) or {}
-                    if drawn(seen):
-                        break
-                    time.sleep(1.0)
-                time.sleep(settle_s)
-                shot = Path(screenshot)
-                top = page.screenshot(shot.with_name(f"{shot.stem}-top{shot.suffix}"))
-                page.evaluate(SCROLL)
-                time.sleep(settle_s)
-                seen = page.evaluate(INSPECT) or seen
-                page.screenshot(shot)
-    return {**seen, "screenshot": str(shot), "top_screenshot": str(top),
-            "url": url.split("&token=")[0]}
+                yield page, url
 
 
 #: a live notebook's state: the kernel, cells run, widget buttons and what their outputs drew
@@ -327,35 +335,26 @@ def press(notebook: str | Path, screenshot: str | Path, button: str = "Run",
     cell (a "Try it" box: labkit.lab.page.try_it), press the widget button labelled
     ``button`` as a person would, wait until the box's output draws an image, and write a
     screenshot. Returns the page's state (:data:`LIVE`) before and after the press."""
-    chromium = chromium or find_chromium()
-    if chromium is None:
-        raise BrowserError(f"no Chromium found ({', '.join(CANDIDATES)} or $LABKIT_CHROMIUM); "
-                           "on Debian: apt-get install chromium")
-    notebook = Path(notebook).resolve()
-    with tempfile.TemporaryDirectory(prefix="labkit-browser-") as tmp:
-        work = Path(tmp)
-        with jupyter_lab(notebook.parent, work, timeout) as (base, token):
-            with DevTools(chromium, work, timeout=timeout) as page:
-                page.send("Page.navigate", url=f"{base}/lab/tree/{notebook.name}?reset&token={token}")
-                _until(page, lambda s: s.get("cells") and s.get("kernel") == "idle", timeout)
-                # select the first cell and run it (Shift+Enter, as a person does); a page
-                # still settling can miss the keys: pressed again until the cell has run
-                end = time.monotonic() + timeout
-                drawn_box: dict[str, Any] = {}
-                while time.monotonic() < end and not drawn_box.get("ran"):
-                    time.sleep(2.0)
-                    _run_first_cell(page)
-                    drawn_box = _until(page, lambda s: s.get("ran"), min(30.0, timeout))
-                drawn_box = _until(page, lambda s: button in (s.get("buttons") or []) or s.get("errors"),
-                                   timeout)
-                if button not in (drawn_box.get("buttons") or []):
-                    page.screenshot(Path(screenshot))
-                    return {"box": drawn_box, "pressed": None, "screenshot": str(screenshot)}
-                page.evaluate("[...document.querySelectorAll('.jp-Notebook button.jupyter-button, "
-                              f".jp-Notebook .widget-button')].find(b => b.textContent.trim() === {json.dumps(button)}).click()")
-                after = _until(page, lambda s: s.get("output_images") or s.get("errors"), timeout)
-                time.sleep(1.0)
-                shot = page.screenshot(Path(screenshot))
+    with opened(notebook, chromium, timeout) as (page, _url):
+        _until(page, lambda s: s.get("cells") and s.get("kernel") == "idle", timeout)
+        # select the first cell and run it (Shift+Enter, as a person does); a page
+        # still settling can miss the keys: pressed again until the cell has run
+        end = time.monotonic() + timeout
+        drawn_box: dict[str, Any] = {}
+        while time.monotonic() < end and not drawn_box.get("ran"):
+            time.sleep(2.0)
+            _run_first_cell(page)
+            drawn_box = _until(page, lambda s: s.get("ran"), min(30.0, timeout))
+        drawn_box = _until(page, lambda s: button in (s.get("buttons") or []) or s.get("errors"),
+                           timeout)
+        if button not in (drawn_box.get("buttons") or []):
+            page.screenshot(Path(screenshot))
+            return {"box": drawn_box, "pressed": None, "screenshot": str(screenshot)}
+        page.evaluate("[...document.querySelectorAll('.jp-Notebook button.jupyter-button, "
+                      f".jp-Notebook .widget-button')].find(b => b.textContent.trim() === {json.dumps(button)}).click()")
+        after = _until(page, lambda s: s.get("output_images") or s.get("errors"), timeout)
+        time.sleep(1.0)
+        shot = page.screenshot(Path(screenshot))
     return {"box": drawn_box, "pressed": after, "screenshot": str(shot)}
 
 
