@@ -83,7 +83,7 @@ def cmd_say(args) -> int:
     import soundfile as sf
 
     from labkit.engine.pipeline import StreamingSynthesizer
-    from labkit.engine.runtime import SAMPLE_RATE
+    from labkit.kokoro import SAMPLE_RATE
     from labkit.optimize import split as splitting
 
     overrides = {}
@@ -261,7 +261,7 @@ def cmd_bench(args) -> int:
     from labkit.lab.journal import write_journal
     from labkit.lab.s08_endpoint import TEXT_NAMES, bench, plan, plan_lines
     from labkit.optimize import split as splitting
-    from labkit.served import resolve
+    from labkit.best_config import resolve
 
     cfg = _config(args)
     texts = [t for group in (args.texts or [",".join(TEXT_NAMES)]) for t in group.split(",") if t]

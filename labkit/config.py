@@ -65,7 +65,7 @@ OPT_LEVELS = ("disable", "basic", "extended", "layout", "all")
 EXECUTION_MODES = ("sequential", "parallel")
 #: labkit.engine.rewrites.REWRITES, by name (checked there too)
 REWRITE_NAMES = ("pow2_mul", "instance_norm", "conv1d_as_2d", "snake_fold", "reflect_pad")
-#: out-of-tree ONNX Runtime plugin execution providers (labkit.engine.ort.PLUGIN_PACKAGES)
+#: out-of-tree ONNX Runtime plugin execution providers (labkit.engine.sessions.PLUGIN_PACKAGES)
 PLUGIN_EP_NAMES = ("webgpu", "mlx")
 #: sanitization rules of labkit.engine.text, in the order they run
 TEXT_RULES = ("line_endings", "ansi", "control", "unicode", "zero_width", "markdown", "urls",

@@ -34,15 +34,13 @@ from pathlib import Path
 
 import yaml
 
+from labkit.kokoro import vocabulary
+
 
 @lru_cache(maxsize=1)
 def symbols() -> frozenset[str]:
-    """Kokoro's phoneme vocabulary (kokoro-onnx's table)."""
-    # heavy: importing kokoro_onnx loads onnxruntime and numpy, and labkit.config (which
-    # validates a lexicon) must load with PyYAML alone (labkit.host.preflight runs before install)
-    from kokoro_onnx.config import DEFAULT_VOCAB
-
-    return frozenset(DEFAULT_VOCAB)
+    """Kokoro's phoneme vocabulary (read on first use: see labkit.kokoro.vocabulary)."""
+    return frozenset(vocabulary())
 
 
 WORD = re.compile(r"^[^\W_]+(?:['’-][^\W_]+)*$")

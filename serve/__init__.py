@@ -6,6 +6,6 @@
 ``python -m serve -s serve.port=8881`` does the same from a shell (``labkit serve`` too).
 """
 from .app import create_app
-from .server import serve
+from .listener import serve
 
 __all__ = ["create_app", "serve"]

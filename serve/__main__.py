@@ -6,7 +6,7 @@ import argparse
 from labkit import procs
 from labkit.config import LabConfig
 
-from .server import serve
+from .listener import serve
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,12 +4,12 @@ Routes: ``POST /v1/audio/speech`` (OpenAI's body, see serve.request), ``GET /v1/
 ``GET /v1/audio/voices``, ``GET /health`` (503 until the model is loaded and warmed up),
 ``GET /metrics`` (Prometheus text).
 
-This module only wires routes; serve.service handles the requests (checked completely
+This module only wires routes; serve.speech handles the requests (checked completely
 before any synthesis, bad input a 4xx in OpenAI's error shape, never a 500, never a silent
 truncation; see its docstring for the limits), serve.state holds the loaded model and the
-slot, serve.server runs it under uvicorn with connection limits. A client that
+slot, serve.listener runs it under uvicorn with connection limits. A client that
 disconnects stops its synthesis at the next piece. Repeated pieces (phrases, primers)
-come from a bounded cache (serve.cache); a request with ``Cache-Control: no-cache`` is
+come from a bounded cache (serve.piece_cache); a request with ``Cache-Control: no-cache`` is
 synthesized afresh (the bench's cold runs). No docs, no ``/openapi.json``.
 
 Every speech response carries ``X-Kokoro-Variant`` (model variant), ``X-Kokoro-Config``
@@ -38,8 +38,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from labkit.config import ConfigError, LabConfig
 
 from .errors import install_handlers
-from .service import SpeechService
-from labkit.served import check_limits, resolve
+from .speech import SpeechService
+from labkit.best_config import check_limits, resolve
 from .state import ServerState
 
 

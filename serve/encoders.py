@@ -29,7 +29,7 @@ import struct
 
 import numpy as np
 
-from labkit.engine.ort import SAMPLE_RATE
+from labkit.kokoro import SAMPLE_RATE
 
 #: response_format -> content type
 CONTENT_TYPES = {

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from starlette.requests import ClientDisconnect, Request
 
 from labkit.config import ServeConfig
-from labkit.engine.ort import SPEED_RANGE
+from labkit.kokoro import SPEED_RANGE
 
 from .encoders import FORMATS
 from .errors import APIError

@@ -13,11 +13,11 @@ from labkit.config import LabConfig
 from labkit.engine import g2p, pipeline, split_runtime
 from labkit.engine import text as textmod
 
-from .cache import CachingEngine, CachingSplitEngine, PieceCache
+from .piece_cache import CachingEngine, CachingSplitEngine, PieceCache
 from .encoders import FORMATS, make_encoder
 from .errors import APIError
 from .metrics import Metrics
-from labkit.served import Served
+from labkit.best_config import Served
 
 log = logging.getLogger("serve")
 

@@ -122,7 +122,7 @@ def timed_engine(engine):
 def plain_engine(cfg, engine):
     """An engine on the int8 model as released: no durations output (no word timings)."""
     from labkit.engine import assets
-    from labkit.engine.ort import new_session
+    from labkit.engine.sessions import new_session
     from labkit.engine.runtime import Engine
 
     model = assets.model_path(cfg, "int8")

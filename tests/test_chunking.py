@@ -10,7 +10,7 @@ from labkit.measure import texts
 from labkit.engine import chunking
 from labkit.engine.chunking import ChunkingError, coverage, ramp_budget, split
 from labkit.config import ChunkingConfig
-from labkit.engine.g2p import MAX_TOKENS
+from labkit.kokoro import MAX_TOKENS
 from labkit.engine.text import sanitize
 
 STRATEGIES = chunking.STRATEGIES

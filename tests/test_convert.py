@@ -8,14 +8,14 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from labkit.engine import assets, cache
+from labkit.engine import assets, graph_cache
 from labkit.lab import s02_ort_conversion as s02
 from labkit.lab.batch import Batch
 from labkit.measure.compare import run_json
-from labkit.engine import ort as ort_kokoro
+from labkit.engine import sessions
 from labkit.optimize import convert
 from labkit.config import REPO_ROOT, ConfigError, SessionConfig
-from labkit.engine.ort import providers_for, session_options
+from labkit.engine.sessions import providers_for, session_options
 
 
 def _tiny_model(path, scale=2.0):
@@ -32,19 +32,19 @@ def _tiny_model(path, scale=2.0):
 
 def test_plain_config_loads_the_model_itself(tmp_path):
     model = _tiny_model(tmp_path / "m.onnx")
-    assert cache.cached_model_for(model, SessionConfig(), tmp_path / "cache") == model
+    assert graph_cache.cached_model_for(model, SessionConfig(), tmp_path / "cache") == model
     assert not (tmp_path / "cache").exists()
 
 
 def test_cache_builds_once_and_loads(tmp_path):
     model = _tiny_model(tmp_path / "m.onnx")
     s = SessionConfig(use_ort_format=True)
-    first = cache.cached_model_for(model, s, tmp_path / "cache")
+    first = graph_cache.cached_model_for(model, s, tmp_path / "cache")
     assert first.suffix == ".ort" and first.exists()
     mtime = first.stat().st_mtime_ns
-    assert cache.cached_model_for(model, s, tmp_path / "cache") == first
+    assert graph_cache.cached_model_for(model, s, tmp_path / "cache") == first
     assert first.stat().st_mtime_ns == mtime  # reused, not rebuilt
-    sess = cache.make_cached_session(model, s, tmp_path / "cache")
+    sess = graph_cache.make_cached_session(model, s, tmp_path / "cache")
     x = np.arange(4, dtype=np.float32).reshape(1, 4)
     np.testing.assert_allclose(sess.run(None, {"x": x})[0], 2 * x)
 
@@ -52,29 +52,29 @@ def test_cache_builds_once_and_loads(tmp_path):
 def test_cache_invalidates_on_model_change(tmp_path):
     model = _tiny_model(tmp_path / "m.onnx", scale=2.0)
     s = SessionConfig(use_optimized_cache=True)
-    a = cache.cached_model_for(model, s, tmp_path / "cache")
+    a = graph_cache.cached_model_for(model, s, tmp_path / "cache")
     _tiny_model(model, scale=3.0)  # same path, new content
-    b = cache.cached_model_for(model, s, tmp_path / "cache")
+    b = graph_cache.cached_model_for(model, s, tmp_path / "cache")
     assert a != b
-    sess = cache.make_cached_session(model, s, tmp_path / "cache")
+    sess = graph_cache.make_cached_session(model, s, tmp_path / "cache")
     np.testing.assert_allclose(sess.run(None, {"x": np.ones((1, 4), np.float32)})[0], 3.0)
 
 
 def test_cache_invalidates_on_ort_version_and_settings(tmp_path):
     model = _tiny_model(tmp_path / "m.onnx")
     s = SessionConfig(use_ort_format=True)
-    here = cache.cache_entry(model, s, tmp_path / "c")
-    other = cache.cache_entry(model, s, tmp_path / "c", ort_version="0.0.1")
+    here = graph_cache.cache_entry(model, s, tmp_path / "c")
+    other = graph_cache.cache_entry(model, s, tmp_path / "c", ort_version="0.0.1")
     assert here != other
-    p = cache.cached_model_for(model, s, tmp_path / "c", ort_version="9.9.9")
-    assert p == cache.cache_entry(model, s, tmp_path / "c", ort_version="9.9.9") and p.exists()
-    level = cache.cache_entry(model, dataclasses.replace(s, graph_optimization_level="basic"),
+    p = graph_cache.cached_model_for(model, s, tmp_path / "c", ort_version="9.9.9")
+    assert p == graph_cache.cache_entry(model, s, tmp_path / "c", ort_version="9.9.9") and p.exists()
+    level = graph_cache.cache_entry(model, dataclasses.replace(s, graph_optimization_level="basic"),
                                 tmp_path / "c")
-    threads = cache.cache_entry(model, dataclasses.replace(s, intra_op_threads=1), tmp_path / "c")
+    threads = graph_cache.cache_entry(model, dataclasses.replace(s, intra_op_threads=1), tmp_path / "c")
     assert level != here  # the level shapes the saved graph
     assert threads == here  # threads do not
-    digest = cache.model_sha256(model)
-    assert cache.cache_key(digest, s, "ort", "1.0") != cache.cache_key(digest, s, "ort", "1.1")
+    digest = graph_cache.model_sha256(model)
+    assert graph_cache.cache_key(digest, s, "ort", "1.0") != graph_cache.cache_key(digest, s, "ort", "1.1")
 
 
 def test_optimize_every_level(tmp_path):
@@ -97,10 +97,10 @@ def test_ort_format_round_trip_real_model(cfg, tmp_path):
         pytest.skip(f"{path} not provisioned")
     ort_path = convert.to_ort_format(path, tmp_path / "k.ort")
     assert ort_path.exists() and ort_path.stat().st_size > 0
-    feeds = ort_kokoro.probe_feeds(10)
-    plain = cache.make_cached_session(path, SessionConfig(), tmp_path / "cache")
+    feeds = sessions.probe_feeds(10)
+    plain = graph_cache.make_cached_session(path, SessionConfig(), tmp_path / "cache")
     s = SessionConfig(use_ort_format=True)
-    cached = cache.make_cached_session(path, s, tmp_path / "cache")
+    cached = graph_cache.make_cached_session(path, s, tmp_path / "cache")
     a = plain.run(None, feeds)[0]
     b = cached.run(None, feeds)[0]
     assert a.size > 0 and a.size == b.size
@@ -124,10 +124,10 @@ def test_unknown_rewrite_and_format(tmp_path):
     with pytest.raises(ConfigError, match="session.rewrites.*allowed are"):
         SessionConfig(rewrites=["fast_math"]).validate()
     with pytest.raises(ConfigError, match="allowed are onnx, ort"):
-        cache.cache_key("x", SessionConfig(), "tflite")
+        graph_cache.cache_key("x", SessionConfig(), "tflite")
     model = _tiny_model(tmp_path / "m.onnx")
     with pytest.raises(ConfigError):
-        cache.make_cached_session(model, SessionConfig(intra_op_threads=0, use_ort_format=True),
+        graph_cache.make_cached_session(model, SessionConfig(intra_op_threads=0, use_ort_format=True),
                                     tmp_path / "c")
 
 
@@ -137,7 +137,7 @@ def test_cold_start_entry_point(cfg, tmp_path):
     path = assets.model_path(cfg, "int8")
     if not path.exists():
         pytest.skip(f"{path} not provisioned")
-    toks = list(ort_kokoro.probe_feeds(8)["tokens"][0, 1:-1])
+    toks = list(sessions.probe_feeds(8)["tokens"][0, 1:-1])
     cmd = s02.cold_command(path, SessionConfig(use_ort_format=True), tmp_path / "c", toks,
                            assets.voices_path(cfg))
     out = run_json(cmd)

@@ -12,7 +12,9 @@ import logging
 
 import pytest
 
-from labkit.engine.g2p import UNKNOWN, VOCAB, G2P, clean_phonemes, get_g2p, normalize_lang, tokenize
+from labkit.engine.g2p import UNKNOWN, G2P, clean_phonemes, get_g2p, normalize_lang, tokenize
+
+from labkit.kokoro import VOCAB
 from labkit.engine.phonemize import phonemize_json
 from labkit.lab import s01_g2p_sanitization as s01
 from labkit.lab.s01_g2p_sanitization import case_input, load_corpus, missing_in_order, run_case

@@ -6,7 +6,8 @@ import pytest
 
 from labkit.engine import joining
 from labkit.config import ChunkingConfig
-from labkit.engine.joining import SAMPLE_RATE, Joiner, continuity, crossfade, join, trim_bounds
+from labkit.engine.joining import Joiner, continuity, crossfade, join, trim_bounds
+from labkit.kokoro import SAMPLE_RATE
 
 MS = SAMPLE_RATE // 1000
 

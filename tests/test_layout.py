@@ -3,6 +3,7 @@ imports hidden inside functions, and one of each instrument."""
 from __future__ import annotations
 
 import ast
+import importlib
 import json
 from pathlib import Path
 
@@ -19,7 +20,7 @@ LAYERS = {"labkit.engine": 1, "labkit.measure": 2, "labkit.optimize": 2, "labkit
           "labkit.host.machine": 0}
 SIBLINGS = {("labkit.measure", "labkit.optimize"), ("labkit.optimize", "labkit.measure")}
 #: serve/ ships the engine: it may import nothing of the lab
-SERVE_MAY_IMPORT = ("labkit.engine", "labkit.config", "labkit.served", "labkit.files",
+SERVE_MAY_IMPORT = ("labkit.engine", "labkit.kokoro", "labkit.config", "labkit.best_config", "labkit.files",
                     "labkit.host.machine", "labkit.procs", "serve")
 #: the CLI may defer loading a subcommand's module (start-up time)
 LAZY_ALLOWED = {"labkit.cli"}
@@ -160,7 +161,7 @@ def test_labkit_has_its_layers():
 
 
 @pytest.mark.parametrize("needle, allowed", [
-    ("InferenceSession(", {"labkit/engine/ort.py"}),
+    ("InferenceSession(", {"labkit/engine/sessions.py"}),
     ("os.replace(", {"labkit/files.py"}),
     ("mkstemp(", {"labkit/files.py"}),
 ])
@@ -207,3 +208,32 @@ def test_the_thin_check_catches_logic_in_a_notebook():
     assert any("defines helper" in p for p in problems)
     assert any("loop with an if" in p for p in problems)
     assert thin_problems(["print(1)"]) == ["0 `with Stage(...)` blocks (one runs the stage)"]
+
+
+#: Kokoro's facts, written once in labkit.kokoro and imported everywhere else
+KOKORO_FACTS = {"SAMPLE_RATE", "SAMPLES_PER_FRAME", "MAX_TOKENS", "SPEED_RANGE", "VOICE_SHAPE",
+                "STYLE_DIM", "VOCAB", "TOKEN_INPUTS"}
+
+
+def fact_definitions(tree: ast.Module) -> list[str]:
+    """The Kokoro facts a module assigns at its top level (names or the 24 kHz literal)."""
+    out = []
+    for node in tree.body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            out += [t.id for t in targets if isinstance(t, ast.Name) and t.id in KOKORO_FACTS]
+            out += [f"{ast.unparse(node)[:40]}" for n in ast.walk(node)
+                    if isinstance(n, ast.Constant) and n.value in (24_000, 24_000.0)]
+    return out
+
+
+def test_fact_definitions_sees_a_second_home():
+    tree = ast.parse("SAMPLE_RATE = 24_000\nRATE = 24000\nOTHER = 3\n")
+    assert fact_definitions(tree) == ["SAMPLE_RATE", "SAMPLE_RATE = 24000", "RATE = 24000"]
+
+
+def test_kokoro_facts_live_in_one_module():
+    homes = {m: fact_definitions(ast.parse(p.read_text())) for m, p in MODULES.items()
+             if m != "labkit.kokoro"}
+    assert {m: f for m, f in homes.items() if f} == {}
+    assert KOKORO_FACTS <= set(dir(importlib.import_module("labkit.kokoro"))) | {"VOCAB"}

@@ -74,7 +74,7 @@ def test_a_setting_wins_and_bad_settings_fail(monkeypatch):
 
 
 def test_config_default_is_auto_and_session_options_resolve_it(monkeypatch):
-    from labkit.engine.ort import session_options
+    from labkit.engine.sessions import session_options
 
     s = LabConfig().session
     assert s.intra_op_threads == "auto"

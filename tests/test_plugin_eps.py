@@ -8,7 +8,7 @@ import types
 import pytest
 
 from labkit.config import ConfigError, LabConfig, SessionConfig
-from labkit.engine import ort as ko
+from labkit.engine import sessions
 from labkit.lab import s04_coreml as s04
 from labkit.lab import selection
 
@@ -64,7 +64,7 @@ def mlx_0_31_standin(package_dir):
 
     def register_execution_provider_library(name=mod.EP_NAME):
         lib = library_path()
-        ko.ort.register_execution_provider_library(name, lib)
+        sessions.ort.register_execution_provider_library(name, lib)
         return lib
 
     mod.library_path = library_path
@@ -84,9 +84,9 @@ def mlx_wheel(tmp_path):
 @pytest.fixture
 def fresh(monkeypatch):
     """No plugin registered yet; registration and device enumeration recorded."""
-    monkeypatch.setattr(ko, "_REGISTERED", {})
+    monkeypatch.setattr(sessions, "_REGISTERED", {})
     calls = {"registered": []}
-    monkeypatch.setattr(ko.ort, "register_execution_provider_library",
+    monkeypatch.setattr(sessions.ort, "register_execution_provider_library",
                         lambda name, path: calls["registered"].append((name, path)), raising=False)
     return calls
 
@@ -94,31 +94,31 @@ def fresh(monkeypatch):
 def test_missing_package_is_a_skip_reason(fresh, monkeypatch):
     def missing(name):
         raise ImportError(name)
-    monkeypatch.setattr(ko, "import_package", missing)
-    with pytest.raises(ko.PluginEPUnavailable) as exc:
-        ko.plugin_devices("mlx")
+    monkeypatch.setattr(sessions, "import_package", missing)
+    with pytest.raises(sessions.PluginEPUnavailable) as exc:
+        sessions.plugin_devices("mlx")
     assert "onnxruntime-ep-mlx not installed" in exc.value.reason
     assert "macOS 14+" in exc.value.reason
     assert fresh["registered"] == []
 
 
 def test_registered_without_device_is_a_skip_reason(fresh, monkeypatch):
-    monkeypatch.setattr(ko, "import_package", lambda name: fake_package())
-    monkeypatch.setattr(ko.ort, "get_ep_devices", lambda: [FakeDevice("CPUExecutionProvider", "CPU")])
-    with pytest.raises(ko.PluginEPUnavailable, match="enumerated no device"):
-        ko.plugin_devices("webgpu")
+    monkeypatch.setattr(sessions, "import_package", lambda name: fake_package())
+    monkeypatch.setattr(sessions.ort, "get_ep_devices", lambda: [FakeDevice("CPUExecutionProvider", "CPU")])
+    with pytest.raises(sessions.PluginEPUnavailable, match="enumerated no device"):
+        sessions.plugin_devices("webgpu")
     assert fresh["registered"] == [("webgpu", "/fake/libplugin.dylib")]
 
 
 def test_mac_gpu_device_is_chosen_and_registered_once(fresh, monkeypatch):
-    monkeypatch.setattr(ko, "import_package",
+    monkeypatch.setattr(sessions, "import_package",
                         lambda name: fake_package(("MLXExecutionProvider",), "/x/libmlx.dylib"))
     gpu = FakeDevice("MLXExecutionProvider")
-    monkeypatch.setattr(ko.ort, "get_ep_devices", lambda: [FakeDevice("CPUExecutionProvider", "CPU"), gpu])
-    assert ko.plugin_devices("mlx") == [gpu]
-    assert ko.plugin_devices("mlx") == [gpu]
+    monkeypatch.setattr(sessions.ort, "get_ep_devices", lambda: [FakeDevice("CPUExecutionProvider", "CPU"), gpu])
+    assert sessions.plugin_devices("mlx") == [gpu]
+    assert sessions.plugin_devices("mlx") == [gpu]
     assert fresh["registered"] == [("mlx", "/x/libmlx.dylib")]
-    assert ko.device_info(gpu) == {"ep": "MLXExecutionProvider", "ep_vendor": "fake", "type": "GPU",
+    assert sessions.device_info(gpu) == {"ep": "MLXExecutionProvider", "ep_vendor": "fake", "type": "GPU",
                                    "vendor": "Apple"}
 
 
@@ -140,13 +140,13 @@ def test_the_plugin_branch_runs_through_real_onnxruntime_on_its_cpu_device(fresh
     leaves the options without providers."""
     import numpy as np
 
-    monkeypatch.setattr(ko, "import_package", lambda name: fake_package(("CPUExecutionProvider",),
+    monkeypatch.setattr(sessions, "import_package", lambda name: fake_package(("CPUExecutionProvider",),
                                                                         "/fake/libcpu_plugin.so"))
-    cpu = [d for d in ko.ort.get_ep_devices() if d.ep_name == "CPUExecutionProvider"]
+    cpu = [d for d in sessions.ort.get_ep_devices() if d.ep_name == "CPUExecutionProvider"]
     assert cpu, "onnxruntime enumerates no CPU device"
     s = SessionConfig(plugin_eps=["webgpu"], provider_options={"CPUExecutionProvider": {"use_arena": False}})
     seen = []
-    sess = ko.new_session(_add_model(), s, configure=seen.append)
+    sess = sessions.new_session(_add_model(), s, configure=seen.append)
     so = seen[0]
     assert so.has_providers()
     assert so.get_session_config_entry("ep.cpuexecutionprovider.use_arena") == "0"
@@ -155,15 +155,15 @@ def test_the_plugin_branch_runs_through_real_onnxruntime_on_its_cpu_device(fresh
     x = np.array([1.0, 2.0, 3.5], np.float32)
     np.testing.assert_array_equal(sess.run(None, {"x": x})[0], 2 * x)
     # what a record says about the devices chosen: the real device's own words
-    real = ko.ort.SessionOptions()
-    chosen = ko.add_plugin_providers(real, s)
-    assert real.has_providers() and chosen == [ko.device_info(d) for d in cpu]
+    real = sessions.ort.SessionOptions()
+    chosen = sessions.add_plugin_providers(real, s)
+    assert real.has_providers() and chosen == [sessions.device_info(d) for d in cpu]
     assert chosen[0]["ep"] == "CPUExecutionProvider" and chosen[0]["type"] == "CPU"
 
 
 def test_without_plugins_the_session_options_carry_no_devices():
     seen = []
-    sess = ko.new_session(_add_model(), SessionConfig(), configure=seen.append)
+    sess = sessions.new_session(_add_model(), SessionConfig(), configure=seen.append)
     assert not seen[0].has_providers() and sess.get_providers() == ["CPUExecutionProvider"]
 
 
@@ -176,56 +176,56 @@ def test_the_mlx_stand_in_has_exactly_the_wheels_api(mlx_wheel):
 def test_the_real_mlx_package_shape_finds_its_library_and_ep_name(fresh, monkeypatch, mlx_wheel):
     """Finding 1: the lab called get_ep_names()/get_library_path(), which onnxruntime-ep-mlx
     0.31.0 does not have, so every MLX candidate failed with an AttributeError."""
-    monkeypatch.setattr(ko, "import_package", lambda name: mlx_wheel)
+    monkeypatch.setattr(sessions, "import_package", lambda name: mlx_wheel)
     gpu = FakeDevice("MLXExecutionProvider")
-    monkeypatch.setattr(ko.ort, "get_ep_devices", lambda: [FakeDevice("CPUExecutionProvider", "CPU"), gpu])
-    assert ko.plugin_library("mlx", mlx_wheel) == (mlx_wheel.library_path(), ["MLXExecutionProvider"])
-    assert ko.plugin_devices("mlx") == [gpu]
+    monkeypatch.setattr(sessions.ort, "get_ep_devices", lambda: [FakeDevice("CPUExecutionProvider", "CPU"), gpu])
+    assert sessions.plugin_library("mlx", mlx_wheel) == (mlx_wheel.library_path(), ["MLXExecutionProvider"])
+    assert sessions.plugin_devices("mlx") == [gpu]
     assert fresh["registered"] == [("mlx", mlx_wheel.library_path())]
 
 
 def test_stage_04_measures_an_mlx_candidate_instead_of_failing_it(fresh, monkeypatch, mlx_wheel):
-    monkeypatch.setattr(ko, "import_package", lambda name: mlx_wheel)
-    monkeypatch.setattr(ko.ort, "get_ep_devices", lambda: [FakeDevice("MLXExecutionProvider")])
+    monkeypatch.setattr(sessions, "import_package", lambda name: mlx_wheel)
+    monkeypatch.setattr(sessions.ort, "get_ep_devices", lambda: [FakeDevice("MLXExecutionProvider")])
     reason, devices = s04.provider_available(s04.Candidate("split", "mlx"))
     assert reason is None and devices[0]["ep"] == "MLXExecutionProvider"
 
 
 def test_a_broken_or_unknown_plugin_package_is_a_skip_reason_not_a_crash(fresh, monkeypatch, tmp_path):
     incomplete = mlx_0_31_standin(tmp_path)  # the wheel without its dylib
-    monkeypatch.setattr(ko, "import_package", lambda name: incomplete)
+    monkeypatch.setattr(sessions, "import_package", lambda name: incomplete)
     reason, _ = s04.provider_available(s04.Candidate("split", "mlx"))
     assert "onnxruntime-ep-mlx is broken (FileNotFoundError: Bundled MLX EP plugin not found" in reason
-    ko._REGISTERED.clear()
-    monkeypatch.setattr(ko, "import_package", lambda name: types.SimpleNamespace(EP_NAME="X"))
+    sessions._REGISTERED.clear()
+    monkeypatch.setattr(sessions, "import_package", lambda name: types.SimpleNamespace(EP_NAME="X"))
     reason, _ = s04.provider_available(s04.Candidate("split", "mlx"))
     assert reason.startswith("package onnxruntime-ep-mlx has none of get_library_path, library_path")
     assert fresh["registered"] == []
 
 
 def test_library_that_fails_to_load_is_a_skip_reason(fresh, monkeypatch):
-    monkeypatch.setattr(ko, "import_package", lambda name: fake_package())
+    monkeypatch.setattr(sessions, "import_package", lambda name: fake_package())
 
     def broken(name, path):
         raise RuntimeError("dlopen failed: libvulkan.so.1")
-    monkeypatch.setattr(ko.ort, "register_execution_provider_library", broken, raising=False)
-    with pytest.raises(ko.PluginEPUnavailable, match="libvulkan"):
-        ko.register_plugin("webgpu")
+    monkeypatch.setattr(sessions.ort, "register_execution_provider_library", broken, raising=False)
+    with pytest.raises(sessions.PluginEPUnavailable, match="libvulkan"):
+        sessions.register_plugin("webgpu")
 
 
 def test_unknown_plugin_is_a_config_error():
     with pytest.raises(ConfigError, match="known are"):
-        ko.register_plugin("cuda")
+        sessions.register_plugin("cuda")
 
 
 def test_real_webgpu_wheel_registers_but_finds_no_gpu_here():
     """On these GPU-less Linux machines the real WebGPU plugin registers and enumerates no
     device: the skip path the stage records."""
     pytest.importorskip("onnxruntime_ep_webgpu")
-    ko._REGISTERED.pop("webgpu", None)
+    sessions._REGISTERED.pop("webgpu", None)
     try:
-        devices = ko.plugin_devices("webgpu")
-    except ko.PluginEPUnavailable as exc:
+        devices = sessions.plugin_devices("webgpu")
+    except sessions.PluginEPUnavailable as exc:
         assert "no device" in exc.reason or "did not register" in exc.reason
     else:
         assert devices and all(d.ep_name == "WebGpuExecutionProvider" for d in devices)
@@ -279,7 +279,7 @@ def test_a_failing_candidate_is_recorded_and_the_others_run(monkeypatch):
 
 def test_skipped_candidate_records_its_reason(monkeypatch, tmp_path):
     monkeypatch.setattr(s04, "plugin_devices", lambda name: (_ for _ in ()).throw(
-        ko.PluginEPUnavailable(name, "package onnxruntime-ep-mlx not installed")))
+        sessions.PluginEPUnavailable(name, "package onnxruntime-ep-mlx not installed")))
     r = s04.run_candidate(LabConfig(), s04.Candidate("split", "mlx"), None, "fp32-recon", [25],
                           None, 1, 0, tmp_path)
     assert r["status"] == "skipped: package onnxruntime-ep-mlx not installed"

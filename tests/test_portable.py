@@ -5,7 +5,7 @@ import json
 from labkit.config import REPO_ROOT, LabConfig, repo_relative
 from labkit.lab.journal import write_journal
 from labkit.lab.stage import write_record
-from labkit.served import resolve
+from labkit.best_config import resolve
 
 
 def test_paths_inside_the_checkout_become_relative_and_others_stay():

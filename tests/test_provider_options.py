@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from labkit.config import ConfigError, SessionConfig
-from labkit.engine import ort as engine_ort
+from labkit.engine import sessions
 from labkit.engine.provider_options import (COREML, CoreMLOptionError, ProviderOptionError,
                                             ort_option_values)
 
@@ -39,14 +39,14 @@ def test_other_providers_get_flags_as_one_and_zero():
 
 
 def test_providers_for_passes_yaml_true_as_one(monkeypatch):
-    monkeypatch.setattr(engine_ort.ort, "get_available_providers",
+    monkeypatch.setattr(sessions.ort, "get_available_providers",
                         lambda: [COREML, "CPUExecutionProvider"])
     s = SessionConfig(providers=[COREML, "CPUExecutionProvider"],
                       provider_options={COREML: {"RequireStaticInputShapes": True,
                                                  "MLComputeUnits": "CPUAndNeuralEngine"}})
-    assert engine_ort.providers_for(s) == [
+    assert sessions.providers_for(s) == [
         (COREML, {"RequireStaticInputShapes": "1", "MLComputeUnits": "CPUAndNeuralEngine"}),
         "CPUExecutionProvider"]
     s.provider_options[COREML] = {"MLComputeUnits": "NPU"}
     with pytest.raises(CoreMLOptionError, match="MLComputeUnits='NPU'"):
-        engine_ort.providers_for(s)
+        sessions.providers_for(s)

@@ -280,7 +280,7 @@ def builder(ref, voices, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ref_audio(ref, cfg, voices, held):
-    from labkit.engine.cache import make_session
+    from labkit.engine.graph_cache import make_session
 
     return qbench.reference_audio(make_session(ref.path, cfg.session), held, voices)
 
@@ -302,7 +302,7 @@ def test_families_cover_the_heavy_ops(ref):
 
 
 def _speaks(built, cfg, voices, held, ref_audio, bound):
-    from labkit.engine.cache import make_session
+    from labkit.engine.graph_cache import make_session
 
     ev = qbench.evaluate(make_session(built.path, cfg.session), held, voices, ref_audio,
                          with_dnsmos=False)

@@ -9,7 +9,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from labkit.engine import assets, rewrites
-from labkit.engine import ort as ort_kokoro
+from labkit.engine import sessions
 
 RNG = np.random.default_rng(0)
 
@@ -154,7 +154,7 @@ def test_real_model_rewrites_preserve_output(cfg):
     model = onnx.load(str(path))
     out, sites = rewrites.apply(model, ["pow2_mul", "conv1d_as_2d"])
     assert len(sites["pow2_mul"]) == 50 and len(sites["conv1d_as_2d"]) >= 87
-    feeds = ort_kokoro.probe_feeds(12)
+    feeds = sessions.probe_feeds(12)
     res = rewrites.check(model, out, [feeds], sites=[s for v in sites.values() for s in v])
     assert res.passed, res.reason
     assert res.same_length == [True]

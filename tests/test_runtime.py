@@ -6,7 +6,8 @@ import pytest
 
 from labkit.config import ConfigError
 from labkit.engine.runtime import VoiceBank, VoiceError, parse_blend
-from labkit.engine.ort import SAMPLE_RATE, providers_for, session_options
+from labkit.engine.sessions import providers_for, session_options
+from labkit.kokoro import SAMPLE_RATE
 
 PHONEMES = "ðə kwˈɪk bɹˈWn fˈɑks."
 

@@ -139,7 +139,7 @@ def test_best_merges_stage_choices_in_stage_order():
     assert [c["stage"] for c in out["choices"]] == ["02_ort", "03_quant", "05_chunk"]
     assert [c["choice"] for c in out["choices"]] == ["ort", "fp16", "first sentence"]
     assert out["overrides"] == {"session.use_ort_format": True, "variant": "fp16"}
-    assert LabConfig.from_dict(out["config"]).variant == "fp16"  # what labkit.served reads
+    assert LabConfig.from_dict(out["config"]).variant == "fp16"  # what labkit.best_config reads
     assert out["provenance"]["run_id"] == "run-x"
     assert out["choices"][2]["reason"] == "baseline stays: no other candidate was offered"
     json.dumps(out, allow_nan=False)

@@ -120,7 +120,7 @@ def test_body_parsing_errors():
 
 
 def test_best_json_is_merged_under_explicit_settings(tmp_path, caplog):
-    from labkit.served import resolve
+    from labkit.best_config import resolve
 
     best = LabConfig().with_overrides({"variant": "fp32-recon", "chunking.primer_max_words": 5,
                                        "session.intra_op_threads": 1})
@@ -700,7 +700,7 @@ def test_json_limits_are_400_not_500():
 
 
 def test_serve_limits_must_be_positive():
-    from labkit.served import check_limits
+    from labkit.best_config import check_limits
 
     check_limits(LabConfig().serve)
     for key, value in [("max_body_bytes", 0), ("header_timeout_s", 0), ("body_timeout_s", -1),
@@ -715,7 +715,7 @@ def test_degraded_g2p_shows_in_health_state_and_metrics(monkeypatch):
 
     from serve import metrics as metricsmod
     from serve import state as statemod
-    from labkit.served import resolve
+    from labkit.best_config import resolve
 
     good = SimpleNamespace(lang="en-us", engine="misaki", engine_note="",
                            counts={"fallback_words": 2, "unknown_words": 0})
@@ -738,8 +738,8 @@ def test_pipeline_retries_are_counted_and_logged(caplog):
     from types import SimpleNamespace
 
     from labkit.engine.pipeline import StreamStats
-    from serve.service import SpeechService
-    from labkit.served import resolve
+    from serve.speech import SpeechService
+    from labkit.best_config import resolve
     from serve.state import ServerState
 
     state = ServerState(resolve(LabConfig(), ""))

@@ -17,10 +17,10 @@ from onnx import TensorProto, helper, numpy_helper
 from labkit.config import ConfigError, LabConfig
 from labkit.engine import assets
 from labkit.engine import split_runtime as sr
-from labkit.engine.ort import kokoro_feeds, new_session, probe_config
+from labkit.engine.sessions import kokoro_feeds, new_session, probe_config
 from labkit.engine.pipeline import build_engines
 from labkit.engine.runtime import VoiceBank
-from serve.cache import CachingSplitEngine, PieceCache
+from serve.piece_cache import CachingSplitEngine, PieceCache
 from serve.state import build_synthesizer
 from labkit.optimize import split as sp
 

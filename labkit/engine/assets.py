@@ -38,6 +38,7 @@ import numpy as np
 
 from labkit import files, progress
 from labkit.config import LabConfig
+from labkit.kokoro import VOICE_SHAPE
 
 INT8_NAME = "kokoro-v1.0.int8.onnx"
 INT8_SHA256 = "6e742170d309016e5891a994e1ce1559c702a2ccd0075e67ef7157974f6406cb"
@@ -64,7 +65,6 @@ VOICES_INTEGRITY = (
     "azp1H6uuC47gShw=="
 )
 VOICE_COUNT = 54
-VOICE_SHAPE = (510, 1, 256)
 
 ORIGINALS_URL = (
     "https://github.com/thewh1teagle/kokoro-onnx/releases/download/model-files-v1.0/"

@@ -42,7 +42,8 @@ from typing import Callable, Iterator
 
 from labkit.config import ChunkingConfig
 from labkit.engine import schedule as schedmod
-from labkit.engine.g2p import MAX_TOKENS, G2P
+from labkit.engine.g2p import G2P
+from labkit.kokoro import MAX_TOKENS
 
 STRATEGIES = ("primer", "sentence", "clause", "budget", "none")
 #: where a piece's prosody comes from (ChunkingConfig.prosody; labkit.engine.prosody)

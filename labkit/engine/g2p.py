@@ -39,16 +39,14 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from kokoro_onnx.config import DEFAULT_VOCAB
 from labkit.lexicon import LANGS, UNSPACED, Entry, Lexicon, load_lexicon
 from labkit.engine.text import INLINE, NON_LATIN_RUN
 from labkit.engine.text import script_runs
+from labkit.kokoro import VOCAB
 
 log = logging.getLogger(__name__)
 
 #: Kokoro's phoneme vocabulary: symbol -> token id (114 symbols)
-VOCAB: dict[str, int] = dict(DEFAULT_VOCAB)
-MAX_TOKENS = 510
 UNKNOWN = "❓"
 
 #: a Kokoro voice's first letter -> its language

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from labkit.config import ChunkingConfig
+from labkit.kokoro import SAMPLE_RATE
 
-SAMPLE_RATE = 24_000
 _FADE_MS = 3.0
 
 

@@ -62,7 +62,8 @@ from labkit.engine import text as textmod
 from labkit.engine import words as wordsmod
 from labkit.config import ChunkingConfig, ConfigError, LabConfig, PipelineConfig, SessionConfig
 from labkit.engine.g2p import G2P, clean_phonemes, get_g2p, lexicon_path, normalize_lang
-from labkit.engine.runtime import SAMPLE_RATE, SPEED_RANGE, Engine
+from labkit.engine.runtime import Engine
+from labkit.kokoro import SAMPLE_RATE, SPEED_RANGE
 from labkit.host.machine import session_threads
 
 ROUTINGS = ("first-fast", "round-robin")

@@ -30,8 +30,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from labkit.engine.g2p import MAX_TOKENS, clean_phonemes, tokenize
-from labkit.engine.words import SAMPLE_RATE, SAMPLES_PER_FRAME, spans_for
+from labkit.engine.g2p import clean_phonemes, tokenize
+
+from labkit.kokoro import MAX_TOKENS, SAMPLES_PER_FRAME, SAMPLE_RATE
+from labkit.engine.words import spans_for
 
 
 def frame_starts(durations: np.ndarray) -> np.ndarray:

@@ -4,8 +4,8 @@ A graph edited by labkit.optimize.durations has a second output, ``durations`` i
 [n + 2] (frames per token, pads included), which :class:`Synthesis` carries when the
 session has it (word timings).
 
-Sessions come from :mod:`labkit.engine.cache` (through the cache of optimized graphs
-where the config asks for it); inputs from :func:`labkit.engine.ort.kokoro_feeds`.
+Sessions come from :mod:`labkit.engine.graph_cache` (through the cache of optimized graphs
+where the config asks for it); inputs from :func:`labkit.engine.sessions.kokoro_feeds`.
 """
 from __future__ import annotations
 
@@ -22,9 +22,10 @@ import onnxruntime as ort
 
 from labkit.config import LabConfig, SessionConfig
 from labkit.engine import assets, words
-from labkit.engine.cache import make_session, ort_cache_dir
-from labkit.engine.g2p import MAX_TOKENS, clean_phonemes, tokenize
-from labkit.engine.ort import SAMPLE_RATE, SPEED_RANGE, kokoro_feeds, style_row
+from labkit.engine.graph_cache import make_session, ort_cache_dir
+from labkit.engine.g2p import clean_phonemes, tokenize
+from labkit.kokoro import MAX_TOKENS, SAMPLE_RATE, SPEED_RANGE
+from labkit.engine.sessions import kokoro_feeds, style_row
 
 #: the optional output with per-token frame counts (labkit.optimize.durations.OUTPUT)
 DURATIONS = "durations"

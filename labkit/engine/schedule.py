@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from labkit.config import ChunkingConfig
-from labkit.engine.g2p import MAX_TOKENS
+from labkit.kokoro import MAX_TOKENS
 
 SCHEDULES = ("adaptive", "ramp")
 

@@ -33,10 +33,8 @@ from typing import Sequence
 import numpy as np
 
 from labkit.engine.g2p import Phonemized, even_spans
+from labkit.kokoro import SAMPLE_RATE, SAMPLES_PER_FRAME
 
-SAMPLE_RATE = 24_000
-#: audio samples per predicted frame
-SAMPLES_PER_FRAME = 600
 
 
 def timed_model_path(model: str | Path, cache_dir: str | Path) -> Path:

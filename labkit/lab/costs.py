@@ -28,7 +28,7 @@ from labkit import files
 from labkit.host import machine
 from labkit.config import LabConfig
 from labkit.engine.pipeline import StreamingSynthesizer
-from labkit.engine.runtime import SAMPLE_RATE
+from labkit.kokoro import SAMPLE_RATE
 from labkit.measure.texts import named, word_count
 
 COSTS_NAME = "costs.json"

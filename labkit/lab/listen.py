@@ -25,7 +25,7 @@ import numpy as np
 import soundfile as sf
 
 from labkit import files
-from labkit.engine.ort import SAMPLE_RATE
+from labkit.kokoro import SAMPLE_RATE
 from labkit.measure import corpora
 from labkit.quality import ruler
 

@@ -27,7 +27,7 @@ import matplotlib.pyplot as plt
 from IPython.display import HTML, Image, Markdown, display
 
 from labkit import files
-from labkit.engine.ort import SAMPLE_RATE
+from labkit.kokoro import SAMPLE_RATE
 from labkit.lab.listen import Listening, audio_tag, html_table
 from labkit.lab.stage import INTERACTIVE_ENV, Stage, headline_md
 from labkit.tables import cell

@@ -38,7 +38,7 @@ from labkit import files, progress
 from labkit.config import DATA_DIR, LabConfig
 from labkit.engine.g2p import (ESPEAK_LANGS, MISAKI_LANGS, UNKNOWN, G2P, clean_phonemes, espeak_reader,
                                get_g2p, lexicon_path, misaki_reader, normalize_lang, unavailable)
-from labkit.engine.ort import SAMPLE_RATE
+from labkit.kokoro import SAMPLE_RATE
 from labkit.engine.phonemize import phonemize_json
 from labkit.engine.pipeline import StreamingSynthesizer
 from labkit.engine.runtime import Engine

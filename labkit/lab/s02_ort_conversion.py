@@ -24,9 +24,10 @@ import numpy as np
 from labkit import progress
 from labkit.host import machine
 from labkit.config import ConfigError, LabConfig, SelectionConfig, SessionConfig
-from labkit.engine import assets, cache
-from labkit.engine.g2p import VOCAB, get_g2p, tokenize
-from labkit.engine.ort import SAMPLE_RATE, ineffective_settings, kokoro_feeds, n_tokens, style_row
+from labkit.engine import assets, graph_cache
+from labkit.engine.g2p import get_g2p, tokenize
+from labkit.kokoro import SAMPLE_RATE, VOCAB
+from labkit.engine.sessions import ineffective_settings, kokoro_feeds, n_tokens, style_row
 from labkit.engine.runtime import VoiceBank
 from labkit.measure import corpora
 from labkit.measure import profile as profiling
@@ -124,8 +125,8 @@ def screened_toggles(toggles, arch: str) -> tuple[list[str], dict[str, str]]:
 
 def open_session(model_path: Path, session: SessionConfig, cache_dir: Path):
     """A session for ``session`` (its cached graph built first)."""
-    cache.cached_model_for(model_path, session, cache_dir)
-    return cache.make_cached_session(model_path, session, cache_dir)
+    graph_cache.cached_model_for(model_path, session, cache_dir)
+    return graph_cache.make_cached_session(model_path, session, cache_dir)
 
 
 def candidates_base(changes: list[SessionChange]) -> SessionConfig:
@@ -243,7 +244,7 @@ def run_variant(cfg: LabConfig, variant: str, *, levels=(), thread_counts=(), mo
     model = assets.model_path(cfg, variant)
     if not model.exists():
         return {"skipped": f"model file {model} for variant {variant!r} is not provisioned"}
-    cache_dir = cache.ort_cache_dir(cfg)
+    cache_dir = graph_cache.ort_cache_dir(cfg)
     base = cfg.session
     lengths = sorted(set(token_lengths) | {screen_length, cold_tokens, profile_tokens})
     feeds = token_inputs(cfg, lengths)
@@ -301,9 +302,9 @@ def run_variant(cfg: LabConfig, variant: str, *, levels=(), thread_counts=(), mo
     prof_dir = Path(out_dir or cache_dir) / f"profile-{variant}"
     rec["profile"] = {}
     for label, s in (("default", base), ("best", best)):
-        path = cache.cached_model_for(model, s, cache_dir)
+        path = graph_cache.cached_model_for(model, s, cache_dir)
         rec["profile"][label] = profiling.profile_session(
-            path, cache.load_config(s, path != model), feeds[profile_tokens], runs=1, warmup=1,
+            path, graph_cache.load_config(s, path != model), feeds[profile_tokens], runs=1, warmup=1,
             out_dir=prof_dir / label)
 
     log(f"[{variant}] cold starts in fresh processes")
@@ -312,7 +313,7 @@ def run_variant(cfg: LabConfig, variant: str, *, levels=(), thread_counts=(), mo
     if best == base:  # the cold start's own question: does the ORT format help?
         configs["ort_format"] = dataclasses.replace(base, use_ort_format=True)
     for s in configs.values():
-        cache.cached_model_for(model, s, cache_dir)
+        graph_cache.cached_model_for(model, s, cache_dir)
     cold_cmp = compare_cold({k: cold_command(model, s, cache_dir, toks, assets.voices_path(cfg),
                                              cfg.voice) for k, s in configs.items()},
                             "default", rounds=cold_rounds)
@@ -552,7 +553,7 @@ def try_session(cfg: LabConfig, variant: str = "int8", tokens: int = 120, rounds
     changed = dataclasses.replace(cfg.session, **settings)
     changed.validate()
     feeds = token_inputs(cfg, [int(tokens)])[int(tokens)]
-    cache_dir = cache.ort_cache_dir(cfg)
+    cache_dir = graph_cache.ort_cache_dir(cfg)
     runs = {"configured": _runner(open_session(model, cfg.session, cache_dir), feeds),
             "changed": _runner(open_session(model, changed, cache_dir), feeds)}
     cmp = compare(runs, "configured", rounds=max(1, int(rounds)), warmup=1, keep=lambda y: y)

@@ -38,9 +38,10 @@ from labkit import quality
 from labkit.config import LabConfig
 from labkit.engine import assets
 from labkit.engine import words as wordsmod
-from labkit.engine.cache import make_session
-from labkit.engine.g2p import VOCAB, get_g2p
-from labkit.engine.ort import SAMPLE_RATE, kokoro_feeds, style_row
+from labkit.engine.graph_cache import make_session
+from labkit.engine.g2p import get_g2p
+from labkit.kokoro import MAX_TOKENS, SAMPLE_RATE, VOCAB
+from labkit.engine.sessions import kokoro_feeds, style_row
 from labkit.engine.runtime import DURATIONS, VoiceBank
 from labkit.lab import listen as listening
 from labkit.lab.selection import quality_entry, rank
@@ -67,8 +68,8 @@ REFERENCE = "reference"
 def token_probe(prepared: Sequence, n_tokens: int, voices) -> dict[str, np.ndarray]:
     """Feeds of exactly ``n_tokens`` tokens: held-out phonemes concatenated (with a space)
     and cut, voice and speed of the first utterance. For RTF at a chosen length."""
-    if not 1 <= n_tokens <= 510:
-        raise ValueError(f"n_tokens={n_tokens}: Kokoro takes 1 to 510 tokens")
+    if not 1 <= n_tokens <= MAX_TOKENS:
+        raise ValueError(f"n_tokens={n_tokens}: Kokoro takes 1 to {MAX_TOKENS} tokens")
     toks: list[int] = []
     while len(toks) < n_tokens:
         for p in prepared:

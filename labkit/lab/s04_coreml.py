@@ -24,8 +24,9 @@ from labkit.lab.selection import quality_entry
 from labkit.quality import ruler
 from labkit.config import ConfigError, LabConfig, SessionConfig
 from labkit.engine import assets, runtime, split_runtime
-from labkit.engine.g2p import MAX_TOKENS, clean_phonemes, tokenize
-from labkit.engine.ort import (PLUGIN_PACKAGES, PluginEPUnavailable, device_info, kokoro_feeds,
+from labkit.engine.g2p import clean_phonemes, tokenize
+from labkit.kokoro import MAX_TOKENS
+from labkit.engine.sessions import (PLUGIN_PACKAGES, PluginEPUnavailable, device_info, kokoro_feeds,
                                new_session, plugin_devices, style_row)
 from labkit.lab.checkpoint import FINISHED_DIR, Checkpoint
 from labkit.measure import profile as profiling
@@ -434,7 +435,7 @@ class Candidate:
     CPU, part B on ``provider``) and how (CoreML's format, units, static shapes)."""
 
     graph: str
-    provider: str  # "CPU", "CoreML", or a plugin's short name (labkit.engine.ort.PLUGIN_PACKAGES)
+    provider: str  # "CPU", "CoreML", or a plugin's short name (labkit.engine.sessions.PLUGIN_PACKAGES)
     model_format: str | None = None
     compute_units: str | None = None
     static_shapes: bool = False

@@ -26,7 +26,7 @@ from labkit import progress
 from labkit.config import LabConfig, SelectionConfig
 from labkit.engine import chunking, split_runtime
 from labkit.engine.pipeline import StreamingSynthesizer
-from labkit.engine.ort import SAMPLE_RATE
+from labkit.kokoro import SAMPLE_RATE
 from labkit.engine.runtime import Engine
 from labkit.lab import listen as listening
 from labkit.lab.selection import quality_entry, rank

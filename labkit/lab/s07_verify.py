@@ -38,7 +38,7 @@ from labkit.measure.streaming import first_audio, run_stream
 from labkit.measure.texts import named
 from labkit.optimize import split as splitting
 from labkit.quality import ruler
-from labkit.served import resolve
+from labkit.best_config import resolve
 
 NAME = "07_verify"
 #: the key of the stage's record that labkit.lab.selection reads

@@ -39,7 +39,7 @@ from labkit.measure.compare import compare, default_rounds
 from labkit.measure.streaming import run_stream, summarize_runs
 from labkit.measure.texts import capped
 from labkit.optimize import split as splitting
-from labkit.served import resolve
+from labkit.best_config import resolve
 from labkit.tables import interval
 
 NAME = "08_endpoint"

@@ -13,7 +13,8 @@ from labkit import progress
 from labkit.config import LabConfig
 from labkit.engine import assets, split_runtime
 from labkit.engine.pipeline import StreamingSynthesizer
-from labkit.engine.runtime import SAMPLE_RATE, Engine
+from labkit.engine.runtime import Engine
+from labkit.kokoro import SAMPLE_RATE
 from labkit.engine.words import InputWords, timed_cache_dir
 from labkit.optimize import durations
 from labkit.optimize import split as splitting

@@ -29,8 +29,8 @@ import httpx
 
 from labkit import procs
 from labkit.measure.playback import simulate_playback
+from labkit.kokoro import SAMPLE_RATE
 
-SAMPLE_RATE = 24_000
 BYTES_PER_SECOND = SAMPLE_RATE * 2
 DEFAULT_BUFFER_S = 0.3
 

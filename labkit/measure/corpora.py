@@ -25,15 +25,16 @@ from typing import Iterable
 import numpy as np
 import yaml
 from labkit.config import DATA_DIR
-from labkit.engine.g2p import MAX_TOKENS, get_g2p, tokenize
-from labkit.engine.ort import kokoro_feeds, style_row
+from labkit.engine.g2p import get_g2p, tokenize
+from labkit.kokoro import MAX_TOKENS
+from labkit.engine.sessions import kokoro_feeds, style_row
 
 NAMES = ("calibration", "dev", "heldout")
 #: corpus -> its role: development (may be chosen on) or held-out (reported only)
 ROLES = {"calibration": "development", "dev": "development", "heldout": "held-out"}
 #: why a corpus is loaded; the held-out set serves only "report"
 PURPOSES = ("choose", "calibrate", "report")
-SIZE_BANDS = {"short": (1, 59), "medium": (60, 199), "long": (200, 510)}
+SIZE_BANDS = {"short": (1, 59), "medium": (60, 199), "long": (200, MAX_TOKENS)}
 
 
 class CorpusError(ValueError):

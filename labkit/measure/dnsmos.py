@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from labkit.config import SessionConfig
-from labkit.engine.ort import SAMPLE_RATE, new_session
+from labkit.engine.sessions import new_session
+from labkit.kokoro import SAMPLE_RATE
 from labkit.quality import as_audio, resample
 
 _SR = 16_000

@@ -17,7 +17,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Callable
 
-from labkit.engine.ort import for_session, new_session
+from labkit.engine.sessions import for_session, new_session
 
 #: node-name prefixes reported as shares of total kernel time
 DEFAULT_PREFIXES = {

@@ -21,7 +21,7 @@ import numpy as np
 from labkit import quality
 from labkit.quality import clicks as clickmod
 from labkit.engine import joining
-from labkit.engine.ort import SAMPLE_RATE
+from labkit.kokoro import SAMPLE_RATE
 from labkit.engine.pipeline import StreamingSynthesizer
 
 

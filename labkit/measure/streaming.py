@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from labkit.engine.chunking import words_present
-from labkit.engine.ort import SAMPLE_RATE
+from labkit.kokoro import SAMPLE_RATE
 from labkit.measure import coverage
 from labkit.measure.playback import Playback, simulate_playback
 from labkit.timing import Timing

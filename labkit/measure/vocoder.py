@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from labkit.config import SessionConfig
-from labkit.engine.ort import new_session
+from labkit.engine.sessions import new_session
 from labkit.engine.runtime import DURATIONS
 from labkit.engine.split_runtime import SplitParts
 from labkit.quality import ladder, recognizer, ruler

@@ -8,7 +8,7 @@
   inference) in this fresh process, printed as JSON (the cold-start protocol the timing
   instrument runs in fresh processes).
 
-The cache the Engine loads through lives in :mod:`labkit.engine.cache`.
+The cache the Engine loads through lives in :mod:`labkit.engine.graph_cache`.
 """
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ import numpy as np
 
 from labkit.config import OPT_LEVELS, ConfigError, SessionConfig
 from labkit.engine import assets
-from labkit.engine.cache import make_cached_session, save_optimized
-from labkit.engine.ort import kokoro_feeds, style_row
+from labkit.engine.graph_cache import make_cached_session, save_optimized
+from labkit.engine.sessions import kokoro_feeds, style_row
 
 
 # -- offline optimization -----------------------------------------------------------

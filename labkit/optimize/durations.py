@@ -24,13 +24,13 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from labkit.engine.ort import new_session, probe_config, probe_feeds
-from labkit.engine.words import SAMPLES_PER_FRAME as _FRAME, timed_model_path
+from labkit.engine.sessions import new_session, probe_config, probe_feeds
+from labkit.engine.words import timed_model_path
+from labkit.kokoro import SAMPLES_PER_FRAME
 
 #: the added output's name
 OUTPUT = "durations"
 #: audio samples per predicted frame (24 kHz)
-SAMPLES_PER_FRAME = _FRAME
 #: ops allowed between the Round and the CumSum
 _PASS_THROUGH = ("Clip", "Cast", "Gather", "Squeeze", "Unsqueeze", "Reshape", "Identity")
 

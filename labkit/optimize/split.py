@@ -33,7 +33,7 @@ from onnx import TensorProto, helper, numpy_helper
 from labkit import files, progress
 from labkit.config import SessionConfig
 from labkit.engine import rewrites, runtime, split_runtime
-from labkit.engine.ort import n_tokens, new_session, probe_config, probe_feeds
+from labkit.engine.sessions import n_tokens, new_session, probe_config, probe_feeds
 from labkit.engine.rewrites.graph import Graph, prune
 from labkit.engine.rewrites.instance_norm import reduce_axes
 from labkit.engine.split_runtime import (FRAMES, PHASE0, SplitMissing, SplitParts, bucket_for,

@@ -18,7 +18,8 @@ DNSMOS, a no-reference model run on an ONNX Runtime session, lives in
 The names below are the standard figures' (``from labkit import quality``;
 ``quality.lsd_db``), kept where the lab reads them.
 """
-from labkit.quality.signal import SAMPLE_RATE, QualityError, as_audio, resample
+from labkit.quality.signal import QualityError, as_audio, resample
+from labkit.kokoro import SAMPLE_RATE
 from labkit.quality.standard import (LSD_DEFINITION, aligned_lsd_db, check_audio, compare,
                                      duration_agreement, frame_distance, log_spectra, lsd_db,
                                      lsd_from_magnitudes, magnitude, pesq_wb, spectral_convergence,

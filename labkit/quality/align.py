@@ -25,7 +25,9 @@ from typing import Callable
 import numpy as np
 from scipy.signal import fftconvolve
 
-from labkit.quality.signal import SAMPLE_RATE, QualityError
+from labkit.quality.signal import QualityError
+
+from labkit.kokoro import SAMPLE_RATE
 
 #: envelope step for the coarse lag (samples): 1 ms
 ENVELOPE_STEP = 24

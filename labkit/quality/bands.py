@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from labkit.quality.signal import SAMPLE_RATE
+from labkit.kokoro import SAMPLE_RATE
 
 N_FFT = 512
 HOP = 120

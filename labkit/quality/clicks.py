@@ -44,7 +44,9 @@ from scipy.ndimage import maximum_filter1d
 from scipy.signal import butter, lfilter, sosfiltfilt
 from scipy.stats import chi2
 
-from labkit.quality.signal import SAMPLE_RATE, as_audio
+from labkit.quality.signal import as_audio
+
+from labkit.kokoro import SAMPLE_RATE
 
 HIGHPASS_HZ = 9_000.0
 LPC_ORDER = 24

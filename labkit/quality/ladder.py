@@ -34,7 +34,7 @@ from scipy.signal import butter, resample_poly, sosfiltfilt
 from labkit.config import DATA_DIR
 from labkit.quality import clicks as clickmod
 from labkit.quality import ruler
-from labkit.quality.signal import SAMPLE_RATE
+from labkit.kokoro import SAMPLE_RATE
 
 LADDER_FILE = DATA_DIR / "ladder.yaml"
 VERDICTS = ("inaudible", "borderline", "audible")

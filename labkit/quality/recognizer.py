@@ -26,7 +26,9 @@ from typing import Any, Sequence
 import numpy as np
 from num2words import num2words
 
-from labkit.quality.signal import SAMPLE_RATE, as_audio, resample
+from labkit.quality.signal import as_audio, resample
+
+from labkit.kokoro import SAMPLE_RATE
 
 RATE = 16_000
 #: pocketsphinx counts frames of 10 ms

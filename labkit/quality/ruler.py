@@ -37,7 +37,8 @@ import yaml
 
 from labkit.config import DATA_DIR
 from labkit.quality import align, bands, standard
-from labkit.quality.signal import SAMPLE_RATE, QualityError, as_audio, resample
+from labkit.quality.signal import QualityError, as_audio, resample
+from labkit.kokoro import SAMPLE_RATE
 
 #: the figures a verdict bounds, and how each is read against its bound
 BOUNDED = {"level_db": "abs", "masked_lsd_db": "max", "masked_lsd_peak_db": "max", "gap_ms": "max"}

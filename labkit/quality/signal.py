@@ -8,7 +8,6 @@ import numpy as np
 from scipy.signal import resample_poly
 
 #: Kokoro's output rate: every figure works at it
-SAMPLE_RATE = 24_000
 
 
 class QualityError(ValueError):

@@ -53,7 +53,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from labkit.quality import align
-from labkit.quality.signal import SAMPLE_RATE, QualityError, as_audio, resample
+from labkit.quality.signal import QualityError, as_audio, resample
+from labkit.kokoro import SAMPLE_RATE
 
 N_FFT = 1024
 HOP = 256

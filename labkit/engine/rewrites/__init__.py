@@ -44,7 +44,7 @@ from onnx import helper
 
 from labkit import files
 from labkit.config import SessionConfig
-from labkit.engine.ort import new_session, probe_config
+from labkit.engine.sessions import new_session, probe_config
 from labkit.engine.rewrites.conv1d_as_2d import conv1d_as_2d
 from labkit.engine.rewrites.graph import Graph, prune
 from labkit.engine.rewrites.instance_norm import instance_norm

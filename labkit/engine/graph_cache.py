@@ -27,7 +27,7 @@ import onnxruntime as ort
 from labkit import files
 from labkit.config import ConfigError, LabConfig, SessionConfig
 from labkit.engine import assets, rewrites
-from labkit.engine.ort import new_session, probe_feeds
+from labkit.engine.sessions import new_session, probe_feeds
 
 #: settings that change the saved graph (threads, arena etc. do not)
 GRAPH_SETTINGS = ("graph_optimization_level", "providers")

@@ -19,7 +19,7 @@ from typing import Any
 
 from labkit.config import ConfigError, LabConfig, ServeConfig
 
-log = logging.getLogger("labkit.served")
+log = logging.getLogger("labkit.best_config")
 
 
 @dataclass

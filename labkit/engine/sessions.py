@@ -21,11 +21,8 @@ import onnxruntime as ort
 from labkit.config import ConfigError, SessionConfig
 from labkit.engine.provider_options import ort_option_values
 from labkit.host.machine import session_threads
+from labkit.kokoro import TOKEN_INPUTS
 
-SAMPLE_RATE = 24_000
-SPEED_RANGE = (0.5, 2.0)
-#: names the token input goes by in Kokoro exports (kokoro-onnx: tokens; others: input_ids)
-TOKEN_INPUTS = ("tokens", "input_ids")
 
 _OPT_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
