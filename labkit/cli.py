@@ -24,6 +24,7 @@ from pathlib import Path
 
 from labkit import procs
 from labkit.config import ConfigError, LabConfig
+from labkit.engine.registries import check_config
 
 
 def _config(args) -> LabConfig:
@@ -93,7 +94,7 @@ def cmd_say(args) -> int:
         overrides["voice"] = args.voice
     if args.speed is not None:
         overrides["speed"] = args.speed
-    cfg = _config(args).with_overrides(overrides).validate()
+    cfg = check_config(_config(args).with_overrides(overrides).validate())
     out = args.output or "out.wav"
     if args.words:
         from labkit.lab.speak import say

@@ -67,10 +67,6 @@ EXECUTION_MODES = ("sequential", "parallel")
 REWRITE_NAMES = ("pow2_mul", "instance_norm", "conv1d_as_2d", "snake_fold", "reflect_pad")
 #: out-of-tree ONNX Runtime plugin execution providers (labkit.engine.sessions.PLUGIN_PACKAGES)
 PLUGIN_EP_NAMES = ("webgpu", "mlx")
-#: sanitization rules of labkit.engine.text, in the order they run
-TEXT_RULES = ("line_endings", "ansi", "control", "unicode", "zero_width", "markdown", "urls",
-              "emails", "code", "emoji", "symbols", "non_latin", "dates", "times", "versions",
-              "units", "numbers", "long_words", "punctuation", "paragraphs")
 #: session.intra_op_threads = "auto": from the machine (labkit.host.machine.thread_plan)
 AUTO_THREADS = "auto"
 
@@ -149,7 +145,8 @@ class TextConfig:
     non_latin: str = "skip"
     urls: bool = True
     code: bool = True
-    #: sanitization rules switched off by name (TEXT_RULES)
+    #: sanitization rules switched off by name (labkit.engine.text.RULES; the names are
+    #: checked there: labkit.engine.registries.check_config)
     disable: list[str] = field(default_factory=list)
     #: a "word" longer than this (a hash, base64, a run of one letter) is left out, recorded
     max_word_chars: int = 50
@@ -168,10 +165,6 @@ class TextConfig:
             raise ConfigError(f"text.emoji={self.emoji!r}: allowed are drop, name")
         if self.non_latin not in ("skip", "espeak"):
             raise ConfigError(f"text.non_latin={self.non_latin!r}: allowed are skip, espeak")
-        unknown = [r for r in self.disable if r not in TEXT_RULES]
-        if unknown:
-            raise ConfigError(f"text.disable: unknown rule(s) {', '.join(map(repr, unknown))}; "
-                              f"rules are {', '.join(TEXT_RULES)}")
         for name in ("max_chars", "max_word_chars", "max_number_digits"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

@@ -27,7 +27,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from labkit.engine.g2p import loaded as loaded_g2ps
 from labkit.engine.runtime import VoiceError
-from labkit.engine.text import InputTooLong, PronunciationError, inline_overrides
+from labkit.engine.inline import PronunciationError, inline_overrides
+from labkit.engine.text import InputTooLong
 from labkit.engine.words import InputWords
 
 from . import voices as voicemod

@@ -441,7 +441,7 @@ def test_malformed_markup_is_read_as_plain_text(cfg, text):
 
 
 def test_an_unknown_phoneme_symbol_is_named(cfg):
-    from labkit.engine.text import PronunciationError
+    from labkit.engine.inline import PronunciationError
 
     on = cfg.with_overrides({"text.inline_phonemes": True})
     with pytest.raises(PronunciationError, match=r"'☃' \(U\+2603\).*not in Kokoro's vocabulary"):

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from labkit.config import ConfigError, TextConfig
-from labkit.engine.text import RULES, InputTooLong, sanitize, script_runs
+from labkit.config import ConfigError, LabConfig, TextConfig
+from labkit.engine.registries import check_config
+from labkit.engine.scripts import script_runs
+from labkit.engine.text import RULES, InputTooLong, sanitize
 
 
 def test_nul_and_control_characters_separate_words():
@@ -196,6 +198,14 @@ def test_rules_can_be_disabled_by_name_and_bad_names_rejected():
     with pytest.raises(ConfigError, match="allowed are drop, name"):
         sanitize("x", TextConfig(emoji="read"))
     assert "markdown" in RULES
+
+
+def test_a_config_with_an_unknown_rule_fails_where_it_is_loaded():
+    cfg = LabConfig().with_overrides({"text.disable": ["emoji", "nope"]})
+    with pytest.raises(ConfigError, match=r"text.disable: unknown rule\(s\) 'nope'; rules are "
+                       + ", ".join(RULES)):
+        check_config(cfg.validate())
+    assert check_config(LabConfig().with_overrides({"text.disable": list(RULES)})).text.disable
 
 
 def test_report_counts_and_sizes():

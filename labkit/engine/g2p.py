@@ -40,8 +40,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from labkit.lexicon import LANGS, UNSPACED, Entry, Lexicon, load_lexicon
-from labkit.engine.text import INLINE, NON_LATIN_RUN
-from labkit.engine.text import script_runs
+from labkit.engine.inline import INLINE
+from labkit.engine.scripts import NON_LATIN_RUN, script_runs
 from labkit.kokoro import VOCAB
 
 log = logging.getLogger(__name__)

@@ -598,7 +598,7 @@ class StreamingSynthesizer:
         """Start synthesizing now; iterate the returned stream for chunks; close it (or
         use it as a context manager) to stop early. ``inline`` (default
         ``text.inline_phonemes``): obey inline pronunciation ``[word](/phonemes/)``; an
-        unknown symbol in it raises :class:`labkit.engine.text.PronunciationError`. Each
+        unknown symbol in it raises :class:`labkit.engine.inline.PronunciationError`. Each
         chunk's words carry their span in ``text`` (``stream.sanitized`` maps the rest)."""
         voice = voice or self.cfg.voice
         speed = self.cfg.speed if speed is None else float(speed)
