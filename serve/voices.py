@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import difflib
 
-from labkit.engine.g2p import VOICE_LANGS, normalize_lang, unavailable, voice_lang
+from labkit.engine.languages import VOICE_LANGS, normalize_lang, unavailable, voice_lang
 from labkit.engine.runtime import VoiceBank, VoiceError, split_blend
 
 from .errors import APIError

@@ -7,7 +7,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from labkit.engine import words
-from labkit.engine.g2p import even_spans
+from labkit.engine.phonemized import even_spans
 from labkit.optimize import durations
 from labkit.optimize.durations import DurationsError
 

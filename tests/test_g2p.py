@@ -12,7 +12,9 @@ import logging
 
 import pytest
 
-from labkit.engine.g2p import UNKNOWN, G2P, clean_phonemes, get_g2p, normalize_lang, tokenize
+from labkit.engine.g2p import G2P, get_g2p
+from labkit.engine.languages import normalize_lang
+from labkit.engine.phonemized import UNKNOWN, clean_phonemes, tokenize
 
 from labkit.kokoro import VOCAB
 from labkit.engine.phonemize import phonemize_json
@@ -147,7 +149,7 @@ def test_normalize_lang():
 
 def test_french_voice_reads_french(cfg):
     """ff_siwis: French G2P by default (espeak-ng fr-fr), not English; reported as used."""
-    from labkit.engine.g2p import LANGS
+    from labkit.lexicon import LANGS
 
     fr = phonemize_json("Bonjour, je m'appelle Siwis.", cfg.with_overrides({"voice": "ff_siwis"}))
     assert fr["lang"] == "fr-fr" and fr["engine"] == "espeak"
@@ -173,37 +175,37 @@ def test_espeak_languages_phonemize_in_their_language(cfg, voice, text, lang):
 
 def test_japanese_and_chinese_read_by_misaki():
     """j and z voices: misaki's own G2P (Cutlet for ja, ZHG2P for zh), nothing downloaded."""
-    from labkit.engine import g2p as g2pmod
+    from labkit.engine import languages
 
-    assert g2pmod.unavailable("ja") is None and g2pmod.unavailable("zh") is None
+    assert languages.unavailable("ja") is None and languages.unavailable("zh") is None
     ja = get_g2p("ja")("東京は晴れです。")
     zh = get_g2p("zh")("北京是首都。")
     assert ja.engine == "misaki-ja" and ja.words[:1] == ["東京"] and "toːkʲoː" in ja.phonemes
     assert zh.engine == "misaki-zh" and zh.words == ["北京", "是", "首都"]
     assert [zh.text[a:b] for a, b in zh.chars] == zh.words
     assert [ch for ch in zh.phonemes if ch in "→↗↓↘"] == list("↓→↘↓→")  # běi jīng shì shǒu dū
-    assert g2pmod.unavailable("fr-fr") is None and g2pmod.unavailable("en-us") is None
+    assert languages.unavailable("fr-fr") is None and languages.unavailable("en-us") is None
 
 
 def test_a_missing_dependency_names_the_module_and_the_packages(monkeypatch):
-    from labkit.engine import g2p as g2pmod
+    from labkit.engine import languages, phoneme_readers
 
     def missing(lang):
         raise ModuleNotFoundError("No module named 'jieba'", name="jieba")
 
-    monkeypatch.setattr(g2pmod, "_UNAVAILABLE", {})
-    monkeypatch.setattr(g2pmod, "_OTHER", {})
-    monkeypatch.setattr(g2pmod, "_MisakiOther", missing)
-    why = g2pmod.unavailable("zh")
+    monkeypatch.setattr(languages, "_UNAVAILABLE", {})
+    monkeypatch.setattr(phoneme_readers, "_OTHER", {})
+    monkeypatch.setattr(phoneme_readers, "MisakiReader", missing)
+    why = languages.unavailable("zh")
     assert "'jieba'" in why and "pip install jieba pypinyin cn2an ordered-set" in why
-    with pytest.raises(g2pmod.LanguageUnavailable, match="jieba"):
+    with pytest.raises(languages.LanguageUnavailable, match="jieba"):
         G2P("zh")
 
     def broken(lang):
         raise RuntimeError("Failed initializing MeCab")
 
-    monkeypatch.setattr(g2pmod, "_MisakiOther", broken)
-    why = g2pmod.unavailable("ja")
+    monkeypatch.setattr(phoneme_readers, "MisakiReader", broken)
+    why = languages.unavailable("ja")
     assert "MeCab" in why and "unidic-lite" in why and "pip install fugashi unidic-lite" in why
 
 
@@ -229,7 +231,7 @@ def test_phonemize_json_refusals(cfg, g2p_us):
 
 # -- checks that can fail -------------------------------------------------------------------
 def test_symbols_removed_before_the_model_are_counted_as_lost(cfg, g2p_us, monkeypatch):
-    from labkit.engine.g2p import lost_symbols
+    from labkit.engine.phonemized import lost_symbols
 
     assert lost_symbols({"'\\t'": 3, "5": 2, UNKNOWN: 1}) == {"5": 2, UNKNOWN: 1}
     # without misaki's zh G2P, Han goes to espeak's Mandarin: its tone digits are lost
@@ -454,7 +456,7 @@ LANGUAGES = s01.load_languages()
 
 
 def test_every_language_has_its_cases():
-    from labkit.engine.g2p import LANGS
+    from labkit.lexicon import LANGS
 
     assert set(LANGUAGES) == set(LANGS)
     for lang, spec in LANGUAGES.items():

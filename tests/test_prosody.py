@@ -14,7 +14,7 @@ from labkit.config import ConfigError
 from labkit.engine import chunking, joining
 from labkit.engine import prosody as pr
 from labkit.engine import split_runtime as sr
-from labkit.engine.g2p import clean_phonemes, tokenize
+from labkit.engine.phonemized import clean_phonemes, tokenize
 from labkit.engine.sessions import new_session
 from labkit.engine.pipeline import StreamingSynthesizer
 from labkit.optimize import split as sp

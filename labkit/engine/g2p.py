@@ -29,329 +29,29 @@ Every call returns a :class:`Phonemized` with a report: which words fell back to
 which symbols were dropped at tokenization (outside Kokoro's vocabulary), which lexicon
 entries applied - never silent - and, per spoken word, where its phonemes are and where
 it is in the text (``spans``, ``chars``).
+
+This module is the G2P driver (:class:`G2P`, shared per language by :func:`get_g2p`); the
+languages are in labkit.engine.languages, the espeak and misaki ja / zh readers in
+labkit.engine.phoneme_readers, the result and the cleaning and tokenizing of phonemes in
+labkit.engine.phonemized.
 """
 from __future__ import annotations
 
-import importlib
 import logging
 import re
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
 
-from labkit.lexicon import LANGS, UNSPACED, Entry, Lexicon, load_lexicon
 from labkit.engine.inline import INLINE
+from labkit.engine.languages import (ESPEAK_LANGS, MISAKI_LANGS, check_available, normalize_lang,
+                                     unavailable)
+from labkit.engine.phoneme_readers import EspeakReader, MisakiReader, shared_misaki
+from labkit.engine.phonemized import (ALNUM, UNKNOWN, Phonemized, alnum_words, clean_phonemes,
+                                      copied, even_spans, joined)
 from labkit.engine.scripts import NON_LATIN_RUN, script_runs
-from labkit.kokoro import VOCAB
+from labkit.lexicon import UNSPACED, Entry, Lexicon, load_lexicon
 
 log = logging.getLogger(__name__)
-
-#: Kokoro's phoneme vocabulary: symbol -> token id (114 symbols)
-UNKNOWN = "❓"
-
-#: a Kokoro voice's first letter -> its language
-VOICE_LANGS = {"a": "en-us", "b": "en-gb", "e": "es", "f": "fr-fr", "h": "hi", "i": "it",
-               "p": "pt-br", "j": "ja", "z": "zh"}
-ENGLISH = ("en-us", "en-gb")
-#: read wholly by espeak-ng (misaki's English G2P is for English only)
-ESPEAK_LANGS = ("es", "fr-fr", "hi", "it", "pt-br")
-#: read by misaki's own G2P for the language
-MISAKI_LANGS = ("ja", "zh")
-#: what each needs, PyPI package -> the module it installs (all ship their data)
-MISAKI_NEEDS = {"ja": {"fugashi": "fugashi", "unidic-lite": "unidic_lite", "jaconv": "jaconv",
-                       "mojimoji": "mojimoji"},
-                "zh": {"jieba": "jieba", "pypinyin": "pypinyin", "cn2an": "cn2an",
-                       "ordered-set": "ordered_set"}}
-_LANG_ALIASES = {"en": "en-us", "en-us": "en-us", "en_us": "en-us", "a": "en-us",
-                 "en-gb": "en-gb", "en_gb": "en-gb", "b": "en-gb", "en-uk": "en-gb",
-                 "es": "es", "es-es": "es", "e": "es", "spanish": "es",
-                 "fr": "fr-fr", "fr-fr": "fr-fr", "fr_fr": "fr-fr", "f": "fr-fr", "french": "fr-fr",
-                 "hi": "hi", "h": "hi", "hindi": "hi",
-                 "it": "it", "i": "it", "italian": "it",
-                 "pt": "pt-br", "pt-br": "pt-br", "pt_br": "pt-br", "p": "pt-br",
-                 "ja": "ja", "jp": "ja", "j": "ja", "japanese": "ja",
-                 "zh": "zh", "cmn": "zh", "z": "zh", "chinese": "zh", "mandarin": "zh"}
-
-
-class LanguageUnavailable(ValueError):
-    """A language Kokoro speaks but this installation cannot phonemize (the reason says why)."""
-
-
-def voice_lang(voice: str | None) -> str:
-    """The language of a voice (first term of a blend): its first letter, else en-us."""
-    first = (voice or "").split("+")[0].strip()
-    return VOICE_LANGS.get(first[:1].lower(), "en-us")
-
-
-def normalize_lang(lang: str | None, voice: str | None = None) -> str:
-    """``en`` -> ``en-us``, ``fr`` -> ``fr-fr``; with no language, the voice's own
-    (:data:`VOICE_LANGS`: ``bf_emma`` -> en-gb, ``ff_siwis`` -> fr-fr)."""
-    if not lang:
-        return voice_lang(voice)
-    key = lang.strip().lower()
-    if key in _LANG_ALIASES:
-        return _LANG_ALIASES[key]
-    raise ValueError(f"language {lang[:40]!r} is not supported; use one of {', '.join(LANGS)}")
-
-
-_UNAVAILABLE: dict[str, str | None] = {}
-_OTHER: dict[str, "_MisakiOther"] = {}
-_OTHER_LOCK = threading.Lock()
-
-
-def _misaki_other(lang: str) -> "_MisakiOther":
-    """The one built misaki ja / zh G2P of this process (building jieba's is ~0.5 s)."""
-    with _OTHER_LOCK:
-        if lang not in _OTHER:
-            _OTHER[lang] = _MisakiOther(lang)
-        return _OTHER[lang]
-
-
-def unavailable(lang: str) -> str | None:
-    """Why ``lang`` cannot be phonemized here, or None when it can (checked once, by
-    building misaki's G2P for it): the module that is missing and the packages to add."""
-    lang = normalize_lang(lang)
-    if lang not in MISAKI_LANGS:
-        return None
-    if lang not in _UNAVAILABLE:
-        needs = MISAKI_NEEDS[lang]
-        add = f"`pip install {' '.join(needs)}` (PyPI packages that ship their data: nothing " \
-              "is downloaded when it runs)"
-        try:
-            _misaki_other(lang)
-            _UNAVAILABLE[lang] = None
-        except ModuleNotFoundError as exc:
-            name = (exc.name or "?").split(".")[0]
-            pkg = next((p for p, m in needs.items() if m == name), name)
-            _UNAVAILABLE[lang] = (f"misaki's {lang} G2P needs the Python module {name!r} (PyPI "
-                                  f"package {pkg}), which is not installed; add {add}")
-        except Exception as exc:  # noqa: BLE001 - any failure: not available, say why
-            hint = ("; fugashi finds its dictionary in unidic-lite (the unidic package needs "
-                    "`python -m unidic download` first)" if lang == "ja" else "")
-            _UNAVAILABLE[lang] = (f"misaki's {lang} G2P cannot be built ({type(exc).__name__}: "
-                                  f"{str(exc)[:200]}){hint}; install {add}")
-    return _UNAVAILABLE[lang]
-
-
-def check_available(lang: str) -> str:
-    """``lang`` normalized, or :class:`LanguageUnavailable` with the reason."""
-    lang = normalize_lang(lang)
-    why = unavailable(lang)
-    if why:
-        raise LanguageUnavailable(f"language {lang} is not available here: {why}")
-    return lang
-
-
-@dataclass
-class Phonemized:
-    text: str
-    phonemes: str
-    lang: str
-    #: words misaki did not know and espeak phonemized
-    fallbacks: list[str] = field(default_factory=list)
-    #: words neither could phonemize (would have been read as the unknown marker)
-    unknown: list[str] = field(default_factory=list)
-    #: symbols removed because Kokoro's vocabulary lacks them: symbol -> count
-    dropped: dict[str, int] = field(default_factory=dict)
-    engine: str = "misaki"
-    cached: bool = False
-    #: the words that produced phonemes, in order (what the listener hears)
-    words: list[str] = field(default_factory=list)
-    #: non-Latin runs read by espeak in their own language: {"text", "script", "lang"}
-    routed: list[dict] = field(default_factory=list)
-    #: inline pronunciations ``[word](/phonemes/)`` disarmed (untrusted text)
-    overrides_blocked: int = 0
-    #: words the personal lexicon (LabConfig.lexicon) gave their phonemes, in order
-    overridden: list[str] = field(default_factory=list)
-    #: each spoken word as written and its [start, end) in ``phonemes`` (= token indices,
-    #: one token per symbol); in text order, one per entry of ``words``. Where the G2P does
-    #: not say which phonemes belong to which word (espeak), the groups between spaces are
-    #: matched to the words, or the symbols shared out evenly when the counts differ.
-    spans: list[tuple[str, int, int]] = field(default_factory=list)
-    #: each spoken word's [start, end) in ``text`` (one per entry of ``spans``): the
-    #: characters it was read from (a symbol read into it, "$" of "$3.50", included)
-    chars: list[tuple[int, int]] = field(default_factory=list)
-    #: the lexicon entries that applied, in order: {"word", "section", "entry", "phonemes"}
-    applied: list[dict] = field(default_factory=list)
-    #: inline pronunciations obeyed (trusted text): {"word", "phonemes"}
-    inline: list[dict] = field(default_factory=list)
-
-    def report(self) -> dict:
-        return {"engine": self.engine, "fallbacks": self.fallbacks, "unknown": self.unknown,
-                "dropped": self.dropped, "cached": self.cached, "routed": self.routed,
-                "overrides_blocked": self.overrides_blocked, "overridden": self.overridden,
-                "lexicon_applied": self.applied, "inline": self.inline}
-
-
-def clean_phonemes(phonemes: str) -> tuple[str, dict[str, int]]:
-    """Keep only symbols in the vocabulary; count what was dropped. Whitespace runs
-    become one space (Kokoro's word separator)."""
-    out: list[str] = []
-    dropped: dict[str, int] = {}
-    for ch in phonemes:
-        if ch.isspace():
-            if out and out[-1] != " ":
-                out.append(" ")
-            if ch != " ":
-                dropped[repr(ch)] = dropped.get(repr(ch), 0) + 1
-            continue
-        if ch in VOCAB:
-            out.append(ch)
-        else:
-            dropped[ch] = dropped.get(ch, 0) + 1
-    return "".join(out).strip(), dropped
-
-
-def lost_symbols(dropped: dict[str, int]) -> dict[str, int]:
-    """The symbols :func:`clean_phonemes` removed that were sounds the G2P asked for (every
-    one a loss: Mandarin tone digits, the unknown marker, brackets), leaving out whitespace
-    it only normalized (recorded under ``repr`` keys such as ``"'\\t'"``)."""
-    return {k: v for k, v in dropped.items() if len(k) == 1}
-
-
-def even_spans(words: list[str], phonemes: str) -> list[tuple[str, int, int]]:
-    """Word spans when only the word list and the phoneme string are known: the
-    space-separated phoneme groups, one per word when the counts agree; otherwise the
-    symbols shared out evenly in word order."""
-    if not words or not phonemes:
-        return []
-    groups = [(m.start(), m.end()) for m in re.finditer(r"\S+", phonemes)]
-    if len(groups) == len(words):
-        return [(w, a, b) for w, (a, b) in zip(words, groups)]
-    n = len(phonemes)
-    cuts = [round(k * n / len(words)) for k in range(len(words) + 1)]
-    return [(w, cuts[k], cuts[k + 1]) for k, w in enumerate(words)]
-
-
-def alnum_words(text: str) -> tuple[list[str], list[tuple[int, int]]]:
-    """The runs of letters and digits of ``text`` and where each is (espeak's words)."""
-    found = list(_ALNUM.finditer(text))
-    return [m.group() for m in found], [m.span() for m in found]
-
-
-def tokenize(phonemes: str) -> list[int]:
-    """Token ids for phonemes already cleaned with :func:`clean_phonemes`.
-
-    Raises on anything outside the vocabulary rather than dropping it."""
-    try:
-        return [VOCAB[ch] for ch in phonemes]
-    except KeyError as exc:
-        raise ValueError(f"phoneme {exc.args[0]!r} is not in Kokoro's vocabulary; "
-                         "pass phonemes through clean_phonemes first") from None
-
-
-class _Espeak:
-    """Whole-text espeak G2P, in misaki's phoneme set."""
-
-    def __init__(self, lang: str):
-        from misaki import espeak
-
-        self._g2p = espeak.EspeakG2P(language=lang)
-
-    def __call__(self, text: str) -> str:
-        # Spanish opening marks are no sound (espeak passes them through; Kokoro lacks them)
-        ps, _ = self._g2p(text.translate(_OPENING_MARKS))
-        return ps
-
-
-_OPENING_MARKS = str.maketrans({"¿": " ", "¡": " "})
-
-
-class _MisakiOther:
-    """misaki's Japanese or Chinese G2P on a whole text, and its words: the G2P's own word
-    segmentation (MeCab's for ja, jieba's for zh), each word's phonemes found in order in
-    the text's (a word read differently in context shares the phonemes around it)."""
-
-    def __init__(self, lang: str):
-        self.lang = lang
-        if lang == "ja":
-            # JAG2P() runs Cutlet (its default reading); misaki.ja itself would also import
-            # pyopenjtalk, which this reading never calls
-            self._g2p = importlib.import_module("misaki.cutlet").Cutlet()
-            self._g2p("日本")  # fugashi's dictionary: fails here, not on a request
-        else:
-            self._g2p = importlib.import_module("misaki.zh").ZHG2P()  # Kokoro v1.0's
-            logging.getLogger("jieba").setLevel(logging.WARNING)
-            self._jieba = importlib.import_module("jieba")
-            self._jieba.initialize()
-        self._lock = threading.Lock()
-        self._word_cache: OrderedDict[str, str] = OrderedDict()
-
-    def __call__(self, text: str) -> str:
-        with self._lock:  # jieba and MeCab are not known to be thread-safe
-            out = self._g2p(text)
-        return out[0] if isinstance(out, tuple) else out
-
-    def segments(self, text: str) -> list[tuple[int, int]]:
-        """[start, end) of each word of ``text`` with a letter or digit in it, in order."""
-        with self._lock:
-            if self.lang == "zh":
-                return [(a, b) for w, a, b in self._jieba.tokenize(text) if _ALNUM.search(w)]
-            surfaces = [w.surface for w in self._g2p.tagger(text)]
-        out, cursor = [], 0
-        for w in surfaces:
-            at = text.find(w, cursor)
-            if at < 0:
-                continue
-            cursor = at + len(w)
-            if _ALNUM.search(w):
-                out.append((at, cursor))
-        return out
-
-    def _word(self, word: str) -> str:
-        with self._lock:
-            hit = self._word_cache.get(word)
-        if hit is None:
-            hit = clean_phonemes(self(word))[0].strip()
-            with self._lock:
-                self._word_cache[word] = hit
-                while len(self._word_cache) > 4096:
-                    self._word_cache.popitem(last=False)
-        return hit
-
-    def phonemize(self, text: str) -> "Phonemized":
-        phonemes, dropped = clean_phonemes(self(text))
-        segs = self.segments(text) if phonemes else []
-        found: list[tuple[int, int] | None] = []
-        cursor = 0
-        for a, b in segs:
-            own = self._word(text[a:b])
-            at = phonemes.find(own, cursor) if own else -1
-            if at >= 0:
-                found.append((at, at + len(own)))
-                cursor = at + len(own)
-            else:
-                found.append(None)
-        spans = _fill_gaps(found, phonemes)
-        words = [text[a:b] for a, b in segs]
-        return Phonemized(text, phonemes, self.lang, dropped=dropped, engine=f"misaki-{self.lang}",
-                          words=words, spans=[(w, a, b) for w, (a, b) in zip(words, spans)],
-                          chars=list(segs))
-
-
-def _fill_gaps(found: list[tuple[int, int] | None], phonemes: str) -> list[tuple[int, int]]:
-    """Phoneme spans for words, where those not found share the symbols between their
-    found neighbours evenly."""
-    out: list[tuple[int, int]] = []
-    k = 0
-    while k < len(found):
-        if found[k] is not None:
-            out.append(found[k])
-            k += 1
-            continue
-        j = k
-        while j < len(found) and found[j] is None:
-            j += 1
-        lo = out[-1][1] if out else 0
-        hi = found[j][0] if j < len(found) else len(phonemes)
-        while lo < hi and phonemes[lo] == " ":
-            lo += 1
-        hi = max(lo, hi)
-        n = j - k
-        cuts = [lo + round(i * (hi - lo) / n) for i in range(n + 1)]
-        out += [(cuts[i], cuts[i + 1]) for i in range(n)]
-        k = j
-    return out
 
 
 class _MismatchFilter(logging.Filter):
@@ -376,9 +76,8 @@ def _silence_phonemizer_warnings() -> None:
 
 # misaki reads "[word](/phonemes/)" as a pronunciation override; from arbitrary text
 # that lets "Say [hi](/ʁ🙂xyz/)" speak "ʁ🙂xyz". A space between "]" and "(" disarms it
-# (trusted text keeps its well-formed markup: labkit.engine.text.INLINE).
+# (trusted text keeps its well-formed markup: labkit.engine.inline.INLINE).
 _OVERRIDE = re.compile(r"\[([^\]]+)\]\(")
-_ALNUM = re.compile(r"[^\W_]+")
 _SAYABLE = re.compile(r"[a-zæðŋɑɔəɛɜɪʊʌθ]", re.I)
 _PUNCT_ONLY = re.compile(r"[\s!\"#'(),.:;?\[\]{}«»“”‘’—–…-]+")
 ENGINES = ("misaki", "espeak")
@@ -413,7 +112,7 @@ class G2P:
             self.engine = "espeak"
             self.engine_note = f"{self.lang}: espeak-ng reads the whole text"
         elif self.lang in MISAKI_LANGS:
-            self._other = _misaki_other(self.lang)
+            self._other = shared_misaki(self.lang)
             self.engine = f"misaki-{self.lang}"
             self.engine_note = (f"{self.lang}: misaki's {self.lang} G2P reads the whole text "
                                 + ("(Cutlet: fugashi + unidic-lite)" if self.lang == "ja"
@@ -456,7 +155,7 @@ class G2P:
 
     def _espeak_g2p(self):
         if self._espeak is None:
-            self._espeak = _Espeak(self.lang)
+            self._espeak = EspeakReader(self.lang)
         return self._espeak
 
     def cache_clear(self) -> None:
@@ -485,7 +184,7 @@ class G2P:
             hit = self._cache.get(key)
             if hit is not None:
                 self._cache.move_to_end(key)
-                return _copy(hit, cached=True)
+                return copied(hit, cached=True)
         result = self._phonemize(text, bool(inline))
         with self._lock:
             self.counts["texts"] += 1
@@ -494,7 +193,7 @@ class G2P:
             self._cache[key] = result
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
-        return _copy(result, cached=False)
+        return copied(result, cached=False)
 
     def _foreign_g2p(self, lang: str):
         """Another language's reader for a routed run: misaki's zh / ja where installed
@@ -502,9 +201,9 @@ class G2P:
         if lang not in self._foreign:
             misaki_lang = {"cmn": "zh", "ja": "ja"}.get(lang)
             if misaki_lang and unavailable(misaki_lang) is None:
-                self._foreign[lang] = _misaki_other(misaki_lang)
+                self._foreign[lang] = shared_misaki(misaki_lang)
             else:
-                self._foreign[lang] = _Espeak(lang)
+                self._foreign[lang] = EspeakReader(lang)
         return self._foreign[lang]
 
     def _phonemize(self, text: str, inline: bool) -> Phonemized:
@@ -530,7 +229,7 @@ class G2P:
                                "note": "espeak has no voice for this script: left out"})
                 continue
             reader = self._foreign_g2p(lang)
-            if isinstance(reader, _MisakiOther):
+            if isinstance(reader, MisakiReader):
                 part = reader.phonemize(seg)
                 routed.append({"text": seg, "script": script, "lang": reader.lang,
                                "engine": part.engine})
@@ -541,7 +240,7 @@ class G2P:
                                   words=words, spans=even_spans(words, phonemes), chars=chars)
                 routed.append({"text": seg, "script": script, "lang": lang, "engine": "espeak"})
             parts.append((at, part))
-        out = _joined(text, parts, self.lang, self.engine)
+        out = joined(text, parts, self.lang, self.engine)
         out.routed = routed
         return out
 
@@ -610,7 +309,7 @@ class G2P:
             pos = b
         if text[pos:].strip():
             parts.append((pos, self._read_plain(text[pos:])))
-        out = _joined(text, parts, self.lang, self.engine)
+        out = joined(text, parts, self.lang, self.engine)
         out.applied, out.inline, out.overridden = applied, obeyed, overridden
         out.overrides_blocked = len(disarmed)
         return out
@@ -663,7 +362,7 @@ class G2P:
             if rating is None and getattr(tk, "_", None) is not None:
                 rating = tk._.rating
             ps = getattr(tk, "phonemes", None)
-            spoken = _ALNUM.findall(tk.text)
+            spoken = ALNUM.findall(tk.text)
             # where this token's phonemes sit in the cleaned string (in order)
             own = clean_phonemes(ps)[0] if ps else ""
             at = phonemes.find(own, cursor) if own else -1
@@ -737,41 +436,6 @@ def _applied(word: str, hit: Entry) -> dict:
     return {"word": word, "section": hit.section, "entry": hit.key, "phonemes": hit.phonemes}
 
 
-def _joined(text: str, parts: list[tuple[int, Phonemized]], lang: str, engine: str) -> Phonemized:
-    """Parts of ``text`` (each at its offset) as one Phonemized, phonemes joined by a space."""
-    out = Phonemized(text, "", lang, engine=engine)
-    for at, p in parts:
-        if p.phonemes:
-            if out.phonemes and not p.phonemes[0] in _NO_SPACE_BEFORE:
-                out.phonemes += " "
-            offset = len(out.phonemes)
-            out.phonemes += p.phonemes
-            out.spans += [(w, a + offset, b + offset) for w, a, b in p.spans]
-            out.chars += [(a + at, b + at) for a, b in p.chars]
-        out.fallbacks += p.fallbacks
-        out.unknown += p.unknown
-        out.words += p.words if p.phonemes else []
-        out.overrides_blocked += p.overrides_blocked
-        out.overridden += p.overridden
-        out.applied += p.applied
-        out.inline += p.inline
-        for k, v in p.dropped.items():
-            out.dropped[k] = out.dropped.get(k, 0) + v
-    return out
-
-
-#: punctuation that follows the word before it without a space (Kokoro's symbols)
-_NO_SPACE_BEFORE = frozenset(".,!?;:…)”»")
-
-
-def _copy(p: Phonemized, cached: bool) -> Phonemized:
-    return Phonemized(p.text, p.phonemes, p.lang, list(p.fallbacks), list(p.unknown),
-                      dict(p.dropped), p.engine, cached, list(p.words),
-                      [dict(r) for r in p.routed], p.overrides_blocked, list(p.overridden),
-                      list(p.spans), list(p.chars), [dict(a) for a in p.applied],
-                      [dict(a) for a in p.inline])
-
-
 _G2P_BY_LANG: dict[tuple[str, bool, str | None], G2P] = {}
 _G2P_LOCK = threading.Lock()
 
@@ -790,14 +454,14 @@ def get_g2p(lang: str = "en-us", fallback: bool = True, lexicon: str | None = No
         return _G2P_BY_LANG[key]
 
 
-def espeak_reader(lang: str) -> "_Espeak":
+def espeak_reader(lang: str) -> EspeakReader:
     """espeak-ng alone for ``lang`` (misaki's EspeakG2P): what stage 01 checks against."""
-    return _Espeak(normalize_lang(lang))
+    return EspeakReader(normalize_lang(lang))
 
 
-def misaki_reader(lang: str) -> "_MisakiOther":
+def misaki_reader(lang: str) -> MisakiReader:
     """misaki's ja / zh G2P alone (whole text in, phonemes out): stage 01's reference."""
-    return _misaki_other(check_available(lang))
+    return shared_misaki(check_available(lang))
 
 
 def loaded() -> list[G2P]:

@@ -16,7 +16,9 @@ from typing import Any
 
 from labkit.config import LabConfig
 from labkit.engine import chunking
-from labkit.engine.g2p import G2P, get_g2p, lexicon_path, lost_symbols, normalize_lang
+from labkit.engine.g2p import G2P, get_g2p, lexicon_path
+from labkit.engine.languages import normalize_lang
+from labkit.engine.phonemized import lost_symbols
 from labkit.kokoro import VOCAB
 from labkit.engine.text import sanitize
 

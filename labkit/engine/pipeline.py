@@ -61,7 +61,9 @@ from labkit.engine import split_runtime
 from labkit.engine import text as textmod
 from labkit.engine import words as wordsmod
 from labkit.config import ChunkingConfig, ConfigError, LabConfig, PipelineConfig, SessionConfig
-from labkit.engine.g2p import G2P, clean_phonemes, get_g2p, lexicon_path, normalize_lang
+from labkit.engine.g2p import G2P, get_g2p, lexicon_path
+from labkit.engine.languages import normalize_lang
+from labkit.engine.phonemized import clean_phonemes
 from labkit.engine.runtime import Engine
 from labkit.kokoro import SAMPLE_RATE, SPEED_RANGE
 from labkit.host.machine import session_threads

@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from labkit.engine.g2p import clean_phonemes, tokenize
+from labkit.engine.phonemized import clean_phonemes, tokenize
 
 from labkit.kokoro import MAX_TOKENS, SAMPLES_PER_FRAME, SAMPLE_RATE
 from labkit.engine.words import spans_for

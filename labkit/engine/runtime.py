@@ -23,7 +23,7 @@ import onnxruntime as ort
 from labkit.config import LabConfig, SessionConfig
 from labkit.engine import assets, words
 from labkit.engine.graph_cache import make_session, ort_cache_dir
-from labkit.engine.g2p import clean_phonemes, tokenize
+from labkit.engine.phonemized import clean_phonemes, tokenize
 from labkit.kokoro import MAX_TOKENS, SAMPLE_RATE, SPEED_RANGE
 from labkit.engine.sessions import kokoro_feeds, style_row
 

@@ -32,7 +32,7 @@ from typing import Sequence
 
 import numpy as np
 
-from labkit.engine.g2p import Phonemized, even_spans
+from labkit.engine.phonemized import Phonemized, even_spans
 from labkit.kokoro import SAMPLE_RATE, SAMPLES_PER_FRAME
 
 
@@ -73,7 +73,7 @@ def spans_for(text: str, phonemes: str, phonemized: Phonemized | None
               ) -> tuple[list[tuple[str, int, int]], list[tuple[int, int]]]:
     """The word spans of a piece and where each word is in ``text``: the G2P's own when it
     phonemized exactly this piece's phonemes, else the words of ``text`` shared over
-    ``phonemes`` (labkit.engine.g2p.even_spans)."""
+    ``phonemes`` (labkit.engine.phonemized.even_spans)."""
     if phonemized is not None and phonemized.phonemes == phonemes and phonemized.spans \
             and len(phonemized.chars) == len(phonemized.spans):
         return list(phonemized.spans), list(phonemized.chars)

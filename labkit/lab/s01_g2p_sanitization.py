@@ -36,8 +36,9 @@ import yaml
 
 from labkit import files, progress
 from labkit.config import DATA_DIR, LabConfig
-from labkit.engine.g2p import (ESPEAK_LANGS, MISAKI_LANGS, UNKNOWN, G2P, clean_phonemes, espeak_reader,
-                               get_g2p, lexicon_path, misaki_reader, normalize_lang, unavailable)
+from labkit.engine.g2p import G2P, espeak_reader, get_g2p, lexicon_path, misaki_reader
+from labkit.engine.languages import ESPEAK_LANGS, MISAKI_LANGS, normalize_lang, unavailable
+from labkit.engine.phonemized import UNKNOWN, clean_phonemes
 from labkit.kokoro import SAMPLE_RATE
 from labkit.engine.phonemize import phonemize_json
 from labkit.engine.pipeline import StreamingSynthesizer

@@ -25,7 +25,8 @@ from labkit import progress
 from labkit.host import machine
 from labkit.config import ConfigError, LabConfig, SelectionConfig, SessionConfig
 from labkit.engine import assets, graph_cache
-from labkit.engine.g2p import get_g2p, tokenize
+from labkit.engine.g2p import get_g2p
+from labkit.engine.phonemized import tokenize
 from labkit.kokoro import SAMPLE_RATE, VOCAB
 from labkit.engine.sessions import ineffective_settings, kokoro_feeds, n_tokens, style_row
 from labkit.engine.runtime import VoiceBank

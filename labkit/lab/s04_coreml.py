@@ -24,7 +24,7 @@ from labkit.lab.selection import quality_entry
 from labkit.quality import ruler
 from labkit.config import ConfigError, LabConfig, SessionConfig
 from labkit.engine import assets, runtime, split_runtime
-from labkit.engine.g2p import clean_phonemes, tokenize
+from labkit.engine.phonemized import clean_phonemes, tokenize
 from labkit.kokoro import MAX_TOKENS
 from labkit.engine.sessions import (PLUGIN_PACKAGES, PluginEPUnavailable, device_info, kokoro_feeds,
                                new_session, plugin_devices, style_row)

@@ -14,7 +14,7 @@ from kokoro_onnx import Kokoro
 from labkit.config import LabConfig
 from labkit.engine import assets
 from labkit.engine.graph_cache import make_session
-from labkit.engine.g2p import normalize_lang
+from labkit.engine.languages import normalize_lang
 from labkit.measure.streaming import CpuMeter, Run
 from labkit.timing import measure
 

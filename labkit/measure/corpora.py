@@ -25,7 +25,8 @@ from typing import Iterable
 import numpy as np
 import yaml
 from labkit.config import DATA_DIR
-from labkit.engine.g2p import get_g2p, tokenize
+from labkit.engine.g2p import get_g2p
+from labkit.engine.phonemized import tokenize
 from labkit.kokoro import MAX_TOKENS
 from labkit.engine.sessions import kokoro_feeds, style_row
 
