@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from labkit.measure import texts
-from labkit.engine import chunking
+from labkit.engine import chunking, sentences
 from labkit.engine.chunking import ChunkingError, coverage, ramp_budget, split
 from labkit.config import ChunkingConfig
 from labkit.kokoro import MAX_TOKENS
@@ -87,14 +87,14 @@ def test_never_cuts_inside_a_word():
 
 
 def test_abbreviations_and_initials_do_not_end_sentences():
-    words = chunking.words_of("Dr. Smith met J. Jones, e.g. at home. Then left.")
+    words = sentences.words_of("Dr. Smith met J. Jones, e.g. at home. Then left.")
     marks = {w.text: w.mark for w in words}
     assert marks["Dr."] == "" and marks["J."] == "" and marks["e.g."] == ""
     assert marks["Jones,"] == "clause" and marks["home."] == "sentence"
 
 
 def test_question_followed_by_lowercase_is_a_clause():
-    words = chunking.words_of('"Where is it?" asked Tom.')
+    words = sentences.words_of('"Where is it?" asked Tom.')
     assert words[2].mark == "clause"
 
 
@@ -126,7 +126,7 @@ def test_primer_without_punctuation_cuts_before_a_soft_word(g2p_us):
     first = pieces[0].words
     assert cfg.primer_min_words <= len(first) <= cfg.primer_max_words
     nxt = pieces[1].words[0]
-    assert nxt in chunking.SOFT_BREAK_BEFORE
+    assert nxt in sentences.SOFT_BREAK_BEFORE
     assert pieces[0].boundary == "word"
     assert coverage(text, pieces).ok
 
