@@ -1,5 +1,6 @@
-"""labkit.engine.g2p, labkit.engine.phonemize and stage 01's corpus checks
-(labkit.lab.s01_g2p_sanitization): what the listener hears from messy text.
+"""labkit.engine.g2p, labkit.engine.phonemize and stage 01's measurements (its corpus
+checks, labkit.measure.messy_corpus; its languages, labkit.measure.language_cases; its
+cost, labkit.measure.g2p_cost): what the listener hears from messy text.
 
 Every corpus case (labkit/data/messy_corpus.yaml) asserts the words heard in order, the
 pauses where paragraphs were, the refusals with their message, and that no unknown or
@@ -15,11 +16,11 @@ import pytest
 from labkit.engine.g2p import G2P, get_g2p
 from labkit.engine.languages import normalize_lang
 from labkit.engine.phonemized import UNKNOWN, clean_phonemes, tokenize
-
 from labkit.kokoro import VOCAB
 from labkit.engine.phonemize import phonemize_json
 from labkit.lab import s01_g2p_sanitization as s01
-from labkit.lab.s01_g2p_sanitization import case_input, load_corpus, missing_in_order, run_case
+from labkit.measure import g2p_cost, language_cases, messy_corpus
+from labkit.measure.messy_corpus import case_input, load_corpus, missing_in_order, run_case
 from labkit.engine.text import InputTooLong, sanitize
 
 CORPUS = load_corpus()
@@ -251,7 +252,7 @@ def test_symbols_removed_before_the_model_are_counted_as_lost(cfg, g2p_us, monke
 
 
 def test_read_as_written_fails_on_a_wrong_reading(cfg, g2p_us):
-    phoneme_words, read_as_written = s01.phoneme_words, s01.read_as_written
+    phoneme_words, read_as_written = messy_corpus.phoneme_words, messy_corpus.read_as_written
     ph = g2p_us("Meet me at 10:30.").phonemes
     assert read_as_written({"10:30": ["ten thirty"]}, ph, g2p_us) == []
     assert read_as_written({"10:30": ["half past ten"]}, ph, g2p_us) == ["'10:30' not read as 'half past ten'"]
@@ -269,9 +270,9 @@ def test_read_as_written_lets_word_breaks_fall_anywhere_but_not_the_sounds(g2p_u
     the same sounds match; other sounds, or sounds cut inside a word, do not."""
     ph = g2p_us("It was January fifteenth, twenty twenty-four, at three oh five PM.").phonemes
     ok = {"2024-01-15": ["January fifteenth twenty twenty four"], "3:05 pm": ["three oh five p m"]}
-    assert s01.read_as_written(ok, ph, g2p_us) == []
+    assert messy_corpus.read_as_written(ok, ph, g2p_us) == []
     wrong = {"2024": ["twenty twenty five"], "3:05": ["three oh six"], "fif": ["fif"]}
-    assert s01.read_as_written(wrong, ph, g2p_us) == [
+    assert messy_corpus.read_as_written(wrong, ph, g2p_us) == [
         "'2024' not read as 'twenty twenty five'", "'3:05' not read as 'three oh six'",
         "'fif' not read as 'fif'"]
 
@@ -280,36 +281,36 @@ def test_words_lost_without_sanitization_count_only_the_inputs_words(cfg, monkey
     words to lose, so they are not counted against it."""
     class Words:
         def __init__(self, text):
-            self.words = [w.lower() for w in s01._ALNUM.findall(text)]
+            self.words = [w.lower() for w in messy_corpus._ALNUM.findall(text)]
             self.fallbacks, self.dropped, self.unknown = [], {}, []
 
-    monkeypatch.setattr(s01, "get_g2p", lambda *a, **k: Words)
+    monkeypatch.setattr(messy_corpus, "get_g2p", lambda *a, **k: Words)
     case = {"id": "url", "input": "Docs at example.com/guide today.",
             "hear": ["docs", "at", "example", "dot", "com", "slash", "guide", "today"]}
-    row = s01.raw_vs_sanitized(cfg, [case])[0]
+    row = messy_corpus.raw_vs_sanitized(cfg, [case])[0]
     assert row["raw_missing"] == 0 and row["missing"] == 0  # "dot", "slash" are not the input's
     case["input"] = "Docs example.com/guide today."  # the raw text really lacks "at" now
-    assert s01.raw_vs_sanitized(cfg, [case])[0]["raw_missing"] == 0
+    assert messy_corpus.raw_vs_sanitized(cfg, [case])[0]["raw_missing"] == 0
     case["hear"].append("tomorrow")  # a word of neither: not the input's, not counted
-    assert s01.raw_vs_sanitized(cfg, [case])[0]["raw_missing"] == 0
+    assert messy_corpus.raw_vs_sanitized(cfg, [case])[0]["raw_missing"] == 0
     case["input"] += " See you tomorrow"
     case["hear"] = ["docs", "today", "tomorrow"]
-    monkeypatch.setattr(s01, "get_g2p", lambda *a, **k: lambda t: Words(t.replace("tomorrow", "")))
-    assert s01.raw_vs_sanitized(cfg, [case])[0]["raw_missing"] == 1  # a real loss counts
+    monkeypatch.setattr(messy_corpus, "get_g2p", lambda *a, **k: lambda t: Words(t.replace("tomorrow", "")))
+    assert messy_corpus.raw_vs_sanitized(cfg, [case])[0]["raw_missing"] == 1  # a real loss counts
 
 
 # -- stage 01: the cost on the one instrument, and targets that can fail ---------------------
 def _synthetic_cost(labkit_s: float, misaki_s: float = 1.0):
     from labkit.measure.compare import compare
 
-    return compare({s01.MISAKI: lambda: misaki_s, s01.LABKIT: lambda: labkit_s}, s01.MISAKI,
+    return compare({g2p_cost.MISAKI: lambda: misaki_s, g2p_cost.LABKIT: lambda: labkit_s}, g2p_cost.MISAKI,
                    measure=float, rounds=6)
 
 
 def test_cost_ratio_is_labkit_over_misaki_with_its_interval():
-    cost = s01.cost_ratio(_synthetic_cost(2.0))
+    cost = g2p_cost.cost_ratio(_synthetic_cost(2.0))
     assert cost["value"] == pytest.approx(2.0) and cost["ci95"] == pytest.approx([2.0, 2.0])
-    assert s01.cost_ratio(_synthetic_cost(0.5))["value"] == pytest.approx(0.5)
+    assert g2p_cost.cost_ratio(_synthetic_cost(0.5))["value"] == pytest.approx(0.5)
 
 
 def _result(cost_ci95, passed=3, cases=3, words_lost=0, oov=0, lost=0, cache_s=1e-6):
@@ -329,11 +330,11 @@ def test_text_path_bypasses_the_cache_and_makes_the_pipelines_pieces(cfg, g2p_us
                 Synth.misses += not ph.cached
                 yield ph
 
-    run = s01.text_path(Synth(), g2p_us)
+    run = g2p_cost.text_path(Synth(), g2p_us)
     assert len(run("A sentence timed twice. And its second part.")) == 2
     assert len(run("A sentence timed twice. And its second part.")) == 2
     assert Synth.misses == 4  # the second call was not served from the cache
-    first = s01.text_path(Synth(), g2p_us, first_only=True)
+    first = g2p_cost.text_path(Synth(), g2p_us, first_only=True)
     assert len(first("A sentence timed twice. And its second part.")) == 1
     assert Synth.misses == 5  # only the first piece was phonemized
 
@@ -358,13 +359,13 @@ def test_g2p_cost_times_the_pipelines_text_path_on_the_instrument(engine):
     from labkit.engine.pipeline import StreamingSynthesizer
 
     text = "Hello there. This is a short test, with two sentences."
-    cost = s01.g2p_cost(StreamingSynthesizer(engine), {"short": text}, rounds=1, espeak_baseline=False)
+    cost = g2p_cost.g2p_cost(StreamingSynthesizer(engine), {"short": text}, rounds=1, espeak_baseline=False)
     (row,) = cost["rows"]
     assert row["pieces"] >= 1 and row["g2p_calls"] >= row["pieces"]
     lo, hi = row["labkit_over_misaki_ci95"]
     assert lo <= row["labkit_over_misaki"] <= hi
     (cmp,) = cost["comparisons"].values()
-    assert set(cmp.entries) == {s01.MISAKI, s01.LABKIT, s01.FIRST, s01.SANITIZE, s01.MISAKI + " (A/A)"}
+    assert set(cmp.entries) == {g2p_cost.MISAKI, g2p_cost.LABKIT, g2p_cost.FIRST, g2p_cost.SANITIZE, g2p_cost.MISAKI + " (A/A)"}
     assert row["first_piece_s"] > 0
     result = {"summary": {"passed": 1, "cases": 1, "words_lost": 0, "oov_reaching_model": 0,
                           "oov_before_cleaning": 0}, "saved": {"raw_missing": 2},
@@ -452,7 +453,7 @@ def test_an_unknown_phoneme_symbol_is_named(cfg):
 
 
 # -- every language (stage 01's per-language cases) ------------------------------------------
-LANGUAGES = s01.load_languages()
+LANGUAGES = language_cases.load_languages()
 
 
 def test_every_language_has_its_cases():
@@ -471,7 +472,7 @@ def test_every_language_has_its_cases():
 def test_each_language_reads_as_its_own_g2p_alone(cfg, lang):
     """The pipeline's text path (sanitize, pieces, G2P) in each language gives the same
     phoneme words as the language's G2P alone on the same text; Mandarin keeps its tones."""
-    out = s01.run_languages(cfg, [lang])
+    out = language_cases.run_languages(cfg, [lang])
     row = out["languages"][lang]
     assert row["unavailable"] is None
     bad = [(r["id"], r["problems"]) for r in out["results"] if not r["ok"]]
@@ -482,14 +483,14 @@ def test_each_language_reads_as_its_own_g2p_alone(cfg, lang):
 
 def test_the_language_checks_can_fail(cfg, monkeypatch):
     case = {"id": "x", "input": "你好，世界。", "tones": "→→→→"}
-    r = s01.run_language_case("zh", "zf_xiaobei", case, cfg)
+    r = language_cases.run_language_case("zh", "zf_xiaobei", case, cfg)
     assert not r["ok"] and r["problems"] == ["Mandarin tones '↓↓↘↘', expected '→→→→'"]
-    monkeypatch.setattr(s01, "reference_phonemes", lambda lang, text: "həlˈO wˈɜɹld")
-    r = s01.run_language_case("zh", "zf_xiaobei", {"id": "y", "input": "你好，世界。"}, cfg)
+    monkeypatch.setattr(language_cases, "reference_phonemes", lambda lang, text: "həlˈO wˈɜɹld")
+    r = language_cases.run_language_case("zh", "zf_xiaobei", {"id": "y", "input": "你好，世界。"}, cfg)
     assert not r["ok"] and "differ from the G2P alone from word 0" in r["problems"][0]
-    monkeypatch.setattr(s01, "unavailable", lambda lang: "misaki's ja G2P needs 'fugashi'"
+    monkeypatch.setattr(language_cases, "unavailable", lambda lang: "misaki's ja G2P needs 'fugashi'"
                         if lang == "ja" else None)
-    out = s01.run_languages(cfg, ["ja"])
+    out = language_cases.run_languages(cfg, ["ja"])
     assert out["languages"]["ja"] == {"voice": "jf_alpha", "cases": 8, "passed": 0,
                                       "unavailable": "misaki's ja G2P needs 'fugashi'"}
     head = s01.headline({**_result([1.0, 1.2]), "cost": {"rows": []}, "languages": out, "saved": {}})
