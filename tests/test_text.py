@@ -7,6 +7,7 @@ from labkit.config import ConfigError, LabConfig, TextConfig
 from labkit.engine.registries import check_config
 from labkit.engine.scripts import script_runs
 from labkit.engine.text import RULES, InputTooLong, sanitize
+from serve.app import create_app
 
 
 def test_nul_and_control_characters_separate_words():
@@ -206,6 +207,8 @@ def test_a_config_with_an_unknown_rule_fails_where_it_is_loaded():
                        + ", ".join(RULES)):
         check_config(cfg.validate())
     assert check_config(LabConfig().with_overrides({"text.disable": list(RULES)})).text.disable
+    with pytest.raises(ConfigError, match=r"text.disable: unknown rule\(s\) 'nope'"):
+        create_app(cfg, "")  # the endpoint refuses it before it starts
 
 
 def test_report_counts_and_sizes():
