@@ -44,6 +44,9 @@ class InputTooLong(ValueError):
 
 @dataclass
 class Sanitized:
+    """What :func:`sanitize` made of a text: the clean text, the report, and where in the
+    input each of its characters came from."""
+
     #: clean text; paragraphs are separated by a blank line ("\n\n")
     text: str
     report: dict = field(default_factory=dict)
@@ -70,7 +73,6 @@ class Sanitized:
             return at, at
         return min(self.starts[start:end]), max(self.ends[start:end])
 
-
     def reached(self) -> bytearray:
         """Per input character: 1 where a character of ``text`` (not a space) came from it,
         i.e. it reached the G2P (a word kept, or read as what a rule wrote); 0 for what
@@ -86,6 +88,7 @@ class Sanitized:
             else:
                 out[a] = out[b - 1] = 1
         return out
+
 
 # -- paragraphs (the last rule: what the G2P and chunking see) ---------------------------
 _PARA_SPLIT = re.compile(r"\n[ \t]*\n\s*")
