@@ -63,10 +63,6 @@ def env_settings(env: Mapping[str, str] | None = None) -> dict[str, str]:
 
 OPT_LEVELS = ("disable", "basic", "extended", "layout", "all")
 EXECUTION_MODES = ("sequential", "parallel")
-#: labkit.engine.rewrites.REWRITES, by name (checked there too)
-REWRITE_NAMES = ("pow2_mul", "instance_norm", "conv1d_as_2d", "snake_fold", "reflect_pad")
-#: out-of-tree ONNX Runtime plugin execution providers (labkit.engine.sessions.PLUGIN_PACKAGES)
-PLUGIN_EP_NAMES = ("webgpu", "mlx")
 #: sanitization rules of labkit.engine.text, in the order they run
 TEXT_RULES = ("line_endings", "ansi", "control", "unicode", "zero_width", "markdown", "urls",
               "emails", "code", "emoji", "symbols", "non_latin", "dates", "times", "versions",
@@ -98,24 +94,18 @@ class SessionConfig:
     #: load from (and build if missing) a cached optimized model / ORT-format model
     use_optimized_cache: bool = False
     use_ort_format: bool = False
-    #: our own graph rewrites (labkit.engine.rewrites), applied and checked once, then cached
-    #: (needs use_optimized_cache or use_ort_format): pow2_mul, instance_norm,
-    #: conv1d_as_2d, snake_fold
+    #: our own graph rewrites by name (labkit.engine.rewrites.REWRITES), applied and checked
+    #: once, then cached (needs use_optimized_cache or use_ort_format)
     rewrites: list[str] = field(default_factory=list)
     #: plugin execution providers to put first (registered with
     #: onnxruntime.register_execution_provider_library, their devices chosen through
-    #: get_ep_devices + add_provider_for_devices; CPU takes the rest): webgpu, mlx
+    #: get_ep_devices + add_provider_for_devices; CPU takes the rest), by short name
+    #: (labkit.engine.sessions.PLUGIN_PACKAGES)
     plugin_eps: list[str] = field(default_factory=list)
 
     def validate(self) -> None:
-        bad = [p for p in self.plugin_eps if p not in PLUGIN_EP_NAMES]
-        if bad:
-            raise ConfigError(f"session.plugin_eps: unknown {', '.join(map(repr, bad))}; "
-                              f"allowed are {', '.join(PLUGIN_EP_NAMES)}")
-        unknown = [r for r in self.rewrites if r not in REWRITE_NAMES]
-        if unknown:
-            raise ConfigError(f"session.rewrites: unknown {', '.join(map(repr, unknown))}; "
-                              f"allowed are {', '.join(REWRITE_NAMES)}")
+        """What the section can judge alone; its plugin EPs and rewrites are names the
+        engine's registries hold (labkit.engine.registries.check_config)."""
         if self.graph_optimization_level not in OPT_LEVELS:
             raise ConfigError(
                 f"session.graph_optimization_level={self.graph_optimization_level!r}: "
@@ -354,10 +344,6 @@ class SplitConfig:
         bad = [b for b in self.buckets if not isinstance(b, int) or isinstance(b, bool) or b < 1]
         if bad:
             raise ConfigError(f"split.buckets: {bad!r} are not frame counts (integers >= 1)")
-        unknown = [r for r in self.b_rewrites if r not in REWRITE_NAMES]
-        if unknown:
-            raise ConfigError(f"split.b_rewrites: unknown {', '.join(map(repr, unknown))}; "
-                              f"allowed are {', '.join(REWRITE_NAMES)}")
         for name in ("a_session", "b_session"):
             self.session_for(SessionConfig(), name[0])
 

@@ -36,6 +36,7 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from labkit.config import ConfigError, LabConfig
+from labkit.engine.registries import check_config
 
 from .errors import install_handlers
 from .speech import SpeechService
@@ -49,6 +50,7 @@ def create_app(cfg: LabConfig, best_json: str | None = None) -> FastAPI:
     once the app starts; ``/health`` says when it is ready."""
     served = resolve(cfg, best_json)
     served.cfg.validate()
+    check_config(served.cfg)
     scfg = served.cfg.serve
     if scfg.speed_policy not in ("clamp", "reject"):
         raise ConfigError(f"serve.speed_policy={scfg.speed_policy!r}: allowed are clamp, reject")

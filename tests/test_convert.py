@@ -15,6 +15,7 @@ from labkit.measure.compare import run_json
 from labkit.engine import sessions
 from labkit.optimize import convert
 from labkit.config import REPO_ROOT, ConfigError, SessionConfig
+from labkit.engine.registries import check_session
 from labkit.engine.sessions import providers_for, session_options
 
 
@@ -122,7 +123,7 @@ def test_unknown_provider_is_named():
 
 def test_unknown_rewrite_and_format(tmp_path):
     with pytest.raises(ConfigError, match="session.rewrites.*allowed are"):
-        SessionConfig(rewrites=["fast_math"]).validate()
+        check_session(SessionConfig(rewrites=["fast_math"]))
     with pytest.raises(ConfigError, match="allowed are onnx, ort"):
         graph_cache.cache_key("x", SessionConfig(), "tflite")
     model = _tiny_model(tmp_path / "m.onnx")

@@ -26,6 +26,7 @@ from labkit.host import machine
 from labkit.config import ConfigError, LabConfig, SelectionConfig, SessionConfig
 from labkit.engine import assets, graph_cache
 from labkit.engine.g2p import get_g2p, tokenize
+from labkit.engine.registries import check_session
 from labkit.kokoro import SAMPLE_RATE, VOCAB
 from labkit.engine.sessions import ineffective_settings, kokoro_feeds, n_tokens, style_row
 from labkit.engine.runtime import VoiceBank
@@ -93,6 +94,7 @@ def screen_candidates(base: SessionConfig, levels=(), threads=(), modes=(),
     def add(label, **changes):
         s = dataclasses.replace(base, **changes)
         s.validate()
+        check_session(s)  # the rewrites asked for are ones the engine has
         out.append(SessionChange(label, s, changes))
 
     for level in levels:
