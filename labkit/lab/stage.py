@@ -15,6 +15,9 @@ In code, as a context manager::
 In a notebook whose stage spans cells: ``st = Stage(...).start()`` in the first cell and
 ``st.finish()`` in the last. If a cell in between raises, papermill stops and the batch
 runner (labkit.lab.batch) writes the ``failed`` record with the cell's error and traceback.
+
+What a stage module holds for its notebook (``NAME``, ``run``, ``record``):
+labkit.lab.protocol.
 """
 from __future__ import annotations
 
