@@ -1,4 +1,4 @@
-"""Stage 07 (and ``make bench``): the shipped configuration over HTTP beside kokoro-onnx in
+"""Stage 08 (and ``make bench``): the shipped configuration over HTTP beside kokoro-onnx in
 process, in one run.
 
 On the same texts (labkit.measure.texts: phrase, sentence, paragraph and article; the
