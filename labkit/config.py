@@ -5,7 +5,12 @@ It loads from YAML plus dotted overrides (``session.intra_op_threads=1``), and t
 environment is read in exactly one place: :func:`env_settings` (see ``ENV_VARS``), for
 :meth:`LabConfig.load` and for the login agent that carries it to the endpoint.
 Every stage record embeds ``cfg.to_dict()``, so a number always comes with the
-settings that produced it.
+settings that produced it. Names only the engine knows (rewrites, plugin EPs) are checked
+against its registries by labkit.engine.registries.check_config.
+
+Kept whole past 500 lines: it is the one option table, every setting beside its default,
+its meaning and its check, read as one page (the sections lean on one another: the split
+parts and the second session are SessionConfigs over ``session``).
 """
 from __future__ import annotations
 
