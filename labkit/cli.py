@@ -28,7 +28,11 @@ from labkit.engine.registries import check_config
 
 
 def _config(args) -> LabConfig:
-    return LabConfig.load(args.config, args.set or None)
+    from labkit.engine.registries import check_config  # the registries load onnx: not at start-up
+
+    cfg = LabConfig.load(args.config, args.set or None)
+    check_config(cfg)
+    return cfg
 
 
 def cmd_assets(args) -> int:

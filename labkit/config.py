@@ -5,7 +5,12 @@ It loads from YAML plus dotted overrides (``session.intra_op_threads=1``), and t
 environment is read in exactly one place: :func:`env_settings` (see ``ENV_VARS``), for
 :meth:`LabConfig.load` and for the login agent that carries it to the endpoint.
 Every stage record embeds ``cfg.to_dict()``, so a number always comes with the
-settings that produced it.
+settings that produced it. Names only the engine knows (rewrites, plugin EPs) are checked
+against its registries by labkit.engine.registries.check_config.
+
+Kept whole past 500 lines: it is the one option table, every setting beside its default,
+its meaning and its check, read as one page (the sections lean on one another: the split
+parts and the second session are SessionConfigs over ``session``).
 """
 from __future__ import annotations
 
@@ -63,10 +68,6 @@ def env_settings(env: Mapping[str, str] | None = None) -> dict[str, str]:
 
 OPT_LEVELS = ("disable", "basic", "extended", "layout", "all")
 EXECUTION_MODES = ("sequential", "parallel")
-#: labkit.engine.rewrites.REWRITES, by name (checked there too)
-REWRITE_NAMES = ("pow2_mul", "instance_norm", "conv1d_as_2d", "snake_fold", "reflect_pad")
-#: out-of-tree ONNX Runtime plugin execution providers (labkit.engine.sessions.PLUGIN_PACKAGES)
-PLUGIN_EP_NAMES = ("webgpu", "mlx")
 #: session.intra_op_threads = "auto": from the machine (labkit.host.machine.thread_plan)
 AUTO_THREADS = "auto"
 
@@ -94,24 +95,18 @@ class SessionConfig:
     #: load from (and build if missing) a cached optimized model / ORT-format model
     use_optimized_cache: bool = False
     use_ort_format: bool = False
-    #: our own graph rewrites (labkit.engine.rewrites), applied and checked once, then cached
-    #: (needs use_optimized_cache or use_ort_format): pow2_mul, instance_norm,
-    #: conv1d_as_2d, snake_fold
+    #: our own graph rewrites by name (labkit.engine.rewrites.REWRITES), applied and checked
+    #: once, then cached (needs use_optimized_cache or use_ort_format)
     rewrites: list[str] = field(default_factory=list)
     #: plugin execution providers to put first (registered with
     #: onnxruntime.register_execution_provider_library, their devices chosen through
-    #: get_ep_devices + add_provider_for_devices; CPU takes the rest): webgpu, mlx
+    #: get_ep_devices + add_provider_for_devices; CPU takes the rest), by short name
+    #: (labkit.engine.sessions.PLUGIN_PACKAGES)
     plugin_eps: list[str] = field(default_factory=list)
 
     def validate(self) -> None:
-        bad = [p for p in self.plugin_eps if p not in PLUGIN_EP_NAMES]
-        if bad:
-            raise ConfigError(f"session.plugin_eps: unknown {', '.join(map(repr, bad))}; "
-                              f"allowed are {', '.join(PLUGIN_EP_NAMES)}")
-        unknown = [r for r in self.rewrites if r not in REWRITE_NAMES]
-        if unknown:
-            raise ConfigError(f"session.rewrites: unknown {', '.join(map(repr, unknown))}; "
-                              f"allowed are {', '.join(REWRITE_NAMES)}")
+        """What the section can judge alone; its plugin EPs and rewrites are names the
+        engine's registries hold (labkit.engine.registries.check_config)."""
         if self.graph_optimization_level not in OPT_LEVELS:
             raise ConfigError(
                 f"session.graph_optimization_level={self.graph_optimization_level!r}: "
@@ -347,10 +342,6 @@ class SplitConfig:
         bad = [b for b in self.buckets if not isinstance(b, int) or isinstance(b, bool) or b < 1]
         if bad:
             raise ConfigError(f"split.buckets: {bad!r} are not frame counts (integers >= 1)")
-        unknown = [r for r in self.b_rewrites if r not in REWRITE_NAMES]
-        if unknown:
-            raise ConfigError(f"split.b_rewrites: unknown {', '.join(map(repr, unknown))}; "
-                              f"allowed are {', '.join(REWRITE_NAMES)}")
         for name in ("a_session", "b_session"):
             self.session_for(SessionConfig(), name[0])
 

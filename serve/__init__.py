@@ -1,4 +1,6 @@
-"""The OpenAI-compatible streaming endpoint that ships the lab's best configuration.
+"""The OpenAI-compatible streaming endpoint that ships the lab's best configuration (layer 4).
+It may import only labkit.engine, kokoro, config, best_config, files, procs and host.machine:
+nothing of the lab, so what ships is the engine and the configuration the journal picked.
 
     from serve import create_app, serve
     serve(LabConfig.load())            # uvicorn on cfg.serve.host:port (127.0.0.1:8880)

@@ -49,7 +49,8 @@ def create_app(cfg: LabConfig, best_json: str | None = None) -> FastAPI:
     under ``cfg``'s explicit settings. The model loads and warms up in the background
     once the app starts; ``/health`` says when it is ready."""
     served = resolve(cfg, best_json)
-    check_config(served.cfg.validate())
+    served.cfg.validate()
+    check_config(served.cfg)
     scfg = served.cfg.serve
     if scfg.speed_policy not in ("clamp", "reject"):
         raise ConfigError(f"serve.speed_policy={scfg.speed_policy!r}: allowed are clamp, reject")

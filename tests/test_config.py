@@ -1,7 +1,12 @@
+import re
+
 import pytest
 import yaml
 
 from labkit.config import ENV_VARS, ConfigError, LabConfig
+from labkit.engine.registries import check_config
+from labkit.engine.rewrites import REWRITES
+from labkit.engine.sessions import PLUGIN_PACKAGES
 
 
 def test_round_trip_through_yaml(tmp_path):
@@ -57,3 +62,26 @@ def test_environment_is_read_in_load_only(tmp_path):
 def test_validation_names_the_setting(override, match):
     with pytest.raises(ConfigError, match=match):
         LabConfig().with_overrides(override).validate()
+
+
+@pytest.mark.parametrize("override,match", [
+    ({"session.rewrites": ["fast_math"]},
+     "session.rewrites: unknown 'fast_math'; allowed are pow2_mul, instance_norm, conv1d_as_2d, "
+     "snake_fold, reflect_pad"),
+    ({"session.plugin_eps": ["cuda"]}, "session.plugin_eps: unknown 'cuda'; allowed are webgpu, mlx"),
+    ({"split.b_rewrites": ["nope"]}, "split.b_rewrites: unknown 'nope'; allowed are pow2_mul"),
+    ({"split.a_session": {"plugin_eps": ["cuda"]}}, "session.plugin_eps: unknown 'cuda'"),
+])
+def test_registry_names_are_checked_by_the_engine(override, match):
+    """Rewrites and plugin EPs are named by the engine's registries (labkit.engine.registries):
+    the config section alone accepts any name, check_config names the setting and the
+    registry's names."""
+    cfg = LabConfig().with_overrides(override).validate()
+    with pytest.raises(ConfigError, match=re.escape(match)):
+        check_config(cfg)
+
+
+def test_the_registries_are_the_lists():
+    check_config(LabConfig().with_overrides({"session.rewrites": list(REWRITES),
+                                             "session.plugin_eps": list(PLUGIN_PACKAGES),
+                                             "split.b_rewrites": list(REWRITES)}))

@@ -11,10 +11,12 @@ from onnx import TensorProto, helper, numpy_helper
 from labkit.engine import assets, graph_cache
 from labkit.lab import s02_ort_conversion as s02
 from labkit.lab.batch import Batch
+from labkit.measure import session_settings
 from labkit.measure.compare import run_json
 from labkit.engine import sessions
 from labkit.optimize import convert
 from labkit.config import REPO_ROOT, ConfigError, SessionConfig
+from labkit.engine.registries import check_session
 from labkit.engine.sessions import providers_for, session_options
 
 
@@ -122,7 +124,7 @@ def test_unknown_provider_is_named():
 
 def test_unknown_rewrite_and_format(tmp_path):
     with pytest.raises(ConfigError, match="session.rewrites.*allowed are"):
-        SessionConfig(rewrites=["fast_math"]).validate()
+        check_session(SessionConfig(rewrites=["fast_math"]))
     with pytest.raises(ConfigError, match="allowed are onnx, ort"):
         graph_cache.cache_key("x", SessionConfig(), "tflite")
     model = _tiny_model(tmp_path / "m.onnx")
@@ -138,7 +140,7 @@ def test_cold_start_entry_point(cfg, tmp_path):
     if not path.exists():
         pytest.skip(f"{path} not provisioned")
     toks = list(sessions.probe_feeds(8)["tokens"][0, 1:-1])
-    cmd = s02.cold_command(path, SessionConfig(use_ort_format=True), tmp_path / "c", toks,
+    cmd = session_settings.cold_command(path, SessionConfig(use_ort_format=True), tmp_path / "c", toks,
                            assets.voices_path(cfg))
     out = run_json(cmd)
     assert out["samples"] > 0 and out["first_audio_s"] >= out["create_s"] > 0
@@ -147,9 +149,9 @@ def test_cold_start_entry_point(cfg, tmp_path):
 def test_missed_targets_are_explained_from_the_record():
     cold = {"default": {"first_audio": 2.0, "create": 1.1, "first_run": 0.9},
             "best": {"first_audio": 1.6, "create": 0.7, "first_run": 0.9}}
-    assert s02.cold_ceiling(cold) == pytest.approx(2.0 / 0.9)
+    assert session_settings.cold_ceiling(cold) == pytest.approx(2.0 / 0.9)
     r = {"cold": cold, "cold_ratio": {"best": {"ratio": 1.25, "ci95": [1.2, 1.3]}},
-         "cold_ceiling": s02.cold_ceiling(cold), "taken": ["ort_format"],
+         "cold_ceiling": session_settings.cold_ceiling(cold), "taken": ["ort_format"],
          "targets": {"cold_start_2x": False, "faster_at_every_length": False, "drift_within": True},
          "warm": {"30": {"tokens": 28, "speedup": 1.08, "ci95": [1.02, 1.12]},
                   "500": {"tokens": 494, "speedup": 0.98, "ci95": [0.95, 1.01]}}}

@@ -16,6 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from labkit.config import ConfigError, LabConfig
 from labkit.engine import assets
+from labkit.engine.registries import check_config
 from labkit.engine import split_runtime as sr
 from labkit.engine.sessions import kokoro_feeds, new_session, probe_config
 from labkit.engine.pipeline import build_engines
@@ -324,9 +325,9 @@ def test_split_config_validation():
     with pytest.raises(ConfigError, match="b_session: unknown"):
         LabConfig().with_overrides({"split.b_session": {"provider": "x"}}).validate()
     with pytest.raises(ConfigError, match="b_rewrites"):
-        LabConfig().with_overrides({"split.b_rewrites": ["nope"]}).validate()
+        check_config(LabConfig().with_overrides({"split.b_rewrites": ["nope"]}))
     with pytest.raises(ConfigError, match="plugin_eps"):
-        LabConfig().with_overrides({"session.plugin_eps": ["cuda"]}).validate()
+        check_config(LabConfig().with_overrides({"session.plugin_eps": ["cuda"]}))
 
 
 def test_meta_is_json(toy_parts):

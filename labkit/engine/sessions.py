@@ -91,7 +91,8 @@ def providers_for(s: SessionConfig) -> list:
 
 
 # -- plugin execution providers ----------------------------------------------------------
-#: short name (SessionConfig.plugin_eps) -> the PyPI package holding the plugin library.
+#: short name (SessionConfig.plugin_eps) -> the PyPI package holding the plugin library: the
+#: one list of plugin names (a config's are checked against it: labkit.engine.registries).
 #: The packages do not share an API (read from their macOS wheels): onnxruntime-ep-webgpu
 #: 0.4.0 has get_library_path() and get_ep_names() / get_ep_name(); onnxruntime-ep-mlx
 #: 0.31.0 has library_path(), ep_name() and EP_NAME (:func:`plugin_library` reads both)

@@ -1,4 +1,6 @@
-"""The host: what the lab needs from the machine it runs on, and what it installs there.
+"""The host (layer 4): what the lab needs from the machine it runs on, and what it installs there.
+It may import every layer below; only host.machine sits in the bottom layer (the engine reads it).
+labkit doctor, labkit service and make setup's preflight run from here.
 
 ``machine`` (platform facts and the thread count they give: read by the engine, so it is
 the one module here the lower layers may import), ``preflight`` (what must hold before

@@ -34,6 +34,7 @@ import yaml
 
 from labkit.config import REPO_ROOT, ConfigError, LabConfig
 from labkit import files, progress
+from labkit.engine.registries import check_config
 from labkit.lab.checkpoint import RESUME_ENV
 from labkit.lab.journal import PLAN_NAME, WALL_TIMES_NAME, batch_name, read_wall_times, write_journal
 from labkit.lab.plan import batch_sha, plan_name
@@ -122,6 +123,7 @@ def run_batch(file: str | Path, only: list[str] | None = None, resume: str | Non
     batch = Batch.load(file)
     base = cfg or LabConfig.load()
     cfg = base.with_overrides(_flatten(batch.config)) if batch.config else base
+    check_config(cfg)
     known = {s.name for s in batch.stages}
     for name in only or []:
         if name not in known:
@@ -215,6 +217,7 @@ def failed_stages(file: str | Path, run_id: str, cfg: LabConfig | None = None,
     batch = Batch.load(file)
     base = cfg or LabConfig.load()
     cfg = base.with_overrides(_flatten(batch.config)) if batch.config else base
+    check_config(cfg)
     out = []
     for spec in batch.stages:
         if only and spec.name not in only:

@@ -9,7 +9,7 @@ runs. Session load time in process, beside it.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -40,8 +40,21 @@ def runners(cfg: LabConfig) -> dict[str, Any]:
             "labkit": lambda t, keep: run_stream(synth, t, keep_audio=keep, name="labkit")}
 
 
+class BaselineResult(TypedDict):
+    """What :func:`run` returns: the notebook's cells read it, :func:`record` writes it."""
+
+    #: in-process session load time (median, p90, n, ...)
+    load: dict[str, Any]
+    #: text -> {"words": n, method -> its runs summarized, with its ratio to create}
+    results: dict[str, dict[str, Any]]
+    #: title -> Comparison.to_dict()
+    comparisons: dict[str, dict[str, Any]]
+    #: text -> method -> the last timed take's audio (not recorded)
+    _audio: dict[str, dict[str, np.ndarray]]
+
+
 def run(cfg: LabConfig, st, *, texts: list[str], rounds: int | None = None,
-        max_rounds: int | None = None, load_repeats: int = 3) -> dict[str, Any]:
+        max_rounds: int | None = None, load_repeats: int = 3) -> BaselineResult:
     load = load_time(cfg, repeats=load_repeats)
     fns = runners(cfg)
     results: dict[str, dict] = {}
@@ -62,7 +75,7 @@ def run(cfg: LabConfig, st, *, texts: list[str], rounds: int | None = None,
             results[name][m] = s
         cmp.kept = {}
         comparisons[f"time to first audio, {name} (vs create)"] = cmp.to_dict()
-    return {"load": load, "results": results, "comparisons": comparisons, "_audio": audio}
+    return BaselineResult(load=load, results=results, comparisons=comparisons, _audio=audio)
 
 
 def headline(result: dict[str, Any]) -> dict[str, Any]:
@@ -78,7 +91,7 @@ def headline(result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def record(st, result: dict[str, Any]) -> None:
+def record(st, result: BaselineResult) -> None:
     st.metrics["session_load"] = result["load"]
     st.metrics["results"] = result["results"]
     st.metrics["comparisons"] = result["comparisons"]

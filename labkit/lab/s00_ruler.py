@@ -19,7 +19,7 @@ Every later choice made under a quality bound (stages 02-07) reads the ruler
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Sequence, TypedDict
 
 import numpy as np
 
@@ -61,9 +61,35 @@ def _figures(extra_for: set[str], texts: dict[str, str]):
     return measure
 
 
+class RulerResult(TypedDict):
+    """What :func:`run` returns: the notebook's cells read it, :func:`record` writes it."""
+
+    #: the reference model variant the utterances are spoken with
+    reference: str
+    calibration_ids: list[str]
+    validation_ids: list[str]
+    extra_ids: list[str]
+    #: the ladder's rungs (labkit.quality.ladder.RUNGS), as dicts
+    rungs: list[dict[str, Any]]
+    #: the bounds the development readings set (labkit.quality.ladder.calibrate)
+    calibration: dict[str, Any]
+    #: the bounds the ruler ships with, and whether the development readings keep them
+    shipped_bounds: dict[str, float]
+    shipped_bounds_hold: dict[str, Any]
+    #: the held-out check of the bounds, and each figure's separation of audible from not
+    validation: dict[str, Any]
+    separation: dict[str, dict[str, Any]]
+    #: the click detector on development and held-out audio (None: not run)
+    detector: dict[str, Any] | None
+    calibration_rows: list[dict[str, Any]]
+    validation_rows: list[dict[str, Any]]
+    #: one held-out utterance through every rung (id, text, rung -> audio; not recorded)
+    _listen: dict[str, Any]
+
+
 def run(cfg: LabConfig, st, *, calibration_ids: Sequence[str] | None = None,
         validation_ids: Sequence[str] | None = None, extra_ids: Sequence[str] = (),
-        detector: bool = True) -> dict[str, Any]:
+        detector: bool = True) -> RulerResult:
     """``calibration_ids``: development utterances (ids from dev.yaml and calibration.yaml;
     None: all of dev.yaml); ``validation_ids``: held-out ones (None: all); ``extra_ids``:
     held-out utterances that also get DNSMOS and the recognizer (slow)."""
@@ -83,25 +109,25 @@ def run(cfg: LabConfig, st, *, calibration_ids: Sequence[str] | None = None,
     val_rows = ladder.readings(held_audio, measure=_figures(set(extra_ids), texts))
     cal = ladder.calibrate(cal_rows)
     figures = [*ruler.BOUNDED, *STANDARD, *(EXTRA if extra_ids else ())]
-    return {
-        "reference": ref.variant,
-        "calibration_ids": list(dev_audio), "validation_ids": list(held_audio),
-        "extra_ids": list(extra_ids),
-        "rungs": [vars(r) for r in ladder.RUNGS],
-        "calibration": cal,
-        "shipped_bounds": dict(ruler.BOUNDS),
-        "shipped_bounds_hold": ladder.bounds_hold(cal_rows, ruler.BOUNDS),
-        "validation": ladder.validate(val_rows),
-        "separation": {f: ladder.separation(val_rows, f) for f in figures},
-        "detector": ({"development": ladder.validate_detector(dev_audio),
-                      "held_out": ladder.validate_detector(held_audio)} if detector else None),
-        "calibration_rows": cal_rows, "validation_rows": val_rows,
+    return RulerResult(
+        reference=ref.variant,
+        calibration_ids=list(dev_audio), validation_ids=list(held_audio),
+        extra_ids=list(extra_ids),
+        rungs=[vars(r) for r in ladder.RUNGS],
+        calibration=cal,
+        shipped_bounds=dict(ruler.BOUNDS),
+        shipped_bounds_hold=ladder.bounds_hold(cal_rows, ruler.BOUNDS),
+        validation=ladder.validate(val_rows),
+        separation={f: ladder.separation(val_rows, f) for f in figures},
+        detector=({"development": ladder.validate_detector(dev_audio),
+                   "held_out": ladder.validate_detector(held_audio)} if detector else None),
+        calibration_rows=cal_rows, validation_rows=val_rows,
         # one held-out utterance through every rung, to listen to
-        "_listen": {"id": held[0].utt.id, "text": held[0].utt.text,
-                    "audio": {r.label: ladder.apply(r, held_audio[held[0].utt.id],
-                                                    ladder.seed_of(held[0].utt.id, r))
-                              for r in ladder.RUNGS}},
-    }
+        _listen={"id": held[0].utt.id, "text": held[0].utt.text,
+                 "audio": {r.label: ladder.apply(r, held_audio[held[0].utt.id],
+                                                 ladder.seed_of(held[0].utt.id, r))
+                           for r in ladder.RUNGS}},
+    )
 
 
 def ladder_table(result: dict[str, Any]) -> str:
@@ -193,7 +219,7 @@ def headline(result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def record(st, result: dict[str, Any]) -> None:
+def record(st, result: RulerResult) -> None:
     st.metrics["reference"] = result["reference"]
     st.metrics["ruler"] = ruler.definition()
     st.metrics["rungs"] = result["rungs"]

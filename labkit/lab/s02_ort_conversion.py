@@ -1,21 +1,20 @@
 """Stage 02: which graph and session settings are fastest, warm and cold.
 
-* :func:`token_inputs` -- real inputs of ~N tokens (development text through G2P).
 * :func:`screen_candidates` -- the default session plus one change at a time.
-* :func:`screen` -- every candidate's session alive at once, timed by the one instrument
-  (labkit.measure.compare: interleaved rounds, paired ratios, bootstrap intervals, an A/A
-  control); a change is taken only when its interval lies wholly above the journal's
-  threshold (``SelectionConfig.clears``: 1.0 + min_gain).
-* :func:`final` -- the default against the combination of what was taken, at every length,
-  warm and cold (fresh processes, ``python -m labkit.optimize.convert cold``), profiled.
-* :func:`run` / :func:`record` -- what the notebook calls.
+* labkit.measure.session_settings.screen -- every candidate's session alive at once, timed
+  by the one instrument (labkit.measure.compare: interleaved rounds, paired ratios,
+  bootstrap intervals, an A/A control) on real inputs of ~N tokens
+  (labkit.measure.session_settings.token_inputs).
+* :func:`combine` -- a change is taken only when its interval lies wholly above the
+  journal's threshold (``SelectionConfig.clears``: 1.0 + min_gain) and its drift is small.
+* :func:`run_variant` -- the default against the combination of what was taken, at every
+  length, warm and cold (fresh processes, ``python -m labkit.optimize.convert cold``),
+  profiled.
+* :func:`run` / :func:`record` -- what the notebook calls (labkit.lab.protocol).
 """
 from __future__ import annotations
 
 import dataclasses
-import json
-import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +24,13 @@ from labkit import progress
 from labkit.host import machine
 from labkit.config import ConfigError, LabConfig, SelectionConfig, SessionConfig
 from labkit.engine import assets, graph_cache
-from labkit.engine.g2p import get_g2p
-from labkit.engine.phonemized import tokenize
-from labkit.kokoro import SAMPLE_RATE, VOCAB
-from labkit.engine.sessions import ineffective_settings, kokoro_feeds, n_tokens, style_row
-from labkit.engine.runtime import VoiceBank
-from labkit.measure import corpora
+from labkit.engine.registries import check_session
+from labkit.kokoro import SAMPLE_RATE
+from labkit.engine.sessions import ineffective_settings, n_tokens
 from labkit.measure import profile as profiling
-from labkit.measure.compare import Comparison, compare, compare_cold
+from labkit.measure.compare import compare, compare_cold
+from labkit.measure.session_settings import (SessionChange, cold_ceiling, cold_command, cold_summary,
+                                            open_session, runner, screen, token_inputs)
 from labkit.lab.selection import quality_entry
 from labkit.quality import lsd_db, ruler
 from labkit.tables import fixed, interval
@@ -41,39 +39,6 @@ NAME = "02_ort_conversion"
 #: the stage's criterion for the journal: warm seconds per inference, judged at the length
 #: where the combination's interval is least favourable
 CRITERION = "seconds"
-
-
-def token_inputs(cfg: LabConfig, lengths: list[int], voice: str | None = None) -> dict[int, dict]:
-    """Model inputs of about each length (cut at a word boundary) from the development
-    corpus's US-English sentences, phonemized by labkit.engine.g2p."""
-    corpus = corpora.load("dev", purpose="choose")  # it chooses session settings
-    g2p = get_g2p("en-us")
-    stream: list[int] = []
-    for u in corpus:
-        if u.lang == "en-us":
-            stream += tokenize(g2p(u.text).phonemes) + [VOCAB[" "]]
-    while len(stream) < max(lengths):
-        stream = stream + stream
-    pack = VoiceBank.load(assets.voices_path(cfg)).pack(voice or cfg.voice)
-    out = {}
-    for n in lengths:
-        toks = stream[:n]
-        spaces = [i for i, t in enumerate(toks) if t == VOCAB[" "]]
-        if spaces and spaces[-1] > 0.8 * n:
-            toks = toks[:spaces[-1]]
-        out[n] = kokoro_feeds(toks, style_row(pack, len(toks)))
-    return out
-
-
-@dataclass
-class SessionChange:
-    """One screened session setting: the default with ``changes`` applied (what the
-    journal's selection calls a candidate is built from these in :func:`candidates`)."""
-
-    label: str
-    session: SessionConfig
-    #: which SessionConfig fields differ from the default (for the table)
-    changes: dict = field(default_factory=dict)
 
 
 def screen_candidates(base: SessionConfig, levels=(), threads=(), modes=(),
@@ -94,6 +59,7 @@ def screen_candidates(base: SessionConfig, levels=(), threads=(), modes=(),
     def add(label, **changes):
         s = dataclasses.replace(base, **changes)
         s.validate()
+        check_session(s)  # the rewrites asked for are ones the engine has
         out.append(SessionChange(label, s, changes))
 
     for level in levels:
@@ -122,54 +88,6 @@ def screened_toggles(toggles, arch: str) -> tuple[list[str], dict[str, str]]:
     noops = ineffective_settings(toggles, arch)
     return ([t for t in toggles if t not in noops],
             {name: f"does nothing on {arch}: {why}" for name, why in noops.items()})
-
-
-def open_session(model_path: Path, session: SessionConfig, cache_dir: Path):
-    """A session for ``session`` (its cached graph built first)."""
-    graph_cache.cached_model_for(model_path, session, cache_dir)
-    return graph_cache.make_cached_session(model_path, session, cache_dir)
-
-
-def candidates_base(changes: list[SessionChange]) -> SessionConfig:
-    """The default settings of a screen (its "default" entry)."""
-    return next(c.session for c in changes if c.label == "default")
-
-
-def _runner(sess, feeds):
-    return lambda: np.asarray(sess.run(None, feeds)[0], dtype=np.float32).ravel()
-
-
-def screen(model_path: Path, changes: list[SessionChange], feeds: dict, cache_dir: Path,
-           rounds: int | None, warmup: int, log=progress.say,
-           max_rounds: int | None = None, decide_at: float | None = None) -> dict[str, Any]:
-    """Every candidate's warm time at one length against the default (the one instrument),
-    and its audio's distance from the default's. A candidate whose session cannot be made
-    (a rewrite failing its check) is kept with its error."""
-    sessions, errors = {}, {}
-    for c in changes:
-        try:
-            sessions[c.label] = open_session(model_path, c.session, cache_dir)
-        except Exception as exc:  # noqa: BLE001 - recorded, never hidden
-            log(f"{c.label}: {type(exc).__name__}: {exc}")
-            errors[c.label] = f"{type(exc).__name__}: {exc}"
-    # the A/A control is a second default session: two sessions of the same settings can
-    # differ, and every candidate here is a session of its own
-    control = _runner(open_session(model_path, candidates_base(changes), cache_dir), feeds)
-    cmp = compare({k: _runner(s, feeds) for k, s in sessions.items()}, "default",
-                  warmup=warmup, rounds=rounds, max_rounds=max_rounds, keep=lambda y: y,
-                  control=control, decide_at=decide_at)
-    audio = {k: v[-1] for k, v in cmp.kept.items()}
-    cmp.kept = {}
-    rows = {}
-    for c in changes:
-        if c.label in errors:
-            rows[c.label] = {"changes": c.changes, "error": errors[c.label]}
-            continue
-        rows[c.label] = {"changes": c.changes, "median_s": cmp.median(c.label),
-                         "speedup": cmp.ratio(c.label), "ci95": list(cmp.ci95(c.label)),
-                         "drift_vs_default_db": lsd_db(audio["default"], audio[c.label],
-                                                       allow_length_mismatch=True)}
-    return {"comparison": cmp, "rows": rows}
 
 
 def combine(base: SessionConfig, changes: list[SessionChange], rows: dict[str, dict],
@@ -203,34 +121,6 @@ def combine(base: SessionConfig, changes: list[SessionChange], rows: dict[str, d
     best = dataclasses.replace(base, **changes)
     best.validate()
     return best, taken
-
-
-def cold_command(model_path: Path, session_cfg: SessionConfig, cache_dir: Path, tokens: list[int],
-                 voices_path: Path, voice: str = "af_heart") -> list[str]:
-    """One cold start in a fresh process (``python -m labkit.optimize.convert cold``)."""
-    fields = dataclasses.asdict(session_cfg)
-    return [sys.executable, "-m", "labkit.optimize.convert", "cold", "--model", str(model_path),
-            "--session", json.dumps(fields), "--cache-dir", str(cache_dir),
-            "--tokens", ",".join(map(str, tokens)), "--voices", str(voices_path), "--voice", voice]
-
-
-def cold_summary(cmp: Comparison) -> dict[str, dict[str, float]]:
-    """label -> median of each cold-start figure (first audio, create, first run)."""
-    out = {}
-    for label, runs in cmp.kept.items():
-        if label == cmp.control:
-            continue
-        out[label] = {k: float(np.median([r[f"{k}_s"] for r in runs]))
-                      for k in ("first_audio", "create", "first_run", "process_wall")}
-    return out
-
-
-def cold_ceiling(cold: dict) -> float:
-    """The most any start-up work could win: the default's first audio over the best's
-    first inference alone (as if its session cost nothing to create). First audio is
-    create + one inference of the primer, and no graph or session setting removes the
-    inference."""
-    return cold["default"]["first_audio"] / cold["best"]["first_run"]
 
 
 def run_variant(cfg: LabConfig, variant: str, *, levels=(), thread_counts=(), modes=(),
@@ -277,9 +167,9 @@ def run_variant(cfg: LabConfig, variant: str, *, levels=(), thread_counts=(), mo
     second_default = open_session(model, base, cache_dir)  # the A/A control's own session
     rec["warm"], rec["_audio"] = {}, {"default": {}, "best": {}}
     for n in progress.steps(list(token_lengths), "token lengths"):
-        cmp = compare({k: _runner(s, feeds[n]) for k, s in sessions.items()}, "default",
+        cmp = compare({k: runner(s, feeds[n]) for k, s in sessions.items()}, "default",
                       warmup=warmup, rounds=rounds, max_rounds=max_rounds, keep=lambda y: y,
-                      control=_runner(second_default, feeds[n]), decide_at=decide_at)
+                      control=runner(second_default, feeds[n]), decide_at=decide_at)
         for label in ("default", "best"):
             rec["_audio"][label][n] = cmp.kept[label][-1]
         secs = rec["_audio"]["default"][n].size / SAMPLE_RATE
@@ -555,8 +445,8 @@ def try_session(cfg: LabConfig, variant: str = "int8", tokens: int = 120, rounds
     changed.validate()
     feeds = token_inputs(cfg, [int(tokens)])[int(tokens)]
     cache_dir = graph_cache.ort_cache_dir(cfg)
-    runs = {"configured": _runner(open_session(model, cfg.session, cache_dir), feeds),
-            "changed": _runner(open_session(model, changed, cache_dir), feeds)}
+    runs = {"configured": runner(open_session(model, cfg.session, cache_dir), feeds),
+            "changed": runner(open_session(model, changed, cache_dir), feeds)}
     cmp = compare(runs, "configured", rounds=max(1, int(rounds)), warmup=1, keep=lambda y: y)
     a, b = cmp.kept["configured"][-1], cmp.kept["changed"][-1]
     verdict = ruler.verdict(ruler.measure(a, b, standard_figures=False))

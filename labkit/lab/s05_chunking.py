@@ -1,5 +1,7 @@
 """Stage 05: chunking and streaming: first audio fast, no gaps, no audible seams.
 
+Measured by labkit.measure.chunkings:
+
 * :func:`sweep` -- each chunking variant (overrides of ``cfg.chunking``) against the
   configured one on time to first audio, timed by the one instrument
   (labkit.measure.compare: interleaved rounds, paired ratios with intervals, an A/A
@@ -13,7 +15,7 @@
   (labkit.measure.load);
 * the first audio of the paragraph against a short phrase (the one instrument), and how
   fast a cancelled stream frees the session (labkit.measure.streaming.cancel_release);
-* :func:`run` / :func:`record` -- what the notebook calls; the article streamed at the
+* :func:`run` / :func:`record` -- what the notebook calls (labkit.lab.protocol); the article streamed at the
   stage's choice without and with the competing load; the targets; the candidates the
   journal's selection reads.
 """
@@ -22,30 +24,23 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from labkit import progress
 from labkit.config import LabConfig, SelectionConfig
 from labkit.engine import chunking, split_runtime
 from labkit.engine.pipeline import StreamingSynthesizer
-from labkit.kokoro import SAMPLE_RATE
 from labkit.engine.runtime import Engine
 from labkit.lab import listen as listening
 from labkit.lab.selection import quality_entry, rank
 from labkit.lab.stage import public
 from labkit.measure import corpora, seams, texts
-from labkit.measure.compare import compare
-from labkit.measure.load import competing_load
+from labkit.measure.chunkings import (BASELINE, CRITERION, article_rows, click_figures, listen_rows,
+                                      phrase_vs_text, seam_costs, sweep)
 from labkit.optimize import split as splitting
-from labkit.measure.streaming import (cancel_release, first_audio, run_stream, stream_failures,
-                                      summarize_runs)
-from labkit.quality import clicks as clickmod
+from labkit.measure.streaming import cancel_release, run_stream, stream_failures
 from labkit.tables import interval
 
 #: the batch that streams the article when the default one leaves it out for time
 FULL_BATCH = "experiments/full.yaml"
 NAME = "05_chunking"
-#: the stage's criterion for the journal: time to first audio
-CRITERION = "ttfa_s"
-BASELINE = "default"
 #: targets (issue #17): first audio of the paragraph at most this many times a phrase's
 MAX_FIRST_AUDIO_RATIO = 1.2
 #: a cancelled stream frees the synthesis session within this many seconds
@@ -88,24 +83,6 @@ def sentence_engine(engine: Engine, ccfg) -> Any:
     return eng
 
 
-def sweep(synths: dict[str, StreamingSynthesizer], text: str, rounds: int | None = None,
-          stream_repeats: int = 1, startup_buffer_s: float = 0.0) -> dict[str, Any]:
-    """TTFA of every variant against the default (paired, interleaved), then each streamed
-    whole ``stream_repeats`` times for underruns, words and end-to-end RTF."""
-    cmp = compare({k: (lambda s=s: first_audio(s, text)) for k, s in synths.items()}, BASELINE,
-                  rounds=rounds, measure=float, criterion=CRITERION)
-    rows = []
-    for label, synth in synths.items():
-        runs = [run_stream(synth, text, name=label) for _ in range(max(1, stream_repeats))]
-        row = summarize_runs(runs, startup_buffer_s)
-        row.update(label=label, chunking=dataclasses.asdict(synth.chunking_cfg),
-                   ttfa_s=cmp.median(label), ttfa_ratio=cmp.ratio(label),
-                   ttfa_ci95=list(cmp.ci95(label)), first_piece=runs[0].chunks[0]["text"],
-                   tokens=[c["tokens"] for c in runs[0].chunks])
-        rows.append(row)
-    return {"comparison": cmp, "rows": rows}
-
-
 def eligible(rows: list[dict[str, Any]], rules: SelectionConfig | None = None) -> list[str]:
     """The variants the sweep found faster to first audio beyond the threshold that
     streamed with no underrun and every word: the ones a listener must hear before any of
@@ -113,75 +90,6 @@ def eligible(rows: list[dict[str, Any]], rules: SelectionConfig | None = None) -
     rules = rules or SelectionConfig()
     return [r["label"] for r in rows if r["label"] != BASELINE and rules.clears(r["ttfa_ci95"])
             and not stream_failures(r)]
-
-
-#: chunking settings the unchunked reference does not depend on (strategy "none")
-_CUT_ONLY = ("strategy", "primer_max_words", "primer_min_words", "primer_max_tokens",
-             "min_tokens", "max_tokens", "growth", "schedule", "schedule_margin",
-             "schedule_safety_s", "schedule_min_tokens", "prosody", "window_context_frames")
-
-
-def seam_costs(synths: dict[str, StreamingSynthesizer], labels: list[str], text: str
-               ) -> dict[str, dict[str, Any]]:
-    """label -> the seam report of that variant on ``text`` (the same measure for each;
-    variants that differ only in where they cut share one unchunked reference)."""
-    refs: dict[tuple, Any] = {}
-    out = {}
-    for label in dict.fromkeys(labels):
-        synth = synths[label]
-        joins = dataclasses.asdict(synth.chunking_cfg)
-        key = tuple(sorted((k, v) for k, v in joins.items() if k not in _CUT_ONLY))
-        if key not in refs:
-            refs[key] = seams.unchunked(synth.engine, synth.chunking_cfg, text)
-        out[label] = seams.seam_report(synth.engine, synth.chunking_cfg, text, reference=refs[key])
-    return out
-
-
-def each_run(runs: list, startup_buffer_s: float = 0.0) -> dict[str, list]:
-    """Per repeat of a stream: its underruns as a listener hears them, its first piece's
-    tokens and the slowdown the schedule sensed when it opened."""
-    return {"underruns_each": [r.playback(startup_buffer_s).underruns for r in runs],
-            "first_tokens_each": [r.chunks[0]["tokens"] if r.chunks else 0 for r in runs],
-            "opening_load_each": [r.extra.get("opening_load") for r in runs]}
-
-
-def listen_rows(synths: dict[str, StreamingSynthesizer], labels: list[str], text: str, rounds: int,
-           load_processes: int, startup_buffer_s: float = 0.0) -> list[dict[str, Any]]:
-    """What a listener hears: each label streamed whole ``rounds`` times without and with
-    ``load_processes`` competing busy processes, the labels' order rotated every round
-    (interleaved, so a slow spell of the machine hits both); one row per (label, load) with
-    the worst playback figures over the rounds (labkit.measure.streaming.summarize_runs)."""
-    loads = [0] + ([load_processes] if load_processes else [])
-    runs: dict[tuple[str, int], list] = {(lab, n): [] for lab in labels for n in loads}
-    labels = list(dict.fromkeys(labels))
-    for r in progress.steps(range(max(1, rounds)), "listener rounds", label=lambda r: ""):
-        for n in loads:
-            with competing_load(n):
-                for k in range(len(labels)):
-                    lab = labels[(r + k) % len(labels)]
-                    runs[(lab, n)].append(run_stream(synths[lab], text, name=lab))
-    rows = []
-    for (lab, n), rs in runs.items():
-        row = summarize_runs(rs, startup_buffer_s)
-        row.update(label=lab, load_processes=n, **each_run(rs, startup_buffer_s),
-                   seams_each=[max(0, len(r.arrivals) - 1) for r in rs],
-                   tokens=[c["tokens"] for c in rs[0].chunks])
-        rows.append(row)
-    return rows
-
-
-def phrase_vs_text(synth: StreamingSynthesizer, phrase: str, text: str,
-                   rounds: int | None) -> dict[str, Any]:
-    """First audio of ``text`` over that of ``phrase`` (same synthesizer, interleaved
-    rounds, the one instrument): the ratio of medians and its 95 % interval."""
-    cmp = compare({"phrase": lambda: first_audio(synth, phrase),
-                   "text": lambda: first_audio(synth, text)}, "phrase", rounds=rounds,
-                  measure=float, criterion=CRITERION)
-    lo, hi = cmp.ci95("text")  # phrase time / text time: > 1 would mean the text is faster
-    return {"phrase_s": cmp.median("phrase"), "text_s": cmp.median("text"),
-            "ratio": 1.0 / cmp.ratio("text"),
-            "ci95": [1.0 / hi, 1.0 / lo] if lo > 0 else [float("nan"), float("nan")],
-            "comparison": cmp}
 
 
 def run(cfg: LabConfig, st, *, variants: list[dict[str, Any]], sweep_text: str = "paragraph",
@@ -219,19 +127,8 @@ def run(cfg: LabConfig, st, *, variants: list[dict[str, Any]], sweep_text: str =
     # the article (about ten minutes of audio, idle and under load) is most of the stage's
     # time: a batch with a time budget may leave it out (article_text empty)
     article = texts.named(article_text) if article_text else ""
-    art_rows, art_first = [], None
-    for n in ([0] + ([load_processes] if load_processes else [])) if article else []:
-        # one long timed stream: nothing is reported while it plays
-        progress.say(f"streaming the article ({texts.word_count(article)} words) "
-                     + ("idle" if n == 0 else f"beside {n} busy process(es)"))
-        with competing_load(n):
-            runs = [run_stream(synths[label], article) for _ in range(max(1, article_repeats))]
-        row = summarize_runs(runs, startup_buffer_s)
-        row.update(load_processes=n, words=texts.word_count(article),
-                   max_piece_tokens=max(c["tokens"] for c in runs[0].chunks),
-                   **each_run(runs, startup_buffer_s))
-        art_rows.append(row)
-        art_first = art_first or runs[0]
+    art_rows, art_first = (article_rows(synths[label], article, article_repeats, load_processes,
+                                        startup_buffer_s) if article else ([], None))
     voice_rows = {v: run_stream(synths[label], text, voice=v).summary() for v in voices}
     heard_side = side_by_side(engine, synths, label, prev_label) if listen else None
     return {"_listening": heard_side, "_engine": engine, "label": label, "pieces": {k: [p.tokens for p in v] for k, v in pieces.items()},
@@ -527,14 +424,6 @@ def plot_seams(result: dict[str, Any], plt):
 
 
 # -- listen and try it -------------------------------------------------------------------------------
-def click_figures(audio) -> dict[str, Any]:
-    """The click detector's reading of one take (labkit.quality.clicks): clicks found and
-    their rate per minute (what this stage judges seams by; no reference needed)."""
-    found = clickmod.detect(audio)
-    rate = clickmod.rate_per_minute(len(found), len(audio) / SAMPLE_RATE)
-    return {"clicks": len(found), "clicks per minute": rate["per_minute"]}
-
-
 def side_by_side(engine: Engine, synths: dict[str, StreamingSynthesizer], label: str,
                  contender: str, utt_id: str | None = None) -> listening.Listening:
     """The held-out listening sentence streamed with the configured chunking (stock) and

@@ -10,7 +10,7 @@ others go on.
 from __future__ import annotations
 
 import gc
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -248,18 +248,31 @@ def session_candidates(rows: list[dict[str, Any]], rule: dict[str, Any]) -> list
     return out
 
 
+class DualSessionsResult(TypedDict):
+    """What :func:`run` returns: the notebook's cells read it, :func:`record` writes it."""
+
+    #: the first layout and the one the rule picks, side by side (None: nothing to hear)
+    _listening: listening.Listening | None
+    #: one row per (candidate, text) (:func:`compare_sessions`)
+    rows: list[dict[str, Any]]
+    #: text -> Comparison.to_dict()
+    comparisons: dict[str, dict]
+    #: single vs dual, per text (:func:`dual_rule`)
+    rule: dict[str, Any]
+
+
 def run(cfg, st, *, candidates: list[dict[str, Any]], texts: list[str], rounds: int | None = None,
-        queue_depth: int = 4, startup_buffer_s: float = 0.0, band: float = 0.05) -> dict[str, Any]:
+        queue_depth: int = 4, startup_buffer_s: float = 0.0, band: float = 0.05) -> DualSessionsResult:
     cfg = cfg.with_overrides({"pipeline.queue_depth": queue_depth})
     rows, comparisons = compare_sessions(cfg, candidates, texts, rounds, startup_buffer_s)
     gc.collect()
     rule = dual_rule(rows, band, rules=cfg.selection)
     heard = side_by_side(cfg, candidates, rows, rule)
     gc.collect()
-    return {"_listening": heard, "rows": rows, "comparisons": comparisons, "rule": rule}
+    return DualSessionsResult(_listening=heard, rows=rows, comparisons=comparisons, rule=rule)
 
 
-def record(st, result: dict[str, Any]) -> None:
+def record(st, result: DualSessionsResult) -> None:
     rows, rule = result["rows"], result["rule"]
     st.metrics["comparison"] = rows
     st.metrics["comparisons"] = result["comparisons"]

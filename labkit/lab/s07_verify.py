@@ -23,7 +23,7 @@ says why.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 from labkit.config import LabConfig
 from labkit.engine import assets
@@ -32,8 +32,7 @@ from labkit.engine.runtime import timed_model
 from labkit.lab import listen as listening
 from labkit.engine.split_runtime import split_dir
 from labkit.measure import corpora, vocoder
-from labkit.optimize import durations
-from labkit.measure.compare import compare
+from labkit.measure.compare import Comparison, compare
 from labkit.measure.streaming import first_audio, run_stream
 from labkit.measure.texts import named
 from labkit.optimize import split as splitting
@@ -112,9 +111,30 @@ def verdict(ttfa: tuple, speed: tuple, underruns: dict[str, int], judged: dict[s
     return {"losses": losses, "ships": STOCK if losses else SHIPPED}
 
 
+class VerifyResult(TypedDict):
+    """What :func:`run` returns: the notebook's cells read it, :func:`record` writes it."""
+
+    #: stock and the combination read against the reference (not recorded)
+    _listening: listening.Listening
+    #: the combination: best.json's overrides over the configuration
+    overrides: dict[str, Any]
+    #: time to first audio and warm seconds, stock against the combination
+    ttfa: Comparison
+    speed: Comparison
+    #: configuration -> its stream of the text, summarized
+    streams: dict[str, dict[str, Any]]
+    #: held-out quality of each configuration (:func:`held_out_quality`)
+    quality: dict[str, Any]
+    #: the reference model variant quality is read against
+    reference: str
+    verdict: dict[str, Any]
+    speed_tokens: int
+    text: str
+
+
 def run(cfg: LabConfig, st, *, text: str = "paragraph", speed_tokens: int = 120,
         rounds: int | None = None, max_rounds: int | None = None,
-        heldout_ids: list[str] | None = None) -> dict[str, Any]:
+        heldout_ids: list[str] | None = None) -> VerifyResult:
     overrides = combination(cfg)
     configs = {STOCK: cfg, SHIPPED: cfg.with_overrides(overrides)}
     for c in configs.values():  # the split parts a choice runs on (sentence prosody), built once
@@ -145,9 +165,9 @@ def run(cfg: LabConfig, st, *, text: str = "paragraph", speed_tokens: int = 120,
                 {k: s["underruns"] for k, s in streams.items()}, judged)
     v["tested_overrides"] = overrides
     lst = side_by_side(cfg, synths, overrides, v["ships"])
-    return {"_listening": lst, "overrides": overrides, "ttfa": ttfa, "speed": speed, "streams": streams,
-            "quality": judged, "reference": ref.variant, "verdict": v,
-            "speed_tokens": len(toks), "text": text}
+    return VerifyResult(_listening=lst, overrides=overrides, ttfa=ttfa, speed=speed, streams=streams,
+                        quality=judged, reference=ref.variant, verdict=v,
+                        speed_tokens=len(toks), text=text)
 
 
 def side_by_side(cfg: LabConfig, synths: dict[str, StreamingSynthesizer], overrides: dict[str, Any],
@@ -233,7 +253,7 @@ def plot(result: dict[str, Any], plt):
     return fig
 
 
-def record(st, result: dict[str, Any]) -> None:
+def record(st, result: VerifyResult) -> None:
     st.metrics["comparisons"] = {f"first audio, {result['text']}": result["ttfa"].to_dict(),
                                  f"speed, {result['speed_tokens']} tokens": result["speed"].to_dict()}
     st.metrics["streams"] = result["streams"]

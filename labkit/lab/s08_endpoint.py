@@ -1,4 +1,4 @@
-"""Stage 07 (and ``make bench``): the shipped configuration over HTTP beside kokoro-onnx in
+"""Stage 08 (and ``make bench``): the shipped configuration over HTTP beside kokoro-onnx in
 process, in one run.
 
 On the same texts (labkit.measure.texts: phrase, sentence, paragraph and article; the
@@ -24,7 +24,7 @@ first audio, the in-process pipeline as the baseline.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 
@@ -70,9 +70,29 @@ def runners(scfg: LabConfig, server: ServerProcess, client: httpx.Client,
     return {r: fns[r] for r in names if r in fns} | {BASELINE: fns[BASELINE]}
 
 
+class EndpointResult(TypedDict):
+    """What :func:`run` returns: the notebook's cells read it, :func:`record` writes it."""
+
+    #: the served configuration's one-line header (labkit.best_config)
+    served: str
+    variant: str
+    voice: str
+    #: the playback buffer the underruns are counted with
+    buffer_s: float
+    #: text -> runner -> its runs summarized, with its ratio to the pipeline
+    results: dict[str, dict[str, dict[str, Any]]]
+    #: title -> Comparison.to_dict()
+    comparisons: dict[str, dict[str, Any]]
+    #: the soak's figures (None: no soak)
+    soak: dict[str, Any] | None
+    server_health: dict[str, Any]
+    #: the tail of the server's /metrics text
+    server_metrics: str
+
+
 def run(cfg: LabConfig, st, *, texts: list[str] = ("phrase", "sentence", "paragraph"),
         rounds: int | None = None, max_rounds: int | None = None, soak_requests: int = 40,
-        buffer_s: float = 0.25, runner_names: tuple[str, ...] = RUNNERS) -> dict[str, Any]:
+        buffer_s: float = 0.25, runner_names: tuple[str, ...] = RUNNERS) -> EndpointResult:
     """The served configuration (best.json under ``cfg``'s explicit settings) over HTTP and
     in process, text by text, then the soak."""
     served = resolve(cfg)  # the configuration the endpoint ships, for every runner alike
@@ -101,9 +121,9 @@ def run(cfg: LabConfig, st, *, texts: list[str] = ("phrase", "sentence", "paragr
         soak_result = soak(server, text_by_name, soak_requests, scfg.voice, scfg.serve.api_key) \
             if soak_requests else None
         metrics_text = client.get(server.url + "/metrics").text[-6000:]
-    return {"served": served.header, "variant": scfg.variant, "voice": scfg.voice,
-            "buffer_s": buffer_s, "results": results, "comparisons": comparisons,
-            "soak": soak_result, "server_health": health, "server_metrics": metrics_text}
+    return EndpointResult(served=served.header, variant=scfg.variant, voice=scfg.voice,
+                          buffer_s=buffer_s, results=results, comparisons=comparisons,
+                          soak=soak_result, server_health=health, server_metrics=metrics_text)
 
 
 #: the stage's targets: name -> (text, runner, how its TTFA ratio to the pipeline must stand)
@@ -142,7 +162,7 @@ def headline(result: dict[str, Any]) -> dict[str, Any]:
     return head
 
 
-def record(st, result: dict[str, Any]) -> None:
+def record(st, result: EndpointResult) -> None:
     st.note(f"served configuration: {result['served']}")
     for key in ("results", "comparisons", "soak", "server_health", "server_metrics"):
         st.metrics[key] = result[key]

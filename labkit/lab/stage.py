@@ -15,6 +15,9 @@ In code, as a context manager::
 In a notebook whose stage spans cells: ``st = Stage(...).start()`` in the first cell and
 ``st.finish()`` in the last. If a cell in between raises, papermill stops and the batch
 runner (labkit.lab.batch) writes the ``failed`` record with the cell's error and traceback.
+
+What a stage module holds for its notebook (``NAME``, ``run``, ``record``):
+labkit.lab.protocol.
 """
 from __future__ import annotations
 
@@ -35,8 +38,9 @@ import numpy as np
 from labkit import files
 from labkit.host import machine
 from labkit.tables import cell
-from labkit.config import REPO_ROOT, LabConfig
+from labkit.config import REPO_ROOT, ConfigError, LabConfig
 from labkit.engine import assets
+from labkit.engine.registries import check_config
 
 RECORD_NAME = "metrics.json"
 #: a notebook kernel's environment: "0" -- no person at this page (labkit's batch runner sets
@@ -172,7 +176,15 @@ class Stage:
         self.record_path: Path | None = None
 
     def __enter__(self) -> "Stage":
+        """Start the stage: its folder made, its configuration checked against the engine's
+        registries (a config that names an unknown rewrite or plugin EP is a ``failed``
+        record, written here: ``__exit__`` does not run when ``__enter__`` raises)."""
         self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            check_config(self.cfg)
+        except ConfigError as exc:
+            self.__exit__(type(exc), exc, exc.__traceback__)
+            raise
         return self
 
     def start(self) -> "Stage":

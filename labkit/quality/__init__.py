@@ -1,4 +1,6 @@
-"""How the lab hears quality (the bottom layer: numpy, scipy and the metric packages only).
+"""How the lab hears quality (layer 0, the bottom layer): the ruler, its ladder and the standard figures.
+It may import numpy, scipy, the metric packages and labkit.kokoro; nothing of the engine or above.
+It judges audio; how audio is made and timed is the engine's and labkit.measure's.
 
 * :mod:`~labkit.quality.ruler` -- the ruler: every figure of a (reference, test) pair and a
   verdict against bounds set on the ladder;
