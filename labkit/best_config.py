@@ -71,10 +71,12 @@ def _flatten(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def explicit_settings(cfg: LabConfig) -> dict[str, Any]:
-    """Dotted settings of ``cfg`` that differ from LabConfig's defaults."""
-    given = _flatten(cfg.to_dict())
+    """Dotted settings of ``cfg`` that were given explicitly (``cfg.given``: even at their
+    default value) or differ from LabConfig's defaults."""
+    flat = _flatten(cfg.to_dict())
     default = _flatten(LabConfig().to_dict())
-    return {k: v for k, v in given.items() if default.get(k, object()) != v}
+    given = {k if k in flat else k.split(".", 1)[0] for k in cfg.given}
+    return {k: v for k, v in flat.items() if k in given or default.get(k, object()) != v}
 
 
 def resolve(cfg: LabConfig, best_json: str | None = None) -> Served:

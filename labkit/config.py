@@ -392,7 +392,19 @@ class LabConfig:
     # -- construction -------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "LabConfig":
-        return _build(cls, dict(data or {}), prefix="")
+        data = dict(data or {})
+        return _build(cls, data, prefix="")._given_also(_dotted_keys(data))
+
+    @property
+    def given(self) -> frozenset[str]:
+        """The dotted settings given explicitly (in the YAML file, the environment or an
+        override), whatever their values: a setting given at its default value is still
+        given, and wins over best.json's (labkit.best_config)."""
+        return getattr(self, "_given", frozenset())
+
+    def _given_also(self, keys) -> "LabConfig":
+        self._given = self.given | frozenset(keys)  # not a field: records and to_dict stay as they are
+        return self
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "LabConfig":
@@ -441,7 +453,8 @@ class LabConfig:
             if parts[-1] not in node:
                 raise ConfigError(f"unknown setting {key!r}")
             node[parts[-1]] = value
-        return LabConfig.from_dict(data)
+        out = _build(LabConfig, data, prefix="")
+        return out._given_also(self.given | set(overrides))
 
     # -- output -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -477,6 +490,15 @@ class LabConfig:
             except LexiconError as exc:
                 raise ConfigError(f"lexicon: {exc}") from None
         return self
+
+
+def _dotted_keys(data: Mapping[str, Any]) -> set[str]:
+    """The settings a (partial) config mapping gives, as dotted keys: a section's own keys
+    (``chunking.schedule``), a dict-valued setting whole (``session.provider_options``)."""
+    sections = {f.name for f in fields(LabConfig) if _section_type(f) is not None}
+    return {f"{key}.{sub}" for key, value in data.items() if key in sections
+            and isinstance(value, Mapping) for sub in value} | \
+        {key for key, value in data.items() if key not in sections or not isinstance(value, Mapping)}
 
 
 def _build(cls, data: dict[str, Any], prefix: str):

@@ -155,6 +155,27 @@ def test_best_json_is_merged_under_explicit_settings(tmp_path, caplog):
     assert ok.source == "defaults" and ok.cfg.variant == "int8" and ok.cfg.model_path is None
 
 
+def test_an_explicit_setting_at_its_default_value_still_wins_over_best_json(tmp_path):
+    """`-s chunking.schedule=ramp` (LabConfig's default) beside a best.json that picked
+    `adaptive`: the user's setting is served, not silently dropped for being the default."""
+    from labkit.best_config import explicit_settings, resolve
+
+    best = LabConfig().with_overrides({"chunking.schedule": "adaptive", "session.intra_op_threads": 1})
+    path = tmp_path / "best.json"
+    path.write_text(json.dumps({"config": best.to_dict(), "provenance": {"run_id": "run-x"}}))
+    asked = LabConfig.load(None, ["chunking.schedule=ramp"])
+    assert asked.given == {"chunking.schedule"} and asked == LabConfig()
+    assert explicit_settings(asked) == {"chunking.schedule": "ramp"}
+    served = resolve(asked, str(path))
+    assert served.cfg.chunking.schedule == "ramp" and served.cfg.session.intra_op_threads == 1
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("chunking:\n  schedule: ramp\nvoice: af_heart\n")
+    from_file = LabConfig.load(yaml_file)
+    assert from_file.given == {"chunking.schedule", "voice"}
+    assert resolve(from_file, str(path)).cfg.chunking.schedule == "ramp"
+    assert resolve(LabConfig(), str(path)).cfg.chunking.schedule == "adaptive"
+
+
 def test_voice_names(cfg):
     from labkit.engine import assets
     from labkit.engine.runtime import VoiceBank
