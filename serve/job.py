@@ -1,6 +1,6 @@
 """One speech synthesis in a worker thread, handing encoded bytes to the event loop.
 
-The thread runs ``StreamingSynthesizer.open_stream(text, voice, speed, lang, cancel)`` (text
+The thread runs ``StreamingSynthesizer.open_stream(text, voicing, cancel=...)`` (text
 clean-up, G2P and synthesis all happen here, off the event loop) and the
 response's encoder, and puts ``("audio", bytes, chunk)``, then ``("end", tail)`` or
 ``("error", exc)`` on an asyncio queue. Synthesis is not held back by a slow client: it
@@ -18,6 +18,7 @@ import time
 from typing import Callable
 
 from labkit.engine.pipeline import StreamingSynthesizer, StreamStats
+from labkit.engine.voices import Voicing
 
 from .encoders import Encoder
 
@@ -25,17 +26,16 @@ log = logging.getLogger("serve")
 
 
 class SpeechJob:
-    def __init__(self, synth: StreamingSynthesizer, text: str, voice: str, speed: float,
-                 lang: str, encoder: Encoder, loop: asyncio.AbstractEventLoop,
+    def __init__(self, synth: StreamingSynthesizer, text: str, voicing: Voicing,
+                 encoder: Encoder, loop: asyncio.AbstractEventLoop,
                  on_finished: Callable[["SpeechJob"], None] | None = None,
                  inline: bool | None = None):
         self.synth = synth
         #: inline pronunciation obeyed (None: the config's text.inline_phonemes)
         self.inline = inline
         self.text = text
-        self.voice = voice
-        self.speed = speed
-        self.lang = lang
+        #: the voice, language and speed, checked once (labkit.engine.voices.voicing)
+        self.voicing = voicing
         self.encoder = encoder
         self.loop = loop
         self.on_finished = on_finished
@@ -89,11 +89,11 @@ class SpeechJob:
 
     def _run(self) -> None:
         t0 = time.perf_counter()
-        g2p = self.synth.g2p(self.lang)
+        g2p = self.synth.g2p(self.voicing.lang)
         before = dict(g2p.counts)
         try:
-            stream = self.synth.open_stream(self.text, self.voice, self.speed, self.lang,
-                                            self.cancel, inline=self.inline)
+            stream = self.synth.open_stream(self.text, self.voicing, cancel=self.cancel,
+                                            inline=self.inline)
             self.stats = stream.stats
             self.sanitized = stream.sanitized
             with self._stream_lock:

@@ -26,8 +26,8 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from labkit.engine.g2p import loaded as loaded_g2ps
-from labkit.engine.runtime import VoiceError
 from labkit.engine.text import InputTooLong, PronunciationError, inline_overrides
+from labkit.engine.voices import VoiceError, Voicing
 from labkit.engine.words import InputWords
 
 from . import voices as voicemod
@@ -123,9 +123,9 @@ class SpeechService:
                     inline_overrides(req.input)
                 except PronunciationError as exc:
                     raise _input_error(exc) from None
-            voice = voicemod.resolve(req.voice, scfg.voice_aliases, state.engine.voices)
-            lang = voicemod.lang_for(voice, state.cfg.lang, req.lang)
-            return await self._start(request, req, voice, lang, t0)
+            voicing = voicemod.request_voicing(req.voice, scfg.voice_aliases, state.engine.voices,
+                                               req.speed, req.lang, state.cfg.lang)
+            return await self._start(request, req, voicing, t0)
         except ClientGone:
             state.metrics.client_disconnects.labels(stage="body").inc()
             log.info("client %s went away before its request body arrived", _peer(request))
@@ -135,7 +135,7 @@ class SpeechService:
                                           status=str(exc.status)).inc()
             raise
 
-    async def _start(self, request: Request, req, voice: str, lang: str, t0: float):
+    async def _start(self, request: Request, req, voicing: Voicing, t0: float):
         state, scfg = self.state, self.scfg
         try:
             await asyncio.wait_for(state.slot.acquire(), timeout=scfg.queue_timeout_s)
@@ -169,7 +169,7 @@ class SpeechService:
         if no_cache:
             for e in state.synth.engines:
                 e.skip_reads(True)
-        job = SpeechJob(state.synth, req.input, voice, req.speed, lang, encoder, loop,
+        job = SpeechJob(state.synth, req.input, voicing, encoder, loop,
                         finished_no_cache if no_cache else finished, inline=req.inline)
         job.start()
         try:
@@ -183,7 +183,8 @@ class SpeechService:
             raise APIError(400, f"input has nothing to speak after clean-up "
                                 f"({req.input[:60]!r}): no phonemes", param="input",
                            code="empty_input")
-        headers = {**state.headers, "X-Kokoro-Voice": _echo(voice), "X-Kokoro-Lang": lang,
+        headers = {**state.headers, "X-Kokoro-Voice": _echo(voicing.voice),
+                   "X-Kokoro-Lang": voicing.lang,
                    "X-Kokoro-Speed": (f"{req.speed:g}" if not req.speed_clamped else
                                       f"{req.speed:g}; requested={req.requested_speed:g}; "
                                       f"clamped to Kokoro's 0.5-2.0"),
@@ -214,7 +215,7 @@ class SpeechService:
                         stats.retries, "; ".join(f[2] for f in stats.failures[:3]))
         if getattr(job, "fallback_words", 0) or getattr(job, "unknown_words", 0):
             log.info("g2p: %d word(s) read by the espeak fallback, %d unreadable (%s)",
-                     job.fallback_words, job.unknown_words, job.lang)
+                     job.fallback_words, job.unknown_words, job.voicing.lang)
 
     def _record(self, job: SpeechJob, req, status: str) -> None:
         m = self.state.metrics

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from labkit.config import ConfigError
-from labkit.engine.runtime import VoiceBank, VoiceError, parse_blend
+from labkit.engine.voices import VoiceBank, VoiceError, parse_blend
 from labkit.engine.sessions import providers_for, session_options
 from labkit.kokoro import SAMPLE_RATE
 

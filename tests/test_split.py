@@ -19,7 +19,7 @@ from labkit.engine import assets
 from labkit.engine import split_runtime as sr
 from labkit.engine.sessions import kokoro_feeds, new_session, probe_config
 from labkit.engine.pipeline import build_engines
-from labkit.engine.runtime import VoiceBank
+from labkit.engine.voices import VoiceBank
 from serve.piece_cache import CachingSplitEngine, PieceCache
 from serve.state import build_synthesizer
 from labkit.optimize import split as sp

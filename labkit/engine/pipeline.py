@@ -63,7 +63,8 @@ from labkit.engine import words as wordsmod
 from labkit.config import ChunkingConfig, ConfigError, LabConfig, PipelineConfig, SessionConfig
 from labkit.engine.g2p import G2P, clean_phonemes, get_g2p, lexicon_path, normalize_lang
 from labkit.engine.runtime import Engine
-from labkit.kokoro import SAMPLE_RATE, SPEED_RANGE
+from labkit.engine.voices import Voicing, voicing
+from labkit.kokoro import SAMPLE_RATE
 from labkit.host.machine import session_threads
 
 ROUTINGS = ("first-fast", "round-robin")
@@ -591,24 +592,29 @@ class StreamingSynthesizer:
     def pieces(self, text: str, lang: str | None = None, voice: str | None = None) -> list[chunking.Piece]:
         return list(self.iter_pieces(text, lang, voice))
 
+    def voicing(self, voice: str | None = None, speed: float | None = None,
+                lang: str | None = None) -> Voicing:
+        """``voice``, ``speed`` and ``lang`` (defaults: the config's) checked once
+        (labkit.engine.voices.voicing): what :meth:`open_stream` takes."""
+        return voicing(getattr(self.engine, "voices", None), voice or self.cfg.voice,
+                       self.cfg.speed if speed is None else speed, lang or self.cfg.lang)
+
     # -- streaming -----------------------------------------------------------------------
-    def open_stream(self, text: str, voice: str | None = None, speed: float | None = None,
-                    lang: str | None = None, cancel: threading.Event | None = None,
-                    queue_depth: int | None = None, inline: bool | None = None) -> ChunkStream:
+    def open_stream(self, text: str, voice: str | Voicing | None = None,
+                    speed: float | None = None, lang: str | None = None,
+                    cancel: threading.Event | None = None, queue_depth: int | None = None,
+                    inline: bool | None = None) -> ChunkStream:
         """Start synthesizing now; iterate the returned stream for chunks; close it (or
-        use it as a context manager) to stop early. ``inline`` (default
-        ``text.inline_phonemes``): obey inline pronunciation ``[word](/phonemes/)``; an
-        unknown symbol in it raises :class:`labkit.engine.text.PronunciationError`. Each
-        chunk's words carry their span in ``text`` (``stream.sanitized`` maps the rest)."""
-        voice = voice or self.cfg.voice
-        speed = self.cfg.speed if speed is None else float(speed)
-        lo, hi = SPEED_RANGE
-        if not lo <= speed <= hi:
-            raise ValueError(f"speed {speed}: Kokoro supports {lo} to {hi}")
-        voices = getattr(self.engine, "voices", None)
-        if voices is not None:
-            voices.check(voice)  # an unknown voice fails here (close matches named); nothing kept
-        lang = normalize_lang(lang or self.cfg.lang, voice)
+        use it as a context manager) to stop early. ``voice``: a
+        :class:`~labkit.engine.voices.Voicing` checked already (``speed`` and ``lang`` are
+        then not read), or a voice spec checked here with ``speed`` and ``lang`` (defaults:
+        the config's). ``inline`` (default ``text.inline_phonemes``): obey inline
+        pronunciation ``[word](/phonemes/)``; an unknown symbol in it raises
+        :class:`labkit.engine.text.PronunciationError`. Each chunk's words carry their span
+        in ``text`` (``stream.sanitized`` maps the rest)."""
+        if not isinstance(voice, Voicing):
+            voice = self.voicing(voice, speed, lang)
+        voice, speed, lang = voice.voice, voice.speed, voice.lang
         inline = self.cfg.text.inline_phonemes if inline is None else inline
         g2p = self.g2p(lang, inline)  # an unavailable language (ja, zh without their G2P) fails here
         sanitized = textmod.sanitize(text, self.cfg.text, lang, inline)

@@ -29,7 +29,8 @@ from labkit.config import ConfigError, LabConfig, SessionConfig
 from labkit.engine import assets
 from labkit.engine.graph_cache import model_sha256
 from labkit.engine.sessions import kokoro_feeds, new_session
-from labkit.engine.runtime import DURATIONS, Engine, Synthesis, VoiceBank, check_call, timed_model
+from labkit.engine.runtime import DURATIONS, Engine, Synthesis, check_call, timed_model
+from labkit.engine.voices import VoiceBank
 
 #: the extra input of a bucketed part B: valid frames (float [1], a whole number)
 FRAMES = "frames"

@@ -28,7 +28,7 @@ from labkit.engine import assets, graph_cache
 from labkit.engine.g2p import get_g2p, tokenize
 from labkit.kokoro import SAMPLE_RATE, VOCAB
 from labkit.engine.sessions import ineffective_settings, kokoro_feeds, n_tokens, style_row
-from labkit.engine.runtime import VoiceBank
+from labkit.engine.voices import VoiceBank
 from labkit.measure import corpora
 from labkit.measure import profile as profiling
 from labkit.measure.compare import Comparison, compare, compare_cold
