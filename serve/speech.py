@@ -111,7 +111,7 @@ class SpeechService:
             data = parse_body(raw, request.headers.get("content-type"))
             req = check_speech(data, scfg, state.cfg.voice)
             fmt, sfmt = req.response_format, req.stream_format
-            if req.words and any(e.durations_index is None for e in state.synth.engines):
+            if req.words and not state.synth.has_word_timings:
                 raise APIError(400, "word timestamps need the model copy with a durations "
                                     "output, which this server has not got: run `labkit assets "
                                     "--provision` and restart it", param="timestamp_granularities",
@@ -155,22 +155,14 @@ class SpeechService:
             except RuntimeError:
                 pass
 
-        def finished_no_cache(job: SpeechJob) -> None:
-            for e in state.synth.engines:
-                e.skip_reads(False)
-            finished(job)
-
         try:
             encoder = make_encoder(req.response_format)
         except BaseException:
             finished(_NoJob())
             raise
         no_cache = "no-cache" in request.headers.get("cache-control", "").lower()
-        if no_cache:
-            for e in state.synth.engines:
-                e.skip_reads(True)
-        job = SpeechJob(state.synth, req.input, voicing, encoder, loop,
-                        finished_no_cache if no_cache else finished, inline=req.inline)
+        job = SpeechJob(state.synth, req.input, voicing, encoder, loop, finished,
+                        inline=req.inline, read_cache=not no_cache)
         job.start()
         try:
             first = await job.queue.get()

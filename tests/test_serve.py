@@ -740,7 +740,7 @@ def test_pipeline_retries_are_counted_and_logged(caplog):
     import asyncio
     from types import SimpleNamespace
 
-    from labkit.engine.pipeline import StreamStats
+    from labkit.engine.chunks import StreamStats
     from serve.speech import SpeechService
     from labkit.best_config import resolve
     from serve.state import ServerState
