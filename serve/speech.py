@@ -30,7 +30,7 @@ from labkit.engine.text import InputTooLong, PronunciationError, inline_override
 from labkit.engine.voices import VoiceError, Voicing
 from labkit.engine.words import InputWords
 
-from . import voices as voicemod
+from .voices import describe, request_voicing
 from .encoders import make_encoder
 from .errors import APIError, error_body
 from .job import SpeechJob
@@ -98,7 +98,7 @@ class SpeechService:
 
     async def voices(self) -> dict:
         self.state.require_ready()
-        return voicemod.describe(self.state.engine.voices, self.scfg.voice_aliases)
+        return describe(self.state.engine.voices, self.scfg.voice_aliases)
 
     # -- speech ----------------------------------------------------------------------------
     async def speech(self, request: Request):
@@ -123,8 +123,8 @@ class SpeechService:
                     inline_overrides(req.input)
                 except PronunciationError as exc:
                     raise _input_error(exc) from None
-            voicing = voicemod.request_voicing(req.voice, scfg.voice_aliases, state.engine.voices,
-                                               req.speed, req.lang, state.cfg.lang)
+            voicing = request_voicing(req.voice, scfg.voice_aliases, state.engine.voices,
+                                      req.speed, req.lang, state.cfg.lang)
             return await self._start(request, req, voicing, t0)
         except ClientGone:
             state.metrics.client_disconnects.labels(stage="body").inc()

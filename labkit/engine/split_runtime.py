@@ -204,8 +204,8 @@ class SplitEngine(Engine):
     def from_config(cls, cfg: LabConfig, variant: str | None = None,
                     voices: VoiceBank | None = None, **kwargs) -> "SplitEngine":
         """The parts of ``cfg``'s model (its copy with the durations output when built) from
-        the split cache; ``kwargs`` go to the class (a subclass's own, e.g. serve's piece
-        cache). Without ``split.enabled`` (the split engine only for ``chunking.prosody:
+        the split cache; ``kwargs`` go to the class (sessions, buckets, static part-B
+        copies). Without ``split.enabled`` (the split engine only for ``chunking.prosody:
         sentence``) part B runs at the exact length."""
         model = assets.require(timed_model(cfg, variant), "model file")
         parts = SplitParts.locate(model, split_dir(cfg), cfg.split.b_rewrites)
