@@ -15,6 +15,7 @@ from labkit.config import ChunkingConfig, PipelineConfig
 from labkit.engine.pipeline import StreamingSynthesizer, build_engines
 from labkit.engine.chunks import Chunk
 from labkit.engine.stream import PipelineError
+from labkit.engine.voices import Voicing
 
 TEXT = ("At the edge of the harbor, the old ferry leaves at seven. The captain waves. "
         "Most passengers sleep, some read, and a few watch the sea.")
@@ -255,6 +256,15 @@ def test_without_terminate_the_piece_finishes(engine):
     stream.cancel()
     stream.close()
     assert stream.stats.aborted == 0 and stream.stats.per_session[0]["pieces"] == 1
+
+
+def test_a_checked_voicing_is_taken_as_it_is(cfg):
+    s = synth([FakeEngine(cfg)])
+    stream = s.open_stream(TEXT, Voicing("af_heart", "en-us", 1.25))
+    with stream:
+        chunks = list(stream)
+    assert (stream.voice, stream.speed) == ("af_heart", 1.25)
+    assert chunking.words_present(TEXT, [c.text for c in chunks])
 
 
 def test_an_engine_that_ignores_run_options_still_cancels_between_pieces(cfg):
