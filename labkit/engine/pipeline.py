@@ -131,11 +131,10 @@ class StreamingSynthesizer:
         :class:`labkit.engine.text.PronunciationError`. Each chunk's words carry their span
         in ``text`` (``stream.sanitized`` maps the rest). ``read_cache`` False (a request
         with ``Cache-Control: no-cache``): every piece is made afresh (and stored)."""
-        if not isinstance(voice, Voicing):
-            voice = self.voicing(voice, speed, lang)
-        voice, speed, lang = voice.voice, voice.speed, voice.lang
+        checked = voice if isinstance(voice, Voicing) else self.voicing(voice, speed, lang)
+        voice, speed, lang = checked.voice, checked.speed, checked.lang
         inline = self.cfg.text.inline_phonemes if inline is None else inline
-        g2p = self.g2p(lang, inline)  # an unavailable language (ja, zh without their G2P) fails here
+        g2p = self.g2p(lang, inline)
         sanitized = sanitize(text, self.cfg.text, lang, inline)
         clean = sanitized.text
         live = (LiveSchedule(self.chunking_cfg, self.speed_models,

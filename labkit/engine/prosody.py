@@ -169,7 +169,7 @@ class SentenceWindows:
             key = piece_key(self.engine, self.voice, self.speed, ctx.tokens, (win.lo, win.hi))
             audio, seconds, _ = through(key, vocode)
         with self._lock:
-            if not ctx.charged:
+            if not ctx.charged and seconds > 0:  # a cache hit (0 s) is not charged part A
                 seconds += ctx.prosody.seconds
                 ctx.charged = True
             self.windowed += 1

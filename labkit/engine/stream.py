@@ -287,7 +287,7 @@ class ChunkStream:
         """A piece's audio, seconds, durations and window: vocoded from its sentence's part
         A (chunking.prosody: sentence), else the model run on its tokens; both through the
         piece cache. A piece of punctuation only has no audio, only its pause."""
-        if not task.tokens:
+        if not task.piece.phonemes:
             return np.zeros(0, np.float32), 0.0, None, None
         if self.windows is not None:
             windowed = self.windows.synthesize(task.piece, run_options, self.through)
