@@ -9,7 +9,7 @@ before any synthesis, bad input a 4xx in OpenAI's error shape, never a 500, neve
 truncation; see its docstring for the limits), serve.state holds the loaded model and the
 slot, serve.listener runs it under uvicorn with connection limits. A client that
 disconnects stops its synthesis at the next piece. Repeated pieces (phrases, primers)
-come from a bounded cache (serve.piece_cache); a request with ``Cache-Control: no-cache`` is
+come from a bounded cache (labkit.engine.piece_cache); a request with ``Cache-Control: no-cache`` is
 synthesized afresh (the bench's cold runs). No docs, no ``/openapi.json``.
 
 Every speech response carries ``X-Kokoro-Variant`` (model variant), ``X-Kokoro-Config``

@@ -1,6 +1,6 @@
 """One speech synthesis in a worker thread, handing encoded bytes to the event loop.
 
-The thread runs ``StreamingSynthesizer.open_stream(text, voice, speed, lang, cancel)`` (text
+The thread runs ``StreamingSynthesizer.open_stream(text, voicing, cancel=...)`` (text
 clean-up, G2P and synthesis all happen here, off the event loop) and the
 response's encoder, and puts ``("audio", bytes, chunk)``, then ``("end", tail)`` or
 ``("error", exc)`` on an asyncio queue. Synthesis is not held back by a slow client: it
@@ -17,7 +17,9 @@ import threading
 import time
 from typing import Callable
 
-from labkit.engine.pipeline import StreamingSynthesizer, StreamStats
+from labkit.engine.pipeline import StreamingSynthesizer
+from labkit.engine.chunks import StreamStats
+from labkit.engine.voices import Voicing
 
 from .encoders import Encoder
 
@@ -25,17 +27,18 @@ log = logging.getLogger("serve")
 
 
 class SpeechJob:
-    def __init__(self, synth: StreamingSynthesizer, text: str, voice: str, speed: float,
-                 lang: str, encoder: Encoder, loop: asyncio.AbstractEventLoop,
+    def __init__(self, synth: StreamingSynthesizer, text: str, voicing: Voicing,
+                 encoder: Encoder, loop: asyncio.AbstractEventLoop,
                  on_finished: Callable[["SpeechJob"], None] | None = None,
-                 inline: bool | None = None):
+                 inline: bool | None = None, read_cache: bool = True):
         self.synth = synth
         #: inline pronunciation obeyed (None: the config's text.inline_phonemes)
         self.inline = inline
+        #: False: every piece synthesized afresh (``Cache-Control: no-cache``)
+        self.read_cache = read_cache
         self.text = text
-        self.voice = voice
-        self.speed = speed
-        self.lang = lang
+        #: the voice, language and speed, checked once (labkit.engine.voices.voicing)
+        self.voicing = voicing
         self.encoder = encoder
         self.loop = loop
         self.on_finished = on_finished
@@ -56,7 +59,7 @@ class SpeechJob:
         #: the pipeline's stats of this stream (retries, failed attempts)
         self.stats: StreamStats | None = None
         #: words of this request's text misaki did not know (read by espeak), or that
-        #: nothing could read (exact while one request runs at a time)
+        #: nothing could read (the stream's counts: exact while one request runs at a time)
         self.fallback_words = 0
         self.unknown_words = 0
         self._thread = threading.Thread(target=self._run, name="kokoro-speech", daemon=True)
@@ -89,11 +92,10 @@ class SpeechJob:
 
     def _run(self) -> None:
         t0 = time.perf_counter()
-        g2p = self.synth.g2p(self.lang)
-        before = dict(g2p.counts)
+        stream = None
         try:
-            stream = self.synth.open_stream(self.text, self.voice, self.speed, self.lang,
-                                            self.cancel, inline=self.inline)
+            stream = self.synth.open_stream(self.text, self.voicing, cancel=self.cancel,
+                                            inline=self.inline, read_cache=self.read_cache)
             self.stats = stream.stats
             self.sanitized = stream.sanitized
             with self._stream_lock:
@@ -125,8 +127,9 @@ class SpeechJob:
             self._emit("error", exc, None)
         finally:
             self.wall_seconds = time.perf_counter() - t0
-            self.fallback_words = g2p.counts["fallback_words"] - before["fallback_words"]
-            self.unknown_words = g2p.counts["unknown_words"] - before["unknown_words"]
+            if stream is not None:
+                self.fallback_words = stream.fallback_words
+                self.unknown_words = stream.unknown_words
             if self.on_finished is not None:
                 try:
                     self.on_finished(self)

@@ -4,7 +4,8 @@ Errors (``kokoro_errors_total{kind}``) are the server's and the request's faults
 that goes away (mid-body or mid-stream) is a client event, counted apart in
 ``kokoro_client_disconnects_total{stage}``. Pipeline retries and G2P fallbacks (words
 misaki did not know, read by espeak) are counted too; G2P counts are read from
-labkit.engine.g2p's shared G2Ps at scrape time."""
+labkit.engine.g2p's shared G2Ps, and the piece cache's hits and misses from the cache
+(labkit.engine.piece_cache), at scrape time."""
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -13,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from labkit.engine import g2p
+from labkit.engine.piece_cache import PieceCache
 
 TTFA_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 13.0)
 RTF_BUCKETS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0)
@@ -21,7 +23,7 @@ RTF_BUCKETS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0)
 class Metrics:
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self):
+    def __init__(self, cache: PieceCache | None = None):
         r = self.registry = CollectorRegistry()
         self.requests = Counter("kokoro_requests", "Speech requests by outcome",
                                 ["format", "stream_format", "status"], registry=r)
@@ -31,9 +33,6 @@ class Metrics:
         self.rtf = Histogram("kokoro_rtf", "Synthesis seconds over audio seconds, per request",
                              buckets=RTF_BUCKETS, registry=r)
         self.audio_seconds = Counter("kokoro_audio_seconds", "Audio produced", registry=r)
-        self.cache_hits = Counter("kokoro_cache_hits", "Pieces served from the phrase/primer cache",
-                                  registry=r)
-        self.cache_misses = Counter("kokoro_cache_misses", "Pieces synthesized", registry=r)
         self.errors = Counter("kokoro_errors", "Errors by kind", ["kind"], registry=r)
         self.cancelled = Counter("kokoro_cancelled",
                                  "Syntheses stopped early because the client went away",
@@ -54,12 +53,27 @@ class Metrics:
                            registry=r)
 
         r.register(_G2PCollector())
+        if cache is not None:
+            r.register(_CacheCollector(cache))
 
     def error(self, kind: str) -> None:
         self.errors.labels(kind=kind).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _CacheCollector(Collector):
+    """The piece cache's lookups, read when scraped."""
+
+    def __init__(self, cache: PieceCache):
+        self.cache = cache
+
+    def collect(self):
+        yield CounterMetricFamily("kokoro_cache_hits", "Pieces served from the phrase/primer cache",
+                                  value=self.cache.hits)
+        yield CounterMetricFamily("kokoro_cache_misses", "Pieces synthesized",
+                                  value=self.cache.misses)
 
 
 class _G2PCollector(Collector):

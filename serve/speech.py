@@ -26,12 +26,12 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from labkit.engine.g2p import loaded as loaded_g2ps
-from labkit.engine.runtime import VoiceError
 from labkit.engine.inline import PronunciationError, inline_overrides
 from labkit.engine.text import InputTooLong
+from labkit.engine.voices import VoiceError, Voicing
 from labkit.engine.words import InputWords
 
-from . import voices as voicemod
+from .voices import describe, request_voicing
 from .encoders import make_encoder
 from .errors import APIError, error_body
 from .job import SpeechJob
@@ -99,7 +99,7 @@ class SpeechService:
 
     async def voices(self) -> dict:
         self.state.require_ready()
-        return voicemod.describe(self.state.engine.voices, self.scfg.voice_aliases)
+        return describe(self.state.engine.voices, self.scfg.voice_aliases)
 
     # -- speech ----------------------------------------------------------------------------
     async def speech(self, request: Request):
@@ -112,7 +112,7 @@ class SpeechService:
             data = parse_body(raw, request.headers.get("content-type"))
             req = check_speech(data, scfg, state.cfg.voice)
             fmt, sfmt = req.response_format, req.stream_format
-            if req.words and any(e.durations_index is None for e in state.synth.engines):
+            if req.words and not state.synth.has_word_timings:
                 raise APIError(400, "word timestamps need the model copy with a durations "
                                     "output, which this server has not got: run `labkit assets "
                                     "--provision` and restart it", param="timestamp_granularities",
@@ -124,9 +124,9 @@ class SpeechService:
                     inline_overrides(req.input)
                 except PronunciationError as exc:
                     raise _input_error(exc) from None
-            voice = voicemod.resolve(req.voice, scfg.voice_aliases, state.engine.voices)
-            lang = voicemod.lang_for(voice, state.cfg.lang, req.lang)
-            return await self._start(request, req, voice, lang, t0)
+            voicing = request_voicing(req.voice, scfg.voice_aliases, state.engine.voices,
+                                      req.speed, req.lang, state.cfg.lang)
+            return await self._start(request, req, voicing, t0)
         except ClientGone:
             state.metrics.client_disconnects.labels(stage="body").inc()
             log.info("client %s went away before its request body arrived", _peer(request))
@@ -136,7 +136,7 @@ class SpeechService:
                                           status=str(exc.status)).inc()
             raise
 
-    async def _start(self, request: Request, req, voice: str, lang: str, t0: float):
+    async def _start(self, request: Request, req, voicing: Voicing, t0: float):
         state, scfg = self.state, self.scfg
         try:
             await asyncio.wait_for(state.slot.acquire(), timeout=scfg.queue_timeout_s)
@@ -156,22 +156,14 @@ class SpeechService:
             except RuntimeError:
                 pass
 
-        def finished_no_cache(job: SpeechJob) -> None:
-            for e in state.synth.engines:
-                e.skip_reads(False)
-            finished(job)
-
         try:
             encoder = make_encoder(req.response_format)
         except BaseException:
             finished(_NoJob())
             raise
         no_cache = "no-cache" in request.headers.get("cache-control", "").lower()
-        if no_cache:
-            for e in state.synth.engines:
-                e.skip_reads(True)
-        job = SpeechJob(state.synth, req.input, voice, req.speed, lang, encoder, loop,
-                        finished_no_cache if no_cache else finished, inline=req.inline)
+        job = SpeechJob(state.synth, req.input, voicing, encoder, loop, finished,
+                        inline=req.inline, read_cache=not no_cache)
         job.start()
         try:
             first = await job.queue.get()
@@ -184,7 +176,8 @@ class SpeechService:
             raise APIError(400, f"input has nothing to speak after clean-up "
                                 f"({req.input[:60]!r}): no phonemes", param="input",
                            code="empty_input")
-        headers = {**state.headers, "X-Kokoro-Voice": _echo(voice), "X-Kokoro-Lang": lang,
+        headers = {**state.headers, "X-Kokoro-Voice": _echo(voicing.voice),
+                   "X-Kokoro-Lang": voicing.lang,
                    "X-Kokoro-Speed": (f"{req.speed:g}" if not req.speed_clamped else
                                       f"{req.speed:g}; requested={req.requested_speed:g}; "
                                       f"clamped to Kokoro's 0.5-2.0"),
@@ -215,7 +208,7 @@ class SpeechService:
                         stats.retries, "; ".join(f[2] for f in stats.failures[:3]))
         if getattr(job, "fallback_words", 0) or getattr(job, "unknown_words", 0):
             log.info("g2p: %d word(s) read by the espeak fallback, %d unreadable (%s)",
-                     job.fallback_words, job.unknown_words, job.lang)
+                     job.fallback_words, job.unknown_words, job.voicing.lang)
 
     def _record(self, job: SpeechJob, req, status: str) -> None:
         m = self.state.metrics

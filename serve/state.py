@@ -1,4 +1,4 @@
-"""What one app holds: the served config, the engine once loaded (in a background
+"""What one app holds: the served config, the synthesizer once built (in a background
 thread, then warmed up), the synthesis slot, the metrics and the piece cache."""
 from __future__ import annotations
 
@@ -9,15 +9,16 @@ import time
 
 import numpy as np
 
-from labkit.config import LabConfig
-from labkit.engine import g2p, pipeline, split_runtime
-from labkit.engine import text as textmod
+from labkit.best_config import Served
+from labkit.engine import g2p
+from labkit.engine.piece_cache import PieceCache
+from labkit.engine.pipeline import StreamingSynthesizer
+from labkit.engine.runtime import Engine
+from labkit.engine.text import preload
 
-from .piece_cache import CachingEngine, CachingSplitEngine, PieceCache
 from .encoders import FORMATS, make_encoder
 from .errors import APIError
 from .metrics import Metrics
-from labkit.best_config import Served
 
 log = logging.getLogger("serve")
 
@@ -30,11 +31,11 @@ class ServerState:
     def __init__(self, served: Served):
         self.served = served
         self.cfg = served.cfg
-        self.metrics = Metrics()
         self.cache = PieceCache(self.cfg.serve.primer_cache_items,
                                 int(self.cfg.serve.primer_cache_mb * (1 << 20)))
-        self.engine: CachingEngine | None = None
-        self.synth = None
+        self.metrics = Metrics(self.cache)
+        self.engine: Engine | None = None
+        self.synth: StreamingSynthesizer | None = None
         self.status = "loading"
         self.error: str | None = None
         self.load_seconds: float | None = None
@@ -51,11 +52,12 @@ class ServerState:
     def _load(self) -> None:
         try:
             t0 = time.perf_counter()
-            synth = build_synthesizer(self.cfg, self.cache, self._on_lookup)
+            synth = StreamingSynthesizer.from_config(self.cfg, piece_cache=self.cache)
+            synth.caching(False)  # the warm-up runs really run (and keep nothing)
             engine = synth.engine
             self.load_seconds = time.perf_counter() - t0
             t1 = time.perf_counter()
-            textmod.preload()
+            preload()
             for e in synth.engines:
                 e.warm_up()
             for chunk in synth.stream(WARMUP_TEXT, self.cfg.voice, self.cfg.speed,
@@ -65,8 +67,7 @@ class ServerState:
                 enc = make_encoder(fmt)
                 enc.encode(np.zeros(2400, np.float32))
                 enc.finish()
-            for e in synth.engines:
-                e.use_cache = True
+            synth.caching(True)
             self.warmup_seconds = time.perf_counter() - t1
             self.engine, self.synth = engine, synth
             self.status = "ok"
@@ -77,9 +78,6 @@ class ServerState:
             self.status = "failed"
             self.error = f"{type(exc).__name__}: {exc}"
             log.exception("start-up failed")
-
-    def _on_lookup(self, hit: bool) -> None:
-        (self.metrics.cache_hits if hit else self.metrics.cache_misses).inc()
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         if self._loader is not None:
@@ -109,28 +107,3 @@ class ServerState:
     def headers(self) -> dict[str, str]:
         variant = self.engine.variant if self.engine is not None else self.cfg.variant
         return {"X-Kokoro-Variant": str(variant), "X-Kokoro-Config": self.served.header}
-
-
-def build_synthesizer(cfg: LabConfig, cache: PieceCache, on_lookup=None):
-    """The pipeline over caching engines: one session, or two when ``cfg.pipeline``
-    says so (as labkit.engine.pipeline.StreamingSynthesizer.from_config builds them), all in
-    front of the one piece cache (off until the caller turns it on, so warm-ups and
-    the choice of the faster session time real runs)."""
-    pipeline.check_split_layout(cfg)
-    if split_runtime.uses_split(cfg):  # part A then part B (stage 04's split), each its own session
-        first = CachingSplitEngine.from_config(cfg, cache=cache, on_lookup=on_lookup)
-    else:
-        first = CachingEngine(cfg, cache=cache, on_lookup=on_lookup)
-    engines = [first]
-    if cfg.pipeline.sessions == 2:
-        engines.append(CachingEngine(cfg, variant=cfg.pipeline.second_variant or cfg.variant,
-                                     session=pipeline.second_session_config(cfg),
-                                     voices=first.voices, cache=cache, on_lookup=on_lookup))
-    elif cfg.pipeline.sessions != 1:
-        raise ValueError(f"pipeline.sessions={cfg.pipeline.sessions}: allowed are 1 or 2")
-    for e in engines:  # the caller turns the cache on after its warm-up
-        e.use_cache = False
-    first_session = getattr(cfg.pipeline, "first_session", None)
-    if first_session is None:
-        first_session = pipeline.fastest(engines) if len(engines) > 1 else 0
-    return pipeline.StreamingSynthesizer(first, engines, first_session=first_session)

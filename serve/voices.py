@@ -8,14 +8,16 @@ Each voice reads its own language by default (its first letter, labkit.engine.g2
 VOICE_LANGS: ``ff_siwis`` French, ``bf_emma`` British English); a request's ``lang`` wins.
 ``GET /v1/audio/voices`` lists each voice's language and whether it can be read here
 (Japanese and Chinese need misaki's G2P for them, not installed by default: those voices
-are listed as unavailable with the reason, and a request for them is a 400).
+are listed as unavailable with the reason, and a request for them is a 400). The voice,
+the language and the speed are checked once, by labkit.engine.voices.voicing; the
+:class:`~labkit.engine.voices.Voicing` it returns goes to the synthesizer as it is.
 """
 from __future__ import annotations
 
 import difflib
 
-from labkit.engine.languages import VOICE_LANGS, normalize_lang, unavailable, voice_lang
-from labkit.engine.runtime import VoiceBank, VoiceError, split_blend
+from labkit.engine.languages import unavailable, voice_lang
+from labkit.engine.voices import LanguageError, VoiceBank, VoiceError, Voicing, split_blend, voicing
 
 from .errors import APIError
 
@@ -25,21 +27,35 @@ _LANGUAGES = {"a": "American English", "b": "British English", "e": "Spanish", "
 _GENDERS = {"f": "female", "m": "male"}
 
 
-def resolve(spec: str, aliases: dict[str, str], bank: VoiceBank) -> str:
-    """The Kokoro voice (id or blend) a request's ``voice`` names; checks it exists
-    (in linear time, within labkit.engine.runtime's caps) without resolving the blend:
-    nothing is kept for a request that is then refused."""
-    key = spec.strip()
+def request_voicing(spec: str, aliases: dict[str, str], bank: VoiceBank, speed: float = 1.0,
+                    lang: str | None = None, default_lang: str | None = None) -> Voicing:
+    """How a request is voiced: its ``voice`` with OpenAI's names replaced (:func:`kokoro_spec`),
+    checked once by labkit.engine.voices.voicing with its ``lang`` (None: the voice's own,
+    else ``default_lang``) and ``speed``; the engine's errors as 400s naming the reason
+    (an unknown voice: close matches; a language this server cannot read: what is missing)."""
     try:
-        if key.lower() in aliases:
-            key = aliases[key.lower()]
-        elif "+" in key or "(" in key:  # a blend: aliases may stand for its terms
-            key = "+".join(aliases.get(name.lower(), name) + (f"({w})" if w is not None else "")
-                           for name, w in split_blend(key))
-        bank.check(key)
+        return voicing(bank, kokoro_spec(spec, aliases), speed, lang, default_lang)
     except VoiceError as exc:
         raise APIError(400, _unknown_message(spec, str(exc), aliases, bank), param="voice",
                        code="voice_not_found") from None
+    except LanguageError as exc:
+        if exc.unavailable:
+            raise APIError(400, str(exc), param="lang" if lang else "voice",
+                           code="language_unavailable") from None
+        raise APIError(400, str(exc)[:200], param="lang", code="invalid_value") from None
+    except ValueError as exc:
+        raise APIError(400, str(exc), param="speed", code="invalid_value") from None
+
+
+def kokoro_spec(spec: str, aliases: dict[str, str]) -> str:
+    """The Kokoro voice (id or blend) a request's ``voice`` names, aliases replaced, also
+    inside a blend; its shape is read within labkit.engine.voices' caps (VoiceError)."""
+    key = spec.strip()
+    if key.lower() in aliases:
+        return aliases[key.lower()]
+    if "+" in key or "(" in key:  # a blend: aliases may stand for its terms
+        return "+".join(aliases.get(name.lower(), name) + (f"({w})" if w is not None else "")
+                        for name, w in split_blend(key))
     return key
 
 
@@ -53,24 +69,6 @@ def _unknown_message(spec: str, message: str, aliases: dict[str, str], bank: Voi
     head = "" if message.startswith("voice ") else f"voice {shown!r}: "  # named already
     return (f"{head}{message}{hint} (GET /v1/audio/voices lists the "
             f"{len(bank.ids)} voices and the OpenAI names)")
-
-
-def lang_for(voice: str, default: str | None = None, requested: str | None = None) -> str:
-    """The language a request reads in: ``requested`` (its ``lang``) when given, else the
-    voice's own (first term of a blend: ``bf_emma`` en-gb, ``ff_siwis`` fr-fr), else
-    ``default`` (the config's). A language this server cannot read, or does not know, is
-    a 400 naming the reason."""
-    first = voice.split("+")[0].strip()[:1].lower()
-    chosen = requested or (None if first in VOICE_LANGS else default)
-    try:
-        lang = normalize_lang(chosen, voice)
-    except ValueError as exc:
-        raise APIError(400, str(exc)[:200], param="lang", code="invalid_value") from None
-    why = unavailable(lang)
-    if why:
-        raise APIError(400, f"language {lang} (voice {voice[:64]!r}) cannot be read here: {why}",
-                       param="lang" if requested else "voice", code="language_unavailable")
-    return lang
 
 
 def describe(bank: VoiceBank, aliases: dict[str, str]) -> dict:

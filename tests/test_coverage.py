@@ -98,8 +98,8 @@ class _Mute:
         self.real, self.cfg, self.voices = real, real.cfg, real.voices
         self.durations_index, self.model_path = real.durations_index, real.model_path
 
-    def synthesize_phonemes(self, *a, **k):
-        syn = self.real.synthesize_phonemes(*a, **k)
+    def run_tokens(self, *a, **k):
+        syn = self.real.run_tokens(*a, **k)
         syn.audio = np.zeros(0, np.float32)
         return syn
 

@@ -12,7 +12,10 @@ import pytest
 
 from labkit.engine import chunking, cpuload
 from labkit.config import ChunkingConfig, PipelineConfig
-from labkit.engine.pipeline import Chunk, PipelineError, StreamingSynthesizer, build_engines
+from labkit.engine.pipeline import StreamingSynthesizer, build_engines
+from labkit.engine.chunks import Chunk
+from labkit.engine.stream import PipelineError
+from labkit.engine.voices import Voicing
 
 TEXT = ("At the edge of the harbor, the old ferry leaves at seven. The captain waves. "
         "Most passengers sleep, some read, and a few watch the sea.")
@@ -20,25 +23,26 @@ CLAUSES = ChunkingConfig(strategy="clause", min_tokens=0)
 
 
 class FakeEngine:
-    """Stands in for an Engine: a tone per piece after a delay; can fail."""
+    """Stands in for an Engine: a tone per piece after a delay; can fail. Takes the
+    stream's ``run_options`` and, unlike the real one, ignores them (finishes its piece)."""
 
     def __init__(self, cfg, delay=0.0, fail=False):
         self.cfg = cfg
         self.delay = delay
         self.fail = fail
-        self.calls: list[str] = []
+        self.calls: list[list[int]] = []
         self.active = 0
         self.lock = threading.Lock()
 
-    def synthesize_phonemes(self, phonemes, voice=None, speed=None):
+    def run_tokens(self, tokens, voice=None, speed=None, run_options=None):
         with self.lock:
-            self.calls.append(phonemes)
+            self.calls.append(tokens)
             self.active += 1
         try:
-            time.sleep(self.delay(phonemes) if callable(self.delay) else self.delay)
+            time.sleep(self.delay(tokens) if callable(self.delay) else self.delay)
             if self.fail:
                 raise RuntimeError("session lost")
-            n = 240 * max(1, len(phonemes))
+            n = 240 * max(1, len(tokens))
             audio = (0.2 * np.sin(np.arange(n) * 0.05)).astype(np.float32)
             return SimpleNamespace(audio=audio, seconds=0.0)
         finally:
@@ -152,11 +156,11 @@ def test_single_session_retries_once(cfg):
     calls = {"n": 0}
 
     class Flaky(FakeEngine):
-        def synthesize_phonemes(self, phonemes, voice=None, speed=None):
+        def run_tokens(self, tokens, voice=None, speed=None, run_options=None):
             calls["n"] += 1
             if calls["n"] == 2:
                 raise RuntimeError("transient")
-            return super().synthesize_phonemes(phonemes, voice, speed)
+            return super().run_tokens(tokens, voice, speed, run_options)
 
     s = synth([Flaky(cfg)])
     chunks = list(s.stream(TEXT))
@@ -205,7 +209,7 @@ def test_closing_the_iterator_early_stops_workers(cfg):
 
 
 def test_close_while_a_piece_is_running_waits_for_it(cfg):
-    engine = FakeEngine(cfg, delay=lambda ph: 0.5)
+    engine = FakeEngine(cfg, delay=lambda tokens: 0.5)
     stream = synth([engine]).open_stream(TEXT)
     time.sleep(0.1)  # the first piece is running
     stream.close()
@@ -254,7 +258,16 @@ def test_without_terminate_the_piece_finishes(engine):
     assert stream.stats.aborted == 0 and stream.stats.per_session[0]["pieces"] == 1
 
 
-def test_a_fake_engine_without_run_options_still_cancels_between_pieces(cfg):
+def test_a_checked_voicing_is_taken_as_it_is(cfg):
+    s = synth([FakeEngine(cfg)])
+    stream = s.open_stream(TEXT, Voicing("af_heart", "en-us", 1.25))
+    with stream:
+        chunks = list(stream)
+    assert (stream.voice, stream.speed) == ("af_heart", 1.25)
+    assert chunking.words_present(TEXT, [c.text for c in chunks])
+
+
+def test_an_engine_that_ignores_run_options_still_cancels_between_pieces(cfg):
     e = FakeEngine(cfg, delay=0.05)
     s = synth([e])
     stream = s.open_stream(TEXT)

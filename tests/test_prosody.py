@@ -15,6 +15,7 @@ from labkit.engine import chunking, joining
 from labkit.engine import prosody as pr
 from labkit.engine import split_runtime as sr
 from labkit.engine.phonemized import clean_phonemes, tokenize
+from labkit.engine.piece_cache import PieceCache
 from labkit.engine.sessions import new_session
 from labkit.engine.pipeline import StreamingSynthesizer
 from labkit.optimize import split as sp
@@ -170,6 +171,30 @@ def test_a_stream_with_sentence_prosody_says_every_word(split_engine):
     assert all(np.isfinite(c.audio).all() and len(c.audio) for c in chunks)
 
 
+def test_a_repeated_windowed_piece_comes_from_the_piece_cache(split_engine, monkeypatch):
+    """With sentence prosody the cache covers every way a piece is made: the windows
+    (part B over a range of the sentence's frames) as well as a whole sentence's run."""
+    cc = dataclasses.replace(split_engine.cfg.chunking, strategy="clause", min_tokens=0, prosody="sentence")
+    plain = [c.audio for c in StreamingSynthesizer(split_engine, chunking_cfg=cc).stream(TEXT)]
+    cache = PieceCache()
+    synth = StreamingSynthesizer(split_engine, chunking_cfg=cc, piece_cache=cache)
+    first = [c.audio for c in synth.stream(TEXT)]
+    assert (cache.hits, cache.misses, len(cache)) == (0, 4, 4)  # three windows, one whole sentence
+    runs = []
+    vocode, run_tokens = split_engine.vocode, split_engine.run_tokens
+    monkeypatch.setattr(split_engine, "vocode", lambda *a, **k: runs.append("B") or vocode(*a, **k))
+    monkeypatch.setattr(split_engine, "run_tokens", lambda *a, **k: runs.append("AB") or run_tokens(*a, **k))
+    stream = synth.open_stream(TEXT)
+    with stream:
+        again = [c.audio for c in stream]
+    assert stream.windows.windowed == 3 and runs == []  # no part B ran: every piece a hit
+    assert (cache.hits, cache.misses) == (4, 4)
+    assert len(again) == len(first) == len(plain) == 4
+    for a, b, c in zip(plain, first, again):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+
+
 def test_sentence_prosody_needs_the_split_engine_on_one_session(engine, split_engine):
     cc = dataclasses.replace(engine.cfg.chunking, prosody="sentence")
     with pytest.raises(ConfigError, match="split engine"):
@@ -191,7 +216,7 @@ def test_the_endpoint_streams_sentence_prosody_with_every_word(cfg, split_parts,
             "chunking.primer_max_words": 5}
     assert sp.ensure_for(cfg.with_overrides(over)) == split_parts  # what `labkit serve` builds: the same parts
     server = served(*[f"{k}={v}" for k, v in over.items()])
-    assert httpx.get(server.url + "/health").json()["engine"] == "CachingSplitEngine"
+    assert httpx.get(server.url + "/health").json()["engine"] == "SplitEngine"
     r = httpx.post(server.url + "/v1/audio/speech", timeout=300, json={
         "model": "kokoro", "input": TEXT, "voice": "af_heart", "response_format": "pcm",
         "stream_format": "sse", "timestamp_granularities": ["word"]})

@@ -261,7 +261,7 @@ def ref(cfg):
 
 @pytest.fixture(scope="module")
 def voices(cfg):
-    from labkit.engine.runtime import VoiceBank
+    from labkit.engine.voices import VoiceBank
 
     return VoiceBank.load(assets.voices_path(cfg))
 

@@ -140,13 +140,13 @@ def real_say_error(voice: str) -> str:
     voices, in serve.errors' shape) from a stand-in HTTP server, through the real CLI."""
     from labkit.config import LabConfig
     from labkit.engine import assets
-    from labkit.engine.runtime import VoiceBank
+    from labkit.engine.voices import VoiceBank
     from serve import voices
     from serve.errors import APIError
 
     cfg = LabConfig.load(env={})
     with pytest.raises(APIError) as err:
-        voices.resolve(voice, cfg.serve.voice_aliases, VoiceBank.load(assets.voices_path(cfg)))
+        voices.request_voicing(voice, cfg.serve.voice_aliases, VoiceBank.load(assets.voices_path(cfg)))
     answer = err.value.response()
 
     class Refuse(BaseHTTPRequestHandler):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from labkit.config import ConfigError
-from labkit.engine.runtime import VoiceBank, VoiceError, parse_blend
+from labkit.engine.voices import LanguageError, VoiceBank, VoiceError, Voicing, parse_blend, voicing
 from labkit.engine.sessions import providers_for, session_options
 from labkit.kokoro import SAMPLE_RATE
 
@@ -153,3 +153,17 @@ def test_engine_loads_through_the_ort_format_cache(cfg, engine, tmp_path):
     a = engine.synthesize_phonemes(PHONEMES).audio
     b = eng.synthesize_phonemes(PHONEMES).audio
     assert len(a) == len(b)
+
+
+def test_voicing_checks_voice_language_and_speed_once():
+    bank = VoiceBank({v: np.zeros((510, 1, 256), np.float32) for v in ("af_heart", "bf_emma")})
+    assert voicing(bank, "bf_emma", 1.0) == Voicing("bf_emma", "en-gb", 1.0)  # the voice's own
+    assert voicing(bank, "bf_emma", 1.0, default_lang="fr").lang == "en-gb"
+    assert voicing(bank, "af_heart", 1.5, lang="fr").lang == "fr-fr"  # a request's lang wins
+    with pytest.raises(VoiceError, match="af_heart"):
+        voicing(bank, "af_hart", 1.0)
+    with pytest.raises(LanguageError, match="not supported") as err:
+        voicing(bank, "af_heart", 1.0, lang="xx")
+    assert not err.value.unavailable
+    with pytest.raises(ValueError, match="0.5 to 2.0"):
+        voicing(bank, "af_heart", 2.5)

@@ -178,20 +178,20 @@ def test_an_explicit_setting_at_its_default_value_still_wins_over_best_json(tmp_
 
 def test_voice_names(cfg):
     from labkit.engine import assets
-    from labkit.engine.runtime import VoiceBank
+    from labkit.engine.voices import VoiceBank
     from serve import voices
 
     bank = VoiceBank.load(assets.voices_path(cfg))
     aliases = cfg.serve.voice_aliases
     assert all(target in bank.voices for target in aliases.values()), "an alias points nowhere"
-    assert voices.resolve("nova", aliases, bank) == "af_nova"
-    assert voices.resolve("Alloy", aliases, bank) == "af_alloy"
-    assert voices.resolve("af_bella(2)+af_sky(1)", aliases, bank) == "af_bella(2)+af_sky(1)"
-    assert voices.resolve("nova(2)+af_sky", aliases, bank) == "af_nova(2)+af_sky"
+    assert voices.request_voicing("nova", aliases, bank).voice == "af_nova"
+    assert voices.request_voicing("Alloy", aliases, bank).voice == "af_alloy"
+    assert voices.request_voicing("af_bella(2)+af_sky(1)", aliases, bank).voice == "af_bella(2)+af_sky(1)"
+    assert voices.request_voicing("nova(2)+af_sky", aliases, bank).voice == "af_nova(2)+af_sky"
     with pytest.raises(APIError) as err:
-        voices.resolve("af_hart", aliases, bank)
+        voices.request_voicing("af_hart", aliases, bank)
     assert err.value.status == 400 and "af_heart" in err.value.message
-    assert voices.lang_for("bf_emma+af_sky", "en-us") == "en-gb"
+    assert voices.request_voicing("bf_emma+af_sky", aliases, bank, default_lang="en-us").lang == "en-gb"
 
 
 def test_auth_cors_and_not_ready_without_loading_the_model():
@@ -573,19 +573,22 @@ def test_voices_read_their_own_language(server):
 def test_an_unavailable_language_is_a_400_naming_what_is_missing(monkeypatch):
     """Where misaki's ja / zh G2P cannot be built, the request is refused up front with
     the reason (the module missing and the packages to add), in OpenAI's shape."""
+    from labkit.engine import voices as engine_voices
     from serve import voices as voicemod
 
     why = "misaki's zh G2P needs the Python module 'jieba' (PyPI package jieba), which is " \
           "not installed; add `pip install jieba pypinyin cn2an ordered-set`"
-    monkeypatch.setattr(voicemod, "unavailable", lambda lang: why if lang == "zh" else None)
+    monkeypatch.setattr(engine_voices, "unavailable", lambda lang: why if lang == "zh" else None)
+    pack = np.zeros((510, 1, 256), np.float32)
+    bank = engine_voices.VoiceBank({v: pack for v in ("zf_xiaobei", "af_heart", "jf_alpha")})
     with pytest.raises(APIError) as err:
-        voicemod.lang_for("zf_xiaobei")
+        voicemod.request_voicing("zf_xiaobei", {}, bank)
     assert err.value.status == 400 and err.value.code == "language_unavailable"
     assert err.value.param == "voice" and "jieba" in err.value.message
     with pytest.raises(APIError) as err:
-        voicemod.lang_for("af_heart", requested="zh")
+        voicemod.request_voicing("af_heart", {}, bank, lang="zh")
     assert err.value.param == "lang"
-    assert voicemod.lang_for("jf_alpha") == "ja"
+    assert voicemod.request_voicing("jf_alpha", {}, bank).lang == "ja"
 
 
 @pytest.mark.model
@@ -758,7 +761,7 @@ def test_pipeline_retries_are_counted_and_logged(caplog):
     import asyncio
     from types import SimpleNamespace
 
-    from labkit.engine.pipeline import StreamStats
+    from labkit.engine.chunks import StreamStats
     from serve.speech import SpeechService
     from labkit.best_config import resolve
     from serve.state import ServerState
@@ -773,12 +776,12 @@ def test_pipeline_retries_are_counted_and_logged(caplog):
         return state.slot.locked()
 
     quiet = SimpleNamespace(cancelled=False, stats=StreamStats(), fallback_words=0,
-                            unknown_words=0, lang="en-us")
+                            unknown_words=0, voicing=SimpleNamespace(lang="en-us"))
     assert asyncio.run(run(quiet)) is False  # the slot came back
     assert state.metrics.pipeline_retries._value.get() == 0
     stats = StreamStats(retries=1, failures=[(3, 0, "RuntimeError: boom")])
     job = SimpleNamespace(cancelled=False, stats=stats, fallback_words=2, unknown_words=0,
-                          lang="en-us")
+                          voicing=SimpleNamespace(lang="en-us"))
     with caplog.at_level("INFO", logger="serve"):
         asyncio.run(run(job))
     assert state.metrics.pipeline_retries._value.get() == 1

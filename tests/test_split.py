@@ -19,10 +19,9 @@ from labkit.engine import assets
 from labkit.engine.registries import check_config
 from labkit.engine import split_runtime as sr
 from labkit.engine.sessions import kokoro_feeds, new_session, probe_config
-from labkit.engine.pipeline import build_engines
-from labkit.engine.runtime import VoiceBank
-from serve.piece_cache import CachingSplitEngine, PieceCache
-from serve.state import build_synthesizer
+from labkit.engine.pipeline import StreamingSynthesizer, build_engines
+from labkit.engine.voices import VoiceBank
+from labkit.engine.piece_cache import PieceCache, piece_key
 from labkit.optimize import split as sp
 
 C = 8          # channels
@@ -347,13 +346,17 @@ def test_the_split_choice_reaches_the_pipeline_and_the_endpoint(tmp_path):
     assert len(engines) == 1 and isinstance(engines[0], sr.SplitEngine)
     with pytest.raises(ConfigError, match="pipeline.sessions: 1"):
         build_engines(cfg.with_overrides({"pipeline.sessions": 2}))
-    hits = []
-    synth = build_synthesizer(cfg, PieceCache(), on_lookup=hits.append)
+    cache = PieceCache()
+    synth = StreamingSynthesizer.from_config(cfg, piece_cache=cache)  # what serve/ builds
     eng = synth.engine
-    assert isinstance(eng, CachingSplitEngine)
-    eng.use_cache = True
+    assert isinstance(eng, sr.SplitEngine) and synth.piece_cache is cache
     toks = list(range(5, 40))
-    first = eng.run_tokens(toks, cfg.voice)
-    again = eng.run_tokens(toks, cfg.voice)
-    assert hits == [False, True] and np.array_equal(first.audio, again.audio)
+
+    def run():
+        syn = eng.run_tokens(toks, cfg.voice)
+        return syn.audio, syn.seconds, syn.durations
+
+    first = cache.through(piece_key(eng, cfg.voice, 1.0, toks), run)
+    again = cache.through(piece_key(eng, cfg.voice, 1.0, toks), run)
+    assert (cache.hits, cache.misses) == (1, 1) and np.array_equal(first[0], again[0])
     assert eng.last["bucket"] == 64  # the first call ran part B at its bucket

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from labkit.engine import assets
-from labkit.engine.runtime import VoiceBank
+from labkit.engine.voices import VoiceBank
 from labkit.engine.words import timed_cache_dir
 from labkit.engine.split_runtime import split_dir
 from labkit.lab import s07_verify

@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from labkit.engine.phonemized import clean_phonemes, tokenize
-
-from labkit.kokoro import MAX_TOKENS, SAMPLES_PER_FRAME, SAMPLE_RATE
+from labkit.engine.piece_cache import Made, piece_key
 from labkit.engine.words import spans_for
+from labkit.kokoro import MAX_TOKENS, SAMPLES_PER_FRAME, SAMPLE_RATE
 
 
 def frame_starts(durations: np.ndarray) -> np.ndarray:
@@ -110,6 +110,8 @@ class Windowed:
 @dataclass
 class _Context:
     prosody: Any
+    #: the tokens part A ran on (the context's phonemes, cleaned once)
+    tokens: list[int]
     offsets: list[int]
     spans: list[tuple[str, int, int]]
     #: each word's [start, end) in the context's text
@@ -136,9 +138,13 @@ class SentenceWindows:
         self.windowed = 0
         self.fallbacks: list[str] = []
 
-    def synthesize(self, piece: Any, run_options: Any = None) -> Windowed | None:
+    def synthesize(self, piece: Any, run_options: Any = None,
+                   through: Callable[[tuple, Callable[[], Made]], Made] | None = None
+                   ) -> Windowed | None:
         """``piece`` vocoded from its context, or None: synthesize it on its own (it is
-        its whole context, or the context could not be made or placed)."""
+        its whole context, or the context could not be made or placed). ``through``: the
+        piece cache around part B's run (PieceCache.through), keyed by the context's
+        tokens and the window's frames; None: part B runs."""
         if piece.whole or not piece.phonemes:
             return None
         c0, c1 = piece.context
@@ -153,9 +159,17 @@ class SentenceWindows:
         if win is None:
             self._fallback(f"piece at {piece.start}: no frames of its own in its context")
             return None
-        audio, seconds = self.engine.vocode(ctx.prosody, win.lo, win.hi, run_options)
+
+        def vocode() -> Made:
+            return (*self.engine.vocode(ctx.prosody, win.lo, win.hi, run_options), None)
+
+        if through is None:
+            audio, seconds, _ = vocode()
+        else:
+            key = piece_key(self.engine, self.voice, self.speed, ctx.tokens, (win.lo, win.hi))
+            audio, seconds, _ = through(key, vocode)
         with self._lock:
-            if not ctx.charged:
+            if not ctx.charged and seconds > 0:  # a cache hit (0 s) is not charged part A
                 seconds += ctx.prosody.seconds
                 ctx.charged = True
             self.windowed += 1
@@ -201,10 +215,11 @@ class SentenceWindows:
         if not cleaned or len(cleaned) > MAX_TOKENS:
             self._fallback(f"context at {key[0]}: {len(cleaned)} tokens (1..{MAX_TOKENS} fit)")
             return None
-        prosody = self.engine.prosody(tokenize(cleaned), self.voice, self.speed, run_options)
+        tokens = tokenize(cleaned)
+        prosody = self.engine.prosody(tokens, self.voice, self.speed, run_options)
         if prosody.durations is None:
             self._fallback("the model has no durations output")
             return None
         spans, chars = spans_for(text, cleaned, phonemized)
-        return _Context(prosody, [a for a, _ in chars], spans, chars,
+        return _Context(prosody, tokens, [a for a, _ in chars], spans, chars,
                         frame_starts(prosody.durations))

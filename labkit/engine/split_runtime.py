@@ -29,7 +29,8 @@ from labkit.config import ConfigError, LabConfig, SessionConfig
 from labkit.engine import assets
 from labkit.engine.graph_cache import model_sha256
 from labkit.engine.sessions import kokoro_feeds, new_session
-from labkit.engine.runtime import DURATIONS, Engine, Synthesis, VoiceBank, check_call, timed_model
+from labkit.engine.runtime import DURATIONS, Engine, Synthesis, check_call, timed_model
+from labkit.engine.voices import VoiceBank
 
 #: the extra input of a bucketed part B: valid frames (float [1], a whole number)
 FRAMES = "frames"
@@ -203,8 +204,8 @@ class SplitEngine(Engine):
     def from_config(cls, cfg: LabConfig, variant: str | None = None,
                     voices: VoiceBank | None = None, **kwargs) -> "SplitEngine":
         """The parts of ``cfg``'s model (its copy with the durations output when built) from
-        the split cache; ``kwargs`` go to the class (a subclass's own, e.g. serve's piece
-        cache). Without ``split.enabled`` (the split engine only for ``chunking.prosody:
+        the split cache; ``kwargs`` go to the class (sessions, buckets, static part-B
+        copies). Without ``split.enabled`` (the split engine only for ``chunking.prosody:
         sentence``) part B runs at the exact length."""
         model = assets.require(timed_model(cfg, variant), "model file")
         parts = SplitParts.locate(model, split_dir(cfg), cfg.split.b_rewrites)

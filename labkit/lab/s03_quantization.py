@@ -42,7 +42,8 @@ from labkit.engine.graph_cache import make_session
 from labkit.engine.g2p import get_g2p
 from labkit.kokoro import MAX_TOKENS, SAMPLE_RATE, VOCAB
 from labkit.engine.sessions import kokoro_feeds, style_row
-from labkit.engine.runtime import DURATIONS, VoiceBank
+from labkit.engine.runtime import DURATIONS
+from labkit.engine.voices import VoiceBank
 from labkit.lab import listen as listening
 from labkit.lab.selection import quality_entry, rank
 from labkit.measure import corpora, coverage, dnsmos, vocoder

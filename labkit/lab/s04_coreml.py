@@ -24,6 +24,7 @@ from labkit.lab.selection import quality_entry
 from labkit.quality import ruler
 from labkit.config import ConfigError, LabConfig, SessionConfig
 from labkit.engine import assets, runtime, split_runtime
+from labkit.engine.voices import VoiceBank
 from labkit.engine.phonemized import clean_phonemes, tokenize
 from labkit.kokoro import MAX_TOKENS
 from labkit.engine.sessions import (PLUGIN_PACKAGES, PluginEPUnavailable, device_info, kokoro_feeds,
@@ -111,7 +112,7 @@ def run_config(cfg: LabConfig, point: SweepPoint, token_lengths: Iterable[int],
     else:
         raise ConfigError(f"provider {point.provider!r}: the sweep runs {PROVIDER} or {CPU}")
 
-    voices = runtime.VoiceBank.load(assets.voices_path(cfg))
+    voices = VoiceBank.load(assets.voices_path(cfg))
     models = {n: model for n in lengths}
     if point.static_shapes:
         static_dir = Path(cache_root or tempfile.gettempdir()) / STATIC_DIR
@@ -395,7 +396,7 @@ def split_check(cfg: LabConfig, variant: str, token_lengths: Iterable[int], buck
     t0 = time.perf_counter()
     parts = splitting.split_files(model, split_runtime.split_dir(cfg), list(b_rewrites))
     build_s = time.perf_counter() - t0
-    voices = runtime.VoiceBank.load(assets.voices_path(cfg))
+    voices = VoiceBank.load(assets.voices_path(cfg))
     pack = voices.pack(voice or cfg.voice)
     feeds = [kokoro_feeds(tokens_of_length(n), style_row(pack, n)) for n in token_lengths]
     check = splitting.check_split(model, parts, feeds, buckets, cpu_session_config(cfg))
@@ -509,7 +510,7 @@ def run_candidate(cfg: LabConfig, c: Candidate, parts, variant: str, token_lengt
         so.log_severity_level = 0
         so.log_verbosity_level = 0
 
-    voices = runtime.VoiceBank.load(assets.voices_path(cfg))
+    voices = VoiceBank.load(assets.voices_path(cfg))
     t0 = time.perf_counter()
     with capture_ort_log() as log:
         if c.graph == "whole":

@@ -25,7 +25,7 @@ from labkit.config import LabConfig, SessionConfig
 from labkit.engine import assets, graph_cache
 from labkit.engine.g2p import get_g2p
 from labkit.engine.phonemized import tokenize
-from labkit.engine.runtime import VoiceBank
+from labkit.engine.voices import VoiceBank
 from labkit.engine.sessions import kokoro_feeds, style_row
 from labkit.kokoro import VOCAB
 from labkit.measure import corpora
