@@ -29,7 +29,7 @@ artifact folder; nothing here ever writes into git):
 * mixed precision -- any recipe takes ``families``: only the nodes of those module
   families are quantized, the rest stay float. :data:`FAMILIES` names Kokoro's modules by
   node-name prefix; the stage measures each family's cost alone and keeps the sensitive
-  ones float (labkit.lab.s03_quantization.choose_families).
+  ones float (labkit.lab.variant_choice.choose_families).
 """
 from __future__ import annotations
 
