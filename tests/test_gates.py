@@ -21,7 +21,7 @@ from labkit.config import SelectionConfig
 from labkit.lab import s01_g2p_sanitization as s01
 from labkit.lab import s02_ort_conversion as s02
 from labkit.lab import variant_choice
-from labkit.lab import s04_coreml as s04
+from labkit.lab import s04_split
 from labkit.lab import s05_chunking as s05
 from labkit.lab import s06_dual_sessions as s06
 from labkit.lab import s07_verify as s07
@@ -153,10 +153,10 @@ S03_SELECT = Gate(_s03_select, lambda: {
 
 
 # -- stage 04 ------------------------------------------------------------------------------------
-S04_SPLIT = Gate(lambda c: {"passed": s04.split_passed(c, s04.SPLIT_MAX_LSD_DB)},
+S04_SPLIT = Gate(lambda c: {"passed": s04_split.split_passed(c, s04_split.SPLIT_MAX_LSD_DB)},
                  lambda: {"failures": [], "max_lsd_db": 0.02}, {
     "passed": [changed(failures=["bucket 64: 100 samples, expected 38400"]),
-               changed(max_lsd_db=s04.SPLIT_MAX_LSD_DB + 0.01), changed(max_lsd_db=None)],
+               changed(max_lsd_db=s04_split.SPLIT_MAX_LSD_DB + 0.01), changed(max_lsd_db=None)],
 })
 
 
@@ -376,7 +376,7 @@ GATES = {
     "s02_ort_conversion.targets": S02,
     "variant_choice.failed_checks": S03_CHECKS,
     "variant_choice.select": S03_SELECT,
-    "s04_coreml.split_passed": S04_SPLIT,
+    "s04_split.split_passed": S04_SPLIT,
     "s05_chunking.targets": S05,
     "s05_chunking.eligible": S05_ELIGIBLE,
     "s06_dual_sessions.dual_rule": S06,
@@ -390,8 +390,8 @@ GATES = {
 #: functions whose names read like a gate but that judge nothing, and why
 NOT_GATES = {
     "s03_report.failures": "lists each failed variant's problems for the notebook",
-    "s04_coreml.audit_checks": "prints the op audit's checks (labkit.optimize.op_audit)",
-    "s04_coreml.split_check": "builds and measures the split; its verdict is split_passed",
+    "s04_audit.audit_checks": "prints the op audit's checks (labkit.optimize.op_audit)",
+    "s04_split.split_check": "builds and measures the split; its verdict is split_passed",
     "s01_g2p_sanitization.select_cases": "picks corpus cases by id",
     "batch.failed_stages": "names the stages a resumed batch reruns (tests/test_batch.py)",
 }
