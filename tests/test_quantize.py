@@ -17,8 +17,9 @@ from labkit.lab import s03_quantization, variant_choice
 from labkit.lab.s03_result import QuantizationResult
 from labkit.measure import variant_quality, variant_speed
 from labkit import quality
-from labkit.optimize import quantize
-from labkit.optimize.quantize import QuantizeError, VariantSpec
+from labkit.optimize import families, fp16, quantize
+from labkit.optimize.families import QuantizeError
+from labkit.optimize.quantize import VariantSpec
 from labkit.config import SelectionConfig
 from labkit.lab import selection
 from labkit.lab.selection import quality_entry
@@ -47,7 +48,7 @@ def test_spec_presets_and_errors():
 def test_fine_families_and_fp16_spec():
     assert VariantSpec.parse("fp16-dec").fp16_scope == "decoder"
     spec = VariantSpec.parse({"name": "x", "recipe": "static", "families": ["gen_resblocks.3"]})
-    assert quantize.prefixes_of(spec.families) == ("/decoder/decoder/generator/resblocks.3/",)
+    assert families.prefixes_of(spec.families) == ("/decoder/decoder/generator/resblocks.3/",)
     with pytest.raises(QuantizeError, match="fp16_scope"):
         VariantSpec.parse({"name": "x", "recipe": "fp16", "fp16_scope": "encoder"})
 
@@ -62,7 +63,7 @@ def test_drop_roundtrip_casts():
     g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
     m = helper.make_model(g)
-    assert quantize.drop_roundtrip_casts(m) == 1
+    assert fp16.drop_roundtrip_casts(m) == 1
     assert [n.name for n in m.graph.node] == ["keep1", "c32", "keep2"]
     assert m.graph.node[1].input[0] == "a"
 
@@ -93,22 +94,22 @@ def test_restore_float_outputs():
          helper.make_tensor_value_info("z", TensorProto.FLOAT16, [2])])
     shared = helper.make_model(shared, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
     x = np.array([-1.0, 1.0001], dtype=np.float32)
-    assert quantize.restore_float_outputs(shared, original) == ["y"]
+    assert fp16.restore_float_outputs(shared, original) == ["y"]
     y, z = ort.InferenceSession(shared.SerializeToString(),
                                 providers=["CPUExecutionProvider"]).run(None, {"x": x})
     assert y.dtype == np.float32 and z.dtype == np.float16
     for m in (via_cast, direct):
-        assert quantize.restore_float_outputs(m, original) == ["y"]
+        assert fp16.restore_float_outputs(m, original) == ["y"]
         assert m.graph.output[0].type.tensor_type.elem_type == TensorProto.FLOAT
         y = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
         assert y.dtype == np.float32
-    assert quantize.restore_float_outputs(original, original) == []
+    assert fp16.restore_float_outputs(original, original) == []
 
 
 def test_family_of():
-    assert quantize.family_of("/decoder/decoder/generator/resblocks.3/convs1.0/Conv") == "gen_resblocks"
-    assert quantize.family_of("/decoder/decoder/generator/m_source/l_linear/MatMul") == "gen_source_istft"
-    assert quantize.family_of("/encoder/bert/encoder/albert_layer_groups.0/x") == "bert"
+    assert families.family_of("/decoder/decoder/generator/resblocks.3/convs1.0/Conv") == "gen_resblocks"
+    assert families.family_of("/decoder/decoder/generator/m_source/l_linear/MatMul") == "gen_source_istft"
+    assert families.family_of("/encoder/bert/encoder/albert_layer_groups.0/x") == "bert"
 
 
 PASS = quality_entry(True, basis="test")
@@ -379,9 +380,9 @@ def test_families_cover_the_heavy_ops(ref):
     # every op with weights belongs to a family (the alignment MatMuls have none)
     loose = [n.name for n in model.graph.node
              if n.op_type in ("Conv", "MatMul", "LSTM", "ConvTranspose")
-             and quantize.family_of(n.name) == "other" and weights & set(n.input)]
+             and families.family_of(n.name) == "other" and weights & set(n.input)]
     assert loose == []
-    block = set(quantize.fp16_block_list(model))
+    block = set(fp16.fp16_block_list(model))
     casts = [n.name for n in model.graph.node if n.op_type == "Cast"
              and any(a.name == "to" and a.i == onnx.TensorProto.FLOAT for a in n.attribute)]
     assert casts and set(casts) <= block

@@ -49,7 +49,7 @@ from labkit.measure.variant_quality import reference_audio
 from labkit.measure.variant_speed import token_probe
 from labkit.optimize import durations
 from labkit.optimize import quantize
-from labkit.optimize.quantize import family_of
+from labkit.optimize.families import family_of
 from labkit.quality import ruler
 
 
@@ -100,7 +100,7 @@ def profile_fastest(rows: dict[str, dict], reference: Path, session_cfg, feeds: 
                     out_dir: Path) -> tuple[dict[str, dict], dict[str, Any]]:
     """ORT's profiler on warm runs of the reference and of the fastest variant that ran
     (labkit.measure.profile: time by op type and by module family,
-    labkit.optimize.quantize.family_of), and the speed bound the two profiles give."""
+    labkit.optimize.families.family_of), and the speed bound the two profiles give."""
     timed = sorted((r["vs_baseline"]["ratio"], n) for n, r in rows.items()
                    if n != REFERENCE and r.get("vs_baseline") and r.get("ok"))
     models = {REFERENCE: reference, **({timed[-1][1]: Path(rows[timed[-1][1]]["path"])}

@@ -5,7 +5,7 @@
 ``args.provider``). :func:`summarize` reads it every way the lab asks: by operator type
 (Conv, Sin, Mul, ...), by node-name prefix (``/decoder/decoder/generator`` is the vocoder,
 ``/decoder`` the whole decoder, ``/encoder``, ``/text_encoder``, ``/predictor`` the rest),
-by module family (a caller's grouping, e.g. labkit.optimize.quantize.family_of) and by
+by module family (a caller's grouping, e.g. labkit.optimize.families.family_of) and by
 execution provider (a CoreML partition runs as one fused node). :func:`speed_bound` reads two
 profiles as Amdahl's bound on what int8 kernels can give.
 """
