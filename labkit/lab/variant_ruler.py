@@ -13,6 +13,7 @@ from labkit.measure import vocoder
 from labkit.measure.variant_bench import REFERENCE
 from labkit.optimize import durations
 from labkit.optimize import split as splitting
+from labkit.optimize.split_cut import SplitError
 
 
 def ruler_quality(rows: dict[str, dict], reference: Path, audio: dict[str, dict], held: Sequence,
@@ -41,7 +42,7 @@ def ruler_quality(rows: dict[str, dict], reference: Path, audio: dict[str, dict]
             held_q = vocoder.judge(at, p, held, voices, audio[name], ref_wer)
             dev_q = vocoder.judge(at, p, dev, voices)
             how = basis
-        except (splitting.SplitError, vocoder.NotComparable, durations.DurationsError) as exc:
+        except (SplitError, vocoder.NotComparable, durations.DurationsError) as exc:
             # a graph that cannot be cut where the reference's is: its own output, aligned
             held_q = vocoder.judge_whole(audio[REFERENCE], audio[name], texts, ref_wer)
             dev_q = {"summary": {"passed": True, "reasons": [], "failed_utterances": []}}
