@@ -62,8 +62,8 @@ class Targets:
 
 def select(rows: dict[str, dict], baseline: str | None, targets: Targets = Targets()) -> dict:
     """The fastest variant whose quality passed the ruler (``row["quality"]``, from
-    :func:`ruler_quality`), and whether it meets the speed target; failed variants and
-    those the ruler rejects are listed, never chosen."""
+    labkit.lab.variant_ruler.ruler_quality), and whether it meets the speed target; failed
+    variants and those the ruler rejects are listed, never chosen."""
     out: dict[str, Any] = {"failed": sorted(n for n, r in rows.items() if not r.get("ok")),
                            "rejected_by_the_ruler": sorted(
                                n for n, r in rows.items()
@@ -135,8 +135,8 @@ def candidates(rows: dict[str, dict], reference_name: str, comparison: Compariso
     ``comparison`` (the warm wall time at the stage's representative length). ``ttfa_s``
     is the warm median seconds at the shortest probe length (one chunk: compute time is the
     time to first audio); ``rtf`` the median warm RTF over the probe lengths; ``quality``
-    the ruler's verdict (:func:`ruler_quality`: development and held-out sets, like with
-    like); ``lsd_db`` / ``pesq_wb`` (development set) and ``heldout_lsd_db`` are the
+    the ruler's verdict (labkit.lab.variant_ruler.ruler_quality: development and held-out
+    sets, like with like); ``lsd_db`` / ``pesq_wb`` (development set) and ``heldout_lsd_db`` are the
     standard figures, reported. Variants are selected by their model file
     (``model_path``). A variant that never ran has no ratio and is not ``measured`` on the
     criterion: it cannot be chosen."""
