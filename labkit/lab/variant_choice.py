@@ -56,6 +56,8 @@ def pareto_front(points: dict[str, tuple[float, float]]) -> list[str]:
 
 @dataclass
 class Targets:
+    """What stage 03's fast pick aims at (recorded as met or not; it never decides)."""
+
     #: the speed the fast pick should reach over the reference (issue #33)
     fast_speedup: float = 1.5
 
