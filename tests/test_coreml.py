@@ -6,13 +6,15 @@ Rust `ort` prefixes), the CPU ones are captured live from this onnxruntime."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from labkit.lab import s04_coreml as s04
+from labkit.lab import s04_coreml, accelerator_harness, accelerator_split, accelerator_sweep
+from labkit.lab.accelerator_result import CoreMLResult
 from labkit.measure import placement, profile
 from labkit.optimize import coreml
 from labkit.config import ConfigError, LabConfig
@@ -181,22 +183,22 @@ def test_parse_profile_coreml_events():
 
 # -- the harness ----------------------------------------------------------------------------
 def test_tokens_of_length():
-    assert len(s04.tokens_of_length(1)) == 1 and len(s04.tokens_of_length(510)) == 510
+    assert len(accelerator_harness.tokens_of_length(1)) == 1 and len(accelerator_harness.tokens_of_length(510)) == 510
     with pytest.raises(ValueError, match="1 to 510"):
-        s04.tokens_of_length(511)
+        accelerator_harness.tokens_of_length(511)
 
 
 @pytest.mark.skipif(coreml.coreml_available(), reason="CoreML exists here: the sweep runs for real")
 def test_coreml_point_is_skipped_here(cfg, tmp_path):
-    r = s04.run_config(cfg, coreml.SweepPoint("int8"), [8], cache_root=tmp_path)
+    r = accelerator_sweep.run_config(cfg, coreml.SweepPoint("int8"), [8], cache_root=tmp_path)
     assert r["status"] == f"skipped: {coreml.skip_reason()}"
     assert r["provider_options"]["MLComputeUnits"] == "ALL"
-    assert s04.summarize([r]) == [{"label": "int8/MLProgram/ALL", "status": r["status"]}]
+    assert accelerator_sweep.summarize([r]) == [{"label": "int8/MLProgram/ALL", "status": r["status"]}]
 
 
 def test_cpu_point_measures_placement_latency_and_quality(cfg, engine, tmp_path):
-    ref = engine.run_tokens(s04.tokens_of_length(8), cfg.voice).audio
-    r = s04.run_config(cfg, coreml.SweepPoint("int8", coreml.CPU), [8], repeats=1, warmup=0,
+    ref = engine.run_tokens(accelerator_harness.tokens_of_length(8), cfg.voice).audio
+    r = accelerator_sweep.run_config(cfg, coreml.SweepPoint("int8", coreml.CPU), [8], repeats=1, warmup=0,
                           cache_root=tmp_path, reference={8: ref})
     assert r["status"] == "ok"
     cov = r["placement"]["all"]["coverage"]
@@ -205,9 +207,9 @@ def test_cpu_point_measures_placement_latency_and_quality(cfg, engine, tmp_path)
     assert row["warm_s"]["n"] == 1 and row["audio_s"] > 0
     assert row["lsd_db"] == pytest.approx(0.0, abs=0.05)  # same model, same provider
     assert row["ruler"]["verdict"] == "pass"
-    rows = s04.summarize([r])
+    rows = accelerator_sweep.summarize([r])
     assert rows[0]["label"] == "int8/CPU" and rows[0]["tokens"] == 8
-    rec = s04.recommend(rows)
+    rec = accelerator_sweep.recommend(rows)
     assert rec["short"]["label"] == "int8/CPU" and rec["long"] is None
     json.dumps(r)  # the record is JSON-serializable as is
 
@@ -216,8 +218,8 @@ def test_run_candidate_measures_the_split_on_the_cpu(cfg, engine, split_parts, t
     """split/CPU needs no Mac: part A then part B on the CPU provider, timed, placed, and
     judged against the whole graph's audio (the same model: the same sound)."""
     n = 25
-    ref = {n: engine.run_tokens(s04.tokens_of_length(n), cfg.voice).audio}
-    r = s04.run_candidate(cfg, s04.Candidate("split", "CPU"), split_parts, "int8", [n], ref,
+    ref = {n: engine.run_tokens(accelerator_harness.tokens_of_length(n), cfg.voice).audio}
+    r = accelerator_split.run_candidate(cfg, accelerator_split.Candidate("split", "CPU"), split_parts, "int8", [n], ref,
                           repeats=1, warmup=0, cache_dir=tmp_path)
     assert r["status"] == "ok" and r["placement"] == {"nodes_on_cpu": "all"}
     assert r["create_and_first_run_s"] > 0
@@ -239,10 +241,10 @@ def test_recommendation_leaves_out_what_the_ruler_rejects():
             row("ane", 25, 0.20, 6.5, "pass"),   # a frame longer, same sound
             row("ane", 244, 1.0, 7.0, "pass"),
             row("gpu", 25, 0.10, 5.0, "fail")]   # fast, but damaged
-    rec = s04.recommend(rows, short_max_tokens=60)
+    rec = accelerator_sweep.recommend(rows, short_max_tokens=60)
     assert rec["short"]["label"] == "ane" and rec["long"]["label"] == "ane"
     rows[-1]["ruler_verdict"] = None
-    assert s04.recommend(rows, short_max_tokens=60)["short"]["label"] == "gpu"
+    assert accelerator_sweep.recommend(rows, short_max_tokens=60)["short"]["label"] == "gpu"
 
 
 # -- static-shape copies: a disk budget ---------------------------------------------------------
@@ -290,18 +292,8 @@ class FakeStage:
 
 def test_stage_04_offers_split_candidates_and_says_why_they_cannot_win_yet(tmp_path):
     st = FakeStage()
-    result = {"audits": {}, "missing": {}, "tables": {"onnxruntime_version": "x", "source": "y"},
-              "tables_vs_pinned": {}, "reference": {}, "results": [
-                  {"label": "fp32/MLProgram/ALL/static", "status": "skipped: static-shape copy m "
-                   "(0.3 GB) would take the copies to 4.2 GB, over static_budget_gb=4: not written"}],
-              "rows": [], "available": False, "platform": "Linux", "sweep_status": "skipped: x",
-              "recommendation": {"short": None, "long": None},
-              "static_copies": {"limit_gb": 4.0, "used_gb": 0.0, "files": [], "freed_gb": 0.0},
-              "split": {"fp32-recon": {"status": "failed: SplitError: x", "variant": "fp32-recon"}},
-              "candidates": {"split/mlx": {"label": "split/mlx", "status": "skipped: not installed",
-                                           "variant": "fp32-recon"}},
-              "providers": {"split/mlx": {"fp32-recon": {"status": "skipped: not installed"}}}}
-    s04.record(st, result)
+    result = CoreMLResult(**_results()[0])  # nothing ran here; the split failed; mlx absent
+    s04_coreml.record(st, result)
     assert [c["name"] for c in st.metrics["candidates"]] == ["whole graph"]  # skipped: not offered
     assert st.metrics["split"]["status"].startswith("failed:")
     assert st.metrics["providers"]["split/mlx"]["fp32-recon"]["status"].startswith("skipped:")
@@ -312,7 +304,7 @@ def test_stage_04_offers_split_candidates_and_says_why_they_cannot_win_yet(tmp_p
 
 def test_the_journal_names_each_failed_candidate_and_what_was_screened_out():
     st = FakeStage()
-    result = {"audits": {}, "missing": {}, "tables": {"onnxruntime_version": "x", "source": "y"},
+    result = CoreMLResult(**{"audits": {}, "missing": {}, "tables": {"onnxruntime_version": "x", "source": "y"},
               "tables_vs_pinned": {}, "reference": {}, "rows": [], "available": True,
               "platform": "macOS", "sweep_status": "ok", "recommendation": {},
               "static_copies": {"limit_gb": 4.0, "used_gb": 0.0, "files": [], "freed_gb": 0.0},
@@ -324,11 +316,82 @@ def test_the_journal_names_each_failed_candidate_and_what_was_screened_out():
                   "label": "split/CoreML/MLProgram/ALL", "status": "failed: timed out after 900 s (killed)"}},
               "screen": {"screened": 8, "screen_length": 115, "screen_repeats": 1,
                          "confirmed": ["a", "b"], "screened_out": [
-                             {"label": "int8/NeuralNetwork/CPUOnly", "rtf": 0.9, "x_fastest": 3.1}]}}
-    s04.record(st, result)
+                             {"label": "int8/NeuralNetwork/CPUOnly", "rtf": 0.9, "x_fastest": 3.1}]}})
+    s04_coreml.record(st, result)
     failed = next(n for n in st.notes if n.startswith("failed candidates"))
     assert "int8/MLProgram/CPUAndGPU: crashed (killed by SIGSEGV)" in failed
     assert "split/CoreML/MLProgram/ALL: timed out after 900 s (killed)" in failed
     screen = next(n for n in st.notes if n.startswith("screened 8"))
     assert "int8/NeuralNetwork/CPUOnly (3.1x the fastest's RTF)" in screen
     assert st.metrics["screen"]["confirmed"] == ["a", "b"]
+
+
+# -- the record: the same JSON from the typed result ---------------------------------------------
+RECORDS = Path(__file__).parent / "records"
+
+
+class _Audit(dict):
+    """An op audit's stand-in: what record reads of labkit.optimize.op_audit's result."""
+
+    def to_dict(self):
+        return dict(self)
+
+
+def _results() -> list[dict]:
+    a = {"audits": {}, "missing": {}, "tables": {"onnxruntime_version": "x", "source": "y"},
+         "tables_vs_pinned": {}, "reference": {}, "results": [
+             {"label": "fp32/MLProgram/ALL/static", "status": "skipped: static-shape copy m "
+              "(0.3 GB) would take the copies to 4.2 GB, over static_budget_gb=4: not written"}],
+         "rows": [], "available": False, "platform": "Linux", "sweep_status": "skipped: x",
+         "recommendation": {"short": None, "long": None},
+         "static_copies": {"limit_gb": 4.0, "used_gb": 0.0, "files": [], "freed_gb": 0.0},
+         "split": {"fp32-recon": {"status": "failed: SplitError: x", "variant": "fp32-recon"}},
+         "candidates": {"split/mlx": {"label": "split/mlx", "status": "skipped: not installed",
+                                      "variant": "fp32-recon"}},
+         "providers": {"split/mlx": {"fp32-recon": {"status": "skipped: not installed"}}}}
+    audit_b = {k: {"nodes": 10, "MLProgram": {"coverage_pct": 90.0, "estimated_partitions": 2},
+                   "NeuralNetwork": {"coverage_pct": 80.0, "estimated_partitions": 3}}
+               for k in ("b", "b_bucketed")}
+    b = {"audits": {"int8": _Audit(nodes=100, coreml={"MLProgram": {"coverage_pct": 70.0, "estimated_partitions": 9}})},
+         "missing": {"fp16": "not present"}, "tables": {"onnxruntime_version": "1.22", "source": "pinned"},
+         "tables_vs_pinned": {"same": True}, "reference": {"variant": "fp32-recon", "path": "/m.onnx", "note": "n"},
+         "rows": [{"label": "int8/CPU", "tokens": 25, "status": "ok", "rtf": 0.3, "lsd_db": 1.2,
+                   "lsd_db_aligned": 0.9},
+                  {"label": "int8/MLProgram/ALL", "tokens": 25, "status": "ok", "rtf": 0.2, "lsd_db": None}],
+         "available": True, "platform": "macOS", "sweep_status": "ok",
+         "recommendation": {"short": {"label": "int8/MLProgram/ALL", "median_rtf": 0.2, "tokens": [25]}, "long": None},
+         "static_copies": {"limit_gb": 4.0, "used_gb": 0.0, "files": [], "freed_gb": 0.0},
+         "split": {"fp32-recon": {"status": "ok", "variant": "fp32-recon", "stages": 2, "max_lsd_db": 0.02,
+                                  "max_lsd_db_limit": 0.1, "passed": True,
+                                  "max_lsd_db_by_bucket": {"64": 0.01, "128": 0.02}, "audit_b": audit_b}},
+         "providers": {"whole/CPU": {"int8": {"status": "ok"}}},
+         "results": [{"label": "int8/MLProgram/CPUAndGPU",
+                      "status": "failed: crashed (killed by SIGSEGV) after 1 s"},
+                     {"label": "int8/MLProgram/ALL", "status": "ok"}],
+         "buckets": [64, 128],
+         "candidates": {"split/CPU": {"label": "split/CPU", "variant": "fp32-recon", "status": "ok",
+                                      "candidate": {"graph": "split", "provider": "CPU"},
+                                      "by_length": {"25": {"rtf": 0.25, "lsd_db": 0.0,
+                                                           "ruler": {"verdict": "pass", "reasons": []}}}},
+                        "split/CoreML/MLProgram/ALL": {
+                            "label": "split/CoreML/MLProgram/ALL", "variant": "fp32-recon", "status": "ok",
+                            "candidate": {"graph": "split", "provider": "CoreML", "model_format": "MLProgram",
+                                          "compute_units": "ALL", "static_shapes": False},
+                            "by_length": {"25": {"rtf": 0.2, "lsd_db": 0.1}}},
+                        "split/mlx": {"label": "split/mlx", "status": "failed: timed out after 900 s (killed)",
+                                      "variant": "fp32-recon", "candidate": {"graph": "split", "provider": "mlx"}}},
+         "screen": {"screened": 8, "screen_length": 115, "screen_repeats": 1,
+                    "confirmed": ["a", "b"], "screened_out": [
+                        {"label": "int8/NeuralNetwork/CPUOnly", "rtf": 0.9, "x_fastest": 3.1}]}}
+    return [a, b]
+
+
+def test_record_writes_what_the_untyped_result_wrote():
+    """tests/records/04_coreml_units.json is what ``record`` wrote for these results when
+    ``run`` returned a dict (before the typed CoreMLResult): the same keys and values."""
+    expected = json.loads((RECORDS / "04_coreml_units.json").read_text(encoding="utf-8"))
+    for fields, want in zip(_results(), expected, strict=True):
+        st = FakeStage()
+        s04_coreml.record(st, CoreMLResult(**fields))
+        assert json.loads(json.dumps({"metrics": st.metrics, "notes": st.notes})) == want
+        assert st.status == ("ok" if fields["available"] else f"skipped: {coreml.skip_reason()}")

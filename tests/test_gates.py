@@ -20,8 +20,8 @@ import pytest
 from labkit.config import SelectionConfig
 from labkit.lab import s01_g2p_sanitization as s01
 from labkit.lab import s02_ort_conversion as s02
-from labkit.lab import s03_quantization as s03
-from labkit.lab import s04_coreml as s04
+from labkit.lab import variant_choice
+from labkit.lab import accelerator_split
 from labkit.lab import s05_chunking as s05
 from labkit.lab import s06_dual_sessions as s06
 from labkit.lab import s07_verify as s07
@@ -126,7 +126,7 @@ def _problems(*msgs, ok=False):
     return lambda r: {**r, "ok": ok, "problems": {"held-01": list(msgs)}}
 
 
-S03_CHECKS = Gate(failures_as_targets(s03.failed_checks, ("NaN", "silence", "clipping", "words", "load")),
+S03_CHECKS = Gate(failures_as_targets(variant_choice.failed_checks, ("NaN", "silence", "clipping", "words", "load")),
                   lambda: {"ok": True, "problems": {}}, {
     "NaN": [_problems("nan: 3 samples")],
     "silence": [_problems("empty output"), _problems("silence: 2.1 s")],
@@ -138,25 +138,25 @@ S03_CHECKS = Gate(failures_as_targets(s03.failed_checks, ("NaN", "silence", "cli
 
 
 def _s03_select(rows):
-    out = s03.select(rows, "int8")
+    out = variant_choice.select(rows, "int8")
     fast = out["fast"] or {}
     return {"fast_is_x": fast.get("variant") == "x", "meets_speed_target": bool(fast.get("meets_speed_target"))}
 
 
 S03_SELECT = Gate(_s03_select, lambda: {
     "int8": {"ok": True, "speedup": 1.0, "quality": {"verdict": "pass"}},
-    "x": {"ok": True, "speedup": s03.Targets().fast_speedup + 0.5, "quality": {"verdict": "pass"}}}, {
+    "x": {"ok": True, "speedup": variant_choice.Targets().fast_speedup + 0.5, "quality": {"verdict": "pass"}}}, {
     "fast_is_x": [nested("x", ok=False), nested("x", quality={"verdict": "fail"}),
                   nested("x", quality=None), nested("x", speedup=None)],
-    "meets_speed_target": [nested("x", speedup=s03.Targets().fast_speedup - 0.1)],
+    "meets_speed_target": [nested("x", speedup=variant_choice.Targets().fast_speedup - 0.1)],
 })
 
 
 # -- stage 04 ------------------------------------------------------------------------------------
-S04_SPLIT = Gate(lambda c: {"passed": s04.split_passed(c, s04.SPLIT_MAX_LSD_DB)},
+S04_SPLIT = Gate(lambda c: {"passed": accelerator_split.split_passed(c, accelerator_split.SPLIT_MAX_LSD_DB)},
                  lambda: {"failures": [], "max_lsd_db": 0.02}, {
     "passed": [changed(failures=["bucket 64: 100 samples, expected 38400"]),
-               changed(max_lsd_db=s04.SPLIT_MAX_LSD_DB + 0.01), changed(max_lsd_db=None)],
+               changed(max_lsd_db=accelerator_split.SPLIT_MAX_LSD_DB + 0.01), changed(max_lsd_db=None)],
 })
 
 
@@ -374,9 +374,9 @@ SELECT = Gate(_select, lambda: [_earned()], {
 GATES = {
     "s01_g2p_sanitization.targets": S01,
     "s02_ort_conversion.targets": S02,
-    "s03_quantization.failed_checks": S03_CHECKS,
-    "s03_quantization.select": S03_SELECT,
-    "s04_coreml.split_passed": S04_SPLIT,
+    "variant_choice.failed_checks": S03_CHECKS,
+    "variant_choice.select": S03_SELECT,
+    "accelerator_split.split_passed": S04_SPLIT,
     "s05_chunking.targets": S05,
     "s05_chunking.eligible": S05_ELIGIBLE,
     "s06_dual_sessions.dual_rule": S06,
@@ -389,9 +389,9 @@ GATES = {
 
 #: functions whose names read like a gate but that judge nothing, and why
 NOT_GATES = {
-    "s03_quantization.failures": "lists each failed variant's problems for the notebook",
-    "s04_coreml.audit_checks": "prints the op audit's checks (labkit.optimize.op_audit)",
-    "s04_coreml.split_check": "builds and measures the split; its verdict is split_passed",
+    "quantization_report.failures": "lists each failed variant's problems for the notebook",
+    "accelerator_audit.audit_checks": "prints the op audit's checks (labkit.optimize.op_audit)",
+    "accelerator_split.split_check": "builds and measures the split; its verdict is split_passed",
     "s01_g2p_sanitization.select_cases": "picks corpus cases by id",
     "batch.failed_stages": "names the stages a resumed batch reruns (tests/test_batch.py)",
 }

@@ -8,7 +8,7 @@ from pathlib import Path
 import onnxruntime as ort
 import pytest
 
-from labkit.lab import s04_coreml as s04
+from labkit.lab import accelerator_sweep
 from labkit.lab.checkpoint import Checkpoint
 from labkit.optimize.coreml import PROVIDER, SweepPoint
 
@@ -33,7 +33,7 @@ def test_a_coreml_point_that_crashes_or_hangs_fails_alone_and_the_sweep_goes_on(
               for units in ("CPUAndGPU", "CPUAndNeuralEngine", "CPUOnly")]
     ck = Checkpoint(tmp_path / "finished", resume=False)
     cache = tmp_path / "cache"
-    rows = s04.run_sweep(cfg, points, [20], repeats=1, warmup=0, cache_root=cache,
+    rows = accelerator_sweep.run_sweep(cfg, points, [20], repeats=1, warmup=0, cache_root=cache,
                          checkpoint=ck, timeout_s=60, log=None)
     status = {r["point"]["compute_units"]: r["status"] for r in rows}
     assert status["CPUAndGPU"].startswith("failed: crashed (killed by SIGSEGV)")
@@ -47,7 +47,7 @@ def test_a_coreml_point_that_crashes_or_hangs_fails_alone_and_the_sweep_goes_on(
 def test_without_the_provider_nothing_is_isolated(cfg, tmp_path):
     # where CoreML does not exist a point is skipped in process, without a child's start-up
     calls = []
-    rows = s04.run_sweep(cfg, [SweepPoint("int8", PROVIDER, "MLProgram", "ALL")], [20],
+    rows = accelerator_sweep.run_sweep(cfg, [SweepPoint("int8", PROVIDER, "MLProgram", "ALL")], [20],
                          cache_root=tmp_path, timeout_s=60, log=calls.append)
     assert rows[0]["status"].startswith("skipped: CoreMLExecutionProvider not available")
     assert calls == [f"int8/MLProgram/ALL: {rows[0]['status']}"]
@@ -68,7 +68,7 @@ def test_screen_then_confirm_measures_only_the_leaders_at_every_length():
                     {"status": "ok", "by_length": {str(n): {"rtf": rtf[p.label]} for n in lengths}})}
                 for p in pts]
 
-    rows, screen = s04.screen_then_confirm(points, [25, 115, 244], 7, 115, 1, 2, sweep)
+    rows, screen = accelerator_sweep.screen_then_confirm(points, [25, 115, 244], 7, 115, 1, 2, sweep)
     assert calls[0] == ([p.label for p in points], [115], 1)  # everything, one length, cheap
     assert calls[1] == (["int8/CPU", "int8/MLProgram/ALL", "int8/MLProgram/CPUAndGPU"],
                         [25, 115, 244], 7)  # the baseline and the two leaders, in full

@@ -9,7 +9,7 @@ import pytest
 
 from labkit.config import ConfigError, LabConfig, SessionConfig
 from labkit.engine import sessions
-from labkit.lab import s04_coreml as s04
+from labkit.lab import accelerator_split as s04
 from labkit.lab import selection
 
 
@@ -306,8 +306,8 @@ def test_providers_record_and_split_candidates_under_the_selection_rules():
     assert prov["whole/CPU"]["int8"]["by_length"]["25"]["rtf"] == 0.3
     assert prov["whole/MLProgram/ALL"]["int8"]["status"].startswith("skipped:")
     assert prov["split/CPU"]["fp32-recon"]["status"] == "ok"
-    offered = s04.split_candidates({"candidates": cands, "split": {"fp32-recon": {
-        "status": "ok", "passed": True, "max_lsd_db": 0.0, "max_lsd_db_limit": 0.1}}})
+    offered = s04.split_candidates(cands, {"fp32-recon": {
+        "status": "ok", "passed": True, "max_lsd_db": 0.0, "max_lsd_db_limit": 0.1}})
     assert [c["baseline"] for c in offered] == [True, False, False]
     coreml = offered[2]
     assert coreml["overrides"]["split.enabled"] is True
@@ -319,8 +319,8 @@ def test_providers_record_and_split_candidates_under_the_selection_rules():
         assert "ci95" not in c
     # a split the ruler rejects fails its quality check
     cands["split/CPU"]["by_length"]["25"]["ruler"] = {"verdict": "fail", "reasons": ["gap_ms 9.00 > 3"]}
-    again = s04.split_candidates({"candidates": cands, "split": {"fp32-recon": {
-        "status": "ok", "passed": True, "max_lsd_db": 0.0, "max_lsd_db_limit": 0.1}}})
+    again = s04.split_candidates(cands, {"fp32-recon": {
+        "status": "ok", "passed": True, "max_lsd_db": 0.0, "max_lsd_db_limit": 0.1}})
     assert selection.check_failures(again[1], LabConfig().selection) == ["quality: gap_ms 9.00 > 3"]
     entry, rejected = selection.judge({"stage": "04_coreml_units", "status": "ok",
                                        "metrics": {"candidates": offered}}, LabConfig().selection)
@@ -331,7 +331,7 @@ def test_a_split_that_failed_its_check_fails_its_candidates():
     cands = {"split/CPU": {"label": "split/CPU", "variant": "int8", "status": "ok",
                            "candidate": {"graph": "split", "provider": "CPU"},
                            "by_length": {"25": {"rtf": 0.25, "lsd_db": 0.0}}}}
-    offered = s04.split_candidates({"candidates": cands, "split": {"int8": {
-        "status": "ok", "passed": False, "max_lsd_db": 2.1, "max_lsd_db_limit": 0.1}}})
+    offered = s04.split_candidates(cands, {"int8": {
+        "status": "ok", "passed": False, "max_lsd_db": 2.1, "max_lsd_db_limit": 0.1}})
     assert "2.1 dB" in offered[1]["failed_checks"][0]
     assert selection.check_failures(offered[1], LabConfig().selection)

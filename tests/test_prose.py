@@ -24,8 +24,7 @@ SERVE_SETTINGS = {f"serve.{f.name}" for f in dataclasses.fields(ServeConfig)}
 NOT_NAMES = {"serve.log", "serve.err.log", "serve.key"}
 #: (file, name) drift found in files another restructuring owns, fixed when it is merged
 #: (issue #29): remove an entry once its file names what exists
-ELSEWHERE = {("notebooks/03_quantization.ipynb", "labkit.assets.reference"),
-             ("notebooks/03_quantization.ipynb", "labkit.quantize")}
+ELSEWHERE: set[tuple[str, str]] = set()
 
 
 def texts() -> dict[Path, list[str]]:

@@ -3,9 +3,9 @@ within its recorded bound (no NaN, no silence, no length change). Speed is not t
 here (it belongs in notebooks/03_quantization.ipynb)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import functools
+import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -13,14 +13,18 @@ import pytest
 
 from labkit.engine import assets
 from labkit.measure import corpora
-from labkit.lab import s03_quantization as qbench
+from labkit.lab import s03_quantization, variant_choice
+from labkit.lab.quantization_result import QuantizationResult
+from labkit.measure import variant_quality, variant_speed
 from labkit import quality
-from labkit.optimize import quantize
-from labkit.optimize.quantize import QuantizeError, VariantSpec
+from labkit.optimize import families, fp16, quantize
+from labkit.optimize.families import QuantizeError
+from labkit.optimize.quantize import VariantSpec
 from labkit.config import SelectionConfig
 from labkit.lab import selection
 from labkit.lab.selection import quality_entry
-from labkit.measure.compare import compare
+from labkit.measure.compare import Comparison, compare, control_name
+from labkit.measure.compare import summarize as compare_summarize
 
 #: Standard LSD (dB) to the reference on two short development sentences, with these tests'
 #: settings (1 calibration utterance) and headroom; a recipe that gets worse fails. Set for
@@ -44,7 +48,7 @@ def test_spec_presets_and_errors():
 def test_fine_families_and_fp16_spec():
     assert VariantSpec.parse("fp16-dec").fp16_scope == "decoder"
     spec = VariantSpec.parse({"name": "x", "recipe": "static", "families": ["gen_resblocks.3"]})
-    assert quantize.prefixes_of(spec.families) == ("/decoder/decoder/generator/resblocks.3/",)
+    assert families.prefixes_of(spec.families) == ("/decoder/decoder/generator/resblocks.3/",)
     with pytest.raises(QuantizeError, match="fp16_scope"):
         VariantSpec.parse({"name": "x", "recipe": "fp16", "fp16_scope": "encoder"})
 
@@ -59,7 +63,7 @@ def test_drop_roundtrip_casts():
     g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
     m = helper.make_model(g)
-    assert quantize.drop_roundtrip_casts(m) == 1
+    assert fp16.drop_roundtrip_casts(m) == 1
     assert [n.name for n in m.graph.node] == ["keep1", "c32", "keep2"]
     assert m.graph.node[1].input[0] == "a"
 
@@ -90,22 +94,22 @@ def test_restore_float_outputs():
          helper.make_tensor_value_info("z", TensorProto.FLOAT16, [2])])
     shared = helper.make_model(shared, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
     x = np.array([-1.0, 1.0001], dtype=np.float32)
-    assert quantize.restore_float_outputs(shared, original) == ["y"]
+    assert fp16.restore_float_outputs(shared, original) == ["y"]
     y, z = ort.InferenceSession(shared.SerializeToString(),
                                 providers=["CPUExecutionProvider"]).run(None, {"x": x})
     assert y.dtype == np.float32 and z.dtype == np.float16
     for m in (via_cast, direct):
-        assert quantize.restore_float_outputs(m, original) == ["y"]
+        assert fp16.restore_float_outputs(m, original) == ["y"]
         assert m.graph.output[0].type.tensor_type.elem_type == TensorProto.FLOAT
         y = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
         assert y.dtype == np.float32
-    assert quantize.restore_float_outputs(original, original) == []
+    assert fp16.restore_float_outputs(original, original) == []
 
 
 def test_family_of():
-    assert quantize.family_of("/decoder/decoder/generator/resblocks.3/convs1.0/Conv") == "gen_resblocks"
-    assert quantize.family_of("/decoder/decoder/generator/m_source/l_linear/MatMul") == "gen_source_istft"
-    assert quantize.family_of("/encoder/bert/encoder/albert_layer_groups.0/x") == "bert"
+    assert families.family_of("/decoder/decoder/generator/resblocks.3/convs1.0/Conv") == "gen_resblocks"
+    assert families.family_of("/decoder/decoder/generator/m_source/l_linear/MatMul") == "gen_source_istft"
+    assert families.family_of("/encoder/bert/encoder/albert_layer_groups.0/x") == "bert"
 
 
 PASS = quality_entry(True, basis="test")
@@ -114,19 +118,19 @@ FAIL = quality_entry(False, ["held-out held-05: masked_lsd_peak_db 9.00 > 4"], "
 
 def test_pareto_and_selection_never_pick_failed_or_rejected():
     pts = {"a": (2.0, 3.0), "b": (1.2, 0.8), "c": (1.0, 1.0), "d": (0.9, 0.5)}
-    assert qbench.pareto_front(pts) == ["a", "b", "d"]
+    assert variant_choice.pareto_front(pts) == ["a", "b", "d"]
     rows = {"int8": {"ok": True, "speedup": 0.8, "quality": FAIL},
             "bad": {"ok": False, "speedup": 3.0, "quality": PASS},
             "loud": {"ok": True, "speedup": 2.2, "quality": FAIL},
             "good": {"ok": True, "speedup": 1.6, "quality": PASS},
             "close": {"ok": True, "speedup": 1.1, "quality": PASS},
             "unmeasured": {"ok": True, "speedup": 2.5, "quality": quality_entry(None)}}
-    sel = qbench.select(rows, "int8")
+    sel = variant_choice.select(rows, "int8")
     assert sel["failed"] == ["bad"] and sel["rejected_by_the_ruler"] == ["int8", "loud"]
     assert sel["fast"]["variant"] == "good" and sel["fast"]["meets_speed_target"]
-    assert not qbench.select({"close": rows["close"]}, "int8")["fast"]["meets_speed_target"]
-    assert qbench.select({"loud": rows["loud"]}, "int8")["fast"] is None
-    plan = qbench.choose_families({"x": {"ok": True, "masked_lsd_db": 0.4},
+    assert not variant_choice.select({"close": rows["close"]}, "int8")["fast"]["meets_speed_target"]
+    assert variant_choice.select({"loud": rows["loud"]}, "int8")["fast"] is None
+    plan = variant_choice.choose_families({"x": {"ok": True, "masked_lsd_db": 0.4},
                                    "y": {"ok": True, "masked_lsd_db": 0.5},
                                    "z": {"ok": False, "masked_lsd_db": 0.1}}, budget_db=0.6)
     assert plan["quantize"] == ["x"] and plan["keep_float"] == ["y", "z"]
@@ -155,8 +159,8 @@ def test_candidates_for_the_journal(tmp_path):
     rows["int8"]["quality"], rows["fp16"]["quality"] = FAIL, PASS  # the ruler's (ruler_quality)
     # the speed comparison: "bad" never ran (no ratio, not measured on the criterion)
     cmp = compare({"reference": lambda: 1.0, "int8": lambda: 1.2, "fp16": lambda: 0.8}, "int8",
-                  measure=float, criterion=qbench.CRITERION)
-    c = qbench.candidates(rows, "reference", cmp, reference_variant="fp32-recon", baseline_name="int8")
+                  measure=float, criterion=variant_speed.CRITERION)
+    c = variant_choice.candidates(rows, "reference", cmp, reference_variant="fp32-recon", baseline_name="int8")
     assert [x["name"] for x in c] == ["reference", "int8", "fp16", "bad"]
     ref, int8, fp16, bad = c
     assert ref["overrides"] == {"variant": "fp32-recon"} and ref["quality"]["verdict"] == "pass"
@@ -172,23 +176,23 @@ def test_candidates_for_the_journal(tmp_path):
     assert bad["failed_checks"] == ["NaN", "clipping"]  # a length change is the durations' figure
     # exactly one baseline, the shipped int8, with the A/A band; the others carry their ratio
     assert [x["name"] for x in c if x.get("baseline")] == ["int8"]
-    assert int8["ci95"] == list(cmp.noise_band) and int8["criterion"] == qbench.CRITERION
-    assert fp16["ratio"] == pytest.approx(1.5) and fp16["criterion"] == qbench.CRITERION
+    assert int8["ci95"] == list(cmp.noise_band) and int8["criterion"] == variant_speed.CRITERION
+    assert fp16["ratio"] == pytest.approx(1.5) and fp16["criterion"] == variant_speed.CRITERION
     assert ref["ratio"] == pytest.approx(1.2)
-    assert fp16["measured"] == [qbench.CRITERION, "quality"] == int8["measured"]
-    assert bad["ratio"] is None and bad["ci95"] is None and qbench.CRITERION not in bad["measured"]
-    assert qbench.failed_checks({"ok": False, "problems": {"load": ["Fail: x"]}}) == ["load"]
+    assert fp16["measured"] == [variant_speed.CRITERION, "quality"] == int8["measured"]
+    assert bad["ratio"] is None and bad["ci95"] is None and variant_speed.CRITERION not in bad["measured"]
+    assert variant_choice.failed_checks({"ok": False, "problems": {"load": ["Fail: x"]}}) == ["load"]
     assert set(c[0]) == {"name", "overrides", "measured", "ttfa_s", "rtf", "quality", "lsd_db",
                          "pesq_wb", "failed_checks", "heldout_lsd_db", "criterion", "ratio", "ci95"}
     with pytest.raises(KeyError, match="reference"):
-        qbench.candidates(rows, "ref", cmp)
+        variant_choice.candidates(rows, "ref", cmp)
     with pytest.raises(KeyError, match="baseline"):
-        qbench.candidates(rows, "reference", cmp, baseline_name="fp32")
+        variant_choice.candidates(rows, "reference", cmp, baseline_name="fp32")
     # selection: the known-good fp16 earns its place over int8; "bad" (failed checks) never
     sel = selection.rank(c, SelectionConfig())
     assert [x["name"] for x in sel] == ["fp16", "reference"]
     rows["fp16"]["quality"] = FAIL  # the ruler rejects it: not taken, whatever its speed
-    c = qbench.candidates(rows, "reference", cmp, reference_variant="fp32-recon", baseline_name="int8")
+    c = variant_choice.candidates(rows, "reference", cmp, reference_variant="fp32-recon", baseline_name="int8")
     assert [x["name"] for x in selection.rank(c, SelectionConfig())] == ["reference"]
 
 
@@ -199,14 +203,14 @@ def test_failed_checks_name_the_check_that_failed_on_either_set():
            "length_changes": 1, "lsd_db": 1.0,
            "dev": {"ok": True, "problems": {}, "length_changes": 0, "lsd_db": 0.5}}
     cmp = compare({"reference": lambda: 1.0, "int8": lambda: 1.0, "x": lambda: 1.0}, "int8",
-                  measure=float, criterion=qbench.CRITERION)
+                  measure=float, criterion=variant_speed.CRITERION)
     rows = {"reference": {"path": "r.onnx", "ok": True}, "int8": row, "x": {**row, "ok": True,
             "problems": {}, "length_changes": 0}}
-    c = {x["name"]: x for x in qbench.candidates(rows, "reference", cmp)}
+    c = {x["name"]: x for x in variant_choice.candidates(rows, "reference", cmp)}
     assert c["int8"]["failed_checks"] == ["clipping"]
     assert c["x"]["failed_checks"] == []
     nan_dev = {**rows["x"], "dev": {"ok": False, "problems": {"dev-01": ["nan: 3 samples"]}}}
-    assert qbench.candidates({**rows, "x": nan_dev}, "reference", cmp)[2]["failed_checks"] == ["NaN"]
+    assert variant_choice.candidates({**rows, "x": nan_dev}, "reference", cmp)[2]["failed_checks"] == ["NaN"]
 
 
 class _Clock:
@@ -229,25 +233,109 @@ class _FakeSession:
 
 def test_speed_goes_through_the_one_instrument(monkeypatch):
     clock = _Clock()  # the instrument's clock: each run takes exactly its seconds
-    monkeypatch.setattr(qbench, "compare", functools.partial(compare, clock=clock.perf_counter))
+    monkeypatch.setattr(variant_speed, "compare", functools.partial(compare, clock=clock.perf_counter))
     sessions = {"reference": _FakeSession(clock, 0.006), "int8": _FakeSession(clock, 0.004),
                 "fast": _FakeSession(clock, 0.002)}
-    out = qbench.speed_compare(sessions, {30: {}}, "int8", rounds=6)
+    out = variant_speed.speed_compare(sessions, {30: {}}, "int8", rounds=6)
     cmp = out[30]
-    assert cmp.baseline == "int8" and cmp.criterion == qbench.CRITERION
+    assert cmp.baseline == "int8" and cmp.criterion == variant_speed.CRITERION
     assert "int8 (A/A)" in cmp.entries                 # the control is always there
     assert cmp.ci95("fast") == pytest.approx((2.0, 2.0))  # 2x faster: found, every round
     assert cmp.ci95("int8 (A/A)") == pytest.approx((1.0, 1.0))
     assert cmp.kept["fast"][0] == 2400                 # output length kept for the RTF
-    assert qbench.paired_speedup(cmp, "reference", "fast") == pytest.approx(3.0)
-    assert qbench.paired_speedup(cmp, "fast", "reference") == pytest.approx(1 / 3)
-    assert qbench.paired_speedup(cmp, "reference", "missing") is None
+    assert variant_speed.paired_speedup(cmp, "reference", "fast") == pytest.approx(3.0)
+    assert variant_speed.paired_speedup(cmp, "fast", "reference") == pytest.approx(1 / 3)
+    assert variant_speed.paired_speedup(cmp, "reference", "missing") is None
     with pytest.raises(KeyError, match="baseline"):
-        qbench.speed_compare({"fast": _FakeSession(clock, 0.0)}, {30: {}}, "int8")
+        variant_speed.speed_compare({"fast": _FakeSession(clock, 0.0)}, {30: {}}, "int8")
     # default rounds: whole Latin squares (4 entries with the control: 4 rounds, at least 6 -> 8);
     # only the criterion's length may add rounds, a reported length runs exactly those
-    two = qbench.speed_compare(sessions, {10: {}, 30: {}}, "int8", criterion_tokens=30)
+    two = variant_speed.speed_compare(sessions, {10: {}, 30: {}}, "int8", criterion_tokens=30)
     assert two[10].rounds == 8 and two[10].extra_rounds == 0
+
+
+# -- the record: the same JSON from the typed result ---------------------------------------------
+RECORDS = Path(__file__).parent / "records"
+
+
+class _Stage:
+    """What ``record`` writes to: metrics, notes and the stage's folder."""
+
+    def __init__(self, folder: Path):
+        self.dir, self.metrics, self.notes = folder, {}, []
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+
+def _comparison(names, base="int8", scale=1.0):
+    samples = {n: [0.1 * (1 + i) * scale * (1 + 0.01 * k) for k in range(4)] for i, n in enumerate(names)}
+    samples[control_name(base)] = [v * 1.001 for v in samples[base]]
+    entries = compare_summarize(samples, base, resamples=200, seed=0)
+    return Comparison(base, control_name(base), "warm_s", True, entries,
+                      [list(samples)] * 4, 1, 0, 0.02, False, 0, 200,
+                      kept={n: [24000 * 3] * 4 for n in samples})
+
+
+def _rows(d):
+    ok_q = {"verdict": "pass", "passed": True, "reasons": [], "basis": "the ruler",
+            "masked_lsd_db": 0.5, "masked_lsd_peak_db": 3.0, "gap_ms": 12.0,
+            "max_token_shift": 1, "tokens_moved": 0.02, "wer": 0.1, "wer_reference": 0.08,
+            "wer_allowed_increase": 0.03}
+    det = lambda r: {120: {"seconds": {"median": 0.2 * r}, "audio_s": 3.0, "rtf": 0.07 * r,
+                           "ratio_vs_baseline": 1.0 / r, "ci95_vs_baseline": [0.9 / r, 1.1 / r],
+                           "speedup_vs_reference": 1.2 / r},
+                     25: {"seconds": {"median": 0.05 * r}, "audio_s": 0.6, "rtf": 0.08 * r,
+                          "ratio_vs_baseline": 1.0 / r, "ci95_vs_baseline": [0.9, 1.1],
+                          "speedup_vs_reference": 1.1}}
+    return {
+        "reference": {"path": str(d / "ref.onnx"), "note": "rebuilt", "size_mb": 300.0, "load_s": 1.0,
+                      "ok": True, "speedup": 1.0, "lsd_db": 0.0, "problems": {}, "speed_detail": det(1.2),
+                      "rtf": {120: 0.08, 25: 0.09}, "wer": 0.08},
+        "int8": {"path": str(d / "int8.onnx"), "note": "shipped", "size_mb": 90.0, "load_s": 0.5,
+                 "ok": True, "speedup": 1.2, "lsd_db": 1.1, "pesq_wb": 4.1, "problems": {},
+                 "vs_baseline": {"tokens": 120, "ratio": 1.0, "ci95": [0.98, 1.02]},
+                 "dev": {"lsd_db": 1.0, "pesq_wb": 4.2, "problems": {}}, "speed_detail": det(1.0),
+                 "rtf": {120: 0.07, 25: 0.08}, "quality": ok_q},
+        "qdq": {"path": str(d / "qdq.onnx"), "note": "{}", "size_mb": 80.0, "load_s": 0.4,
+                "ok": True, "speedup": 1.5, "lsd_db": 1.3, "pesq_wb": 4.0, "problems": {},
+                "vs_baseline": {"tokens": 120, "ratio": 1.25, "ci95": [1.2, 1.3]},
+                "dev": {"lsd_db": 1.2, "pesq_wb": 4.0, "problems": {}}, "speed_detail": det(0.8),
+                "rtf": {120: 0.05, 25: 0.06}, "quality": ok_q},
+        "broken": {"path": str(d / "broken.onnx"), "note": "{}", "size_mb": 80.0, "ok": False,
+                   "speedup": None, "problems": {"load": ["RuntimeError: bad graph"]}},
+    }
+
+
+_PARAMS = dict(
+    corpora={"heldout": {"held-01": 30}, "calibration": {"cal-01": 40}, "dev": {"dev-01": 20},
+             "overlap": {"calibration": [], "dev": []}},
+    builds={"qdq": {"spec": {"name": "qdq"}, "path": "models/qdq.onnx"}},
+    sensitivity={"spec": {"recipe": "static"}, "families": {"gen_resblocks.0": {"ok": True, "masked_lsd_db": 0.3}},
+                 "mixed_plan": {"quantize": ["gen_resblocks.0"]}, "dev_ids": ["dev-01"]},
+    speed_tokens=120, baseline="int8", token_lengths=[25, 120],
+    pareto_points={"qdq": (1.5, 0.5), "int8": (1.2, 0.5)}, pareto_front=["qdq", "int8"],
+    profiles={"reference": {"kernel_seconds": 1.0, "by_op": {"Conv": 0.6}, "file": "x.json"}},
+    speed_bound={"heavy_share": 0.6, "bound_if_2x": 1.43, "bound_if_4x": 1.82},
+    selection={"failed": ["broken"], "rejected_by_the_ruler": [],
+               "fast": {"variant": "qdq", "speedup": 1.5, "meets_speed_target": True, "is_baseline": False}},
+    notes=["a note"], ships="qdq")
+
+
+def test_record_writes_what_the_untyped_result_wrote():
+    """tests/records/03_quantization.json is what ``record`` wrote for this result when
+    ``run`` returned a dict (before the typed QuantizationResult): the same keys and values."""
+    d = Path("/STAGE")
+    names = ["reference", "int8", "qdq"]
+    result = QuantizationResult(
+        reference={"variant": "fp32-recon", "path": str(d / "ref.onnx"), "note": "rebuilt"},
+        rows=_rows(d), comparisons={25: _comparison(names), 120: _comparison(names, scale=2)},
+        listen={"id": "held-01", "text": "Hi.", "page": str(d / "listening/listening.html")},
+        **_PARAMS)
+    st = _Stage(d)
+    s03_quantization.record(st, result)
+    written = json.loads(json.dumps({"metrics": st.metrics, "notes": st.notes}, default=str))
+    assert written == json.loads((RECORDS / "03_quantization.json").read_text(encoding="utf-8"))
 
 
 # -- on the real reference graph -------------------------------------------------------------
@@ -282,7 +370,7 @@ def builder(ref, voices, tmp_path_factory):
 def ref_audio(ref, cfg, voices, held):
     from labkit.engine.graph_cache import make_session
 
-    return qbench.reference_audio(make_session(ref.path, cfg.session), held, voices)
+    return variant_quality.reference_audio(make_session(ref.path, cfg.session), held, voices)
 
 
 @pytest.mark.model
@@ -292,9 +380,9 @@ def test_families_cover_the_heavy_ops(ref):
     # every op with weights belongs to a family (the alignment MatMuls have none)
     loose = [n.name for n in model.graph.node
              if n.op_type in ("Conv", "MatMul", "LSTM", "ConvTranspose")
-             and quantize.family_of(n.name) == "other" and weights & set(n.input)]
+             and families.family_of(n.name) == "other" and weights & set(n.input)]
     assert loose == []
-    block = set(quantize.fp16_block_list(model))
+    block = set(fp16.fp16_block_list(model))
     casts = [n.name for n in model.graph.node if n.op_type == "Cast"
              and any(a.name == "to" and a.i == onnx.TensorProto.FLOAT for a in n.attribute)]
     assert casts and set(casts) <= block
@@ -304,7 +392,7 @@ def test_families_cover_the_heavy_ops(ref):
 def _speaks(built, cfg, voices, held, ref_audio, bound):
     from labkit.engine.graph_cache import make_session
 
-    ev = qbench.evaluate(make_session(built.path, cfg.session), held, voices, ref_audio,
+    ev = variant_quality.evaluate(make_session(built.path, cfg.session), held, voices, ref_audio,
                          with_dnsmos=False)
     for uid, rec in ev["per_utterance"].items():
         assert rec["ok"], (built.spec.name, uid, rec["problems"])
@@ -370,11 +458,11 @@ class _Silencing:
 def test_every_word_is_checked_in_the_variants_audio(timed_engine, voices):
     held = corpora.prepare(corpora.load("dev", purpose="choose").select(ids=["dev-02", "dev-03"]))
     sess = timed_engine.session
-    ref = qbench.reference_audio(sess, held, voices)
-    ev = qbench.evaluate(sess, held, voices, ref, with_dnsmos=False)
+    ref = variant_quality.reference_audio(sess, held, voices)
+    ev = variant_quality.evaluate(sess, held, voices, ref, with_dnsmos=False)
     assert ev["summary"]["ok"] and ev["summary"]["words_checked_in_audio"]
-    bad = qbench.evaluate(_Silencing(sess), held, voices, ref, with_dnsmos=False)
+    bad = variant_quality.evaluate(_Silencing(sess), held, voices, ref, with_dnsmos=False)
     assert not bad["summary"]["ok"]
     assert all(any(p.startswith("words not heard") for p in r["problems"])
                for r in bad["per_utterance"].values())
-    assert "words" in qbench.failed_checks(bad["summary"])
+    assert "words" in variant_choice.failed_checks(bad["summary"])

@@ -22,6 +22,7 @@ from labkit.engine.sessions import kokoro_feeds, new_session, probe_config
 from labkit.engine.pipeline import StreamingSynthesizer, build_engines
 from labkit.engine.voices import VoiceBank
 from labkit.engine.piece_cache import PieceCache, piece_key
+from labkit.optimize import part_b, split_cut
 from labkit.optimize import split as sp
 
 C = 8          # channels
@@ -115,12 +116,12 @@ def toy_parts(tmp_path_factory):
 
 # -- the cut -----------------------------------------------------------------------------
 def test_boundary_is_what_the_decoder_reads_from_the_encoder():
-    assert sp.find_boundary(toy_kokoro()) == ["/encoder/asr", "/encoder/f0"]
+    assert split_cut.find_boundary(toy_kokoro()) == ["/encoder/asr", "/encoder/f0"]
 
 
 def test_split_runs_to_the_same_audio():
     m = toy_kokoro()
-    parts = sp.split(m)
+    parts = split_cut.split(m)
     assert parts.b_inputs == ["/encoder/asr", "/encoder/f0", "style"]  # style read through /decoder/Slice
     f = _feeds(7)
     bound = new_session(parts.a, probe_config()).run(None, f)
@@ -130,16 +131,16 @@ def test_split_runs_to_the_same_audio():
 
 
 def test_split_refuses_a_decoder_that_reads_tokens():
-    with pytest.raises(sp.SplitError, match="tokens"):
-        sp.split(toy_kokoro(decoder_reads_tokens=True))
+    with pytest.raises(split_cut.SplitError, match="tokens"):
+        split_cut.split(toy_kokoro(decoder_reads_tokens=True))
 
 
 def test_a_graph_without_a_decoder_is_refused():
     m = toy_kokoro()
     for n in m.graph.node:
         n.name = n.name.replace("/decoder/", "/other/")
-    with pytest.raises(sp.SplitError, match="no decoder nodes"):
-        sp.find_boundary(m)
+    with pytest.raises(split_cut.SplitError, match="no decoder nodes"):
+        split_cut.find_boundary(m)
 
 
 @pytest.mark.model
@@ -149,7 +150,7 @@ def test_real_int8_boundary(cfg):
         pytest.skip(f"{path} not provisioned")
     m = onnx.load(str(path), load_external_data=False)
     # the aligned features and the F0 / N curves; the int8 DynamicQuantizeLinear stays in B
-    assert sp.find_boundary(m) == ["/encoder/MatMul_1_output_0", "/encoder/Reshape_output_0",
+    assert split_cut.find_boundary(m) == ["/encoder/MatMul_1_output_0", "/encoder/Reshape_output_0",
                                    "/encoder/Reshape_1_output_0"]
 
 
@@ -195,13 +196,13 @@ def test_bucketed_part_b_is_exact_and_plain_padding_is_not(toy_parts):
 
 
 def test_bucketing_needs_an_instance_norm():
-    parts = sp.split(toy_kokoro())
+    parts = split_cut.split(toy_kokoro())
     b = parts.b
     keep = [n for n in b.graph.node if n.op_type != "ReduceMean"]
     del b.graph.node[:]
     b.graph.node.extend(keep)
-    with pytest.raises(sp.SplitError, match="instance-norm"):
-        sp.bucket_model(b, parts.boundary[0])
+    with pytest.raises(split_cut.SplitError, match="instance-norm"):
+        part_b.bucket_model(b, parts.boundary[0])
 
 
 def test_check_split_reports_lsd_per_bucket(toy_parts):

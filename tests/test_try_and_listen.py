@@ -15,7 +15,9 @@ from labkit.engine import assets  # noqa: E402
 from labkit.engine.pipeline import StreamingSynthesizer  # noqa: E402
 from labkit.lab import listen  # noqa: E402
 from labkit.lab import s02_ort_conversion as s02  # noqa: E402
-from labkit.lab import s03_quantization as s03  # noqa: E402
+from labkit.lab import quantization_report  # noqa: E402
+from labkit.lab.quantization_result import QuantizationResult  # noqa: E402
+from labkit.measure.variant_bench import REFERENCE  # noqa: E402
 from labkit.lab import s05_chunking as s05  # noqa: E402
 from labkit.lab import s06_dual_sessions as s06  # noqa: E402
 from labkit.lab import s07_verify as s07  # noqa: E402
@@ -65,52 +67,52 @@ def test_stage02_try_session_times_one_change_and_reads_its_drift(cfg):
 # -- stage 03 --------------------------------------------------------------------------------------
 def _result03(fast, rows=None, clips=None, ships="int8"):
     ref = _speech()
-    rows = rows or {s03.REFERENCE: {"ok": True}, "int8": {"ok": True, "speedup": 1.0},
+    rows = rows or {REFERENCE: {"ok": True}, "int8": {"ok": True, "speedup": 1.0},
                     "fp16-dec": {"ok": True, "speedup": 0.97}, "dyn-u8": {"ok": True, "speedup": 1.3},
                     "broken": {"ok": False, "speedup": 2.0}}
-    clips = clips or {n: ref * (1.0 if n == s03.REFERENCE else 0.9) for n in rows}
-    return {"baseline": "int8", "rows": rows, "clips": clips, "listen": {"id": "held-09"},
-            "reference": {"variant": "fp32-recon"}, "ships": ships,
-            "selection": {"fast": {"variant": fast} if fast else None}}
+    clips = clips or {n: ref * (1.0 if n == REFERENCE else 0.9) for n in rows}
+    return QuantizationResult(baseline="int8", rows=rows, clips=clips, listen={"id": "held-09"},
+                              reference={"variant": "fp32-recon"}, ships=ships,
+                              selection={"fast": {"variant": fast} if fast else None})
 
 
 def test_stage03_ships_what_the_selection_takes_else_shows_the_best_it_tried():
-    assert s03.shipped_variant(_result03("dyn-u8", ships="dyn-u8")) == ("dyn-u8", True)
+    assert quantization_report.shipped_variant(_result03("dyn-u8", ships="dyn-u8")) == ("dyn-u8", True)
     # the ruler passed fp16-dec but it is not faster than int8: int8 ships, fp16-dec is heard
-    assert s03.shipped_variant(_result03("fp16-dec")) == ("fp16-dec", False)
+    assert quantization_report.shipped_variant(_result03("fp16-dec")) == ("fp16-dec", False)
     # int8 itself was the fast pick, or nothing passed: the fastest that ran (never a failed one)
-    assert s03.shipped_variant(_result03("int8")) == ("dyn-u8", False)
-    assert s03.shipped_variant(_result03(None)) == ("dyn-u8", False)
-    only = _result03(None, rows={s03.REFERENCE: {"ok": True}, "int8": {"ok": True}})
-    assert s03.shipped_variant(only) == (None, False)
+    assert quantization_report.shipped_variant(_result03("int8")) == ("dyn-u8", False)
+    assert quantization_report.shipped_variant(_result03(None)) == ("dyn-u8", False)
+    only = _result03(None, rows={REFERENCE: {"ok": True}, "int8": {"ok": True}})
+    assert quantization_report.shipped_variant(only) == (None, False)
 
 
 def test_stage03_side_by_side_reads_stock_and_shipped_against_the_reference():
-    lst = s03.side_by_side(_result03("fp16-dec", ships="fp16-dec"))
+    lst = quantization_report.side_by_side(_result03("fp16-dec", ships="fp16-dec"))
     assert _labels(lst) == ["stock: int8", "shipped: fp16-dec"]
     assert lst.utterance == "held-09" and "fp32-recon" in lst.against
     assert all(t.verdict in ("pass", "fail") for t in lst.takes)
     assert round(lst.takes[0].figures["level_db"], 1) == pytest.approx(-0.9, abs=0.1)  # 0.9x: -0.92 dB
-    assert _labels(s03.side_by_side(_result03(None))) == ["stock: int8", "tried, not shipped: dyn-u8"]
+    assert _labels(quantization_report.side_by_side(_result03(None))) == ["stock: int8", "tried, not shipped: dyn-u8"]
 
 
 def test_stage03_try_controls_offer_what_ships_and_the_listening_sentence_first():
-    c = s03.try_controls(_result03("dyn-u8", ships="fp16-dec"))
-    assert c["variant"][0] == "fp16-dec" and s03.REFERENCE not in c["variant"]
+    c = quantization_report.try_controls(_result03("dyn-u8", ships="fp16-dec"))
+    assert c["variant"][0] == "fp16-dec" and REFERENCE not in c["variant"]
     assert c["utterance"][0][1] == "held-09" and len(c["utterance"]) > 20
 
 
 @pytest.mark.model
 def test_stage03_try_variant_reads_a_model_against_the_reference(cfg):
-    rows = {s03.REFERENCE: {"path": str(assets.reference(cfg).path)},
+    rows = {REFERENCE: {"path": str(assets.reference(cfg).path)},
             "int8": {"path": str(assets.model_path(cfg, "int8"))}}
-    result = {"rows": rows, "reference": {"variant": assets.reference(cfg).variant}}
-    [lst] = s03.try_variant(result, "int8", "held-02", cfg)
+    result = QuantizationResult(rows=rows, reference={"variant": assets.reference(cfg).variant})
+    [lst] = quantization_report.try_variant(result, "int8", "held-02", cfg)
     assert lst.text == "Mind the gap." and _labels(lst) == ["int8"]
     assert lst.reference.size > SR // 4 and lst.takes[0].audio.size > SR // 4
     assert lst.takes[0].verdict in ("pass", "fail") and lst.takes[0].figures["masked_lsd_db"] >= 0
     with pytest.raises(KeyError, match="benched"):
-        s03.try_variant(result, "nope", "held-02", cfg)
+        quantization_report.try_variant(result, "nope", "held-02", cfg)
 
 
 # -- stage 05 --------------------------------------------------------------------------------------

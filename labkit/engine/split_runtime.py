@@ -39,7 +39,7 @@ PHASE0 = "phase0"
 #: version of the cut and bucket edits (part of the cache key: a new edit, new files)
 EDIT_VERSION = 3
 #: the files of a split, besides its meta; the windowed ones only where part B has a
-#: harmonic source to continue (labkit.optimize.split.phase_models)
+#: harmonic source to continue (labkit.optimize.part_b.phase_models)
 PART_FILES = ("a", "b", "b_bucketed", "b_phase", "phase")
 WINDOW_FILES = ("b_phase", "phase")
 
@@ -64,7 +64,7 @@ def split_dir(cfg: LabConfig) -> Path:
 def split_paths(model_path: str | os.PathLike, cache_dir: str | os.PathLike,
                 b_rewrites: Sequence[str] = ()) -> dict[str, Path]:
     """Where the parts of ``model_path`` live: ``a``, ``b``, ``b_bucketed``, the windowed
-    ``b_phase`` with its ``phase`` model (labkit.optimize.split.phase_models) and ``meta``,
+    ``b_phase`` with its ``phase`` model (labkit.optimize.part_b.phase_models) and ``meta``,
     keyed by the model's sha256, the edit version, part B's rewrites and onnx's version."""
     cache_dir = Path(cache_dir)
     digest = model_sha256(model_path, memo_dir=cache_dir)

@@ -5,8 +5,9 @@
 ``args.provider``). :func:`summarize` reads it every way the lab asks: by operator type
 (Conv, Sin, Mul, ...), by node-name prefix (``/decoder/decoder/generator`` is the vocoder,
 ``/decoder`` the whole decoder, ``/encoder``, ``/text_encoder``, ``/predictor`` the rest),
-by module family (a caller's grouping, e.g. labkit.optimize.quantize.family_of) and by
-execution provider (a CoreML partition runs as one fused node).
+by module family (a caller's grouping, e.g. labkit.optimize.families.family_of) and by
+execution provider (a CoreML partition runs as one fused node). :func:`speed_bound` reads two
+profiles as Amdahl's bound on what int8 kernels can give.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import os
 import tempfile
 from collections import defaultdict
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from labkit.engine.sessions import for_session, new_session
 
@@ -141,3 +142,33 @@ def profile_session(model: str | os.PathLike, session_cfg, feeds: dict, runs: in
 
 def as_rows(summary: dict) -> list[dict]:
     return list(summary.get("top_ops", []))
+
+
+#: op types a QDQ/int8 recipe replaces (float side) and the int8 kernels that replace them
+FLOAT_HEAVY_OPS = ("Conv", "MatMul", "FusedMatMul", "FusedConv")
+
+
+INT8_OPS = ("QLinearConv", "ConvInteger", "MatMulInteger", "QLinearMatMul", "DynamicQuantizeLinear",
+            "QuantizeLinear", "DequantizeLinear", "MatMulIntegerToFloat", "DynamicQuantizeMatMul")
+
+
+def speed_bound(ref_profile: dict, var_profile: dict | None = None) -> dict[str, Any]:
+    """Why the speed-up is what it is, from two ORT profiles (:func:`profile_session`):
+    the share of the reference's kernel time in float Conv/MatMul (what int8 can touch),
+    and Amdahl's bound on the whole-run speed-up if that share ran 2x / 4x faster; with a
+    variant's profile, the measured kernel-time ratio of what replaced it."""
+    total = ref_profile["kernel_seconds"] or 1e-12
+    heavy = sum(v for k, v in ref_profile["by_op"].items() if k in FLOAT_HEAVY_OPS)
+    p = heavy / total
+    out: dict[str, Any] = {"heavy_share": p,
+                           "bound_if_2x": 1.0 / (1.0 - p + p / 2.0),
+                           "bound_if_4x": 1.0 / (1.0 - p + p / 4.0)}
+    if var_profile is not None:
+        v_heavy = sum(v for k, v in var_profile["by_op"].items()
+                      if k in FLOAT_HEAVY_OPS or k in INT8_OPS)
+        out["replaced_kernel_ratio"] = heavy / v_heavy if v_heavy else None
+        out["qdq_overhead_s"] = sum(v for k, v in var_profile["by_op"].items()
+                                    if k in ("QuantizeLinear", "DequantizeLinear",
+                                             "DynamicQuantizeLinear"))
+        out["total_ratio"] = total / (var_profile["kernel_seconds"] or 1e-12)
+    return out

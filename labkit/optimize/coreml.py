@@ -3,7 +3,7 @@
 LabConfig holds provider options in ``session.provider_options["CoreMLExecutionProvider"]``;
 they are checked *before* a session is made (:func:`validate_options`), so a typo is a
 clear error naming the allowed keys and values rather than ORT's terse ``Unknown
-option``. The sweep over these points is stage 04 (labkit.lab.s04_coreml); where a node
+option``. The sweep over these points is stage 04's (labkit.lab.accelerator_sweep); where a node
 runs is read from ORT's own log (labkit.measure.placement).
 """
 from __future__ import annotations

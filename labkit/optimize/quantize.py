@@ -3,22 +3,23 @@
 Recipes (each writes one ``.onnx`` under a folder the caller names, normally the stage's
 artifact folder; nothing here ever writes into git):
 
-* :func:`build_fp16` -- onnxconverter-common's float16 conversion with the block lists
-  that make it work on Kokoro: the generator's harmonic source, STFT and iSTFT stay fp32
-  (the phase cumsum reaches 57,440, past fp16's 65,504 once summed further, and atan2 of
-  magnitudes rounded to 0 gives NaN), every ``Cast(to=float)`` is blocked *by name*
-  (blocking the op type hangs the converter; converting them breaks attention's types),
-  ``max_finite_val`` is raised so the 24000.0 sample-rate constant is not clamped to 1e4,
-  and the graph's inputs and outputs stay fp32. Three more fixes were needed on the fp32
-  rebuild (measured, issue 5): the converter leaves fp32 -> fp16 -> fp32 Cast round trips
-  *between* blocked nodes, so the "fp32" STFT still rounded tiny real/imag parts to 0
-  (atan2's Div: 0/0 = NaN from the first samples) -- :func:`drop_roundtrip_casts`
-  removes them; an optimizer-renamed ``Transpose_token_36`` inside m_source carried the
-  65,440-rad phase through fp16 (inf from ~130 tokens) -- layout ops fed by the source
-  path are blocked too; and blocking only some nodes made de-duplicated constants shared
-  by fp32 and fp16 consumers mistyped -- :func:`unshare_initializers` gives the fp32 side
-  its own copy. With ``fp16_scope="decoder"`` (preset ``fp16-dec``) the encoder and the
-  duration predictor stay fp32: converting them changed a long sentence's length.
+* :func:`labkit.optimize.fp16.build_fp16` -- onnxconverter-common's float16 conversion
+  with the block lists that make it work on Kokoro: the generator's harmonic source, STFT
+  and iSTFT stay fp32 (the phase cumsum reaches 57,440, past fp16's 65,504 once summed
+  further, and atan2 of magnitudes rounded to 0 gives NaN), every ``Cast(to=float)`` is
+  blocked *by name* (blocking the op type hangs the converter; converting them breaks
+  attention's types), ``max_finite_val`` is raised so the 24000.0 sample-rate constant is
+  not clamped to 1e4, and the graph's inputs and outputs stay fp32. Three more fixes were
+  needed on the fp32 rebuild (measured, issue 5): the converter leaves fp32 -> fp16 ->
+  fp32 Cast round trips *between* blocked nodes, so the "fp32" STFT still rounded tiny
+  real/imag parts to 0 (atan2's Div: 0/0 = NaN from the first samples) --
+  :func:`labkit.optimize.fp16.drop_roundtrip_casts` removes them; an optimizer-renamed
+  ``Transpose_token_36`` inside m_source carried the 65,440-rad phase through fp16 (inf
+  from ~130 tokens) -- layout ops fed by the source path are blocked too; and blocking
+  only some nodes made de-duplicated constants shared by fp32 and fp16 consumers mistyped
+  -- :func:`labkit.optimize.fp16.unshare_initializers` gives the fp32 side its own copy.
+  With ``fp16_scope="decoder"`` (preset ``fp16-dec``) the encoder and the duration
+  predictor stay fp32: converting them changed a long sentence's length.
 * :func:`build_dynamic` -- ``quantize_dynamic`` after ``quant_pre_process``, op types
   limited (MatMul, Conv by default) so the int8 embedding ``Gather`` cannot appear:
   activations are quantized at run time at every site.
@@ -27,9 +28,9 @@ artifact folder; nothing here ever writes into git):
   :class:`CorpusReader` of real tokens/style/speed. Calibration is run once per method
   and cached (ORT's calibration cache), so per-family variants reuse it.
 * mixed precision -- any recipe takes ``families``: only the nodes of those module
-  families are quantized, the rest stay float. :data:`FAMILIES` names Kokoro's modules by
-  node-name prefix; the stage measures each family's cost alone and keeps the sensitive
-  ones float (labkit.lab.s03_quantization.choose_families).
+  families are quantized, the rest stay float. labkit.optimize.families names Kokoro's
+  modules by node-name prefix; the stage measures each family's cost alone and keeps the
+  sensitive ones float (labkit.lab.variant_choice.choose_families).
 """
 from __future__ import annotations
 
@@ -37,96 +38,20 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Sequence
 
-import numpy as np
 import onnx
 
 from labkit import progress
 from labkit.engine import assets
+from labkit.optimize.families import FAMILIES, QuantizeError, check_families, family_of, prefixes_of
+from labkit.optimize.fp16 import build_fp16
 
-#: module family -> node-name prefixes (the exporter's module paths survive in the names).
-FAMILIES: dict[str, tuple[str, ...]] = {
-    "bert": ("/encoder/bert/", "/encoder/bert_encoder/", "FastGelu", "SkipLayerNormalization",
-             "Gather_token_", "Transpose_token_"),
-    "text_encoder": ("/encoder/text_encoder/",),
-    "prosody_lstm": ("/encoder/predictor/", "/encoder/shared/"),
-    "prosody_f0n": ("/encoder/F0.", "/encoder/N.", "/encoder/F0_proj", "/encoder/N_proj"),
-    "decoder": ("/decoder/decoder/encode/", "/decoder/decoder/decode.",
-                "/decoder/decoder/asr_res", "/decoder/decoder/F0_conv", "/decoder/decoder/N_conv"),
-    "gen_resblocks": ("/decoder/decoder/generator/resblocks.",
-                      "/decoder/decoder/generator/noise_res."),
-    "gen_upsample": ("/decoder/decoder/generator/ups.", "/decoder/decoder/generator/noise_convs.",
-                     "/decoder/decoder/generator/conv_post"),
-}
-_GEN = "/decoder/decoder/generator/"
-_DEC = "/decoder/decoder/"
-#: finer families for per-block sensitivity (each inside one family above): the six
-#: generator resblocks (3 kernel sizes x 2 upsampling stages), the two noise resblocks,
-#: the upsamplers, the decoder's blocks.
-FINE_FAMILIES: dict[str, tuple[str, ...]] = {
-    **{f"gen_resblocks.{i}": (f"{_GEN}resblocks.{i}/",) for i in range(6)},
-    **{f"gen_noise_res.{i}": (f"{_GEN}noise_res.{i}/",) for i in range(2)},
-    "gen_ups": (f"{_GEN}ups.",),
-    "gen_noise_convs": (f"{_GEN}noise_convs.",),
-    "gen_conv_post": (f"{_GEN}conv_post",),
-    "decoder_encode": (f"{_DEC}encode/",),
-    **{f"decoder_decode.{i}": (f"{_DEC}decode.{i}/",) for i in range(4)},
-    "decoder_asr_f0n": (f"{_DEC}asr_res", f"{_DEC}F0_conv", f"{_DEC}N_conv"),
-}
-#: never quantized, and kept fp32 in fp16 variants: harmonic source, STFT, iSTFT.
-SOURCE_PREFIX = "/decoder/decoder/generator/"
-#: families upstream of the duration predictor's Round: changing them can change lengths
-DURATION_FAMILIES = ("bert", "text_encoder", "prosody_lstm")
 #: op types quantized by default (Gather must not be: int8/uint8 mismatch at the embedding)
 DEFAULT_OP_TYPES = ("MatMul", "Conv")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 RECIPES = ("fp16", "dynamic", "static")
 FP16_SCOPES = ("all", "decoder")
-
-
-class QuantizeError(ValueError):
-    pass
-
-
-def family_of(node_name: str) -> str:
-    """The module family a node belongs to ("gen_source_istft" for the generator's
-    source/STFT/iSTFT path, "other" for glue)."""
-    for fam, prefixes in FAMILIES.items():
-        if node_name.startswith(prefixes):
-            return fam
-    if node_name.startswith(SOURCE_PREFIX):
-        return "gen_source_istft"
-    return "other"
-
-
-def nodes_by_family(model: onnx.ModelProto | str | Path) -> dict[str, list[str]]:
-    if not isinstance(model, onnx.ModelProto):
-        model = onnx.load(str(model), load_external_data=False)
-    out: dict[str, list[str]] = {}
-    for n in model.graph.node:
-        out.setdefault(family_of(n.name), []).append(n.name)
-    return out
-
-
-def check_families(families: Iterable[str] | None) -> list[str] | None:
-    if families is None:
-        return None
-    families = list(families)
-    bad = [f for f in families if f not in FAMILIES and f not in FINE_FAMILIES]
-    if bad:
-        raise QuantizeError(f"unknown module family {bad}; quantizable families are "
-                            f"{list(FAMILIES)} and the finer {list(FINE_FAMILIES)} "
-                            "(the source/STFT/iSTFT path always stays float)")
-    return families
-
-
-def prefixes_of(families: Iterable[str]) -> tuple[str, ...]:
-    """Node-name prefixes of coarse (FAMILIES) or fine (FINE_FAMILIES) families."""
-    out: list[str] = []
-    for f in check_families(families) or []:
-        out += FAMILIES.get(f) or FINE_FAMILIES[f]
-    return tuple(out)
 
 
 def _nodes_for(model_path: Path, families: list[str] | None, op_types: Sequence[str]) -> list[str] | None:
@@ -215,182 +140,6 @@ class Built:
     def to_dict(self) -> dict:
         return {"spec": self.spec.to_dict(), "path": str(self.path), "seconds": self.seconds,
                 "nodes_quantized": self.nodes_quantized, "notes": self.notes}
-
-
-# -- fp16 ---------------------------------------------------------------------------------
-#: op types kept fp32 everywhere (tried: blocking the decomposed norm statistics
-#: ReduceMean/Pow/Sqrt/Div/Sub makes the converter miss casts at an LSTM Add, so empty)
-FP16_STATS_OPS: tuple[str, ...] = ()
-
-
-#: data-movement ops: kept fp32 when they sit on the source/STFT/iSTFT path
-LAYOUT_OPS = ("Transpose", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Slice", "Gather",
-              "Concat", "Expand", "Pad", "Split", "Flatten")
-
-
-def _fed_by_source(node, prod, depth: int = 8) -> bool:
-    """Whether ``node``'s first input comes, through layout ops only, from the source path."""
-    x = node.input[0] if node.input else ""
-    for _ in range(depth):
-        p = prod.get(x)
-        if p is None:
-            return False
-        if family_of(p.name) == "gen_source_istft":
-            return True
-        if p.op_type not in LAYOUT_OPS or not p.input:
-            return False
-        x = p.input[0]
-    return False
-
-
-def fp16_block_list(model: onnx.ModelProto, keep_float: Iterable[str] = (),
-                    scope: str = "all") -> list[str]:
-    """Node names that must stay fp32: the source/STFT/iSTFT path, every Cast(to=float),
-    the nodes of ``keep_float`` families and, with ``scope="decoder"``, every node outside
-    ``/decoder/`` (blocking only the encoder's families leaves glue such as /encoder/Clip
-    half-converted: the converter then fails to type it)."""
-    keep = set(keep_float) | {"gen_source_istft"}
-    outside = [n.name for n in model.graph.node
-               if scope == "decoder" and not n.name.startswith("/decoder/")]
-    block = []
-    consumers: dict[str, list] = {}
-    for n in model.graph.node:
-        for x in n.input:
-            consumers.setdefault(x, []).append(n)
-    prod = {o: n for n in model.graph.node for o in n.output}
-    for n in model.graph.node:
-        if family_of(n.name) in keep or n.op_type in FP16_STATS_OPS:
-            block.append(n.name)
-        elif n.op_type in LAYOUT_OPS and _fed_by_source(n, prod):
-            # layout nodes the optimizer renamed (e.g. "Transpose_token_36" inside
-            # m_source, carrying the 65,440-rad phase): converted, they overflow fp16
-            block.append(n.name)
-        elif n.op_type == "Cast" and any(
-                a.name == "to" and a.i == onnx.TensorProto.FLOAT for a in n.attribute):
-            block.append(n.name)
-            # the attention scale 1/sqrt(d) computed from a Cast: scalar, keep it fp32 too
-            # (converted, its constant and the Cast's output disagree in type)
-            frontier = [c for o in n.output for c in consumers.get(o, [])]
-            while frontier:
-                c = frontier.pop()
-                if c.op_type in ("Sqrt", "Div", "Reciprocal") and c.name not in block:
-                    block.append(c.name)
-                    frontier += [d for o in c.output for d in consumers.get(o, [])]
-    seen = set(block)
-    return block + [n for n in outside if n not in seen]
-
-
-def build_fp16(reference: Path, out: Path, keep_float: Iterable[str] = (),
-               scope: str = "all") -> Path:
-    from onnxconverter_common import float16
-
-    model = onnx.load(str(reference))
-    block = fp16_block_list(model, keep_float, scope)
-    unshare_initializers(model, set(block))
-    import warnings
-
-    with warnings.catch_warnings():  # one "truncated to 1e-07" warning per tiny weight
-        warnings.simplefilter("ignore", UserWarning)
-        converted = float16.convert_float_to_float16(
-            model, keep_io_types=True, node_block_list=block,
-            max_finite_val=65504.0, min_positive_val=1e-7, disable_shape_infer=False)
-    drop_roundtrip_casts(converted)
-    restore_float_outputs(converted, model)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(converted, str(out))
-    return out
-
-
-def unshare_initializers(model: onnx.ModelProto, block: set[str]) -> int:
-    """Give blocked (fp32) nodes their own copy of every float initializer they share with
-    converted nodes. The fp32 rebuild de-duplicated constants across the graph (e.g. one
-    ``1.0`` for the encoder and the generator's AdaIN); the converter turns a shared one to
-    fp16 for some consumers and not others, and ORT then rejects the mixed-type node."""
-    g = model.graph
-    inits = {i.name: i for i in g.initializer if i.data_type == onnx.TensorProto.FLOAT}
-    users: dict[str, list] = {}
-    for n in g.node:
-        for k, x in enumerate(n.input):
-            if x in inits:
-                users.setdefault(x, []).append((n, k))
-    copied = 0
-    for name, uses in users.items():
-        kept = [(n, k) for n, k in uses if n.name in block]
-        if not kept or len(kept) == len(uses):
-            continue
-        twin = onnx.TensorProto()
-        twin.CopyFrom(inits[name])
-        twin.name = f"{name}__fp32"
-        g.initializer.append(twin)
-        for n, k in kept:
-            n.input[k] = twin.name
-        copied += 1
-    return copied
-
-
-def restore_float_outputs(converted: onnx.ModelProto, original: onnx.ModelProto) -> list[str]:
-    """Give every graph output the converter turned fp16 its original fp32 type back:
-    ``keep_io_types`` leaves an output fp16 when a blocked (fp32) node feeds it through a
-    ``Cast(to=float16)`` (Kokoro's ``audio``, fed by the iSTFT's last Gather), so the audio
-    would be rounded to fp16 on its way out. That Cast becomes ``Cast(to=float)``, or a
-    Cast to float is appended. Returns the outputs changed."""
-    was_float = {o.name for o in original.graph.output
-                 if o.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
-    g = converted.graph
-    prod = {o: n for n in g.node for o in n.output}
-    changed = []
-    for out in g.output:
-        if out.name not in was_float or out.type.tensor_type.elem_type != onnx.TensorProto.FLOAT16:
-            continue
-        node = prod.get(out.name)
-        consumed = any(out.name in n.input for n in g.node)  # fp16 nodes may read it too
-        if node is not None and node.op_type == "Cast" and not consumed:
-            for a in node.attribute:
-                if a.name == "to":
-                    a.i = onnx.TensorProto.FLOAT
-        else:  # rename the fp16 value and cast it under the output's name
-            inner = f"{out.name}_fp16"
-            for n in g.node:
-                n.output[:] = [inner if o == out.name else o for o in n.output]
-                n.input[:] = [inner if i == out.name else i for i in n.input]
-            g.node.append(onnx.helper.make_node("Cast", [inner], [out.name],
-                                                to=onnx.TensorProto.FLOAT,
-                                                name=f"{out.name}_to_float"))
-        out.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
-        changed.append(out.name)
-    return changed
-
-
-def drop_roundtrip_casts(model: onnx.ModelProto) -> int:
-    """Remove the fp32 -> fp16 -> fp32 round trips the converter leaves *between two
-    blocked nodes*: it casts every blocked node's float output to fp16 and back to fp32
-    for the next blocked node, so the "fp32" STFT path still rounds through fp16 (tiny
-    real/imag parts become 0, atan2's Div gives 0/0 = NaN, measured on dev-01, then named ho-01).
-    Each ``Cast(to=float)`` fed by a ``Cast(to=float16)`` is fed the fp16 Cast's fp32
-    input instead (a float->float Cast is an identity); fp16 Casts left without a
-    consumer are removed. Returns the number of round trips removed."""
-    g = model.graph
-    prod = {o: n for n in g.node for o in n.output}
-
-    def cast_to(n) -> int | None:
-        if n.op_type != "Cast":
-            return None
-        return next((a.i for a in n.attribute if a.name == "to"), None)
-
-    removed = 0
-    for n in g.node:
-        if cast_to(n) != onnx.TensorProto.FLOAT:
-            continue
-        src = prod.get(n.input[0])
-        if src is not None and cast_to(src) == onnx.TensorProto.FLOAT16:
-            n.input[0] = src.input[0]
-            removed += 1
-    used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
-    dead = [n for n in g.node if cast_to(n) == onnx.TensorProto.FLOAT16
-            and not any(o in used for o in n.output)]
-    for n in dead:
-        g.node.remove(n)
-    return removed
 
 
 # -- pre-processing and dynamic int8 ---------------------------------------------------------
@@ -589,9 +338,8 @@ def file_mb(path: str | Path) -> float:
     return Path(path).stat().st_size / 1e6
 
 
-__all__ = ["FAMILIES", "FINE_FAMILIES", "prefixes_of", "drop_roundtrip_casts", "VariantSpec", "Builder", "Built", "CorpusReader", "family_of",
-           "nodes_by_family", "op_histogram", "calibrate", "build_fp16", "build_dynamic",
-           "build_static", "preprocess", "QuantizeError", "DURATION_FAMILIES", "Any", "np"]
+__all__ = ["VariantSpec", "Built", "Builder", "CorpusReader", "preprocess", "calibrate", "build_dynamic",
+           "build_static", "op_histogram", "provide_variant"]
 
 
 #: recipes a missing variant can be built from without a calibration corpus

@@ -1,0 +1,189 @@
+"""Choosing among stage 03's variants: the per-block sensitivity sweep and the
+mixed-precision plan built from it (:func:`sensitivity`, :func:`choose_families`), the
+Pareto front of speed against the ruler's distance, the stage's fast pick
+(:func:`select`), the checks a bench row failed and the bench rows as the journal's
+candidates (:func:`candidates`, read by labkit.lab.selection).
+"""
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from labkit import progress
+from labkit.engine.graph_cache import make_session
+from labkit.lab.selection import quality_entry
+from labkit.measure.compare import Comparison
+from labkit.measure.variant_quality import evaluate
+from labkit.measure.variant_speed import CRITERION
+from labkit.optimize.quantize import VariantSpec
+
+
+def sensitivity(builder, families: Sequence[str], base_spec: dict, session_cfg, heldout: Sequence,
+                voices, ref_audio: dict) -> dict[str, dict]:
+    """Quantize one family at a time (``base_spec`` with ``families=[f]``) and measure the
+    distance each costs on ``heldout`` (no DNSMOS: quick)."""
+    out: dict[str, dict] = {}
+    for fam in progress.steps(list(families), "sensitivity families"):
+        spec = VariantSpec(**{**base_spec, "name": f"sens-{base_spec.get('recipe')}-{fam}",
+                              "families": [fam]}).validate()
+        try:
+            built = builder.build(spec)
+            sess = make_session(built.path, session_cfg)
+            ev = evaluate(sess, heldout, voices, ref_audio, with_dnsmos=False)
+            s = ev["summary"]
+            out[fam] = {"ok": s["ok"], "masked_lsd_db": s["masked_lsd_db"], "lsd_db": s["lsd_db"],
+                        "pesq_wb": s["pesq_wb"],
+                        "length_changes": s["length_changes"], "problems": s["problems"],
+                        "nodes_quantized": built.nodes_quantized}
+        except Exception as exc:  # noqa: BLE001 - reported, the family stays float
+            out[fam] = {"ok": False, "masked_lsd_db": None, "lsd_db": None,
+                        "error": f"{type(exc).__name__}: {exc}"}
+    return out
+
+
+def pareto_front(points: dict[str, tuple[float, float]]) -> list[str]:
+    """Names not dominated on (speed ratio: higher is better, lsd: lower is better)."""
+    front = []
+    for name, (speed, lsd) in points.items():
+        dominated = any(s >= speed and l <= lsd and (s > speed or l < lsd)
+                        for other, (s, l) in points.items() if other != name)
+        if not dominated:
+            front.append(name)
+    return sorted(front, key=lambda n: -points[n][0])
+
+
+@dataclass
+class Targets:
+    """What stage 03's fast pick aims at (recorded as met or not; it never decides)."""
+
+    #: the speed the fast pick should reach over the reference (issue #33)
+    fast_speedup: float = 1.5
+
+
+def select(rows: dict[str, dict], baseline: str | None, targets: Targets = Targets()) -> dict:
+    """The fastest variant whose quality passed the ruler (``row["quality"]``, from
+    labkit.lab.variant_ruler.ruler_quality), and whether it meets the speed target; failed
+    variants and those the ruler rejects are listed, never chosen."""
+    out: dict[str, Any] = {"failed": sorted(n for n, r in rows.items() if not r.get("ok")),
+                           "rejected_by_the_ruler": sorted(
+                               n for n, r in rows.items()
+                               if (r.get("quality") or {}).get("verdict") == "fail")}
+    ok = {n: r for n, r in rows.items() if r.get("ok") and r.get("speedup") is not None
+          and (r.get("quality") or {}).get("verdict") == "pass"}
+    if not ok:
+        out["fast"] = None
+        return out
+    name = max(ok, key=lambda n: ok[n]["speedup"])
+    out["fast"] = {"variant": name, "speedup": ok[name]["speedup"],
+                   "meets_speed_target": ok[name]["speedup"] >= targets.fast_speedup,
+                   "is_baseline": name == baseline}
+    return out
+
+
+def choose_families(sensitivity: dict[str, dict], budget_db: float) -> dict[str, Any]:
+    """Mixed precision from per-family sensitivity {family: {"ok", "masked_lsd_db"}} (the
+    ruler's distance, worst utterance): quantize the families that keep their output valid
+    and cost least, while the sum of their costs stays within ``budget_db`` (a rough,
+    additive model; the mixed variant is measured)."""
+    usable = sorted(((f, r["masked_lsd_db"]) for f, r in sensitivity.items()
+                     if r.get("ok") and r.get("masked_lsd_db") is not None), key=lambda x: x[1])
+    chosen, total = [], 0.0
+    for fam, cost in usable:
+        if total + cost <= budget_db:
+            chosen.append(fam)
+            total += cost
+    kept = sorted(set(sensitivity) - set(chosen))
+    return {"quantize": chosen, "keep_float": kept, "estimated_masked_lsd_db": total,
+            "budget_db": budget_db}
+
+
+#: problem string prefix (labkit.quality.check_audio, evaluate, run_bench) -> check name
+_CHECKS = (("nan", "NaN"), ("empty", "silence"), ("silence", "silence"), ("clipping", "clipping"),
+           ("run failed", "load"), ("words not heard", "words"))
+
+
+_CHECK_ORDER = ["NaN", "silence", "clipping", "words", "load"]
+
+
+def failed_checks(row: dict[str, Any]) -> list[str]:
+    """Names of the checks a bench row failed (NaN, silence, clipping, words, load), in
+    that order, each once; empty when the variant is usable."""
+    problems = row.get("problems") or {}
+    found = set()
+    if "load" in problems:
+        found.add("load")
+    for key, msgs in problems.items():
+        for msg in msgs if isinstance(msgs, list) else [msgs]:
+            text = str(msg).lower()
+            for prefix, name in _CHECKS:
+                if text.startswith(prefix):
+                    found.add(name)
+    if not found and row.get("ok") is False:
+        found.add("load")  # not ok without a named problem: never measured
+    return [n for n in _CHECK_ORDER if n in found]
+
+
+def _by_len(d: dict | None) -> dict[int, Any]:
+    return {int(k): v for k, v in (d or {}).items()}  # JSON turns int keys into strings
+
+
+def candidates(rows: dict[str, dict], reference_name: str, comparison: Comparison,
+               reference_variant: str = "fp32-recon", baseline_name: str = "int8") -> list[dict[str, Any]]:
+    """Bench rows as the journal's candidates: the reference first, then the shipped
+    baseline (``"baseline": True`` with the A/A control's interval), then every variant in
+    bench order, each with its ratio and 95 % interval against the baseline from
+    ``comparison`` (the warm wall time at the stage's representative length). ``ttfa_s``
+    is the warm median seconds at the shortest probe length (one chunk: compute time is the
+    time to first audio); ``rtf`` the median warm RTF over the probe lengths; ``quality``
+    the ruler's verdict (labkit.lab.variant_ruler.ruler_quality: development and held-out
+    sets, like with like); ``lsd_db`` / ``pesq_wb`` (development set) and ``heldout_lsd_db`` are the
+    standard figures, reported. Variants are selected by their model file
+    (``model_path``). A variant that never ran has no ratio and is not ``measured`` on the
+    criterion: it cannot be chosen."""
+    if reference_name not in rows:
+        raise KeyError(f"reference row {reference_name!r} missing; rows are {list(rows)}")
+    if baseline_name not in rows:
+        raise KeyError(f"baseline row {baseline_name!r} missing; rows are {list(rows)}")
+    order = [reference_name, baseline_name]
+    order += [n for n in rows if n not in order]
+    out = []
+    for name in order:
+        r = rows[name]
+        dev = {} if name == reference_name else (r.get("dev") or {})
+        detail = _by_len(r.get("speed_detail"))
+        rtf = _by_len(r.get("rtf"))
+        shortest = min(detail) if detail else None
+        if name == reference_name:
+            overrides: dict[str, Any] = {"variant": reference_variant}
+            quality = quality_entry(True, basis="the reference itself")
+        else:
+            overrides = ({"variant": baseline_name} if name == baseline_name
+                         else {"variant": name, "model_path": str(Path(r["path"]).resolve())})
+            quality = r.get("quality") or quality_entry(None, ["not measured"])
+        timed = name in comparison.entries
+        c = {
+            "name": name,
+            "overrides": overrides,
+            "measured": ([CRITERION] if timed else [])
+                        + (["quality"] if quality.get("verdict") is not None else []),
+            "ttfa_s": (detail[shortest]["seconds"]["median"] if shortest is not None else None),
+            "rtf": statistics.median(rtf.values()) if rtf else None,
+            "quality": quality,
+            "lsd_db": 0.0 if name == reference_name else dev.get("lsd_db"),
+            "pesq_wb": None if name == reference_name else dev.get("pesq_wb"),
+            "heldout_lsd_db": 0.0 if name == reference_name else r.get("lsd_db"),
+            # the checks failed on either set (a check that fails on the held-out set fails)
+            "failed_checks": [] if name == reference_name else sorted(
+                set(failed_checks(r)) | set(failed_checks(r.get("dev") or {})),
+                key=_CHECK_ORDER.index),
+        }
+        if name == baseline_name:
+            c.update(comparison.baseline_fields())
+        elif timed:
+            c.update(comparison.selection_fields(name))
+        else:
+            c.update(criterion=CRITERION, ratio=None, ci95=None)
+        out.append(c)
+    return out

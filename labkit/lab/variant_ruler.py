@@ -1,0 +1,62 @@
+"""Stage 03's quality verdict: each variant judged by the ruler (labkit.quality.ruler) like
+with like -- its vocoder at the reference's alignment (labkit.measure.vocoder), its
+durations token by token, the recognizer's word error rate of its own output -- on the
+development and the held-out set; a variant passes only when both pass.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from labkit.lab.selection import quality_entry
+from labkit.measure import vocoder
+from labkit.measure.variant_bench import REFERENCE
+from labkit.optimize import durations
+from labkit.optimize import split as splitting
+from labkit.optimize.split_cut import SplitError
+
+
+def ruler_quality(rows: dict[str, dict], reference: Path, audio: dict[str, dict], held: Sequence,
+                  dev: Sequence, voices, session_cfg, cache: Path) -> dict[str, Any]:
+    """Each variant judged by the ruler on its vocoder at the reference's alignment
+    (labkit.measure.vocoder), its durations against the reference's, and the recognizer's
+    word error rate of its own held-out output against the reference's; sets
+    ``row["ruler"]`` (per set) and ``row["quality"]`` (the candidate's entry: passed only
+    when both sets pass). Returns the reference's word error rate. Models are split once
+    into ``cache/split`` (labkit.optimize.split), their copies with the durations output
+    built into ``cache/durations``."""
+    def parts(path: Path):
+        return splitting.split_files(durations.ensure(path, cache / "durations"), cache / "split")
+
+    at = vocoder.AtReference(parts(reference), session_cfg)
+    texts = {p.utt.id: p.utt.text for p in held}
+    ref_wer = vocoder.reference_word_errors(audio[REFERENCE], texts)
+    basis = ("the ruler (labkit.quality.ruler) on the vocoder at the reference's alignment, "
+             "development and held-out sets; durations token by token; word error rate "
+             "(pocketsphinx) on held-out against the reference's")
+    for name, row in rows.items():
+        if name == REFERENCE or name not in audio:
+            continue
+        try:
+            p = parts(Path(row["path"]))
+            held_q = vocoder.judge(at, p, held, voices, audio[name], ref_wer)
+            dev_q = vocoder.judge(at, p, dev, voices)
+            how = basis
+        except (SplitError, vocoder.NotComparable, durations.DurationsError) as exc:
+            # a graph that cannot be cut where the reference's is: its own output, aligned
+            held_q = vocoder.judge_whole(audio[REFERENCE], audio[name], texts, ref_wer)
+            dev_q = {"summary": {"passed": True, "reasons": [], "failed_utterances": []}}
+            how = (f"the ruler on the whole outputs, held-out set only (not cut like the "
+                   f"reference: {type(exc).__name__}: {str(exc)[:160]}); word error rate as above")
+        row["ruler"] = {"heldout": held_q, "dev": dev_q}
+        hs, ds = held_q["summary"], dev_q["summary"]
+        reasons = [f"held-out {x}" for x in hs["reasons"]] + [f"dev {x}" for x in ds["reasons"]]
+        row["quality"] = quality_entry(
+            hs["passed"] and ds["passed"], reasons, how,
+            masked_lsd_db=hs.get("worst_masked_lsd_db"),
+            masked_lsd_peak_db=hs.get("worst_masked_lsd_peak_db"),
+            gap_ms=hs.get("worst_gap_ms"), max_token_shift=hs.get("max_token_shift"),
+            tokens_moved=hs.get("tokens_moved"), wer=hs.get("wer"), wer_reference=hs.get("wer_reference"),
+            wer_allowed_increase=hs.get("wer_allowed_increase"),
+            failed_utterances=hs["failed_utterances"] + ds["failed_utterances"])
+    return ref_wer
