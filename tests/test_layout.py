@@ -237,3 +237,15 @@ def test_kokoro_facts_live_in_one_module():
              if m != "labkit.kokoro"}
     assert {m: f for m, f in homes.items() if f} == {}
     assert KOKORO_FACTS <= set(dir(importlib.import_module("labkit.kokoro"))) | {"VOCAB"}
+
+
+MAX_LINES = 500
+
+
+def test_modules_are_short_or_say_why():
+    """No module over 500 lines unless its docstring says why it stays whole (names the limit)."""
+    long = {m: len(p.read_text().splitlines()) for m, p in MODULES.items()
+            if len(p.read_text().splitlines()) > MAX_LINES}
+    unexplained = [f"{m} ({n} lines)" for m, n in long.items()
+                   if f"{MAX_LINES} lines" not in (ast.get_docstring(ast.parse(MODULES[m].read_text())) or "")]
+    assert unexplained == []
