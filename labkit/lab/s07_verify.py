@@ -28,13 +28,14 @@ from typing import Any, TypedDict
 from labkit.config import LabConfig
 from labkit.engine import assets
 from labkit.engine.pipeline import StreamingSynthesizer
-from labkit.engine.runtime import timed_model
+from labkit.engine.words import timed_cache_dir
 from labkit.lab import listen as listening
 from labkit.engine.split_runtime import split_dir
 from labkit.measure import corpora, vocoder
 from labkit.measure.compare import Comparison, compare
 from labkit.measure.streaming import first_audio, run_stream
 from labkit.measure.texts import named
+from labkit.optimize import durations
 from labkit.optimize import split as splitting
 from labkit.quality import ruler
 from labkit.best_config import resolve
@@ -69,7 +70,9 @@ def held_out_quality(configs: dict[str, LabConfig], synths: dict[str, StreamingS
     the ruler on its vocoder at the reference's alignment, durations, word error rate of its
     own output), plus the reference's word error rate under ``"reference_wer"``."""
     def parts(cfg: LabConfig, variant: str | None = None):
-        return splitting.split_files(timed_model(cfg, variant), split_dir(cfg))
+        # built here when missing (a stage run alone on a fresh clone), as stage 03 builds it
+        timed = durations.ensure(assets.model_path(cfg, variant), timed_cache_dir(cfg))
+        return splitting.split_files(timed, split_dir(cfg))
 
     ref_variant = assets.reference(ref_cfg).variant
     at = vocoder.AtReference(parts(ref_cfg, ref_variant), ref_cfg.session)
