@@ -31,6 +31,7 @@ from labkit.measure import profile as profiling
 from labkit.measure.compare import compare, compare_cold
 from labkit.measure.session_settings import (SessionChange, cold_ceiling, cold_command, cold_summary,
                                             open_session, runner, screen, token_inputs)
+from labkit.lab.conversion_result import ConversionResult, VariantRecord
 from labkit.lab.selection import quality_entry
 from labkit.quality import lsd_db, ruler
 from labkit.tables import fixed, interval
@@ -128,7 +129,8 @@ def run_variant(cfg: LabConfig, variant: str, *, levels=(), thread_counts=(), mo
                 screen_length: int = 120, rounds: int | None = None, warmup: int = 1,
                 cold_rounds: int | None = None, cold_tokens: int = 30,
                 profile_tokens: int = 250, max_lsd_db: float = 1.0,
-                out_dir: Path | None = None, log=progress.say, max_rounds: int | None = None) -> dict:
+                out_dir: Path | None = None, log=progress.say, max_rounds: int | None = None
+                ) -> VariantRecord:
     """Screen one-change candidates at ``screen_length``, combine what was earned, then
     time default vs best at every length (warm) and in fresh processes (cold), and profile
     both. Returns a JSON-able record (plus ``_audio`` for players)."""
@@ -139,7 +141,7 @@ def run_variant(cfg: LabConfig, variant: str, *, levels=(), thread_counts=(), mo
     base = cfg.session
     lengths = sorted(set(token_lengths) | {screen_length, cold_tokens, profile_tokens})
     feeds = token_inputs(cfg, lengths)
-    rec: dict = {"model": str(model), "tokens": {str(n): n_tokens(feeds[n]) for n in lengths}}
+    rec: VariantRecord = {"model": str(model), "tokens": {str(n): n_tokens(feeds[n]) for n in lengths}}
     comparisons: dict[str, dict] = {}
 
     arch = machine.current().machine
@@ -240,7 +242,7 @@ def run(cfg: LabConfig, st, *, variants=("int8",), levels=(), thread_counts=(), 
         toggles=(), rewrites=(), token_lengths=(30, 120, 250, 500), screen_length: int = 120,
         rounds: int | None = None, warmup: int = 1, cold_rounds: int | None = None,
         cold_tokens: int = 30, profile_tokens: int = 250, max_lsd_db: float = 1.0,
-        max_rounds: int | None = None) -> dict:
+        max_rounds: int | None = None) -> ConversionResult:
     """Every variant through :func:`run_variant`; variant -> its record."""
     return {v: run_variant(cfg, v, levels=levels, thread_counts=thread_counts, modes=modes,
                            toggles=toggles, rewrites=rewrites, token_lengths=token_lengths,
@@ -328,7 +330,7 @@ def headline(measured: dict) -> dict:
     return out
 
 
-def record(st, result: dict) -> dict:
+def record(st, result: ConversionResult) -> dict:
     """Fill the stage record from :func:`run`'s result (skips noted, candidates, headline,
     comparisons, notes on missed targets); returns the measured variants."""
     measured = {v: r for v, r in result.items() if "skipped" not in r}

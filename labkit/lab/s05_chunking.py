@@ -29,6 +29,7 @@ from labkit.engine import chunking, split_runtime
 from labkit.engine.pipeline import StreamingSynthesizer
 from labkit.engine.runtime import Engine
 from labkit.lab import listen as listening
+from labkit.lab.chunking_result import ChunkingResult
 from labkit.lab.selection import quality_entry, rank
 from labkit.lab.stage import public
 from labkit.measure import corpora, seams, texts
@@ -98,7 +99,7 @@ def run(cfg: LabConfig, st, *, variants: list[dict[str, Any]], sweep_text: str =
         voices: list[str] = (), listen: bool = True,
         contender: dict[str, Any] | None = None, listener_rounds: int = 2,
         load_processes: int = 1, phrase_text: str = "phrase", cancel_text: str = "article",
-        cancel_after_s: float = 0.5) -> dict[str, Any]:
+        cancel_after_s: float = 0.5) -> ChunkingResult:
     """``contender``: chunking overrides streamed beside the configured chunking as a
     listener hears it, with the same targets (but not on the article, which only the
     stage's choice streams); default: the other schedule (:data:`CONTENDERS`).
@@ -303,7 +304,7 @@ def headline(result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def record(st, result: dict[str, Any]) -> None:
+def record(st, result: ChunkingResult) -> None:
     st.metrics["sweep"] = result["rows"]
     st.metrics["comparisons"] = {f"TTFA by chunking ({result['texts']['sweep']})":
                                  result["comparison"].to_dict()}
