@@ -249,3 +249,31 @@ def test_modules_are_short_or_say_why():
     unexplained = [f"{m} ({n} lines)" for m, n in long.items()
                    if f"{MAX_LINES} lines" not in (ast.get_docstring(ast.parse(MODULES[m].read_text())) or "")]
     assert unexplained == []
+
+
+def private_reads(tree: ast.Module) -> list[str]:
+    """Attributes named ``_x`` read on anything but ``self``/``cls``/``super()`` (another
+    object's internals)."""
+    out = []
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and node.attr.startswith("_")
+                and not node.attr.startswith("__")):
+            owner = node.value
+            if isinstance(owner, ast.Name) and owner.id in ("self", "cls"):
+                continue
+            if isinstance(owner, ast.Call) and ast.unparse(owner.func) == "super":
+                continue
+            out.append(f"{node.lineno}: {ast.unparse(node)}")
+    return out
+
+
+def test_private_reads_are_found():
+    tree = ast.parse("self._a\nsuper()._b()\nengine._cache\nx.__class__\n")
+    assert private_reads(tree) == ["3: engine._cache"]
+
+
+def test_serve_uses_the_engines_public_surface():
+    """serve/ calls what the engine offers by name, never another object's internals."""
+    found = {m: private_reads(ast.parse(p.read_text())) for m, p in MODULES.items()
+             if m.startswith("serve")}
+    assert {m: f for m, f in found.items() if f} == {}
