@@ -212,8 +212,10 @@ def test_the_recognizer_hears_the_reference_and_a_lost_word(speech):
     assert clean["wer"] < 0.4 and clean["words"] == len(recognizer.words(text))
     al = recognizer.align(x, text)
     assert al["aligned"] and [w["word"] for w in al["words"]] == recognizer.words(text)
-    # a word's audio cut out: the alignment fails or the recognizer hears fewer words right
-    mid = al["words"][len(al["words"]) // 2]
+    # a word's audio cut out: the alignment fails or the recognizer hears fewer words right.
+    # The longest word: a short function word ("with") cut out can go unnoticed by this
+    # recognizer, whose language model puts it back (measured on held-13 with onnxruntime 1.31.1)
+    mid = max(al["words"], key=lambda w: w["end"] - w["start"])
     cut = np.concatenate([x[: int(mid["start"] * SR)], x[int(mid["end"] * SR):]])
     assert not recognizer.align(cut, text)["aligned"] or \
         recognizer.word_error_rate(cut, text)["errors"] > clean["errors"]
