@@ -220,7 +220,8 @@ class StreamingSynthesizer:
         if cc.prosody != "sentence":
             return None
         return SentenceWindows(self.engine, g2p, clean, voice, speed,
-                               cc.window_context_frames, cc.crossfade_ms)
+                               cc.window_context_frames, cc.crossfade_ms,
+                               cc.opening_lookahead_words if cc.opening == "prefix" else None)
 
     def slowdown(self) -> float:
         """How much slower the sessions run now for other processes' load (1: idle)."""
