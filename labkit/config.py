@@ -243,6 +243,11 @@ class PipelineConfig:
     #: stopping a stream (close, cancel, a client gone) also aborts the pieces being
     #: synthesized (onnxruntime RunOptions.terminate), so the engine is free at once
     terminate_on_cancel: bool = True
+    #: nothing after a stream's first piece (its chunking and G2P, its synthesis on either
+    #: session) starts until the first chunk has been handed out, so on a busy machine no
+    #: look-ahead takes cores from the first audio (labkit.engine.stream); off until
+    #: stage 05 measures it under load (issue #32)
+    first_alone: bool = False
 
 
 @dataclass

@@ -153,7 +153,8 @@ class StreamingSynthesizer:
                              g2p=g2p, sanitized=sanitized, schedule=live,
                              windows=self.windows_for(clean, g2p, voice, speed),
                              terminate_on_cancel=self.pipeline_cfg.terminate_on_cancel,
-                             through=self._through(read_cache))
+                             through=self._through(read_cache),
+                             first_alone=self.pipeline_cfg.first_alone)
         self.last_stats = stream.stats
         return stream
 
