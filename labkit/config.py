@@ -213,6 +213,15 @@ class ChunkingConfig:
     #: "sentence": frames vocoded beyond each cut inside a sentence (the vocoder's
     #: context; 25 ms each), so both sides of the seam see the audio around it
     window_context_frames: int = 8
+    #: "sentence" prosody, the stream's first piece when its sentence goes on past it:
+    #: "prefix" (part A over the piece and ``opening_lookahead_words`` words after it,
+    #: voiced as the whole sentence; the rest of the sentence from its own part A, its
+    #: source continuing the first piece's phase: labkit.engine.prosody), so the first audio
+    #: does not wait for part A over a long opening sentence; or "sentence" (part A over
+    #: the whole sentence first, as before issue #32). Stage 05 sweeps opening lengths with
+    #: both; "prefix" ships only once it earns it there.
+    opening: str = "sentence"
+    opening_lookahead_words: int = 4
 
 
 @dataclass
@@ -234,6 +243,11 @@ class PipelineConfig:
     #: stopping a stream (close, cancel, a client gone) also aborts the pieces being
     #: synthesized (onnxruntime RunOptions.terminate), so the engine is free at once
     terminate_on_cancel: bool = True
+    #: nothing after a stream's first piece (its chunking and G2P, its synthesis on either
+    #: session) starts until the first chunk has been handed out, so on a busy machine no
+    #: look-ahead takes cores from the first audio (labkit.engine.stream); off until
+    #: stage 05 measures it under load (issue #32)
+    first_alone: bool = False
 
 
 @dataclass

@@ -251,6 +251,23 @@ def test_chunking_candidates_mark_the_default_and_carry_the_seams_verdict():
     assert rank(out, SelectionConfig()) == []
 
 
+def test_the_chosen_chunking_carries_the_opening_its_sweep_earned():
+    from labkit.config import ChunkingConfig
+
+    base = ChunkingConfig()
+    rows = [_row("default", 0.5, 0.3, dict(vars(base)), [0.97, 1.03]),
+            _row("primer_max_words=5", 0.4, 0.3, {**vars(base), "primer_max_words": 5}, [1.1, 1.3])]
+    seam = {"default": _seam(), "primer_max_words=5": _seam()}
+    earned = {"chosen": "primer_max_words=5",
+              "overrides": {"chunking.opening": "prefix", "pipeline.first_alone": True}}
+    by = {c["name"]: c for c in s05.candidates(rows, seam, base, opening=earned)}
+    assert by["chunking primer_max_words=5"]["overrides"] == {
+        "chunking.primer_max_words": 5, "chunking.opening": "prefix", "pipeline.first_alone": True}
+    assert by["chunking default"]["overrides"] == {}  # only the choice was swept
+    by = {c["name"]: c for c in s05.candidates(rows, seam, base, opening={**earned, "overrides": {}})}
+    assert by["chunking primer_max_words=5"]["overrides"] == {"chunking.primer_max_words": 5}
+
+
 def test_the_seams_verdict_needs_no_click_at_a_seam_and_no_more_clicks_than_unchunked():
     SR = 24_000
     rng = np.random.default_rng(0)

@@ -22,11 +22,13 @@ from labkit.lab import s01_g2p_sanitization as s01
 from labkit.lab import s02_ort_conversion as s02
 from labkit.lab import variant_choice
 from labkit.lab import accelerator_split
+from labkit.lab import chunking_report, opening_choice
 from labkit.lab import s05_chunking as s05
 from labkit.lab import s06_dual_sessions as s06
 from labkit.lab import s07_verify as s07
 from labkit.lab import s08_endpoint as s08
 from labkit.lab import selection
+from labkit.measure import openings
 
 LAB = Path(s05.__file__).parent
 
@@ -168,6 +170,16 @@ def _clicks(at_seams=0, no_more=True):
 CONTENDER = "schedule=adaptive,primer_max_words=5"
 
 
+def _openings(idle=(1.05, 1.1, 1.15, 1.18), loaded=(1.3, 1.4, 1.4, 1.45), passed=(True,) * 4,
+              shipped="opening=prefix") -> dict:
+    """The opening sweep's record (labkit.measure.openings): what ships, its first audio
+    over the phrase's on each opening text, idle and under one busy process, and its seams."""
+    rows = [{"option": shipped, "text": t, "load_processes": n, "ratio": r}
+            for n, ratios in ((0, idle), (1, loaded)) for t, r in zip(openings.TEXTS, ratios)]
+    return {"rows": rows, "configured": "opening=sentence", "shipped": shipped,
+            "seams": {shipped: {t: {"quality_passed": ok} for t, ok in zip(openings.TEXTS, passed)}}}
+
+
 def _s05_result(**change) -> dict:
     listener = [{"label": "default", "load_processes": n, "underruns_max": 0} for n in (0, 1)]
     result = {"label": "default", "contender": CONTENDER,
@@ -178,7 +190,8 @@ def _s05_result(**change) -> dict:
               "seams": {"default": {"seam_excess_db": 1.0, "clicks": _clicks()},
                         CONTENDER: {"seam_excess_db": 1.2, "clicks": _clicks()}},
               "first_audio": {"default": {"ratio": 1.1}}, "cancel": {"terminate": {"release_s": 0.1,
-                                                                     "running_after": False}}}
+                                                                     "running_after": False}},
+              "openings": _openings()}
     result.update(change)
     return result
 
@@ -202,11 +215,36 @@ S05 = Gate(s05.targets, _s05_result, {
     "no_click_at_any_seam": [changed(seams={"default": {"clicks": _clicks(at_seams=1)}}),
                              changed(seams={"default": {"seam_excess_db": 0.1}})],  # not measured
     "clicks_per_minute_no_more_than_unchunked": [changed(seams={"default": {"clicks": _clicks(no_more=False)}})],
+    # issue #32: every opening length within 1.2x the phrase's first audio idle, 1.5x loaded
+    "opening_first_audio_within_1.2x_phrase_idle": [
+        changed(openings=_openings(idle=(1.05, 1.1, 1.15, 1.3))),
+        changed(openings={**_openings(), "rows": _openings()["rows"][1:]})],  # a length not measured
+    "opening_first_audio_within_1.5x_phrase_under_load": [
+        changed(openings=_openings(loaded=(1.3, 1.4, 1.6, 1.45))),
+        changed(load_processes=0)],  # never measured under load
+    "opening_seams_pass_the_click_detector": [changed(openings=_openings(passed=(True, True, True, False))),
+                                              changed(openings={**_openings(), "seams": {}})],
     "cancel_frees_the_session_within_0.5s": [
         changed(cancel={"terminate": {"release_s": 2.9, "running_after": False}}),
         changed(cancel={"terminate": {"release_s": 0.1, "running_after": True}}),
         changed(cancel={})],
 })
+
+
+OPENING = Gate(lambda x: opening_choice.targets(x["sweep"], x["sweep"]["shipped"], x["load"]),
+               lambda: {"sweep": _openings(), "load": 1}, {
+    "opening_first_audio_within_1.2x_phrase_idle": [
+        changed(sweep=_openings(idle=(1.25, 1.1, 1.15, 1.1)))],
+    "opening_first_audio_within_1.5x_phrase_under_load": [
+        changed(sweep=_openings(loaded=(1.3, 1.55, 1.4, 1.45))), changed(load=0)],
+    "opening_seams_pass_the_click_detector": [changed(sweep=_openings(passed=(False, True, True, True)))],
+})
+
+
+def test_stage05_without_the_opening_sweep_its_targets_are_not_measured():
+    met = s05.targets(_s05_result(openings=None))
+    assert {k for k, v in met.items() if v is None} == set(opening_choice.TARGETS)
+    assert not any(s05.targets(_s05_result(), CONTENDER)[k] for k in opening_choice.TARGETS)
 
 
 def test_stage05_without_the_article_its_targets_are_not_measured_and_the_rest_still_judged():
@@ -216,7 +254,7 @@ def test_stage05_without_the_article_its_targets_are_not_measured_and_the_rest_s
     assert all(v for k, v in met.items() if not k.startswith("article"))
     bad = s05.targets(_s05_result(article=None, article_rows=[], first_audio=None))
     assert bad["first_audio_within_1.2x_phrase"] is False and bad["article_no_underruns"] is None
-    assert "not streamed" in s05.article_summary({"article": None})
+    assert "not streamed" in chunking_report.article_summary({"article": None})
 
 
 def test_stage05_contender_targets_say_the_article_was_not_measured():
@@ -379,6 +417,7 @@ GATES = {
     "accelerator_split.split_passed": S04_SPLIT,
     "s05_chunking.targets": S05,
     "s05_chunking.eligible": S05_ELIGIBLE,
+    "opening_choice.targets": OPENING,
     "s06_dual_sessions.dual_rule": S06,
     "s07_verify.verdict": S07,
     "s08_endpoint.targets": S08,

@@ -54,10 +54,10 @@ def session_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("kokoro-session-") and t.is_alive()]
 
 
-def synth(engines, routing="first-fast", depth=4, chunk_cfg=CLAUSES) -> StreamingSynthesizer:
-    cfg = engines[0].cfg
-    return StreamingSynthesizer(engines[0], engines, PipelineConfig(routing=routing, queue_depth=depth),
-                                chunk_cfg, first_session=0)
+def synth(engines, routing="first-fast", depth=4, chunk_cfg=CLAUSES,
+          first_alone=False) -> StreamingSynthesizer:
+    return StreamingSynthesizer(engines[0], engines, PipelineConfig(
+        routing=routing, queue_depth=depth, first_alone=first_alone), chunk_cfg, first_session=0)
 
 
 # -- the real model -------------------------------------------------------------------------
@@ -119,11 +119,25 @@ def test_two_real_sessions_split_threads(cfg, engine):
 # -- the scheduler with stand-in sessions ---------------------------------------------------------
 def test_output_in_text_order_under_out_of_order_completion(cfg):
     slow, fast = FakeEngine(cfg, delay=0.4), FakeEngine(cfg, delay=0.01)
+    # the look-ahead starts beside the first piece here (pipeline.first_alone off)
     chunks = list(synth([slow, fast]).stream(TEXT))
     assert [c.index for c in chunks] == list(range(len(chunks)))
     assert chunks[0].session == 0
     # later pieces finished before the first one: order was restored, not given
     assert any(c.done_at < chunks[0].done_at for c in chunks[1:])
+
+
+@pytest.mark.parametrize("first_alone", [True, False])
+def test_nothing_starts_beside_the_first_piece_until_it_is_handed_out(cfg, first_alone):
+    # a free second session would start the next pieces at once; with first_alone they
+    # wait until the first chunk is out (their chunking and G2P included)
+    slow, fast = FakeEngine(cfg, delay=0.3), FakeEngine(cfg, delay=0.01)
+    chunks = list(synth([slow, fast], first_alone=first_alone).stream(TEXT))
+    assert [c.index for c in chunks] == list(range(len(chunks))) and len(chunks) > 2
+    first_out = chunks[0].ready_at
+    waited = all(c.started_at >= first_out for c in chunks[1:])
+    assert waited is first_alone
+    assert chunking.words_present(TEXT, [c.text for c in chunks])
 
 
 def test_round_robin_alternates_sessions(cfg):

@@ -16,9 +16,10 @@ from labkit.engine import prosody as pr
 from labkit.engine import split_runtime as sr
 from labkit.engine.phonemized import clean_phonemes, tokenize
 from labkit.engine.piece_cache import PieceCache
-from labkit.engine.sessions import new_session
+from labkit.engine.sessions import new_session, style_row
 from labkit.engine.pipeline import StreamingSynthesizer
 from labkit.optimize import split as sp
+from labkit.measure import texts
 
 SPF = 600
 TEXT = ("At the edge of the harbor, the old ferry still leaves at seven every morning, "
@@ -227,3 +228,128 @@ def test_the_endpoint_streams_sentence_prosody_with_every_word(cfg, split_parts,
     pcm = b"".join(base64.b64decode(e["audio"]) for e in events if e["type"] == "speech.audio.delta")
     assert events[-1]["type"] == "speech.audio.done"
     assert len(pcm) / 2 / 24000 == pytest.approx(events[-1]["audio_seconds"], abs=0.01)
+
+
+# -- the opening: the first piece from part A over a prefix (issue #32) --------------------
+def test_the_opening_prefix_runs_lookahead_words_past_the_piece():
+    text = "One two three four five six seven."
+    at = text.index(" four")  # the first piece is "One two three"
+    assert text[:pr.prefix_end(text, at, len(text), 2)] == "One two three four five"
+    assert text[:pr.prefix_end(text, at, len(text), 3)] == "One two three four five six"
+    # the sentence ends within the lookahead: its own part A costs no more, no prefix
+    assert pr.prefix_end(text, at, len(text), 4) is None
+    assert pr.prefix_end(text, at, len(text), 9) is None
+    with pytest.raises(ValueError, match=">= 1"):
+        pr.prefix_end(text, at, len(text), 0)
+
+
+def test_a_prefix_is_voiced_with_the_style_row_of_its_whole_sentence():
+    # 20 tokens over 40 characters of a 200-character sentence: voiced as ~100 tokens
+    assert pr.style_length(20, (0, 40), (0, 200)) == 100
+    assert pr.style_length(20, (10, 50), (10, 50)) == 20
+    assert pr.style_length(300, (0, 100), (0, 1000)) == 510  # the voice pack's last row
+    assert pr.style_length(0, (0, 10), (0, 10)) == 1
+
+
+@pytest.mark.parametrize("change, match", [({"opening": "utterance"}, "chunking.opening"),
+                                           ({"opening_lookahead_words": 0}, "opening_lookahead_words"),
+                                           ({"opening_lookahead_words": True}, "opening_lookahead_words"),
+                                           ({"opening_lookahead_words": 2.5}, "opening_lookahead_words")])
+def test_opening_settings_out_of_range_are_refused(change, match):
+    with pytest.raises(chunking.ChunkingError, match=match):
+        chunking.validate(dataclasses.replace(chunking.ChunkingConfig(), **change))
+    with pytest.raises(ValueError, match=">= 1"):
+        pr.SentenceWindows(None, None, "", "af_heart", 1.0, 8, 10.0, opening_lookahead=0)
+
+
+LONG_OPENING = texts.OPENINGS[30]
+
+
+def _opening_cfg(split_engine, opening):
+    # the ramp: pieces that do not depend on the load another process puts on this machine
+    return dataclasses.replace(split_engine.cfg.chunking, prosody="sentence", schedule="ramp",
+                               primer_max_words=5, opening=opening, opening_lookahead_words=4)
+
+
+@pytest.mark.model
+def test_prosody_voices_a_prefix_with_the_style_row_it_is_given(split_engine, g2p_us):
+    tokens = tokenize(clean_phonemes(g2p_us("The trip takes forty minutes.").phonemes)[0])
+    pack = split_engine.voices.pack(split_engine.cfg.voice)
+    own = split_engine.prosody(tokens, split_engine.cfg.voice)
+    np.testing.assert_array_equal(own.extra["style"], style_row(pack, len(tokens)))
+    longer = split_engine.prosody(tokens, split_engine.cfg.voice, style_tokens=120)
+    np.testing.assert_array_equal(longer.extra["style"], style_row(pack, 120))
+    assert longer.frames > 0 and not np.array_equal(own.extra["style"], longer.extra["style"])
+    with pytest.raises(ValueError, match="style_tokens"):
+        split_engine.prosody(tokens, split_engine.cfg.voice, style_tokens=0)
+
+
+@pytest.mark.model
+def test_the_first_piece_comes_from_a_prefix_and_the_rest_continues_its_phase(split_engine, g2p_us):
+    cc = _opening_cfg(split_engine, "prefix")
+    pieces = chunking.split(LONG_OPENING, g2p_us, cc)
+    first, second = pieces[0], pieces[1]
+    sentence = first.context
+    assert not first.whole and second.context[0] == sentence[0]
+    windows = pr.SentenceWindows(split_engine, g2p_us, LONG_OPENING, split_engine.cfg.voice, 1.0,
+                                 cc.window_context_frames, cc.crossfade_ms, cc.opening_lookahead_words)
+    a = windows.synthesize(first)
+    # part A ran over the piece and four words more, not over the 30-word sentence
+    assert windows.opening == (sentence[0], pr.prefix_end(LONG_OPENING, first.end, sentence[1], 4))
+    assert windows.opening[1] < sentence[1]
+    assert a.seamless_end and not a.seamless_start and windows._contexts == {}
+    assert [w for w, _, _ in a.words] == [w.strip(",.") for w in first.text.split()]
+    b = windows.synthesize(second)
+    assert b.seamless_start and windows.fallbacks == []
+    # the sentence's own part A, its source shifted to continue the first piece's phase at the cut
+    ctx = windows._contexts[second.context]
+    p = ctx.prosody
+    steps = p.phase.shape[p.phase_axis] // p.frames
+    cut = b.window.start
+    carried = windows._carry[sentence[0]][1]
+    np.testing.assert_allclose(np.take(p.phase, [cut * steps - 1], axis=p.phase_axis), carried,
+                               rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("opening", ["prefix", "sentence"])
+def test_a_long_opening_sentence_streams_every_word_once_in_order(split_engine, opening):
+    synth = StreamingSynthesizer(split_engine, chunking_cfg=_opening_cfg(split_engine, opening))
+    stream = synth.open_stream(LONG_OPENING)
+    with stream:
+        chunks = list(stream)
+    assert (stream.windows.opening is not None) == (opening == "prefix")
+    assert stream.windows.fallbacks == [] and len(chunks) > 2
+    heard = [w.word for c in chunks for w in c.words]
+    assert heard == [w.strip(",.") for w in LONG_OPENING.split()]
+    assert chunks[0].pause_s == 0.0  # the first piece runs on into the rest of its sentence
+    assert all(np.isfinite(c.audio).all() and len(c.audio) for c in chunks)
+
+
+@pytest.mark.model
+def test_the_piece_cache_keeps_an_opening_prefix_apart_from_a_plain_sentence(split_engine, g2p_us):
+    """A window of an opening prefix (its own style row) or of a sentence whose phase was
+    carried from it is keyed apart from a plain context's: a repeat is served from the
+    cache, but a stream that opens without a prefix never gets the shaped audio."""
+    cache = PieceCache()
+    prefix = StreamingSynthesizer(split_engine, chunking_cfg=_opening_cfg(split_engine, "prefix"),
+                                  piece_cache=cache)
+    first = [c.audio for c in prefix.stream(LONG_OPENING)]
+    made = cache.misses
+    again = [c.audio for c in prefix.stream(LONG_OPENING)]
+    assert cache.misses == made and cache.hits >= len(first) - 1
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    cc = _opening_cfg(split_engine, "sentence")
+    fresh = [c.audio for c in StreamingSynthesizer(split_engine, chunking_cfg=cc).stream(LONG_OPENING)]
+    shared = StreamingSynthesizer(split_engine, chunking_cfg=cc, piece_cache=cache)
+    misses = cache.misses
+    served = [c.audio for c in shared.stream(LONG_OPENING)]
+    pieces = chunking.split(LONG_OPENING, g2p_us, cc)
+    opening_sentence = [p for p in pieces if p.context == pieces[0].context]
+    # the opening sentence's windows are made afresh (their keys say prefix or carried
+    # phase in the first stream, plain here); what follows it may come from the cache
+    assert len(opening_sentence) >= 2 and cache.misses - misses >= len(opening_sentence)
+    assert len(served) == len(fresh)
+    for a, b in zip(fresh, served):  # the plain stream's audio, bit for bit
+        np.testing.assert_array_equal(a, b)

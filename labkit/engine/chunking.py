@@ -50,6 +50,8 @@ from labkit.kokoro import MAX_TOKENS
 STRATEGIES = ("primer", "sentence", "clause", "budget", "none")
 #: where a piece's prosody comes from (ChunkingConfig.prosody; labkit.engine.prosody)
 PROSODIES = ("piece", "sentence")
+#: what part A runs over for the stream's first piece (ChunkingConfig.opening)
+OPENINGS = ("prefix", "sentence")
 #: what ended a piece, from the longest pause to none
 BOUNDARIES = ("paragraph", "sentence", "clause", "word", "split-word")
 
@@ -376,6 +378,13 @@ def validate(cfg: ChunkingConfig) -> None:
         raise ChunkingError(f"chunking.prosody={cfg.prosody!r}: allowed are {', '.join(PROSODIES)}")
     if cfg.window_context_frames < 0:
         raise ChunkingError(f"chunking.window_context_frames={cfg.window_context_frames}: must be >= 0")
+    if cfg.opening not in OPENINGS:
+        raise ChunkingError(f"chunking.opening={cfg.opening!r}: allowed are {', '.join(OPENINGS)}")
+    lookahead = cfg.opening_lookahead_words
+    if isinstance(lookahead, bool) or not isinstance(lookahead, int) or lookahead < 1:
+        raise ChunkingError(f"chunking.opening_lookahead_words={cfg.opening_lookahead_words!r}: "
+                            "must be a whole number >= 1 (words after the first piece that its "
+                            "part A runs over)")
     problem = schedule.validate(cfg)
     if problem:
         raise ChunkingError(problem)

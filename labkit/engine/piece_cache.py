@@ -23,9 +23,11 @@ Made = tuple[np.ndarray, float, "np.ndarray | None"]
 
 
 def piece_key(engine: Any, voice: str, speed: float, tokens: Sequence[int],
-              window: tuple[int, int] | None = None) -> tuple:
+              window: tuple | None = None) -> tuple:
     """The key of a piece's audio: the engine's kind and variant, the voice, the speed,
-    the tokens and (a window of a context: ``tokens`` are the context's) the frame range."""
+    the tokens and (a window of a context: ``tokens`` are the context's) the frame range
+    followed by whatever else shaped the context's part A (labkit.engine.prosody: an
+    opening prefix's style row, a phase carried from it)."""
     return (type(engine).__name__, getattr(engine, "variant", None), voice,
             round(float(speed), 4), tuple(tokens), window)
 

@@ -153,7 +153,8 @@ class StreamingSynthesizer:
                              g2p=g2p, sanitized=sanitized, schedule=live,
                              windows=self.windows_for(clean, g2p, voice, speed),
                              terminate_on_cancel=self.pipeline_cfg.terminate_on_cancel,
-                             through=self._through(read_cache))
+                             through=self._through(read_cache),
+                             first_alone=self.pipeline_cfg.first_alone)
         self.last_stats = stream.stats
         return stream
 
@@ -220,7 +221,8 @@ class StreamingSynthesizer:
         if cc.prosody != "sentence":
             return None
         return SentenceWindows(self.engine, g2p, clean, voice, speed,
-                               cc.window_context_frames, cc.crossfade_ms)
+                               cc.window_context_frames, cc.crossfade_ms,
+                               cc.opening_lookahead_words if cc.opening == "prefix" else None)
 
     def slowdown(self) -> float:
         """How much slower the sessions run now for other processes' load (1: idle)."""

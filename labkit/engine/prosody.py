@@ -21,9 +21,24 @@ Where that cannot be done (no durations output, a context over 510 tokens), the 
 Part B's harmonic source continues the whole run's phase into a window
 (labkit.engine.split_runtime.SplitEngine.vocode), so the crossfade mixes two sources
 in phase rather than two sinusoids at unrelated phases.
+
+The opening (``chunking.opening: prefix``): the stream's first piece, when its sentence
+goes on past it, is not made to wait for part A over the whole sentence (a 50-word
+opening sentence's part A and G2P cost more than the first piece's own vocoding). It is
+vocoded from part A over a *prefix*: the piece and ``opening_lookahead_words`` words after
+it (so its last word is not voiced as the end of an utterance), with the style row the
+voice gives the whole sentence's length (estimated from the prefix's tokens per
+character: the voice pack's rows differ by length). The rest of the sentence then comes
+from part A over the whole sentence as before, cut where the first piece ended; its
+harmonic source is shifted to continue the first piece's phase at that cut
+(:meth:`SentenceWindows._build`), so the two sides of the crossfade are in phase. Both
+kinds of context say so in the piece cache's key (``_Context.shaped``): a window of a
+prefix, or of a sentence whose phase was shifted, is never served for a plain one.
 """
 from __future__ import annotations
 
+import dataclasses
+import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -118,6 +133,11 @@ class _Context:
     chars: list[tuple[int, int]]
     starts: np.ndarray
     charged: bool = False  # part A's seconds counted on a piece already
+    #: what shaped part A's output beyond its tokens, for the piece cache's key: () for a
+    #: plain context, ("style", n) for an opening prefix voiced with the style row of n
+    #: tokens, ("carried", at, lookahead) for a sentence whose harmonic source continues
+    #: the opening piece's phase from character ``at`` of it
+    shaped: tuple = ()
 
 
 class SentenceWindows:
@@ -126,31 +146,52 @@ class SentenceWindows:
     sentence may be made on two sessions."""
 
     def __init__(self, engine: Any, g2p: Any, source_text: str, voice: str, speed: float,
-                 context_frames: int, crossfade_ms: float):
+                 context_frames: int, crossfade_ms: float, opening_lookahead: int | None = None):
+        """``opening_lookahead``: words of the sentence after the stream's first piece that
+        part A runs over with it (the opening prefix); None: the first piece from part A
+        over its whole sentence."""
         self.engine, self.g2p, self.source = engine, g2p, source_text
         self.voice, self.speed = voice, speed
         self.context_frames = int(context_frames)
         self.half_fade = int(SAMPLE_RATE * crossfade_ms / 1000) // 2
+        if opening_lookahead is not None and int(opening_lookahead) < 1:
+            raise ValueError(f"opening lookahead of {opening_lookahead} words: must be >= 1")
+        self.opening_lookahead = None if opening_lookahead is None else int(opening_lookahead)
         self._lock = threading.Lock()
         self._contexts: dict[tuple[int, int], _Context | None] = {}
         self._building: dict[tuple[int, int], threading.Lock] = {}
+        #: sentence start -> (where the opening piece ended in the text, the harmonic
+        #: source's phase there): the sentence's own context continues it
+        self._carry: dict[int, tuple[int, np.ndarray | None]] = {}
         #: pieces vocoded from a context, and those made on their own instead (why)
         self.windowed = 0
         self.fallbacks: list[str] = []
+        #: the opening prefix's span in the text when the first piece was made from one
+        self.opening: tuple[int, int] | None = None
 
     def synthesize(self, piece: Any, run_options: Any = None,
                    through: Callable[[tuple, Callable[[], Made]], Made] | None = None
                    ) -> Windowed | None:
         """``piece`` vocoded from its context, or None: synthesize it on its own (it is
-        its whole context, or the context could not be made or placed). ``through``: the
-        piece cache around part B's run (PieceCache.through), keyed by the context's
-        tokens and the window's frames; None: part B runs."""
+        its whole context, or the context could not be made or placed). The stream's
+        first piece comes from the opening prefix when there is one (:meth:`_opening`).
+        ``through``: the piece cache around part B's run (PieceCache.through), keyed by
+        the context's tokens, what else shaped it and the window's frames; None: part B runs."""
         if piece.whole or not piece.phonemes:
             return None
         c0, c1 = piece.context
+        if self.opening_lookahead is not None and piece.index == 0 and piece.start == c0:
+            made = self._opening(piece, run_options, through)
+            if made is not None:
+                return made
         ctx = self._context((c0, c1), run_options)
         if ctx is None:
             return None
+        return self._window(piece, ctx, c0, c1, run_options, through)
+
+    def _window(self, piece: Any, ctx: _Context, c0: int, c1: int, run_options: Any,
+                through: Callable[[tuple, Callable[[], Made]], Made] | None) -> Windowed | None:
+        """``piece`` vocoded from ``ctx``, part A's output over the text [c0, c1)."""
         frames = ctx.prosody.frames
         start = 0 if piece.start <= c0 else cut_frame(piece.start - c0, ctx.offsets, ctx.spans, ctx.starts)
         end = frames if piece.end >= c1 else cut_frame(piece.end - c0, ctx.offsets, ctx.spans, ctx.starts)
@@ -166,7 +207,8 @@ class SentenceWindows:
         if through is None:
             audio, seconds, _ = vocode()
         else:
-            key = piece_key(self.engine, self.voice, self.speed, ctx.tokens, (win.lo, win.hi))
+            key = piece_key(self.engine, self.voice, self.speed, ctx.tokens,
+                            (win.lo, win.hi, *ctx.shaped))
             audio, seconds, _ = through(key, vocode)
         with self._lock:
             if not ctx.charged and seconds > 0:  # a cache hit (0 s) is not charged part A
@@ -183,6 +225,32 @@ class SentenceWindows:
         return Windowed(audio[a:b], seconds, win,
                         [(w, max(0, s), min(b - a, e)) for w, s, e in words],
                         [(c0 + ctx.chars[k][0], c0 + ctx.chars[k][1]) for k in mine])
+
+    def _opening(self, piece: Any, run_options: Any,
+                 through: Callable[[tuple, Callable[[], Made]], Made] | None) -> Windowed | None:
+        """The stream's first piece from part A over its opening prefix (the piece and
+        ``opening_lookahead`` words after it), voiced with the style row of the whole
+        sentence's estimated length; None when the sentence ends within the lookahead
+        (its own part A costs no more) or the prefix cannot be made."""
+        c0, c1 = piece.context
+        end = prefix_end(self.source, piece.end, c1, self.opening_lookahead)
+        if end is None:
+            return None
+        ctx = self._build((c0, end), run_options, whole=(c0, c1))
+        if ctx is None:
+            return None
+        made = self._window(piece, ctx, c0, end, run_options, through)
+        if made is None:
+            return None
+        p = ctx.prosody
+        at = None
+        if p.phase is not None:
+            steps = p.phase.shape[p.phase_axis] // p.frames
+            at = np.take(p.phase, [made.window.end * steps - 1], axis=p.phase_axis)
+        with self._lock:
+            self._carry[c0] = (piece.end, at)
+            self.opening = (c0, end)
+        return made
 
     def _fallback(self, why: str) -> None:
         with self._lock:
@@ -208,7 +276,12 @@ class SentenceWindows:
                 self._building.pop(key, None)
             return ctx
 
-    def _build(self, key: tuple[int, int], run_options: Any) -> _Context | None:
+    def _build(self, key: tuple[int, int], run_options: Any,
+               whole: tuple[int, int] | None = None) -> _Context | None:
+        """Part A over the text ``key`` spans. ``whole``: the span of the sentence(s) it
+        is a prefix of, whose length picks the style row. A sentence whose opening piece
+        came from a prefix has its harmonic source shifted to continue that piece's phase
+        where the piece ended."""
         text = self.source[key[0]:key[1]]
         phonemized = self.g2p(text)
         cleaned = clean_phonemes(phonemized.phonemes)[0]
@@ -216,10 +289,43 @@ class SentenceWindows:
             self._fallback(f"context at {key[0]}: {len(cleaned)} tokens (1..{MAX_TOKENS} fit)")
             return None
         tokens = tokenize(cleaned)
-        prosody = self.engine.prosody(tokens, self.voice, self.speed, run_options)
+        style = None if whole is None else style_length(len(cleaned), key, whole)
+        prosody = self.engine.prosody(tokens, self.voice, self.speed, run_options,
+                                      **({} if style is None else {"style_tokens": style}))
         if prosody.durations is None:
             self._fallback("the model has no durations output")
             return None
         spans, chars = spans_for(text, cleaned, phonemized)
-        return _Context(prosody, tokens, [a for a, _ in chars], spans, chars,
-                        frame_starts(prosody.durations))
+        ctx = _Context(prosody, tokens, [a for a, _ in chars], spans, chars,
+                       frame_starts(prosody.durations), shaped=() if style is None else ("style", style))
+        with self._lock:
+            carry = self._carry.get(key[0]) if whole is None else None
+        if carry is not None and carry[1] is not None and prosody.phase is not None:
+            at = cut_frame(carry[0] - key[0], ctx.offsets, ctx.spans, ctx.starts)
+            if at:
+                steps = prosody.phase.shape[prosody.phase_axis] // prosody.frames
+                here = np.take(prosody.phase, [at * steps - 1], axis=prosody.phase_axis)
+                ctx.prosody = dataclasses.replace(prosody, phase=prosody.phase + (carry[1] - here))
+                ctx.shaped = ("carried", carry[0] - key[0], self.opening_lookahead)
+        return ctx
+
+
+def prefix_end(text: str, at: int, end: int, lookahead: int) -> int | None:
+    """Where the opening prefix ends: ``lookahead`` words of ``text`` after character
+    ``at`` (at most ``end``, the sentence's end); None when the sentence ends within them
+    (the prefix would be the whole sentence)."""
+    if lookahead < 1:
+        raise ValueError(f"opening lookahead of {lookahead} words: must be >= 1 (a prefix "
+                         "that ends with the piece voices its last word as an utterance's end)")
+    following = list(re.finditer(r"\S+", text[at:end]))
+    if len(following) <= lookahead:
+        return None
+    return at + following[lookahead - 1].end()
+
+
+def style_length(tokens: int, span: tuple[int, int], whole: tuple[int, int]) -> int:
+    """The token count whose style row voices a prefix of ``tokens`` tokens over
+    characters ``span`` as the sentence(s) ``whole`` will be: the prefix's tokens per
+    character over the whole span, within the voice pack's 1..510."""
+    chars = max(1, span[1] - span[0])
+    return int(min(MAX_TOKENS, max(1, round(tokens * (whole[1] - whole[0]) / chars))))

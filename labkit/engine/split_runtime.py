@@ -248,11 +248,16 @@ class SplitEngine(Engine):
 
     # -- windows: part A once, part B over a range of its frames (labkit.engine.prosody) --
     def prosody(self, tokens: list[int], voice: str, speed: float = 1.0,
-                run_options: Any = None) -> Prosody:
+                run_options: Any = None, style_tokens: int | None = None) -> Prosody:
         """Part A's output for ``tokens`` and the harmonic source's running phase over it:
-        what :meth:`vocode` turns into audio, a range of frames at a time."""
+        what :meth:`vocode` turns into audio, a range of frames at a time. ``style_tokens``:
+        the length whose style row the voice gives (default ``len(tokens)``): a prefix of a
+        sentence voiced as the whole sentence will be (labkit.engine.prosody's opening)."""
         check_call(tokens, speed)
-        feeds = kokoro_feeds(tokens, self.style(voice, len(tokens)), speed, names=self._a_inputs)
+        n_style = len(tokens) if style_tokens is None else int(style_tokens)
+        if n_style < 1:
+            raise ValueError(f"style_tokens={style_tokens}: must be >= 1")
+        feeds = kokoro_feeds(tokens, self.style(voice, n_style), speed, names=self._a_inputs)
         t0 = time.perf_counter()
         with self._lock:
             out_a = self.a.run(None, feeds, run_options)

@@ -3,7 +3,8 @@ worker thread per session, handed out as labkit.engine.chunks.Chunk s in text or
 
 Workers claim the pieces the lazy chunker yields (the first to the lowest-latency session,
 the rest round-robin or to whichever session is free: ``pipeline.routing``), keeping at
-most ``queue_depth`` pieces synthesized or in flight ahead of the consumer. Each piece's
+most ``queue_depth`` pieces synthesized or in flight ahead of the consumer (with
+``pipeline.first_alone``, none until the first chunk is handed out). Each piece's
 phonemes are cleaned once, when it is pulled (:class:`_Task`: its tokens, and the cleaned
 phonemes its word timings align to); its audio is made by one call (:meth:`ChunkStream._make`:
 part B over its window of the sentence, labkit.engine.prosody, else the model on its tokens),
@@ -108,7 +109,7 @@ class ChunkStream:
                  sanitized: Sanitized | None = None,
                  windows: SentenceWindows | None = None,
                  schedule: LiveSchedule | None = None, terminate_on_cancel: bool = True,
-                 through: Through = make_now):
+                 through: Through = make_now, first_alone: bool = False):
         if routing not in ROUTINGS:
             raise ConfigError(f"pipeline.routing={routing!r}: allowed are {', '.join(ROUTINGS)}")
         if queue_depth < 1:
@@ -134,6 +135,11 @@ class ChunkStream:
         self.terminate_on_cancel = terminate_on_cancel
         #: the piece cache as this stream uses it (PieceCache.through), or make_now
         self.through = through
+        #: nothing after the first piece (its chunking, its G2P, its synthesis on any
+        #: session) starts until the first chunk has been handed out: before the first
+        #: audio nothing is buffered, so everything else can wait, and on a machine whose
+        #: cores are taken it would only slow the first piece down (pipeline.first_alone)
+        self.first_alone = first_alone
         #: words of this text misaki did not know (read by espeak), and words nothing could
         #: read: the G2P's counts over this stream, set when it closes (exact while one
         #: stream at a time reads the language)
@@ -143,6 +149,7 @@ class ChunkStream:
         self._running: dict[int, ort.RunOptions] = {}  # lane -> the run in flight
         self._pulling = False
         self._ended = False  # the last chunk was handed out
+        self._first_out = False  # the first chunk was handed out
         self.stats = StreamStats(per_session={i: {"pieces": 0, "busy_s": 0.0, "failures": 0}
                                               for i in range(len(self.engines))})
         self._source = pieces
@@ -201,6 +208,8 @@ class ChunkStream:
         for k, task in enumerate(self._retry):
             if lane not in task.excluded:
                 return self._retry.pop(k)
+        if self.first_alone and self._n_pulled >= 1 and not self._first_out and not self._pulled:
+            return None  # the first piece is being made or handed out: the rest waits
         if not self._pulled and not self._pull():
             return None
         if self._cancelled() or not self._pulled:
@@ -363,6 +372,10 @@ class ChunkStream:
         chunk = Chunk(dataclasses.replace(piece, index=result.task.index), audio, result.seconds,
                       time.perf_counter() - self.t0, is_last, result.session, result.started_at,
                       result.done_at, result.task.attempts, pause, words)
+        if not self._first_out:
+            with self._cv:
+                self._first_out = True
+                self._cv.notify_all()
         if is_last:
             self.close()
         return chunk

@@ -43,6 +43,10 @@ class ChunkingResult(TypedDict):
     #: what a cancel releases
     cancel: dict[str, Any]
     load_processes: int
-    #: the chosen ChunkingConfig as a dict, and which named texts each part used
+    #: the opening sweep on the choice (labkit.lab.s05_chunking.opening_sweep: rows, seams,
+    #: verdicts, the option that ships and its overrides; None: left out of this batch)
+    openings: dict[str, Any] | None
+    #: the chosen ChunkingConfig as a dict, and which named texts each part used (the
+    #: opening sweep's: a list)
     chunking: dict[str, Any]
-    texts: dict[str, str]
+    texts: dict[str, Any]

@@ -38,6 +38,7 @@ from labkit.config import REPO_ROOT, LabConfig
 from labkit.engine import assets
 from labkit.lab import s08_endpoint
 from labkit.lab.costs import Costs
+from labkit.measure import openings
 from labkit.measure.compare import default_rounds
 from labkit.measure.texts import named
 
@@ -231,8 +232,15 @@ def plan_05(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
     seconds = (entries * k * int(p.get("stream_repeats") or 1) + listen + 2 * len(variants)) \
         * c.synth_s(sweep) + loads * int(p.get("article_repeats") or 1) * c.synth_s(article) \
         + len(variants) * c.session_s
+    # the opening sweep (labkit.measure.openings): per load, the phrase and each text through
+    # each option (+ the A/A control), each call to a first chunk (priced as a sentence); then
+    # each text unchunked and through the two openings for the seams
+    o_texts = list(p.get("opening_texts", openings.TEXTS) or [])
+    o_entries = 2 + len(openings.TRIED) * len(o_texts) if o_texts else 0
+    o_runs = loads * o_entries * _rounds(p, o_entries, "opening_rounds") if o_texts else 0
+    seconds += o_runs * _text_s(c, "sentence") + sum(3 * _text_s(c, t) for t in o_texts)
     return StagePlan("05_chunking", candidates=len(variants), session_builds=len(variants),
-                     timed_runs=entries * k + listen + loads * bool(article), seconds=seconds)
+                     timed_runs=entries * k + listen + loads * bool(article) + o_runs, seconds=seconds)
 
 
 def plan_06(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:

@@ -29,18 +29,17 @@ from labkit.engine import chunking, split_runtime
 from labkit.engine.pipeline import StreamingSynthesizer
 from labkit.engine.runtime import Engine
 from labkit.lab import listen as listening
+from labkit.lab import opening_choice
+from labkit.lab.chunking_report import FULL_BATCH
 from labkit.lab.chunking_result import ChunkingResult
 from labkit.lab.selection import quality_entry, rank
 from labkit.lab.stage import public
-from labkit.measure import corpora, seams, texts
+from labkit.measure import corpora, openings, seams, texts
 from labkit.measure.chunkings import (BASELINE, CRITERION, article_rows, click_figures, listen_rows,
                                       phrase_vs_text, seam_costs, sweep)
 from labkit.optimize import split as splitting
 from labkit.measure.streaming import cancel_release, run_stream, stream_failures
-from labkit.tables import interval
 
-#: the batch that streams the article when the default one leaves it out for time
-FULL_BATCH = "experiments/full.yaml"
 NAME = "05_chunking"
 #: targets (issue #17): first audio of the paragraph at most this many times a phrase's
 MAX_FIRST_AUDIO_RATIO = 1.2
@@ -99,12 +98,14 @@ def run(cfg: LabConfig, st, *, variants: list[dict[str, Any]], sweep_text: str =
         voices: list[str] = (), listen: bool = True,
         contender: dict[str, Any] | None = None, listener_rounds: int = 2,
         load_processes: int = 1, phrase_text: str = "phrase", cancel_text: str = "article",
-        cancel_after_s: float = 0.5) -> ChunkingResult:
+        cancel_after_s: float = 0.5, opening_texts: list[str] | tuple[str, ...] = openings.TEXTS,
+        opening_rounds: int | None = None) -> ChunkingResult:
     """``contender``: chunking overrides streamed beside the configured chunking as a
     listener hears it, with the same targets (but not on the article, which only the
     stage's choice streams); default: the other schedule (:data:`CONTENDERS`).
     ``load_processes``: competing busy processes in the under-load
-    scenario (0: none)."""
+    scenario (0: none). ``opening_texts``: the opening sweep's texts (empty: left out),
+    timed in ``opening_rounds`` (None: the instrument's default)."""
     engine = Engine(cfg)
     engine.warm_up(repeats=2)
     contender = dict(CONTENDERS[cfg.chunking.schedule] if contender is None else contender)
@@ -122,6 +123,17 @@ def run(cfg: LabConfig, st, *, variants: list[dict[str, Any]], sweep_text: str =
     heard = listen_rows(synths, [BASELINE, prev_label, *eligible(sw["rows"], cfg.selection)],
                         text, listener_rounds, load_processes, startup_buffer_s)
     label = stage_choice(sw["rows"], seam, cfg.chunking, heard, cfg.selection)
+    # how the choice makes its first piece (issue #32): the opening sweep; an option that
+    # earns its place is what the rest of the stage measures and the candidate ships
+    opening = (opening_sweep(synths[label], texts.named(phrase_text), opening_texts,
+                             opening_rounds, load_processes, cfg.selection) if opening_texts else None)
+    if opening:
+        opening["chosen"] = label
+    if opening and opening["shipped"] != opening["configured"]:
+        synths[label] = opening["_synths"][opening["shipped"]]
+        seam.update(seam_costs(synths, [label], texts.named(seam_text)))
+        heard = [h for h in heard if h["label"] != label] + listen_rows(
+            synths, [label], text, listener_rounds, load_processes, startup_buffer_s)
     first = {lab: phrase_vs_text(synths[lab], texts.named(phrase_text), text, rounds)
              for lab in dict.fromkeys([label, BASELINE, prev_label])}
     cancel = {"terminate": cancel_release(synths[label], texts.named(cancel_text), cancel_after_s)}
@@ -141,8 +153,26 @@ def run(cfg: LabConfig, st, *, variants: list[dict[str, Any]], sweep_text: str =
             "voices": voice_rows, "listener": heard, "contender": prev_label,
             "first_audio": first, "cancel": cancel, "load_processes": load_processes,
             "chunking": dataclasses.asdict(synths[label].chunking_cfg),
+            "openings": opening,
             "texts": {"sweep": sweep_text, "seam": seam_text, "article": article_text,
-                      "phrase": phrase_text, "cancel": cancel_text}}
+                      "phrase": phrase_text, "cancel": cancel_text, "openings": list(opening_texts)}}
+
+
+def opening_sweep(synth: StreamingSynthesizer, phrase: str, names, rounds: int | None,
+                  load_processes: int, rules: SelectionConfig) -> dict[str, Any]:
+    """The opening sweep on the stage's choice (labkit.measure.openings), its seams, and which
+    way of making the first piece ships (labkit.lab.opening_choice), with the settings that
+    option differs from the configuration by (``overrides``)."""
+    synths = openings.options(synth)
+    out = openings.sweep(synths, phrase, list(names), rounds, load_processes)
+    out["seams"] = {lab: {n: public(r) for n, r in reps.items()}
+                    for lab, reps in openings.seam_reports(synths, list(names)).items()}
+    out["verdicts"] = opening_choice.verdicts(out, rules)
+    out["shipped"] = opening_choice.choose(out, rules)
+    mine, shipped = (openings.settings(synths[k]) for k in (out["configured"], out["shipped"]))
+    out["overrides"] = {k: v for k, v in shipped.items() if mine[k] != v}
+    out["_synths"] = synths
+    return out
 
 
 def stage_choice(rows: list[dict[str, Any]], seam: dict[str, dict], base_chunking,
@@ -159,14 +189,16 @@ def stage_choice(rows: list[dict[str, Any]], seam: dict[str, dict], base_chunkin
 
 
 def candidates(rows: list[dict[str, Any]], seam: dict[str, dict], base_chunking,
-               listener: list[dict[str, Any]] = ()) -> list[dict]:
+               listener: list[dict[str, Any]] = (), opening: dict[str, Any] | None = None) -> list[dict]:
     """Every variant for the journal's selection, the default marked as the baseline.
     Chunking moves the audio only at the seams: a variant's ``quality`` is its seams' verdict
     (labkit.measure.seams: no click at any seam, no more clicks per minute than the
     unchunked audio), measured for the default and for every variant the stage streamed
     whole; the others carry none and cannot be chosen. ``lsd_db`` is the old seam excess
     (seam minus mid-piece distance to the unchunked audio), reported. Once a listener
-    scenario ran, a variant that was not heard fails a check."""
+    scenario ran, a variant that was not heard fails a check. ``opening``: the opening
+    sweep (:func:`opening_sweep`), whose shipped option's settings the chosen variant
+    carries (``chosen``: its label)."""
     base = dataclasses.asdict(base_chunking)
     heard = {h["label"] for h in listener}
     out = []
@@ -185,8 +217,10 @@ def candidates(rows: list[dict[str, Any]], seam: dict[str, dict], base_chunking,
                           "unchunked audio" if s else "seams not measured",
                           clicks_per_minute=(clicks_.get("chunked") or {}).get("per_minute"),
                           worst_seam_db=clicks_.get("worst_seam_db"))
-        c = {"name": f"chunking {r['label']}",
-             "overrides": {f"chunking.{k}": v for k, v in r["chunking"].items() if base.get(k) != v},
+        overrides = {f"chunking.{k}": v for k, v in r["chunking"].items() if base.get(k) != v}
+        if opening and r["label"] == opening.get("chosen"):
+            overrides.update(opening["overrides"])
+        c = {"name": f"chunking {r['label']}", "overrides": overrides,
              "ttfa_s": r["ttfa_s"], "rtf": r["rtf"], "quality": q,
              "lsd_db": None if excess is None else max(0.0, excess),
              "measured": [CRITERION, "underruns", "words"] + (["quality"] if s else []),
@@ -225,7 +259,10 @@ def targets(result: dict[str, Any], label: str | None = None) -> dict[str, bool 
     first = result.get("first_audio") or {}
     first = first.get(label) or {}
     cancel = (result.get("cancel") or {}).get("terminate") or {}
-    return {"article_no_underruns": _no_underruns(art_rows),
+    o = result.get("openings")
+    opening = (opening_choice.targets(o, o and o["shipped"], result.get("load_processes", 0))
+               if measured_article else dict.fromkeys(opening_choice.TARGETS, False if o else None))
+    return {**opening, "article_no_underruns": _no_underruns(art_rows),
             "article_no_underruns_under_load": (_no_underruns([r for r in art_rows if r.get("load_processes")])
                                                 if result.get("load_processes") else False),
             "article_all_words": bool(art_rows) and all(bool(r.get("words_present")) for r in art_rows),
@@ -294,12 +331,21 @@ def headline(result: dict[str, Any]) -> dict[str, Any]:
     cancel = (result.get("cancel") or {}).get("terminate")
     if cancel:
         out["cancelled stream frees the session (s)"] = round(cancel["release_s"], 3)
+    o = result.get("openings")
+    if o:
+        out["first piece made by (opening sweep)"] = o["shipped"]
+        for r in o["rows"]:
+            if r["option"] == o["shipped"]:
+                where = f"+{r['load_processes']} busy" if r["load_processes"] else "idle"
+                out[f"first audio {r['text']} / {result['texts']['phrase']}, {where} (x)"] = {
+                    "value": round(r["ratio"], 3), "ci95": [round(x, 3) for x in r["ci95"]]}
     for name, ok in targets(result).items():
-        out[f"target {name}"] = ("met" if ok else "NOT met") if ok is not None else \
-            f"not measured (no article in this batch: {FULL_BATCH})"
+        out[f"target {name}"] = ("met" if ok else "NOT met") if ok is not None else (
+            "not measured (no opening sweep in this batch)" if name in opening_choice.TARGETS
+            else f"not measured (no article in this batch: {FULL_BATCH})")
     if result.get("contender") and result["contender"] != label:
         for name, ok in targets(result, result["contender"]).items():
-            if not name.startswith("article"):
+            if not name.startswith("article") and name not in opening_choice.TARGETS:
                 out[f"contender {result['contender']}: target {name}"] = "met" if ok else "NOT met"
     return out
 
@@ -325,8 +371,18 @@ def record(st, result: ChunkingResult) -> None:
                                    "targets_met": targets(result, result["contender"])}
     st.metrics["voices"] = result["voices"]
     st.metrics["selection"] = {"chunking": result["chunking"], "label": result["label"]}
+    o = result.get("openings")
+    if o:
+        st.metrics["openings"] = public({k: v for k, v in o.items() if k != "comparisons"})
+        for where, cmp in o["comparisons"].items():
+            st.metrics["comparisons"][f"first audio by opening length vs {result['texts']['phrase']}, "
+                                      f"{where}"] = cmp.to_dict()
+        if o["overrides"] and result["label"] == BASELINE:
+            st.note(f"the opening sweep earned {o['shipped']} for the configured chunking, which "
+                    "ships as configured: set " + ", ".join(f"{k}: {v}" for k, v in o["overrides"].items())
+                    + " in the experiment's config to ship it")
     st.metrics["candidates"] = candidates(result["rows"], result["seams"], st.cfg.chunking,
-                                          result.get("listener", []))
+                                          result.get("listener", []), o)
     st.metrics["targets_met"] = targets(result)
     if result.get("_listening") is not None:
         st.metrics["listen"] = result["_listening"].to_dict()
@@ -337,91 +393,6 @@ def record(st, result: ChunkingResult) -> None:
                 f"threshold, {st.cfg.selection.threshold:.2f}, with no failed check: no underrun "
                 "in the sweep or as a listener hears it, seams within bound): the configured "
                 "chunking stays")
-
-
-def sweep_table(result: dict[str, Any]) -> str:
-    rows = ["| variant | chunks | TTFA med s | TTFA vs default | 95 % interval | total s | RTF | "
-            "underruns (max) | words |", "|---|---|---|---|---|---|---|---|---|"]
-    for r in result["rows"]:
-        rows.append(f"| {r['label']} | {r['chunks']} | {r['ttfa_s']:.3f} | {r['ttfa_ratio']:.3f} | "
-                    f"{interval(r['ttfa_ci95'], 3)} | {r['total_s']:.2f} | "
-                    f"{r['rtf']:.3f} | {r['underruns_max']} | {r.get('words_present')} |")
-    return "\n".join(rows)
-
-
-def listener_table(result: dict[str, Any]) -> str:
-    """What a listener hears, per chunking and load (worst over the rounds)."""
-    rows = ["| chunking | load | repeats | first piece (tokens, each) | first audio s | "
-            "underruns (each) | silence s (worst) | seams | RTF |",
-            "|---|---|---|---|---|---|---|---|---|"]
-    for r in result.get("listener", []):
-        load = f"+{r['load_processes']} busy" if r["load_processes"] else "idle"
-        rows.append(f"| {r['label']} | {load} | {r['repeats']} | {r.get('first_tokens_each', '')} | "
-                    f"{r['ttfa_s']:.3f} | {r['underruns_each']} | {r['underrun_s_max']:.2f} | "
-                    f"{max(r['seams_each'])} | {r['rtf']:.3f} |")
-    for a in result.get("article_rows", []):
-        load = f"+{a['load_processes']} busy" if a.get("load_processes") else "idle"
-        rows.append(f"| article, {result['label']} | {load} | {a['repeats']} | "
-                    f"{a.get('first_tokens_each', '')} | {a['ttfa_s']:.3f} | {a['underruns_each']} | "
-                    f"{a['underrun_s_max']:.2f} | {a['chunks'] - 1} | {a['rtf']:.3f} |")
-    return "\n".join(rows)
-
-
-def plot_sweep(result: dict[str, Any], plt):
-    rows = result["rows"]
-    fig, ax = plt.subplots(1, 2, figsize=(11, 3.5))
-    labels = [r["label"] for r in rows]
-    ax[0].barh(labels, [r["ttfa_ratio"] for r in rows], color="tab:blue",
-               xerr=[[r["ttfa_ratio"] - r["ttfa_ci95"][0] for r in rows],
-                     [r["ttfa_ci95"][1] - r["ttfa_ratio"] for r in rows]])
-    ax[0].axvline(1.0, color="grey", lw=0.8)
-    ax[0].set_xlabel("TTFA speed-up vs default (95 % interval)")
-    ax[1].barh(labels, [r["rtf"] for r in rows], color="tab:orange")
-    ax[1].set_xlabel("end-to-end RTF")
-    ax[1].set_yticks([])
-    fig.tight_layout()
-    return fig
-
-
-def article_summary(result: dict[str, Any]) -> str:
-    """The article's figures in one line, or why there are none."""
-    if not result.get("article"):
-        return f"the article was not streamed in this batch (article_text is empty; {FULL_BATCH} streams it)"
-    return str({k: v for k, v in result["article"].items()})
-
-
-def plot_article_slack(result: dict[str, Any], plt):
-    run_ = result["_article_run"]
-    if run_ is None:
-        fig, ax = plt.subplots(figsize=(10, 1.2))
-        ax.axis("off")
-        ax.text(0.0, 0.5, article_summary(result), va="center")
-        return fig
-    pb = run_.playback(0.0)
-    fig, ax = plt.subplots(figsize=(10, 3))
-    ax.plot(range(len(run_.arrivals)), [s - a for s, a in zip(pb.starts, run_.arrivals)], ".-")
-    ax.axhline(0, color="tab:red")
-    ax.set_xlabel("chunk")
-    ax.set_ylabel("slack: play start - arrival (s)")
-    ax.set_title("Article: how far ahead of playback each chunk arrived (below 0 = gap)")
-    fig.tight_layout()
-    return fig
-
-
-def plot_seams(result: dict[str, Any], plt):
-    fig, axes = plt.subplots(1, len(result["seams"]), figsize=(6 * len(result["seams"]), 3),
-                             squeeze=False)
-    for ax, (label, s) in zip(axes[0], result["seams"].items()):
-        xs = range(len(s["rows"]))
-        ax.bar([x - 0.2 for x in xs], [r["seam_lsd_db"] or 0 for r in s["rows"]], 0.4, label="at the seam")
-        ax.bar([x + 0.2 for x in xs], [r["control_lsd_db"] or 0 for r in s["rows"]], 0.4,
-               label="mid-piece (control)")
-        ax.set_xticks(list(xs), [f"{r['position_s']:.1f}s" for r in s["rows"]], rotation=30)
-        ax.set_ylabel("LSD vs unchunked (dB)")
-        ax.set_title(label)
-        ax.legend()
-    fig.tight_layout()
-    return fig
 
 
 # -- listen and try it -------------------------------------------------------------------------------

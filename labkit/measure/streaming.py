@@ -127,10 +127,20 @@ def run_stream(synth, text_: str, voice: str | None = None, speed: float | None 
 def first_audio(synth, text_: str, voice: str | None = None) -> float:
     """Seconds from opening a stream of ``text_`` to its first chunk; the stream is then
     closed (its workers stopped and joined), so the next call starts on an idle engine."""
+    return first_chunk(synth, text_, voice)["ttfa_s"]
+
+
+def first_chunk(synth, text_: str, voice: str | None = None) -> dict[str, Any]:
+    """:func:`first_audio` (``ttfa_s``) and what the first chunk was: its tokens, the
+    slowdown the adaptive schedule sensed when the stream opened (None without it) and
+    whether it came from an opening prefix (labkit.engine.prosody)."""
     s = synth.open_stream(text_, voice)
     with s:
-        next(iter(s))
-        return time.perf_counter() - s.t0
+        chunk = next(iter(s))
+        ttfa = time.perf_counter() - s.t0
+    return {"ttfa_s": ttfa, "first_tokens": chunk.tokens,
+            "opening_load": None if s.schedule is None else round(s.schedule.opening_load, 3),
+            "from_prefix": s.windows is not None and s.windows.opening is not None}
 
 
 def cancel_release(synth, text_: str, after_s: float = 0.5, voice: str | None = None

@@ -1,5 +1,6 @@
 """The benchmark texts every stage times: a phrase, a sentence, the ~120-word paragraph and
-the ~1,500-word article (original prose, paragraphs split by blank lines)."""
+the ~1,500-word article (original prose, paragraphs split by blank lines), and the
+opening-length sweep's texts (:data:`OPENINGS`)."""
 from __future__ import annotations
 
 from typing import Callable
@@ -71,16 +72,47 @@ def messy_paragraph() -> str:
     return MESSY[3] + " " + MESSY[5]
 
 
+#: the opening-length sweep (stage 05): short texts whose first sentence has exactly this many
+#: words (as labkit.engine.chunking counts them), original prose written for it, each going on
+#: with two shorter sentences so a stream has more than its first piece to say
+OPENINGS: dict[int, str] = {
+    5: ("The storm reached town early. Shops along the main street closed their shutters "
+        "before noon, and the buses ran half empty. By evening the wind had dropped, and "
+        "people came out to look at the branches it had left on the pavements."),
+    15: ("When the new library opened on the hill, nobody expected it to fill up fast. "
+         "Within a month the reading room had a waiting list, and the café downstairs ran out "
+         "of cups twice. The council is now talking about a second floor."),
+    30: ("Every spring the river behind the old paper mill rises over its banks, floods the "
+         "lower meadow for a week, and leaves a layer of dark soil that farmers prize. "
+         "Nobody remembers a year without it. The mill itself has been closed since the "
+         "seventies."),
+    50: ("Before the railway came through that autumn, the village was a quiet place of farms "
+         "where the baker knew every customer by name, the school had one teacher for all the "
+         "children, and the only road to the town washed out whenever the rain lasted more "
+         "than a few days. Then the trains started running. Within a decade the population "
+         "had doubled."),
+}
+
+
+def opening(words: int) -> str:
+    """The sweep text whose opening sentence has ``words`` words (:data:`OPENINGS`)."""
+    if words not in OPENINGS:
+        raise KeyError(f"no opening-{words} text; the sweep has openings of "
+                       f"{', '.join(map(str, OPENINGS))} words")
+    return OPENINGS[words]
+
+
 TEXTS: dict[str, Callable[[], str]] = {"phrase": phrase, "paragraph": paragraph, "article": article,
                                        "messy-sentence": messy_sentence,
                                        "messy-paragraph": messy_paragraph,
-                                       "messy-article": messy_article}
+                                       "messy-article": messy_article,
+                                       **{f"opening-{n}": (lambda n=n: OPENINGS[n]) for n in OPENINGS}}
 
 
 def named(name_or_text: str) -> str:
     """A named benchmark text ("phrase", "sentence", "passage": the paragraph's first two
     sentences, "paragraph", "article", "messy-sentence", "messy-paragraph",
-    "messy-article") or the text itself."""
+    "messy-article", "opening-5" ... "opening-50": :data:`OPENINGS`) or the text itself."""
     if name_or_text == "sentence":
         return paragraph().split(". ")[0] + "."
     if name_or_text == "passage":

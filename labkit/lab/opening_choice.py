@@ -1,0 +1,142 @@
+"""How stage 05 makes the first piece (issue #32): which option of the opening sweep
+(labkit.measure.openings) ships, and the targets it is held to.
+
+:func:`choose` -- an option other than the configured one ships when, on the longest
+opening the sweep measured, idle, its first audio is earlier than the configured option's
+beyond ``selection.min_gain`` (the paired interval wholly below 1 / (1 + min_gain)); it is
+never later beyond that band on any text or load; and its seams pass the click detector on
+every text. Among options that earn it, the one with the lowest worst first audio over the
+phrase's under load (idle where no load ran) ships. :func:`targets` -- every opening length
+within :data:`MAX_RATIO_IDLE` x the phrase's first audio idle and :data:`MAX_RATIO_LOADED` x
+under load (the median of the paired ratios), and clean seams, for what ships.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from labkit.config import SelectionConfig
+from labkit.tables import interval
+
+#: targets (issue #32): every opening length's first audio at most this many times the
+#: phrase's, idle, and beside the competing load (the phrase measured under it too)
+MAX_RATIO_IDLE = 1.2
+MAX_RATIO_LOADED = 1.5
+TARGETS = ("opening_first_audio_within_1.2x_phrase_idle",
+           "opening_first_audio_within_1.5x_phrase_under_load",
+           "opening_seams_pass_the_click_detector")
+
+
+def _rows(sweep: dict[str, Any], option: str, loaded: bool | None = None) -> list[dict[str, Any]]:
+    return [r for r in sweep["rows"] if r["option"] == option
+            and (loaded is None or bool(r["load_processes"]) == loaded)]
+
+
+def seams_pass(sweep: dict[str, Any], option: str) -> bool:
+    """The option's seams passed the click detector on every text of the sweep."""
+    reports = (sweep.get("seams") or {}).get(option) or {}
+    names = {r["text"] for r in _rows(sweep, option)}
+    return bool(names) and all((reports.get(n) or {}).get("quality_passed") is True for n in names)
+
+
+def worst_ratio(sweep: dict[str, Any], option: str) -> float:
+    """The option's worst first audio over the phrase's under load (idle where no load ran)."""
+    rows = _rows(sweep, option, True) or _rows(sweep, option, False)
+    return max(r["ratio"] for r in rows)
+
+
+def verdicts(sweep: dict[str, Any], rules: SelectionConfig | None = None) -> dict[str, dict[str, Any]]:
+    """option -> whether it earned its place over the configured option, and why (see the
+    module doc); the configured option is the baseline."""
+    rules = rules or SelectionConfig()
+    out = {}
+    idle = [r for r in sweep["rows"] if not r["load_processes"]]
+    longest = max((r["opening_words"] for r in idle), default=0)
+    for option in dict.fromkeys(r["option"] for r in sweep["rows"]):
+        if option == sweep["configured"]:
+            out[option] = {"earned": False, "baseline": True, "why": "the configured option"}
+            continue
+        why = []
+        gain = [r for r in idle if r["option"] == option and r["opening_words"] == longest]
+        if not gain or not gain[0]["vs_configured_ci95"][1] < 1.0 / rules.threshold:
+            why.append(f"not earlier than {sweep['configured']} beyond the band on the "
+                       f"{longest}-word opening, idle")
+        later = [f"{r['text']} {'+%d busy' % r['load_processes'] if r['load_processes'] else 'idle'}"
+                 for r in _rows(sweep, option) if r["vs_configured_ci95"][0] > rules.threshold]
+        if later:
+            why.append("later than the configured option beyond the band: " + ", ".join(later))
+        if not seams_pass(sweep, option):
+            why.append("seams do not pass the click detector on every text")
+        out[option] = {"earned": not why, "why": "; ".join(why) or "earlier on the longest opening, "
+                       "never later beyond the band, clean seams"}
+    return out
+
+
+def choose(sweep: dict[str, Any], rules: SelectionConfig | None = None) -> str:
+    """The option that ships: the earned one with the lowest :func:`worst_ratio`, else the
+    configured one."""
+    earned = [o for o, v in verdicts(sweep, rules).items() if v["earned"]]
+    return min(earned, key=lambda o: worst_ratio(sweep, o)) if earned else sweep["configured"]
+
+
+def targets(sweep: dict[str, Any] | None, option: str | None, load_processes: int) -> dict[str, bool | None]:
+    """The opening targets of ``option`` (what ships); None each when the batch left the
+    sweep out. A load, a text or a seam report not measured is not met."""
+    if not sweep:
+        return dict.fromkeys(TARGETS)
+    names = {r["text"] for r in sweep["rows"]}
+
+    def within(loaded: bool, bound: float) -> bool:
+        rows = _rows(sweep, option, loaded)
+        return {r["text"] for r in rows} == names and all(r["ratio"] <= bound for r in rows)
+
+    return {TARGETS[0]: within(False, MAX_RATIO_IDLE),
+            TARGETS[1]: bool(load_processes) and within(True, MAX_RATIO_LOADED),
+            TARGETS[2]: seams_pass(sweep, option)}
+
+
+def table(sweep: dict[str, Any] | None) -> str:
+    """Each option's first audio on each opening length over the phrase's and over the
+    configured option's, idle and under load, with its seams' verdict."""
+    if not sweep:
+        return "(the opening sweep was left out of this batch)"
+    out = ["| option | text | words in its first sentence | load | first audio s | phrase s | "
+           "x the phrase | 95 % interval | x configured | 95 % interval | first piece tokens | "
+           "from a prefix | seams |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sweep["rows"]:
+        load = f"+{r['load_processes']} busy" if r["load_processes"] else "idle"
+        seam = ((sweep.get("seams") or {}).get(r["option"]) or {}).get(r["text"]) or {}
+        verdict = ("pass" if seam.get("quality_passed")
+                   else "; ".join(seam.get("quality_reasons") or []) or "not measured")
+        tokens = sorted(set(t for t in r["first_tokens_each"] if t is not None))
+        out.append(f"| {r['option']} | {r['text']} | {r['opening_words']} | {load} | {r['text_s']:.3f} | "
+                   f"{r['phrase_s']:.3f} | {r['ratio']:.3f} | {interval(r['ci95'], 3)} | "
+                   f"{r['vs_configured']:.3f} | {interval(r['vs_configured_ci95'], 3)} | "
+                   f"{', '.join(map(str, tokens))} | {all(r['from_prefix_each'])} | {verdict} |")
+    return "\n".join(out)
+
+
+def plot(sweep: dict[str, Any] | None, plt, shipped: str | None = None):
+    """First audio over the phrase's against the opening sentence's length, one line per
+    option and load with its intervals, and the two targets."""
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    if not sweep:
+        ax.axis("off")
+        ax.text(0.0, 0.5, table(sweep), va="center")
+        return fig
+    for option, n in dict.fromkeys((r["option"], r["load_processes"]) for r in sweep["rows"]):
+        rows = sorted((r for r in sweep["rows"] if r["option"] == option and r["load_processes"] == n),
+                      key=lambda r: r["opening_words"])
+        xs, ys = [r["opening_words"] for r in rows], [r["ratio"] for r in rows]
+        ax.errorbar(xs, ys, yerr=[[max(0.0, y - r["ci95"][0]) for y, r in zip(ys, rows)],
+                                  [max(0.0, r["ci95"][1] - y) for y, r in zip(ys, rows)]],
+                    marker="o", capsize=3, ls="-" if n == 0 else "--",
+                    lw=2.2 if option == shipped else 1.0,
+                    label=f"{option}{' (ships)' if option == shipped else ''}, "
+                          f"{'idle' if n == 0 else f'+{n} busy'}")
+    ax.axhline(MAX_RATIO_IDLE, color="tab:green", lw=0.8, ls=":", label="target idle")
+    ax.axhline(MAX_RATIO_LOADED, color="tab:red", lw=0.8, ls=":", label="target under load")
+    ax.set_xlabel("words in the opening sentence")
+    ax.set_ylabel("first audio / the phrase's")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig

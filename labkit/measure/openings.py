@@ -1,0 +1,160 @@
+"""The opening-length sweep (issue #32): how soon a text's first audio comes when its
+opening sentence is long, against a short phrase's, idle and beside a busy process.
+
+* :func:`options` -- the stage's choice and, beside it, the ways to make its first piece
+  (``chunking.opening``: part A over an opening prefix, or over the whole sentence;
+  ``pipeline.first_alone``: nothing else starts until the first chunk is out);
+* :func:`sweep` -- each (option, text) against the phrase in interleaved rounds by the one
+  instrument (labkit.measure.compare), one comparison per load; from the same rounds, each
+  option against the configured one on each text (:func:`against_configured`);
+* :func:`seam_reports` -- the seams of every option that changes the audio, on each text
+  (labkit.measure.seams: the click detector);
+* :func:`opening_words` -- the words in a text's first sentence, as the chunker counts them.
+
+Stage 05 (labkit.lab.s05_chunking) runs it on its choice; labkit.lab.opening_choice decides.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+from labkit import progress
+from labkit.engine.sentences import sentences_of, words_of
+from labkit.engine.g2p import normalize_lang
+from labkit.engine.pipeline import StreamingSynthesizer
+from labkit.measure import seams, texts
+from labkit.measure.compare import Comparison, compare, summarize
+from labkit.measure.load import competing_load
+from labkit.measure.streaming import first_chunk
+
+#: the sweep's texts (labkit.measure.texts.OPENINGS: opening sentences of 5 to 50 words)
+TEXTS = tuple(f"opening-{n}" for n in texts.OPENINGS)
+#: the name of the phrase, every row's baseline
+PHRASE = "phrase"
+
+
+#: the ways to make the first piece the sweep tries beside the configured one: part A over
+#: the whole sentence (as before issue #32), over an opening prefix, and over a prefix with
+#: nothing else started until the first chunk is out (first_alone alone reorders the work
+#: only, and matters where the first piece is the long part)
+TRIED = (("sentence", False), ("prefix", False), ("prefix", True))
+
+
+def option_label(opening: str, first_alone: bool) -> str:
+    return f"opening={opening}" + (",first_alone" if first_alone else "")
+
+
+def options(synth: StreamingSynthesizer) -> dict[str, StreamingSynthesizer]:
+    """label -> synthesizer: the stage's choice as configured first, then (with sentence
+    prosody, where the opening matters) the others of :data:`TRIED` (``chunking.opening``,
+    ``pipeline.first_alone``) on the same engine and chunking."""
+    cc, pc = synth.chunking_cfg, synth.pipeline_cfg
+    mine = option_label(cc.opening, pc.first_alone)
+    out = {mine: synth}
+    if cc.prosody != "sentence":
+        return out
+    for opening, alone in TRIED:
+        label = option_label(opening, alone)
+        if label not in out:
+            out[label] = StreamingSynthesizer(
+                synth.engine, pipeline=dataclasses.replace(pc, first_alone=alone),
+                chunking_cfg=dataclasses.replace(cc, opening=opening))
+    return out
+
+
+def settings(synth: StreamingSynthesizer) -> dict[str, Any]:
+    """The LabConfig settings an option is made of."""
+    return {"chunking.opening": synth.chunking_cfg.opening,
+            "pipeline.first_alone": synth.pipeline_cfg.first_alone}
+
+
+def first_audio_fresh(synth: StreamingSynthesizer, text: str, fresh_g2p: bool = True) -> dict[str, Any]:
+    """One stream's first audio and first chunk (labkit.measure.streaming.first_chunk);
+    ``fresh_g2p``: the G2P cache emptied first (untimed), so the text is phonemized as a
+    new one is: the benchmark repeats a text, a listener does not."""
+    if fresh_g2p:
+        synth.g2p(normalize_lang(synth.cfg.lang, synth.cfg.voice)).cache_clear()
+    return first_chunk(synth, text)
+
+
+def cell(label: str, name: str) -> str:
+    return f"{label} · {name}"
+
+
+def sweep(synths: dict[str, StreamingSynthesizer], phrase: str, names: Sequence[str],
+          rounds: int | None = None, load_processes: int = 1, fresh_g2p: bool = True) -> dict[str, Any]:
+    """The first audio of each text in ``names`` through every option in ``synths`` (the
+    first: the configured one, which also says the phrase) against the phrase's, idle and
+    then beside ``load_processes`` busy processes (0: idle only; the phrase measured under
+    the same load). Rows: one per (option, text, load), its first audio over the phrase's
+    (> 1: later) with the 95 % interval, and over the configured option's on the same text
+    from the same rounds (``vs_configured``: < 1 earlier)."""
+    configured = next(iter(synths))
+    loads = [0] + ([load_processes] if load_processes else [])
+    rows, comparisons = [], {}
+    for n in loads:
+        where = "idle" if n == 0 else f"+{n} busy"
+        fns = {PHRASE: (lambda s=synths[configured]: first_audio_fresh(s, phrase, fresh_g2p))}
+        for label, synth in synths.items():
+            for name in names:
+                fns[cell(label, name)] = (lambda s=synth, t=texts.named(name): first_audio_fresh(s, t, fresh_g2p))
+        progress.say(f"opening sweep, {where}: {len(names)} texts x {len(synths)} options vs the phrase")
+        with competing_load(n):
+            cmp = compare(fns, PHRASE, rounds=rounds, measure=lambda o: o["ttfa_s"],
+                          keep=lambda o: {k: v for k, v in o.items() if k != "ttfa_s"},
+                          criterion="ttfa_s")
+        comparisons[where] = cmp
+        for name in names:
+            mine = against_configured(cmp, [cell(label, name) for label in synths])
+            for label in synths:
+                key = cell(label, name)
+                lo, hi = cmp.ci95(key)  # the phrase's time over the text's: inverted below
+                kept = cmp.kept.get(key, [])
+                vs = mine[key]
+                rows.append({"option": label, "text": name, "load_processes": n,
+                             "opening_words": opening_words(texts.named(name)),
+                             "phrase_s": cmp.median(PHRASE), "text_s": cmp.median(key),
+                             "ratio": 1.0 / cmp.ratio(key), "ci95": [1.0 / hi, 1.0 / lo],
+                             "vs_configured": 1.0 / vs.ratio,
+                             "vs_configured_ci95": [1.0 / vs.ci95[1], 1.0 / vs.ci95[0]],
+                             "first_tokens_each": [k.get("first_tokens") for k in kept],
+                             "from_prefix_each": [k.get("from_prefix") for k in kept],
+                             "opening_load_each": [k.get("opening_load") for k in kept]})
+    return {"rows": rows, "comparisons": comparisons, "configured": configured}
+
+
+def against_configured(cmp: Comparison, keys: list[str]):
+    """Each of ``keys`` against the first (the configured option on the same text), paired
+    round by round in the rounds ``cmp`` ran (labkit.measure.compare.summarize: > 1 faster)."""
+    return summarize({k: cmp.entries[k].samples for k in keys}, keys[0],
+                     resamples=cmp.resamples, seed=cmp.seed)
+
+
+def seam_reports(synths: dict[str, StreamingSynthesizer], names: Sequence[str]) -> dict[str, dict]:
+    """label -> text -> the seams of that option's audio on that text against the unchunked
+    audio (labkit.measure.seams.seam_report: the click detector's verdict), for every
+    option whose audio differs (``pipeline.first_alone`` only reorders the work: it shares
+    its opening's report)."""
+    out: dict[str, dict] = {}
+    by_opening: dict[str, dict] = {}
+    unchunked: dict[str, Any] = {}
+
+    def ref(synth: StreamingSynthesizer, name: str):  # one unchunked take per text
+        if name not in unchunked:
+            unchunked[name] = seams.unchunked(synth.engine, synth.chunking_cfg, texts.named(name))
+        return unchunked[name]
+
+    for label, synth in synths.items():
+        opening = synth.chunking_cfg.opening
+        if opening not in by_opening:
+            by_opening[opening] = {name: seams.seam_report(synth.engine, synth.chunking_cfg,
+                                                           texts.named(name), reference=ref(synth, name))
+                                   for name in names}
+        out[label] = by_opening[opening]
+    return out
+
+
+def opening_words(text: str) -> int:
+    """Words in the text's first sentence, as the chunker counts them."""
+    spans = sentences_of(words_of(text))
+    return spans[0][1] - spans[0][0] if spans else 0

@@ -1,0 +1,119 @@
+"""Issue #32: how the first piece is made. The opening sweep's options on the real split
+engine (labkit.measure.openings), and the rule that decides which ships
+(labkit.lab.opening_choice) fed known sweeps."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from labkit.config import SelectionConfig
+from labkit.engine import split_runtime as sr
+from labkit.engine.pipeline import StreamingSynthesizer
+from labkit.lab import opening_choice
+from labkit.measure import openings, texts
+
+CONFIGURED, PREFIX, ALONE = "opening=sentence", "opening=prefix", "opening=prefix,first_alone"
+
+
+def _row(option, text, words, load, ratio, vs):
+    return {"option": option, "text": text, "opening_words": words, "load_processes": load,
+            "ratio": ratio, "ci95": [ratio - 0.05, ratio + 0.05],
+            "vs_configured": sum(vs) / 2, "vs_configured_ci95": list(vs)}
+
+
+def _sweep(prefix_vs=(0.55, 0.65), alone_vs=(0.5, 0.6), alone_loaded_vs=(0.45, 0.55),
+           prefix_passes=True) -> dict:
+    """Two opening texts (5 and 50 words), idle and +1 busy: the configured option's first
+    audio grows with the opening; the prefix options are ``*_vs`` of it on the long one."""
+    rows = []
+    for load in (0, 1):
+        for name, words in (("opening-5", 5), ("opening-50", 50)):
+            slow = 1.0 if words == 5 else 1.9
+            rows.append(_row(CONFIGURED, name, words, load, slow + 0.2 * load, (1.0, 1.0)))
+            for option, vs in ((PREFIX, prefix_vs), (ALONE, alone_loaded_vs if load else alone_vs)):
+                vs = vs if words == 50 else (0.98, 1.02)  # the same where there is no prefix
+                rows.append(_row(option, name, words, load, (slow + 0.2 * load) * sum(vs) / 2, vs))
+    ok = {"opening-5": {"quality_passed": True}, "opening-50": {"quality_passed": True}}
+    return {"rows": rows, "configured": CONFIGURED,
+            "seams": {CONFIGURED: ok, ALONE: ok,
+                      PREFIX: ok if prefix_passes else {**ok, "opening-50": {"quality_passed": False}}}}
+
+
+def test_an_option_earlier_on_the_long_opening_with_clean_seams_earns_its_place():
+    v = opening_choice.verdicts(_sweep())
+    assert v[CONFIGURED]["baseline"] and v[PREFIX]["earned"] and v[ALONE]["earned"]
+    # of the two, the one with the earliest worst first audio under load ships
+    assert opening_choice.choose(_sweep()) == ALONE
+    assert opening_choice.choose(_sweep(alone_loaded_vs=(0.7, 0.8))) == PREFIX
+
+
+@pytest.mark.parametrize("sweep, why", [
+    (_sweep(prefix_vs=(0.95, 1.05), alone_vs=(0.95, 1.05)), "not earlier"),  # within the band
+    (_sweep(prefix_passes=False, alone_vs=(0.95, 1.05)), "seams"),
+])
+def test_the_configured_option_stays_unless_another_earns_it(sweep, why):
+    assert opening_choice.choose(sweep) == CONFIGURED
+    assert why in opening_choice.verdicts(sweep)[PREFIX]["why"]
+
+
+def test_an_option_later_beyond_the_band_anywhere_stays_out():
+    sweep = _sweep()
+    for r in sweep["rows"]:  # first_alone much later under load on the short opening
+        if r["option"] == ALONE and r["load_processes"] and r["opening_words"] == 5:
+            r["vs_configured_ci95"] = [1.2, 1.4]
+    v = opening_choice.verdicts(sweep, SelectionConfig(min_gain=0.03))
+    assert not v[ALONE]["earned"] and "opening-5 +1 busy" in v[ALONE]["why"]
+    assert opening_choice.choose(sweep) == PREFIX
+
+
+def test_the_targets_hold_what_ships_to_every_opening_length():
+    sweep = {**_sweep(), "shipped": PREFIX}
+    met = opening_choice.targets(sweep, CONFIGURED, load_processes=1)
+    assert met == dict.fromkeys(opening_choice.TARGETS, False) | {
+        "opening_seams_pass_the_click_detector": True}  # 1.9x idle, 2.1x loaded on 50 words
+    met = opening_choice.targets(sweep, ALONE, load_processes=1)
+    assert all(met.values())
+    assert opening_choice.targets(None, None, 1) == dict.fromkeys(opening_choice.TARGETS)
+
+
+def test_the_table_and_plot_show_every_row(tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    sweep = _sweep()
+    for r in sweep["rows"]:
+        r.update(text_s=0.3, phrase_s=0.25, first_tokens_each=[20, 20], from_prefix_each=[True, True])
+    table = opening_choice.table(sweep)
+    assert table.count("\n") == 1 + len(sweep["rows"]) and "| opening=prefix | opening-50 | 50 |" in table
+    fig = opening_choice.plot(sweep, plt, shipped=PREFIX)
+    assert len(fig.axes[0].lines) >= 2
+    plt.close(fig)
+
+
+# -- the instrument on the real model ---------------------------------------------------------------
+@pytest.fixture(scope="module")
+def split_engine(cfg, split_parts, engine):
+    eng = sr.SplitEngine(cfg, split_parts, voices=engine.voices, buckets=[])
+    eng.warm_up(repeats=1)
+    return eng
+
+
+def test_the_options_differ_only_in_how_the_first_piece_is_made(split_engine):
+    cc = dataclasses.replace(split_engine.cfg.chunking, prosody="sentence", opening="sentence",
+                             schedule="ramp", primer_max_words=5)
+    synth = StreamingSynthesizer(split_engine, chunking_cfg=cc)
+    opts = openings.options(synth)
+    assert list(opts) == [CONFIGURED, PREFIX, ALONE] and opts[CONFIGURED] is synth
+    assert {k: openings.settings(s) for k, s in opts.items()} == {
+        CONFIGURED: {"chunking.opening": "sentence", "pipeline.first_alone": False},
+        PREFIX: {"chunking.opening": "prefix", "pipeline.first_alone": False},
+        ALONE: {"chunking.opening": "prefix", "pipeline.first_alone": True}}
+    text = texts.named("opening-30")
+    assert openings.opening_words(text) == 30
+    plain, prefix = (openings.first_audio_fresh(opts[k], text) for k in (CONFIGURED, PREFIX))
+    assert not plain["from_prefix"] and prefix["from_prefix"]
+    assert prefix["first_tokens"] == plain["first_tokens"]  # the same first piece, made sooner
+    # piece prosody has one way to make its first piece: nothing to sweep
+    piece = StreamingSynthesizer(split_engine, chunking_cfg=dataclasses.replace(cc, prosody="piece"))
+    assert list(openings.options(piece)) == [CONFIGURED]
