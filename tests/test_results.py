@@ -90,10 +90,21 @@ def test_write_journal_writes_the_results_page(tmp_path):
         d = tmp_path / "artifacts" / "run-1" / rec["stage"]
         d.mkdir(parents=True)
         (d / "metrics.json").write_text(json.dumps(rec))
+    costs = {"cpu": "test cpu", "threads": 2, "measured": "2026-12-03T13:34:38+00:00", "rtf": 0.7}
+    plan = lambda minutes, cores, **k: {"total": {"minutes": minutes, "disk_gb": 1.25}, "costs": costs,  # noqa: E731
+                                        "cores": cores, "stages": [], **k}
+    (tmp_path / "artifacts" / "run-1" / "plan.json").write_text(json.dumps(plan(41.6, None)))
+    (tmp_path / "artifacts" / "run-1" / "wall_times.json").write_text(json.dumps({"02_ort": 1500.0}))
+    (tmp_path / "artifacts" / "plans").mkdir()
+    (tmp_path / "artifacts" / "plans" / "m1max.json").write_text(json.dumps(
+        plan(88.4, 8, batch_file="experiments/m1max.yaml")))
     paths = write_journal(cfg, "run-1")
     assert paths["results"] == tmp_path / "docs" / "results.md"
     page = paths["results"].read_text()
     assert "# Results — run-1" in page and "| 02_ort | fast | default |" in page
+    # the plans: this run's against its wall time, and the Mac batch's kept by --plan --cores 8
+    assert "| this run | 2 threads here | 42 | 1.2 GB | 25 min | test cpu, 2026-12-03 |" in page
+    assert "| experiments/m1max.yaml | 8 cores | 88 | 1.2 GB |  | test cpu, 2026-12-03 |" in page
     best = json.loads(paths["best"].read_text())
     assert best["choices"][0]["choice"] == "fast" and best["overrides"] == {"session.use_ort_format": True}
     journal = paths["markdown"].read_text()

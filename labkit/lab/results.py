@@ -142,6 +142,26 @@ def stage_time_lines(inside: dict[str, float], wall: dict[str, float]) -> list[s
     return lines
 
 
+def plans_lines(run_plan: dict, saved: list[dict], wall: dict[str, float]) -> list[str]:
+    """The run's own plan against its wall times, and the latest plan of every batch kept
+    under artifacts/plans/ (``labkit journal -f FILE --plan [--cores N]``: the Mac batch is
+    planned with the M1 Max's cores from this machine's measured costs), each as made."""
+    rows = [("this run", run_plan)] + [(p.get("batch_file", p.get("batch", "")), p) for p in saved]
+    rows = [(k, p) for k, p in rows if p.get("total")]
+    if not rows:
+        return []
+    lines = ["## Plans", "", "| batch | planned for | minutes | peak disk | ran | costs measured on |",
+             "|---|---|---|---|---|---|"]
+    for what, p in rows:
+        c = p.get("costs") or {}
+        ran = sum(wall.values()) / 60 if what == "this run" and wall else None
+        cores = f"{p['cores']} cores" if p.get("cores") else f"{c.get('threads', '?')} threads here"
+        lines.append(f"| {what} | {cores} | {p['total']['minutes']:.0f} | "
+                     f"{p['total']['disk_gb']:.1f} GB | {'' if ran is None else f'{ran:.0f} min'} | "
+                     f"{c.get('cpu', '?')}, {str(c.get('measured', ''))[:10]} |")
+    return lines + [""]
+
+
 def reproducibility_lines(rep: dict) -> list[str]:
     """One paragraph: the previous run of the same batch, judged by the same rules, made
     the same choices, or where it did not."""
@@ -156,8 +176,10 @@ def reproducibility_lines(rep: dict) -> list[str]:
 
 
 def render_results(run_id: str, records: list[dict], best: dict,
-                   wall: dict[str, float] | None = None) -> str:
-    """The page's markdown from ``run_id``'s records and the best.json made from them."""
+                   wall: dict[str, float] | None = None, run_plan: dict | None = None,
+                   saved_plans: list[dict] = ()) -> str:
+    """The page's markdown from ``run_id``'s records and the best.json made from them;
+    ``run_plan`` and ``saved_plans``: :func:`plans_lines`."""
     records = sorted(records, key=lambda r: str(r.get("stage")))
     env = next((r["environment"] for r in records if r.get("environment")), {})
     lines = [HEADER, "", f"# Results — {run_id}", "",
@@ -183,6 +205,7 @@ def render_results(run_id: str, records: list[dict], best: dict,
     if "reproducibility" in best:
         lines += reproducibility_lines(best["reproducibility"]) + [""]
     lines += stage_time_lines(stage_seconds(records), wall or {})
+    lines += plans_lines(run_plan or {}, list(saved_plans), wall or {})
     lines += ["## Stages", ""]
     for rec in records:
         metrics = rec.get("metrics") or {}
@@ -198,7 +221,8 @@ def render_results(run_id: str, records: list[dict], best: dict,
 
 
 def write_results(path: str | os.PathLike, run_id: str, records: list[dict], best: dict,
-                  wall: dict[str, float] | None = None) -> Path:
+                  wall: dict[str, float] | None = None, run_plan: dict | None = None,
+                  saved_plans: list[dict] = ()) -> Path:
     """Render and write the page atomically; returns its path."""
-    path = files.write_text(path, render_results(run_id, records, best, wall))
+    path = files.write_text(path, render_results(run_id, records, best, wall, run_plan, saved_plans))
     return path
