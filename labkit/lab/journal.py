@@ -263,7 +263,7 @@ def render_markdown(cfg: LabConfig, data: dict, best: dict, out_dir: Path) -> st
                 lines.append(f"| {k} | {cell(v)} | {fmt_ci(ci)} | {s['changes'].get(k, '')} |")
             lines.append("")
         for title, cmp in (rec.get("metrics", {}).get("comparisons") or {}).items():
-            lines += comparison_lines(title, cmp)
+            lines += comparison_lines(title, cmp, cfg.selection.threshold)
         for note in rec.get("notes") or []:
             lines.append(f"- {note}")
         if rec.get("notes"):

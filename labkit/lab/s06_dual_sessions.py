@@ -139,9 +139,12 @@ def compare_sessions(cfg, candidates: list[dict[str, Any]], texts: list[str],
             return go
 
         try:
+            # rounds added for noise end once every layout is decided against the journal's
+            # threshold (the rule's own test: dual_rule), as stage 02's do
             cmp = compare({n: streamer(n) for n in synths}, baseline, rounds=rounds, warmup=0,
                           measure=lambda r: r.total_s, keep=lambda r: r, criterion=CRITERION,
-                          control=lambda: run_stream(control_synth, text, name="control"))
+                          control=lambda: run_stream(control_synth, text, name="control"),
+                          decide_at=cfg.selection.threshold)
         except Exception as exc:  # noqa: BLE001 - recorded with the text it failed on
             rows += [{"candidate": n, "text": t, "status": f"failed: {type(exc).__name__}: {exc}"}
                      for n in synths]
