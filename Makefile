@@ -39,6 +39,7 @@ $(ASSETS): $(STAMP)
 # made does not stop the run
 journal: $(ASSETS)
 	-$(BIN)/labkit journal -f $(EXPERIMENT) --plan
+	-$(BIN)/labkit journal -f experiments/m1max.yaml --plan --cores 8
 	$(BIN)/labkit journal -f $(EXPERIMENT)
 
 test: $(ASSETS)

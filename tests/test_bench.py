@@ -217,6 +217,30 @@ def test_coreml_candidates_are_skipped_with_the_reason_where_missing(cfg):
     assert dual.pipeline.sessions == 2 and dual.session.intra_op_threads == 1
 
 
+@pytest.mark.model
+def test_many_layouts_are_screened_and_only_the_leaders_confirmed(cfg):
+    """Issue #31: with more layouts than ``confirm_top`` beside the first, every layout streams
+    the screen text briefly and only the leaders stream the stage's texts; the others keep a
+    row saying by how much they trailed, and the screen's comparison is recorded."""
+    cands = [{"name": "single", "sessions": 1},
+             {"name": "single 1 thread", "sessions": 1, "session": {"intra_op_threads": 1}},
+             {"name": "dual 1+1", "sessions": 2, "session": {"intra_op_threads": 1},
+              "second_session": {"intra_op_threads": 1}}]
+    rows, comparisons = s06.compare_sessions(cfg, cands, ["phrase"], rounds=1, screen_text="phrase",
+                                             screen_rounds=1, confirm_top=1)
+    screen = comparisons["screen: whole-stream time, phrase"]
+    assert set(screen["candidates"]) == {"single", "single 1 thread", "dual 1+1", "single (A/A)"}
+    assert screen["rounds"] == 1
+    ok = [r["candidate"] for r in rows if r["status"] == "ok"]
+    out = [r for r in rows if r["status"].startswith("screened out")]
+    assert len(ok) == 2 and ok[0] == "single" and len(out) == 1 and out[0]["candidate"] not in ok
+    leader = ok[1]
+    ratio = screen["candidates"][out[0]["candidate"]]["ratio"]
+    assert f"{ratio:.2f}x the first layout's" in out[0]["status"] and f"({leader})" in out[0]["status"]
+    assert list(comparisons) == ["screen: whole-stream time, phrase", "whole-stream time, phrase"]
+    assert set(comparisons["whole-stream time, phrase"]["candidates"]) == {"single", leader, "single (A/A)"}
+
+
 # -- candidates offered to the journal's selection -------------------------------------------
 def _row(label, ttfa, rtf, chunking, ci, underruns=0, words=True):
     return {"label": label, "ttfa_s": ttfa, "rtf": rtf, "chunking": chunking, "ttfa_ratio": 1.0,

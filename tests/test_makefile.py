@@ -25,6 +25,9 @@ def test_journal_runs_the_mac_batch_on_darwin_unless_told_otherwise():
     assert dry_run("journal", "UNAME=Linux")[-1].endswith("labkit journal -f experiments/default.yaml")
     assert dry_run("journal", "UNAME=Darwin", "EXPERIMENT=experiments/full.yaml")[-1].endswith(
         "-f experiments/full.yaml")
+    # the Mac batch is planned for the M1 Max's cores first, wherever it runs (docs/results.md: Plans)
+    assert any(line.endswith("labkit journal -f experiments/m1max.yaml --plan --cores 8")
+               for line in dry_run("journal", "UNAME=Linux"))
 
 
 def test_setup_checks_the_mac_before_installing():

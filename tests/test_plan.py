@@ -24,6 +24,21 @@ def test_a_stage_is_counted_from_its_parameters_and_priced(cfg):
     assert sp.seconds == 4 * COSTS.session_s + 3 * k * COSTS.synth_s(named("paragraph"))
 
 
+def test_many_layouts_are_planned_as_a_screen_and_the_leaders_in_full(cfg):
+    coreml = {"name": "coreml", "sessions": 1, "session": {"providers": ["CoreMLExecutionProvider"]}}
+    p = {"candidates": [{"name": f"cpu {i}", "sessions": 1} for i in range(4)] + [coreml],
+         "texts": ["paragraph"], "rounds": None, "screen_text": "phrase", "screen_rounds": 2,
+         "confirm_top": 2}
+    here, mac = plan.plan_06(p, COSTS, cfg), plan.plan_06({**p, "_accelerators": True}, COSTS, cfg)
+    assert (here.candidates, mac.candidates) == (4, 5)  # CoreML layouts build only on the Mac
+    k = default_rounds(4)  # the first, two leaders and the A/A control
+    assert here.timed_runs == 5 * 2 + 4 * k and mac.timed_runs == 6 * 2 + 4 * k
+    assert here.seconds == (5 * COSTS.session_s + 5 * 2 * COSTS.synth_s(named("phrase"))
+                            + 4 * k * COSTS.synth_s(named("paragraph")))
+    few = plan.plan_06({**p, "candidates": p["candidates"][:3]}, COSTS, cfg)
+    assert few.timed_runs == 4 * default_rounds(4) and not few.notes  # nothing to screen
+
+
 def test_the_plan_has_a_total_and_more_cores_plan_less(cfg):
     stages = [("06_dual_sessions", "notebooks/06_dual_sessions.ipynb",
                {"texts": ["phrase"], "candidates": [{"name": "single", "sessions": 1}]}),
@@ -46,6 +61,24 @@ def test_coreml_points_are_planned_only_where_they_run(cfg):
     mac = plan.plan_04({**p, "_accelerators": True}, COSTS, cfg)
     assert here.candidates == 1 and mac.candidates == 3  # the CPU baseline; + two CoreML points
     assert mac.seconds > here.seconds
+
+
+def test_the_split_candidates_are_planned_as_a_screen_where_they_run(cfg):
+    p = {"variants": ["int8"], "formats": ["MLProgram"], "compute_units": ["ALL", "CPUOnly", "CPUAndGPU"],
+         "static_shapes": [False], "token_lengths": [25], "repeats": 1, "warmup": 1,
+         "cpu_baseline": False, "split_variants": ["fp32-recon"], "split_token_lengths": [25, 115],
+         "split_repeats": 2, "plugins": ["mlx"], "screen_length": 115, "screen_repeats": 1,
+         "confirm_top": 3, "_accelerators": True}
+    full = plan.plan_04({**p, "screen_length": None}, COSTS, cfg)
+    screened = plan.plan_04(p, COSTS, cfg)
+    # the grid's 3 CoreML points are not more than confirm_top: measured in full either way;
+    # the split's 1 CPU + 3 CoreML + mlx on part B and whole: 5 accelerated, screened
+    assert full.candidates == screened.candidates == 3 + 6
+    assert [n for n in screened.notes if "screened" in n] == [
+        "6 split candidates a variant screened at 115 tokens, 3 confirmed beside the CPU's"]
+    one = 2 * COSTS.session_s + sum((1 + 2 + 1) * COSTS.run_s(n) for n in (25, 115))
+    screen = 2 * COSTS.session_s + (1 + 1 + 1) * COSTS.run_s(115)
+    assert abs((full.seconds - screened.seconds) - (6 * one - (6 * screen + 4 * one))) < 1e-6
 
 
 def test_labkit_journal_plan_json(cfg, tmp_path, capsys, monkeypatch):

@@ -147,6 +147,23 @@ def test_dnsmos_runs_offline_and_tells_noise_from_a_voice(voiced):
     assert mos["bak"] > 2.5 and mos["ovrl"] > white["ovrl"] + 0.5, mos
 
 
+def test_dnsmos_reads_the_same_audio_once(voiced, monkeypatch):
+    """Issue #31: the reference's score, read beside every variant's, is computed once; a
+    copy is returned (a caller's change does not reach the kept score), other audio or
+    another rate is read afresh."""
+    calls = []
+    real = dnsmos._score
+    monkeypatch.setattr(dnsmos, "_score", lambda a, sr: calls.append(sr) or real(a, sr))
+    monkeypatch.setattr(dnsmos, "_scores", type(dnsmos._scores)())
+    first = dnsmos.score(voiced)
+    first["ovrl"] = -1.0
+    again = dnsmos.score(voiced.copy())
+    assert len(calls) == 1 and again["ovrl"] > 1.0
+    dnsmos.score(voiced, SR // 2)
+    dnsmos.score(voiced * 0.5)
+    assert len(calls) == 3
+
+
 @pytest.mark.model
 def test_dnsmos_rates_the_models_speech_well_and_noisy_speech_lower(engine):
     speech = engine.synthesize_phonemes("ðə fˈɛɹi lˈivz æt sˈɛvən ˈɛvɹi mˈɔɹnɪŋ, wˈɛðəɹ ɪt ɹˈAnz ɔɹ nˈɑt.").audio

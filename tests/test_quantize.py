@@ -438,6 +438,20 @@ def test_static_recipe(builder, cfg, voices, held, ref_audio):
     _speaks(built, cfg, voices, held, ref_audio, BOUNDS_DB["static-decoder"])
 
 
+@pytest.mark.model
+def test_the_sensitivity_sweep_keeps_one_model_at_a_time(builder, cfg, voices, held, ref_audio):
+    """Issue #31: each family's model is measured, then removed (its build record stays), so
+    the sweep's disk is one model however many families it sweeps."""
+    fams = ["gen_noise_res.0", "gen_noise_res.1"]
+    sens = variant_choice.sensitivity(builder, fams, {"recipe": "dynamic", "weight_type": "quint8"},
+                                      cfg.session, held, voices, ref_audio)
+    assert set(sens) == set(fams)
+    assert all(r["masked_lsd_db"] is not None and r["nodes_quantized"] > 0 for r in sens.values())
+    names = {p.name for p in builder.out_dir.iterdir()}
+    assert {f"sens-dynamic-{f}.json" for f in fams} <= names
+    assert not [n for n in names if n.startswith("sens-") and n.endswith(".onnx")]
+
+
 class _Silencing:
     """A session that returns the real audio with its middle 40 % zeroed (words lost)."""
 

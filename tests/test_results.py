@@ -4,7 +4,7 @@ import random
 
 from labkit.config import LabConfig, SelectionConfig
 from labkit.lab.journal import compare_headlines, write_journal
-from labkit.lab.results import fmt, fmt_ci, render_results, stage_time_lines
+from labkit.lab.results import comparison_lines, fmt, fmt_ci, render_results, stage_time_lines
 from labkit.lab.selection import select
 from labkit.measure.compare import compare
 
@@ -90,10 +90,21 @@ def test_write_journal_writes_the_results_page(tmp_path):
         d = tmp_path / "artifacts" / "run-1" / rec["stage"]
         d.mkdir(parents=True)
         (d / "metrics.json").write_text(json.dumps(rec))
+    costs = {"cpu": "test cpu", "threads": 2, "measured": "2026-12-03T13:34:38+00:00", "rtf": 0.7}
+    plan = lambda minutes, cores, **k: {"total": {"minutes": minutes, "disk_gb": 1.25}, "costs": costs,  # noqa: E731
+                                        "cores": cores, "stages": [], **k}
+    (tmp_path / "artifacts" / "run-1" / "plan.json").write_text(json.dumps(plan(41.6, None)))
+    (tmp_path / "artifacts" / "run-1" / "wall_times.json").write_text(json.dumps({"02_ort": 1500.0}))
+    (tmp_path / "artifacts" / "plans").mkdir()
+    (tmp_path / "artifacts" / "plans" / "m1max.json").write_text(json.dumps(
+        plan(88.4, 8, batch_file="experiments/m1max.yaml")))
     paths = write_journal(cfg, "run-1")
     assert paths["results"] == tmp_path / "docs" / "results.md"
     page = paths["results"].read_text()
     assert "# Results — run-1" in page and "| 02_ort | fast | default |" in page
+    # the plans: this run's against its wall time, and the Mac batch's kept by --plan --cores 8
+    assert "| this run | 2 threads here | 42 | 1.2 GB | 25 min | test cpu, 2026-12-03 |" in page
+    assert "| experiments/m1max.yaml | 8 cores | 88 | 1.2 GB |  | test cpu, 2026-12-03 |" in page
     best = json.loads(paths["best"].read_text())
     assert best["choices"][0]["choice"] == "fast" and best["overrides"] == {"session.use_ort_format": True}
     journal = paths["markdown"].read_text()
@@ -125,3 +136,29 @@ def test_stage_times_show_the_batch_wall_time_and_its_sum():
     assert "| 01_a | 1.5 min | 1.0 min |" in lines and "| 02_b | 0.5 min |  |" in lines
     assert "| all | 2.0 min | 1.0 min |" in lines
     assert stage_time_lines({}, {}) == []
+
+
+def _noisy(decide_at=None, fast=0.5):
+    """The baseline and its A/A control jitter by ~20 % (rounds are added for noise); the
+    candidate is steady at ``fast`` of the baseline's time."""
+    rng = random.Random(7)
+    return compare({"default": lambda: rng.lognormvariate(0, 0.2), "fast": lambda: fast},
+                   "default", warmup=0, measure=float, criterion="seconds",
+                   decide_at=decide_at).to_dict()
+
+
+def test_the_journal_says_where_the_sequential_rule_stopped_or_would_have():
+    """Issue #31: a comparison whose rounds were added for noise says, replayed on its own
+    recorded rounds, where the rule would have stopped and that the decisions there are the
+    full run's; one the rule ended says so."""
+    full = _noisy()
+    assert full["extra_rounds"] > 0 and not full["stopped_early"]
+    line = comparison_lines("warm", full, 1.03)[0]
+    assert "the sequential rule at 1.03 would have stopped them at round 6, with the same decisions" in line
+    ended = comparison_lines("warm", _noisy(decide_at=1.03), 1.03)[0]
+    assert ended.startswith("**warm** — seconds, 6 interleaved rounds;")
+    assert "the sequential rule ended them (every interval decided against 1.03)" in ended
+    # undecidable: a candidate as fast as the baseline straddles the threshold to the end
+    even = comparison_lines("warm", _noisy(fast=1.0), 1.03)[0]
+    assert "would not have stopped them sooner" in even
+    assert "sequential" not in comparison_lines("warm", _comparison(), 1.03)[0]  # no rounds added

@@ -253,6 +253,20 @@ def test_split_files_are_cached_by_model_hash(toy_parts, tmp_path):
     assert sr.split_paths(other, parts.a.parent)["a"] != parts.a
 
 
+def test_a_removed_split_is_gone_and_built_again_when_asked(tmp_path):
+    """Issue #31: stage 03 removes a variant's split once it is judged."""
+    p = tmp_path / "m.onnx"
+    onnx.save(toy_kokoro(), str(p))
+    parts = sp.split_files(p, tmp_path / "split")
+    written = sum(f.stat().st_size for f in (tmp_path / "split").iterdir() if f.name.startswith("m."))
+    assert sp.remove_split(p, tmp_path / "split") == written > 0
+    assert not parts.a.exists() and not parts.b.exists()
+    with pytest.raises(sr.SplitMissing):
+        sr.SplitParts.locate(p, tmp_path / "split")
+    assert sp.remove_split(p, tmp_path / "split") == 0
+    assert sp.split_files(p, tmp_path / "split").a.exists()
+
+
 def test_locate_missing_split_says_how_to_build(tmp_path):
     p = tmp_path / "m.onnx"
     onnx.save(toy_kokoro(), str(p))

@@ -25,6 +25,7 @@ from labkit.lab.checkpoint import Checkpoint
 from labkit.lab.accelerator_harness import (STATIC_DIR, isolate, point_cache, reference_audio, remove_cache,
                                      tokens_of_length)
 from labkit.lab.accelerator_result import CoreMLResult
+from labkit.lab.accelerator_sweep import screen_then_confirm
 from labkit.lab.selection import quality_entry
 from labkit.measure.placement import capture_ort_log, parse_placement_log
 from labkit.optimize import coreml, op_audit
@@ -365,11 +366,15 @@ def split_text(result: CoreMLResult) -> str:
 def run_split(cfg: LabConfig, split_variants: Iterable[str], lengths: list[int], buckets: list[int],
               b_rewrites: Iterable[str], cands: list[Candidate], reference: dict[int, np.ndarray],
               repeats: int, warmup: int, cache_dir: Path, budget: StaticBudget | None,
-              log: Any, checkpoint: Checkpoint | None, timeout_s: float | None
-              ) -> tuple[dict[str, Any], dict[str, Any]]:
+              log: Any, checkpoint: Checkpoint | None, timeout_s: float | None,
+              screen: tuple[int, int, int] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """For each variant: :func:`split_check`, then every candidate on its parts
     (:func:`run_candidates`), against ``reference`` (the lengths it lacks rendered here).
     A variant that cannot be cut is recorded ``failed: ...`` and the others go on.
+    ``screen``: (length, repeats, top): where more than ``top`` accelerated candidates
+    have their provider here, all are screened at one length and only the ``top`` fastest
+    (and the CPU's) measured at every length (labkit.lab.accelerator_sweep.screen_then_confirm);
+    what it decided is under ``splits[variant]["screen"]``.
     Returns (variant -> its check, candidate label -> its row; labels carry ``@variant``
     where more than one variant is split)."""
     splits: dict[str, Any] = {}
@@ -381,10 +386,22 @@ def run_split(cfg: LabConfig, split_variants: Iterable[str], lengths: list[int],
             splits[variant] = {"status": f"failed: {type(exc).__name__}: {exc}",
                                "variant": variant}
             continue
-        unrendered = [n for n in lengths if n not in reference]
+        wanted = sorted(set(lengths) | ({screen[0]} if screen else set()))
+        unrendered = [n for n in wanted if n not in reference]
         split_ref = {**reference, **(reference_audio(cfg, unrendered)[0] if unrendered else {})}
-        for label, r in run_candidates(cfg, cands, parts, variant, lengths, split_ref,
-                                       repeats, warmup, cache_dir, budget, log,
-                                       checkpoint=checkpoint, timeout_s=timeout_s).items():
+
+        def sweep(cs, ls, reps, parts=parts, variant=variant, split_ref=split_ref):
+            return list(run_candidates(cfg, cs, parts, variant, ls, split_ref, reps, warmup,
+                                       cache_dir, budget, log, checkpoint=checkpoint,
+                                       timeout_s=timeout_s).values())
+
+        here = [c for c in cands if c.provider != "CPU" and provider_available(c)[0] is None]
+        if screen and len(here) > screen[2]:
+            rows, splits[variant]["screen"] = screen_then_confirm(cands, lengths, repeats, screen[0],
+                                                                  screen[1], screen[2], sweep)
+        else:
+            rows = sweep(cands, lengths, repeats)
+        for r in rows:
+            label = r["label"]
             cand_results[f"{label}@{variant}" if len(list(split_variants)) > 1 else label] = r
     return splits, cand_results

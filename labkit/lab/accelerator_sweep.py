@@ -260,15 +260,27 @@ def run_sweep(cfg: LabConfig, points: Iterable[SweepPoint], token_lengths: Itera
     return results
 
 
-def screen_then_confirm(points: list[SweepPoint], token_lengths: list[int], repeats: int,
+def _provider(row: Mapping[str, Any]) -> str | None:
+    """The provider of a sweep row (a whole-graph point's) or a split candidate's row."""
+    return (row.get("point") or row.get("candidate") or {}).get("provider")
+
+
+def _baseline(provider: str | None) -> bool:
+    """The CPU rows are every sweep's baselines: never screened out."""
+    return provider in (CPU, "CPU")
+
+
+def screen_then_confirm(points: list, token_lengths: list[int], repeats: int,
                         screen_length: int, screen_repeats: int, confirm_top: int,
                         sweep: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """A cheap screen, then the full measurement of the leaders only: every point at
-    ``screen_length`` tokens with ``screen_repeats`` repeats, then the ``confirm_top``
+    """A cheap screen, then the full measurement of the leaders only: every point (a
+    whole-graph SweepPoint or a split Candidate: anything with ``label`` and ``provider``)
+    at ``screen_length`` tokens with ``screen_repeats`` repeats, then the ``confirm_top``
     fastest accelerated points there (and every CPU point: the baselines) at every length
-    with ``repeats``. ``sweep(points, lengths, repeats)`` measures (:func:`run_sweep`).
-    Returns the rows (a screened-out point keeps its screen row, its status saying by how
-    much it trailed the fastest) and what the screen decided."""
+    with ``repeats``. ``sweep(points, lengths, repeats)`` measures and returns their rows
+    (:func:`run_sweep`, labkit.lab.accelerator_split.run_candidates). Returns the rows (a
+    screened-out point keeps its screen row, its status saying by how much it trailed the
+    fastest) and what the screen decided."""
     screened = sweep(points, [screen_length], screen_repeats)
     by_label = {r["label"]: r for r in screened}
 
@@ -276,7 +288,7 @@ def screen_then_confirm(points: list[SweepPoint], token_lengths: list[int], repe
         return r["by_length"][str(screen_length)]["rtf"]
 
     ranked = sorted((r for r in screened if r.get("status") == "ok"
-                     and r["point"]["provider"] == PROVIDER), key=rtf)
+                     and not _baseline(_provider(r))), key=rtf)
     leaders = {r["label"] for r in ranked[:confirm_top]}
     best = rtf(ranked[0]) if ranked else None
     out_rows = []
@@ -286,7 +298,7 @@ def screen_then_confirm(points: list[SweepPoint], token_lengths: list[int], repe
                        f"fastest's ({ranked[0]['label']})")
         out_rows.append({"label": r["label"], "rtf": rtf(r), "x_fastest": round(k, 3)})
     confirm = [p for p in points if p.label in leaders
-               or (p.provider != PROVIDER and by_label[p.label].get("status") == "ok")]
+               or (_baseline(p.provider) and by_label[p.label].get("status") == "ok")]
     confirmed = {r["label"]: r for r in sweep(confirm, token_lengths, repeats)}
     rows = [confirmed.get(p.label, by_label[p.label]) for p in points]
     return rows, {"screen_length": screen_length, "screen_repeats": screen_repeats,

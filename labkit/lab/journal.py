@@ -19,6 +19,7 @@ from labkit import files
 from labkit.tables import cell
 from labkit.config import LabConfig, repo_relative
 from labkit.lab import executed
+from labkit.lab.plan import PLANS_DIR
 from labkit.lab.results import (choices_table, comparison_lines, fmt_ci, headline_rows,
                                 reproducibility_lines, write_results)
 from labkit.quality import LSD_DEFINITION
@@ -55,6 +56,19 @@ def read_plan(run_dir: Path) -> dict:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def saved_plans(artifacts: Path) -> list[dict]:
+    """The latest plan of each batch ``labkit journal --plan`` kept (artifacts/plans/)."""
+    out = []
+    for path in sorted((Path(artifacts) / PLANS_DIR).glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict):
+            out.append(data)
+    return out
 
 
 def plan_lines(plan: dict, wall: dict[str, float]) -> list[str]:
@@ -249,7 +263,7 @@ def render_markdown(cfg: LabConfig, data: dict, best: dict, out_dir: Path) -> st
                 lines.append(f"| {k} | {cell(v)} | {fmt_ci(ci)} | {s['changes'].get(k, '')} |")
             lines.append("")
         for title, cmp in (rec.get("metrics", {}).get("comparisons") or {}).items():
-            lines += comparison_lines(title, cmp)
+            lines += comparison_lines(title, cmp, cfg.selection.threshold)
         for note in rec.get("notes") or []:
             lines.append(f"- {note}")
         if rec.get("notes"):
@@ -318,7 +332,9 @@ def write_journal(cfg: LabConfig, run_id: str) -> dict[str, Path]:
     # "" for batches whose figures are not for the README (smoke runs)
     if cfg.results_md and run_is_complete(cfg, run_id):
         paths["results"] = write_results(cfg.resolve(cfg.results_md), run_id, records, best,
-                                         wall=read_wall_times(root / run_id))
+                                         wall=read_wall_times(root / run_id),
+                                         run_plan=read_plan(root / run_id),
+                                         saved_plans=saved_plans(root))
     return paths
 
 

@@ -142,6 +142,11 @@ def plan_02(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
     return out
 
 
+#: a model's split (labkit.optimize.split: parts A and B, B bucketed, B windowed) in models
+#: (artifacts/cache/split here: fp32-recon's 721 MB for its 325 MB, int8's 213 MB for 88 MB)
+SPLIT_MODELS = 2.3
+
+
 def plan_03(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
     variants = list(p.get("variants") or [])
     lengths = [int(n) for n in p.get("token_lengths") or []]
@@ -159,11 +164,19 @@ def plan_03(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
     seconds += ((len(variants) + 2) * held + len(fams) * held) * per_run * 2  # fp32 runs ~2x
     seconds += (bool(static) + len(fams) > 0) * cal * per_run * 3  # calibration (augmented graph)
     size = _model_gb(cfg, "fp32-recon")
+    # held at once, each at the reference's size (an upper bound: int8 weights are smaller):
+    # the variants (+ the mixed one) and the preprocessed reference in the stage's folder, one
+    # sensitivity model at a time (each removed once read: variant_choice.sensitivity); every
+    # timed model's copy with the durations output; the reference's split and one variant's
+    # at a time (each removed once judged: variant_ruler.ruler_quality)
+    built = len(variants) + bool(fams)
+    held_at_once = (built + bool(fams) + 1) + (built + 2) + 2 * SPLIT_MODELS
     return StagePlan("03_quantization", candidates=len(variants) + len(fams),
                      session_builds=entries + len(fams), timed_runs=runs, seconds=seconds,
-                     disk_gb=(len(variants) + len(fams) + 1) * size,
+                     disk_gb=held_at_once * size,
                      notes=["quantization builds themselves are not priced (onnxruntime's "
-                            "quantizer: tens of seconds each here)"])
+                            "quantizer: tens of seconds each here)",
+                            "disk: every model counted at the reference's size (an upper bound)"])
 
 
 def plan_04(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
@@ -204,14 +217,26 @@ def plan_04(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
                                                                for n in lengths))
     split_lengths = [int(n) for n in p.get("split_token_lengths") or []]
     split_reps = int(p.get("split_repeats") or 2)
-    n_split = len(formats) * len(units) * len(statics) + 1 + (
-        len(p.get("plugins") or []) if p.get("_accelerators") else 0)
+    # the split on the CPU; CoreML on part B over the grid; each plugin on part B and whole
+    n_accel = len(formats) * len(units) * len(statics) + (
+        2 * len(p.get("plugins") or []) if p.get("_accelerators") else 0)
+    n_split = 1 + n_accel
+    n_full = n_split
+    if screen and n_accel > top:  # accelerator_split.run_split: screened like the grid
+        s_reps = int(p.get("screen_repeats") or 1)
+        n_full = 1 + top
+        out.notes.append(f"{n_split} split candidates a variant screened at {screen} tokens, "
+                         f"{top} confirmed beside the CPU's")
     for _ in p.get("split_variants") or []:
         out.candidates += n_split
-        out.session_builds += n_split * 2
-        out.timed_runs += n_split * len(split_lengths) * (warmup + split_reps)
-        out.seconds += n_split * (2 * c.session_s + sum((warmup + split_reps + 1) * c.run_s(n)
-                                                       for n in split_lengths))
+        if n_full < n_split:
+            out.session_builds += n_split * 2
+            out.timed_runs += n_split * (warmup + s_reps)
+            out.seconds += n_split * (2 * c.session_s + (warmup + s_reps + 1) * c.run_s(screen))
+        out.session_builds += n_full * 2
+        out.timed_runs += n_full * len(split_lengths) * (warmup + split_reps)
+        out.seconds += n_full * (2 * c.session_s + sum((warmup + split_reps + 1) * c.run_s(n)
+                                                      for n in split_lengths))
     biggest = max((_model_gb(cfg, v) for v in variants), default=0.0)
     budget = float(p.get("static_budget_gb") or 4.0)
     static_gb = min(budget, biggest * len(lengths)) if any(statics) else 0.0
@@ -245,13 +270,24 @@ def plan_05(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
 
 def plan_06(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
     cands = list(p.get("candidates") or [])
+    if not p.get("_accelerators"):  # layouts naming CoreML are skipped before they build
+        cands = [x for x in cands if "CoreMLExecutionProvider" not in json.dumps(x)]
     texts = list(p.get("texts") or [])
+    builds = sum(int(x.get("sessions", 1)) for x in cands) + 1
+    out = StagePlan("06_dual_sessions", candidates=len(cands), session_builds=builds,
+                    seconds=builds * c.session_s)
+    top, screen = int(p.get("confirm_top") or 2), p.get("screen_text")
+    if screen and len(cands) - 1 > top:  # s06.screen_layouts: everyone briefly, then the leaders
+        s_rounds = int(p.get("screen_rounds") or 2)
+        out.timed_runs += (len(cands) + 1) * s_rounds
+        out.seconds += (len(cands) + 1) * s_rounds * _text_s(c, screen)
+        out.notes.append(f"{len(cands)} layouts screened on {screen}, {top} confirmed beside the first")
+        cands = cands[:top + 1]
     entries = len(cands) + 1
     k = _rounds(p, entries)
-    builds = sum(int(x.get("sessions", 1)) for x in cands) + 1
-    return StagePlan("06_dual_sessions", candidates=len(cands), session_builds=builds,
-                     timed_runs=len(texts) * entries * k,
-                     seconds=builds * c.session_s + sum(entries * k * _text_s(c, t) for t in texts))
+    out.timed_runs += len(texts) * entries * k
+    out.seconds += sum(entries * k * _text_s(c, t) for t in texts)
+    return out
 
 
 def plan_07(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
@@ -337,9 +373,13 @@ def plan_batch(stages: list[tuple[str, str, dict]], costs: Costs, cfg: LabConfig
             "costs": costs.to_dict(), "kernel_s": kernel_s}
 
 
+#: where ``labkit journal --plan`` keeps each batch's latest plan, under artifacts/
+PLANS_DIR = "plans"
+
+
 def plan_name(batch_name: str) -> str:
     """Where ``labkit journal --plan`` keeps a batch's latest plan, under artifacts/plans/."""
-    return f"plans/{batch_name}.json"
+    return f"{PLANS_DIR}/{batch_name}.json"
 
 
 def batch_sha(path: str | Path) -> str:

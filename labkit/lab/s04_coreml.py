@@ -55,7 +55,8 @@ def run(cfg: LabConfig, st, *, variants: Iterable[str] = ("int8",),
     plugin-EP candidate runs in a child process within ``candidate_timeout_s`` (None: in
     this process): a native crash or hang is that candidate's ``failed: <reason>``. With
     ``screen_length``, the grid is screened first and only its ``confirm_top`` leaders are
-    measured at every length (labkit.lab.accelerator_sweep.screen_then_confirm). Every
+    measured at every length (labkit.lab.accelerator_sweep.screen_then_confirm), and so are
+    the split's candidates on each variant. Every
     configuration's and candidate's row is written as it finishes (``finished/``), so
     ``labkit journal --resume`` goes on from the last one; each CoreML model cache is
     removed once its candidate is measured."""
@@ -93,7 +94,8 @@ def run(cfg: LabConfig, st, *, variants: Iterable[str] = ("int8",),
         splits, cand_results = run_split(
             cfg, split_variants, [int(n) for n in split_token_lengths], buckets, split_b_rewrites,
             cands, reference, split_repeats, warmup, st.path("coreml-cache"), budget, log, ck,
-            candidate_timeout_s)
+            candidate_timeout_s,
+            (int(screen_length), screen_repeats, confirm_top) if screen_length else None)
     finally:
         static = budget.to_dict()
         static["freed_gb"] = budget.remove() / 1e9

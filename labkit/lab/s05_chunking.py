@@ -114,7 +114,7 @@ def run(cfg: LabConfig, st, *, variants: list[dict[str, Any]], sweep_text: str =
     text = texts.named(sweep_text)
     clean = synths[BASELINE].sanitize(text)
     pieces = {label: s.pieces(text) for label, s in synths.items()}
-    sw = sweep(synths, text, rounds, stream_repeats, startup_buffer_s)
+    sw = sweep(synths, text, rounds, stream_repeats, startup_buffer_s, cfg.selection.threshold)
     seam = seam_costs(synths, [BASELINE, prev_label, *[r["label"] for r in sw["rows"]]],
                       texts.named(seam_text))
     # what a listener hears: the configured chunking (what ships unless something earns

@@ -6,6 +6,12 @@ of the whole stream's time to the first candidate's, bootstrap intervals, an A/A
 and each stream's first audio and underruns are kept beside it. A candidate that cannot be
 built or run (a provider missing, a CoreML error) is recorded as skipped or failed and the
 others go on.
+
+With many candidates (the Mac batch's CoreML and CPU layouts), a cheap screen comes first
+(``screen_text``: a short text, ``screen_rounds`` rounds by the same instrument, no rounds
+added for noise): only the ``confirm_top`` fastest layouts there, beside the first, stream the
+stage's texts in full rounds. A layout screened out keeps a row whose status says by how
+much it trailed the slowest leader (:func:`screen_layouts`), so the journal shows it.
 """
 from __future__ import annotations
 
@@ -82,10 +88,13 @@ def _describe(cfg, cand: dict[str, Any], synth: StreamingSynthesizer) -> dict[st
 
 
 def compare_sessions(cfg, candidates: list[dict[str, Any]], texts: list[str],
-                     rounds: int | None = None, startup_buffer_s: float = 0.0
+                     rounds: int | None = None, startup_buffer_s: float = 0.0,
+                     screen_text: str | None = None, screen_rounds: int = 2, confirm_top: int = 2
                      ) -> tuple[list[dict[str, Any]], dict[str, dict]]:
     """One row per (candidate, text) and the comparisons (text -> Comparison.to_dict()).
-    The first candidate that could be built is the baseline of every ratio."""
+    The first candidate that could be built is the baseline of every ratio. With
+    ``screen_text`` and more than ``confirm_top`` others, only the leaders of the screen
+    (:func:`screen_layouts`) stream ``texts``."""
     rows: list[dict[str, Any]] = []
     synths: dict[str, StreamingSynthesizer] = {}
     info: dict[str, dict] = {}
@@ -111,6 +120,13 @@ def compare_sessions(cfg, candidates: list[dict[str, Any]], texts: list[str],
                       if (c.get("name") or chunking_label({k: v for k, v in c.items() if k != "name"}))
                       == baseline)
     control_synth = build(cfg, first_cand)
+    if screen_text and len(synths) - 1 > confirm_top:
+        out, comparisons[f"screen: whole-stream time, {screen_text}"] = screen_layouts(
+            synths, baseline, control_synth, screen_text, screen_rounds, confirm_top)
+        for name, status in out.items():
+            rows += [{"candidate": name, "text": t, "status": status} for t in texts]
+            del synths[name]
+        gc.collect()
     for t in progress.steps(list(texts), "texts"):
         text = named(t)
         keep_audio = {n: True for n in synths}
@@ -123,9 +139,12 @@ def compare_sessions(cfg, candidates: list[dict[str, Any]], texts: list[str],
             return go
 
         try:
+            # rounds added for noise end once every layout is decided against the journal's
+            # threshold (the rule's own test: dual_rule), as stage 02's do
             cmp = compare({n: streamer(n) for n in synths}, baseline, rounds=rounds, warmup=0,
                           measure=lambda r: r.total_s, keep=lambda r: r, criterion=CRITERION,
-                          control=lambda: run_stream(control_synth, text, name="control"))
+                          control=lambda: run_stream(control_synth, text, name="control"),
+                          decide_at=cfg.selection.threshold)
         except Exception as exc:  # noqa: BLE001 - recorded with the text it failed on
             rows += [{"candidate": n, "text": t, "status": f"failed: {type(exc).__name__}: {exc}"}
                      for n in synths]
@@ -155,6 +174,27 @@ def compare_sessions(cfg, candidates: list[dict[str, Any]], texts: list[str],
         cmp.kept = {}
         comparisons[f"whole-stream time, {t}"] = cmp.to_dict()
     return rows, comparisons
+
+
+def screen_layouts(synths: dict[str, StreamingSynthesizer], baseline: str,
+                   control: StreamingSynthesizer, text_name: str, rounds: int, top: int
+                   ) -> tuple[dict[str, str], dict[str, Any]]:
+    """The screen: every layout streams ``text_name`` in ``rounds`` interleaved rounds
+    against ``baseline`` (the one instrument, no rounds added for noise); the ``top``
+    fastest others are the leaders. Returns (screened-out layout -> its status, naming its
+    ratio and how far it trailed the slowest leader; the screen's comparison)."""
+    text = named(text_name)
+    fns = {n: (lambda s=s: run_stream(s, text, name="screen")) for n, s in synths.items()}
+    progress.say(f"screen: {len(synths)} layouts on {text_name}, {rounds} rounds")
+    cmp = compare(fns, baseline, rounds=rounds, max_rounds=rounds, warmup=0,
+                  measure=lambda r: r.total_s, criterion=CRITERION,
+                  control=lambda: run_stream(control, text, name="control"))
+    ranked = sorted((n for n in synths if n != baseline), key=cmp.ratio, reverse=True)
+    last = ranked[top - 1]
+    out = {n: (f"screened out: {cmp.ratio(n):.2f}x the first layout's whole-stream time on "
+               f"{text_name} ({rounds} rounds), {cmp.ratio(last) / cmp.ratio(n):.2f}x behind the "
+               f"slowest of the {top} leaders ({last})") for n in ranked[top:]}
+    return out, cmp.to_dict()
 
 
 def dual_rule(rows: list[dict[str, Any]], band: float = 0.05,
@@ -262,9 +302,12 @@ class DualSessionsResult(TypedDict):
 
 
 def run(cfg, st, *, candidates: list[dict[str, Any]], texts: list[str], rounds: int | None = None,
-        queue_depth: int = 4, startup_buffer_s: float = 0.0, band: float = 0.05) -> DualSessionsResult:
+        queue_depth: int = 4, startup_buffer_s: float = 0.0, band: float = 0.05,
+        screen_text: str | None = None, screen_rounds: int = 2,
+        confirm_top: int = 2) -> DualSessionsResult:
     cfg = cfg.with_overrides({"pipeline.queue_depth": queue_depth})
-    rows, comparisons = compare_sessions(cfg, candidates, texts, rounds, startup_buffer_s)
+    rows, comparisons = compare_sessions(cfg, candidates, texts, rounds, startup_buffer_s,
+                                         screen_text, screen_rounds, confirm_top)
     gc.collect()
     rule = dual_rule(rows, band, rules=cfg.selection)
     heard = side_by_side(cfg, candidates, rows, rule)
@@ -291,7 +334,11 @@ def record(st, result: DualSessionsResult) -> None:
             "ci95": [round(x, 3) for x in r["dual_speedup_ci95"]]}
         head[f"{t} TTFA dual/single"] = round(r["ttfa_dual_over_single"], 3)
         head[f"{t} underruns single/dual"] = f"{r['underruns_single']}/{r['underruns_dual']}"
-    head["CoreML pairs"] = ("skipped: " + skipped[0].split(": ", 1)[-1]) if skipped else "measured"
+    missing = [x for x in skipped if x.startswith("skipped")]
+    head["CoreML pairs"] = ("skipped: " + missing[0].split(": ", 1)[-1]) if missing else "measured"
+    screened = sorted({r["candidate"] for r in rows if r["status"].startswith("screened out")})
+    if screened:
+        head["screened out"] = f"{len(screened)} of {len({r['candidate'] for r in rows})} layouts"
     st.metrics["headline"] = head
     if result.get("_listening") is not None:
         st.metrics["listen"] = result["_listening"].to_dict()

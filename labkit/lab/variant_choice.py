@@ -23,7 +23,9 @@ from labkit.optimize.quantize import VariantSpec
 def sensitivity(builder, families: Sequence[str], base_spec: dict, session_cfg, heldout: Sequence,
                 voices, ref_audio: dict) -> dict[str, dict]:
     """Quantize one family at a time (``base_spec`` with ``families=[f]``) and measure the
-    distance each costs on ``heldout`` (no DNSMOS: quick)."""
+    distance each costs on ``heldout`` (no DNSMOS: quick). Each family's model is removed
+    once measured (its build record stays beside it): the sweep holds one model at a time,
+    not one per family (issue #31: the Mac batch sweeps every family)."""
     out: dict[str, dict] = {}
     for fam in progress.steps(list(families), "sensitivity families"):
         spec = VariantSpec(**{**base_spec, "name": f"sens-{base_spec.get('recipe')}-{fam}",
@@ -32,6 +34,7 @@ def sensitivity(builder, families: Sequence[str], base_spec: dict, session_cfg, 
             built = builder.build(spec)
             sess = make_session(built.path, session_cfg)
             ev = evaluate(sess, heldout, voices, ref_audio, with_dnsmos=False)
+            del sess
             s = ev["summary"]
             out[fam] = {"ok": s["ok"], "masked_lsd_db": s["masked_lsd_db"], "lsd_db": s["lsd_db"],
                         "pesq_wb": s["pesq_wb"],
@@ -40,6 +43,8 @@ def sensitivity(builder, families: Sequence[str], base_spec: dict, session_cfg, 
         except Exception as exc:  # noqa: BLE001 - reported, the family stays float
             out[fam] = {"ok": False, "masked_lsd_db": None, "lsd_db": None,
                         "error": f"{type(exc).__name__}: {exc}"}
+        finally:
+            (builder.out_dir / f"{spec.name}.onnx").unlink(missing_ok=True)
     return out
 
 

@@ -36,11 +36,14 @@ CRITERION = "ttfa_s"
 
 
 def sweep(synths: dict[str, StreamingSynthesizer], text: str, rounds: int | None = None,
-          stream_repeats: int = 1, startup_buffer_s: float = 0.0) -> dict[str, Any]:
+          stream_repeats: int = 1, startup_buffer_s: float = 0.0,
+          decide_at: float | None = None) -> dict[str, Any]:
     """TTFA of every variant against the default (paired, interleaved), then each streamed
-    whole ``stream_repeats`` times for underruns, words and end-to-end RTF."""
+    whole ``stream_repeats`` times for underruns, words and end-to-end RTF. ``decide_at``
+    (the journal's threshold, 1 + selection.min_gain): rounds added on a noisy machine end
+    once every variant's interval is decided against it (labkit.measure.compare.decided)."""
     cmp = compare({k: (lambda s=s: first_audio(s, text)) for k, s in synths.items()}, BASELINE,
-                  rounds=rounds, measure=float, criterion=CRITERION)
+                  rounds=rounds, measure=float, criterion=CRITERION, decide_at=decide_at)
     rows = []
     for label, synth in synths.items():
         runs = [run_stream(synth, text, name=label) for _ in range(max(1, stream_repeats))]

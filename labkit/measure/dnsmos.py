@@ -1,14 +1,23 @@
 """DNSMOS P.835: a no-reference MOS estimate (sig, bak, ovrl; 1-5, higher is better) from
 Microsoft's DNSMOS models as bundled in the PyPI package ``speechmos``, run offline.
-Pass :func:`score` to labkit.quality.compare as ``mos``."""
+Pass :func:`score` to labkit.quality.compare as ``mos``.
+
+It is the costliest figure the lab reads (a clip shorter than 9 s is repeated to a 9 s
+window and read every second: a 4 s sentence is seven 9 s windows, ~3 s on one x86 core),
+and it never decides anything. So its session uses the machine's threads (it never runs
+inside a timed window), and each result is kept by the audio's content: the reference's
+score, read beside every variant's, is computed once per utterance (issue #31).
+"""
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from labkit.config import SessionConfig
+from labkit.config import AUTO_THREADS, SessionConfig
 from labkit.engine.sessions import new_session
 from labkit.kokoro import SAMPLE_RATE
 from labkit.quality import as_audio, resample
@@ -43,14 +52,33 @@ def _dnsmos_session(name: str):
         path = Path(speechmos.__file__).parent / "dnsmos_models" / name
         if not path.exists():
             raise FileNotFoundError(f"{path} is missing: reinstall speechmos")
-        _dnsmos_sessions[name] = new_session(path, SessionConfig(intra_op_threads=1))
+        _dnsmos_sessions[name] = new_session(path, SessionConfig(intra_op_threads=AUTO_THREADS))
     return _dnsmos_sessions[name]
+
+
+#: scores already read, by the audio's content (the most recent :data:`KEPT`)
+_scores: OrderedDict[str, dict[str, float]] = OrderedDict()
+KEPT = 512
 
 
 def score(audio: np.ndarray, sr: int = SAMPLE_RATE) -> dict[str, float] | None:
     """DNSMOS P.835 estimate {sig, bak, ovrl[, p808]} (1-5, higher is better), or None
-    when the bundled models cannot be run (see NOTE)."""
+    when the bundled models cannot be run (see NOTE). The same samples at the same rate
+    are read once (a copy of the first reading is returned)."""
     a = as_audio(audio, "audio")
+    key = hashlib.sha1(np.ascontiguousarray(a, dtype=np.float32).tobytes()).hexdigest() + f"@{sr}"
+    if key in _scores:
+        _scores.move_to_end(key)
+        return dict(_scores[key])
+    out = _score(a, sr)
+    if out is not None:
+        _scores[key] = dict(out)
+        while len(_scores) > KEPT:
+            _scores.popitem(last=False)
+    return out
+
+
+def _score(a: np.ndarray, sr: int) -> dict[str, float] | None:
     try:
         sess = _dnsmos_session("sig_bak_ovr.onnx")
     except (ImportError, FileNotFoundError):

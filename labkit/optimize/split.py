@@ -72,6 +72,19 @@ def split_files(model_path: str | os.PathLike, cache_dir: str | os.PathLike,
         return _build_split(model_path, cache_dir, b_rewrites, paths, bar)
 
 
+def remove_split(model_path: str | os.PathLike, cache_dir: str | os.PathLike,
+                 b_rewrites: Sequence[str] = ()) -> int:
+    """Remove the parts :func:`split_files` wrote for ``model_path`` (a candidate measured
+    and not kept: issue #31); returns the bytes freed. A later :func:`split_files` builds
+    them again."""
+    freed = 0
+    for path in split_paths(model_path, cache_dir, b_rewrites).values():
+        if path.exists():
+            freed += path.stat().st_size
+            path.unlink()
+    return freed
+
+
 def _build_split(model_path, cache_dir, b_rewrites: Sequence[str], paths: dict[str, Path],
                  bar: progress.Task) -> SplitParts:
     model = onnx.load(str(model_path))
