@@ -79,6 +79,14 @@ def profile_tables(result: QuantizationResult) -> str:
     out = []
     for n, p in result.profiles.items():
         out.append(f"**{n}**: {p['kernel_seconds']:.2f} s of kernels per run\n")
+        gemm = (result.speed_bound or {}).get("gemm_peak") or {}
+        for kind, w in (p.get("conv_work") or {}).items():
+            frac = (p.get("conv_of_peak") or {}).get(kind)
+            out.append(f"- convolutions in {kind}: {w['gops']:.1f} G operations in {w['seconds']:.3f} s, "
+                       f"{w['gops_per_s']:.1f} G/s" + (
+                           f", {frac:.0%} of this machine's {kind} GEMM ({gemm[kind]['gops_per_s']:.0f} G/s)"
+                           if frac is not None and kind in gemm else ""))
+        out.append("")
         for what in ("by_op", "by_family"):
             out += [f"| {what[3:]} | s | share |", "|---|---|---|"]
             out += [f"| {k} | {v:.3f} | {sh:.1%} |" for k, v, sh in share(p[what])]

@@ -43,6 +43,7 @@ from labkit.lab.variant_choice import (candidates, choose_families, pareto_front
                                        sensitivity)
 from labkit.lab.variant_ruler import ruler_quality
 from labkit.measure import corpora, dnsmos, vocoder
+from labkit.measure import peak
 from labkit.measure import profile as profiling
 from labkit.measure.variant_bench import REFERENCE, Candidate, run_bench
 from labkit.measure.variant_quality import reference_audio
@@ -109,7 +110,13 @@ def profile_fastest(rows: dict[str, dict], reference: Path, session_cfg, feeds: 
                                              out_dir=out_dir, family_of=family_of)
                 for n, pth in models.items()}
     other = next((p for n, p in profiles.items() if n != REFERENCE), None)
-    return profiles, profiling.speed_bound(profiles[REFERENCE], other)
+    bound = profiling.speed_bound(profiles[REFERENCE], other)
+    # against the physical limit (issue #33): the convolutions' achieved rate per arithmetic
+    # over this machine's measured GEMM peak for it, at the same threads
+    bound["gemm_peak"] = peak.gemm_peak(session_cfg)
+    for p in profiles.values():
+        p["conv_of_peak"] = peak.of_peak(p["conv_work"], bound["gemm_peak"])
+    return profiles, bound
 
 
 # -- the stage: run and record --------------------------------------------------------------------
@@ -224,6 +231,24 @@ def headline(result: QuantizationResult) -> dict[str, Any]:
         out[f"{name} ok"] = bool(r.get("ok"))
     out["fast variant (fastest that passes the ruler)"] = (result.selection.get("fast") or {}).get(
         "variant", "none")
+    out.update(conv_rates(result))
+    return out
+
+
+def conv_rates(result: QuantizationResult) -> dict[str, str]:
+    """Per profiled model and arithmetic: the convolutions' achieved rate and its share of
+    this machine's measured GEMM peak for that arithmetic (labkit.measure.peak)."""
+    gemm = (result.speed_bound or {}).get("gemm_peak")
+    if not gemm:
+        return {}
+    out = {}
+    for name, p in result.profiles.items():
+        for kind, w in (p.get("conv_work") or {}).items():
+            unit = "GFLOP/s" if kind == "fp32" else "GOP/s"
+            share = (p.get("conv_of_peak") or {}).get(kind)
+            out[f"{name} convolutions, {kind}: {unit} (share of this machine's {kind} GEMM, "
+                f"{gemm[kind]['gops_per_s']:.0f} {unit})"] = (
+                f"{w['gops_per_s']:.1f} ({share:.0%})" if share is not None else f"{w['gops_per_s']:.1f}")
     return out
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+from labkit import progress
 from labkit.lab.selection import quality_entry
 from labkit.measure import vocoder
 from labkit.measure.variant_bench import REFERENCE
@@ -30,13 +31,14 @@ def ruler_quality(rows: dict[str, dict], reference: Path, audio: dict[str, dict]
 
     at = vocoder.AtReference(parts(reference), session_cfg)
     texts = {p.utt.id: p.utt.text for p in held}
+    progress.say("the recognizer on the reference, and under each inaudible rung (its jitter)")
     ref_wer = vocoder.reference_word_errors(audio[REFERENCE], texts)
     basis = ("the ruler (labkit.quality.ruler) on the vocoder at the reference's alignment, "
              "development and held-out sets; durations token by token; word error rate "
              "(pocketsphinx) on held-out against the reference's")
-    for name, row in rows.items():
-        if name == REFERENCE or name not in audio:
-            continue
+    judged = [n for n in rows if n != REFERENCE and n in audio]
+    for name in progress.steps(judged, "the ruler, like with like"):
+        row = rows[name]
         try:
             p = parts(Path(row["path"]))
             held_q = vocoder.judge(at, p, held, voices, audio[name], ref_wer)

@@ -18,6 +18,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable
 
+import onnx
+
 from labkit.engine.sessions import for_session, new_session
 
 #: node-name prefixes reported as shares of total kernel time
@@ -61,12 +63,14 @@ def node_name(event: dict) -> str:
 
 
 def summarize(events: list[dict], prefixes: dict[str, str] | None = None, top: int = 12,
-              runs: int = 1, family_of: Callable[[str], str] | None = None) -> dict:
+              runs: int = 1, family_of: Callable[[str], str] | None = None,
+              weights: dict[str, list[int]] | None = None) -> dict:
     """Kernel time of ``events`` (from :func:`read_trace`), per inference (``runs``
     divides the totals): ``kernel_seconds``; ``top_ops`` and ``by_op`` (seconds by operator
     type); ``share`` (fraction of time under each name prefix); ``by_family`` (seconds by
     ``family_of(node name)``, when given); ``by_provider`` ({nodes, kernel_us, time_share});
-    ``cpu_top_ops_us`` (the CPU provider's slowest operator types, µs)."""
+    ``cpu_top_ops_us`` (the CPU provider's slowest operator types, µs); ``conv_work``
+    (:func:`conv_work`, with ``weights`` from :func:`conv_weight_shapes`)."""
     prefixes = DEFAULT_PREFIXES if prefixes is None else prefixes
     runs = max(int(runs), 1)
     by_op: dict[str, float] = defaultdict(float)
@@ -112,7 +116,90 @@ def summarize(events: list[dict], prefixes: dict[str, str] | None = None, top: i
     }
     if family_of is not None:
         out["by_family"] = {k: v / runs for k, v in sorted(by_family.items(), key=lambda kv: -kv[1])}
+    out["conv_work"] = conv_work(events, runs, weights)
     return out
+
+
+#: convolution kernels -> (the weight's input index, float or int8 arithmetic)
+CONV_OPS = {"Conv": (1, "fp32"), "FusedConv": (1, "fp32"), "ConvTranspose": (1, "fp32"),
+            "ConvInteger": (1, "int8"), "QLinearConv": (3, "int8")}
+
+
+def _shape(entry: Any) -> list[int] | None:
+    """A profile's ``{"float": [1, 512, 285]}`` as its dimensions."""
+    if isinstance(entry, dict) and entry:
+        dims = next(iter(entry.values()))
+        if isinstance(dims, list) and all(isinstance(d, int) for d in dims):
+            return dims
+    return None
+
+
+def conv_weight_shapes(model: str | os.PathLike | onnx.ModelProto) -> dict[str, list[int]]:
+    """Node name -> its weight's shape, for the graph's convolutions: ORT's profile leaves
+    out the inputs a kernel packed ahead (a ConvTranspose's weight, often), so the graph says
+    (a weight behind a DequantizeLinear is that node's initializer)."""
+    m = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model), load_external_data=False)
+    shapes = {i.name: list(i.dims) for i in m.graph.initializer}
+    for n in m.graph.node:
+        if n.op_type == "DequantizeLinear" and n.input and n.input[0] in shapes:
+            shapes[n.output[0]] = shapes[n.input[0]]
+    out = {}
+    for n in m.graph.node:
+        w_at = CONV_OPS.get(n.op_type, (None,))[0]
+        if w_at is not None and len(n.input) > w_at and n.input[w_at] in shapes:
+            out[n.name] = shapes[n.input[w_at]]
+    return out
+
+
+def conv_ops(event: dict, weights: dict[str, list[int]] | None = None) -> float | None:
+    """Arithmetic operations (2 per multiply-add) of one convolution kernel run, from the
+    shapes ORT's profile records beside it (the weight's from ``weights``,
+    :func:`conv_weight_shapes`, where the profile left it out): an output element of a Conv
+    takes Cin/groups x kernel multiply-adds (the weight's shape past its first axis); an
+    input element of a ConvTranspose scatters as many. None for other kernels or missing
+    shapes."""
+    args = event.get("args", {})
+    op = args.get("op_name")
+    if op not in CONV_OPS:
+        return None
+    ins = args.get("input_type_shape") or []
+    outs = args.get("output_type_shape") or []
+    w_at = CONV_OPS[op][0]
+    w = _shape(ins[w_at]) if len(ins) > w_at else (weights or {}).get(node_name(event))
+    per = 1
+    for d in (w or [])[1:]:
+        per *= d
+    where = _shape(ins[0]) if op == "ConvTranspose" and ins else (_shape(outs[0]) if outs else None)
+    if not w or not where:
+        return None
+    n = 1
+    for d in where:
+        n *= d
+    return 2.0 * n * per
+
+
+def conv_work(events: list[dict], runs: int = 1,
+              weights: dict[str, list[int]] | None = None) -> dict[str, dict]:
+    """Per arithmetic (``fp32`` or ``int8``), the convolutions' operations and kernel time per
+    inference and what they achieved (``gops_per_s``: GFLOP/s for fp32, GOP/s for int8),
+    to set against the machine's measured peak (labkit.measure.peak); ``skipped``: kernels
+    whose shapes were not known (left out of both figures)."""
+    acc: dict[str, list[float]] = {}
+    for e in events:
+        ops = conv_ops(e, weights)
+        if ops is None:
+            continue
+        kind = CONV_OPS[e["args"]["op_name"]][1]
+        a = acc.setdefault(kind, [0.0, 0.0, 0])
+        a[0] += ops
+        a[1] += float(e["dur"]) / 1e6
+        a[2] += 1
+    runs = max(int(runs), 1)
+    skipped = sum(1 for e in events if e.get("args", {}).get("op_name") in CONV_OPS
+                  and conv_ops(e, weights) is None)
+    return {k: {"gops": ops / runs / 1e9, "seconds": sec / runs, "kernels": n // runs,
+                "gops_per_s": ops / max(sec, 1e-12) / 1e9, "skipped": skipped // runs}
+            for k, (ops, sec, n) in sorted(acc.items())}
 
 
 def profile_session(model: str | os.PathLike, session_cfg, feeds: dict, runs: int = 1,
@@ -135,7 +222,7 @@ def profile_session(model: str | os.PathLike, session_cfg, feeds: dict, runs: in
         sess.run(None, feeds)
     path = Path(sess.end_profiling())
     out = summarize(read_trace(path, last_runs=runs), prefixes, top=top, runs=runs,
-                    family_of=family_of)
+                    family_of=family_of, weights=conv_weight_shapes(model))
     out["trace"] = str(path)
     return out
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from labkit import progress
 from labkit.engine.graph_cache import make_session
 from labkit.kokoro import SAMPLE_RATE
 from labkit.measure.variant_quality import evaluate, reference_audio
@@ -54,14 +55,16 @@ def run_bench(reference: Candidate, candidates: Sequence[Candidate], session_cfg
     ref_sess = sessions[reference.name]
     ref_audio = reference_audio(ref_sess, heldout, voices)
     audio[reference.name] = ref_audio
-    for name, sess in sessions.items():
+    for name, sess in progress.steps(list(sessions.items()), "quality on the held-out set",
+                                     label=lambda kv: kv[0]):
         ev = evaluate(sess, heldout, voices, ref_audio, with_dnsmos=with_dnsmos)
         audio[name] = ev.pop("_audio")
         rows[name].update(ev["summary"])
         rows[name]["per_utterance"] = ev["per_utterance"]
     if dev:
         dev_ref = reference_audio(ref_sess, dev, voices)
-        for name, sess in sessions.items():
+        for name, sess in progress.steps(list(sessions.items()), "quality on the development set",
+                                         label=lambda kv: kv[0]):
             ev = evaluate(sess, dev, voices, dev_ref, with_dnsmos=False)
             rows[name]["dev"] = {**ev["summary"], "per_utterance": ev["per_utterance"]}
     lengths = sorted({int(n) for n in token_lengths} | {int(speed_tokens)})
