@@ -187,9 +187,11 @@ def journal_plan(args, cfg: LabConfig) -> int:
     p.update(batch=batch.name, batch_file=str(batch.path), batch_sha=plan.batch_sha(batch.path),
              created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
              cores=args.cores)
-    if not args.only and not args.cores:  # this machine's plan: the run that follows keeps
-        # it beside its records (labkit.lab.batch)
-        files.write_json(bcfg.resolve(bcfg.artifacts_dir) / plan.plan_name(batch.name), p, indent=2)
+    if not args.only:  # this machine's plan: the run that follows keeps it beside its records
+        # (labkit.lab.batch); another machine's under its own name, which no run here takes,
+        # for docs/results.md's Plans (labkit.lab.journal.saved_plans)
+        name = batch.name if not args.cores else f"{batch.name}@{args.cores}-cores"
+        files.write_json(bcfg.resolve(bcfg.artifacts_dir) / plan.plan_name(name), p, indent=2)
     if args.json:
         print(json.dumps(p, indent=2))
     else:

@@ -86,20 +86,20 @@ def test_screen_then_confirm_measures_only_the_leaders_at_every_length():
 def test_the_split_candidates_are_screened_and_only_the_leader_confirmed(cfg, tmp_path, coreml_standin):
     """Issue #31: on the Mac every split candidate (16 CoreML, 4 plugin) was measured at every
     length; with a screen, all run at one length and only the fastest accelerated one (and
-    the CPU's) at every length. A stand-in that crashes fails alone in the screen."""
+    the CPU's) at every length. In this process (no timeout: the stand-ins that crash or
+    hang are left out here; the test above runs them in children)."""
     cands = [accelerator_split.Candidate("split", "CPU")] + [
-        accelerator_split.Candidate("split", "CoreML", "MLProgram", u)
-        for u in ("ALL", "CPUOnly", "CPUAndGPU")]
+        accelerator_split.Candidate("split", "CoreML", "MLProgram", u) for u in ("ALL", "CPUOnly")]
     splits, rows = accelerator_split.run_split(
         cfg, ["fp32-recon"], [20, 30], cfg.split.buckets, ["reflect_pad"], cands, {}, 1, 0,
-        tmp_path / "cache", None, None, None, 60, screen=(20, 1, 1))
+        tmp_path / "cache", None, None, None, None, screen=(20, 1, 1))
     screen = splits["fp32-recon"]["screen"]
-    assert screen["screened"] == 4 and screen["confirm_top"] == 1
+    assert screen["screened"] == 3 and screen["confirm_top"] == 1
     leader = screen["confirmed"][1]
     assert screen["confirmed"] == ["split/CPU", leader]
-    assert rows["split/CoreML/MLProgram/CPUAndGPU"]["status"].startswith("failed: crashed")
     out = [r for r in rows.values() if r["status"].startswith("screened out")]
     assert len(out) == 1 and out[0]["label"] not in screen["confirmed"]
     assert sorted(out[0]["by_length"]) == ["20"]  # its screen row, kept
+    assert screen["screened_out"][0]["label"] == out[0]["label"]
     for label in screen["confirmed"]:
         assert rows[label]["status"] == "ok" and sorted(rows[label]["by_length"]) == ["20", "30"]

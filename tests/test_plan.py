@@ -98,6 +98,9 @@ def test_labkit_journal_plan_json(cfg, tmp_path, capsys, monkeypatch):
     assert cli.main(["journal", "-f", str(batch), "--plan", "--json", "--cores", "8",
                      "-s", f"artifacts_dir={art}"]) == 0
     assert json.loads(capsys.readouterr().out)["costs"]["threads"] == 8
+    # kept for docs/results.md under its own name: a run here takes only its own machine's
+    assert sorted(p.name for p in (art / "plans").iterdir()) == ["b.json", "b@8-cores.json"]
+    assert json.loads((art / "plans" / "b.json").read_text())["cores"] is None
 
 
 def test_the_run_keeps_the_plan_made_from_its_batch_file_and_the_journal_sets_them_side_by_side(
