@@ -26,10 +26,8 @@ def ruler_quality(rows: dict[str, dict], reference: Path, audio: dict[str, dict]
     when both sets pass). Returns the reference's word error rate. Models are split once
     into ``cache/split`` (labkit.optimize.split), their copies with the durations output
     built into ``cache/durations``; a variant's split is removed once it is judged."""
-    def parts(path: Path):
-        return splitting.split_files(durations.ensure(path, cache / "durations"), cache / "split")
-
-    at = vocoder.AtReference(parts(reference), session_cfg)
+    at = vocoder.AtReference(splitting.split_files(durations.ensure(reference, cache / "durations"),
+                                                   cache / "split"), session_cfg)
     texts = {p.utt.id: p.utt.text for p in held}
     progress.say("the recognizer on the reference, and under each inaudible rung (its jitter)")
     ref_wer = vocoder.reference_word_errors(audio[REFERENCE], texts)
@@ -40,14 +38,15 @@ def ruler_quality(rows: dict[str, dict], reference: Path, audio: dict[str, dict]
     for name in progress.steps(judged, "the ruler, like with like"):
         row = rows[name]
         try:
-            p = parts(Path(row["path"]))
+            timed = durations.ensure(Path(row["path"]), cache / "durations")
+            p = splitting.split_files(timed, cache / "split")
             held_q = vocoder.judge(at, p, held, voices, audio[name], ref_wer)
             dev_q = vocoder.judge(at, p, dev, voices)
             how = basis
-            # its parts are judged: removed (issue #31: a split is ~2.3x its model); the
-            # reference's stay (every variant is rendered at its alignment)
-            row["split_removed_mb"] = round(splitting.remove_split(
-                durations.ensure(Path(row["path"]), cache / "durations"), cache / "split") / 1e6, 1)
+            # its parts are judged: removed (issue #31: a split is over twice its model,
+            # labkit.lab.plan.SPLIT_MODELS); the reference's stay (every variant is rendered
+            # at its alignment)
+            row["split_removed_mb"] = round(splitting.remove_split(timed, cache / "split") / 1e6, 1)
         except (SplitError, vocoder.NotComparable, durations.DurationsError) as exc:
             # a graph that cannot be cut where the reference's is: its own output, aligned
             held_q = vocoder.judge_whole(audio[REFERENCE], audio[name], texts, ref_wer)

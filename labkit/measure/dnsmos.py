@@ -2,8 +2,9 @@
 Microsoft's DNSMOS models as bundled in the PyPI package ``speechmos``, run offline.
 Pass :func:`score` to labkit.quality.compare as ``mos``.
 
-It is the costliest figure the lab reads (a clip shorter than 9 s is repeated to a 9 s
-window and read every second: a 4 s sentence is seven 9 s windows, ~3 s on one x86 core),
+It is the costliest figure the lab reads per sentence (a clip shorter than 9 s is repeated
+to a 9 s window and read every second: a 4 s sentence is seven 9 s windows, ~3 s on one x86
+core, where the recognizer takes ~1.3 s),
 and it never decides anything. So its session uses the machine's threads (it never runs
 inside a timed window), and each result is kept by the audio's content: the reference's
 score, read beside every variant's, is computed once per utterance (issue #31).
