@@ -203,7 +203,8 @@ class IsolatedFailure(RuntimeError):
         self.reason = reason
 
 
-def _exit_words(code: int | None) -> str:
+def exit_words(code: int | None) -> str:
+    """A child's exit status in words for a record: ``exit status 1``, ``killed by SIGKILL``."""
     if code is None:
         return "no exit status"
     if code < 0:
@@ -246,7 +247,7 @@ def isolated(fn: Callable[..., Any], *args: Any, timeout_s: float, **kwargs: Any
             ok, value = receive.recv()
         except EOFError:  # it died without answering
             proc.join(10)
-            raise IsolatedFailure(f"crashed ({_exit_words(proc.exitcode)}) after "
+            raise IsolatedFailure(f"crashed ({exit_words(proc.exitcode)}) after "
                                   f"{time.monotonic() - t0:.0f} s") from None
         if not ok:
             raise IsolatedFailure(value)

@@ -192,8 +192,9 @@ def judge_whole(reference: dict[str, np.ndarray], audio: dict[str, np.ndarray], 
 
 
 def word_errors(audio: dict[str, np.ndarray], texts: dict[str, str]) -> dict[str, Any]:
-    """The recognizer on each utterance and over the corpus (errors over words)."""
-    per = {k: recognizer.word_error_rate(a, texts[k]) for k, a in audio.items()}
+    """The recognizer on each utterance and over the corpus (errors over words); the
+    utterances are recognized at once (labkit.quality.recognizer.transcribe_all)."""
+    per = recognizer.word_error_rates(audio, texts)
     return {"per_utterance": per, "corpus": recognizer.corpus_wer(list(per.values()))}
 
 
@@ -204,12 +205,18 @@ def reference_word_errors(audio: dict[str, np.ndarray], texts: dict[str, str],
     the ladder (labkit.quality.ladder; the unchanged rerun left out). A listener's bound
     cannot be tighter than what the recognizer does to changes nobody hears (the issue's
     table: a 1 ms delay moved pocketsphinx's word error rate by 3 points), so the largest
-    increase, ``jitter["band"]``, widens the bound (:func:`wer_bound`)."""
-    out = word_errors(audio, texts)
+    increase, ``jitter["band"]``, widens the bound (:func:`wer_bound`). The reference and
+    every rung's copies are one batch for the recognizer's workers."""
     inaudible = [r for r in (ladder.RUNGS if rungs is None else rungs)
                  if r.verdict == "inaudible" and r.kind != "identity"]
-    by_rung = {r.label: word_errors({k: ladder.apply(r, a, ladder.seed_of(k, r)) for k, a in audio.items()},
-                                    texts)["corpus"] for r in inaudible}
+    keys = list(audio)
+    jobs = [(None, k) for k in keys] + [(r, k) for r in inaudible for k in keys]
+    heard = recognizer.transcribe_all([audio[k] for k in keys] +
+                                      [test for _, _, test in ladder.copies(audio, inaudible)])
+    scored = {(r.label if r else None, k): recognizer.scored(h, texts[k]) for (r, k), h in zip(jobs, heard)}
+    per = {k: scored[(None, k)] for k in keys}
+    out = {"per_utterance": per, "corpus": recognizer.corpus_wer(list(per.values()))}
+    by_rung = {r.label: recognizer.corpus_wer([scored[(r.label, k)] for k in keys]) for r in inaudible}
     base = out["corpus"]
     rises = [w - base for w in by_rung.values() if w is not None and base is not None]
     out["jitter"] = {"rungs": by_rung, "band": max([0.0] + rises)}

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import yaml
@@ -150,13 +150,19 @@ def readings(references: Mapping[str, np.ndarray], rungs: Sequence[Rung] = RUNGS
     figure ``measure(ref, test, utterance_id)`` returns (default: the ruler's figures
     without the standard ones)."""
     measure = measure or (lambda r, t, uid: ruler.measure(r, t, standard_figures=False).to_dict())
-    rows = []
+    return [{"rung": rung.label, "verdict": rung.verdict, "utterance": uid,
+             **measure(np.asarray(references[uid], np.float64), test, uid)}
+            for rung, uid, test in copies(references, rungs)]
+
+
+def copies(references: Mapping[str, np.ndarray], rungs: Sequence[Rung] = RUNGS
+           ) -> Iterator[tuple[Rung, str, np.ndarray]]:
+    """(rung, utterance id, the utterance through the rung) for every rung and utterance,
+    made one at a time; the same copies :func:`readings` measures (the rung's seed is the
+    utterance's, :func:`seed_of`)."""
     for rung in rungs:
         for uid, ref in references.items():
-            test = apply(rung, ref, seed_of(uid, rung))
-            rows.append({"rung": rung.label, "verdict": rung.verdict, "utterance": uid,
-                         **measure(np.asarray(ref, np.float64), test, uid)})
-    return rows
+            yield rung, uid, apply(rung, ref, seed_of(uid, rung))
 
 
 def _values(rows: Iterable[dict], figure: str, verdict: str | None = None, rung: str | None = None
