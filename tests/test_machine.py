@@ -7,6 +7,7 @@ import pytest
 
 from labkit.host import machine
 from labkit.config import ConfigError, LabConfig, SessionConfig
+from labkit.optimize.quantize import VariantSpec
 
 M1_MAX = {"machdep.cpu.brand_string": "Apple M1 Max", "hw.perflevel0.physicalcpu": "8",
           "hw.perflevel1.physicalcpu": "2"}
@@ -104,6 +105,61 @@ def test_sysctl_reads_the_value_and_is_none_without_one(monkeypatch):
 
     monkeypatch.setattr(machine.subprocess, "run", missing)
     assert machine.sysctl("hw.ncpu") is None
+
+
+# Half-precision arithmetic, the facts faked here and where they come from:
+# - macOS on Apple silicon: `sysctl -n hw.optional.arm.FEAT_FP16` prints 1 on an M1 (Apple's
+#   "Determining instruction set characteristics" lists the FEAT_FP16 key; macOS 11's older
+#   spelling hw.optional.neon_fp16 is read where the new one is missing);
+# - Linux arm64: /proc/cpuinfo's "Features" line lists fphp and asimdhp (the kernel's
+#   Documentation/arch/arm64/elf_hwcaps.rst: HWCAP_FPHP, HWCAP_ASIMDHP);
+# - x86: onnxruntime 1.31.1's macOS arm64 wheel holds MLAS's half-precision GEMM
+#   (MlasHalfGemmBatch, RegisterFp16GemmMatMulKernels: read from its
+#   onnxruntime_pybind11_state.so with `strings`); x86 CPUs before AVX512-FP16 have no fp16
+#   arithmetic, and ORT runs fp16 nodes there as fp32 with casts (FINDINGS.md: "On CPU fp16
+#   runs at fp32 speed").
+def test_an_m1_computes_in_fp16_so_fp16_speed_is_measured(monkeypatch):
+    fake_platform(monkeypatch, "Darwin", "arm64", {**M1_MAX, "hw.optional.arm.FEAT_FP16": "1"})
+    f = machine.facts()
+    assert f.fp16 is True and machine.fp16_speed_skip(f) is None
+    # an older macOS: only the older key
+    fake_platform(monkeypatch, "Darwin", "arm64", {**M1_MAX, "hw.optional.neon_fp16": "1"})
+    assert machine.facts().fp16 is True
+    # neither key: unknown, so not measured, and the reason says so
+    fake_platform(monkeypatch, "Darwin", "arm64", M1_MAX)
+    f = machine.facts()
+    assert f.fp16 is None and "unknown" in machine.fp16_speed_skip(f)
+
+
+def test_x86_has_no_fp16_arithmetic_so_fp16_speed_is_skipped(monkeypatch):
+    for system in ("Linux", "Darwin"):  # an Intel Mac too
+        fake_platform(monkeypatch, system, "x86_64", {"hw.optional.arm.FEAT_FP16": "1"})
+        f = machine.facts()
+        assert f.fp16 is False
+        assert machine.fp16_speed_skip(f).startswith("x86 has no fp16 arithmetic")
+
+
+def test_linux_arm64_reads_fp16_from_its_cpu_flags(monkeypatch):
+    fake_platform(monkeypatch, "Linux", "aarch64")
+    monkeypatch.setattr(machine, "_linux_cpu_flags", lambda: {"fp", "asimd", "fphp", "asimdhp"})
+    assert machine.facts().fp16 is True
+    monkeypatch.setattr(machine, "_linux_cpu_flags", lambda: {"fp", "asimd"})  # a Cortex-A72
+    f = machine.facts()
+    assert f.fp16 is False and machine.fp16_speed_skip(f) == "this aarch64 CPU has no fp16 arithmetic"
+
+
+def test_stage03_times_fp16_variants_only_where_the_cpu_computes_in_fp16():
+    from types import SimpleNamespace
+
+    from labkit.lab.s03_quantization import speed_skips
+
+    built = {n: SimpleNamespace(spec=VariantSpec.parse(n)) for n in ("fp16", "fp16-dec", "dyn-u8")}
+    m1 = machine.Facts("Darwin", "arm64", "14.5", "Apple M1 Max", 10, 10, 8, 2, fp16=True)
+    here = machine.Facts("Linux", "x86_64", "6.1", "AMD EPYC", 2, 2, fp16=False)
+    assert speed_skips(built, m1) == {}
+    skips = speed_skips(built, here)
+    assert set(skips) == {"fp16", "fp16-dec"}
+    assert all(w.startswith("x86 has no fp16 arithmetic") for w in skips.values())
 
 
 def test_this_machine_gives_a_plan():

@@ -452,6 +452,29 @@ def test_the_sensitivity_sweep_keeps_one_model_at_a_time(builder, cfg, voices, h
     assert not [n for n in names if n.startswith("sens-") and n.endswith(".onnx")]
 
 
+@pytest.mark.model
+def test_a_variant_whose_speed_is_skipped_is_judged_but_never_timed_or_chosen(cfg, voices):
+    """Issue #33: an fp16 variant on a CPU without fp16 arithmetic (labkit.lab.s03_quantization
+    .speed_skips) keeps its quality figures, and its row and the journal say why it has no
+    speed. The "fp16" here is the int8 model under another name: the bench reads names."""
+    from labkit.measure.variant_bench import Candidate, run_bench
+
+    int8 = assets.model_path(cfg, "int8")
+    held = corpora.prepare(corpora.load("dev", purpose="choose").select(ids=["dev-02"]))
+    why = "x86 has no fp16 arithmetic"
+    bench = run_bench(Candidate("reference", int8), [Candidate("int8", int8), Candidate("fp16", int8)],
+                      cfg.session, held, voices, [20], "int8", rounds=3, warmup=0, speed_tokens=20,
+                      with_dnsmos=False, untimed={"fp16": why})
+    row = bench["rows"]["fp16"]
+    assert row["speed_skipped"] == f"skipped: {why}" and row["speedup"] is None
+    assert "vs_baseline" not in row and row["lsd_db"] is not None and row["ok"]
+    assert "fp16" not in bench["comparisons"][20].entries
+    assert bench["rows"]["int8"]["vs_baseline"]["ratio"] > 0
+    cand = {c["name"]: c for c in variant_choice.candidates(
+        bench["rows"], "reference", bench["comparisons"][20])}["fp16"]
+    assert cand["ratio"] is None and variant_speed.CRITERION not in cand["measured"]
+
+
 class _Silencing:
     """A session that returns the real audio with its middle 40 % zeroed (words lost)."""
 

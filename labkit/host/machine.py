@@ -63,6 +63,8 @@ class Facts:
     #: macOS: whether this process is translated by Rosetta (``sysctl.proc_translated``:
     #: 1 translated, 0 native; the key does not exist on an Intel Mac: None), else None
     translated: bool | None = None
+    #: whether the CPU does half-precision arithmetic (:func:`fp16_arithmetic`); None: unknown
+    fp16: bool | None = None
 
     @property
     def apple_silicon(self) -> bool:
@@ -89,6 +91,7 @@ def facts() -> Facts:
     """This machine's facts, read now (see :func:`current` for the cached copy)."""
     system, arch = platform.system(), platform.machine()
     perf = eff = translated = None
+    fp16 = fp16_arithmetic(system, arch)
     if system == "Darwin":
         os_version = platform.mac_ver()[0] or platform.release()
         cpu = sysctl("machdep.cpu.brand_string") or arch
@@ -104,7 +107,66 @@ def facts() -> Facts:
                  logical_cores=psutil.cpu_count(logical=True),
                  physical_cores=psutil.cpu_count(logical=False),
                  performance_cores=perf, efficiency_cores=eff, usable_cpus=_usable_cpus(),
-                 translated=translated)
+                 translated=translated, fp16=fp16)
+
+
+#: Linux arm64 /proc/cpuinfo "Features" flags for half-precision arithmetic (the kernel's
+#: HWCAP_FPHP and HWCAP_ASIMDHP, Documentation/arch/arm64/elf_hwcaps.rst)
+ARM_FP16_FLAGS = ("fphp", "asimdhp")
+
+
+def fp16_arithmetic(system: str, arch: str) -> bool | None:
+    """Whether the CPU computes in half precision (not only stores it), which is what an
+    fp16 model's speed on the CPU depends on:
+
+    * macOS on Apple silicon: ``sysctl hw.optional.arm.FEAT_FP16`` (1 on every M1; Apple's
+      "Determining instruction set characteristics"), else the older
+      ``hw.optional.neon_fp16``;
+    * Linux on arm64: the ``fphp`` and ``asimdhp`` flags of /proc/cpuinfo;
+    * x86: False. ONNX Runtime's CPU kernels for fp16 are ARM64's (MLAS's half-precision
+      GEMM; the x86 wheel runs fp16 nodes through fp32 with casts), and x86 CPUs before
+      AVX512-FP16 have no fp16 arithmetic at all.
+
+    None where it cannot tell."""
+    if arch in ("x86_64", "AMD64", "i386", "i686", "x86"):
+        return False
+    if system == "Darwin" and arch == "arm64":
+        for key in ("hw.optional.arm.FEAT_FP16", "hw.optional.neon_fp16"):
+            value = sysctl(key)
+            if value is not None:
+                return value.strip() == "1"
+        return None
+    if system == "Linux" and arch in ("aarch64", "arm64"):
+        flags = _linux_cpu_flags()
+        return None if flags is None else all(f in flags for f in ARM_FP16_FLAGS)
+    return None
+
+
+def fp16_speed_skip(m: "Facts | None" = None) -> str | None:
+    """Why an fp16 model's speed is not measured on this machine (a record's
+    ``skipped: <reason>``), or None where it is: a CPU without fp16 arithmetic runs it as
+    fp32 with conversions, which says nothing about the Mac's fp16 speed."""
+    m = m or current()
+    if m.fp16 is True:
+        return None
+    if m.machine in ("x86_64", "AMD64", "i386", "i686", "x86"):
+        return "x86 has no fp16 arithmetic (ONNX Runtime's fp16 CPU kernels are ARM64's)"
+    if m.fp16 is False:
+        return f"this {m.machine} CPU has no fp16 arithmetic"
+    return f"whether this {m.machine} CPU has fp16 arithmetic is unknown"
+
+
+def _linux_cpu_flags() -> set[str] | None:
+    """The first CPU's feature flags in /proc/cpuinfo ("Features" on arm64, "flags" on x86)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip() in ("Features", "flags"):
+                    return set(value.split())
+    except OSError:
+        pass
+    return None
 
 
 def _linux_cpu_name() -> str | None:

@@ -47,7 +47,7 @@ def bench_table(result: QuantizationResult) -> str:
         ci = vb.get("ci95")
         lines.append(
             f"| {name} | {'ref' if name == REFERENCE else r['ok']} | {figure(r['size_mb'])} | "
-            f"{figure(r.get('load_s'))} | {rtf} | {figure(vb.get('ratio'))} | "
+            f"{figure(r.get('load_s'))} | {rtf} | {r.get('speed_skipped') or figure(vb.get('ratio'))} | "
             f"{interval_cell(ci)} | {figure(r.get('speedup'))} | "
             f"{figure((r.get('dev') or {}).get('lsd_db'))} | {figure(r.get('lsd_db'))} | "
             f"{figure(r.get('lsd_db_mean'))} | {figure(r.get('lsd_db_aligned'))} | {figure(r.get('pesq_wb'))} | "

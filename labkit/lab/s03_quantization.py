@@ -34,6 +34,7 @@ from labkit.config import LabConfig
 from labkit.engine import assets
 from labkit.engine.graph_cache import make_session
 from labkit.engine.voices import VoiceBank
+from labkit.host import machine
 from labkit.lab import listen as listening
 from labkit.lab.report import listening_page
 from labkit.lab.quantization_report import side_by_side
@@ -65,6 +66,14 @@ def timed_candidate(c: Candidate, cache: Path) -> Candidate:
         return Candidate(c.name, durations.ensure(c.path, cache), c.note)
     except durations.DurationsError as exc:
         return Candidate(c.name, c.path, f"{c.note} (no word timings: {exc})".strip())
+
+
+def speed_skips(built: dict, m: machine.Facts | None = None) -> dict[str, str]:
+    """variant -> why its speed is not measured on this machine: an fp16 variant is timed
+    only where the CPU computes in fp16 (the Mac; issue #33). Elsewhere it runs as fp32
+    with conversions, which says nothing of its speed there; its quality is measured."""
+    why = machine.fp16_speed_skip(m)
+    return {n: why for n, b in built.items() if b.spec.recipe == "fp16"} if why else {}
 
 
 def build_variants(builder, variants: Sequence, sensitivity_families: Sequence[str], spec: dict,
@@ -160,10 +169,14 @@ def run(cfg: LabConfig, st, *, reference: str | None = None, baseline: str = "in
     cands = [Candidate(baseline, assets.model_path(cfg, baseline), "shipped")]
     cands += [Candidate(n, b.path, json.dumps(b.spec.to_dict())) for n, b in built.items()
               if n != baseline]
+    untimed = speed_skips(built)
+    if untimed:
+        notes.append(f"speed of {', '.join(untimed)} not measured: {next(iter(untimed.values()))} "
+                     "(quality measured)")
     bench = run_bench(timed_candidate(Candidate(REFERENCE, ref.path, ref.note), cache / "durations"),
                       [timed_candidate(c, cache / "durations") for c in cands], cfg.session, held,
                       voices, token_lengths, baseline, rounds=rounds, warmup=warmup,
-                      speed_tokens=speed_tokens, with_dnsmos=with_dnsmos, dev=dev)
+                      speed_tokens=speed_tokens, with_dnsmos=with_dnsmos, dev=dev, untimed=untimed)
     rows = bench["rows"]
     ref_wer = ruler_quality(rows, ref.path, bench["audio"], held, dev, voices, cfg.session, cache)
     rows[REFERENCE]["wer"] = ref_wer
@@ -213,7 +226,7 @@ def headline(result: QuantizationResult) -> dict[str, Any]:
         if name == REFERENCE:
             continue
         out[f"{name} speed-up over the reference @{n} tok"] = (
-            round(r["speedup"], 3) if r.get("speedup") is not None else None)
+            round(r["speedup"], 3) if r.get("speedup") is not None else r.get("speed_skipped"))
         q = r.get("quality") or {}
         out[f"{name} ruler (dev and held-out)"] = q.get("verdict") or "not measured"
         for key, label in (("masked_lsd_db", "masked LSD dB"), ("masked_lsd_peak_db", "worst frame dB"),

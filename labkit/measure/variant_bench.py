@@ -31,7 +31,7 @@ class Candidate:
 def run_bench(reference: Candidate, candidates: Sequence[Candidate], session_cfg, heldout: Sequence,
               voices, token_lengths: Sequence[int], baseline: str, rounds: int | None = None,
               warmup: int = 1, speed_tokens: int = 120, with_dnsmos: bool = True,
-              dev: Sequence | None = None) -> dict[str, Any]:
+              dev: Sequence | None = None, untimed: dict[str, str] | None = None) -> dict[str, Any]:
     """Size, load time, quality on ``heldout`` (reported) and on ``dev`` (for choosing,
     under ``row["dev"]``; no DNSMOS) for the reference and every candidate, in one process;
     then the warm wall time of ``session.run`` at every length of ``token_lengths`` (and
@@ -40,7 +40,9 @@ def run_bench(reference: Candidate, candidates: Sequence[Candidate], session_cfg
     ``row["vs_baseline"]``: ratio and 95 % interval at ``speed_tokens`` (> 1: faster than
     the baseline); ``row["speedup"]``: the paired speed-up over the reference there.
     Candidates whose model outputs per-token durations (stage 03 passes each model's copy
-    with them) have every word of every utterance checked in the audio too."""
+    with them) have every word of every utterance checked in the audio too. ``untimed``:
+    candidate -> why its speed is not measured here (``row["speed_skipped"]``: ``skipped:
+    <why>``; its quality still is)."""
     rows: dict[str, dict] = {}
     sessions: dict[str, Any] = {}
     audio: dict[str, dict] = {}
@@ -69,9 +71,13 @@ def run_bench(reference: Candidate, candidates: Sequence[Candidate], session_cfg
             rows[name]["dev"] = {**ev["summary"], "per_utterance": ev["per_utterance"]}
     lengths = sorted({int(n) for n in token_lengths} | {int(speed_tokens)})
     probes = {n: token_probe(heldout, n, voices) for n in lengths}
-    comparisons = speed_compare(sessions, probes, baseline, rounds=rounds, warmup=warmup,
+    untimed = {n: why for n, why in (untimed or {}).items() if n in sessions}
+    for name, why in untimed.items():
+        rows[name]["speed_skipped"] = f"skipped: {why}"
+    timed = {n: sess for n, sess in sessions.items() if n not in untimed}
+    comparisons = speed_compare(timed, probes, baseline, rounds=rounds, warmup=warmup,
                                 criterion_tokens=int(speed_tokens))
-    for name in sessions:
+    for name in timed:
         detail = {}
         for n, cmp in comparisons.items():
             audio_s = cmp.kept[name][0] / SAMPLE_RATE
