@@ -38,7 +38,7 @@ from labkit.config import REPO_ROOT, LabConfig
 from labkit.engine import assets
 from labkit.lab import s08_endpoint
 from labkit.lab.costs import Costs
-from labkit.measure import openings
+from labkit.measure import corpora, openings
 from labkit.measure.compare import default_rounds
 from labkit.measure.texts import named
 
@@ -150,10 +150,14 @@ SPLIT_MODELS = 2.3
 def plan_03(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
     variants = list(p.get("variants") or [])
     lengths = [int(n) for n in p.get("token_lengths") or []]
-    held = len(p.get("heldout_ids") or []) or 10
-    cal = len(p.get("calibration_ids") or []) or 10
+    # no ids: the whole corpus (50 calibration utterances, 26 held-out)
+    held = len(p.get("heldout_ids") or []) or len(list(corpora.load("heldout", purpose="report")))
+    cal = len(p.get("calibration_ids") or []) or len(list(corpora.load("calibration", purpose="calibrate")))
     fams = list(p.get("sensitivity_families") or [])
     static = [v for v in variants if isinstance(v, dict) and v.get("recipe") == "static"]
+    # one calibration pass per method (its cache serves every variant calibrated so); the
+    # sensitivity sweep calibrates with MinMax
+    methods = {v.get("calibration", "minmax") for v in static} | ({"minmax"} if fams else set())
     entries = len(variants) + 3  # the reference, the baseline, the A/A control
     warmup = int(p.get("warmup") or 1)
     k = _rounds(p, entries)
@@ -162,7 +166,7 @@ def plan_03(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
     seconds = (entries + len(fams)) * c.session_s + sum(
         entries * (warmup + k) * c.run_s(n) for n in lengths)
     seconds += ((len(variants) + 2) * held + len(fams) * held) * per_run * 2  # fp32 runs ~2x
-    seconds += (bool(static) + len(fams) > 0) * cal * per_run * 3  # calibration (augmented graph)
+    seconds += len(methods) * cal * per_run * 3  # calibration (the augmented graph)
     size = _model_gb(cfg, "fp32-recon")
     # held at once, each at the reference's size (an upper bound: int8 weights are smaller):
     # the variants (+ the mixed one) and the preprocessed reference in the stage's folder, one
