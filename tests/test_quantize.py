@@ -136,6 +136,37 @@ def test_pareto_and_selection_never_pick_failed_or_rejected():
     assert plan["quantize"] == ["x"] and plan["keep_float"] == ["y", "z"]
 
 
+def test_the_mixed_plan_buys_the_most_time_within_the_ruler_budget():
+    """Issue #33: per block, its cost on the ruler and its share of the time; the set is a
+    knapsack, not the cheapest blocks first. Here the two cheap blocks hold little time,
+    the costly one most of it: within 1.0 dB the costly one alone buys more."""
+    sens = {"cheap-a": {"ok": True, "masked_lsd_db": 0.3, "time_share": 0.05},
+            "cheap-b": {"ok": True, "masked_lsd_db": 0.3, "time_share": 0.05},
+            "heavy": {"ok": True, "masked_lsd_db": 0.9, "time_share": 0.40},
+            "mid": {"ok": True, "masked_lsd_db": 0.6, "time_share": 0.20},
+            "broken": {"ok": False, "masked_lsd_db": 0.0, "time_share": 0.30}}
+    plan = variant_choice.choose_families(sens, budget_db=1.0)
+    assert plan["quantize"] == ["heavy"] and plan["estimated_time_share"] == pytest.approx(0.40)
+    assert plan["search"] == "every subset" and "broken" in plan["keep_float"]
+    # a larger budget: the best pair, not the three cheapest
+    plan = variant_choice.choose_families(sens, budget_db=1.5)
+    assert plan["quantize"] == ["mid", "heavy"] and plan["estimated_masked_lsd_db"] == pytest.approx(1.5)
+    # past EXACT_UP_TO blocks the greedy rule (share per dB) gives the same answer here
+    many = {**sens, **{f"tiny{i}": {"ok": True, "masked_lsd_db": 5.0, "time_share": 0.001}
+                       for i in range(variant_choice.EXACT_UP_TO)}}
+    greedy = variant_choice.choose_families(many, budget_db=1.0)
+    assert greedy["search"] == "greedy by time share per dB" and greedy["quantize"] == ["heavy"]
+
+
+def test_time_shares_read_the_profile_by_fine_family():
+    profile = {"by_family": {"gen_resblocks.0": 3.0, "gen_resblocks.1": 1.0, "other": 4.0}}
+    assert variant_choice.time_shares(profile, ["gen_resblocks.0", "gen_ups"]) == \
+        {"gen_resblocks.0": 0.375, "gen_ups": 0.0}
+    assert variant_choice.time_shares({}, ["gen_ups"]) == {}
+    assert families.fine_family_of("/decoder/decoder/generator/resblocks.3/convs1.0/Conv") == "gen_resblocks.3"
+    assert families.fine_family_of("/encoder/bert/embeddings/Add") == "bert"
+
+
 def _row(path, rtf, sec, lsd, pesq, ok=True, problems=None, length_changes=0):
     return {"path": path, "ok": ok, "problems": problems or {}, "lsd_db": lsd, "pesq_wb": pesq,
             "length_changes": length_changes, "rtf": {"25": rtf[0], "250": rtf[1], "120": rtf[2]},
@@ -439,40 +470,28 @@ def test_static_recipe(builder, cfg, voices, held, ref_audio):
 
 
 @pytest.mark.model
-def test_the_sensitivity_sweep_keeps_one_model_at_a_time(builder, cfg, voices, held, ref_audio):
+def test_the_sensitivity_sweep_keeps_one_model_at_a_time_and_weighs_each_block(
+        builder, ref, cfg, voices, held):
     """Issue #31: each family's model is measured, then removed (its build record stays), so
-    the sweep's disk is one model however many families it sweeps."""
+    the sweep's disk is one model however many families it sweeps. Issue #33: each block's
+    cost sits beside its share of the reference's kernel time (ORT's profile by fine
+    family), and the mixed plan is the knapsack of the two."""
     fams = ["gen_noise_res.0", "gen_noise_res.1"]
-    sens = variant_choice.sensitivity(builder, fams, {"recipe": "dynamic", "weight_type": "quint8"},
-                                      cfg.session, held, voices, ref_audio)
+    notes: list[str] = []
+    built, sens, plan = s03_quantization.build_variants(
+        builder, [], fams, {"recipe": "dynamic", "weight_type": "quint8"}, cfg.session, held,
+        voices, ref.path, mixed_budget_db=100.0, notes=notes)
     assert set(sens) == set(fams)
     assert all(r["masked_lsd_db"] is not None and r["nodes_quantized"] > 0 for r in sens.values())
+    # both noise resblocks run convolutions: each holds some of the time, together a minority
+    shares = [sens[f]["time_share"] for f in fams]
+    assert all(0 < x < 0.5 for x in shares) and sum(shares) < 1
+    assert plan["search"] == "every subset" and plan["quantize"] == fams  # the budget holds both
+    assert plan["estimated_time_share"] == pytest.approx(sum(shares))
+    assert list(built) == ["mixed"]
     names = {p.name for p in builder.out_dir.iterdir()}
     assert {f"sens-dynamic-{f}.json" for f in fams} <= names
     assert not [n for n in names if n.startswith("sens-") and n.endswith(".onnx")]
-
-
-@pytest.mark.model
-def test_a_variant_whose_speed_is_skipped_is_judged_but_never_timed_or_chosen(cfg, voices):
-    """Issue #33: an fp16 variant on a CPU without fp16 arithmetic (labkit.lab.s03_quantization
-    .speed_skips) keeps its quality figures, and its row and the journal say why it has no
-    speed. The "fp16" here is the int8 model under another name: the bench reads names."""
-    from labkit.measure.variant_bench import Candidate, run_bench
-
-    int8 = assets.model_path(cfg, "int8")
-    held = corpora.prepare(corpora.load("dev", purpose="choose").select(ids=["dev-02"]))
-    why = "x86 has no fp16 arithmetic"
-    bench = run_bench(Candidate("reference", int8), [Candidate("int8", int8), Candidate("fp16", int8)],
-                      cfg.session, held, voices, [20], "int8", rounds=3, warmup=0, speed_tokens=20,
-                      with_dnsmos=False, untimed={"fp16": why})
-    row = bench["rows"]["fp16"]
-    assert row["speed_skipped"] == f"skipped: {why}" and row["speedup"] is None
-    assert "vs_baseline" not in row and row["lsd_db"] is not None and row["ok"]
-    assert "fp16" not in bench["comparisons"][20].entries
-    assert bench["rows"]["int8"]["vs_baseline"]["ratio"] > 0
-    cand = {c["name"]: c for c in variant_choice.candidates(
-        bench["rows"], "reference", bench["comparisons"][20])}["fp16"]
-    assert cand["ratio"] is None and variant_speed.CRITERION not in cand["measured"]
 
 
 class _Silencing:

@@ -28,10 +28,18 @@ from labkit.quality import ruler
 # -- tables -----------------------------------------------------------------------------------
 def sensitivity_table(result: QuantizationResult) -> str:
     sens = (result.sensitivity or {}).get("families") or {}
+    plan = (result.sensitivity or {}).get("mixed_plan") or {}
+    chosen = set(plan.get("quantize") or [])
     lines = ["| block | ok | masked LSD dB (the ruler; what the mixed plan adds up) | "
-             "standard LSD dB (reported) | PESQ | length changes |", "|---|---|---|---|---|---|"]
-    lines += [f"| {fam} | {r.get('ok')} | {figure(r.get('masked_lsd_db'))} | {figure(r.get('lsd_db'))} | "
+             "share of the reference's kernel time | in the mixed plan | "
+             "standard LSD dB (reported) | PESQ | length changes |", "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {fam} | {r.get('ok')} | {figure(r.get('masked_lsd_db'))} | {figure(r.get('time_share'))} | "
+              f"{'yes' if fam in chosen else ''} | {figure(r.get('lsd_db'))} | "
               f"{figure(r.get('pesq_wb'))} | {figure(r.get('length_changes'))} |" for fam, r in sens.items()]
+    if sens and plan:
+        lines.append(f"\nthe mixed plan ({plan.get('search')}): {figure(plan.get('estimated_time_share'))} "
+                     f"of the kernel time for an estimated {figure(plan.get('estimated_masked_lsd_db'))} dB "
+                     f"(budget {figure(plan.get('budget_db'))} dB; measured as a whole in the bench)")
     return "\n".join(lines) if sens else "(sensitivity sweep not run)"
 
 

@@ -41,7 +41,7 @@ from labkit.lab.quantization_report import side_by_side
 from labkit.lab.quantization_result import QuantizationResult
 from labkit.lab.selection import rank
 from labkit.lab.variant_choice import (candidates, choose_families, pareto_front, select,
-                                       sensitivity)
+                                       sensitivity, time_shares)
 from labkit.lab.variant_ruler import ruler_quality
 from labkit.measure import corpora, dnsmos, vocoder
 from labkit.measure import peak
@@ -51,7 +51,7 @@ from labkit.measure.variant_quality import reference_audio
 from labkit.measure.variant_speed import token_probe
 from labkit.optimize import durations
 from labkit.optimize import quantize
-from labkit.optimize.families import family_of
+from labkit.optimize.families import family_of, fine_family_of
 from labkit.quality import ruler
 
 
@@ -66,6 +66,10 @@ def timed_candidate(c: Candidate, cache: Path) -> Candidate:
         return Candidate(c.name, durations.ensure(c.path, cache), c.note)
     except durations.DurationsError as exc:
         return Candidate(c.name, c.path, f"{c.note} (no word timings: {exc})".strip())
+
+
+#: the probe length the sensitivity sweep's time shares are profiled at
+SHARE_TOKENS = 120
 
 
 def speed_skips(built: dict, m: machine.Facts | None = None) -> dict[str, str]:
@@ -93,7 +97,13 @@ def build_variants(builder, variants: Sequence, sensitivity_families: Sequence[s
         ref_sess = make_session(reference, session_cfg)
         dev_ref = reference_audio(ref_sess, dev, voices)  # choosing: the development set
         del ref_sess
-        sens = sensitivity(builder, sensitivity_families, spec, session_cfg, dev, voices, dev_ref)
+        # each block's share of the reference's kernel time (issue #33: what quantizing it
+        # can save), from ORT's profile on the development set at 120 tokens
+        prof = profiling.profile_session(reference, session_cfg, token_probe(dev, SHARE_TOKENS, voices),
+                                         runs=1, warmup=1, out_dir=builder.out_dir / "_work" / "profile",
+                                         family_of=fine_family_of)
+        sens = sensitivity(builder, sensitivity_families, spec, session_cfg, dev, voices, dev_ref,
+                           shares=time_shares(prof, sensitivity_families))
         plan = choose_families(sens, ruler.BOUNDS["masked_lsd_db"] if mixed_budget_db is None
                                else mixed_budget_db)
         if plan["quantize"]:

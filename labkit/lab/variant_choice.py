@@ -20,12 +20,22 @@ from labkit.measure.variant_speed import CRITERION
 from labkit.optimize.quantize import VariantSpec
 
 
+def time_shares(profile: dict[str, Any] | None, families: Sequence[str]) -> dict[str, float]:
+    """Each family's share of the reference's kernel time (an ORT profile grouped by
+    labkit.optimize.families.fine_family_of: labkit.measure.profile ``by_family``): what
+    quantizing it alone can save at most."""
+    by = (profile or {}).get("by_family") or {}
+    total = sum(by.values())
+    return {f: by.get(f, 0.0) / total for f in families} if total > 0 else {}
+
+
 def sensitivity(builder, families: Sequence[str], base_spec: dict, session_cfg, heldout: Sequence,
-                voices, ref_audio: dict) -> dict[str, dict]:
+                voices, ref_audio: dict, shares: dict[str, float] | None = None) -> dict[str, dict]:
     """Quantize one family at a time (``base_spec`` with ``families=[f]``) and measure the
-    distance each costs on ``heldout`` (no DNSMOS: quick). Each family's model is removed
-    once measured (its build record stays beside it): the sweep holds one model at a time,
-    not one per family (issue #31: the Mac batch sweeps every family)."""
+    distance each costs on ``heldout`` (no DNSMOS: quick), beside its share of the
+    reference's kernel time (``shares``, :func:`time_shares`). Each family's model is
+    removed once measured (its build record stays beside it): the sweep holds one model at
+    a time, not one per family (issue #31: the Mac batch sweeps every family)."""
     out: dict[str, dict] = {}
     for fam in progress.steps(list(families), "sensitivity families"):
         spec = VariantSpec(**{**base_spec, "name": f"sens-{base_spec.get('recipe')}-{fam}",
@@ -45,6 +55,8 @@ def sensitivity(builder, families: Sequence[str], base_spec: dict, session_cfg, 
                         "error": f"{type(exc).__name__}: {exc}"}
         finally:
             (builder.out_dir / f"{spec.name}.onnx").unlink(missing_ok=True)
+        if shares is not None:
+            out[fam]["time_share"] = shares.get(fam)
     return out
 
 
@@ -87,21 +99,49 @@ def select(rows: dict[str, dict], baseline: str | None, targets: Targets = Targe
     return out
 
 
+#: up to this many usable families the choice is exact (every subset); beyond, greedy
+EXACT_UP_TO = 20
+
+
 def choose_families(sensitivity: dict[str, dict], budget_db: float) -> dict[str, Any]:
-    """Mixed precision from per-family sensitivity {family: {"ok", "masked_lsd_db"}} (the
-    ruler's distance, worst utterance): quantize the families that keep their output valid
-    and cost least, while the sum of their costs stays within ``budget_db`` (a rough,
-    additive model; the mixed variant is measured)."""
-    usable = sorted(((f, r["masked_lsd_db"]) for f, r in sensitivity.items()
-                     if r.get("ok") and r.get("masked_lsd_db") is not None), key=lambda x: x[1])
-    chosen, total = [], 0.0
-    for fam, cost in usable:
-        if total + cost <= budget_db:
-            chosen.append(fam)
-            total += cost
+    """Mixed precision from per-family sensitivity {family: {"ok", "masked_lsd_db",
+    "time_share"}} (the ruler's distance when that family alone is quantized, worst
+    utterance; its share of the reference's kernel time): a knapsack. Among the families
+    that keep their output valid, the set with the largest summed time share whose summed
+    cost stays within ``budget_db`` -- every subset tried up to :data:`EXACT_UP_TO`
+    families, else greedily by share per dB. Costs are taken as additive, a rough model:
+    the mixed variant is built and measured as a whole. Without time shares, the cheapest
+    families first (each block counted as saving the same)."""
+    usable = {f: r for f, r in sensitivity.items()
+              if r.get("ok") and r.get("masked_lsd_db") is not None}
+    cost = {f: max(0.0, float(r["masked_lsd_db"])) for f, r in usable.items()}
+    weighed = bool(usable) and all(r.get("time_share") is not None for r in usable.values())
+    value = {f: float(r["time_share"]) if weighed else 1.0 for f, r in usable.items()}
+    names = sorted(usable, key=lambda f: (cost[f], f))
+    if len(names) <= EXACT_UP_TO:
+        best: tuple[float, float, list[str]] = (0.0, 0.0, [])
+        for mask in range(1, 1 << len(names)):
+            pick = [f for i, f in enumerate(names) if mask >> i & 1]
+            c = sum(cost[f] for f in pick)
+            if c > budget_db + 1e-12:
+                continue
+            v = sum(value[f] for f in pick)
+            if (v, -c) > (best[0], -best[1]):
+                best = (v, c, pick)
+        chosen, how = best[2], "every subset"
+    else:
+        chosen, total = [], 0.0
+        for f in sorted(names, key=lambda f: -value[f] / max(cost[f], 1e-3)):
+            if total + cost[f] <= budget_db + 1e-12:
+                chosen.append(f)
+                total += cost[f]
+        how = "greedy by time share per dB"
+    chosen = sorted(chosen, key=names.index)
     kept = sorted(set(sensitivity) - set(chosen))
-    return {"quantize": chosen, "keep_float": kept, "estimated_masked_lsd_db": total,
-            "budget_db": budget_db}
+    return {"quantize": chosen, "keep_float": kept,
+            "estimated_masked_lsd_db": sum(cost[f] for f in chosen), "budget_db": budget_db,
+            "estimated_time_share": sum(value[f] for f in chosen) if weighed else None,
+            "search": how if weighed else f"{how}, without time shares: the most blocks"}
 
 
 #: problem string prefix (labkit.quality.check_audio, evaluate, run_bench) -> check name

@@ -72,6 +72,15 @@ def family_of(node_name: str) -> str:
     return "other"
 
 
+def fine_family_of(node_name: str) -> str:
+    """The finer family (:data:`FINE_FAMILIES`) a node belongs to, else its family
+    (:func:`family_of`): what the per-block sensitivity sweep weighs time by."""
+    for fam, prefixes in FINE_FAMILIES.items():
+        if node_name.startswith(prefixes):
+            return fam
+    return family_of(node_name)
+
+
 def nodes_by_family(model: onnx.ModelProto | str | Path) -> dict[str, list[str]]:
     if not isinstance(model, onnx.ModelProto):
         model = onnx.load(str(model), load_external_data=False)
