@@ -115,7 +115,7 @@ def profile_tables(result: QuantizationResult) -> str:
 def plot_pareto(result: QuantizationResult, plt, targets: Targets = Targets()):
     """Speed-up over the reference against the ruler's masked LSD (worst held-out utterance,
     the vocoder at the reference's alignment): variants the ruler rejects as x, the front
-    joined, the ruler's bound and the speed target dotted."""
+    joined, what ships starred, the ruler's bound and the speed target dotted."""
     rows, pts, front = result.rows, result.pareto_points, result.pareto_front
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for n, (sp, d) in pts.items():
@@ -124,6 +124,12 @@ def plot_pareto(result: QuantizationResult, plt, targets: Targets = Targets()):
         ax.annotate(n, (d, sp), fontsize=8, xytext=(4, 3), textcoords="offset points")
     fp = sorted((pts[n] for n in front), key=lambda p: p[1])
     ax.plot([p[1] for p in fp], [p[0] for p in fp], "C0--", lw=1)
+    ships = getattr(result, "ships", None)
+    if ships in pts:  # what the journal's selection takes from this stage
+        d_s, sp_s = pts[ships][1], pts[ships][0]
+        ax.scatter(d_s, sp_s, marker="*", s=220, facecolors="none", edgecolors="C3", lw=1.2)
+        ax.annotate("ships", (d_s, sp_s), fontsize=8, color="C3", xytext=(4, -11),
+                    textcoords="offset points")
     ax.axhline(1.0, color="k", lw=0.5)
     ax.axhline(targets.fast_speedup, color="g", lw=0.5, ls=":")
     ax.axvline(ruler.BOUNDS["masked_lsd_db"], color="b", lw=0.5, ls=":")
