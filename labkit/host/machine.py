@@ -110,6 +110,8 @@ def facts() -> Facts:
                  translated=translated, fp16=fp16)
 
 
+#: platform.machine() on x86 CPUs
+X86 = ("x86_64", "AMD64", "i386", "i686", "x86")
 #: Linux arm64 /proc/cpuinfo "Features" flags for half-precision arithmetic (the kernel's
 #: HWCAP_FPHP and HWCAP_ASIMDHP, Documentation/arch/arm64/elf_hwcaps.rst)
 ARM_FP16_FLAGS = ("fphp", "asimdhp")
@@ -128,7 +130,7 @@ def fp16_arithmetic(system: str, arch: str) -> bool | None:
       AVX512-FP16 have no fp16 arithmetic at all.
 
     None where it cannot tell."""
-    if arch in ("x86_64", "AMD64", "i386", "i686", "x86"):
+    if arch in X86:
         return False
     if system == "Darwin" and arch == "arm64":
         for key in ("hw.optional.arm.FEAT_FP16", "hw.optional.neon_fp16"):
@@ -149,7 +151,7 @@ def fp16_speed_skip(m: "Facts | None" = None) -> str | None:
     m = m or current()
     if m.fp16 is True:
         return None
-    if m.machine in ("x86_64", "AMD64", "i386", "i686", "x86"):
+    if m.machine in X86:
         return "x86 has no fp16 arithmetic (ONNX Runtime's fp16 CPU kernels are ARM64's)"
     if m.fp16 is False:
         return f"this {m.machine} CPU has no fp16 arithmetic"

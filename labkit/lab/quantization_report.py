@@ -124,7 +124,7 @@ def plot_pareto(result: QuantizationResult, plt, targets: Targets = Targets()):
         ax.annotate(n, (d, sp), fontsize=8, xytext=(4, 3), textcoords="offset points")
     fp = sorted((pts[n] for n in front), key=lambda p: p[1])
     ax.plot([p[1] for p in fp], [p[0] for p in fp], "C0--", lw=1)
-    ships = getattr(result, "ships", None)
+    ships = result.ships
     if ships in pts:  # what the journal's selection takes from this stage
         d_s, sp_s = pts[ships][1], pts[ships][0]
         ax.scatter(d_s, sp_s, marker="*", s=220, facecolors="none", edgecolors="C3", lw=1.2)

@@ -90,8 +90,7 @@ def words(text: str) -> list[str]:
 def hypothesis(pcm: bytes) -> str:
     """The recognizer's transcript of 16 kHz 16-bit mono ``pcm``, in this process."""
     with _lock:
-        d = _decoder()
-        d.activate_search()  # the language model, whatever ran before
+        d = _decoder()  # as freshly made: its language-model search
         d.start_utt()
         d.process_raw(pcm, full_utt=True)
         d.end_utt()
@@ -125,12 +124,10 @@ def transcribe_all(clips: Iterable[np.ndarray], sr: int = SAMPLE_RATE,
     n = min(len(todo), machine.thread_plan().threads if workers is None else workers)
     found = _in_workers(list(todo.items()), n) if n > 1 else \
         {k: hypothesis(p) for k, p in todo.items()}
-    for k, hyp in found.items():
-        _heard[k] = hyp
-    out = [found[k] if k in found else _heard[k] for k in keys]
+    _heard.update(found)
+    out = [_heard[k] for k in keys]
     for k in keys:
-        if k in _heard:
-            _heard.move_to_end(k)
+        _heard.move_to_end(k)
     while len(_heard) > KEPT:
         _heard.popitem(last=False)
     return out
