@@ -222,6 +222,12 @@ class ChunkingConfig:
     #: both; "prefix" ships only once it earns it there.
     opening: str = "sentence"
     opening_lookahead_words: int = 4
+    #: "prefix": words after the first piece that the pieces after it may also take from
+    #: the opening prefix (part A then runs over the first piece, these words and the
+    #: lookahead), each still followed there by ``opening_lookahead_words`` words; so the
+    #: second piece does not wait for part A over a long sentence either (0: only the
+    #: first piece comes from the prefix)
+    opening_span_words: int = 8
 
 
 @dataclass

@@ -221,6 +221,27 @@ def test_a_primer_floor_lengthens_the_first_piece_to_a_natural_cut(g2p_us):
     assert same[0].text == plain[0].text
 
 
+def test_a_primer_floor_may_depend_on_the_first_sentences_length(g2p_us):
+    """A prefix-made first piece leaves its sentence's part A to the second piece, so its
+    floor is a function of the sentence's tokens (estimated from its characters, without a
+    G2P call over it); it is asked only when the primer does not hold the whole sentence."""
+    text = sanitize(texts.opening(30)).text
+    cfg = ChunkingConfig(primer_max_words=3, primer_min_words=1)
+    asked = []
+
+    def floor(sentence_tokens: int) -> int:
+        asked.append(sentence_tokens)
+        return 40
+
+    pieces = split(text, g2p_us, cfg, budget=lambda h: 60, primer_floor=floor)
+    whole = len(g2p_us(text.split(". ")[0] + ".").phonemes)
+    assert len(asked) == 1 and 0.75 * whole <= asked[0] <= 1.25 * whole
+    assert pieces[0].tokens >= 40 and coverage(text, pieces).ok
+    asked.clear()
+    short = split("The tea's on. It follows.", g2p_us, cfg, budget=lambda h: 60, primer_floor=floor)
+    assert asked == [] and short[0].text == "The tea's on."  # the primer is the whole sentence
+
+
 def test_a_primer_floor_past_the_first_sentence_takes_the_sentence(g2p_us):
     text = "The kettle is on. Tea follows shortly after that, then biscuits for everyone here."
     pieces = split(text, g2p_us, ChunkingConfig(), budget=lambda h: 60, primer_floor=200)

@@ -254,7 +254,9 @@ def test_a_prefix_is_voiced_with_the_style_row_of_its_whole_sentence():
 @pytest.mark.parametrize("change, match", [({"opening": "utterance"}, "chunking.opening"),
                                            ({"opening_lookahead_words": 0}, "opening_lookahead_words"),
                                            ({"opening_lookahead_words": True}, "opening_lookahead_words"),
-                                           ({"opening_lookahead_words": 2.5}, "opening_lookahead_words")])
+                                           ({"opening_lookahead_words": 2.5}, "opening_lookahead_words"),
+                                           ({"opening_span_words": -1}, "opening_span_words"),
+                                           ({"opening_span_words": 1.5}, "opening_span_words")])
 def test_opening_settings_out_of_range_are_refused(change, match):
     with pytest.raises(chunking.ChunkingError, match=match):
         chunking.validate(dataclasses.replace(chunking.ChunkingConfig(), **change))
@@ -353,3 +355,56 @@ def test_the_piece_cache_keeps_an_opening_prefix_apart_from_a_plain_sentence(spl
     assert len(served) == len(fresh)
     for a, b in zip(fresh, served):  # the plain stream's audio, bit for bit
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.model
+def test_the_pieces_after_the_first_come_from_the_prefix_within_its_span(split_engine, g2p_us):
+    """``opening_span_words``: the pieces after the first do not wait for part A over the
+    30-word sentence either while they end within the span; they are vocoded from the
+    prefix (the first piece, eight words and four of lookahead), and the sentence's own
+    part A, run for the first piece past the span, continues the phase where the last
+    prefix-made piece ended."""
+    cc = dataclasses.replace(_opening_cfg(split_engine, "prefix"), primer_max_words=3,
+                             primer_min_words=1)
+    pieces = chunking.split(LONG_OPENING, g2p_us, cc, budget=lambda h: 12)
+    first, sentence = pieces[0], pieces[0].context
+    until = pr.prefix_end(LONG_OPENING, first.end, sentence[1], 8)
+    inside = [p for p in pieces[1:] if p.end <= until]
+    after = pieces[1 + len(inside)]
+    assert inside and after.context == sentence and after.end < sentence[1]
+    windows = pr.SentenceWindows(split_engine, g2p_us, LONG_OPENING, split_engine.cfg.voice, 1.0,
+                                 cc.window_context_frames, cc.crossfade_ms, 4, opening_span=8)
+    made = [windows.synthesize(first)]
+    assert windows.opening == (sentence[0], pr.prefix_end(LONG_OPENING, first.end, sentence[1], 12))
+    made += [windows.synthesize(p) for p in inside]
+    assert windows.from_prefix == len(inside) and windows._contexts == {}  # no part A over the sentence yet
+    assert made[0].part_a_s > 0 and all(m.part_a_s == 0.0 and m.seamless_start for m in made[1:])
+    assert windows._carry[sentence[0]][0] == inside[-1].end
+    made.append(windows.synthesize(after))
+    assert made[-1].part_a_s > 0 and windows.from_prefix == len(inside) and windows.fallbacks == []
+    p = windows._contexts[sentence].prosody
+    steps = p.phase.shape[p.phase_axis] // p.frames
+    np.testing.assert_allclose(np.take(p.phase, [made[-1].window.start * steps - 1], axis=p.phase_axis),
+                               windows._carry[sentence[0]][1], rtol=1e-5, atol=1e-3)
+    heard = [w for m in made for w, _, _ in m.words]
+    assert heard == [w.strip(",.") for w in " ".join(x.text for x in [first, *inside, after]).split()]
+    with pytest.raises(ValueError, match=">= 0"):
+        pr.SentenceWindows(None, None, "", "af_heart", 1.0, 8, 10.0, 4, opening_span=-1)
+
+
+@pytest.mark.model
+def test_an_adaptive_sentence_prosody_stream_is_sized_and_taught_by_its_windows(split_engine):
+    """With sentence prosody the adaptive schedule sizes pieces by the window model
+    (labkit.engine.schedule.SpeedModel.windowed) and every windowed piece teaches it; the
+    whole-run model learns only from pieces run whole."""
+    cc = dataclasses.replace(split_engine.cfg.chunking, prosody="sentence", schedule="adaptive",
+                             primer_max_words=3, primer_min_words=1, opening="prefix")
+    synth = StreamingSynthesizer(split_engine, chunking_cfg=cc)
+    stream = synth.open_stream(LONG_OPENING)
+    with stream:
+        chunks = list(stream)
+    assert stream.schedule.sizing is not None and stream.schedule.sizing == synth.window_models
+    assert synth.window_models[0].pieces == stream.windows.windowed >= 2
+    assert synth.speed_models[0].pieces == len([c for c in chunks if c.tokens]) - stream.windows.windowed
+    assert stream.windows.opening is not None
+    assert [w.word for c in chunks for w in c.words] == [w.strip(",.") for w in LONG_OPENING.split()]

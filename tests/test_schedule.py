@@ -6,7 +6,7 @@ import pytest
 from labkit.config import ChunkingConfig
 from labkit.engine.chunking import ChunkingError, validate
 from labkit.engine.schedule import (LiveSchedule, PlannedSchedule, PlaybackClock, SpeedModel,
-                                    break_even, budget, primer_floor)
+                                    break_even, budget, part_a_s, primer_floor)
 
 CFG = ChunkingConfig()
 
@@ -173,3 +173,40 @@ def test_the_live_schedule_sizes_the_first_piece_for_the_load_it_senses():
     # and the audio per token is what the listener hears, not the raw model output
     live.played(0, 50, 2.5)
     assert models[0].audio_per_token_s == pytest.approx(0.06 + 0.3 * (0.05 - 0.06))
+
+
+def test_a_window_breaks_even_shorter_than_a_whole_run_and_a_part_a_to_come_lengthens_it():
+    """A piece vocoded from its sentence's part A has no padded silence to pay for
+    (SpeedModel.windowed): on the same machine (factor 2, as this one learns) its break-even
+    first piece is less than half the whole run's. A second piece that must first run part
+    A over a long sentence (the rest of a prefix-made opening) needs a longer first piece:
+    at the floor, the part A and a second piece as long fit in the first's audio."""
+    whole, win = SpeedModel(factor=2.0), SpeedModel.windowed()
+    win.factor = 2.0
+    assert 2 * primer_floor([win], CFG, 250) < primer_floor([whole], CFG, 250)
+    plain = primer_floor([win], CFG, 250)
+    after = primer_floor([win], CFG, 250, then_part_a=250)
+    assert after > plain
+    need = lambda n: CFG.schedule_margin * win.factor * (win.shape(n) + part_a_s(250))
+    assert need(after) <= after * win.audio_per_token_s
+    assert need(after - 1) > (after - 1) * win.audio_per_token_s
+
+
+def test_the_live_schedule_sizes_windows_by_the_window_model_net_of_part_a():
+    whole, win = SpeedModel(), SpeedModel.windowed()
+    live = LiveSchedule(CFG, [whole], 250, window_models=[win])
+    assert live.primer_floor() == primer_floor([win], CFG, 250)
+    assert live.budget() == budget([win], 0.0, CFG, 250)
+    # a window learns its part B: the part A it paid for its sentence is taken out
+    live.synthesized(0, 40, 2 * win.shape(40) + 0.3, 2.4, windowed=True, part_a_s=0.3)
+    assert win.factor == pytest.approx(1.0 + win.up) and whole.factor == 1.0
+    # a piece run whole teaches the whole-run model, all of its seconds
+    live.synthesized(0, 40, 2 * whole.shape(40), 2.4)
+    assert whole.factor == pytest.approx(1.0 + whole.up)
+    # the audio per token is the text's: both learn it
+    live.played(0, 50, 2.5)
+    assert whole.audio_per_token_s == win.audio_per_token_s
+    # without window models (piece prosody) every piece teaches the whole-run model
+    solo = LiveSchedule(CFG, [SpeedModel()], 250)
+    solo.synthesized(0, 40, 2 * SpeedModel().shape(40), 2.4, windowed=True, part_a_s=0.3)
+    assert solo.models[0].factor > 1.0 and solo.sizing is solo.models

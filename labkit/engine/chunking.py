@@ -92,7 +92,8 @@ class Piece:
 # -- the splitter ---------------------------------------------------------------------------
 class _Splitter:
     def __init__(self, text: str, g2p: G2P | Callable, cfg: ChunkingConfig,
-                 budget: Callable[[list[int]], int] | None = None, primer_floor: int = 0):
+                 budget: Callable[[list[int]], int] | None = None,
+                 primer_floor: int | Callable[[int], int] = 0):
         self.text = text
         self.g2p = g2p
         self.cfg = cfg
@@ -102,7 +103,10 @@ class _Splitter:
             s for s in sentences_of(self.words) for _ in range(s[1] - s[0])]
         self.limit = MAX_TOKENS if cfg.strategy == "none" else min(cfg.max_tokens, MAX_TOKENS)
         self.budget = budget or self.default_budget()
-        self.primer_floor = min(max(0, int(primer_floor)), self.limit)
+        #: the fewest tokens the primer may hold: a number, or a function of the first
+        #: sentence's tokens (a prefix-made first piece leaves that sentence's part A to the
+        #: next piece, which the first must outlast)
+        self.primer_floor = primer_floor
 
     def default_budget(self) -> Callable[[list[int]], int]:
         """The budget of the piece after ``history`` (token counts so far) without a live
@@ -221,19 +225,30 @@ class _Splitter:
             end = (punct or soft or [i + n_max])[-1]
         while end - i > 1 and len(self.phonemes(i, end)) > cfg.primer_max_tokens:
             end -= 1
-        if self.primer_floor and end < j and len(self.phonemes(i, end)) < self.primer_floor:
-            end = self.primer_extended(i, j, end)
+        if end < j and self.primer_floor:
+            floor = self.floor_for(i, j, end)
+            if len(self.phonemes(i, end)) < floor:
+                end = self.primer_extended(i, j, end, floor)
         return end
 
-    def primer_extended(self, i: int, j: int, end: int) -> int:
-        """The primer grown to hold at least ``primer_floor`` tokens (a loaded machine
+    def floor_for(self, i: int, j: int, end: int) -> int:
+        """The primer's floor in the first sentence words[i:j], the primer so far ending
+        at ``end``: the sentence's tokens estimated from its characters at the primer's
+        tokens per character (no G2P call over a long sentence before the first piece)."""
+        f = self.primer_floor
+        if callable(f):
+            per_char = len(self.phonemes(i, end)) / max(1, len(self.span(i, end)))
+            f = f(round(per_char * len(self.span(i, j))))
+        return min(max(0, int(f)), self.limit)
+
+    def primer_extended(self, i: int, j: int, end: int, floor: int) -> int:
+        """The primer grown to hold at least ``floor`` tokens (a loaded machine
         cannot follow a shorter one without a gap): the first word end in the sentence
         that reaches the floor, moved on to punctuation (else before a soft word) when
         one comes within a quarter more tokens; the whole sentence when it is shorter
         (then the schedule sizes what follows). Token counts are estimated from the
         characters at the natural primer's tokens per character, so the search costs no
         G2P call; the one for the piece itself checks the estimate."""
-        floor = self.primer_floor
         per_char = len(self.phonemes(i, end)) / max(1, len(self.span(i, end)))
 
         def est(k: int) -> float:
@@ -385,6 +400,10 @@ def validate(cfg: ChunkingConfig) -> None:
         raise ChunkingError(f"chunking.opening_lookahead_words={cfg.opening_lookahead_words!r}: "
                             "must be a whole number >= 1 (words after the first piece that its "
                             "part A runs over)")
+    span = cfg.opening_span_words
+    if isinstance(span, bool) or not isinstance(span, int) or span < 0:
+        raise ChunkingError(f"chunking.opening_span_words={span!r}: must be a whole number >= 0 "
+                            "(words after the first piece that later pieces may take from its prefix)")
     problem = schedule.validate(cfg)
     if problem:
         raise ChunkingError(problem)
@@ -392,12 +411,13 @@ def validate(cfg: ChunkingConfig) -> None:
 
 def iter_pieces(text: str, g2p: G2P | Callable, cfg: ChunkingConfig | None = None,
                 budget: Callable[[list[int]], int] | None = None,
-                primer_floor: int = 0) -> Iterator[Piece]:
+                primer_floor: int | Callable[[int], int] = 0) -> Iterator[Piece]:
     """Pieces of sanitized text, lazily, numbered in text order. ``budget(history)``:
     the token budget of the next piece after the primer given the token counts so far
     (a live stream's :class:`labkit.engine.schedule.LiveSchedule`); default: the
     configured schedule without a clock (strategy "primer" only). ``primer_floor``: the
-    fewest tokens the primer may hold (the adaptive schedule's, for the load now)."""
+    fewest tokens the primer may hold (the adaptive schedule's, for the load now), or a
+    function of the first sentence's tokens giving it."""
     cfg = cfg or ChunkingConfig()
     validate(cfg)
     splitter = _Splitter(text, g2p, cfg, budget, primer_floor)
@@ -407,7 +427,8 @@ def iter_pieces(text: str, g2p: G2P | Callable, cfg: ChunkingConfig | None = Non
 
 
 def split(text: str, g2p: G2P | Callable, cfg: ChunkingConfig | None = None,
-          budget: Callable[[list[int]], int] | None = None, primer_floor: int = 0) -> list[Piece]:
+          budget: Callable[[list[int]], int] | None = None,
+          primer_floor: int | Callable[[int], int] = 0) -> list[Piece]:
     """All pieces of sanitized text (see the module docstring for the strategies)."""
     return list(iter_pieces(text, g2p, cfg, budget, primer_floor))
 

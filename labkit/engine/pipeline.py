@@ -37,7 +37,7 @@ import asyncio
 import dataclasses
 import functools
 import threading
-from typing import Any, AsyncIterator, Iterator, Sequence
+from typing import Any, AsyncIterator, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -79,6 +79,9 @@ class StreamingSynthesizer:
         #: per session: how fast it synthesizes now (labkit.engine.schedule), learnt from
         #: every piece of every stream and kept across streams
         self.speed_models = [SpeedModel() for _ in self.engines]
+        #: the same for pieces vocoded from their sentence's part A (chunking.prosody:
+        #: sentence): no padding, so a shorter first piece breaks even
+        self.window_models = [SpeedModel.windowed() for _ in self.engines]
         #: the cores other processes keep busy (sampled in the background from now on, so
         #: the first stream's first piece is already sized for them)
         self.load_monitor = shared_monitor()
@@ -138,12 +141,14 @@ class StreamingSynthesizer:
         g2p = self.g2p(lang, inline)
         sanitized = sanitize(text, self.cfg.text, lang, inline)
         clean = sanitized.text
+        windows = self.windows_for(clean, g2p, voice, speed)
         live = (LiveSchedule(self.chunking_cfg, self.speed_models,
-                             self.chunking_cfg.max_tokens, load=self.slowdown)
+                             self.chunking_cfg.max_tokens, load=self.slowdown,
+                             window_models=self.window_models if windows is not None else None)
                 if self.adaptive else None)
         pieces = self.iter_pieces(clean, lang, voice, sanitized=True,
                                   budget=live.budget if live is not None else None,
-                                  primer_floor=live.primer_floor() if live is not None else 0,
+                                  primer_floor=self._floor(live, windows),
                                   inline=inline)
         stream = ChunkStream(self.engines, pieces,
                              voice=voice, speed=speed, chunking_cfg=self.chunking_cfg,
@@ -151,7 +156,7 @@ class StreamingSynthesizer:
                              queue_depth=queue_depth or self.pipeline_cfg.queue_depth,
                              first_session=self.first_session, cancel=cancel, source_text=clean,
                              g2p=g2p, sanitized=sanitized, schedule=live,
-                             windows=self.windows_for(clean, g2p, voice, speed),
+                             windows=windows,
                              terminate_on_cancel=self.pipeline_cfg.terminate_on_cancel,
                              through=self._through(read_cache),
                              first_alone=self.pipeline_cfg.first_alone)
@@ -199,8 +204,8 @@ class StreamingSynthesizer:
         clean = text if sanitized else self.sanitize(text, lang, inline)
         if budget is None and self.adaptive:
             # no live stream: the adaptive rule on a clock running at the measured speed
-            planned = PlannedSchedule(self.chunking_cfg, self.speed_models[0].copy(),
-                                      self.chunking_cfg.max_tokens)
+            models = self.window_models if self.chunking_cfg.prosody == "sentence" else self.speed_models
+            planned = PlannedSchedule(self.chunking_cfg, models[0].copy(), self.chunking_cfg.max_tokens)
             budget, primer_floor = planned.budget, planned.primer_floor()
         return iter_pieces(clean, self.g2p(lang, inline), self.chunking_cfg, budget,
                            primer_floor)
@@ -222,7 +227,21 @@ class StreamingSynthesizer:
             return None
         return SentenceWindows(self.engine, g2p, clean, voice, speed,
                                cc.window_context_frames, cc.crossfade_ms,
-                               cc.opening_lookahead_words if cc.opening == "prefix" else None)
+                               cc.opening_lookahead_words if cc.opening == "prefix" else None,
+                               cc.opening_span_words)
+
+    @staticmethod
+    def _floor(live: LiveSchedule | None, windows: SentenceWindows | None) -> int | Callable[[int], int]:
+        """The first piece's floor for a stream: none without the adaptive schedule; with a
+        first piece made from an opening prefix that no later piece shares
+        (``chunking.opening_span_words`` 0), a function of its sentence's tokens (the
+        second piece runs that sentence's part A first); else the schedule's number."""
+        if live is None:
+            return 0
+        floor = live.primer_floor()  # the load sensed as the stream opens, for the record
+        if windows is not None and windows.opening_lookahead is not None and not windows.opening_span:
+            return live.primer_floor
+        return floor
 
     def slowdown(self) -> float:
         """How much slower the sessions run now for other processes' load (1: idle)."""

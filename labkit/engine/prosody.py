@@ -112,6 +112,8 @@ class Windowed:
     words: list[tuple[str, int, int]] = field(default_factory=list)
     #: each word's [start, end) in the stream's sanitized text
     chars: list[tuple[int, int]] = field(default_factory=list)
+    #: of ``seconds``, part A's over the context (the first piece made from it pays it)
+    part_a_s: float = 0.0
 
     @property
     def seamless_start(self) -> bool:
@@ -146,10 +148,14 @@ class SentenceWindows:
     sentence may be made on two sessions."""
 
     def __init__(self, engine: Any, g2p: Any, source_text: str, voice: str, speed: float,
-                 context_frames: int, crossfade_ms: float, opening_lookahead: int | None = None):
+                 context_frames: int, crossfade_ms: float, opening_lookahead: int | None = None,
+                 opening_span: int = 0):
         """``opening_lookahead``: words of the sentence after the stream's first piece that
         part A runs over with it (the opening prefix); None: the first piece from part A
-        over its whole sentence."""
+        over its whole sentence. ``opening_span``: words after the first piece that the
+        pieces after it may also take from the prefix (part A over the piece, the span and
+        the lookahead), each still followed there by ``opening_lookahead`` words: the
+        second piece then does not wait for part A over a long sentence either."""
         self.engine, self.g2p, self.source = engine, g2p, source_text
         self.voice, self.speed = voice, speed
         self.context_frames = int(context_frames)
@@ -157,6 +163,12 @@ class SentenceWindows:
         if opening_lookahead is not None and int(opening_lookahead) < 1:
             raise ValueError(f"opening lookahead of {opening_lookahead} words: must be >= 1")
         self.opening_lookahead = None if opening_lookahead is None else int(opening_lookahead)
+        if int(opening_span) < 0:
+            raise ValueError(f"opening span of {opening_span} words: must be >= 0")
+        self.opening_span = int(opening_span)
+        #: the opening prefix while later pieces may come from it: (sentence start, prefix
+        #: end, its context, the last character a piece made from it may end at)
+        self._prefix: tuple[int, int, _Context, int] | None = None
         self._lock = threading.Lock()
         self._contexts: dict[tuple[int, int], _Context | None] = {}
         self._building: dict[tuple[int, int], threading.Lock] = {}
@@ -168,6 +180,8 @@ class SentenceWindows:
         self.fallbacks: list[str] = []
         #: the opening prefix's span in the text when the first piece was made from one
         self.opening: tuple[int, int] | None = None
+        #: pieces after the first made from the opening prefix (``opening_span``)
+        self.from_prefix = 0
 
     def synthesize(self, piece: Any, run_options: Any = None,
                    through: Callable[[tuple, Callable[[], Made]], Made] | None = None
@@ -184,6 +198,9 @@ class SentenceWindows:
             made = self._opening(piece, run_options, through)
             if made is not None:
                 return made
+        made = self._from_prefix(piece, run_options, through)
+        if made is not None:
+            return made
         ctx = self._context((c0, c1), run_options)
         if ctx is None:
             return None
@@ -210,9 +227,11 @@ class SentenceWindows:
             key = piece_key(self.engine, self.voice, self.speed, ctx.tokens,
                             (win.lo, win.hi, *ctx.shaped))
             audio, seconds, _ = through(key, vocode)
+        part_a = 0.0
         with self._lock:
             if not ctx.charged and seconds > 0:  # a cache hit (0 s) is not charged part A
-                seconds += ctx.prosody.seconds
+                part_a = ctx.prosody.seconds
+                seconds += part_a
                 ctx.charged = True
             self.windowed += 1
             self._forget_before(c0)
@@ -224,7 +243,7 @@ class SentenceWindows:
                  for w, s, e in (ctx.spans[k] for k in mine)]
         return Windowed(audio[a:b], seconds, win,
                         [(w, max(0, s), min(b - a, e)) for w, s, e in words],
-                        [(c0 + ctx.chars[k][0], c0 + ctx.chars[k][1]) for k in mine])
+                        [(c0 + ctx.chars[k][0], c0 + ctx.chars[k][1]) for k in mine], part_a)
 
     def _opening(self, piece: Any, run_options: Any,
                  through: Callable[[tuple, Callable[[], Made]], Made] | None) -> Windowed | None:
@@ -233,24 +252,54 @@ class SentenceWindows:
         sentence's estimated length; None when the sentence ends within the lookahead
         (its own part A costs no more) or the prefix cannot be made."""
         c0, c1 = piece.context
-        end = prefix_end(self.source, piece.end, c1, self.opening_lookahead)
+        lookahead, span = self.opening_lookahead, self.opening_span
+        end = prefix_end(self.source, piece.end, c1, lookahead + span) if span else None
+        until = piece.end if end is None else prefix_end(self.source, piece.end, c1, span)
+        if end is None:
+            end = prefix_end(self.source, piece.end, c1, lookahead)
         if end is None:
             return None
         ctx = self._build((c0, end), run_options, whole=(c0, c1))
         if ctx is None:
             return None
+        self._carry_to(c0, ctx, piece.end)
         made = self._window(piece, ctx, c0, end, run_options, through)
         if made is None:
             return None
-        p = ctx.prosody
-        at = None
-        if p.phase is not None:
-            steps = p.phase.shape[p.phase_axis] // p.frames
-            at = np.take(p.phase, [made.window.end * steps - 1], axis=p.phase_axis)
         with self._lock:
-            self._carry[c0] = (piece.end, at)
             self.opening = (c0, end)
+            if until > piece.end:
+                self._prefix = (c0, end, ctx, until)
         return made
+
+    def _from_prefix(self, piece: Any, run_options: Any,
+                     through: Callable[[tuple, Callable[[], Made]], Made] | None) -> Windowed | None:
+        """A piece after the first, of the same sentence, ending within the opening span:
+        vocoded from the prefix's part A (no part A over the whole sentence yet), its
+        end carried on to the sentence's own context; None otherwise."""
+        with self._lock:
+            p = self._prefix
+            if p is None or piece.context[0] != p[0] or piece.end > p[3] or piece.context in self._contexts:
+                return None
+        c0, end, ctx, _ = p
+        self._carry_to(c0, ctx, piece.end)
+        made = self._window(piece, ctx, c0, end, run_options, through)
+        if made is not None:
+            with self._lock:
+                self.from_prefix += 1
+        return made
+
+    def _carry_to(self, c0: int, ctx: _Context, at: int) -> None:
+        """The sentence at ``c0`` will go on from character ``at`` of ``ctx`` (a prefix): its
+        own context continues the harmonic source's phase there (:meth:`_build`)."""
+        p = ctx.prosody
+        phase = None
+        frame = cut_frame(at - c0, ctx.offsets, ctx.spans, ctx.starts)
+        if p.phase is not None and frame:
+            steps = p.phase.shape[p.phase_axis] // p.frames
+            phase = np.take(p.phase, [frame * steps - 1], axis=p.phase_axis)
+        with self._lock:
+            self._carry[c0] = (at, phase)
 
     def _fallback(self, why: str) -> None:
         with self._lock:
@@ -306,7 +355,7 @@ class SentenceWindows:
                 steps = prosody.phase.shape[prosody.phase_axis] // prosody.frames
                 here = np.take(prosody.phase, [at * steps - 1], axis=prosody.phase_axis)
                 ctx.prosody = dataclasses.replace(prosody, phase=prosody.phase + (carry[1] - here))
-                ctx.shaped = ("carried", carry[0] - key[0], self.opening_lookahead)
+                ctx.shaped = ("carried", carry[0] - key[0], self.opening_lookahead, self.opening_span)
         return ctx
 
 

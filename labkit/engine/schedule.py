@@ -116,6 +116,25 @@ class SpeedModel:
     def copy(self) -> "SpeedModel":
         return copy.copy(self)
 
+    @classmethod
+    def windowed(cls) -> "SpeedModel":
+        """The prior for a piece vocoded from its sentence's part A (chunking.prosody:
+        sentence, labkit.engine.prosody): part B over the piece's frames and its context
+        frames, with no utterance of silence padded at each end. Measured on the split
+        int8 graph on 2 x86 cores: part B 0.05 s + 0.011 s per frame (the 16 context
+        frames of a window inside a sentence: ~0.18 s), part A 0.03 s + 0.0015 s per
+        token once per sentence, ~2.45 frames per token; halved to the same factor-1
+        scale as the whole-run prior (the same machine learns a factor of ~2 on both).
+        A whole-run shape would charge a window the 0.25 s of padding it does not have,
+        and hold the first piece of a sentence-prosody stream at ~25 tokens where ~11
+        break even (:func:`primer_floor`)."""
+        return cls(overhead_s=WINDOW_OVERHEAD_S, per_token_s=WINDOW_PER_TOKEN_S, per_token2_s=0.0)
+
+
+#: the windowed prior's fixed cost and cost per token (:meth:`SpeedModel.windowed`)
+WINDOW_OVERHEAD_S = 0.1
+WINDOW_PER_TOKEN_S = 0.014
+
 
 def budget(models: Sequence[SpeedModel], ahead_s: float, cfg: ChunkingConfig, limit: int,
            load: float = 1.0) -> int:
@@ -148,15 +167,18 @@ def budget(models: Sequence[SpeedModel], ahead_s: float, cfg: ChunkingConfig, li
 
 
 def break_even(models: Sequence[SpeedModel], load: float = 1.0, limit: int = MAX_TOKENS,
-               margin: float = 1.0) -> int:
+               margin: float = 1.0, extra_s: float = 0.0) -> int:
     """The fewest tokens whose predicted compute x ``margin`` is no longer than their own
     audio, on every session (below it a piece costs more time than it plays, so the
-    buffer shrinks); ``limit`` when no length gets there (slower than real time)."""
+    buffer shrinks); ``limit`` when no length gets there (slower than real time).
+    ``extra_s``: a fixed cost the piece must also cover (at factor 1, scaled like the
+    shape), e.g. the part A the next piece runs first."""
     need = 0
     for m in models:
-        # smallest n with f x shape(n) <= audio(n): f q n^2 + (f p - a) n + f o <= 0
+        # smallest n with f x (shape(n) + extra) <= audio(n): f q n^2 + (f p - a) n + f (o + e) <= 0
         f = m.factor * load * margin
-        a, b, c = f * m.per_token2_s, f * m.per_token_s - m.audio_per_token_s, f * m.overhead_s
+        a, b = f * m.per_token2_s, f * m.per_token_s - m.audio_per_token_s
+        c = f * (m.overhead_s + extra_s)
         if b >= 0 or b * b < 4 * a * c:
             return limit
         n = c / -b if a <= 0 else (-b - math.sqrt(b * b - 4 * a * c)) / (2 * a)
@@ -164,8 +186,20 @@ def break_even(models: Sequence[SpeedModel], load: float = 1.0, limit: int = MAX
     return int(min(limit, need))
 
 
+def part_a_s(tokens: int) -> float:
+    """Part A's seconds over ``tokens`` at factor 1 (measured on 2 x86 cores: 0.03 s +
+    0.0015 s per token, halved like :meth:`SpeedModel.windowed`): the cost a sentence's
+    first window pays before its own part B."""
+    return PART_A_OVERHEAD_S + PART_A_PER_TOKEN_S * max(0, tokens)
+
+
+#: part A's fixed cost and cost per token at factor 1 (:func:`part_a_s`)
+PART_A_OVERHEAD_S = 0.015
+PART_A_PER_TOKEN_S = 0.00075
+
+
 def primer_floor(models: Sequence[SpeedModel], cfg: ChunkingConfig, limit: int,
-                 load: float = 1.0) -> int:
+                 load: float = 1.0, then_part_a: int = 0) -> int:
     """The fewest tokens the first piece must hold so that a second piece as long is
     predicted ready (with the margin) before the first has played out: the break-even
     length with the margin, below which the run's fixed cost outlasts a piece's own
@@ -173,8 +207,11 @@ def primer_floor(models: Sequence[SpeedModel], cfg: ChunkingConfig, limit: int,
     schedule does next. Idle on 2 x86 cores it is ~10 tokens (three short words: the
     primer stays as configured); with one core taken by another process ~40-50 (the
     first audio comes later, the stream runs without a gap). ``limit`` when no piece can
-    keep up (a machine slower than real time)."""
-    return break_even(models, load, limit, cfg.schedule_margin)
+    keep up (a machine slower than real time). ``then_part_a``: the tokens of the part A
+    the second piece runs first (the rest of a sentence whose first piece came from an
+    opening prefix, labkit.engine.prosody), which the first piece must also outlast."""
+    extra = part_a_s(then_part_a) if then_part_a > 0 else 0.0
+    return break_even(models, load, limit, cfg.schedule_margin, extra)
 
 
 class PlaybackClock:
@@ -205,9 +242,18 @@ class LiveSchedule:
 
     def __init__(self, cfg: ChunkingConfig, models: Sequence[SpeedModel], limit: int,
                  clock: Callable[[], float] = time.perf_counter,
-                 load: Callable[[], float] = lambda: 1.0):
+                 load: Callable[[], float] = lambda: 1.0,
+                 window_models: Sequence[SpeedModel] | None = None):
+        """``models``: each session's speed on a piece run whole; ``window_models``: on a
+        piece vocoded from its sentence's part A (:meth:`SpeedModel.windowed`), given
+        when the stream makes such pieces: its pieces are then sized by them (a piece
+        inside a sentence is a window; a whole sentence packed into one piece runs whole,
+        which the margin covers)."""
         self.cfg = cfg
         self.models = list(models)
+        self.window_models = list(window_models) if window_models else None
+        #: the models the budget and the first piece's floor read
+        self.sizing = self.window_models or self.models
         self.limit = limit
         self.now = clock
         #: the slowdown other processes cause now (labkit.engine.cpuload), read at every
@@ -226,32 +272,41 @@ class LiveSchedule:
         with self._lock:
             return self.playback.ahead(self.now()) + self.undelivered_s
 
-    def primer_floor(self) -> int:
-        """The first piece's fewest tokens for the load sensed now (:func:`primer_floor`)."""
+    def primer_floor(self, then_part_a: int = 0) -> int:
+        """The first piece's fewest tokens for the load sensed now (:func:`primer_floor`;
+        ``then_part_a``: the part A the second piece runs first)."""
         self.opening_load = self.load()
-        self.floor = primer_floor(self.models, self.cfg, self.limit, self.opening_load)
+        self.floor = primer_floor(self.sizing, self.cfg, self.limit, self.opening_load, then_part_a)
         return self.floor
 
     def budget(self, history: Sequence[int] = ()) -> int:
         ahead = self.ahead()
-        n = budget(self.models, ahead, self.cfg, self.limit, self.load())
+        n = budget(self.sizing, ahead, self.cfg, self.limit, self.load())
         with self._lock:
             self.decisions.append((n, round(ahead, 3)))
         return n
 
     # what the stream reports ------------------------------------------------------------
-    def synthesized(self, session: int, tokens: int, seconds: float, audio_s: float) -> None:
+    def synthesized(self, session: int, tokens: int, seconds: float, audio_s: float,
+                    windowed: bool = False, part_a_s: float = 0.0) -> None:
+        """A piece made: ``windowed`` when vocoded from its sentence's part A (it teaches
+        the window model its part B's seconds, ``seconds`` less the ``part_a_s`` it paid
+        for its sentence: part A is a cost per sentence, not per window; a piece run
+        whole teaches the whole-run model)."""
+        models = self.window_models if windowed and self.window_models else self.models
+        learnt = seconds - part_a_s if windowed and self.window_models else seconds
         with self._lock:
-            if 0 <= session < len(self.models):
-                self.models[session].update(tokens, seconds, None, self.load())
+            if 0 <= session < len(models):
+                models[session].update(tokens, learnt, None, self.load())
             self.undelivered_s += audio_s
 
     def played(self, session: int, tokens: int, played_s: float) -> None:
         """A chunk handed out plays ``played_s`` after trimming and joining: the audio per
         token the first piece of the next stream is sized with."""
         with self._lock:
-            if 0 <= session < len(self.models):
-                self.models[session].learn_audio(tokens, played_s)
+            for models in (self.models, self.window_models or ()):
+                if 0 <= session < len(models):
+                    models[session].learn_audio(tokens, played_s)
 
     def delivered(self, raw_s: float, played_s: float) -> None:
         """A chunk handed out: ``raw_s`` as synthesized, ``played_s`` after the joins."""

@@ -276,7 +276,10 @@ class ChunkStream:
                     if self.schedule is not None:
                         result.playable_s = playable_seconds(
                             audio, task.piece.boundary, self.joiner.cfg, *result.seamless)
-                        self.schedule.synthesized(lane, task.piece.tokens, seconds, result.playable_s)
+                        self.schedule.synthesized(
+                            lane, task.piece.tokens, seconds, result.playable_s,
+                            windowed=windowed is not None,
+                            part_a_s=windowed.part_a_s if windowed is not None else 0.0)
                     self._results[task.index] = result
                 else:
                     per["failures"] += 1

@@ -265,7 +265,7 @@ def plan_05(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
     # each option (+ the A/A control), each call to a first chunk (priced as a sentence); then
     # each text unchunked and through the two openings for the seams
     o_texts = list(p.get("opening_texts", openings.TEXTS) or [])
-    o_entries = 2 + len(openings.TRIED) * len(o_texts) if o_texts else 0
+    o_entries = 2 + (1 + len(openings.TRIED)) * len(o_texts) if o_texts else 0
     o_runs = loads * o_entries * _rounds(p, o_entries, "opening_rounds") if o_texts else 0
     seconds += o_runs * _text_s(c, "sentence") + sum(3 * _text_s(c, t) for t in o_texts)
     return StagePlan("05_chunking", candidates=len(variants), session_builds=len(variants),

@@ -22,7 +22,7 @@ Measured by labkit.measure.chunkings:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Callable
 
 from labkit.config import LabConfig, SelectionConfig
 from labkit.engine import chunking, split_runtime
@@ -126,7 +126,8 @@ def run(cfg: LabConfig, st, *, variants: list[dict[str, Any]], sweep_text: str =
     # how the choice makes its first piece (issue #32): the opening sweep; an option that
     # earns its place is what the rest of the stage measures and the candidate ships
     opening = (opening_sweep(synths[label], texts.named(phrase_text), opening_texts,
-                             opening_rounds, load_processes, cfg.selection) if opening_texts else None)
+                             opening_rounds, load_processes, cfg.selection,
+                             lambda: split_engine_of(synths, engine)) if opening_texts else None)
     if opening:
         opening["chosen"] = label
     if opening and opening["shipped"] != opening["configured"]:
@@ -158,12 +159,23 @@ def run(cfg: LabConfig, st, *, variants: list[dict[str, Any]], sweep_text: str =
                       "phrase": phrase_text, "cancel": cancel_text, "openings": list(opening_texts)}}
 
 
+def split_engine_of(synths: dict[str, StreamingSynthesizer], engine: Engine) -> Any:
+    """The split engine a variant with sentence prosody already runs on, else one built."""
+    for s in synths.values():
+        if s.chunking_cfg.prosody == "sentence":
+            return s.engine
+    return sentence_engine(engine, dataclasses.replace(engine.cfg.chunking, prosody="sentence"))
+
+
 def opening_sweep(synth: StreamingSynthesizer, phrase: str, names, rounds: int | None,
-                  load_processes: int, rules: SelectionConfig) -> dict[str, Any]:
+                  load_processes: int, rules: SelectionConfig,
+                  split_engine: Callable[[], Any] | None = None) -> dict[str, Any]:
     """The opening sweep on the stage's choice (labkit.measure.openings), its seams, and which
     way of making the first piece ships (labkit.lab.opening_choice), with the settings that
-    option differs from the configuration by (``overrides``)."""
-    synths = openings.options(synth)
+    option differs from the configuration by (``overrides``). ``split_engine``: gives the
+    split engine the short first piece runs on where the choice has no sentence prosody."""
+    needs = synth.chunking_cfg.prosody != "sentence" and split_engine is not None
+    synths = openings.options(synth, split_engine() if needs else None)
     out = openings.sweep(synths, phrase, list(names), rounds, load_processes)
     out["seams"] = {lab: {n: public(r) for n, r in reps.items()}
                     for lab, reps in openings.seam_reports(synths, list(names)).items()}

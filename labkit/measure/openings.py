@@ -1,9 +1,10 @@
 """The opening-length sweep (issue #32): how soon a text's first audio comes when its
 opening sentence is long, against a short phrase's, idle and beside a busy process.
 
-* :func:`options` -- the stage's choice and, beside it, the ways to make its first piece
-  (``chunking.opening``: part A over an opening prefix, or over the whole sentence;
-  ``pipeline.first_alone``: nothing else starts until the first chunk is out);
+* :func:`options` -- the stage's choice and, beside it, the short first piece
+  (:data:`SHORT_FIRST`: a primer of at most three words, sized up by the adaptive
+  schedule's floor, from part A over an opening prefix), with and without
+  ``pipeline.first_alone`` (nothing else starts until the first chunk is out);
 * :func:`sweep` -- each (option, text) against the phrase in interleaved rounds by the one
   instrument (labkit.measure.compare), one comparison per load; from the same rounds, each
   option against the configured one on each text (:func:`against_configured`);
@@ -33,39 +34,51 @@ TEXTS = tuple(f"opening-{n}" for n in texts.OPENINGS)
 PHRASE = "phrase"
 
 
-#: the ways to make the first piece the sweep tries beside the configured one: part A over
-#: the whole sentence (as before issue #32), over an opening prefix, and over a prefix with
-#: nothing else started until the first chunk is out (first_alone alone reorders the work
-#: only, and matters where the first piece is the long part)
-TRIED = (("sentence", False), ("prefix", False), ("prefix", True))
+#: the short first piece (issue #32): a primer of at most three words (the adaptive
+#: schedule's floor lengthens it where the machine needs it to keep up), vocoded from part
+#: A over an opening prefix (sentence prosody), the pieces in the prefix's span after it too
+SHORT_FIRST = {"schedule": "adaptive", "primer_max_words": 3, "primer_min_words": 1,
+               "prosody": "sentence", "opening": "prefix"}
+#: the ways to make the first piece the sweep tries beside the configured one: the short
+#: first piece, and the same with nothing else started until the first chunk is out
+#: (``pipeline.first_alone``: it reorders the work only)
+TRIED = ((SHORT_FIRST, False), (SHORT_FIRST, True))
+#: the settings an option is made of (:func:`settings`)
+SETTINGS = ("chunking.schedule", "chunking.primer_max_words", "chunking.primer_min_words",
+            "chunking.prosody", "chunking.opening", "chunking.opening_span_words",
+            "pipeline.first_alone")
 
 
-def option_label(opening: str, first_alone: bool) -> str:
-    return f"opening={opening}" + (",first_alone" if first_alone else "")
+def option_label(synth: StreamingSynthesizer) -> str:
+    """How an option makes its first piece, in a few words: its prosody (with sentence
+    prosody, its opening), its primer and whether it goes first alone."""
+    cc = synth.chunking_cfg
+    how = f"opening={cc.opening}" if cc.prosody == "sentence" else f"prosody={cc.prosody}"
+    return f"{how},primer<={cc.primer_max_words} words" + (
+        ",first_alone" if synth.pipeline_cfg.first_alone else "")
 
 
-def options(synth: StreamingSynthesizer) -> dict[str, StreamingSynthesizer]:
-    """label -> synthesizer: the stage's choice as configured first, then (with sentence
-    prosody, where the opening matters) the others of :data:`TRIED` (``chunking.opening``,
-    ``pipeline.first_alone``) on the same engine and chunking."""
-    cc, pc = synth.chunking_cfg, synth.pipeline_cfg
-    mine = option_label(cc.opening, pc.first_alone)
-    out = {mine: synth}
-    if cc.prosody != "sentence":
+def options(synth: StreamingSynthesizer, sentence_engine: Any = None) -> dict[str, StreamingSynthesizer]:
+    """label -> synthesizer: the stage's choice as configured first, then the others of
+    :data:`TRIED` on the same chunking otherwise, on its engine where it has sentence
+    prosody, else on ``sentence_engine`` (the split engine of the same model; None: the
+    configured option alone)."""
+    out = {option_label(synth): synth}
+    engine = synth.engine if synth.chunking_cfg.prosody == "sentence" else sentence_engine
+    if engine is None:
         return out
-    for opening, alone in TRIED:
-        label = option_label(opening, alone)
-        if label not in out:
-            out[label] = StreamingSynthesizer(
-                synth.engine, pipeline=dataclasses.replace(pc, first_alone=alone),
-                chunking_cfg=dataclasses.replace(cc, opening=opening))
+    for chunking_changes, alone in TRIED:
+        other = StreamingSynthesizer(
+            engine, pipeline=dataclasses.replace(synth.pipeline_cfg, first_alone=alone),
+            chunking_cfg=dataclasses.replace(synth.chunking_cfg, **chunking_changes))
+        out.setdefault(option_label(other), other)
     return out
 
 
 def settings(synth: StreamingSynthesizer) -> dict[str, Any]:
-    """The LabConfig settings an option is made of."""
-    return {"chunking.opening": synth.chunking_cfg.opening,
-            "pipeline.first_alone": synth.pipeline_cfg.first_alone}
+    """The LabConfig settings an option is made of (:data:`SETTINGS`)."""
+    cfgs = {"chunking": synth.chunking_cfg, "pipeline": synth.pipeline_cfg}
+    return {key: getattr(cfgs[key.split(".")[0]], key.split(".")[1]) for key in SETTINGS}
 
 
 def first_audio_fresh(synth: StreamingSynthesizer, text: str, fresh_g2p: bool = True) -> dict[str, Any]:
@@ -136,21 +149,22 @@ def seam_reports(synths: dict[str, StreamingSynthesizer], names: Sequence[str]) 
     option whose audio differs (``pipeline.first_alone`` only reorders the work: it shares
     its opening's report)."""
     out: dict[str, dict] = {}
-    by_opening: dict[str, dict] = {}
-    unchunked: dict[str, Any] = {}
+    by_chunking: dict[tuple, dict] = {}
+    unchunked: dict[tuple, Any] = {}
 
-    def ref(synth: StreamingSynthesizer, name: str):  # one unchunked take per text
-        if name not in unchunked:
-            unchunked[name] = seams.unchunked(synth.engine, synth.chunking_cfg, texts.named(name))
-        return unchunked[name]
+    def ref(synth: StreamingSynthesizer, name: str):  # one unchunked take per engine and text
+        key = (id(synth.engine), name)
+        if key not in unchunked:
+            unchunked[key] = seams.unchunked(synth.engine, synth.chunking_cfg, texts.named(name))
+        return unchunked[key]
 
     for label, synth in synths.items():
-        opening = synth.chunking_cfg.opening
-        if opening not in by_opening:
-            by_opening[opening] = {name: seams.seam_report(synth.engine, synth.chunking_cfg,
-                                                           texts.named(name), reference=ref(synth, name))
-                                   for name in names}
-        out[label] = by_opening[opening]
+        key = (id(synth.engine), dataclasses.astuple(synth.chunking_cfg))
+        if key not in by_chunking:
+            by_chunking[key] = {name: seams.seam_report(synth.engine, synth.chunking_cfg,
+                                                        texts.named(name), reference=ref(synth, name))
+                                for name in names}
+        out[label] = by_chunking[key]
     return out
 
 
