@@ -206,12 +206,18 @@ def primer_floor(models: Sequence[SpeedModel], cfg: ChunkingConfig, limit: int,
     audio, so the buffer can only shrink and the listener hears a gap whatever the
     schedule does next. Idle on 2 x86 cores it is ~10 tokens (three short words: the
     primer stays as configured); with one core taken by another process ~40-50 (the
-    first audio comes later, the stream runs without a gap). ``limit`` when no piece can
-    keep up (a machine slower than real time). ``then_part_a``: the tokens of the part A
-    the second piece runs first (the rest of a sentence whose first piece came from an
-    opening prefix, labkit.engine.prosody), which the first piece must also outlast."""
+    first audio comes later, the stream runs without a gap). 0 (the primer as
+    configured) where that length is over ``primer_max_tokens``: no first piece the
+    primer may be can be followed without a gap (a loaded machine near or below real
+    time), so a gap comes whatever its length and a longer one only holds the first
+    audio back (a floor of the whole sentence made a 30-word opening's first audio 9 s
+    beside one busy process, a 24-token cap still 1.5-1.8x a phrase's, with 3-5 gaps
+    either way). ``then_part_a``: the tokens of the part A the second piece runs first
+    (the rest of a sentence whose first piece came from an opening prefix,
+    labkit.engine.prosody), which the first piece must also outlast."""
     extra = part_a_s(then_part_a) if then_part_a > 0 else 0.0
-    return break_even(models, load, limit, cfg.schedule_margin, extra)
+    n = break_even(models, load, limit, cfg.schedule_margin, extra)
+    return n if n <= cfg.primer_max_tokens else 0
 
 
 class PlaybackClock:

@@ -35,17 +35,18 @@ PHRASE = "phrase"
 
 
 #: the short first piece (issue #32): a primer of at most three words (the adaptive
-#: schedule's floor lengthens it where the machine needs it to keep up), vocoded from part
-#: A over an opening prefix (sentence prosody), the pieces in the prefix's span after it too
+#: schedule's floor lengthens it where that lets the machine keep up, up to 24 tokens;
+#: where it would take more, a gap comes anyway and the primer stays short), vocoded from
+#: part A over an opening prefix (sentence prosody), the pieces in the prefix's span too
 SHORT_FIRST = {"schedule": "adaptive", "primer_max_words": 3, "primer_min_words": 1,
-               "prosody": "sentence", "opening": "prefix"}
+               "primer_max_tokens": 24, "prosody": "sentence", "opening": "prefix"}
 #: the ways to make the first piece the sweep tries beside the configured one: the short
 #: first piece, and the same with nothing else started until the first chunk is out
 #: (``pipeline.first_alone``: it reorders the work only)
 TRIED = ((SHORT_FIRST, False), (SHORT_FIRST, True))
 #: the settings an option is made of (:func:`settings`)
 SETTINGS = ("chunking.schedule", "chunking.primer_max_words", "chunking.primer_min_words",
-            "chunking.prosody", "chunking.opening", "chunking.opening_span_words",
+            "chunking.primer_max_tokens", "chunking.prosody", "chunking.opening", "chunking.opening_span_words",
             "pipeline.first_alone")
 
 
