@@ -390,9 +390,9 @@ def record(st, result: ChunkingResult) -> None:
             st.metrics["comparisons"][f"first audio by opening length vs {result['texts']['phrase']}, "
                                       f"{where}"] = cmp.to_dict()
         if o["overrides"] and result["label"] == BASELINE:
-            st.note(f"the opening sweep earned {o['shipped']} for the configured chunking, which "
-                    "ships as configured: set " + ", ".join(f"{k}: {v}" for k, v in o["overrides"].items())
-                    + " in the experiment's config to ship it")
+            st.note(f"the opening sweep earned {o['shipped']} for the configured chunking: it ships "
+                    "with " + ", ".join(f"{k}: {v}" for k, v in o["overrides"].items())
+                    + " (best.json)")
     st.metrics["candidates"] = candidates(result["rows"], result["seams"], st.cfg.chunking,
                                           result.get("listener", []), o)
     st.metrics["targets_met"] = targets(result)
