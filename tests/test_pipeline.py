@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import threading
 import time
@@ -300,7 +301,8 @@ def test_the_first_piece_grows_with_the_load_sensed_when_the_stream_opens(cfg):
         machine["busy"] += others[0] * 0.3
         return machine["busy"], 0.0
 
-    adaptive = ChunkingConfig(schedule="adaptive", primer_max_words=3)
+    # a primer may hold up to 250 tokens here: the floor is not given up for the load
+    adaptive = ChunkingConfig(schedule="adaptive", primer_max_words=3, primer_max_tokens=250)
     s = synth([FakeEngine(cfg)], chunk_cfg=adaptive)
     s.load_monitor = cpuload.LoadMonitor(period_s=0.2, window_s=0.3, read=read,
                                          clock=lambda: machine["t"], background=False)
@@ -313,3 +315,9 @@ def test_the_first_piece_grows_with_the_load_sensed_when_the_stream_opens(cfg):
     assert s.last_stats.opening_load > 1.0 and s.last_stats.primer_floor > idle[0].tokens
     assert loaded[0].tokens > idle[0].tokens and loaded[0].text.startswith("At the edge")
     assert chunking.words_present(TEXT, [c.text for c in loaded])
+    # where breaking even would take more than a primer may hold, a gap comes anyway: the
+    # first piece stays the primer, so the first audio is not held back for nothing
+    s.chunking_cfg = dataclasses.replace(adaptive, primer_max_tokens=s.last_stats.primer_floor - 1)
+    s.load_monitor.sample()
+    capped = list(s.stream(TEXT))
+    assert s.last_stats.primer_floor == 0 and capped[0].text == "At the edge"
