@@ -262,9 +262,10 @@ class SentenceWindows:
         ctx = self._build((c0, end), run_options, whole=(c0, c1))
         if ctx is None:
             return None
-        self._carry_to(c0, ctx, piece.end)
+        before = self._carry_to(c0, ctx, piece.end)
         made = self._window(piece, ctx, c0, end, run_options, through)
         if made is None:
+            self._uncarry(c0, before)
             return None
         with self._lock:
             self.opening = (c0, end)
@@ -282,16 +283,19 @@ class SentenceWindows:
             if p is None or piece.context[0] != p[0] or piece.end > p[3] or piece.context in self._contexts:
                 return None
         c0, end, ctx, _ = p
-        self._carry_to(c0, ctx, piece.end)
+        before = self._carry_to(c0, ctx, piece.end)
         made = self._window(piece, ctx, c0, end, run_options, through)
-        if made is not None:
+        if made is None:
+            self._uncarry(c0, before)
+        else:
             with self._lock:
                 self.from_prefix += 1
         return made
 
-    def _carry_to(self, c0: int, ctx: _Context, at: int) -> None:
+    def _carry_to(self, c0: int, ctx: _Context, at: int) -> tuple[int, np.ndarray | None] | None:
         """The sentence at ``c0`` will go on from character ``at`` of ``ctx`` (a prefix): its
-        own context continues the harmonic source's phase there (:meth:`_build`)."""
+        own context continues the harmonic source's phase there (:meth:`_build`). Set before
+        the piece is vocoded, so a context built meanwhile sees it; returns what it replaced."""
         p = ctx.prosody
         phase = None
         frame = cut_frame(at - c0, ctx.offsets, ctx.spans, ctx.starts)
@@ -299,7 +303,18 @@ class SentenceWindows:
             steps = p.phase.shape[p.phase_axis] // p.frames
             phase = np.take(p.phase, [frame * steps - 1], axis=p.phase_axis)
         with self._lock:
+            before = self._carry.get(c0)
             self._carry[c0] = (at, phase)
+        return before
+
+    def _uncarry(self, c0: int, before: tuple[int, np.ndarray | None] | None) -> None:
+        """A prefix-made piece that could not be placed: the sentence goes on from where it
+        went on before it."""
+        with self._lock:
+            if before is None:
+                self._carry.pop(c0, None)
+            else:
+                self._carry[c0] = before
 
     def _fallback(self, why: str) -> None:
         with self._lock:
