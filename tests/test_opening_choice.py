@@ -16,6 +16,8 @@ from labkit.measure import openings, texts
 CONFIGURED, PREFIX, ALONE = "opening=sentence", "opening=prefix", "opening=prefix,first_alone"
 #: the short first piece's label (labkit.measure.openings.SHORT_FIRST)
 SHORT = "opening=prefix,primer<=3 words"
+#: the lean one's (labkit.measure.openings.LEAN_FIRST): what differs from the defaults is named
+LEAN = "opening=prefix 4+2 words,context=4 frames,primer<=3 words"
 
 
 def _row(option, text, words, load, ratio, vs):
@@ -106,22 +108,24 @@ def test_the_options_differ_only_in_how_the_first_piece_is_made(split_engine, en
                              schedule="ramp", primer_max_words=5)
     synth = StreamingSynthesizer(split_engine, chunking_cfg=cc)
     opts = openings.options(synth)
-    mine, short, alone = "opening=sentence,primer<=5 words", SHORT, SHORT + ",first_alone"
-    assert list(opts) == [mine, short, alone] and opts[mine] is synth
+    mine, short, lean, alone = "opening=sentence,primer<=5 words", SHORT, LEAN, LEAN + ",first_alone"
+    assert list(opts) == [mine, short, lean, alone] and opts[mine] is synth
     got = {k: openings.settings(s) for k, s in opts.items()}
     assert got[mine]["chunking.opening"] == "sentence" and not got[mine]["pipeline.first_alone"]
-    for k in (short, alone):  # the short first piece, differing in nothing else
+    for k, tried in ((short, openings.SHORT_FIRST), (lean, openings.LEAN_FIRST), (alone, openings.LEAN_FIRST)):
+        # the short (or lean) first piece, differing in nothing else
         assert {key: v for key, v in got[k].items() if got[mine][key] != v} == {
-            **{f"chunking.{n}": v for n, v in openings.SHORT_FIRST.items() if getattr(cc, n) != v},
+            **{f"chunking.{n}": v for n, v in tried.items() if getattr(cc, n) != v},
             **({"pipeline.first_alone": True} if k == alone else {})}
+    assert got[lean]["chunking.window_context_frames"] < got[short]["chunking.window_context_frames"]
     text = texts.named("opening-30")
     assert openings.opening_words(text) == 30
-    plain, prefix = (openings.first_audio_fresh(opts[k], text) for k in (mine, short))
-    assert not plain["from_prefix"] and prefix["from_prefix"]
+    plain, prefix, leaner = (openings.first_audio_fresh(opts[k], text) for k in (mine, short, lean))
+    assert not plain["from_prefix"] and prefix["from_prefix"] and leaner["from_prefix"]
     assert prefix["first_tokens"] < plain["first_tokens"]  # a shorter first piece, made sooner
     # a choice with piece prosody: the short first piece runs on the split engine given
     piece = StreamingSynthesizer(engine, chunking_cfg=dataclasses.replace(cc, prosody="piece"))
     assert list(openings.options(piece)) == ["prosody=piece,primer<=5 words"]
     both = openings.options(piece, split_engine)
-    assert list(both) == ["prosody=piece,primer<=5 words", short, alone]
+    assert list(both) == ["prosody=piece,primer<=5 words", short, lean, alone]
     assert both[short].engine is split_engine and both[short].chunking_cfg.prosody == "sentence"

@@ -3,7 +3,8 @@ opening sentence is long, against a short phrase's, idle and beside a busy proce
 
 * :func:`options` -- the stage's choice and, beside it, the short first piece
   (:data:`SHORT_FIRST`: a primer of at most three words, sized up by the adaptive
-  schedule's floor, from part A over an opening prefix), with and without
+  schedule's floor, from part A over an opening prefix), the lean one (:data:`LEAN_FIRST`:
+  a shorter prefix, less vocoder context beyond each cut), and the lean one with
   ``pipeline.first_alone`` (nothing else starts until the first chunk is out);
 * :func:`sweep` -- each (option, text) against the phrase in interleaved rounds by the one
   instrument (labkit.measure.compare), one comparison per load; from the same rounds, each
@@ -20,6 +21,7 @@ import dataclasses
 from typing import Any, Sequence
 
 from labkit import progress
+from labkit.config import ChunkingConfig
 from labkit.engine.sentences import sentences_of, words_of
 from labkit.engine.g2p import normalize_lang
 from labkit.engine.pipeline import StreamingSynthesizer
@@ -40,14 +42,22 @@ PHRASE = "phrase"
 #: part A over an opening prefix (sentence prosody), the pieces in the prefix's span too
 SHORT_FIRST = {"schedule": "adaptive", "primer_max_words": 3, "primer_min_words": 1,
                "primer_max_tokens": 24, "prosody": "sentence", "opening": "prefix"}
+#: the short first piece made leaner: part A over the piece, 4 words after it and 2 of
+#: lookahead (not 8 and 4), and 4 frames (100 ms) of vocoder context beyond each cut (not
+#: 8): on the first piece's path every frame vocoded past its end costs as much as one of
+#: its own, and part A's cost grows with the prefix
+LEAN_FIRST = {**SHORT_FIRST, "opening_span_words": 4, "opening_lookahead_words": 2,
+              "window_context_frames": 4}
 #: the ways to make the first piece the sweep tries beside the configured one: the short
-#: first piece, and the same with nothing else started until the first chunk is out
-#: (``pipeline.first_alone``: it reorders the work only)
-TRIED = ((SHORT_FIRST, False), (SHORT_FIRST, True))
+#: first piece, the lean one, and the lean one with nothing else started until the first
+#: chunk is out (``pipeline.first_alone``: it reorders the work only)
+TRIED = ((SHORT_FIRST, False), (LEAN_FIRST, False), (LEAN_FIRST, True))
 #: the settings an option is made of (:func:`settings`)
 SETTINGS = ("chunking.schedule", "chunking.primer_max_words", "chunking.primer_min_words",
             "chunking.primer_max_tokens", "chunking.prosody", "chunking.opening", "chunking.opening_span_words",
-            "pipeline.first_alone")
+            "chunking.opening_lookahead_words", "chunking.window_context_frames", "pipeline.first_alone")
+#: the chunking defaults an option's label leaves unsaid (:func:`option_label`)
+_DEFAULTS = ChunkingConfig()
 
 
 def option_label(synth: StreamingSynthesizer) -> str:
@@ -55,6 +65,12 @@ def option_label(synth: StreamingSynthesizer) -> str:
     prosody, its opening), its primer and whether it goes first alone."""
     cc = synth.chunking_cfg
     how = f"opening={cc.opening}" if cc.prosody == "sentence" else f"prosody={cc.prosody}"
+    if cc.prosody == "sentence":  # what differs from the defaults in the prefix and the windows
+        prefix = (cc.opening_span_words, cc.opening_lookahead_words)
+        if cc.opening == "prefix" and prefix != (_DEFAULTS.opening_span_words, _DEFAULTS.opening_lookahead_words):
+            how += " {}+{} words".format(*prefix)
+        if cc.window_context_frames != _DEFAULTS.window_context_frames:
+            how += f",context={cc.window_context_frames} frames"
     return f"{how},primer<={cc.primer_max_words} words" + (
         ",first_alone" if synth.pipeline_cfg.first_alone else "")
 
