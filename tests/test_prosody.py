@@ -172,6 +172,22 @@ def test_a_stream_with_sentence_prosody_says_every_word(split_engine):
     assert all(np.isfinite(c.audio).all() and len(c.audio) for c in chunks)
 
 
+@pytest.mark.model
+def test_a_fresh_cache_splits_the_model_with_its_durations_so_pieces_are_windowed(cfg, tmp_path):
+    # a fresh artifacts_dir (`labkit journal -s artifacts_dir=...`, a new machine's serve)
+    # has no durations copy yet: a split of the model as released gave part A no frame
+    # counts, and every window of a sentence-prosody stream fell back to a run of its own
+    fresh = cfg.with_overrides({"artifacts_dir": str(tmp_path), "chunking.prosody": "sentence"})
+    parts = sp.ensure_for(fresh)
+    assert "durations" in parts.meta["a_outputs"] and (tmp_path / "cache" / "durations").is_dir()
+    engine = sr.SplitEngine(fresh, parts, buckets=[])
+    cc = dataclasses.replace(fresh.chunking, strategy="clause", min_tokens=0)
+    stream = StreamingSynthesizer(engine, chunking_cfg=cc).open_stream(TEXT)
+    with stream:
+        list(stream)
+    assert stream.windows.windowed == 3 and stream.windows.fallbacks == []
+
+
 def test_a_repeated_windowed_piece_comes_from_the_piece_cache(split_engine, monkeypatch):
     """With sentence prosody the cache covers every way a piece is made: the windows
     (part B over a range of the sentence's frames) as well as a whole sentence's run."""

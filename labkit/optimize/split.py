@@ -21,10 +21,12 @@ import onnx
 
 from labkit import files, progress
 from labkit.config import SessionConfig
-from labkit.engine import rewrites, runtime, split_runtime
+from labkit.engine import assets, rewrites, split_runtime
 from labkit.engine.sessions import n_tokens, new_session, probe_config, probe_feeds
 from labkit.engine.split_runtime import (FRAMES, SplitMissing, SplitParts, bucket_for,
                                          pad_frames, split_paths)
+from labkit.engine.words import timed_cache_dir
+from labkit.optimize import durations
 from labkit.optimize.part_b import bucket_model, phase_models
 from labkit.optimize.split_cut import Parts, SplitError, split
 from labkit.quality import lsd_db
@@ -134,10 +136,21 @@ def _build_split(model_path, cache_dir, b_rewrites: Sequence[str], paths: dict[s
 def ensure_for(cfg: Any) -> SplitParts | None:
     """The split parts a LabConfig runs on (``split.enabled`` or ``chunking.prosody:
     sentence``, e.g. from best.json), built once into its split cache when missing (a
-    machine with the journal's best.json and a fresh cache); None when it runs whole."""
+    machine with the journal's best.json and a fresh cache); None when it runs whole.
+    The model is split from its copy with the durations output, built here when missing
+    (labkit.optimize.durations.ensure): without it part A gives no frame counts, so no
+    piece can be cut from its sentence's part A and every window falls back to a whole
+    run of its own (a fresh ``artifacts_dir`` once measured that path as sentence
+    prosody: first audio ~0.2 s later)."""
     if not split_runtime.uses_split(cfg):
         return None
-    return split_files(runtime.timed_model(cfg), split_runtime.split_dir(cfg), cfg.split.b_rewrites)
+    model = assets.model_path(cfg, cfg.variant)
+    try:
+        model = durations.ensure(model, timed_cache_dir(cfg))
+    except durations.DurationsError as exc:  # a graph whose durations are not found: split as it is
+        progress.say(f"{model.name}: no durations output can be added ({exc}); "
+                     "sentence prosody will synthesize each piece on its own")
+    return split_files(model, split_runtime.split_dir(cfg), cfg.split.b_rewrites)
 
 
 # -- the check: split and bucketed audio against the whole graph --------------------------
