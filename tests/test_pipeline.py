@@ -315,9 +315,12 @@ def test_the_first_piece_grows_with_the_load_sensed_when_the_stream_opens(cfg):
     assert s.last_stats.opening_load > 1.0 and s.last_stats.primer_floor > idle[0].tokens
     assert loaded[0].tokens > idle[0].tokens and loaded[0].text.startswith("At the edge")
     assert chunking.words_present(TEXT, [c.text for c in loaded])
-    # where breaking even would take more than a primer may hold, a gap comes anyway: the
-    # first piece stays the primer, so the first audio is not held back for nothing
-    s.chunking_cfg = dataclasses.replace(adaptive, primer_max_tokens=s.last_stats.primer_floor - 1)
+    # where breaking even would take more than a primer may hold, the floor is what a
+    # primer may hold: the first piece still grows, the first audio is not held back further
+    cap = (idle[0].tokens + s.last_stats.primer_floor) // 2
+    assert idle[0].tokens < cap < s.last_stats.primer_floor
+    s.chunking_cfg = dataclasses.replace(adaptive, primer_max_tokens=cap)
     s.load_monitor.sample()
     capped = list(s.stream(TEXT))
-    assert s.last_stats.primer_floor == 0 and capped[0].text == "At the edge"
+    assert s.last_stats.primer_floor == cap and capped[0].text.startswith("At the edge")
+    assert idle[0].tokens < capped[0].tokens <= loaded[0].tokens

@@ -156,14 +156,14 @@ def test_the_first_piece_is_longer_under_load():
     for load, n in ((1.0, idle), (2.0, loaded)):
         assert m.predict(n, load) * CFG.schedule_margin <= n * m.audio_per_token_s
         assert m.predict(n - 1, load) * CFG.schedule_margin > (n - 1) * m.audio_per_token_s
-    # a machine slower than real time cannot keep up at any length, nor one that would
-    # need a first piece longer than the primer may be: a gap comes whatever the first
-    # piece, so the primer stays as configured
+    # a machine slower than real time cannot keep up at any length, and one may need a
+    # first piece longer than a primer may be: the floor is then what a primer may hold
+    # (the first audio is not held back further for a gap that may come anyway)
     assert break_even([SpeedModel(factor=4.0)], 1.0, 250, CFG.schedule_margin) == 250
-    assert primer_floor([SpeedModel(factor=4.0)], CFG, 250) == 0
+    assert primer_floor([SpeedModel(factor=4.0)], CFG, 250) == CFG.primer_max_tokens
     assert loaded <= CFG.primer_max_tokens
     tight = ChunkingConfig(primer_max_tokens=loaded - 1)
-    assert primer_floor([SpeedModel()], tight, 250, load=2.0) == 0
+    assert primer_floor([SpeedModel()], tight, 250, load=2.0) == loaded - 1
     assert primer_floor([SpeedModel()], tight, 250) == idle
 
 

@@ -205,19 +205,17 @@ def primer_floor(models: Sequence[SpeedModel], cfg: ChunkingConfig, limit: int,
     length with the margin, below which the run's fixed cost outlasts a piece's own
     audio, so the buffer can only shrink and the listener hears a gap whatever the
     schedule does next. Idle on 2 x86 cores it is ~10 tokens (three short words: the
-    primer stays as configured); with one core taken by another process ~40-50 (the
-    first audio comes later, the stream runs without a gap). 0 (the primer as
-    configured) where that length is over ``primer_max_tokens``: no first piece the
-    primer may be can be followed without a gap (a loaded machine near or below real
-    time), so a gap comes whatever its length and a longer one only holds the first
-    audio back (a floor of the whole sentence made a 30-word opening's first audio 9 s
-    beside one busy process, a 24-token cap still 1.5-1.8x a phrase's, with 3-5 gaps
-    either way). ``then_part_a``: the tokens of the part A the second piece runs first
-    (the rest of a sentence whose first piece came from an opening prefix,
-    labkit.engine.prosody), which the first piece must also outlast."""
+    primer stays as configured); with one core taken by another process ~40-50. At most
+    ``primer_max_tokens``: the first audio is not held back past what a primer may hold
+    (the short first piece's 24 tokens beside one busy process: first audio ~1.4x a
+    phrase's, and the paragraph streamed without a gap, where the primer as configured,
+    10 tokens, came at ~0.75x with 2-3 gaps; `labkit journal` stage 05, the opening
+    sweep and the listener's rows). ``then_part_a``: the tokens of the part A the second
+    piece runs first (the rest of a sentence whose first piece came from an opening
+    prefix, labkit.engine.prosody), which the first piece must also outlast."""
     extra = part_a_s(then_part_a) if then_part_a > 0 else 0.0
     n = break_even(models, load, limit, cfg.schedule_margin, extra)
-    return n if n <= cfg.primer_max_tokens else 0
+    return min(n, cfg.primer_max_tokens)
 
 
 class PlaybackClock:
