@@ -47,9 +47,19 @@ def _sweep(prefix_vs=(0.55, 0.65), alone_vs=(0.5, 0.6), alone_loaded_vs=(0.45, 0
 def test_an_option_earlier_on_the_long_opening_with_clean_seams_earns_its_place():
     v = opening_choice.verdicts(_sweep())
     assert v[CONFIGURED]["baseline"] and v[PREFIX]["earned"] and v[ALONE]["earned"]
-    # of the two, the one with the earliest worst first audio under load ships
+    # of the two, the one whose worst first audio is furthest within its target ships
     assert opening_choice.choose(_sweep()) == ALONE
     assert opening_choice.choose(_sweep(alone_loaded_vs=(0.7, 0.8))) == PREFIX
+
+
+def test_the_option_nearest_its_targets_ships_idle_counting_as_much_as_under_load():
+    # under load both make the same first piece (the same ratio); idle the prefix option
+    # misses 1.2x on the long opening where the one alone keeps within it
+    sweep = _sweep(prefix_vs=(0.6, 0.7), alone_vs=(0.5, 0.6), alone_loaded_vs=(0.6, 0.7))
+    loaded = {r["option"]: r["ratio"] for r in sweep["rows"] if r["load_processes"] and r["text"] == "opening-50"}
+    assert loaded[PREFIX] == loaded[ALONE]
+    assert opening_choice.worst_ratio(sweep, PREFIX) > 1.0 > opening_choice.worst_ratio(sweep, ALONE)
+    assert opening_choice.choose(sweep) == ALONE
 
 
 @pytest.mark.parametrize("sweep, why", [

@@ -5,8 +5,9 @@
 opening the sweep measured, idle, its first audio is earlier than the configured option's
 beyond ``selection.min_gain`` (the paired interval wholly below 1 / (1 + min_gain)); it is
 never later beyond that band on any text or load; and its seams pass the click detector on
-every text. Among options that earn it, the one with the lowest worst first audio over the
-phrase's under load (idle where no load ran) ships. :func:`targets` -- every opening length
+every text. Among options that earn it, the one nearest its targets ships: the lowest
+worst first audio over the phrase's as a share of the target's bound, idle and under load
+(:func:`worst_ratio`). :func:`targets` -- every opening length
 within :data:`MAX_RATIO_IDLE` x the phrase's first audio idle and :data:`MAX_RATIO_LOADED` x
 under load (the median of the paired ratios), and clean seams, for what ships.
 """
@@ -39,9 +40,13 @@ def seams_pass(sweep: dict[str, Any], option: str) -> bool:
 
 
 def worst_ratio(sweep: dict[str, Any], option: str) -> float:
-    """The option's worst first audio over the phrase's under load (idle where no load ran)."""
-    rows = _rows(sweep, option, True) or _rows(sweep, option, False)
-    return max(r["ratio"] for r in rows)
+    """The option's worst first audio over the phrase's as a share of its target: each
+    idle row's ratio over :data:`MAX_RATIO_IDLE`, each loaded row's over
+    :data:`MAX_RATIO_LOADED`, the largest (> 1: a target missed). Idle counts as much as
+    under load: where every option's first piece is the same under load (a floor that
+    takes the whole opening sentence), the loaded rows alone would pick by noise."""
+    return max(r["ratio"] / (MAX_RATIO_LOADED if r["load_processes"] else MAX_RATIO_IDLE)
+               for r in _rows(sweep, option))
 
 
 def verdicts(sweep: dict[str, Any], rules: SelectionConfig | None = None) -> dict[str, dict[str, Any]]:
