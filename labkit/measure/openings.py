@@ -38,9 +38,9 @@ PHRASE = "phrase"
 
 #: the short first piece (issue #32): a primer of at most three words (the adaptive
 #: schedule's floor lengthens it toward the length the machine can follow without a
-#: gap, at most 24 tokens: beside a busy process the first audio then stays within ~1.5x
-#: a phrase's), vocoded from
-#: part A over an opening prefix (sentence prosody), the pieces in the prefix's span too
+#: gap, at most 24 tokens, so a busy machine does not hold the first audio back further),
+#: vocoded from part A over an opening prefix (sentence prosody), the pieces in the
+#: prefix's span too
 SHORT_FIRST = {"schedule": "adaptive", "primer_max_words": 3, "primer_min_words": 1,
                "primer_max_tokens": 24, "prosody": "sentence", "opening": "prefix"}
 #: the short first piece made leaner: part A over the piece, 4 words after it and 2 of
