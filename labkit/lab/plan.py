@@ -38,8 +38,10 @@ from labkit.config import REPO_ROOT, LabConfig
 from labkit.engine import assets
 from labkit.lab import s08_endpoint
 from labkit.lab.costs import Costs
+from labkit.lab.variant_choice import VERIFY_TRIES
 from labkit.measure import corpora, openings
 from labkit.measure.compare import default_rounds
+from labkit.optimize.families import layers_in
 from labkit.measure.texts import named
 
 GiB = 1e9
@@ -153,7 +155,13 @@ def plan_03(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
     # no ids: the whole corpus (50 calibration utterances, 26 held-out)
     held = len(p.get("heldout_ids") or []) or len(list(corpora.load("heldout", purpose="report")))
     cal = len(p.get("calibration_ids") or []) or len(list(corpora.load("calibration", purpose="calibrate")))
-    fams = list(p.get("sensitivity_families") or [])
+    given = list(p.get("sensitivity_families") or [])
+    # the sweep: one model per family (per layer at layer grain) on the development set,
+    # then the mixed set measured as a whole, at most VERIFY_TRIES times
+    fams = layers_in(given) if p.get("sensitivity_grain") == "layer" else given
+    dev = (len(p.get("sensitivity_ids") or []) or len(list(corpora.load("dev", purpose="choose")))
+           if fams else 0)
+    checks = VERIFY_TRIES if fams else 0
     static = [v for v in variants if isinstance(v, dict) and v.get("recipe") == "static"]
     # one calibration pass per method (its cache serves every variant calibrated so); the
     # sensitivity sweep calibrates with MinMax
@@ -161,11 +169,12 @@ def plan_03(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
     entries = len(variants) + 3  # the reference, the baseline, the A/A control
     warmup = int(p.get("warmup") or 1)
     k = _rounds(p, entries)
-    runs = entries * (warmup + k) * len(lengths) + (len(variants) + 2) * held + len(fams) * held
+    runs = (entries * (warmup + k) * len(lengths) + (len(variants) + 2) * held
+            + (len(fams) + checks) * dev)
     per_run = c.run_s(120)
-    seconds = (entries + len(fams)) * c.session_s + sum(
+    seconds = (entries + len(fams) + checks) * c.session_s + sum(
         entries * (warmup + k) * c.run_s(n) for n in lengths)
-    seconds += ((len(variants) + 2) * held + len(fams) * held) * per_run * 2  # fp32 runs ~2x
+    seconds += ((len(variants) + 2) * held + (len(fams) + checks) * dev) * per_run * 2  # fp32 runs ~2x
     seconds += len(methods) * cal * per_run * 3  # calibration (the augmented graph)
     size = _model_gb(cfg, "fp32-recon")
     # held at once, each at the reference's size (an upper bound: int8 weights are smaller):
@@ -176,7 +185,7 @@ def plan_03(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
     built = len(variants) + bool(fams)
     held_at_once = (built + bool(fams) + 1) + (built + 2) + 2 * SPLIT_MODELS
     return StagePlan("03_quantization", candidates=len(variants) + len(fams),
-                     session_builds=entries + len(fams), timed_runs=runs, seconds=seconds,
+                     session_builds=entries + len(fams) + checks, timed_runs=runs, seconds=seconds,
                      disk_gb=held_at_once * size,
                      notes=["quantization builds themselves are not priced (onnxruntime's "
                             "quantizer: tens of seconds each here)",

@@ -29,17 +29,30 @@ from labkit.quality import ruler
 def sensitivity_table(result: QuantizationResult) -> str:
     sens = (result.sensitivity or {}).get("families") or {}
     plan = (result.sensitivity or {}).get("mixed_plan") or {}
+    grain = (result.sensitivity or {}).get("grain", "block")
     chosen = set(plan.get("quantize") or [])
-    lines = ["| block | ok | masked LSD dB (the ruler; what the mixed plan adds up) | "
-             "share of the reference's kernel time | in the mixed plan | "
-             "standard LSD dB (reported) | PESQ | length changes |", "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {fam} | {r.get('ok')} | {figure(r.get('masked_lsd_db'))} | {figure(r.get('time_share'))} | "
+    lines = [f"| {grain} | ok | masked LSD dB (the ruler) | worst frame dB | "
+             "share of the reference's kernel time | in the mixed set | "
+             "standard LSD dB (reported) | PESQ | length changes |", "|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {fam} | {r.get('ok')} | {figure(r.get('masked_lsd_db'))} | "
+              f"{figure(r.get('masked_lsd_peak_db'))} | {figure(r.get('time_share'))} | "
               f"{'yes' if fam in chosen else ''} | {figure(r.get('lsd_db'))} | "
               f"{figure(r.get('pesq_wb'))} | {figure(r.get('length_changes'))} |" for fam, r in sens.items()]
     if sens and plan:
-        lines.append(f"\nthe mixed plan ({plan.get('search')}): {figure(plan.get('estimated_time_share'))} "
-                     f"of the kernel time for an estimated {figure(plan.get('estimated_masked_lsd_db'))} dB "
-                     f"(budget {figure(plan.get('budget_db'))} dB; measured as a whole in the bench)")
+        lines.append(f"\nthe plan ({plan.get('search')}): {figure(plan.get('estimated_time_share'))} "
+                     f"of the kernel time for an estimated {figure(plan.get('estimated_masked_lsd_db'))} dB, "
+                     f"worst frame {figure(plan.get('estimated_masked_lsd_peak_db'))} dB (costs "
+                     f"combined in quadrature; budgets {figure(plan.get('budget_db'))} and "
+                     f"{figure(plan.get('peak_budget_db'))} dB)")
+        trail = (plan.get("verified") or {}).get("trail") or []
+        if trail:
+            lines += ["", "measured as a whole on the development set (the plan's set first, "
+                      "then fewer or more in the plan's order):", "",
+                      f"| {grain}s quantized | masked LSD dB | worst frame dB | passed |", "|---|---|---|---|"]
+            lines += [f"| {t['families']} | {figure(t.get('masked_lsd_db'))} | "
+                      f"{figure(t.get('masked_lsd_peak_db'))} | {t.get('passed')} |" for t in trail]
+            lines.append(f"\nthe mixed variant quantizes {len(chosen)} {grain}s "
+                         f"({plan['verified'].get('searched')})")
     return "\n".join(lines) if sens else "(sensitivity sweep not run)"
 
 

@@ -41,17 +41,18 @@ from labkit.lab.quantization_report import side_by_side
 from labkit.lab.quantization_result import QuantizationResult
 from labkit.lab.selection import rank
 from labkit.lab.variant_choice import (candidates, choose_families, pareto_front, select,
-                                       sensitivity, time_shares)
+                                       sensitivity, time_shares, verified_set,
+                                       VERIFY_TRIES)
 from labkit.lab.variant_ruler import ruler_quality
 from labkit.measure import corpora, dnsmos, vocoder
 from labkit.measure import peak
 from labkit.measure import profile as profiling
 from labkit.measure.variant_bench import REFERENCE, Candidate, run_bench
-from labkit.measure.variant_quality import reference_audio
+from labkit.measure.variant_quality import evaluate, reference_audio
 from labkit.measure.variant_speed import token_probe
 from labkit.optimize import durations
 from labkit.optimize import quantize
-from labkit.optimize.families import family_of, fine_family_of
+from labkit.optimize.families import family_of, fine_family_of, layer_of, layers_in
 from labkit.quality import ruler
 
 
@@ -72,6 +73,10 @@ def timed_candidate(c: Candidate, cache: Path) -> Candidate:
 SHARE_TOKENS = 120
 
 
+#: the sensitivity sweep's grain: the families as given, or every convolution inside them
+GRAINS = ("block", "layer")
+
+
 def speed_skips(built: dict, m: machine.Facts | None = None) -> dict[str, str]:
     """variant -> why its speed is not measured on this machine: an fp16 variant is timed
     only where the CPU computes in fp16 (the Mac; issue #33). Elsewhere it runs as fp32
@@ -82,10 +87,17 @@ def speed_skips(built: dict, m: machine.Facts | None = None) -> dict[str, str]:
 
 def build_variants(builder, variants: Sequence, sensitivity_families: Sequence[str], spec: dict,
                    session_cfg, dev: Sequence, voices, reference: Path,
-                   mixed_budget_db: float | None, notes: list[str]) -> tuple[dict, dict, dict | None]:
+                   mixed_budget_db: float | None, notes: list[str],
+                   grain: str = "block", verify_tries: int = VERIFY_TRIES) -> tuple[dict, dict, dict | None]:
     """The variants as given, then the sensitivity sweep on the development set and the
     mixed-precision variant it plans (within ``mixed_budget_db``, the ruler's bound by
-    default): (builds by name, the sweep's per-family costs, the plan)."""
+    default, and the ruler's worst-frame bound), verified as a whole on the development
+    set and cut back or grown where the estimate missed (:func:`variant_choice.verified_set`):
+    (builds by name, the sweep's per-family costs, the plan). ``grain``: ``"block"`` sweeps
+    the families as given; ``"layer"`` sweeps every convolution inside them
+    (labkit.optimize.families.LAYERS), its time share from the profile by layer."""
+    if grain not in GRAINS:
+        raise ValueError(f"sensitivity_grain={grain!r}: allowed are {GRAINS}")
     built = {}
     for item in progress.steps(list(variants), "builds", label=lambda v: str(
             v.get("name", "") if isinstance(v, dict) else v)):
@@ -94,18 +106,34 @@ def build_variants(builder, variants: Sequence, sensitivity_families: Sequence[s
     sens: dict[str, dict] = {}
     plan = None
     if sensitivity_families:
+        swept = layers_in(sensitivity_families) if grain == "layer" else list(sensitivity_families)
         ref_sess = make_session(reference, session_cfg)
         dev_ref = reference_audio(ref_sess, dev, voices)  # choosing: the development set
         del ref_sess
-        # each block's share of the reference's kernel time (issue #33: what quantizing it
-        # can save), from ORT's profile on the development set at 120 tokens
+        # each block's (layer's) share of the reference's kernel time (issue #33: what
+        # quantizing it can save), from ORT's profile on the development set at 120 tokens
         prof = profiling.profile_session(reference, session_cfg, token_probe(dev, SHARE_TOKENS, voices),
                                          runs=1, warmup=1, out_dir=builder.out_dir / "_work" / "profile",
-                                         family_of=fine_family_of)
-        sens = sensitivity(builder, sensitivity_families, spec, session_cfg, dev, voices, dev_ref,
-                           shares=time_shares(prof, sensitivity_families))
-        plan = choose_families(sens, ruler.BOUNDS["masked_lsd_db"] if mixed_budget_db is None
-                               else mixed_budget_db)
+                                         family_of=layer_of if grain == "layer" else fine_family_of)
+        sens = sensitivity(builder, swept, spec, session_cfg, dev, voices, dev_ref,
+                           shares=time_shares(prof, swept))
+        budget = ruler.BOUNDS["masked_lsd_db"] if mixed_budget_db is None else mixed_budget_db
+        plan = choose_families(sens, budget, ruler.BOUNDS["masked_lsd_peak_db"])
+
+        def measure(families: list[str]) -> dict[str, Any]:
+            b = builder.build({**spec, "name": "mixed", "families": families})
+            sess = make_session(b.path, session_cfg)
+            s = evaluate(sess, dev, voices, dev_ref, with_dnsmos=False)["summary"]
+            del sess
+            m, pk = s["masked_lsd_db"], s["masked_lsd_peak_db"]
+            return {"masked_lsd_db": m, "masked_lsd_peak_db": pk,
+                    "passed": bool(s["ok"]) and m is not None and m <= budget
+                    and pk is not None and pk <= ruler.BOUNDS["masked_lsd_peak_db"]}
+
+        if plan["quantize"]:
+            plan["verified"] = verified_set(plan["order"], len(plan["quantize"]), measure, verify_tries)
+            plan["quantize"] = plan["verified"]["quantize"]
+            plan["keep_float"] = sorted(set(sens) - set(plan["quantize"]))
         if plan["quantize"]:
             b = builder.build({**spec, "name": "mixed", "families": plan["quantize"]})
             built[b.spec.name] = b
@@ -145,7 +173,7 @@ def run(cfg: LabConfig, st, *, reference: str | None = None, baseline: str = "in
         speed_tokens: int = 120, rounds: int | None = None, warmup: int = 1,
         with_dnsmos: bool = True, sensitivity_families: Sequence[str] = (),
         sensitivity_spec: dict | None = None, sensitivity_ids: Sequence[str] | None = None,
-        mixed_budget_db: float | None = None, profile_tokens: int = 0,
+        mixed_budget_db: float | None = None, sensitivity_grain: str = "block", profile_tokens: int = 0,
         listen_id: str | None = None) -> QuantizationResult:
     """The whole stage: the reference and the corpora, the builds, the sensitivity sweep
     and the mixed variant (on the development set), the bench (quality, and speed against
@@ -172,7 +200,7 @@ def run(cfg: LabConfig, st, *, reference: str | None = None, baseline: str = "in
     builder = quantize.Builder(ref.path, st.path("models"), calibration=cal, voices=voices)
     spec = dict(sensitivity_spec or {"recipe": "static", "calibration": "minmax"})
     built, sens, plan = build_variants(builder, variants, sensitivity_families, spec, cfg.session,
-                                       dev, voices, ref.path, mixed_budget_db, notes)
+                                       dev, voices, ref.path, mixed_budget_db, notes, grain=sensitivity_grain)
 
     # every model as its copy with word timings: each word checked in the audio
     cache = Path(cfg.resolve(cfg.artifacts_dir)) / "cache"
@@ -208,7 +236,7 @@ def run(cfg: LabConfig, st, *, reference: str | None = None, baseline: str = "in
     result = QuantizationResult(
         reference={"variant": ref.variant, "path": str(ref.path), "note": ref.note},
         baseline=baseline, corpora=corpora_info, builds={k: v.to_dict() for k, v in built.items()},
-        sensitivity=({"spec": spec, "families": sens, "mixed_plan": plan,
+        sensitivity=({"spec": spec, "grain": sensitivity_grain, "families": sens, "mixed_plan": plan,
                       "dev_ids": [p.utt.id for p in dev]} if sensitivity_families else None),
         rows=rows, comparisons=bench["comparisons"], speed_tokens=bench["speed_tokens"],
         token_lengths=sorted(bench["comparisons"]), pareto_points=pts, pareto_front=front,

@@ -6,10 +6,11 @@ candidates (:func:`candidates`, read by labkit.lab.selection).
 """
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from labkit import progress
 from labkit.engine.graph_cache import make_session
@@ -46,12 +47,13 @@ def sensitivity(builder, families: Sequence[str], base_spec: dict, session_cfg, 
             ev = evaluate(sess, heldout, voices, ref_audio, with_dnsmos=False)
             del sess
             s = ev["summary"]
-            out[fam] = {"ok": s["ok"], "masked_lsd_db": s["masked_lsd_db"], "lsd_db": s["lsd_db"],
+            out[fam] = {"ok": s["ok"], "masked_lsd_db": s["masked_lsd_db"],
+                        "masked_lsd_peak_db": s["masked_lsd_peak_db"], "lsd_db": s["lsd_db"],
                         "pesq_wb": s["pesq_wb"],
                         "length_changes": s["length_changes"], "problems": s["problems"],
                         "nodes_quantized": built.nodes_quantized}
         except Exception as exc:  # noqa: BLE001 - reported, the family stays float
-            out[fam] = {"ok": False, "masked_lsd_db": None, "lsd_db": None,
+            out[fam] = {"ok": False, "masked_lsd_db": None, "masked_lsd_peak_db": None, "lsd_db": None,
                         "error": f"{type(exc).__name__}: {exc}"}
         finally:
             (builder.out_dir / f"{spec.name}.onnx").unlink(missing_ok=True)
@@ -103,45 +105,105 @@ def select(rows: dict[str, dict], baseline: str | None, targets: Targets = Targe
 EXACT_UP_TO = 20
 
 
-def choose_families(sensitivity: dict[str, dict], budget_db: float) -> dict[str, Any]:
+def combined_db(costs: Sequence[float]) -> float:
+    """What quantizing several families together is estimated to cost on the ruler, from
+    what each costs alone: independent quantization noises add in power, so their
+    distances combine as the root of the summed squares, not as a sum. Stage 03 records
+    this estimate beside the set measured as a whole (``mixed_plan["verified"]``)."""
+    return math.sqrt(sum(float(c) ** 2 for c in costs))
+
+
+def _load(r: dict[str, Any], budget_db: float, peak_budget_db: float | None) -> float:
+    """A family's cost as the larger fraction of a budget it uses alone (masked LSD, and
+    the worst frame where that has a budget)."""
+    load = max(0.0, float(r["masked_lsd_db"])) / budget_db
+    if peak_budget_db and r.get("masked_lsd_peak_db") is not None:
+        load = max(load, max(0.0, float(r["masked_lsd_peak_db"])) / peak_budget_db)
+    return load
+
+
+def choose_families(sensitivity: dict[str, dict], budget_db: float,
+                    peak_budget_db: float | None = None) -> dict[str, Any]:
     """Mixed precision from per-family sensitivity {family: {"ok", "masked_lsd_db",
-    "time_share"}} (the ruler's distance when that family alone is quantized, worst
-    utterance; its share of the reference's kernel time): a knapsack. Among the families
-    that keep their output valid, the set with the largest summed time share whose summed
-    cost stays within ``budget_db`` -- every subset tried up to :data:`EXACT_UP_TO`
-    families, else greedily by share per dB. Costs are taken as additive, a rough model:
-    the mixed variant is built and measured as a whole. Without time shares, the cheapest
-    families first (each block counted as saving the same)."""
+    "masked_lsd_peak_db", "time_share"}} (the ruler's distance and worst frame when that
+    family -- a block or a layer -- alone is quantized, worst utterance; its share of the
+    reference's kernel time): a knapsack. Among the families that keep their output valid,
+    the set with the largest summed time share whose combined cost (:func:`combined_db`)
+    stays within ``budget_db`` and, with ``peak_budget_db``, whose combined worst frame
+    stays within that -- every subset tried up to :data:`EXACT_UP_TO` families, else
+    greedily by share per squared cost. ``order`` ranks every usable family, the chosen
+    first, by share per squared cost: :func:`verified_set` walks it when the estimate
+    misses. Without time shares, every family counts as saving the same."""
     usable = {f: r for f, r in sensitivity.items()
               if r.get("ok") and r.get("masked_lsd_db") is not None}
-    cost = {f: max(0.0, float(r["masked_lsd_db"])) for f, r in usable.items()}
+    load = {f: _load(r, budget_db, peak_budget_db) for f, r in usable.items()}
     weighed = bool(usable) and all(r.get("time_share") is not None for r in usable.values())
     value = {f: float(r["time_share"]) if weighed else 1.0 for f, r in usable.items()}
-    names = sorted(usable, key=lambda f: (cost[f], f))
+    names = sorted(usable, key=lambda f: (load[f], f))
+    rank = sorted(names, key=lambda f: -value[f] / max(load[f], 1e-3) ** 2)
+
+    def fits(pick: Sequence[str]) -> bool:
+        return (combined_db([usable[f]["masked_lsd_db"] for f in pick]) <= budget_db + 1e-12
+                and (not peak_budget_db or combined_db(
+                    [usable[f].get("masked_lsd_peak_db") or 0.0 for f in pick]) <= peak_budget_db + 1e-12))
+
     if len(names) <= EXACT_UP_TO:
         best: tuple[float, float, list[str]] = (0.0, 0.0, [])
         for mask in range(1, 1 << len(names)):
             pick = [f for i, f in enumerate(names) if mask >> i & 1]
-            c = sum(cost[f] for f in pick)
-            if c > budget_db + 1e-12:
+            if not fits(pick):
                 continue
-            v = sum(value[f] for f in pick)
+            v, c = sum(value[f] for f in pick), sum(load[f] ** 2 for f in pick)
             if (v, -c) > (best[0], -best[1]):
                 best = (v, c, pick)
         chosen, how = best[2], "every subset"
     else:
-        chosen, total = [], 0.0
-        for f in sorted(names, key=lambda f: -value[f] / max(cost[f], 1e-3)):
-            if total + cost[f] <= budget_db + 1e-12:
+        chosen = []
+        for f in rank:
+            if fits(chosen + [f]):
                 chosen.append(f)
-                total += cost[f]
-        how = "greedy by time share per dB"
+        how = "greedy by time share per squared cost"
     chosen = sorted(chosen, key=names.index)
-    kept = sorted(set(sensitivity) - set(chosen))
-    return {"quantize": chosen, "keep_float": kept,
-            "estimated_masked_lsd_db": sum(cost[f] for f in chosen), "budget_db": budget_db,
+    order = sorted(chosen, key=rank.index) + [f for f in rank if f not in chosen]
+    return {"quantize": chosen, "keep_float": sorted(set(sensitivity) - set(chosen)),
+            "order": order,
+            "estimated_masked_lsd_db": combined_db([usable[f]["masked_lsd_db"] for f in chosen]),
+            "estimated_masked_lsd_peak_db": (combined_db(
+                [usable[f].get("masked_lsd_peak_db") or 0.0 for f in chosen]) if peak_budget_db else None),
+            "budget_db": budget_db, "peak_budget_db": peak_budget_db,
             "estimated_time_share": sum(value[f] for f in chosen) if weighed else None,
-            "search": how if weighed else f"{how}, without time shares: the most blocks"}
+            "search": how if weighed else f"{how}, without time shares: the most families"}
+
+
+#: how many times stage 03 measures a mixed set as a whole before it settles
+VERIFY_TRIES = 6
+
+
+def verified_set(order: Sequence[str], start: int, measure: Callable[[list[str]], dict],
+                 tries: int = VERIFY_TRIES) -> dict[str, Any]:
+    """The longest prefix of ``order`` that passes when measured as a whole (a set is not
+    the sum of its parts), searched from the plan's ``start`` families: the plan's set is
+    measured first, then a bisection -- towards fewer families while the measured set
+    fails, towards more while it passes -- at most ``tries`` measurements. ``measure``
+    takes the families and returns at least ``{"passed": bool}`` (stage 03: the set built
+    and judged on the development set). Adding a family is taken never to lower the cost,
+    so a prefix that passes vouches for every shorter one. ``quantize``: the longest prefix
+    measured passing (empty where none did); ``trail``: every measurement, in order."""
+    n = len(order)
+    # order[:lo] is known to pass (nothing, trivially), order[:hi] to fail (n + 1: none yet)
+    lo, hi = 0, n + 1
+    trail: list[dict[str, Any]] = []
+    k = max(0, min(start, n))
+    while len(trail) < tries and k not in (lo, hi) and lo < hi - 1:
+        got = dict(measure(list(order[:k])))
+        trail.append({"families": k, **got})
+        if got.get("passed"):
+            lo = k
+        else:
+            hi = k
+        k = (lo + hi) // 2
+    return {"quantize": list(order[:lo]), "trail": trail,
+            "searched": "complete" if lo >= hi - 1 else f"stopped after {tries} measurements"}
 
 
 #: problem string prefix (labkit.quality.check_audio, evaluate, run_bench) -> check name

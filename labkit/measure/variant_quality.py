@@ -54,8 +54,8 @@ def evaluate(session, prepared: Sequence, voices, ref_audio: dict[str, np.ndarra
         # a length change is the durations' figure (ruler_quality), not a failure
         rec = quality.compare(ref_audio[p.utt.id], out, mos=dnsmos.score if with_dnsmos else None)
         if rec["ok"] and out.size == ref_audio[p.utt.id].size:  # other lengths: ruler_quality
-            rec["masked_lsd_db"] = ruler.measure(ref_audio[p.utt.id], out,
-                                                 standard_figures=False).masked_lsd_db
+            fig = ruler.measure(ref_audio[p.utt.id], out, standard_figures=False)
+            rec["masked_lsd_db"], rec["masked_lsd_peak_db"] = fig.masked_lsd_db, fig.masked_lsd_peak_db
         rec["n_tokens"] = p.n_tokens
         rec["words_checked_in_audio"] = timed
         if timed:
@@ -71,6 +71,12 @@ def evaluate(session, prepared: Sequence, voices, ref_audio: dict[str, np.ndarra
 def _mean(values) -> float | None:
     vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
     return statistics.fmean(vals) if vals else None
+
+
+def _worst(recs: list[dict], key: str) -> float | None:
+    """The largest ``key`` over utterances; None unless every utterance has it."""
+    return (max(r[key] for r in recs) if recs and all(r.get(key) is not None for r in recs)
+            else None)
 
 
 def summarize(per: dict[str, dict]) -> dict[str, Any]:
@@ -92,8 +98,9 @@ def summarize(per: dict[str, dict]) -> dict[str, Any]:
         # part of the distance without the timing shift
         "lsd_db_aligned": _mean(r.get("lsd_db_aligned") for r in recs),
         # the ruler's distance where the whole outputs have the same length (sensitivity)
-        "masked_lsd_db": (max(r["masked_lsd_db"] for r in recs)
-                          if recs and all(r.get("masked_lsd_db") is not None for r in recs) else None),
+        "masked_lsd_db": _worst(recs, "masked_lsd_db"),
+        # and its worst 5 ms frame (a click, a glitch), worst utterance
+        "masked_lsd_peak_db": _worst(recs, "masked_lsd_peak_db"),
         "spectral_convergence": _mean(r.get("spectral_convergence") for r in recs),
         "pesq_wb": _mean(r.get("pesq_wb") for r in recs),
         "stoi": _mean(r.get("stoi") for r in recs),

@@ -1,6 +1,7 @@
 """Kokoro's module families: its blocks named by node-name prefix (the exporter's module
 paths survive in the node names), coarse (:data:`FAMILIES`) and fine
-(:data:`FINE_FAMILIES`, for per-block sensitivity), and the node -> family map every
+(:data:`FINE_FAMILIES`, for per-block sensitivity), the generator's convolutions one by
+one (:data:`LAYERS`, for per-layer sensitivity), and the node -> family map every
 recipe of labkit.optimize.quantize and labkit.optimize.fp16 reads (quantize these, keep
 those float) and the ORT profile groups its kernel time by (labkit.measure.profile).
 """
@@ -48,6 +49,16 @@ FINE_FAMILIES: dict[str, tuple[str, ...]] = {
 }
 
 
+#: the generator's resblocks at layer grain (issue #33): each residual unit's two
+#: convolutions (``convs1.k``, dilated, and ``convs2.k``), three units per block --
+#: ``gen_resblocks.3.convs2.2`` is resblock 3's last convolution. One Conv node each.
+_BLOCKS = {**{f"gen_resblocks.{i}": f"{_GEN}resblocks.{i}/" for i in range(6)},
+           **{f"gen_noise_res.{i}": f"{_GEN}noise_res.{i}/" for i in range(2)}}
+LAYERS: dict[str, tuple[str, ...]] = {
+    f"{block}.convs{j}.{k}": (f"{prefix}convs{j}.{k}/",)
+    for block, prefix in _BLOCKS.items() for k in range(3) for j in (1, 2)}
+
+
 #: never quantized, and kept fp32 in fp16 variants: harmonic source, STFT, iSTFT.
 SOURCE_PREFIX = "/decoder/decoder/generator/"
 
@@ -81,6 +92,22 @@ def fine_family_of(node_name: str) -> str:
     return family_of(node_name)
 
 
+def layer_of(node_name: str) -> str:
+    """The layer (:data:`LAYERS`) a node belongs to, else its finer family
+    (:func:`fine_family_of`): what the per-layer sensitivity sweep weighs time by."""
+    for layer, prefixes in LAYERS.items():
+        if node_name.startswith(prefixes):
+            return layer
+    return fine_family_of(node_name)
+
+
+def layers_in(families: Iterable[str]) -> list[str]:
+    """The layers (:data:`LAYERS`) inside ``families`` (coarse, fine or layers
+    themselves), in :data:`LAYERS`' order, each once: ``["gen_resblocks.3"]`` gives its six."""
+    prefixes = prefixes_of(list(families))
+    return [layer for layer, (prefix,) in LAYERS.items() if prefix.startswith(prefixes)]
+
+
 def nodes_by_family(model: onnx.ModelProto | str | Path) -> dict[str, list[str]]:
     if not isinstance(model, onnx.ModelProto):
         model = onnx.load(str(model), load_external_data=False)
@@ -94,17 +121,19 @@ def check_families(families: Iterable[str] | None) -> list[str] | None:
     if families is None:
         return None
     families = list(families)
-    bad = [f for f in families if f not in FAMILIES and f not in FINE_FAMILIES]
+    bad = [f for f in families if f not in FAMILIES and f not in FINE_FAMILIES and f not in LAYERS]
     if bad:
         raise QuantizeError(f"unknown module family {bad}; quantizable families are "
-                            f"{list(FAMILIES)} and the finer {list(FINE_FAMILIES)} "
-                            "(the source/STFT/iSTFT path always stays float)")
+                            f"{list(FAMILIES)}, the finer {list(FINE_FAMILIES)} and the "
+                            "generator's layers (LAYERS: gen_resblocks.0.convs1.0 ... "
+                            "gen_noise_res.1.convs2.2; the source/STFT/iSTFT path always stays float)")
     return families
 
 
 def prefixes_of(families: Iterable[str]) -> tuple[str, ...]:
-    """Node-name prefixes of coarse (FAMILIES) or fine (FINE_FAMILIES) families."""
+    """Node-name prefixes of coarse (FAMILIES), fine (FINE_FAMILIES) families or layers
+    (LAYERS)."""
     out: list[str] = []
     for f in check_families(families) or []:
-        out += FAMILIES.get(f) or FINE_FAMILIES[f]
+        out += FAMILIES.get(f) or FINE_FAMILIES.get(f) or LAYERS[f]
     return tuple(out)
