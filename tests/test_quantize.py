@@ -184,6 +184,7 @@ def test_the_mixed_set_is_measured_as_a_whole_and_cut_or_grown_to_what_passes():
         got = variant_choice.verified_set(order, 5, measure)
         assert got["quantize"] == order[:limit] and seen == measured
         assert [t["families"] for t in got["trail"]] == measured and got["searched"] == "complete"
+        assert got["stops_at"] == (order[limit] if limit < len(order) else None)
         assert got["trail"][0]["masked_lsd_db"] == pytest.approx(0.5)
     # out of tries: the longest prefix measured passing, and it says the search stopped
     got = variant_choice.verified_set(order, 5, lambda f: {"passed": len(f) <= 7}, tries=2)

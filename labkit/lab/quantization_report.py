@@ -153,6 +153,41 @@ def plot_pareto(result: QuantizationResult, plt, targets: Targets = Targets()):
     return fig
 
 
+def plot_sensitivity(result: QuantizationResult, plt):
+    """Each swept family (block or layer): its share of the reference's kernel time against
+    what quantizing it alone costs on the ruler (masked LSD, worst development utterance);
+    the mixed set filled, the one whose addition failed the set ringed and named, the
+    ruler's bound dotted. None where the sweep did not run or had no time shares."""
+    sens = (result.sensitivity or {}).get("families") or {}
+    plan = (result.sensitivity or {}).get("mixed_plan") or {}
+    pts = {f: (r["time_share"], r["masked_lsd_db"]) for f, r in sens.items()
+           if r.get("time_share") is not None and r.get("masked_lsd_db") is not None}
+    if not pts:
+        return None
+    chosen = set(plan.get("quantize") or [])
+    stops = (plan.get("verified") or {}).get("stops_at")
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for keep, label, style in ((True, "in the mixed set", dict(color="C0")),
+                               (False, "kept float", dict(facecolors="none", edgecolors="C7"))):
+        xs = [(x, y) for f, (x, y) in pts.items() if (f in chosen) == keep]
+        if xs:
+            ax.scatter([x for x, _ in xs], [y for _, y in xs], label=label, **style)
+    if stops in pts:
+        x, y = pts[stops]
+        ax.scatter(x, y, s=180, facecolors="none", edgecolors="C3", lw=1.2)
+        ax.annotate(f"{stops}: adding it failed", (x, y), fontsize=8, color="C3", ha="right",
+                    xytext=(-10, 6), textcoords="offset points")
+    ax.axhline(ruler.BOUNDS["masked_lsd_db"], color="b", lw=0.5, ls=":")
+    ax.set_yscale("log")
+    grain = (result.sensitivity or {}).get("grain", "block")
+    ax.set_xlabel(f"{grain}'s share of the reference's kernel time (what int8 can save)")
+    ax.set_ylabel("masked LSD quantized alone (dB, worst dev utterance)")
+    ax.set_title(f"Which {grain}s can take int8: time against cost")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def plot_vs_baseline(result: QuantizationResult, plt):
     """Each variant's speed against the baseline at every length, with its interval."""
     lengths, base = result.token_lengths, result.baseline

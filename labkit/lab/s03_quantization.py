@@ -280,9 +280,36 @@ def headline(result: QuantizationResult) -> dict[str, Any]:
         if r.get("lsd_db") is not None:
             out[f"{name} standard LSD dB (worst held-out, whole output; reported)"] = round(r["lsd_db"], 2)
         out[f"{name} ok"] = bool(r.get("ok"))
+    out.update(mixed_headline(result))
     out["fast variant (fastest that passes the ruler)"] = (result.selection.get("fast") or {}).get(
         "variant", "none")
     out.update(conv_rates(result))
+    return out
+
+
+def mixed_headline(result: QuantizationResult) -> dict[str, Any]:
+    """The mixed set the sensitivity sweep planned: how many families (layers) it
+    quantizes, its estimate beside what the set measured as a whole, and the family whose
+    addition was measured to fail it (issue #33: what stops the speed)."""
+    sens = result.sensitivity or {}
+    plan = sens.get("mixed_plan") or {}
+    if not plan:
+        return {}
+    grain = sens.get("grain", "block")
+    v = plan.get("verified") or {}
+    passed = [t for t in v.get("trail") or [] if t.get("passed")]
+    out: dict[str, Any] = {
+        f"mixed: {grain}s quantized of {len(sens.get('families') or {})} swept": len(plan.get("quantize") or [])}
+    if plan.get("estimated_time_share") is not None:
+        out["mixed: planned share of the kernel time, estimated masked LSD dB"] = [
+            round(plan["estimated_time_share"], 3), round(plan["estimated_masked_lsd_db"], 2)]
+    if passed:
+        last = max(passed, key=lambda t: t["families"])
+        out["mixed: measured as a whole (dev): masked LSD dB, worst frame dB"] = [
+            round(last[k], 2) if last.get(k) is not None else None
+            for k in ("masked_lsd_db", "masked_lsd_peak_db")]
+    if v.get("stops_at"):
+        out[f"mixed: the {grain} that stops it (adding it failed the ruler)"] = v["stops_at"]
     return out
 
 

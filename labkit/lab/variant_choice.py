@@ -188,7 +188,8 @@ def verified_set(order: Sequence[str], start: int, measure: Callable[[list[str]]
     takes the families and returns at least ``{"passed": bool}`` (stage 03: the set built
     and judged on the development set). Adding a family is taken never to lower the cost,
     so a prefix that passes vouches for every shorter one. ``quantize``: the longest prefix
-    measured passing (empty where none did); ``trail``: every measurement, in order."""
+    measured passing (empty where none did); ``trail``: every measurement, in order;
+    ``stops_at``: the next family in the order where adding it was measured to fail."""
     n = len(order)
     # order[:lo] is known to pass (nothing, trivially), order[:hi] to fail (n + 1: none yet)
     lo, hi = 0, n + 1
@@ -203,7 +204,9 @@ def verified_set(order: Sequence[str], start: int, measure: Callable[[list[str]]
             hi = k
         k = (lo + hi) // 2
     return {"quantize": list(order[:lo]), "trail": trail,
-            "searched": "complete" if lo >= hi - 1 else f"stopped after {tries} measurements"}
+            "searched": "complete" if lo >= hi - 1 else f"stopped after {tries} measurements",
+            # the family whose addition was measured to fail the set: what stops it
+            "stops_at": order[lo] if hi == lo + 1 and lo < n else None}
 
 
 #: problem string prefix (labkit.quality.check_audio, evaluate, run_bench) -> check name
