@@ -523,6 +523,30 @@ def test_static_recipe(builder, cfg, voices, held, ref_audio):
 
 
 @pytest.mark.model
+def test_a_layers_error_splits_into_its_weights_its_input_and_its_output(
+        builder, ref, cfg, voices, held, ref_audio):
+    """Issue #33: where a static layer's error comes from. Resblock 4's last convolution
+    (one of the stage-2 layers the mixed set keeps float) measured three ways on the
+    ruler: its weights rounded to int8 with the graph float cost next to nothing; its input
+    (Snake's output) quantized too costs more; its output requantized to 8 bits (what the
+    fast QLinearConv needs: the residual branch) costs most."""
+    layer = "gen_resblocks.4.convs2.2"
+    spec = {"recipe": "static", "calibration": "minmax", "per_channel": True}
+    whole = variant_choice.sensitivity(builder, [layer], spec, cfg.session, held, voices,
+                                       ref_audio)[layer]
+    parts = variant_choice.error_parts(builder, layer, spec, cfg.session, held, voices,
+                                       ref_audio, whole)
+    costs = [parts[p]["masked_lsd_db"] for p in ("weights", "weights and input",
+                                                  "weights, input and output")]
+    assert all(r["ok"] and r.get("nodes_quantized") == 1 for r in parts.values())
+    assert costs[0] < costs[1] < costs[2], costs
+    assert costs[0] < 0.25 * costs[2], costs  # the weights are not what stops it
+    # each part is recorded under a name of its own, beside the sweep's record
+    names = {p.name for p in builder.out_dir.iterdir()}
+    assert f"sens-weights-w-{layer}.json" in names and f"sens-static-in-{layer}.json" in names
+
+
+@pytest.mark.model
 def test_the_sensitivity_sweep_keeps_one_model_at_a_time_and_weighs_each_block(
         builder, ref, cfg, voices, held):
     """Issue #31: each family's model is measured, then removed (its build record stays), so

@@ -42,7 +42,7 @@ from labkit.lab.quantization_result import QuantizationResult
 from labkit.lab.selection import rank
 from labkit.lab.variant_choice import (candidates, choose_families, pareto_front, select,
                                        sensitivity, time_shares, verified_set,
-                                       VERIFY_TRIES)
+                                       VERIFY_TRIES, error_parts)
 from labkit.lab.variant_ruler import ruler_quality
 from labkit.measure import corpora, dnsmos, vocoder
 from labkit.measure import peak
@@ -134,6 +134,11 @@ def build_variants(builder, variants: Sequence, sensitivity_families: Sequence[s
             plan["verified"] = verified_set(plan["order"], len(plan["quantize"]), measure, verify_tries)
             plan["quantize"] = plan["verified"]["quantize"]
             plan["keep_float"] = sorted(set(sens) - set(plan["quantize"]))
+            stop = plan["verified"]["stops_at"]
+            if stop and spec.get("recipe") == "static":
+                # what stops it, in parts: its weights, its input, its output
+                plan["stops_at_parts"] = error_parts(builder, stop, spec, session_cfg, dev,
+                                                     voices, dev_ref, sens[stop])
         if plan["quantize"]:
             b = builder.build({**spec, "name": "mixed", "families": plan["quantize"]})
             built[b.spec.name] = b
@@ -310,6 +315,9 @@ def mixed_headline(result: QuantizationResult) -> dict[str, Any]:
             for k in ("masked_lsd_db", "masked_lsd_peak_db")]
     if v.get("stops_at"):
         out[f"mixed: the {grain} that stops it (adding it failed the ruler)"] = v["stops_at"]
+    for part, r in (plan.get("stops_at_parts") or {}).items():
+        if r.get("masked_lsd_db") is not None:
+            out[f"mixed: what stops it, masked LSD dB with its {part} in int8"] = round(r["masked_lsd_db"], 3)
     return out
 
 

@@ -31,7 +31,8 @@ def time_shares(profile: dict[str, Any] | None, families: Sequence[str]) -> dict
 
 
 def sensitivity(builder, families: Sequence[str], base_spec: dict, session_cfg, heldout: Sequence,
-                voices, ref_audio: dict, shares: dict[str, float] | None = None) -> dict[str, dict]:
+                voices, ref_audio: dict, shares: dict[str, float] | None = None,
+                tag: str = "") -> dict[str, dict]:
     """Quantize one family at a time (``base_spec`` with ``families=[f]``) and measure the
     distance each costs on ``heldout`` (no DNSMOS: quick), beside its share of the
     reference's kernel time (``shares``, :func:`time_shares`). Each family's model is
@@ -39,7 +40,7 @@ def sensitivity(builder, families: Sequence[str], base_spec: dict, session_cfg, 
     a time, not one per family (issue #31: the Mac batch sweeps every family)."""
     out: dict[str, dict] = {}
     for fam in progress.steps(list(families), "sensitivity families"):
-        spec = VariantSpec(**{**base_spec, "name": f"sens-{base_spec.get('recipe')}-{fam}",
+        spec = VariantSpec(**{**base_spec, "name": f"sens-{base_spec.get('recipe')}{tag}-{fam}",
                               "families": [fam]}).validate()
         try:
             built = builder.build(spec)
@@ -59,6 +60,27 @@ def sensitivity(builder, families: Sequence[str], base_spec: dict, session_cfg, 
             (builder.out_dir / f"{spec.name}.onnx").unlink(missing_ok=True)
         if shares is not None:
             out[fam]["time_share"] = shares.get(fam)
+    return out
+
+
+#: a static family's error split into parts, each part's build on top of the last (the
+#: whole static recipe is the sweep's own figure): its weights rounded to int8 with the
+#: graph float, then its input quantized too with its output left float
+ERROR_PARTS = (("weights", {"recipe": "weights"}, "-w"),
+               ("weights and input", {"quantize_outputs": False}, "-in"))
+
+
+def error_parts(builder, family: str, base_spec: dict, session_cfg, dev: Sequence, voices,
+                ref_audio: dict, whole: dict) -> dict[str, dict]:
+    """Where one family's cost on the ruler comes from (issue #33: the layer that stops
+    the mixed set): each part of :data:`ERROR_PARTS` measured on ``dev`` like the sweep
+    (:func:`sensitivity`), then ``whole``, the sweep's own figures for the static recipe
+    (weights, input and output)."""
+    out = {}
+    for part, change, tag in ERROR_PARTS:
+        out[part] = sensitivity(builder, [family], {**base_spec, **change}, session_cfg, dev,
+                                voices, ref_audio, tag=tag)[family]
+    out["weights, input and output"] = whole
     return out
 
 

@@ -27,6 +27,10 @@ artifact folder; nothing here ever writes into git):
   calibrated (MinMax, Entropy or Percentile) on the calibration corpus, fed by a
   :class:`CorpusReader` of real tokens/style/speed. Calibration is run once per method
   and cached (ORT's calibration cache), so per-family variants reuse it.
+* :func:`build_weights` -- a measurement, not a speed variant: the float graph with the
+  chosen weights rounded to the int8 grid, so a static variant's error can be split into
+  its weights' part and its activations' (with ``quantize_outputs=False`` a static build
+  leaves each op's output float: the input's part).
 * mixed precision -- any recipe takes ``families``: only the nodes of those module
   families are quantized, the rest stay float. labkit.optimize.families names Kokoro's
   modules by node-name prefix; the stage measures each family's cost alone and keeps the
@@ -40,7 +44,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import onnx
+from onnx import numpy_helper
 
 from labkit import progress
 from labkit.engine import assets
@@ -50,7 +56,9 @@ from labkit.optimize.fp16 import build_fp16
 #: op types quantized by default (Gather must not be: int8/uint8 mismatch at the embedding)
 DEFAULT_OP_TYPES = ("MatMul", "Conv")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
-RECIPES = ("fp16", "dynamic", "static")
+#: "weights": not a speed variant -- the graph stays float with its weights rounded to the
+#: int8 grid, so the weights' share of a static variant's error is measured alone
+RECIPES = ("fp16", "dynamic", "static", "weights")
 FP16_SCOPES = ("all", "decoder")
 
 
@@ -85,6 +93,9 @@ class VariantSpec:
     #: fp16: "all" converts the whole graph; "decoder" only the decoder (the encoder and
     #: the duration predictor stay fp32, so durations and lengths cannot change)
     fp16_scope: str = "all"
+    #: static: False leaves each quantized op's output float (its input and weights only):
+    #: ORT then runs the op in float (no speed), which measures the outputs' share of the error
+    quantize_outputs: bool = True
 
     def validate(self) -> "VariantSpec":
         if self.recipe not in RECIPES:
@@ -257,9 +268,35 @@ def build_static(pre: Path, out: Path, spec: VariantSpec, cache: Path) -> int:
         activation_type=_qtype(spec.activation_type), weight_type=QuantType_int8(),
         nodes_to_quantize=nodes, calibrate_method=_method(spec.calibration),
         calibration_cache_path=str(cache),
-        extra_options={"MatMulConstBOnly": True,
-                                    "DefaultTensorType": onnx.TensorProto.FLOAT})
+        extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT,
+                       **({} if spec.quantize_outputs
+                          else {"OpTypesToExcludeOutputQuantization": list(spec.op_types)})})
     return len(nodes)
+
+
+def build_weights(pre: Path, out: Path, spec: VariantSpec) -> int:
+    """The float graph with the weights of the chosen Conv/MatMul nodes rounded to the
+    signed int8 grid a static variant uses (symmetric; per output channel with
+    ``per_channel``): what the weights alone cost, measured apart from the activations."""
+    model = onnx.load(str(pre))
+    inits = {i.name: i for i in model.graph.initializer}
+    nodes = set(_nodes_for(pre, spec.families, spec.op_types) or [])
+    done = 0
+    for n in model.graph.node:
+        if n.name not in nodes or len(n.input) < 2 or n.input[1] not in inits:
+            continue
+        w = numpy_helper.to_array(inits[n.input[1]]).astype(np.float32)
+        # Conv weights are (out, in, k...): per output channel on axis 0; MatMul's B is
+        # (in, out): per column
+        axis = 0 if n.op_type == "Conv" else w.ndim - 1
+        peak = (np.abs(w).max(axis=tuple(i for i in range(w.ndim) if i != axis), keepdims=True)
+                if spec.per_channel else np.abs(w).max())
+        scale = np.where(peak > 0, peak / 127.0, 1.0)
+        inits[n.input[1]].CopyFrom(numpy_helper.from_array(
+            (np.clip(np.round(w / scale), -127, 127) * scale).astype(np.float32), n.input[1]))
+        done += 1
+    onnx.save(model, str(out))
+    return done
 
 
 def QuantType_int8():  # noqa: N802 - weights are signed int8 (VNNI's u8s8 kernels)
@@ -315,6 +352,8 @@ class Builder:
             build_fp16(self.reference, out, spec.keep_float, spec.fp16_scope)
         elif spec.recipe == "dynamic":
             n = build_dynamic(self.pre(), out, spec)
+        elif spec.recipe == "weights":
+            n = build_weights(self.pre(), out, spec)
         else:
             cache = self.calibration_cache(spec.calibration, spec.op_types)
             n = build_static(self.pre(), out, spec, cache)
@@ -339,7 +378,7 @@ def file_mb(path: str | Path) -> float:
 
 
 __all__ = ["VariantSpec", "Built", "Builder", "CorpusReader", "preprocess", "calibrate", "build_dynamic",
-           "build_static", "op_histogram", "provide_variant"]
+           "build_static", "build_weights", "op_histogram", "provide_variant"]
 
 
 #: recipes a missing variant can be built from without a calibration corpus
