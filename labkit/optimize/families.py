@@ -83,22 +83,21 @@ def family_of(node_name: str) -> str:
     return "other"
 
 
+def _named_in(table: dict[str, tuple[str, ...]], node_name: str) -> str | None:
+    """The first name in ``table`` one of whose prefixes starts ``node_name``."""
+    return next((name for name, prefixes in table.items() if node_name.startswith(prefixes)), None)
+
+
 def fine_family_of(node_name: str) -> str:
     """The finer family (:data:`FINE_FAMILIES`) a node belongs to, else its family
     (:func:`family_of`): what the per-block sensitivity sweep weighs time by."""
-    for fam, prefixes in FINE_FAMILIES.items():
-        if node_name.startswith(prefixes):
-            return fam
-    return family_of(node_name)
+    return _named_in(FINE_FAMILIES, node_name) or family_of(node_name)
 
 
 def layer_of(node_name: str) -> str:
     """The layer (:data:`LAYERS`) a node belongs to, else its finer family
     (:func:`fine_family_of`): what the per-layer sensitivity sweep weighs time by."""
-    for layer, prefixes in LAYERS.items():
-        if node_name.startswith(prefixes):
-            return layer
-    return fine_family_of(node_name)
+    return _named_in(LAYERS, node_name) or fine_family_of(node_name)
 
 
 def layers_in(families: Iterable[str]) -> list[str]:
