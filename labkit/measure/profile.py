@@ -165,7 +165,12 @@ def conv_ops(event: dict, weights: dict[str, list[int]] | None = None) -> float 
     ins = args.get("input_type_shape") or []
     outs = args.get("output_type_shape") or []
     w_at = CONV_OPS[op][0]
-    w = _shape(ins[w_at]) if len(ins) > w_at else (weights or {}).get(node_name(event))
+    w = _shape(ins[w_at]) if len(ins) > w_at else None
+    if not w or len(w) < 3:
+        # the profile leaves out an input the kernel packed ahead, and the inputs after it
+        # move up a place (QLinearConv's weight: its scales then sit where it was); a
+        # convolution's weight has three axes or more, its scales, zero points and bias one
+        w = (weights or {}).get(node_name(event))
     per = 1
     for d in (w or [])[1:]:
         per *= d
