@@ -567,7 +567,7 @@ def test_the_sensitivity_sweep_keeps_one_model_at_a_time_and_weighs_each_block(
     assert plan["estimated_time_share"] == pytest.approx(sum(shares))
     # the plan's set was measured as a whole on the development set, beside its estimate
     first = plan["verified"]["trail"][0]
-    assert first["families"] == 1 and first["passed"]
+    assert first["families"] == 1 and first["passed"] and first["utterances"] == len(held)
     assert first["masked_lsd_db"] == pytest.approx(sens[fams[0]]["masked_lsd_db"], rel=1e-3)
     assert list(built) == ["mixed"]
     names = {p.name for p in builder.out_dir.iterdir()}

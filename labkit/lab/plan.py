@@ -162,6 +162,7 @@ def plan_03(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
     dev = (len(p.get("sensitivity_ids") or []) or len(list(corpora.load("dev", purpose="choose")))
            if fams else 0)
     checks = VERIFY_TRIES if fams else 0
+    whole_dev = len(list(corpora.load("dev", purpose="choose"))) if fams else 0  # what checks read
     static = [v for v in variants if isinstance(v, dict) and v.get("recipe") == "static"]
     # one calibration pass per method (its cache serves every variant calibrated so); the
     # sensitivity sweep calibrates with MinMax
@@ -170,11 +171,11 @@ def plan_03(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
     warmup = int(p.get("warmup") or 1)
     k = _rounds(p, entries)
     runs = (entries * (warmup + k) * len(lengths) + (len(variants) + 2) * held
-            + (len(fams) + checks) * dev)
+            + len(fams) * dev + checks * whole_dev)
     per_run = c.run_s(120)
     seconds = (entries + len(fams) + checks) * c.session_s + sum(
         entries * (warmup + k) * c.run_s(n) for n in lengths)
-    seconds += ((len(variants) + 2) * held + (len(fams) + checks) * dev) * per_run * 2  # fp32 runs ~2x
+    seconds += ((len(variants) + 2) * held + len(fams) * dev + checks * whole_dev) * per_run * 2  # fp32 ~2x
     seconds += len(methods) * cal * per_run * 3  # calibration (the augmented graph)
     size = _model_gb(cfg, "fp32-recon")
     # held at once, each at the reference's size (an upper bound: int8 weights are smaller):

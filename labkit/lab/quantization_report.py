@@ -46,8 +46,9 @@ def sensitivity_table(result: QuantizationResult) -> str:
                      f"{figure(plan.get('peak_budget_db'))} dB)")
         trail = (plan.get("verified") or {}).get("trail") or []
         if trail:
-            lines += ["", "measured as a whole on the development set (the plan's set first, "
-                      "then fewer or more in the plan's order):", "",
+            n = trail[0].get("utterances")
+            lines += ["", f"measured as a whole on {n or 'the'} development sentences (the plan's "
+                      "set first, then fewer or more in the plan's order):", "",
                       f"| {grain}s quantized | masked LSD dB | worst frame dB | passed |", "|---|---|---|---|"]
             lines += [f"| {t['families']} | {figure(t.get('masked_lsd_db'))} | "
                       f"{figure(t.get('masked_lsd_peak_db'))} | {t.get('passed')} |" for t in trail]

@@ -88,14 +88,18 @@ def speed_skips(built: dict, m: machine.Facts | None = None) -> dict[str, str]:
 def build_variants(builder, variants: Sequence, sensitivity_families: Sequence[str], spec: dict,
                    session_cfg, dev: Sequence, voices, reference: Path,
                    mixed_budget_db: float | None, notes: list[str],
-                   grain: str = "block", verify_tries: int = VERIFY_TRIES) -> tuple[dict, dict, dict | None]:
+                   grain: str = "block", verify_tries: int = VERIFY_TRIES,
+                   verify_on: Sequence | None = None) -> tuple[dict, dict, dict | None]:
     """The variants as given, then the sensitivity sweep on the development set and the
     mixed-precision variant it plans (within ``mixed_budget_db``, the ruler's bound by
     default, and the ruler's worst-frame bound), verified as a whole on the development
     set and cut back or grown where the estimate missed (:func:`variant_choice.verified_set`):
     (builds by name, the sweep's per-family costs, the plan). ``grain``: ``"block"`` sweeps
     the families as given; ``"layer"`` sweeps every convolution inside them
-    (labkit.optimize.families.LAYERS), its time share from the profile by layer."""
+    (labkit.optimize.families.LAYERS), its time share from the profile by layer.
+    ``verify_on``: the development utterances the set is measured on as a whole (the
+    whole development set, by default ``dev``): more than the sweep's few, since a worst
+    frame found on four sentences did not hold on the held-out twelve."""
     if grain not in GRAINS:
         raise ValueError(f"sensitivity_grain={grain!r}: allowed are {GRAINS}")
     built = {}
@@ -109,6 +113,10 @@ def build_variants(builder, variants: Sequence, sensitivity_families: Sequence[s
         swept = layers_in(sensitivity_families) if grain == "layer" else list(sensitivity_families)
         ref_sess = make_session(reference, session_cfg)
         dev_ref = reference_audio(ref_sess, dev, voices)  # choosing: the development set
+        checked = list(verify_on) if verify_on else list(dev)
+        known = {p.utt.id for p in dev}
+        check_ref = {**dev_ref, **reference_audio(ref_sess, [p for p in checked if p.utt.id not in known],
+                                                  voices)}
         del ref_sess
         # each block's (layer's) share of the reference's kernel time (issue #33: what
         # quantizing it can save), from ORT's profile on the development set at 120 tokens
@@ -123,10 +131,10 @@ def build_variants(builder, variants: Sequence, sensitivity_families: Sequence[s
         def measure(families: list[str]) -> dict[str, Any]:
             b = builder.build({**spec, "name": "mixed", "families": families})
             sess = make_session(b.path, session_cfg)
-            s = evaluate(sess, dev, voices, dev_ref, with_dnsmos=False)["summary"]
+            s = evaluate(sess, checked, voices, check_ref, with_dnsmos=False)["summary"]
             del sess
             m, pk = s["masked_lsd_db"], s["masked_lsd_peak_db"]
-            return {"masked_lsd_db": m, "masked_lsd_peak_db": pk,
+            return {"utterances": len(checked), "masked_lsd_db": m, "masked_lsd_peak_db": pk,
                     "passed": bool(s["ok"]) and m is not None and m <= budget
                     and pk is not None and pk <= ruler.BOUNDS["masked_lsd_peak_db"]}
 
@@ -195,7 +203,10 @@ def run(cfg: LabConfig, st, *, reference: str | None = None, baseline: str = "in
     held_c = corpora.load("heldout", purpose="report")
     held = corpora.prepare(held_c.select(ids=heldout_ids))
     cal = corpora.prepare(corpora.load("calibration", purpose="calibrate").select(ids=calibration_ids))
-    dev = corpora.prepare(corpora.load("dev", purpose="choose").select(ids=sensitivity_ids))
+    dev_c = corpora.load("dev", purpose="choose")
+    dev = corpora.prepare(dev_c.select(ids=sensitivity_ids))
+    # a mixed set is measured as a whole on the whole development set
+    dev_all = dev if sensitivity_ids is None else corpora.prepare(dev_c.select())
     corpora_info = {
         "heldout": {p.utt.id: p.n_tokens for p in held},
         "calibration": {p.utt.id: p.n_tokens for p in cal},
@@ -205,7 +216,8 @@ def run(cfg: LabConfig, st, *, reference: str | None = None, baseline: str = "in
     builder = quantize.Builder(ref.path, st.path("models"), calibration=cal, voices=voices)
     spec = dict(sensitivity_spec or {"recipe": "static", "calibration": "minmax"})
     built, sens, plan = build_variants(builder, variants, sensitivity_families, spec, cfg.session,
-                                       dev, voices, ref.path, mixed_budget_db, notes, grain=sensitivity_grain)
+                                       dev, voices, ref.path, mixed_budget_db, notes, grain=sensitivity_grain,
+                                       verify_on=dev_all)
 
     # every model as its copy with word timings: each word checked in the audio
     cache = Path(cfg.resolve(cfg.artifacts_dir)) / "cache"
