@@ -164,10 +164,12 @@ def choose_families(sensitivity: dict[str, dict], budget_db: float,
     names = sorted(usable, key=lambda f: (load[f], f))
     rank = sorted(names, key=lambda f: -value[f] / max(load[f], 1e-3) ** 2)
 
+    def combined(pick: Sequence[str], key: str) -> float:
+        return combined_db([usable[f].get(key) or 0.0 for f in pick])
+
     def fits(pick: Sequence[str]) -> bool:
-        return (combined_db([usable[f]["masked_lsd_db"] for f in pick]) <= budget_db + 1e-12
-                and (not peak_budget_db or combined_db(
-                    [usable[f].get("masked_lsd_peak_db") or 0.0 for f in pick]) <= peak_budget_db + 1e-12))
+        return (combined(pick, "masked_lsd_db") <= budget_db + 1e-12
+                and (not peak_budget_db or combined(pick, "masked_lsd_peak_db") <= peak_budget_db + 1e-12))
 
     if len(names) <= EXACT_UP_TO:
         best: tuple[float, float, list[str]] = (0.0, 0.0, [])
@@ -189,9 +191,9 @@ def choose_families(sensitivity: dict[str, dict], budget_db: float,
     order = sorted(chosen, key=rank.index) + [f for f in rank if f not in chosen]
     return {"quantize": chosen, "keep_float": sorted(set(sensitivity) - set(chosen)),
             "order": order,
-            "estimated_masked_lsd_db": combined_db([usable[f]["masked_lsd_db"] for f in chosen]),
-            "estimated_masked_lsd_peak_db": (combined_db(
-                [usable[f].get("masked_lsd_peak_db") or 0.0 for f in chosen]) if peak_budget_db else None),
+            "estimated_masked_lsd_db": combined(chosen, "masked_lsd_db"),
+            "estimated_masked_lsd_peak_db": (combined(chosen, "masked_lsd_peak_db")
+                                             if peak_budget_db else None),
             "budget_db": budget_db, "peak_budget_db": peak_budget_db,
             "estimated_time_share": sum(value[f] for f in chosen) if weighed else None,
             "search": how if weighed else f"{how}, without time shares: the most families"}
