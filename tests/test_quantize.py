@@ -43,6 +43,8 @@ def test_spec_presets_and_errors():
         VariantSpec.parse({"name": "x", "recipe": "static", "families": ["istft"]})
     with pytest.raises(QuantizeError, match="calibration"):
         VariantSpec.parse({"name": "x", "recipe": "static", "calibration": "kl"})
+    with pytest.raises(QuantizeError, match="unknown rewrite.*snake_fold"):
+        VariantSpec.parse({"name": "x", "recipe": "static", "rewrites": ["snake_fuse"]})
 
 
 def test_fine_families_and_fp16_spec():
@@ -519,6 +521,28 @@ def test_static_recipe(builder, cfg, voices, held, ref_audio):
                            "families": ["decoder"]})
     hist = quantize.op_histogram(built.path)
     assert hist.get("QuantizeLinear", 0) > 0 and hist.get("DequantizeLinear", 0) > 0
+    _speaks(built, cfg, voices, held, ref_audio, BOUNDS_DB["static-decoder"])
+
+
+@pytest.mark.model
+def test_a_static_variant_is_rewritten_after_it_is_quantized(builder, cfg, voices, held, ref_audio):
+    """Issue #33's elementwise tail: the passes the int8 convolutions leave around them are
+    rewritten in the quantized graph itself (what ships is the one file). Pow(s, 2) becomes
+    Mul(s, s), the AdaIN norms one InstanceNormalization each, and Snake's a comes out of
+    the AdaIN affine; the QDQ pairs stay where quantization put them, and the rewritten
+    variant still speaks within the static recipe's bound."""
+    spec = {"recipe": "static", "calibration": "minmax", "per_channel": True,
+            "families": ["gen_resblocks.0"]}
+    plain = builder.build({**spec, "name": "qdq-rb0"})
+    built = builder.build({**spec, "name": "qdq-rb0-tail",
+                           "rewrites": ["pow2_mul", "instance_norm", "snake_fold"]})
+    before, after = quantize.op_histogram(plain.path), quantize.op_histogram(built.path)
+    assert before.get("Pow", 0) > 0 and "Pow" not in after
+    assert after.get("InstanceNormalization", 0) > 0 and after["ReduceMean"] < before["ReduceMean"]
+    assert after["QuantizeLinear"] == before["QuantizeLinear"] > 0
+    assert sum(after.values()) < sum(before.values())
+    assert any(n.startswith("rewritten and checked: pow2_mul") for n in built.notes), built.notes
+    assert not list(builder.out_dir.glob("_work/qdq-rb0-tail.before-rewrites.onnx"))
     _speaks(built, cfg, voices, held, ref_audio, BOUNDS_DB["static-decoder"])
 
 

@@ -49,7 +49,8 @@ import onnx
 from onnx import numpy_helper
 
 from labkit import progress
-from labkit.engine import assets
+from labkit.engine import assets, graph_cache
+from labkit.engine.rewrites import REWRITES
 from labkit.optimize.families import FAMILIES, QuantizeError, check_families, family_of, prefixes_of
 from labkit.optimize.fp16 import build_fp16
 
@@ -96,6 +97,10 @@ class VariantSpec:
     #: static: False leaves each quantized op's output float (its input and weights only):
     #: ORT then runs the op in float (no speed), which measures the outputs' share of the error
     quantize_outputs: bool = True
+    #: our own graph rewrites (labkit.engine.rewrites.REWRITES) applied to the built graph
+    #: and checked there (labkit.engine.graph_cache.rewritten_model): the elementwise tail
+    #: the int8 convolutions leave (Snake's passes, the AdaIN norms; issue #33)
+    rewrites: list[str] = field(default_factory=list)
 
     def validate(self) -> "VariantSpec":
         if self.recipe not in RECIPES:
@@ -111,6 +116,10 @@ class VariantSpec:
                                 f"allowed are {FP16_SCOPES}")
         check_families(self.families)
         check_families(self.keep_float)
+        unknown = [r for r in self.rewrites if r not in REWRITES]
+        if unknown:
+            raise QuantizeError(f"variant {self.name}: unknown rewrite(s) {unknown}; "
+                                f"known are {list(REWRITES)}")
         return self
 
     @classmethod
@@ -348,17 +357,27 @@ class Builder:
         notes: list[str] = []
         n = None
         progress.say(f"building {spec.name} ({spec.recipe}) -> {out.name}")
+        # with rewrites, the recipe's graph is an intermediate: rewritten and checked into out
+        work = self.out_dir / "_work"
+        graph = work / f"{spec.name}.before-rewrites.onnx" if spec.rewrites else out
+        graph.parent.mkdir(parents=True, exist_ok=True)
         if spec.recipe == "fp16":
-            build_fp16(self.reference, out, spec.keep_float, spec.fp16_scope)
+            build_fp16(self.reference, graph, spec.keep_float, spec.fp16_scope)
         elif spec.recipe == "dynamic":
-            n = build_dynamic(self.pre(), out, spec)
+            n = build_dynamic(self.pre(), graph, spec)
         elif spec.recipe == "weights":
-            n = build_weights(self.pre(), out, spec)
+            n = build_weights(self.pre(), graph, spec)
         else:
             cache = self.calibration_cache(spec.calibration, spec.op_types)
-            n = build_static(self.pre(), out, spec, cache)
+            n = build_static(self.pre(), graph, spec, cache)
             notes.append(f"calibrated on {len(self.calibration or [])} utterances "
                          f"({spec.calibration})")
+        if spec.rewrites:
+            done, rw = graph_cache.rewritten_model(graph, spec.rewrites, work)
+            done.replace(out)
+            graph.unlink()
+            notes.append("rewritten and checked: " + ", ".join(
+                f"{name} ({k} sites)" for name, k in rw["sites"].items()))
         built = Built(spec, out, time.perf_counter() - t0, n, notes)
         meta.write_text(json.dumps(built.to_dict(), indent=2))
         return built
