@@ -11,7 +11,7 @@ import pytest
 
 from labkit import cli
 from labkit.host import machine
-from labkit.lab.costs import Costs, recorded, record
+from labkit.lab.costs import BUSY_LOAD, Costs, recorded, record
 from labkit.lab.s08_endpoint import plan, plan_lines
 from labkit.measure.compare import compare, default_rounds
 from labkit.measure.texts import named
@@ -66,6 +66,13 @@ def test_recorded_costs_are_used_only_for_the_same_configuration(cfg, tmp_path, 
     assert recorded(c.with_overrides({"variant": "fp32-recon"})) is None
     record(c, Costs(**{**here.to_dict(), "onnxruntime": "1.0.0"}))
     assert recorded(c) is None  # measured with another onnxruntime: measured again
+    # measured beside other work (load per CPU over BUSY_LOAD): kept while the machine is
+    # still busy, measured again once it is quiet
+    busy = Costs(**{**here.to_dict(), "load": BUSY_LOAD + 0.5})
+    record(c, busy)
+    assert busy.under_load and not here.under_load
+    assert recorded(c, load_now=BUSY_LOAD + 0.1) == busy
+    assert recorded(c, load_now=0.1) is None
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import statistics
 import time
 from dataclasses import asdict, dataclass, replace
@@ -34,6 +35,19 @@ from labkit.measure.texts import named, word_count
 COSTS_NAME = "costs.json"
 #: the text :func:`measure` synthesizes (a ~20-word sentence of the benchmark paragraph)
 PROBE_TEXT = "sentence"
+#: load average per usable CPU above which a machine is busy: a measurement made then is
+#: slower than the batch will be (a record measured beside a layer sweep read RTF 1.06;
+#: quiet, the same configuration runs near 0.4)
+BUSY_LOAD = 0.5
+
+
+def load_per_cpu() -> float:
+    """The 1-minute load average per CPU this process may use (0 where the OS keeps none)."""
+    try:
+        one = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return 0.0
+    return one / max(1, machine.current().usable_cpus or 1)
 
 
 @dataclass(frozen=True)
@@ -52,6 +66,14 @@ class Costs:
     measured: str
     #: the onnxruntime the constants were measured with (a new one is measured again)
     onnxruntime: str = ort.__version__
+    #: the machine's 1-minute load average per usable CPU when the measurement began
+    #: (None: not recorded); above :data:`BUSY_LOAD` the constants were measured beside
+    #: other work, and are measured again once the machine is quiet
+    load: float | None = None
+
+    @property
+    def under_load(self) -> bool:
+        return self.load is not None and self.load > BUSY_LOAD
 
     def audio_s(self, text: str) -> float:
         return word_count(text) * self.audio_s_per_word
@@ -82,6 +104,7 @@ def measure(cfg: LabConfig) -> Costs:
     """Build the configured engine (timed, with its warm-up) and synthesize the probe
     sentence four times (the median of the last three)."""
     text = named(PROBE_TEXT)
+    load = load_per_cpu()
     t0 = time.perf_counter()
     synth = StreamingSynthesizer.from_config(cfg)
     for e in synth.engines:
@@ -100,16 +123,18 @@ def measure(cfg: LabConfig) -> Costs:
                  audio_s_per_token=audio_s / tokens,
                  session_s=session_s, threads=machine.session_threads(cfg.session),
                  variant=cfg.variant, cpu=machine.current().cpu,
-                 measured=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+                 measured=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                 load=round(load, 2))
 
 
 def record(cfg: LabConfig, costs: Costs) -> Path:
     return files.write_json(costs_path(cfg), costs.to_dict(), indent=2)
 
 
-def recorded(cfg: LabConfig) -> Costs | None:
+def recorded(cfg: LabConfig, load_now: float | None = None) -> Costs | None:
     """The recorded constants, when they were measured for ``cfg``'s variant and thread
-    count on this CPU; else None."""
+    count on this CPU, and not under load while the machine is quiet now (``load_now``:
+    load per CPU, default :func:`load_per_cpu`); else None."""
     try:
         data = json.loads(costs_path(cfg).read_text())
         costs = Costs(**data)
@@ -118,6 +143,8 @@ def recorded(cfg: LabConfig) -> Costs | None:
     same = (costs.variant == cfg.variant and costs.cpu == machine.current().cpu
             and costs.threads == machine.session_threads(cfg.session)
             and costs.onnxruntime == ort.__version__)
+    if same and costs.under_load:
+        same = (load_per_cpu() if load_now is None else load_now) > BUSY_LOAD
     return costs if same else None
 
 
@@ -126,8 +153,10 @@ def current(cfg: LabConfig) -> tuple[Costs, str]:
     a measurement made now and recorded."""
     costs = recorded(cfg)
     if costs is not None:
-        return costs, f"measured {costs.measured} ({costs_path(cfg).name})"
+        busy = f", under load {costs.load:.2f} per CPU" if costs.under_load else ""
+        return costs, f"measured {costs.measured}{busy} ({costs_path(cfg).name})"
     costs = measure(cfg)
     record(cfg, costs)
-    return costs, f"measured now ({costs.session_s:.1f} s to build, RTF {costs.rtf:.2f}; " \
+    busy = f", under load {costs.load:.2f} per CPU" if costs.under_load else ""
+    return costs, f"measured now ({costs.session_s:.1f} s to build, RTF {costs.rtf:.2f}{busy}; " \
                   f"recorded in {costs_path(cfg).name})"
