@@ -31,6 +31,13 @@ artifact folder; nothing here ever writes into git):
   chosen weights rounded to the int8 grid, so a static variant's error can be split into
   its weights' part and its activations' (with ``quantize_outputs=False`` a static build
   leaves each op's output float: the input's part).
+* the elementwise tail -- any recipe takes ``rewrites`` (labkit.engine.rewrites): the
+  built graph is rewritten and checked (labkit.engine.graph_cache.rewritten_model) before
+  it becomes the variant's file, so what ships is one file. In the QDQ graph Snake's ``a``
+  still folds into the AdaIN affine and ``Pow(s, 2)`` becomes ``Mul(s, s)``; ``1/a``
+  folds only into the convolutions left float (a quantized one reads Snake's output
+  through its QuantizeLinear). Stage 03 benches a variant with and without them (the
+  default batch's qdq-layers and qdq-layers-tail), so the journal shows what they earn.
 * mixed precision -- any recipe takes ``families``: only the nodes of those module
   families are quantized, the rest stay float. labkit.optimize.families names Kokoro's
   modules by node-name prefix; the stage measures each family's cost alone and keeps the
