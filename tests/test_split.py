@@ -15,7 +15,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from labkit.config import ConfigError, LabConfig
-from labkit.engine import assets
+from labkit.engine import assets, rewrites
 from labkit.engine.registries import check_config
 from labkit.engine import split_runtime as sr
 from labkit.engine.sessions import kokoro_feeds, new_session, probe_config
@@ -175,7 +175,32 @@ def test_pad_frames_repeats_edges_at_each_rate():
 
 
 def test_bucketed_part_b_is_exact_and_plain_padding_is_not(toy_parts):
-    path, parts = toy_parts
+    _bucketed_is_exact(*toy_parts)
+
+
+@pytest.mark.parametrize("affine", [False, True])
+def test_a_graph_whose_norms_were_rewritten_buckets_as_exactly(tmp_path, affine):
+    """A variant whose elementwise tail was rewritten (labkit.optimize.quantize: the one
+    file it ships) holds its AdaIN norms as InstanceNormalization ops, not the exported
+    chain: the bucketed part B masks those too (the shipped qdq-layers-tail had failed
+    stage 07 with "no instance-norm chain ... found in part B")."""
+    model, sites = rewrites.apply(toy_kokoro(), ["instance_norm"], feeds=_feeds(9))
+    assert len(sites["instance_norm"]) == 1
+    if affine:  # an InstanceNormalization's own scale and bias (the rewrite writes 1 and 0)
+        norm = next(n for n in model.graph.node if n.op_type == "InstanceNormalization")
+        for name in norm.input[1:]:
+            init = next(i for i in model.graph.initializer if i.name == name)
+            init.CopyFrom(numpy_helper.from_array(
+                RNG.normal(1.0, 0.3, size=numpy_helper.to_array(init).shape).astype(np.float32), name))
+    path = tmp_path / "toy-in.onnx"
+    onnx.save(model, str(path))
+    parts = sp.split_files(path, tmp_path / "split")
+    assert "InstanceNormalization" in {n.op_type for n in onnx.load(str(parts.b)).graph.node}
+    assert "InstanceNormalization" not in {n.op_type for n in onnx.load(str(parts.b_bucketed)).graph.node}
+    _bucketed_is_exact(path, parts)
+
+
+def _bucketed_is_exact(path, parts):
     m = onnx.load(str(path))
     f = _feeds(9)
     ref = _run(m, f)

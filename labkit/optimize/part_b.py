@@ -86,39 +86,79 @@ class _Masks:
 
 
 def mask_instance_norms(g: Graph, masks: _Masks) -> list[str]:
-    """The exported instance-norm chain (ReduceMean -> Sub -> square -> ReduceMean -> Add ->
-    Sqrt -> Div over the last axis) computed over the valid samples only."""
+    """Every instance norm over the last axis computed over the valid samples only: the
+    exported chain (ReduceMean -> Sub -> square -> ReduceMean -> Add -> Sqrt -> Div), and
+    the one ``InstanceNormalization`` it becomes in a graph rewritten by
+    labkit.engine.rewrites.instance_norm (what a variant with its tail rewritten ships)."""
+    axes = _const_i64(g, "axes", [-1])  # (pruned with the graph where no norm reads it)
     sites = []
-    for rm1 in list(g.nodes):
-        if rm1.op_type != "ReduceMean" or reduce_axes(g, rm1) not in ([2], [-1]):
+    for node in list(g.nodes):
+        if node.op_type == "ReduceMean":
+            site = _mask_norm_chain(g, masks, node, axes)
+        elif node.op_type == "InstanceNormalization":
+            site = _mask_norm_op(g, masks, node, axes)
+        else:
             continue
-        x = rm1.input[0]
-        users = g.consumers.get(rm1.output[0], [])
-        if len(users) != 1 or users[0].op_type != "Sub" or list(users[0].input) != [x, rm1.output[0]]:
-            continue
-        sub = users[0]
-        d = sub.output[0]
-        sq = [u for u in g.consumers.get(d, []) if u.op_type in ("Mul", "Pow") and u.input[0] == d]
-        if len(sq) != 1:
-            continue
-        rm2s = g.consumers.get(sq[0].output[0], [])
-        if len(rm2s) != 1 or rm2s[0].op_type != "ReduceMean" or reduce_axes(g, rm2s[0]) not in ([2], [-1]):
-            continue
-        rm2 = rm2s[0]
-        m, vf = masks.mask(x)
-        axes = _const_i64(g, "axes", [-1])
-
-        def masked_mean(src: str, out: str, base: str) -> list:
-            xm, s = g.fresh(base + "_m"), g.fresh(base + "_sum")
-            return [helper.make_node("Mul", [src, m], [xm], name=xm),
-                    helper.make_node("ReduceSum", [xm, axes], [s], name=s, keepdims=1),
-                    helper.make_node("Div", [s, vf], [out], name=g.fresh(base + "_div"))]
-
-        g.replace(rm1, masked_mean(x, rm1.output[0], "mean"))
-        g.replace(rm2, masked_mean(rm2.input[0], rm2.output[0], "var"))
-        g.reindex()
-        sites.append(rm1.output[0])
+        if site is not None:
+            g.reindex()
+            sites.append(site)
     return sites
+
+
+def _masked_mean(g: Graph, masks: _Masks, x: str, src: str, out: str, axes: str) -> list:
+    """Nodes computing ``out`` = the mean of ``src`` over the valid samples of ``x``'s last
+    axis (``src`` has ``x``'s shape)."""
+    m, vf = masks.mask(x)
+    xm, s = g.fresh(out + "_m"), g.fresh(out + "_sum")
+    return [helper.make_node("Mul", [src, m], [xm], name=xm),
+            helper.make_node("ReduceSum", [xm, axes], [s], name=s, keepdims=1),
+            helper.make_node("Div", [s, vf], [out], name=g.fresh(out + "_div"))]
+
+
+def _mask_norm_chain(g: Graph, masks: _Masks, rm1, axes: str) -> str | None:
+    if reduce_axes(g, rm1) not in ([2], [-1]):
+        return None
+    x = rm1.input[0]
+    users = g.consumers.get(rm1.output[0], [])
+    if len(users) != 1 or users[0].op_type != "Sub" or list(users[0].input) != [x, rm1.output[0]]:
+        return None
+    d = users[0].output[0]
+    sq = [u for u in g.consumers.get(d, []) if u.op_type in ("Mul", "Pow") and u.input[0] == d]
+    if len(sq) != 1:
+        return None
+    rm2s = g.consumers.get(sq[0].output[0], [])
+    if len(rm2s) != 1 or rm2s[0].op_type != "ReduceMean" or reduce_axes(g, rm2s[0]) not in ([2], [-1]):
+        return None
+    rm2 = rm2s[0]
+    g.replace(rm1, _masked_mean(g, masks, x, x, rm1.output[0], axes))
+    g.replace(rm2, _masked_mean(g, masks, x, rm2.input[0], rm2.output[0], axes))
+    return rm1.output[0]
+
+
+def _mask_norm_op(g: Graph, masks: _Masks, norm, axes: str) -> str | None:
+    """``InstanceNormalization(x, scale, B)`` over [N, C, T] as the masked chain, then the
+    per-channel scale and bias (left out where they are the rewrite's 1 and 0)."""
+    x, scale, bias = norm.input[0], g.const(norm.input[1]), g.const(norm.input[2])
+    if scale is None or bias is None:
+        return None
+    eps = next((a.f for a in norm.attribute if a.name == "epsilon"), 1e-5)
+    y = norm.output[0]
+    mean, d, sq, var, ve, sd = (g.fresh(y + s) for s in ("_mean", "_d", "_sq", "_var", "_ve", "_sd"))
+    normed = y if (np.all(scale == 1) and np.all(bias == 0)) else g.fresh(y + "_n")
+    new = [*_masked_mean(g, masks, x, x, mean, axes),
+           helper.make_node("Sub", [x, mean], [d], name=d),
+           helper.make_node("Mul", [d, d], [sq], name=sq),
+           *_masked_mean(g, masks, x, sq, var, axes),
+           helper.make_node("Add", [var, g.add_init("eps", np.array(eps, np.float32))], [ve], name=ve),
+           helper.make_node("Sqrt", [ve], [sd], name=sd),
+           helper.make_node("Div", [d, sd], [normed], name=g.fresh(y + "_div"))]
+    if normed != y:
+        scaled = g.fresh(y + "_scaled")
+        col = lambda v, n: g.add_init(n, v.astype(np.float32).reshape(1, -1, 1))  # noqa: E731
+        new += [helper.make_node("Mul", [normed, col(scale, "in_scale")], [scaled], name=scaled),
+                helper.make_node("Add", [scaled, col(bias, "in_bias")], [y], name=g.fresh(y + "_bias"))]
+    g.replace(norm, new)
+    return y
 
 
 def mask_conv_inputs(g: Graph, masks: _Masks) -> list[str]:
