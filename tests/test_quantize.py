@@ -424,6 +424,26 @@ def test_record_writes_what_the_untyped_result_wrote():
     assert written == json.loads((RECORDS / "03_quantization.json").read_text(encoding="utf-8"))
 
 
+def test_the_headline_says_when_a_variant_was_judged_on_its_whole_output():
+    """A graph the split cannot cut like the reference is judged on its whole output,
+    held-out only (labkit.lab.variant_ruler); its headline figures say so rather than
+    claim the vocoder at the reference's alignment."""
+    d = Path("/STAGE")
+    names = ["reference", "int8", "qdq"]
+    rows = _rows(d)
+    rows["qdq"]["ruler"] = {"heldout": {}, "dev": {}, "like_with_like": False}
+    rows["int8"]["ruler"] = {"heldout": {}, "dev": {}, "like_with_like": True}
+    result = QuantizationResult(
+        reference={"variant": "fp32-recon", "path": str(d / "ref.onnx"), "note": "rebuilt"},
+        rows=rows, comparisons={25: _comparison(names), 120: _comparison(names, scale=2)},
+        listen={"id": "held-01", "text": "Hi.", "page": str(d / "listening/listening.html")},
+        **_PARAMS)
+    head = s03_quantization.headline(result)
+    assert head["qdq masked LSD dB (worst held-out, whole output, held-out only)"] == 0.5
+    assert "qdq masked LSD dB (worst held-out, vocoder at the reference's alignment)" not in head
+    assert head["int8 masked LSD dB (worst held-out, vocoder at the reference's alignment)"] == 0.5
+
+
 # -- on the real reference graph -------------------------------------------------------------
 @pytest.fixture(scope="module")
 def ref(cfg):

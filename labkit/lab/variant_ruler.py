@@ -53,7 +53,7 @@ def ruler_quality(rows: dict[str, dict], reference: Path, audio: dict[str, dict]
             dev_q = {"summary": {"passed": True, "reasons": [], "failed_utterances": []}}
             how = (f"the ruler on the whole outputs, held-out set only (not cut like the "
                    f"reference: {type(exc).__name__}: {str(exc)[:160]}); word error rate as above")
-        row["ruler"] = {"heldout": held_q, "dev": dev_q}
+        row["ruler"] = {"heldout": held_q, "dev": dev_q, "like_with_like": how == basis}
         hs, ds = held_q["summary"], dev_q["summary"]
         reasons = [f"held-out {x}" for x in hs["reasons"]] + [f"dev {x}" for x in ds["reasons"]]
         row["quality"] = quality_entry(
