@@ -2,6 +2,7 @@
 import json
 
 import nbformat
+import pytest
 import yaml
 
 from labkit import cli
@@ -22,6 +23,22 @@ def test_a_stage_is_counted_from_its_parameters_and_priced(cfg):
     k = default_rounds(3)  # two candidates and the A/A control
     assert (sp.candidates, sp.session_builds, sp.timed_runs) == (2, 4, 3 * k)
     assert sp.seconds == 4 * COSTS.session_s + 3 * k * COSTS.synth_s(named("paragraph"))
+
+
+def test_stage_03_prices_every_models_development_read_and_its_ruler(cfg):
+    """Stage 03 reads every model on the development set as well as the held-out one, and
+    its ruler judges every model but the reference on both (the plan had priced neither:
+    9.9 planned minutes against 23.5 run)."""
+    p = {"variants": [{"name": "q", "recipe": "static"}], "heldout_ids": ["h1", "h2"],
+         "sensitivity_ids": ["d1", "d2", "d3"], "token_lengths": [120], "rounds": 6,
+         "calibration_ids": ["c1"]}
+    sp = plan.plan_03(p, COSTS, cfg)
+    entries, judged, reads = 1 + 3, 2, 2 + 3
+    assert sp.timed_runs == entries * (1 + 6) + (1 + 2) * reads + judged * reads
+    run = COSTS.run_s(120)
+    assert sp.seconds == pytest.approx(
+        (entries + judged * plan.RULER_BUILDS) * COSTS.session_s + entries * 7 * run
+        + (1 + 2) * reads * run * 2 + judged * reads * run * plan.RULER_RUNS + 1 * run * 3)
 
 
 def test_many_layouts_are_planned_as_a_screen_and_the_leaders_in_full(cfg):

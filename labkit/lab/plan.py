@@ -149,6 +149,15 @@ def plan_02(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
 SPLIT_MODELS = 2.3
 
 
+#: stage 03's ruler, per model judged: the copy with durations, the split and its bucketed
+#: and phase parts (priced as session builds), then per utterance a run of its vocoder at the
+#: reference's alignment, the durations read token by token and, held-out, the recognizer:
+#: priced as two warm runs (run-20261204-170456 read 5.1 s per model and utterance, 1.6 runs
+#: at its RTF)
+RULER_BUILDS = 4
+RULER_RUNS = 2
+
+
 def plan_03(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
     variants = list(p.get("variants") or [])
     lengths = [int(n) for n in p.get("token_lengths") or []]
@@ -163,6 +172,9 @@ def plan_03(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
            if fams else 0)
     checks = VERIFY_TRIES if fams else 0
     whole_dev = len(list(corpora.load("dev", purpose="choose"))) if fams else 0  # what checks read
+    # the bench reads every model on the development set too (choosing), and the ruler
+    # judges every model but the reference on both sets (labkit.lab.variant_ruler)
+    bench_dev = len(p.get("sensitivity_ids") or []) or len(list(corpora.load("dev", purpose="choose")))
     static = [v for v in variants if isinstance(v, dict) and v.get("recipe") == "static"]
     # one calibration pass per method (its cache serves every variant calibrated so); the
     # sensitivity sweep calibrates with MinMax
@@ -170,12 +182,15 @@ def plan_03(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
     entries = len(variants) + 3  # the reference, the baseline, the A/A control
     warmup = int(p.get("warmup") or 1)
     k = _rounds(p, entries)
-    runs = (entries * (warmup + k) * len(lengths) + (len(variants) + 2) * held
-            + len(fams) * dev + checks * whole_dev)
+    judged = len(variants) + 1  # the baseline and the variants
+    runs = (entries * (warmup + k) * len(lengths) + (len(variants) + 2) * (held + bench_dev)
+            + len(fams) * dev + checks * whole_dev + judged * (held + bench_dev))
     per_run = c.run_s(120)
-    seconds = (entries + len(fams) + checks) * c.session_s + sum(
+    seconds = (entries + len(fams) + checks + judged * RULER_BUILDS) * c.session_s + sum(
         entries * (warmup + k) * c.run_s(n) for n in lengths)
-    seconds += ((len(variants) + 2) * held + len(fams) * dev + checks * whole_dev) * per_run * 2  # fp32 ~2x
+    seconds += ((len(variants) + 2) * (held + bench_dev) + len(fams) * dev
+                + checks * whole_dev) * per_run * 2  # fp32 ~2x
+    seconds += judged * (held + bench_dev) * per_run * RULER_RUNS
     seconds += len(methods) * cal * per_run * 3  # calibration (the augmented graph)
     size = _model_gb(cfg, "fp32-recon")
     # held at once, each at the reference's size (an upper bound: int8 weights are smaller):
