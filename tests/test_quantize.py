@@ -425,9 +425,9 @@ def test_record_writes_what_the_untyped_result_wrote():
 
 
 def test_the_headline_says_when_a_variant_was_judged_on_its_whole_output():
-    """A graph the split cannot cut like the reference is judged on its whole output,
-    held-out only (labkit.lab.variant_ruler); its headline figures say so rather than
-    claim the vocoder at the reference's alignment."""
+    """A graph the split cannot cut like the reference is judged on its whole outputs
+    (labkit.lab.variant_ruler); its headline figures say so rather than claim the vocoder
+    at the reference's alignment."""
     d = Path("/STAGE")
     names = ["reference", "int8", "qdq"]
     rows = _rows(d)
@@ -439,9 +439,51 @@ def test_the_headline_says_when_a_variant_was_judged_on_its_whole_output():
         listen={"id": "held-01", "text": "Hi.", "page": str(d / "listening/listening.html")},
         **_PARAMS)
     head = s03_quantization.headline(result)
-    assert head["qdq masked LSD dB (worst held-out, whole output, held-out only)"] == 0.5
+    assert head["qdq masked LSD dB (worst held-out, whole output)"] == 0.5
     assert "qdq masked LSD dB (worst held-out, vocoder at the reference's alignment)" not in head
     assert head["int8 masked LSD dB (worst held-out, vocoder at the reference's alignment)"] == 0.5
+
+
+def _voiced(seconds: float = 1.5) -> np.ndarray:
+    t = np.arange(int(seconds * 24000)) / 24000
+    wave = sum(a * np.sin(2 * np.pi * f * t) for a, f in ((0.3, 140), (0.2, 280), (0.1, 560)))
+    return (wave * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+
+
+def test_a_variant_the_split_cannot_cut_is_still_judged_on_the_development_set(monkeypatch, tmp_path):
+    """Where a graph cannot be cut like the reference (labkit.lab.variant_ruler's fallback),
+    both sets are judged on the whole outputs: a dropout on a development sentence fails
+    the variant, as it would through the vocoder at the reference's alignment. (The
+    fallback had given the development set a pass it never read.) The split is the one
+    thing replaced here: the ruler and its verdicts are real, the recognizer's figures
+    fixed."""
+    from labkit.lab import variant_ruler
+
+    def no_split(path, cache, *a, **k):  # the reference's graph splits; the variant's does not
+        if Path(path).name != "ref.onnx":
+            raise variant_ruler.SplitError("no instance-norm chain over the time axis found in part B")
+
+    monkeypatch.setattr(variant_ruler.durations, "ensure", lambda path, cache: path)
+    monkeypatch.setattr(variant_ruler.splitting, "split_files", no_split)
+    monkeypatch.setattr(variant_ruler.vocoder, "AtReference", lambda parts, cfg: None)
+    wer = {"per_utterance": {}, "corpus": 0.1, "jitter": {"band": 0.02}}
+    monkeypatch.setattr(variant_ruler.vocoder, "reference_word_errors", lambda audio, texts: wer)
+    monkeypatch.setattr(variant_ruler.vocoder, "word_errors", lambda audio, texts: wer)
+    held = [type("P", (), {"utt": type("U", (), {"id": "h1", "text": "one"})})]
+    clean = {"h1": _voiced()}
+    dropout = _voiced()
+    dropout[18000:20400] = 0.0  # 100 ms of silence inside a voiced stretch
+    rows = {"reference": {"path": "ref.onnx"}, "q": {"path": "q.onnx"}}
+    variant_ruler.ruler_quality(rows, Path("ref.onnx"), {"reference": clean, "q": clean}, held, [],
+                                None, None, tmp_path,
+                                dev_audio={"reference": {"d1": _voiced(), "d2": _voiced()},
+                                           "q": {"d1": _voiced(), "d2": dropout}})
+    r = rows["q"]
+    assert r["ruler"]["like_with_like"] is False
+    assert r["ruler"]["dev"]["summary"]["utterances"] == 2
+    assert r["quality"]["verdict"] == "fail" and r["quality"]["failed_utterances"] == ["d2"]
+    assert "development and held-out" in r["quality"]["basis"]
+    assert r["ruler"]["heldout"]["summary"]["passed"]
 
 
 # -- on the real reference graph -------------------------------------------------------------

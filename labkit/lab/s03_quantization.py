@@ -233,7 +233,8 @@ def run(cfg: LabConfig, st, *, reference: str | None = None, baseline: str = "in
                       voices, token_lengths, baseline, rounds=rounds, warmup=warmup,
                       speed_tokens=speed_tokens, with_dnsmos=with_dnsmos, dev=dev, untimed=untimed)
     rows = bench["rows"]
-    ref_wer = ruler_quality(rows, ref.path, bench["audio"], held, dev, voices, cfg.session, cache)
+    ref_wer = ruler_quality(rows, ref.path, bench["audio"], held, dev, voices, cfg.session, cache,
+                            dev_audio=bench["dev_audio"])
     rows[REFERENCE]["wer"] = ref_wer
 
     # speed against the ruler's distance (held-out, worst utterance, like with like)
@@ -284,9 +285,9 @@ def headline(result: QuantizationResult) -> dict[str, Any]:
             round(r["speedup"], 3) if r.get("speedup") is not None else r.get("speed_skipped"))
         q = r.get("quality") or {}
         out[f"{name} ruler (dev and held-out)"] = q.get("verdict") or "not measured"
-        # a graph not cut like the reference is judged on its whole output, held-out only
+        # a graph not cut like the reference is judged on its whole outputs
         read = ("vocoder at the reference's alignment"
-                if (r.get("ruler") or {}).get("like_with_like", True) else "whole output, held-out only")
+                if (r.get("ruler") or {}).get("like_with_like", True) else "whole output")
         for key, label in (("masked_lsd_db", "masked LSD dB"), ("masked_lsd_peak_db", "worst frame dB"),
                            ("gap_ms", "longest gap ms")):
             if q.get(key) is not None:

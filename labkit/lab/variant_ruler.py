@@ -18,7 +18,8 @@ from labkit.optimize.split_cut import SplitError
 
 
 def ruler_quality(rows: dict[str, dict], reference: Path, audio: dict[str, dict], held: Sequence,
-                  dev: Sequence, voices, session_cfg, cache: Path) -> dict[str, Any]:
+                  dev: Sequence, voices, session_cfg, cache: Path,
+                  dev_audio: dict[str, dict] | None = None) -> dict[str, Any]:
     """Each variant judged by the ruler on its vocoder at the reference's alignment
     (labkit.measure.vocoder), its durations against the reference's, and the recognizer's
     word error rate of its own held-out output against the reference's; sets
@@ -50,9 +51,14 @@ def ruler_quality(rows: dict[str, dict], reference: Path, audio: dict[str, dict]
         except (SplitError, vocoder.NotComparable, durations.DurationsError) as exc:
             # a graph that cannot be cut where the reference's is: its own output, aligned
             held_q = vocoder.judge_whole(audio[REFERENCE], audio[name], texts, ref_wer)
-            dev_q = {"summary": {"passed": True, "reasons": [], "failed_utterances": []}}
-            how = (f"the ruler on the whole outputs, held-out set only (not cut like the "
-                   f"reference: {type(exc).__name__}: {str(exc)[:160]}); word error rate as above")
+            if dev_audio and name in dev_audio:
+                dev_q, sets = vocoder.judge_whole(dev_audio[REFERENCE], dev_audio[name], {}), \
+                    "development and held-out sets"
+            else:  # (a bench that read no development set)
+                dev_q, sets = {"summary": {"passed": True, "reasons": [], "failed_utterances": []}}, \
+                    "held-out set only"
+            how = (f"the ruler on the whole outputs, {sets} (not cut like the reference: "
+                   f"{type(exc).__name__}: {str(exc)[:160]}); word error rate as above")
         row["ruler"] = {"heldout": held_q, "dev": dev_q, "like_with_like": how == basis}
         hs, ds = held_q["summary"], dev_q["summary"]
         reasons = [f"held-out {x}" for x in hs["reasons"]] + [f"dev {x}" for x in ds["reasons"]]

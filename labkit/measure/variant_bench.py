@@ -63,11 +63,14 @@ def run_bench(reference: Candidate, candidates: Sequence[Candidate], session_cfg
         audio[name] = ev.pop("_audio")
         rows[name].update(ev["summary"])
         rows[name]["per_utterance"] = ev["per_utterance"]
+    dev_audio: dict[str, dict] = {}
     if dev:
         dev_ref = reference_audio(ref_sess, dev, voices)
+        dev_audio[reference.name] = dev_ref
         for name, sess in progress.steps(list(sessions.items()), "quality on the development set",
                                          label=lambda kv: kv[0]):
             ev = evaluate(sess, dev, voices, dev_ref, with_dnsmos=False)
+            dev_audio[name] = ev.pop("_audio")
             rows[name]["dev"] = {**ev["summary"], "per_utterance": ev["per_utterance"]}
     lengths = sorted({int(n) for n in token_lengths} | {int(speed_tokens)})
     probes = {n: token_probe(heldout, n, voices) for n in lengths}
@@ -96,5 +99,5 @@ def run_bench(reference: Candidate, candidates: Sequence[Candidate], session_cfg
     for name, row in rows.items():
         row.setdefault("ok", False)
         row.setdefault("speedup", None)
-    return {"rows": rows, "audio": audio, "comparisons": comparisons,
+    return {"rows": rows, "audio": audio, "dev_audio": dev_audio, "comparisons": comparisons,
             "speed_tokens": int(speed_tokens), "baseline": baseline, "reference": reference.name}
