@@ -609,6 +609,31 @@ def test_a_static_variant_is_rewritten_after_it_is_quantized(builder, cfg, voice
 
 
 @pytest.mark.model
+def test_the_profile_reads_what_ships_beside_the_fastest(ref, cfg, tmp_path):
+    """Stage 03 profiles the reference, the fastest variant that ran and the fastest the
+    ruler passes (what ships): issue #33 asks where the shipped variant's time goes, and
+    the fastest one often fails the ruler. Two real graphs stand in for the variants
+    (the stock int8 as 'fast', the reference's own file as 'ships'), at 10 tokens."""
+    from labkit.engine.sessions import probe_feeds
+
+    rows = {"reference": {"path": str(ref.path)},
+            "fast": {"path": str(assets.model_path(cfg, "int8")), "ok": True,
+                     "vs_baseline": {"ratio": 1.6}, "quality": {"verdict": "fail"}},
+            "ships": {"path": str(ref.path), "ok": True, "vs_baseline": {"ratio": 1.3},
+                      "quality": {"verdict": "pass"}},
+            "slow": {"path": str(ref.path), "ok": True, "vs_baseline": {"ratio": 1.1},
+                     "quality": {"verdict": "pass"}}}
+    profiles, bound = s03_quantization.profile_fastest(rows, ref.path, cfg.session, probe_feeds(10),
+                                                       tmp_path)
+    assert list(profiles) == ["reference", "fast", "ships"]
+    assert "ConvInteger" in profiles["fast"]["by_op"] and "ConvInteger" not in profiles["ships"]["by_op"]
+    assert bound["total_ratio"] is not None  # the bound reads the fastest's profile
+    rows["fast"]["quality"]["verdict"] = "pass"  # the fastest ships: profiled once
+    assert list(s03_quantization.profile_fastest(rows, ref.path, cfg.session, probe_feeds(10),
+                                                 tmp_path)[0]) == ["reference", "fast"]
+
+
+@pytest.mark.model
 def test_a_layers_error_splits_into_its_weights_its_input_and_its_output(
         builder, ref, cfg, voices, held, ref_audio):
     """Issue #33: where a static layer's error comes from. Resblock 4's last convolution
