@@ -43,7 +43,7 @@ def ruler_quality(rows: dict[str, dict], reference: Path, audio: dict[str, dict]
             p = splitting.split_files(timed, cache / "split")
             held_q = vocoder.judge(at, p, held, voices, audio[name], ref_wer)
             dev_q = vocoder.judge(at, p, dev, voices)
-            how = basis
+            how, like = basis, True
             # its parts are judged: removed (issue #31: a split is over twice its model,
             # labkit.lab.plan.SPLIT_MODELS); the reference's stay (every variant is rendered
             # at its alignment)
@@ -57,9 +57,9 @@ def ruler_quality(rows: dict[str, dict], reference: Path, audio: dict[str, dict]
             else:  # (a bench that read no development set)
                 dev_q, sets = {"summary": {"passed": True, "reasons": [], "failed_utterances": []}}, \
                     "held-out set only"
-            how = (f"the ruler on the whole outputs, {sets} (not cut like the reference: "
-                   f"{type(exc).__name__}: {str(exc)[:160]}); word error rate as above")
-        row["ruler"] = {"heldout": held_q, "dev": dev_q, "like_with_like": how == basis}
+            how, like = (f"the ruler on the whole outputs, {sets} (not cut like the reference: "
+                         f"{type(exc).__name__}: {str(exc)[:160]}); word error rate as above"), False
+        row["ruler"] = {"heldout": held_q, "dev": dev_q, "like_with_like": like}
         hs, ds = held_q["summary"], dev_q["summary"]
         reasons = [f"held-out {x}" for x in hs["reasons"]] + [f"dev {x}" for x in ds["reasons"]]
         row["quality"] = quality_entry(
