@@ -140,6 +140,23 @@ def test_edit_keeps_the_audio_and_matches_its_length(int8, timed_engine, tmp_pat
         durations.check(int8, bad)
 
 
+def test_a_models_copy_with_durations_is_discarded_by_the_key_it_was_built_under(tmp_path):
+    """Issue #31: the copies are keyed by their source's path and mtime, so a stage-03 run's
+    variants' copies are never hit again; the stage discards them by the same key
+    (labkit.engine.words.timed_model_path) and the cache does not grow by a run's models."""
+    src = tmp_path / "variant.onnx"
+    src.write_bytes(b"model")
+    cache = tmp_path / "durations"
+    copy = words.timed_model_path(src, cache)
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes(b"x" * 1000)
+    other = cache / "kokoro-v1.0.int8.e6f6421333de.durations.onnx"
+    other.write_bytes(b"kept")
+    assert durations.discard(src, cache) == 1000
+    assert not copy.exists() and other.exists()
+    assert durations.discard(src, cache) == 0
+
+
 @pytest.mark.model
 def test_wrong_frame_size_is_caught(int8, timed_engine, monkeypatch):
     monkeypatch.setattr(durations, "SAMPLES_PER_FRAME", 601)

@@ -151,3 +151,23 @@ def test_the_run_keeps_the_plan_made_from_its_batch_file_and_the_journal_sets_th
     assert cli.main(["journal", "-f", str(batch), *flags]) == 0
     newest = sorted(art.glob("run-*"))[-1]
     assert newest != run and not (newest / "plan.json").exists()
+
+
+def test_stage_03_counts_each_model_at_its_recipes_size_and_the_mac_batch_fits_5_gb(cfg):
+    """Issue #31: stage 03's disk is the larger of its build phase and its judging phase,
+    each model at its recipe's share of the reference (an fp16 model holds half a static
+    one's bytes); the Mac batch's stage 03 (fp16, fp16-dec, dyn-u8 and two static variants
+    beside a mixed one) plans within the 5 GB the issue allows."""
+    static = {"name": "q", "recipe": "static"}
+    ref_gb = plan._model_gb(cfg, "fp32-recon")
+    if not ref_gb:
+        pytest.skip("the reference is not provisioned (labkit assets)")
+    one = plan.stage_03_disk_gb(cfg, [static], "int8", False)
+    half = plan.stage_03_disk_gb(cfg, [{"name": "h", "recipe": "fp16"}], "int8", False)
+    assert half < one
+    q = plan.RECIPE_SIZE["static"] * ref_gb
+    judging = q + (q + ref_gb + plan._model_gb(cfg, "int8")) + plan.SPLIT_MODELS * (ref_gb + q)
+    assert one == pytest.approx(max(ref_gb + 2 * q, judging))
+    batch = yaml.safe_load(open(cfg.resolve("experiments/m1max.yaml")))
+    p = next(s["parameters"] for s in batch["stages"] if s["name"] == "03_quantization")
+    assert plan.stage_03_disk_gb(cfg, p["variants"], "int8", True) <= 5.0

@@ -714,3 +714,16 @@ def test_every_word_is_checked_in_the_variants_audio(timed_engine, voices):
     assert all(any(p.startswith("words not heard") for p in r["problems"])
                for r in bad["per_utterance"].values())
     assert "words" in variant_choice.failed_checks(bad["summary"])
+
+
+@pytest.mark.model
+def test_a_builder_releases_its_preprocessed_reference_once_the_builds_are_done(builder):
+    """Issue #31: the pre-processed reference is a full copy of the fp32 graph that only the
+    quantizer reads; stage 03 releases it after its builds, so its judging phase (the
+    variants, their copies with the durations output and a split at a time) does not hold it
+    too. It is made again only if another build asks."""
+    pre = builder.pre()
+    assert pre.exists()
+    size = pre.stat().st_size
+    assert builder.release() == size > 100e6
+    assert not pre.exists() and builder.release() == 0

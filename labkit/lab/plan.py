@@ -42,6 +42,7 @@ from labkit.lab.variant_choice import VERIFY_TRIES
 from labkit.measure import corpora, openings
 from labkit.measure.compare import default_rounds
 from labkit.optimize.families import layers_in
+from labkit.optimize.quantize import VariantSpec
 from labkit.measure.texts import named
 
 GiB = 1e9
@@ -192,20 +193,56 @@ def plan_03(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
                 + checks * whole_dev) * per_run * 2  # fp32 ~2x
     seconds += judged * (held + bench_dev) * per_run * RULER_RUNS
     seconds += len(methods) * cal * per_run * 3  # calibration (the augmented graph)
-    size = _model_gb(cfg, "fp32-recon")
-    # held at once, each at the reference's size (an upper bound: int8 weights are smaller):
-    # the variants (+ the mixed one) and the preprocessed reference in the stage's folder, one
-    # sensitivity model at a time (each removed once read: variant_choice.sensitivity); every
-    # timed model's copy with the durations output; the reference's split and one variant's
-    # at a time (each removed once judged: variant_ruler.ruler_quality)
-    built = len(variants) + bool(fams)
-    held_at_once = (built + bool(fams) + 1) + (built + 2) + 2 * SPLIT_MODELS
+    disk = stage_03_disk_gb(cfg, variants, str(p.get("baseline") or "int8"), bool(fams))
     return StagePlan("03_quantization", candidates=len(variants) + len(fams),
                      session_builds=entries + len(fams) + checks, timed_runs=runs, seconds=seconds,
-                     disk_gb=held_at_once * size,
+                     disk_gb=disk,
                      notes=["quantization builds themselves are not priced (onnxruntime's "
                             "quantizer: tens of seconds each here)",
-                            "disk: every model counted at the reference's size (an upper bound)"])
+                            "disk: a model not built yet counted at its recipe's share of the "
+                            "reference's size (RECIPE_SIZE)"])
+
+
+#: a variant's file over the reference's (fp32-recon, 325 MB) by recipe, for a variant not
+#: built yet: fp16 stores every float weight in half the bytes (arithmetic); fp16 over the
+#: decoder only, measured (fp16-dec: 219 MB); dynamic int8 as the PyPI int8 model, itself a
+#: dynamic quantization (92 MB); static QDQ as the largest measured (qdq-layers: 298 MB; its
+#: quantized convolutions keep a float copy beside the int8 where a tail reads them, and the
+#: text encoder, predictor and float convolutions stay fp32); weight-only rounding keeps fp32
+RECIPE_SIZE = {"fp16": 0.5, "fp16-decoder": 0.68, "dynamic": 0.29, "static": 0.92, "weights": 1.0}
+
+
+def _variant_gb(cfg: LabConfig, item: Any, ref_gb: float) -> float:
+    """A stage-03 variant's file: the provisioned one's size where there is one (a preset
+    such as fp16-dec, built once into the assets), else its recipe's share of the
+    reference's (:data:`RECIPE_SIZE`)."""
+    spec = VariantSpec.parse(item)
+    path = assets.model_path(cfg, spec.name)
+    if isinstance(item, str) and path.exists():
+        return path.stat().st_size / GiB
+    key = "fp16-decoder" if spec.recipe == "fp16" and spec.fp16_scope == "decoder" else spec.recipe
+    return RECIPE_SIZE.get(key, 1.0) * ref_gb
+
+
+def stage_03_disk_gb(cfg: LabConfig, variants: list, baseline: str, mixed: bool) -> float:
+    """Stage 03's peak disk, the larger of its two phases:
+
+    * building: the pre-processed reference (removed once the builds are done,
+      labkit.optimize.quantize.Builder.release), the variants (and the mixed one), and one
+      static model more (a sensitivity model, each removed once read, or a rewritten
+      variant's intermediate);
+    * judging: the variants, every timed model's copy with the durations output (the
+      variants', the reference's, the baseline's: the stage removes the variants' copies
+      when it ends), the reference's split and one variant's at a time (each removed once
+      judged: variant_ruler.ruler_quality)."""
+    ref_gb = _model_gb(cfg, "fp32-recon")
+    static_gb = RECIPE_SIZE["static"] * ref_gb
+    sizes = [_variant_gb(cfg, v, ref_gb) for v in variants] + ([static_gb] if mixed else [])
+    built = sum(sizes)
+    building = ref_gb + built + static_gb
+    judging = built + (built + ref_gb + _model_gb(cfg, baseline)) + SPLIT_MODELS * (
+        ref_gb + max(sizes, default=0.0))
+    return max(building, judging)
 
 
 def plan_04(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:

@@ -221,6 +221,7 @@ def run(cfg: LabConfig, st, *, reference: str | None = None, baseline: str = "in
     built, sens, plan = build_variants(builder, variants, sensitivity_families, spec, cfg.session,
                                        dev, voices, ref.path, mixed_budget_db, notes, grain=sensitivity_grain,
                                        verify_on=dev_all)
+    freed = builder.release()
 
     # every model as its copy with word timings: each word checked in the audio
     cache = Path(cfg.resolve(cfg.artifacts_dir)) / "cache"
@@ -253,6 +254,10 @@ def run(cfg: LabConfig, st, *, reference: str | None = None, baseline: str = "in
 
     profiles, bound = ({}, None) if not profile_tokens else profile_fastest(
         rows, ref.path, cfg.session, token_probe(held, profile_tokens, voices), st.path("profiles"))
+    # the variants' copies with the durations output are read no more (issue #31): removed
+    freed += sum(durations.discard(b.path, cache / "durations") for n, b in built.items() if n != baseline)
+    notes.append(f"removed {freed / 1e6:.0f} MB the stage read no more: the pre-processed "
+                 "reference and the variants' copies with the durations output")
 
     result = QuantizationResult(
         reference={"variant": ref.variant, "path": str(ref.path), "note": ref.note},

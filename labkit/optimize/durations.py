@@ -129,3 +129,17 @@ def ensure(model: str | Path, cache_dir: str | Path) -> Path:
         raise
     tmp.replace(out)
     return out
+
+
+
+def discard(model: str | Path, cache_dir: str | Path) -> int:
+    """Remove ``model``'s copy with the durations output from ``cache_dir`` (built by
+    :func:`ensure`, which builds it again when asked); the bytes freed (0: there was none).
+    Keyed by the source's path and mtime, a run's own variants' copies are never hit again:
+    kept, each run of stage 03 would add its variants' copies to the cache (issue #31)."""
+    out = timed_model_path(Path(model), cache_dir)
+    if not out.exists():
+        return 0
+    size = out.stat().st_size
+    out.unlink()
+    return size

@@ -341,6 +341,17 @@ class Builder:
             self._pre = preprocess(self.reference, self.out_dir / "_work" / "preprocessed.onnx")
         return self._pre
 
+    def release(self) -> int:
+        """Remove the pre-processed graph (a copy of the reference, made again if another
+        build asks) once the builds are done: the bytes freed (issue #31: a stage holds no
+        copy it no longer reads)."""
+        if self._pre is None or not self._pre.exists():
+            return 0
+        size = self._pre.stat().st_size
+        self._pre.unlink()
+        self._pre = None
+        return size
+
     def calibration_cache(self, method: str, op_types: Sequence[str] = DEFAULT_OP_TYPES) -> Path:
         cache = self.out_dir / "_work" / f"calibration-{method}-{'-'.join(op_types)}.json"
         if cache.exists():
