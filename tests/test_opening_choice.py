@@ -15,9 +15,9 @@ from labkit.measure import openings, texts
 
 CONFIGURED, PREFIX, ALONE = "opening=sentence", "opening=prefix", "opening=prefix,first_alone"
 #: the short first piece's label (labkit.measure.openings.SHORT_FIRST)
-SHORT = "opening=prefix,primer<=3 words"
+SHORT = "opening=prefix,primer<=3 words and 24 tokens"
 #: the lean one's (labkit.measure.openings.LEAN_FIRST): what differs from the defaults is named
-LEAN = "opening=prefix 4+2 words,context=4 frames,primer<=3 words"
+LEAN = "opening=prefix 4+2 words,context=4 frames,primer<=3 words and 18 tokens"
 
 
 def _row(option, text, words, load, ratio, vs):
@@ -128,6 +128,7 @@ def test_the_options_differ_only_in_how_the_first_piece_is_made(split_engine, en
             **{f"chunking.{n}": v for n, v in tried.items() if getattr(cc, n) != v},
             **({"pipeline.first_alone": True} if k == alone else {})}
     assert got[lean]["chunking.window_context_frames"] < got[short]["chunking.window_context_frames"]
+    assert got[lean]["chunking.primer_max_tokens"] < got[short]["chunking.primer_max_tokens"]
     text = texts.named("opening-30")
     assert openings.opening_words(text) == 30
     plain, prefix, leaner = (openings.first_audio_fresh(opts[k], text) for k in (mine, short, lean))

@@ -207,10 +207,11 @@ def primer_floor(models: Sequence[SpeedModel], cfg: ChunkingConfig, limit: int,
     schedule does next. Idle on 2 x86 cores it is ~10 tokens (three short words: the
     primer stays as configured); with one core taken by another process ~40-50. At most
     ``primer_max_tokens``: the first audio is not held back past what a primer may hold
-    (the short first piece's 24 tokens beside one busy process on 2 x86 cores: first
-    audio 1.4-1.6x a phrase's and the paragraph streamed without a gap, where the primer
-    as configured, 10 tokens, came at ~0.75x with 2-3 gaps; stage 05's opening sweep and
-    listener rows say it for the machine at hand). ``then_part_a``: the tokens of the part A the second
+    (beside one busy process on 2 x86 cores, where the cap is the floor: 24 tokens put
+    the first audio at 1.4-1.6x a phrase's, 18 at 1.1-1.4x, both streaming the paragraph
+    without a gap, where 14 came at 0.8-1.1x with 2 gaps and the primer as configured, 10
+    tokens, at ~0.75x with 2-3; stage 05's opening sweep and listener rows say it for the
+    machine at hand). ``then_part_a``: the tokens of the part A the second
     piece runs first (the rest of a sentence whose first piece came from an opening
     prefix, labkit.engine.prosody), which the first piece must also outlast."""
     extra = part_a_s(then_part_a) if then_part_a > 0 else 0.0

@@ -46,9 +46,15 @@ SHORT_FIRST = {"schedule": "adaptive", "primer_max_words": 3, "primer_min_words"
 #: the short first piece made leaner: part A over the piece, 4 words after it and 2 of
 #: lookahead (not 8 and 4), and 4 frames (100 ms) of vocoder context beyond each cut (not
 #: 8): on the first piece's path every frame vocoded past its end costs as much as one of
-#: its own, and part A's cost grows with the prefix
+#: its own, and part A's cost grows with the prefix. Its floor stops at 18 tokens, not 24:
+#: beside one busy process on 2 x86 cores the floor is the cap (the speed model says no
+#: length breaks even there), and 24 tokens (27 to the word's end) held the first audio at
+#: 1.38-1.58x the phrase's; 18 came at 1.11-1.39x and streamed the paragraph without a gap,
+#: 14 at 0.83-1.13x with 2 gaps (0.4 s) in it (this sweep and the listener rows over the
+#: three caps, 6 rounds, 2026-12-04;
+#: stage 05's opening sweep and listener rows say it for the machine at hand)
 LEAN_FIRST = {**SHORT_FIRST, "opening_span_words": 4, "opening_lookahead_words": 2,
-              "window_context_frames": 4}
+              "window_context_frames": 4, "primer_max_tokens": 18}
 #: the ways to make the first piece the sweep tries beside the configured one: the short
 #: first piece, the lean one, and the lean one with nothing else started until the first
 #: chunk is out (``pipeline.first_alone``: it reorders the work only)
@@ -63,7 +69,8 @@ _DEFAULTS = ChunkingConfig()
 
 def option_label(synth: StreamingSynthesizer) -> str:
     """How an option makes its first piece, in a few words: its prosody (with sentence
-    prosody, its opening), its primer and whether it goes first alone."""
+    prosody, its opening), its primer (words, and tokens where its cap is not the
+    default's) and whether it goes first alone."""
     cc = synth.chunking_cfg
     how = f"opening={cc.opening}" if cc.prosody == "sentence" else f"prosody={cc.prosody}"
     if cc.prosody == "sentence":  # what differs from the defaults in the prefix and the windows
@@ -72,7 +79,8 @@ def option_label(synth: StreamingSynthesizer) -> str:
             how += " {}+{} words".format(*prefix)
         if cc.window_context_frames != _DEFAULTS.window_context_frames:
             how += f",context={cc.window_context_frames} frames"
-    return f"{how},primer<={cc.primer_max_words} words" + (
+    cap = f" and {cc.primer_max_tokens} tokens" if cc.primer_max_tokens != _DEFAULTS.primer_max_tokens else ""
+    return f"{how},primer<={cc.primer_max_words} words{cap}" + (
         ",first_alone" if synth.pipeline_cfg.first_alone else "")
 
 
