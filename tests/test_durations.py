@@ -142,8 +142,8 @@ def test_edit_keeps_the_audio_and_matches_its_length(int8, timed_engine, tmp_pat
 
 def test_a_models_copy_with_durations_is_discarded_by_the_key_it_was_built_under(tmp_path):
     """Issue #31: the copies are keyed by their source's path and mtime, so a stage-03 run's
-    variants' copies are never hit again; the stage discards them by the same key
-    (labkit.engine.words.timed_model_path) and the cache does not grow by a run's models."""
+    variants' copies are never hit again; the stage discards those of the variants that
+    failed (they cannot ship) by the same key (labkit.engine.words.timed_model_path)."""
     src = tmp_path / "variant.onnx"
     src.write_bytes(b"model")
     cache = tmp_path / "durations"

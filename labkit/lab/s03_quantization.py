@@ -254,10 +254,6 @@ def run(cfg: LabConfig, st, *, reference: str | None = None, baseline: str = "in
 
     profiles, bound = ({}, None) if not profile_tokens else profile_fastest(
         rows, ref.path, cfg.session, token_probe(held, profile_tokens, voices), st.path("profiles"))
-    # the variants' copies with the durations output are read no more (issue #31): removed
-    freed += sum(durations.discard(b.path, cache / "durations") for n, b in built.items() if n != baseline)
-    notes.append(f"removed {freed / 1e6:.0f} MB the stage read no more: the pre-processed "
-                 "reference and the variants' copies with the durations output")
 
     result = QuantizationResult(
         reference={"variant": ref.variant, "path": str(ref.path), "note": ref.note},
@@ -273,6 +269,13 @@ def run(cfg: LabConfig, st, *, reference: str | None = None, baseline: str = "in
     top = rank(candidates(rows, REFERENCE, bench["comparisons"][bench["speed_tokens"]],
                           reference_variant=ref.variant, baseline_name=baseline), cfg.selection, NAME)
     result.ships = top[0]["name"] if top else baseline
+    # a variant runs from its copy with the durations output (best.json's model_path); the
+    # copies of those that failed can never ship and are removed (issue #31: keyed by this
+    # run's files, no later run reads them)
+    failed = [n for n, b in built.items() if n != baseline and not rows.get(n, {}).get("ok")]
+    freed += sum(durations.discard(built[n].path, cache / "durations") for n in failed)
+    notes.append(f"removed {freed / 1e6:.0f} MB the stage reads no more: the pre-processed "
+                 "reference" + (f" and the copies with durations of {', '.join(failed)}" if failed else ""))
     result.listening = side_by_side(result)
     return result
 
