@@ -109,6 +109,32 @@ def test_ort_format_round_trip_real_model(cfg, tmp_path):
     assert np.isfinite(b).all()
 
 
+def test_a_cached_ort_format_graph_is_profiled_with_its_onnx_graphs_convolutions(tmp_path):
+    """Stage 02 profiles its best settings from the cache: where that is an ORT-format
+    graph (a flatbuffer onnx cannot parse; the journal's stage 02 failed on it with "Wire
+    format was corrupt"), the convolutions' work is read from the ONNX graph it was
+    optimized from, the cache entry's recorded source."""
+    from labkit.measure import profile
+
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], name="conv0", pads=[1, 1])], "conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 64])],
+        [numpy_helper.from_array(np.ones((8, 4, 3), np.float32), "w")])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    src = tmp_path / "conv.onnx"
+    onnx.save(m, str(src))
+    s = SessionConfig(use_ort_format=True, intra_op_threads=1)
+    cached = graph_cache.cached_model_for(src, s, tmp_path / "cache")
+    assert cached.suffix == ".ort" and graph_cache.onnx_graph_of(cached) == src.resolve()
+    assert graph_cache.onnx_graph_of(src) == src
+    out = profile.profile_session(cached, graph_cache.load_config(s, True),
+                                  {"x": np.ones((1, 4, 64), np.float32)}, out_dir=tmp_path / "prof")
+    # 8 x 64 outputs, each 4 x 3 multiply-adds: 2 operations each
+    assert out["conv_work"]["fp32"]["gops"] * 1e9 == pytest.approx(2 * 8 * 64 * 4 * 3)
+
+
 @pytest.mark.parametrize("threads", [0, -1])
 def test_bad_thread_count(threads):
     with pytest.raises(ConfigError, match="intra_op_threads.*>= 1"):

@@ -190,6 +190,20 @@ def cached_model_for(model_path: str | os.PathLike, session_cfg: SessionConfig,
     return entry
 
 
+def onnx_graph_of(path: str | os.PathLike) -> Path:
+    """The ONNX graph a model file stands for: ``path`` itself, or for a cached ORT-format
+    graph (a flatbuffer onnx cannot read) the ONNX graph it was optimized from (its
+    record's ``source``: the rewritten model where there were rewrites)."""
+    p = Path(path)
+    if p.suffix != ".ort":
+        return p
+    meta = p.with_name(p.name + ".json")
+    if not meta.exists():
+        raise FileNotFoundError(f"{p} is an ORT-format graph without its record {meta.name}: "
+                                "the ONNX graph it came from is unknown")
+    return Path(json.loads(meta.read_text())["source"])
+
+
 def is_cached_graph(path: str | os.PathLike, cache_dir: str | os.PathLike) -> bool:
     p = Path(path).resolve()
     return Path(cache_dir).resolve() in p.parents

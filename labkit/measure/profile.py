@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import onnx
 
+from labkit.engine.graph_cache import onnx_graph_of
 from labkit.engine.sessions import for_session, new_session
 
 #: node-name prefixes reported as shares of total kernel time
@@ -226,8 +227,9 @@ def profile_session(model: str | os.PathLike, session_cfg, feeds: dict, runs: in
     for _ in range(warmup + runs):
         sess.run(None, feeds)
     path = Path(sess.end_profiling())
+    # the weights' shapes from the ONNX graph (an ORT-format file is read by ORT only)
     out = summarize(read_trace(path, last_runs=runs), prefixes, top=top, runs=runs,
-                    family_of=family_of, weights=conv_weight_shapes(model))
+                    family_of=family_of, weights=conv_weight_shapes(onnx_graph_of(model)))
     out["trace"] = str(path)
     return out
 
