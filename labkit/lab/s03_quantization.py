@@ -270,9 +270,10 @@ def run(cfg: LabConfig, st, *, reference: str | None = None, baseline: str = "in
                           reference_variant=ref.variant, baseline_name=baseline), cfg.selection, NAME)
     result.ships = top[0]["name"] if top else baseline
     # a variant runs from its copy with the durations output (best.json's model_path); the
-    # copies of those that failed can never ship and are removed (issue #31: keyed by this
-    # run's files, no later run reads them)
-    failed = [n for n, b in built.items() if n != baseline and not rows.get(n, {}).get("ok")]
+    # copies of those that did not pass the ruler can never ship (labkit.lab.selection) and
+    # are removed (issue #31: keyed by this run's files, no later run reads them)
+    failed = [n for n, b in built.items() if n != baseline
+              and ((rows.get(n) or {}).get("quality") or {}).get("verdict") != "pass"]
     freed += sum(durations.discard(built[n].path, cache / "durations") for n in failed)
     notes.append(f"removed {freed / 1e6:.0f} MB the stage reads no more: the pre-processed "
                  "reference" + (f" and the copies with durations of {', '.join(failed)}" if failed else ""))
