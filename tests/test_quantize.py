@@ -424,6 +424,18 @@ def test_record_writes_what_the_untyped_result_wrote():
     assert written == json.loads((RECORDS / "03_quantization.json").read_text(encoding="utf-8"))
 
 
+def test_only_the_variants_that_passed_the_ruler_keep_their_copies():
+    """Issue #31: stage 03 removes the copies (with the durations output) of the variants
+    that cannot ship. A row's ``ok`` says the variant ran: qdq-resblocks-pc ran (ok) and
+    failed the ruler, and its copy stayed in the cache until this read the verdict."""
+    rows = {"passed": {"ok": True, "quality": {"verdict": "pass"}},
+            "failed": {"ok": True, "quality": {"verdict": "fail"}},
+            "unjudged": {"ok": True, "quality": {"verdict": None}},
+            "crashed": {"ok": False}}
+    assert s03_quantization.cannot_ship(rows, ["passed", "failed", "unjudged", "crashed", "missing"]) == [
+        "failed", "unjudged", "crashed", "missing"]
+
+
 def test_the_headline_says_when_a_variant_was_judged_on_its_whole_output():
     """A graph the split cannot cut like the reference is judged on its whole outputs
     (labkit.lab.variant_ruler); its headline figures say so rather than claim the vocoder

@@ -272,13 +272,19 @@ def run(cfg: LabConfig, st, *, reference: str | None = None, baseline: str = "in
     # a variant runs from its copy with the durations output (best.json's model_path); the
     # copies of those that did not pass the ruler can never ship (labkit.lab.selection) and
     # are removed (issue #31: keyed by this run's files, no later run reads them)
-    failed = [n for n, b in built.items() if n != baseline
-              and ((rows.get(n) or {}).get("quality") or {}).get("verdict") != "pass"]
+    failed = cannot_ship(rows, [n for n in built if n != baseline])
     freed += sum(durations.discard(built[n].path, cache / "durations") for n in failed)
     notes.append(f"removed {freed / 1e6:.0f} MB the stage reads no more: the pre-processed "
                  "reference" + (f" and the copies with durations of {', '.join(failed)}" if failed else ""))
     result.listening = side_by_side(result)
     return result
+
+
+def cannot_ship(rows: dict[str, dict], names: Sequence[str]) -> list[str]:
+    """Of ``names``, the variants whose rows did not pass the ruler (failed, or not judged):
+    the selection never ships them (labkit.lab.selection.check_failures). A row's ``ok``
+    only says the variant ran."""
+    return [n for n in names if ((rows.get(n) or {}).get("quality") or {}).get("verdict") != "pass"]
 
 
 def headline(result: QuantizationResult) -> dict[str, Any]:
