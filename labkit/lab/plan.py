@@ -232,9 +232,9 @@ def stage_03_disk_gb(cfg: LabConfig, variants: list, baseline: str, mixed: bool)
       static model more (a sensitivity model, each removed once read, or a rewritten
       variant's intermediate);
     * judging: the variants, every timed model's copy with the durations output (the
-      variants', the reference's, the baseline's: the stage removes those of the
-      variants that failed when it ends), the reference's split and one variant's at a time (each removed once
-      judged: variant_ruler.ruler_quality)."""
+      variants', the reference's, the baseline's: the stage removes those of the variants
+      that did not pass the ruler when it ends), the reference's split and one variant's
+      at a time (each removed once judged: variant_ruler.ruler_quality)."""
     ref_gb = _model_gb(cfg, "fp32-recon")
     static_gb = RECIPE_SIZE["static"] * ref_gb
     sizes = [_variant_gb(cfg, v, ref_gb) for v in variants] + ([static_gb] if mixed else [])

@@ -51,8 +51,9 @@ SHORT_FIRST = {"schedule": "adaptive", "primer_max_words": 3, "primer_min_words"
 #: length breaks even there), and 24 tokens (27 to the word's end) held the first audio at
 #: 1.38-1.58x the phrase's; 18 came at 1.11-1.39x and streamed the paragraph without a gap,
 #: 14 at 0.83-1.13x with 2 gaps (0.4 s) in it (this sweep and the listener rows over the
-#: three caps, 6 rounds, 2026-12-04;
-#: stage 05's opening sweep and listener rows say it for the machine at hand)
+#: three caps, 6 rounds, 2026-12-04). With ``first_alone`` on top, run-20261204-204558's
+#: listener heard 1-3 gaps in the paragraph under load: stage 05's opening sweep and
+#: listener rows say it for the machine at hand
 LEAN_FIRST = {**SHORT_FIRST, "opening_span_words": 4, "opening_lookahead_words": 2,
               "window_context_frames": 4, "primer_max_tokens": 18}
 #: the ways to make the first piece the sweep tries beside the configured one: the short

@@ -131,7 +131,6 @@ def ensure(model: str | Path, cache_dir: str | Path) -> Path:
     return out
 
 
-
 def discard(model: str | Path, cache_dir: str | Path) -> int:
     """Remove ``model``'s copy with the durations output from ``cache_dir`` (built by
     :func:`ensure`, which builds it again when asked); the bytes freed (0: there was none).
