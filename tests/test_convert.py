@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 from labkit.engine import assets, graph_cache
 from labkit.lab import s02_ort_conversion as s02
 from labkit.lab.batch import Batch
-from labkit.measure import session_settings
+from labkit.measure import profile, session_settings
 from labkit.measure.compare import run_json
 from labkit.engine import sessions
 from labkit.optimize import convert
@@ -114,8 +114,6 @@ def test_a_cached_ort_format_graph_is_profiled_with_its_onnx_graphs_convolutions
     graph (a flatbuffer onnx cannot parse; the journal's stage 02 failed on it with "Wire
     format was corrupt"), the convolutions' work is read from the ONNX graph it was
     optimized from, the cache entry's recorded source."""
-    from labkit.measure import profile
-
     graph = helper.make_graph(
         [helper.make_node("Conv", ["x", "w"], ["y"], name="conv0", pads=[1, 1])], "conv",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 64])],
