@@ -13,7 +13,7 @@ import pytest
 
 from labkit.engine import assets
 from labkit.measure import corpora
-from labkit.lab import s03_quantization, variant_choice
+from labkit.lab import quantization_report, s03_quantization, variant_choice
 from labkit.lab.quantization_result import QuantizationResult
 from labkit.measure import variant_quality, variant_speed
 from labkit import quality
@@ -434,6 +434,54 @@ def test_only_the_variants_that_passed_the_ruler_keep_their_copies():
             "crashed": {"ok": False}}
     assert s03_quantization.cannot_ship(rows, ["passed", "failed", "unjudged", "crashed", "missing"]) == [
         "failed", "unjudged", "crashed", "missing"]
+
+
+def test_what_stops_the_fast_pick_is_the_fewest_layers_on_top_of_it_that_fail_the_ruler():
+    """Issue #33's fallback from the bench alone: the default batch benches the pick
+    (qdq-layers) and the pick plus the layer the layer-grain sweep found stops it
+    (qdq-layers-next); the journal names that layer. A failing variant of another recipe
+    (the tail rewrites) or one that adds more layers (all resblocks) is not the answer."""
+    layers = ["gen_resblocks.0.convs1.0", "gen_resblocks.0.convs2.0"]
+    spec = {"recipe": "static", "calibration": "minmax", "per_channel": True, "rewrites": []}
+    specs = {"qdq-layers": {**spec, "name": "qdq-layers", "families": layers},
+             "qdq-layers-next": {**spec, "name": "qdq-layers-next",
+                                 "families": [*layers, "gen_resblocks.3.convs1.2"]},
+             "qdq-resblocks-pc": {**spec, "name": "qdq-resblocks-pc", "families": ["gen_resblocks"]},
+             "qdq-layers-tail": {**spec, "name": "t", "rewrites": ["pow2_mul"],
+                                 "families": [*layers, "gen_resblocks.5.convs2.2"]}}
+    fails = {"verdict": "fail", "masked_lsd_db": 1.6, "masked_lsd_peak_db": 4.1, "wer": 0.35,
+             "wer_reference": 0.32, "reasons": ["x"]}
+    rows = {"qdq-layers": {"ok": True, "speedup": 1.33, "quality": PASS},
+            "qdq-layers-next": {"ok": True, "speedup": 1.36, "quality": fails},
+            "qdq-resblocks-pc": {"ok": True, "speedup": 1.66, "quality": fails},
+            "qdq-layers-tail": {"ok": True, "speedup": 1.5, "quality": fails}}
+    got = variant_choice.what_stops(specs, rows, "qdq-layers")
+    assert got["variant"] == "qdq-layers-next" and got["adds"] == ["gen_resblocks.3.convs1.2"]
+    assert got["on_top_of"] == "qdq-layers" and got["speedup"] == 1.36 and got["masked_lsd_db"] == 1.6
+    # without the probe, all resblocks is the fewest layers on top: 46 of them, named in order
+    del specs["qdq-layers-next"]
+    got = variant_choice.what_stops(specs, rows, "qdq-layers")
+    assert got["variant"] == "qdq-resblocks-pc" and len(got["adds"]) == 46
+    assert got["adds"][0] == "gen_resblocks.0.convs1.1"
+    # a superset the ruler passed says nothing; nor does a pick that is not benched
+    assert variant_choice.what_stops(specs, {**rows, "qdq-resblocks-pc": {"quality": PASS}}, "qdq-layers") is None
+    assert variant_choice.what_stops(specs, rows, None) is None
+    # the stage's sentence and the headline line from a result
+    d = Path("/STAGE")
+    names = ["reference", "int8", "qdq"]
+    result = QuantizationResult(
+        reference={"variant": "fp32-recon", "path": str(d / "ref.onnx"), "note": "rebuilt"},
+        rows={**_rows(d), **rows}, comparisons={25: _comparison(names), 120: _comparison(names, scale=2)},
+        listen={"id": "held-01", "text": "Hi.", "page": str(d / "listening/listening.html")},
+        **{**_PARAMS, "builds": {n: {"spec": s} for n, s in specs.items()},
+           "selection": {"fast": {"variant": "qdq-layers"}}})
+    assert quantization_report.stops_line(result).startswith(
+        "what stops qdq-layers: 46 layers (gen_resblocks.0.convs1.1 ... gen_noise_res.1.convs2.2) -- in int8 "
+        "on top of it (qdq-resblocks-pc, 1.66x the reference) the ruler fails: masked LSD 1.60 dB, "
+        "worst frame 4.10 dB, WER 0.350")
+    head = s03_quantization.headline(result)
+    assert head["what stops qdq-layers: the layers qdq-resblocks-pc adds, which fail the ruler"].startswith(
+        "gen_resblocks.0.convs1.1, ")
 
 
 def test_the_headline_says_when_a_variant_was_judged_on_its_whole_output():

@@ -19,13 +19,37 @@ from labkit.engine.voices import VoiceBank
 from labkit.lab import listen as listening
 from labkit.lab.report import figure, interval_cell, share
 from labkit.lab.quantization_result import QuantizationResult
-from labkit.lab.variant_choice import Targets
+from labkit.lab.variant_choice import Targets, what_stops
 from labkit.measure import corpora
 from labkit.measure.variant_bench import REFERENCE
 from labkit.quality import ruler
 
 
 # -- tables -----------------------------------------------------------------------------------
+def stopped_by(result: QuantizationResult) -> dict[str, Any] | None:
+    """What stops the fast pick (issue #33), from the bench: the variant that is the pick
+    plus the fewest more layers and fails the ruler (labkit.lab.variant_choice.what_stops)."""
+    fast = (result.selection.get("fast") or {}).get("variant")
+    return what_stops({n: b["spec"] for n, b in result.builds.items()}, result.rows, fast)
+
+
+def stops_line(result: QuantizationResult) -> str:
+    """:func:`stopped_by` in a sentence."""
+    st = stopped_by(result)
+    if not st:
+        return ("no benched variant is the fast pick plus more layers: what stops it is the "
+                "sensitivity sweep's to say (experiments/layers.yaml)")
+    adds = (", ".join(st["adds"]) if len(st["adds"]) <= 3
+            else f"{len(st['adds'])} layers ({st['adds'][0]} ... {st['adds'][-1]})")
+    def num(x, fmt):
+        return "not measured" if x is None else format(x, fmt)
+
+    return (f"what stops {st['on_top_of']}: {adds} -- in int8 on top of it ({st['variant']}, "
+            f"{num(st['speedup'], '.2f')}x the reference) the ruler fails: masked LSD "
+            f"{num(st['masked_lsd_db'], '.2f')} dB, worst frame {num(st['masked_lsd_peak_db'], '.2f')} dB"
+            + (f", WER {st['wer']:.3f}" if st.get("wer") is not None else ""))
+
+
 def sensitivity_table(result: QuantizationResult) -> str:
     sens = (result.sensitivity or {}).get("families") or {}
     plan = (result.sensitivity or {}).get("mixed_plan") or {}
@@ -143,6 +167,13 @@ def plot_pareto(result: QuantizationResult, plt, targets: Targets = Targets()):
         d_s, sp_s = pts[ships][1], pts[ships][0]
         ax.scatter(d_s, sp_s, marker="*", s=220, facecolors="none", edgecolors="C3", lw=1.2)
         ax.annotate("ships", (d_s, sp_s), fontsize=8, color="C3", xytext=(4, -11),
+                    textcoords="offset points")
+    stop = stopped_by(result)
+    if stop and stop["variant"] in pts and stop["on_top_of"] in pts:  # the next layer, and its cost
+        (sp0, d0), (sp1, d1) = pts[stop["on_top_of"]], pts[stop["variant"]]
+        ax.annotate("", (d1, sp1), (d0, sp0), arrowprops=dict(arrowstyle="->", color="C3", lw=0.8))
+        ax.annotate("+" + (stop["adds"][0] if len(stop["adds"]) == 1 else f"{len(stop['adds'])} layers"),
+                    ((d0 + d1) / 2, (sp0 + sp1) / 2), fontsize=7, color="C3", xytext=(4, -10),
                     textcoords="offset points")
     ax.axhline(1.0, color="k", lw=0.5)
     ax.axhline(targets.fast_speedup, color="g", lw=0.5, ls=":")

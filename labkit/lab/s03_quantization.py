@@ -37,7 +37,7 @@ from labkit.engine.voices import VoiceBank
 from labkit.host import machine
 from labkit.lab import listen as listening
 from labkit.lab.report import listening_page
-from labkit.lab.quantization_report import side_by_side
+from labkit.lab.quantization_report import side_by_side, stopped_by
 from labkit.lab.quantization_result import QuantizationResult
 from labkit.lab.selection import rank
 from labkit.lab.variant_choice import (candidates, choose_families, pareto_front, select,
@@ -320,6 +320,10 @@ def headline(result: QuantizationResult) -> dict[str, Any]:
             out[f"{name} standard LSD dB (worst held-out, whole output; reported)"] = round(r["lsd_db"], 2)
         out[f"{name} ok"] = bool(r.get("ok"))
     out.update(mixed_headline(result))
+    stop = stopped_by(result)
+    if stop:  # issue #33's fallback: the layers that stop the fast pick, from the bench
+        out[f"what stops {stop['on_top_of']}: the layers {stop['variant']} adds, which fail the ruler"] = (
+            ", ".join(stop["adds"]))
     out["fast variant (fastest that passes the ruler)"] = (result.selection.get("fast") or {}).get(
         "variant", "none")
     out.update(conv_rates(result))

@@ -18,6 +18,7 @@ from labkit.lab.selection import quality_entry
 from labkit.measure.compare import Comparison
 from labkit.measure.variant_quality import evaluate
 from labkit.measure.variant_speed import CRITERION
+from labkit.optimize.families import LAYERS, layers_in
 from labkit.optimize.quantize import VariantSpec
 
 
@@ -121,6 +122,42 @@ def select(rows: dict[str, dict], baseline: str | None, targets: Targets = Targe
                    "meets_speed_target": ok[name]["speedup"] >= targets.fast_speedup,
                    "is_baseline": name == baseline}
     return out
+
+
+def _layers(spec: dict[str, Any]) -> set[str]:
+    """The generator's convolutions a spec quantizes (families None: all of them)."""
+    families = spec.get("families")
+    return set(LAYERS) if families is None else set(layers_in(families))
+
+
+def what_stops(specs: dict[str, dict[str, Any]], rows: dict[str, dict], fast: str | None) -> dict | None:
+    """Issue #33's fallback, from the bench alone: the layers whose int8 the ruler would not
+    take on top of the fast pick. Of the variants the ruler failed that are the fast pick's
+    recipe (every spec field the same but the name and the families) with more of the
+    generator's convolutions quantized, the one that adds the fewest; the added layers
+    (``adds``, in :data:`LAYERS`' order), its speed-up and its figures. None where no such
+    variant was benched (the default batch benches the fast pick plus its next layer in the
+    sensitivity sweep's order, experiments/layers.yaml)."""
+    if not fast or fast not in specs:
+        return None
+    base = {k: v for k, v in specs[fast].items() if k not in ("name", "families")}
+    mine = _layers(specs[fast])
+    found = []
+    for name, spec in specs.items():
+        q = (rows.get(name) or {}).get("quality") or {}
+        if name == fast or q.get("verdict") != "fail":
+            continue
+        if {k: v for k, v in spec.items() if k not in ("name", "families")} != base:
+            continue
+        theirs = _layers(spec)
+        if theirs > mine:
+            found.append((len(theirs - mine), name, [l for l in LAYERS if l in theirs - mine]))
+    if not found:
+        return None
+    _, name, adds = min(found)
+    q = rows[name]["quality"]
+    return {"variant": name, "on_top_of": fast, "adds": adds, "speedup": rows[name].get("speedup"),
+            **{k: q.get(k) for k in ("masked_lsd_db", "masked_lsd_peak_db", "wer", "reasons")}}
 
 
 #: up to this many usable families the choice is exact (every subset); beyond, greedy
