@@ -81,6 +81,45 @@ def test_an_option_later_beyond_the_band_anywhere_stays_out():
     assert opening_choice.choose(sweep) == PREFIX
 
 
+def _heard(idle: int, loaded: int) -> list[dict]:
+    """A listener's rows for one option (labkit.measure.chunkings.listen_rows): its worst
+    underruns over two rounds of the paragraph, idle and beside one busy process."""
+    return [{"load_processes": n, "repeats": 2, "underruns_max": u, "underrun_s_max": 0.2 * u,
+             "ttfa_s": 0.5} for n, u in ((0, idle), (1, loaded))]
+
+
+def test_what_ships_streamed_the_paragraph_with_no_gap_else_the_next_earned_option_is_heard():
+    """run-20261204-204558: the timing ranked first_alone first and it shipped with 1-3
+    gaps in the paragraph under load. The earned options are now heard in rank order and
+    the first that streams clean ships; the others are not heard at all (each costs its
+    listener rounds)."""
+    asked = []
+
+    def hear(gaps):
+        def listen(option):
+            asked.append(option)
+            return _heard(0, gaps[option])
+        return listen
+
+    assert opening_choice.ranked(_sweep()) == [ALONE, PREFIX]
+    shipped, heard = opening_choice.confirm(_sweep(), None, hear({ALONE: 3, PREFIX: 0}))
+    assert shipped == PREFIX and asked == [ALONE, PREFIX] and heard[ALONE][1]["underruns_max"] == 3
+    asked.clear()
+    shipped, heard = opening_choice.confirm(_sweep(), None, hear({ALONE: 0, PREFIX: 0}))
+    assert shipped == ALONE and asked == [ALONE] and list(heard) == [ALONE]
+    # none streams clean: the configured option stays, and the journal shows what was heard
+    asked.clear()
+    sweep = _sweep()
+    sweep["shipped"], sweep["heard"] = opening_choice.confirm(sweep, None, hear({ALONE: 1, PREFIX: 2}))
+    assert sweep["shipped"] == CONFIGURED and asked == [ALONE, PREFIX]
+    table = opening_choice.heard_table(sweep)
+    assert table.count("\n") == 1 + 4 and f"| {PREFIX} | +1 busy | 2 | 2 | 0.40 | 0.500 | no |" in table
+    # nothing earned: nothing heard here (the stage's listener rows cover the configured one)
+    flat = _sweep(prefix_vs=(0.95, 1.05), alone_vs=(0.95, 1.05))
+    assert opening_choice.confirm(flat, None, hear({})) == (CONFIGURED, {})
+    assert "configured one ships" in opening_choice.heard_table({**flat, "heard": {}})
+
+
 def test_the_targets_hold_what_ships_to_every_opening_length():
     sweep = {**_sweep(), "shipped": PREFIX}
     met = opening_choice.targets(sweep, CONFIGURED, load_processes=1)

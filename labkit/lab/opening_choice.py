@@ -1,21 +1,26 @@
 """How stage 05 makes the first piece (issue #32): which option of the opening sweep
 (labkit.measure.openings) ships, and the targets it is held to.
 
-:func:`choose` -- an option other than the configured one ships when, on the longest
-opening the sweep measured, idle, its first audio is earlier than the configured option's
-beyond ``selection.min_gain`` (the paired interval wholly below 1 / (1 + min_gain)); it is
-never later beyond that band on any text or load; and its seams pass the click detector on
-every text. Among options that earn it, the one nearest its targets ships: the lowest
-worst first audio over the phrase's as a share of the target's bound, idle and under load
-(:func:`worst_ratio`). :func:`targets` -- every opening length
-within :data:`MAX_RATIO_IDLE` x the phrase's first audio idle and :data:`MAX_RATIO_LOADED` x
-under load (the median of the paired ratios), and clean seams, for what ships.
+:func:`verdicts` -- an option other than the configured one earns its place when, on the
+longest opening the sweep measured, idle, its first audio is earlier than the configured
+option's beyond ``selection.min_gain`` (the paired interval wholly below 1 / (1 + min_gain));
+it is never later beyond that band on any text or load; and its seams pass the click
+detector on every text. :func:`ranked` -- the options that earned it, nearest their targets
+first: the lowest worst first audio over the phrase's as a share of the target's bound,
+idle and under load (:func:`worst_ratio`). :func:`confirm` -- what ships: the first of
+those that a listener heard stream the paragraph with no gap, idle and under load (a
+first piece made short enough to come early can leave the next one late: the timing
+alone cannot say), else the configured one; :func:`choose` is the same without the
+listener. :func:`targets` -- every opening length within :data:`MAX_RATIO_IDLE` x the
+phrase's first audio idle and :data:`MAX_RATIO_LOADED` x under load (the median of the
+paired ratios), and clean seams, for what ships.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from labkit.config import SelectionConfig
+from labkit.measure.streaming import no_underruns
 from labkit.tables import interval
 
 #: targets (issue #32): every opening length's first audio at most this many times the
@@ -76,11 +81,50 @@ def verdicts(sweep: dict[str, Any], rules: SelectionConfig | None = None) -> dic
     return out
 
 
-def choose(sweep: dict[str, Any], rules: SelectionConfig | None = None) -> str:
-    """The option that ships: the earned one with the lowest :func:`worst_ratio`, else the
-    configured one."""
+def ranked(sweep: dict[str, Any], rules: SelectionConfig | None = None) -> list[str]:
+    """The options that earned their place over the configured one (:func:`verdicts`),
+    the lowest :func:`worst_ratio` first."""
     earned = [o for o, v in verdicts(sweep, rules).items() if v["earned"]]
-    return min(earned, key=lambda o: worst_ratio(sweep, o)) if earned else sweep["configured"]
+    return sorted(earned, key=lambda o: worst_ratio(sweep, o))
+
+
+def choose(sweep: dict[str, Any], rules: SelectionConfig | None = None) -> str:
+    """The option the timing alone would ship: the first of :func:`ranked`, else the
+    configured one."""
+    return next(iter(ranked(sweep, rules)), sweep["configured"])
+
+
+def confirm(sweep: dict[str, Any], rules: SelectionConfig | None,
+            hear: Callable[[str], list[dict[str, Any]]]) -> tuple[str, dict[str, list[dict[str, Any]]]]:
+    """What ships and what the listener heard on the way: the options of :func:`ranked`
+    in order, each streamed whole by ``hear`` (option -> one row per load, idle and under
+    load, labkit.measure.chunkings.listen_rows); the first with no underrun in any row
+    ships. None does: the configured option (heard by the stage already). Each option
+    heard costs its listener rounds, so the options are heard one by one and the first
+    that streams clean ends it."""
+    heard: dict[str, list[dict[str, Any]]] = {}
+    for option in ranked(sweep, rules):
+        heard[option] = hear(option)
+        if no_underruns(heard[option]):
+            return option, heard
+    return sweep["configured"], heard
+
+
+def heard_table(sweep: dict[str, Any] | None) -> str:
+    """Each option the listener heard before one shipped (:func:`confirm`): its underruns
+    and silence, worst of its rounds, idle and under load."""
+    heard = (sweep or {}).get("heard") or {}
+    if not heard:
+        return "(no option earned its place: the configured one ships, heard with the stage's listener rows)"
+    out = ["| option | load | rounds | underruns (worst) | silence s (worst) | first audio s | ships |",
+           "|---|---|---|---|---|---|---|"]
+    for option, rows in heard.items():
+        for r in rows:
+            load = f"+{r['load_processes']} busy" if r["load_processes"] else "idle"
+            out.append(f"| {option} | {load} | {r['repeats']} | {r['underruns_max']} | "
+                       f"{r['underrun_s_max']:.2f} | {r['ttfa_s']:.3f} | "
+                       f"{'yes' if option == sweep['shipped'] else 'no'} |")
+    return "\n".join(out)
 
 
 def targets(sweep: dict[str, Any] | None, option: str | None, load_processes: int) -> dict[str, bool | None]:

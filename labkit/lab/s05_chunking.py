@@ -38,7 +38,7 @@ from labkit.measure import corpora, openings, seams, texts
 from labkit.measure.chunkings import (BASELINE, CRITERION, article_rows, click_figures, listen_rows,
                                       phrase_vs_text, seam_costs, sweep)
 from labkit.optimize import split as splitting
-from labkit.measure.streaming import cancel_release, run_stream, stream_failures
+from labkit.measure.streaming import cancel_release, no_underruns, run_stream, stream_failures
 
 NAME = "05_chunking"
 #: targets (issue #17): first audio of the paragraph at most this many times a phrase's
@@ -124,17 +124,21 @@ def run(cfg: LabConfig, st, *, variants: list[dict[str, Any]], sweep_text: str =
                         text, listener_rounds, load_processes, startup_buffer_s)
     label = stage_choice(sw["rows"], seam, cfg.chunking, heard, cfg.selection)
     # how the choice makes its first piece (issue #32): the opening sweep; an option that
-    # earns its place is what the rest of the stage measures and the candidate ships
+    # earns its place and streams the paragraph with no gap idle and under load (heard as a
+    # listener hears it, one option at a time), is what the rest of the stage measures and
+    # the candidate ships
+    def hear(s: StreamingSynthesizer) -> list[dict[str, Any]]:
+        return listen_rows({label: s}, [label], text, listener_rounds, load_processes, startup_buffer_s)
+
     opening = (opening_sweep(synths[label], texts.named(phrase_text), opening_texts,
                              opening_rounds, load_processes, cfg.selection,
-                             lambda: split_engine_of(synths, engine)) if opening_texts else None)
+                             lambda: split_engine_of(synths, engine), hear) if opening_texts else None)
     if opening:
         opening["chosen"] = label
     if opening and opening["shipped"] != opening["configured"]:
         synths[label] = opening["_synths"][opening["shipped"]]
         seam.update(seam_costs(synths, [label], texts.named(seam_text)))
-        heard = [h for h in heard if h["label"] != label] + listen_rows(
-            synths, [label], text, listener_rounds, load_processes, startup_buffer_s)
+        heard = [h for h in heard if h["label"] != label] + opening["heard"][opening["shipped"]]
     first = {lab: phrase_vs_text(synths[lab], texts.named(phrase_text), text, rounds)
              for lab in dict.fromkeys([label, BASELINE, prev_label])}
     cancel = {"terminate": cancel_release(synths[label], texts.named(cancel_text), cancel_after_s)}
@@ -169,18 +173,25 @@ def split_engine_of(synths: dict[str, StreamingSynthesizer], engine: Engine) -> 
 
 def opening_sweep(synth: StreamingSynthesizer, phrase: str, names, rounds: int | None,
                   load_processes: int, rules: SelectionConfig,
-                  split_engine: Callable[[], Any] | None = None) -> dict[str, Any]:
+                  split_engine: Callable[[], Any] | None = None,
+                  hear: Callable[[StreamingSynthesizer], list[dict[str, Any]]] | None = None) -> dict[str, Any]:
     """The opening sweep on the stage's choice (labkit.measure.openings), its seams, and which
     way of making the first piece ships (labkit.lab.opening_choice), with the settings that
     option differs from the configuration by (``overrides``). ``split_engine``: gives the
-    split engine the short first piece runs on where the choice has no sentence prosody."""
+    split engine the short first piece runs on where the choice has no sentence prosody.
+    ``hear``: a synthesizer -> what a listener heard it stream (one row per load): the
+    options that earned their place are heard in turn and the first with no gap ships
+    (opening_choice.confirm; ``heard``); None: the timing alone decides."""
     needs = synth.chunking_cfg.prosody != "sentence" and split_engine is not None
     synths = openings.options(synth, split_engine() if needs else None)
     out = openings.sweep(synths, phrase, list(names), rounds, load_processes)
     out["seams"] = {lab: {n: public(r) for n, r in reps.items()}
                     for lab, reps in openings.seam_reports(synths, list(names)).items()}
     out["verdicts"] = opening_choice.verdicts(out, rules)
-    out["shipped"] = opening_choice.choose(out, rules)
+    if hear is None:
+        out["shipped"], out["heard"] = opening_choice.choose(out, rules), {}
+    else:
+        out["shipped"], out["heard"] = opening_choice.confirm(out, rules, lambda o: hear(synths[o]))
     mine, shipped = (openings.settings(synths[k]) for k in (out["configured"], out["shipped"]))
     out["overrides"] = {k: v for k, v in shipped.items() if mine[k] != v}
     out["_synths"] = synths
@@ -249,11 +260,6 @@ def _listener(result: dict[str, Any], label: str) -> list[dict[str, Any]]:
     return [r for r in result.get("listener", []) if r["label"] == label]
 
 
-def _no_underruns(rows: list[dict[str, Any]]) -> bool:
-    """Every row measured, and no underrun in any of its repeats."""
-    return bool(rows) and all(r["underruns_max"] == 0 for r in rows)
-
-
 def targets(result: dict[str, Any], label: str | None = None) -> dict[str, bool | None]:
     """The targets, each met or not, of ``label`` (default: the stage's choice, what ships;
     the article is streamed only for the choice, so a contender's article targets are
@@ -274,12 +280,12 @@ def targets(result: dict[str, Any], label: str | None = None) -> dict[str, bool 
     o = result.get("openings")
     opening = (opening_choice.targets(o, o and o["shipped"], result.get("load_processes", 0))
                if measured_article else dict.fromkeys(opening_choice.TARGETS, False if o else None))
-    return {**opening, "article_no_underruns": _no_underruns(art_rows),
-            "article_no_underruns_under_load": (_no_underruns([r for r in art_rows if r.get("load_processes")])
+    return {**opening, "article_no_underruns": no_underruns(art_rows),
+            "article_no_underruns_under_load": (no_underruns([r for r in art_rows if r.get("load_processes")])
                                                 if result.get("load_processes") else False),
             "article_all_words": bool(art_rows) and all(bool(r.get("words_present")) for r in art_rows),
             "paragraph_no_underruns_idle_and_under_load": (
-                _no_underruns(heard) and {r["load_processes"] for r in heard} == loads),
+                no_underruns(heard) and {r["load_processes"] for r in heard} == loads),
             "first_audio_within_1.2x_phrase": (first.get("ratio") is not None
                                                and first["ratio"] <= MAX_FIRST_AUDIO_RATIO),
             "no_click_at_any_seam": bool(clicks_) and clicks_["clicks_at_seams"] == 0,
@@ -346,6 +352,10 @@ def headline(result: dict[str, Any]) -> dict[str, Any]:
     o = result.get("openings")
     if o:
         out["first piece made by (opening sweep)"] = o["shipped"]
+        if o.get("heard"):  # the earned options a listener heard, in turn, until one streamed clean
+            out["opening options heard on the paragraph: underruns idle / under load (worst)"] = "; ".join(
+                f"{option}: " + " / ".join(str(r["underruns_max"]) for r in sorted(rows, key=lambda r: r["load_processes"]))
+                for option, rows in o["heard"].items())
         for r in o["rows"]:
             if r["option"] == o["shipped"]:
                 where = f"+{r['load_processes']} busy" if r["load_processes"] else "idle"

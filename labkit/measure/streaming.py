@@ -196,6 +196,11 @@ def summarize_runs(runs: list[Run], startup_buffer_s: float = 0.0) -> dict[str, 
 
 
 
+def no_underruns(rows: list[dict[str, Any]]) -> bool:
+    """Every row measured, and no underrun in any of its repeats."""
+    return bool(rows) and all(r["underruns_max"] == 0 for r in rows)
+
+
 def stream_failures(row: dict[str, Any]) -> list[str]:
     failed = []
     if row.get("underruns_max", 0) > 0:
