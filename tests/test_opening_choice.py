@@ -81,6 +81,32 @@ def test_an_option_later_beyond_the_band_anywhere_stays_out():
     assert opening_choice.choose(sweep) == PREFIX
 
 
+def _twinned(alone_vs_plain) -> dict:
+    """:func:`_sweep` with the first_alone option also timed against its twin without it
+    (labkit.measure.openings.plain_twins): ``alone_vs_plain`` on the long opening."""
+    sweep = _sweep()
+    for r in sweep["rows"]:
+        if r["option"] == ALONE:
+            vs = alone_vs_plain if r["opening_words"] == 50 else (0.98, 1.02)
+            r.update(plain=PREFIX, vs_plain=sum(vs) / 2, vs_plain_ci95=list(vs))
+    return sweep
+
+
+def test_first_alone_ships_only_where_it_is_earlier_than_its_twin_beyond_the_band():
+    """run-20261204-204558 shipped the lean option with first_alone over the same option
+    without it on a difference inside the noise. first_alone only reorders the work; it
+    has to be earlier than its twin beyond the band on the long opening, under load."""
+    v = opening_choice.verdicts(_twinned((0.97, 1.01)))
+    assert v[PREFIX]["earned"] and not v[ALONE]["earned"]
+    assert "not earlier than opening=prefix beyond the band on the 50-word opening +1 busy" in v[ALONE]["why"]
+    assert opening_choice.ranked(_twinned((0.97, 1.01))) == [PREFIX]
+    assert opening_choice.ranked(_twinned((0.85, 0.95))) == [ALONE, PREFIX]
+    # idle only: judged idle
+    idle = _twinned((0.97, 1.01))
+    idle["rows"] = [r for r in idle["rows"] if not r["load_processes"]]
+    assert "50-word opening idle" in opening_choice.verdicts(idle)[ALONE]["why"]
+
+
 def _heard(idle: int, loaded: int) -> list[dict]:
     """A listener's rows for one option (labkit.measure.chunkings.listen_rows): its worst
     underruns over two rounds of the paragraph, idle and beside one busy process."""
@@ -166,6 +192,8 @@ def test_the_options_differ_only_in_how_the_first_piece_is_made(split_engine, en
         assert {key: v for key, v in got[k].items() if got[mine][key] != v} == {
             **{f"chunking.{n}": v for n, v in tried.items() if getattr(cc, n) != v},
             **({"pipeline.first_alone": True} if k == alone else {})}
+    # first_alone is judged against its twin without it, the lean option (opening_choice)
+    assert openings.plain_twins(opts) == {alone: lean}
     assert got[lean]["chunking.window_context_frames"] < got[short]["chunking.window_context_frames"]
     assert got[lean]["chunking.primer_max_tokens"] < got[short]["chunking.primer_max_tokens"]
     text = texts.named("opening-30")

@@ -4,14 +4,16 @@
 :func:`verdicts` -- an option other than the configured one earns its place when, on the
 longest opening the sweep measured, idle, its first audio is earlier than the configured
 option's beyond ``selection.min_gain`` (the paired interval wholly below 1 / (1 + min_gain));
-it is never later beyond that band on any text or load; and its seams pass the click
-detector on every text. :func:`ranked` -- the options that earned it, nearest their targets
-first: the lowest worst first audio over the phrase's as a share of the target's bound,
-idle and under load (:func:`worst_ratio`). :func:`confirm` -- what ships: the first of
-those that a listener heard stream the paragraph with no gap, idle and under load (a
-first piece made short enough to come early can leave the next one late: the timing
-alone cannot say), else the configured one; :func:`choose` is the same without the
-listener. :func:`targets` -- every opening length within :data:`MAX_RATIO_IDLE` x the
+it is never later beyond that band on any text or load; an option with
+``pipeline.first_alone`` is also earlier than its twin without it beyond the band on that
+opening under load (first_alone only reorders the work: it must be seen to pay); and its
+seams pass the click detector on every text. :func:`ranked` -- the options that earned it,
+nearest their targets first: the lowest worst first audio over the phrase's as a share of
+the target's bound, idle and under load (:func:`worst_ratio`). :func:`confirm` -- what
+ships: the first of those that a listener heard stream the paragraph with no gap, idle and
+under load (a first piece made short enough to come early can leave the next one late:
+the timing alone cannot say), else the configured one; :func:`choose` is the same without
+the listener. :func:`targets` -- every opening length within :data:`MAX_RATIO_IDLE` x the
 phrase's first audio idle and :data:`MAX_RATIO_LOADED` x under load (the median of the
 paired ratios), and clean seams, for what ships.
 """
@@ -54,6 +56,19 @@ def worst_ratio(sweep: dict[str, Any], option: str) -> float:
                for r in _rows(sweep, option))
 
 
+def _where(row: dict[str, Any]) -> str:
+    return f"+{row['load_processes']} busy" if row["load_processes"] else "idle"
+
+
+def _alone_gain(sweep: dict[str, Any], option: str, words: int) -> dict[str, Any] | None:
+    """The row that says what ``pipeline.first_alone`` buys ``option`` over its twin without
+    it (labkit.measure.openings.plain_twins): on the ``words``-word opening under the
+    heaviest load measured (what it is for: nothing competes with the first piece), idle
+    where the sweep ran idle only. None: not such an option."""
+    rows = [r for r in _rows(sweep, option) if r.get("plain") and r["opening_words"] == words]
+    return max(rows, key=lambda r: r["load_processes"], default=None)
+
+
 def verdicts(sweep: dict[str, Any], rules: SelectionConfig | None = None) -> dict[str, dict[str, Any]]:
     """option -> whether it earned its place over the configured option, and why (see the
     module doc); the configured option is the baseline."""
@@ -70,10 +85,14 @@ def verdicts(sweep: dict[str, Any], rules: SelectionConfig | None = None) -> dic
         if not gain or not gain[0]["vs_configured_ci95"][1] < 1.0 / rules.threshold:
             why.append(f"not earlier than {sweep['configured']} beyond the band on the "
                        f"{longest}-word opening, idle")
-        later = [f"{r['text']} {'+%d busy' % r['load_processes'] if r['load_processes'] else 'idle'}"
-                 for r in _rows(sweep, option) if r["vs_configured_ci95"][0] > rules.threshold]
+        later = [f"{r['text']} {_where(r)}" for r in _rows(sweep, option)
+                 if r["vs_configured_ci95"][0] > rules.threshold]
         if later:
             why.append("later than the configured option beyond the band: " + ", ".join(later))
+        twin = _alone_gain(sweep, option, longest)
+        if twin and not twin["vs_plain_ci95"][1] < 1.0 / rules.threshold:
+            why.append(f"not earlier than {twin['plain']} beyond the band on the {longest}-word "
+                       f"opening {_where(twin)}: first_alone only reorders the work")
         if not seams_pass(sweep, option):
             why.append("seams do not pass the click detector on every text")
         out[option] = {"earned": not why, "why": "; ".join(why) or "earlier on the longest opening, "

@@ -8,7 +8,8 @@ opening sentence is long, against a short phrase's, idle and beside a busy proce
   ``pipeline.first_alone`` (nothing else starts until the first chunk is out);
 * :func:`sweep` -- each (option, text) against the phrase in interleaved rounds by the one
   instrument (labkit.measure.compare), one comparison per load; from the same rounds, each
-  option against the configured one on each text (:func:`against_configured`);
+  option against the configured one on each text (:func:`against_configured`), and an
+  option with ``first_alone`` against its twin without it (:func:`plain_twins`);
 * :func:`seam_reports` -- the seams of every option that changes the audio, on each text
   (labkit.measure.seams: the click detector);
 * :func:`opening_words` -- the words in a text's first sentence, as the chunker counts them.
@@ -130,6 +131,7 @@ def sweep(synths: dict[str, StreamingSynthesizer], phrase: str, names: Sequence[
     (> 1: later) with the 95 % interval, and over the configured option's on the same text
     from the same rounds (``vs_configured``: < 1 earlier)."""
     configured = next(iter(synths))
+    plain = plain_twins(synths)
     loads = [0] + ([load_processes] if load_processes else [])
     rows, comparisons = [], {}
     for n in loads:
@@ -151,7 +153,13 @@ def sweep(synths: dict[str, StreamingSynthesizer], phrase: str, names: Sequence[
                 lo, hi = cmp.ci95(key)  # the phrase's time over the text's: inverted below
                 kept = cmp.kept.get(key, [])
                 vs = mine[key]
-                rows.append({"option": label, "text": name, "load_processes": n,
+                if label in plain:  # the same option without first_alone, from the same rounds
+                    twin = against_configured(cmp, [cell(plain[label], name), key])[key]
+                    extra = {"plain": plain[label], "vs_plain": 1.0 / twin.ratio,
+                             "vs_plain_ci95": [1.0 / twin.ci95[1], 1.0 / twin.ci95[0]]}
+                else:
+                    extra = {}
+                rows.append({**extra, "option": label, "text": name, "load_processes": n,
                              "opening_words": opening_words(texts.named(name)),
                              "phrase_s": cmp.median(PHRASE), "text_s": cmp.median(key),
                              "ratio": 1.0 / cmp.ratio(key), "ci95": [1.0 / hi, 1.0 / lo],
@@ -161,6 +169,19 @@ def sweep(synths: dict[str, StreamingSynthesizer], phrase: str, names: Sequence[
                              "from_prefix_each": [k.get("from_prefix") for k in kept],
                              "opening_load_each": [k.get("opening_load") for k in kept]})
     return {"rows": rows, "comparisons": comparisons, "configured": configured}
+
+
+def plain_twins(synths: dict[str, StreamingSynthesizer]) -> dict[str, str]:
+    """label -> the label of the same option without ``pipeline.first_alone``, for each
+    option that has it on and such a twin in ``synths``: first_alone only reorders the
+    work, so it is judged against its twin (labkit.lab.opening_choice)."""
+    made = {label: settings(s) for label, s in synths.items()}
+    out = {}
+    for label, mine in made.items():
+        if mine["pipeline.first_alone"]:
+            plain = {**mine, "pipeline.first_alone": False}
+            out.update({label: other for other, theirs in made.items() if theirs == plain})
+    return out
 
 
 def against_configured(cmp: Comparison, keys: list[str]):
