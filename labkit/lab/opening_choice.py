@@ -139,8 +139,7 @@ def heard_table(sweep: dict[str, Any] | None) -> str:
            "|---|---|---|---|---|---|---|"]
     for option, rows in heard.items():
         for r in rows:
-            load = f"+{r['load_processes']} busy" if r["load_processes"] else "idle"
-            out.append(f"| {option} | {load} | {r['repeats']} | {r['underruns_max']} | "
+            out.append(f"| {option} | {_where(r)} | {r['repeats']} | {r['underruns_max']} | "
                        f"{r['underrun_s_max']:.2f} | {r['ttfa_s']:.3f} | "
                        f"{'yes' if option == sweep['shipped'] else 'no'} |")
     return "\n".join(out)
@@ -171,7 +170,7 @@ def table(sweep: dict[str, Any] | None) -> str:
            "x the phrase | 95 % interval | x configured | 95 % interval | first piece tokens | "
            "from a prefix | seams |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sweep["rows"]:
-        load = f"+{r['load_processes']} busy" if r["load_processes"] else "idle"
+        load = _where(r)
         seam = ((sweep.get("seams") or {}).get(r["option"]) or {}).get(r["text"]) or {}
         verdict = ("pass" if seam.get("quality_passed")
                    else "; ".join(seam.get("quality_reasons") or []) or "not measured")

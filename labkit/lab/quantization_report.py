@@ -41,13 +41,14 @@ def stops_line(result: QuantizationResult) -> str:
                 "sensitivity sweep's to say (experiments/layers.yaml)")
     adds = (", ".join(st["adds"]) if len(st["adds"]) <= 3
             else f"{len(st['adds'])} layers ({st['adds'][0]} ... {st['adds'][-1]})")
-    def num(x, fmt):
-        return "not measured" if x is None else format(x, fmt)
-
     return (f"what stops {st['on_top_of']}: {adds} -- in int8 on top of it ({st['variant']}, "
-            f"{num(st['speedup'], '.2f')}x the reference) the ruler fails: masked LSD "
-            f"{num(st['masked_lsd_db'], '.2f')} dB, worst frame {num(st['masked_lsd_peak_db'], '.2f')} dB"
+            f"{_two(st['speedup'])}x the reference) the ruler fails: masked LSD "
+            f"{_two(st['masked_lsd_db'])} dB, worst frame {_two(st['masked_lsd_peak_db'])} dB"
             + (f", WER {st['wer']:.3f}" if st.get("wer") is not None else ""))
+
+
+def _two(x: float | None) -> str:
+    return "not measured" if x is None else f"{x:.2f}"
 
 
 def sensitivity_table(result: QuantizationResult) -> str:
