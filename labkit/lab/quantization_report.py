@@ -41,10 +41,16 @@ def stops_line(result: QuantizationResult) -> str:
                 "sensitivity sweep's to say (experiments/layers.yaml)")
     adds = (", ".join(st["adds"]) if len(st["adds"]) <= 3
             else f"{len(st['adds'])} layers ({st['adds'][0]} ... {st['adds'][-1]})")
-    return (f"what stops {st['on_top_of']}: {adds} -- in int8 on top of it ({st['variant']}, "
-            f"{_two(st['speedup'])}x the reference) the ruler fails: masked LSD "
-            f"{_two(st['masked_lsd_db'])} dB, worst frame {_two(st['masked_lsd_peak_db'])} dB"
-            + (f", WER {st['wer']:.3f}" if st.get("wer") is not None else ""))
+    other = ", without its graph rewrites" if st["rewrites_differ"] else ""
+    return (f"what stops {st['on_top_of']}: {adds} -- in int8 on top of its layers "
+            f"({st['variant']}{other}, {_two(st['speedup'])}x the reference) the ruler fails: "
+            f"masked LSD {_two(st['masked_lsd_db'])} dB, worst frame {_two(st['masked_lsd_peak_db'])} dB"
+            + (f", WER {st['wer']:.3f}" if st.get("wer") is not None else "")
+            + (f" ({_first(st['reasons'])})" if st.get("reasons") else ""))
+
+
+def _first(reasons: list[str], n: int = 3) -> str:
+    return "; ".join(reasons[:n]) + (f"; and {len(reasons) - n} more" if len(reasons) > n else "")
 
 
 def _two(x: float | None) -> str:

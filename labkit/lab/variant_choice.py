@@ -130,33 +130,43 @@ def _layers(spec: dict[str, Any]) -> set[str]:
     return set(LAYERS) if families is None else set(layers_in(families))
 
 
+#: the spec fields that do not move a layer in or out of int8: a variant that differs from
+#: the fast pick only in these and in its families quantizes a superset or a subset of it
+_NOT_THE_SET = ("name", "families", "rewrites")
+
+
 def what_stops(specs: dict[str, dict[str, Any]], rows: dict[str, dict], fast: str | None) -> dict | None:
     """Issue #33's fallback, from the bench alone: the layers whose int8 the ruler would not
-    take on top of the fast pick. Of the variants the ruler failed that are the fast pick's
-    recipe (every spec field the same but the name and the families) with more of the
-    generator's convolutions quantized, the one that adds the fewest; the added layers
-    (``adds``, in :data:`LAYERS`' order), its speed-up and its figures. None where no such
-    variant was benched (the default batch benches the fast pick plus its next layer in the
-    sensitivity sweep's order, experiments/layers.yaml)."""
+    take on top of the fast pick's. Of the variants the ruler failed that quantize the fast
+    pick's layers and more with the same recipe (every spec field the same but the name,
+    the families and the graph rewrites, which reshape the elementwise tail and move no
+    layer in or out of int8), the one that adds the fewest, one with the pick's own rewrites
+    first; the added layers (``adds``, in :data:`LAYERS`' order), its speed-up and its
+    figures, and whether its rewrites differ from the pick's (``rewrites_differ``). None
+    where no such variant was benched (the default batch benches the layer-grain pick plus
+    the next layer in the sweep's order, experiments/layers.yaml)."""
     if not fast or fast not in specs:
         return None
-    base = {k: v for k, v in specs[fast].items() if k not in ("name", "families")}
+
+    def recipe(spec: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in spec.items() if k not in _NOT_THE_SET}
+
     mine = _layers(specs[fast])
     found = []
     for name, spec in specs.items():
         q = (rows.get(name) or {}).get("quality") or {}
-        if name == fast or q.get("verdict") != "fail":
-            continue
-        if {k: v for k, v in spec.items() if k not in ("name", "families")} != base:
+        if name == fast or q.get("verdict") != "fail" or recipe(spec) != recipe(specs[fast]):
             continue
         theirs = _layers(spec)
         if theirs > mine:
-            found.append((len(theirs - mine), name, [l for l in LAYERS if l in theirs - mine]))
+            differ = list(spec.get("rewrites") or []) != list(specs[fast].get("rewrites") or [])
+            found.append((len(theirs - mine), differ, name, [l for l in LAYERS if l in theirs - mine]))
     if not found:
         return None
-    _, name, adds = min(found)
+    _, differ, name, adds = min(found)
     q = rows[name]["quality"]
-    return {"variant": name, "on_top_of": fast, "adds": adds, "speedup": rows[name].get("speedup"),
+    return {"variant": name, "on_top_of": fast, "adds": adds, "rewrites_differ": differ,
+            "speedup": rows[name].get("speedup"),
             **{k: q.get(k) for k in ("masked_lsd_db", "masked_lsd_peak_db", "wer", "reasons")}}
 
 
