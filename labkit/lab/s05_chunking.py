@@ -173,25 +173,22 @@ def split_engine_of(synths: dict[str, StreamingSynthesizer], engine: Engine) -> 
 
 def opening_sweep(synth: StreamingSynthesizer, phrase: str, names, rounds: int | None,
                   load_processes: int, rules: SelectionConfig,
-                  split_engine: Callable[[], Any] | None = None,
-                  hear: Callable[[StreamingSynthesizer], list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+                  split_engine: Callable[[], Any] | None,
+                  hear: Callable[[StreamingSynthesizer], list[dict[str, Any]]]) -> dict[str, Any]:
     """The opening sweep on the stage's choice (labkit.measure.openings), its seams, and which
     way of making the first piece ships (labkit.lab.opening_choice), with the settings that
     option differs from the configuration by (``overrides``). ``split_engine``: gives the
     split engine the short first piece runs on where the choice has no sentence prosody.
     ``hear``: a synthesizer -> what a listener heard it stream (one row per load): the
     options that earned their place are heard in turn and the first with no gap ships
-    (opening_choice.confirm; ``heard``); None: the timing alone decides."""
+    (opening_choice.confirm; ``heard``)."""
     needs = synth.chunking_cfg.prosody != "sentence" and split_engine is not None
     synths = openings.options(synth, split_engine() if needs else None)
     out = openings.sweep(synths, phrase, list(names), rounds, load_processes)
     out["seams"] = {lab: {n: public(r) for n, r in reps.items()}
                     for lab, reps in openings.seam_reports(synths, list(names)).items()}
     out["verdicts"] = opening_choice.verdicts(out, rules)
-    if hear is None:
-        out["shipped"], out["heard"] = opening_choice.choose(out, rules), {}
-    else:
-        out["shipped"], out["heard"] = opening_choice.confirm(out, rules, lambda o: hear(synths[o]))
+    out["shipped"], out["heard"] = opening_choice.confirm(out, rules, lambda o: hear(synths[o]))
     mine, shipped = (openings.settings(synths[k]) for k in (out["configured"], out["shipped"]))
     out["overrides"] = {k: v for k, v in shipped.items() if mine[k] != v}
     out["_synths"] = synths

@@ -8,7 +8,7 @@ opening sentence is long, against a short phrase's, idle and beside a busy proce
   ``pipeline.first_alone`` (nothing else starts until the first chunk is out);
 * :func:`sweep` -- each (option, text) against the phrase in interleaved rounds by the one
   instrument (labkit.measure.compare), one comparison per load; from the same rounds, each
-  option against the configured one on each text (:func:`against_configured`), and an
+  option against the configured one on each text (:func:`paired`), and an
   option with ``first_alone`` against its twin without it (:func:`plain_twins`);
 * :func:`seam_reports` -- the seams of every option that changes the audio, on each text
   (labkit.measure.seams: the click detector);
@@ -147,14 +147,14 @@ def sweep(synths: dict[str, StreamingSynthesizer], phrase: str, names: Sequence[
                           criterion="ttfa_s")
         comparisons[where] = cmp
         for name in names:
-            mine = against_configured(cmp, [cell(label, name) for label in synths])
+            mine = paired(cmp, [cell(label, name) for label in synths])
             for label in synths:
                 key = cell(label, name)
                 lo, hi = cmp.ci95(key)  # the phrase's time over the text's: inverted below
                 kept = cmp.kept.get(key, [])
                 vs = mine[key]
                 if label in plain:  # the same option without first_alone, from the same rounds
-                    twin = against_configured(cmp, [cell(plain[label], name), key])[key]
+                    twin = paired(cmp, [cell(plain[label], name), key])[key]
                     extra = {"plain": plain[label], "vs_plain": 1.0 / twin.ratio,
                              "vs_plain_ci95": [1.0 / twin.ci95[1], 1.0 / twin.ci95[0]]}
                 else:
@@ -184,9 +184,10 @@ def plain_twins(synths: dict[str, StreamingSynthesizer]) -> dict[str, str]:
     return out
 
 
-def against_configured(cmp: Comparison, keys: list[str]):
-    """Each of ``keys`` against the first (the configured option on the same text), paired
-    round by round in the rounds ``cmp`` ran (labkit.measure.compare.summarize: > 1 faster)."""
+def paired(cmp: Comparison, keys: list[str]):
+    """Each of ``keys`` against the first (the configured option on the same text, or an
+    option's twin without first_alone), paired round by round in the rounds ``cmp`` ran
+    (labkit.measure.compare.summarize: > 1 faster)."""
     return summarize({k: cmp.entries[k].samples for k in keys}, keys[0],
                      resamples=cmp.resamples, seed=cmp.seed)
 
