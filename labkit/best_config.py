@@ -112,6 +112,51 @@ def resolve(cfg: LabConfig, best_json: str | None = None) -> Served:
     return Served(merged, "best.json", str(path), best.get("provenance") or {}, overrides, best)
 
 
+#: the settings that say which model runs and how its session is built (what stages 02 and
+#: 03 earn): a later stage whose answer depends on the model's speed (05's chunking: how
+#: small a piece can be and still be ready in time) measures on them (:func:`earned_model`)
+MODEL_SETTINGS = ("variant", "model_path")
+MODEL_SECTIONS = ("session.",)
+
+
+def earned_model(cfg: LabConfig, best_json: str | None = None) -> tuple[dict[str, Any], str]:
+    """The model best.json picked and its session settings (:data:`MODEL_SETTINGS`,
+    ``session.*`` of its ``overrides``, as stage 07 takes the combination), as dotted
+    overrides of ``cfg``, and where they came from in a few words. No best.json, or one that
+    picked nothing of the kind or whose model file is gone: no override, and the words say
+    why. (A stage's config is a whole file, every setting in it given, so "explicit wins" as
+    :func:`resolve` has it would always keep the configured model: a stage opts out with its
+    own parameter instead.)"""
+    try:
+        served = resolve(cfg, best_json)
+    except ConfigError as exc:
+        return {}, f"the configured model: best.json cannot be used ({exc})"
+    if served.source != "best.json":
+        return {}, "the configured model: no best.json"
+    run = served.provenance.get("run_id", "?")
+    own = _flatten(cfg.to_dict())
+    out = {k: v for k, v in _flatten(served.best.get("overrides") or {}).items()
+           if (k in MODEL_SETTINGS or k.startswith(MODEL_SECTIONS)) and own.get(k, object()) != v}
+    if not out:
+        return {}, f"the configured model: best.json (run {run}) picked no other"
+    return out, f"best.json (run {run})"
+
+
+#: which model a stage measures on (:func:`model_for`): the configuration's own, or the one
+#: best.json picked
+MODEL_CHOICES = ("configured", "earned")
+
+
+def model_for(cfg: LabConfig, which: str) -> tuple[LabConfig, dict[str, Any]]:
+    """``cfg`` on the model ``which`` names (:data:`MODEL_CHOICES`), and what that model is:
+    its variant and file, the settings taken from best.json and where they came from."""
+    if which not in MODEL_CHOICES:
+        raise ValueError(f"model={which!r}: expected one of {MODEL_CHOICES}")
+    picks, source = earned_model(cfg) if which == "earned" else ({}, "the configured model")
+    out = cfg.with_overrides(picks) if picks else cfg
+    return out, {"variant": out.variant, "model_path": out.model_path, "settings": picks, "from": source}
+
+
 def check_limits(scfg: ServeConfig) -> None:
     """Every serve limit is a positive number (a clear error at start-up otherwise)."""
     for name in ("max_body_bytes", "max_connections", "max_input_chars"):

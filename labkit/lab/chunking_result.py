@@ -46,6 +46,9 @@ class ChunkingResult(TypedDict):
     #: the opening sweep on the choice (labkit.lab.s05_chunking.opening_sweep: rows, seams,
     #: verdicts, the option that ships and its overrides; None: left out of this batch)
     openings: dict[str, Any] | None
+    #: the model the stage streamed: its variant and file, the settings taken from best.json
+    #: (s05_chunking.run's ``model="earned"``) and where they came from
+    model: dict[str, Any]
     #: the chosen ChunkingConfig as a dict, and which named texts each part used (the
     #: opening sweep's: a list)
     chunking: dict[str, Any]

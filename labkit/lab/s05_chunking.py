@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
+from labkit.best_config import model_for
 from labkit.config import LabConfig, SelectionConfig
 from labkit.engine import chunking, split_runtime
 from labkit.engine.pipeline import StreamingSynthesizer
@@ -99,13 +100,17 @@ def run(cfg: LabConfig, st, *, variants: list[dict[str, Any]], sweep_text: str =
         contender: dict[str, Any] | None = None, listener_rounds: int = 2,
         load_processes: int = 1, phrase_text: str = "phrase", cancel_text: str = "article",
         cancel_after_s: float = 0.5, opening_texts: list[str] | tuple[str, ...] = openings.TEXTS,
-        opening_rounds: int | None = None) -> ChunkingResult:
+        opening_rounds: int | None = None, model: str = "configured") -> ChunkingResult:
     """``contender``: chunking overrides streamed beside the configured chunking as a
     listener hears it, with the same targets (but not on the article, which only the
     stage's choice streams); default: the other schedule (:data:`CONTENDERS`).
     ``load_processes``: competing busy processes in the under-load
     scenario (0: none). ``opening_texts``: the opening sweep's texts (empty: left out),
-    timed in ``opening_rounds`` (None: the instrument's default)."""
+    timed in ``opening_rounds`` (None: the instrument's default). ``model``: "configured",
+    or "earned": the model and session settings the stages before picked (best.json,
+    labkit.best_config.earned_model), since how small a piece can be and still be ready in
+    time depends on the speed of the model that ships with it."""
+    cfg, streamed = model_for(cfg, model)
     engine = Engine(cfg)
     engine.warm_up(repeats=2)
     contender = dict(CONTENDERS[cfg.chunking.schedule] if contender is None else contender)
@@ -159,6 +164,7 @@ def run(cfg: LabConfig, st, *, variants: list[dict[str, Any]], sweep_text: str =
             "first_audio": first, "cancel": cancel, "load_processes": load_processes,
             "chunking": dataclasses.asdict(synths[label].chunking_cfg),
             "openings": opening,
+            "model": streamed,
             "texts": {"sweep": sweep_text, "seam": seam_text, "article": article_text,
                       "phrase": phrase_text, "cancel": cancel_text, "openings": list(opening_texts)}}
 
@@ -295,6 +301,8 @@ def targets(result: dict[str, Any], label: str | None = None) -> dict[str, bool 
 def headline(result: dict[str, Any]) -> dict[str, Any]:
     label, cmp = result["label"], result["comparison"]
     out: dict[str, Any] = {"chunking": label}
+    if result.get("model"):
+        out["model streamed"] = "{variant} ({from})".format(**result["model"])
     for r in result["rows"]:
         if r["label"] != BASELINE:
             out[f"TTFA {r['label']} vs default (x)"] = {
@@ -390,6 +398,7 @@ def record(st, result: ChunkingResult) -> None:
                                    "targets_met": targets(result, result["contender"])}
     st.metrics["voices"] = result["voices"]
     st.metrics["selection"] = {"chunking": result["chunking"], "label": result["label"]}
+    st.metrics["model"] = result.get("model")
     o = result.get("openings")
     if o:
         st.metrics["openings"] = public({k: v for k, v in o.items() if k != "comparisons"})
