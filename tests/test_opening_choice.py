@@ -167,6 +167,16 @@ def test_the_table_and_plot_show_every_row(tmp_path):
     assert table.count("\n") == 1 + len(sweep["rows"]) and "| opening=prefix | opening-50 | 50 |" in table
     fig = opening_choice.plot(sweep, plt, shipped=PREFIX)
     assert len(fig.axes[0].lines) >= 2
+    # one legend entry an option (the long labels once each, not once per load), and the
+    # legend drawn inside the figure (run-20261205-020927's ran off it: the plot was cut)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    options = list(dict.fromkeys(r["option"] for r in sweep["rows"]))
+    assert [lab for lab in labels if lab.removesuffix(" (ships)") in options] == \
+        [o + (" (ships)" if o == PREFIX else "") for o in options]
+    fig.savefig(tmp_path / "openings.png")
+    legend = fig.axes[0].get_legend().get_window_extent(fig.canvas.get_renderer())
+    assert fig.bbox.x0 <= legend.x0 and legend.x1 <= fig.bbox.x1
+    assert fig.bbox.y0 <= legend.y0 and legend.y1 <= fig.bbox.y1
     plt.close(fig)
 
 

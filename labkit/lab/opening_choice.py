@@ -183,13 +183,16 @@ def table(sweep: dict[str, Any] | None) -> str:
 
 
 def plot(sweep: dict[str, Any] | None, plt, shipped: str | None = None):
-    """First audio over the phrase's against the opening sentence's length, one line per
-    option and load with its intervals, and the two targets."""
-    fig, ax = plt.subplots(figsize=(8, 3.8))
+    """First audio over the phrase's against the opening sentence's length, one colour per
+    option (the one that ships drawn thick), idle solid and under load dashed, with the
+    intervals and the two targets; the legend under the axes (the options' labels are long)."""
     if not sweep:
+        fig, ax = plt.subplots(figsize=(8, 3.8))
         ax.axis("off")
         ax.text(0.0, 0.5, table(sweep), va="center")
         return fig
+    options = list(dict.fromkeys(r["option"] for r in sweep["rows"]))
+    fig, ax = plt.subplots(figsize=(8, 4.2 + 0.22 * (len(options) + 3)), layout="constrained")
     for option, n in dict.fromkeys((r["option"], r["load_processes"]) for r in sweep["rows"]):
         rows = sorted((r for r in sweep["rows"] if r["option"] == option and r["load_processes"] == n),
                       key=lambda r: r["opening_words"])
@@ -197,13 +200,16 @@ def plot(sweep: dict[str, Any] | None, plt, shipped: str | None = None):
         ax.errorbar(xs, ys, yerr=[[max(0.0, y - r["ci95"][0]) for y, r in zip(ys, rows)],
                                   [max(0.0, r["ci95"][1] - y) for y, r in zip(ys, rows)]],
                     marker="o", capsize=3, ls="-" if n == 0 else "--",
-                    lw=2.2 if option == shipped else 1.0,
-                    label=f"{option}{' (ships)' if option == shipped else ''}, "
-                          f"{'idle' if n == 0 else f'+{n} busy'}")
-    ax.axhline(MAX_RATIO_IDLE, color="tab:green", lw=0.8, ls=":", label="target idle")
-    ax.axhline(MAX_RATIO_LOADED, color="tab:red", lw=0.8, ls=":", label="target under load")
+                    color=f"C{options.index(option) % 10}", lw=2.2 if option == shipped else 1.0)
+    for k, option in enumerate(options):  # one legend entry an option, then what the styles mean
+        ax.plot([], [], color=f"C{k % 10}", lw=2.2 if option == shipped else 1.0,
+                label=option + (" (ships)" if option == shipped else ""))
+    loads = sorted({r["load_processes"] for r in sweep["rows"]})
+    for n in loads:
+        ax.plot([], [], color="k", lw=1.0, ls="-" if n == 0 else "--", label="idle" if n == 0 else f"+{n} busy")
+    ax.axhline(MAX_RATIO_IDLE, color="0.4", lw=0.8, ls=":", label="target idle")
+    ax.axhline(MAX_RATIO_LOADED, color="0.4", lw=0.8, ls="-.", label="target under load")
     ax.set_xlabel("words in the opening sentence")
     ax.set_ylabel("first audio / the phrase's")
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.16), ncol=1, frameon=False)
     return fig
