@@ -142,6 +142,23 @@ def earned_model(cfg: LabConfig, best_json: str | None = None) -> tuple[dict[str
     return out, f"best.json (run {run})"
 
 
+def earned_speed(cfg: LabConfig, best_json: str | None = None) -> tuple[float, str]:
+    """How many times faster than ``cfg``'s model the model best.json picked ran where it
+    was picked (the ratio of the choice that set its ``variant``, measured against ``cfg``'s
+    variant), and where that figure comes from; (1.0, why) when there is no such pick."""
+    picks, source = earned_model(cfg, best_json)
+    if "variant" not in picks:
+        return 1.0, source
+    served = resolve(cfg, best_json)
+    for choice in served.best.get("choices") or []:
+        if (choice.get("overrides") or {}).get("variant") == picks["variant"]:
+            if choice.get("baseline") != cfg.variant or not choice.get("ratio"):
+                break
+            return float(choice["ratio"]), (f"{picks['variant']}, {float(choice['ratio']):.2f}x "
+                                            f"{cfg.variant} in {choice.get('stage')} of {source}")
+    return 1.0, f"{source}: no speed of {picks['variant']} against {cfg.variant} recorded"
+
+
 #: which model a stage measures on (:func:`model_for`): the configuration's own, or the one
 #: best.json picked
 MODEL_CHOICES = ("configured", "earned")

@@ -7,7 +7,7 @@ import yaml
 
 from labkit import cli
 from labkit.host import machine
-from labkit.lab import costs, plan
+from labkit.lab import costs, plan, stage_plan
 from labkit.lab.costs import Costs
 from labkit.measure.compare import default_rounds
 from labkit.measure.texts import named
@@ -159,15 +159,80 @@ def test_stage_03_counts_each_model_at_its_recipes_size_and_the_mac_batch_fits_5
     one's bytes); the Mac batch's stage 03 (fp16, fp16-dec, dyn-u8 and two static variants
     beside a mixed one) plans within the 5 GB the issue allows."""
     static = {"name": "q", "recipe": "static"}
-    ref_gb = plan._model_gb(cfg, "fp32-recon")
+    ref_gb = stage_plan.model_gb(cfg, "fp32-recon")
     if not ref_gb:
         pytest.skip("the reference is not provisioned (labkit assets)")
     one = plan.stage_03_disk_gb(cfg, [static], "int8", False)
     half = plan.stage_03_disk_gb(cfg, [{"name": "h", "recipe": "fp16"}], "int8", False)
     assert half < one
     q = plan.RECIPE_SIZE["static"] * ref_gb
-    judging = q + (q + ref_gb + plan._model_gb(cfg, "int8")) + plan.SPLIT_MODELS * (ref_gb + q)
+    judging = q + (q + ref_gb + stage_plan.model_gb(cfg, "int8")) + plan.SPLIT_MODELS * (ref_gb + q)
     assert one == pytest.approx(max(ref_gb + 2 * q, judging))
     batch = yaml.safe_load(open(cfg.resolve("experiments/m1max.yaml")))
     p = next(s["parameters"] for s in batch["stages"] if s["name"] == "03_quantization")
     assert plan.stage_03_disk_gb(cfg, p["variants"], "int8", True) <= 5.0
+
+
+def _stage_05(**over):
+    return {"variants": [{}, {"schedule": "adaptive"}], "rounds": 6, "stream_repeats": 1,
+            "listener_rounds": 2, "load_processes": 1, "article_text": "article",
+            "article_repeats": 1, "opening_texts": [], "model": "configured", **over}
+
+
+def test_stage_05_prices_its_sweeps_as_first_chunks_and_its_loaded_runs_slower(cfg):
+    """Stage 05's sweeps time the first chunk only, and its listener rows and the article run
+    idle and again beside a busy process (the plan had priced every call as a whole paragraph
+    and a loaded run as an idle one: 45.8 planned minutes against 22.8 run in
+    run-20261205-020927)."""
+    base = plan.plan_05(_stage_05(), COSTS, cfg)
+    more = plan.plan_05(_stage_05(rounds=12), COSTS, cfg)
+    # six more rounds of the variants and the contender cost six first pieces each
+    assert more.seconds - base.seconds == pytest.approx(3 * 6 * COSTS.run_s(plan.FIRST_PIECE_TOKENS))
+    assert more.timed_runs - base.timed_runs == 3 * 6
+    idle = plan.plan_05(_stage_05(load_processes=0), COSTS, cfg)
+    listen = 3 * 2 * COSTS.synth_s(named("paragraph"))  # 3 streams heard twice
+    article = COSTS.synth_s(named("article"))
+    # on 2 threads and 2 cores one busy process halves the speed (cpuload.slowdown): each
+    # loaded run costs two idle ones
+    assert base.seconds - idle.seconds == pytest.approx(2 * (listen + article))
+    assert "runs beside 1 busy process(es) priced 2.00x slower (2 threads on 2 cores)" in base.notes
+    # on the Mac's 8 cores one busy process costs little
+    mac = plan.plan_05(_stage_05(), COSTS.for_cores(8), cfg)
+    assert "runs beside 1 busy process(es) priced 1.14x slower (8 threads on 8 cores)" in mac.notes
+    opening = plan.plan_05(_stage_05(opening_texts=["opening-5", "opening-50"]), COSTS, cfg)
+    assert opening.timed_runs > base.timed_runs and opening.seconds > base.seconds
+
+
+def test_stage_05_on_the_earned_model_is_priced_at_its_recorded_speed(cfg, tmp_path):
+    """``model: earned`` streams the model best.json picked: the plan prices its runs at the
+    speed that pick measured against the configured model (stage 03's ratio); without a
+    best.json, at the configured model's."""
+    model = tmp_path / "qdq-x.onnx"
+    model.write_bytes(b"a model file")  # resolve checks that it exists; nothing loads it
+    picks = {"variant": "qdq-x", "model_path": str(model)}
+    best = tmp_path / "best.json"
+    best.write_text(json.dumps({
+        "config": cfg.with_overrides(picks).to_dict(), "overrides": picks,
+        "provenance": {"run_id": "run-x"},
+        "choices": [{"stage": "03_quantization", "baseline": cfg.variant, "ratio": 2.0,
+                     "overrides": picks}]}))
+    here = cfg.with_overrides({"serve.best_json": str(best)})
+    configured = plan.plan_05(_stage_05(), COSTS, here)
+    earned = plan.plan_05(_stage_05(model="earned"), COSTS, here)
+    builds = 3 * COSTS.session_s  # not compute on the model: as before
+    assert earned.seconds - builds == pytest.approx((configured.seconds - builds) / 2)
+    assert ("streams the model the stages before pick, priced at qdq-x, 2.00x int8 in "
+            "03_quantization of best.json (run run-x)") in earned.notes
+    nothing = cfg.with_overrides({"serve.best_json": str(tmp_path / "none.json")})
+    plain = plan.plan_05(_stage_05(model="earned"), COSTS, nothing)
+    assert plain.seconds == pytest.approx(configured.seconds)
+    assert ("streams the model the stages before pick, priced at the configured model: "
+            "no best.json") in plain.notes
+    # a ratio measured against another model says nothing of this one's speed
+    other = json.loads(best.read_text())
+    other["choices"][0]["baseline"] = "fp32-recon"
+    best.write_text(json.dumps(other))
+    against = plan.plan_05(_stage_05(model="earned"), COSTS, here)
+    assert against.seconds == pytest.approx(configured.seconds)
+    assert ("streams the model the stages before pick, priced at best.json (run run-x): no speed "
+            "of qdq-x against int8 recorded") in against.notes

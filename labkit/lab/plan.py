@@ -11,6 +11,11 @@ arithmetic, per stage:
 - a timed comparison (labkit.measure.compare) of ``k`` entries plus the A/A control runs
   ``warmup + rounds`` calls of each, ``rounds`` its default (whole Williams squares, at
   least 6) unless the stage sets it; a call costs the audio it makes times the RTF;
+- a first-audio call (stage 05's sweeps) costs one run of a first piece
+  (:data:`FIRST_PIECE_TOKENS`); a run beside busy processes costs what
+  labkit.engine.cpuload.slowdown predicts for the planned cores; a stage streaming the
+  model the stages before pick (``model: earned``) is priced at the speed best.json
+  recorded for it against the configured model (labkit.best_config.earned_speed);
 - every candidate that builds a session costs a session build; a CoreML build is priced
   as a CPU one (its first compile, ~20 s on the Mac, cannot be measured here: said so);
 - a notebook's start is the kernel's start-up, measured from the previous run's wall
@@ -28,16 +33,19 @@ import datetime as dt
 import hashlib
 import json
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
 import yaml
 
+from labkit.best_config import earned_speed
 from labkit.config import REPO_ROOT, LabConfig
 from labkit.engine import assets
+from labkit.engine.cpuload import slowdown
 from labkit.lab import s08_endpoint
 from labkit.lab.costs import Costs
+from labkit.lab.stage_plan import GiB, StagePlan, model_gb, rounds_for, text_s
 from labkit.lab.variant_choice import VERIFY_TRIES
 from labkit.measure import corpora, openings
 from labkit.measure.compare import default_rounds
@@ -45,52 +53,13 @@ from labkit.optimize.families import layers_in
 from labkit.optimize.quantize import VariantSpec
 from labkit.measure.texts import named
 
-GiB = 1e9
-
-
-@dataclass
-class StagePlan:
-    stage: str
-    candidates: int = 0
-    session_builds: int = 0
-    timed_runs: int = 0
-    seconds: float = 0.0
-    disk_gb: float = 0.0
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def minutes(self) -> float:
-        return self.seconds / 60
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "minutes": round(self.minutes, 1), "seconds": round(self.seconds),
-                "disk_gb": round(self.disk_gb, 2)}
-
-
-def _rounds(params: dict, entries: int, key: str = "rounds") -> int:
-    r = params.get(key)
-    return int(r) if r else default_rounds(entries)
-
-
-def _model_gb(cfg: LabConfig, variant: str) -> float:
-    path = assets.model_path(cfg, variant)
-    if path.exists():
-        return path.stat().st_size / GiB
-    ref = assets.model_path(cfg, "fp32-recon")
-    return (ref.stat().st_size if ref.exists() else 0) / GiB
-
-
-def _text_s(c: Costs, name: str) -> float:
-    return c.synth_s(named(name))
-
-
 def plan_00(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
     texts = list(p.get("texts") or [])
     entries = 4  # kokoro-onnx create, create_stream, pipeline + the A/A control
-    k = _rounds(p, entries)
+    k = rounds_for(p, entries)
     runs = len(texts) * entries * k
     return StagePlan("00_baseline", candidates=3, session_builds=3 + int(p.get("load_repeats") or 3),
-                     timed_runs=runs, seconds=sum(entries * k * _text_s(c, t) for t in texts)
+                     timed_runs=runs, seconds=sum(entries * k * text_s(c, t) for t in texts)
                      + (3 + int(p.get("load_repeats") or 3)) * c.session_s)
 
 
@@ -105,7 +74,7 @@ def plan_ruler(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
     extra = len(p.get("extra_ids") or [])
     rungs = 26
     return StagePlan("00_ruler", candidates=rungs, session_builds=1, timed_runs=0,
-                     seconds=c.session_s + (cal + val) * (_text_s(c, "sentence") + rungs * RULER_READING_S)
+                     seconds=c.session_s + (cal + val) * (text_s(c, "sentence") + rungs * RULER_READING_S)
                      + extra * rungs * RULER_EXTRA_S,
                      notes=["figures, not timings: readings priced at measured seconds each"])
 
@@ -115,8 +84,8 @@ def plan_01(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
     entries = 5 + bool(p.get("espeak_baseline"))
     listen = int(p.get("listen") or 0)
     return StagePlan("01_g2p_sanitization", candidates=entries - 1, session_builds=1,
-                     timed_runs=len(texts) * entries * _rounds(p, entries),
-                     seconds=c.session_s + listen * _text_s(c, "sentence"),
+                     timed_runs=len(texts) * entries * rounds_for(p, entries),
+                     seconds=c.session_s + listen * text_s(c, "sentence"),
                      notes=["G2P timings are not priced (milliseconds to a second each)"])
 
 
@@ -128,13 +97,13 @@ def plan_02(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
         changes = sum(len(p.get(k) or []) for k in ("levels", "thread_counts", "modes", "toggles",
                                                    "rewrites"))
         entries = changes + 2
-        k = _rounds(p, entries)
+        k = rounds_for(p, entries)
         screen = entries * (warmup + k)
         out.candidates += changes
         out.session_builds += entries + 3
         out.timed_runs += screen
         out.seconds += (entries + 3) * c.session_s + screen * c.run_s(int(p.get("screen_length") or 120))
-        k2 = _rounds(p, 3)
+        k2 = rounds_for(p, 3)
         out.timed_runs += sum(3 * (warmup + k2) for _ in lengths)
         out.seconds += sum(3 * (warmup + k2) * c.run_s(n) for n in lengths)
         cold = int(p.get("cold_rounds") or default_rounds(3))
@@ -182,7 +151,7 @@ def plan_03(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
     methods = {v.get("calibration", "minmax") for v in static} | ({"minmax"} if fams else set())
     entries = len(variants) + 3  # the reference, the baseline, the A/A control
     warmup = int(p.get("warmup") or 1)
-    k = _rounds(p, entries)
+    k = rounds_for(p, entries)
     judged = len(variants) + 1  # the baseline and the variants
     runs = (entries * (warmup + k) * len(lengths) + (len(variants) + 2) * (held + bench_dev)
             + len(fams) * dev + checks * whole_dev + judged * (held + bench_dev))
@@ -235,12 +204,12 @@ def stage_03_disk_gb(cfg: LabConfig, variants: list, baseline: str, mixed: bool)
       variants', the reference's, the baseline's: the stage removes those of the variants
       that did not pass the ruler when it ends), the reference's split and one variant's
       at a time (each removed once judged: variant_ruler.ruler_quality)."""
-    ref_gb = _model_gb(cfg, "fp32-recon")
+    ref_gb = model_gb(cfg, "fp32-recon")
     static_gb = RECIPE_SIZE["static"] * ref_gb
     sizes = [_variant_gb(cfg, v, ref_gb) for v in variants] + ([static_gb] if mixed else [])
     built = sum(sizes)
     building = ref_gb + built + static_gb
-    judging = built + (built + ref_gb + _model_gb(cfg, baseline)) + SPLIT_MODELS * (
+    judging = built + (built + ref_gb + model_gb(cfg, baseline)) + SPLIT_MODELS * (
         ref_gb + max(sizes, default=0.0))
     return max(building, judging)
 
@@ -303,7 +272,7 @@ def plan_04(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
         out.timed_runs += n_full * len(split_lengths) * (warmup + split_reps)
         out.seconds += n_full * (2 * c.session_s + sum((warmup + split_reps + 1) * c.run_s(n)
                                                       for n in split_lengths))
-    biggest = max((_model_gb(cfg, v) for v in variants), default=0.0)
+    biggest = max((model_gb(cfg, v) for v in variants), default=0.0)
     budget = float(p.get("static_budget_gb") or 4.0)
     static_gb = min(budget, biggest * len(lengths)) if any(statics) else 0.0
     out.disk_gb = static_gb + biggest  # the copies within their budget + one CoreML cache
@@ -312,26 +281,60 @@ def plan_04(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
     return out
 
 
+#: a first-audio call (stage 05's sweeps time the first chunk only): priced as one run of a
+#: first piece this long (a primer of a few words, lifted toward ~25 tokens under load)
+FIRST_PIECE_TOKENS = 25
+
+
 def plan_05(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
+    """Stage 05 as labkit.lab.s05_chunking.run does it: timed comparisons of first audio
+    (each call a first chunk, not a whole text), the variants and the contender streamed
+    whole, their seams, the listener rows and the article idle and beside
+    ``load_processes`` busy processes (each loaded run slowed as
+    labkit.engine.cpuload.slowdown predicts for the planned machine's cores), and the
+    opening sweep's first chunks, seams and the option it hears."""
     variants = list(p.get("variants") or [{}])
-    entries = len(variants) + 1
-    k = _rounds(p, entries)
-    sweep = named(p.get("sweep_text") or "paragraph")
-    listen = int(p.get("listener_rounds") or 2) * 3 * (1 + bool(p.get("load_processes", 1)))
+    synths = len(variants) + 1  # the variants and the contender
+    k = rounds_for(p, synths + 1)
+    notes = []
+    if p.get("model") == "earned":  # the model the stages before pick: as fast as it last ran
+        speed, why = earned_speed(cfg)
+        c = replace(c, rtf=c.rtf / speed)
+        notes.append(f"streams the model the stages before pick, priced at {why}")
+    first_s = c.run_s(FIRST_PIECE_TOKENS)
+    sweep_s = text_s(c, p.get("sweep_text") or "paragraph")
+    busy = int(p.get("load_processes", 1) or 0)
+    slow = slowdown(float(busy), c.threads, c.threads) if busy else 0.0
+    loads = 1 + slow  # a run idle, and one beside the busy processes
+    heard = int(p.get("listener_rounds") or 2)
     article = named(p["article_text"]) if p.get("article_text") else ""
-    loads = 1 + bool(p.get("load_processes", 1))
-    seconds = (entries * k * int(p.get("stream_repeats") or 1) + listen + 2 * len(variants)) \
-        * c.synth_s(sweep) + loads * int(p.get("article_repeats") or 1) * c.synth_s(article) \
-        + len(variants) * c.session_s
-    # the opening sweep (labkit.measure.openings): per load, the phrase and each text through
-    # each option (+ the A/A control), each call to a first chunk (priced as a sentence); then
-    # each text unchunked and through the two openings for the seams
+    seconds = (synths * c.session_s
+               + synths * k * first_s                                  # the first-audio sweep
+               + synths * int(p.get("stream_repeats") or 1) * sweep_s  # each streamed whole
+               + (synths + 1) * sweep_s                                # their seams (+ unchunked)
+               + synths * heard * loads * sweep_s                      # the listener rows
+               + 3 * 2 * default_rounds(2) * first_s                   # phrase vs text, 3 labels
+               + 2 * sweep_s                                           # side by side
+               + loads * int(p.get("article_repeats") or 1) * c.synth_s(article))
+    runs = synths * k + synths + synths * heard * (1 + bool(busy)) + bool(article) * (1 + bool(busy))
     o_texts = list(p.get("opening_texts", openings.TEXTS) or [])
-    o_entries = 2 + (1 + len(openings.TRIED)) * len(o_texts) if o_texts else 0
-    o_runs = loads * o_entries * _rounds(p, o_entries, "opening_rounds") if o_texts else 0
-    seconds += o_runs * _text_s(c, "sentence") + sum(3 * _text_s(c, t) for t in o_texts)
-    return StagePlan("05_chunking", candidates=len(variants), session_builds=len(variants),
-                     timed_runs=entries * k + listen + loads * bool(article) + o_runs, seconds=seconds)
+    if o_texts:
+        # per load: the phrase, its A/A and each option on each text, to a first chunk; each
+        # text unchunked and through every way of cutting it for the seams; the option that
+        # earns its place heard on the paragraph
+        options = 1 + len(openings.TRIED)
+        cuts = 1 + len({json.dumps(ch, sort_keys=True) for ch, _ in openings.TRIED})
+        o_entries = 2 + options * len(o_texts)
+        o_rounds = rounds_for(p, o_entries, "opening_rounds")
+        seconds += (loads * o_entries * o_rounds * first_s
+                    + sum((1 + cuts) * text_s(c, t) for t in o_texts)
+                    + heard * loads * sweep_s + 2 * sweep_s)
+        runs += (1 + bool(busy)) * o_entries * o_rounds + heard * (1 + bool(busy))
+    if busy:
+        notes.append(f"runs beside {busy} busy process(es) priced {slow:.2f}x slower "
+                     f"({c.threads} threads on {c.threads} cores)")
+    return StagePlan("05_chunking", candidates=len(variants), session_builds=synths,
+                     timed_runs=runs, seconds=seconds, notes=notes)
 
 
 def plan_06(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
@@ -346,24 +349,24 @@ def plan_06(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
     if screen and len(cands) - 1 > top:  # s06.screen_layouts: everyone briefly, then the leaders
         s_rounds = int(p.get("screen_rounds") or 2)
         out.timed_runs += (len(cands) + 1) * s_rounds
-        out.seconds += (len(cands) + 1) * s_rounds * _text_s(c, screen)
+        out.seconds += (len(cands) + 1) * s_rounds * text_s(c, screen)
         out.notes.append(f"{len(cands)} layouts screened on {screen}, {top} confirmed beside the first")
         cands = cands[:top + 1]
     entries = len(cands) + 1
-    k = _rounds(p, entries)
+    k = rounds_for(p, entries)
     out.timed_runs += len(texts) * entries * k
-    out.seconds += sum(entries * k * _text_s(c, t) for t in texts)
+    out.seconds += sum(entries * k * text_s(c, t) for t in texts)
     return out
 
 
 def plan_07(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
     entries = 3
-    k = _rounds(p, entries)
+    k = rounds_for(p, entries)
     held = len(p.get("heldout_ids") or []) or 10
     text = p.get("text") or "paragraph"
     return StagePlan("07_verify", candidates=2, session_builds=4,
                      timed_runs=entries * k * 2 + 3 * held,
-                     seconds=4 * c.session_s + entries * k * (_text_s(c, text)
+                     seconds=4 * c.session_s + entries * k * (text_s(c, text)
                                                               + c.run_s(int(p.get("speed_tokens") or 120)))
                      + 3 * held * c.run_s(120) * 2)
 
