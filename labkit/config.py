@@ -178,6 +178,12 @@ class ChunkingConfig:
     #: the primer is cut at punctuation or a soft word between these word counts
     primer_min_words: int = 3
     primer_max_tokens: int = 60
+    #: the primer's token cap when the stream opens on an idle machine (the slowdown other
+    #: processes cause, sensed as it opens, at most labkit.engine.schedule.LOADED_SLOWDOWN;
+    #: adaptive schedule): three words of a long opening sentence, voiced at its pace, are
+    #: ~17 tokens and ~57 frames, and their vocoding alone holds the first audio back; a
+    #: loaded machine needs the longer first piece to stay ahead (0: primer_max_tokens either way)
+    primer_max_tokens_idle: int = 0
     min_tokens: int = 40
     max_tokens: int = 250
     #: ramp after the primer: the next piece may hold growth x (tokens so far) - (tokens

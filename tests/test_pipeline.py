@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from labkit.engine import chunking, cpuload
+from labkit.engine import chunking, cpuload, schedule
 from labkit.config import ChunkingConfig, PipelineConfig
 from labkit.engine.pipeline import StreamingSynthesizer, build_engines
 from labkit.engine.chunks import Chunk
@@ -282,6 +282,62 @@ def test_a_checked_voicing_is_taken_as_it_is(cfg):
     assert chunking.words_present(TEXT, [c.text for c in chunks])
 
 
+def faked_load(others: list[float]) -> cpuload.LoadMonitor:
+    """A load monitor on a faked machine: other processes busy on ``others[0]`` cores
+    (change it between streams), sampled when read."""
+    machine = {"t": 0.0, "busy": 0.0}
+
+    def read():
+        machine["t"] += 0.3
+        machine["busy"] += others[0] * 0.3
+        return machine["busy"], 0.0
+
+    return cpuload.LoadMonitor(period_s=0.2, window_s=0.3, read=read, clock=lambda: machine["t"],
+                               background=False)
+
+
+def test_the_primer_holds_fewer_tokens_idle_than_loaded_when_the_config_says_so(cfg):
+    """``chunking.primer_max_tokens_idle``: the primer's token cap when the stream opens
+    on an idle machine (the slowdown sensed then at most LOADED_SLOWDOWN); loaded,
+    ``primer_max_tokens``."""
+    others = [0.0]
+    s = synth([FakeEngine(cfg)])
+    g2p = s.g2p("en-us")
+    three, two = (len(g2p(t).phonemes) for t in ("At the edge", "At the"))
+    capped = ChunkingConfig(schedule="adaptive", primer_max_words=3, primer_min_words=1,
+                            primer_max_tokens_idle=three - 1)
+    s.chunking_cfg = capped
+    s.load_monitor = faked_load(others)
+
+    def fast():  # sessions predicted so fast that no floor lifts the primer, loaded or not
+        for m in s.speed_models:
+            m.factor = 1e-4
+
+    s.load_monitor.sample()
+    fast()
+    idle = list(s.stream(TEXT))
+    assert s.last_stats.opening_load <= schedule.LOADED_SLOWDOWN
+    assert idle[0].text == "At the" and idle[0].tokens == two < three
+    others[0] = float(os.cpu_count() or 1)  # every core taken by others
+    s.load_monitor.sample()
+    fast()
+    loaded = list(s.stream(TEXT))
+    assert s.last_stats.opening_load > schedule.LOADED_SLOWDOWN and loaded[0].text == "At the edge"
+    for pieces in (idle, loaded):
+        assert chunking.words_present(TEXT, [c.text for c in pieces])
+    assert s.opening_chunking(SimpleNamespace(opening_load=1.0)).primer_max_tokens == three - 1
+    assert s.opening_chunking(SimpleNamespace(opening_load=2.0)) is s.chunking_cfg
+    assert s.opening_chunking(None) is s.chunking_cfg  # no adaptive schedule: as configured
+    # without the idle cap, an idle stream opens as a loaded one would
+    s.chunking_cfg = dataclasses.replace(capped, primer_max_tokens_idle=0)
+    others[0] = 0.0
+    s.load_monitor.sample()
+    fast()
+    assert list(s.stream(TEXT))[0].text == "At the edge"
+    with pytest.raises(chunking.ChunkingError, match="primer_max_tokens_idle=-1"):
+        chunking.validate(dataclasses.replace(capped, primer_max_tokens_idle=-1))
+
+
 def test_an_engine_that_ignores_run_options_still_cancels_between_pieces(cfg):
     e = FakeEngine(cfg, delay=0.05)
     s = synth([e])
@@ -293,19 +349,11 @@ def test_an_engine_that_ignores_run_options_still_cancels_between_pieces(cfg):
 
 
 def test_the_first_piece_grows_with_the_load_sensed_when_the_stream_opens(cfg):
-    machine = {"t": 0.0, "busy": 0.0}
     others = [0.0]
-
-    def read():  # a faked machine: other processes busy on others[0] cores
-        machine["t"] += 0.3
-        machine["busy"] += others[0] * 0.3
-        return machine["busy"], 0.0
-
     # a primer may hold up to 250 tokens here: the floor is not given up for the load
     adaptive = ChunkingConfig(schedule="adaptive", primer_max_words=3, primer_max_tokens=250)
     s = synth([FakeEngine(cfg)], chunk_cfg=adaptive)
-    s.load_monitor = cpuload.LoadMonitor(period_s=0.2, window_s=0.3, read=read,
-                                         clock=lambda: machine["t"], background=False)
+    s.load_monitor = faked_load(others)
     s.load_monitor.sample()
     idle = list(s.stream(TEXT))
     assert s.last_stats.opening_load == 1.0 and idle[0].text == "At the edge"

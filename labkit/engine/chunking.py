@@ -387,6 +387,10 @@ def validate(cfg: ChunkingConfig) -> None:
                             f"({cfg.max_tokens})")
     if cfg.primer_max_words < 1 or cfg.primer_max_tokens < 1:
         raise ChunkingError("chunking.primer_max_words and primer_max_tokens must be >= 1")
+    idle = cfg.primer_max_tokens_idle
+    if isinstance(idle, bool) or not isinstance(idle, int) or idle < 0:
+        raise ChunkingError(f"chunking.primer_max_tokens_idle={idle!r}: must be a whole number >= 0 "
+                            "(0: primer_max_tokens whatever the load)")
     if cfg.crossfade_ms < 0:
         raise ChunkingError(f"chunking.crossfade_ms={cfg.crossfade_ms}: must be >= 0")
     if cfg.prosody not in PROSODIES:

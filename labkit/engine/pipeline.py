@@ -50,7 +50,7 @@ from labkit.engine.languages import normalize_lang
 from labkit.engine.piece_cache import PieceCache
 from labkit.engine.prosody import SentenceWindows
 from labkit.engine.runtime import Engine
-from labkit.engine.schedule import LiveSchedule, PlannedSchedule, SpeedModel
+from labkit.engine.schedule import LOADED_SLOWDOWN, LiveSchedule, PlannedSchedule, SpeedModel
 from labkit.engine.chunks import Chunk, StreamStats
 from labkit.engine.stream import ChunkStream, Through, make_now
 from labkit.engine.text import sanitize
@@ -146,10 +146,11 @@ class StreamingSynthesizer:
                              self.chunking_cfg.max_tokens, load=self.slowdown,
                              window_models=self.window_models if windows is not None else None)
                 if self.adaptive else None)
+        floor = self._floor(live, windows)  # senses the load the stream opens under
         pieces = self.iter_pieces(clean, lang, voice, sanitized=True,
                                   budget=live.budget if live is not None else None,
-                                  primer_floor=self._floor(live, windows),
-                                  inline=inline)
+                                  primer_floor=floor, inline=inline,
+                                  chunking_cfg=self.opening_chunking(live))
         stream = ChunkStream(self.engines, pieces,
                              voice=voice, speed=speed, chunking_cfg=self.chunking_cfg,
                              routing=self.pipeline_cfg.routing,
@@ -196,9 +197,11 @@ class StreamingSynthesizer:
 
     def iter_pieces(self, text: str, lang: str | None = None, voice: str | None = None,
                     sanitized: bool = False, budget=None, primer_floor: int = 0,
-                    inline: bool | None = None) -> Iterator[Piece]:
+                    inline: bool | None = None,
+                    chunking_cfg: ChunkingConfig | None = None) -> Iterator[Piece]:
         """The pieces of ``text``; ``inline`` (default ``text.inline_phonemes``): inline
-        pronunciation obeyed (trusted text)."""
+        pronunciation obeyed (trusted text); ``chunking_cfg``: how this stream cuts it
+        (default the synthesizer's: :meth:`opening_chunking`)."""
         lang = normalize_lang(lang or self.cfg.lang, voice or self.cfg.voice)
         inline = self.cfg.text.inline_phonemes if inline is None else inline
         clean = text if sanitized else self.sanitize(text, lang, inline)
@@ -207,8 +210,8 @@ class StreamingSynthesizer:
             models = self.window_models if self.chunking_cfg.prosody == "sentence" else self.speed_models
             planned = PlannedSchedule(self.chunking_cfg, models[0].copy(), self.chunking_cfg.max_tokens)
             budget, primer_floor = planned.budget, planned.primer_floor()
-        return iter_pieces(clean, self.g2p(lang, inline), self.chunking_cfg, budget,
-                           primer_floor)
+        return iter_pieces(clean, self.g2p(lang, inline), chunking_cfg or self.chunking_cfg,
+                           budget, primer_floor)
 
     def pieces(self, text: str, lang: str | None = None, voice: str | None = None) -> list[Piece]:
         return list(self.iter_pieces(text, lang, voice))
@@ -242,6 +245,15 @@ class StreamingSynthesizer:
         if windows is not None and windows.opening_lookahead is not None and not windows.opening_span:
             return live.primer_floor
         return floor
+
+    def opening_chunking(self, live: LiveSchedule | None) -> ChunkingConfig:
+        """How a stream opening now cuts its text: the configured chunking, its primer held
+        to ``chunking.primer_max_tokens_idle`` tokens when the slowdown sensed as the stream
+        opened (``live.opening_load``) is at most :data:`LOADED_SLOWDOWN`."""
+        cc = self.chunking_cfg
+        if live is None or not cc.primer_max_tokens_idle or live.opening_load > LOADED_SLOWDOWN:
+            return cc
+        return dataclasses.replace(cc, primer_max_tokens=min(cc.primer_max_tokens, cc.primer_max_tokens_idle))
 
     def slowdown(self) -> float:
         """How much slower the sessions run now for other processes' load (1: idle)."""

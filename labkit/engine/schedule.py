@@ -44,6 +44,11 @@ from labkit.config import ChunkingConfig
 from labkit.kokoro import MAX_TOKENS
 
 SCHEDULES = ("adaptive", "ramp")
+#: a stream opens on an idle machine when the slowdown other processes cause (sensed as it
+#: opens, labkit.engine.cpuload.slowdown) is at most this: then the primer's token cap is
+#: ``chunking.primer_max_tokens_idle``. Idle the sensor reads 1.0-1.06 on 2 x86 cores; one
+#: busy process there reads 1.6-2.3; on the M1 Max's cores one busy process costs ~1.1
+LOADED_SLOWDOWN = 1.3
 
 
 @dataclass

@@ -57,14 +57,23 @@ SHORT_FIRST = {"schedule": "adaptive", "primer_max_words": 3, "primer_min_words"
 #: listener rows say it for the machine at hand
 LEAN_FIRST = {**SHORT_FIRST, "opening_span_words": 4, "opening_lookahead_words": 2,
               "window_context_frames": 4, "primer_max_tokens": 18}
+#: the lean first piece held to 14 tokens on an idle machine (``primer_max_tokens_idle``):
+#: the 50-word opening's three words, voiced at its long sentence's pace, are 17 tokens and
+#: 57 frames, and their part B alone (0.32 s) put its first audio at 1.31x the phrase's idle
+#: in run-20261205-020927. A two-word primer came at 0.72-1.00x on every opening, idle, but
+#: its 6-token first piece of the paragraph had a gap idle in 1 of 4 rounds, and beside a
+#: busy process 2 of 4 (2026-12-04/05): a token cap shortens only the long first pieces, and
+#: under load the cap stays 18
+LEAN_IDLE_CAP = {**LEAN_FIRST, "primer_max_tokens_idle": 14}
 #: the ways to make the first piece the sweep tries beside the configured one: the short
-#: first piece, the lean one, and the lean one with nothing else started until the first
-#: chunk is out (``pipeline.first_alone``: it reorders the work only)
-TRIED = ((SHORT_FIRST, False), (LEAN_FIRST, False), (LEAN_FIRST, True))
+#: first piece, the lean one, the lean one with nothing else started until the first
+#: chunk is out (``pipeline.first_alone``: it reorders the work only), and the lean one of
+#: 14 tokens while idle
+TRIED = ((SHORT_FIRST, False), (LEAN_FIRST, False), (LEAN_FIRST, True), (LEAN_IDLE_CAP, False))
 #: the settings an option is made of (:func:`settings`)
 SETTINGS = ("chunking.schedule", "chunking.primer_max_words", "chunking.primer_min_words",
-            "chunking.primer_max_tokens", "chunking.prosody", "chunking.opening", "chunking.opening_span_words",
-            "chunking.opening_lookahead_words", "chunking.window_context_frames", "pipeline.first_alone")
+            "chunking.primer_max_tokens", "chunking.primer_max_tokens_idle", "chunking.prosody",
+            "chunking.opening", "chunking.opening_span_words", "chunking.opening_lookahead_words", "chunking.window_context_frames", "pipeline.first_alone")
 #: the chunking defaults an option's label leaves unsaid (:func:`option_label`)
 _DEFAULTS = ChunkingConfig()
 
@@ -82,7 +91,8 @@ def option_label(synth: StreamingSynthesizer) -> str:
         if cc.window_context_frames != _DEFAULTS.window_context_frames:
             how += f",context={cc.window_context_frames} frames"
     cap = f" and {cc.primer_max_tokens} tokens" if cc.primer_max_tokens != _DEFAULTS.primer_max_tokens else ""
-    return f"{how},primer<={cc.primer_max_words} words{cap}" + (
+    idle = f" ({cc.primer_max_tokens_idle} idle)" if cc.primer_max_tokens_idle else ""
+    return f"{how},primer<={cc.primer_max_words} words{cap}{idle}" + (
         ",first_alone" if synth.pipeline_cfg.first_alone else "")
 
 
