@@ -194,10 +194,12 @@ def test_the_options_differ_only_in_how_the_first_piece_is_made(split_engine, en
     synth = StreamingSynthesizer(split_engine, chunking_cfg=cc)
     opts = openings.options(synth)
     mine, short, lean, alone = "opening=sentence,primer<=5 words", SHORT, LEAN, LEAN + ",first_alone"
-    assert list(opts) == [mine, short, lean, alone] and opts[mine] is synth
+    capped = LEAN + " (14 idle)"
+    assert list(opts) == [mine, short, lean, alone, capped] and opts[mine] is synth
     got = {k: openings.settings(s) for k, s in opts.items()}
     assert got[mine]["chunking.opening"] == "sentence" and not got[mine]["pipeline.first_alone"]
-    for k, tried in ((short, openings.SHORT_FIRST), (lean, openings.LEAN_FIRST), (alone, openings.LEAN_FIRST)):
+    for k, tried in ((short, openings.SHORT_FIRST), (lean, openings.LEAN_FIRST), (alone, openings.LEAN_FIRST),
+                     (capped, openings.LEAN_IDLE_CAP)):
         # the short (or lean) first piece, differing in nothing else
         assert {key: v for key, v in got[k].items() if got[mine][key] != v} == {
             **{f"chunking.{n}": v for n, v in tried.items() if getattr(cc, n) != v},
@@ -206,6 +208,9 @@ def test_the_options_differ_only_in_how_the_first_piece_is_made(split_engine, en
     assert openings.plain_twins(opts) == {alone: lean}
     assert got[lean]["chunking.window_context_frames"] < got[short]["chunking.window_context_frames"]
     assert got[lean]["chunking.primer_max_tokens"] < got[short]["chunking.primer_max_tokens"]
+    # held shorter only on an idle machine: under load it is the lean option
+    assert 0 < got[capped]["chunking.primer_max_tokens_idle"] < got[lean]["chunking.primer_max_tokens"]
+    assert got[lean]["chunking.primer_max_tokens_idle"] == 0
     text = texts.named("opening-30")
     assert openings.opening_words(text) == 30
     plain, prefix, leaner = (openings.first_audio_fresh(opts[k], text) for k in (mine, short, lean))
@@ -215,5 +220,5 @@ def test_the_options_differ_only_in_how_the_first_piece_is_made(split_engine, en
     piece = StreamingSynthesizer(engine, chunking_cfg=dataclasses.replace(cc, prosody="piece"))
     assert list(openings.options(piece)) == ["prosody=piece,primer<=5 words"]
     both = openings.options(piece, split_engine)
-    assert list(both) == ["prosody=piece,primer<=5 words", short, lean, alone]
+    assert list(both) == ["prosody=piece,primer<=5 words", short, lean, alone, capped]
     assert both[short].engine is split_engine and both[short].chunking_cfg.prosody == "sentence"
