@@ -184,6 +184,13 @@ class ChunkingConfig:
     #: ~17 tokens and ~57 frames, and their vocoding alone holds the first audio back; a
     #: loaded machine needs the longer first piece to stay ahead (0: primer_max_tokens either way)
     primer_max_tokens_idle: int = 0
+    #: the first piece's fewest tokens when the stream opens on a loaded machine (sensed
+    #: slowdown above LOADED_SLOWDOWN; adaptive schedule), at most primer_max_tokens: the
+    #: speed model's break-even sizes the first piece alone, and beside one busy process on
+    #: 2 x86 cores it let qdq-layers-tail's first piece stay at 10 tokens; the small pieces
+    #: of the opening span after it then ran out with 0.00-0.06 s to spare and the listener
+    #: heard a gap (0: the break-even alone)
+    primer_min_tokens_loaded: int = 0
     min_tokens: int = 40
     max_tokens: int = 250
     #: ramp after the primer: the next piece may hold growth x (tokens so far) - (tokens

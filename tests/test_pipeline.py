@@ -338,6 +338,45 @@ def test_the_primer_holds_fewer_tokens_idle_than_loaded_when_the_config_says_so(
         chunking.validate(dataclasses.replace(capped, primer_max_tokens_idle=-1))
 
 
+def test_a_loaded_stream_opens_with_at_least_the_loaded_floor_when_the_config_says_so(cfg):
+    """``chunking.primer_min_tokens_loaded``: when the stream opens loaded (the slowdown
+    sensed then above LOADED_SLOWDOWN), the first piece holds at least that many tokens
+    however small the speed model's break-even; idle it stays as the primer cuts it; never
+    past ``primer_max_tokens``."""
+    others = [0.0]
+    s = synth([FakeEngine(cfg)])
+    g2p = s.g2p("en-us")
+    three = len(g2p("At the edge").phonemes)
+    floored = ChunkingConfig(schedule="adaptive", primer_max_words=3, primer_min_words=1,
+                             primer_min_tokens_loaded=three + 1)
+    s.chunking_cfg = floored
+    s.load_monitor = faked_load(others)
+
+    def fast():  # sessions predicted so fast that the break-even is a token or two
+        for m in s.speed_models + s.window_models:
+            m.factor = 1e-4
+
+    s.load_monitor.sample()
+    fast()
+    idle = list(s.stream(TEXT))
+    assert s.last_stats.opening_load <= schedule.LOADED_SLOWDOWN and idle[0].text == "At the edge"
+    others[0] = float(os.cpu_count() or 1)  # every core taken by others
+    s.load_monitor.sample()
+    fast()
+    loaded = list(s.stream(TEXT))
+    assert s.last_stats.opening_load > schedule.LOADED_SLOWDOWN
+    assert loaded[0].text.startswith("At the edge of") and loaded[0].tokens >= three + 1
+    for pieces in (idle, loaded):
+        assert chunking.words_present(TEXT, [c.text for c in pieces])
+    model = schedule.SpeedModel(factor=1e-4)
+    assert schedule.primer_floor([model], floored, 250, load=1.0) < three + 1
+    assert schedule.primer_floor([model], floored, 250, load=2.0) == three + 1
+    assert schedule.primer_floor([model], dataclasses.replace(floored, primer_max_tokens=three),
+                                 250, load=2.0) == three  # the cap still holds
+    with pytest.raises(chunking.ChunkingError, match="primer_min_tokens_loaded=-1"):
+        chunking.validate(dataclasses.replace(floored, primer_min_tokens_loaded=-1))
+
+
 def test_an_engine_that_ignores_run_options_still_cancels_between_pieces(cfg):
     e = FakeEngine(cfg, delay=0.05)
     s = synth([e])

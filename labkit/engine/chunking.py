@@ -391,6 +391,10 @@ def validate(cfg: ChunkingConfig) -> None:
     if isinstance(idle, bool) or not isinstance(idle, int) or idle < 0:
         raise ChunkingError(f"chunking.primer_max_tokens_idle={idle!r}: must be a whole number >= 0 "
                             "(0: primer_max_tokens whatever the load)")
+    loaded = cfg.primer_min_tokens_loaded
+    if isinstance(loaded, bool) or not isinstance(loaded, int) or loaded < 0:
+        raise ChunkingError(f"chunking.primer_min_tokens_loaded={loaded!r}: must be a whole number >= 0 "
+                            "(0: the speed model's break-even alone)")
     if cfg.crossfade_ms < 0:
         raise ChunkingError(f"chunking.crossfade_ms={cfg.crossfade_ms}: must be >= 0")
     if cfg.prosody not in PROSODIES:

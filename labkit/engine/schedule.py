@@ -46,7 +46,8 @@ from labkit.kokoro import MAX_TOKENS
 SCHEDULES = ("adaptive", "ramp")
 #: a stream opens on an idle machine when the slowdown other processes cause (sensed as it
 #: opens, labkit.engine.cpuload.slowdown) is at most this: then the primer's token cap is
-#: ``chunking.primer_max_tokens_idle``. Idle the sensor reads 1.0-1.06 on 2 x86 cores; one
+#: ``chunking.primer_max_tokens_idle``; above it the first piece's floor is at least
+#: ``chunking.primer_min_tokens_loaded``. Idle the sensor reads 1.0-1.06 on 2 x86 cores; one
 #: busy process there reads 1.6-2.3; on the M1 Max's cores one busy process costs ~1.1
 LOADED_SLOWDOWN = 1.3
 
@@ -218,9 +219,13 @@ def primer_floor(models: Sequence[SpeedModel], cfg: ChunkingConfig, limit: int,
     tokens, at ~0.75x with 2-3; stage 05's opening sweep and listener rows say it for the
     machine at hand). ``then_part_a``: the tokens of the part A the second
     piece runs first (the rest of a sentence whose first piece came from an opening
-    prefix, labkit.engine.prosody), which the first piece must also outlast."""
+    prefix, labkit.engine.prosody), which the first piece must also outlast. When ``load``
+    is above :data:`LOADED_SLOWDOWN`, at least ``primer_min_tokens_loaded``: the break-even
+    holds the first piece, not the small ones after it."""
     extra = part_a_s(then_part_a) if then_part_a > 0 else 0.0
     n = break_even(models, load, limit, cfg.schedule_margin, extra)
+    if load > LOADED_SLOWDOWN:
+        n = max(n, min(cfg.primer_min_tokens_loaded, limit))
     return min(n, cfg.primer_max_tokens)
 
 

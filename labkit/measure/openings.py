@@ -63,16 +63,21 @@ LEAN_FIRST = {**SHORT_FIRST, "opening_span_words": 4, "opening_lookahead_words":
 #: in run-20261205-020927. A two-word primer came at 0.72-1.00x on every opening, idle, but
 #: its 6-token first piece of the paragraph had a gap idle in 1 of 4 rounds, and beside a
 #: busy process 2 of 4 (2026-12-04/05): a token cap shortens only the long first pieces, and
-#: under load the cap stays 18
-LEAN_IDLE_CAP = {**LEAN_FIRST, "primer_max_tokens_idle": 14}
+#: under load the cap stays 18. Under load its first piece is at least 16 tokens
+#: (``primer_min_tokens_loaded``): on qdq-layers-tail the break-even beside a busy process
+#: is ~10 tokens, and run-20261205-050619's listener heard a 0.153 s gap after a 10-token
+#: first piece of the paragraph (the small pieces of the opening span after it ran out);
+#: 16-25 tokens streamed it with no gap in 8 streams (2026-12-05)
+LEAN_IDLE_CAP = {**LEAN_FIRST, "primer_max_tokens_idle": 14, "primer_min_tokens_loaded": 16}
 #: the ways to make the first piece the sweep tries beside the configured one: the short
 #: first piece, the lean one, the lean one with nothing else started until the first
 #: chunk is out (``pipeline.first_alone``: it reorders the work only), and the lean one of
-#: 14 tokens while idle
+#: 14 tokens while idle and at least 16 under load
 TRIED = ((SHORT_FIRST, False), (LEAN_FIRST, False), (LEAN_FIRST, True), (LEAN_IDLE_CAP, False))
 #: the settings an option is made of (:func:`settings`)
 SETTINGS = ("chunking.schedule", "chunking.primer_max_words", "chunking.primer_min_words",
-            "chunking.primer_max_tokens", "chunking.primer_max_tokens_idle", "chunking.prosody",
+            "chunking.primer_max_tokens", "chunking.primer_max_tokens_idle",
+            "chunking.primer_min_tokens_loaded", "chunking.prosody",
             "chunking.opening", "chunking.opening_span_words", "chunking.opening_lookahead_words", "chunking.window_context_frames", "pipeline.first_alone")
 #: the chunking defaults an option's label leaves unsaid (:func:`option_label`)
 _DEFAULTS = ChunkingConfig()
@@ -91,7 +96,9 @@ def option_label(synth: StreamingSynthesizer) -> str:
         if cc.window_context_frames != _DEFAULTS.window_context_frames:
             how += f",context={cc.window_context_frames} frames"
     cap = f" and {cc.primer_max_tokens} tokens" if cc.primer_max_tokens != _DEFAULTS.primer_max_tokens else ""
-    idle = f" ({cc.primer_max_tokens_idle} idle)" if cc.primer_max_tokens_idle else ""
+    held = [f"{cc.primer_max_tokens_idle} idle"] if cc.primer_max_tokens_idle else []
+    held += [f">={cc.primer_min_tokens_loaded} loaded"] if cc.primer_min_tokens_loaded else []
+    idle = f" ({', '.join(held)})" if held else ""
     return f"{how},primer<={cc.primer_max_words} words{cap}{idle}" + (
         ",first_alone" if synth.pipeline_cfg.first_alone else "")
 
