@@ -58,7 +58,7 @@ def sweep(synths: dict[str, StreamingSynthesizer], text: str, rounds: int | None
 
 #: chunking settings the unchunked reference does not depend on (strategy "none")
 _CUT_ONLY = ("strategy", "primer_max_words", "primer_min_words", "primer_max_tokens",
-             "min_tokens", "max_tokens", "growth", "schedule", "schedule_margin",
+             "primer_max_tokens_idle", "primer_min_tokens_loaded", "min_tokens", "max_tokens", "growth", "schedule", "schedule_margin",
              "schedule_safety_s", "schedule_min_tokens", "prosody", "window_context_frames")
 
 
