@@ -215,6 +215,10 @@ class ChunkStream:
         if self._cancelled() or not self._pulled:
             return None
         task = self._pulled[0]
+        if self.first_alone and task.index > 0 and not self._first_out:
+            # pulled by a session that came while the first piece was still being cut (the
+            # check above saw no piece pulled yet): it waits all the same
+            return None
         if task.index >= self._emit + self.queue_depth:
             return None  # the queue ahead of the consumer is full
         if task.index == 0 and lane != self.first:
