@@ -180,3 +180,45 @@ def test_dual_rule_names_the_measured_machine():
     assert "on 8 performance + 2 efficiency cores (Apple M1 Max) the sessions" in rule
     assert "2 shared cores" not in rule
     assert machine.current().cores_phrase() in s06.dual_rule(rows)["rule"]
+
+
+# The instruction sets a model's CPU speed depends on, faked here from where they come from:
+# - Linux x86: /proc/cpuinfo's "flags" line (avx2, avx512f, avx512_vnni, avx_vnni, amx_int8 as
+#   the kernel names them; this session's 2 AMD EPYC cores list avx2 and none of the others);
+# - Linux arm64: its "Features" line (asimddp, i8mm, asimdhp: the kernel's
+#   Documentation/arch/arm64/elf_hwcaps.rst);
+# - macOS on Apple silicon: `sysctl -n hw.optional.arm.FEAT_DotProd` / FEAT_I8MM / FEAT_FP16
+#   (Apple's "Determining instruction set characteristics"; an M1 has DotProd and FP16, not
+#   I8MM, which came with the M2).
+def test_the_instruction_sets_a_models_speed_depends_on_are_read_per_platform(monkeypatch):
+    fake_platform(monkeypatch, "Linux", "x86_64")
+    monkeypatch.setattr(machine, "_linux_cpu_flags", lambda: {"fpu", "sse2", "avx", "avx2", "fma"})
+    f = machine.facts()
+    assert f.isa == ("avx2",)
+    assert machine.isa_phrase(f.isa, f.machine) == "avx2 (no avx512f, avx512_vnni, avx_vnni, amx_int8)"
+    monkeypatch.setattr(machine, "_linux_cpu_flags", lambda: {"avx2", "avx512f", "avx512_vnni"})
+    assert machine.facts().isa == ("avx2", "avx512f", "avx512_vnni")
+    monkeypatch.setattr(machine, "_linux_cpu_flags", lambda: None)  # no /proc/cpuinfo
+    assert machine.facts().isa is None and machine.isa_phrase(None, "x86_64") == "unknown"
+    fake_platform(monkeypatch, "Linux", "aarch64")
+    monkeypatch.setattr(machine, "_linux_cpu_flags", lambda: {"fp", "asimd", "asimddp", "asimdhp", "fphp"})
+    assert machine.facts().isa == ("dotprod", "fp16")
+    m1 = {**M1_MAX, "hw.optional.arm.FEAT_DotProd": "1", "hw.optional.arm.FEAT_I8MM": "0",
+          "hw.optional.arm.FEAT_FP16": "1"}
+    fake_platform(monkeypatch, "Darwin", "arm64", m1)
+    f = machine.facts()
+    assert f.isa == ("dotprod", "fp16") and machine.isa_phrase(f.isa, f.machine) == "dotprod, fp16 (no i8mm)"
+    fake_platform(monkeypatch, "Darwin", "arm64", M1_MAX)  # a macOS without the keys
+    assert machine.facts().isa is None
+    fake_platform(monkeypatch, "Windows", "AMD64")
+    assert machine.facts().isa is None
+
+
+def test_the_results_page_names_the_instruction_sets_where_the_record_has_them():
+    from labkit.lab.results import machine_lines
+
+    env = {"cpu": "AMD EPYC", "cpu_count": 2, "machine": "x86_64", "isa": ["avx2"]}
+    assert machine_lines(env)[0] == ("- machine: AMD EPYC · 2 cores · x86_64 · instruction sets: "
+                                     "avx2 (no avx512f, avx512_vnni, avx_vnni, amx_int8)")
+    old = {k: v for k, v in env.items() if k != "isa"}  # a record from before it was read
+    assert machine_lines(old)[0] == "- machine: AMD EPYC · 2 cores · x86_64"

@@ -13,6 +13,7 @@ import os
 import platform
 import subprocess
 from dataclasses import asdict, dataclass
+from typing import Sequence
 
 import psutil
 
@@ -65,6 +66,9 @@ class Facts:
     translated: bool | None = None
     #: whether the CPU does half-precision arithmetic (:func:`fp16_arithmetic`); None: unknown
     fp16: bool | None = None
+    #: the instruction sets a model's CPU speed depends on that the CPU has (:func:`isa`);
+    #: None: unknown
+    isa: tuple[str, ...] | None = None
 
     @property
     def apple_silicon(self) -> bool:
@@ -107,7 +111,7 @@ def facts() -> Facts:
                  logical_cores=psutil.cpu_count(logical=True),
                  physical_cores=psutil.cpu_count(logical=False),
                  performance_cores=perf, efficiency_cores=eff, usable_cpus=_usable_cpus(),
-                 translated=translated, fp16=fp16)
+                 translated=translated, fp16=fp16, isa=isa(system, arch))
 
 
 #: platform.machine() on x86 CPUs
@@ -142,6 +146,54 @@ def fp16_arithmetic(system: str, arch: str) -> bool | None:
         flags = _linux_cpu_flags()
         return None if flags is None else all(f in flags for f in ARM_FP16_FLAGS)
     return None
+
+
+#: the instruction sets an int8 or fp16 model's speed on the CPU depends on, as /proc/cpuinfo
+#: names them: on x86 the vector widths and the int8 dot products that MLAS's u8s8 GEMM (the
+#: kernels of ORT's int8 convolutions) picks from (AVX2, AVX-512, VNNI, AMX); a quantized
+#: model's gain over fp32 differs between them (qdq-layers-tail over int8 at 120 tokens:
+#: 1.07x on 2 AMD EPYC cores with AVX2 alone, 2026-12-05; stage 03 measured more where VNNI was)
+X86_ISA = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+#: Linux arm64 "Features" flags -> their name here: dot product, int8 matrix multiply,
+#: half-precision arithmetic (the kernel's HWCAP_ASIMDDP, HWCAP2_I8MM, HWCAP_ASIMDHP)
+ARM_ISA = {"asimddp": "dotprod", "i8mm": "i8mm", "asimdhp": "fp16"}
+#: macOS on Apple silicon: the same facts by sysctl (Apple's "Determining instruction set
+#: characteristics": 1 where the CPU has the feature; an M1 has FEAT_DotProd and FEAT_FP16,
+#: FEAT_I8MM came with the M2)
+APPLE_ISA = {"hw.optional.arm.FEAT_DotProd": "dotprod", "hw.optional.arm.FEAT_I8MM": "i8mm",
+             "hw.optional.arm.FEAT_FP16": "fp16"}
+
+
+def isa(system: str, arch: str) -> tuple[str, ...] | None:
+    """Which of the instruction sets a model's CPU speed depends on this CPU has
+    (:data:`X86_ISA`, :data:`ARM_ISA`, :data:`APPLE_ISA`), in that order; None where it
+    cannot tell (no /proc/cpuinfo, no sysctl keys, another OS)."""
+    if system == "Darwin" and arch == "arm64":
+        said = {name: sysctl(key) for key, name in APPLE_ISA.items()}
+        if all(v is None for v in said.values()):
+            return None
+        return tuple(name for name, v in said.items() if (v or "").strip() == "1")
+    if system != "Linux":
+        return None
+    flags = _linux_cpu_flags()
+    if flags is None:
+        return None
+    if arch in X86:
+        return tuple(f for f in X86_ISA if f in flags)
+    if arch in ("aarch64", "arm64"):
+        return tuple(name for flag, name in ARM_ISA.items() if flag in flags)
+    return None
+
+
+def isa_phrase(found: Sequence[str] | None, arch: str) -> str:
+    """``avx2 (no avx512f, avx512_vnni, avx_vnni, amx_int8)``: what a record's reader needs
+    to compare two machines' speeds; "unknown" where it was not read."""
+    if found is None:
+        return "unknown"
+    known = X86_ISA if arch in X86 else tuple(dict.fromkeys([*ARM_ISA.values(), *APPLE_ISA.values()]))
+    missing = [f for f in known if f not in found]
+    have = ", ".join(found) or "none of " + ", ".join(known)
+    return f"{have} (no {', '.join(missing)})" if found and missing else have
 
 
 def fp16_speed_skip(m: "Facts | None" = None) -> str | None:
