@@ -187,7 +187,7 @@ class ChunkingConfig:
     #: the first piece's fewest tokens when the stream opens on a loaded machine (sensed
     #: slowdown above LOADED_SLOWDOWN; adaptive schedule), at most primer_max_tokens: the
     #: speed model's break-even sizes the first piece alone, and beside one busy process on
-    #: 2 x86 cores it let qdq-layers-tail's first piece stay at 10 tokens; the small pieces
+    #: 2 Intel cores with VNNI it let qdq-layers-tail's first piece stay at 10 tokens; the small pieces
     #: of the opening span after it then ran out with 0.00-0.06 s to spare and the listener
     #: heard a gap (0: the break-even alone)
     primer_min_tokens_loaded: int = 0

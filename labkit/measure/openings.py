@@ -67,7 +67,9 @@ LEAN_FIRST = {**SHORT_FIRST, "opening_span_words": 4, "opening_lookahead_words":
 #: (``primer_min_tokens_loaded``): on qdq-layers-tail the break-even beside a busy process
 #: is ~10 tokens, and run-20261205-050619's listener heard a 0.153 s gap after a 10-token
 #: first piece of the paragraph (the small pieces of the opening span after it ran out);
-#: 16-25 tokens streamed it with no gap in 8 streams (2026-12-05)
+#: 16-25 tokens streamed it with no gap in 8 streams (2 Intel Xeon cores with AVX-512 VNNI,
+#: 2026-12-05). On 2 AMD EPYC cores with AVX2 alone every option already opened with 25-28
+#: tokens under load and still had gaps later in the paragraph (run-20261205-075449)
 LEAN_IDLE_CAP = {**LEAN_FIRST, "primer_max_tokens_idle": 14, "primer_min_tokens_loaded": 16}
 #: the ways to make the first piece the sweep tries beside the configured one: the short
 #: first piece, the lean one, the lean one with nothing else started until the first
