@@ -387,14 +387,8 @@ def validate(cfg: ChunkingConfig) -> None:
                             f"({cfg.max_tokens})")
     if cfg.primer_max_words < 1 or cfg.primer_max_tokens < 1:
         raise ChunkingError("chunking.primer_max_words and primer_max_tokens must be >= 1")
-    idle = cfg.primer_max_tokens_idle
-    if isinstance(idle, bool) or not isinstance(idle, int) or idle < 0:
-        raise ChunkingError(f"chunking.primer_max_tokens_idle={idle!r}: must be a whole number >= 0 "
-                            "(0: primer_max_tokens whatever the load)")
-    loaded = cfg.primer_min_tokens_loaded
-    if isinstance(loaded, bool) or not isinstance(loaded, int) or loaded < 0:
-        raise ChunkingError(f"chunking.primer_min_tokens_loaded={loaded!r}: must be a whole number >= 0 "
-                            "(0: the speed model's break-even alone)")
+    _whole(cfg, "primer_max_tokens_idle", 0, "0: primer_max_tokens whatever the load")
+    _whole(cfg, "primer_min_tokens_loaded", 0, "0: the speed model's break-even alone")
     if cfg.crossfade_ms < 0:
         raise ChunkingError(f"chunking.crossfade_ms={cfg.crossfade_ms}: must be >= 0")
     if cfg.prosody not in PROSODIES:
@@ -403,18 +397,18 @@ def validate(cfg: ChunkingConfig) -> None:
         raise ChunkingError(f"chunking.window_context_frames={cfg.window_context_frames}: must be >= 0")
     if cfg.opening not in OPENINGS:
         raise ChunkingError(f"chunking.opening={cfg.opening!r}: allowed are {', '.join(OPENINGS)}")
-    lookahead = cfg.opening_lookahead_words
-    if isinstance(lookahead, bool) or not isinstance(lookahead, int) or lookahead < 1:
-        raise ChunkingError(f"chunking.opening_lookahead_words={cfg.opening_lookahead_words!r}: "
-                            "must be a whole number >= 1 (words after the first piece that its "
-                            "part A runs over)")
-    span = cfg.opening_span_words
-    if isinstance(span, bool) or not isinstance(span, int) or span < 0:
-        raise ChunkingError(f"chunking.opening_span_words={span!r}: must be a whole number >= 0 "
-                            "(words after the first piece that later pieces may take from its prefix)")
+    _whole(cfg, "opening_lookahead_words", 1, "words after the first piece that its part A runs over")
+    _whole(cfg, "opening_span_words", 0, "words after the first piece that later pieces may take from its prefix")
     problem = schedule.validate(cfg)
     if problem:
         raise ChunkingError(problem)
+
+
+def _whole(cfg: ChunkingConfig, name: str, least: int, meaning: str) -> None:
+    """Raise ChunkingError unless ``chunking.<name>`` is a whole number >= ``least``."""
+    value = getattr(cfg, name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ChunkingError(f"chunking.{name}={value!r}: must be a whole number >= {least} ({meaning})")
 
 
 def iter_pieces(text: str, g2p: G2P | Callable, cfg: ChunkingConfig | None = None,

@@ -107,7 +107,7 @@ def fingerprint(cfg: LabConfig | None = None) -> dict[str, Any]:
         "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "cores": machine.current().cores_phrase(),
-        "isa": list(machine.current().isa) if machine.current().isa is not None else None,
+        "isa": None if machine.current().isa is None else list(machine.current().isa),
         "threads": machine.thread_plan((cfg or LabConfig()).session.intra_op_threads).to_dict(),
         "onnxruntime": ort.__version__,
         "providers": ort.get_available_providers(),
