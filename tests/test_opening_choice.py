@@ -12,10 +12,9 @@ from labkit.engine import split_runtime as sr
 from labkit.engine.pipeline import StreamingSynthesizer
 from labkit.lab import opening_choice
 from labkit.measure import openings, texts
+from labkit.measure.compare import control_name
 
 CONFIGURED, PREFIX, ALONE = "opening=sentence", "opening=prefix", "opening=prefix,first_alone"
-#: the short first piece's label (labkit.measure.openings.SHORT_FIRST)
-SHORT = "opening=prefix,primer<=3 words and 24 tokens"
 #: the lean one's (labkit.measure.openings.LEAN_FIRST): what differs from the defaults is named
 LEAN = "opening=prefix 4+2 words,context=4 frames,primer<=3 words and 18 tokens"
 
@@ -193,33 +192,58 @@ def test_the_options_differ_only_in_how_the_first_piece_is_made(split_engine, en
                              schedule="ramp", primer_max_words=5)
     synth = StreamingSynthesizer(split_engine, chunking_cfg=cc)
     opts = openings.options(synth)
-    mine, short, lean, alone = "opening=sentence,primer<=5 words", SHORT, LEAN, LEAN + ",first_alone"
+    mine, lean, alone = "opening=sentence,primer<=5 words", LEAN, LEAN + ",first_alone"
     capped = LEAN + " (14 idle, >=16 loaded)"
-    assert list(opts) == [mine, short, lean, alone, capped] and opts[mine] is synth
+    assert list(opts) == [mine, lean, alone, capped] and opts[mine] is synth
     got = {k: openings.settings(s) for k, s in opts.items()}
     assert got[mine]["chunking.opening"] == "sentence" and not got[mine]["pipeline.first_alone"]
-    for k, tried in ((short, openings.SHORT_FIRST), (lean, openings.LEAN_FIRST), (alone, openings.LEAN_FIRST),
-                     (capped, openings.LEAN_IDLE_CAP)):
-        # the short (or lean) first piece, differing in nothing else
+    for k, tried in ((lean, openings.LEAN_FIRST), (alone, openings.LEAN_FIRST), (capped, openings.LEAN_IDLE_CAP)):
+        # the lean first piece, differing in nothing else
         assert {key: v for key, v in got[k].items() if got[mine][key] != v} == {
             **{f"chunking.{n}": v for n, v in tried.items() if getattr(cc, n) != v},
             **({"pipeline.first_alone": True} if k == alone else {})}
     # first_alone is judged against its twin without it, the lean option (opening_choice)
     assert openings.plain_twins(opts) == {alone: lean}
-    assert got[lean]["chunking.window_context_frames"] < got[short]["chunking.window_context_frames"]
-    assert got[lean]["chunking.primer_max_tokens"] < got[short]["chunking.primer_max_tokens"]
+    # leaner than the short first piece it came from (no longer swept: openings.TRIED)
+    short = {**got[mine], **{f"chunking.{n}": v for n, v in openings.SHORT_FIRST.items()}}
+    assert got[lean]["chunking.window_context_frames"] < short["chunking.window_context_frames"]
+    assert got[lean]["chunking.primer_max_tokens"] < short["chunking.primer_max_tokens"]
     # held shorter only on an idle machine; under load the lean option with a higher floor
     assert 0 < got[capped]["chunking.primer_max_tokens_idle"] < got[lean]["chunking.primer_max_tokens"]
     assert 0 < got[capped]["chunking.primer_min_tokens_loaded"] <= got[capped]["chunking.primer_max_tokens"]
     assert got[lean]["chunking.primer_max_tokens_idle"] == got[lean]["chunking.primer_min_tokens_loaded"] == 0
     text = texts.named("opening-30")
     assert openings.opening_words(text) == 30
-    plain, prefix, leaner = (openings.first_audio_fresh(opts[k], text) for k in (mine, short, lean))
-    assert not plain["from_prefix"] and prefix["from_prefix"] and leaner["from_prefix"]
-    assert prefix["first_tokens"] < plain["first_tokens"]  # a shorter first piece, made sooner
-    # a choice with piece prosody: the short first piece runs on the split engine given
+    plain, leaner = (openings.first_audio_fresh(opts[k], text) for k in (mine, lean))
+    assert not plain["from_prefix"] and leaner["from_prefix"]
+    assert leaner["first_tokens"] < plain["first_tokens"]  # a shorter first piece, made sooner
+    # a choice with piece prosody: the lean first piece runs on the split engine given
     piece = StreamingSynthesizer(engine, chunking_cfg=dataclasses.replace(cc, prosody="piece"))
     assert list(openings.options(piece)) == ["prosody=piece,primer<=5 words"]
     both = openings.options(piece, split_engine)
-    assert list(both) == ["prosody=piece,primer<=5 words", short, lean, alone, capped]
-    assert both[short].engine is split_engine and both[short].chunking_cfg.prosody == "sentence"
+    assert list(both) == ["prosody=piece,primer<=5 words", lean, alone, capped]
+    assert both[lean].engine is split_engine and both[lean].chunking_cfg.prosody == "sentence"
+
+
+def test_the_sweep_compares_each_text_with_the_phrase_in_rounds_of_its_own(split_engine):
+    """One comparison per text (and load): the phrase, each option on that text and the A/A
+    control, so a comparison's rounds (whole Williams squares of its entries) do not grow
+    with the number of texts; each row reads its text's own phrase and rounds."""
+    cc = dataclasses.replace(split_engine.cfg.chunking, prosody="sentence", opening="sentence")
+    synths = openings.options(StreamingSynthesizer(split_engine, chunking_cfg=cc))
+    names = ["opening-5", "opening-15"]
+    out = openings.sweep(synths, texts.named("phrase"), names, rounds=2, load_processes=0)
+    assert list(out["comparisons"]) == ["idle, opening-5", "idle, opening-15"]
+    for name in names:
+        cmp = out["comparisons"][f"idle, {name}"]
+        assert set(cmp.entries) == {openings.PHRASE, control_name(openings.PHRASE),
+                                    *(openings.cell(label, name) for label in synths)}
+        assert cmp.rounds - cmp.extra_rounds == 2  # rounds are added only where the A/A band is wide
+        rows = [r for r in out["rows"] if r["text"] == name]
+        assert [r["option"] for r in rows] == list(synths)
+        for r in rows:
+            assert r["phrase_s"] == cmp.median(openings.PHRASE)
+            assert r["text_s"] == cmp.median(openings.cell(r["option"], name))
+            assert len(r["first_tokens_each"]) == cmp.rounds
+        assert rows[0]["vs_configured"] == 1.0  # the configured option against itself
+        assert "vs_plain" in rows[2] and rows[2]["plain"] == rows[1]["option"]  # first_alone's twin

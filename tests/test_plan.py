@@ -9,6 +9,7 @@ from labkit import cli
 from labkit.host import machine
 from labkit.lab import costs, plan, stage_plan
 from labkit.lab.costs import Costs
+from labkit.measure import openings
 from labkit.measure.compare import default_rounds
 from labkit.measure.texts import named
 
@@ -201,6 +202,11 @@ def test_stage_05_prices_its_sweeps_as_first_chunks_and_its_loaded_runs_slower(c
     assert "runs beside 1 busy process(es) priced 1.14x slower (8 threads on 8 cores)" in mac.notes
     opening = plan.plan_05(_stage_05(opening_texts=["opening-5", "opening-50"]), COSTS, cfg)
     assert opening.timed_runs > base.timed_runs and opening.seconds > base.seconds
+    # each opening text is compared with the phrase in rounds of its own (openings.sweep):
+    # two texts more cost two more such comparisons, idle and loaded, not more rounds of all
+    four = plan.plan_05(_stage_05(opening_texts=list(openings.TEXTS)), COSTS, cfg)
+    entries = 2 + 1 + len(openings.TRIED)  # the phrase, its A/A, the configured option, the tried
+    assert four.timed_runs - opening.timed_runs == 2 * 2 * entries * default_rounds(entries)
 
 
 def test_stage_05_on_the_earned_model_is_priced_at_its_recorded_speed(cfg, tmp_path):

@@ -319,17 +319,17 @@ def plan_05(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
     runs = synths * k + synths + synths * heard * (1 + bool(busy)) + bool(article) * (1 + bool(busy))
     o_texts = list(p.get("opening_texts", openings.TEXTS) or [])
     if o_texts:
-        # per load: the phrase, its A/A and each option on each text, to a first chunk; each
-        # text unchunked and through every way of cutting it for the seams; the option that
-        # earns its place heard on the paragraph
+        # per load and text, in rounds of its own: the phrase, its A/A and each option on
+        # the text, to a first chunk; each text unchunked and through every way of cutting
+        # it for the seams; the option that earns its place heard on the paragraph
         options = 1 + len(openings.TRIED)
         cuts = 1 + len({json.dumps(ch, sort_keys=True) for ch, _ in openings.TRIED})
-        o_entries = 2 + options * len(o_texts)
-        o_rounds = rounds_for(p, o_entries, "opening_rounds")
-        seconds += (loads * o_entries * o_rounds * first_s
+        o_entries = 2 + options
+        o_calls = len(o_texts) * o_entries * rounds_for(p, o_entries, "opening_rounds")
+        seconds += (loads * o_calls * first_s
                     + sum((1 + cuts) * text_s(c, t) for t in o_texts)
                     + heard * loads * sweep_s + 2 * sweep_s)
-        runs += (1 + bool(busy)) * o_entries * o_rounds + heard * (1 + bool(busy))
+        runs += (1 + bool(busy)) * o_calls + heard * (1 + bool(busy))
     if busy:
         notes.append(f"runs beside {busy} busy process(es) priced {slow:.2f}x slower "
                      f"({c.threads} threads on {c.threads} cores)")

@@ -1,13 +1,14 @@
 """The opening-length sweep (issue #32): how soon a text's first audio comes when its
 opening sentence is long, against a short phrase's, idle and beside a busy process.
 
-* :func:`options` -- the stage's choice and, beside it, the short first piece
-  (:data:`SHORT_FIRST`: a primer of at most three words, sized up by the adaptive
-  schedule's floor, from part A over an opening prefix), the lean one (:data:`LEAN_FIRST`:
-  a shorter prefix, less vocoder context beyond each cut), and the lean one with
-  ``pipeline.first_alone`` (nothing else starts until the first chunk is out);
+* :func:`options` -- the stage's choice and, beside it, the lean first piece
+  (:data:`LEAN_FIRST`: a primer of at most three words, sized up by the adaptive
+  schedule's floor, from part A over a short opening prefix, with less vocoder context
+  beyond each cut), the lean one with ``pipeline.first_alone`` (nothing else starts until
+  the first chunk is out) and the lean one capped idle (:data:`LEAN_IDLE_CAP`);
 * :func:`sweep` -- each (option, text) against the phrase in interleaved rounds by the one
-  instrument (labkit.measure.compare), one comparison per load; from the same rounds, each
+  instrument (labkit.measure.compare), one comparison per text and load (its rounds grow
+  with its entries: one over every cell took 22 rounds of 22 calls); from the same rounds, each
   option against the configured one on each text (:func:`paired`), and an
   option with ``first_alone`` against its twin without it (:func:`plain_twins`);
 * :func:`seam_reports` -- the seams of every option that changes the audio, on each text
@@ -71,11 +72,15 @@ LEAN_FIRST = {**SHORT_FIRST, "opening_span_words": 4, "opening_lookahead_words":
 #: 2026-12-05). On 2 AMD EPYC cores with AVX2 alone every option already opened with 25-28
 #: tokens under load and still had gaps later in the paragraph (run-20261205-075449)
 LEAN_IDLE_CAP = {**LEAN_FIRST, "primer_max_tokens_idle": 14, "primer_min_tokens_loaded": 16}
-#: the ways to make the first piece the sweep tries beside the configured one: the short
-#: first piece, the lean one, the lean one with nothing else started until the first
-#: chunk is out (``pipeline.first_alone``: it reorders the work only), and the lean one of
-#: 14 tokens while idle and at least 16 under load
-TRIED = ((SHORT_FIRST, False), (LEAN_FIRST, False), (LEAN_FIRST, True), (LEAN_IDLE_CAP, False))
+#: the ways to make the first piece the sweep tries beside the configured one: the lean
+#: first piece, the lean one with nothing else started until the first chunk is out
+#: (``pipeline.first_alone``: it reorders the work only), and the lean one of 14 tokens
+#: while idle and at least 16 under load. The short first piece (:data:`SHORT_FIRST`, the
+#: lean one's origin) is no longer swept: its first audio came later than the lean one's on
+#: every opening length, idle and beside a busy process, in run-20261205-050619 (Intel
+#: Xeon, AVX-512 VNNI) and run-20261205-075449 (AMD EPYC, AVX2), and each option more adds
+#: a call to every round of every text's comparison
+TRIED = ((LEAN_FIRST, False), (LEAN_FIRST, True), (LEAN_IDLE_CAP, False))
 #: the settings an option is made of (:func:`settings`)
 SETTINGS = ("chunking.schedule", "chunking.primer_max_words", "chunking.primer_min_words",
             "chunking.primer_max_tokens", "chunking.primer_max_tokens_idle",
@@ -146,7 +151,8 @@ def sweep(synths: dict[str, StreamingSynthesizer], phrase: str, names: Sequence[
     """The first audio of each text in ``names`` through every option in ``synths`` (the
     first: the configured one, which also says the phrase) against the phrase's, idle and
     then beside ``load_processes`` busy processes (0: idle only; the phrase measured under
-    the same load). Rows: one per (option, text, load), its first audio over the phrase's
+    the same load), each text with the phrase in rounds of its own (``comparisons``: one
+    per "<load>, <text>"). Rows: one per (option, text, load), its first audio over the phrase's
     (> 1: later) with the 95 % interval, and over the configured option's on the same text
     from the same rounds (``vs_configured``: < 1 earlier)."""
     configured = next(iter(synths))
@@ -155,39 +161,54 @@ def sweep(synths: dict[str, StreamingSynthesizer], phrase: str, names: Sequence[
     rows, comparisons = [], {}
     for n in loads:
         where = "idle" if n == 0 else f"+{n} busy"
-        fns = {PHRASE: (lambda s=synths[configured]: first_audio_fresh(s, phrase, fresh_g2p))}
-        for label, synth in synths.items():
-            for name in names:
-                fns[cell(label, name)] = (lambda s=synth, t=texts.named(name): first_audio_fresh(s, t, fresh_g2p))
-        progress.say(f"opening sweep, {where}: {len(names)} texts x {len(synths)} options vs the phrase")
+        progress.say(f"opening sweep, {where}: {len(names)} texts x {len(synths)} options, "
+                     "each text against the phrase in its own rounds")
         with competing_load(n):
-            cmp = compare(fns, PHRASE, rounds=rounds, measure=lambda o: o["ttfa_s"],
-                          keep=lambda o: {k: v for k, v in o.items() if k != "ttfa_s"},
-                          criterion="ttfa_s")
-        comparisons[where] = cmp
-        for name in names:
-            mine = paired(cmp, [cell(label, name) for label in synths])
-            for label in synths:
-                key = cell(label, name)
-                lo, hi = cmp.ci95(key)  # the phrase's time over the text's: inverted below
-                kept = cmp.kept.get(key, [])
-                vs = mine[key]
-                if label in plain:  # the same option without first_alone, from the same rounds
-                    twin = paired(cmp, [cell(plain[label], name), key])[key]
-                    extra = {"plain": plain[label], "vs_plain": 1.0 / twin.ratio,
-                             "vs_plain_ci95": [1.0 / twin.ci95[1], 1.0 / twin.ci95[0]]}
-                else:
-                    extra = {}
-                rows.append({**extra, "option": label, "text": name, "load_processes": n,
-                             "opening_words": opening_words(texts.named(name)),
-                             "phrase_s": cmp.median(PHRASE), "text_s": cmp.median(key),
-                             "ratio": 1.0 / cmp.ratio(key), "ci95": [1.0 / hi, 1.0 / lo],
-                             "vs_configured": 1.0 / vs.ratio,
-                             "vs_configured_ci95": [1.0 / vs.ci95[1], 1.0 / vs.ci95[0]],
-                             "first_tokens_each": [k.get("first_tokens") for k in kept],
-                             "from_prefix_each": [k.get("from_prefix") for k in kept],
-                             "opening_load_each": [k.get("opening_load") for k in kept]})
+            for name in names:
+                cmp = _text_vs_phrase(synths, configured, phrase, name, rounds, fresh_g2p)
+                comparisons[f"{where}, {name}"] = cmp
+                rows += _rows(cmp, synths, plain, name, n)
     return {"rows": rows, "comparisons": comparisons, "configured": configured}
+
+
+def _text_vs_phrase(synths: dict[str, StreamingSynthesizer], configured: str, phrase: str,
+                    name: str, rounds: int | None, fresh_g2p: bool) -> Comparison:
+    """One text's first audio through every option against the phrase's, in interleaved
+    rounds of their own: a comparison's rounds grow with its entries (whole Williams
+    squares), so one per text costs a fraction of one over every (option, text) cell."""
+    fns = {PHRASE: (lambda s=synths[configured]: first_audio_fresh(s, phrase, fresh_g2p))}
+    for label, synth in synths.items():
+        fns[cell(label, name)] = (lambda s=synth, t=texts.named(name): first_audio_fresh(s, t, fresh_g2p))
+    return compare(fns, PHRASE, rounds=rounds, measure=lambda o: o["ttfa_s"],
+                   keep=lambda o: {k: v for k, v in o.items() if k != "ttfa_s"}, criterion="ttfa_s")
+
+
+def _rows(cmp: Comparison, synths: dict[str, StreamingSynthesizer], plain: dict[str, str],
+          name: str, n: int) -> list[dict[str, Any]]:
+    """The sweep's rows for one text under ``n`` busy processes, from its comparison."""
+    rows = []
+    mine = paired(cmp, [cell(label, name) for label in synths])
+    for label in synths:
+        key = cell(label, name)
+        lo, hi = cmp.ci95(key)  # the phrase's time over the text's: inverted below
+        kept = cmp.kept.get(key, [])
+        vs = mine[key]
+        if label in plain:  # the same option without first_alone, from the same rounds
+            twin = paired(cmp, [cell(plain[label], name), key])[key]
+            extra = {"plain": plain[label], "vs_plain": 1.0 / twin.ratio,
+                     "vs_plain_ci95": [1.0 / twin.ci95[1], 1.0 / twin.ci95[0]]}
+        else:
+            extra = {}
+        rows.append({**extra, "option": label, "text": name, "load_processes": n,
+                     "opening_words": opening_words(texts.named(name)),
+                     "phrase_s": cmp.median(PHRASE), "text_s": cmp.median(key),
+                     "ratio": 1.0 / cmp.ratio(key), "ci95": [1.0 / hi, 1.0 / lo],
+                     "vs_configured": 1.0 / vs.ratio,
+                     "vs_configured_ci95": [1.0 / vs.ci95[1], 1.0 / vs.ci95[0]],
+                     "first_tokens_each": [k.get("first_tokens") for k in kept],
+                     "from_prefix_each": [k.get("from_prefix") for k in kept],
+                     "opening_load_each": [k.get("opening_load") for k in kept]})
+    return rows
 
 
 def plain_twins(synths: dict[str, StreamingSynthesizer]) -> dict[str, str]:
