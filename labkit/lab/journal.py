@@ -21,7 +21,7 @@ from labkit.config import LabConfig, repo_relative
 from labkit.lab import executed
 from labkit.lab.plan import PLANS_DIR
 from labkit.lab.results import (choices_table, comparison_lines, fmt_ci, headline_rows,
-                                reproducibility_lines, write_results)
+                                machine_lines, reproducibility_lines, write_results)
 from labkit.quality import LSD_DEFINITION
 from labkit.lab.selection import best_json, choice_differences
 from labkit.lab.stage import RECORD_NAME, read_record
@@ -220,14 +220,7 @@ def render_markdown(cfg: LabConfig, data: dict, best: dict, out_dir: Path) -> st
     lines = [f"# Kokoro Lab journal — {run_id}", ""]
     env = data["records"][0][1].get("environment", {}) if data["records"] else {}
     if env:
-        lines += ["## Environment", "",
-                  f"- machine: {env.get('machine')} · {env.get('cpu')} · {env.get('cpu_count')} cores",
-                  f"- OS: {env.get('platform')} · Python {env.get('python')}",
-                  f"- ONNX Runtime {env.get('onnxruntime')} · providers: {', '.join(env.get('providers') or [])}",
-                  f"- git commit: {env.get('git_commit')}",
-                  "- packages: " + ", ".join(f"{k} {v}" for k, v in (env.get("packages") or {}).items() if v),
-                  "- assets (sha256): " + ", ".join(f"{k} `{v[:12]}…`" for k, v in (env.get("asset_sha256") or {}).items()),
-                  ""]
+        lines += ["## Environment", ""] + machine_lines(env)  # the results page's lines
     lines += [f"Compared with the previous run of this batch: {data['previous'] or 'none (first run)'}; "
               f"changes within ±{NOISE_BAND:.0%} count as noise.", ""]
     lines += reproducibility_lines(best.get("reproducibility") or {}) + [""]
