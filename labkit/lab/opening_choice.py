@@ -4,7 +4,9 @@
 :func:`verdicts` -- an option other than the configured one earns its place when, on the
 longest opening the sweep measured, idle, its first audio is earlier than the configured
 option's beyond ``selection.min_gain`` (the paired interval wholly below 1 / (1 + min_gain));
-it is never later beyond that band on any text or load; an option with
+it is never later beyond that band on any text or load (idle only, where the listener heard
+the configured option stream with a gap, :func:`configured_gaps`: a later first audio under
+load that streams without one is the better trade); an option with
 ``pipeline.first_alone`` is also earlier than its twin without it beyond the band on that
 opening under load (first_alone only reorders the work: it must be seen to pay); and its
 seams pass the click detector on every text. :func:`ranked` -- the options that earned it,
@@ -69,6 +71,14 @@ def _alone_gain(sweep: dict[str, Any], option: str, words: int) -> dict[str, Any
     return max(rows, key=lambda r: r["load_processes"], default=None)
 
 
+def configured_gaps(sweep: dict[str, Any]) -> bool:
+    """The listener heard the configured option stream with a gap (``configured_heard``:
+    the stage's listener rows of it): then an option may come later than it under load,
+    so long as it streams without one (:func:`confirm` hears it before it ships)."""
+    rows = sweep.get("configured_heard") or []
+    return bool(rows) and not no_underruns(rows)
+
+
 def verdicts(sweep: dict[str, Any], rules: SelectionConfig | None = None) -> dict[str, dict[str, Any]]:
     """option -> whether it earned its place over the configured option, and why (see the
     module doc); the configured option is the baseline."""
@@ -76,6 +86,7 @@ def verdicts(sweep: dict[str, Any], rules: SelectionConfig | None = None) -> dic
     out = {}
     idle = [r for r in sweep["rows"] if not r["load_processes"]]
     longest = max((r["opening_words"] for r in idle), default=0)
+    gappy = configured_gaps(sweep)
     for option in dict.fromkeys(r["option"] for r in sweep["rows"]):
         if option == sweep["configured"]:
             out[option] = {"earned": False, "baseline": True, "why": "the configured option"}
@@ -85,7 +96,7 @@ def verdicts(sweep: dict[str, Any], rules: SelectionConfig | None = None) -> dic
         if not gain or not gain[0]["vs_configured_ci95"][1] < 1.0 / rules.threshold:
             why.append(f"not earlier than {sweep['configured']} beyond the band on the "
                        f"{longest}-word opening, idle")
-        later = [f"{r['text']} {_where(r)}" for r in _rows(sweep, option)
+        later = [f"{r['text']} {_where(r)}" for r in _rows(sweep, option, loaded=False if gappy else None)
                  if r["vs_configured_ci95"][0] > rules.threshold]
         if later:
             why.append("later than the configured option beyond the band: " + ", ".join(later))

@@ -136,8 +136,8 @@ def run(cfg: LabConfig, st, *, variants: list[dict[str, Any]], sweep_text: str =
         return listen_rows({label: s}, [label], text, listener_rounds, load_processes, startup_buffer_s)
 
     opening = (opening_sweep(synths[label], texts.named(phrase_text), opening_texts,
-                             opening_rounds, load_processes, cfg.selection,
-                             lambda: split_engine_of(synths, engine), hear) if opening_texts else None)
+                             opening_rounds, load_processes, cfg.selection, lambda: split_engine_of(synths, engine), hear,
+                             [h for h in heard if h["label"] == label]) if opening_texts else None)
     if opening:
         opening["chosen"] = label
     if opening and opening["shipped"] != opening["configured"]:
@@ -178,19 +178,20 @@ def split_engine_of(synths: dict[str, StreamingSynthesizer], engine: Engine) -> 
 
 
 def opening_sweep(synth: StreamingSynthesizer, phrase: str, names, rounds: int | None,
-                  load_processes: int, rules: SelectionConfig,
-                  split_engine: Callable[[], Any] | None,
-                  hear: Callable[[StreamingSynthesizer], list[dict[str, Any]]]) -> dict[str, Any]:
+                  load_processes: int, rules: SelectionConfig, split_engine: Callable[[], Any] | None,
+                  hear: Callable[[StreamingSynthesizer], list[dict[str, Any]]],
+                  configured_heard: list[dict[str, Any]] = ()) -> dict[str, Any]:
     """The opening sweep on the stage's choice (labkit.measure.openings), its seams, and which
     way of making the first piece ships (labkit.lab.opening_choice), with the settings that
     option differs from the configuration by (``overrides``). ``split_engine``: gives the
     split engine the short first piece runs on where the choice has no sentence prosody.
-    ``hear``: a synthesizer -> what a listener heard it stream (one row per load): the
-    options that earned their place are heard in turn and the first with no gap ships
-    (opening_choice.confirm; ``heard``)."""
+    ``hear``: a synthesizer -> what a listener heard it stream (one row per load): options
+    that earned their place are heard in turn and the first with no gap ships (``heard``:
+    opening_choice.confirm), judged beside ``configured_heard``, the choice's own rows."""
     needs = synth.chunking_cfg.prosody != "sentence" and split_engine is not None
     synths = openings.options(synth, split_engine() if needs else None)
     out = openings.sweep(synths, phrase, list(names), rounds, load_processes)
+    out["configured_heard"] = list(configured_heard)
     out["seams"] = {lab: {n: public(r) for n, r in reps.items()}
                     for lab, reps in openings.seam_reports(synths, list(names)).items()}
     out["verdicts"] = opening_choice.verdicts(out, rules)

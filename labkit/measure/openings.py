@@ -1,11 +1,11 @@
 """The opening-length sweep (issue #32): how soon a text's first audio comes when its
 opening sentence is long, against a short phrase's, idle and beside a busy process.
 
-* :func:`options` -- the stage's choice and, beside it, the lean first piece
-  (:data:`LEAN_FIRST`: a primer of at most three words, sized up by the adaptive
+* :func:`options` -- the stage's choice and, beside it, the lean first piece capped idle
+  (:data:`LEAN_IDLE_CAP`: a primer of at most three words, sized up by the adaptive
   schedule's floor, from part A over a short opening prefix, with less vocoder context
-  beyond each cut), the lean one with ``pipeline.first_alone`` (nothing else starts until
-  the first chunk is out) and the lean one capped idle (:data:`LEAN_IDLE_CAP`);
+  beyond each cut), the same with ``pipeline.first_alone`` (nothing else starts until the
+  first chunk is out) and the same held longer under load (:data:`LEAN_LOADED_36`);
 * :func:`sweep` -- each (option, text) against the phrase in interleaved rounds by the one
   instrument (labkit.measure.compare), one comparison per text and load (its rounds grow
   with its entries: one over every cell took 22 rounds of 22 calls); from the same rounds, each
@@ -72,15 +72,27 @@ LEAN_FIRST = {**SHORT_FIRST, "opening_span_words": 4, "opening_lookahead_words":
 #: 2026-12-05). On 2 AMD EPYC cores with AVX2 alone every option already opened with 25-28
 #: tokens under load and still had gaps later in the paragraph (run-20261205-075449)
 LEAN_IDLE_CAP = {**LEAN_FIRST, "primer_max_tokens_idle": 14, "primer_min_tokens_loaded": 16}
+#: the idle-capped lean first piece made to outlast a busy machine: at least 36 tokens when
+#: the stream opens loaded (idle it is :data:`LEAN_IDLE_CAP`'s 14). Beside one busy process
+#: on 2 AMD EPYC cores (AVX2, int8) the stream runs near real time, and the first piece's
+#: size trades the first audio against gaps: floors of 16, 28 and 36 tokens, 4 interleaved
+#: rounds of the paragraph (and of opening-50's first audio), gave 2-3 / 0-4 / 0 underruns
+#: per stream and 1.2-1.3x / 1.6-1.7x / 1.8-2.2x the phrase's first audio (a /tmp script
+#: over labkit.measure.streaming.run_stream, 2026-12-05; stage 05 that day heard gaps under
+#: load in every option with the floor at 16). The listener rows hear it after the options
+#: nearer their targets: it ships only where they leave gaps
+LEAN_LOADED_36 = {**LEAN_IDLE_CAP, "primer_max_tokens": 36, "primer_min_tokens_loaded": 36}
 #: the ways to make the first piece the sweep tries beside the configured one: the lean
-#: first piece, the lean one with nothing else started until the first chunk is out
-#: (``pipeline.first_alone``: it reorders the work only), and the lean one of 14 tokens
-#: while idle and at least 16 under load. The short first piece (:data:`SHORT_FIRST`, the
-#: lean one's origin) is no longer swept: its first audio came later than the lean one's on
-#: every opening length, idle and beside a busy process, in run-20261205-050619 (Intel
-#: Xeon, AVX-512 VNNI) and run-20261205-075449 (AMD EPYC, AVX2), and each option more adds
-#: a call to every round of every text's comparison
-TRIED = ((LEAN_FIRST, False), (LEAN_FIRST, True), (LEAN_IDLE_CAP, False))
+#: first piece of 14 tokens while idle and at least 16 under load, the same with nothing
+#: else started until the first chunk is out (``pipeline.first_alone``: it reorders the
+#: work only), and the same with at least 36 under load. No longer swept, each option more
+#: adding a call to every round of every text's comparison: the short first piece
+#: (:data:`SHORT_FIRST`, the lean one's origin), whose first audio came later than the lean
+#: one's on every opening length, idle and beside a busy process, and the lean one without
+#: the idle cap (:data:`LEAN_FIRST`), whose first audio was never earlier than the capped
+#: one's beyond the noise, in run-20261205-050619 (Intel Xeon, AVX-512 VNNI) and
+#: run-20261205-075449 (AMD EPYC, AVX2; its stage 05 run twice that day)
+TRIED = ((LEAN_IDLE_CAP, False), (LEAN_IDLE_CAP, True), (LEAN_LOADED_36, False))
 #: the settings an option is made of (:func:`settings`)
 SETTINGS = ("chunking.schedule", "chunking.primer_max_words", "chunking.primer_min_words",
             "chunking.primer_max_tokens", "chunking.primer_max_tokens_idle",
