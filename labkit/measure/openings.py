@@ -78,9 +78,10 @@ LEAN_IDLE_CAP = {**LEAN_FIRST, "primer_max_tokens_idle": 14, "primer_min_tokens_
 #: size trades the first audio against gaps: floors of 16, 28 and 36 tokens, 4 interleaved
 #: rounds of the paragraph (and of opening-50's first audio), gave 2-3 / 0-4 / 0 underruns
 #: per stream and 1.2-1.3x / 1.6-1.7x / 1.8-2.2x the phrase's first audio (a /tmp script
-#: over labkit.measure.streaming.run_stream, 2026-12-05; stage 05 that day heard gaps under
-#: load in every option with the floor at 16). The listener rows hear it after the options
-#: nearer their targets: it ships only where they leave gaps
+#: over labkit.measure.streaming.run_stream, 2026-12-05; stage 05's listener heard the
+#: floor-16 option with gaps under load in two of run-20261205-075449's stage-05 runs, 4+2
+#: and 1+0 underruns; a --only rerun overwrote the third's records). The listener rows hear
+#: it after the options nearer their targets: it ships only where they leave gaps
 LEAN_LOADED_36 = {**LEAN_IDLE_CAP, "primer_max_tokens": 36, "primer_min_tokens_loaded": 36}
 #: the ways to make the first piece the sweep tries beside the configured one: the lean
 #: first piece of 14 tokens while idle and at least 16 under load, the same with nothing
