@@ -53,6 +53,10 @@ def ineffective_settings(names: Iterable[str], arch: str) -> dict[str, str]:
     return {n: X86_ONLY_SETTINGS[n] for n in names if n in X86_ONLY_SETTINGS}
 
 
+#: ONNX Runtime's session config key for spinning intra-op threads ("1", its default, or "0")
+SPINNING = "session.intra_op.allow_spinning"
+
+
 def session_options(s: SessionConfig, optimized_model_path: str | None = None) -> ort.SessionOptions:
     """SessionOptions from the session section of LabConfig (validated first)."""
     s.validate()
@@ -66,6 +70,7 @@ def session_options(s: SessionConfig, optimized_model_path: str | None = None) -
     so.enable_mem_pattern = s.enable_mem_pattern
     if s.denormal_as_zero:
         so.add_session_config_entry("session.set_denormal_as_zero", "1")
+    so.add_session_config_entry(SPINNING, "1" if s.allow_spinning else "0")
     if optimized_model_path:
         so.optimized_model_filepath = str(optimized_model_path)
     so.log_severity_level = 3

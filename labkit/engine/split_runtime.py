@@ -13,6 +13,7 @@ the audio is trimmed to exactly ``frames x samples_per_frame``.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -45,12 +46,7 @@ WINDOW_FILES = ("b_phase", "phase")
 
 
 #: the phase model's session: a cumulative sum over [1, 2 x frames, harmonics], one thread
-PHASE_SESSION = SessionConfig(intra_op_threads=1)
-
-
-def no_spinning(so: Any) -> None:
-    """Session options whose idle intra-op threads sleep instead of spinning."""
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+PHASE_SESSION = SessionConfig(intra_op_threads=1, allow_spinning=False)
 
 
 class SplitMissing(ConfigError):
@@ -184,9 +180,10 @@ class SplitEngine(Engine):
         # bit for bit): one part-B session serves whole pieces and windows alike
         self._b_phase0 = not self.buckets and not self.static_b and parts.b_phase is not None
         t0 = time.perf_counter()
-        # part A (and the phase model) without spinning threads: a short run followed by
-        # part B in another thread pool, whose threads the spinning ones would compete with
-        self.a = new_session(parts.a, self.a_config, configure=no_spinning)
+        # part A (and the phase model) without spinning threads whatever the session says: a
+        # short run followed by part B in another thread pool, whose threads the spinning
+        # ones would compete with
+        self.a = new_session(parts.a, dataclasses.replace(self.a_config, allow_spinning=False))
         self.b = None if self.static_b else new_session(
             parts.b_phase if self._b_phase0 else parts.b_bucketed if self.buckets else parts.b,
             self.b_config, configure=configure_b)
@@ -307,7 +304,7 @@ class SplitEngine(Engine):
             else:
                 b = self.b if self._b_phase0 else new_session(
                     self.parts.b_phase, self.b_config, configure=self._configure_b)
-                self._windows = (b, new_session(self.parts.phase, PHASE_SESSION, configure=no_spinning))
+                self._windows = (b, new_session(self.parts.phase, PHASE_SESSION))
         return self._windows
 
     def _b_session(self, bucket: int):

@@ -32,6 +32,7 @@ from labkit.measure.compare import compare, compare_cold
 from labkit.measure.session_settings import (SessionChange, cold_ceiling, cold_command, cold_summary,
                                             open_session, runner, screen, token_inputs)
 from labkit.lab.conversion_result import ConversionResult, VariantRecord
+from labkit.lab.loaded_screen import loaded_screen, settle
 from labkit.lab.selection import quality_entry
 from labkit.quality import lsd_db, ruler
 from labkit.tables import fixed, interval
@@ -46,7 +47,7 @@ def screen_candidates(base: SessionConfig, levels=(), threads=(), modes=(),
                       toggles=(), rewrites=(), all_rewrites: bool = False,
                       ort_format: bool = True, arch: str | None = None) -> list[SessionChange]:
     """The default plus one change at a time. ``toggles``: boolean SessionConfig fields
-    to flip (enable_mem_arena, enable_mem_pattern, denormal_as_zero). A toggle that does
+    to flip (enable_mem_arena, enable_mem_pattern, denormal_as_zero, allow_spinning). A toggle that does
     nothing on this machine's architecture (``arch``, default platform.machine(): e.g.
     denormal_as_zero on ARM64) is refused: its timing would be noise."""
     arch = arch or machine.current().machine
@@ -125,14 +126,16 @@ def combine(base: SessionConfig, changes: list[SessionChange], rows: dict[str, d
 
 
 def run_variant(cfg: LabConfig, variant: str, *, levels=(), thread_counts=(), modes=(),
-                toggles=(), rewrites=(), token_lengths=(30, 120, 250, 500),
+                toggles=(), rewrites=(), loaded_toggles=(), load_processes: int = 1,
+                token_lengths=(30, 120, 250, 500),
                 screen_length: int = 120, rounds: int | None = None, warmup: int = 1,
                 cold_rounds: int | None = None, cold_tokens: int = 30,
                 profile_tokens: int = 250, max_lsd_db: float = 1.0,
                 out_dir: Path | None = None, log=progress.say, max_rounds: int | None = None
                 ) -> VariantRecord:
-    """Screen one-change candidates at ``screen_length``, combine what was earned, then
-    time default vs best at every length (warm) and in fresh processes (cold), and profile
+    """Screen one-change candidates at ``screen_length``, combine what was earned (the
+    ``loaded_toggles`` settled on a second screen beside ``load_processes`` busy processes,
+    labkit.lab.loaded_screen), then time default vs best at every length (warm) and in fresh processes (cold), and profile
     both. Returns a JSON-able record (plus ``_audio`` for players)."""
     model = assets.model_path(cfg, variant)
     if not model.exists():
@@ -145,7 +148,8 @@ def run_variant(cfg: LabConfig, variant: str, *, levels=(), thread_counts=(), mo
     comparisons: dict[str, dict] = {}
 
     arch = machine.current().machine
-    toggles, not_screened = screened_toggles(toggles, arch)
+    loaded_toggles, _ = screened_toggles(loaded_toggles, arch)
+    toggles, not_screened = screened_toggles(list(dict.fromkeys([*toggles, *loaded_toggles])), arch)
     if not_screened:  # a notebook default made for x86, run on the Mac: said, not timed
         rec["not_screened"] = not_screened
         log(f"[{variant}] not screened on {arch}: {', '.join(not_screened)} (no effect there)")
@@ -160,6 +164,17 @@ def run_variant(cfg: LabConfig, variant: str, *, levels=(), thread_counts=(), mo
     rec["screen"] = scr["rows"]
     rec["screen_noise_band"] = list(scr["comparison"].noise_band)
     best, taken = combine(base, cands, scr["rows"], max_lsd_db=max_lsd_db, rules=cfg.selection)
+    if loaded_toggles:
+        on_load = screen_candidates(base, toggles=loaded_toggles, ort_format=False, arch=arch)
+        lscr = loaded_screen(model, on_load, feeds[screen_length], cache_dir, rounds, warmup, log,
+                             max_rounds, decide_at, load_processes)
+        comparisons[f"{variant}: screen at {n_tokens(feeds[screen_length])} tokens, "
+                    f"+{load_processes} busy"] = lscr["comparison"].to_dict()
+        best, taken, rec["loaded_verdicts"] = settle(base, best, taken, on_load, scr["rows"],
+                                                     lscr["rows"], max_lsd_db, cfg.selection)
+        rec["screen_loaded"] = lscr["rows"]
+        rec["screen_loaded_noise_band"] = list(lscr["comparison"].noise_band)
+        rec["load_processes"] = load_processes
     rec["taken"] = taken
     rec["rejected"] = {k: v for k, v in scr["rows"].items() if k != "default" and k not in taken}
 
@@ -239,13 +254,14 @@ def targets(rec: dict[str, Any]) -> dict[str, bool]:
 
 
 def run(cfg: LabConfig, st, *, variants=("int8",), levels=(), thread_counts=(), modes=(),
-        toggles=(), rewrites=(), token_lengths=(30, 120, 250, 500), screen_length: int = 120,
+        toggles=(), rewrites=(), loaded_toggles=(), load_processes: int = 1, token_lengths=(30, 120, 250, 500), screen_length: int = 120,
         rounds: int | None = None, warmup: int = 1, cold_rounds: int | None = None,
         cold_tokens: int = 30, profile_tokens: int = 250, max_lsd_db: float = 1.0,
         max_rounds: int | None = None) -> ConversionResult:
     """Every variant through :func:`run_variant`; variant -> its record."""
     return {v: run_variant(cfg, v, levels=levels, thread_counts=thread_counts, modes=modes,
-                           toggles=toggles, rewrites=rewrites, token_lengths=token_lengths,
+                           toggles=toggles, rewrites=rewrites, loaded_toggles=loaded_toggles,
+                           load_processes=load_processes, token_lengths=token_lengths,
                            screen_length=screen_length, rounds=rounds, warmup=warmup,
                            cold_rounds=cold_rounds, cold_tokens=cold_tokens,
                            profile_tokens=profile_tokens, max_lsd_db=max_lsd_db, out_dir=st.dir,
@@ -325,6 +341,10 @@ def headline(measured: dict) -> dict:
         out[f"{v} vocoder share of kernel time"] = round(r["profile"]["default"]["share"]["vocoder"], 3)
         out[f"{v} taken"] = ", ".join(r["taken"]) or "none"
         out[f"{v} screen noise band (A/A)"] = [round(x, 3) for x in r["screen_noise_band"]]
+        for label, row in r.get("screen_loaded", {}).items():
+            if label != "default" and "ci95" in row:
+                out[f"{v} {label} beside {r['load_processes']} busy (x)"] = {
+                    "value": round(row["speedup"], 3), "ci95": [round(x, 3) for x in row["ci95"]]}
         for name, ok in r["targets"].items():
             out[f"{v} target {name}"] = "met" if ok else "NOT met"
     return out
