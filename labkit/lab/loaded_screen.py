@@ -1,14 +1,14 @@
-"""Stage 02's screen beside busy processes: session settings whose worth depends on whether
-the cores are free (``session.allow_spinning``: an idle intra-op thread that spins waiting
-for work saves a wake-up when the cores are free, and takes time from the thread it waits
-for when another process holds one).
+"""Stage 02's screen of settings whose worth depends on whether the cores are free
+(``session.allow_spinning``: an idle intra-op thread that spins waiting for work saves a
+wake-up when the cores are free, and takes time from the thread it waits for when another
+process holds one).
 
-Such a setting ("loaded toggle") is flipped in the stage's idle screen like any toggle, and
-screened again beside ``load_processes`` busy processes (labkit.measure.load), by the same
-instrument (labkit.measure.session_settings.screen). :func:`settle` then keeps a flip only
-where neither screen finds it slower beyond the noise, and takes one the idle screen did
-not when the loaded screen earns it: our user's Mac is rarely idle, and a setting that wins
-idle but loses under load is not a win.
+Each such setting ("loaded toggle") is flipped and screened twice by the stage's one
+instrument (labkit.measure.session_settings.screen), in a screen of its own (the default,
+the flips and the A/A control, so the stage's main screen keeps its size): idle, and beside
+``load_processes`` busy processes (labkit.measure.load). :func:`settle` takes a flip that
+one screen earns and the other does not find slower beyond the noise: our user's Mac is
+rarely idle, and a setting that wins idle but loses under load is not a win.
 """
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ from labkit.measure.load import competing_load
 from labkit.measure.session_settings import SessionChange, screen
 from labkit.tables import fixed, interval
 
+LOADS = ("idle", "loaded")
+
 
 def not_slower(row: dict[str, Any] | None) -> bool:
     """The row's interval reaches 1.0: not slower than the default beyond the noise (a row
@@ -27,33 +29,32 @@ def not_slower(row: dict[str, Any] | None) -> bool:
     return bool(row) and "ci95" in row and row["ci95"][1] >= 1.0
 
 
-def loaded_screen(model_path, changes: Sequence[SessionChange], feeds: dict, cache_dir,
-                  rounds: int | None, warmup: int, log: Callable[[str], Any],
-                  max_rounds: int | None, decide_at: float | None,
-                  load_processes: int = 1) -> dict[str, Any]:
-    """The screen of ``changes`` (the default first) beside ``load_processes`` busy
-    processes: the same rows as the idle screen's."""
-    log(f"screening {', '.join(c.label for c in changes if c.label != 'default')} beside "
-        f"{load_processes} busy process(es)")
-    with competing_load(load_processes):
-        return screen(model_path, list(changes), feeds, cache_dir, rounds, warmup, log,
-                      max_rounds, decide_at)
+def screens(model_path, changes: Sequence[SessionChange], feeds: dict, cache_dir,
+            rounds: int | None, warmup: int, log: Callable[[str], Any],
+            max_rounds: int | None, decide_at: float | None,
+            load_processes: int = 1) -> dict[str, dict[str, Any]]:
+    """``changes`` (the default first) screened idle, then beside ``load_processes`` busy
+    processes: {"idle": screen, "loaded": screen}, each as labkit.measure.session_settings.screen
+    returns it."""
+    out = {}
+    for load in LOADS:
+        busy = load_processes if load == "loaded" else 0
+        log(f"screening {', '.join(c.label for c in changes if c.label != 'default')} "
+            + (f"beside {busy} busy process(es)" if busy else "idle"))
+        with competing_load(busy):
+            out[load] = screen(model_path, list(changes), feeds, cache_dir, rounds, warmup, log,
+                               max_rounds, decide_at)
+    return out
 
 
-def settle(base: SessionConfig, best: SessionConfig, taken: list[str],
-           changes: Sequence[SessionChange], idle: dict[str, dict], loaded: dict[str, dict],
-           max_lsd_db: float, rules: SelectionConfig | None = None
+def settle(best: SessionConfig, taken: list[str], changes: Sequence[SessionChange],
+           idle: dict[str, dict], loaded: dict[str, dict], max_lsd_db: float,
+           rules: SelectionConfig | None = None
            ) -> tuple[SessionConfig, list[str], dict[str, str]]:
-    """``best`` and ``taken`` (the idle screen's combination) with each loaded toggle of
-    ``changes`` settled on both screens:
-
-    * taken idle (its interval above the threshold) and not slower under load: kept;
-    * taken idle but slower under load beyond the noise: dropped (``best`` keeps ``base``'s
-      value);
-    * not taken idle, its loaded interval above the threshold, not slower idle, and its
-      audio within ``max_lsd_db`` of the default's: taken.
-
-    Returns (settings, labels taken, {label: why} for each loaded toggle)."""
+    """``best`` and ``taken`` (the main screen's combination) with each flip of ``changes``
+    taken where one screen earns it (its interval above the threshold, ``rules.clears``),
+    the other does not find it slower beyond the noise, and its audio is within
+    ``max_lsd_db`` of the default's. Returns (settings, labels taken, {label: why})."""
     rules = rules or SelectionConfig()
     taken = list(taken)
     fields: dict[str, Any] = {}
@@ -61,21 +62,21 @@ def settle(base: SessionConfig, best: SessionConfig, taken: list[str],
     for c in changes:
         if c.label == "default":
             continue
-        i, l = idle.get(c.label), loaded.get(c.label)
-        if c.label in taken:
-            if not_slower(l):
-                why[c.label] = "faster idle, not slower under load: kept"
-                continue
-            taken.remove(c.label)
-            fields.update({k: getattr(base, k) for k in c.changes})
-            why[c.label] = "faster idle but slower under load beyond the noise: dropped"
-        elif (l and "ci95" in l and rules.clears(l["ci95"]) and not_slower(i)
-              and l["drift_vs_default_db"] <= max_lsd_db):
+        i, l = idle.get(c.label) or {}, loaded.get(c.label) or {}
+        earned = {load: "ci95" in r and rules.clears(r["ci95"]) for load, r in (("idle", i), ("loaded", l))}
+        drift = max(r.get("drift_vs_default_db", float("inf")) for r in (i, l))
+        if drift > max_lsd_db:
+            why[c.label] = f"its audio moved {drift:.2f} dB from the default's: not taken"
+        elif (earned["idle"] and not_slower(l)) or (earned["loaded"] and not_slower(i)):
             taken.append(c.label)
             fields.update(c.changes)
-            why[c.label] = "faster under load, not slower idle: taken"
+            won = " and ".join({"idle": "idle", "loaded": "under load"}[k] for k, v in earned.items() if v)
+            why[c.label] = f"faster {won}, not slower otherwise: taken"
+        elif earned["idle"] or earned["loaded"]:
+            slow = "under load" if earned["idle"] else "idle"
+            why[c.label] = f"faster {'idle' if earned['idle'] else 'under load'} but slower {slow}: not taken"
         else:
-            why[c.label] = "not earned idle or under load"
+            why[c.label] = "faster neither idle nor under load: not taken"
     settled = dataclasses.replace(best, **fields)
     settled.validate()
     return settled, taken, why
@@ -85,19 +86,21 @@ def table(rec: dict[str, Any]) -> str:
     """The loaded screen beside the idle one, a row per loaded toggle."""
     rows = ["| candidate | idle speed-up | 95 % interval | loaded speed-up | 95 % interval | "
             "loaded median s | verdict |", "|---|---|---|---|---|---|---|"]
-    for label, l in rec["screen_loaded"].items():
+    ls = rec["loaded_screen"]
+    for label, l in ls["loaded"].items():
         if label == "default":
             continue
-        i = rec["screen"].get(label, {})
+        i = ls["idle"].get(label, {})
         rows.append(f"| {label} | {fixed(i.get('speedup'))} | {interval(i.get('ci95'), 3)} | "
                     f"{fixed(l.get('speedup'))} | {interval(l.get('ci95'), 3)} | "
-                    f"{fixed(l.get('median_s'))} | {rec['loaded_verdicts'].get(label, '')} |")
-    return ("\n".join(rows) + f"\n\nA/A noise band idle {interval(rec['screen_noise_band'], 3)}, "
-            f"under load {interval(rec['screen_loaded_noise_band'], 3)}")
+                    f"{fixed(l.get('median_s'))} | {ls['verdicts'].get(label, '')} |")
+    band = ls["noise_band"]
+    return ("\n".join(rows) + f"\n\nA/A noise band idle {interval(band['idle'], 3)}, "
+            f"under load {interval(band['loaded'], 3)}")
 
 
 def report(measured: dict[str, dict[str, Any]]) -> str:
     """Each variant's loaded screen (:func:`table`), or why there is none."""
-    parts = [f"### {v}, beside {r['load_processes']} busy process(es)\n\n{table(r)}"
-             for v, r in measured.items() if "screen_loaded" in r]
+    parts = [f"### {v}, beside {r['loaded_screen']['processes']} busy process(es)\n\n{table(r)}"
+             for v, r in measured.items() if "loaded_screen" in r]
     return "\n\n".join(parts) or "No setting was screened under load (`loaded_toggles` is empty)."

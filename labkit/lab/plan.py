@@ -94,12 +94,11 @@ def plan_02(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
     warmup = int(p.get("warmup") or 1)
     lengths = [int(n) for n in p.get("token_lengths") or []]
     loaded = list(p.get("loaded_toggles") or [])
-    toggles = set(p.get("toggles") or []) | set(loaded)
     busy = int(p.get("load_processes", 1) or 0)
     screen_s = c.run_s(int(p.get("screen_length") or 120))
     for _ in p.get("variants") or []:
-        changes = len(toggles) + sum(len(p.get(k) or []) for k in ("levels", "thread_counts",
-                                                                   "modes", "rewrites"))
+        changes = sum(len(p.get(k) or []) for k in ("levels", "thread_counts", "modes", "toggles",
+                                                   "rewrites"))
         entries = changes + 2
         k = rounds_for(p, entries)
         screen = entries * (warmup + k)
@@ -107,13 +106,14 @@ def plan_02(p: dict, c: Costs, cfg: LabConfig) -> StagePlan:
         out.session_builds += entries + 3
         out.timed_runs += screen
         out.seconds += (entries + 3) * c.session_s + screen * screen_s
-        if loaded:  # the loaded toggles again beside the busy processes (labkit.lab.loaded_screen)
+        if loaded:  # their own screen, idle and beside the busy processes (labkit.lab.loaded_screen)
             e2 = len(loaded) + 2
             runs = e2 * (warmup + rounds_for(p, e2))
-            out.session_builds += e2
-            out.timed_runs += runs
-            out.seconds += e2 * c.session_s + runs * screen_s * (slowdown(float(busy), c.threads, c.threads)
-                                                                  if busy else 1.0)
+            slow = slowdown(float(busy), c.threads, c.threads) if busy else 1.0
+            out.candidates += len(loaded)
+            out.session_builds += 2 * e2
+            out.timed_runs += 2 * runs
+            out.seconds += 2 * e2 * c.session_s + runs * screen_s * (1.0 + slow)
         k2 = rounds_for(p, 3)
         out.timed_runs += sum(3 * (warmup + k2) for _ in lengths)
         out.seconds += sum(3 * (warmup + k2) * c.run_s(n) for n in lengths)

@@ -32,7 +32,7 @@ from labkit.measure.compare import compare, compare_cold
 from labkit.measure.session_settings import (SessionChange, cold_ceiling, cold_command, cold_summary,
                                             open_session, runner, screen, token_inputs)
 from labkit.lab.conversion_result import ConversionResult, VariantRecord
-from labkit.lab.loaded_screen import loaded_screen, settle
+from labkit.lab.loaded_screen import LOADS, screens, settle
 from labkit.lab.selection import quality_entry
 from labkit.quality import lsd_db, ruler
 from labkit.tables import fixed, interval
@@ -133,8 +133,8 @@ def run_variant(cfg: LabConfig, variant: str, *, levels=(), thread_counts=(), mo
                 profile_tokens: int = 250, max_lsd_db: float = 1.0,
                 out_dir: Path | None = None, log=progress.say, max_rounds: int | None = None
                 ) -> VariantRecord:
-    """Screen one-change candidates at ``screen_length``, combine what was earned (the
-    ``loaded_toggles`` settled on a second screen beside ``load_processes`` busy processes,
+    """Screen one-change candidates at ``screen_length``, combine what was earned (and
+    the ``loaded_toggles``, screened idle and beside ``load_processes`` busy processes,
     labkit.lab.loaded_screen), then time default vs best at every length (warm) and in fresh processes (cold), and profile
     both. Returns a JSON-able record (plus ``_audio`` for players)."""
     model = assets.model_path(cfg, variant)
@@ -148,8 +148,7 @@ def run_variant(cfg: LabConfig, variant: str, *, levels=(), thread_counts=(), mo
     comparisons: dict[str, dict] = {}
 
     arch = machine.current().machine
-    loaded_toggles, _ = screened_toggles(loaded_toggles, arch)
-    toggles, not_screened = screened_toggles(list(dict.fromkeys([*toggles, *loaded_toggles])), arch)
+    toggles, not_screened = screened_toggles(toggles, arch)
     if not_screened:  # a notebook default made for x86, run on the Mac: said, not timed
         rec["not_screened"] = not_screened
         log(f"[{variant}] not screened on {arch}: {', '.join(not_screened)} (no effect there)")
@@ -164,19 +163,21 @@ def run_variant(cfg: LabConfig, variant: str, *, levels=(), thread_counts=(), mo
     rec["screen"] = scr["rows"]
     rec["screen_noise_band"] = list(scr["comparison"].noise_band)
     best, taken = combine(base, cands, scr["rows"], max_lsd_db=max_lsd_db, rules=cfg.selection)
-    if loaded_toggles:
-        on_load = screen_candidates(base, toggles=loaded_toggles, ort_format=False, arch=arch)
-        lscr = loaded_screen(model, on_load, feeds[screen_length], cache_dir, rounds, warmup, log,
-                             max_rounds, decide_at, load_processes)
-        comparisons[f"{variant}: screen at {n_tokens(feeds[screen_length])} tokens, "
-                    f"+{load_processes} busy"] = lscr["comparison"].to_dict()
-        best, taken, rec["loaded_verdicts"] = settle(base, best, taken, on_load, scr["rows"],
-                                                     lscr["rows"], max_lsd_db, cfg.selection)
-        rec["screen_loaded"] = lscr["rows"]
-        rec["screen_loaded_noise_band"] = list(lscr["comparison"].noise_band)
-        rec["load_processes"] = load_processes
-    rec["taken"] = taken
     rec["rejected"] = {k: v for k, v in scr["rows"].items() if k != "default" and k not in taken}
+    if loaded_toggles:
+        flips = screen_candidates(base, toggles=loaded_toggles, ort_format=False, arch=arch)
+        two = screens(model, flips, feeds[screen_length], cache_dir, rounds, warmup, log,
+                      max_rounds, decide_at, load_processes)
+        for load in LOADS:
+            comparisons[f"{variant}: loaded toggles at {n_tokens(feeds[screen_length])} tokens, "
+                        f"{load}"] = two[load]["comparison"].to_dict()
+        best, taken, why = settle(best, taken, flips, two["idle"]["rows"], two["loaded"]["rows"],
+                                  max_lsd_db, cfg.selection)
+        rec["loaded_screen"] = {**{load: two[load]["rows"] for load in LOADS},
+                                "noise_band": {load: list(two[load]["comparison"].noise_band)
+                                               for load in LOADS},
+                                "processes": load_processes, "verdicts": why}
+    rec["taken"] = taken
 
     log(f"[{variant}] default vs best at {list(token_lengths)} tokens")
     sessions = {"default": open_session(model, base, cache_dir),
@@ -341,9 +342,10 @@ def headline(measured: dict) -> dict:
         out[f"{v} vocoder share of kernel time"] = round(r["profile"]["default"]["share"]["vocoder"], 3)
         out[f"{v} taken"] = ", ".join(r["taken"]) or "none"
         out[f"{v} screen noise band (A/A)"] = [round(x, 3) for x in r["screen_noise_band"]]
-        for label, row in r.get("screen_loaded", {}).items():
+        ls = r.get("loaded_screen", {})
+        for label, row in ls.get("loaded", {}).items():
             if label != "default" and "ci95" in row:
-                out[f"{v} {label} beside {r['load_processes']} busy (x)"] = {
+                out[f"{v} {label} beside {ls['processes']} busy (x)"] = {
                     "value": round(row["speedup"], 3), "ci95": [round(x, 3) for x in row["ci95"]]}
         for name, ok in r["targets"].items():
             out[f"{v} target {name}"] = "met" if ok else "NOT met"
