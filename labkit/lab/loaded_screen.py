@@ -47,6 +47,14 @@ def screens(model_path, changes: Sequence[SessionChange], feeds: dict, cache_dir
     return out
 
 
+def _reading(row: dict[str, Any], earned: bool) -> str:
+    if earned:
+        return "faster beyond the threshold"
+    if not not_slower(row):
+        return "slower beyond the noise" if "ci95" in row else "not measured"
+    return "not faster beyond the threshold"
+
+
 def settle(best: SessionConfig, taken: list[str], changes: Sequence[SessionChange],
            idle: dict[str, dict], loaded: dict[str, dict], max_lsd_db: float,
            rules: SelectionConfig | None = None
@@ -72,11 +80,9 @@ def settle(best: SessionConfig, taken: list[str], changes: Sequence[SessionChang
             fields.update(c.changes)
             won = " and ".join({"idle": "idle", "loaded": "under load"}[k] for k, v in earned.items() if v)
             why[c.label] = f"faster {won}, not slower otherwise: taken"
-        elif earned["idle"] or earned["loaded"]:
-            slow = "under load" if earned["idle"] else "idle"
-            why[c.label] = f"faster {'idle' if earned['idle'] else 'under load'} but slower {slow}: not taken"
         else:
-            why[c.label] = "faster neither idle nor under load: not taken"
+            why[c.label] = (f"idle {_reading(i, earned['idle'])}, under load "
+                            f"{_reading(l, earned['loaded'])}: not taken")
     settled = dataclasses.replace(best, **fields)
     settled.validate()
     return settled, taken, why
