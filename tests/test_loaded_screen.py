@@ -115,5 +115,5 @@ def test_the_loaded_toggles_are_timed_on_the_real_model_idle_and_beside_a_busy_p
     assert "| allow_spinning=True | 1.000 | [0.970, 1.020] |" in table and "not taken |" in table
     assert table.endswith("A/A noise band idle [0.980, 1.020], under load [0.900, 1.100]")
     assert loaded_screen.report({"int8": rec}).startswith(
-        "### int8, beside 1 busy process(es)\n\n| candidate |")
+        "### int8: idle and beside 1 busy process(es)\n\n| candidate |")
     assert loaded_screen.report({"int8": {}}).startswith("No setting was screened under load")

@@ -216,7 +216,8 @@ def primer_floor(models: Sequence[SpeedModel], cfg: ChunkingConfig, limit: int,
     (beside one busy process on 2 x86 cores, where the cap is the floor: 24 tokens put
     the first audio at 1.4-1.6x a phrase's, 18 at 1.1-1.4x, both streaming the paragraph
     without a gap, where 14 came at 0.8-1.1x with 2 gaps and the primer as configured, 10
-    tokens, at ~0.75x with 2-3; stage 05's opening sweep and listener rows say it for the
+    tokens, at ~0.75x with 2-3, all with the session's idle threads spinning, before
+    ``session.allow_spinning``; stage 05's opening sweep and listener rows say it for the
     machine at hand). ``then_part_a``: the tokens of the part A the second
     piece runs first (the rest of a sentence whose first piece came from an opening
     prefix, labkit.engine.prosody), which the first piece must also outlast. When ``load``

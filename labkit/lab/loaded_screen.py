@@ -107,6 +107,6 @@ def table(rec: dict[str, Any]) -> str:
 
 def report(measured: dict[str, dict[str, Any]]) -> str:
     """Each variant's loaded screen (:func:`table`), or why there is none."""
-    parts = [f"### {v}, beside {r['loaded_screen']['processes']} busy process(es)\n\n{table(r)}"
+    parts = [f"### {v}: idle and beside {r['loaded_screen']['processes']} busy process(es)\n\n{table(r)}"
              for v, r in measured.items() if "loaded_screen" in r]
     return "\n\n".join(parts) or "No setting was screened under load (`loaded_toggles` is empty)."

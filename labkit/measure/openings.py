@@ -81,7 +81,11 @@ LEAN_IDLE_CAP = {**LEAN_FIRST, "primer_max_tokens_idle": 14, "primer_min_tokens_
 #: over labkit.measure.streaming.run_stream, 2026-12-05; stage 05's listener heard the
 #: floor-16 option with gaps under load in two of run-20261205-075449's stage-05 runs, 4+2
 #: and 1+0 underruns; a --only rerun overwrote the third's records). The listener rows hear
-#: it after the options nearer their targets: it ships only where they leave gaps
+#: it after the options nearer their targets: it ships only where they leave gaps. All of
+#: these ran with part B's intra-op threads spinning (ONNX Runtime's default); with them
+#: sleeping (session.allow_spinning: false) the paragraph streamed beside one busy process
+#: at RTF ~0.65-0.72, not ~0.9, and stage 05's listener heard the floor-16 option under
+#: load with no gap in both of run-20261205-075449's reruns that day (2 rounds each)
 LEAN_LOADED_36 = {**LEAN_IDLE_CAP, "primer_max_tokens": 36, "primer_min_tokens_loaded": 36}
 #: the ways to make the first piece the sweep tries beside the configured one: the lean
 #: first piece of 14 tokens while idle and at least 16 under load, the same with nothing
