@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from labkit.measure import baseline
+from labkit.measure import chunkings
 from labkit.lab import s05_chunking as s05
 from labkit.lab import s06_dual_sessions as s06
 from labkit.measure import seams
@@ -136,6 +137,12 @@ def test_run_stream_records_every_chunk(engine):
     run = streaming.run_stream(StreamingSynthesizer(engine), "One, two. Three four five.", keep_audio=True)
     assert run.words_present and len(run.arrivals) == len(run.chunks) >= 2
     assert run.audio is not None and len(run.audio) / 24000 == pytest.approx(run.audio_s)
+    # what says why a stream stalled: the cores it used and the pages it read back
+    assert 0 < run.cpu_utilization <= 1 and isinstance(run.extra["major_faults"], int)
+    assert run.extra["major_faults"] >= 0
+    each = chunkings.each_run([run, run])
+    assert each["major_faults_each"] == [run.extra["major_faults"]] * 2
+    assert each["rtf_each"] == [round(run.rtf, 3)] * 2 and len(each["cpu_utilization_each"]) == 2
 
 
 class _Clock:

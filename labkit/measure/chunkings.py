@@ -80,10 +80,15 @@ def seam_costs(synths: dict[str, StreamingSynthesizer], labels: list[str], text:
 
 def each_run(runs: list, startup_buffer_s: float = 0.0) -> dict[str, list]:
     """Per repeat of a stream: its underruns as a listener hears them, its first piece's
-    tokens and the slowdown the schedule sensed when it opened."""
+    tokens, the slowdown the schedule sensed when it opened, and what says why a stream
+    stalled: its RTF, the share of the cores it used and its major page faults
+    (labkit.measure.streaming.CpuMeter)."""
     return {"underruns_each": [r.playback(startup_buffer_s).underruns for r in runs],
             "first_tokens_each": [r.chunks[0]["tokens"] if r.chunks else 0 for r in runs],
-            "opening_load_each": [r.extra.get("opening_load") for r in runs]}
+            "opening_load_each": [r.extra.get("opening_load") for r in runs],
+            "rtf_each": [round(r.rtf, 3) for r in runs],
+            "cpu_utilization_each": [round(r.cpu_utilization, 3) for r in runs],
+            "major_faults_each": [r.extra.get("major_faults") for r in runs]}
 
 
 def listen_rows(synths: dict[str, StreamingSynthesizer], labels: list[str], text: str, rounds: int,

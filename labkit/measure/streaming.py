@@ -24,22 +24,29 @@ from labkit.timing import Timing
 
 # -- CPU use -------------------------------------------------------------------------------------
 class CpuMeter:
-    """Process CPU seconds over wall seconds, as a fraction of all cores."""
+    """Process CPU seconds over wall seconds, as a fraction of all cores, and the major
+    page faults taken meanwhile (pages read back from disk: a stream that stalls with its
+    cores idle and many of them was waiting for its model's memory, not computing)."""
 
     def __enter__(self) -> "CpuMeter":
         self.t0 = time.perf_counter()
-        self.c0 = _cpu_seconds()
+        self.c0, self.f0 = _cpu_seconds(), _major_faults()
         return self
 
     def __exit__(self, *exc) -> None:
         self.wall_s = time.perf_counter() - self.t0
         self.cpu_s = _cpu_seconds() - self.c0
+        self.major_faults = _major_faults() - self.f0
         self.utilization = self.cpu_s / max(self.wall_s, 1e-9) / (os.cpu_count() or 1)
 
 
 def _cpu_seconds() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
+
+
+def _major_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_majflt
 
 
 # -- runs ---------------------------------------------------------------------------------------------
@@ -118,7 +125,7 @@ def run_stream(synth, text_: str, voice: str | None = None, speed: float | None 
                cpu.utilization, chunks, present,
                {"failures": len(stats.failures), "retries": stats.retries,
                 "words_in_audio": in_audio,
-                "max_ahead": stats.max_ahead,
+                "max_ahead": stats.max_ahead, "major_faults": cpu.major_faults,
                 "opening_load": stats.opening_load, "primer_floor": stats.primer_floor,
                 "per_session": {str(k): v for k, v in stats.per_session.items()}},
                np.concatenate(audio) if audio else None)
