@@ -95,10 +95,12 @@ class SessionConfig:
     #: idle intra-op threads spin waiting for work (True: ONNX Runtime's default,
     #: session.intra_op.allow_spinning=1) or sleep (False). Spinning saves a wake-up per
     #: parallel section when the cores are free; when another process holds a core, a
-    #: spinning thread takes time from the thread it waits for. Beside one busy process on
-    #: 2 AMD cores the int8 model ran ~60 tokens 1.20x [1.12, 1.25] faster without it, and
-    #: 0.99x [0.96, 1.02] idle; stage 02 screens the flip idle and under load
-    #: (labkit.lab.loaded_screen) and keeps it only where neither finds it slower
+    #: spinning thread takes time from the thread it waits for. On 2 AMD cores, ~60 tokens of
+    #: the int8 model: without spinning 1.20x [1.12, 1.25] faster beside one busy process and
+    #: 0.99x [0.96, 1.02] idle (a side-by-side script); stage 02 of run-20261205-075449 read
+    #: spinning at 0.88x [0.80, 0.90] loaded and 1.12x [1.02, 1.15] idle. Stage 02 screens the
+    #: flip on every run, idle and under load (labkit.lab.loaded_screen): it is taken where one
+    #: screen earns it and the other finds it not slower
     allow_spinning: bool = False
     #: load from (and build if missing) a cached optimized model / ORT-format model
     use_optimized_cache: bool = False
