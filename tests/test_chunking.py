@@ -177,7 +177,7 @@ def test_a_budget_callback_sizes_every_piece_after_the_primer(g2p_us):
     text = sanitize(texts.paragraph()).text
     calls = []
 
-    def budget(history):
+    def budget(history, part_a_tokens):
         calls.append(list(history))
         return 60
 
@@ -190,17 +190,42 @@ def test_a_budget_callback_sizes_every_piece_after_the_primer(g2p_us):
     assert sum(p.boundary in ("clause", "sentence", "paragraph") for p in pieces) >= len(pieces) - 2
 
 
+def test_the_budget_hears_the_part_a_a_piece_opening_a_sentence_runs_first(g2p_us):
+    """Under sentence prosody a piece that opens a sentence runs that sentence's part A
+    before its own part B: the budget is told its tokens; a piece inside a sentence, the
+    first sentence (the primer's) and piece prosody pay none."""
+    text = sanitize(texts.paragraph()).text
+    for prosody in ("sentence", "piece"):
+        calls = []
+
+        def budget(history, part_a_tokens):
+            calls.append(part_a_tokens)
+            return 40
+
+        pieces = split(text, g2p_us, ChunkingConfig(prosody=prosody), budget=budget)
+        assert len(calls) == len(pieces) - 1  # one call per piece after the primer
+        if prosody == "piece":
+            assert set(calls) == {0}
+            continue
+        words = sentences.words_of(text)
+        for piece, due in zip(pieces[1:], calls):
+            first, end = next(s for s in sentences.sentences_of(words) if words[s[0]].start <= piece.start < words[s[1] - 1].end)
+            opens = words[first].start == piece.start
+            assert due == (len(g2p_us(text[words[first].start:words[end - 1].end]).phonemes) if opens else 0)
+        assert sum(1 for d in calls if d) == len(sentences.sentences_of(words)) - 1
+
+
 def test_a_thin_budget_never_cuts_inside_a_word_that_fits(g2p_us):
     text = "Supercalifragilisticexpialidocious internationalization notwithstanding, yes."
-    pieces = split(text, g2p_us, ChunkingConfig(primer_max_words=1), budget=lambda h: 1)
+    pieces = split(text, g2p_us, ChunkingConfig(primer_max_words=1), budget=lambda h, a: 1)
     assert coverage(text, pieces).ok
     assert all(p.boundary != "split-word" for p in pieces)
 
 
 def test_small_budgets_give_more_pieces_than_large_ones(g2p_us):
     text = sanitize(texts.paragraph()).text
-    thin = split(text, g2p_us, ChunkingConfig(), budget=lambda h: 40)
-    wide = split(text, g2p_us, ChunkingConfig(), budget=lambda h: 250)
+    thin = split(text, g2p_us, ChunkingConfig(), budget=lambda h, a: 40)
+    wide = split(text, g2p_us, ChunkingConfig(), budget=lambda h, a: 250)
     assert len(thin) > len(wide)
     assert coverage(text, thin).ok and coverage(text, wide).ok
 
@@ -211,13 +236,13 @@ def test_a_primer_floor_lengthens_the_first_piece_to_a_natural_cut(g2p_us):
     cfg = ChunkingConfig(primer_max_words=5)
     plain = split(text, g2p_us, cfg)
     assert plain[0].tokens < 15
-    floored = split(text, g2p_us, cfg, budget=lambda h: 60, primer_floor=40)
+    floored = split(text, g2p_us, cfg, budget=lambda h, a: 60, primer_floor=40)
     first = floored[0]
     assert first.tokens >= 40 and first.tokens <= 1.25 * 40 + 12
     assert first.text.startswith(plain[0].text)
     assert coverage(text, floored).ok
     # a floor the configured primer already meets changes nothing
-    same = split(text, g2p_us, cfg, budget=lambda h: 60, primer_floor=plain[0].tokens)
+    same = split(text, g2p_us, cfg, budget=lambda h, a: 60, primer_floor=plain[0].tokens)
     assert same[0].text == plain[0].text
 
 
@@ -233,17 +258,17 @@ def test_a_primer_floor_may_depend_on_the_first_sentences_length(g2p_us):
         asked.append(sentence_tokens)
         return 40
 
-    pieces = split(text, g2p_us, cfg, budget=lambda h: 60, primer_floor=floor)
+    pieces = split(text, g2p_us, cfg, budget=lambda h, a: 60, primer_floor=floor)
     whole = len(g2p_us(text.split(". ")[0] + ".").phonemes)
     assert len(asked) == 1 and 0.75 * whole <= asked[0] <= 1.25 * whole
     assert pieces[0].tokens >= 40 and coverage(text, pieces).ok
     asked.clear()
-    short = split("The tea's on. It follows.", g2p_us, cfg, budget=lambda h: 60, primer_floor=floor)
+    short = split("The tea's on. It follows.", g2p_us, cfg, budget=lambda h, a: 60, primer_floor=floor)
     assert asked == [] and short[0].text == "The tea's on."  # the primer is the whole sentence
 
 
 def test_a_primer_floor_past_the_first_sentence_takes_the_sentence(g2p_us):
     text = "The kettle is on. Tea follows shortly after that, then biscuits for everyone here."
-    pieces = split(text, g2p_us, ChunkingConfig(), budget=lambda h: 60, primer_floor=200)
+    pieces = split(text, g2p_us, ChunkingConfig(), budget=lambda h, a: 60, primer_floor=200)
     assert pieces[0].text == "The kettle is on."
     assert coverage(text, pieces).ok

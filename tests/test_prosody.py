@@ -382,7 +382,7 @@ def test_the_pieces_after_the_first_come_from_the_prefix_within_its_span(split_e
     prefix-made piece ended."""
     cc = dataclasses.replace(_opening_cfg(split_engine, "prefix"), primer_max_words=3,
                              primer_min_words=1)
-    pieces = chunking.split(LONG_OPENING, g2p_us, cc, budget=lambda h: 12)
+    pieces = chunking.split(LONG_OPENING, g2p_us, cc, budget=lambda h, a: 12)
     first, sentence = pieces[0], pieces[0].context
     until = pr.prefix_end(LONG_OPENING, first.end, sentence[1], 8)
     inside = [p for p in pieces[1:] if p.end <= until]

@@ -6,7 +6,8 @@ import pytest
 from labkit.config import ChunkingConfig
 from labkit.engine.chunking import ChunkingError, validate
 from labkit.engine.schedule import (LiveSchedule, PlannedSchedule, PlaybackClock, SpeedModel,
-                                    break_even, budget, part_a_s, primer_floor)
+                                    break_even, budget, part_a_due_s, part_a_s,
+                                    primer_floor)
 
 CFG = ChunkingConfig()
 
@@ -217,3 +218,22 @@ def test_the_live_schedule_sizes_windows_by_the_window_model_net_of_part_a():
     solo = LiveSchedule(CFG, [SpeedModel()], 250)
     solo.synthesized(0, 40, 2 * SpeedModel().shape(40), 2.4, windowed=True, part_a_s=0.3)
     assert solo.models[0].factor > 1.0 and solo.sizing is solo.models
+
+
+def test_a_window_opening_a_sentence_is_budgeted_net_of_its_part_a():
+    """The part A a piece runs first comes off the audio buffered ahead, at the window
+    model's learnt speed and the load now; a stream without sentence windows pays none."""
+    win = SpeedModel.windowed()
+    win.factor = 2.0
+    now = [0.0]
+    live = LiveSchedule(CFG, [SpeedModel()], 250, clock=lambda: now[0], load=lambda: 1.5,
+                        window_models=[win])
+    live.delivered(3.0, 3.0)  # 3 s of audio buffered ahead of the listener
+    due = part_a_due_s([win], 230, 1.5)
+    assert due == pytest.approx(2.0 * 1.5 * part_a_s(230))
+    assert live.budget([10], 230) == budget([win], 3.0 - due, CFG, 250, 1.5)
+    assert live.budget([10], 230) < live.budget([10], 0) == budget([win], 3.0, CFG, 250, 1.5)
+    whole = LiveSchedule(CFG, [SpeedModel()], 250, clock=lambda: now[0])
+    whole.delivered(3.0, 3.0)
+    assert whole.budget([10], 230) == whole.budget([10], 0)
+    assert part_a_due_s([win], 0) == 0.0 and part_a_due_s([], 230) == 0.0

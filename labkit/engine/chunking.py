@@ -92,7 +92,7 @@ class Piece:
 # -- the splitter ---------------------------------------------------------------------------
 class _Splitter:
     def __init__(self, text: str, g2p: G2P | Callable, cfg: ChunkingConfig,
-                 budget: Callable[[list[int]], int] | None = None,
+                 budget: Callable[[list[int], int], int] | None = None,
                  primer_floor: int | Callable[[int], int] = 0):
         self.text = text
         self.g2p = g2p
@@ -108,13 +108,22 @@ class _Splitter:
         #: next piece, which the first must outlast)
         self.primer_floor = primer_floor
 
-    def default_budget(self) -> Callable[[list[int]], int]:
+    def default_budget(self) -> Callable[[list[int], int], int]:
         """The budget of the piece after ``history`` (token counts so far) without a live
         stream: the fixed ramp, or the adaptive rule on a simulated clock."""
         cfg = self.cfg
         if cfg.schedule == "ramp":
-            return lambda history: ramp_budget(history, cfg.growth, cfg.min_tokens, self.limit)
+            return lambda history, part_a_tokens=0: ramp_budget(history, cfg.growth, cfg.min_tokens, self.limit)
         return schedule.PlannedSchedule(cfg, None, self.limit).budget
+
+    def part_a_due(self, i: int) -> int:
+        """Tokens of the part A a piece starting at word ``i`` runs first: its whole
+        sentence's when it opens a sentence under sentence prosody (labkit.engine.prosody;
+        the first sentence's is the primer's), else 0."""
+        first, end = self.sentence_of[i]
+        if self.cfg.prosody != "sentence" or i != first:
+            return 0
+        return len(self.phonemes(first, end))
 
     # phonemes of a word range (cached by the G2P's LRU)
     def span(self, i: int, j: int) -> str:
@@ -293,7 +302,7 @@ class _Splitter:
         rest = ([(end, j)] if end < j else []) + sentences[1:]
         for para in self.paragraphs(rest):
             while para:
-                budget = max(1, min(self.limit, int(self.budget(history))))
+                budget = max(1, min(self.limit, int(self.budget(history, self.part_a_due(para[0][0])))))
                 # the budget changes with each piece, so take one piece (or the parts of one
                 # over-long word) and recompute it
                 candidates = self.pack_prefix(para, budget)
@@ -412,11 +421,12 @@ def _whole(cfg: ChunkingConfig, name: str, least: int, meaning: str) -> None:
 
 
 def iter_pieces(text: str, g2p: G2P | Callable, cfg: ChunkingConfig | None = None,
-                budget: Callable[[list[int]], int] | None = None,
+                budget: Callable[[list[int], int], int] | None = None,
                 primer_floor: int | Callable[[int], int] = 0) -> Iterator[Piece]:
-    """Pieces of sanitized text, lazily, numbered in text order. ``budget(history)``:
-    the token budget of the next piece after the primer given the token counts so far
-    (a live stream's :class:`labkit.engine.schedule.LiveSchedule`); default: the
+    """Pieces of sanitized text, lazily, numbered in text order. ``budget(history,
+    part_a_tokens)``: the token budget of the next piece after the primer given the token
+    counts so far and the part A it runs first (:meth:`_Splitter.part_a_due`), e.g. a
+    live stream's :class:`labkit.engine.schedule.LiveSchedule`; default: the
     configured schedule without a clock (strategy "primer" only). ``primer_floor``: the
     fewest tokens the primer may hold (the adaptive schedule's, for the load now), or a
     function of the first sentence's tokens giving it."""
@@ -429,7 +439,7 @@ def iter_pieces(text: str, g2p: G2P | Callable, cfg: ChunkingConfig | None = Non
 
 
 def split(text: str, g2p: G2P | Callable, cfg: ChunkingConfig | None = None,
-          budget: Callable[[list[int]], int] | None = None,
+          budget: Callable[[list[int], int], int] | None = None,
           primer_floor: int | Callable[[int], int] = 0) -> list[Piece]:
     """All pieces of sanitized text (see the module docstring for the strategies)."""
     return list(iter_pieces(text, g2p, cfg, budget, primer_floor))
