@@ -158,10 +158,40 @@ def test_the_recognizer_catches_a_word_cut_out_that_the_energy_check_misses(cfg,
     assert not rep.ok
 
 
+def _levels_file(levels_db: list[float], floor_db: float = -90.0, word_s: float = 0.2):
+    """A file of 0.2 s tones at the given levels (dBFS RMS), each after 0.2 s at the floor,
+    and the words list of their spans."""
+    rng = np.random.default_rng(0)
+    parts, words, t = [], [], 0.0
+    for k, db in enumerate(levels_db):
+        parts.append(rng.normal(0, 10 ** (floor_db / 20), int(0.2 * SR)))
+        t += 0.2
+        tone = np.sin(2 * np.pi * 220 * np.arange(int(word_s * SR)) / SR) * np.sqrt(2) * 10 ** (db / 20)
+        parts.append(tone)
+        words.append({"word": f"w{k}", "start": t, "end": t + word_s})
+        t += word_s
+    parts.append(rng.normal(0, 10 ** (floor_db / 20), int(0.2 * SR)))
+    return np.concatenate(parts), words
+
+
+def test_words_the_model_barely_voices_are_named_and_excused_only_where_the_same():
+    """unvoiced: under the floor + VOICED_DB in the model's own take; lost: a failure is
+    excused only for the same word at the same index."""
+    audio, words = _levels_file([-20.0, -70.0, -22.0, -80.0])
+    cov = coverage.check(audio, SR, words)
+    assert [w.word for w in cov.failed] == ["w3"]  # -80 dBFS is within 15 dB of the floor
+    assert coverage.unvoiced(cov) == {1: "w1", 3: "w3"}  # -70 is voiced, but barely
+    gone, spared = coverage.lost(cov, {3: "w3"})
+    assert gone == [] and [w.word for w in spared] == ["w3"]
+    gone, spared = coverage.lost(cov, {3: "w1", 2: "w3"})  # another word there: not excused
+    assert [w.word for w in gone] == ["w3"] and spared == []
+    assert coverage.unvoiced(coverage.check(np.zeros(0), SR, words)) == {k: w["word"] for k, w in enumerate(words)}
+
+
 @pytest.mark.model
 def test_stream_runs_check_words_in_the_audio(timed_engine, plain_engine):
     from labkit.engine.pipeline import StreamingSynthesizer
-    from labkit.measure.streaming import run_stream, summarize_runs
+    from labkit.measure.streaming import run_stream, summarize_runs, unvoiced_words
 
     run = run_stream(StreamingSynthesizer(timed_engine), TEXT)
     assert run.words_present and run.extra["words_in_audio"]["ok"]
@@ -169,6 +199,14 @@ def test_stream_runs_check_words_in_the_audio(timed_engine, plain_engine):
     assert summarize_runs([run])["words_checked_in_audio"] is True
     mute = run_stream(StreamingSynthesizer(_Mute(timed_engine)), TEXT)
     assert mute.words_present is False and mute.extra["words_in_audio"]["not_heard"]
+    # the model's unchunked take voices every word of TEXT: nothing excused; a stream is
+    # not blamed for the words excused (here: all of them, as a mute take would have it)
+    assert unvoiced_words(StreamingSynthesizer(timed_engine), TEXT) == {}
+    everything = unvoiced_words(StreamingSynthesizer(_Mute(timed_engine)), TEXT)
+    assert sorted(everything.values()) == sorted(w.strip(",.") for w in TEXT.split())
+    spared = run_stream(StreamingSynthesizer(_Mute(timed_engine)), TEXT, excused=everything)
+    assert spared.words_present and spared.extra["words_in_audio"]["not_heard"] == []
+    assert len(spared.extra["words_in_audio"]["model_unvoiced"]) == len(TEXT.split())
     # without timings the record says the audio was not asked
     plain = run_stream(StreamingSynthesizer(plain_engine), TEXT)
     assert plain.extra["words_in_audio"] is None and plain.words_present

@@ -6,6 +6,7 @@ medians over repeats and the worst playback figures (labkit.measure.playback).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import resource
 import statistics
@@ -16,6 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from labkit.engine.chunking import words_present
+from labkit.engine.pipeline import StreamingSynthesizer
 from labkit.kokoro import SAMPLE_RATE
 from labkit.measure import coverage
 from labkit.measure.playback import Playback, simulate_playback
@@ -65,6 +67,8 @@ class Run:
     words_present: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     audio: np.ndarray | None = None
+    #: every word's span checked in the audio (labkit.measure.coverage), None without timings
+    words_checked: coverage.Coverage | None = None
 
     @property
     def ttfa_s(self) -> float:
@@ -90,12 +94,15 @@ class Run:
 
 
 def run_stream(synth, text_: str, voice: str | None = None, speed: float | None = None,
-               lang: str | None = None, keep_audio: bool = False, name: str = "stream") -> Run:
+               lang: str | None = None, keep_audio: bool = False, name: str = "stream",
+               excused: dict[int, str] | None = None) -> Run:
     """Consume ``synth.stream(text)`` as fast as it comes; record arrivals and durations.
 
     ``words_present``: every word of the text is in some chunk's text and, where the
     model gives word timings (labkit.engine.words), every word's span holds speech in the
-    audio (labkit.measure.coverage; ``words_in_audio`` says whether that ran)."""
+    audio (labkit.measure.coverage; ``words_in_audio`` says whether that ran), but for the
+    ``excused`` ones (:func:`unvoiced_words`: the model's own unchunked take barely voices
+    them), listed as ``model_unvoiced`` where they failed."""
     arrivals, durations, chunks, audio = [], [], [], []
     heard, timed = [], []
     with CpuMeter() as cpu:
@@ -119,8 +126,11 @@ def run_stream(synth, text_: str, voice: str | None = None, speed: float | None 
     in_audio = None
     if timed:
         cov = coverage.check(np.concatenate(heard), SAMPLE_RATE, [w.to_dict() for w in timed])
-        in_audio = {"ok": cov.ok, "words": len(timed), "not_heard": [w.word for w in cov.failed][:20]}
-        present = present and cov.ok
+        gone, spared = coverage.lost(cov, excused or {})
+        in_audio = {"ok": not gone, "words": len(timed), "not_heard": [w.word for w in gone][:20]}
+        if spared:
+            in_audio["model_unvoiced"] = [w.word for w in spared][:20]
+        present = present and not gone
     return Run(name, arrivals, durations, arrivals[-1] if arrivals else 0.0, sum(durations),
                cpu.utilization, chunks, present,
                {"failures": len(stats.failures), "retries": stats.retries,
@@ -128,7 +138,18 @@ def run_stream(synth, text_: str, voice: str | None = None, speed: float | None 
                 "max_ahead": stats.max_ahead, "major_faults": cpu.major_faults,
                 "opening_load": stats.opening_load, "primer_floor": stats.primer_floor,
                 "per_session": {str(k): v for k, v in stats.per_session.items()}},
-               np.concatenate(audio) if audio else None)
+               np.concatenate(audio) if audio else None, cov if timed else None)
+
+
+def unvoiced_words(synth: StreamingSynthesizer, text_: str, voice: str | None = None) -> dict[int, str]:
+    """index -> word: the words of ``text_`` the model barely voices in its own unchunked
+    take (``synth``'s engine and chunking with ``strategy: none``; labkit.measure.coverage
+    .unvoiced), which a stream of it is not blamed for (:func:`run_stream`'s ``excused``);
+    {} without word timings."""
+    ref = StreamingSynthesizer(synth.engine, pipeline=synth.pipeline_cfg,
+                               chunking_cfg=dataclasses.replace(synth.chunking_cfg, strategy="none"))
+    run = run_stream(ref, text_, voice, name="unchunked")
+    return coverage.unvoiced(run.words_checked) if run.words_checked is not None else {}
 
 
 def first_audio(synth, text_: str, voice: str | None = None) -> float:
