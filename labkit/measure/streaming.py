@@ -123,7 +123,7 @@ def run_stream(synth, text_: str, voice: str | None = None, speed: float | None 
                 timed += getattr(c, "words", [])
     stats = s.stats
     present = words_present(s.source_text, [c["text"] for c in chunks])
-    in_audio = None
+    in_audio, cov = None, None
     if timed:
         cov = coverage.check(np.concatenate(heard), SAMPLE_RATE, [w.to_dict() for w in timed])
         gone, spared = coverage.lost(cov, excused or {})
@@ -138,7 +138,7 @@ def run_stream(synth, text_: str, voice: str | None = None, speed: float | None 
                 "max_ahead": stats.max_ahead, "major_faults": cpu.major_faults,
                 "opening_load": stats.opening_load, "primer_floor": stats.primer_floor,
                 "per_session": {str(k): v for k, v in stats.per_session.items()}},
-               np.concatenate(audio) if audio else None, cov if timed else None)
+               np.concatenate(audio) if audio else None, cov)
 
 
 def unvoiced_words(synth: StreamingSynthesizer, text_: str, voice: str | None = None) -> dict[int, str]:
