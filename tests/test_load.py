@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from labkit.engine.cpuload import LoadMonitor
 from labkit.measure.load import competing_load
 
 
@@ -41,3 +42,13 @@ def test_no_load_starts_nothing_and_bad_counts_are_refused():
     with pytest.raises(ValueError, match="competing processes"):
         with competing_load(-1):
             pass
+
+
+def test_the_first_reading_in_the_block_sees_the_load_whole():
+    # the default pause covers the sensor's window (labkit.engine.cpuload.WINDOW_S): a stream
+    # opening in the block is sized for one busy core, not for part of it
+    mon = LoadMonitor()
+    mon.others_busy()  # starts the sampler
+    with competing_load(1):
+        others = mon.others_busy()
+    assert others is not None and others >= 0.8

@@ -5,7 +5,7 @@ A stream's first piece is sized before any piece of it has been timed, so the sc
 call is sharing the cores: :class:`LoadMonitor` samples the machine's busy CPU time and
 this process's own CPU time in a background thread (a few reads of ``/proc/stat`` or the
 Mac's ``host_statistics`` per second, through psutil) and reports the difference over
-the last 0.6 s, in cores (and, while a synthesis competes with them, what they would
+the last 2 s, in cores (and, while a synthesis competes with them, what they would
 take alone: :meth:`LoadMonitor.others_demand`). :func:`slowdown` turns it into the factor a session of
 ``threads`` intra-op threads is expected to run slower by (2 threads on 2 cores with one
 core taken: about 2x, measured 1.9-2.1x on this project's x86 box; on the M1 Max's 10
@@ -21,9 +21,17 @@ from typing import Callable
 
 import psutil
 
-#: seconds between samples, and the window a reading averages over
+#: seconds between samples, and the window a reading averages over. A synthesis keeps
+#: a varying share of its threads runnable (part A, part B, the Python between pieces), so
+#: over 0.6 s the demand read for one busy process beside it swung from 0.8 to 2 cores and
+#: the slowdown the schedule sized pieces by from 1.7 to 8 (p10-p90 1.7-6 in one stream on
+#: 2 AMD EPYC cores). Over 2 s it read 2.0-3.7 (p10-p90), and the lean floor-16 opening
+#: streamed the paragraph beside one busy process without a gap in 5 of 5 streams, against
+#: a gap in 3 of 5 at 0.6 s (interleaved rounds, /tmp script over
+#: labkit.measure.streaming.run_stream, 2026-12-05; stage 05's listener rows say it for the
+#: machine at hand). A load that starts is fully seen after 2 s.
 PERIOD_S = 0.2
-WINDOW_S = 0.6
+WINDOW_S = 2.0
 #: the most a reading may slow a session down by (a saturated machine)
 MAX_SLOWDOWN = 8.0
 

@@ -16,6 +16,12 @@ from typing import Iterator
 
 from labkit import procs
 from labkit.config import REPO_ROOT
+from labkit.engine.cpuload import PERIOD_S, WINDOW_S
+
+#: the default pause before and after the block: the load sensor's whole window and one
+#: sample more, so the block's first reading sees the load whole, and what runs after it
+#: none of it
+SETTLE_S = WINDOW_S + PERIOD_S
 
 #: what each competing process runs: a busy loop, nothing else (beside a thread that sleeps
 #: until this process's parent exits, and then ends it: labkit.procs.watch_parent)
@@ -31,11 +37,11 @@ class Load:
 
 
 @contextlib.contextmanager
-def competing_load(processes: int = 1, settle_s: float = 1.0) -> Iterator[Load]:
+def competing_load(processes: int = 1, settle_s: float = SETTLE_S) -> Iterator[Load]:
     """Run the block with ``processes`` busy-looping processes beside it (0: none).
     ``settle_s``: a pause after starting them, so the block starts under load, as a
     listener's machine is already busy when they ask for speech (and a load sensor
-    averaging over the last 0.6 s, labkit.engine.cpuload, has seen it)."""
+    averaging over its last window, labkit.engine.cpuload, has seen it whole)."""
     if not isinstance(processes, int) or isinstance(processes, bool) or processes < 0:
         raise ValueError(f"competing processes: {processes!r}; expected an integer >= 0")
     started: list[subprocess.Popen] = []
