@@ -219,7 +219,7 @@ class ChunkingConfig:
     clause_pause_ms: float = 100.0
     paragraph_pause_ms: float = 600.0
     #: how pieces after the primer are sized (strategy "primer"): "ramp" (the fixed
-    #: ``growth`` ramp, chunking.ramp_budget) or "adaptive" (from the measured synthesis
+    #: ``growth`` ramp, schedule.ramp_budget) or "adaptive" (from the measured synthesis
     #: speed and the audio buffered ahead of the listener, labkit.engine.schedule). Stage 05
     #: streams both; adaptive becomes the default when its record shows the targets met.
     schedule: str = "ramp"

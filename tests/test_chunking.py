@@ -8,7 +8,8 @@ import pytest
 
 from labkit.measure import texts
 from labkit.engine import chunking, sentences
-from labkit.engine.chunking import ChunkingError, coverage, ramp_budget, split
+from labkit.engine.chunking import ChunkingError, coverage, split
+from labkit.engine.schedule import ramp_budget
 from labkit.config import ChunkingConfig
 from labkit.kokoro import MAX_TOKENS
 from labkit.engine.text import sanitize
@@ -213,6 +214,42 @@ def test_the_budget_hears_the_part_a_a_piece_opening_a_sentence_runs_first(g2p_u
             opens = words[first].start == piece.start
             assert due == (len(g2p_us(text[words[first].start:words[end - 1].end]).phonemes) if opens else 0)
         assert sum(1 for d in calls if d) == len(sentences.sentences_of(words)) - 1
+
+
+@pytest.mark.parametrize("span", [0, 4])
+def test_the_pieces_after_an_opening_prefix_are_charged_their_sentence_s_part_a(g2p_us, span):
+    """A primer made from an opening prefix ran part A over the prefix only: the first
+    piece after it that goes past the prefix's span runs its sentence's whole part A first,
+    and the budget is told so (pieces within the span come from the prefix: each is told,
+    as it may go past it); once paid, none of that sentence's later pieces is."""
+    text = sanitize(texts.named("opening-30")).text
+    cfg = ChunkingConfig(prosody="sentence", opening="prefix", primer_max_words=3,
+                         primer_min_words=1, opening_lookahead_words=2, opening_span_words=span)
+    calls = []
+
+    def budget(history, part_a_tokens):
+        calls.append(part_a_tokens)
+        return 6 if len(calls) <= 2 else 40  # small pieces first: some within the span
+
+    pieces = split(text, g2p_us, cfg, budget=budget)
+    words = sentences.words_of(text)
+    first, end = sentences.sentences_of(words)[0]
+    whole = len(g2p_us(text[words[first].start:words[end - 1].end]).phonemes)
+    primer_end = next(k for k in range(len(words)) if words[k].end == pieces[0].end) + 1
+    until = words[primer_end + span - 1].end
+    paid = False
+    for piece, due in zip(pieces[1:], calls):
+        if piece.start >= words[end - 1].end:
+            break  # the next sentence: its own rule (the test above)
+        assert due == (0 if paid else whole)
+        paid = paid or piece.end > until
+    assert paid and calls[0] == whole
+    if span:  # the small pieces stayed within the span, so a later one paid
+        assert pieces[1].end <= until and calls[1] == whole
+    # the opening "sentence" primer ran the whole sentence's part A: nothing is due after it
+    calls.clear()
+    pieces = split(text, g2p_us, ChunkingConfig(**{**cfg.__dict__, "opening": "sentence"}), budget=budget)
+    assert calls[0] == 0
 
 
 def test_a_thin_budget_never_cuts_inside_a_word_that_fits(g2p_us):

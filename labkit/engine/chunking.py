@@ -9,7 +9,7 @@ that are synthesized in order while earlier ones play. Where we cut decides thre
   ``schedule: adaptive`` (the default) sizes each piece from the measured synthesis speed
   and the audio buffered ahead of the listener (:mod:`labkit.engine.schedule`);
   ``schedule: ramp`` assumes compute ~ RTF x duration and lets piece k+1 hold about
-  ``growth`` times the audio queued so far (:func:`ramp_budget`);
+  ``growth`` times the audio queued so far (:func:`labkit.engine.schedule.ramp_budget`);
 * prosody: Kokoro was trained on whole utterances, so cuts at sentence ends are best,
   then at clause punctuation, then between words; never inside a word.
 
@@ -107,23 +107,37 @@ class _Splitter:
         #: sentence's tokens (a prefix-made first piece leaves that sentence's part A to the
         #: next piece, which the first must outlast)
         self.primer_floor = primer_floor
+        #: the character the first sentence's pieces may end at while they come from the
+        #: primer's opening prefix (``opening: prefix``); None once its own part A has run
+        self.prefix_until: int | None = None
 
     def default_budget(self) -> Callable[[list[int], int], int]:
         """The budget of the piece after ``history`` (token counts so far) without a live
         stream: the fixed ramp, or the adaptive rule on a simulated clock."""
         cfg = self.cfg
         if cfg.schedule == "ramp":
-            return lambda history, part_a_tokens=0: ramp_budget(history, cfg.growth, cfg.min_tokens, self.limit)
+            return lambda history, part_a_tokens=0: schedule.ramp_budget(history, cfg.growth, cfg.min_tokens, self.limit)
         return schedule.PlannedSchedule(cfg, None, self.limit).budget
 
     def part_a_due(self, i: int) -> int:
-        """Tokens of the part A a piece starting at word ``i`` runs first: its whole
-        sentence's when it opens a sentence under sentence prosody (labkit.engine.prosody;
-        the first sentence's is the primer's), else 0."""
+        """Tokens of the part A a piece starting at word ``i`` runs first, under sentence
+        prosody (labkit.engine.prosody): its whole sentence's when it opens one, or when it
+        goes on from a primer made from an opening prefix (until a piece past the prefix's
+        span has paid it: :meth:`opened`); else 0."""
         first, end = self.sentence_of[i]
-        if self.cfg.prosody != "sentence" or i != first:
+        if self.cfg.prosody != "sentence" or (i != first and self.prefix_until is None):
             return 0
         return len(self.phonemes(first, end))
+
+    def opened(self, end: int, j: int) -> None:
+        """The primer ends at word ``end`` of the first sentence's ``j``: is its part A
+        over an opening prefix (more than the lookahead follows it), and how far may the
+        pieces after it take from that prefix (the span, when the words cover it too)?"""
+        cfg, left = self.cfg, j - end
+        if cfg.prosody != "sentence" or cfg.opening != "prefix" or left <= cfg.opening_lookahead_words:
+            return
+        span = cfg.opening_span_words if left > cfg.opening_lookahead_words + cfg.opening_span_words else 0
+        self.prefix_until = self.words[end + span - 1].end
 
     # phonemes of a word range (cached by the G2P's LRU)
     def span(self, i: int, j: int) -> str:
@@ -297,6 +311,7 @@ class _Splitter:
         i, j = sentences[0]
         end = self.primer_end(i, j)
         primer = self.fit(i, end, MAX_TOKENS)
+        self.opened(end, j)
         yield from primer
         history = [p.tokens for p in primer]
         rest = ([(end, j)] if end < j else []) + sentences[1:]
@@ -313,6 +328,8 @@ class _Splitter:
                 taken = [candidates[0]]
                 while taken[-1].boundary == "split-word":
                     taken.append(candidates[len(taken)])
+                if self.prefix_until is not None and taken[-1].end > self.prefix_until:
+                    self.prefix_until = None  # past the prefix: this piece runs the sentence's part A
                 for p in taken:
                     history.append(p.tokens)
                     yield p
@@ -369,20 +386,6 @@ class _Splitter:
                 yield from (self.fit(a, b, self.limit) if len(ph) > self.limit
                             else [self.piece(a, b, ph)])
                 k += 1
-
-
-def ramp_budget(history: list[int], growth: float, min_tokens: int, limit: int) -> int:
-    """Token budget of the next piece so it is ready before the queued audio runs out.
-
-    Tokens stand in for both audio duration and compute (compute ~ RTF x duration). With
-    ``growth`` = the assumed 1/RTF safety factor, the next piece may hold
-    ``growth x (all tokens so far) - (tokens of the pieces after the first)``: the audio
-    queued when the first piece starts playing pays for everything synthesized after it.
-    ``growth <= 0`` disables the ramp (budget = limit)."""
-    if growth <= 0 or not history:
-        return limit
-    budget = growth * sum(history) - sum(history[1:])
-    return int(max(min_tokens, min(limit, budget)))
 
 
 def validate(cfg: ChunkingConfig) -> None:

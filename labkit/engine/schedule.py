@@ -1,7 +1,6 @@
 """Sizing the next piece of a stream so it is ready before the listener runs out of audio.
 
-The fixed ramp (:func:`labkit.engine.chunking.ramp_budget`) assumes a speed; this module
-measures it. Three running figures decide how many phoneme tokens the next piece may hold:
+The fixed ramp (:func:`ramp_budget`) assumes a speed; the adaptive schedule measures it. Three running figures decide how many phoneme tokens the next piece may hold:
 
 * how fast the session is (:class:`SpeedModel`): compute seconds ~ ``factor x shape``
   (a fixed cost per run, a cost per token and a small quadratic term), the factor updated
@@ -140,6 +139,20 @@ class SpeedModel:
 #: the windowed prior's fixed cost and cost per token (:meth:`SpeedModel.windowed`)
 WINDOW_OVERHEAD_S = 0.1
 WINDOW_PER_TOKEN_S = 0.014
+
+
+def ramp_budget(history: list[int], growth: float, min_tokens: int, limit: int) -> int:
+    """Token budget of the next piece so it is ready before the queued audio runs out.
+
+    Tokens stand in for both audio duration and compute (compute ~ RTF x duration). With
+    ``growth`` = the assumed 1/RTF safety factor, the next piece may hold
+    ``growth x (all tokens so far) - (tokens of the pieces after the first)``: the audio
+    queued when the first piece starts playing pays for everything synthesized after it.
+    ``growth <= 0`` disables the ramp (budget = limit)."""
+    if growth <= 0 or not history:
+        return limit
+    budget = growth * sum(history) - sum(history[1:])
+    return int(max(min_tokens, min(limit, budget)))
 
 
 def budget(models: Sequence[SpeedModel], ahead_s: float, cfg: ChunkingConfig, limit: int,
