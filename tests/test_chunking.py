@@ -248,7 +248,7 @@ def test_the_pieces_after_an_opening_prefix_are_charged_their_sentence_s_part_a(
         assert pieces[1].end <= until and calls[1] == whole
     # the opening "sentence" primer ran the whole sentence's part A: nothing is due after it
     calls.clear()
-    pieces = split(text, g2p_us, ChunkingConfig(**{**cfg.__dict__, "opening": "sentence"}), budget=budget)
+    split(text, g2p_us, ChunkingConfig(**{**cfg.__dict__, "opening": "sentence"}), budget=budget)
     assert calls[0] == 0
 
 

@@ -130,9 +130,9 @@ class _Splitter:
         return len(self.phonemes(first, end))
 
     def opened(self, end: int, j: int) -> None:
-        """The primer ends at word ``end`` of the first sentence's ``j``: is its part A
-        over an opening prefix (more than the lookahead follows it), and how far may the
-        pieces after it take from that prefix (the span, when the words cover it too)?"""
+        """The primer ends at word ``end`` of the first sentence, which ends at word ``j``:
+        was its part A over an opening prefix (more than the lookahead follows it), and how
+        far may the pieces after it take from that prefix (the span, when words cover it)?"""
         cfg, left = self.cfg, j - end
         if cfg.prosody != "sentence" or cfg.opening != "prefix" or left <= cfg.opening_lookahead_words:
             return

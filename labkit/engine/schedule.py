@@ -1,6 +1,7 @@
 """Sizing the next piece of a stream so it is ready before the listener runs out of audio.
 
-The fixed ramp (:func:`ramp_budget`) assumes a speed; the adaptive schedule measures it. Three running figures decide how many phoneme tokens the next piece may hold:
+The fixed ramp (:func:`ramp_budget`) assumes a speed; the adaptive schedule measures it.
+Three running figures decide how many phoneme tokens the next piece may hold:
 
 * how fast the session is (:class:`SpeedModel`): compute seconds ~ ``factor x shape``
   (a fixed cost per run, a cost per token and a small quadratic term), the factor updated
@@ -47,7 +48,9 @@ SCHEDULES = ("adaptive", "ramp")
 #: opens, labkit.engine.cpuload.slowdown) is at most this: then the primer's token cap is
 #: ``chunking.primer_max_tokens_idle``; above it the first piece's floor is at least
 #: ``chunking.primer_min_tokens_loaded``. Idle the sensor reads 1.0-1.06 on 2 x86 cores; one
-#: busy process there reads 1.6-2.3; on the M1 Max's cores one busy process costs ~1.1
+#: busy process there reads 1.6-2.3 over a 0.6 s window, 2.0-3.7 (p10-p90, beside a
+#: synthesis) over the 2 s one (labkit.engine.cpuload.WINDOW_S); on the M1 Max's cores one
+#: busy process costs ~1.1
 LOADED_SLOWDOWN = 1.3
 
 
@@ -102,7 +105,7 @@ class SpeedModel:
             return  # nothing said, or a cache hit: no compute to learn from
         obs = seconds / (self.shape(tokens) * max(load, 1e-6))
         if load > 1.05:
-            # the sensed slowdown is noisy (1.7-2.7 around a true 2): an asymmetric
+            # the sensed slowdown is noisy (2.0-3.7 p10-p90 around a true 2): an asymmetric
             # average of a noisy ratio drifts upward, so under load both ways weigh alike
             w = (self.up + self.down) / 2
         else:
